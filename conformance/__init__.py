@@ -1,0 +1,1 @@
+"""Conformance suite for from-scratch backprop implementations: ``pytest conformance --impl=X``."""
