@@ -55,6 +55,12 @@ class Candidate(Protocol):
         """Like ``call`` but also return the argument copies as they are after the call,
         so a test can tell whether the candidate mutated its inputs."""
 
+    def run_sgd(self, X: Any, Y: Any, params: Any, *, lr: float, epochs: int, batch_size: int,
+                seed: int) -> Any:
+        """Train ``params`` with the suite's own SGD loop (``conformance.harness.sgd``) driven
+        by the candidate's forward/backward; returns the final params. Runs where the
+        candidate runs (in-process, or inside the isolated worker without per-call start-up)."""
+
     def close(self) -> None: ...
 
 
@@ -133,6 +139,13 @@ class InProcessCandidate:
         private = copy.deepcopy(args)  # the candidate may mutate these; the suite's data stays intact
         result = getattr(self.module, function)(*private, **copy.deepcopy(kwargs))
         return result, private
+
+    def run_sgd(self, X: Any, Y: Any, params: Any, *, lr: float, epochs: int, batch_size: int,
+                seed: int) -> Any:
+        from conformance.harness import sgd
+
+        return sgd(self.module.forward, self.module.backward, X, Y, copy.deepcopy(params),
+                   lr=lr, epochs=epochs, batch_size=batch_size, seed=seed)
 
     def close(self) -> None:
         pass
