@@ -17,7 +17,7 @@ images/labels counts, label range, and its MD5 (either the published MD5 of the 
 bytes or the MD5 of the decompressed bytes). Any problem raises ``MNISTError`` naming the
 file and the problem. Verified arrays are cached as uint8 ``.npy`` files in the user cache,
 named by their verified MD5, so later loads skip decompression and hashing; a source file
-whose size, mtime or inode changed is verified again.
+whose size, mtime, ctime or inode changed is verified again.
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def _check_labels(labels: np.ndarray, shown: str) -> None:
 
 class _DecodedCache:
     """Verified uint8 arrays as ``<raw md5>.npy``, plus a manifest mapping each source file
-    (path, size, mtime, inode) to the MD5 it was verified to have. Failing to write the cache
+    (path, size, mtime, ctime, inode) to the MD5 it was verified to have. Failing to write the cache
     (read-only home, full disk) only costs speed."""
 
     def __init__(self, root: Path):
@@ -254,7 +254,9 @@ class _DecodedCache:
     @staticmethod
     def _signature(path: Path) -> list[int]:
         st = path.stat()
-        return [st.st_size, st.st_mtime_ns, st.st_ino]
+        # ctime cannot be set back by the user (utime updates it), so a rewrite that keeps
+        # size and mtime is still seen.
+        return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
     def get(self, path: Path, spec: _FileSpec) -> np.ndarray | None:
         entry = self.manifest.get(str(path.resolve()))
