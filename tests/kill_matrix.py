@@ -1,0 +1,329 @@
+"""Run the conformance suite on every catalogue variant and tabulate outcomes per check area.
+
+Each variant is judged by a separate ``python -m pytest conformance --impl <file>`` process
+(the same command a student or grader runs), whose JUnit XML gives the outcome of every
+test; a test's check area is its module name minus ``test_``. An area *failed* when any of
+its tests failed or errored, *passed* when at least one passed and none failed, and was
+*not run* otherwise (all skipped, deselected, or the module does not exist yet).
+
+Used by tests/test_kill_matrix.py (the self-test) and tools/kill_matrix.py (the CLI).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Literal
+
+from tests.variants import AREAS, REPO_ROOT, Variant
+
+Outcome = Literal["failed", "passed", "skipped"]
+SUITE_DIR = REPO_ROOT / "conformance"
+OPTIONAL_FUNCTIONS = ("init_params", "relu", "softmax", "cross_entropy", "train")
+MESSAGE_CAP = 3000  # characters kept per failure message (enough for the headline and table)
+DEFAULT_TIMEOUT = 600.0  # seconds per variant run; far above the suite's few seconds
+
+
+@dataclass(frozen=True)
+class TestResult:
+    nodeid: str
+    area: str | None  # None when the test is not in a conformance/test_<area>.py module
+    outcome: Outcome
+    message: str = ""  # failure/error text or skip reason
+
+
+@dataclass
+class VariantRun:
+    variant: Variant
+    tests: list[TestResult] = field(default_factory=list)
+    returncode: int | None = None
+    duration: float = 0.0
+    error: str | None = None  # the run itself went wrong (timeout, usage error, no report)
+    output_tail: str = ""  # last lines of the pytest output, for diagnosing run errors
+
+    def area_outcome(self, area: str) -> Outcome:
+        outcomes = {t.outcome for t in self.tests if t.area == area}
+        if "failed" in outcomes:
+            return "failed"
+        return "passed" if "passed" in outcomes else "skipped"
+
+    def failures(self, area: str | None = None) -> list[TestResult]:
+        return [t for t in self.tests if t.outcome == "failed" and (area is None or t.area == area)]
+
+    def skips(self) -> list[TestResult]:
+        return [t for t in self.tests if t.outcome == "skipped"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    mnist: bool = False  # also run the mnist area (needs the data; slower)
+    isolate: bool = False  # judge each variant with --isolate
+    timeout: float = DEFAULT_TIMEOUT
+    extra_args: tuple[str, ...] = ()
+
+
+def suite_areas() -> list[str]:
+    """The check areas the suite has right now (conformance/test_<area>.py files)."""
+    present = {p.stem.removeprefix("test_") for p in SUITE_DIR.glob("test_*.py")}
+    return [a for a in AREAS if a in present] + sorted(present - set(AREAS))
+
+
+def suite_version() -> str:
+    """Short hash of the last commit touching conformance/, plus '+dirty' for local edits."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                                  timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    commit = git("log", "-1", "--format=%h", "--", "conformance") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--", "conformance") else "")
+
+
+def has_grading_profile() -> bool:
+    """Whether the suite registers the derandomised ``grading`` hypothesis profile."""
+    pattern = re.compile(r"register_profile\(\s*['\"]grading['\"]")
+    return any(pattern.search(p.read_text(errors="replace")) for p in SUITE_DIR.rglob("*.py"))
+
+
+def areas_run(options: RunOptions) -> list[str]:
+    return [a for a in suite_areas() if options.mnist or a != "mnist"]
+
+
+def pytest_command(variant: Variant, junit: Path, options: RunOptions) -> list[str]:
+    cmd = [sys.executable, "-m", "pytest", "conformance", "--impl", str(variant.path),
+           "-p", "no:cacheprovider", "-q", "--junitxml", str(junit)]
+    if has_grading_profile():
+        cmd += ["--hypothesis-profile", "grading"]
+    if options.mnist:
+        cmd += ["--require-mnist"]  # an unfound dataset must show, not skip quietly
+    else:
+        cmd += ["-m", "not mnist"]
+    if options.isolate:
+        cmd += ["--isolate"]
+    return cmd + list(options.extra_args)
+
+
+def _environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("BACKPROP_IMPL", "PYTEST_ADDOPTS")}
+    # Two variants run at once on a 2-core machine: one BLAS thread each avoids thrashing.
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+def area_of(classname: str) -> str | None:
+    """``conformance.test_gradients.TestX`` -> ``gradients``; None outside the suite."""
+    parts = classname.split(".")
+    for part in parts:
+        if part.startswith("test_"):
+            return part.removeprefix("test_")
+    return None
+
+
+def parse_junit(path: Path) -> list[TestResult]:
+    """Per-test outcomes from a pytest JUnit XML file (collection errors count as failures)."""
+    results = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        classname, name = case.get("classname", ""), case.get("name", "")
+        area = area_of(classname)
+        if area is None and not classname:  # a module that failed to import: name is its path
+            area = area_of(name.replace("/", ".").removesuffix(".py"))
+        nodeid = f"{classname}::{name}" if classname else name
+        outcome: Outcome = "passed"
+        message = ""
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = "failed"
+                message = (child.get("message", "") + "\n" + (child.text or "")).strip()
+                break
+            if child.tag == "skipped":
+                outcome = "skipped"
+                message = child.get("message", "") or (child.text or "")
+        results.append(TestResult(nodeid, area, outcome, message[:MESSAGE_CAP]))
+    return results
+
+
+def run_variant(variant: Variant, workdir: Path, options: RunOptions = RunOptions()) -> VariantRun:
+    """Judge one variant with the suite in a subprocess; never raises for a bad run."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    junit = workdir / f"{variant.name}.junit.xml"
+    log = workdir / f"{variant.name}.log"
+    junit.unlink(missing_ok=True)
+    run = VariantRun(variant)
+    start = time.monotonic()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(pytest_command(variant, junit, options), cwd=REPO_ROOT,
+                                env=_environment(), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            run.returncode = proc.wait(timeout=options.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: pytest and any worker
+            proc.wait()
+            run.error = f"timeout: the suite ran longer than {options.timeout:.0f} s"
+    run.duration = time.monotonic() - start
+    run.output_tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+    if run.error is None:
+        if run.returncode not in (0, 1):  # 2 interrupted, 3 internal error, 4 usage, 5 no tests
+            run.error = f"pytest exited with status {run.returncode}"
+        elif not junit.is_file():
+            run.error = "pytest wrote no JUnit report"
+    if junit.is_file():
+        try:
+            run.tests = parse_junit(junit)
+        except ET.ParseError as exc:
+            run.error = run.error or f"unreadable JUnit report: {exc}"
+    return run
+
+
+def run_catalogue(variants: Iterable[Variant], workdir: Path, options: RunOptions = RunOptions(),
+                  *, jobs: int = 2, on_done: Callable[[VariantRun], None] | None = None,
+                  ) -> list[VariantRun]:
+    """Run every variant, ``jobs`` at a time; results in catalogue order."""
+    variants = list(variants)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # threads only wait on processes
+        futures = {pool.submit(run_variant, v, workdir, options): v.name for v in variants}
+        done: dict[str, VariantRun] = {}
+        for future in as_completed(futures):
+            run = future.result()
+            done[futures[future]] = run
+            if on_done is not None:
+                on_done(run)
+    return [done[v.name] for v in variants]
+
+
+# --- verdicts ---------------------------------------------------------------------------
+
+
+def defined_functions(path: Path) -> set[str]:
+    """Top-level function names a variant defines (read from its source, never executed)."""
+    tree = ast.parse(path.read_text())
+    names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    names |= {t.id for n in tree.body if isinstance(n, ast.Assign)
+              for t in n.targets if isinstance(t, ast.Name)}
+    return names
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    summary: str  # one short phrase for the matrix
+    problems: tuple[str, ...] = ()  # full explanations (with the suite's messages)
+    unchecked: tuple[str, ...] = ()  # expected areas that did not run
+
+
+def judge(run: VariantRun, areas: list[str], control: VariantRun | None = None) -> Verdict:
+    """Did the suite treat this variant as the catalogue says it must?
+
+    Buggy: fails in every expected area that ran. Correct: no failure, no run error, and
+    no skip beyond those the control (the unpatched reference) also gets, except skips of
+    tests about an optional function the variant does not define.
+    """
+    v = run.variant
+    if run.error:
+        return Verdict(False, "RUN ERROR", (f"{v.name}: {run.error}\n{run.output_tail}",))
+    if v.kind == "buggy":
+        checked = [a for a in sorted(v.expected_areas, key=AREAS.index) if a in areas]
+        unchecked = tuple(a for a in sorted(v.expected_areas, key=AREAS.index) if a not in areas)
+        missed = [a for a in checked if run.area_outcome(a) != "failed"]
+        if not checked:
+            return Verdict(True, "not checked: " + ",".join(unchecked), (), unchecked)
+        if missed:
+            problems = tuple(
+                f"{v.name} ({v.description}) was NOT caught by the {a} area "
+                f"(outcome: {run.area_outcome(a)})" for a in missed)
+            return Verdict(False, "MISSED " + ",".join(missed), problems, unchecked)
+        return Verdict(True, "killed", (), unchecked)
+    problems = [f"{v.name} ({v.description}) FAILED {t.nodeid}:\n{t.message}"
+                for t in run.failures()]
+    allowed = {t.nodeid for t in control.skips()} if control is not None else set()
+    absent = [f for f in OPTIONAL_FUNCTIONS if f not in defined_functions(v.path)]
+    for t in run.skips():
+        if t.nodeid in allowed or any(f in t.message for f in absent):
+            continue
+        problems.append(f"{v.name} was SKIPPED in {t.nodeid} although the reference runs it "
+                        f"and no absent optional function explains it: {t.message}")
+    if problems:
+        bad_areas = sorted({t.area or "?" for t in run.failures()}, key=str)
+        label = "FALSE POSITIVE " + ",".join(bad_areas) if bad_areas else "UNEXPECTED SKIP"
+        return Verdict(False, label, tuple(problems))
+    return Verdict(True, "ok")
+
+
+# --- the matrix ------------------------------------------------------------------------
+
+SYMBOL = {"failed": "X", "passed": ".", "skipped": "s"}
+
+
+def format_matrix(runs: list[VariantRun], areas: list[str], verdicts: dict[str, Verdict],
+                  *, title: str = "") -> str:
+    """variant x area: X failed, . passed, s skipped/not run; [ ] marks an area where the
+    variant must fail; the last column says whether the suite behaved as required."""
+    all_areas = list(AREAS) + [a for a in areas if a not in AREAS]
+    name_width = max([len(r.variant.name) for r in runs] + [7])
+    widths = [max(len(a), 3) for a in all_areas]
+    head = f"{'variant':<{name_width}}  " + "  ".join(f"{a:^{w}}" for a, w in zip(all_areas, widths))
+    lines = [title] if title else []
+    lines += [head + "   time  verdict", "-" * (len(head) + 30)]
+    for kind in ("buggy", "correct"):
+        for run in (r for r in runs if r.variant.kind == kind):
+            cells = []
+            for area, width in zip(all_areas, widths):
+                symbol = SYMBOL[run.area_outcome(area)] if area in areas and not run.error else "s"
+                cell = f"[{symbol}]" if area in run.variant.expected_areas else symbol
+                cells.append(f"{cell:^{width}}")
+            verdict = verdicts[run.variant.name]
+            lines.append(f"{run.variant.name:<{name_width}}  " + "  ".join(cells)
+                         + f"  {run.duration:5.1f}s  {verdict.summary}")
+    bad = [v for v in verdicts.values() if not v.ok]
+    buggy = [r for r in runs if r.variant.kind == "buggy"]
+    killed = sum(verdicts[r.variant.name].summary == "killed" for r in buggy)
+    correct = [r for r in runs if r.variant.kind == "correct"]
+    lines.append("-" * (len(head) + 30))
+    lines.append(
+        f"{killed}/{len(buggy)} buggy variants killed in their areas; "
+        f"{sum(verdicts[r.variant.name].ok for r in correct)}/{len(correct)} correct variants "
+        f"passed everything; {len(bad)} problem(s). Areas run: {', '.join(areas)}. "
+        "Legend: X failed, . passed, s skipped/not run, [ ] = must fail there.")
+    return "\n".join(lines)
+
+
+@dataclass
+class KillMatrix:
+    runs: list[VariantRun]
+    areas: list[str]
+    verdicts: dict[str, Verdict]
+    version: str
+    options: RunOptions
+
+    def run_of(self, name: str) -> VariantRun:
+        return next(r for r in self.runs if r.variant.name == name)
+
+    def render(self) -> str:
+        mode = "isolated" if self.options.isolate else "in-process"
+        title = (f"kill matrix: suite {self.version}, {len(self.runs)} variants, {mode}, "
+                 f"grading profile: {'yes' if has_grading_profile() else 'no (not in suite yet)'}")
+        return format_matrix(self.runs, self.areas, self.verdicts, title=title)
+
+    def problems(self) -> list[str]:
+        return [p for v in self.verdicts.values() for p in v.problems]
+
+
+def build_kill_matrix(variants: list[Variant], workdir: Path, options: RunOptions = RunOptions(),
+                      *, jobs: int = 2, on_done: Callable[[VariantRun], None] | None = None,
+                      ) -> KillMatrix:
+    runs = run_catalogue(variants, workdir, options, jobs=jobs, on_done=on_done)
+    areas = areas_run(options)
+    control = next((r for r in runs if r.variant.name == "ok_reference_copy"), None)
+    verdicts = {r.variant.name: judge(r, areas, control) for r in runs}
+    return KillMatrix(runs, areas, verdicts, suite_version(), options)

@@ -1,0 +1,170 @@
+"""Single-bug variants of the reference, each written as a small textual patch.
+
+Every variant is the reference source (``reference/mlp.py``) with one mistake a student
+really makes, applied as ``(old, new, count)`` replacements. ``count`` is how many times
+``old`` must occur in the reference: if a refactor of the reference moves or rewords a
+line, the patch no longer applies and ``materialize`` fails loudly instead of silently
+producing a variant without its bug.
+
+``areas`` lists the check areas (conformance/test_<area>.py) in which the variant MUST
+fail, primary area first. It may fail in others too; that is not an error. Areas are
+chosen by what each area is *for* (see conformance/SPEC.md), not by what happens to
+catch the bug today:
+
+- interface: list lengths, shapes, row-stochastic output, pre-activations before the
+  ReLU, no mutated argument, determinism, init_params draws (the decided contract);
+- gradients: forward vs reference, backward vs finite differences, self-consistency;
+- stability: overflow/log(0) guards on huge logits;
+- relu_index: the i-1 ReLU-mask bug and its relatives (wrong W, reversed gradients);
+- golden: pinned reference values (forward, loss, backward, softmax, cross_entropy, init);
+- mnist: training actually learns (the candidate's own ``train`` included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The one-line bug patterns below match reference/mlp.py as of the catalogue's writing.
+# Keep them short (the code, not its comment) so that comment edits do not break them.
+
+
+@dataclass(frozen=True)
+class BugSpec:
+    name: str
+    description: str  # the bug as a student would recognise it
+    areas: tuple[str, ...]  # check areas where it must fail, primary first
+    patch: tuple[tuple[str, str, int], ...]  # (old, new, occurrences of old in the reference)
+
+
+def _bug(name: str, description: str, areas: tuple[str, ...] | str, *patch: tuple) -> BugSpec:
+    if isinstance(areas, str):
+        areas = (areas,)
+    full = tuple((p[0], p[1], p[2] if len(p) > 2 else 1) for p in patch)
+    return BugSpec(name, description, tuple(areas), full)
+
+
+# Reference lines the patches target (kept here so a reader sees what is being changed).
+_SOFTMAX_SHIFT = "z = z - z.max(axis=-1, keepdims=True)"
+_SOFTMAX_NORMALISE = "return e / e.sum(axis=-1, keepdims=True)"
+_LOSS = "-np.mean(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))"
+_LINEAR = "Z = activations[-1] @ W + b"
+_NONLINEARITY = "softmax(Z) if i == len(params) - 1 else relu(Z)"
+_BATCH = "B = Y.shape[0]"
+_DELTA_OUT = "delta = (activations[-1] - Y) / B"
+_DW = "dW = activations[i].T @ delta"
+_DB = "db = delta.sum(axis=0)"
+_APPEND = "grads.append((dW, db))"
+_PICK_W = "W = params[i][0]"
+_PROPAGATE = "delta = (delta @ W.T) * (pre_activations[i - 1] > 0).astype(np.float32)"
+_MASK = "(pre_activations[i - 1] > 0).astype(np.float32)"
+_LOOP = "for i in reversed(range(len(params))):"
+_RETURN_GRADS = "return list(reversed(grads))"
+_HE_SCALE = "np.sqrt(2.0 / n_in)"
+_DRAW = "rng.standard_normal((n_in, n_out))"
+_SEEDED_RNG = "np.random.default_rng(seed)"
+_SGD_STEP = "params[j] = (W - lr * dW, b - lr * db)"
+
+BUGGY: tuple[BugSpec, ...] = (
+    # --- the section's "common bugs" -------------------------------------------------
+    _bug("no_log_guard", "cross_entropy takes log(Y_hat) without the +1e-12 guard: log(0) = -inf",
+         ("stability", "golden"), (_LOSS, "-np.mean(np.sum(Y * np.log(Y_hat), axis=1))")),
+    _bug("softmax_no_max_shift", "softmax exponentiates raw logits (no per-row max subtraction): "
+         "exp overflows to inf/nan on large logits", "stability", (_SOFTMAX_SHIFT, "z = z")),
+    _bug("relu_mask_current_layer", "backward evaluates the ReLU derivative at pre_activations[i] "
+         "instead of pre_activations[i - 1] (the section's off-by-one)", ("relu_index", "gradients"),
+         (_MASK, "(pre_activations[i] > 0).astype(np.float32)")),
+    _bug("relu_mask_postact_wrong_layer", "ReLU mask taken from the post-activation of the wrong "
+         "layer: activations[i + 1] > 0 instead of activations[i] > 0", ("relu_index", "gradients"),
+         (_MASK, "(activations[i + 1] > 0).astype(np.float32)")),
+    _bug("relu_mask_first_layer", "ReLU mask always taken from the first layer "
+         "(pre_activations[0]): right for 2 layers, wrong for deeper networks", "gradients",
+         (_MASK, "(pre_activations[0] > 0).astype(np.float32)")),
+    # --- forward -------------------------------------------------------------------------
+    _bug("forward_no_bias", "forward forgets the bias: Z = A_prev @ W", "gradients",
+         (_LINEAR, "Z = activations[-1] @ W")),
+    _bug("relu_on_output_layer", "forward applies ReLU on the last layer instead of softmax",
+         ("interface", "gradients"), (_NONLINEARITY, "relu(Z)")),
+    _bug("softmax_of_relu_output", "forward applies ReLU and then softmax on the last layer",
+         "gradients", (_NONLINEARITY, "softmax(relu(Z)) if i == len(params) - 1 else relu(Z)")),
+    _bug("softmax_every_layer", "forward applies softmax on every layer, hidden ones included",
+         "gradients", (_NONLINEARITY, "softmax(Z)")),
+    _bug("softmax_over_batch_axis", "softmax normalises over axis 0 (the batch) instead of the "
+         "class axis", ("interface", "gradients"),
+         (_SOFTMAX_SHIFT, "z = z - z.max(axis=0, keepdims=True)"),
+         (_SOFTMAX_NORMALISE, "return e / e.sum(axis=0, keepdims=True)")),
+    _bug("activations_without_input", "forward returns the layers' outputs without X as "
+         "activations[0]", "interface",
+         ("return activations, pre_activations", "return activations[1:], pre_activations")),
+    _bug("inplace_relu_overwrites_z", "forward applies ReLU in place on Z, so pre_activations "
+         "hold relu(Z) instead of Z", "interface",
+         (_NONLINEARITY, "softmax(Z) if i == len(params) - 1 else np.maximum(Z, 0, out=Z)")),
+    # --- loss ----------------------------------------------------------------------------
+    _bug("loss_sum_not_mean", "cross_entropy sums over the batch instead of averaging", "golden",
+         (_LOSS, "-np.sum(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))")),
+    _bug("loss_mean_over_classes_too", "cross_entropy averages over every entry (batch x classes) "
+         "instead of over the batch", "golden", (_LOSS, "-np.mean(Y * np.log(Y_hat + 1e-12))")),
+    _bug("loss_wrong_sign", "cross_entropy returns +mean(log p): the loss is negative", "golden",
+         (_LOSS, "np.mean(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))")),
+    _bug("loss_targets_swapped", "cross_entropy swaps Y_hat and Y: sum(Y_hat * log(Y))", "golden",
+         (_LOSS, "-np.mean(np.sum(Y_hat * np.log(Y + 1e-12), axis=1))")),
+    # --- backward ------------------------------------------------------------------------
+    _bug("no_batch_mean", "backward does not divide the output error by the batch size",
+         "gradients", (_DELTA_OUT, "delta = activations[-1] - Y")),
+    _bug("batch_size_from_classes", "backward divides by Y.shape[1] (classes) instead of the "
+         "batch size", "gradients", (_BATCH, "B = Y.shape[1]")),
+    _bug("output_error_sign_flipped", "backward starts from Y - Y_hat instead of Y_hat - Y",
+         "gradients", (_DELTA_OUT, "delta = (Y - activations[-1]) / B")),
+    _bug("db_mean_not_sum", "db averages delta over the batch (already divided by B) instead of "
+         "summing it", "gradients", (_DB, "db = delta.mean(axis=0)")),
+    _bug("db_wrong_axis", "db sums delta over axis 1 instead of the batch axis",
+         "interface", (_DB, "db = delta.sum(axis=1)")),
+    _bug("db_keepdims", "db keeps a leading axis: shape (1, n_out) instead of b's (n_out,)",
+         "interface", (_DB, "db = delta.sum(axis=0, keepdims=True)")),
+    _bug("dw_transposed", "dW = delta.T @ A_prev: the gradient has W's transposed shape",
+         "interface", (_DW, "dW = delta.T @ activations[i]")),
+    _bug("dw_uses_z_not_a", "dW uses the previous layer's pre-activation Z instead of its "
+         "ReLU output A", "gradients",
+         (_DW, "dW = (activations[i] if i == 0 else pre_activations[i - 1]).T @ delta")),
+    _bug("dw_for_db", "backward returns dW in place of db", "interface", (_APPEND, "grads.append((dW, dW))")),
+    _bug("propagate_with_wrong_w", "delta is propagated with the previous layer's weights "
+         "(params[i - 1]) instead of this layer's", ("relu_index", "gradients"),
+         (_PICK_W, "W = params[i - 1][0]")),
+    _bug("propagate_without_transpose", "delta is propagated with delta @ W instead of "
+         "delta @ W.T", "gradients", (_PROPAGATE, "delta = (delta @ W) * " + _MASK)),
+    _bug("missing_relu_mask", "delta is propagated through W.T but not through the ReLU "
+         "derivative", "gradients", (_PROPAGATE, "delta = delta @ W.T")),
+    _bug("mask_postact_ge_zero", "ReLU mask activations[i] >= 0 on the post-activation, which "
+         "is always true: no mask at all", "gradients",
+         (_MASK, "(activations[i] >= 0).astype(np.float32)")),
+    _bug("mask_times_relu_value", "delta is multiplied by relu(z) instead of relu'(z)",
+         "gradients", (_MASK, "relu(pre_activations[i - 1])")),
+    _bug("delta_not_propagated", "delta is never propagated: every layer reuses the output "
+         "layer's error", ("interface", "gradients"), (_PROPAGATE, "pass  # delta never updated")),
+    _bug("grads_reverse_order", "gradients returned last layer first (the final reverse is "
+         "missing)", ("relu_index", "interface"), (_RETURN_GRADS, "return grads")),
+    _bug("loop_skips_first_layer", "the backward loop stops at layer 1: the first layer gets no "
+         "gradient", "interface", (_LOOP, "for i in reversed(range(1, len(params))):")),
+    _bug("lr_inside_backward", "backward already multiplies the gradients by the learning rate "
+         "0.5", "gradients", (_APPEND, "grads.append((0.5 * dW, 0.5 * db))")),
+    _bug("backward_mutates_activations", "backward computes the output error in place in "
+         "activations[-1]", "interface",
+         (_DELTA_OUT, "delta = activations[-1]\n    delta -= Y\n    delta /= B")),
+    _bug("backward_updates_params", "backward performs the SGD step in place on the weights "
+         "(mutates params, and propagates with the updated W)", ("interface", "gradients"),
+         (_APPEND, _APPEND + "\n        W_step = params[i][0]\n        W_step -= 0.5 * dW")),
+    # --- init_params (decided contract: reproduce the section's draws) -------------------
+    _bug("init_scale_one_over_n", "init_params scales by sqrt(1/n_in) instead of He's "
+         "sqrt(2/n_in)", "golden", (_HE_SCALE, "np.sqrt(1.0 / n_in)")),
+    _bug("init_xavier", "init_params uses Xavier/Glorot sqrt(2/(n_in+n_out)) instead of He",
+         "golden", (_HE_SCALE, "np.sqrt(2.0 / (n_in + n_out))")),
+    _bug("init_transposed_draws", "init_params draws an (n_out, n_in) matrix and transposes it: "
+         "right shape, different numbers", "golden",
+         (_DRAW, "rng.standard_normal((n_out, n_in)).T")),
+    _bug("init_ignores_seed", "init_params ignores its seed (default_rng() without argument)",
+         "golden", (_SEEDED_RNG, "np.random.default_rng()")),
+    # --- train -----------------------------------------------------------------------------
+    _bug("train_update_sign", "train adds the gradient (W + lr * dW): gradient ascent",
+         "mnist", (_SGD_STEP, "params[j] = (W + lr * dW, b + lr * db)")),
+    _bug("train_update_discarded", "train computes the new (W, b) into local names and never "
+         "stores them in params", "mnist", (_SGD_STEP, "W, b = W - lr * dW, b - lr * db")),
+)
