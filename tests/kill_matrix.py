@@ -34,7 +34,7 @@ DEFAULT_TIMEOUT = 600.0  # seconds per variant run; far above the suite's few se
 
 
 @dataclass(frozen=True)
-class TestResult:
+class CaseResult:
     nodeid: str
     area: str | None  # None when the test is not in a conformance/test_<area>.py module
     outcome: Outcome
@@ -44,7 +44,7 @@ class TestResult:
 @dataclass
 class VariantRun:
     variant: Variant
-    tests: list[TestResult] = field(default_factory=list)
+    tests: list[CaseResult] = field(default_factory=list)
     returncode: int | None = None
     duration: float = 0.0
     error: str | None = None  # the run itself went wrong (timeout, usage error, no report)
@@ -56,10 +56,10 @@ class VariantRun:
             return "failed"
         return "passed" if "passed" in outcomes else "skipped"
 
-    def failures(self, area: str | None = None) -> list[TestResult]:
+    def failures(self, area: str | None = None) -> list[CaseResult]:
         return [t for t in self.tests if t.outcome == "failed" and (area is None or t.area == area)]
 
-    def skips(self) -> list[TestResult]:
+    def skips(self) -> list[CaseResult]:
         return [t for t in self.tests if t.outcome == "skipped"]
 
 
@@ -130,7 +130,7 @@ def area_of(classname: str) -> str | None:
     return None
 
 
-def parse_junit(path: Path) -> list[TestResult]:
+def parse_junit(path: Path) -> list[CaseResult]:
     """Per-test outcomes from a pytest JUnit XML file (collection errors count as failures)."""
     results = []
     for case in ET.parse(path).getroot().iter("testcase"):
@@ -149,7 +149,7 @@ def parse_junit(path: Path) -> list[TestResult]:
             if child.tag == "skipped":
                 outcome = "skipped"
                 message = child.get("message", "") or (child.text or "")
-        results.append(TestResult(nodeid, area, outcome, message[:MESSAGE_CAP]))
+        results.append(CaseResult(nodeid, area, outcome, message[:MESSAGE_CAP]))
     return results
 
 
@@ -267,8 +267,8 @@ SYMBOL = {"failed": "X", "passed": ".", "skipped": "s"}
 
 def format_matrix(runs: list[VariantRun], areas: list[str], verdicts: dict[str, Verdict],
                   *, title: str = "") -> str:
-    """variant x area: X failed, . passed, s skipped/not run; [ ] marks an area where the
-    variant must fail; the last column says whether the suite behaved as required."""
+    """variant x area: X failed, . passed, s all skipped, - not run; [ ] marks an area where
+    the variant must fail; the last column says whether the suite behaved as required."""
     all_areas = list(AREAS) + [a for a in areas if a not in AREAS]
     name_width = max([len(r.variant.name) for r in runs] + [7])
     widths = [max(len(a), 3) for a in all_areas]
@@ -279,7 +279,12 @@ def format_matrix(runs: list[VariantRun], areas: list[str], verdicts: dict[str, 
         for run in (r for r in runs if r.variant.kind == kind):
             cells = []
             for area, width in zip(all_areas, widths):
-                symbol = SYMBOL[run.area_outcome(area)] if area in areas and not run.error else "s"
+                if run.error:
+                    symbol = "E"
+                elif area not in areas:
+                    symbol = "-"
+                else:
+                    symbol = SYMBOL[run.area_outcome(area)]
                 cell = f"[{symbol}]" if area in run.variant.expected_areas else symbol
                 cells.append(f"{cell:^{width}}")
             verdict = verdicts[run.variant.name]
@@ -294,7 +299,8 @@ def format_matrix(runs: list[VariantRun], areas: list[str], verdicts: dict[str, 
         f"{killed}/{len(buggy)} buggy variants killed in their areas; "
         f"{sum(verdicts[r.variant.name].ok for r in correct)}/{len(correct)} correct variants "
         f"passed everything; {len(bad)} problem(s). Areas run: {', '.join(areas)}. "
-        "Legend: X failed, . passed, s skipped/not run, [ ] = must fail there.")
+        "Legend: X failed, . passed, s all skipped, - area not run (absent from the suite or "
+        "excluded), E the run itself failed, [ ] = must fail there.")
     return "\n".join(lines)
 
 
