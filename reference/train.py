@@ -1,0 +1,198 @@
+"""The section's MNIST experiment: ``python -m reference.train [options]``.
+
+Defaults are the section's recipe: a 784-128-10 ReLU MLP, He init (seed 0), plain SGD with
+lr 0.5 and batches of 64 for 10 epochs, shuffled with seed 42, float64. Test accuracy is
+printed after every epoch (with a progress bar inside the epoch) and at the end; the
+section's code reaches 0.9796 with these settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from reference.mlp import Params, cross_entropy, forward, init_params, train
+from reference.mnist import MNISTError, load_mnist, one_hot
+
+N_PIXELS, N_CLASSES = 784, 10
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {value}")
+    return value
+
+
+def _learning_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def _hidden_sizes(text: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        sizes = []
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive layer widths such as 128 or 256,64, got {text!r}")
+    return sizes
+
+
+def _png_path(text: str) -> Path:
+    path = Path(text).expanduser()
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"the plot is written as PNG: FILE must end in .png, got {text!r}")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"directory {str(path.parent)!r} of the plot file does not exist")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m reference.train",
+        description="Train the section's ReLU MLP on MNIST with plain mini-batch SGD and report "
+        "test accuracy after every epoch. Defaults reproduce the section's experiment.",
+    )
+    parser.add_argument("--epochs", type=_positive_int, default=10, help="passes over the training set (default 10)")
+    parser.add_argument("--hidden", type=_hidden_sizes, default=[128], metavar="SIZES",
+                        help="hidden layer widths, comma-separated (default 128; e.g. 256,64)")
+    parser.add_argument("--lr", type=_learning_rate, default=0.5, help="SGD learning rate (default 0.5)")
+    parser.add_argument("--batch-size", type=_positive_int, default=64, help="mini-batch size (default 64)")
+    parser.add_argument("--seed", type=_seed, default=0, help="init_params seed (default 0)")
+    parser.add_argument("--shuffle-seed", type=_seed, default=42, help="seed of the per-epoch shuffle (default 42)")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                        help="precision of data and parameters (default float64, as in the section)")
+    parser.add_argument("--data-dir", metavar="DIR", default=None,
+                        help="folder with the four MNIST files (default: $BACKPROP_MNIST_DIR, then the "
+                        "per-user cache; downloaded if absent)")
+    parser.add_argument("--plot", type=_png_path, metavar="FILE.png", default=None,
+                        help="save accuracy and loss curves; also computes the full training-set loss "
+                        "after every epoch (one extra forward pass over 60000 images)")
+    parser.add_argument("--quiet", action="store_true", help="print only the final accuracy")
+    return parser
+
+
+def _progress_bar(quiet: bool) -> tuple[Callable[[Iterable[int]], Iterable[int]] | None, Callable[[str], None]]:
+    """(batch iterator wrapper, line printer that does not tear the bar); plain print without tqdm."""
+    if quiet:
+        return None, print
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None, print
+    epoch = [0]
+
+    def wrap(starts: Iterable[int]) -> Iterable[int]:
+        bar = tqdm(starts, desc=f"epoch {epoch[0]}", unit="batch", leave=False, file=sys.stderr)
+        epoch[0] += 1
+        return bar
+
+    return wrap, tqdm.write
+
+
+def _save_plot(path: Path, history: dict[str, list[float]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(len(history["test_acc"]))  # numbered as in the printed lines
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    ax_acc.plot(epochs, history["test_acc"], "o-", label="test")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="test accuracy")
+    ax_loss.plot(epochs, history["train_loss"], "o-", label="train")
+    ax_loss.plot(epochs, history["test_loss"], "s--", label="test")
+    ax_loss.set(xlabel="epoch", ylabel="mean cross-entropy", title="loss", yscale="log")
+    for ax in (ax_acc, ax_loss):
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401 - fail now, not after minutes of training
+        except ImportError:
+            print("error: --plot needs matplotlib: pip install 'backprop-conformance[plot]'", file=sys.stderr)
+            return 2
+    dtype = np.dtype(args.dtype).type
+    say = (lambda *a, **k: None) if args.quiet else print
+    try:
+        data = load_mnist(args.data_dir, progress=not args.quiet)
+    except MNISTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    X, X_test = data.X_train.astype(dtype, copy=False), data.X_test.astype(dtype, copy=False)
+    # Targets in the same dtype, or float64 targets would promote every float32 update.
+    Y, Y_test = one_hot(data.y_train).astype(dtype), one_hot(data.y_test).astype(dtype)
+
+    sizes = [N_PIXELS, *args.hidden, N_CLASSES]
+    architecture = "-".join(map(str, sizes))
+    say(f"MNIST: {len(X)} training and {len(X_test)} test images")
+    say(f"model {architecture} ({args.dtype}), lr {args.lr:g}, batch {args.batch_size}, "
+        f"{args.epochs} epochs, init seed {args.seed}, shuffle seed {args.shuffle_seed}")
+
+    progress, write = _progress_bar(args.quiet)
+    history: dict[str, list[float]] = {"test_acc": [], "train_loss": [], "test_loss": []}
+    start = last = time.perf_counter()
+
+    def on_epoch(epoch: int, params: Params, acc: float) -> None:
+        nonlocal last
+        history["test_acc"].append(acc)
+        line = f"epoch {epoch}: test acc = {acc:.4f}"
+        if args.plot is not None:
+            history["train_loss"].append(float(cross_entropy(forward(X, params)[0][-1], Y)))
+            history["test_loss"].append(float(cross_entropy(forward(X_test, params)[0][-1], Y_test)))
+            line += f"  train loss = {history['train_loss'][-1]:.4f}  test loss = {history['test_loss'][-1]:.4f}"
+        now = time.perf_counter()
+        if not args.quiet:
+            write(f"{line}  ({now - last:.1f} s)")
+        last = now
+
+    params = init_params(sizes, seed=args.seed, dtype=dtype)
+    params = train(X, Y, X_test, Y_test, params, lr=args.lr, epochs=args.epochs,
+                   batch_size=args.batch_size, shuffle_seed=args.shuffle_seed,
+                   on_epoch=on_epoch, progress=progress, verbose=False)
+    final = history["test_acc"][-1]  # accuracy after the last epoch, as printed above
+    print(f"final test accuracy: {final:.4f} ({architecture}, {args.dtype}, {args.epochs} epochs, "
+          f"{time.perf_counter() - start:.1f} s)")
+    if args.plot is not None:
+        _save_plot(args.plot, history, f"MNIST {architecture} {args.dtype}, lr {args.lr:g}, batch {args.batch_size}")
+        say(f"plot written to {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
