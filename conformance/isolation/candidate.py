@@ -1,0 +1,233 @@
+"""``IsolatedCandidate``: the Candidate protocol, served by a locked-down worker process."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.candidate import OPTIONAL_FUNCTIONS, REQUIRED_FUNCTIONS, CandidateError, file_sha256
+from conformance.isolation import wire
+from conformance.isolation.locate import Located, copy_candidate, locate
+from conformance.isolation.options import Limits
+from conformance.isolation.process import WorkerDied, WorkerProcess
+
+# Asked once at start-up; anything else is asked on demand.
+KNOWN_FUNCTIONS = list(REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS) + ["accuracy"]
+MAX_RESTARTS = 20
+
+
+class CandidateRaised(CandidateError):
+    """The candidate's own code raised inside the worker. The exception itself cannot cross
+    the boundary (it would be candidate code), so its type name, message and traceback text
+    travel as strings."""
+
+    def __init__(self, function: str, exc_type: str, message: str, traceback_text: str):
+        reason = f"raised {exc_type}: {message}" if message else f"raised {exc_type}"
+        if traceback_text:
+            reason += "\n\nTraceback in the isolated worker:\n" + traceback_text.rstrip()
+        super().__init__(function, reason)
+        self.exc_type, self.exc_message, self.traceback_text = exc_type, message, traceback_text
+
+
+@dataclass
+class IsolatedCandidate:
+    """The candidate runs in a separate worker; this object only ever holds plain data."""
+
+    spec: str
+    module_name: str = ""
+    path: Path | None = None
+    sha256: str | None = None
+    load_error: str | None = None
+    isolated: bool = True
+    limits: Limits = field(default_factory=Limits)
+    sandbox: dict[str, Any] = field(default_factory=dict)  # what protections were in force
+    _located: Located | None = field(default=None, repr=False)
+    _dir: Path | None = field(default=None, repr=False)
+    _copy: dict[str, Any] = field(default_factory=dict, repr=False)
+    _worker: WorkerProcess | None = field(default=None, repr=False)
+    _functions: dict[str, bool] = field(default_factory=dict, repr=False)
+    _used: float = 0.0  # wall-clock seconds spent in the worker so far
+    _starts: int = 0
+    _gave_up: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, spec: str, config: pytest.Config | None = None) -> "IsolatedCandidate":
+        cand = cls(spec=spec, limits=Limits.from_config(config))
+        try:
+            located = locate(spec, cand.limits.copy_dir)
+            cand.module_name, cand.path, cand._located = located.module_name, located.file, located
+            cand.sha256 = file_sha256(located.file)
+            cand._dir = Path(tempfile.mkdtemp(prefix="bp-isolate-"))
+            cand._dir.chmod(0o755)
+            (cand._dir / "candidate").mkdir(mode=0o755)
+            root, file = copy_candidate(located, cand._dir / "candidate")
+            cand._copy = {"module_name": located.module_name, "root": str(root),
+                          "file": None if file is None else str(file)}
+        except (OSError, ImportError) as exc:
+            cand.load_error = f"importing candidate {spec!r} failed:\n{type(exc).__name__}: {exc}"
+            return cand
+        try:
+            worker = cand._start("importing the candidate")
+        except CandidateError as exc:
+            cand.load_error = f"importing candidate {spec!r} failed in the isolated worker: {exc.reason}"
+            return cand
+        hello = worker.hello
+        if not hello.get("ok"):
+            text = str(hello.get("load_error", "no reason given"))[-20000:]
+            cand.load_error = f"importing candidate {spec!r} failed (in the isolated worker):\n{text}"
+            cand.close()
+            return cand
+        missing = [f for f in REQUIRED_FUNCTIONS if not cand._functions.get(f)]
+        if missing:
+            cand.load_error = (
+                f"candidate {spec!r} ({cand.path}) does not define the required "
+                f"function(s) {', '.join(missing)}; see conformance/SPEC.md"
+            )
+        return cand
+
+    # ----------------------------------------------------------------- worker lifecycle
+
+    def _remaining(self, function: str) -> float:
+        remaining = self.limits.session_timeout - self._used
+        if remaining <= 0:
+            raise CandidateError(function, f"session time budget of {self.limits.session_timeout:g} s "
+                                 "exhausted (--isolate-session-timeout): no further calls are made")
+        return remaining
+
+    def _start(self, doing: str) -> WorkerProcess:
+        if self._gave_up:
+            raise CandidateError(doing, self._gave_up)
+        if self._starts >= MAX_RESTARTS:
+            self._gave_up = f"the worker died {self._starts} times: no further calls are made"
+            raise CandidateError(doing, self._gave_up)
+        self._starts += 1
+        budget = min(self.limits.call_timeout, self._remaining(doing))
+        began = time.monotonic()
+        try:
+            worker = WorkerProcess(limits=self.limits, sandbox_dir=self._dir, candidate=self._copy,
+                                   functions=KNOWN_FUNCTIONS, deadline=began + budget)
+        except WorkerDied as exc:
+            reason = exc.reason
+            if reason.startswith("timeout"):
+                reason = f"timeout after {budget:g} s while {doing} (the module never finished importing)"
+            raise CandidateError(doing, reason) from None
+        finally:
+            self._used += time.monotonic() - began
+        self.sandbox = dict(worker.plan, **{"active": worker.hello.get("status", {})})
+        if worker.hello.get("ok"):
+            functions = worker.hello.get("functions")
+            if isinstance(functions, dict):
+                self._functions = {str(k): v is True for k, v in functions.items() if k in KNOWN_FUNCTIONS}
+            self._worker = worker
+        else:
+            worker.close()
+            if self._starts > 1:  # imported before, fails now: treat as a crash of this call
+                raise CandidateError(doing, "the candidate failed to import in a fresh worker:\n"
+                                     + str(worker.hello.get("load_error", ""))[-4000:])
+        return worker
+
+    def _ensure_worker(self, function: str) -> WorkerProcess:
+        if self.load_error:
+            raise CandidateError(function, "the candidate could not be loaded")
+        if self._worker is None or not self._worker.alive:
+            self._worker = None
+            self._start(f"restarting the worker for {function}()")
+        assert self._worker is not None
+        return self._worker
+
+    # ----------------------------------------------------------------- the protocol
+
+    def has(self, function: str) -> bool:
+        if self.load_error and not self._functions:
+            return False
+        if function in self._functions:
+            return self._functions[function]
+        header = self._exchange(function, {"op": "has", "function": function}, b"", self.limits.call_timeout)[0]
+        self._functions[function] = header.get("has") is True
+        return self._functions[function]
+
+    def call(self, function: str, *args: Any, **kwargs: Any) -> Any:
+        return self._call(function, args, kwargs, inspect=False)[0]
+
+    def call_and_inspect(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, tuple]:
+        return self._call(function, args, kwargs, inspect=True)
+
+    def run_sgd(self, X: Any, Y: Any, params: Any, *, lr: float, epochs: int, batch_size: int,
+                seed: int) -> Any:
+        kwargs = {"lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed}
+        return self._send_call("run_sgd", {"op": "sgd"}, [X, Y, params], kwargs,
+                               self.limits.sgd_timeout, inspect=False)[0]
+
+    def _call(self, function: str, args: tuple, kwargs: dict, inspect: bool) -> tuple[Any, Any]:
+        if not self.has(function):
+            raise CandidateError(function, f"candidate {self.module_name!r} has no function {function}")
+        result, after = self._send_call(function, {"op": "call", "function": function}, list(args),
+                                        kwargs, self.limits.call_timeout, inspect=inspect)
+        return result, (tuple(after) if isinstance(after, list) else after)
+
+    def _send_call(self, function: str, header: dict, args: list, kwargs: dict, timeout: float,
+                   inspect: bool) -> tuple[Any, Any]:
+        tree, blob = wire.encode_tree([args, kwargs], max_bytes=1 << 40)
+        header = dict(header, args=tree, inspect=inspect)
+        reply, data = self._exchange(function, header, blob, timeout)
+        if reply.get("ok") is not True:
+            if "invalid" in reply:
+                raise CandidateError(function, "invalid output: the result cannot cross the isolation "
+                                     f"boundary: {str(reply['invalid'])[:2000]}")
+            raise self._raised(function, reply)
+        try:
+            value = wire.decode_tree(reply.get("value"), data, max_bytes=self.limits.max_result_mb << 20)
+            if type(value) is not list or len(value) != 2:
+                raise wire.WireError("the reply is not a [result, arguments] pair")
+        except wire.WireError as exc:
+            self._kill_worker()  # a worker that sends garbage is not trusted for later calls
+            raise CandidateError(function, f"invalid output from the worker: {exc}") from None
+        if inspect and type(value[1]) is not list:
+            raise CandidateError(function, "invalid output from the worker: arguments missing")
+        return value[0], value[1]
+
+    def _raised(self, function: str, reply: dict) -> CandidateError:
+        exc_type = str(reply.get("exc_type", "Exception"))[:200]
+        message = str(reply.get("message", ""))[:4000]
+        error = CandidateRaised(function, exc_type, message, str(reply.get("traceback", ""))[-8000:])
+        if exc_type == "MemoryError":
+            error.reason += (f"\n(the isolated worker's address space is limited to "
+                             f"{self.limits.memory_mb} MiB: --isolate-memory)")
+            error.args = (f"{function}(): {error.reason}",)
+        return error
+
+    def _exchange(self, function: str, header: dict, blob: Any, timeout: float) -> tuple[dict, bytearray]:
+        worker = self._ensure_worker(function)
+        budget = min(timeout, self._remaining(function))
+        began = time.monotonic()
+        try:
+            return worker.request(header, blob, began + budget, f"running {function}()")
+        except WorkerDied as exc:
+            reason = exc.reason
+            if reason.startswith("timeout"):
+                which = ("the session time budget (--isolate-session-timeout) ran out"
+                         if budget < timeout else "per-call limit")
+                reason = (f"timeout after {budget:g} s ({which}); the worker was killed, "
+                          "the next call starts a fresh one")
+            raise CandidateError(function, reason) from None
+        finally:
+            self._used += time.monotonic() - began
+
+    def _kill_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.kill()
+            self._worker = None
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None

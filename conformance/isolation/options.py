@@ -1,0 +1,93 @@
+"""Limits of the isolated worker and the pytest options that set them.
+
+Each limit can be set by a pytest option (``--isolate-timeout`` ...) or, when the option is
+not registered / not given, by an environment variable of the GRADER process
+(``BACKPROP_ISOLATE_TIMEOUT`` ...; the worker never sees the grader's environment).
+``conformance/plugin.py`` registers the options by calling ``add_isolation_options``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+import pytest
+
+# (field, option, type, default, help). Defaults are calibrated in SECURITY.md.
+_OPTIONS: list[tuple[str, str, type, Any, str]] = [
+    ("call_timeout", "--isolate-timeout", float, 60.0,
+     "wall-clock seconds one call to the candidate may take (default 60)"),
+    ("sgd_timeout", "--isolate-sgd-timeout", float, 900.0,
+     "wall-clock seconds one MNIST training run (run_sgd) may take (default 900)"),
+    ("session_timeout", "--isolate-session-timeout", float, 1800.0,
+     "wall-clock seconds the candidate may use over the whole session (default 1800)"),
+    ("memory_mb", "--isolate-memory", int, 4096,
+     "address-space limit of the worker in MiB (default 4096; numpy alone maps ~0.5 GiB)"),
+    ("output_bytes", "--isolate-output", int, 1 << 20,
+     "bytes of the candidate's stdout/stderr kept (the rest is dropped; default 1 MiB)"),
+    ("max_result_mb", "--isolate-max-result", int, 1024,
+     "largest result in MiB the grader accepts from the worker (default 1024)"),
+    ("sandbox", "--isolate-sandbox", str, "auto",
+     "auto: namespaces + privilege drop when root, else limits only; "
+     "require: refuse to run without them; off: limits only (debugging)"),
+    ("copy_dir", "--isolate-copy-dir", bool, False,
+     "copy the candidate's whole directory into the sandbox (multi-file submissions); "
+     "default: only the candidate's file (or package)"),
+]
+
+
+@dataclass(frozen=True)
+class Limits:
+    call_timeout: float = 60.0
+    sgd_timeout: float = 900.0
+    session_timeout: float = 1800.0
+    memory_mb: int = 4096
+    output_bytes: int = 1 << 20
+    max_result_mb: int = 1024
+    sandbox: str = "auto"
+    copy_dir: bool = False
+
+    @classmethod
+    def from_config(cls, config: pytest.Config | None) -> "Limits":
+        values: dict[str, Any] = {}
+        for name, option, kind, default, _ in _OPTIONS:
+            value = None
+            if config is not None:
+                try:
+                    value = config.getoption(name_of(option))
+                except ValueError:  # option not registered
+                    value = None
+                if value is False and kind is bool:
+                    value = None
+            if value is None:
+                env = os.environ.get("BACKPROP_ISOLATE_" + name.upper())
+                if env is not None:
+                    value = env.strip().lower() in ("1", "true", "yes") if kind is bool else kind(env)
+            values[name] = default if value is None else value
+        limits = cls(**values)
+        limits.validate()
+        return limits
+
+    def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+                raise pytest.UsageError(f"isolation limit {f.name} must be positive, got {value}")
+        if self.sandbox not in ("auto", "require", "off"):
+            raise pytest.UsageError(f"--isolate-sandbox must be auto, require or off, not {self.sandbox!r}")
+
+
+def name_of(option: str) -> str:
+    return option.lstrip("-").replace("-", "_")
+
+
+def add_isolation_options(parser: pytest.Parser) -> None:
+    """Register the --isolate-* limit options (call from the suite's pytest_addoption)."""
+    group = parser.getgroup("conformance", "backprop conformance suite")
+    for _, option, kind, default, help_text in _OPTIONS:
+        if kind is bool:
+            group.addoption(option, action="store_true", default=None, help=help_text)
+        else:
+            group.addoption(option, type=kind, default=None, metavar=kind.__name__.upper(),
+                            help=help_text)

@@ -1,0 +1,282 @@
+"""Grader side of one worker process: start it locked down, talk to it with deadlines,
+capture its output within a cap, kill it and explain how it died."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import struct
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from conformance.isolation import wire
+from conformance.isolation.options import Limits
+
+HERE = Path(__file__).resolve().parent
+WORKER_SCRIPT = HERE / "worker.py"
+WIRE_SCRIPT = HERE / "wire.py"
+HARNESS_FILE = HERE.parent / "harness.py"
+# Directories the worker keeps seeing when the sandbox hides the rest of the file system.
+SYSTEM_DIRS = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "proc", "sys"}
+EXTRA_HIDDEN = ["/dev/shm", "/dev/mqueue"]
+UID_RANGE = (0x10000000, 0x7FFF0000)  # fresh ids no account uses: no shared process count, no files
+
+
+class WorkerDied(Exception):
+    """The worker is gone or unusable; ``reason`` says why, in the student's terms."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class OutputTrap:
+    """Drains the worker's stdout+stderr so it can never block on a full pipe, keeping the
+    first and last ``cap // 2`` bytes and counting the rest."""
+
+    def __init__(self, fd: int, cap: int) -> None:
+        self.fd, self.head_cap, self.tail_cap = fd, cap // 2, cap - cap // 2
+        self.head, self.tail = bytearray(), bytearray()
+        self.total = 0
+        self.thread = threading.Thread(target=self._drain, name="isolated-worker-output", daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                os.close(self.fd)
+                return
+            self.total += len(chunk)
+            room = self.head_cap - len(self.head)
+            if room > 0:
+                self.head += chunk[:room]
+                chunk = chunk[room:]
+            if chunk:
+                self.tail += chunk
+                del self.tail[: max(0, len(self.tail) - self.tail_cap)]
+
+    def tail_text(self, limit: int = 1500) -> str:
+        data = bytes(self.head + self.tail) if self.total <= self.head_cap + self.tail_cap else bytes(self.tail)
+        text = data[-limit:].decode("utf-8", "replace")
+        return "".join(c if c.isprintable() or c in "\n\t" else "?" for c in text)
+
+
+def sandbox_plan(limits: Limits) -> dict[str, Any]:
+    """What the worker can do to lock itself down on this machine."""
+    root = os.geteuid() == 0
+    if limits.sandbox == "off":
+        return {"namespaces": False, "drop": False, "why": "--isolate-sandbox off"}
+    if not root:
+        if limits.sandbox == "require":
+            raise WorkerDied("--isolate-sandbox require: the grader must run as root to create "
+                             "namespaces and drop privileges")
+        return {"namespaces": False, "drop": False,
+                "why": "not root: resource limits only (see conformance/SECURITY.md)"}
+    return {"namespaces": sys.platform.startswith("linux"), "drop": True, "why": ""}
+
+
+def _hidden_dirs() -> list[str]:
+    hide = [e.path for e in os.scandir("/") if e.is_dir(follow_symlinks=False) and e.name not in SYSTEM_DIRS]
+    return sorted(hide) + EXTRA_HIDDEN
+
+
+def _site_dirs() -> list[str]:
+    import importlib.util
+
+    dirs = []
+    for name in ("numpy", "scipy"):
+        found = importlib.util.find_spec(name)
+        if found is not None and found.origin:
+            site = str(Path(found.origin).resolve().parent.parent)
+            if site not in dirs:
+                dirs.append(site)
+    for key in ("purelib", "platlib"):
+        path = str(Path(sysconfig.get_paths()[key]).resolve())
+        if path not in dirs:
+            dirs.append(path)
+    return dirs
+
+
+class WorkerProcess:
+    """One running worker. Not thread-safe (pytest calls tests one at a time)."""
+
+    def __init__(self, *, limits: Limits, sandbox_dir: Path, candidate: dict[str, Any],
+                 functions: list[str], deadline: float) -> None:
+        self.limits = limits
+        self.max_result = limits.max_result_mb << 20
+        plan = sandbox_plan(limits)
+        workdir = sandbox_dir / "work"
+        workdir.mkdir(mode=0o700, exist_ok=True)
+        uid = gid = None
+        if plan["drop"]:
+            uid = gid = secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0]
+            os.chown(workdir, uid, gid)
+        self.uid = uid
+        base_prefix = str(Path(sys.base_prefix).resolve())
+        site_dirs = _site_dirs()
+        keep = [[base_prefix, False]] + [[d, False] for d in site_dirs] + [[str(sandbox_dir), True]]
+        config = {
+            "wire_path": str(WIRE_SCRIPT),
+            "harness_source": HARNESS_FILE.read_text() if HARNESS_FILE.is_file() else None,
+            "site_dirs": site_dirs,
+            "candidate": candidate,
+            "functions": functions,
+            "max_result_bytes": self.max_result,
+            "sandbox": {"namespaces": plan["namespaces"], "uid": uid, "gid": gid,
+                        "hide": _hidden_dirs() if plan["namespaces"] else [], "keep": keep,
+                        "workdir": str(workdir)},
+            "limits": {"cpu_seconds": int(limits.session_timeout) + 1,
+                       "address_space": limits.memory_mb << 20,
+                       "file_size": 64 << 20, "open_files": 256},
+        }
+        req_r, self.req_w = os.pipe()
+        self.resp_r, resp_w = os.pipe()
+        out_r, out_w = os.pipe()
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(workdir), "TMPDIR": str(workdir),
+               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "PYTHONHASHSEED": "0"}
+        self.started = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-B", str(WORKER_SCRIPT), str(req_r), str(resp_w)],
+                stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, pass_fds=(req_r, resp_w),
+                cwd=str(workdir), env=env, start_new_session=True, close_fds=True)
+        finally:
+            for fd in (req_r, resp_w, out_w):
+                os.close(fd)
+        self.output = OutputTrap(out_r, limits.output_bytes)
+        self.plan = plan
+        self.hello: dict[str, Any] = {}
+        self.alive = True
+        try:
+            data = json.dumps(config).encode()
+            wire._write_all(self.req_w, struct.pack(">4sIQ", wire.MAGIC, len(data), 0) + data)
+            self.hello, _ = self._read(deadline, "importing the candidate")
+        except WorkerDied:
+            raise
+        except (OSError, wire.WireError) as exc:
+            raise self._die(f"the worker failed to start: {exc}") from None
+        if self.hello.get("op") != "hello":
+            raise self._die("invalid output: the worker's first message is not a greeting")
+        if "setup_error" in self.hello:
+            raise self._die(f"the sandbox could not be set up: {str(self.hello['setup_error'])[:500]}")
+
+    # ----------------------------------------------------------------- requests
+
+    def request(self, header: dict, blob: bytes | memoryview, deadline: float, doing: str) -> tuple[dict, bytearray]:
+        try:
+            wire.write_frame(self.req_w, header, blob)
+        except OSError:
+            raise self._die(f"the worker was gone before {doing}") from None
+        return self._read(deadline, doing)
+
+    def _read(self, deadline: float, doing: str) -> tuple[dict, bytearray]:
+        try:
+            return wire.read_frame(self.resp_r, max_blob=self.max_result + (1 << 20), deadline=deadline)
+        except wire.WireTimeout:
+            raise self._die(None, timed_out=True, doing=doing) from None
+        except wire.PeerClosed:
+            raise self._die(None, doing=doing) from None
+        except wire.WireError as exc:
+            raise self._die(f"invalid output from the worker while {doing}: {exc}") from None
+
+    # ----------------------------------------------------------------- ending
+
+    def _die(self, reason: str | None, *, timed_out: bool = False, doing: str = "") -> WorkerDied:
+        """Kill the worker (if it still runs) and build the error that explains its end."""
+        if timed_out:
+            self.kill()
+            return WorkerDied(reason or f"timeout while {doing}")
+        if reason is None:  # it closed the pipe: wait briefly for its exit status
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+            reason = self.describe_exit(doing)
+        self.kill()
+        return WorkerDied(reason)
+
+    def describe_exit(self, doing: str) -> str:
+        code = self.proc.poll()
+        if code is None:
+            text = f"the worker closed its protocol pipe while {doing}"
+        elif code < 0:
+            sig = signal.Signals(-code)
+            text = f"the worker was killed by signal {sig.name} while {doing}"
+            if sig == signal.SIGXCPU:
+                text += f" (CPU time limit of {self.limits.session_timeout:g} s exceeded)"
+            elif sig == signal.SIGSEGV:
+                text += " (segmentation fault: invalid memory access, e.g. through ctypes)"
+            elif sig == signal.SIGKILL:
+                text += " (killed from outside: out of memory?)"
+        else:
+            text = (f"the worker exited with status {code} while {doing}: the candidate ended the "
+                    f"process (sys.exit / os._exit / exit()) instead of returning")
+        tail = self.output.tail_text()
+        if tail.strip():
+            text += "\nlast output of the worker:\n" + tail
+        return text
+
+    def kill(self) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        for fd in (self.req_w, self.resp_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.kill()
+        except ProcessLookupError:
+            pass
+        if self.uid is not None:
+            kill_uid(self.uid)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def close(self) -> None:
+        if self.alive:
+            try:
+                wire.write_frame(self.req_w, {"op": "exit"})
+                self.proc.wait(timeout=1)
+            except (OSError, subprocess.TimeoutExpired, wire.WireError):
+                pass
+        self.kill()
+        self.output.thread.join(timeout=2)
+
+
+def kill_uid(uid: int) -> None:
+    """Kill every process running as the worker's private uid (belt and braces: RLIMIT_NPROC=1
+    already forbids it to have children)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("Uid:") and str(uid) in line.split()[1:]:
+                try:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                except OSError:
+                    pass
+                break

@@ -1,0 +1,288 @@
+"""The isolated worker: runs ONE candidate module and answers the grader's calls.
+
+Started by ``conformance.isolation.process`` as ``python -I -S -B worker.py REQ_FD RESP_FD``
+with a minimal environment. It imports nothing from the project: ``wire.py`` and the
+suite's SGD loop (``conformance/harness.py``) are loaded by file path / from source text
+BEFORE any candidate code runs. Order of business:
+
+1. read the configuration frame (plain JSON, parsed with the stdlib only);
+2. set sys.path to the stdlib plus the site-packages holding numpy/scipy (no ``site``:
+   ``.pth`` files such as the project's editable-install hook are never processed);
+3. if root and allowed: new mount + network namespaces, every non-system directory of the
+   file system hidden behind empty tmpfs mounts, the Python installation and the sandbox
+   bound back (read-only except the scratch dir), a private /proc showing only our own
+   processes;
+4. resource limits, ``no_new_privs``, then drop to a fresh unprivileged uid/gid (so
+   RLIMIT_NPROC=1 forbids any child process or thread);
+5. import the candidate from its private copy and report which functions it has;
+6. serve requests until told to exit or the grader goes away.
+
+Everything after step 5 runs with hostile code in the process, so the grader treats all
+that comes out of this process as untrusted data (see wire.py and SECURITY.md).
+"""
+
+import json
+import os
+import struct
+import sys
+
+
+def _read_config(fd):
+    prefix = _read_exact(fd, 16)
+    magic, json_len, blob_len = struct.unpack(">4sIQ", prefix)
+    if magic != b"BPW1" or blob_len != 0:
+        raise SystemExit("worker: bad configuration frame")
+    return json.loads(_read_exact(fd, json_len))
+
+
+def _read_exact(fd, n):
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            raise SystemExit("worker: grader closed the pipe during start-up")
+        data += chunk
+    return data
+
+
+# --------------------------------------------------------------------------- sandbox (root)
+
+CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS = 0x00020000, 0x40000000, 0x08000000, 0x04000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+
+
+def _libc():
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def call(name, *args):
+        if getattr(libc, name)(*args) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{name}{args!r}: {os.strerror(err)}")
+
+    return call
+
+
+def _enter_namespaces(sandbox):
+    """Hide the file system except what the candidate needs; no network."""
+    libc = _libc()
+    libc("unshare", CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
+    libc("mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    hidden = []
+    keep = [(path, rw, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path, rw in sandbox["keep"]]
+    for path in sorted(sandbox["hide"], key=len):
+        if os.path.isdir(path) and not os.path.islink(path):
+            libc("mount", b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
+                 b"size=1m,nr_inodes=4096,mode=755")
+            hidden.append(path)
+    for path, rw, fd in keep:
+        if any(path == h or path.startswith(h.rstrip("/") + "/") for h in hidden):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            libc("mount", f"/proc/self/fd/{fd}".encode(), path.encode(), None, MS_BIND | MS_REC, None)
+            flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | (0 if rw else MS_RDONLY)
+            libc("mount", None, path.encode(), None, flags, None)
+        os.close(fd)
+    # A private /proc: other users' processes (the grader, other workers) are invisible.
+    libc("mount", b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=2")
+    return hidden
+
+
+def _apply_limits(limits, dropping):
+    import resource
+    import signal
+
+    def setl(which, soft, hard=None):
+        hard = soft if hard is None else hard
+        resource.setrlimit(which, (soft, hard))
+
+    setl(resource.RLIMIT_CORE, 0)
+    setl(resource.RLIMIT_CPU, limits["cpu_seconds"], limits["cpu_seconds"] + 2)
+    setl(resource.RLIMIT_FSIZE, limits["file_size"])
+    setl(resource.RLIMIT_NOFILE, limits["open_files"])
+    if limits["address_space"]:
+        setl(resource.RLIMIT_AS, limits["address_space"])
+    if dropping:
+        setl(resource.RLIMIT_NPROC, 1)  # per uid; the uid is fresh, so: no fork, no threads
+    # Writing past RLIMIT_FSIZE raises OSError (EFBIG) instead of killing the worker.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def _drop_privileges(uid, gid):
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main():
+    req_fd, resp_fd = int(sys.argv[1]), int(sys.argv[2])
+    config = _read_config(req_fd)
+    sys.path[:] = [p for p in sys.path if p and "site-packages" not in p] + config["site_dirs"]
+    sys.dont_write_bytecode = True
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_bp_isolation_wire", config["wire_path"])
+    wire = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wire)  # imports numpy, before any candidate code
+    harness = {}
+    if config.get("harness_source") is not None:
+        exec(compile(config["harness_source"], "conformance/harness.py", "exec"), harness)
+
+    sandbox = config["sandbox"]
+    status = {"namespaces": False, "uid": os.getuid(), "hidden": [], "network": True}
+    try:
+        if sandbox["namespaces"]:
+            status["hidden"] = _enter_namespaces(sandbox)
+            status["namespaces"], status["network"] = True, False
+        _apply_limits(config["limits"], dropping=sandbox["uid"] is not None)
+        _libc()("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        if sandbox["uid"] is not None:
+            _drop_privileges(sandbox["uid"], sandbox["gid"])
+            status["uid"] = os.getuid()
+        _libc()("prctl", PR_SET_PDEATHSIG, 9, 0, 0, 0)  # grader gone -> we go (after setuid)
+        os.chdir(sandbox["workdir"])
+    except Exception as exc:  # noqa: BLE001 - report, never run the candidate half-sandboxed
+        wire.write_frame(resp_fd, {"op": "hello", "setup_error": f"{type(exc).__name__}: {exc}"})
+        os._exit(3)
+    for fd in range(3, 1024):  # nothing but our two pipes stays open
+        if fd not in (req_fd, resp_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    Server(wire, harness, config, req_fd, resp_fd, status).run()
+
+
+class Server:
+    def __init__(self, wire, harness, config, req_fd, resp_fd, status):
+        self.wire, self.harness, self.config = wire, harness, config
+        self.req_fd, self.resp_fd, self.status = req_fd, resp_fd, status
+        self.module = None
+        self.max_out = config["max_result_bytes"]
+
+    def send(self, header, blob=b""):
+        self.wire.write_frame(self.resp_fd, header, blob)
+
+    def run(self):
+        self.send(self.import_candidate())
+        if self.module is None:
+            return
+        while True:
+            try:
+                header, blob = self.wire.read_frame(self.req_fd, max_blob=1 << 40)
+            except self.wire.PeerClosed:
+                return
+            op = header.get("op")
+            if op == "exit":
+                return
+            if op == "has":
+                self.send(self.answer(lambda: {"ok": True, "has": self.has(header["function"])}))
+                continue
+            self.serve_call(op, header, blob)
+
+    def has(self, name):
+        return callable(getattr(self.module, name, None))
+
+    def answer(self, produce):
+        try:
+            return produce()
+        except BaseException as exc:  # noqa: BLE001
+            return self.exception_header(exc)
+
+    def import_candidate(self):
+        import importlib
+        import importlib.util
+        import traceback
+
+        cand = self.config["candidate"]
+        sys.path.insert(0, cand["root"])
+        importlib.invalidate_caches()
+        try:
+            if cand["file"] is not None:
+                spec = importlib.util.spec_from_file_location(cand["module_name"], cand["file"])
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[cand["module_name"]] = module
+                spec.loader.exec_module(module)
+            else:
+                module = importlib.import_module(cand["module_name"])
+            functions = {name: self_has(module, name) for name in self.config["functions"]}
+        except BaseException as exc:  # noqa: BLE001 - even SystemExit: it is the candidate's
+            return {"op": "hello", "ok": False, "status": self.status,
+                    "load_error": _safe(lambda: "".join(
+                        traceback.format_exception(type(exc), exc, exc.__traceback__)))}
+        _flush()
+        self.module = module
+        return {"op": "hello", "ok": True, "status": self.status, "functions": functions}
+
+    def exception_header(self, exc):
+        import traceback
+
+        _flush()
+        tb = exc.__traceback__
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next  # drop our own dispatch frame: the student sees their code first
+        return {"ok": False, "exc_type": _safe(lambda: type(exc).__qualname__),
+                "exc_module": _safe(lambda: type(exc).__module__),
+                "message": _safe(lambda: str(exc))[:4000],
+                "traceback": _safe(lambda: "".join(traceback.format_exception(type(exc), exc, tb)))[-8000:]}
+
+    def serve_call(self, op, header, blob):
+        wire = self.wire
+        try:
+            args, kwargs = wire.decode_tree(header["args"], blob, max_bytes=1 << 40,
+                                            rebuild_layouts=True)
+            if op == "call":
+                function = getattr(self.module, header["function"])
+                result = function(*args, **kwargs)
+            elif op == "sgd":
+                if "sgd" not in self.harness:
+                    raise RuntimeError("the suite's SGD loop (conformance/harness.py) was not provided")
+                X, Y, params = args
+                result = self.harness["sgd"](self.module.forward, self.module.backward, X, Y, params,
+                                             **kwargs)
+            else:
+                raise RuntimeError(f"unknown request {op!r}")
+        except BaseException as exc:  # noqa: BLE001 - candidate exceptions go back as data
+            self.send(self.exception_header(exc))
+            return
+        _flush()
+        try:
+            value = [result, list(args) if header.get("inspect") else None]
+            tree, data = wire.encode_tree(value, max_bytes=self.max_out)
+        except BaseException as exc:  # noqa: BLE001
+            self.send({"ok": False, "invalid": _safe(lambda: f"{type(exc).__name__}: {exc}")[:2000]})
+            return
+        self.send({"ok": True, "value": tree}, data)
+
+
+def self_has(module, name):
+    try:
+        return callable(getattr(module, name, None))
+    except Exception:  # noqa: BLE001 - a module __getattr__ may raise
+        return False
+
+
+def _safe(produce):
+    try:
+        return str(produce())
+    except BaseException as exc:  # noqa: BLE001 - hostile __str__ / __repr__
+        return f"<unprintable: {type(exc).__name__}>"
+
+
+def _flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+if __name__ == "__main__":
+    main()
