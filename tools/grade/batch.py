@@ -1,0 +1,290 @@
+"""Grade a folder of submissions: plan (reuse what is unchanged), run, record, report.
+
+Order of work:
+1. validate arguments, load the rubric, find the submissions;
+2. the baseline: the reference implementation is graded first (once per suite version and
+   settings; stored) and must earn full marks with this rubric, otherwise nothing is graded
+   (a missing MNIST copy or a rubric area with no tests would fail every student);
+3. per submission: a stored run of the same bytes under the same suite and settings is
+   reused (re-scored if the rubric changed); the rest run in parallel (threads driving
+   subprocesses, or Dask futures) and each result is committed as soon as it arrives;
+4. CSV, per-submission Gradescope JSON and JUnit, HTML report, one-line summary.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from conformance.report import suite_version as compute_suite_version
+from tools.grade.gradebook import Gradebook, StoredRun
+from tools.grade.html_report import write_report
+from tools.grade.outputs import GradedSubmission, grades_csv, write_atomic, write_submission_files
+from tools.grade.rubric import Rubric, load_rubric, score
+from tools.grade.runner import GradeConfig, Job, JobResult, reference_job, run_job, kill_all_live
+from tools.grade.submissions import Submission, SubmissionsError, discover
+
+
+class BatchError(Exception):
+    """The batch cannot be graded fairly (bad arguments, the reference fails the suite)."""
+
+
+@dataclass
+class BatchOptions:
+    submissions: Path
+    out: Path
+    config: GradeConfig = field(default_factory=GradeConfig)
+    jobs: int = 1
+    dask: str | None = None
+    module: str | None = None
+    rubric: Path | None = None
+    baseline: bool = True
+    retry: tuple[str, ...] = ()
+    force: bool = False
+    progress: bool = True
+
+
+@dataclass
+class BatchSummary:
+    out: Path
+    total: int = 0
+    ran: int = 0
+    rescored: int = 0
+    unchanged: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    mean_score: float = 0.0
+    max_score: float = 0.0
+    seconds: float = 0.0
+    interrupted: bool = False
+    graded: list[GradedSubmission] = field(default_factory=list)
+
+    def line(self) -> str:
+        kinds = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
+        return (f"{self.total} submissions in {self.seconds:.1f} s ({self.ran} run, {self.rescored} "
+                f"re-scored, {self.unchanged} unchanged): {kinds}; mean score "
+                f"{self.mean_score:.2f}/{self.max_score:g} -> {self.out / 'report' / 'index.html'}")
+
+
+def validate_paths(submissions: Path, out: Path) -> tuple[Path, Path]:
+    submissions, out = Path(submissions).resolve(), Path(out).resolve()
+    if not submissions.is_dir():
+        raise BatchError(f"SUBMISSIONS {submissions}: "
+                         + ("not a directory" if submissions.exists() else "no such directory"))
+    if out.exists() and not out.is_dir():
+        raise BatchError(f"--out {out}: exists and is not a directory")
+    if out == submissions or submissions in out.parents:
+        raise BatchError(f"--out {out}: must not be inside SUBMISSIONS ({submissions}); its "
+                         "folders would be graded as students next time")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise BatchError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    return submissions, out
+
+
+def problem_result(sub: Submission) -> JobResult:
+    """The row of a submission that cannot be run (no module, unreadable)."""
+    return JobResult(name=sub.name, sha256=sub.sha256, status=sub.problem_status,
+                     message=sub.problem or "", started_at=time.time())
+
+
+def ensure_baseline(book: Gradebook, rubric: Rubric, config: GradeConfig, suite: str,
+                    run: Callable[[Job], JobResult]) -> dict[str, str]:
+    """Grade the reference (or reuse its stored run); it must earn full marks. Returns the
+    node ids it ran, mapped to their areas: the tests every submission is expected to run."""
+    stored = book.baseline(suite, config.key())
+    if stored is None:
+        result = run(reference_job(config))
+        run_id = book.add_run(result, suite, config.key(), submission=False)
+        if result.status == "graded":
+            book.set_baseline(suite, config.key(), run_id)
+        stored = book.get_run(run_id)
+    assert stored is not None
+    if stored.status != "graded" or not stored.report:
+        raise BatchError(f"the reference implementation could not be graded ({stored.status}): "
+                         f"{stored.message.strip()[:3000]}\nFix the environment (e.g. MNIST data: "
+                         "--mnist-dir or BACKPROP_MNIST_DIR) before grading students.")
+    tests = stored.report["tests"]
+    grade = score(rubric, "graded", tests)
+    if grade.score < grade.max_score - 1e-9:
+        lines = []
+        for gs in grade.groups:
+            if gs.score < gs.max_score - 1e-9:
+                why = gs.note or "; ".join(f"{t['nodeid']} {t['outcome']}: {t.get('summary', '')[:300]}"
+                                          for t in gs.failed[:3])
+                lines.append(f"  {gs.group.key}: {gs.score:g}/{gs.max_score:g} ({why})")
+        raise BatchError(f"the reference implementation scores {grade.score:g}/{grade.max_score:g} "
+                         f"with rubric {rubric.source}; grading students now would be unfair:\n"
+                         + "\n".join(lines) + "\nFix the rubric (areas/tests that exist in this suite) "
+                         "or the environment; --no-baseline skips this check.")
+    return {t["nodeid"]: t["area"] for t in tests}
+
+
+def _execute_local(jobs: list[Job], workers: int) -> Iterator[JobResult]:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="grade")
+    futures = [pool.submit(run_job, job) for job in jobs]
+    try:
+        for fut in as_completed(futures):
+            yield fut.result()  # run_job never raises for a submission's behaviour
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _execute_dask(jobs: list[Job], address: str) -> Iterator[JobResult]:
+    try:
+        from distributed import Client, as_completed as dask_completed
+    except ImportError:
+        raise BatchError("--dask needs the optional extra: pip install 'backprop-conformance[dask]'") from None
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise BatchError(f"--dask {address}: cannot reach the scheduler ({exc})") from None
+    try:
+        futures = {client.submit(run_job, job, pure=False): job for job in jobs}
+        for fut in dask_completed(futures):
+            job = futures[fut]
+            try:
+                yield fut.result()
+            except Exception as exc:  # noqa: BLE001 - a lost worker is the grader's failure
+                yield JobResult(name=job.name, sha256=job.sha256, status="error",
+                                message=f"dask task failed: {type(exc).__name__}: {exc}")
+    finally:
+        client.close()
+
+
+def _progress(total: int, enabled: bool):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="sub", desc="grading", disable=not enabled or total == 0,
+                dynamic_ncols=True, file=sys.stderr)
+
+
+def _graded(sub: Submission, run: StoredRun | JobResult, rubric: Rubric, suite: str,
+            expected: dict[str, str] | None) -> GradedSubmission:
+    tests = (run.report or {}).get("tests", []) if run.report else []
+    grade = score(rubric, run.status, tests, expected, run.message)
+    return GradedSubmission(name=sub.name, slug=sub.slug, sha256=sub.sha256, status=run.status,
+                            message=run.message, grade=grade, duration=run.duration, tests=tests,
+                            suite_version=suite, rubric=rubric, junit_xml=run.junit_xml,
+                            output_tail=run.output_tail, source=sub.source)
+
+
+class _Interrupt:
+    """SIGTERM behaves like Ctrl-C: stop, kill the suite processes, keep what is committed."""
+
+    def __enter__(self) -> None:
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+
+    @staticmethod
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
+                log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> BatchSummary:
+    started = time.time()
+    sub_root, out = validate_paths(opts.submissions, opts.out)
+    if opts.jobs < 1:
+        raise BatchError(f"-j {opts.jobs}: must be at least 1")
+    rubric = load_rubric(opts.rubric)
+    try:
+        subs = discover(sub_root, opts.module)
+    except SubmissionsError as exc:
+        raise BatchError(str(exc)) from None
+    suite = compute_suite_version()
+    config = opts.config
+    book = Gradebook(out / "grades.sqlite")
+    summary = BatchSummary(out=out, total=len(subs), max_score=rubric.max_score)
+    try:
+        book.add_rubric(rubric)
+        batch_id = book.start_batch(list(argv), suite, rubric.hash, config.key(), len(subs))
+        expected = None
+        if opts.baseline:
+            log("grading the reference implementation first (baseline) ...")
+            expected = ensure_baseline(book, rubric, config, suite, run_job)
+        by_name = {s.name: s for s in subs}
+        done: dict[str, GradedSubmission] = {}
+        to_run: list[Job] = []
+
+        def record(result: JobResult, sub: Submission) -> None:
+            run_id = book.add_run(result, suite, config.key(), source=sub.source)
+            graded = _graded(sub, result, rubric, suite, expected)
+            book.add_grade(run_id, sub.name, rubric, suite, result.status, graded.grade)
+            write_submission_files(out, graded)
+            done[sub.name] = graded
+
+        for sub in subs:
+            stored = None if opts.force else book.reusable_run(sub.name, sub.sha256, suite,
+                                                                config.key(), opts.retry)
+            if stored is not None:
+                graded = _graded(sub, stored, rubric, suite, expected)
+                if book.grade_for(stored.id, rubric.hash) is None:
+                    book.add_grade(stored.id, sub.name, rubric, suite, stored.status, graded.grade)
+                    summary.rescored += 1
+                else:
+                    summary.unchanged += 1
+                done[sub.name] = graded
+            elif sub.problem:
+                record(problem_result(sub), sub)
+                summary.ran += 1
+            else:
+                assert sub.module is not None
+                to_run.append(Job(name=sub.name, sha256=sub.sha256, files=sub.files,
+                                  module=sub.module, config=config))
+
+        bar = _progress(len(to_run), opts.progress)
+        results = (_execute_dask(to_run, opts.dask) if opts.dask
+                   else _execute_local(to_run, opts.jobs))
+        with _Interrupt():
+            try:
+                for result in results:
+                    record(result, by_name[result.name])
+                    summary.ran += 1
+                    if bar is not None:
+                        bar.set_postfix_str(f"{result.name[:20]}: {result.status}", refresh=False)
+                        bar.update(1)
+            except KeyboardInterrupt:
+                summary.interrupted = True
+                kill_all_live()
+                raise
+            finally:
+                if bar is not None:
+                    bar.close()
+                getattr(results, "close", lambda: None)()
+                # Whatever happened, the class files reflect every committed result.
+                summary.graded = [done[s.name] for s in subs if s.name in done]
+                _write_class_files(out, summary.graded, rubric)
+                book.finish_batch(batch_id, summary.ran, summary.rescored, summary.unchanged,
+                                  summary.interrupted)
+    finally:
+        book.close()
+    for sub in summary.graded:
+        write_submission_files(out, sub)  # cheap; restores files deleted since the last run
+    summary.statuses = Counter(g.status for g in summary.graded)
+    scores = [g.grade.score for g in summary.graded]
+    summary.mean_score = sum(scores) / len(scores) if scores else 0.0
+    summary.seconds = time.time() - started
+    return summary
+
+
+def _write_class_files(out: Path, graded: list[GradedSubmission], rubric: Rubric) -> None:
+    write_atomic(out / "grades.csv", grades_csv(graded, rubric))
+    write_report(out / "report", graded)

@@ -1,0 +1,97 @@
+"""``python -m tools.grade SUBMISSIONS --out OUT [-j N] [--dask tcp://host:8786]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from tools.grade.batch import BatchError, BatchOptions, grade_batch
+from tools.grade.rubric import DEFAULT_RUBRIC, RubricError
+from tools.grade.runner import FINAL_STATUSES, GradeConfig
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tools.grade",
+        description="Grade a folder of submissions with the conformance suite: SQLite gradebook, "
+                    "CSV, Gradescope results.json, JUnit XML and an HTML report in OUT.")
+    p.add_argument("submissions", metavar="SUBMISSIONS", type=Path,
+                   help="folder holding one .py file per student, or one folder per student")
+    p.add_argument("--out", required=True, type=Path, help="output folder (created; reused to resume)")
+    p.add_argument("-j", "--jobs", type=_positive(int), default=1,
+                   help="submissions graded in parallel on this machine (default 1)")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="send the per-submission jobs to this Dask scheduler, e.g. tcp://host:8786 "
+                        "(the workers need this repository installed)")
+    p.add_argument("--module", metavar="NAME.py",
+                   help="module file inside each student folder (default: the folder's only .py file)")
+    p.add_argument("--rubric", type=Path, default=None,
+                   help="rubric TOML (default: tools/grade/default_rubric.toml)")
+    p.add_argument("--timeout", type=_positive(float), default=300.0,
+                   help="wall-clock limit in seconds for one submission's whole suite run (default 300)")
+    p.add_argument("--mnist-dir", default=os.environ.get("BACKPROP_MNIST_DIR"),
+                   help="folder with the four MNIST files (default $BACKPROP_MNIST_DIR, then the cache)")
+    p.add_argument("--no-isolate", dest="isolate", action="store_false",
+                   help="run candidates inside the suite's process (ONLY for trusted code)")
+    p.add_argument("--profile", default="grading",
+                   help="hypothesis profile (default 'grading': derandomized, the same cases for everyone)")
+    p.add_argument("--no-require-mnist", dest="require_mnist", action="store_false",
+                   help="do not fail the MNIST checks when the data is missing (they are skipped)")
+    p.add_argument("--pytest-arg", dest="pytest_args", action="append", default=[], metavar="ARG",
+                   help="extra argument for the suite's pytest run (repeatable), e.g. --pytest-arg=-m "
+                        "--pytest-arg='not mnist'")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false",
+                   help="skip grading the reference first (it must otherwise earn full marks)")
+    p.add_argument("--retry", default="", metavar="STATUS,...",
+                   help=f"re-run stored submissions with these statuses ({', '.join(FINAL_STATUSES)})")
+    p.add_argument("--force", action="store_true", help="re-run every submission")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    retry = tuple(s.strip() for s in args.retry.split(",") if s.strip())
+    bad = [s for s in retry if s not in FINAL_STATUSES]
+    if bad:
+        parser.error(f"--retry {','.join(bad)}: unknown status (choose from {', '.join(FINAL_STATUSES)})")
+    if args.dask and args.jobs != 1:
+        parser.error("-j and --dask exclude each other: the Dask cluster decides the parallelism")
+    mnist_dir = None
+    if args.mnist_dir:
+        mnist = Path(args.mnist_dir).expanduser().resolve()
+        if not mnist.is_dir():
+            parser.error(f"--mnist-dir {args.mnist_dir}: no such directory")
+        mnist_dir = str(mnist)
+    config = GradeConfig(timeout=args.timeout, isolate=args.isolate, hypothesis_profile=args.profile or None,
+                         require_mnist=args.require_mnist, mnist_dir=mnist_dir,
+                         extra_args=tuple(args.pytest_args))
+    opts = BatchOptions(submissions=args.submissions, out=args.out, config=config, jobs=args.jobs,
+                        dask=args.dask, module=args.module, rubric=args.rubric, baseline=args.baseline,
+                        retry=retry, force=args.force, progress=args.progress)
+    try:
+        summary = grade_batch(opts, argv=sys.argv if argv is None else argv)
+    except (BatchError, RubricError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished submissions are saved in the gradebook; run the same command "
+              "again to grade the rest", file=sys.stderr)
+        return 130
+    print(summary.line())
+    return 0

@@ -1,0 +1,262 @@
+"""Rubric: how test outcomes become points (a TOML file; ``default_rubric.toml`` ships).
+
+Scoring rules (the contract stated in ``default_rubric.toml`` too):
+
+- Points are given per check area (a conformance module: interface, gradients, ...) and,
+  optionally, per test: a ``[[tests]]`` rule claims the tests whose node id matches its
+  glob and scores them on its own; an area scores the tests no rule claimed.
+- ``partial_credit = "fraction"``: points x passed / counted; ``"all_or_nothing"``: all
+  points when every counted test passed, else 0.
+- Counted tests are the passed, failed and errored ones. A skipped test (an optional
+  function the submission does not define) is neutral with ``skipped = "neutral"`` (the
+  contract makes those functions optional) and counts as failed with ``skipped = "failed"``.
+  A group whose tests were all skipped under "neutral" earns its points.
+- A test the reference run had but the submission's run lacks (the run stopped, the
+  candidate could not load) counts as failed. A group with no test at all earns nothing.
+- A submission that was not graded (import error, timeout, crash, ...) earns 0 everywhere.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+DEFAULT_RUBRIC = Path(__file__).with_name("default_rubric.toml")
+VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
+PARTIAL_CREDIT = ("fraction", "all_or_nothing")
+SKIP_POLICIES = ("neutral", "failed")
+KNOWN_AREAS = ("interface", "gradients", "stability", "relu_index", "golden", "mnist")
+MISSING_MESSAGE = ("this check did not run for this submission (the run stopped early or the "
+                   "candidate could not be loaded)")
+
+
+class RubricError(Exception):
+    """The rubric file is unusable; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """Something that earns points: a check area, or a ``[[tests]]`` rule."""
+
+    key: str  # area name, or "test:<match>"
+    title: str
+    points: float
+    visibility: str
+    partial_credit: str
+    area: str | None = None  # set for areas
+    match: str | None = None  # set for test rules
+
+
+@dataclass
+class Rubric:
+    name: str
+    areas: list[Group]
+    rules: list[Group]
+    skipped: str
+    visibility: str  # the results.json top-level visibility
+    source: str  # where it was read from
+    data: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def groups(self) -> list[Group]:
+        return self.areas + self.rules
+
+    @property
+    def max_score(self) -> float:
+        return float(sum(g.points for g in self.groups))
+
+    @property
+    def area_names(self) -> list[str]:
+        return [g.area for g in self.areas if g.area]
+
+    @property
+    def hash(self) -> str:
+        """Content hash of the parsed rubric: comments and layout do not change a grade."""
+        return hashlib.sha256(json.dumps(self.data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def group_of(self, nodeid: str, area: str) -> Group | None:
+        for rule in self.rules:
+            if rule.match and fnmatch.fnmatchcase(nodeid, rule.match):
+                return rule
+        for group in self.areas:
+            if group.area == area:
+                return group
+        return None
+
+
+def _text(table: dict, key: str, where: str) -> str | None:
+    value = table.get(key)
+    if value is not None and not isinstance(value, str):
+        raise RubricError(f"{where}: {key} must be a string, got {value!r}")
+    return value
+
+
+def _choice(table: dict, key: str, choices: tuple, where: str, default: str) -> str:
+    value = table.get(key, default)
+    if value not in choices:
+        raise RubricError(f"{where}: {key} = {value!r}; choose one of {', '.join(choices)}")
+    return value
+
+
+def _points(table: dict, where: str) -> float:
+    points = table.get("points")
+    if isinstance(points, bool) or not isinstance(points, (int, float)) or not points >= 0:
+        raise RubricError(f"{where}: points must be a number >= 0, got {points!r}")
+    return float(points)
+
+
+def parse_rubric(data: dict[str, Any], source: str = "<rubric>",
+                 known_areas: Iterable[str] = KNOWN_AREAS) -> Rubric:
+    """Validate a parsed TOML rubric; every problem is a RubricError naming the key."""
+    known = set(known_areas)
+    allowed_top = {"name", "partial_credit", "skipped", "visibility", "results_visibility",
+                   "areas", "tests", "total"}
+    unknown = sorted(set(data) - allowed_top)
+    if unknown:
+        raise RubricError(f"{source}: unknown key(s) {', '.join(unknown)} "
+                          f"(allowed: {', '.join(sorted(allowed_top))})")
+    default_pc = _choice(data, "partial_credit", PARTIAL_CREDIT, source, "fraction")
+    default_vis = _choice(data, "visibility", VISIBILITIES, source, "visible")
+    areas_table = data.get("areas")
+    if not isinstance(areas_table, dict) or not areas_table:
+        raise RubricError(f"{source}: needs an [areas.<name>] table per check area "
+                          f"(areas: {', '.join(KNOWN_AREAS)})")
+    areas = []
+    for area, table in areas_table.items():
+        where = f"{source}: [areas.{area}]"
+        if area not in known:
+            raise RubricError(f"{where}: not a check area of this suite "
+                              f"(known: {', '.join(sorted(known))})")
+        if not isinstance(table, dict):
+            raise RubricError(f"{where}: must be a table with points = ...")
+        extra = sorted(set(table) - {"points", "title", "visibility", "partial_credit"})
+        if extra:
+            raise RubricError(f"{where}: unknown key(s) {', '.join(extra)}")
+        areas.append(Group(
+            key=area, area=area, title=_text(table, "title", where) or area,
+            points=_points(table, where),
+            visibility=_choice(table, "visibility", VISIBILITIES, where, default_vis),
+            partial_credit=_choice(table, "partial_credit", PARTIAL_CREDIT, where, default_pc)))
+    rules = []
+    tests = data.get("tests", [])
+    if not isinstance(tests, list):
+        raise RubricError(f"{source}: tests must be an array of tables ([[tests]])")
+    for i, table in enumerate(tests):
+        where = f"{source}: [[tests]] #{i + 1}"
+        if not isinstance(table, dict):
+            raise RubricError(f"{where}: must be a table")
+        extra = sorted(set(table) - {"match", "points", "title", "visibility", "partial_credit"})
+        if extra:
+            raise RubricError(f"{where}: unknown key(s) {', '.join(extra)}")
+        match = _text(table, "match", where)
+        if not match:
+            raise RubricError(f"{where}: needs match = \"<test node id or glob>\"")
+        rules.append(Group(
+            key=f"test:{match}", match=match, title=_text(table, "title", where) or match,
+            points=_points(table, where),
+            visibility=_choice(table, "visibility", VISIBILITIES, where, default_vis),
+            partial_credit=_choice(table, "partial_credit", PARTIAL_CREDIT, where, default_pc)))
+    rubric = Rubric(
+        name=_text(data, "name", source) or Path(source).stem, areas=areas, rules=rules,
+        skipped=_choice(data, "skipped", SKIP_POLICIES, source, "neutral"),
+        visibility=_choice(data, "results_visibility", VISIBILITIES, source, "visible"),
+        source=source, data=data)
+    total = data.get("total")
+    if total is not None and (isinstance(total, bool) or not isinstance(total, (int, float))
+                              or abs(total - rubric.max_score) > 1e-9):
+        raise RubricError(f"{source}: total = {total} but the points add up to {rubric.max_score:g}")
+    return rubric
+
+
+def load_rubric(path: Path | None = None) -> Rubric:
+    path = Path(path) if path is not None else DEFAULT_RUBRIC
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RubricError(f"--rubric {path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RubricError(f"--rubric {path}: not valid TOML ({exc})") from None
+    return parse_rubric(data, str(path))
+
+
+# -- scoring ------------------------------------------------------------------------------
+
+
+@dataclass
+class GroupScore:
+    group: Group
+    score: float
+    passed: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)  # failed, errored or missing tests
+    skipped: list[dict] = field(default_factory=list)
+    note: str = ""  # why the group earned nothing, when no test explains it
+
+    @property
+    def max_score(self) -> float:
+        return self.group.points
+
+    @property
+    def status(self) -> str:
+        return "passed" if self.score >= self.max_score - 1e-9 else "failed"
+
+
+@dataclass
+class Grade:
+    score: float
+    max_score: float
+    groups: list[GroupScore]
+
+    def area_scores(self) -> dict[str, float]:
+        return {g.group.area: g.score for g in self.groups if g.group.area}
+
+
+def score(rubric: Rubric, status: str, tests: list[dict],
+          expected: dict[str, str] | None = None, status_message: str = "") -> Grade:
+    """Points for one submission. ``tests`` are report records (nodeid, area, outcome, ...);
+    ``expected`` maps the reference run's node ids to areas (tests to count as failed when
+    absent). Pure and deterministic: the same inputs always give the same grade."""
+    by_group: dict[str, list[dict]] = {g.key: [] for g in rubric.groups}
+    seen = set()
+    for test in tests:
+        seen.add(test["nodeid"])
+        group = rubric.group_of(test["nodeid"], test["area"])
+        if group is not None:
+            by_group[group.key].append(test)
+    if status == "graded" and expected:
+        for nodeid, area in sorted(expected.items()):
+            if nodeid not in seen:
+                group = rubric.group_of(nodeid, area)
+                if group is not None:
+                    by_group[group.key].append({"nodeid": nodeid, "area": area, "outcome": "missing",
+                                                "summary": MISSING_MESSAGE, "message": MISSING_MESSAGE})
+    results = []
+    for group in rubric.groups:
+        gs = GroupScore(group=group, score=0.0)
+        for test in by_group[group.key]:
+            if test["outcome"] == "passed":
+                gs.passed.append(test)
+            elif test["outcome"] == "skipped":
+                (gs.skipped if rubric.skipped == "neutral" else gs.failed).append(test)
+            else:
+                gs.failed.append(test)
+        counted = len(gs.passed) + len(gs.failed)
+        if status != "graded":
+            gs.note = status_message or f"not graded ({status})"
+        elif not by_group[group.key]:
+            gs.note = "no check of this group ran"
+        elif counted == 0:
+            gs.score = group.points  # only neutral skips: the contract allows the omission
+        elif group.partial_credit == "fraction":
+            gs.score = round(group.points * len(gs.passed) / counted, 4)
+        else:
+            gs.score = group.points if not gs.failed else 0.0
+        results.append(gs)
+    total = round(sum(g.score for g in results), 4)
+    return Grade(score=total, max_score=rubric.max_score, groups=results)
