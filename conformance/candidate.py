@@ -127,6 +127,12 @@ class InProcessCandidate:
             )
         return cand
 
+    def __repr__(self) -> str:  # hypothesis prints the fixture in falsifying examples
+        return f"<candidate {self.module_name!r} from {self.path}>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
     def has(self, function: str) -> bool:
         return self.module is not None and callable(getattr(self.module, function, None))
 

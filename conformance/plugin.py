@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from hypothesis import settings
+
 from conformance.candidate import DEFAULT_IMPL, Candidate, InProcessCandidate
+from conformance.strategies import DEFAULT_PROFILE
+
+# Registered and loaded at import, i.e. before hypothesis applies --hypothesis-profile.
+settings.load_profile(DEFAULT_PROFILE)
 
 CANDIDATE_KEY = pytest.StashKey[Candidate]()
 # The one test that still runs when the candidate cannot be loaded; it reports why.
@@ -82,7 +88,9 @@ def impl_spec(config: pytest.Config) -> str:
     return config.getoption("impl") or os.environ.get("BACKPROP_IMPL") or DEFAULT_IMPL
 
 
+@pytest.hookimpl(trylast=True)  # after hypothesis has loaded --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
+    _apply_max_examples(config)
     spec = impl_spec(config)
     if config.getoption("isolate"):
         from conformance.isolation import IsolatedCandidate
@@ -96,6 +104,19 @@ def pytest_configure(config: pytest.Config) -> None:
         from conformance.report import JsonReport
 
         config.pluginmanager.register(JsonReport(Path(report_path), candidate), "conformance-report")
+
+
+def _apply_max_examples(config: pytest.Config) -> None:
+    """--max-examples N: the current hypothesis profile with N examples per property test."""
+    n = config.getoption("max_examples")
+    if n is None:
+        return
+    if n < 1:
+        raise pytest.UsageError(f"--max-examples must be >= 1, got {n}")
+    current = settings.get_current_profile_name()
+    name = f"{current}-max-examples-{n}"
+    settings.register_profile(name, parent=settings.get_profile(current), max_examples=n)
+    settings.load_profile(name)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -1,0 +1,136 @@
+"""One failure style for every value comparison in the suite.
+
+Checks are vectorised (``Comparison.bad``); the explanation is built only on failure:
+headline ``name[index]=actual, but should be expected [where]``, the contract, counts per
+tensor, the worst entry per tensor (index, actual vs expected, abs/rel error, allowed, step),
+a capped table, then the diagnosis, a snippet that reproduces it and what to do next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+MAX_TABLE_ROWS = 10
+
+
+def fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+@dataclass
+class Comparison:
+    """Candidate values against the suite's expectation for one named tensor."""
+
+    name: str  # e.g. "dW[1]"
+    actual: np.ndarray  # plain float arrays (validated by conformance.contract first)
+    expected: np.ndarray
+    allowed: np.ndarray  # per-entry allowed |actual - expected|
+    step: np.ndarray | None = None  # finite-difference step per entry, if any
+    ignored: np.ndarray | None = None  # entries not judged (ReLU kinks): never a failure
+    labels: Sequence[str] | None = None  # row labels (e.g. "direction 2"); default: array index
+    expected_alt: np.ndarray | None = None  # a second acceptable expectation (ReLU'(0) = 1)
+
+    def __post_init__(self) -> None:
+        shape = np.shape(self.expected)
+        self.actual = np.asarray(self.actual, dtype=np.float64).reshape(shape)
+        self.expected = np.asarray(self.expected, dtype=np.float64)
+        self.allowed = np.broadcast_to(np.asarray(self.allowed, dtype=np.float64), shape)
+
+    @property
+    def error(self) -> np.ndarray:
+        err = np.abs(self.actual - self.expected)
+        if self.expected_alt is not None:
+            err = np.minimum(err, np.abs(self.actual - self.expected_alt))
+        return err
+
+    @property
+    def bad(self) -> np.ndarray:
+        bad = ~(self.error <= self.allowed)  # NaN/inf count as mismatches
+        if self.ignored is not None:
+            bad &= ~np.broadcast_to(self.ignored, bad.shape)
+        return bad
+
+    def label(self, flat_index: int) -> str:
+        if self.labels is not None:
+            return str(self.labels[flat_index])
+        idx = np.unravel_index(flat_index, self.expected.shape) if self.expected.ndim else ()
+        return "[" + ", ".join(str(int(i)) for i in idx) + "]"
+
+
+def _row(c: Comparison, i: int) -> list[str]:
+    a, e = c.actual.reshape(-1)[i], c.expected.reshape(-1)[i]
+    err = c.error.reshape(-1)[i]
+    rel = err / abs(e) if e != 0 else float("inf") if err else 0.0
+    step = fmt(c.step.reshape(-1)[i]) if c.step is not None else "-"
+    return [c.name + c.label(i), fmt(a), fmt(e), fmt(err), fmt(rel), fmt(c.allowed.reshape(-1)[i]), step]
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    header = ["entry", "actual", "expected", "abs err", "rel err", "allowed", "step"]
+    widths = [max(len(r[k]) for r in [header] + rows) for k in range(len(header))]
+    return ["    " + "  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in [header] + rows]
+
+
+def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: str, contract: str,
+                    diagnosis: str | None = None, reproduce: str | None = None,
+                    next_step: str | None = None) -> str | None:
+    """None if every comparison holds, else the full failure message."""
+    failing = [c for c in comparisons if c.bad.any()]
+    if not failing:
+        return None
+    worst_rows, headline = [], None
+    for c in failing:
+        bad = c.bad.reshape(-1)
+        excess = np.where(bad, np.nan_to_num(c.error.reshape(-1) - c.allowed.reshape(-1), nan=np.inf,
+                                             posinf=np.inf), -np.inf)
+        i = int(np.argmax(excess))
+        worst_rows.append(_row(c, i))
+        if headline is None:
+            headline = (f"{c.name}{c.label(i)}={fmt(c.actual.reshape(-1)[i])}, but should be "
+                        f"{fmt(c.expected.reshape(-1)[i])} [{where}]")
+    counts = ", ".join(f"{c.name}: {int(c.bad.sum())}/{c.bad.size}" for c in failing)
+    agree = [c.name for c in comparisons if not c.bad.any()]
+    lines = [headline or "", f"  compared: {compared}", f"  contract: {contract}",
+             f"  mismatched entries: {counts}" + (f"; agree: {', '.join(agree)}" if agree else ""),
+             "  worst entry per tensor:"] + _table(worst_rows)
+    first = failing[0]
+    bad_idx = np.flatnonzero(first.bad.reshape(-1))
+    if bad_idx.size > 1:
+        shown = bad_idx[:MAX_TABLE_ROWS]
+        lines.append(f"  mismatches of {first.name} ({len(shown)} of {bad_idx.size} shown):")
+        lines += _table([_row(first, int(i)) for i in shown])
+    ignored = sum(int(np.sum(c.ignored)) for c in comparisons if c.ignored is not None)
+    if ignored:
+        lines.append(f"  ({ignored} entries not judged: their difference straddled a ReLU kink)")
+    if diagnosis:
+        lines.append("  diagnosis: " + diagnosis.replace("\n", "\n    "))
+    if reproduce:
+        lines += ["  reproduce:", reproduce]
+    if next_step:
+        lines.append("  next: " + next_step)
+    return "\n".join(lines)
+
+
+def assert_comparisons(comparisons: Sequence[Comparison], **kwargs: str | None) -> None:
+    """Raise AssertionError with ``mismatch_report`` if any comparison fails."""
+    __tracebackhide__ = True
+    message = mismatch_report(comparisons, **kwargs)  # type: ignore[arg-type]
+    if message is not None:
+        raise AssertionError(message)
+
+
+def assert_finite(name: str, value: np.ndarray, *, where: str, guard: str) -> None:
+    """Every entry finite, else name the missing guard."""
+    __tracebackhide__ = True
+    arr = np.asarray(value, dtype=np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(-1))[0])
+        idx = np.unravel_index(i, arr.shape) if arr.ndim else ()
+        label = "[" + ", ".join(str(int(k)) for k in idx) + "]" if idx else ""
+        raise AssertionError(f"{name}{label}={fmt(arr.reshape(-1)[i])}, but should be finite [{where}]\n"
+                             f"  non-finite entries: {int(bad.sum())}/{bad.size}\n"
+                             f"  missing guard: {guard}")

@@ -1,0 +1,62 @@
+"""Calling the candidate: one place that turns a crash into a readable failure and validates
+what comes back (conformance.contract) before any test looks at it."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conformance.candidate import Candidate, CandidateError
+from conformance.cases import Case
+from conformance.contract import ForwardResult, check_backward, check_forward
+from conformance.diagnosis import explain_exception
+
+Grads = list[tuple[np.ndarray, np.ndarray]]
+
+
+def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Case | None = None,
+           inspect: bool = False) -> Any:
+    """``candidate.call`` (or ``call_and_inspect``); an exception raised by the candidate becomes
+    one AssertionError saying which function raised what, and its likely cause."""
+    __tracebackhide__ = True
+    try:
+        if inspect:
+            return candidate.call_and_inspect(function, *args)
+        return candidate.call(function, *args)
+    except CandidateError as exc:
+        text, frames = exc.reason, ""
+    except Exception as exc:  # noqa: BLE001 - whatever the candidate raises is a finding
+        text, frames = f"{type(exc).__name__}: {exc}", _candidate_frames(exc)
+    hint = explain_exception(text, function, case.layer_sizes, case.batch) if case is not None else ""
+    message = f"your {function} raised {text.strip()} [{where}]{frames}"
+    if hint:
+        message += f"\n  likely cause: {hint}"
+    if case is not None:
+        message += f"\n  reproduce:\n{case.snippet()}"
+    raise AssertionError(message) from None  # the candidate's frames are in the message
+
+
+def _candidate_frames(exc: BaseException) -> str:
+    """The traceback lines that are in the candidate's code (not the suite's or numpy's)."""
+    suite = Path(__file__).resolve().parent
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not Path(f.filename).resolve().is_relative_to(suite) and "site-packages" not in f.filename]
+    return "".join(f"\n    at {f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in frames[-4:])
+
+
+def run_forward(candidate: Candidate, case: Case, where: str, params: Any = None) -> ForwardResult:
+    __tracebackhide__ = True
+    params = case.params if params is None else params
+    result = invoke(candidate, "forward", case.X, params, where=where, case=case)
+    return check_forward(result, case.X, params, where)
+
+
+def run_backward(candidate: Candidate, case: Case, activations: Any, pre_activations: Any,
+                 where: str) -> tuple[Grads, np.dtype]:
+    __tracebackhide__ = True
+    result = invoke(candidate, "backward", activations, pre_activations, case.Y, case.params,
+                    where=where, case=case)
+    return check_backward(result, case.params, where)

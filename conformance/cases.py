@@ -1,0 +1,119 @@
+"""Test inputs (X, Y, params) that can be rebuilt from one short expression.
+
+Every case the suite feeds a candidate is a ``Case`` built by ``make_case``; its ``repr`` is
+the exact call that rebuilds it, so a failing hypothesis example prints as something a
+student can paste (see ``Case.snippet``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+Params = list[tuple[np.ndarray, np.ndarray]]
+LAYOUTS = ("C", "F", "strided")
+
+
+@dataclass(frozen=True, eq=False)
+class Case:
+    """Inputs for forward/backward plus the recipe that rebuilds them."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    params: Params
+    recipe: str = field(default="<hand-built case>")
+    seed: int = 0  # seeds the suite's own random choices for this case (FD directions)
+
+    def __repr__(self) -> str:
+        return self.recipe
+
+    @property
+    def layer_sizes(self) -> list[int]:
+        return [self.params[0][0].shape[0]] + [W.shape[1] for W, _ in self.params]
+
+    @property
+    def batch(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_params(self) -> int:
+        return sum(W.size + b.size for W, b in self.params)
+
+    def snippet(self, module: str = "mymodule") -> str:
+        """A few lines that reproduce the failing call outside pytest."""
+        return (
+            f"    from conformance.cases import make_case\n"
+            f"    import {module} as impl\n"
+            f"    case = {self.recipe}\n"
+            f"    activations, pre_activations = impl.forward(case.X, case.params)\n"
+            f"    grads = impl.backward(activations, pre_activations, case.Y, case.params)"
+        )
+
+
+def _layout(a: np.ndarray, layout: str) -> np.ndarray:
+    """The same values stored C-ordered, Fortran-ordered or as a strided (non-contiguous) view."""
+    if layout == "C":
+        return np.ascontiguousarray(a)
+    if layout == "F":
+        return np.asfortranarray(a)
+    if layout == "strided":
+        base = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), dtype=a.dtype)
+        view = base[..., ::2]
+        view[...] = a
+        return view
+    raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+
+
+def make_case(
+    layer_sizes: Sequence[int],
+    batch: int,
+    seed: int,
+    *,
+    weight_scale: float = 1.0,
+    bias_scale: float = 0.5,
+    input_scale: float = 1.0,
+    zero_rows: int = 0,
+    layout: str = "C",
+) -> Case:
+    """Random float64 inputs: X ~ N(0, input_scale²), one-hot Y, He-scaled W times
+    ``weight_scale``, biases ~ N(0, bias_scale²).
+
+    ``zero_rows`` zeroes the first rows of X and makes every bias exactly 0, so those rows
+    give exactly-zero pre-activations in every layer: the ReLU'(0) convention then matters
+    and the suite must accept both. ``layout`` stores X, Y and every W as C-, F-ordered or
+    non-contiguous arrays (same values).
+    """
+    sizes = [int(n) for n in layer_sizes]
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"layer_sizes needs >= 2 positive sizes, got {sizes}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((batch, sizes[0])) * input_scale
+    X[: min(zero_rows, batch)] = 0.0
+    labels = rng.integers(0, sizes[-1], size=batch)
+    Y = np.eye(sizes[-1])[labels]
+    params = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        W = rng.standard_normal((n_in, n_out)) * (weight_scale * np.sqrt(2.0 / n_in))
+        b = rng.standard_normal(n_out) * bias_scale
+        if zero_rows:
+            b[:] = 0.0
+        params.append((_layout(W, layout), b))
+    options = [f"layer_sizes={sizes}", f"batch={batch}", f"seed={seed}"]
+    defaults = {"weight_scale": 1.0, "bias_scale": 0.5, "input_scale": 1.0, "zero_rows": 0,
+                "layout": "C"}
+    given = {"weight_scale": weight_scale, "bias_scale": bias_scale, "input_scale": input_scale,
+             "zero_rows": zero_rows, "layout": layout}
+    options += [f"{k}={v!r}" for k, v in given.items() if v != defaults[k]]
+    return Case(_layout(X, layout), _layout(Y, layout), params,
+                recipe=f"make_case({', '.join(options)})", seed=seed)
+
+
+def case_from_arrays(X: np.ndarray, Y: np.ndarray, params: Params, recipe: str, seed: int = 0) -> Case:
+    """A hand-built case (targeted tests); ``recipe`` names the builder that made it."""
+    return Case(np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64),
+                [(np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64)) for W, b in params],
+                recipe=recipe, seed=seed)

@@ -1,0 +1,142 @@
+"""Candidate outputs against the suite's truth, as ``Comparison``s ready to assert.
+
+- ``forward_comparisons``: check (a), the candidate's forward vs the exact float64 forward;
+- ``gradient_comparisons``: check (b), gradients vs central differences of the exact loss
+  (every entry for small networks, random directions for larger ones);
+- ``self_consistency_comparisons``: check (c), the candidate's backward on its own forward
+  vs central differences of the loss computed through the candidate's own forward.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from conformance.assertions import Comparison
+from conformance.cases import Case
+from conformance.contract import ForwardResult
+from conformance.gradcheck import (
+    allowed_error,
+    analytic_gradients,
+    central_differences,
+    fd_tensor,
+    magnitudes,
+    mean_cross_entropy,
+    precision_tolerance,
+    random_directions,
+    true_forward,
+)
+
+Grads = Sequence[tuple[np.ndarray, np.ndarray]]
+ENTRYWISE_MAX_PARAMS = 400  # above this, each tensor is checked along random directions
+DIRECTIONS_PER_TENSOR = 3
+
+
+def contract_text(dtype: np.dtype, fd: bool = True) -> str:
+    tau = precision_tolerance(dtype)
+    fd_part = "4*FD error estimate + " if fd else ""
+    return (f"|actual - expected| <= {fd_part}tau*(M + 0.01*max(M)), tau = sqrt(eps) = {tau:.2g} "
+            f"({np.dtype(dtype).name} result), M = magnitude bound per entry (SPEC.md, Tolerances)")
+
+
+def forward_comparisons(case: Case, fwd: ForwardResult) -> list[Comparison]:
+    tau = precision_tolerance(fwd.dtype)
+    acts, pres = true_forward(case.X, case.params)
+    mags = magnitudes(case.X, case.Y, case.params)
+    out = []
+    for l, (z, zt, zabs) in enumerate(zip(fwd.pre_activations, pres, mags.pre_activations)):
+        out.append(Comparison(f"pre_activations[{l}]", z, zt, allowed_error(zabs, zabs.max(initial=0), tau)))
+    for l, (a, at) in enumerate(zip(fwd.activations, acts)):
+        if l == len(acts) - 1:  # probabilities: error ~ 2 p |dz| after a softmax
+            scale = at * (1.0 + 2.0 * mags.pre_activations[-1].max(axis=-1, keepdims=True))
+        else:
+            scale = mags.activations[l]
+        out.append(Comparison(f"activations[{l}]", a, at, allowed_error(scale, scale.max(initial=0), tau)))
+    return out
+
+
+def _names(l: int) -> tuple[str, str]:
+    return f"dW[{l}]", f"db[{l}]"
+
+
+def gradient_comparisons(case: Case, grads: Grads, dtype: np.dtype) -> list[Comparison]:
+    """Check (b): the candidate's gradients vs central differences of the exact loss."""
+    tau = precision_tolerance(dtype)
+    acts, pres = true_forward(case.X, case.params)
+    mags = magnitudes(case.X, case.Y, case.params)
+    zero_conv = analytic_gradients(acts, pres, case.Y, case.params, 0.0)
+    one_conv = analytic_gradients(acts, pres, case.Y, case.params, 1.0)
+    entrywise = case.n_params <= ENTRYWISE_MAX_PARAMS
+    out = []
+    for l in range(len(case.params)):
+        for t, kind in enumerate(("W", "b")):
+            name = _names(l)[t]
+            g = np.asarray(grads[l][t], dtype=np.float64)
+            M, g0, g1 = mags.gradients[l][t], zero_conv[l][t], one_conv[l][t]
+            if entrywise:
+                est = fd_tensor(case.X, case.Y, case.params, l, kind, mags)
+                ex = est.excluded.reshape(g.shape)
+                # An entry whose difference straddles a kink is judged against exact backprop
+                # under either ReLU'(0) convention instead (never against a kinked difference).
+                expected = np.where(ex, g0, est.value.reshape(g.shape))
+                alt = np.where(ex, g1, expected)
+                allowed = allowed_error(M, M.max(initial=0), tau) + np.where(ex, 0, est.error.reshape(g.shape))
+                out.append(Comparison(name, g, expected, allowed, step=est.step.reshape(g.shape),
+                                      expected_alt=alt))
+            else:
+                V = random_directions(g.shape, DIRECTIONS_PER_TENSOR, case.seed * 31 + 2 * l + t)
+                est = fd_tensor(case.X, case.Y, case.params, l, kind, mags, directions=V)
+                axes = tuple(range(1, V.ndim))
+                along = lambda a: (V * a).sum(axis=axes)  # noqa: E731
+                m_dir = (np.abs(V) * M).sum(axis=axes)
+                expected = np.where(est.excluded, along(g0), est.value)
+                alt = np.where(est.excluded, along(g1), expected)
+                allowed = allowed_error(m_dir, m_dir.max(initial=0), tau) + np.where(est.excluded, 0, est.error)
+                out.append(Comparison(f"{name}·v", along(g), expected, allowed, step=est.step,
+                                      labels=[f"[direction {k}]" for k in range(len(V))],
+                                      expected_alt=alt))
+    return out
+
+
+def self_consistency_comparisons(case: Case, grads: Grads, dtype: np.dtype,
+                                 forward: Callable[[list], ForwardResult]) -> list[Comparison]:
+    """Check (c): the candidate's backward (on its own forward) along one random direction per
+    tensor vs central differences of mean cross-entropy of the candidate's own logits.
+
+    The step follows the candidate's precision (eps**(1/3) of its dtype); a direction whose
+    difference flips one of the candidate's own ReLU masks is retried smaller, then excluded."""
+    eps = float(np.finfo(dtype).eps)
+    tau = precision_tolerance(dtype)
+    mags = magnitudes(case.X, case.Y, case.params)
+    base = forward(list(case.params))
+    base_masks = [z > 0 for z in base.pre_activations[:-1]]
+    out = []
+    for l in range(len(case.params)):
+        for t in range(2):
+            theta = case.params[l][t]
+            V = random_directions(theta.shape, 1, case.seed * 17 + 2 * l + t)
+
+            def losses_and_flips(offsets: np.ndarray, l: int = l, t: int = t) -> tuple[np.ndarray, np.ndarray]:
+                losses, flips = [], []
+                for d in offsets:
+                    params = list(case.params)
+                    pair = list(params[l])
+                    pair[t] = pair[t] + d
+                    params[l] = (pair[0], pair[1])
+                    fwd = forward(params)
+                    logits = np.asarray(fwd.pre_activations[-1], dtype=np.float64)
+                    losses.append(float(mean_cross_entropy(logits, case.Y)))
+                    flips.append(any(((z > 0) != m).any() for z, m in zip(fwd.pre_activations[:-1], base_masks)))
+                return np.array(losses), np.array(flips)
+
+            step = np.array([eps ** (1 / 3) * max(1.0, float(np.abs(theta).max(initial=0)))])
+            est = central_differences(losses_and_flips, V, step, mags.loss_scale, eps=eps)
+            axes = tuple(range(1, V.ndim))
+            M = mags.gradients[l][t]
+            m_dir = (np.abs(V) * M).sum(axis=axes)
+            actual = (V * np.asarray(grads[l][t], np.float64)).sum(axis=axes)
+            allowed = allowed_error(m_dir, float(m_dir.max()), tau) + est.error
+            out.append(Comparison(f"{_names(l)[t]}·v", actual, est.value, allowed, step=est.step,
+                                  ignored=est.excluded, labels=["[random direction]"]))
+    return out

@@ -1,0 +1,149 @@
+"""Structure validation of what a candidate returns (conformance/SPEC.md, "Return values").
+
+Validation happens BEFORE any value is compared: a returned object must be a genuine
+``numpy.ndarray`` (exact type) of float32/float64 before the suite looks at its values, and
+every comparison afterwards uses numpy functions on those plain arrays. So an ndarray
+subclass or an object with a rigged ``__eq__``/``__array__``/``__float__`` is rejected by its
+type, never consulted. Type names are read from ``type(obj)``, never from the object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+ACCEPTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class ContractError(AssertionError):
+    """A candidate's return value breaks the written contract (a test failure)."""
+
+
+def type_name(obj: Any) -> str:
+    cls = type(obj)
+    module = getattr(cls, "__module__", "") or ""
+    name = getattr(cls, "__qualname__", None) or getattr(cls, "__name__", "?")
+    return name if module in ("builtins", "") else f"{module}.{name}"
+
+
+def _fail(message: str, where: str) -> ContractError:
+    return ContractError(f"{message} [{where}]\n  contract: see conformance/SPEC.md, 'Return values'")
+
+
+def checked_array(value: Any, name: str, where: str, shape: tuple[int, ...] | None = None,
+                  shape_hint: str = "") -> np.ndarray:
+    """``value`` itself if it is an exact float32/float64 ndarray of ``shape``, else a
+    ContractError that names the value and what is wrong."""
+    __tracebackhide__ = True
+    if type(value) is not np.ndarray:
+        extra = " (a subclass of numpy.ndarray is not accepted: its operators could be redefined)" \
+            if isinstance(value, np.ndarray) else ""
+        raise _fail(f"{name} is a {type_name(value)}, but should be a numpy.ndarray{extra}", where)
+    if value.dtype not in ACCEPTED_DTYPES:
+        if value.dtype.kind == "f":
+            why = f"{value.dtype} has not enough precision for the check; compute in float32 or float64"
+        else:
+            why = f"dtype {value.dtype} is not a real floating dtype; return float32 or float64"
+        raise _fail(f"{name} has dtype {value.dtype}, but should be float32 or float64 ({why})", where)
+    if shape is not None and value.shape != tuple(shape):
+        raise _fail(f"{name} has shape {value.shape}, but should have shape {tuple(shape)}{shape_hint}",
+                    where)
+    return value
+
+
+def checked_sequence(value: Any, name: str, where: str, length: int | None = None,
+                     what: str = "items") -> tuple[Any, ...]:
+    """A list or tuple (subclasses such as namedtuples are fine) of ``length`` items."""
+    __tracebackhide__ = True
+    if not isinstance(value, (list, tuple)):
+        raise _fail(f"{name} is a {type_name(value)}, but should be a list or tuple of {what}", where)
+    items = tuple(list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value))
+    if length is not None and len(items) != length:
+        raise _fail(f"{name} has {len(items)} {what}, but should have {length}", where)
+    return items
+
+
+def result_dtype(arrays: Sequence[np.ndarray]) -> np.dtype:
+    """The least precise dtype among validated arrays: it sets the tolerances."""
+    return max((a.dtype for a in arrays), key=lambda d: np.finfo(d).eps, default=np.dtype(np.float64))
+
+
+@dataclass
+class ForwardResult:
+    activations: list[np.ndarray]
+    pre_activations: list[np.ndarray]
+    dtype: np.dtype
+
+
+def check_forward(result: Any, X: np.ndarray, params: Sequence[tuple[np.ndarray, np.ndarray]],
+                  where: str) -> ForwardResult:
+    """forward(X, params) -> (activations [X, A1..AL], pre_activations [Z1..ZL])."""
+    __tracebackhide__ = True
+    L = len(params)
+    pair = checked_sequence(result, "forward's return value", where, 2,
+                            "items (expected (activations, pre_activations))")
+    acts = checked_sequence(pair[0], "activations", where, L + 1,
+                            f"arrays (X and one per layer, {L} layers)")
+    pres = checked_sequence(pair[1], "pre_activations", where, L, f"arrays (one per layer, {L} layers)")
+    B = X.shape[0]
+    acts = [checked_array(acts[0], "activations[0]", where, X.shape,
+                          " (activations[0] is the input X itself)")] + [
+        checked_array(a, f"activations[{l}]", where, (B, W.shape[1]))
+        for l, (a, (W, _)) in enumerate(zip(acts[1:], params), start=1)]
+    pres = [checked_array(z, f"pre_activations[{l}]", where, (B, W.shape[1]),
+                          " (Z of layer l+1 = A_l @ W + b)")
+            for l, (z, (W, _)) in enumerate(zip(pres, params))]
+    return ForwardResult(acts, pres, result_dtype(acts[1:] + pres))
+
+
+def check_backward(result: Any, params: Sequence[tuple[np.ndarray, np.ndarray]],
+                   where: str) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.dtype]:
+    """backward(...) -> [(dW1, db1), ..., (dWL, dbL)] in forward order, dW like W, db like b."""
+    __tracebackhide__ = True
+    L = len(params)
+    layers = checked_sequence(result, "backward's return value", where, L,
+                              f"(dW, db) pairs (one per layer, {L} layers)")
+    shapes = [(W.shape, b.shape) for W, b in params]
+    got = []
+    for l, pair in enumerate(layers):
+        items = checked_sequence(pair, f"gradient {l}", where, 2, "arrays (expected (dW, db))")
+        got.append(items)
+    if L > 1 and shapes != shapes[::-1]:
+        got_shapes = [tuple(getattr(x, "shape", None) if type(x) is np.ndarray else None for x in p)
+                      for p in got]
+        if got_shapes == shapes[::-1]:
+            raise _fail("the gradients are in reverse order (last layer first): return "
+                        "[(dW1, db1), ..., (dWL, dbL)] in forward order, e.g. list(reversed(grads))",
+                        where)
+    grads = []
+    for l, ((dW, db), (W, b)) in enumerate(zip(got, params)):
+        hint_w = (" (that is W.T's shape: dW must be A_prev.T @ delta, not delta.T @ A_prev)"
+                  if type(dW) is np.ndarray and dW.shape == W.shape[::-1] and W.shape[0] != W.shape[1]
+                  else " (dW must have the shape of W)")
+        hint_b = " (db must have the shape of b: delta.sum(axis=0))"
+        if type(db) is np.ndarray and db.ndim == 2 and db.size == b.size:
+            hint_b = " (keepdims? db must be 1-D like b: delta.sum(axis=0))"
+        grads.append((checked_array(dW, f"dW[{l}]", where, W.shape, hint_w),
+                      checked_array(db, f"db[{l}]", where, b.shape, hint_b)))
+    return grads, result_dtype([g for pair in grads for g in pair])
+
+
+def check_loss(value: Any, where: str) -> tuple[float, np.dtype]:
+    """A Python float, a numpy float32/float64 scalar, or a 0-d / 1-element float array."""
+    __tracebackhide__ = True
+    if type(value) is float:
+        return value, np.dtype(np.float64)
+    if type(value) in (np.float64, np.float32):
+        return float(value), np.dtype(type(value))
+    if type(value) is np.ndarray:
+        arr = checked_array(value, "the loss", where)
+        if arr.size != 1:
+            raise _fail(f"the loss has shape {arr.shape}, but should be a scalar (the mean over the "
+                        "batch, not one value per sample)", where)
+        return float(arr.reshape(-1)[0]), arr.dtype
+    if type(value) is np.float16:
+        raise _fail("the loss is a numpy.float16: not enough precision for the check", where)
+    raise _fail(f"the loss is a {type_name(value)}, but should be a float (Python float, "
+                "numpy float64/float32, or a 0-d/1-element float array)", where)
