@@ -1,0 +1,1 @@
+"""Command-line tools: data fetching, benchmarks, fixtures, grading (``python -m tools.<name>``)."""
