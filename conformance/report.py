@@ -67,7 +67,8 @@ def cap_text(text: str, head: int = MESSAGE_HEAD, tail: int = MESSAGE_TAIL) -> s
     if len(text) <= head + tail:
         return text
     cut = len(text) - head - tail
-    return f"{text[:head]}\n... [{cut} characters cut] ...\n{text[-tail:]}"
+    end = text[len(text) - tail:]  # (not text[-tail:], which is all of it when tail is 0)
+    return f"{text[:head]}\n... [{cut} characters cut] ...\n{end}"
 
 
 def _json_safe(value: Any) -> Any:

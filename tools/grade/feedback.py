@@ -16,21 +16,25 @@ from tools.grade.rubric import GroupScore
 # Sentences of the suite's messages that name a diagnosed bug (conformance/diagnosis.py and
 # the relu_index/stability messages). Group 1 is the bug's description.
 DIAGNOSIS_PATTERNS = [
-    re.compile(r"your (?:gradients?|outputs?|results?|backward|forward)\s+(?:\w+\s+)?"
-               r"(?:equals?|matche?s?)\s+(?:those|that|the ones?) of\s+(.+)", re.IGNORECASE),
-    re.compile(r"(?:this is )?the (?:typical )?symptom of\s+(.+)", re.IGNORECASE),
+    re.compile(r"equals? those of (?:an? )?(?:implementation|code|version) (?:that|which) (.+)",
+               re.IGNORECASE),
+    re.compile(r"(?:this is )?the (?:typical )?symptom of (.+)", re.IGNORECASE),
     re.compile(r"^\s*diagnos(?:is|ed)\s*:\s*(.+)", re.IGNORECASE),
     re.compile(r"missing guard\s*:\s*(.+)", re.IGNORECASE),
 ]
+# Where the bug's name ends and the explanation (line pattern, shapes) begins.
+DIAGNOSIS_END = re.compile(r": | \(`|\.$|\. ")
 MAX_DIAGNOSIS_CHARS = 160
 OUTPUT_FAILURE_CHARS = 4000  # per failing check in a Gradescope output
 MAX_LISTED_FAILURES = 15
 
 
 def _clean_diagnosis(text: str) -> str:
-    text = re.sub(r"\s+", " ", text).strip().rstrip(".:;,")
-    text = re.sub(r"^(?:an? )?(?:implementation|code) (?:that|which) ", "", text)
-    return text[:MAX_DIAGNOSIS_CHARS]
+    text = re.sub(r"\s+", " ", text).strip()
+    end = DIAGNOSIS_END.search(text)
+    if end:
+        text = text[:end.start()]
+    return text.strip().rstrip(".:;,")[:MAX_DIAGNOSIS_CHARS]
 
 
 def diagnoses(message: str) -> list[str]:
