@@ -162,9 +162,12 @@ BUGGY: tuple[BugSpec, ...] = (
          (_DRAW, "rng.standard_normal((n_out, n_in)).T")),
     _bug("init_ignores_seed", "init_params ignores its seed (default_rng() without argument)",
          "golden", (_SEEDED_RNG, "np.random.default_rng()")),
-    # --- train -----------------------------------------------------------------------------
+    # --- train (golden: one SGD step on pinned data; mnist: it must learn) ---------------
     _bug("train_update_sign", "train adds the gradient (W + lr * dW): gradient ascent",
-         "mnist", (_SGD_STEP, "params[j] = (W + lr * dW, b + lr * db)")),
+         ("golden", "mnist"), (_SGD_STEP, "params[j] = (W + lr * dW, b + lr * db)")),
     _bug("train_update_discarded", "train computes the new (W, b) into local names and never "
-         "stores them in params", "mnist", (_SGD_STEP, "W, b = W - lr * dW, b - lr * db")),
+         "stores them in params", ("golden", "mnist"),
+         (_SGD_STEP, "W, b = W - lr * dW, b - lr * db")),
+    _bug("train_ignores_lr", "train steps by the raw gradient (W - dW), ignoring lr", "golden",
+         (_SGD_STEP, "params[j] = (W - dW, b - db)")),
 )
