@@ -1,0 +1,410 @@
+"""Golden fixtures: load them (verified), ask a candidate for the same values, compare.
+
+Used by conformance/test_golden.py (candidate vs fixtures, and candidate vs a recording
+made by ``tools.fixtures record``) and by tools/fixtures.py (generation, check, record).
+
+Tolerance rule (fixtures/README.md explains it at length). Every fixture stores, next to an
+expected array E, a *scale* array S of the same shape: the sum of the absolute values of
+all the terms that produced each entry, propagated through the network (for a matrix
+product, |A| @ |W|; for softmax, p times the logit magnitude). Rounding in any summation
+order changes an entry by at most about n * eps * S, so an obtained value G passes when
+
+    |G - E| <= k * eps * S + 2 * tiny
+
+with k from the manifest (about twice the longest chain of roundings in the case), eps the
+machine epsilon of the *coarser* of the candidate's returned dtype and the fixture's dtype
+(a float32 candidate gets float32 precision, a float64 one float64 precision, and a float64
+candidate fed float32 inputs is held to the precision of the float32 fixture), and tiny the
+smallest normal number of that dtype (underflow to subnormals). Entries where a legitimate
+choice changes the value (ReLU'(0) at exactly-zero pre-activations) carry an interval
+[lo, hi] instead of one value. The cross-entropy is checked against an interval too: any
+log(0) guard between none and an additive or clipping 1e-7 is accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES_DIR = ROOT / "fixtures"
+MANIFEST_NAME = "manifest.json"
+RECORDING_NAME = "recording.json"
+FORMAT_VERSION = 1
+
+# The cross-entropy interval: a candidate may guard log(0) with any additive constant or
+# clipping floor up to this value (1e-7 is the largest in common use), or clip the top at 1 - it.
+LOG_GUARD_MAX = 1e-7
+# -log of the smallest positive float64 (subnormal 5e-324) is 744.4: no finite guarded
+# loss term can exceed it, so it caps an unguarded -log(0) in the interval's upper end.
+MAX_NEG_LOG = 745.0
+ACCEPTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+KIND_FUNCTIONS = {
+    "mlp": ("forward", "backward", "softmax", "cross_entropy", "train"),
+    "softmax": ("softmax",),
+    "cross_entropy": ("cross_entropy",),
+    "init_params": ("init_params",),
+}
+# Full-batch learning rate of the recorded/checked train step (one SGD step per epoch).
+TRAIN_STEP_LR = 0.1
+
+
+class FixtureError(Exception):
+    """A fixture or recording is missing, unreadable, or not what its manifest says."""
+
+
+# ----------------------------------------------------------------------------- loading
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_manifest(directory: Path = FIXTURES_DIR, name: str = MANIFEST_NAME) -> dict:
+    path = Path(directory) / name
+    if not path.is_file():
+        raise FixtureError(f"{path} is missing: the fixtures cannot be checked without it "
+                           "(it is never auto-created; restore it from git, or run "
+                           "'python -m tools.fixtures generate' on purpose)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FixtureError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("cases"), dict):
+        raise FixtureError(f"{path} has no 'cases' table")
+    return manifest
+
+
+def load_npz(directory: Path, entry: dict) -> dict[str, np.ndarray]:
+    """Load one case file after checking it is exactly the file the manifest describes."""
+    path = Path(directory) / entry["file"]
+    if not path.is_file():
+        raise FixtureError(f"{path} is missing (listed in the manifest); a missing fixture is "
+                           "an error, never re-created automatically")
+    digest = sha256_file(path)
+    if digest != entry["sha256"]:
+        raise FixtureError(f"{path} has sha256 {digest[:16]}..., but the manifest says "
+                           f"{entry['sha256'][:16]}...: the file is corrupted or was modified")
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def fixture_cases(kind: str | None = None, directory: Path = FIXTURES_DIR) -> list[str]:
+    """Case ids for pytest parametrization; [] when the manifest is unusable (the
+    integrity test then fails with the reason)."""
+    try:
+        cases = load_manifest(directory)["cases"]
+    except FixtureError:
+        return []
+    return [cid for cid, entry in cases.items() if kind is None or entry.get("kind") == kind]
+
+
+def params_of(arrays: dict[str, np.ndarray], n_layers: int, prefix: str = "") -> list[tuple]:
+    return [(arrays[f"{prefix}W{j}"], arrays[f"{prefix}b{j}"]) for j in range(n_layers)]
+
+
+# -------------------------------------------------------------------- obtained values
+
+class Mismatch(AssertionError):
+    """A candidate's value disagrees with a golden one; the message is the full report."""
+
+
+def checked_array(value: Any, name: str, where: str, shape: tuple[int, ...] | None = None
+                  ) -> np.ndarray:
+    """The value as a genuine float32/float64 ndarray of the expected shape, or a failure.
+
+    The type is checked before anything touches the value, so an ndarray subclass or an
+    object with rigged comparison operators never reaches a numpy comparison."""
+    __tracebackhide__ = True
+    if type(value) is not np.ndarray:
+        raise Mismatch(f"{name} is a {type(value).__module__}.{type(value).__qualname__}, but "
+                       f"should be a numpy.ndarray (exactly, not a subclass) [{where}]")
+    if value.dtype not in ACCEPTED_DTYPES:
+        raise Mismatch(f"{name} has dtype {value.dtype}, but should be float32 or float64 "
+                       f"(other dtypes have not enough precision for the check) [{where}]")
+    if shape is not None and value.shape != tuple(shape):
+        raise Mismatch(f"{name} has shape {value.shape}, but should have shape {tuple(shape)} "
+                       f"[{where}]")
+    return value
+
+
+def checked_scalar(value: Any, name: str, where: str) -> np.ndarray:
+    """A loss value: Python float, numpy float32/float64 scalar, or a 0-d/1-element array."""
+    __tracebackhide__ = True
+    if type(value) is float:
+        return np.asarray(value, dtype=np.float64)
+    if type(value) in (np.float64, np.float32):
+        return np.asarray(value)
+    if type(value) is np.ndarray and value.size == 1:
+        return checked_array(value, name, where).reshape(())
+    raise Mismatch(f"{name} is a {type(value).__qualname__}"
+                   + (f" of shape {value.shape}" if type(value) is np.ndarray else "")
+                   + f", but should be a float (a Python float, numpy scalar or 1-element "
+                   f"float array) [{where}]")
+
+
+def checked_sequence(value: Any, name: str, length: int, where: str) -> list:
+    __tracebackhide__ = True
+    if not isinstance(value, (list, tuple)):
+        raise Mismatch(f"{name} is a {type(value).__qualname__}, but should be a list or tuple "
+                       f"of {length} [{where}]")
+    if len(value) != length:
+        raise Mismatch(f"{name} has {len(value)} entries, but should have {length} [{where}]")
+    return list(value)
+
+
+def call_candidate(candidate: Any, function: str, *args: Any, where: str) -> Any:
+    """Call the candidate; its exception becomes a failure naming the call (the original
+    traceback stays chained for the student)."""
+    __tracebackhide__ = True
+    try:
+        return candidate.call(function, *args)
+    except Exception as exc:  # noqa: BLE001 - any candidate exception is a finding
+        raise Mismatch(f"{function} raised {type(exc).__name__}: {exc} [{where}]") from exc
+
+
+def n_layers_of(entry: dict) -> int:
+    return len(entry["architecture"]) - 1
+
+
+def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray], case_id: str,
+                      functions: Sequence[str] | None = None
+                      ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Everything the candidate computes on this case's inputs, as validated arrays keyed
+    like the fixture (``act0``, ``pre0``, ``dW0``, ``loss``, ``softmax``, ``train_W0`` ...).
+
+    Returns (values, absent functions). Raises ``Mismatch`` when a call fails or returns
+    the wrong structure. Used both to record a candidate and to compare against fixtures
+    or a recording, so the two always ask exactly the same questions."""
+    __tracebackhide__ = True
+    kind = entry["kind"]
+    wanted = [f for f in KIND_FUNCTIONS[kind] if functions is None or f in functions]
+    out: dict[str, np.ndarray] = {}
+    absent = [f for f in wanted if not candidate.has(f)]
+    present = [f for f in wanted if f not in absent]
+    if kind == "mlp":
+        L = n_layers_of(entry)
+        X, Y, params = arrays["X"], arrays["Y"], params_of(arrays, L)
+        acts = [arrays[f"act{i}"] for i in range(L + 1)]
+        pres = [arrays[f"pre{i}"] for i in range(L)]
+        if "forward" in present:
+            where = f"forward(case={case_id})"
+            result = checked_sequence(call_candidate(candidate, "forward", X, params, where=where),
+                                      "forward's result (activations, pre_activations)", 2, where)
+            got_acts = checked_sequence(result[0], "activations", L + 1, where)
+            got_pres = checked_sequence(result[1], "pre_activations", L, where)
+            for i, a in enumerate(got_acts):
+                out[f"act{i}"] = checked_array(a, f"activations[{i}]", where, acts[i].shape)
+            for i, z in enumerate(got_pres):
+                out[f"pre{i}"] = checked_array(z, f"pre_activations[{i}]", where, pres[i].shape)
+        if "backward" in present:
+            where = f"backward(case={case_id})"
+            grads = checked_sequence(
+                call_candidate(candidate, "backward", acts, pres, Y, params, where=where),
+                "backward's result (one (dW, db) per layer)", L, where)
+            for j, pair in enumerate(grads):
+                dW, db = checked_sequence(pair, f"grads[{j}] (dW, db)", 2, where)
+                out[f"dW{j}"] = checked_array(dW, f"dW[{j}]", where, params[j][0].shape)
+                out[f"db{j}"] = checked_array(db, f"db[{j}]", where, params[j][1].shape)
+        if "softmax" in present:
+            where = f"softmax(case={case_id}, input=pre_activations[{L - 1}])"
+            out["softmax"] = checked_array(call_candidate(candidate, "softmax", pres[-1],
+                                                          where=where), "softmax(Z)", where,
+                                           acts[-1].shape)
+        if "cross_entropy" in present:
+            where = f"cross_entropy(case={case_id}, Y_hat=activations[{L}])"
+            out["loss"] = checked_scalar(call_candidate(candidate, "cross_entropy", acts[-1], Y,
+                                                        where=where), "cross_entropy", where)
+        if "train" in present:
+            where = (f"train(case={case_id}, lr={TRAIN_STEP_LR}, epochs=1, "
+                     f"batch_size={X.shape[0]})")
+            trained = checked_sequence(
+                call_candidate(candidate, "train", X, Y, X, Y, params, TRAIN_STEP_LR, 1,
+                               X.shape[0], where=where), "train's result (params)", L, where)
+            for j, pair in enumerate(trained):
+                W, b = checked_sequence(pair, f"params[{j}] (W, b)", 2, where)
+                out[f"train_W{j}"] = checked_array(W, f"W[{j}]", where, params[j][0].shape)
+                out[f"train_b{j}"] = checked_array(b, f"b[{j}]", where, params[j][1].shape)
+    elif kind == "softmax" and present:
+        where = f"softmax(case={case_id})"
+        out["P"] = checked_array(call_candidate(candidate, "softmax", arrays["Z"], where=where),
+                                 "softmax(Z)", where, arrays["P"].shape)
+    elif kind == "cross_entropy" and present:
+        where = f"cross_entropy(case={case_id})"
+        out["loss"] = checked_scalar(call_candidate(candidate, "cross_entropy", arrays["Y_hat"],
+                                                    arrays["Y"], where=where), "cross_entropy",
+                                     where)
+    elif kind == "init_params" and present:
+        sizes, seed = list(entry["architecture"]), entry["seed"]
+        where = f"init_params({sizes}, seed={seed})"
+        params = checked_sequence(call_candidate(candidate, "init_params", sizes, seed,
+                                                 where=where), "init_params' result",
+                                  len(sizes) - 1, where)
+        for j, pair in enumerate(params):
+            W, b = checked_sequence(pair, f"params[{j}] (W, b)", 2, where)
+            out[f"W{j}"] = checked_array(W, f"W[{j}]", where, arrays[f"W{j}"].shape)
+            out[f"b{j}"] = checked_array(b, f"b[{j}]", where, arrays[f"b{j}"].shape)
+    return out, absent
+
+
+# ------------------------------------------------------------------------ comparison
+
+def eps_for(*dtypes: np.dtype) -> float:
+    """Machine epsilon of the coarsest of the given floating dtypes."""
+    return max(float(np.finfo(d).eps) for d in dtypes)
+
+
+def tiny_for(*dtypes: np.dtype) -> float:
+    return max(float(np.finfo(d).tiny) for d in dtypes)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.17g}"  # enough digits to tell any two float64 values apart
+
+
+def _index(flat: int, shape: tuple[int, ...]) -> str:
+    return str(tuple(int(i) for i in np.unravel_index(flat, shape))) if shape else "()"
+
+
+@dataclass
+class Comparison:
+    """Outcome of one vectorised comparison, explained only when it failed."""
+
+    name: str
+    where: str
+    obtained: np.ndarray  # float64 view of the candidate's values
+    lo: np.ndarray  # accepted interval (lo == hi except at ambiguous entries)
+    hi: np.ndarray
+    tol: np.ndarray
+    ok: np.ndarray
+    contract: str
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.ok.all())
+
+    def report(self, hint: str, max_rows: int = 8) -> str:
+        bad = np.flatnonzero(~self.ok.ravel())
+        shape = self.obtained.shape
+        got, lo, hi, tol = (a.ravel() for a in (self.obtained, self.lo, self.hi, self.tol))
+        with np.errstate(invalid="ignore", over="ignore"):
+            err = np.where(got < lo, lo - got, np.where(got > hi, got - hi, 0.0))
+            err = np.where(np.isnan(got), np.inf, err)
+            ref = np.maximum(np.abs(lo), np.abs(hi))
+            rel = np.where(ref > 0, err / np.where(ref > 0, ref, 1), np.inf)
+            excess = err / np.maximum(tol, np.finfo(np.float64).tiny)
+        order = bad[np.argsort(-excess[bad], kind="stable")]
+        worst = int(order[0])
+        worst_abs = int(bad[np.argmax(err[bad])])
+        worst_rel = int(bad[np.argmax(rel[bad])])
+
+        def expected(k: int) -> str:
+            return _fmt(lo[k]) if lo[k] == hi[k] else f"[{_fmt(lo[k])}, {_fmt(hi[k])}]"
+
+        lines = [
+            f"{self.name}{_index(worst, shape)} = {_fmt(got[worst])}, but should be "
+            f"{expected(worst)} (+-{tol[worst]:.3g}) [{self.where}]",
+            "",
+            f"Not equal to tolerance: {self.contract}",
+            f"Mismatched elements: {bad.size} / {got.size} ({100.0 * bad.size / got.size:.3g}%)",
+            f"Max absolute difference among violations: {err[worst_abs]:.6g} "
+            f"at index {_index(worst_abs, shape)}",
+            f"Max relative difference among violations: {rel[worst_rel]:.6g} "
+            f"at index {_index(worst_rel, shape)}",
+            "Worst entries (by error / tolerance):",
+            f"  {'index':<14} {'obtained':>24} {'expected':>24} {'abs error':>10} {'tolerance':>10}",
+        ]
+        for k in order[:max_rows]:
+            lines.append(f"  {_index(int(k), shape):<14} {_fmt(got[k]):>24} {expected(int(k)):>24} "
+                         f"{err[k]:>10.3g} {tol[k]:>10.3g}")
+        if bad.size > max_rows:
+            lines.append(f"  ... and {bad.size - max_rows} more")
+        lines += ["", f"What to do next: {hint}"]
+        return "\n".join(lines)
+
+
+def compare(obtained: np.ndarray, expected: np.ndarray, scale: np.ndarray, k: float, *, name: str,
+            where: str, fixture_dtype: np.dtype, lo: np.ndarray | None = None,
+            hi: np.ndarray | None = None) -> Comparison:
+    """Vectorised check of ``obtained`` against ``expected`` (or the interval [lo, hi])
+    with the module's tolerance rule; cheap when it passes."""
+    eps = eps_for(obtained.dtype, fixture_dtype)
+    tiny = tiny_for(obtained.dtype, fixture_dtype)
+    tol = k * eps * scale.astype(np.float64) + 2 * tiny
+    got = obtained.astype(np.float64)
+    lo = (expected if lo is None else lo).astype(np.float64)
+    hi = (expected if hi is None else hi).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = (got >= lo - tol) & (got <= hi + tol)  # NaN compares False: a mismatch
+    contract = (f"|obtained - expected| <= k * eps * scale + 2 * tiny with k = {k:g}, "
+                f"eps = {eps:.3g} ({np.dtype(obtained.dtype).name} obtained, "
+                f"{np.dtype(fixture_dtype).name} fixture), scale = the magnitude of the terms "
+                f"behind each entry (tolerance here {tol.min():.3g} to {tol.max():.3g}; "
+                "see fixtures/README.md)")
+    return Comparison(name, where, got, lo, hi, tol, ok, contract)
+
+
+def assert_matches_fixture(obtained: np.ndarray, arrays: dict[str, np.ndarray], key: str,
+                           k: float, *, name: str, where: str, hint: str) -> None:
+    """Compare with fixture entry ``key`` (its scale, and its ambiguity interval if any)."""
+    __tracebackhide__ = True
+    expected = arrays[key]
+    result = compare(obtained, expected, arrays[f"scale_{key}"], k, name=name, where=where,
+                     fixture_dtype=expected.dtype, lo=arrays.get(f"lo_{key}"),
+                     hi=arrays.get(f"hi_{key}"))
+    if not result.passed:
+        raise Mismatch(result.report(hint))
+
+
+def assert_loss_within(obtained: np.ndarray, arrays: dict[str, np.ndarray], k: float, *,
+                       where: str, hint: str) -> None:
+    """The cross-entropy must be finite and inside the fixture's guard interval."""
+    __tracebackhide__ = True
+    value = float(obtained)
+    if not np.isfinite(value):
+        raise Mismatch(
+            f"cross_entropy = {value}, but should be finite (the reference gives "
+            f"{float(arrays['loss']):.17g}) [{where}]\n\nSome predicted probability of a true "
+            "class is exactly 0 here, so the loss needs a log(0) guard: add a small constant "
+            "inside the log (the section uses + 1e-12) or clip the probabilities.")
+    result = compare(obtained, arrays["loss"], arrays["scale_loss"], k, name="cross_entropy",
+                     where=where, fixture_dtype=arrays["loss"].dtype, lo=arrays["lo_loss"],
+                     hi=arrays["hi_loss"])
+    if not result.passed:
+        raise Mismatch(result.report(
+            hint + f" Accepted: any log(0) guard from none up to {LOG_GUARD_MAX:g} (added or "
+            f"clipped); the reference's value is {float(arrays['loss']):.17g}."))
+
+
+def assert_identical(obtained: np.ndarray, recorded: np.ndarray, *, name: str, where: str,
+                     rtol: float, atol: float) -> None:
+    """Refactor check: same dtype and shape, and bit-identical values (NaN == NaN) unless a
+    tolerance was asked for."""
+    __tracebackhide__ = True
+    if obtained.dtype != recorded.dtype or obtained.shape != recorded.shape:
+        raise Mismatch(f"{name} is {obtained.dtype}{list(obtained.shape)}, but the recording "
+                       f"has {recorded.dtype}{list(recorded.shape)} [{where}]")
+    if rtol == 0 and atol == 0:
+        same = (obtained == recorded) | (np.isnan(obtained) & np.isnan(recorded))
+        contract = "bit-identical (no --golden-rtol/--golden-atol given)"
+        tol = np.zeros(recorded.shape)
+    else:
+        tol = atol + rtol * np.abs(recorded.astype(np.float64))
+        with np.errstate(invalid="ignore"):
+            same = (np.abs(obtained.astype(np.float64) - recorded) <= tol) | (
+                np.isnan(obtained) & np.isnan(recorded))
+        contract = f"|obtained - recorded| <= atol + rtol * |recorded| (rtol={rtol:g}, atol={atol:g})"
+    if same.all():
+        return
+    rec = recorded.astype(np.float64)
+    result = Comparison(name, where, obtained.astype(np.float64), rec, rec, tol, same, contract)
+    raise Mismatch(result.report(
+        "your code now computes different numbers than when the recording was made. If "
+        "the change is intended, record again (python -m tools.fixtures record --impl ... "
+        "--out DIR); if only rounding moved, relax with --golden-rtol/--golden-atol."))
+

@@ -1,0 +1,132 @@
+"""The suite's own mini-batch SGD loop, driven by a candidate's forward and backward.
+
+The MNIST checks train with this loop rather than trusting a candidate's ``train``, so a
+wrong gradient shows up as a low accuracy whatever the candidate's loop does. The shuffling
+scheme is the section's: ``rng = default_rng(seed)``, one ``rng.permutation(n)`` per epoch,
+consecutive slices of ``batch_size`` rows (the last one may be shorter), update
+``W - lr * dW``, ``b - lr * db``. With the reference's forward/backward it reproduces the
+reference ``train`` bit for bit (tests/test_harness.py).
+
+This file must stay self-contained (numpy and the standard library only): the isolated
+worker loads it by path next to the candidate, where neither ``reference`` nor
+``conformance`` is importable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+__all__ = ["HarnessError", "sgd"]
+
+
+class HarnessError(Exception):
+    """The candidate's forward/backward returned something the loop cannot use, or
+    training diverged (non-finite values). The message says which and where."""
+
+
+def _where(epoch: int, step: int, start: int, stop: int) -> str:
+    return f"epoch {epoch}, step {step} (rows {start}:{stop} of the shuffled data)"
+
+
+def _check_array(value: Any, name: str, shape: tuple[int, ...], where: str) -> np.ndarray:
+    # Exact type, not isinstance: an ndarray subclass could override arithmetic.
+    if type(value) is not np.ndarray:
+        raise HarnessError(f"{name} is a {type(value).__name__}, but should be a numpy.ndarray "
+                           f"[sgd, {where}]")
+    if value.dtype.kind != "f":
+        raise HarnessError(f"{name} has dtype {value.dtype}, but should be a floating dtype "
+                           f"[sgd, {where}]")
+    if value.shape != shape:
+        raise HarnessError(f"{name} has shape {value.shape}, but should have shape {shape} "
+                           f"[sgd, {where}]")
+    return value
+
+
+def _check_pair_list(value: Any, name: str, n_layers: int, where: str) -> list[Sequence[Any]]:
+    if not isinstance(value, (list, tuple)) or len(value) != n_layers:
+        got = f"a {type(value).__name__} of length {len(value)}" if isinstance(
+            value, (list, tuple)) else f"a {type(value).__name__}"
+        raise HarnessError(f"{name} is {got}, but should be a list of {n_layers} (dW, db) pairs "
+                           f"[sgd, {where}]")
+    for j, pair in enumerate(value):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise HarnessError(f"{name}[{j}] is a {type(pair).__name__}, but should be a (dW, db) "
+                               f"pair [sgd, {where}]")
+    return list(value)
+
+
+def _first_non_finite(arrays: Sequence[tuple[str, np.ndarray]]) -> str:
+    for name, array in arrays:
+        bad = ~np.isfinite(array)
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            return f"{name}{list(index)} = {array[index]!r} ({int(bad.sum())} non-finite entries)"
+    return "a non-finite sum (overflow)"
+
+
+def sgd(
+    forward: Callable[..., Any],
+    backward: Callable[..., Any],
+    X: np.ndarray,
+    Y: np.ndarray,
+    params: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Train ``params`` with plain mini-batch SGD and return the final ``[(W, b), ...]``.
+
+    ``params`` itself is not modified (the loop keeps its own list). Raises ``HarnessError``
+    if forward/backward return the wrong structure (checked once per step, cheaply) or if
+    the probabilities or the parameters stop being finite, naming the epoch and step.
+    """
+    if not (isinstance(epochs, int) and epochs >= 0):
+        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}")
+    params = [(W, b) for W, b in params]
+    shapes = [(W.shape, b.shape) for W, b in params]
+    n_layers = len(params)
+    rng = np.random.default_rng(seed)
+    n = X.shape[0]
+    for epoch in range(epochs):
+        idx = rng.permutation(n)
+        X_shuf, Y_shuf = X[idx], Y[idx]
+        for step, start in enumerate(range(0, n, batch_size)):
+            stop = min(start + batch_size, n)
+            where = _where(epoch, step, start, stop)
+            X_b, Y_b = X_shuf[start:stop], Y_shuf[start:stop]
+            out = forward(X_b, params)
+            if not isinstance(out, (list, tuple)) or len(out) != 2:
+                raise HarnessError(f"forward returned a {type(out).__name__}, but should return "
+                                   f"(activations, pre_activations) [sgd, {where}]")
+            activations, pre_activations = out
+            if not isinstance(activations, (list, tuple)) or len(activations) != n_layers + 1:
+                raise HarnessError(f"forward's activations should be a list of {n_layers + 1} "
+                                   f"arrays (X and one per layer) [sgd, {where}]")
+            probs = _check_array(activations[-1], "activations[-1]", Y_b.shape, where)
+            grads = _check_pair_list(backward(activations, pre_activations, Y_b, params),
+                                     "backward's result", n_layers, where)
+            new_params = []
+            for j, ((W, b), (dW, db)) in enumerate(zip(params, grads)):
+                dW = _check_array(dW, f"dW[{j}]", shapes[j][0], where)
+                db = _check_array(db, f"db[{j}]", shapes[j][1], where)
+                new_params.append((W - lr * dW, b - lr * db))
+            params = new_params
+            # One sum per array is far cheaper than isfinite().all() and is non-finite
+            # exactly when some entry is (or the sum overflows, itself a sign of divergence).
+            if not all(np.isfinite(a.sum()) for a in (probs, *(x for p in params for x in p))):
+                named = [("activations[-1]", probs)] + [
+                    (f"{kind}[{j}]", arr) for j, (W, b) in enumerate(params)
+                    for kind, arr in (("W", W), ("b", b))]
+                raise HarnessError(
+                    f"training diverged: {_first_non_finite(named)} after the update "
+                    f"[sgd, {where}, lr={lr}]; check the stability guards (softmax max "
+                    "subtraction, log(0)) and the gradient scale (division by the batch size)")
+    return params

@@ -1,0 +1,227 @@
+"""Contract area: golden values. The candidate reproduces the reference's numbers, pinned in
+fixtures/ (see fixtures/README.md for the tolerance rule), and, with ``--golden DIR``, its
+own numbers pinned earlier by ``python -m tools.fixtures record`` (the refactor check).
+
+Each check feeds the candidate the fixture's exact inputs (backward gets the reference's
+activations), so a failure points at one function. Optional functions (softmax,
+cross_entropy, init_params, train) are skipped with a reason when the candidate lacks them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conformance import golden
+from conformance.candidate import Candidate
+from conformance.golden import FIXTURES_DIR, RECORDING_NAME, FixtureError, Mismatch
+
+MLP_CASES = golden.fixture_cases("mlp")
+SOFTMAX_CASES = golden.fixture_cases("softmax")
+LOSS_CASES = golden.fixture_cases("cross_entropy")
+INIT_CASES = golden.fixture_cases("init_params")
+ALL_CASES = golden.fixture_cases()
+
+REPRO = "Reproduce: arrays = np.load('fixtures/{case}.npz'); the inputs are X, Y, W0, b0, ... ."
+HINTS = {
+    "forward": "forward must return (activations, pre_activations) with activations = [X, A1, "
+               "..., A_L] and pre_activations = [Z1, ..., Z_L], Z = A_prev @ W + b, ReLU on the "
+               "hidden layers and a row-wise softmax on the last. The first wrong layer is the "
+               "one to look at; run `pytest conformance -k gradients` for more diagnosis.",
+    "backward": "backward must return [(dW1, db1), ..., (dW_L, db_L)] in forward order: the "
+                "gradients of the MEAN cross-entropy, delta_L = (Y_hat - Y) / B, dW = A_prev.T "
+                "@ delta, db = delta summed over the batch, delta_prev = (delta @ W.T) * "
+                "ReLU'(Z_prev). Gradients are compared from the last layer down; the first "
+                "wrong one is reported. `pytest conformance -k gradients` names known bugs.",
+    "softmax": "softmax(Z) must be the row-wise softmax over the last axis, computed stably "
+               "(subtract each row's maximum before exp).",
+    "cross_entropy": "cross_entropy(Y_hat, Y) must be the mean over the batch of -log(the "
+                     "probability of the true class), with Y one-hot.",
+    "init_params": "init_params(layer_sizes, seed) must reproduce the section's draws: rng = "
+                   "np.random.default_rng(seed), then for each layer in order W = "
+                   "rng.standard_normal((n_in, n_out)) * np.sqrt(2 / n_in) and b = "
+                   "np.zeros(n_out); return [(W, b), ...].",
+    "train": "train(X, Y, X_test, Y_test, params, lr, epochs, batch_size) must do plain "
+             "mini-batch SGD, W - lr * dW and b - lr * db after every batch, and return the "
+             "params. Here batch_size equals the number of rows and epochs = 1, so the result "
+             "must be exactly one gradient step whatever the shuffling.",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _fixture(case_id: str) -> tuple[dict, dict[str, np.ndarray]]:
+    entry = golden.load_manifest()["cases"][case_id]
+    return entry, golden.load_npz(FIXTURES_DIR, entry)
+
+
+def _case(case_id: str) -> tuple[dict, dict[str, np.ndarray]]:
+    __tracebackhide__ = True
+    try:
+        return _fixture(case_id)
+    except FixtureError as exc:
+        pytest.fail(f"golden fixture {case_id} unusable: {exc}", pytrace=False)
+
+
+def _require(candidate: Candidate, function: str) -> None:
+    if not candidate.has(function):
+        pytest.skip(f"candidate defines no {function} (optional): its golden check did not run")
+
+
+def _hint(function: str, case_id: str) -> str:
+    return f"{HINTS[function]} {REPRO.format(case=case_id)}"
+
+
+def _check_keys(values: dict, arrays: dict, entry: dict, keys: list[tuple[str, str]],
+                function: str, case_id: str, where: str) -> None:
+    __tracebackhide__ = True
+    for key, name in keys:
+        golden.assert_matches_fixture(values[key], arrays, key, entry["tolerances"][key]["k"],
+                                      name=name, where=where, hint=_hint(function, case_id))
+
+
+def test_fixtures_intact() -> None:
+    """Every fixture file is present, unmodified (sha256) and listed in the manifest."""
+    try:
+        manifest = golden.load_manifest()
+        for entry in manifest["cases"].values():
+            golden.load_npz(FIXTURES_DIR, entry)
+    except FixtureError as exc:
+        pytest.fail(f"{exc}\n\nThe golden checks cannot run on damaged fixtures; restore them "
+                    "from git and run 'python -m tools.fixtures check'.", pytrace=False)
+    listed = {entry["file"] for entry in manifest["cases"].values()}
+    strays = sorted(p.name for p in FIXTURES_DIR.glob("*.npz") if p.name not in listed)
+    if strays:
+        pytest.fail(f"fixtures/ holds files not in the manifest: {', '.join(strays)}", pytrace=False)
+
+
+@pytest.mark.parametrize("case_id", MLP_CASES)
+def test_forward_matches_golden(candidate: Candidate, case_id: str) -> None:
+    entry, arrays = _case(case_id)
+    values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["forward"])
+    L = golden.n_layers_of(entry)
+    keys = [("act0", "activations[0]")]
+    for i in range(L):  # layer by layer, so the first wrong layer is the one reported
+        keys += [(f"pre{i}", f"pre_activations[{i}]"), (f"act{i + 1}", f"activations[{i + 1}]")]
+    _check_keys(values, arrays, entry, keys, "forward", case_id, f"forward(case={case_id})")
+
+
+@pytest.mark.parametrize("case_id", MLP_CASES)
+def test_backward_matches_golden(candidate: Candidate, case_id: str) -> None:
+    entry, arrays = _case(case_id)
+    values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["backward"])
+    keys = []
+    for j in reversed(range(golden.n_layers_of(entry))):  # in the order backprop computes them
+        keys += [(f"db{j}", f"db[{j}]"), (f"dW{j}", f"dW[{j}]")]
+    _check_keys(values, arrays, entry, keys, "backward", case_id, f"backward(case={case_id})")
+
+
+@pytest.mark.parametrize("case_id", MLP_CASES + SOFTMAX_CASES)
+def test_softmax_matches_golden(candidate: Candidate, case_id: str) -> None:
+    _require(candidate, "softmax")
+    entry, arrays = _case(case_id)
+    values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["softmax"])
+    key = "softmax" if entry["kind"] == "mlp" else "P"
+    _check_keys(values, arrays, entry, [(key, "softmax(Z)")], "softmax", case_id,
+                f"softmax(case={case_id})")
+
+
+@pytest.mark.parametrize("case_id", MLP_CASES + LOSS_CASES)
+def test_cross_entropy_matches_golden(candidate: Candidate, case_id: str) -> None:
+    """Accepts any log(0) guard up to 1e-7 (additive or clipping) or a fused formula: the
+    loss must lie in the fixture's interval, and be finite where a probability is 0."""
+    _require(candidate, "cross_entropy")
+    entry, arrays = _case(case_id)
+    values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["cross_entropy"])
+    golden.assert_loss_within(values["loss"], arrays, entry["tolerances"]["loss"]["k"],
+                              where=f"cross_entropy(case={case_id})",
+                              hint=_hint("cross_entropy", case_id))
+
+
+@pytest.mark.parametrize("case_id", INIT_CASES)
+def test_init_params_matches_golden(candidate: Candidate, case_id: str) -> None:
+    _require(candidate, "init_params")
+    entry, arrays = _case(case_id)
+    values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["init_params"])
+    keys = []
+    for j in range(golden.n_layers_of(entry)):
+        keys += [(f"W{j}", f"W[{j}]"), (f"b{j}", f"b[{j}]")]
+    _check_keys(values, arrays, entry, keys, "init_params", case_id,
+                f"init_params({entry['architecture']}, seed={entry['seed']})")
+
+
+@pytest.mark.parametrize("case_id", MLP_CASES)
+def test_train_takes_one_sgd_step(candidate: Candidate, case_id: str) -> None:
+    _require(candidate, "train")
+    entry, arrays = _case(case_id)
+    values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["train"])
+    keys = []
+    for j in range(golden.n_layers_of(entry)):
+        keys += [(f"train_W{j}", f"W[{j}]"), (f"train_b{j}", f"b[{j}]")]
+    _check_keys(values, arrays, entry, keys, "train", case_id,
+                f"train(case={case_id}, lr={golden.TRAIN_STEP_LR}, epochs=1, "
+                f"batch_size={entry['batch']})")
+
+
+# ------------------------------------------------------------------- refactor check
+
+@functools.lru_cache(maxsize=None)
+def _recording(directory: str) -> dict:
+    path = Path(directory) / RECORDING_NAME
+    if not Path(directory).is_dir():
+        raise FixtureError(f"--golden {directory}: no such directory. Record first: "
+                           f"python -m tools.fixtures record --impl <module> --out {directory}")
+    if not path.is_file():
+        raise FixtureError(f"--golden {directory}: {RECORDING_NAME} is missing, so this is not "
+                           "a recording (never auto-created). Record first: python -m "
+                           f"tools.fixtures record --impl <module> --out {directory}")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise FixtureError(f"{path} is not valid JSON: {exc}") from exc
+
+
+@pytest.mark.parametrize("case_id", ALL_CASES)
+def test_matches_recording(candidate: Candidate, request: pytest.FixtureRequest,
+                           case_id: str) -> None:
+    """With --golden DIR: the candidate's outputs equal those recorded in DIR (bit-exact
+    unless --golden-rtol/--golden-atol relax it)."""
+    directory = request.config.getoption("golden")
+    if directory is None:
+        pytest.skip("refactor check not requested (--golden DIR): pin your outputs with "
+                    "'python -m tools.fixtures record --impl <module> --out DIR' first")
+    rtol, atol = request.config.getoption("golden_rtol"), request.config.getoption("golden_atol")
+    entry, arrays = _case(case_id)
+    try:
+        recording = _recording(directory)
+        current = golden.sha256_file(FIXTURES_DIR / golden.MANIFEST_NAME)
+        if recording.get("fixtures_manifest_sha256") != current:
+            raise FixtureError(f"{directory} was recorded on different fixtures (manifest sha256 "
+                               "differs), so the inputs are not the same: record again")
+        if case_id not in recording.get("cases", {}):
+            raise FixtureError(f"{directory} has no recording of case {case_id}: record again")
+        rec_entry = recording["cases"][case_id]
+        recorded = golden.load_npz(Path(directory), rec_entry)
+    except FixtureError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    values, absent = golden.candidate_outputs(candidate, entry, arrays, case_id)
+    problems = []
+    for key in sorted(recorded):
+        if key not in values:
+            problems.append(f"{key} was recorded but is not produced any more (function "
+                            f"{', '.join(absent) or 'call'} missing?)")
+            continue
+        try:
+            golden.assert_identical(values[key], recorded[key], name=key,
+                                    where=f"refactor check (case={case_id}, --golden {directory})",
+                                    rtol=rtol, atol=atol)
+        except Mismatch as exc:
+            problems.append(str(exc))
+    if problems:
+        raise Mismatch(f"{len(problems)} of {len(recorded)} recorded values changed in case "
+                       f"{case_id}; the first:\n" + "\n\n".join(problems[:1])
+                       + (f"\n\nAlso changed: {', '.join(p.split(' ', 1)[0] for p in problems[1:])}"
+                          if len(problems) > 1 else ""))
