@@ -243,11 +243,24 @@ def judge(run: VariantRun, areas: list[str], control: VariantRun | None = None) 
         missed = [a for a in checked if run.area_outcome(a) != "failed"]
         if not checked:
             return Verdict(True, "not checked: " + ",".join(unchecked), (), unchecked)
-        if missed:
-            problems = tuple(
-                f"{v.name} ({v.description}) was NOT caught by the {a} area "
-                f"(outcome: {run.area_outcome(a)})" for a in missed)
-            return Verdict(False, "MISSED " + ",".join(missed), problems, unchecked)
+        problems = [f"{v.name} ({v.description}) was NOT caught by the {a} area "
+                    f"(outcome: {run.area_outcome(a)})" for a in missed]
+        for pattern in v.expected_tests:
+            area, _, text = pattern.partition("::")
+            if area not in areas:
+                continue
+            matching = [t for t in run.tests if t.area == area and text in t.nodeid]
+            if not matching:
+                problems.append(f"{v.name}: no test of the {area} area matches {text!r} (the "
+                                "suite renamed or dropped it: update tests/variants/buggy.py)")
+                missed.append(pattern)
+            elif not any(t.outcome == "failed" for t in matching):
+                problems.append(f"{v.name} ({v.description}) was NOT caught by the tests "
+                                f"matching {pattern!r}: "
+                                + ", ".join(f"{t.nodeid} {t.outcome}" for t in matching))
+                missed.append(pattern)
+        if problems:
+            return Verdict(False, "MISSED " + ",".join(missed), tuple(problems), unchecked)
         return Verdict(True, "killed", (), unchecked)
     problems = [f"{v.name} ({v.description}) FAILED {t.nodeid}:\n{t.message}"
                 for t in run.failures()]

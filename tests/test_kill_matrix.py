@@ -129,8 +129,9 @@ def test_junit_parsing_maps_tests_to_areas(tmp_path: Path) -> None:
 
 
 def _fake_run(name: str, kind: str, expected: frozenset[str], tests: list[CaseResult],
-              path: Path) -> VariantRun:
-    variant = Variant(name, kind, path, expected, "fake", next(iter(expected), None))
+              path: Path, expected_tests: tuple[str, ...] = ()) -> VariantRun:
+    variant = Variant(name, kind, path, expected, "fake", next(iter(expected), None),
+                      expected_tests)
     return VariantRun(variant, tests, returncode=1 if any(t.outcome == "failed" for t in tests)
                       else 0)
 
@@ -148,6 +149,14 @@ def test_judge_requires_every_expected_area(tmp_path: Path) -> None:
     assert not missed.ok and "interface" in missed.summary
     not_run = judge(_fake_run("b", "buggy", frozenset({"mnist"}), tests, path), areas)
     assert not_run.ok and not_run.unchecked == ("mnist",)
+    per_test = [CaseResult("m::test_silent", "gradients", "failed", "x"),
+                CaseResult("m::test_visible", "gradients", "passed")]
+    flavours = _fake_run("b", "buggy", frozenset({"gradients"}), per_test, path,
+                         ("gradients::silent", "gradients::visible"))
+    assert judge(flavours, areas).summary == "MISSED gradients::visible"
+    renamed = _fake_run("b", "buggy", frozenset({"gradients"}), per_test, path,
+                        ("gradients::crash",))
+    assert "no test of the gradients area matches" in judge(renamed, areas).problems[0]
     false_positive = judge(_fake_run("c", "correct", frozenset(), tests, path), areas)
     assert not false_positive.ok and "FALSE POSITIVE gradients" == false_positive.summary
 

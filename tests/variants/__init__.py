@@ -66,6 +66,7 @@ class Variant:
     expected_areas: frozenset[str]  # areas where it must fail (empty for correct variants)
     description: str
     primary_area: str | None = None  # the area the bug belongs to (None for correct ones)
+    expected_tests: tuple[str, ...] = ()  # "area::substring": some matching test must fail
 
     @property
     def must_pass(self) -> bool:
@@ -106,6 +107,11 @@ def _check_specs() -> None:
         unknown = set(spec.areas) - set(AREAS)
         if not spec.areas or unknown:
             raise VariantPatchError(f"variant {spec.name!r}: bad check areas {spec.areas}")
+        for pattern in spec.tests:
+            area, _, text = pattern.partition("::")
+            if area not in spec.areas or not text:
+                raise VariantPatchError(f"variant {spec.name!r}: test pattern {pattern!r} must "
+                                        "be 'area::substring' with one of its areas")
 
 
 def materialize(dest: Path, *, include_control: bool = True) -> list[Variant]:
@@ -123,7 +129,7 @@ def materialize(dest: Path, *, include_control: bool = True) -> list[Variant]:
         path = dest / f"{name}.py"
         path.write_text(_header("buggy", spec.description) + apply_patch(source, spec))
         variants.append(Variant(name, "buggy", path, frozenset(spec.areas), spec.description,
-                                spec.areas[0]))
+                                spec.areas[0], spec.tests))
     for name, description in CORRECT.items():
         path = dest / f"{name}.py"
         shutil.copyfile(CORRECT_DIR / f"{name}.py", path)

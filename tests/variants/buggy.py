@@ -34,13 +34,17 @@ class BugSpec:
     description: str  # the bug as a student would recognise it
     areas: tuple[str, ...]  # check areas where it must fail, primary first
     patch: tuple[tuple[str, str, int], ...]  # (old, new, occurrences of old in the reference)
+    # Finer than areas: "area::substring" of test node ids of which at least one must fail
+    # (e.g. each flavour of the i-1 test). A pattern matching no test is itself an error.
+    tests: tuple[str, ...] = ()
 
 
-def _bug(name: str, description: str, areas: tuple[str, ...] | str, *patch: tuple) -> BugSpec:
+def _bug(name: str, description: str, areas: tuple[str, ...] | str, *patch: tuple,
+         tests: tuple[str, ...] = ()) -> BugSpec:
     if isinstance(areas, str):
         areas = (areas,)
     full = tuple((p[0], p[1], p[2] if len(p) > 2 else 1) for p in patch)
-    return BugSpec(name, description, tuple(areas), full)
+    return BugSpec(name, description, tuple(areas), full, tests)
 
 
 # Reference lines the patches target (kept here so a reader sees what is being changed).
