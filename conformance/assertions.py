@@ -134,3 +134,42 @@ def assert_finite(name: str, value: np.ndarray, *, where: str, guard: str) -> No
         raise AssertionError(f"{name}{label}={fmt(arr.reshape(-1)[i])}, but should be finite [{where}]\n"
                              f"  non-finite entries: {int(bad.sum())}/{bad.size}\n"
                              f"  missing guard: {guard}")
+
+
+def _first_change(before: object, after: object, path: str) -> str | None:
+    """Where ``after`` (the candidate's copy after the call) differs from ``before``."""
+    if isinstance(before, np.ndarray):
+        if type(after) is not np.ndarray:
+            return f"{path} was replaced by a {type(after).__name__}"
+        if after.shape != before.shape or after.dtype != before.dtype:
+            return f"{path} changed from {before.dtype}{before.shape} to {after.dtype}{after.shape}"
+        diff = ~((after == before) | (np.isnan(after) & np.isnan(before)))
+        if diff.any():
+            i = np.unravel_index(int(np.flatnonzero(diff)[0]), before.shape)
+            idx = "[" + ", ".join(str(int(k)) for k in i) + "]"
+            return (f"{path}{idx} was {fmt(before[i])} before the call and {fmt(after[i])} after it "
+                    f"({int(diff.sum())}/{diff.size} entries changed)")
+        return None
+    if isinstance(before, (list, tuple)):
+        if not isinstance(after, (list, tuple)) or len(after) != len(before):
+            return f"{path} (a {type(before).__name__} of {len(before)}) was changed in place"
+        for k, (b, a) in enumerate(zip(before, after)):
+            change = _first_change(b, a, f"{path}[{k}]")
+            if change:
+                return change
+    return None
+
+
+def assert_unchanged(before: Sequence[object], after: Sequence[object], names: Sequence[str], *,
+                     where: str) -> None:
+    """The candidate left every argument as it received it."""
+    __tracebackhide__ = True
+    for b, a, name in zip(before, after, names):
+        change = _first_change(b, a, name)
+        if change:
+            raise AssertionError(
+                f"{change}, but arguments must not be modified [{where}]\n"
+                "  contract: no function may mutate its inputs (the caller reuses them: training "
+                "loops keep X, params and the activations)\n"
+                "  next: look for in-place operations on an argument (`+=`, `*=`, `out=`, "
+                "`arr[mask] = ...`, `np.maximum(Z, 0, out=Z)`); work on a copy or a new array.")

@@ -1,9 +1,258 @@
-"""Contract area: the candidate loads and exposes the required API (see SPEC.md)."""
+"""Interface area: the written contract (SPEC.md) - what exists, what comes back, in which shape
+and type, what must not change, and what each optional function computes."""
 
-from conformance.candidate import Candidate
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+
+from conformance import strategies
+from conformance.assertions import Comparison, assert_comparisons, assert_unchanged, fmt
+from conformance.calls import invoke, run_backward, run_forward
+from conformance.candidate import OPTIONAL_FUNCTIONS, Candidate
+from conformance.cases import Case, make_case
+from conformance.checks import contract_text
+from conformance.contract import check_loss, checked_array, checked_sequence, result_dtype
+from conformance.gradcheck import allowed_error, analytic_gradients, precision_tolerance, true_forward
+from reference import mlp as reference
+
+# Shapes the contract promises to support (SPEC.md, "Shapes"): batch 1, 1 to 5 layers,
+# widths 1 to 64, 2 to 10 classes, C / Fortran / strided (non-contiguous) inputs.
+SUPPORTED = [
+    make_case([3, 2], batch=1, seed=1),
+    make_case([1, 1, 2], batch=1, seed=2),
+    make_case([4, 6, 5, 4, 3, 10], batch=3, seed=3),
+    make_case([64, 64, 10], batch=2, seed=4),
+    make_case([5, 1, 1, 1, 1, 2], batch=4, seed=5),
+    make_case([7, 8, 3], batch=5, seed=6, layout="F"),
+    make_case([7, 8, 3], batch=5, seed=7, layout="strided"),
+]
+
+
+def require(candidate: Candidate, function: str) -> None:
+    if not candidate.has(function):
+        pytest.skip(f"candidate defines no {function}() (optional): its checks are skipped, "
+                    "not passed")
 
 
 def test_candidate_loads(candidate: Candidate) -> None:
     """The module imports and defines forward and backward."""
     if candidate.load_error:
         raise AssertionError(candidate.load_error)
+
+
+@pytest.mark.parametrize("function", OPTIONAL_FUNCTIONS)
+def test_optional_function_is_callable(candidate: Candidate, function: str) -> None:
+    """Skipped (with this reason) when absent: an absent optional function is not an error."""
+    require(candidate, function)
+
+
+@pytest.mark.parametrize("case", SUPPORTED, ids=lambda c: c.recipe)
+def test_supported_shapes(candidate: Candidate, case: Case) -> None:
+    """forward and backward run and return the contract's structure on every supported shape."""
+    fwd = run_forward(candidate, case, f"forward(case={case!r})")
+    run_backward(candidate, case, fwd.activations, fwd.pre_activations,
+                 f"backward(*forward(case={case!r}))")
+
+
+@given(case=strategies.cases(max_layers=5, max_width=12))
+@example(case=make_case([2, 3, 4], batch=1, seed=0, layout="strided"))
+def test_forward_structure(candidate: Candidate, case: Case) -> None:
+    """Lists of the right lengths and shapes; activations[0] is X; last layer row-stochastic."""
+    where = f"forward(case={case!r})"
+    fwd = run_forward(candidate, case, where)
+    tau = precision_tolerance(fwd.dtype)
+    x = Comparison("activations[0]", fwd.activations[0], case.X,
+                   allowed_error(np.abs(case.X), float(np.abs(case.X).max()), tau))
+    P = fwd.activations[-1]
+    rows = Comparison("activations[-1].sum(axis=1)", P.sum(axis=1), np.ones(case.batch), 8 * tau)
+    negative = Comparison("activations[-1]", np.minimum(P, 0), np.zeros_like(P), 0.0)
+    assert_comparisons([x, rows, negative], where=where,
+                       compared="activations[0] vs X; the final activations vs a probability "
+                                "distribution per row (non-negative, summing to 1)",
+                       contract=contract_text(fwd.dtype, fd=False),
+                       next_step="return [X, A1, ..., softmax(Z_L)] and apply the softmax per row "
+                                 "(axis=-1, keepdims=True), not per column.")
+
+
+@given(case=strategies.cases(max_layers=5, max_width=12))
+def test_backward_structure(candidate: Candidate, case: Case) -> None:
+    """One (dW, db) pair per layer in forward order, dW shaped like W and db like b."""
+    acts, pres = reference.forward(case.X, case.params)
+    run_backward(candidate, case, acts, pres, f"backward(case={case!r})")
+
+
+def test_pre_activations_hold_z_before_relu(candidate: Candidate) -> None:
+    """pre_activations keep the negative entries of Z (no in-place ReLU overwrote them)."""
+    case = make_case([4, 6, 6, 3], batch=6, seed=21)
+    where = f"forward(case={case!r})"
+    fwd = run_forward(candidate, case, where)
+    _, pres = true_forward(case.X, case.params)
+    for l, (got, z) in enumerate(zip(fwd.pre_activations[:-1], pres[:-1])):
+        assert (z < 0).any(), "suite bug: this case must have negative pre-activations"
+        scale = np.abs(z).max()
+        if np.all(got >= 0) and np.allclose(got, np.maximum(z, 0), rtol=0, atol=1e-3 * scale):
+            raise AssertionError(
+                f"pre_activations[{l}] holds relu(Z) (no negative entries), but should hold Z "
+                f"itself [{where}]\n  contract: pre_activations[l] is Z = A_prev @ W + b before the "
+                "nonlinearity; backward needs its sign\n  next: an in-place ReLU overwrote Z "
+                "(`np.maximum(Z, 0, out=Z)`, `Z[Z < 0] = 0`, `Z *= Z > 0`): compute A = relu(Z) "
+                "as a new array.")
+
+
+@given(case=strategies.cases(max_layers=3, max_width=6))
+def test_forward_does_not_mutate_arguments(candidate: Candidate, case: Case) -> None:
+    where = f"forward(case={case!r})"
+    _, after = invoke(candidate, "forward", case.X, case.params, where=where, case=case, inspect=True)
+    assert_unchanged((case.X, case.params), after, ("X", "params"), where=where)
+
+
+@given(case=strategies.cases(max_layers=3, max_width=6))
+def test_backward_does_not_mutate_arguments(candidate: Candidate, case: Case) -> None:
+    where = f"backward(case={case!r})"
+    acts, pres = reference.forward(case.X, case.params)
+    args = (acts, pres, case.Y, case.params)
+    _, after = invoke(candidate, "backward", *args, where=where, case=case, inspect=True)
+    assert_unchanged(args, after, ("activations", "pre_activations", "Y", "params"), where=where)
+
+
+def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return all(x.shape == y.shape and x.dtype == y.dtype and np.array_equal(x, y, equal_nan=True)
+               for x, y in zip(a, b))
+
+
+@given(case=strategies.cases(max_layers=3, max_width=6))
+def test_same_inputs_give_identical_outputs(candidate: Candidate, case: Case) -> None:
+    """Bit-identical results for identical inputs (no hidden state, no randomness)."""
+    where = f"forward/backward(case={case!r}), called twice"
+    runs = []
+    for _ in range(2):
+        fwd = run_forward(candidate, case, where)
+        grads, _ = run_backward(candidate, case, fwd.activations, fwd.pre_activations, where)
+        runs.append(fwd.activations + fwd.pre_activations + [g for pair in grads for g in pair])
+    if not _same(runs[0], runs[1]):
+        raise AssertionError(f"the second call returned different values than the first [{where}]\n"
+                             "  contract: same inputs -> identical outputs (no global state, "
+                             "no random numbers, no caching of earlier calls)")
+
+
+# --------------------------------------------------------------------------- optional functions
+def test_relu(candidate: Candidate) -> None:
+    require(candidate, "relu")
+    z = np.array([[-2.0, -0.0, 0.0, 1e-30, 3.5], [1e3, -1e3, 0.25, -0.25, 7.0]])
+    where = "relu(z)"
+    got = checked_array(invoke(candidate, "relu", z, where=where), "relu(z)", where, z.shape)
+    tau = precision_tolerance(got.dtype)
+    assert_comparisons([Comparison("relu(z)", got, np.maximum(z, 0), allowed_error(np.abs(z), 0, tau))],
+                       where=where, compared="relu(z) vs max(z, 0) entrywise",
+                       contract=contract_text(got.dtype, fd=False))
+    _, after = invoke(candidate, "relu", z, where=where, inspect=True)
+    assert_unchanged((z,), after, ("z",), where=where)
+
+
+def _exact_softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_softmax(candidate: Candidate) -> None:
+    require(candidate, "softmax")
+    z = np.random.default_rng(5).standard_normal((6, 4)) * 3
+    where = "softmax(z), z of shape (6, 4), rows are samples"
+    got = checked_array(invoke(candidate, "softmax", z, where=where), "softmax(z)", where, z.shape)
+    tau = precision_tolerance(got.dtype)
+    p = _exact_softmax(z)
+    scale = p * (1 + 2 * np.abs(z).max(axis=-1, keepdims=True))
+    assert_comparisons([Comparison("softmax(z)", got, p, allowed_error(scale, 1.0, tau))], where=where,
+                       compared="softmax(z) vs exp(z) / exp(z).sum(axis=-1) per row",
+                       contract=contract_text(got.dtype, fd=False),
+                       next_step="normalise over the last axis (the classes), one row per sample.")
+    _, after = invoke(candidate, "softmax", z, where=where, inspect=True)
+    assert_unchanged((z,), after, ("z",), where=where)
+
+
+def _probabilities(rng: np.random.Generator, batch: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    P = _exact_softmax(rng.standard_normal((batch, k)))
+    return P, np.eye(k)[rng.integers(0, k, batch)]
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_cross_entropy(candidate: Candidate, batch: int) -> None:
+    """Mean over the batch of -log(probability of the true class)."""
+    require(candidate, "cross_entropy")
+    P, Y = _probabilities(np.random.default_rng(batch), batch, 4)
+    where = f"cross_entropy(Y_hat, Y), batch {batch}"
+    value, dtype = check_loss(invoke(candidate, "cross_entropy", P, Y, where=where), where)
+    true = float(-np.mean(np.log((P * Y).sum(axis=1))))
+    # The section's +1e-12 shifts -log(p) by at most 1e-12 / p < 1e-10 here (p > 0.01).
+    tau = precision_tolerance(dtype)
+    allowed = tau * (abs(true) + 1.0) + 1e-10
+    if not abs(value - true) <= allowed:
+        hint = ""
+        if abs(value - batch * true) <= allowed * batch and batch > 1:
+            hint = "\n  diagnosis: it equals the SUM over the batch; the loss is the mean (np.mean)"
+        elif abs(value + true) <= allowed:
+            hint = "\n  diagnosis: the sign is flipped: the loss is -mean(log p), a positive number"
+        raise AssertionError(f"cross_entropy={fmt(value)}, but should be {fmt(true)} [{where}]\n"
+                             f"  contract: |actual - expected| <= {fmt(allowed)} "
+                             f"(tau*(|loss| + 1), {np.dtype(dtype).name})" + hint)
+    _, after = invoke(candidate, "cross_entropy", P, Y, where=where, inspect=True)
+    assert_unchanged((P, Y), after, ("Y_hat", "Y"), where=where)
+
+
+INIT_CONTRACT = ("init_params(layer_sizes, seed) must reproduce the section's draws: "
+                 "rng = np.random.default_rng(seed); for each layer in order "
+                 "W = rng.standard_normal((n_in, n_out)) * np.sqrt(2 / n_in); b = np.zeros(n_out)")
+
+
+@pytest.mark.parametrize("sizes,seed", [([5, 4, 3], 0), ([3, 7, 2, 4], 7)])
+def test_init_params(candidate: Candidate, sizes: list[int], seed: int) -> None:
+    require(candidate, "init_params")
+    where = f"init_params({sizes}, {seed})"
+    got = invoke(candidate, "init_params", sizes, seed, where=where)
+    layers = checked_sequence(got, "init_params' return value", where, len(sizes) - 1, "(W, b) pairs")
+    rng = np.random.default_rng(seed)
+    comparisons, arrays = [], []
+    for l, (pair, n_in, n_out) in enumerate(zip(layers, sizes[:-1], sizes[1:])):
+        W, b = checked_sequence(pair, f"params[{l}]", where, 2, "arrays (expected (W, b))")
+        W = checked_array(W, f"W[{l}]", where, (n_in, n_out))
+        b = checked_array(b, f"b[{l}]", where, (n_out,))
+        arrays += [W, b]
+        expected = rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)
+        comparisons += [(f"W[{l}]", W, expected), (f"b[{l}]", b, np.zeros(n_out))]
+    tau = precision_tolerance(result_dtype(arrays))
+    assert_comparisons(
+        [Comparison(n, g, e, allowed_error(np.abs(e), 0.0, tau)) for n, g, e in comparisons],
+        where=where, compared="your initial parameters vs the section's draws for this seed",
+        contract=INIT_CONTRACT, next_step="same generator, same draw order (layer by layer, W only), "
+                                          "same He scale; biases start at zero.")
+
+
+def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
+    """With batch_size = n, one epoch is exactly one full-batch gradient step (shuffling cannot
+    change a full-batch mean), so train(..., lr, epochs=2, batch_size=n) has one right answer."""
+    require(candidate, "train")
+    case = make_case([4, 5, 3], batch=12, seed=31)
+    lr, epochs = 0.1, 2
+    where = f"train(X, Y, X, Y, params, lr={lr}, epochs={epochs}, batch_size={case.batch}) on {case!r}"
+    got = invoke(candidate, "train", case.X, case.Y, case.X, case.Y, case.params, lr, epochs,
+                 case.batch, where=where)
+    layers = checked_sequence(got, "train's return value", where, len(case.params), "(W, b) pairs")
+    params = [tuple(np.array(p, dtype=np.float64) for p in pair) for pair in case.params]
+    for _ in range(epochs):
+        acts, pres = true_forward(case.X, params)
+        grads = analytic_gradients(acts, pres, case.Y, params)
+        params = [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grads)]
+    comparisons, arrays = [], []
+    for l, (pair, (W, b)) in enumerate(zip(layers, params)):
+        gW, gb = checked_sequence(pair, f"params[{l}]", where, 2, "arrays (expected (W, b))")
+        arrays += [checked_array(gW, f"W[{l}]", where, W.shape), checked_array(gb, f"b[{l}]", where, b.shape)]
+        comparisons += [(f"W[{l}]", arrays[-2], W), (f"b[{l}]", arrays[-1], b)]
+    tau = precision_tolerance(result_dtype(arrays))
+    assert_comparisons(
+        [Comparison(n, g, e, allowed_error(np.abs(e) + 1.0, 0.0, tau)) for n, g, e in comparisons],
+        where=where, compared="the params train returns vs two exact full-batch SGD steps",
+        contract="W <- W - lr * dW and b <- b - lr * db once per mini-batch; tau*(|W| + 1)",
+        next_step="check the update sign, that lr and batch_size are used, and that the "
+                  "trained params are returned.")
