@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from conformance.candidate import Candidate, CandidateError
 from conformance.cases import Case
@@ -60,3 +61,9 @@ def run_backward(candidate: Candidate, case: Case, activations: Any, pre_activat
     result = invoke(candidate, "backward", activations, pre_activations, case.Y, case.params,
                     where=where, case=case)
     return check_backward(result, case.params, where)
+
+
+def require(candidate: Candidate, function: str) -> None:
+    """Skip the calling test, with a reason saying so, when an optional function is absent."""
+    if not candidate.has(function):
+        pytest.skip(f"candidate defines no {function}() (optional): its checks are skipped, not passed")

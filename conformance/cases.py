@@ -117,3 +117,31 @@ def case_from_arrays(X: np.ndarray, Y: np.ndarray, params: Params, recipe: str, 
     return Case(np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64),
                 [(np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64)) for W, b in params],
                 recipe=recipe, seed=seed)
+
+
+def scaled_logits_case(scale: float, seed: int = 0, layer_sizes: Sequence[int] = (5, 6, 4),
+                       batch: int = 6) -> Case:
+    """A network whose largest |logit| is exactly ``scale`` (last layer's W and b rescaled):
+    its softmax overflows a naive exp once ``scale`` > 709 (float64) or > 88 (float32)."""
+    base = make_case(layer_sizes, batch, seed)
+    Z = base.X
+    for W, b in base.params[:-1]:
+        Z = np.maximum(Z @ W + b, 0.0)
+    W, b = base.params[-1]
+    factor = scale / float(np.abs(Z @ W + b).max())
+    params = base.params[:-1] + [(W * factor, b * factor)]
+    recipe = f"scaled_logits_case({scale!r}, seed={seed}, layer_sizes={list(layer_sizes)}, batch={batch})"
+    return Case(base.X, base.Y, params, recipe=recipe, seed=seed)
+
+
+def true_class_underflow_case(seed: int = 0) -> Case:
+    """Every sample's true class sits ~1000 below the best logit: its softmax probability is
+    exactly 0.0 in float64, so -log(p) needs the log(0) guard."""
+    base = scaled_logits_case(1.0, seed, layer_sizes=(4, 3), batch=5)
+    X = base.X
+    W, b = base.params[0]
+    Z = X @ W + b
+    labels = np.argmin(Z, axis=1)  # the least likely class is the true one
+    params = [(W * 1000.0 / float(np.ptp(Z, axis=1).min()), b * 1000.0 / float(np.ptp(Z, axis=1).min()))]
+    Y = np.eye(W.shape[1])[labels]
+    return Case(X, Y, params, recipe=f"true_class_underflow_case(seed={seed})", seed=seed)

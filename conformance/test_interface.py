@@ -9,7 +9,7 @@ from hypothesis import example, given
 
 from conformance import strategies
 from conformance.assertions import Comparison, assert_comparisons, assert_unchanged, fmt
-from conformance.calls import invoke, run_backward, run_forward
+from conformance.calls import invoke, require, run_backward, run_forward
 from conformance.candidate import OPTIONAL_FUNCTIONS, Candidate
 from conformance.cases import Case, make_case
 from conformance.checks import contract_text
@@ -28,12 +28,6 @@ SUPPORTED = [
     make_case([7, 8, 3], batch=5, seed=6, layout="F"),
     make_case([7, 8, 3], batch=5, seed=7, layout="strided"),
 ]
-
-
-def require(candidate: Candidate, function: str) -> None:
-    if not candidate.has(function):
-        pytest.skip(f"candidate defines no {function}() (optional): its checks are skipped, "
-                    "not passed")
 
 
 def test_candidate_loads(candidate: Candidate) -> None:

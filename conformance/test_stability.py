@@ -1,0 +1,166 @@
+"""Stability area (check 2): softmax and cross-entropy at the edges.
+
+Logits that overflow a naive exp (±1e3, ±1e4 in float64, ±100 in float32), rows of very
+different scale in one batch, equal logits, a true class whose probability is exactly 0,
+single-sample batches; directly on softmax/cross_entropy when present (skipped otherwise),
+and always through forward/backward. Each failure names the guard that is missing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conformance.assertions import Comparison, assert_comparisons, assert_finite, fmt
+from conformance.calls import invoke, require, run_backward, run_forward
+from conformance.candidate import Candidate
+from conformance.cases import Case, scaled_logits_case, true_class_underflow_case
+from conformance.checks import contract_text
+from conformance.contract import check_loss, checked_array
+from conformance.gradcheck import allowed_error, analytic_gradients, magnitudes, precision_tolerance, true_forward
+
+MAX_GUARD = ("per-row max subtraction: softmax must compute exp(z - z.max(axis=-1, keepdims=True)); "
+             "np.exp overflows to inf above 709 in float64 (88 in float32) and inf/inf is nan")
+LOG_GUARD = ("the log(0) guard: cross_entropy must stay finite when the true class has probability "
+             "0, e.g. np.log(Y_hat + 1e-12), np.log(np.clip(Y_hat, 1e-12, 1)) or a log-softmax")
+ROW_GUARD = ("the max must be taken per ROW (axis=-1, keepdims=True): with a single global max, "
+             "rows far below it underflow to all zeros and 0/0 is nan")
+
+
+def exact_softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def check_softmax(candidate: Candidate, z: np.ndarray, where: str, guard: str = MAX_GUARD) -> None:
+    __tracebackhide__ = True
+    got = checked_array(invoke(candidate, "softmax", z, where=where), "softmax(z)", where, z.shape)
+    assert_finite("softmax(z)", got, where=where, guard=guard)
+    tau = precision_tolerance(got.dtype)
+    p = exact_softmax(z)
+    # Rounding z to the result's precision moves a probability by ~2 p |z| eps.
+    scale = p * (1 + 2 * np.abs(z).max(axis=-1, keepdims=True))
+    assert_comparisons([Comparison("softmax(z)", got, p, allowed_error(scale, 1.0, tau))], where=where,
+                       compared="softmax(z) vs the exact row-wise softmax",
+                       contract=contract_text(got.dtype, fd=False), next_step=guard)
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e4, -1e3, -1e4])
+def test_softmax_large_logits_float64(candidate: Candidate, scale: float) -> None:
+    require(candidate, "softmax")
+    z = np.array([[1.0, 0.5, -0.25], [0.0, 1.0, 0.9], [-1.0, 0.3, 1.0]]) * scale
+    check_softmax(candidate, z, f"softmax(z), float64 logits up to |z| = {scale:g}")
+
+
+def test_softmax_large_logits_float32(candidate: Candidate) -> None:
+    require(candidate, "softmax")
+    z = np.array([[100.0, 50.0, -100.0], [-100.0, -99.0, -98.0]], dtype=np.float32)
+    check_softmax(candidate, z, "softmax(z), float32 logits of magnitude 100")
+
+
+def test_softmax_rows_of_very_different_scale(candidate: Candidate) -> None:
+    require(candidate, "softmax")
+    z = np.array([[1e-3, 2e-3, 0.0], [1.0, 2.0, 3.0], [1e4, 0.0, -1e4], [-1e4, -1e4 + 1, -1e4 + 2]])
+    check_softmax(candidate, z, "softmax(z), rows from 1e-3 to 1e4 in one batch", guard=ROW_GUARD)
+
+
+@pytest.mark.parametrize("value", [0.0, 1e4, -1e4])
+def test_softmax_equal_logits(candidate: Candidate, value: float) -> None:
+    require(candidate, "softmax")
+    check_softmax(candidate, np.full((2, 5), value), f"softmax(z), all logits equal to {value:g}")
+
+
+def test_softmax_single_sample(candidate: Candidate) -> None:
+    require(candidate, "softmax")
+    check_softmax(candidate, np.array([[3.0, -1e3, 1e3]]), "softmax(z), one sample of shape (1, 3)")
+
+
+def check_cross_entropy(candidate: Candidate, P: np.ndarray, Y: np.ndarray, where: str) -> float:
+    __tracebackhide__ = True
+    value, _ = check_loss(invoke(candidate, "cross_entropy", P, Y, where=where), where)
+    assert_finite("cross_entropy", np.array(value), where=where, guard=LOG_GUARD)
+    return value
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_cross_entropy_true_class_probability_zero(candidate: Candidate, batch: int) -> None:
+    """Finite, and larger than a uniform guess's loss (the model is confidently wrong)."""
+    require(candidate, "cross_entropy")
+    P = np.tile([[1.0, 0.0, 0.0]], (batch, 1))
+    Y = np.tile([[0.0, 1.0, 0.0]], (batch, 1))
+    where = f"cross_entropy(Y_hat, Y), true class has probability exactly 0, batch {batch}"
+    value = check_cross_entropy(candidate, P, Y, where)
+    if not value > np.log(3):
+        raise AssertionError(f"cross_entropy={fmt(value)}, but should be large (> log(3) = "
+                             f"{fmt(np.log(3))}) [{where}]\n  contract: the loss of a confidently "
+                             "wrong prediction is large; -log(guard) with a tiny guard such as 1e-12")
+
+
+def test_cross_entropy_tiny_probabilities(candidate: Candidate) -> None:
+    require(candidate, "cross_entropy")
+    P = np.array([[1.0 - 1e-300, 1e-300], [0.5, 0.5]])
+    Y = np.array([[0.0, 1.0], [1.0, 0.0]])
+    check_cross_entropy(candidate, P, Y, "cross_entropy(Y_hat, Y), true-class probability 1e-300")
+
+
+# ------------------------------------------------------------ through forward and backward
+def check_network(candidate: Candidate, case: Case) -> None:
+    """forward gives finite, row-stochastic probabilities; backward finite, correct gradients."""
+    __tracebackhide__ = True
+    where = f"forward(case={case!r})"
+    fwd = run_forward(candidate, case, where)
+    P = fwd.activations[-1]
+    assert_finite("activations[-1]", P, where=where, guard=MAX_GUARD + " (in the softmax forward uses)")
+    tau = precision_tolerance(fwd.dtype)
+    assert_comparisons([Comparison("activations[-1].sum(axis=1)", P.sum(axis=1), np.ones(case.batch), 8 * tau)],
+                       where=where, compared="the output probabilities' row sums vs 1",
+                       contract=contract_text(fwd.dtype, fd=False), next_step=MAX_GUARD)
+    where = f"backward(*forward(case={case!r}))"
+    grads, dtype = run_backward(candidate, case, fwd.activations, fwd.pre_activations, where)
+    for l, (dW, db) in enumerate(grads):
+        assert_finite(f"dW[{l}]", dW, where=where, guard=MAX_GUARD + " (Y_hat feeds delta = (Y_hat - Y) / B)")
+        assert_finite(f"db[{l}]", db, where=where, guard=MAX_GUARD)
+    acts, pres = true_forward(case.X, case.params)
+    mags = magnitudes(case.X, case.Y, case.params)
+    tau = precision_tolerance(max((fwd.dtype, dtype), key=lambda d: np.finfo(d).eps))
+    g0 = analytic_gradients(acts, pres, case.Y, case.params, 0.0)
+    g1 = analytic_gradients(acts, pres, case.Y, case.params, 1.0)
+    comparisons = []
+    for l in range(len(grads)):
+        for t, name in enumerate(("dW", "db")):
+            M = mags.gradients[l][t]
+            comparisons.append(Comparison(f"{name}[{l}]", grads[l][t], g0[l][t],
+                                          allowed_error(M, float(M.max(initial=0)), tau), expected_alt=g1[l][t]))
+    assert_comparisons(comparisons, where=where,
+                       compared="your gradients vs exact backprop at huge logits (the softmax saturates; "
+                                "delta = (Y_hat - Y) / B stays well defined)",
+                       contract=contract_text(dtype, fd=False), reproduce=case.snippet(),
+                       next_step="a softmax without the per-row max subtraction is the usual cause.")
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e4])
+def test_network_with_huge_logits(candidate: Candidate, scale: float) -> None:
+    check_network(candidate, scaled_logits_case(scale, seed=1))
+
+
+def test_network_single_sample_huge_logits(candidate: Candidate) -> None:
+    check_network(candidate, scaled_logits_case(1e3, seed=2, batch=1))
+
+
+def test_network_rows_of_very_different_scale(candidate: Candidate) -> None:
+    case = scaled_logits_case(1e4, seed=3, batch=4)
+    scales = np.array([[1e-4], [1e-2], [1.0], [1.0]])  # one batch, logits from ~1 to 1e4
+    check_network(candidate, Case(case.X * scales, case.Y, case.params,
+                                  recipe=f"<{case.recipe} with rows scaled by {scales.ravel().tolist()}>"))
+
+
+def test_network_true_class_probability_zero(candidate: Candidate) -> None:
+    """The true class's probability underflows to exactly 0: still finite everywhere, and the
+    candidate's cross_entropy (if any) of its own forward output is finite."""
+    case = true_class_underflow_case(seed=4)
+    check_network(candidate, case)
+    if candidate.has("cross_entropy"):
+        fwd = run_forward(candidate, case, f"forward(case={case!r})")
+        check_cross_entropy(candidate, fwd.activations[-1], case.Y,
+                            f"cross_entropy(forward(case={case!r})[0][-1], Y)")
