@@ -168,6 +168,11 @@ def explain_exception(text: str, function: str, layer_sizes: Sequence[int], batc
         return ("two arrays inside backward have incompatible shapes: check that every elementwise "
                 "product pairs arrays of the same layer.")
     if _is_matmul_error(text) and function == "backward":
+        if 1 in layer_sizes[1:-1]:
+            return ("a matrix product inside backward has mismatched shapes. With a width-1 layer "
+                    "this is typically the i-1 bug: `* (pre_activations[i] > 0)` multiplies a "
+                    "(B, 1) delta by the next layer's (B, n) mask, broadcasting delta to the wrong "
+                    "width, and the next `delta @ W.T` fails; write `pre_activations[i-1]`.")
         return ("a matrix product inside backward has mismatched shapes: propagate with the weights "
                 "of the layer you just differentiated, transposed (`delta @ params[i][0].T`), and "
                 "compute `dW = activations[i].T @ delta`.")

@@ -1,0 +1,102 @@
+"""relu_index area (check 3): the `pre_activations[i]` vs `pre_activations[i-1]` bug and its relatives.
+
+Networks built so that the bug is silent (equal widths: the wrong layer's mask broadcasts),
+visible (signs chosen so the two layers' masks differ), delayed by a width-1 layer (broadcast
+first, matmul error next), or crashes (unequal widths: numpy's broadcast error, recognised and
+named). Relatives: the wrong layer's W in the propagation, W instead of W.T, gradients
+returned in reverse order. The candidate's backward gets exact float64 activations and is
+compared with exact backprop (either ReLU'(0) convention).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conformance.assertions import Comparison, assert_comparisons
+from conformance.calls import run_backward
+from conformance.candidate import Candidate
+from conformance.cases import Case, case_from_arrays, make_case
+from conformance.checks import contract_text
+from conformance.diagnosis import KNOWN_BUGS, diagnose
+from conformance.gradcheck import allowed_error, analytic_gradients, magnitudes, precision_tolerance, true_forward
+
+BUGS = {bug.key: bug for bug in KNOWN_BUGS}
+
+
+def masks_differ_case() -> Case:
+    """3 layers of width 4: Z1 > 0 everywhere, Z2 < 0 on half its units, logits of both signs.
+    With pre_activations[i] in place of [i-1], layer 2's mask replaces layer 1's (all ones)
+    and the logits' signs replace layer 2's: dW[0] and dW[1] change for certain."""
+    rng = np.random.default_rng(2024)
+    X = np.abs(rng.standard_normal((5, 3))) + 0.5
+    W1, b1 = np.abs(rng.standard_normal((3, 4))) + 0.1, np.full(4, 1.0)  # Z1 > 0
+    W2 = np.abs(rng.standard_normal((4, 4))) * 0.5
+    b2 = np.array([3.0, -50.0, 3.0, -50.0])  # units 1 and 3 dead on every sample
+    W3 = rng.standard_normal((4, 4))
+    b3 = np.array([-40.0, 40.0, -40.0, 40.0])  # logits' signs alternate by class
+    Y = np.eye(4)[rng.integers(0, 4, 5)]
+    return case_from_arrays(X, Y, [(W1, b1), (W2, b2), (W3, b3)], recipe="masks_differ_case()")
+
+
+def check_exact(candidate: Candidate, case: Case, exposes: str) -> None:
+    """The candidate's gradients equal exact backprop; on failure, say which bug they match."""
+    __tracebackhide__ = True
+    where = f"backward(case={case!r})"
+    acts, pres = true_forward(case.X, case.params)
+    grads, dtype = run_backward(candidate, case, acts, pres, where)
+    tau = precision_tolerance(dtype)
+    mags = magnitudes(case.X, case.Y, case.params)
+    g0 = analytic_gradients(acts, pres, case.Y, case.params, 0.0)
+    g1 = analytic_gradients(acts, pres, case.Y, case.params, 1.0)
+    comparisons = [
+        Comparison(f"{name}[{l}]", grads[l][t], g0[l][t],
+                   allowed_error(mags.gradients[l][t], float(mags.gradients[l][t].max(initial=0)), tau),
+                   expected_alt=g1[l][t])
+        for l in range(len(grads)) for t, name in enumerate(("dW", "db"))]
+    bug = BUGS[exposes]
+    assert_comparisons(
+        comparisons, where=where,
+        compared=f"your backward vs exact backprop on a network built to expose the bug of an "
+                 f"implementation that {bug.description}",
+        contract=contract_text(dtype, fd=False),
+        diagnosis=diagnose(grads, acts, pres, case.Y, case.params, mags, tau),
+        reproduce=case.snippet(),
+        next_step=f"this network targets {bug.line_pattern}; if the diagnosis names another "
+                  "bug, fix that one first.")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_relu_index_silent_equal_widths(candidate: Candidate, seed: int) -> None:
+    """Equal widths: pre_activations[i] has the shape of pre_activations[i-1], nothing crashes."""
+    check_exact(candidate, make_case([5, 6, 6, 6], batch=7, seed=seed), "relu_index")
+
+
+def test_relu_index_visible_masks_differ(candidate: Candidate) -> None:
+    check_exact(candidate, masks_differ_case(), "relu_index")
+
+
+def test_relu_index_width_one_layer(candidate: Candidate) -> None:
+    """A (B, 1) array broadcasts against any (B, n): the wrong layer's mask silently widens delta
+    and the crash comes one layer later, as a matmul shape error."""
+    check_exact(candidate, make_case([4, 5, 1, 3], batch=6, seed=8), "relu_index")
+
+
+@pytest.mark.parametrize("sizes", [[3, 5, 7, 2], [6, 4, 3]])
+def test_relu_index_crash_unequal_widths(candidate: Candidate, sizes: list[int]) -> None:
+    """Unequal widths: the i-1 bug raises a broadcast ValueError, reported as that bug."""
+    check_exact(candidate, make_case(sizes, batch=4, seed=9), "relu_index")
+
+
+def test_wrong_layer_weights_square_network(candidate: Candidate) -> None:
+    """All widths equal: params[i-1][0] (or W without .T) has the right shape but wrong values."""
+    check_exact(candidate, make_case([4, 4, 4, 4], batch=5, seed=10), "wrong_weights")
+
+
+def test_untransposed_weights_square_network(candidate: Candidate) -> None:
+    check_exact(candidate, make_case([4, 4, 4, 4], batch=5, seed=11), "untransposed_weights")
+
+
+def test_gradients_in_forward_order_equal_shapes(candidate: Candidate) -> None:
+    """All layers shaped alike: gradients in reverse order would pass every shape check."""
+    check_exact(candidate, make_case([4, 4, 4], batch=6, seed=12), "reversed_order")
