@@ -64,6 +64,24 @@ class Candidate(Protocol):
     def close(self) -> None: ...
 
 
+def private_copy(obj: Any) -> Any:
+    """A deep copy that keeps each array's memory layout: C- and Fortran-ordered arrays stay so,
+    and a non-contiguous (strided) array stays a strided view, so a candidate really receives
+    the non-contiguous inputs the suite means to test (``copy.deepcopy`` would compact them)."""
+    import numpy as np
+
+    if type(obj) is np.ndarray and obj.ndim >= 1 and not (obj.flags.c_contiguous or obj.flags.f_contiguous):
+        base = np.zeros(obj.shape[:-1] + (2 * obj.shape[-1],), dtype=obj.dtype)
+        view = base[..., ::2]
+        view[...] = obj
+        return view
+    if type(obj) in (list, tuple):
+        return type(obj)(private_copy(x) for x in obj)
+    if type(obj) is dict:
+        return {k: private_copy(v) for k, v in obj.items()}
+    return copy.deepcopy(obj)
+
+
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -142,8 +160,8 @@ class InProcessCandidate:
     def call_and_inspect(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, tuple]:
         if not self.has(function):
             raise CandidateError(function, f"candidate {self.module_name!r} has no function {function}")
-        private = copy.deepcopy(args)  # the candidate may mutate these; the suite's data stays intact
-        result = getattr(self.module, function)(*private, **copy.deepcopy(kwargs))
+        private = private_copy(args)  # the candidate may mutate these; the suite's data stays intact
+        result = getattr(self.module, function)(*private, **private_copy(kwargs))
         return result, private
 
     def run_sgd(self, X: Any, Y: Any, params: Any, *, lr: float, epochs: int, batch_size: int,

@@ -54,14 +54,14 @@ def checked_array(value: Any, name: str, where: str, shape: tuple[int, ...] | No
 
 
 def checked_sequence(value: Any, name: str, where: str, length: int | None = None,
-                     what: str = "items") -> tuple[Any, ...]:
+                     what: str = "items", note: str = "") -> tuple[Any, ...]:
     """A list or tuple (subclasses such as namedtuples are fine) of ``length`` items."""
     __tracebackhide__ = True
     if not isinstance(value, (list, tuple)):
         raise _fail(f"{name} is a {type_name(value)}, but should be a list or tuple of {what}", where)
     items = tuple(list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value))
     if length is not None and len(items) != length:
-        raise _fail(f"{name} has {len(items)} {what}, but should have {length}", where)
+        raise _fail(f"{name} has {len(items)} {what}, but should have {length}{note}", where)
     return items
 
 
@@ -82,11 +82,12 @@ def check_forward(result: Any, X: np.ndarray, params: Sequence[tuple[np.ndarray,
     """forward(X, params) -> (activations [X, A1..AL], pre_activations [Z1..ZL])."""
     __tracebackhide__ = True
     L = len(params)
-    pair = checked_sequence(result, "forward's return value", where, 2,
-                            "items (expected (activations, pre_activations))")
-    acts = checked_sequence(pair[0], "activations", where, L + 1,
-                            f"arrays (X and one per layer, {L} layers)")
-    pres = checked_sequence(pair[1], "pre_activations", where, L, f"arrays (one per layer, {L} layers)")
+    pair = checked_sequence(result, "forward's return value", where, 2, "items",
+                            " (activations, pre_activations)")
+    acts = checked_sequence(pair[0], "activations", where, L + 1, "arrays",
+                            f" (X, then one per layer; the network has {L} layers)")
+    pres = checked_sequence(pair[1], "pre_activations", where, L, "arrays",
+                            f" (one per layer; the network has {L} layers)")
     B = X.shape[0]
     acts = [checked_array(acts[0], "activations[0]", where, X.shape,
                           " (activations[0] is the input X itself)")] + [
@@ -103,12 +104,12 @@ def check_backward(result: Any, params: Sequence[tuple[np.ndarray, np.ndarray]],
     """backward(...) -> [(dW1, db1), ..., (dWL, dbL)] in forward order, dW like W, db like b."""
     __tracebackhide__ = True
     L = len(params)
-    layers = checked_sequence(result, "backward's return value", where, L,
-                              f"(dW, db) pairs (one per layer, {L} layers)")
+    layers = checked_sequence(result, "backward's return value", where, L, "items",
+                              f" (one (dW, db) pair per layer; the network has {L} layers)")
     shapes = [(W.shape, b.shape) for W, b in params]
     got = []
     for l, pair in enumerate(layers):
-        items = checked_sequence(pair, f"gradient {l}", where, 2, "arrays (expected (dW, db))")
+        items = checked_sequence(pair, f"gradient {l}", where, 2, "items", " (dW, db)")
         got.append(items)
     if L > 1 and shapes != shapes[::-1]:
         got_shapes = [tuple(getattr(x, "shape", None) if type(x) is np.ndarray else None for x in p)

@@ -205,11 +205,12 @@ def test_init_params(candidate: Candidate, sizes: list[int], seed: int) -> None:
     require(candidate, "init_params")
     where = f"init_params({sizes}, {seed})"
     got = invoke(candidate, "init_params", sizes, seed, where=where)
-    layers = checked_sequence(got, "init_params' return value", where, len(sizes) - 1, "(W, b) pairs")
+    layers = checked_sequence(got, "init_params' return value", where, len(sizes) - 1, "items",
+                              " (one (W, b) pair per layer)")
     rng = np.random.default_rng(seed)
     comparisons, arrays = [], []
     for l, (pair, n_in, n_out) in enumerate(zip(layers, sizes[:-1], sizes[1:])):
-        W, b = checked_sequence(pair, f"params[{l}]", where, 2, "arrays (expected (W, b))")
+        W, b = checked_sequence(pair, f"params[{l}]", where, 2, "items", " (W, b)")
         W = checked_array(W, f"W[{l}]", where, (n_in, n_out))
         b = checked_array(b, f"b[{l}]", where, (n_out,))
         arrays += [W, b]
@@ -232,7 +233,8 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
     where = f"train(X, Y, X, Y, params, lr={lr}, epochs={epochs}, batch_size={case.batch}) on {case!r}"
     got = invoke(candidate, "train", case.X, case.Y, case.X, case.Y, case.params, lr, epochs,
                  case.batch, where=where)
-    layers = checked_sequence(got, "train's return value", where, len(case.params), "(W, b) pairs")
+    layers = checked_sequence(got, "train's return value", where, len(case.params), "items",
+                              " (one (W, b) pair per layer)")
     params = [tuple(np.array(p, dtype=np.float64) for p in pair) for pair in case.params]
     for _ in range(epochs):
         acts, pres = true_forward(case.X, params)
@@ -240,7 +242,7 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
         params = [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grads)]
     comparisons, arrays = [], []
     for l, (pair, (W, b)) in enumerate(zip(layers, params)):
-        gW, gb = checked_sequence(pair, f"params[{l}]", where, 2, "arrays (expected (W, b))")
+        gW, gb = checked_sequence(pair, f"params[{l}]", where, 2, "items", " (W, b)")
         arrays += [checked_array(gW, f"W[{l}]", where, W.shape), checked_array(gb, f"b[{l}]", where, b.shape)]
         comparisons += [(f"W[{l}]", arrays[-2], W), (f"b[{l}]", arrays[-1], b)]
     tau = precision_tolerance(result_dtype(arrays))
