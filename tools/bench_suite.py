@@ -1,0 +1,73 @@
+"""Time the conformance suite (everything but MNIST) against a candidate: total and per area.
+
+    python -m tools.bench_suite                      # the reference, default profile, best of 3
+    python -m tools.bench_suite --impl mymodule --profile grading --repeat 1
+
+Runs ``pytest conformance -m "not mnist"`` in a subprocess (so start-up and imports count, as
+they do for a user), reads pytest's per-test durations and sums them per check area. The
+target is <= 5 s of wall-clock time for the reference with the default profile. Prints
+numbers only: no test asserts wall-clock time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_SECONDS = 5.0
+_DURATION = re.compile(r"^\s*([\d.]+)s\s+(?:call|setup|teardown)\s+conformance/test_(\w+)\.py::")
+
+
+def run_once(impl: str | None, profile: str | None, extra: list[str]) -> tuple[float, dict[str, float], str]:
+    cmd = [sys.executable, "-m", "pytest", "conformance", "-m", "not mnist", "-q",
+           "-p", "no:cacheprovider", "--durations=0", "--durations-min=0"]
+    if impl:
+        cmd += ["--impl", impl]
+    if profile:
+        cmd += ["--hypothesis-profile", profile]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd + extra, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    per_area: dict[str, float] = collections.defaultdict(float)
+    for line in proc.stdout.splitlines():
+        m = _DURATION.match(line)
+        if m:
+            per_area[m.group(2)] += float(m.group(1))
+    summary = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.strip()), "")
+    return wall, dict(per_area), summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_suite", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--impl", default=None, help="candidate (default: the reference)")
+    parser.add_argument("--profile", default=None, help="hypothesis profile (default: conformance)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs; the fastest is reported (default 3)")
+    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be >= 1, got {args.repeat}")
+    runs = [run_once(args.impl, args.profile, args.pytest_args) for _ in range(args.repeat)]
+    wall, per_area, summary = min(runs, key=lambda r: r[0])
+    print(f"conformance suite, -m 'not mnist', impl={args.impl or 'reference'}, "
+          f"profile={args.profile or 'conformance'}, best of {args.repeat}")
+    print(f"  pytest result: {summary}")
+    for area, seconds in sorted(per_area.items(), key=lambda kv: -kv[1]):
+        print(f"  {area:<12} {seconds:6.2f} s in tests")
+    in_tests = sum(per_area.values())
+    print(f"  {'(start-up, collection, imports)':<12} {wall - in_tests:6.2f} s")
+    verdict = "within" if wall <= TARGET_SECONDS else "OVER"
+    print(f"  total wall   {wall:6.2f} s  ({verdict} the {TARGET_SECONDS:.0f} s target; "
+          f"all runs: {', '.join(f'{r[0]:.2f}' for r in runs)} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
