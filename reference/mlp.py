@@ -71,8 +71,9 @@ def backward(
         grads.append((dW, db))
         if i > 0:
             W = params[i][0]
-            # BP2: delta^{l-1} = (W^l delta^l) * relu'(z^{l-1}); z^{l-1} is pre_activations[i-1]
-            delta = (delta @ W.T) * (pre_activations[i - 1] > 0).astype(np.float32)
+            # BP2: delta^{l-1} = (W^l delta^l) * relu'(z^{l-1}); z^{l-1} is pre_activations[i-1].
+            # The boolean mask multiplies as exact 0/1 in delta's own dtype (no float32 copy).
+            delta = (delta @ W.T) * (pre_activations[i - 1] > 0)
     return list(reversed(grads))
 
 
@@ -106,10 +107,12 @@ def train(
     n = X.shape[0]
     for epoch in range(epochs):
         idx = rng.permutation(n)
-        X_shuf, Y_shuf = X[idx], Y[idx]
         starts: Iterable[int] = range(0, n, batch_size)
         for i in progress(starts) if progress else starts:
-            X_b, Y_b = X_shuf[i : i + batch_size], Y_shuf[i : i + batch_size]
+            # The batch's rows of the shuffled set, gathered directly: same rows as slicing
+            # X[idx], without copying the whole training set every epoch.
+            rows = idx[i : i + batch_size]
+            X_b, Y_b = X[rows], Y[rows]
             activations, pre_activations = forward(X_b, params)
             grads = backward(activations, pre_activations, Y_b, params)
             for j, (dW, db) in enumerate(grads):
