@@ -436,3 +436,22 @@ def test_one_hot_values_and_dtype() -> None:
 def test_one_hot_rejects_bad_input(labels: np.ndarray, n_classes: int, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         one_hot(labels, n_classes)
+
+
+def test_fetch_mnist_cli_downloads_and_prints_the_folder(tiny: TinyMNIST, local_server, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from tools.fetch_mnist import main as fetch_main
+
+    www, base = local_server
+    tiny.write_to(www / "m")
+    monkeypatch.setenv(mnist.MIRRORS_ENV, f"{base}/m/")
+    target = tmp_path / "fetched"
+    assert fetch_main(["--dir", str(target), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"MNIST verified: 12 training and 7 test images in {target.resolve()}" in out
+    assert f"export {mnist.DIR_ENV}={target.resolve()}" in out
+    monkeypatch.setenv(mnist.MIRRORS_ENV, "http://127.0.0.1:9/")  # nothing to fetch: a miss would fail
+    assert fetch_main(["--dir", str(target), "--quiet"]) == 0
+    assert fetch_main(["--dir", str(tmp_path / "other"), "--quiet"]) == 1
+    assert "error: could not download" in capsys.readouterr().err
