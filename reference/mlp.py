@@ -71,9 +71,8 @@ def backward(
         grads.append((dW, db))
         if i > 0:
             W = params[i][0]
-            # BP2: delta^{l-1} = (W^l delta^l) * relu'(z^{l-1}); z^{l-1} is pre_activations[i-1].
-            # The boolean mask multiplies as exact 0/1 in delta's own dtype (no float32 copy).
-            delta = (delta @ W.T) * (pre_activations[i - 1] > 0)
+            # BP2: delta^{l-1} = (W^l delta^l) * relu'(z^{l-1}); z^{l-1} is pre_activations[i-1]
+            delta = (delta @ W.T) * (pre_activations[i - 1] > 0).astype(np.float32)
     return list(reversed(grads))
 
 
