@@ -264,7 +264,7 @@ def tiny_for(*dtypes: np.dtype) -> float:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.17g}"  # enough digits to tell any two float64 values apart
+    return repr(float(x))  # the shortest text that round-trips: tells any two floats apart
 
 
 def _index(flat: int, shape: tuple[int, ...]) -> str:
@@ -307,7 +307,7 @@ class Comparison:
             return _fmt(lo[k]) if lo[k] == hi[k] else f"[{_fmt(lo[k])}, {_fmt(hi[k])}]"
 
         lines = [
-            f"{self.name}{_index(worst, shape)} = {_fmt(got[worst])}, but should be "
+            f"{self.name}{_index(worst, shape) if shape else ''} = {_fmt(got[worst])}, but should be "
             f"{expected(worst)} (+-{tol[worst]:.3g}) [{self.where}]",
             "",
             f"Not equal to tolerance: {self.contract}",

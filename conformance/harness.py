@@ -62,7 +62,7 @@ def _first_non_finite(arrays: Sequence[tuple[str, np.ndarray]]) -> str:
         bad = ~np.isfinite(array)
         if bad.any():
             index = tuple(int(i) for i in np.argwhere(bad)[0])
-            return f"{name}{list(index)} = {array[index]!r} ({int(bad.sum())} non-finite entries)"
+            return f"{name}{list(index)} = {float(array[index])} ({int(bad.sum())} non-finite entries)"
     return "a non-finite sum (overflow)"
 
 
@@ -121,12 +121,14 @@ def sgd(
             params = new_params
             # One sum per array is far cheaper than isfinite().all() and is non-finite
             # exactly when some entry is (or the sum overflows, itself a sign of divergence).
-            if not all(np.isfinite(a.sum()) for a in (probs, *(x for p in params for x in p))):
+            with np.errstate(over="ignore", invalid="ignore"):
+                finite = all(np.isfinite(a.sum()) for a in (probs, *(x for p in params for x in p)))
+            if not finite:
                 named = [("activations[-1]", probs)] + [
                     (f"{kind}[{j}]", arr) for j, (W, b) in enumerate(params)
                     for kind, arr in (("W", W), ("b", b))]
                 raise HarnessError(
-                    f"training diverged: {_first_non_finite(named)} after the update "
+                    f"training diverged: {_first_non_finite(named)} "
                     f"[sgd, {where}, lr={lr}]; check the stability guards (softmax max "
                     "subtraction, log(0)) and the gradient scale (division by the batch size)")
     return params

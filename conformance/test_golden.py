@@ -208,20 +208,20 @@ def test_matches_recording(candidate: Candidate, request: pytest.FixtureRequest,
     except FixtureError as exc:
         pytest.fail(str(exc), pytrace=False)
     values, absent = golden.candidate_outputs(candidate, entry, arrays, case_id)
-    problems = []
+    problems: list[tuple[str, str]] = []
     for key in sorted(recorded):
         if key not in values:
-            problems.append(f"{key} was recorded but is not produced any more (function "
-                            f"{', '.join(absent) or 'call'} missing?)")
+            problems.append((key, f"{key} was recorded but is not produced any more (function "
+                                  f"{', '.join(absent) or 'call'} missing?)"))
             continue
         try:
             golden.assert_identical(values[key], recorded[key], name=key,
                                     where=f"refactor check (case={case_id}, --golden {directory})",
                                     rtol=rtol, atol=atol)
         except Mismatch as exc:
-            problems.append(str(exc))
+            problems.append((key, str(exc)))
     if problems:
+        others = ", ".join(key for key, _ in problems[1:])
         raise Mismatch(f"{len(problems)} of {len(recorded)} recorded values changed in case "
-                       f"{case_id}; the first:\n" + "\n\n".join(problems[:1])
-                       + (f"\n\nAlso changed: {', '.join(p.split(' ', 1)[0] for p in problems[1:])}"
-                          if len(problems) > 1 else ""))
+                       f"{case_id}; the first:\n{problems[0][1]}"
+                       + (f"\n\nAlso changed: {others}" if others else ""))

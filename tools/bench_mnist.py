@@ -1,0 +1,57 @@
+"""Time the quick MNIST check for the reference (target: <= 3 s on the project machine).
+
+    python -m tools.bench_mnist [--data-dir DIR] [--repeat 3] [--epochs 1]
+
+Prints the data-loading time (once per pytest session) and, per repetition, the time of
+what conformance/test_mnist.py's quick check does: one epoch of the suite's SGD loop with
+the reference's forward/backward (784-128-10, lr 0.5, batch 64) and the test-set accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+TARGET_SECONDS = 3.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_mnist", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None, help="MNIST directory (default: the loader's)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is reported)")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per repetition")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.epochs < 1:
+        parser.error("--repeat and --epochs must be at least 1")
+
+    from conformance.harness import sgd
+    from reference import mlp
+    from reference.mnist import load_mnist, one_hot
+
+    started = time.perf_counter()
+    data = load_mnist(args.data_dir, download=False, progress=False)
+    Y_train, Y_test = one_hot(data.y_train), one_hot(data.y_test)
+    print(f"load MNIST (once per session): {time.perf_counter() - started:.2f} s")
+    times = []
+    for rep in range(args.repeat):
+        started = time.perf_counter()
+        params = sgd(mlp.forward, mlp.backward, data.X_train, Y_train,
+                     mlp.init_params([784, 128, 10], 0), lr=0.5, epochs=args.epochs,
+                     batch_size=64, seed=42)
+        trained = time.perf_counter() - started
+        acc = mlp.accuracy(data.X_test, Y_test, params)
+        total = time.perf_counter() - started
+        times.append(total)
+        print(f"run {rep + 1}: train {trained:.2f} s + evaluate {total - trained:.2f} s = "
+              f"{total:.2f} s, test accuracy {acc:.4f}")
+    best = min(times)
+    verdict = "within" if best <= TARGET_SECONDS * args.epochs else "OVER"
+    print(f"quick check, best of {args.repeat}: {best:.2f} s ({verdict} the "
+          f"{TARGET_SECONDS * args.epochs:.0f} s target)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
