@@ -28,7 +28,8 @@ class CandidateRaised(CandidateError):
     travel as strings."""
 
     def __init__(self, function: str, exc_type: str, message: str, traceback_text: str):
-        reason = f"raised {exc_type}: {message}" if message else f"raised {exc_type}"
+        # Reads like the in-process text "ValueError: message" (the suite prefixes "raised").
+        reason = f"{exc_type}: {message}" if message else exc_type
         if traceback_text:
             reason += "\n\nTraceback in the isolated worker:\n" + traceback_text.rstrip()
         super().__init__(function, reason)
@@ -91,9 +92,13 @@ class IsolatedCandidate:
             )
         return cand
 
+    def __repr__(self) -> str:
+        return f"IsolatedCandidate({self.spec!r}, module={self.module_name!r}, sha256={str(self.sha256)[:12]})"
+
     # ----------------------------------------------------------------- worker lifecycle
 
     def _remaining(self, function: str) -> float:
+        __tracebackhide__ = True
         remaining = self.limits.session_timeout - self._used
         if remaining <= 0:
             raise CandidateError(function, f"session time budget of {self.limits.session_timeout:g} s "
@@ -101,6 +106,7 @@ class IsolatedCandidate:
         return remaining
 
     def _start(self, doing: str) -> WorkerProcess:
+        __tracebackhide__ = True
         if self._gave_up:
             raise CandidateError(doing, self._gave_up)
         if self._starts >= MAX_RESTARTS:
@@ -133,6 +139,7 @@ class IsolatedCandidate:
         return worker
 
     def _ensure_worker(self, function: str) -> WorkerProcess:
+        __tracebackhide__ = True
         if self.load_error:
             raise CandidateError(function, "the candidate could not be loaded")
         if self._worker is None or not self._worker.alive:
@@ -144,6 +151,7 @@ class IsolatedCandidate:
     # ----------------------------------------------------------------- the protocol
 
     def has(self, function: str) -> bool:
+        __tracebackhide__ = True  # failures show the suite's call, not this plumbing
         if self.load_error and not self._functions:
             return False
         if function in self._functions:
@@ -153,18 +161,22 @@ class IsolatedCandidate:
         return self._functions[function]
 
     def call(self, function: str, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         return self._call(function, args, kwargs, inspect=False)[0]
 
     def call_and_inspect(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, tuple]:
+        __tracebackhide__ = True
         return self._call(function, args, kwargs, inspect=True)
 
     def run_sgd(self, X: Any, Y: Any, params: Any, *, lr: float, epochs: int, batch_size: int,
                 seed: int) -> Any:
+        __tracebackhide__ = True
         kwargs = {"lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed}
         return self._send_call("run_sgd", {"op": "sgd"}, [X, Y, params], kwargs,
                                self.limits.sgd_timeout, inspect=False)[0]
 
     def _call(self, function: str, args: tuple, kwargs: dict, inspect: bool) -> tuple[Any, Any]:
+        __tracebackhide__ = True
         if not self.has(function):
             raise CandidateError(function, f"candidate {self.module_name!r} has no function {function}")
         result, after = self._send_call(function, {"op": "call", "function": function}, list(args),
@@ -173,6 +185,7 @@ class IsolatedCandidate:
 
     def _send_call(self, function: str, header: dict, args: list, kwargs: dict, timeout: float,
                    inspect: bool) -> tuple[Any, Any]:
+        __tracebackhide__ = True
         tree, blob = wire.encode_tree([args, kwargs], max_bytes=1 << 40)
         header = dict(header, args=tree, inspect=inspect)
         reply, data = self._exchange(function, header, blob, timeout)
@@ -196,13 +209,14 @@ class IsolatedCandidate:
         exc_type = str(reply.get("exc_type", "Exception"))[:200]
         message = str(reply.get("message", ""))[:4000]
         error = CandidateRaised(function, exc_type, message, str(reply.get("traceback", ""))[-8000:])
-        if exc_type == "MemoryError":
+        if reply.get("memory") is True or exc_type == "MemoryError":
             error.reason += (f"\n(the isolated worker's address space is limited to "
                              f"{self.limits.memory_mb} MiB: --isolate-memory)")
             error.args = (f"{function}(): {error.reason}",)
         return error
 
     def _exchange(self, function: str, header: dict, blob: Any, timeout: float) -> tuple[dict, bytearray]:
+        __tracebackhide__ = True
         worker = self._ensure_worker(function)
         budget = min(timeout, self._remaining(function))
         began = time.monotonic()

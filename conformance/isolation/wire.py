@@ -277,18 +277,22 @@ class ForeignValue:
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-_FOREIGN_CLASSES: dict[str, type] = {}
+_FOREIGN_CLASSES: dict[tuple[str, str], type] = {}
 
 
 def make_foreign(type_name: str, module: str, why: str) -> ForeignValue:
+    """A marker whose class carries the original type's (sanitised) name and module, so a
+    message naming ``type(value)`` reads as it would in-process."""
     safe = type_name.rsplit(".", 1)[-1]
     safe = safe if _NAME.fullmatch(safe) else "UnknownType"
-    cls = _FOREIGN_CLASSES.get(safe)
+    safe_module = module if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]{0,99}", module) else "unknown"
+    cls = _FOREIGN_CLASSES.get((safe_module, safe))
     if cls is None:
         cls = type(safe, (ForeignValue,), {"__slots__": ()})
         cls.__qualname__ = safe
-        cls.__module__ = "isolated candidate"
-        _FOREIGN_CLASSES[safe] = cls
+        cls.__module__ = safe_module
+        if len(_FOREIGN_CLASSES) < 1000:  # bounded: a hostile worker could invent many names
+            _FOREIGN_CLASSES[(safe_module, safe)] = cls
     return cls(type_name, module, why)
 
 

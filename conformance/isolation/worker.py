@@ -229,6 +229,7 @@ class Server:
         if tb is not None and tb.tb_next is not None:
             tb = tb.tb_next  # drop our own dispatch frame: the student sees their code first
         return {"ok": False, "exc_type": _safe(lambda: type(exc).__qualname__),
+                "memory": isinstance(exc, MemoryError),
                 "exc_module": _safe(lambda: type(exc).__module__),
                 "message": _safe(lambda: str(exc))[:4000],
                 "traceback": _safe(lambda: "".join(traceback.format_exception(type(exc), exc, tb)))[-8000:]}
