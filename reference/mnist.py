@@ -16,8 +16,9 @@ Every file is checked before use: IDX structure (magic number, 28x28 dimensions,
 images/labels counts, label range, and its MD5 (either the published MD5 of the ``.gz``
 bytes or the MD5 of the decompressed bytes). Any problem raises ``MNISTError`` naming the
 file and the problem. Verified arrays are cached as uint8 ``.npy`` files in the user cache,
-named by their verified MD5, so later loads skip decompression and hashing; a source file
-whose size, mtime, ctime or inode changed is verified again.
+named by their verified MD5 (and re-hashed on every load), so later loads skip reading and
+decompressing the source; a source file whose size, mtime, ctime or inode changed is
+verified again from scratch.
 """
 
 from __future__ import annotations
@@ -144,7 +145,10 @@ def _download(directory: Path, spec: _FileSpec, progress: bool) -> Path:
     failures = []
     for base in mirrors():
         url = base + spec.name + ".gz"
-        fd, tmp_name = tempfile.mkstemp(prefix=".download-", dir=directory)
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=".download-", dir=directory)
+        except OSError as exc:
+            raise MNISTError(f"cannot write into the MNIST directory {directory}: {exc}") from exc
         os.close(fd)
         tmp = Path(tmp_name)
         try:
@@ -266,8 +270,16 @@ class _DecodedCache:
             array = np.load(self.root / f"{spec.raw_md5}.npy", allow_pickle=False)
         except (OSError, ValueError):
             return None
-        expected_shape = (spec.count, ROWS * COLS) if spec.name.endswith("idx3-ubyte") else (spec.count,)
-        return array if array.dtype == np.uint8 and array.shape == expected_shape else None
+        is_images = spec.name.endswith("idx3-ubyte")
+        expected_shape = (spec.count, ROWS * COLS) if is_images else (spec.count,)
+        if array.dtype != np.uint8 or array.shape != expected_shape:
+            return None
+        # Re-verify the cached payload against the published checksum (~0.1 s for all four
+        # files), so a damaged or edited cache entry is never trusted.
+        header = [IMAGE_MAGIC, spec.count, ROWS, COLS] if is_images else [LABEL_MAGIC, spec.count]
+        digest = hashlib.md5(np.array(header, dtype=">u4").tobytes())
+        digest.update(np.ascontiguousarray(array).data)
+        return array if digest.hexdigest() == spec.raw_md5 else None
 
     def put(self, path: Path, spec: _FileSpec, array: np.ndarray) -> None:
         try:

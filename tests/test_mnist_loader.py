@@ -455,3 +455,12 @@ def test_fetch_mnist_cli_downloads_and_prints_the_folder(tiny: TinyMNIST, local_
     assert fetch_main(["--dir", str(target), "--quiet"]) == 0
     assert fetch_main(["--dir", str(tmp_path / "other"), "--quiet"]) == 1
     assert "error: could not download" in capsys.readouterr().err
+
+
+def test_edited_cache_entry_is_not_trusted(tiny: TinyMNIST, tiny_dir: Path) -> None:
+    load_mnist(tiny_dir, download=False)
+    npy = mnist.cache_dir() / "decoded" / f"{FILES['test_labels'].raw_md5}.npy"
+    edited = np.load(npy)
+    edited[0] = (edited[0] + 1) % 10  # a valid-looking array with one label changed
+    np.save(npy, edited)
+    assert np.array_equal(load_mnist(tiny_dir, download=False).y_test, tiny.arrays["test_labels"])
