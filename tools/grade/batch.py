@@ -77,11 +77,11 @@ def validate_paths(submissions: Path, out: Path) -> tuple[Path, Path]:
     if not submissions.is_dir():
         raise BatchError(f"SUBMISSIONS {submissions}: "
                          + ("not a directory" if submissions.exists() else "no such directory"))
-    if out.exists() and not out.is_dir():
-        raise BatchError(f"--out {out}: exists and is not a directory")
     if out == submissions or submissions in out.parents:
         raise BatchError(f"--out {out}: must not be inside SUBMISSIONS ({submissions}); its "
                          "folders would be graded as students next time")
+    if out.exists() and not out.is_dir():
+        raise BatchError(f"--out {out}: exists and is not a directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -225,6 +225,13 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
         to_run: list[Job] = []
 
         def record(result: JobResult, sub: Submission) -> None:
+            ran_with = (result.report or {}).get("suite_version")
+            if ran_with and ran_with != suite:
+                # The files changed during the batch, or a Dask worker has another checkout: this
+                # verdict belongs to no recorded suite version. Not final: graded again next time.
+                result.status = "error"
+                result.message = (f"the suite that ran ({ran_with}) is not the one this batch "
+                                  f"grades with ({suite}); run the grader again")
             run_id = book.add_run(result, suite, config.key(), source=sub.source)
             graded = _graded(sub, result, rubric, suite, expected)
             book.add_grade(run_id, sub.name, rubric, suite, result.status, graded.grade)

@@ -115,7 +115,7 @@ def pytest_command(config: GradeConfig, module_path: Path, report: Path, junit: 
     return cmd + list(config.extra_args)
 
 
-def _child_env(config: GradeConfig) -> dict[str, str]:
+def _child_env(config: GradeConfig, multi_file: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("BACKPROP_IMPL", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONPATH",
                         "PYTHONSTARTUP", "PYTHONINSPECT")}
@@ -123,6 +123,10 @@ def _child_env(config: GradeConfig) -> dict[str, str]:
     env["PYTHONHASHSEED"] = "0"  # the same run on every machine
     if config.mnist_dir:
         env["BACKPROP_MNIST_DIR"] = config.mnist_dir
+    if multi_file:
+        # A student folder may import its own helper modules: the isolated worker gets a copy of
+        # the whole folder (which holds that student's files and nothing else).
+        env["BACKPROP_ISOLATE_COPY_DIR"] = "1"
     return env
 
 
@@ -263,7 +267,7 @@ def run_job(job: Job) -> JobResult:
         log_path = out_dir / "pytest.log"
         cmd = pytest_command(job.config, sub_dir / job.module, report_path, junit_path)
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=_child_env(job.config),
+            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=_child_env(job.config, len(job.files) > 1),
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
             with _LIVE_LOCK:
