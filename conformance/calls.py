@@ -32,11 +32,15 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
     except Exception as exc:  # noqa: BLE001 - whatever the candidate raises is a finding
         text, frames = f"{type(exc).__name__}: {exc}", _candidate_frames(exc)
     hint = explain_exception(text, function, case.layer_sizes, case.batch) if case is not None else ""
-    message = f"your {function} raised {text.strip()} [{where}]{frames}"
+    first, _, rest = text.strip().partition("\n")
+    message = f"your {function} raised {first} [{where}]{frames}"
+    if rest.strip():  # e.g. the isolated worker's traceback: keep its last lines
+        tail = [ln for ln in rest.splitlines() if ln.strip()][-12:]
+        message += "\n" + "\n".join("    " + ln for ln in tail)
     if hint:
         message += f"\n  likely cause: {hint}"
     if case is not None:
-        message += f"\n  reproduce:\n{case.snippet()}"
+        message += f"\n  reproduce:\n{case.snippet(candidate.module_name)}"
     raise AssertionError(message) from None  # the candidate's frames are in the message
 
 

@@ -45,7 +45,7 @@ class Case:
         """A few lines that reproduce the failing call outside pytest."""
         return (
             f"    from conformance.cases import make_case\n"
-            f"    import {module} as impl\n"
+            f"    import {module} as impl  # from the directory that holds {module}.py\n"
             f"    case = {self.recipe}\n"
             f"    activations, pre_activations = impl.forward(case.X, case.params)\n"
             f"    grads = impl.backward(activations, pre_activations, case.Y, case.params)"
@@ -145,3 +145,25 @@ def true_class_underflow_case(seed: int = 0) -> Case:
     params = [(W * 1000.0 / float(np.ptp(Z, axis=1).min()), b * 1000.0 / float(np.ptp(Z, axis=1).min()))]
     Y = np.eye(W.shape[1])[labels]
     return Case(X, Y, params, recipe=f"true_class_underflow_case(seed={seed})", seed=seed)
+
+
+def masks_differ_case() -> Case:
+    """3 layers of width 4: Z1 > 0 everywhere, Z2 < 0 on half its units, logits of both signs.
+    With pre_activations[i] in place of [i-1], layer 2's mask replaces layer 1's (all ones)
+    and the logits' signs replace layer 2's: dW[0] and dW[1] change for certain."""
+    rng = np.random.default_rng(2024)
+    X = np.abs(rng.standard_normal((5, 3))) + 0.5
+    W1, b1 = np.abs(rng.standard_normal((3, 4))) + 0.1, np.full(4, 1.0)  # Z1 > 0
+    W2 = np.abs(rng.standard_normal((4, 4))) * 0.5
+    b2 = np.array([3.0, -50.0, 3.0, -50.0])  # units 1 and 3 dead on every sample
+    W3 = rng.standard_normal((4, 4))
+    b3 = np.array([-40.0, 40.0, -40.0, 40.0])  # logits' signs alternate by class
+    Y = np.eye(4)[rng.integers(0, 4, 5)]
+    return case_from_arrays(X, Y, [(W1, b1), (W2, b2), (W3, b3)], recipe="masks_differ_case()")
+
+
+def rows_of_different_scale_case(seed: int = 3) -> Case:
+    """One batch whose rows reach logits of ~1, ~100 and ~1e4 (X rows scaled, huge last layer)."""
+    base = scaled_logits_case(1e4, seed=seed, batch=4)
+    X = base.X * np.array([[1e-4], [1e-2], [1.0], [1.0]])
+    return Case(X, base.Y, base.params, recipe=f"rows_of_different_scale_case(seed={seed})", seed=seed)

@@ -10,7 +10,7 @@ excluded (never reported as a failure). Tolerances: see ``allowed`` and conforma
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np

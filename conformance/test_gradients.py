@@ -49,7 +49,7 @@ def check_backward_against_fd(candidate: Candidate, case: Case) -> None:
                  "exact mean cross-entropy (check b: backward alone)",
         contract=contract_text(dtype),
         diagnosis=diagnose(grads, acts, pres, case.Y, case.params, mags, precision_tolerance(dtype)),
-        reproduce=case.snippet(), next_step=FD_NEXT)
+        reproduce=case.snippet(candidate.module_name), next_step=FD_NEXT)
 
 
 @given(case=strategies.cases())
@@ -60,7 +60,7 @@ def test_forward_matches_exact_forward(candidate: Candidate, case: Case) -> None
     assert_comparisons(
         forward_comparisons(case, fwd), where=where,
         compared="your forward vs the exact float64 forward pass (check a: forward alone)",
-        contract=contract_text(fwd.dtype, fd=False), reproduce=case.snippet(),
+        contract=contract_text(fwd.dtype, fd=False), reproduce=case.snippet(candidate.module_name),
         next_step="Z = A_prev @ W + b for every layer, ReLU on hidden layers, a row-wise softmax "
                   "on the last one; activations start with X itself.")
 
@@ -108,5 +108,5 @@ def test_forward_backward_self_consistent(candidate: Candidate, case: Case) -> N
         comparisons, where=where,
         compared="your backward on your own forward, along a random direction per tensor, vs "
                  "central differences of the mean cross-entropy of your forward's logits (check c)",
-        contract=contract_text(dtype), diagnosis=blame, reproduce=case.snippet(),
+        contract=contract_text(dtype), diagnosis=blame, reproduce=case.snippet(candidate.module_name),
         next_step=FD_NEXT)

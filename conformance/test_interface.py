@@ -250,5 +250,6 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
         [Comparison(n, g, e, allowed_error(np.abs(e) + 1.0, 0.0, tau)) for n, g, e in comparisons],
         where=where, compared="the params train returns vs two exact full-batch SGD steps",
         contract="W <- W - lr * dW and b <- b - lr * db once per mini-batch; tau*(|W| + 1)",
-        next_step="check the update sign, that lr and batch_size are used, and that the "
-                  "trained params are returned.")
+        next_step="train runs your forward and backward: if the gradients area fails too, fix "
+                  "that first; otherwise check the update sign, that lr and batch_size are used, "
+                  "and that the trained params are returned.")

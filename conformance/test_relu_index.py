@@ -10,33 +10,17 @@ compared with exact backprop (either ReLU'(0) convention).
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from conformance.assertions import Comparison, assert_comparisons
 from conformance.calls import run_backward
 from conformance.candidate import Candidate
-from conformance.cases import Case, case_from_arrays, make_case
+from conformance.cases import Case, make_case, masks_differ_case
 from conformance.checks import contract_text
 from conformance.diagnosis import KNOWN_BUGS, diagnose
 from conformance.gradcheck import allowed_error, analytic_gradients, magnitudes, precision_tolerance, true_forward
 
 BUGS = {bug.key: bug for bug in KNOWN_BUGS}
-
-
-def masks_differ_case() -> Case:
-    """3 layers of width 4: Z1 > 0 everywhere, Z2 < 0 on half its units, logits of both signs.
-    With pre_activations[i] in place of [i-1], layer 2's mask replaces layer 1's (all ones)
-    and the logits' signs replace layer 2's: dW[0] and dW[1] change for certain."""
-    rng = np.random.default_rng(2024)
-    X = np.abs(rng.standard_normal((5, 3))) + 0.5
-    W1, b1 = np.abs(rng.standard_normal((3, 4))) + 0.1, np.full(4, 1.0)  # Z1 > 0
-    W2 = np.abs(rng.standard_normal((4, 4))) * 0.5
-    b2 = np.array([3.0, -50.0, 3.0, -50.0])  # units 1 and 3 dead on every sample
-    W3 = rng.standard_normal((4, 4))
-    b3 = np.array([-40.0, 40.0, -40.0, 40.0])  # logits' signs alternate by class
-    Y = np.eye(4)[rng.integers(0, 4, 5)]
-    return case_from_arrays(X, Y, [(W1, b1), (W2, b2), (W3, b3)], recipe="masks_differ_case()")
 
 
 def check_exact(candidate: Candidate, case: Case, exposes: str) -> None:
@@ -61,7 +45,7 @@ def check_exact(candidate: Candidate, case: Case, exposes: str) -> None:
                  f"implementation that {bug.description}",
         contract=contract_text(dtype, fd=False),
         diagnosis=diagnose(grads, acts, pres, case.Y, case.params, mags, tau),
-        reproduce=case.snippet(),
+        reproduce=case.snippet(candidate.module_name),
         next_step=f"this network targets {bug.line_pattern}; if the diagnosis names another "
                   "bug, fix that one first.")
 

@@ -14,7 +14,7 @@ import pytest
 from conformance.assertions import Comparison, assert_comparisons, assert_finite, fmt
 from conformance.calls import invoke, require, run_backward, run_forward
 from conformance.candidate import Candidate
-from conformance.cases import Case, scaled_logits_case, true_class_underflow_case
+from conformance.cases import Case, rows_of_different_scale_case, scaled_logits_case, true_class_underflow_case
 from conformance.checks import contract_text
 from conformance.contract import check_loss, checked_array
 from conformance.gradcheck import allowed_error, analytic_gradients, magnitudes, precision_tolerance, true_forward
@@ -135,7 +135,7 @@ def check_network(candidate: Candidate, case: Case) -> None:
     assert_comparisons(comparisons, where=where,
                        compared="your gradients vs exact backprop at huge logits (the softmax saturates; "
                                 "delta = (Y_hat - Y) / B stays well defined)",
-                       contract=contract_text(dtype, fd=False), reproduce=case.snippet(),
+                       contract=contract_text(dtype, fd=False), reproduce=case.snippet(candidate.module_name),
                        next_step="a softmax without the per-row max subtraction is the usual cause.")
 
 
@@ -149,10 +149,7 @@ def test_network_single_sample_huge_logits(candidate: Candidate) -> None:
 
 
 def test_network_rows_of_very_different_scale(candidate: Candidate) -> None:
-    case = scaled_logits_case(1e4, seed=3, batch=4)
-    scales = np.array([[1e-4], [1e-2], [1.0], [1.0]])  # one batch, logits from ~1 to 1e4
-    check_network(candidate, Case(case.X * scales, case.Y, case.params,
-                                  recipe=f"<{case.recipe} with rows scaled by {scales.ravel().tolist()}>"))
+    check_network(candidate, rows_of_different_scale_case(seed=3))
 
 
 def test_network_true_class_probability_zero(candidate: Candidate) -> None:
