@@ -29,7 +29,7 @@ from tests.variants import AREAS, REPO_ROOT, Variant
 Outcome = Literal["failed", "passed", "skipped"]
 SUITE_DIR = REPO_ROOT / "conformance"
 OPTIONAL_FUNCTIONS = ("init_params", "relu", "softmax", "cross_entropy", "train")
-MESSAGE_CAP = 3000  # characters kept per failure message (enough for the headline and table)
+MESSAGE_CAP = 20000  # characters kept per failure message: the diagnosis sits below the table
 DEFAULT_TIMEOUT = 600.0  # seconds per variant run; far above the suite's few seconds
 
 
@@ -259,6 +259,12 @@ def judge(run: VariantRun, areas: list[str], control: VariantRun | None = None) 
                                 f"matching {pattern!r}: "
                                 + ", ".join(f"{t.nodeid} {t.outcome}" for t in matching))
                 missed.append(pattern)
+        wanted = v.expected_message.lower()
+        if wanted and not any(wanted in t.message.lower() for t in run.failures()):
+            problems.append(f"{v.name} ({v.description}) failed, but no failure message says "
+                            f"{v.expected_message!r}: the suite should name the bug, not only "
+                            "the symptom")
+            missed.append("message")
         if problems:
             return Verdict(False, "MISSED " + ",".join(missed), tuple(problems), unchecked)
         return Verdict(True, "killed", (), unchecked)

@@ -129,9 +129,9 @@ def test_junit_parsing_maps_tests_to_areas(tmp_path: Path) -> None:
 
 
 def _fake_run(name: str, kind: str, expected: frozenset[str], tests: list[CaseResult],
-              path: Path, expected_tests: tuple[str, ...] = ()) -> VariantRun:
+              path: Path, expected_tests: tuple[str, ...] = (), message: str = "") -> VariantRun:
     variant = Variant(name, kind, path, expected, "fake", next(iter(expected), None),
-                      expected_tests)
+                      expected_tests, message)
     return VariantRun(variant, tests, returncode=1 if any(t.outcome == "failed" for t in tests)
                       else 0)
 
@@ -157,6 +157,10 @@ def test_judge_requires_every_expected_area(tmp_path: Path) -> None:
     renamed = _fake_run("b", "buggy", frozenset({"gradients"}), per_test, path,
                         ("gradients::crash",))
     assert "no test of the gradients area matches" in judge(renamed, areas).problems[0]
+    named = _fake_run("b", "buggy", frozenset({"gradients"}), tests, path, message="BOOM")
+    assert judge(named, areas).ok
+    unnamed = _fake_run("b", "buggy", frozenset({"gradients"}), tests, path, message="i-1 bug")
+    assert judge(unnamed, areas).summary == "MISSED message"
     false_positive = judge(_fake_run("c", "correct", frozenset(), tests, path), areas)
     assert not false_positive.ok and "FALSE POSITIVE gradients" == false_positive.summary
 

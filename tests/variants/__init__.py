@@ -44,6 +44,9 @@ CORRECT: dict[str, str] = {
     "ok_scipy_special": "scipy.special.softmax; loss via scipy.special.xlogy with a tiny floor",
     "ok_minimal_forward_backward": "defines only forward and backward (no optional function); "
                                    "ReLU'(0) = 1",
+    "ok_column_major": "column-vector maths on transposed arrays (non-contiguous results); "
+                       "backward recomputes Y_hat from the logits; long-double softmax; loss "
+                       "as a 1-element array",
 }
 REFERENCE_CONTROL = "ok_reference_copy"
 
@@ -67,6 +70,7 @@ class Variant:
     description: str
     primary_area: str | None = None  # the area the bug belongs to (None for correct ones)
     expected_tests: tuple[str, ...] = ()  # "area::substring": some matching test must fail
+    expected_message: str = ""  # some failure message must contain this (case-insensitive)
 
     @property
     def must_pass(self) -> bool:
@@ -129,7 +133,7 @@ def materialize(dest: Path, *, include_control: bool = True) -> list[Variant]:
         path = dest / f"{name}.py"
         path.write_text(_header("buggy", spec.description) + apply_patch(source, spec))
         variants.append(Variant(name, "buggy", path, frozenset(spec.areas), spec.description,
-                                spec.areas[0], spec.tests))
+                                spec.areas[0], spec.tests, spec.message))
     for name, description in CORRECT.items():
         path = dest / f"{name}.py"
         shutil.copyfile(CORRECT_DIR / f"{name}.py", path)

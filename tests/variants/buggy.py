@@ -12,11 +12,13 @@ chosen by what each area is *for* (see conformance/SPEC.md), not by what happens
 catch the bug today:
 
 - interface: list lengths, shapes, row-stochastic output, pre-activations before the
-  ReLU, no mutated argument, determinism, init_params draws (the decided contract);
+  ReLU, no mutated argument, determinism, the optional functions' values (cross_entropy,
+  init_params draws: the decided contract, train's full-batch SGD steps);
 - gradients: forward vs reference, backward vs finite differences, self-consistency;
 - stability: overflow/log(0) guards on huge logits;
 - relu_index: the i-1 ReLU-mask bug and its relatives (wrong W, reversed gradients);
-- golden: pinned reference values (forward, loss, backward, softmax, cross_entropy, init);
+- golden: pinned reference values (forward, backward, softmax, cross_entropy, init_params,
+  one train step): every bug that changes a value on the fixtures must fail here;
 - mnist: training actually learns (the candidate's own ``train`` included).
 """
 
@@ -37,14 +39,17 @@ class BugSpec:
     # Finer than areas: "area::substring" of test node ids of which at least one must fail
     # (e.g. each flavour of the i-1 test). A pattern matching no test is itself an error.
     tests: tuple[str, ...] = ()
+    # Text (case-insensitive) some failure message must contain: the suite names the bug
+    # or the missing guard, not just the symptom.
+    message: str = ""
 
 
 def _bug(name: str, description: str, areas: tuple[str, ...] | str, *patch: tuple,
-         tests: tuple[str, ...] = ()) -> BugSpec:
+         tests: tuple[str, ...] = (), message: str = "") -> BugSpec:
     if isinstance(areas, str):
         areas = (areas,)
     full = tuple((p[0], p[1], p[2] if len(p) > 2 else 1) for p in patch)
-    return BugSpec(name, description, tuple(areas), full, tests)
+    return BugSpec(name, description, tuple(areas), full, tests, message)
 
 
 # Reference lines the patches target (kept here so a reader sees what is being changed).
@@ -68,110 +73,149 @@ _DRAW = "rng.standard_normal((n_in, n_out))"
 _SEEDED_RNG = "np.random.default_rng(seed)"
 _SGD_STEP = "params[j] = (W - lr * dW, b - lr * db)"
 
+# Flavours of the i-1 test (conformance/test_relu_index.py) each must catch the index bug.
+_I_MINUS_1_FLAVOURS = ("relu_index::test_relu_index_silent", "relu_index::test_relu_index_visible",
+                       "relu_index::test_relu_index_width_one", "relu_index::test_relu_index_crash")
+# Wording of conformance/diagnosis.py ("your gradients equal those of an implementation that")
+_NAMES_INDEX_BUG = "evaluates the ReLU derivative at the wrong layer's pre-activation"
+_NAMES_NO_MASK = "leaves out the ReLU derivative"
+_INIT_CONTRACT = "must reproduce the section's draws"
+_NOT_MUTATED = "must not be modified"
+
 BUGGY: tuple[BugSpec, ...] = (
     # --- the section's "common bugs" -------------------------------------------------
     _bug("no_log_guard", "cross_entropy takes log(Y_hat) without the +1e-12 guard: log(0) = -inf",
-         ("stability", "golden"), (_LOSS, "-np.mean(np.sum(Y * np.log(Y_hat), axis=1))")),
+         ("stability", "golden"), (_LOSS, "-np.mean(np.sum(Y * np.log(Y_hat), axis=1))"),
+         message="log(0) guard"),
     _bug("softmax_no_max_shift", "softmax exponentiates raw logits (no per-row max subtraction): "
-         "exp overflows to inf/nan on large logits", "stability", (_SOFTMAX_SHIFT, "z = z")),
+         "exp overflows to inf/nan on large logits", ("stability", "golden"),
+         (_SOFTMAX_SHIFT, "z = z"), message="per-row max subtraction"),
     _bug("relu_mask_current_layer", "backward evaluates the ReLU derivative at pre_activations[i] "
-         "instead of pre_activations[i - 1] (the section's off-by-one)", ("relu_index", "gradients"),
-         (_MASK, "(pre_activations[i] > 0).astype(np.float32)")),
+         "instead of pre_activations[i - 1] (the section's off-by-one)",
+         ("relu_index", "gradients", "golden"),
+         (_MASK, "(pre_activations[i] > 0).astype(np.float32)"),
+         tests=_I_MINUS_1_FLAVOURS, message=_NAMES_INDEX_BUG),
     _bug("relu_mask_postact_wrong_layer", "ReLU mask taken from the post-activation of the wrong "
-         "layer: activations[i + 1] > 0 instead of activations[i] > 0", ("relu_index", "gradients"),
-         (_MASK, "(activations[i + 1] > 0).astype(np.float32)")),
+         "layer: activations[i + 1] > 0 instead of activations[i] > 0",
+         ("relu_index", "gradients", "golden"),
+         (_MASK, "(activations[i + 1] > 0).astype(np.float32)"), tests=_I_MINUS_1_FLAVOURS),
     _bug("relu_mask_first_layer", "ReLU mask always taken from the first layer "
-         "(pre_activations[0]): right for 2 layers, wrong for deeper networks", "gradients",
+         "(pre_activations[0]): right for 2 layers, wrong for deeper networks",
+         ("gradients", "relu_index", "golden"),
          (_MASK, "(pre_activations[0] > 0).astype(np.float32)")),
     # --- forward -------------------------------------------------------------------------
-    _bug("forward_no_bias", "forward forgets the bias: Z = A_prev @ W", "gradients",
+    _bug("forward_no_bias", "forward forgets the bias: Z = A_prev @ W", ("gradients", "golden"),
          (_LINEAR, "Z = activations[-1] @ W")),
     _bug("relu_on_output_layer", "forward applies ReLU on the last layer instead of softmax",
-         ("interface", "gradients"), (_NONLINEARITY, "relu(Z)")),
+         ("interface", "gradients", "golden"), (_NONLINEARITY, "relu(Z)")),
     _bug("softmax_of_relu_output", "forward applies ReLU and then softmax on the last layer",
-         "gradients", (_NONLINEARITY, "softmax(relu(Z)) if i == len(params) - 1 else relu(Z)")),
+         ("gradients", "golden"),
+         (_NONLINEARITY, "softmax(relu(Z)) if i == len(params) - 1 else relu(Z)")),
     _bug("softmax_every_layer", "forward applies softmax on every layer, hidden ones included",
-         "gradients", (_NONLINEARITY, "softmax(Z)")),
+         ("gradients", "golden"), (_NONLINEARITY, "softmax(Z)")),
     _bug("softmax_over_batch_axis", "softmax normalises over axis 0 (the batch) instead of the "
-         "class axis", ("interface", "gradients"),
+         "class axis", ("interface", "gradients", "golden"),
          (_SOFTMAX_SHIFT, "z = z - z.max(axis=0, keepdims=True)"),
          (_SOFTMAX_NORMALISE, "return e / e.sum(axis=0, keepdims=True)")),
     _bug("activations_without_input", "forward returns the layers' outputs without X as "
-         "activations[0]", "interface",
+         "activations[0]", ("interface", "golden"),
          ("return activations, pre_activations", "return activations[1:], pre_activations")),
     _bug("inplace_relu_overwrites_z", "forward applies ReLU in place on Z, so pre_activations "
-         "hold relu(Z) instead of Z", "interface",
-         (_NONLINEARITY, "softmax(Z) if i == len(params) - 1 else np.maximum(Z, 0, out=Z)")),
+         "hold relu(Z) instead of Z", ("interface", "golden"),
+         (_NONLINEARITY, "softmax(Z) if i == len(params) - 1 else np.maximum(Z, 0, out=Z)"),
+         message="holds relu(Z)"),
     # --- loss ----------------------------------------------------------------------------
-    _bug("loss_sum_not_mean", "cross_entropy sums over the batch instead of averaging", "golden",
-         (_LOSS, "-np.sum(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))")),
-    _bug("loss_mean_over_classes_too", "cross_entropy averages over every entry (batch x classes) "
-         "instead of over the batch", "golden", (_LOSS, "-np.mean(Y * np.log(Y_hat + 1e-12))")),
-    _bug("loss_wrong_sign", "cross_entropy returns +mean(log p): the loss is negative", "golden",
-         (_LOSS, "np.mean(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))")),
-    _bug("loss_targets_swapped", "cross_entropy swaps Y_hat and Y: sum(Y_hat * log(Y))", "golden",
-         (_LOSS, "-np.mean(np.sum(Y_hat * np.log(Y + 1e-12), axis=1))")),
+    _bug("loss_sum_not_mean", "cross_entropy sums over the batch instead of averaging",
+         ("interface", "golden"), (_LOSS, "-np.sum(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))")),
+    _bug("loss_mean_over_classes_too", "cross_entropy averages over every entry (batch x "
+         "classes) instead of over the batch", ("interface", "golden"),
+         (_LOSS, "-np.mean(Y * np.log(Y_hat + 1e-12))")),
+    _bug("loss_wrong_sign", "cross_entropy returns +mean(log p): the loss is negative",
+         ("interface", "golden"), (_LOSS, "np.mean(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))"),
+         message="sign is flipped"),
+    _bug("loss_targets_swapped", "cross_entropy swaps Y_hat and Y: sum(Y_hat * log(Y))",
+         ("interface", "golden"), (_LOSS, "-np.mean(np.sum(Y_hat * np.log(Y + 1e-12), axis=1))")),
     # --- backward ------------------------------------------------------------------------
     _bug("no_batch_mean", "backward does not divide the output error by the batch size",
-         "gradients", (_DELTA_OUT, "delta = activations[-1] - Y")),
+         ("gradients", "golden"), (_DELTA_OUT, "delta = activations[-1] - Y"),
+         message="does not divide by the batch size"),
     _bug("batch_size_from_classes", "backward divides by Y.shape[1] (classes) instead of the "
-         "batch size", "gradients", (_BATCH, "B = Y.shape[1]")),
+         "batch size", ("gradients", "golden"), (_BATCH, "B = Y.shape[1]")),
     _bug("output_error_sign_flipped", "backward starts from Y - Y_hat instead of Y_hat - Y",
-         "gradients", (_DELTA_OUT, "delta = (Y - activations[-1]) / B")),
+         ("gradients", "golden"), (_DELTA_OUT, "delta = (Y - activations[-1]) / B"),
+         message="uses Y - Y_hat"),
     _bug("db_mean_not_sum", "db averages delta over the batch (already divided by B) instead of "
-         "summing it", "gradients", (_DB, "db = delta.mean(axis=0)")),
+         "summing it", ("gradients", "golden"), (_DB, "db = delta.mean(axis=0)"),
+         message="averages db over the batch instead of summing it"),
     _bug("db_wrong_axis", "db sums delta over axis 1 instead of the batch axis",
-         "interface", (_DB, "db = delta.sum(axis=1)")),
+         ("interface", "gradients", "golden"), (_DB, "db = delta.sum(axis=1)")),
     _bug("db_keepdims", "db keeps a leading axis: shape (1, n_out) instead of b's (n_out,)",
-         "interface", (_DB, "db = delta.sum(axis=0, keepdims=True)")),
+         ("interface", "gradients", "golden"), (_DB, "db = delta.sum(axis=0, keepdims=True)")),
     _bug("dw_transposed", "dW = delta.T @ A_prev: the gradient has W's transposed shape",
-         "interface", (_DW, "dW = delta.T @ activations[i]")),
+         ("interface", "gradients", "golden"), (_DW, "dW = delta.T @ activations[i]"),
+         message="computes dW transposed"),
     _bug("dw_uses_z_not_a", "dW uses the previous layer's pre-activation Z instead of its "
-         "ReLU output A", "gradients",
+         "ReLU output A", ("gradients", "golden"),
          (_DW, "dW = (activations[i] if i == 0 else pre_activations[i - 1]).T @ delta")),
-    _bug("dw_for_db", "backward returns dW in place of db", "interface", (_APPEND, "grads.append((dW, dW))")),
+    _bug("dw_for_db", "backward returns dW in place of db", ("interface", "gradients", "golden"),
+         (_APPEND, "grads.append((dW, dW))")),
     _bug("propagate_with_wrong_w", "delta is propagated with the previous layer's weights "
-         "(params[i - 1]) instead of this layer's", ("relu_index", "gradients"),
-         (_PICK_W, "W = params[i - 1][0]")),
+         "(params[i - 1]) instead of this layer's", ("relu_index", "gradients", "golden"),
+         (_PICK_W, "W = params[i - 1][0]"),
+         tests=("relu_index::test_wrong_layer_weights",),
+         message="propagates delta through the wrong layer's weights"),
     _bug("propagate_without_transpose", "delta is propagated with delta @ W instead of "
-         "delta @ W.T", "gradients", (_PROPAGATE, "delta = (delta @ W) * " + _MASK)),
+         "delta @ W.T", ("gradients", "relu_index", "golden"),
+         (_PROPAGATE, "delta = (delta @ W) * " + _MASK),
+         tests=("relu_index::test_untransposed_weights",),
+         message="propagates delta through W instead of W.T"),
     _bug("missing_relu_mask", "delta is propagated through W.T but not through the ReLU "
-         "derivative", "gradients", (_PROPAGATE, "delta = delta @ W.T")),
+         "derivative", ("gradients", "golden"), (_PROPAGATE, "delta = delta @ W.T"),
+         message=_NAMES_NO_MASK),
     _bug("mask_postact_ge_zero", "ReLU mask activations[i] >= 0 on the post-activation, which "
-         "is always true: no mask at all", "gradients",
-         (_MASK, "(activations[i] >= 0).astype(np.float32)")),
+         "is always true: no mask at all", ("gradients", "golden"),
+         (_MASK, "(activations[i] >= 0).astype(np.float32)"), message=_NAMES_NO_MASK),
     _bug("mask_times_relu_value", "delta is multiplied by relu(z) instead of relu'(z)",
-         "gradients", (_MASK, "relu(pre_activations[i - 1])")),
+         ("gradients", "golden"), (_MASK, "relu(pre_activations[i - 1])")),
     _bug("delta_not_propagated", "delta is never propagated: every layer reuses the output "
-         "layer's error", ("interface", "gradients"), (_PROPAGATE, "pass  # delta never updated")),
+         "layer's error", ("gradients", "interface", "golden"),
+         (_PROPAGATE, "pass  # delta never updated"), message="never propagates delta"),
     _bug("grads_reverse_order", "gradients returned last layer first (the final reverse is "
-         "missing)", ("relu_index", "interface"), (_RETURN_GRADS, "return grads")),
+         "missing)", ("relu_index", "interface", "gradients", "golden"),
+         (_RETURN_GRADS, "return grads"), tests=("relu_index::test_gradients_in_forward_order",),
+         message="returns the gradients in reverse order"),
     _bug("loop_skips_first_layer", "the backward loop stops at layer 1: the first layer gets no "
-         "gradient", "interface", (_LOOP, "for i in reversed(range(1, len(params))):")),
+         "gradient", ("interface", "gradients", "golden"),
+         (_LOOP, "for i in reversed(range(1, len(params))):")),
     _bug("lr_inside_backward", "backward already multiplies the gradients by the learning rate "
-         "0.5", "gradients", (_APPEND, "grads.append((0.5 * dW, 0.5 * db))")),
+         "0.5", ("gradients", "golden"), (_APPEND, "grads.append((0.5 * dW, 0.5 * db))")),
     _bug("backward_mutates_activations", "backward computes the output error in place in "
          "activations[-1]", "interface",
-         (_DELTA_OUT, "delta = activations[-1]\n    delta -= Y\n    delta /= B")),
+         (_DELTA_OUT, "delta = activations[-1]\n    delta -= Y\n    delta /= B"),
+         message=_NOT_MUTATED),
     _bug("backward_updates_params", "backward performs the SGD step in place on the weights "
-         "(mutates params, and propagates with the updated W)", ("interface", "gradients"),
-         (_APPEND, _APPEND + "\n        W_step = params[i][0]\n        W_step -= 0.5 * dW")),
+         "(mutates params, and propagates with the updated W)", ("interface", "gradients", "golden"),
+         (_APPEND, _APPEND + "\n        W_step = params[i][0]\n        W_step -= 0.5 * dW"),
+         message=_NOT_MUTATED),
     # --- init_params (decided contract: reproduce the section's draws) -------------------
     _bug("init_scale_one_over_n", "init_params scales by sqrt(1/n_in) instead of He's "
-         "sqrt(2/n_in)", "golden", (_HE_SCALE, "np.sqrt(1.0 / n_in)")),
+         "sqrt(2/n_in)", ("interface", "golden"), (_HE_SCALE, "np.sqrt(1.0 / n_in)"),
+         message=_INIT_CONTRACT),
     _bug("init_xavier", "init_params uses Xavier/Glorot sqrt(2/(n_in+n_out)) instead of He",
-         "golden", (_HE_SCALE, "np.sqrt(2.0 / (n_in + n_out))")),
+         ("interface", "golden"), (_HE_SCALE, "np.sqrt(2.0 / (n_in + n_out))"),
+         message=_INIT_CONTRACT),
     _bug("init_transposed_draws", "init_params draws an (n_out, n_in) matrix and transposes it: "
-         "right shape, different numbers", "golden",
-         (_DRAW, "rng.standard_normal((n_out, n_in)).T")),
+         "right shape, different numbers", ("interface", "golden"),
+         (_DRAW, "rng.standard_normal((n_out, n_in)).T"), message=_INIT_CONTRACT),
     _bug("init_ignores_seed", "init_params ignores its seed (default_rng() without argument)",
-         "golden", (_SEEDED_RNG, "np.random.default_rng()")),
-    # --- train (golden: one SGD step on pinned data; mnist: it must learn) ---------------
+         ("interface", "golden"), (_SEEDED_RNG, "np.random.default_rng()"),
+         message=_INIT_CONTRACT),
+    # --- train (interface/golden: exact full-batch steps; mnist: it must learn) ----------
     _bug("train_update_sign", "train adds the gradient (W + lr * dW): gradient ascent",
-         ("golden", "mnist"), (_SGD_STEP, "params[j] = (W + lr * dW, b + lr * db)")),
+         ("interface", "golden", "mnist"), (_SGD_STEP, "params[j] = (W + lr * dW, b + lr * db)")),
     _bug("train_update_discarded", "train computes the new (W, b) into local names and never "
-         "stores them in params", ("golden", "mnist"),
+         "stores them in params", ("interface", "golden", "mnist"),
          (_SGD_STEP, "W, b = W - lr * dW, b - lr * db")),
-    _bug("train_ignores_lr", "train steps by the raw gradient (W - dW), ignoring lr", "golden",
-         (_SGD_STEP, "params[j] = (W - dW, b - db)")),
+    _bug("train_ignores_lr", "train steps by the raw gradient (W - dW), ignoring lr",
+         ("interface", "golden"), (_SGD_STEP, "params[j] = (W - dW, b - db)")),
 )
