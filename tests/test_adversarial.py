@@ -22,7 +22,6 @@ from tests.kill_matrix import RunOptions, VariantRun, run_variant
 from tests.variants import REPO_ROOT, Variant
 
 ADVERSARIAL = Path(__file__).resolve().parent / "adversarial"
-CORRECT_SOURCE = REPO_ROOT / "tests" / "variants" / "correct"
 
 # Small limits so hanging attacks cost seconds: the suite's calls take milliseconds, so a
 # 3 s per-call limit cannot fail a correct candidate; 15 s bounds a whole session of hangs.
@@ -55,8 +54,9 @@ ATTACKS: dict[str, Attack] = {
                            must_fail=frozenset({"interface", "gradients"})),
     "fork_escape": Attack(r"BlockingIOError: \[Errno 11\] Resource temporarily unavailable",
                           must_fail=frozenset({"interface", "gradients"})),
-    "patch_numpy": Attack(r"should be|mismatch|differ", must_fail=frozenset({"interface", "gradients"})),
-    "patch_pytest": Attack(r"should be|mismatch|differ", must_fail=frozenset({"interface", "gradients"})),
+    # Structurally valid (uniform probabilities, zero gradients): the values must be caught.
+    "patch_numpy": Attack(r"should be|mismatch|differ", must_fail=frozenset({"gradients", "golden"})),
+    "patch_pytest": Attack(r"should be|mismatch|differ", must_fail=frozenset({"gradients", "golden"})),
     "lying_arrays": Attack(r"is a \S*(AgreeableArray|Chameleon), but should be a numpy\.ndarray",
                            must_fail=frozenset({"interface", "gradients"})),
     "steal_reference": Attack(r"nothing to steal: the reference source was not found \(\[\]\)",
@@ -76,13 +76,12 @@ def test_every_attack_file_has_an_expected_outcome() -> None:
 
 
 def _correct_submission(dest: Path) -> Variant:
-    """A correct, self-contained submission (the catalogue's plain reference-style one)."""
+    """A correct, self-contained submission: a copy of the reference module (it imports only
+    numpy), the one implementation the suite must pass whatever else changes."""
     dest.mkdir(parents=True, exist_ok=True)
-    candidates = sorted(CORRECT_SOURCE.glob("*.py")) if CORRECT_SOURCE.is_dir() else []
-    source = next((p for p in candidates if p.stem != "__init__"), REPO_ROOT / "reference" / "mlp.py")
     path = dest / "good_student.py"
-    shutil.copyfile(source, path)
-    return Variant("good_student", "correct", path, frozenset(), f"copy of {source.name}")
+    shutil.copyfile(REPO_ROOT / "reference" / "mlp.py", path)
+    return Variant("good_student", "correct", path, frozenset(), "copy of reference/mlp.py")
 
 
 def _grade(variant: Variant, workdir: Path, report: Path | None = None) -> VariantRun:
