@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from tests.kill_matrix import DEFAULT_TIMEOUT, RunOptions, VariantRun, build_kill_matrix
-from tests.variants import materialize
+from tests.variants import REFERENCE_CONTROL, materialize
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,10 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         root = args.keep or Path(scratch)
         variants = materialize(root / "variants")
         if args.only:
-            variants = [v for v in variants if any(p in v.name for p in args.only)]
-            if not variants:
+            chosen = [v for v in variants if any(p in v.name for p in args.only)]
+            if not chosen:
                 print(f"no variant name contains any of {args.only}", file=sys.stderr)
                 return 2
+            # The control (the unpatched reference) defines which skips are normal.
+            variants = chosen + [v for v in variants if v.name == REFERENCE_CONTROL
+                                 and v not in chosen]
         progress = None
         if not args.quiet:
             try:
