@@ -120,6 +120,11 @@ def check_backward(result: Any, params: Sequence[tuple[np.ndarray, np.ndarray]],
                         where)
     grads = []
     for l, ((dW, db), (W, b)) in enumerate(zip(got, params)):
+        if type(dW) is np.ndarray and _broadcast_widened(dW.shape, W.shape):
+            raise _fail(f"dW[{l}] has shape {dW.shape}, but should have shape {W.shape}: numpy "
+                        "broadcasting across a width-1 layer widened an array, which happens when "
+                        "an array of another layer is used (e.g. the i-1 bug's "
+                        "`pre_activations[i]` mask)", where)
         hint_w = (" (that is W.T's shape: dW must be A_prev.T @ delta, not delta.T @ A_prev)"
                   if type(dW) is np.ndarray and dW.shape == W.shape[::-1] and W.shape[0] != W.shape[1]
                   else " (dW must have the shape of W)")
@@ -129,6 +134,10 @@ def check_backward(result: Any, params: Sequence[tuple[np.ndarray, np.ndarray]],
         grads.append((checked_array(dW, f"dW[{l}]", where, W.shape, hint_w),
                       checked_array(db, f"db[{l}]", where, b.shape, hint_b)))
     return grads, result_dtype([g for pair in grads for g in pair])
+
+
+def _broadcast_widened(got: tuple[int, ...], want: tuple[int, ...]) -> bool:
+    return got != want and len(got) == len(want) and all(g == w or w == 1 for g, w in zip(got, want))
 
 
 def check_loss(value: Any, where: str) -> tuple[float, np.dtype]:

@@ -11,7 +11,7 @@ A forward bug fails (a) and (c); a backward bug fails (b) and (c). See SPEC.md, 
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given
+from hypothesis import example, given
 
 from conformance import strategies
 from conformance.assertions import assert_comparisons
@@ -66,6 +66,9 @@ def test_forward_matches_exact_forward(candidate: Candidate, case: Case) -> None
 
 
 @given(case=strategies.cases())
+@example(case=make_case([3, 2], batch=1, seed=1))  # one layer, one sample
+@example(case=make_case([5, 1, 1, 10], batch=3, seed=2, layout="strided"))  # width 1, 10 classes
+@example(case=make_case([4, 6, 5, 4, 3, 2], batch=4, seed=3, layout="F"))  # five layers
 def test_backward_matches_finite_differences(candidate: Candidate, case: Case) -> None:
     """(b) every gradient entry of a small network vs central differences of the true loss."""
     check_backward_against_fd(candidate, case)

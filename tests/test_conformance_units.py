@@ -5,6 +5,7 @@ and the plugin's options (load failure, --max-examples, profiles)."""
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
 import re
 import subprocess
@@ -22,6 +23,7 @@ from conformance.cases import make_case, scaled_logits_case, true_class_underflo
 from conformance.checks import gradient_comparisons
 from conformance.contract import ContractError, check_backward, check_forward, check_loss, checked_array
 from conformance.diagnosis import KNOWN_BUGS, diagnose, explain_exception
+from conformance.plugin import impl_spec
 from conformance.gradcheck import (
     EPS64,
     Magnitudes,
@@ -301,7 +303,7 @@ def test_grading_profile_is_deterministic() -> None:
 def _run_suite(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("BACKPROP_IMPL", None)
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -315,10 +317,26 @@ def test_unloadable_candidate_gives_one_clear_failure(tmp_path: Path) -> None:
         assert run.returncode == 1, run.stdout[-2000:]
         assert re.search(r"\b1 failed\b", run.stdout) and "passed" not in run.stdout.splitlines()[-1]
         assert needle in run.stdout and "test_candidate_loads" in run.stdout
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert f"candidate file: {path}" in run.stdout and f"candidate sha256: {digest}" in run.stdout
+
+
+def test_impl_option_then_env_var_then_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Config:
+        def __init__(self, impl: str | None) -> None:
+            self.impl = impl
+
+        def getoption(self, name: str) -> str | None:
+            return self.impl
+
+    monkeypatch.setenv("BACKPROP_IMPL", "from_env")
+    assert impl_spec(Config("given")) == "given" and impl_spec(Config(None)) == "from_env"
+    monkeypatch.delenv("BACKPROP_IMPL")
+    assert impl_spec(Config(None)) == "reference.mlp"
 
 
 def test_max_examples_option_overrides_the_profile(tmp_path: Path) -> None:
-    run = _run_suite("conformance/test_gradients.py::test_forward_matches_exact_forward",
+    run = _run_suite("conformance/test_gradients.py::test_forward_matches_exact_forward", "-q",
                      "--max-examples", "3", "--hypothesis-profile", "grading",
                      "--hypothesis-show-statistics", tmp_path=tmp_path)
     assert run.returncode == 0, run.stdout[-2000:]
