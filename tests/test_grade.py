@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tools.grade import cli, gradescope
-from tools.grade.feedback import curves, diagnoses
+from tools.grade.feedback import curves, diagnoses, mnist_results
 from tools.grade.html_report import overview, submission_page
 from tools.grade.outputs import GradedSubmission, grades_csv, gradescope_results
 from tools.grade.rubric import DEFAULT_RUBRIC, KNOWN_AREAS, RubricError, load_rubric, parse_rubric, score
@@ -311,6 +311,18 @@ def test_curves_from_recorded_properties() -> None:
     found = curves([test])
     assert [(name.split(": ")[1], xs, ys) for name, xs, ys in found] == [
         ("acc", [1, 2, 3], [0.5, 0.8, 0.9]), ("curve", [1, 2], [0.2, 0.9])]
+
+
+def test_mnist_accuracy_is_shown_per_submission_and_for_the_class() -> None:
+    harness = t("test_mnist.py::test_harness_sgd_learns_mnist[quick]", "passed")
+    harness["properties"] = {"mnist_accuracy": 0.9512, "mnist_threshold": 0.93}
+    own = t("test_mnist.py::test_own_train_learns_mnist[quick]", "failed")
+    own["properties"] = {"mnist_accuracy": "nan", "mnist_threshold": 0.93}  # not a number: ignored
+    sub = graded_submission("ann", tests=[harness, own])
+    assert mnist_results(sub.tests) == [("test_mnist.py::test_harness_sgd_learns_mnist[quick]", 0.9512, 0.93)]
+    page = audit(submission_page(sub))
+    assert "0.9512" in "".join(page.text) and len(page.images) == 1 and not page.bad
+    assert len(audit(overview([sub])).images) == 3  # scores, areas, MNIST accuracies
 
 
 def graded_submission(name: str, status: str = "graded", tests: list | None = None,

@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rubric TOML (default: tools/grade/default_rubric.toml)")
     p.add_argument("--timeout", type=_positive(float), default=300.0,
                    help="wall-clock limit in seconds for one submission's whole suite run (default 300)")
+    p.add_argument("--call-timeout", type=_positive(float), default=None, metavar="SECONDS",
+                   help="limit for one call to an isolated candidate (default: the isolation's, 60 s); "
+                        "lower it to grade hanging submissions faster, but leave room for a slow "
+                        "correct train() on MNIST")
     p.add_argument("--mnist-dir", default=os.environ.get("BACKPROP_MNIST_DIR"),
                    help="folder with the four MNIST files (default $BACKPROP_MNIST_DIR, then the cache)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false",
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         mnist_dir = str(mnist)
     config = GradeConfig(timeout=args.timeout, isolate=args.isolate, hypothesis_profile=args.profile or None,
                          require_mnist=args.require_mnist, mnist_dir=mnist_dir,
-                         extra_args=tuple(args.pytest_args))
+                         extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout)
     opts = BatchOptions(submissions=args.submissions, out=args.out, config=config, jobs=args.jobs,
                         dask=args.dask, module=args.module, rubric=args.rubric, baseline=args.baseline,
                         retry=retry, force=args.force, progress=args.progress)

@@ -103,6 +103,8 @@ def curves(tests: list[dict[str, Any]]) -> list[tuple[str, list[float], list[flo
     found = []
     for test in tests:
         for name, value in sorted((test.get("properties") or {}).items()):
+            if name in ("mnist_accuracy", "mnist_threshold"):
+                continue  # single numbers, shown by mnist_results
             xs = ys = None
             if _numbers(value) and len(value) >= 2:
                 ys, xs = value, list(range(1, len(value) + 1))
@@ -118,6 +120,18 @@ def curves(tests: list[dict[str, Any]]) -> list[tuple[str, list[float], list[flo
                         list(range(1, len(ys) + 1))
             if ys and len(ys) >= 1:
                 found.append((f"{short_name(test['nodeid'])}: {name}", xs, ys))
+    return found
+
+
+def mnist_results(tests: list[dict[str, Any]]) -> list[tuple[str, float, float | None]]:
+    """(check, accuracy, threshold) of every test that recorded ``mnist_accuracy``."""
+    found = []
+    for test in tests:
+        props = test.get("properties") or {}
+        acc, threshold = props.get("mnist_accuracy"), props.get("mnist_threshold")
+        if _numbers([acc]):
+            found.append((short_name(test["nodeid"]), float(acc),
+                          float(threshold) if _numbers([threshold]) else None))
     return found
 
 

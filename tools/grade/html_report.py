@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Iterable
 
-from tools.grade.feedback import curves, diagnoses_of, failure_text, short_name
+from tools.grade.feedback import curves, diagnoses_of, failure_text, mnist_results, short_name
 from tools.grade.outputs import GradedSubmission, status_line, write_atomic
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -107,6 +107,33 @@ def curve_plot(series: list[tuple[str, list[float], list[float]]]) -> str | None
     return _png(fig)
 
 
+def mnist_bars(results: list[tuple[str, float, float | None]]) -> str | None:
+    plt = _pyplot()
+    if plt is None or not results:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 0.5 * len(results) + 1.0))
+    labels = [name.split("::")[-1][:50] for name, _, _ in results]
+    ax.barh(labels, [acc for _, acc, _ in results], color="#3b6ea8")
+    for i, (_, _, threshold) in enumerate(results):
+        if threshold is not None:
+            ax.plot([threshold, threshold], [i - 0.4, i + 0.4], color="#b00020", linewidth=2)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("MNIST test accuracy (red: the pass threshold)")
+    return _png(fig)
+
+
+def mnist_histogram(accuracies: list[float]) -> str | None:
+    plt = _pyplot()
+    if plt is None or not accuracies:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 2.6))
+    ax.hist(accuracies, bins=[i / 20 for i in range(21)], color="#3b6ea8", edgecolor="white")
+    ax.set_xlabel("MNIST test accuracy reached by the suite's SGD loop with the submission's backward")
+    ax.set_ylabel("submissions")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    return _png(fig)
+
+
 def _status_html(status: str) -> str:
     css = "graded" if status == "graded" else "bad"
     return f"<span class=\"{css}\">{escape(status)}</span>"
@@ -153,6 +180,10 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report") -> str
     parts += ["<h2>Pass rate per check area</h2>", _img(area_bars(names, rates), "pass rate per area"),
               "<table><tr><th>area</th><th>what</th><th>points</th><th>graded submissions "
               "passing all</th><th>mean points (all)</th></tr>", *rows, "</table>"]
+    harness = [acc for s in subs for name, acc, _ in mnist_results(s.tests) if "harness" in name]
+    if harness:
+        parts += ["<h2>MNIST quick check</h2>",
+                  _img(mnist_histogram(harness), "MNIST accuracy histogram")]
     diag = common_diagnoses(subs)
     parts.append("<h2>Most common diagnosed bugs</h2>")
     if diag:
@@ -206,9 +237,17 @@ def submission_page(sub: GradedSubmission) -> str:
         parts += [f"<li>{escape(short_name(t['nodeid']))}: {escape(t.get('skip_reason', ''))}</li>"
                   for t in skipped]
         parts.append("</ul>")
+    mnist = mnist_results(sub.tests)
     series = curves(sub.tests)
+    if mnist or series:
+        parts.append("<h2>MNIST</h2>")
+    if mnist:
+        parts.append("<table><tr><th>check</th><th>test accuracy</th><th>threshold</th></tr>")
+        parts += [f"<tr><td>{escape(name)}</td><td class=\"num\">{acc:.4f}</td><td class=\"num\">"
+                  f"{'' if thr is None else f'{thr:.4f}'}</td></tr>" for name, acc, thr in mnist]
+        parts += ["</table>", _img(mnist_bars(mnist), "MNIST accuracy")]
     if series:
-        parts += ["<h2>MNIST</h2>", _img(curve_plot(series), "MNIST learning curve")]
+        parts.append(_img(curve_plot(series), "MNIST learning curve"))
     if sub.status in ("crashed", "error") and sub.output_tail:
         parts += ["<h2>Last output of the suite's run</h2>", f"<pre>{escape(sub.output_tail[-6000:])}</pre>"]
     return _page(f"{sub.name}: grading report", "\n".join(parts))

@@ -59,13 +59,14 @@ class GradeConfig:
     require_mnist: bool = True
     mnist_dir: str | None = None
     extra_args: tuple[str, ...] = ()
+    call_timeout: float | None = None  # per call to the candidate (None: the isolation's default)
     python: str = sys.executable
 
     def key(self) -> str:
         """Hash of the settings that can change a verdict (not the interpreter path)."""
         relevant = {"timeout": self.timeout, "isolate": self.isolate,
                     "profile": self.hypothesis_profile, "require_mnist": self.require_mnist,
-                    "extra_args": list(self.extra_args)}
+                    "extra_args": list(self.extra_args), "call_timeout": self.call_timeout}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -123,6 +124,14 @@ def _child_env(config: GradeConfig, multi_file: bool = False) -> dict[str, str]:
     env["PYTHONHASHSEED"] = "0"  # the same run on every machine
     if config.mnist_dir:
         env["BACKPROP_MNIST_DIR"] = config.mnist_dir
+    if config.isolate:
+        # Budgets of the isolated candidate (read by conformance.isolation from the pytest
+        # process's environment). The session budget stays below the hard wall-clock limit, so a
+        # submission that hangs in some calls still finishes its run with the checks it passed,
+        # instead of being killed with nothing.
+        if config.call_timeout:
+            env["BACKPROP_ISOLATE_CALL_TIMEOUT"] = f"{config.call_timeout:g}"
+        env.setdefault("BACKPROP_ISOLATE_SESSION_TIMEOUT", f"{max(5.0, 0.8 * config.timeout):g}")
     if multi_file:
         # A student folder may import its own helper modules: the isolated worker gets a copy of
         # the whole folder (which holds that student's files and nothing else).

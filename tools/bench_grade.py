@@ -1,0 +1,115 @@
+"""Benchmark the batch grader: ``python -m tools.bench_grade [-n 40] [-j 2]``.
+
+Builds a class of mixed submissions (correct variants, single-bug variants, hostile ones
+from tests/adversarial), grades it with ``python -m tools.grade`` exactly as an instructor
+would (isolated, grading profile, quick MNIST check required), then grades it again
+unchanged. Prints the throughput of both runs against the targets (>= 12 submissions per
+minute with -j 2; an unchanged re-run in seconds), and a fairness check: every correct
+variant must earn full marks and every buggy one less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ADVERSARIAL = REPO / "tests" / "adversarial"
+TARGET_PER_MINUTE = 12.0
+
+
+def build_class(dest: Path, n: int, n_hostile: int) -> dict[str, str]:
+    """``n`` submissions in ``dest``: about a quarter correct, the hostile ones, the rest buggy.
+    Returns name -> kind (correct, buggy, hostile)."""
+    sys.path.insert(0, str(REPO))
+    from tests.variants import materialize
+
+    pool = dest.parent / "pool"
+    variants = materialize(pool)
+    correct = [v for v in variants if v.kind == "correct"]
+    buggy = [v for v in variants if v.kind == "buggy"]
+    hostile = sorted(ADVERSARIAL.glob("*.py"))[:n_hostile] if ADVERSARIAL.is_dir() else []
+    n_correct = min(len(correct), max(1, n // 4))
+    n_buggy = max(0, n - n_correct - len(hostile))
+    picked_buggy = [buggy[round(i * len(buggy) / n_buggy)] for i in range(n_buggy)] if n_buggy else []
+    picked_buggy = list(dict.fromkeys(picked_buggy))
+    while len(picked_buggy) < n_buggy:  # more submissions than distinct bugs: repeat some
+        picked_buggy.append(buggy[len(picked_buggy) % len(buggy)])
+    kinds: dict[str, str] = {}
+    dest.mkdir(parents=True)
+    for i, v in enumerate(correct[:n_correct] + picked_buggy):
+        name = f"{v.name}" if v.name not in kinds else f"{v.name}_{i}"
+        shutil.copy(v.path, dest / f"{name}.py")
+        kinds[name] = v.kind
+    for path in hostile:
+        shutil.copy(path, dest / f"hostile_{path.name}")
+        kinds[f"hostile_{path.stem}"] = "hostile"
+    return kinds
+
+
+def grade(subs: Path, out: Path, jobs: int, extra: list[str]) -> tuple[float, str, str]:
+    cmd = [sys.executable, "-m", "tools.grade", str(subs), "--out", str(out), "-j", str(jobs),
+           "--no-progress", *extra]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"grader failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return seconds, proc.stdout.strip(), proc.stderr
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tools.bench_grade", description=__doc__.splitlines()[0])
+    p.add_argument("-n", type=int, default=40, help="submissions in the class (default 40)")
+    p.add_argument("-j", "--jobs", type=int, default=2, help="parallel submissions (default 2)")
+    p.add_argument("--hostile", type=int, default=8, help="hostile submissions among them (default 8)")
+    p.add_argument("--keep", type=Path, default=None, help="keep the class and outputs in this folder")
+    p.add_argument("grader_args", nargs="*", help="extra arguments for tools.grade (after --)")
+    args = p.parse_args(argv)
+    if "BACKPROP_MNIST_DIR" not in os.environ and (REPO.parent / "shared" / "mnist").is_dir():
+        os.environ["BACKPROP_MNIST_DIR"] = str(REPO.parent / "shared" / "mnist")
+    root = Path(tempfile.mkdtemp(prefix="bench-grade-")) if args.keep is None else args.keep
+    try:
+        kinds = build_class(root / "subs", args.n, args.hostile)
+        counts = {k: list(kinds.values()).count(k) for k in ("correct", "buggy", "hostile")}
+        print(f"class: {len(kinds)} submissions ({counts['correct']} correct, {counts['buggy']} buggy, "
+              f"{counts['hostile']} hostile); -j {args.jobs}; cores: {os.cpu_count()}; "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)
+        first, summary, _ = grade(root / "subs", root / "out", args.jobs, args.grader_args)
+        print(f"first run:    {first:7.1f} s  {len(kinds) / first * 60:6.1f} submissions/min "
+              f"(target >= {TARGET_PER_MINUTE:g}; includes the reference baseline run)\n  {summary}",
+              flush=True)
+        again, summary, _ = grade(root / "subs", root / "out", args.jobs, args.grader_args)
+        print(f"unchanged re-run: {again:5.1f} s  (target: seconds)\n  {summary}")
+        with open(root / "out" / "grades.csv", newline="") as handle:
+            rows = {r["submission"]: r for r in csv.DictReader(handle)}
+        unfair = [n for n, k in kinds.items() if k == "correct" and rows[n]["score"] != rows[n]["max_score"]]
+        missed = [n for n, k in kinds.items() if k != "correct" and rows[n]["score"] == rows[n]["max_score"]]
+        statuses = {}
+        for name, kind in kinds.items():
+            statuses.setdefault(kind, {}).setdefault(rows[name]["status"], 0)
+            statuses[kind][rows[name]["status"]] += 1
+        print(f"statuses by kind: {statuses}")
+        print("fairness: every correct variant earned full marks" if not unfair else
+              f"FALSE POSITIVES (correct code marked down): {unfair}")
+        print("every buggy/hostile submission lost points" if not missed else
+              f"NOT CAUGHT (full marks for a bug): {missed}")
+        per_sub = sorted(((float(r["duration_s"]), n) for n, r in rows.items()), reverse=True)[:5]
+        print("slowest submissions: " + ", ".join(f"{n} {d:.1f} s" for d, n in per_sub))
+        if args.keep is not None:
+            print(f"outputs kept in {root / 'out'}")
+        return 1 if unfair else 0
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
