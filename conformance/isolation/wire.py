@@ -327,7 +327,9 @@ def _parse_npy_header(data: memoryview, name: str) -> tuple[tuple[int, ...], boo
         try:
             fp = io.BytesIO(bytes(data[:offset]))
             version = np.lib.format.read_magic(fp)
-            shape, fortran, dtype = np.lib.format._read_array_header(fp, version)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(fp)
         except Exception as exc:  # noqa: BLE001 - any parse failure is invalid data
             raise WireError(f"member {name}: unreadable .npy header ({type(exc).__name__})") from None
     if dtype.kind not in ARRAY_KINDS or dtype.fields is not None or dtype.hasobject:
