@@ -72,6 +72,8 @@ _HE_SCALE = "np.sqrt(2.0 / n_in)"
 _DRAW = "rng.standard_normal((n_in, n_out))"
 _SEEDED_RNG = "np.random.default_rng(seed)"
 _SGD_STEP = "params[j] = (W - lr * dW, b - lr * db)"
+_ZERO_BIAS = "b = np.zeros(n_out)"
+_BATCH_STARTS = "range(0, n, batch_size)"
 
 # Flavours of the i-1 test (conformance/test_relu_index.py) each must catch the index bug.
 _I_MINUS_1_FLAVOURS = ("relu_index::test_relu_index_silent", "relu_index::test_relu_index_visible",
@@ -103,6 +105,14 @@ BUGGY: tuple[BugSpec, ...] = (
          "(pre_activations[0]): right for 2 layers, wrong for deeper networks",
          ("gradients", "relu_index", "golden"),
          (_MASK, "(pre_activations[0] > 0).astype(np.float32)")),
+    _bug("softmax_global_max", "softmax subtracts the batch's global max instead of each row's: "
+         "rows of smaller scale underflow to 0/0", "stability", (_SOFTMAX_SHIFT, "z = z - z.max()"),
+         message="per-row max subtraction"),
+    _bug("log_guard_outside_log", "the +1e-12 is added after the log (log(Y_hat) + 1e-12), so "
+         "it guards nothing", ("stability", "golden"),
+         (_LOSS, "-np.mean(np.sum(Y * (np.log(Y_hat) + 1e-12), axis=1))"), message="log(0) guard"),
+    _bug("mask_from_layer_below", "ReLU mask taken one layer too low: activations[i - 1] > 0",
+         ("relu_index", "gradients", "golden"), (_MASK, "(activations[i - 1] > 0).astype(np.float32)")),
     # --- forward -------------------------------------------------------------------------
     _bug("forward_no_bias", "forward forgets the bias: Z = A_prev @ W", ("gradients", "golden"),
          (_LINEAR, "Z = activations[-1] @ W")),
@@ -124,6 +134,12 @@ BUGGY: tuple[BugSpec, ...] = (
          "hold relu(Z) instead of Z", ("interface", "golden"),
          (_NONLINEARITY, "softmax(Z) if i == len(params) - 1 else np.maximum(Z, 0, out=Z)"),
          message="holds relu(Z)"),
+    _bug("forward_uses_x_everywhere", "every layer is fed X instead of the previous layer's "
+         "output", ("gradients", "golden"), (_LINEAR, "Z = X @ W + b")),
+    _bug("softmax_max_over_batch_axis", "softmax subtracts each column's max (axis 0) instead of "
+         "each row's: a different shift per class changes the result",
+         ("interface", "gradients", "golden"),
+         (_SOFTMAX_SHIFT, "z = z - z.max(axis=0, keepdims=True)")),
     # --- loss ----------------------------------------------------------------------------
     _bug("loss_sum_not_mean", "cross_entropy sums over the batch instead of averaging",
          ("interface", "golden"), (_LOSS, "-np.sum(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))")),
@@ -135,6 +151,8 @@ BUGGY: tuple[BugSpec, ...] = (
          message="sign is flipped"),
     _bug("loss_targets_swapped", "cross_entropy swaps Y_hat and Y: sum(Y_hat * log(Y))",
          ("interface", "golden"), (_LOSS, "-np.mean(np.sum(Y_hat * np.log(Y + 1e-12), axis=1))")),
+    _bug("loss_ignores_targets", "cross_entropy averages log(Y_hat) over every class, never "
+         "multiplying by Y", ("interface", "golden"), (_LOSS, "-np.mean(np.log(Y_hat + 1e-12))")),
     # --- backward ------------------------------------------------------------------------
     _bug("no_batch_mean", "backward does not divide the output error by the batch size",
          ("gradients", "golden"), (_DELTA_OUT, "delta = activations[-1] - Y"),
@@ -197,6 +215,17 @@ BUGGY: tuple[BugSpec, ...] = (
          "(mutates params, and propagates with the updated W)", ("interface", "gradients", "golden"),
          (_APPEND, _APPEND + "\n        W_step = params[i][0]\n        W_step -= 0.5 * dW"),
          message=_NOT_MUTATED),
+    _bug("dw_double_batch_mean", "dW is divided by the batch size again (delta already is)",
+         ("gradients", "golden"), (_DW, "dW = activations[i].T @ delta / B"),
+         message="divides by the batch size twice"),
+    _bug("output_error_times_softmax_derivative", "the output error is multiplied by "
+         "Y_hat * (1 - Y_hat) on top of Y_hat - Y (softmax derivative applied twice)",
+         ("gradients", "golden"),
+         (_DELTA_OUT, "delta = (activations[-1] - Y) * activations[-1] * (1 - activations[-1]) / B"),
+         message="softmax derivative"),
+    _bug("dw_from_output", "dW uses the layer's own output activations[i + 1] instead of its "
+         "input", ("interface", "gradients", "golden"), (_DW, "dW = activations[i + 1].T @ delta"),
+         message="own output instead of its input"),
     # --- init_params (decided contract: reproduce the section's draws) -------------------
     _bug("init_scale_one_over_n", "init_params scales by sqrt(1/n_in) instead of He's "
          "sqrt(2/n_in)", ("interface", "golden"), (_HE_SCALE, "np.sqrt(1.0 / n_in)"),
@@ -210,12 +239,18 @@ BUGGY: tuple[BugSpec, ...] = (
     _bug("init_ignores_seed", "init_params ignores its seed (default_rng() without argument)",
          ("interface", "golden"), (_SEEDED_RNG, "np.random.default_rng()"),
          message=_INIT_CONTRACT),
+    _bug("init_random_biases", "init_params draws small random biases instead of zeros (which "
+         "also shifts every later draw)", ("interface", "golden"),
+         (_ZERO_BIAS, "b = rng.standard_normal(n_out) * 0.01"), message=_INIT_CONTRACT),
     # --- train (interface/golden: exact full-batch steps; mnist: it must learn) ----------
     _bug("train_update_sign", "train adds the gradient (W + lr * dW): gradient ascent",
          ("interface", "golden", "mnist"), (_SGD_STEP, "params[j] = (W + lr * dW, b + lr * db)")),
     _bug("train_update_discarded", "train computes the new (W, b) into local names and never "
          "stores them in params", ("interface", "golden", "mnist"),
          (_SGD_STEP, "W, b = W - lr * dW, b - lr * db")),
+    _bug("train_drops_last_batch", "train's batch loop stops one batch early "
+         "(range(0, n - batch_size, batch_size)): with batch_size = n it never steps",
+         ("interface", "golden"), (_BATCH_STARTS, "range(0, n - batch_size, batch_size)")),
     _bug("train_ignores_lr", "train steps by the raw gradient (W - dW), ignoring lr",
          ("interface", "golden"), (_SGD_STEP, "params[j] = (W - dW, b - db)")),
 )
