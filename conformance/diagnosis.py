@@ -181,3 +181,54 @@ def explain_exception(text: str, function: str, layer_sizes: Sequence[int], batc
 
 def _is_matmul_error(text: str) -> bool:
     return bool(_MATMUL.search(text)) or "shapes not aligned" in text
+
+
+# ------------------------------------------------------------------------------ forward bugs
+def _softmax(Z: np.ndarray, axis: int = -1) -> np.ndarray:
+    e = np.exp(Z - Z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _variant_forward(X: np.ndarray, params: Params, *, bias: bool = True, relu_output: bool = False,
+                     softmax_axis: int = -1, softmax_hidden: bool = False,
+                     pre_after_relu: bool = False,
+                     relu_instead_of_softmax: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    acts, pres = [X], []
+    for i, (W, b) in enumerate(params):
+        Z = acts[-1] @ W + (b if bias else 0.0)
+        last = i == len(params) - 1
+        if last and relu_instead_of_softmax:
+            A = np.maximum(Z, 0)
+        elif last:
+            A = _softmax(np.maximum(Z, 0) if relu_output else Z, axis=softmax_axis)
+        else:
+            A = _softmax(Z) if softmax_hidden else np.maximum(Z, 0)
+        pres.append(A if pre_after_relu and not last else Z)
+        acts.append(A)
+    return acts, pres
+
+
+FORWARD_BUGS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("leaves out the bias (`Z = A_prev @ W` instead of `A_prev @ W + b`)", {"bias": False}),
+    ("applies ReLU to the output layer before the softmax", {"relu_output": True}),
+    ("applies ReLU instead of softmax on the output layer", {"relu_instead_of_softmax": True}),
+    ("takes the softmax over the batch axis (`axis=0`) instead of per row (`axis=-1`)",
+     {"softmax_axis": 0}),
+    ("applies softmax on the hidden layers instead of ReLU", {"softmax_hidden": True}),
+    ("stores relu(Z) in pre_activations (an in-place ReLU overwrote Z)", {"pre_after_relu": True}),
+)
+
+
+def diagnose_forward(activations: Sequence[np.ndarray], pre_activations: Sequence[np.ndarray],
+                     X: np.ndarray, params: Params, tau: float) -> str:
+    """Which known forward mistake the candidate's outputs equal, if any."""
+    got = list(activations) + list(pre_activations)
+    for description, knobs in FORWARD_BUGS:
+        with np.errstate(all="ignore"):
+            acts, pres = _variant_forward(X, params, **knobs)
+        expected = acts + pres
+        if all(np.shape(g) == np.shape(e) and np.all(
+                np.abs(np.asarray(g, np.float64) - e) <= tau * (np.abs(e) + 0.01 * (np.abs(e).max(initial=0) + 1)))
+               for g, e in zip(got, expected)):
+            return f"your forward's outputs equal those of an implementation that {description}."
+    return "the outputs match none of the known forward mistakes in conformance/diagnosis.py."

@@ -20,7 +20,7 @@ from conformance.candidate import Candidate
 from conformance.cases import Case, make_case
 from conformance.checks import (contract_text, forward_comparisons, gradient_comparisons,
                                 self_consistency_comparisons)
-from conformance.diagnosis import diagnose
+from conformance.diagnosis import diagnose, diagnose_forward
 from conformance.gradcheck import magnitudes, precision_tolerance
 from conformance.assertions import mismatch_report
 from reference import mlp as reference
@@ -57,10 +57,16 @@ def test_forward_matches_exact_forward(candidate: Candidate, case: Case) -> None
     """(a) activations and pre-activations equal the exact float64 forward pass."""
     where = f"forward(case={case!r})"
     fwd = run_forward(candidate, case, where)
+    comparisons = forward_comparisons(case, fwd)
+    if mismatch_report(comparisons, where=where, compared="", contract="") is None:
+        return
     assert_comparisons(
-        forward_comparisons(case, fwd), where=where,
+        comparisons, where=where,
         compared="your forward vs the exact float64 forward pass (check a: forward alone)",
-        contract=contract_text(fwd.dtype, fd=False), reproduce=case.snippet(candidate.module_name),
+        contract=contract_text(fwd.dtype, fd=False),
+        diagnosis=diagnose_forward(fwd.activations, fwd.pre_activations, case.X, case.params,
+                                   precision_tolerance(fwd.dtype)),
+        reproduce=case.snippet(candidate.module_name),
         next_step="Z = A_prev @ W + b for every layer, ReLU on hidden layers, a row-wise softmax "
                   "on the last one; activations start with X itself.")
 

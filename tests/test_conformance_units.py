@@ -22,7 +22,8 @@ from conformance.candidate import private_copy
 from conformance.cases import make_case, scaled_logits_case, true_class_underflow_case
 from conformance.checks import gradient_comparisons
 from conformance.contract import ContractError, check_backward, check_forward, check_loss, checked_array
-from conformance.diagnosis import KNOWN_BUGS, diagnose, explain_exception
+from conformance.diagnosis import (FORWARD_BUGS, KNOWN_BUGS, _variant_forward, diagnose,
+                                   diagnose_forward, explain_exception)
 from conformance.plugin import impl_spec
 from conformance.gradcheck import (
     EPS64,
@@ -277,6 +278,15 @@ def test_every_known_bug_is_diagnosed_as_itself(bug) -> None:
     grads = bug.gradients(acts, pres, case.Y, case.params)
     text = diagnose(grads, acts, pres, case.Y, case.params, magnitudes(case.X, case.Y, case.params), 1.5e-8)
     assert bug.description in text.splitlines()[0], text
+
+
+@pytest.mark.parametrize("description,knobs", FORWARD_BUGS, ids=[k for _, k in FORWARD_BUGS].__repr__ and None)
+def test_every_known_forward_bug_is_diagnosed_as_itself(description: str, knobs: dict) -> None:
+    case = make_case([4, 5, 5, 3], batch=6, seed=15)
+    acts, pres = _variant_forward(case.X, case.params, **knobs)
+    assert description in diagnose_forward(acts, pres, case.X, case.params, 1.5e-8)
+    acts, pres = true_forward(case.X, case.params)
+    assert "none of the known" in diagnose_forward(acts, pres, case.X, case.params, 1.5e-8)
 
 
 def test_correct_gradients_are_diagnosed_correct() -> None:
