@@ -280,7 +280,7 @@ def test_every_known_bug_is_diagnosed_as_itself(bug) -> None:
     assert bug.description in text.splitlines()[0], text
 
 
-@pytest.mark.parametrize("description,knobs", FORWARD_BUGS, ids=[k for _, k in FORWARD_BUGS].__repr__ and None)
+@pytest.mark.parametrize("description,knobs", FORWARD_BUGS, ids=[next(iter(k)) for _, k in FORWARD_BUGS])
 def test_every_known_forward_bug_is_diagnosed_as_itself(description: str, knobs: dict) -> None:
     case = make_case([4, 5, 5, 3], batch=6, seed=15)
     acts, pres = _variant_forward(case.X, case.params, **knobs)
