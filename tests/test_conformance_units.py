@@ -162,14 +162,17 @@ def test_mismatch_report_format() -> None:
     report = mismatch_report([Comparison("dW[1]", actual, expected, 1e-6),
                               Comparison("db[1]", np.ones(3), np.ones(3), 1e-6)],
                              where="backward(case=X)", compared="C", contract="K",
-                             diagnosis="D", reproduce="    R", next_step="N")
+                             diagnosis="D equal those of X", reproduce="    R", next_step="N")
     assert report is not None
     lines = report.splitlines()
     assert re.fullmatch(r"dW\[1\]\[3, 5\]=nan, but should be 23 \[backward\(case=X\)\]", lines[0])
     assert "mismatched entries: dW[1]: 13/24; agree: db[1]" in report
     assert "(10 of 13 shown)" in report
     assert report.count("dW[1][") == 1 + 1 + 10  # headline, worst row, capped table
-    assert lines[-1] == "  next: N" and "  diagnosis: D" in lines
+    assert lines[-1] == "  next: N" and "  diagnosis: D equal those of X" in lines
+    other = mismatch_report([Comparison("x", np.ones(1), np.zeros(1), 0.0)], where="w", compared="",
+                            contract="", diagnosis="wrong: x")
+    assert other is not None and "  finding: wrong: x" in other
 
 
 def test_mismatch_report_none_when_within_tolerance_and_ignored_entries() -> None:
