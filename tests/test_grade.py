@@ -27,7 +27,8 @@ from tools.grade import cli, gradescope
 from tools.grade.feedback import curves, diagnoses, mnist_results
 from tools.grade.html_report import overview, submission_page
 from tools.grade.outputs import GradedSubmission, grades_csv, gradescope_results
-from tools.grade.rubric import DEFAULT_RUBRIC, KNOWN_AREAS, RubricError, load_rubric, parse_rubric, score
+from tools.grade.rubric import (DEFAULT_RUBRIC, KNOWN_AREAS, Baseline, RubricError, load_rubric, parse_rubric,
+                                score)
 from tools.grade.runner import GradeConfig, Job, ReportError, classify, read_report
 from tools.grade.screenshot import find_browser, rendered_dom, screenshot
 from tools.grade.submissions import SubmissionsError, discover, slugify
@@ -36,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = (REPO / "reference" / "mlp.py").read_text()
 I_BUG = REFERENCE.replace("pre_activations[i - 1]", "pre_activations[i]")
 assert I_BUG != REFERENCE, "the i-1 patch no longer applies to reference/mlp.py"
+MINIMAL = REPO / "tests" / "variants" / "correct" / "ok_minimal_forward_backward.py"
 HOSTILE_NAME = '<img src=x onerror=alert(1)>&"=cmd|'
 MNIST_DIR = os.environ.get("BACKPROP_MNIST_DIR")
 
@@ -215,14 +217,32 @@ def test_scoring_skips_as_failures_and_missing_tests() -> None:
     rubric = parse_rubric({**RUBRIC_DATA, "skipped": "failed"})
     tests = [t("test_interface.py::test_a", "passed"), t("test_interface.py::test_c", "skipped")]
     assert score(rubric, "graded", tests).groups[0].score == 5.0
-    expected = {"conformance/test_interface.py::test_a": "interface",
-                "conformance/test_interface.py::test_z": "interface",
-                "conformance/test_gradients.py::test_a": "gradients"}
+    expected = Baseline.from_tests([t("test_interface.py::test_a", "passed"),
+                                    t("test_interface.py::test_z", "passed"),
+                                    t("test_gradients.py::test_a", "passed")])
     grade = score(parse_rubric(RUBRIC_DATA), "graded", [t("test_interface.py::test_a", "passed")], expected)
     by_key = {g.group.key: g for g in grade.groups}
     assert by_key["interface"].score == 5.0  # test_z missing: failed
     assert by_key["gradients"].score == 0.0 and by_key["gradients"].failed[0]["outcome"] == "missing"
     assert by_key["stability"].score == 0.0 and by_key["stability"].note == "no check of this group ran"
+
+
+def test_only_allowed_skips_are_neutral() -> None:
+    rubric = parse_rubric(RUBRIC_DATA)
+    baseline = Baseline.from_tests([t("test_interface.py::test_a", "passed"),
+                                    t("test_interface.py::test_b", "passed"),
+                                    t("test_interface.py::test_env", "skipped"),
+                                    t("test_interface.py::test_c", "passed")])
+    optional = {**t("test_interface.py::test_b", "skipped"),
+                "skip_reason": "candidate defines no relu() (optional): its checks are skipped"}
+    sneaky = {**t("test_interface.py::test_c", "skipped"), "skip_reason": "I feel like skipping"}
+    tests = [t("test_interface.py::test_a", "passed"), optional, sneaky,
+             t("test_interface.py::test_env", "skipped")]
+    interface = score(rubric, "graded", tests, baseline).groups[0]
+    assert [x["nodeid"][-6:] for x in interface.skipped] == ["test_b", "st_env"]
+    assert [x["nodeid"][-6:] for x in interface.failed] == ["test_c"]
+    assert "skipped, which earns nothing" in interface.failed[0]["summary"]
+    assert interface.score == 5.0
 
 
 def test_not_graded_earns_nothing() -> None:
@@ -277,10 +297,10 @@ def test_read_report_keeps_only_known_fields(tmp_path: Path) -> None:
 
 
 def test_classify_detects_inconsistent_runs() -> None:
-    report = read_report_dict = json.loads(json.dumps(GOOD_REPORT))
+    report = json.loads(json.dumps(GOOD_REPORT))
     report["candidate"]["sha256"] = "f" * 64
     job = Job(name="a", sha256="0" * 64, files={"a.py": b""}, module="a.py", config=GradeConfig())
-    assert classify(read_report_dict, 0, job)[0] == "crashed"  # another file was judged
+    assert classify(report, 0, job)[0] == "crashed"  # another file was judged
     report["candidate"]["sha256"] = job.sha256
     assert classify(report, 0, job) == ("graded", "")
     assert classify(report, 1, job)[0] == "crashed"  # exit status contradicts the report
@@ -423,43 +443,49 @@ def graded_class(tmp_path_factory: pytest.TempPathFactory) -> dict:
     write(subs / "dave.py", "def forward(:\n")
     write(subs / "erin" / "README.md", "forgot the code")
     write(subs / f"{HOSTILE_NAME}.py", REFERENCE)
+    write(subs / "frank.py", MINIMAL.read_text())  # forward and backward only: optional skips
     rubric = write(root / "rubric.toml", FAST_RUBRIC)
     out = root / "out"
     proc = run_grader(subs, "--out", out, "-j", "2", "--module", "mlp.py", "--rubric", rubric, *FAST_ARGS)
     return {"root": root, "subs": subs, "out": out, "rubric": rubric, "proc": proc}
 
 
+@pytest.mark.slow
 def test_every_submission_gets_one_row_with_its_status(graded_class: dict) -> None:
     proc, out = graded_class["proc"], graded_class["out"]
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "6 submissions" in proc.stdout and "6 run" in proc.stdout
+    assert "7 submissions" in proc.stdout and "7 run" in proc.stdout
     rows = read_csv(out / "grades.csv")
-    assert sorted(rows) == sorted(["alice", "bob", "carol", "dave", "erin", HOSTILE_NAME.lstrip("'")])
+    assert sorted(rows) == sorted(["alice", "bob", "carol", "dave", "erin", "frank", HOSTILE_NAME])
     status = {name: row["status"] for name, row in rows.items()}
     assert status == {"alice": "graded", "bob": "graded", "carol": "graded", "dave": "import_error",
-                      "erin": "no_module", HOSTILE_NAME: "graded"}
+                      "erin": "no_module", "frank": "graded", HOSTILE_NAME: "graded"}
     assert rows["alice"]["score"] == rows["carol"]["score"] == rows[HOSTILE_NAME]["score"] == "100"
+    # Correct code without the optional functions loses nothing (its skips say "(optional)").
+    assert rows["frank"]["score"] == "100" and int(rows["frank"]["skipped"]) > 0
     assert rows["bob"]["gradients"] == "0" and float(rows["bob"]["score"]) < 100
     assert rows["dave"]["score"] == rows["erin"]["score"] == "0"
     assert all(row["max_score"] == "100" for row in rows.values())
     assert len({row["suite_version"] for row in rows.values()}) == 1
 
 
+@pytest.mark.slow
 def test_gradebook_holds_runs_tests_and_grades(graded_class: dict) -> None:
     out = graded_class["out"]
-    assert len(db_rows(out, "SELECT name, sha256 FROM submissions")) == 6
+    assert len(db_rows(out, "SELECT name, sha256 FROM submissions")) == 7
     assert db_rows(out, "SELECT count(*) FROM runs WHERE name='(reference)'") == [(1,)]
     per_test = db_rows(out, "SELECT r.name, t.outcome, t.duration, t.message FROM test_results t "
                             "JOIN runs r ON r.id = t.run_id WHERE r.name='bob' AND t.outcome='failed'")
     assert per_test and all(d >= 0 and m for _, _, d, m in per_test)
     grades = db_rows(out, "SELECT name, rubric_hash, suite_version, score FROM grades")
-    assert len(grades) == 6 and all(r and s for _, r, s, _ in grades)
+    assert len(grades) == 7 and all(r and s for _, r, s, _ in grades)
 
 
+@pytest.mark.slow
 def test_per_submission_results_json_and_junit(graded_class: dict) -> None:
     out = graded_class["out"]
     folders = sorted((out / "submissions").iterdir())
-    assert len(folders) == 6
+    assert len(folders) == 7
     for folder in folders:
         results = json.loads((folder / "results.json").read_text())
         assert isinstance(results["execution_time"], float)
@@ -473,6 +499,7 @@ def test_per_submission_results_json_and_junit(graded_class: dict) -> None:
     assert dave.iter("failure") or dave.iter("error")
 
 
+@pytest.mark.slow
 def test_html_report_of_the_class(graded_class: dict) -> None:
     report = graded_class["out"] / "report"
     index = audit((report / "index.html").read_text())
@@ -483,16 +510,18 @@ def test_html_report_of_the_class(graded_class: dict) -> None:
     assert "Failing checks" in bob and not audit(bob).bad
 
 
+@pytest.mark.slow
 def test_unchanged_rerun_skips_everything(graded_class: dict) -> None:
     out = graded_class["out"]
     runs_before = db_rows(out, "SELECT count(*) FROM runs")
     proc = run_grader(graded_class["subs"], "--out", out, "-j", "2", "--module", "mlp.py",
                       "--rubric", graded_class["rubric"], *FAST_ARGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "(0 run, 0 re-scored, 6 unchanged)" in proc.stdout
+    assert "(0 run, 0 re-scored, 7 unchanged)" in proc.stdout
     assert db_rows(out, "SELECT count(*) FROM runs") == runs_before  # the suite never ran
 
 
+@pytest.mark.slow
 def test_changed_rubric_rescores_without_running(graded_class: dict, tmp_path: Path) -> None:
     out = graded_class["out"]
     runs_before = db_rows(out, "SELECT count(*) FROM runs")
@@ -500,21 +529,23 @@ def test_changed_rubric_rescores_without_running(graded_class: dict, tmp_path: P
     proc = run_grader(graded_class["subs"], "--out", out, "--module", "mlp.py", "--rubric", rubric,
                       *FAST_ARGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "(0 run, 6 re-scored, 0 unchanged)" in proc.stdout
+    assert "(0 run, 7 re-scored, 0 unchanged)" in proc.stdout
     assert db_rows(out, "SELECT count(*) FROM runs") == runs_before
     assert read_csv(out / "grades.csv")["alice"]["score"] == "50"
 
 
+@pytest.mark.slow
 def test_a_changed_submission_alone_is_rerun(graded_class: dict) -> None:
     out = graded_class["out"]
     write(graded_class["subs"] / "bob.py", REFERENCE)  # bob fixed his bug
     proc = run_grader(graded_class["subs"], "--out", out, "--module", "mlp.py",
                       "--rubric", graded_class["rubric"], *FAST_ARGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "(1 run, 0 re-scored, 5 unchanged)" in proc.stdout
+    assert "(1 run, 0 re-scored, 6 unchanged)" in proc.stdout
     assert read_csv(out / "grades.csv")["bob"]["score"] == "100"
 
 
+@pytest.mark.slow
 def test_hanging_submission_times_out_without_stalling_others(tmp_path: Path) -> None:
     write(tmp_path / "subs" / "hang.py", "import time\nwhile True:\n    time.sleep(0.5)\n")
     write(tmp_path / "subs" / "ok.py", REFERENCE)
@@ -560,6 +591,7 @@ def live_suite_processes(tag: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_batch_keeps_finished_rows_and_resumes(tmp_path: Path, sig: signal.Signals) -> None:
     tag = f"slow{os.getpid()}{sig.name}"
@@ -591,6 +623,7 @@ def test_interrupted_batch_keeps_finished_rows_and_resumes(tmp_path: Path, sig: 
     assert len(rows) == 4 and all(r["status"] == "graded" and r["score"] == "10" for r in rows.values())
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_outputs(tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed", reason="the optional extra 'dask' is not installed")
     from tools.grade.batch import BatchOptions, grade_batch
@@ -617,6 +650,7 @@ def test_dask_local_cluster_gives_the_same_outputs(tmp_path: Path) -> None:
     assert {r["status"] for r in comparable(tmp_path / "dask")} == {"graded", "import_error"}
 
 
+@pytest.mark.slow
 def test_baseline_must_earn_full_marks(tmp_path: Path) -> None:
     write(tmp_path / "subs" / "alice.py", REFERENCE)
     rubric = write(tmp_path / "r.toml", TINY_RUBRIC + "[areas.golden]\npoints = 5\n")
@@ -654,6 +688,7 @@ def test_cli_option_errors(tmp_path: Path, capsys, args: list[str], message: str
     assert info.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_gradescope_entry_writes_results_json(tmp_path: Path) -> None:
     write(tmp_path / "submission" / "mlp.py", I_BUG)
     results = tmp_path / "results" / "results.json"

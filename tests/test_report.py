@@ -12,7 +12,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +195,7 @@ def test_suite_version_changes_with_the_suite(tmp_path: Path) -> None:
         v1 = v2
 
 
+@pytest.mark.slow
 def test_real_suite_report_describes_the_candidate(tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     impl = REPO / "reference" / "mlp.py"
@@ -213,6 +213,7 @@ def test_real_suite_report_describes_the_candidate(tmp_path: Path) -> None:
     assert all(t["outcome"] in ("passed", "skipped") for t in report["tests"])
 
 
+@pytest.mark.slow
 def test_import_failure_is_reported_as_load_error(tmp_path: Path) -> None:
     bad = tmp_path / "broken.py"
     bad.write_text("def forward(:\n")

@@ -27,7 +27,7 @@ from conformance.report import suite_version as compute_suite_version
 from tools.grade.gradebook import Gradebook, StoredRun
 from tools.grade.html_report import write_report
 from tools.grade.outputs import GradedSubmission, grades_csv, write_atomic, write_submission_files
-from tools.grade.rubric import Rubric, load_rubric, score
+from tools.grade.rubric import Baseline, Rubric, load_rubric, score
 from tools.grade.runner import GradeConfig, Job, JobResult, reference_job, run_job, kill_all_live
 from tools.grade.submissions import Submission, SubmissionsError, discover
 
@@ -99,9 +99,10 @@ def problem_result(sub: Submission) -> JobResult:
 
 
 def ensure_baseline(book: Gradebook, rubric: Rubric, config: GradeConfig, suite: str,
-                    run: Callable[[Job], JobResult]) -> dict[str, str]:
-    """Grade the reference (or reuse its stored run); it must earn full marks. Returns the
-    node ids it ran, mapped to their areas: the tests every submission is expected to run."""
+                    run: Callable[[Job], JobResult]) -> Baseline:
+    """Grade the reference (or reuse its stored run); it must earn full marks, with at least
+    one check it passed in every group that has points. Returns its tests (each submission
+    is expected to run them) and its skips."""
     stored = book.baseline(suite, config.key())
     if stored is None:
         result = run(reference_job(config))
@@ -115,19 +116,25 @@ def ensure_baseline(book: Gradebook, rubric: Rubric, config: GradeConfig, suite:
                          f"{stored.message.strip()[:3000]}\nFix the environment (e.g. MNIST data: "
                          "--mnist-dir or BACKPROP_MNIST_DIR) before grading students.")
     tests = stored.report["tests"]
-    grade = score(rubric, "graded", tests)
-    if grade.score < grade.max_score - 1e-9:
-        lines = []
-        for gs in grade.groups:
-            if gs.score < gs.max_score - 1e-9:
-                why = gs.note or "; ".join(f"{t['nodeid']} {t['outcome']}: {t.get('summary', '')[:300]}"
-                                          for t in gs.failed[:3])
-                lines.append(f"  {gs.group.key}: {gs.score:g}/{gs.max_score:g} ({why})")
+    baseline = Baseline.from_tests(tests)
+    grade = score(rubric, "graded", tests, baseline)
+    lines = []
+    for gs in grade.groups:
+        if gs.score < gs.max_score - 1e-9:
+            why = gs.note or "; ".join(f"{t['nodeid']} {t['outcome']}: {t.get('summary', '')[:300]}"
+                                      for t in gs.failed[:3])
+            lines.append(f"  {gs.group.key}: {gs.score:g}/{gs.max_score:g} ({why})")
+        elif gs.max_score > 0 and not gs.passed:
+            # Points for checks that never run here (all skipped: e.g. no MNIST data without
+            # --require-mnist) would be free points for every submission.
+            reason = gs.skipped[0].get("skip_reason", "") if gs.skipped else "no test"
+            lines.append(f"  {gs.group.key}: the reference passed no check of it (skipped: {reason[:300]})")
+    if lines:
         raise BatchError(f"the reference implementation scores {grade.score:g}/{grade.max_score:g} "
                          f"with rubric {rubric.source}; grading students now would be unfair:\n"
                          + "\n".join(lines) + "\nFix the rubric (areas/tests that exist in this suite) "
                          "or the environment; --no-baseline skips this check.")
-    return {t["nodeid"]: t["area"] for t in tests}
+    return baseline
 
 
 def _execute_local(jobs: list[Job], workers: int) -> Iterator[JobResult]:
@@ -172,7 +179,7 @@ def _progress(total: int, enabled: bool):
 
 
 def _graded(sub: Submission, run: StoredRun | JobResult, rubric: Rubric, suite: str,
-            expected: dict[str, str] | None) -> GradedSubmission:
+            expected: Baseline | None) -> GradedSubmission:
     tests = (run.report or {}).get("tests", []) if run.report else []
     grade = score(rubric, run.status, tests, expected, run.message)
     return GradedSubmission(name=sub.name, slug=sub.slug, sha256=sub.sha256, status=run.status,

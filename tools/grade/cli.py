@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from tools.grade.batch import BatchError, BatchOptions, grade_batch
-from tools.grade.rubric import DEFAULT_RUBRIC, RubricError
+from tools.grade.rubric import RubricError
 from tools.grade.runner import FINAL_STATUSES, GradeConfig
 
 

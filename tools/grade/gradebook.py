@@ -14,7 +14,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tools.grade.rubric import Grade, Rubric
 from tools.grade.runner import FINAL_STATUSES, JobResult
@@ -173,11 +173,6 @@ class Gradebook:
         row = self.db.execute("SELECT run_id FROM baselines WHERE suite_version=? AND config_key=?",
                               (suite_version, config_key)).fetchone()
         return None if row is None else self.get_run(int(row[0]))
-
-    def latest(self, name: str) -> Iterator[tuple]:
-        yield from self.db.execute(
-            "SELECT g.status, g.score, g.max_score, g.rubric_hash, g.suite_version, g.run_id "
-            "FROM grades g WHERE g.name=? ORDER BY g.id DESC LIMIT 1", (name,))
 
 
 class _Transaction:

@@ -7,10 +7,12 @@ Scoring rules (the contract stated in ``default_rubric.toml`` too):
   glob and scores them on its own; an area scores the tests no rule claimed.
 - ``partial_credit = "fraction"``: points x passed / counted; ``"all_or_nothing"``: all
   points when every counted test passed, else 0.
-- Counted tests are the passed, failed and errored ones. A skipped test (an optional
-  function the submission does not define) is neutral with ``skipped = "neutral"`` (the
-  contract makes those functions optional) and counts as failed with ``skipped = "failed"``.
-  A group whose tests were all skipped under "neutral" earns its points.
+- Counted tests are the passed, failed and errored ones. A skipped test is neutral with
+  ``skipped = "neutral"`` when the skip is one the contract allows: its reason says the
+  function is optional (the suite's wording: "... defines no relu() (optional) ..."), or the
+  reference run skipped it too (a check not requested in this environment). Any other skip
+  counts as failed: a skip is never a way to earn points. With ``skipped = "failed"``
+  every skip counts as failed. A group whose tests were all neutral skips earns its points.
 - A test the reference run had but the submission's run lacks (the run stopped, the
   candidate could not load) counts as failed. A group with no test at all earns nothing.
 - A submission that was not graded (import error, timeout, crash, ...) earns 0 everywhere.
@@ -31,6 +33,7 @@ VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 PARTIAL_CREDIT = ("fraction", "all_or_nothing")
 SKIP_POLICIES = ("neutral", "failed")
 KNOWN_AREAS = ("interface", "gradients", "stability", "relu_index", "golden", "mnist")
+OPTIONAL_SKIP_MARK = "(optional)"  # how the suite words "this function is optional" in skip reasons
 MISSING_MESSAGE = ("this check did not run for this submission (the run stopped early or the "
                    "candidate could not be loaded)")
 
@@ -217,11 +220,31 @@ class Grade:
         return {g.group.area: g.score for g in self.groups if g.group.area}
 
 
-def score(rubric: Rubric, status: str, tests: list[dict],
-          expected: dict[str, str] | None = None, status_message: str = "") -> Grade:
+@dataclass(frozen=True)
+class Baseline:
+    """What the reference run did: every node id with its area, and which it skipped."""
+
+    areas: dict[str, str]
+    skipped: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_tests(cls, tests: list[dict]) -> "Baseline":
+        return cls(areas={t["nodeid"]: t["area"] for t in tests},
+                   skipped=frozenset(t["nodeid"] for t in tests if t["outcome"] == "skipped"))
+
+
+def neutral_skip(test: dict, baseline: Baseline | None) -> bool:
+    """A skip the contract allows (see the module docstring)."""
+    if OPTIONAL_SKIP_MARK in (test.get("skip_reason") or ""):
+        return True
+    return baseline is None or test["nodeid"] in baseline.skipped
+
+
+def score(rubric: Rubric, status: str, tests: list[dict], baseline: Baseline | None = None,
+          status_message: str = "") -> Grade:
     """Points for one submission. ``tests`` are report records (nodeid, area, outcome, ...);
-    ``expected`` maps the reference run's node ids to areas (tests to count as failed when
-    absent). Pure and deterministic: the same inputs always give the same grade."""
+    ``baseline`` is the reference run (tests it ran count as failed when absent here; skips
+    it shares are neutral). Pure and deterministic: the same inputs give the same grade."""
     by_group: dict[str, list[dict]] = {g.key: [] for g in rubric.groups}
     seen = set()
     for test in tests:
@@ -229,8 +252,8 @@ def score(rubric: Rubric, status: str, tests: list[dict],
         group = rubric.group_of(test["nodeid"], test["area"])
         if group is not None:
             by_group[group.key].append(test)
-    if status == "graded" and expected:
-        for nodeid, area in sorted(expected.items()):
+    if status == "graded" and baseline:
+        for nodeid, area in sorted(baseline.areas.items()):
             if nodeid not in seen:
                 group = rubric.group_of(nodeid, area)
                 if group is not None:
@@ -243,7 +266,11 @@ def score(rubric: Rubric, status: str, tests: list[dict],
             if test["outcome"] == "passed":
                 gs.passed.append(test)
             elif test["outcome"] == "skipped":
-                (gs.skipped if rubric.skipped == "neutral" else gs.failed).append(test)
+                if rubric.skipped == "neutral" and neutral_skip(test, baseline):
+                    gs.skipped.append(test)
+                else:
+                    gs.failed.append({**test, "summary": f"skipped, which earns nothing here: "
+                                      f"{test.get('skip_reason', '')}"})
             else:
                 gs.failed.append(test)
         counted = len(gs.passed) + len(gs.failed)
