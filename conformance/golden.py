@@ -31,6 +31,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from conformance import contract
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES_DIR = ROOT / "fixtures"
 MANIFEST_NAME = "manifest.json"
@@ -43,7 +45,6 @@ LOG_GUARD_MAX = 1e-7
 # -log of the smallest positive float64 (subnormal 5e-324) is 744.4: no finite guarded
 # loss term can exceed it, so it caps an unguarded -log(0) in the interval's upper end.
 MAX_NEG_LOG = 745.0
-ACCEPTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 KIND_FUNCTIONS = {
     "mlp": ("forward", "backward", "softmax", "cross_entropy", "train"),
@@ -116,46 +117,23 @@ class Mismatch(AssertionError):
 
 def checked_array(value: Any, name: str, where: str, shape: tuple[int, ...] | None = None
                   ) -> np.ndarray:
-    """The value as a genuine float32/float64 ndarray of the expected shape, or a failure.
-
-    The type is checked before anything touches the value, so an ndarray subclass or an
-    object with rigged comparison operators never reaches a numpy comparison."""
+    """The value as a genuine float32/float64 ndarray of the expected shape, or a failure
+    (the suite's contract check: type first, so a rigged object never reaches numpy)."""
     __tracebackhide__ = True
-    if type(value) is not np.ndarray:
-        raise Mismatch(f"{name} is a {type(value).__module__}.{type(value).__qualname__}, but "
-                       f"should be a numpy.ndarray (exactly, not a subclass) [{where}]")
-    if value.dtype not in ACCEPTED_DTYPES:
-        raise Mismatch(f"{name} has dtype {value.dtype}, but should be float32 or float64 "
-                       f"(other dtypes have not enough precision for the check) [{where}]")
-    if shape is not None and value.shape != tuple(shape):
-        raise Mismatch(f"{name} has shape {value.shape}, but should have shape {tuple(shape)} "
-                       f"[{where}]")
-    return value
+    return contract.checked_array(value, name, where, shape)
 
 
-def checked_scalar(value: Any, name: str, where: str) -> np.ndarray:
-    """A loss value: Python float, numpy float32/float64 scalar, or a 0-d/1-element array."""
+def checked_scalar(value: Any, name: str, where: str) -> tuple[np.ndarray, np.dtype]:
+    """A loss value as a 0-d float64 array, and the dtype that sets its tolerance (a Python
+    float is judged as float32, the most lenient accepted precision; see contract.check_loss)."""
     __tracebackhide__ = True
-    if type(value) is float:
-        return np.asarray(value, dtype=np.float64)
-    if type(value) in (np.float64, np.float32):
-        return np.asarray(value)
-    if type(value) is np.ndarray and value.size == 1:
-        return checked_array(value, name, where).reshape(())
-    raise Mismatch(f"{name} is a {type(value).__qualname__}"
-                   + (f" of shape {value.shape}" if type(value) is np.ndarray else "")
-                   + f", but should be a float (a Python float, numpy scalar or 1-element "
-                   f"float array) [{where}]")
+    number, dtype = contract.check_loss(value, where)
+    return np.asarray(number, dtype=np.float64), dtype
 
 
 def checked_sequence(value: Any, name: str, length: int, where: str) -> list:
     __tracebackhide__ = True
-    if not isinstance(value, (list, tuple)):
-        raise Mismatch(f"{name} is a {type(value).__qualname__}, but should be a list or tuple "
-                       f"of {length} [{where}]")
-    if len(value) != length:
-        raise Mismatch(f"{name} has {len(value)} entries, but should have {length} [{where}]")
-    return list(value)
+    return list(contract.checked_sequence(value, name, where, length))
 
 
 def call_candidate(candidate: Any, function: str, *args: Any, where: str) -> Any:
@@ -176,7 +154,8 @@ def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray]
                       functions: Sequence[str] | None = None
                       ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Everything the candidate computes on this case's inputs, as validated arrays keyed
-    like the fixture (``act0``, ``pre0``, ``dW0``, ``loss``, ``softmax``, ``train_W0`` ...).
+    like the fixture (``act0``, ``pre0``, ``dW0``, ``loss``, ``softmax``, ``train_W0`` ...;
+    ``loss_precision`` is a 0-d array whose dtype sets the loss tolerance).
 
     Returns (values, absent functions). Raises ``Mismatch`` when a call fails or returns
     the wrong structure. Used both to record a candidate and to compare against fixtures
@@ -218,8 +197,9 @@ def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray]
                                            acts[-1].shape)
         if "cross_entropy" in present:
             where = f"cross_entropy(case={case_id}, Y_hat=activations[{L}])"
-            out["loss"] = checked_scalar(call_candidate(candidate, "cross_entropy", acts[-1], Y,
-                                                        where=where), "cross_entropy", where)
+            loss, precision = checked_scalar(
+                call_candidate(candidate, "cross_entropy", acts[-1], Y, where=where), "cross_entropy", where)
+            out["loss"], out["loss_precision"] = loss, np.zeros((), precision)
         if "train" in present:
             where = (f"train(case={case_id}, lr={TRAIN_STEP_LR}, epochs=1, "
                      f"batch_size={X.shape[0]})")
@@ -236,9 +216,9 @@ def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray]
                                  "softmax(Z)", where, arrays["P"].shape)
     elif kind == "cross_entropy" and present:
         where = f"cross_entropy(case={case_id})"
-        out["loss"] = checked_scalar(call_candidate(candidate, "cross_entropy", arrays["Y_hat"],
-                                                    arrays["Y"], where=where), "cross_entropy",
-                                     where)
+        loss, precision = checked_scalar(
+            call_candidate(candidate, "cross_entropy", arrays["Y_hat"], arrays["Y"], where=where), "cross_entropy", where)
+        out["loss"], out["loss_precision"] = loss, np.zeros((), precision)
     elif kind == "init_params" and present:
         sizes, seed = list(entry["architecture"]), entry["seed"]
         where = f"init_params({sizes}, seed={seed})"
@@ -263,12 +243,17 @@ def tiny_for(*dtypes: np.dtype) -> float:
     return max(float(np.finfo(d).tiny) for d in dtypes)
 
 
-def _fmt(x: float) -> str:
-    return repr(float(x))  # the shortest text that round-trips: tells any two floats apart
+def _fmt(x: float, other: float | None = None) -> str:
+    """6 significant digits like the rest of the suite, or every digit (shortest round-trip
+    text) when 6 would make two different numbers look equal."""
+    short = f"{x:.6g}"
+    if other is not None and short == f"{other:.6g}" and x != other:
+        return repr(float(x))
+    return short
 
 
 def _index(flat: int, shape: tuple[int, ...]) -> str:
-    return str(tuple(int(i) for i in np.unravel_index(flat, shape))) if shape else "()"
+    return "[" + ", ".join(str(int(i)) for i in np.unravel_index(flat, shape)) + "]" if shape else ""
 
 
 @dataclass
@@ -277,6 +262,7 @@ class Comparison:
 
     name: str
     where: str
+    compared: str
     obtained: np.ndarray  # float64 view of the candidate's values
     lo: np.ndarray  # accepted interval (lo == hi except at ambiguous entries)
     hi: np.ndarray
@@ -288,7 +274,8 @@ class Comparison:
     def passed(self) -> bool:
         return bool(self.ok.all())
 
-    def report(self, hint: str, max_rows: int = 8) -> str:
+    def report(self, hint: str, max_rows: int = 10) -> str:
+        """The suite's failure style: headline, compared, contract, counts, worst entries, next."""
         bad = np.flatnonzero(~self.ok.ravel())
         shape = self.obtained.shape
         got, lo, hi, tol = (a.ravel() for a in (self.obtained, self.lo, self.hi, self.tol))
@@ -299,54 +286,55 @@ class Comparison:
             rel = np.where(ref > 0, err / np.where(ref > 0, ref, 1), np.inf)
             excess = err / np.maximum(tol, np.finfo(np.float64).tiny)
         order = bad[np.argsort(-excess[bad], kind="stable")]
-        worst = int(order[0])
-        worst_abs = int(bad[np.argmax(err[bad])])
-        worst_rel = int(bad[np.argmax(rel[bad])])
 
         def expected(k: int) -> str:
-            return _fmt(lo[k]) if lo[k] == hi[k] else f"[{_fmt(lo[k])}, {_fmt(hi[k])}]"
+            if lo[k] == hi[k]:
+                return _fmt(lo[k], got[k])
+            return f"[{_fmt(lo[k], got[k])}, {_fmt(hi[k], got[k])}]"
 
+        worst = int(order[0])
+        rows = [["entry", "actual", "expected", "abs err", "rel err", "allowed"]]
+        for k in (int(i) for i in order[:max_rows]):
+            rows.append([self.name + _index(k, shape), _fmt(got[k], lo[k]), expected(k),
+                         f"{err[k]:.3g}", f"{rel[k]:.3g}", f"{tol[k]:.3g}"])
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+        table = ["    " + "  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+        i_abs, i_rel = int(bad[np.argmax(err[bad])]), int(bad[np.argmax(rel[bad])])
         lines = [
-            f"{self.name}{_index(worst, shape) if shape else ''} = {_fmt(got[worst])}, but should be "
-            f"{expected(worst)} (+-{tol[worst]:.3g}) [{self.where}]",
-            "",
-            f"Not equal to tolerance: {self.contract}",
-            f"Mismatched elements: {bad.size} / {got.size} ({100.0 * bad.size / got.size:.3g}%)",
-            f"Max absolute difference among violations: {err[worst_abs]:.6g} "
-            f"at index {_index(worst_abs, shape)}",
-            f"Max relative difference among violations: {rel[worst_rel]:.6g} "
-            f"at index {_index(worst_rel, shape)}",
-            "Worst entries (by error / tolerance):",
-            f"  {'index':<14} {'obtained':>24} {'expected':>24} {'abs error':>10} {'tolerance':>10}",
+            f"{self.name}{_index(worst, shape)}={_fmt(got[worst], lo[worst])}, but should be "
+            f"{expected(worst)} [{self.where}]",
+            f"  compared: {self.compared}",
+            f"  contract: {self.contract}",
+            f"  mismatched entries: {self.name}: {bad.size}/{got.size}; max abs err "
+            f"{err[i_abs]:.3g} at {self.name}{_index(i_abs, shape)}, max rel err {rel[i_rel]:.3g} "
+            f"at {self.name}{_index(i_rel, shape)}",
+            f"  worst entries ({min(bad.size, max_rows)} of {bad.size} shown, by error / allowed):",
+            *table,
+            f"  next: {hint}",
         ]
-        for k in order[:max_rows]:
-            lines.append(f"  {_index(int(k), shape):<14} {_fmt(got[k]):>24} {expected(int(k)):>24} "
-                         f"{err[k]:>10.3g} {tol[k]:>10.3g}")
-        if bad.size > max_rows:
-            lines.append(f"  ... and {bad.size - max_rows} more")
-        lines += ["", f"What to do next: {hint}"]
         return "\n".join(lines)
 
 
 def compare(obtained: np.ndarray, expected: np.ndarray, scale: np.ndarray, k: float, *, name: str,
             where: str, fixture_dtype: np.dtype, lo: np.ndarray | None = None,
-            hi: np.ndarray | None = None) -> Comparison:
+            hi: np.ndarray | None = None, precision: np.dtype | None = None,
+            compared: str = "candidate vs golden fixture") -> Comparison:
     """Vectorised check of ``obtained`` against ``expected`` (or the interval [lo, hi])
-    with the module's tolerance rule; cheap when it passes."""
-    eps = eps_for(obtained.dtype, fixture_dtype)
-    tiny = tiny_for(obtained.dtype, fixture_dtype)
+    with the module's tolerance rule; cheap when it passes. ``precision`` overrides the
+    dtype whose epsilon applies (default: the obtained array's)."""
+    own = np.dtype(precision) if precision is not None else obtained.dtype
+    eps, tiny = eps_for(own, fixture_dtype), tiny_for(own, fixture_dtype)
     tol = k * eps * scale.astype(np.float64) + 2 * tiny
     got = obtained.astype(np.float64)
     lo = (expected if lo is None else lo).astype(np.float64)
     hi = (expected if hi is None else hi).astype(np.float64)
     with np.errstate(invalid="ignore"):
         ok = (got >= lo - tol) & (got <= hi + tol)  # NaN compares False: a mismatch
-    contract = (f"|obtained - expected| <= k * eps * scale + 2 * tiny with k = {k:g}, "
-                f"eps = {eps:.3g} ({np.dtype(obtained.dtype).name} obtained, "
-                f"{np.dtype(fixture_dtype).name} fixture), scale = the magnitude of the terms "
-                f"behind each entry (tolerance here {tol.min():.3g} to {tol.max():.3g}; "
-                "see fixtures/README.md)")
-    return Comparison(name, where, got, lo, hi, tol, ok, contract)
+    contract = (f"|actual - expected| <= k * eps * scale + 2 * tiny, k = {k:g}, eps = {eps:.3g} "
+                f"({own.name} result, {np.dtype(fixture_dtype).name} fixture), scale = the "
+                f"magnitude of the terms behind each entry, so allowed = {tol.min():.3g} to "
+                f"{tol.max():.3g} here (fixtures/README.md)")
+    return Comparison(name, where, compared, got, lo, hi, tol, ok, contract)
 
 
 def assert_matches_fixture(obtained: np.ndarray, arrays: dict[str, np.ndarray], key: str,
@@ -354,31 +342,37 @@ def assert_matches_fixture(obtained: np.ndarray, arrays: dict[str, np.ndarray], 
     """Compare with fixture entry ``key`` (its scale, and its ambiguity interval if any)."""
     __tracebackhide__ = True
     expected = arrays[key]
+    interval = f"lo_{key}" in arrays
     result = compare(obtained, expected, arrays[f"scale_{key}"], k, name=name, where=where,
                      fixture_dtype=expected.dtype, lo=arrays.get(f"lo_{key}"),
-                     hi=arrays.get(f"hi_{key}"))
+                     hi=arrays.get(f"hi_{key}"),
+                     compared=f"candidate vs golden fixture value {key!r} (the reference's)"
+                     + ("; [lo, hi] entries: ReLU'(0) may be 0 or 1 there" if interval else ""))
     if not result.passed:
         raise Mismatch(result.report(hint))
 
 
 def assert_loss_within(obtained: np.ndarray, arrays: dict[str, np.ndarray], k: float, *,
-                       where: str, hint: str) -> None:
+                       where: str, hint: str, precision: np.dtype | None = None) -> None:
     """The cross-entropy must be finite and inside the fixture's guard interval."""
     __tracebackhide__ = True
     value = float(obtained)
     if not np.isfinite(value):
         raise Mismatch(
-            f"cross_entropy = {value}, but should be finite (the reference gives "
-            f"{float(arrays['loss']):.17g}) [{where}]\n\nSome predicted probability of a true "
-            "class is exactly 0 here, so the loss needs a log(0) guard: add a small constant "
-            "inside the log (the section uses + 1e-12) or clip the probabilities.")
-    result = compare(obtained, arrays["loss"], arrays["scale_loss"], k, name="cross_entropy",
-                     where=where, fixture_dtype=arrays["loss"].dtype, lo=arrays["lo_loss"],
-                     hi=arrays["hi_loss"])
+            f"cross_entropy={value}, but should be finite [{where}]\n"
+            f"  compared: candidate vs golden fixture (the reference gives "
+            f"{float(arrays['loss']):.6g})\n"
+            "  missing guard: some predicted probability of a true class is exactly 0 here, so "
+            "the loss needs a log(0) guard: add a small constant inside the log (the section "
+            "uses + 1e-12) or clip the probabilities")
+    result = compare(np.asarray(obtained, dtype=np.float64), arrays["loss"], arrays["scale_loss"],
+                     k, name="cross_entropy", where=where, fixture_dtype=arrays["loss"].dtype,
+                     lo=arrays["lo_loss"], hi=arrays["hi_loss"], precision=precision,
+                     compared=f"candidate vs the interval of correct losses: any log(0) guard "
+                     f"from none to {LOG_GUARD_MAX:g}, added or clipped (the reference's "
+                     f"+ 1e-12 gives {float(arrays['loss']):.17g})")
     if not result.passed:
-        raise Mismatch(result.report(
-            hint + f" Accepted: any log(0) guard from none up to {LOG_GUARD_MAX:g} (added or "
-            f"clipped); the reference's value is {float(arrays['loss']):.17g}."))
+        raise Mismatch(result.report(hint))
 
 
 def assert_identical(obtained: np.ndarray, recorded: np.ndarray, *, name: str, where: str,
@@ -387,8 +381,8 @@ def assert_identical(obtained: np.ndarray, recorded: np.ndarray, *, name: str, w
     tolerance was asked for."""
     __tracebackhide__ = True
     if obtained.dtype != recorded.dtype or obtained.shape != recorded.shape:
-        raise Mismatch(f"{name} is {obtained.dtype}{list(obtained.shape)}, but the recording "
-                       f"has {recorded.dtype}{list(recorded.shape)} [{where}]")
+        raise Mismatch(f"{name} is {obtained.dtype}{list(obtained.shape)}, but should be "
+                       f"{recorded.dtype}{list(recorded.shape)} as recorded [{where}]")
     if rtol == 0 and atol == 0:
         same = (obtained == recorded) | (np.isnan(obtained) & np.isnan(recorded))
         contract = "bit-identical (no --golden-rtol/--golden-atol given)"
@@ -398,13 +392,13 @@ def assert_identical(obtained: np.ndarray, recorded: np.ndarray, *, name: str, w
         with np.errstate(invalid="ignore"):
             same = (np.abs(obtained.astype(np.float64) - recorded) <= tol) | (
                 np.isnan(obtained) & np.isnan(recorded))
-        contract = f"|obtained - recorded| <= atol + rtol * |recorded| (rtol={rtol:g}, atol={atol:g})"
+        contract = f"|actual - recorded| <= atol + rtol * |recorded| (rtol={rtol:g}, atol={atol:g})"
     if same.all():
         return
     rec = recorded.astype(np.float64)
-    result = Comparison(name, where, obtained.astype(np.float64), rec, rec, tol, same, contract)
+    result = Comparison(name, where, "candidate now vs its own recording", obtained.astype(np.float64),
+                        rec, rec, tol, same, contract)
     raise Mismatch(result.report(
         "your code now computes different numbers than when the recording was made. If "
         "the change is intended, record again (python -m tools.fixtures record --impl ... "
         "--out DIR); if only rounding moved, relax with --golden-rtol/--golden-atol."))
-

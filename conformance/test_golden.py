@@ -138,7 +138,8 @@ def test_cross_entropy_matches_golden(candidate: Candidate, case_id: str) -> Non
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["cross_entropy"])
     golden.assert_loss_within(values["loss"], arrays, entry["tolerances"]["loss"]["k"],
                               where=f"cross_entropy(case={case_id})",
-                              hint=_hint("cross_entropy", case_id))
+                              hint=_hint("cross_entropy", case_id),
+                              precision=values["loss_precision"].dtype)
 
 
 @pytest.mark.parametrize("case_id", INIT_CASES)

@@ -152,3 +152,26 @@ def test_harness_runs_when_loaded_by_path_in_an_isolated_interpreter(tmp_path: P
     result = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+# ------------------------------------------------- MNIST checks without the data
+
+def _mnist_tests(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    root = HARNESS_FILE.parent.parent
+    return subprocess.run([sys.executable, "-m", "pytest", "conformance/test_mnist.py", "-p",
+                           "no:cacheprovider", "-rs", "--mnist-dir", str(tmp_path / "no-mnist"),
+                           *args], cwd=root, capture_output=True, text=True, timeout=300)
+
+
+def test_mnist_checks_without_data_are_skipped_saying_they_did_not_run(tmp_path: Path) -> None:
+    result = _mnist_tests(tmp_path=tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert "0 passed" in result.stdout or " passed" not in result.stdout
+    assert "MNIST data not found" in result.stdout and "did NOT run" in result.stdout
+    assert "python -m tools.fetch_mnist" in result.stdout
+
+
+def test_require_mnist_turns_missing_data_into_a_failure(tmp_path: Path) -> None:
+    result = _mnist_tests("--require-mnist", tmp_path=tmp_path)
+    assert result.returncode == 1, result.stdout
+    assert "2 failed" in result.stdout and "--require-mnist makes this a failure" in result.stdout
