@@ -336,6 +336,10 @@ class KillMatrix:
     version: str
     options: RunOptions
 
+    def __repr__(self) -> str:  # pytest shows fixture values on failure: keep it one line
+        bad = sum(not v.ok for v in self.verdicts.values())
+        return f"<KillMatrix {len(self.runs)} variants, suite {self.version}, {bad} problem(s)>"
+
     def run_of(self, name: str) -> VariantRun:
         return next(r for r in self.runs if r.variant.name == name)
 

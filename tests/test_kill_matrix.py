@@ -206,15 +206,17 @@ def test_buggy_variant_is_killed(kill_matrix: KillMatrix, name: str) -> None:
         pytest.skip(f"{name}: its area(s) {', '.join(verdict.unchecked)} did not run "
                     "(mnist needs BACKPROP_KILL_MATRIX_MNIST=1; a missing area is not in the "
                     "suite yet)")
-    assert verdict.ok, _explain(kill_matrix, name)
+    if not verdict.ok:
+        pytest.fail(_explain(kill_matrix, name), pytrace=False)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CORRECT_NAMES)
 def test_correct_variant_passes_everything(kill_matrix: KillMatrix, name: str) -> None:
-    assert kill_matrix.verdicts[name].ok, (
-        "the suite rejects a correct implementation (a false positive: a bug in the SUITE "
-        "unless the variant violates conformance/SPEC.md):\n" + _explain(kill_matrix, name))
+    if not kill_matrix.verdicts[name].ok:
+        pytest.fail("the suite rejects a correct implementation (a false positive: a bug in the "
+                    "SUITE unless the variant violates conformance/SPEC.md):\n"
+                    + _explain(kill_matrix, name), pytrace=False)
 
 
 @pytest.mark.slow
@@ -223,4 +225,6 @@ def test_print_kill_matrix(kill_matrix: KillMatrix, capsys: pytest.CaptureFixtur
     with capsys.disabled():
         print("\n" + kill_matrix.render())
     problems = kill_matrix.problems()
-    assert not problems, f"{len(problems)} problem(s) in the kill matrix (see above)"
+    if problems:
+        pytest.fail(f"{len(problems)} problem(s) in the kill matrix (printed above; each is "
+                    "detailed by its variant's test)", pytrace=False)
