@@ -20,6 +20,8 @@ from conformance.isolation.process import WorkerDied, WorkerProcess
 # Asked once at start-up; anything else is asked on demand.
 KNOWN_FUNCTIONS = list(REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS) + ["accuracy"]
 MAX_RESTARTS = 20
+# Candidate functions that train a network get the training time limit, not the per-call one.
+TRAINING_FUNCTIONS = {"train"}
 
 
 class CandidateRaised(CandidateError):
@@ -179,8 +181,9 @@ class IsolatedCandidate:
         __tracebackhide__ = True
         if not self.has(function):
             raise CandidateError(function, f"candidate {self.module_name!r} has no function {function}")
+        timeout = self.limits.sgd_timeout if function in TRAINING_FUNCTIONS else self.limits.call_timeout
         result, after = self._send_call(function, {"op": "call", "function": function}, list(args),
-                                        kwargs, self.limits.call_timeout, inspect=inspect)
+                                        kwargs, timeout, inspect=inspect)
         return result, (tuple(after) if isinstance(after, list) else after)
 
     def _send_call(self, function: str, header: dict, args: list, kwargs: dict, timeout: float,

@@ -185,7 +185,9 @@ class Server:
             if op == "has":
                 self.send(self.answer(lambda: {"ok": True, "has": self.has(header["function"])}))
                 continue
-            self.serve_call(op, header, blob)
+            box = [blob]
+            del blob  # the request's bytes live only as long as serve_call needs them
+            self.serve_call(op, header, box)
 
     def has(self, name):
         return callable(getattr(self.module, name, None))
@@ -234,11 +236,11 @@ class Server:
                 "message": _safe(lambda: str(exc))[:4000],
                 "traceback": _safe(lambda: "".join(traceback.format_exception(type(exc), exc, tb)))[-8000:]}
 
-    def serve_call(self, op, header, blob):
+    def serve_call(self, op, header, box):
         wire = self.wire
         try:
-            args, kwargs = wire.decode_tree(header["args"], blob, max_bytes=1 << 40,
-                                            rebuild_layouts=True)
+            args, kwargs = wire.decode_tree(header["args"], box.pop(), max_bytes=1 << 40,
+                                            rebuild_layouts=True, copy=False)
             if op == "call":
                 function = getattr(self.module, header["function"])
                 result = function(*args, **kwargs)
