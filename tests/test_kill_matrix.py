@@ -31,6 +31,7 @@ from tests.kill_matrix import (
 from tests.variants import (
     AREAS,
     CORRECT,
+    CORRECT_DIR,
     REFERENCE_CONTROL,
     REFERENCE_SOURCE,
     Variant,
@@ -68,6 +69,13 @@ def test_every_patch_applies_and_changes_the_reference(tmp_path: Path) -> None:
             assert v.primary_area in v.expected_areas and v.expected_areas <= set(AREAS)
         else:
             assert not v.expected_areas
+
+
+def test_correct_catalogue_matches_its_folder() -> None:
+    on_disk = {p.stem for p in CORRECT_DIR.glob("*.py")}
+    assert on_disk == set(CORRECT), (
+        f"files without a catalogue entry: {sorted(on_disk - set(CORRECT))}; "
+        f"entries without a file: {sorted(set(CORRECT) - on_disk)}")
 
 
 def test_generated_files_are_distinct(tmp_path: Path) -> None:

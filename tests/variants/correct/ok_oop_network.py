@@ -2,10 +2,23 @@
 
 Differences from the reference: layers are objects, ReLU is np.clip, weights are drawn with
 rng.normal(0, scale) (the same numbers as scale * standard_normal), softmax divides by a
-reciprocal, and train is a method driven by the wrappers.
+reciprocal, forward returns a NamedTuple and each gradient pair is a NamedTuple too (both
+are tuples), and train is a loop over the wrappers.
 """
 
+from typing import NamedTuple
+
 import numpy as np
+
+
+class ForwardPass(NamedTuple):
+    activations: list
+    pre_activations: list
+
+
+class LayerGradient(NamedTuple):
+    dW: np.ndarray
+    db: np.ndarray
 
 
 class DenseLayer:
@@ -36,14 +49,14 @@ class Network:
             z = layer.linear(outputs[-1])
             linears.append(z)
             outputs.append(layer.activate(z))
-        return outputs, linears
+        return ForwardPass(outputs, linears)
 
     def gradients(self, outputs, linears, targets):
         batch = targets.shape[0]
         error = (outputs[-1] - targets) / batch
         collected = [None] * len(self.layers)
         for k in range(len(self.layers) - 1, -1, -1):
-            collected[k] = (outputs[k].T @ error, np.sum(error, axis=0))
+            collected[k] = LayerGradient(outputs[k].T @ error, np.sum(error, axis=0))
             if k:
                 error = (error @ self.layers[k].weights.T) * (linears[k - 1] > 0)
         return collected
