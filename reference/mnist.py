@@ -130,8 +130,10 @@ def mirrors() -> list[str]:
 def _download(directory: Path, spec: _FileSpec, progress: bool) -> Path:
     """Fetch ``spec``'s .gz into ``directory`` from the first mirror serving a verified copy."""
     try:
-        import pooch  # noqa: F401 - the optional extra; its HTTP downloader draws tqdm bars
-        from pooch import HTTPDownloader
+        from pooch import HTTPDownloader  # the optional extra "mnist"
+
+        if progress:
+            import tqdm  # noqa: F401 - pooch draws its progress bars with tqdm
     except ImportError as exc:
         raise MNISTError(
             f"MNIST file {spec.name} is not in {directory} and downloading it needs pooch and "

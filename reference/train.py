@@ -110,7 +110,9 @@ def _progress_bar(quiet: bool) -> tuple[Callable[[Iterable[int]], Iterable[int]]
     epoch = [0]
 
     def wrap(starts: Iterable[int]) -> Iterable[int]:
-        bar = tqdm(starts, desc=f"epoch {epoch[0]}", unit="batch", leave=False, file=sys.stderr)
+        # disable=None: no bar when stderr is not a terminal (CI logs, pipes)
+        bar = tqdm(starts, desc=f"epoch {epoch[0]}", unit="batch", leave=False, file=sys.stderr,
+                   disable=None)
         epoch[0] += 1
         return bar
 

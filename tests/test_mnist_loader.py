@@ -391,11 +391,12 @@ def test_download_uses_a_verified_tiny_copy(tiny: TinyMNIST, local_server, tmp_p
     assert np.array_equal(data.y_train, tiny.arrays["train_labels"])
 
 
-def test_download_without_the_extra_names_the_install_command(tmp_path: Path,
+@pytest.mark.parametrize("module, progress", [("pooch", False), ("tqdm", True)])
+def test_download_without_the_extra_names_the_install_command(module: str, progress: bool, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "pooch", None)  # makes `import pooch` raise ImportError
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import <module>` raise ImportError
     with pytest.raises(MNISTError, match=r"pip install 'backprop-conformance\[mnist\]'"):
-        load_mnist(tmp_path / "target", progress=False)
+        load_mnist(tmp_path / "target", progress=progress)
 
 
 def test_download_into_an_impossible_directory_is_refused(tmp_path: Path) -> None:
