@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import zipfile
 from collections import namedtuple
 from pathlib import Path
@@ -221,12 +222,17 @@ def test_session_budget_stops_all_further_calls(isolated) -> None:
                 pass
         def backward(a, z, Y, params):
             return []
-    """, Limits(call_timeout=1.5, session_timeout=2.5))
-    with pytest.raises(CandidateError, match="timeout after 1.5 s"):
-        cand.call("forward", 0, [])
-    with pytest.raises(CandidateError, match="session time budget"):
-        cand.call("forward", 0, [])
-    with pytest.raises(CandidateError, match=r"session time budget of 2.5 s exhausted"):
+    """, Limits(call_timeout=1, session_timeout=3))
+    began, reasons = time.monotonic(), []
+    while not reasons or "exhausted" not in reasons[-1]:
+        assert len(reasons) < 8, reasons
+        with pytest.raises(CandidateError) as info:
+            cand.call("forward", 0, [])
+        reasons.append(info.value.reason)
+    assert reasons[0].startswith("timeout after 1 s (per-call limit)")
+    assert "session time budget of 3 s" in reasons[-1]
+    assert time.monotonic() - began < 3 + 4  # the budget, plus killing and restarting workers
+    with pytest.raises(CandidateError, match=r"session time budget of 3 s exhausted"):
         cand.call("backward", 0, 0, 0, 0)
 
 
@@ -442,7 +448,6 @@ def test_frames_reject_garbage_and_time_out() -> None:
         os.write(w, b"JUNK" + b"\0" * 12)
         with pytest.raises(wire.WireError, match="bad frame magic"):
             wire.read_frame(r, max_blob=10, deadline=None)
-        import time
         with pytest.raises(wire.WireTimeout):
             wire.read_frame(r, max_blob=10, deadline=time.monotonic() + 0.2)
     finally:

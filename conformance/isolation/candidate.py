@@ -76,13 +76,13 @@ class IsolatedCandidate:
             cand.load_error = f"importing candidate {spec!r} failed:\n{type(exc).__name__}: {exc}"
             return cand
         try:
-            worker = cand._start("importing the candidate")
+            worker = cand._start("import", "importing the candidate")
         except CandidateError as exc:
             cand.load_error = f"importing candidate {spec!r} failed in the isolated worker: {exc.reason}"
             return cand
         hello = worker.hello
         if not hello.get("ok"):
-            text = str(hello.get("load_error", "no reason given"))[-20000:]
+            text = cand._original_paths(str(hello.get("load_error", "no reason given"))[-20000:])
             cand.load_error = f"importing candidate {spec!r} failed (in the isolated worker):\n{text}"
             cand.close()
             return cand
@@ -93,6 +93,28 @@ class IsolatedCandidate:
                 f"function(s) {', '.join(missing)}; see conformance/SPEC.md"
             )
         return cand
+
+    def _original_paths(self, text: str) -> str:
+        """Tracebacks name the sandbox copy; show the student the file they handed in."""
+        if self._dir is None or self._located is None:
+            return text
+        return text.replace(str(self._dir / "candidate") + "/", str(self._located.copy_from.parent) + "/")
+
+    def describe(self) -> str:
+        """One line for the pytest header: which protections are in force."""
+        active = self.sandbox.get("active", {}) if self.sandbox else {}
+        parts = []
+        if active.get("namespaces"):
+            parts.append(f"private file system ({len(active.get('hidden', []))} directories hidden), no network")
+        else:
+            parts.append(f"no namespaces ({self.sandbox.get('why') or 'not started'})")
+        uid = active.get("uid")
+        parts.append(f"uid {uid}, no child processes" if self.sandbox.get("drop") else f"uid {uid}")
+        lim = self.limits
+        parts.append(f"limits {lim.call_timeout:g} s/call, {lim.sgd_timeout:g} s/training, "
+                     f"{lim.session_timeout:g} s/session, {lim.memory_mb} MiB, output capped at "
+                     f"{lim.output_bytes} bytes")
+        return "; ".join(parts)
 
     def __repr__(self) -> str:
         return f"IsolatedCandidate({self.spec!r}, module={self.module_name!r}, sha256={str(self.sha256)[:12]})"
@@ -107,15 +129,15 @@ class IsolatedCandidate:
                                  "exhausted (--isolate-session-timeout): no further calls are made")
         return remaining
 
-    def _start(self, doing: str) -> WorkerProcess:
+    def _start(self, function: str, doing: str) -> WorkerProcess:
         __tracebackhide__ = True
         if self._gave_up:
-            raise CandidateError(doing, self._gave_up)
+            raise CandidateError(function, self._gave_up)
         if self._starts >= MAX_RESTARTS:
             self._gave_up = f"the worker died {self._starts} times: no further calls are made"
-            raise CandidateError(doing, self._gave_up)
+            raise CandidateError(function, self._gave_up)
         self._starts += 1
-        budget = min(self.limits.call_timeout, self._remaining(doing))
+        budget = min(self.limits.call_timeout, self._remaining(function))
         began = time.monotonic()
         try:
             worker = WorkerProcess(limits=self.limits, sandbox_dir=self._dir, candidate=self._copy,
@@ -123,8 +145,13 @@ class IsolatedCandidate:
         except WorkerDied as exc:
             reason = exc.reason
             if reason.startswith("timeout"):
-                reason = f"timeout after {budget:g} s while {doing} (the module never finished importing)"
-            raise CandidateError(doing, reason) from None
+                if budget < self.limits.call_timeout:
+                    reason = (f"session time budget of {self.limits.session_timeout:g} s "
+                              f"(--isolate-session-timeout) ran out while {doing}")
+                else:
+                    reason = (f"timeout after {budget:g} s while {doing} "
+                              "(the module never finished importing)")
+            raise CandidateError(function, reason) from None
         finally:
             self._used += time.monotonic() - began
         self.sandbox = dict(worker.plan, **{"active": worker.hello.get("status", {})})
@@ -136,7 +163,7 @@ class IsolatedCandidate:
         else:
             worker.close()
             if self._starts > 1:  # imported before, fails now: treat as a crash of this call
-                raise CandidateError(doing, "the candidate failed to import in a fresh worker:\n"
+                raise CandidateError(function, "the candidate failed to import in a fresh worker:\n"
                                      + str(worker.hello.get("load_error", ""))[-4000:])
         return worker
 
@@ -146,7 +173,7 @@ class IsolatedCandidate:
             raise CandidateError(function, "the candidate could not be loaded")
         if self._worker is None or not self._worker.alive:
             self._worker = None
-            self._start(f"restarting the worker for {function}()")
+            self._start(function, "starting a fresh worker (the previous one was stopped)")
         assert self._worker is not None
         return self._worker
 
@@ -211,7 +238,8 @@ class IsolatedCandidate:
     def _raised(self, function: str, reply: dict) -> CandidateError:
         exc_type = str(reply.get("exc_type", "Exception"))[:200]
         message = str(reply.get("message", ""))[:4000]
-        error = CandidateRaised(function, exc_type, message, str(reply.get("traceback", ""))[-8000:])
+        error = CandidateRaised(function, exc_type, message,
+                                self._original_paths(str(reply.get("traceback", ""))[-8000:]))
         if reply.get("memory") is True or exc_type == "MemoryError":
             error.reason += (f"\n(the isolated worker's address space is limited to "
                              f"{self.limits.memory_mb} MiB: --isolate-memory)")
@@ -228,10 +256,14 @@ class IsolatedCandidate:
         except WorkerDied as exc:
             reason = exc.reason
             if reason.startswith("timeout"):
-                which = ("the session time budget (--isolate-session-timeout) ran out"
-                         if budget < timeout else "per-call limit")
-                reason = (f"timeout after {budget:g} s ({which}); the worker was killed, "
-                          "the next call starts a fresh one")
+                if budget < timeout:
+                    reason = (f"session time budget of {self.limits.session_timeout:g} s "
+                              f"(--isolate-session-timeout) ran out after {budget:.3g} s of this "
+                              "call; the worker was killed")
+                else:
+                    limit = "training" if timeout == self.limits.sgd_timeout else "per-call"
+                    reason = (f"timeout after {budget:g} s ({limit} limit); the worker was killed, "
+                              "the next call starts a fresh one")
             raise CandidateError(function, reason) from None
         finally:
             self._used += time.monotonic() - began

@@ -216,9 +216,13 @@ class Server:
                 module = importlib.import_module(cand["module_name"])
             functions = {name: self_has(module, name) for name in self.config["functions"]}
         except BaseException as exc:  # noqa: BLE001 - even SystemExit: it is the candidate's
+            tb = exc.__traceback__
+            while tb is not None and (tb.tb_frame.f_code.co_filename in (__file__, "<string>")
+                                      or tb.tb_frame.f_code.co_filename.startswith("<frozen")):
+                tb = tb.tb_next  # the student's frames first: the worker's and importlib's are noise
             return {"op": "hello", "ok": False, "status": self.status,
                     "load_error": _safe(lambda: "".join(
-                        traceback.format_exception(type(exc), exc, exc.__traceback__)))}
+                        traceback.format_exception(type(exc), exc, tb)))}
         _flush()
         self.module = module
         return {"op": "hello", "ok": True, "status": self.status, "functions": functions}
