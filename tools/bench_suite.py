@@ -15,6 +15,7 @@ import argparse
 import collections
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ TARGET_SECONDS = 5.0
 _DURATION = re.compile(r"^\s*([\d.]+)s\s+(?:call|setup|teardown)\s+conformance/test_(\w+)\.py::")
 
 
-def run_once(impl: str | None, profile: str | None, extra: list[str]) -> tuple[float, dict[str, float], str]:
+def run_once(impl: str | None, profile: str | None, extra: list[str]) -> tuple[float, float, dict[str, float], str]:
     cmd = [sys.executable, "-m", "pytest", "conformance", "-m", "not mnist", "-q",
            "-p", "no:cacheprovider", "--durations=0", "--durations-min=0"]
     if impl:
@@ -33,16 +34,19 @@ def run_once(impl: str | None, profile: str | None, extra: list[str]) -> tuple[f
     if profile:
         cmd += ["--hypothesis-profile", profile]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd + extra, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     per_area: dict[str, float] = collections.defaultdict(float)
     for line in proc.stdout.splitlines():
         m = _DURATION.match(line)
         if m:
             per_area[m.group(2)] += float(m.group(1))
     summary = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.strip()), "")
-    return wall, dict(per_area), summary
+    return wall, cpu, dict(per_area), summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
     runs = [run_once(args.impl, args.profile, args.pytest_args) for _ in range(args.repeat)]
-    wall, per_area, summary = min(runs, key=lambda r: r[0])
+    wall, cpu, per_area, summary = min(runs, key=lambda r: r[0])
     print(f"conformance suite, -m 'not mnist', impl={args.impl or 'reference'}, "
           f"profile={args.profile or 'conformance'}, best of {args.repeat}")
     print(f"  pytest result: {summary}")
@@ -66,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "within" if wall <= TARGET_SECONDS else "OVER"
     print(f"  total wall   {wall:6.2f} s  ({verdict} the {TARGET_SECONDS:.0f} s target; "
           f"all runs: {', '.join(f'{r[0]:.2f}' for r in runs)} s)")
+    print(f"  total CPU    {cpu:6.2f} s  (user + sys of the pytest process: what the run costs "
+          f"on an idle machine, whatever the load now; load average {os.getloadavg()[0]:.1f})")
     return 0
 
 
