@@ -155,9 +155,12 @@ def _download(directory: Path, spec: _FileSpec, progress: bool) -> Path:
         tmp = Path(tmp_name)
         try:
             HTTPDownloader(progressbar=progress, timeout=60)(url, str(tmp), None)
-            _verify_checksum(tmp, _read_bytes(tmp, spec.name), spec, shown_name=url)
-            os.replace(tmp, target)
-            return target
+            _verify_checksum(tmp, _read_bytes(tmp, url), spec, shown_name=url)
+            with open(tmp, "rb") as f:
+                is_gzip = f.read(2) == b"\x1f\x8b"
+            final = target if is_gzip else directory / spec.name  # a mirror may serve raw IDX
+            os.replace(tmp, final)
+            return final
         except Exception as exc:  # noqa: BLE001 - any mirror failure: report it, try the next
             failures.append(f"  {url}: {exc}")
         finally:

@@ -382,13 +382,20 @@ def test_download_reports_every_failed_mirror(tiny: TinyMNIST, local_server, tmp
     assert "checksum mismatch" in message or "magic" in message or "truncated" in message
 
 
+@pytest.mark.parametrize("served_gzipped", [True, False])
 def test_download_uses_a_verified_tiny_copy(tiny: TinyMNIST, local_server, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+                                            monkeypatch: pytest.MonkeyPatch, served_gzipped: bool) -> None:
     www, base = local_server
-    tiny.write_to(www / "m")
+    (www / "m").mkdir()
+    for key, raw in tiny.raw.items():  # a mirror may also serve the raw IDX bytes under .gz URLs
+        (www / "m" / (FILES[key].name + ".gz")).write_bytes(gzip.compress(raw) if served_gzipped else raw)
     monkeypatch.setenv(mnist.MIRRORS_ENV, f"{base}/m")  # no trailing slash: one is added
-    data = load_mnist(tmp_path / "target", progress=False)
+    target = tmp_path / "target"
+    data = load_mnist(target, progress=False)
     assert np.array_equal(data.y_train, tiny.arrays["train_labels"])
+    names = sorted(p.name for p in target.iterdir())
+    assert names == sorted(spec.name + (".gz" if served_gzipped else "") for spec in FILES.values())
+    assert np.array_equal(load_mnist(target, download=False).X_test, data.X_test)
 
 
 @pytest.mark.parametrize("module, progress", [("pooch", False), ("tqdm", True)])
