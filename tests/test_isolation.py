@@ -12,7 +12,7 @@ import sys
 import textwrap
 import time
 import zipfile
-from collections import namedtuple
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from conformance.candidate import CandidateError, InProcessCandidate
 from conformance.isolation import CandidateRaised, IsolatedCandidate, Limits
 from conformance.isolation import wire
 from conformance.isolation.locate import locate
-from tests.kill_matrix import RunOptions, run_catalogue
+from tests.kill_matrix import RunOptions, run_variant
 from tests.variants import REPO_ROOT, materialize
 
 REFERENCE_SOURCE = REPO_ROOT / "reference" / "mlp.py"
@@ -468,11 +468,17 @@ def test_limits_come_from_options_or_the_graders_environment(monkeypatch) -> Non
 # --------------------------------------------------------------------------- same verdicts
 
 
+def _both_modes(variant, tmp_path: Path):
+    # Back to back, so both runs judge the variant with the same suite version.
+    return (run_variant(variant, tmp_path / "in-process", RunOptions(isolate=False, timeout=300)),
+            run_variant(variant, tmp_path / "isolated", RunOptions(isolate=True, timeout=300)))
+
+
 def _verdicts_in_both_modes(variants, tmp_path: Path) -> list[str]:
-    plain = run_catalogue(variants, tmp_path / "in-process", RunOptions(isolate=False, timeout=300))
-    isolated = run_catalogue(variants, tmp_path / "isolated", RunOptions(isolate=True, timeout=300))
+    with ThreadPoolExecutor(max_workers=2) as pool:  # threads only wait on subprocesses
+        pairs = list(pool.map(lambda v: _both_modes(v, tmp_path), variants))
     problems = []
-    for a, b in zip(plain, isolated):
+    for a, b in pairs:
         for run in (a, b):
             if run.error:
                 problems.append(f"{run.variant.name}: run error {run.error}\n{run.output_tail}")
