@@ -177,21 +177,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot is not None:
             history["train_loss"].append(float(cross_entropy(forward(X, params)[0][-1], Y)))
             history["test_loss"].append(float(cross_entropy(forward(X_test, params)[0][-1], Y_test)))
-            line += f"  train loss = {history['train_loss'][-1]:.4f}  test loss = {history['test_loss'][-1]:.4f}"
+            line += (f"  train loss = {history['train_loss'][-1]:.4f}"
+                     f"  test loss = {history['test_loss'][-1]:.4f}")
         now = time.perf_counter()
         if not args.quiet:
             write(f"{line}  ({now - last:.1f} s)")
         last = now
 
     params = init_params(sizes, seed=args.seed, dtype=dtype)
-    params = train(X, Y, X_test, Y_test, params, lr=args.lr, epochs=args.epochs,
+    train(X, Y, X_test, Y_test, params, lr=args.lr, epochs=args.epochs,
                    batch_size=args.batch_size, shuffle_seed=args.shuffle_seed,
                    on_epoch=on_epoch, progress=progress, verbose=False)
     final = history["test_acc"][-1]  # accuracy after the last epoch, as printed above
     print(f"final test accuracy: {final:.4f} ({architecture}, {args.dtype}, {args.epochs} epochs, "
           f"{time.perf_counter() - start:.1f} s)")
     if args.plot is not None:
-        _save_plot(args.plot, history, f"MNIST {architecture} {args.dtype}, lr {args.lr:g}, batch {args.batch_size}")
+        title = f"MNIST {architecture} {args.dtype}, lr {args.lr:g}, batch {args.batch_size}"
+        _save_plot(args.plot, history, title)
         say(f"plot written to {args.plot}")
     return 0
 
