@@ -14,10 +14,20 @@ from typing import Sequence
 import numpy as np
 
 MAX_TABLE_ROWS = 10
+FLOAT32_OVER_FLOAT64 = float(np.sqrt(np.finfo(np.float32).eps / np.finfo(np.float64).eps))  # tau ratio
 
 
 def fmt(x: float) -> str:
     return f"{x:.6g}"
+
+
+def fmt_pair(a: float, e: float) -> tuple[str, str]:
+    """Both values with just enough digits (6 to 17) to show that they differ."""
+    for digits in (6, 9, 12, 17):
+        sa, se = f"{a:.{digits}g}", f"{e:.{digits}g}"
+        if sa != se:
+            break
+    return sa, se
 
 
 @dataclass
@@ -65,7 +75,7 @@ def _row(c: Comparison, i: int) -> list[str]:
     err = c.error.reshape(-1)[i]
     rel = err / abs(e) if e != 0 else float("inf") if err else 0.0
     step = fmt(c.step.reshape(-1)[i]) if c.step is not None else "-"
-    return [c.name + c.label(i), fmt(a), fmt(e), fmt(err), fmt(rel), fmt(c.allowed.reshape(-1)[i]), step]
+    return [c.name + c.label(i), *fmt_pair(a, e), fmt(err), fmt(rel), fmt(c.allowed.reshape(-1)[i]), step]
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -76,8 +86,9 @@ def _table(rows: list[list[str]]) -> list[str]:
 
 def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: str, contract: str,
                     diagnosis: str | None = None, reproduce: str | None = None,
-                    next_step: str | None = None) -> str | None:
-    """None if every comparison holds, else the full failure message."""
+                    next_step: str | None = None, held_to: np.dtype | None = None) -> str | None:
+    """None if every comparison holds, else the full failure message. ``held_to``: the dtype
+    whose precision set the tolerances (adds a hint when float64 results have float32 errors)."""
     failing = [c for c in comparisons if c.bad.any()]
     if not failing:
         return None
@@ -89,8 +100,8 @@ def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: 
         i = int(np.argmax(excess))
         worst_rows.append(_row(c, i))
         if headline is None:
-            headline = (f"{c.name}{c.label(i)}={fmt(c.actual.reshape(-1)[i])}, but should be "
-                        f"{fmt(c.expected.reshape(-1)[i])} [{where}]")
+            shown_a, shown_e = fmt_pair(c.actual.reshape(-1)[i], c.expected.reshape(-1)[i])
+            headline = f"{c.name}{c.label(i)}={shown_a}, but should be {shown_e} [{where}]"
     counts = ", ".join(f"{c.name}: {int(c.bad.sum())}/{c.bad.size}" for c in failing)
     agree = [c.name for c in comparisons if not c.bad.any()]
     lines = [headline or "", f"  compared: {compared}", f"  contract: {contract}",
@@ -105,6 +116,11 @@ def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: 
     ignored = sum(int(np.sum(c.ignored)) for c in comparisons if c.ignored is not None)
     if ignored:
         lines.append(f"  ({ignored} entries not judged: their difference straddled a ReLU kink)")
+    if held_to is not None and np.dtype(held_to) == np.float64 and all(
+            np.all((c.error <= c.allowed * FLOAT32_OVER_FLOAT64) | ~c.bad) for c in failing):
+        lines.append("  finding: every mismatch is within float32 precision: if you compute in float32 "
+                     "and cast the results to float64, return the float32 arrays instead (results are "
+                     "held to the precision of the dtype they come in; SPEC.md, dtype policy).")
     if diagnosis:  # "diagnosis:" only when a known bug is named (graders count those lines)
         label = "diagnosis" if "equal those of" in diagnosis else "finding"
         lines.append(f"  {label}: " + diagnosis.replace("\n", "\n    "))
@@ -115,7 +131,7 @@ def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: 
     return "\n".join(lines)
 
 
-def assert_comparisons(comparisons: Sequence[Comparison], **kwargs: str | None) -> None:
+def assert_comparisons(comparisons: Sequence[Comparison], **kwargs: object) -> None:
     """Raise AssertionError with ``mismatch_report`` if any comparison fails."""
     __tracebackhide__ = True
     message = mismatch_report(comparisons, **kwargs)  # type: ignore[arg-type]

@@ -47,7 +47,7 @@ def check_backward_against_fd(candidate: Candidate, case: Case) -> None:
         comparisons, where=where,
         compared="your backward, fed the reference's activations, vs central differences of the "
                  "exact mean cross-entropy (check b: backward alone)",
-        contract=contract_text(dtype),
+        contract=contract_text(dtype), held_to=dtype,
         diagnosis=diagnose(grads, acts, pres, case.Y, case.params, mags, precision_tolerance(dtype)),
         reproduce=case.snippet(candidate.module_name), next_step=FD_NEXT)
 
@@ -63,7 +63,7 @@ def test_forward_matches_exact_forward(candidate: Candidate, case: Case) -> None
     assert_comparisons(
         comparisons, where=where,
         compared="your forward vs the exact float64 forward pass (check a: forward alone)",
-        contract=contract_text(fwd.dtype, fd=False),
+        contract=contract_text(fwd.dtype, fd=False), held_to=fwd.dtype,
         diagnosis=diagnose_forward(fwd.activations, fwd.pre_activations, case.X, case.params,
                                    precision_tolerance(fwd.dtype)),
         reproduce=case.snippet(candidate.module_name),
@@ -117,5 +117,5 @@ def test_forward_backward_self_consistent(candidate: Candidate, case: Case) -> N
         comparisons, where=where,
         compared="your backward on your own forward, along a random direction per tensor, vs "
                  "central differences of the mean cross-entropy of your forward's logits (check c)",
-        contract=contract_text(dtype), diagnosis=blame, reproduce=case.snippet(candidate.module_name),
+        contract=contract_text(dtype), held_to=dtype, diagnosis=blame, reproduce=case.snippet(candidate.module_name),
         next_step=FD_NEXT)

@@ -59,7 +59,7 @@ def test_forward_structure(candidate: Candidate, case: Case) -> None:
     assert_comparisons([x, rows, negative], where=where,
                        compared="activations[0] vs X; the final activations vs a probability "
                                 "distribution per row (non-negative, summing to 1)",
-                       contract=contract_text(fwd.dtype, fd=False),
+                       contract=contract_text(fwd.dtype, fd=False), held_to=fwd.dtype,
                        next_step="return [X, A1, ..., softmax(Z_L)] and apply the softmax per row "
                                  "(axis=-1, keepdims=True), not per column.")
 
@@ -134,7 +134,7 @@ def test_relu(candidate: Candidate) -> None:
     tau = precision_tolerance(got.dtype)
     assert_comparisons([Comparison("relu(z)", got, np.maximum(z, 0), allowed_error(np.abs(z), 0, tau))],
                        where=where, compared="relu(z) vs max(z, 0) entrywise",
-                       contract=contract_text(got.dtype, fd=False))
+                       contract=contract_text(got.dtype, fd=False), held_to=got.dtype)
     _, after = invoke(candidate, "relu", z, where=where, inspect=True)
     assert_unchanged((z,), after, ("z",), where=where)
 
@@ -154,7 +154,7 @@ def test_softmax(candidate: Candidate) -> None:
     scale = p * (1 + 2 * np.abs(z).max(axis=-1, keepdims=True))
     assert_comparisons([Comparison("softmax(z)", got, p, allowed_error(scale, 1.0, tau))], where=where,
                        compared="softmax(z) vs exp(z) / exp(z).sum(axis=-1) per row",
-                       contract=contract_text(got.dtype, fd=False),
+                       contract=contract_text(got.dtype, fd=False), held_to=got.dtype,
                        next_step="normalise over the last axis (the classes), one row per sample.")
     _, after = invoke(candidate, "softmax", z, where=where, inspect=True)
     assert_unchanged((z,), after, ("z",), where=where)

@@ -43,7 +43,7 @@ def check_exact(candidate: Candidate, case: Case, exposes: str) -> None:
         comparisons, where=where,
         compared=f"your backward vs exact backprop on a network built to expose the bug of an "
                  f"implementation that {bug.description}",
-        contract=contract_text(dtype, fd=False),
+        contract=contract_text(dtype, fd=False), held_to=dtype,
         diagnosis=diagnose(grads, acts, pres, case.Y, case.params, mags, tau),
         reproduce=case.snippet(candidate.module_name),
         next_step=f"this network targets {bug.line_pattern}; if the diagnosis names another "

@@ -43,7 +43,7 @@ def check_softmax(candidate: Candidate, z: np.ndarray, where: str, guard: str = 
     scale = p * (1 + 2 * np.abs(z).max(axis=-1, keepdims=True))
     assert_comparisons([Comparison("softmax(z)", got, p, allowed_error(scale, 1.0, tau))], where=where,
                        compared="softmax(z) vs the exact row-wise softmax",
-                       contract=contract_text(got.dtype, fd=False), next_step=guard)
+                       contract=contract_text(got.dtype, fd=False), held_to=got.dtype, next_step=guard)
 
 
 @pytest.mark.parametrize("scale", [1e3, 1e4, -1e3, -1e4])
@@ -115,7 +115,7 @@ def check_network(candidate: Candidate, case: Case) -> None:
     tau = precision_tolerance(fwd.dtype)
     assert_comparisons([Comparison("activations[-1].sum(axis=1)", P.sum(axis=1), np.ones(case.batch), 8 * tau)],
                        where=where, compared="the output probabilities' row sums vs 1",
-                       contract=contract_text(fwd.dtype, fd=False), next_step=MAX_GUARD)
+                       contract=contract_text(fwd.dtype, fd=False), held_to=fwd.dtype, next_step=MAX_GUARD)
     where = f"backward(*forward(case={case!r}))"
     grads, dtype = run_backward(candidate, case, fwd.activations, fwd.pre_activations, where)
     for l, (dW, db) in enumerate(grads):
@@ -135,7 +135,7 @@ def check_network(candidate: Candidate, case: Case) -> None:
     assert_comparisons(comparisons, where=where,
                        compared="your gradients vs exact backprop at huge logits (the softmax saturates; "
                                 "delta = (Y_hat - Y) / B stays well defined)",
-                       contract=contract_text(dtype, fd=False), reproduce=case.snippet(candidate.module_name),
+                       contract=contract_text(dtype, fd=False), held_to=dtype, reproduce=case.snippet(candidate.module_name),
                        next_step="a softmax without the per-row max subtraction is the usual cause.")
 
 

@@ -354,3 +354,22 @@ def test_max_examples_option_overrides_the_profile(tmp_path: Path) -> None:
                      "--hypothesis-show-statistics", tmp_path=tmp_path)
     assert run.returncode == 0, run.stdout[-2000:]
     assert "3 passing" in run.stdout and "max_examples=3" in run.stdout
+
+
+def test_float32_errors_in_float64_results_get_a_hint() -> None:
+    expected = np.linspace(1.0, 2.0, 5)
+    cast = expected.astype(np.float32).astype(np.float64)
+    tau = precision_tolerance(np.float64)
+    report = mismatch_report([Comparison("x", cast, expected, tau * 1e-3)], where="w", compared="",
+                             contract="", held_to=np.dtype(np.float64))
+    assert report is not None and "within float32 precision" in report
+    wrong = mismatch_report([Comparison("x", expected * 1.01, expected, tau)], where="w", compared="",
+                            contract="", held_to=np.dtype(np.float64))
+    assert wrong is not None and "float32 precision" not in wrong
+
+
+def test_values_are_shown_with_enough_digits_to_differ() -> None:
+    from conformance.assertions import fmt_pair
+
+    assert fmt_pair(0.1234567891, 0.1234567) == ("0.123456789", "0.1234567")
+    assert fmt_pair(1.0, 2.0) == ("1", "2")
