@@ -74,7 +74,9 @@ def _row(c: Comparison, i: int) -> list[str]:
     a, e = c.actual.reshape(-1)[i], c.expected.reshape(-1)[i]
     err = c.error.reshape(-1)[i]
     rel = err / abs(e) if e != 0 else float("inf") if err else 0.0
-    step = fmt(c.step.reshape(-1)[i]) if c.step is not None else "-"
+    step = "-" if c.step is None else fmt(c.step.reshape(-1)[i])
+    if step == "nan":  # judged against exact backprop: every finite difference hit a kink
+        step = "kink: exact"
     return [c.name + c.label(i), *fmt_pair(a, e), fmt(err), fmt(rel), fmt(c.allowed.reshape(-1)[i]), step]
 
 
@@ -116,6 +118,10 @@ def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: 
     ignored = sum(int(np.sum(c.ignored)) for c in comparisons if c.ignored is not None)
     if ignored:
         lines.append(f"  ({ignored} entries not judged: their difference straddled a ReLU kink)")
+    kinked = sum(int(np.isnan(c.step).sum()) for c in comparisons if c.step is not None)
+    if kinked:
+        lines.append(f"  ({kinked} entries straddled a ReLU kink at every step: judged against exact "
+                     "backprop instead, with either ReLU'(0) convention)")
     if held_to is not None and np.dtype(held_to) == np.float64 and all(
             np.all((c.error <= c.allowed * FLOAT32_OVER_FLOAT64) | ~c.bad) for c in failing):
         lines.append("  finding: every mismatch is within float32 precision: if you compute in float32 "

@@ -82,7 +82,8 @@ def gradient_comparisons(case: Case, grads: Grads, dtype: np.dtype) -> list[Comp
                 expected = np.where(ex, g0, est.value.reshape(g.shape))
                 alt = np.where(ex, g1, expected)
                 allowed = allowed_error(M, M.max(initial=0), tau) + np.where(ex, 0, est.error.reshape(g.shape))
-                out.append(Comparison(name, g, expected, allowed, step=est.step.reshape(g.shape),
+                out.append(Comparison(name, g, expected, allowed,
+                                      step=np.where(ex, np.nan, est.step.reshape(g.shape)),
                                       expected_alt=alt))
             else:
                 V = random_directions(g.shape, DIRECTIONS_PER_TENSOR, case.seed * 31 + 2 * l + t)
@@ -93,7 +94,8 @@ def gradient_comparisons(case: Case, grads: Grads, dtype: np.dtype) -> list[Comp
                 expected = np.where(est.excluded, along(g0), est.value)
                 alt = np.where(est.excluded, along(g1), expected)
                 allowed = allowed_error(m_dir, m_dir.max(initial=0), tau) + np.where(est.excluded, 0, est.error)
-                out.append(Comparison(f"{name}·v", along(g), expected, allowed, step=est.step,
+                out.append(Comparison(f"{name}·v", along(g), expected, allowed,
+                                      step=np.where(est.excluded, np.nan, est.step),
                                       labels=[f"[direction {k}]" for k in range(len(V))],
                                       expected_alt=alt))
     return out
