@@ -191,8 +191,11 @@ def build_case(spec: CaseSpec) -> tuple[dict[str, np.ndarray], dict]:
         arrays["loss"] = np.asarray(mlp.cross_entropy(acts[-1], Y))
         arrays.update(_loss_bounds(acts[-1], Y))
         grads = mlp.backward(acts, pres, Y, params)
-        # backward is fed the exact fixture activations: scales from |A| and |P|.
-        scales = _backward_scales([np.abs(a) for a in acts], pres, Y, params)
+        # backward is fed the exact fixture activations: scales from |A|, except that a
+        # correct backward may recompute Y_hat = softmax(Z_L) from the logits, so the last
+        # one is the softmax scale (tiny probabilities carry a relative error ~ eps * |z|).
+        scales = _backward_scales([np.abs(a) for a in acts[:-1]] + [arrays["scale_softmax"]],
+                                  pres, Y, params)
         # train recomputes its own forward pass: the forward scales (which cover its
         # rounding) take the place of |A| and |P|.
         fwd = [arrays[f"scale_act{i}"] for i in range(L + 1)]
