@@ -450,6 +450,20 @@ def graded_class(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"root": root, "subs": subs, "out": out, "rubric": rubric, "proc": proc}
 
 
+def test_unchanged_pages_are_not_redrawn(tmp_path: Path) -> None:
+    from tools.grade.html_report import write_report
+
+    subs = [graded_submission("ann"), graded_submission("ben")]
+    write_report(tmp_path, subs)
+    stamp = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.html")}
+    time.sleep(0.02)
+    changed = graded_submission("ben", status="timeout", tests=[], message="hung")
+    write_report(tmp_path, [subs[0], changed])
+    assert (tmp_path / "ann.html").stat().st_mtime_ns == stamp["ann.html"]
+    assert (tmp_path / "ben.html").stat().st_mtime_ns != stamp["ben.html"]
+    assert "hung" in (tmp_path / "ben.html").read_text()
+
+
 @pytest.mark.slow
 def test_every_submission_gets_one_row_with_its_status(graded_class: dict) -> None:
     proc, out = graded_class["proc"], graded_class["out"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -54,15 +55,19 @@ def build_class(dest: Path, n: int, n_hostile: int) -> dict[str, str]:
     return kinds
 
 
-def grade(subs: Path, out: Path, jobs: int, extra: list[str]) -> tuple[float, str, str]:
+def grade(subs: Path, out: Path, jobs: int, extra: list[str]) -> tuple[float, float, str]:
+    """Run the grader; returns (wall seconds, CPU seconds of the whole process tree, summary)."""
     cmd = [sys.executable, "-m", "tools.grade", str(subs), "--out", str(out), "-j", str(jobs),
            "--no-progress", *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"grader failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return seconds, proc.stdout.strip(), proc.stderr
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu, proc.stdout.strip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,12 +87,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"class: {len(kinds)} submissions ({counts['correct']} correct, {counts['buggy']} buggy, "
               f"{counts['hostile']} hostile); -j {args.jobs}; cores: {os.cpu_count()}; "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
-        first, summary, _ = grade(root / "subs", root / "out", args.jobs, args.grader_args)
-        print(f"first run:    {first:7.1f} s  {len(kinds) / first * 60:6.1f} submissions/min "
-              f"(target >= {TARGET_PER_MINUTE:g}; includes the reference baseline run)\n  {summary}",
+        first, cpu, summary = grade(root / "subs", root / "out", args.jobs, args.grader_args)
+        n = len(kinds)
+        cores = min(args.jobs, os.cpu_count() or 1)
+        print(f"first run:    {first:7.1f} s wall  {n / first * 60:6.1f} submissions/min measured "
+              f"(target >= {TARGET_PER_MINUTE:g}; includes the reference baseline run)\n"
+              f"              {cpu:7.1f} s CPU   {cpu / (n + 1):6.1f} s CPU per submission -> "
+              f"{cores * 60 * n / cpu:6.1f} submissions/min projected on {cores} idle "
+              f"cores (the measured rate is only meaningful on an idle machine)\n  {summary}",
               flush=True)
-        again, summary, _ = grade(root / "subs", root / "out", args.jobs, args.grader_args)
-        print(f"unchanged re-run: {again:5.1f} s  (target: seconds)\n  {summary}")
+        again, cpu_again, summary = grade(root / "subs", root / "out", args.jobs, args.grader_args)
+        print(f"unchanged re-run: {again:5.1f} s wall, {cpu_again:.1f} s CPU (target: seconds)\n  {summary}")
         with open(root / "out" / "grades.csv", newline="") as handle:
             rows = {r["submission"]: r for r in csv.DictReader(handle)}
         unfair = [n for n, k in kinds.items() if k == "correct" and rows[n]["score"] != rows[n]["max_score"]]

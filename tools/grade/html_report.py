@@ -9,7 +9,10 @@ HTML-escaped: a submission can put markup in its file name or its exception mess
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import json
+import re
 import statistics
 from collections import Counter
 from html import escape
@@ -17,7 +20,8 @@ from pathlib import Path
 from typing import Iterable
 
 from tools.grade.feedback import curves, diagnoses_of, failure_text, mnist_results, short_name
-from tools.grade.outputs import GradedSubmission, status_line, write_atomic
+from tools.grade.outputs import GradedSubmission, write_atomic
+from tools.grade.runner import STATUS_HELP
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """
@@ -33,10 +37,12 @@ img{max-width:100%;height:auto}.muted{color:#666;font-size:.9em}
 """
 MAX_TABLE_ROWS = 2000
 MAX_PAGE_FAILURES = 40
+PAGE_VERSION = 1  # bump when the page layout changes, so existing pages are redrawn
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, key: str = "") -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            + (f"<meta name=\"grade-key\" content=\"{key}\">" if key else "") +
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"
             "<meta name=\"referrer\" content=\"no-referrer\">"
             f"<title>{escape(title)}</title><style>{STYLE}</style></head>\n"
@@ -207,7 +213,7 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report") -> str
 def submission_page(sub: GradedSubmission) -> str:
     parts = ["<p><a href=\"index.html\">&larr; class overview</a></p>",
              f"<h1>{escape(sub.name)}</h1>",
-             f"<p>Status: {_status_html(sub.status)} &mdash; {escape(status_line(sub))}<br>"
+             f"<p>Status: {_status_html(sub.status)} &mdash; {escape(STATUS_HELP.get(sub.status, ''))}<br>"
              f"Score: <b>{sub.grade.score:g} / {sub.grade.max_score:g}</b><br>"
              f"<span class=\"muted\">sha256 {escape(sub.sha256)}; suite {escape(sub.suite_version)}; "
              f"rubric {escape(sub.rubric.hash)}; {sub.duration:.1f} s</span></p>"]
@@ -250,13 +256,35 @@ def submission_page(sub: GradedSubmission) -> str:
         parts.append(_img(curve_plot(series), "MNIST learning curve"))
     if sub.status in ("crashed", "error") and sub.output_tail:
         parts += ["<h2>Last output of the suite's run</h2>", f"<pre>{escape(sub.output_tail[-6000:])}</pre>"]
-    return _page(f"{sub.name}: grading report", "\n".join(parts))
+    return _page(f"{sub.name}: grading report", "\n".join(parts), page_key(sub))
+
+
+def page_key(sub: GradedSubmission) -> str:
+    """Hash of everything a submission page shows: an unchanged page is not redrawn."""
+    shown = [sub.name, sub.sha256, sub.status, sub.message, sub.duration, sub.suite_version,
+             sub.rubric.hash, sub.grade.score, sub.output_tail[-6000:],
+             [(t["nodeid"], t["outcome"], t.get("summary"), t.get("message"), t.get("skip_reason"),
+               t.get("properties")) for t in sub.tests], PAGE_VERSION]
+    return hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _current_key(path: Path) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            head = handle.read(400)
+    except OSError:
+        return None
+    match = re.search(r'<meta name="grade-key" content="([0-9a-f]+)">', head)
+    return match.group(1) if match else None
 
 
 def write_report(folder: Path, subs: list[GradedSubmission]) -> Path:
-    """OUT/report/index.html plus one page per submission; returns the index path."""
+    """OUT/report/index.html plus one page per submission (redrawn only when what it shows
+    changed: the plots make a page cost a few tenths of a second); returns the index path."""
     for sub in subs:
-        write_atomic(folder / f"{sub.slug}.html", submission_page(sub))
+        path = folder / f"{sub.slug}.html"
+        if _current_key(path) != page_key(sub):
+            write_atomic(path, submission_page(sub))
     index = folder / "index.html"
     write_atomic(index, overview(subs))
     return index
