@@ -60,6 +60,27 @@ def _names(l: int) -> tuple[str, str]:
     return f"dW[{l}]", f"db[{l}]"
 
 
+def exact_gradient_comparisons(case: Case, grads: Grads, dtype: np.dtype) -> list[Comparison]:
+    """The candidate's gradients vs exact backprop (either ReLU'(0) convention), no finite
+    differences: for hand-built cases whose pre-activations stay away from kinks."""
+    tau = precision_tolerance(dtype)
+    acts, pres = true_forward(case.X, case.params)
+    mags = magnitudes(case.X, case.Y, case.params)
+    g0 = analytic_gradients(acts, pres, case.Y, case.params, 0.0)
+    g1 = analytic_gradients(acts, pres, case.Y, case.params, 1.0)
+    out = []
+    for l in range(len(case.params)):
+        for t in range(2):
+            M = mags.gradients[l][t]
+            out.append(Comparison(_names(l)[t], grads[l][t], g0[l][t],
+                                  allowed_error(M, float(M.max(initial=0)), tau), expected_alt=g1[l][t]))
+    return out
+
+
+def least_precise(*dtypes: np.dtype) -> np.dtype:
+    return max((np.dtype(d) for d in dtypes), key=lambda d: np.finfo(d).eps)
+
+
 def gradient_comparisons(case: Case, grads: Grads, dtype: np.dtype) -> list[Comparison]:
     """Check (b): the candidate's gradients vs central differences of the exact loss."""
     tau = precision_tolerance(dtype)

@@ -19,7 +19,7 @@ from conformance.calls import run_backward, run_forward
 from conformance.candidate import Candidate
 from conformance.cases import Case, make_case
 from conformance.checks import (contract_text, forward_comparisons, gradient_comparisons,
-                                self_consistency_comparisons)
+                                least_precise, self_consistency_comparisons)
 from conformance.diagnosis import diagnose, diagnose_forward
 from conformance.gradcheck import magnitudes, precision_tolerance
 from conformance.assertions import mismatch_report
@@ -100,7 +100,7 @@ def test_forward_backward_self_consistent(candidate: Candidate, case: Case) -> N
     where = f"backward(*forward(case={case!r}))"
     fwd = run_forward(candidate, case, where)
     grads, gdtype = run_backward(candidate, case, fwd.activations, fwd.pre_activations, where)
-    dtype = max((fwd.dtype, gdtype), key=lambda d: np.finfo(d).eps)
+    dtype = least_precise(fwd.dtype, gdtype)
     comparisons = self_consistency_comparisons(
         case, grads, dtype, lambda params: run_forward(candidate, case, where, params))
     if mismatch_report(comparisons, where=where, compared="", contract="") is None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.assertions import Comparison, assert_comparisons
+from conformance.assertions import assert_comparisons
 from conformance.calls import run_backward
 from conformance.candidate import Candidate
 from conformance.cases import Case, make_case, masks_differ_case
-from conformance.checks import contract_text
+from conformance.checks import contract_text, exact_gradient_comparisons
 from conformance.diagnosis import KNOWN_BUGS, diagnose
-from conformance.gradcheck import allowed_error, analytic_gradients, magnitudes, precision_tolerance, true_forward
+from conformance.gradcheck import magnitudes, precision_tolerance, true_forward
 
 BUGS = {bug.key: bug for bug in KNOWN_BUGS}
 
@@ -29,22 +29,15 @@ def check_exact(candidate: Candidate, case: Case, exposes: str) -> None:
     where = f"backward(case={case!r})"
     acts, pres = true_forward(case.X, case.params)
     grads, dtype = run_backward(candidate, case, acts, pres, where)
-    tau = precision_tolerance(dtype)
-    mags = magnitudes(case.X, case.Y, case.params)
-    g0 = analytic_gradients(acts, pres, case.Y, case.params, 0.0)
-    g1 = analytic_gradients(acts, pres, case.Y, case.params, 1.0)
-    comparisons = [
-        Comparison(f"{name}[{l}]", grads[l][t], g0[l][t],
-                   allowed_error(mags.gradients[l][t], float(mags.gradients[l][t].max(initial=0)), tau),
-                   expected_alt=g1[l][t])
-        for l in range(len(grads)) for t, name in enumerate(("dW", "db"))]
+    comparisons = exact_gradient_comparisons(case, grads, dtype)
     bug = BUGS[exposes]
     assert_comparisons(
         comparisons, where=where,
         compared=f"your backward vs exact backprop on a network built to expose the bug of an "
                  f"implementation that {bug.description}",
         contract=contract_text(dtype, fd=False), held_to=dtype,
-        diagnosis=diagnose(grads, acts, pres, case.Y, case.params, mags, tau),
+        diagnosis=diagnose(grads, acts, pres, case.Y, case.params,
+                           magnitudes(case.X, case.Y, case.params), precision_tolerance(dtype)),
         reproduce=case.snippet(candidate.module_name),
         next_step=f"this network targets {bug.line_pattern}; if the diagnosis names another "
                   "bug, fix that one first.")
