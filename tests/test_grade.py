@@ -29,7 +29,7 @@ from tools.grade.html_report import overview, submission_page
 from tools.grade.outputs import GradedSubmission, grades_csv, gradescope_results
 from tools.grade.rubric import (DEFAULT_RUBRIC, KNOWN_AREAS, Baseline, RubricError, load_rubric, parse_rubric,
                                 score)
-from tools.grade.runner import GradeConfig, Job, ReportError, classify, read_report
+from tools.grade.runner import GradeConfig, Job, ReportError, classify, read_report, run_job
 from tools.grade.screenshot import find_browser, rendered_dom, screenshot
 from tools.grade.submissions import SubmissionsError, discover, slugify
 
@@ -64,9 +64,10 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def run_grader(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_grader(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tools.grade", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def read_csv(path: Path) -> dict[str, dict[str, str]]:
@@ -306,6 +307,34 @@ def test_classify_detects_inconsistent_runs() -> None:
     assert classify(report, 1, job)[0] == "crashed"  # exit status contradicts the report
     report["candidate"]["load_error"] = "SyntaxError"
     assert classify(report, 0, job) == ("import_error", "SyntaxError")
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_timeout_kills_the_whole_process_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The isolated worker runs in its own session: killing pytest's group alone would leave
+    it running. A stand-in for the suite's interpreter starts such a detached grandchild."""
+    pidfile = tmp_path / "grandchild.pid"
+    fake = write(tmp_path / "fake_python", '#!/bin/sh\nsetsid sleep 1000 &\necho $! > "$PIDFILE"\n'
+                                           'exec sleep 1000\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PIDFILE", str(pidfile))
+    job = Job(name="x", sha256="0" * 64, files={"x.py": b""}, module="x.py",
+              config=GradeConfig(timeout=3, python=str(fake)))
+    result = run_job(job)
+    assert result.status == "timeout" and "3 s" in result.message
+    pid = int(pidfile.read_text())
+    deadline = time.time() + 5
+    while process_alive(pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not process_alive(pid), "the detached grandchild survived the timeout"
 
 
 # -- feedback, outputs, HTML --------------------------------------------------------------
@@ -564,8 +593,11 @@ def test_hanging_submission_times_out_without_stalling_others(tmp_path: Path) ->
     write(tmp_path / "subs" / "hang.py", "import time\nwhile True:\n    time.sleep(0.5)\n")
     write(tmp_path / "subs" / "ok.py", REFERENCE)
     rubric = write(tmp_path / "r.toml", TINY_RUBRIC)
+    # The isolation's own budget would end the hang first (an import error); lift it so the
+    # grader's hard wall-clock limit is what stops this run.
     proc = run_grader(tmp_path / "subs", "--out", tmp_path / "out", "-j", "2", "--timeout", "20",
-                      "--no-baseline", "--rubric", rubric, *TINY_ARGS)
+                      "--no-baseline", "--rubric", rubric, *TINY_ARGS,
+                      env={"BACKPROP_ISOLATE_SESSION_TIMEOUT": "1000"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = read_csv(tmp_path / "out" / "grades.csv")
     assert rows["hang"]["status"] == "timeout" and rows["hang"]["score"] == "0"

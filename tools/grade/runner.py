@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_MODULE = REPO_ROOT / "reference" / "mlp.py"
@@ -145,19 +145,55 @@ _LIVE: set[subprocess.Popen] = set()
 _LIVE_LOCK = threading.Lock()
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (Linux /proc; empty elsewhere). The isolated worker
+    runs in its own session, out of reach of a kill of the suite's process group."""
+    children: dict[int, list[int]] = {}
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read().decode("ascii", "replace")
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])  # "pid (comm) state ppid ..."
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _signal(kill: Callable[[int, int], None], target: int) -> None:
+    try:
+        kill(target, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, OSError):
         pass
 
 
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the suite's process group and every process below it (their groups too)."""
+    for _ in range(2):  # a second sweep catches anything started during the first
+        stray = _descendants(proc.pid) if proc.poll() is None else []
+        _signal(os.killpg, proc.pid)
+        for pid in stray:
+            _signal(os.killpg, pid)  # a session leader's group (the worker's)
+            _signal(os.kill, pid)
+
+
 def kill_all_live() -> None:
-    """Kill every running suite process group (used on SIGINT/SIGTERM of the grader)."""
+    """Kill every running suite process tree (used on SIGINT/SIGTERM of the grader)."""
     with _LIVE_LOCK:
         procs = list(_LIVE)
     for proc in procs:
-        _kill_group(proc)
+        _kill_tree(proc)
 
 
 def _tail(path: Path, limit: int = OUTPUT_TAIL_BYTES) -> str:
@@ -285,11 +321,11 @@ def run_job(job: Job) -> JobResult:
                 exit_code = proc.wait(timeout=job.config.timeout)
                 timed_out = False
             except subprocess.TimeoutExpired:
-                _kill_group(proc)
+                _kill_tree(proc)  # before the wait: the tree is only findable while pytest lives
                 exit_code = proc.wait()
                 timed_out = True
             finally:
-                _kill_group(proc)  # stragglers of a finished run go too
+                _kill_tree(proc)  # stragglers of a finished run's group go too
                 with _LIVE_LOCK:
                     _LIVE.discard(proc)
         result.exit_code = exit_code
