@@ -110,9 +110,13 @@ def test_forward_backward_self_consistent(candidate: Candidate, case: Case) -> N
     ref_grads, rdtype = run_backward(candidate, case, acts, pres, where)
     backward_ok = mismatch_report(gradient_comparisons(case, ref_grads, rdtype), where=where,
                                   compared="", contract="") is None
-    blame = ("your backward is right when fed the reference's activations, so your forward's "
-             "outputs are what is off (see the forward check)" if backward_ok else
-             "your backward is also wrong on the reference's activations (see check b)")
+    if backward_ok:
+        blame = ("your backward is right when fed the reference's activations, so your forward's "
+                 "outputs are what is off (see the forward check); "
+                 + diagnose_forward(fwd.activations, fwd.pre_activations, case.X, case.params,
+                                    precision_tolerance(fwd.dtype)))
+    else:
+        blame = "your backward is also wrong on the reference's activations (see check b)"
     assert_comparisons(
         comparisons, where=where,
         compared="your backward on your own forward, along a random direction per tensor, vs "
