@@ -122,6 +122,10 @@ def _child_env(config: GradeConfig, multi_file: bool = False) -> dict[str, str]:
                         "PYTHONSTARTUP", "PYTHONINSPECT")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # never leave candidate bytecode behind
     env["PYTHONHASHSEED"] = "0"  # the same run on every machine
+    # One BLAS thread per suite process: parallelism comes from -j (N processes on N cores would
+    # otherwise oversubscribe the CPU), and the arithmetic no longer depends on the core count.
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")
     if config.mnist_dir:
         env["BACKPROP_MNIST_DIR"] = config.mnist_dir
     if config.isolate:
