@@ -191,15 +191,11 @@ def build_case(spec: CaseSpec) -> tuple[dict[str, np.ndarray], dict]:
         arrays["loss"] = np.asarray(mlp.cross_entropy(acts[-1], Y))
         arrays.update(_loss_bounds(acts[-1], Y))
         grads = mlp.backward(acts, pres, Y, params)
-        # backward is fed the exact fixture activations: scales from |A|, except that a
-        # correct backward may recompute Y_hat = softmax(Z_L) from the logits, so the last
-        # one is the softmax scale (tiny probabilities carry a relative error ~ eps * |z|).
-        scales = _backward_scales([np.abs(a) for a in acts[:-1]] + [arrays["scale_softmax"]],
-                                  pres, Y, params)
-        # train recomputes its own forward pass: the forward scales (which cover its
-        # rounding) take the place of |A| and |P|.
+        # Gradient scales from the forward scales, not from |A| and |P|: a correct backward
+        # may recompute what it is given (Y_hat = softmax(Z_L) from the logits, or the whole
+        # forward pass from X), and train always does; the forward scales cover that rounding.
         fwd = [arrays[f"scale_act{i}"] for i in range(L + 1)]
-        train_scales = _backward_scales(fwd, pres, Y, params)
+        scales = _backward_scales(fwd, pres, Y, params)
         other = _backward_with_mask(acts, pres, Y, params, lambda z: z >= 0)
         for j, ((dW, db), (sW, sb), (oW, ob)) in enumerate(zip(grads, scales, other)):
             for key, g, s, o in ((f"dW{j}", dW, sW, oW), (f"db{j}", db, sb, ob)):
@@ -213,7 +209,7 @@ def build_case(spec: CaseSpec) -> tuple[dict[str, np.ndarray], dict]:
             for name, P0, G in (("W", W, dW), ("b", b, db)):
                 key, gkey = f"train_{name}{j}", f"d{name}{j}"
                 arrays[key] = P0 - lr * G
-                arrays[f"scale_{key}"] = np.abs(P0).astype(np.float64) + lr * train_scales[j][name == "b"]
+                arrays[f"scale_{key}"] = np.abs(P0).astype(np.float64) + lr * scales[j][name == "b"]
                 if gkey in ambiguous:
                     arrays[f"lo_{key}"] = P0 - lr * arrays[f"hi_{gkey}"]
                     arrays[f"hi_{key}"] = P0 - lr * arrays[f"lo_{gkey}"]
