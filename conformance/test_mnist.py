@@ -111,11 +111,13 @@ def _assert_reaches(accuracy: float, check: dict, loop: str, where: str, hint: s
     if accuracy >= check["threshold"]:
         return
     raise Mismatch(
-        f"test accuracy = {accuracy:.4f}, but should be >= {check['threshold']:.4f} [{where}]\n\n"
-        f"{loop} trained the section's recipe for {check['epochs']} epoch(s); the reference "
-        f"reaches {check['mean']:.4f} on average (min {check['min']:.4f}, std {check['std']:.4f} "
-        f"over {len(check['accuracies'])} seeds), and the threshold is min - "
-        f"{check['margin']:.4f} (fixtures/mnist_thresholds.json).\n\nWhat to do next: {hint}")
+        f"test accuracy={accuracy:.4f}, but should be >= {check['threshold']:.4f} [{where}]\n"
+        f"  compared: accuracy on the 10,000 MNIST test images after {check['epochs']} epoch(s) "
+        f"of {loop}, computed by the suite with the reference's forward\n"
+        f"  contract: threshold = min over {len(check['accuracies'])} reference seeds "
+        f"({check['min']:.4f}) - margin {check['margin']:.4f} (seed spread: mean {check['mean']:.4f}, "
+        f"std {check['std']:.4f}), from fixtures/mnist_thresholds.json\n"
+        f"  next: {hint}")
 
 
 def _initial_params() -> list:
@@ -151,8 +153,9 @@ def test_harness_sgd_learns_mnist(candidate: Candidate, request: pytest.FixtureR
                                              epochs=check["epochs"], batch_size=BATCH_SIZE,
                                              seed=SHUFFLE_SEED), where)
     params = _checked_params(trained, where)
-    _assert_reaches(_accuracy(params, data), check, "The suite's SGD loop (your forward/backward)",
-                    where, HARNESS_HINT, record_property)
+    _assert_reaches(_accuracy(params, data), check,
+                    "the suite's SGD loop driven by your forward/backward", where, HARNESS_HINT,
+                    record_property)
 
 
 @pytest.mark.parametrize("which", ["quick", "full"])
@@ -170,5 +173,5 @@ def test_own_train_learns_mnist(candidate: Candidate, request: pytest.FixtureReq
                                           data.y_test, _initial_params(), LR, check["epochs"],
                                           BATCH_SIZE), where)
     params = _checked_params(trained, where)
-    _assert_reaches(_accuracy(params, data), check, "Your train", where, TRAIN_HINT,
+    _assert_reaches(_accuracy(params, data), check, "your train", where, TRAIN_HINT,
                     record_property)
