@@ -83,6 +83,7 @@ def test_wrong_structures_get_a_clear_error(forward, backward, message) -> None:
     assert "epoch 0, step 0" in str(info.value)
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
 def test_divergence_stops_early_and_says_where() -> None:
     X, Y, params = small_problem()
     calls = []
