@@ -645,8 +645,11 @@ def test_interrupted_batch_keeps_finished_rows_and_resumes(tmp_path: Path, sig: 
     rubric = write(tmp_path / "r.toml", TINY_RUBRIC)
     out = tmp_path / "out"
     args = [subs, "--out", out, "-j", "1", "--no-baseline", "--rubric", rubric, *TINY_ARGS]
+    # A test run started in the background inherits an ignored SIGINT; the grader (like any
+    # program) keeps it ignored then. Give it the default disposition, as in a terminal.
     proc = subprocess.Popen([sys.executable, "-m", "tools.grade", *map(str, args)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for_runs(out, 1, proc)
         proc.send_signal(sig)
