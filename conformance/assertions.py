@@ -41,7 +41,10 @@ class Comparison:
     step: np.ndarray | None = None  # finite-difference step per entry, if any
     ignored: np.ndarray | None = None  # entries not judged (ReLU kinks): never a failure
     labels: Sequence[str] | None = None  # row labels (e.g. "direction 2"); default: array index
-    expected_alt: np.ndarray | None = None  # a second acceptable expectation (ReLU'(0) = 1)
+    # The other end of an acceptable range (expectation under ReLU'(0) = 1 where ``expected``
+    # assumes 0): any value between the two passes, since any ReLU'(0) in [0, 1] is a valid
+    # subgradient choice (e.g. np.heaviside(z, 0.5)).
+    expected_alt: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         shape = np.shape(self.expected)
@@ -51,10 +54,12 @@ class Comparison:
 
     @property
     def error(self) -> np.ndarray:
-        err = np.abs(self.actual - self.expected)
-        if self.expected_alt is not None:
-            err = np.minimum(err, np.abs(self.actual - self.expected_alt))
-        return err
+        if self.expected_alt is None:
+            return np.abs(self.actual - self.expected)
+        # Distance to the interval [min(expected, alt), max(expected, alt)]; NaN stays NaN.
+        lo = np.minimum(self.expected, self.expected_alt)
+        hi = np.maximum(self.expected, self.expected_alt)
+        return np.maximum(np.maximum(lo - self.actual, self.actual - hi), 0.0)
 
     @property
     def bad(self) -> np.ndarray:

@@ -106,7 +106,7 @@ BUGGY: tuple[BugSpec, ...] = (
          ("gradients", "relu_index", "golden"),
          (_MASK, "(pre_activations[0] > 0).astype(np.float32)")),
     _bug("softmax_global_max", "softmax subtracts the batch's global max instead of each row's: "
-         "rows of smaller scale underflow to 0/0", "stability", (_SOFTMAX_SHIFT, "z = z - z.max()"),
+         "rows of smaller scale underflow to 0/0", ("stability", "golden"), (_SOFTMAX_SHIFT, "z = z - z.max()"),
          message="per-row max subtraction"),
     _bug("log_guard_outside_log", "the +1e-12 is added after the log (log(Y_hat) + 1e-12), so "
          "it guards nothing", ("stability", "golden"),
