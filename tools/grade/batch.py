@@ -179,9 +179,9 @@ def _progress(total: int, enabled: bool):
 
 
 def _graded(sub: Submission, run: StoredRun | JobResult, rubric: Rubric, suite: str,
-            expected: Baseline | None) -> GradedSubmission:
+            baseline: Baseline | None) -> GradedSubmission:
     tests = (run.report or {}).get("tests", []) if run.report else []
-    grade = score(rubric, run.status, tests, expected, run.message)
+    grade = score(rubric, run.status, tests, baseline, run.message)
     return GradedSubmission(name=sub.name, slug=sub.slug, sha256=sub.sha256, status=run.status,
                             message=run.message, grade=grade, duration=run.duration, tests=tests,
                             suite_version=suite, rubric=rubric, junit_xml=run.junit_xml,
@@ -217,77 +217,15 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
     except SubmissionsError as exc:
         raise BatchError(str(exc)) from None
     suite = compute_suite_version()
-    config = opts.config
     book = Gradebook(out / "grades.sqlite")
     summary = BatchSummary(out=out, total=len(subs), max_score=rubric.max_score)
     try:
-        book.add_rubric(rubric)
-        batch_id = book.start_batch(list(argv), suite, rubric.hash, config.key(), len(subs))
-        expected = None
-        if opts.baseline:
-            log("grading the reference implementation first (baseline) ...")
-            expected = ensure_baseline(book, rubric, config, suite, run_job)
-        by_name = {s.name: s for s in subs}
-        done: dict[str, GradedSubmission] = {}
-        to_run: list[Job] = []
-
-        def record(result: JobResult, sub: Submission) -> None:
-            ran_with = (result.report or {}).get("suite_version")
-            if ran_with and ran_with != suite:
-                # The files changed during the batch, or a Dask worker has another checkout: this
-                # verdict belongs to no recorded suite version. Not final: graded again next time.
-                result.status = "error"
-                result.message = (f"the suite that ran ({ran_with}) is not the one this batch "
-                                  f"grades with ({suite}); run the grader again")
-            run_id = book.add_run(result, suite, config.key(), source=sub.source)
-            graded = _graded(sub, result, rubric, suite, expected)
-            book.add_grade(run_id, sub.name, rubric, suite, result.status, graded.grade)
-            write_submission_files(out, graded)
-            done[sub.name] = graded
-
-        for sub in subs:
-            stored = None if opts.force else book.reusable_run(sub.name, sub.sha256, suite,
-                                                                config.key(), opts.retry)
-            if stored is not None:
-                graded = _graded(sub, stored, rubric, suite, expected)
-                if book.grade_for(stored.id, rubric.hash) is None:
-                    book.add_grade(stored.id, sub.name, rubric, suite, stored.status, graded.grade)
-                    summary.rescored += 1
-                else:
-                    summary.unchanged += 1
-                done[sub.name] = graded
-            elif sub.problem:
-                record(problem_result(sub), sub)
-                summary.ran += 1
-            else:
-                assert sub.module is not None
-                to_run.append(Job(name=sub.name, sha256=sub.sha256, files=sub.files,
-                                  module=sub.module, config=config))
-
-        bar = _progress(len(to_run), opts.progress)
-        results = (_execute_dask(to_run, opts.dask) if opts.dask
-                   else _execute_local(to_run, opts.jobs))
         with _Interrupt():
-            try:
-                for result in results:
-                    record(result, by_name[result.name])
-                    summary.ran += 1
-                    if bar is not None:
-                        bar.set_postfix_str(f"{result.name[:20]}: {result.status}", refresh=False)
-                        bar.update(1)
-            except KeyboardInterrupt:
-                summary.interrupted = True
-                kill_all_live()
-                raise
-            finally:
-                if bar is not None:
-                    bar.close()
-                getattr(results, "close", lambda: None)()
-                # Whatever happened, the class files reflect every committed result.
-                summary.graded = [done[s.name] for s in subs if s.name in done]
-                _write_class_files(out, summary.graded, rubric)
-                book.finish_batch(batch_id, summary.ran, summary.rescored, summary.unchanged,
-                                  summary.interrupted)
+            _grade_all(opts, subs, rubric, suite, book, summary, list(argv), log)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        kill_all_live()  # the suite runs live in their own sessions: Ctrl-C does not reach them
+        raise
     finally:
         book.close()
     for sub in summary.graded:
@@ -297,6 +235,77 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
     summary.mean_score = sum(scores) / len(scores) if scores else 0.0
     summary.seconds = time.time() - started
     return summary
+
+
+def _grade_all(opts: BatchOptions, subs: list[Submission], rubric: Rubric, suite: str, book: Gradebook,
+               summary: BatchSummary, argv: list[str], log: Callable[[str], None]) -> None:
+    """Steps 2-4 of the module docstring; fills ``summary`` (also when interrupted)."""
+    out, config = summary.out, opts.config
+    book.add_rubric(rubric)
+    batch_id = book.start_batch(argv, suite, rubric.hash, config.key(), len(subs))
+    baseline = None
+    if opts.baseline:
+        log("grading the reference implementation first (baseline) ...")
+        baseline = ensure_baseline(book, rubric, config, suite, run_job)
+    by_name = {s.name: s for s in subs}
+    done: dict[str, GradedSubmission] = {}
+    to_run: list[Job] = []
+
+    def record(result: JobResult, sub: Submission) -> None:
+        ran_with = (result.report or {}).get("suite_version")
+        if ran_with and ran_with != suite:
+            # The files changed during the batch, or a Dask worker has another checkout: this
+            # verdict belongs to no recorded suite version. Not final: graded again next time.
+            result.status = "error"
+            result.message = (f"the suite that ran ({ran_with}) is not the one this batch "
+                              f"grades with ({suite}); run the grader again")
+        run_id = book.add_run(result, suite, config.key(), source=sub.source)
+        graded = _graded(sub, result, rubric, suite, baseline)
+        book.add_grade(run_id, sub.name, rubric, suite, result.status, graded.grade)
+        write_submission_files(out, graded)
+        done[sub.name] = graded
+
+    for sub in subs:
+        stored = None if opts.force else book.reusable_run(sub.name, sub.sha256, suite,
+                                                            config.key(), opts.retry)
+        if stored is not None:
+            graded = _graded(sub, stored, rubric, suite, baseline)
+            if book.grade_for(stored.id, rubric.hash) is None:
+                book.add_grade(stored.id, sub.name, rubric, suite, stored.status, graded.grade)
+                summary.rescored += 1
+            else:
+                summary.unchanged += 1
+            done[sub.name] = graded
+        elif sub.problem:
+            record(problem_result(sub), sub)
+            summary.ran += 1
+        else:
+            assert sub.module is not None
+            to_run.append(Job(name=sub.name, sha256=sub.sha256, files=sub.files,
+                              module=sub.module, config=config))
+
+    bar = _progress(len(to_run), opts.progress)
+    results = (_execute_dask(to_run, opts.dask) if opts.dask
+               else _execute_local(to_run, opts.jobs))
+    interrupted = True
+    try:
+        for result in results:
+            record(result, by_name[result.name])
+            summary.ran += 1
+            if bar is not None:
+                bar.set_postfix_str(f"{result.name[:20]}: {result.status}", refresh=False)
+                bar.update(1)
+        interrupted = False
+    finally:
+        if interrupted:
+            kill_all_live()
+        if bar is not None:
+            bar.close()
+        getattr(results, "close", lambda: None)()
+        # Whatever happened, the class files reflect every committed result.
+        summary.graded = [done[s.name] for s in subs if s.name in done]
+        _write_class_files(out, summary.graded, rubric)
+        book.finish_batch(batch_id, summary.ran, summary.rescored, summary.unchanged, interrupted)
 
 
 def _write_class_files(out: Path, graded: list[GradedSubmission], rubric: Rubric) -> None:
