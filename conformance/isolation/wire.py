@@ -61,16 +61,19 @@ class WireTimeout(WireError):
 # --------------------------------------------------------------------------- framing
 
 
-def write_frame(fd: int, header: dict, blob: bytes | bytearray | memoryview = b"") -> None:
+def write_frame(fd: int, header: dict, blob: Any = b"") -> None:
+    """``blob``: bytes-like, or a list of bytes-like parts (written without joining them)."""
     data = json.dumps(header, allow_nan=False, separators=(",", ":")).encode()
     if len(data) > MAX_JSON_BYTES:
         raise WireError(f"message header too large ({len(data)} bytes)")
-    head = _PREFIX.pack(MAGIC, len(data), len(blob)) + data
-    if len(blob) <= 1 << 20:  # one write, one wake-up of the reader: latency is per call
-        _write_all(fd, head + bytes(blob))
+    parts = blob if isinstance(blob, list) else [blob]
+    size = sum(memoryview(p).nbytes for p in parts)
+    head = _PREFIX.pack(MAGIC, len(data), size) + data
+    if size <= 1 << 20:  # one write, one wake-up of the reader: latency is per call
+        _write_all(fd, b"".join([head, *parts]))
     else:
-        _write_all(fd, head)
-        _write_all(fd, blob)
+        for part in [head, *parts]:
+            _write_all(fd, part)
 
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
@@ -211,16 +214,16 @@ def _foreign(value: Any, why: str) -> dict:
     return {"t": "foreign", "type": str(name)[:100], "module": str(module)[:100], "why": why}
 
 
-def encode_tree(value: Any, *, max_bytes: int, max_nodes: int = MAX_NODES) -> tuple[dict, bytes]:
-    """Encode ``value`` as (tree, npz bytes)."""
+def encode_tree(value: Any, *, max_bytes: int, max_nodes: int = MAX_NODES) -> tuple[dict, list]:
+    """Encode ``value`` as (tree, the npz archive as a list of parts for ``write_frame``)."""
     enc = _Encoder(max_nodes)
     tree = enc.encode(value)
     total = sum(a.nbytes for a in enc.arrays.values())
     if total > max_bytes:
         raise WireError(f"value holds {total} bytes of arrays, more than the {max_bytes}-byte limit")
     if not enc.arrays:
-        return tree, b""
-    return tree, write_npz(enc.arrays)
+        return tree, []
+    return tree, npz_parts(enc.arrays)
 
 
 _ZIP_LOCAL = struct.Struct("<4sHHHHHIIIHH")
@@ -228,10 +231,18 @@ _ZIP_CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
 _ZIP_END = struct.Struct("<4sHHHHIIH")
 
 
-def write_npz(arrays: dict[str, np.ndarray]) -> bytearray:
-    """An uncompressed .npz archive (what np.savez writes, readable by np.load), built
-    directly: np.savez costs ~60 us per array, too much for thousands of small calls."""
-    out = bytearray()
+def write_npz(arrays: dict[str, np.ndarray]) -> bytes:
+    """An uncompressed .npz archive (what np.savez writes, readable by np.load)."""
+    return b"".join(npz_parts(arrays))
+
+
+def npz_parts(arrays: dict[str, np.ndarray]) -> list:
+    """The .npz archive as a list of buffers: headers, and the arrays' own memory (no copy of
+    MNIST-sized data). Built directly: np.savez costs ~60 us per array, too much for
+    thousands of small calls."""
+    parts: list = []
+    pending = bytearray()  # small pieces are gathered; big array data is referenced, not copied
+    offset = 0
     central = bytearray()
     for key, arr in arrays.items():
         if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
@@ -242,29 +253,31 @@ def write_npz(arrays: dict[str, np.ndarray]) -> bytearray:
         pad = 64 - (10 + len(header) + 1) % 64
         head = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header) + pad + 1) + (
             header + " " * pad + "\n").encode("latin1")
-        data = memoryview(arr.T if fortran else arr).cast("B") if arr.size else b""
-        size = len(head) + len(data)
-        if size >= 0xFFFFFFFF or len(out) >= 0xFFFFFFFF:
+        data = memoryview(arr.T if fortran else arr).cast("B") if arr.size else memoryview(b"")
+        size = len(head) + data.nbytes
+        if size >= 0xFFFFFFFF or offset >= 0xFFFFFFFF:
             raise WireError("array too large for the wire format (4 GiB)")
         crc = zlib.crc32(data, zlib.crc32(head))
         name = f"{key}.npy".encode()
-        offset = len(out)
         # An "extra field" pads the local header so every array's data starts 64-byte aligned
-        # within the archive (the worker uses the arrays in place).
+        # within the archive (the worker uses big arrays in place).
         unpadded = offset + _ZIP_LOCAL.size + len(name) + 4 + len(head)
-        extra = struct.pack("<HH", 0x6E70, (-unpadded) % 64)
-        extra += b"\0" * ((-unpadded) % 64)
-        out += _ZIP_LOCAL.pack(b"PK\x03\x04", 20, 0, 0, 0, 0x21, crc, size, size, len(name), len(extra))
-        out += name
-        out += extra
-        out += head
-        out += data
+        extra = struct.pack("<HH", 0x6E70, (-unpadded) % 64) + b"\0" * ((-unpadded) % 64)
+        pending += _ZIP_LOCAL.pack(b"PK\x03\x04", 20, 0, 0, 0, 0x21, crc, size, size, len(name),
+                                   len(extra))
+        pending += name + extra + head
+        if data.nbytes >= 1 << 16:
+            parts += [pending, data]
+            pending = bytearray()
+        else:
+            pending += data
         central += _ZIP_CENTRAL.pack(b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, crc, size, size,
                                      len(name), 0, 0, 0, 0, 0, offset) + name
-    end = _ZIP_END.pack(b"PK\x05\x06", 0, 0, len(arrays), len(arrays), len(central), len(out), 0)
-    out += central  # in place: an MNIST-sized archive is not copied once more
-    out += end
-    return out
+        offset += _ZIP_LOCAL.size + len(name) + len(extra) + size
+    pending += central
+    pending += _ZIP_END.pack(b"PK\x05\x06", 0, 0, len(arrays), len(arrays), len(central), offset, 0)
+    parts.append(pending)
+    return parts
 
 
 # --------------------------------------------------------------------------- decoding
@@ -352,38 +365,61 @@ def _parse_npy_header(data: memoryview, name: str) -> tuple[tuple[int, ...], boo
     return shape, bool(fortran), dtype, offset
 
 
+def _central_directory(view: memoryview) -> list[tuple[str, int, int, int, int]]:
+    """(name, compression method, compressed size, size, local header offset) per member,
+    read straight from the archive's end record and central directory (zipfile would first
+    copy the whole payload: hundreds of MB for MNIST). No archive comment, no zip64, no
+    multi-disk archives: the worker's writer never makes them."""
+    if len(view) < 22:
+        raise WireError("array payload is not a valid npz archive (too short)")
+    sig, disk, cd_disk, n_here, n_total, cd_size, cd_offset, comment = _ZIP_END.unpack_from(view, len(view) - 22)
+    if sig != b"PK\x05\x06" or disk or cd_disk or n_here != n_total or comment:
+        raise WireError("array payload is not a valid npz archive (end record)")
+    if n_total > MAX_NODES or cd_offset + cd_size != len(view) - 22:
+        raise WireError("array payload is not a valid npz archive (central directory bounds)")
+    entries, at = [], cd_offset
+    for _ in range(n_total):
+        if at + 46 > cd_offset + cd_size:
+            raise WireError("array payload is not a valid npz archive (central directory truncated)")
+        fields = _ZIP_CENTRAL.unpack_from(view, at)
+        if fields[0] != b"PK\x01\x02":
+            raise WireError("array payload is not a valid npz archive (central header)")
+        method, compressed, size = fields[4], fields[8], fields[9]
+        name_len, extra_len, comment_len, offset = fields[10], fields[11], fields[12], fields[16]
+        if 0xFFFFFFFF in (compressed, size, offset) or offset >= cd_offset:
+            raise WireError("array payload is not a valid npz archive (zip64 or bad offset)")
+        name = bytes(view[at + 46:at + 46 + name_len]).decode("ascii", "replace")
+        entries.append((name, method, compressed, size, offset))
+        at += 46 + name_len + extra_len + comment_len
+    if at != cd_offset + cd_size:
+        raise WireError("array payload is not a valid npz archive (central directory size)")
+    return entries
+
+
 def _read_members(blob: bytes | bytearray, *, max_bytes: int, copy: bool = True) -> dict[str, np.ndarray]:
     """Read the arrays of an uncompressed .npz archive without pickle and without trusting it:
     only stored (uncompressed) members named a<N>.npy, each with a numeric dtype and exactly
     as many data bytes as its header's shape needs, all within ``max_bytes``."""
     if not blob:
         return {}
-    try:
-        infos = zipfile.ZipFile(io.BytesIO(blob)).infolist()
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise WireError(f"array payload is not a valid npz archive: {exc}") from None
-    if len(infos) > MAX_NODES:
-        raise WireError("array payload has too many members")
     view = memoryview(blob)
     arrays: dict[str, np.ndarray] = {}
     total = 0
-    for info in infos:
-        name = info.filename
+    for name, method, compressed, size, start in _central_directory(view):
         if not re.fullmatch(r"a\d{1,6}\.npy", name) or name[:-4] in arrays:
             raise WireError(f"unexpected member {name[:60]!r} in the array payload")
-        if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+        if method != zipfile.ZIP_STORED or size != compressed:
             raise WireError(f"member {name} is compressed")  # no zip bombs
-        total += info.file_size
+        total += size
         if total > max_bytes:
             raise WireError(f"arrays exceed the {max_bytes}-byte limit")
-        start = info.header_offset
         magic, name_len, extra_len = _LOCAL_HEADER.unpack_from(view, start) if start + 30 <= len(view) \
             else (b"", 0, 0)
         if magic != b"PK\x03\x04":
             raise WireError(f"member {name}: bad local header")
         begin = start + 30 + name_len + extra_len
-        member = view[begin:begin + info.file_size]
-        if len(member) != info.file_size:
+        member = view[begin:begin + size]
+        if len(member) != size:
             raise WireError(f"member {name}: truncated")
         shape, fortran, dtype, offset = _parse_npy_header(member, name)
         count = 1
