@@ -37,7 +37,7 @@ img{max-width:100%;height:auto}.muted{color:#666;font-size:.9em}
 """
 MAX_TABLE_ROWS = 2000
 MAX_PAGE_FAILURES = 40
-PAGE_VERSION = 1  # bump when the page layout changes, so existing pages are redrawn
+PAGE_VERSION = 2  # bump when the page layout changes, so existing pages are redrawn
 
 
 def _page(title: str, body: str, key: str = "") -> str:
@@ -140,6 +140,11 @@ def mnist_histogram(accuracies: list[float]) -> str | None:
     return _png(fig)
 
 
+def _num(value: float) -> str:
+    """Points as people read them: 15, 7.5, 32.29 (the CSV keeps full precision)."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
 def _status_html(status: str) -> str:
     css = "graded" if status == "graded" else "bad"
     return f"<span class=\"{css}\">{escape(status)}</span>"
@@ -202,9 +207,9 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report") -> str
     parts += ["<h2>Submissions</h2>", "<table><tr><th>submission</th><th>status</th><th>score</th>"
               + "".join(f"<th>{escape(g.area or g.key)}</th>" for g in rubric.groups) + "</tr>"]
     for sub in subs[:MAX_TABLE_ROWS]:
-        cells = "".join(f"<td class=\"num\">{g.score:g}</td>" for g in sub.grade.groups)
+        cells = "".join(f"<td class=\"num\">{_num(g.score)}</td>" for g in sub.grade.groups)
         parts.append(f"<tr><td><a href=\"{escape(sub.slug)}.html\">{escape(sub.name)}</a></td>"
-                     f"<td>{_status_html(sub.status)}</td><td class=\"num\">{sub.grade.score:g}</td>"
+                     f"<td>{_status_html(sub.status)}</td><td class=\"num\">{_num(sub.grade.score)}</td>"
                      f"{cells}</tr>")
     parts.append("</table>")
     return _page(title, "\n".join(parts))
@@ -214,7 +219,7 @@ def submission_page(sub: GradedSubmission) -> str:
     parts = ["<p><a href=\"index.html\">&larr; class overview</a></p>",
              f"<h1>{escape(sub.name)}</h1>",
              f"<p>Status: {_status_html(sub.status)} &mdash; {escape(STATUS_HELP.get(sub.status, ''))}<br>"
-             f"Score: <b>{sub.grade.score:g} / {sub.grade.max_score:g}</b><br>"
+             f"Score: <b>{_num(sub.grade.score)} / {_num(sub.grade.max_score)}</b><br>"
              f"<span class=\"muted\">sha256 {escape(sub.sha256)}; suite {escape(sub.suite_version)}; "
              f"rubric {escape(sub.rubric.hash)}; {sub.duration:.1f} s</span></p>"]
     if sub.status != "graded" and sub.message:
@@ -222,8 +227,8 @@ def submission_page(sub: GradedSubmission) -> str:
     parts += ["<h2>Points</h2>", "<table><tr><th>group</th><th>score</th><th>passed</th>"
               "<th>failed</th><th>skipped</th></tr>"]
     for gs in sub.grade.groups:
-        parts.append(f"<tr><td>{escape(gs.group.title)}</td><td class=\"num\">{gs.score:g} / "
-                     f"{gs.max_score:g}</td><td class=\"num\">{len(gs.passed)}</td>"
+        parts.append(f"<tr><td>{escape(gs.group.title)}</td><td class=\"num\">{_num(gs.score)} / "
+                     f"{_num(gs.max_score)}</td><td class=\"num\">{len(gs.passed)}</td>"
                      f"<td class=\"num\">{len(gs.failed)}</td><td class=\"num\">{len(gs.skipped)}</td></tr>")
     parts.append("</table>")
     failing = [t for gs in sub.grade.groups for t in gs.failed]
