@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conformance.candidate import Candidate, CandidateError
+from conformance.candidate import Candidate, CandidateError, failure_text
 from conformance.cases import Case
 from conformance.contract import ForwardResult, check_backward, check_forward
 from conformance.diagnosis import explain_exception
@@ -28,12 +28,12 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
             return candidate.call_and_inspect(function, *args)
         return candidate.call(function, *args)
     except CandidateError as exc:
-        text, frames = exc.reason, ""
+        text, frames = failure_text(exc), ""
     except Exception as exc:  # noqa: BLE001 - whatever the candidate raises is a finding
-        text, frames = f"{type(exc).__name__}: {exc}", _candidate_frames(exc)
+        text, frames = failure_text(exc), _candidate_frames(exc)
     hint = explain_exception(text, function, case.layer_sizes, case.batch) if case is not None else ""
     first, _, rest = text.strip().partition("\n")
-    message = f"your {function} raised {first} [{where}]{frames}"
+    message = f"your {function} {first} [{where}]{frames}"
     if rest.strip():  # e.g. the isolated worker's traceback: keep its last lines
         tail = [ln for ln in rest.splitlines() if ln.strip()][-12:]
         message += "\n" + "\n".join("    " + ln for ln in tail)

@@ -36,6 +36,30 @@ class CandidateError(Exception):
         self.reason = reason
 
 
+class CandidateRaised(CandidateError):
+    """The candidate's own code raised inside the worker. The exception itself cannot cross
+    the boundary (it would be candidate code), so its type name, message and traceback text
+    travel as strings."""
+
+    def __init__(self, function: str, exc_type: str, message: str, traceback_text: str):
+        # Reads like the in-process text "ValueError: message" (the suite prefixes "raised").
+        reason = f"{exc_type}: {message}" if message else exc_type
+        if traceback_text:
+            reason += "\n\nTraceback in the isolated worker:\n" + traceback_text.rstrip()
+        super().__init__(function, reason)
+        self.exc_type, self.exc_message, self.traceback_text = exc_type, message, traceback_text
+
+
+def failure_text(exc: BaseException) -> str:
+    """How a failed call reads after "your forward ...": "raised ValueError: ..." when the
+    candidate's code raised (in-process or in the worker), "failed: timeout after 3 s" when
+    the call died some other way (crash, limit, invalid output)."""
+    if isinstance(exc, CandidateRaised) or not isinstance(exc, CandidateError):
+        text = exc.reason if isinstance(exc, CandidateError) else f"{type(exc).__name__}: {exc}"
+        return f"raised {text}"
+    return f"failed: {exc.reason}"
+
+
 class Candidate(Protocol):
     """What a test may do with the implementation under test."""
 

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from conformance import contract
+from conformance.candidate import failure_text
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES_DIR = ROOT / "fixtures"
@@ -143,7 +144,7 @@ def call_candidate(candidate: Any, function: str, *args: Any, where: str) -> Any
     try:
         return candidate.call(function, *args)
     except Exception as exc:  # noqa: BLE001 - any candidate exception is a finding
-        raise Mismatch(f"{function} raised {type(exc).__name__}: {exc} [{where}]") from exc
+        raise Mismatch(f"your {function} {failure_text(exc)} [{where}]") from exc
 
 
 def n_layers_of(entry: dict) -> int:

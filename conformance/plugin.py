@@ -82,6 +82,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="write a machine-readable JSON report (per test: check area, outcome, message)",
     )
+    from conformance.isolation.options import add_isolation_options
+
+    add_isolation_options(parser)  # --isolate-timeout, --isolate-memory, ... (SECURITY.md)
 
 
 def impl_spec(config: pytest.Config) -> str:
@@ -135,6 +138,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"candidate file: {candidate.path}",
         f"candidate sha256: {candidate.sha256}",
     ]
+    if candidate.isolated and hasattr(candidate, "describe"):
+        lines.append(f"isolation: {candidate.describe()}")
     if candidate.load_error:
         lines.append("candidate could not be loaded: every check but the load check is deselected")
     return lines

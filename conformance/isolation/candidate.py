@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from conformance.candidate import OPTIONAL_FUNCTIONS, REQUIRED_FUNCTIONS, CandidateError, file_sha256
+from conformance.candidate import (
+    OPTIONAL_FUNCTIONS,
+    REQUIRED_FUNCTIONS,
+    CandidateError,
+    CandidateRaised,
+    file_sha256,
+)
 from conformance.isolation import wire
 from conformance.isolation.locate import Located, copy_candidate, locate
 from conformance.isolation.options import Limits
@@ -22,20 +28,6 @@ KNOWN_FUNCTIONS = list(REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS) + ["accuracy"]
 MAX_RESTARTS = 20
 # Candidate functions that train a network get the training time limit, not the per-call one.
 TRAINING_FUNCTIONS = {"train"}
-
-
-class CandidateRaised(CandidateError):
-    """The candidate's own code raised inside the worker. The exception itself cannot cross
-    the boundary (it would be candidate code), so its type name, message and traceback text
-    travel as strings."""
-
-    def __init__(self, function: str, exc_type: str, message: str, traceback_text: str):
-        # Reads like the in-process text "ValueError: message" (the suite prefixes "raised").
-        reason = f"{exc_type}: {message}" if message else exc_type
-        if traceback_text:
-            reason += "\n\nTraceback in the isolated worker:\n" + traceback_text.rstrip()
-        super().__init__(function, reason)
-        self.exc_type, self.exc_message, self.traceback_text = exc_type, message, traceback_text
 
 
 @dataclass
