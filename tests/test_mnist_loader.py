@@ -28,9 +28,6 @@ from reference.mnist import FILES, MNISTError, find_mnist_dir, load_mnist, one_h
 TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
-_REAL_DIR_AT_START = os.environ.get(mnist.DIR_ENV)  # read before any test touches the env
-
-
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -101,20 +98,6 @@ def tiny(monkeypatch: pytest.MonkeyPatch) -> TinyMNIST:
 @pytest.fixture
 def tiny_dir(tiny: TinyMNIST, tmp_path: Path) -> Path:
     return tiny.write_to(tmp_path / "data")
-
-
-@pytest.fixture(scope="session")
-def real_dir() -> Path:
-    """The real MNIST files: skip without them, fail under CI (which always has them)."""
-    found = find_mnist_dir(_REAL_DIR_AT_START) if _REAL_DIR_AT_START else find_mnist_dir()
-    if found is None:
-        where = f"${mnist.DIR_ENV}={_REAL_DIR_AT_START}" if _REAL_DIR_AT_START else \
-            f"${mnist.DIR_ENV} unset and nothing in {mnist.cache_dir()}"
-        message = f"real MNIST files not found ({where}); run 'python -m tools.fetch_mnist'"
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide MNIST: " + message, pytrace=False)
-        pytest.skip(message)
-    return found
 
 
 def assert_refused(match: str, directory: Path, file_name: str) -> MNISTError:

@@ -209,16 +209,11 @@ def test_train_on_synthetic_data_matches_section(section, dtype) -> None:
 
 
 @pytest.mark.mnist
-def test_train_on_mnist_subset_matches_section(section, tmp_path_factory, monkeypatch) -> None:
-    from tests.test_mnist_loader import _REAL_DIR_AT_START
-    from reference.mnist import MNISTError, find_mnist_dir, load_mnist, one_hot
+def test_train_on_mnist_subset_matches_section(section, real_dir, tmp_path_factory, monkeypatch) -> None:
+    from reference.mnist import MNISTError, load_mnist, one_hot
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "reference-cache"))
-    directory = find_mnist_dir(_REAL_DIR_AT_START)
-    if directory is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide MNIST ($BACKPROP_MNIST_DIR)", pytrace=False)
-        pytest.skip("real MNIST files not found; set $BACKPROP_MNIST_DIR")
+    directory = real_dir
     try:
         data = load_mnist(directory, download=False, progress=False)
     except MNISTError as exc:

@@ -11,7 +11,6 @@ import pytest
 
 from reference import mnist
 from reference.train import main
-from tests.test_mnist_loader import real_dir  # noqa: F401 - the shared "real MNIST or skip/fail" fixture
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -25,7 +24,7 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
 @pytest.mark.mnist
 def test_one_epoch_prints_progress_and_final_accuracy_and_writes_png(
-    real_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+    real_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     plot = tmp_path / "curve.png"
     status = main(["--epochs", "1", "--dtype", "float32", "--data-dir", str(real_dir), "--plot", str(plot)])
@@ -47,7 +46,7 @@ def test_one_epoch_prints_progress_and_final_accuracy_and_writes_png(
 
 
 @pytest.mark.mnist
-def test_module_entry_point_quiet_run_prints_one_line(real_dir: Path) -> None:  # noqa: F811
+def test_module_entry_point_quiet_run_prints_one_line(real_dir: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "reference.train", "--quiet", "--epochs", "1", "--hidden", "32,16",
          "--batch-size", "256", "--lr", "0.2", "--data-dir", str(real_dir)],
