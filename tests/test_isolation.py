@@ -213,24 +213,34 @@ def test_timeout_kills_the_worker_and_the_next_call_gets_a_fresh_one(isolated) -
     with pytest.raises(CandidateError, match=r"timeout after 1 s \(per-call limit\); the worker was killed"):
         cand.call("backward", [], [], np.zeros(1), [])
     assert cand.call("forward", np.zeros(1), [])[0][0][0] == 1.0  # fresh worker: module state reset
+    # A function that hung is not called again (each call would burn the same limit), and
+    # neither is the suite's SGD loop, which calls it; other functions still run.
+    began = time.monotonic()
+    with pytest.raises(CandidateError, match=r"not run: backward\(\) already hung in an earlier check "
+                                             r"\(timeout after 1 s\)"):
+        cand.call("backward", [], [], np.zeros(1), [])
+    with pytest.raises(CandidateError, match=r"run_sgd\(\): not run: backward\(\) already hung"):
+        cand.run_sgd(np.zeros((2, 1)), np.ones((2, 1)), [], lr=0.1, epochs=1, batch_size=2, seed=0)
+    assert time.monotonic() - began < 0.5
+    assert cand.call("forward", np.zeros(1), [])[0][0][0] == 2.0
 
 
 def test_session_budget_stops_all_further_calls(isolated) -> None:
     cand = isolated("""
-        def forward(X, params):
+        def _hang(*args):
             while True:
                 pass
-        def backward(a, z, Y, params):
-            return []
+        forward = backward = relu = softmax = cross_entropy = init_params = _hang
     """, Limits(call_timeout=1, session_timeout=3))
     began, reasons = time.monotonic(), []
-    while not reasons or "exhausted" not in reasons[-1]:
-        assert len(reasons) < 8, reasons
+    for function in ("forward", "relu", "softmax", "cross_entropy", "init_params"):
         with pytest.raises(CandidateError) as info:
-            cand.call("forward", 0, [])
+            cand.call(function, 0)
         reasons.append(info.value.reason)
+        if "exhausted" in reasons[-1]:
+            break
     assert reasons[0].startswith("timeout after 1 s (per-call limit)")
-    assert "session time budget of 3 s" in reasons[-1]
+    assert "session time budget of 3 s" in reasons[-1], reasons
     assert time.monotonic() - began < 3 + 4  # the budget, plus killing and restarting workers
     with pytest.raises(CandidateError, match=r"session time budget of 3 s exhausted"):
         cand.call("backward", 0, 0, 0, 0)

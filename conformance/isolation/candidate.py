@@ -50,6 +50,10 @@ class IsolatedCandidate:
     _used: float = 0.0  # wall-clock seconds spent in the worker so far
     _starts: int = 0
     _gave_up: str | None = field(default=None, repr=False)
+    # function -> the timeout it hit. A function that hung once is not called again: every
+    # further call would only burn the same limit (an infinite loop in backward would cost
+    # one per-call timeout per check, and the whole session budget of a graded batch slot).
+    _hung: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, spec: str, config: pytest.Config | None = None) -> "IsolatedCandidate":
@@ -192,6 +196,7 @@ class IsolatedCandidate:
     def run_sgd(self, X: Any, Y: Any, params: Any, *, lr: float, epochs: int, batch_size: int,
                 seed: int) -> Any:
         __tracebackhide__ = True
+        self._refuse_if_hung("run_sgd", ("forward", "backward"))  # the suite's loop calls both
         kwargs = {"lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed}
         return self._send_call("run_sgd", {"op": "sgd"}, [X, Y, params], kwargs,
                                self.limits.sgd_timeout, inspect=False)[0]
@@ -200,10 +205,19 @@ class IsolatedCandidate:
         __tracebackhide__ = True
         if not self.has(function):
             raise CandidateError(function, f"candidate {self.module_name!r} has no function {function}")
+        self._refuse_if_hung(function, (function,))
         timeout = self.limits.sgd_timeout if function in TRAINING_FUNCTIONS else self.limits.call_timeout
         result, after = self._send_call(function, {"op": "call", "function": function}, list(args),
                                         kwargs, timeout, inspect=inspect)
         return result, (tuple(after) if isinstance(after, list) else after)
+
+    def _refuse_if_hung(self, function: str, depends_on: tuple[str, ...]) -> None:
+        __tracebackhide__ = True
+        for name in depends_on:
+            if name in self._hung:
+                raise CandidateError(function, f"not run: {name}() already hung in an earlier check "
+                                     f"({self._hung[name]}); a function that hangs once is not "
+                                     "called again")
 
     def _send_call(self, function: str, header: dict, args: list, kwargs: dict, timeout: float,
                    inspect: bool) -> tuple[Any, Any]:
@@ -254,6 +268,7 @@ class IsolatedCandidate:
                               "call; the worker was killed")
                 else:
                     limit = "training" if timeout == self.limits.sgd_timeout else "per-call"
+                    self._hung[function] = f"timeout after {budget:g} s"
                     reason = (f"timeout after {budget:g} s ({limit} limit); the worker was killed, "
                               "the next call starts a fresh one")
             raise CandidateError(function, reason) from None
