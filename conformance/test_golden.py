@@ -142,15 +142,18 @@ def test_cross_entropy_matches_golden(candidate: Candidate, case_id: str) -> Non
                               precision=values["loss_precision"].dtype)
 
 
+def _param_keys(entry: dict, prefix: str) -> list[tuple[str, str]]:
+    """(fixture key, display name) of every W and b, e.g. ("train_W0", "W[0]")."""
+    return [(f"{prefix}{kind}{j}", f"{kind}[{j}]")
+            for j in range(golden.n_layers_of(entry)) for kind in ("W", "b")]
+
+
 @pytest.mark.parametrize("case_id", INIT_CASES)
 def test_init_params_matches_golden(candidate: Candidate, case_id: str) -> None:
     _require(candidate, "init_params")
     entry, arrays = _case(case_id)
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["init_params"])
-    keys = []
-    for j in range(golden.n_layers_of(entry)):
-        keys += [(f"W{j}", f"W[{j}]"), (f"b{j}", f"b[{j}]")]
-    _check_keys(values, arrays, entry, keys, "init_params", case_id,
+    _check_keys(values, arrays, entry, _param_keys(entry, ""), "init_params", case_id,
                 f"init_params({entry['architecture']}, seed={entry['seed']})")
 
 
@@ -159,10 +162,7 @@ def test_train_takes_one_sgd_step(candidate: Candidate, case_id: str) -> None:
     _require(candidate, "train")
     entry, arrays = _case(case_id)
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["train"])
-    keys = []
-    for j in range(golden.n_layers_of(entry)):
-        keys += [(f"train_W{j}", f"W[{j}]"), (f"train_b{j}", f"b[{j}]")]
-    _check_keys(values, arrays, entry, keys, "train", case_id,
+    _check_keys(values, arrays, entry, _param_keys(entry, "train_"), "train", case_id,
                 f"train(case={case_id}, lr={golden.TRAIN_STEP_LR}, epochs=1, "
                 f"batch_size={entry['batch']})")
 
