@@ -161,21 +161,29 @@ def central_differences(losses_and_flips: Callable[[np.ndarray], tuple[np.ndarra
 
     ``losses_and_flips(deltas)`` evaluates the loss at theta + deltas[k] for every k and says
     whether a ReLU mask flipped. Uses +-h and +-2h; retries kinked ones with h / 64."""
-    K = directions.shape[0]
-    value = np.zeros(K)
-    error = np.zeros(K)
+    shape = (-1,) + (1,) * (directions.ndim - 1)
+
+    def signed(indices: np.ndarray, signed_steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return losses_and_flips(directions[indices] * signed_steps.reshape(shape))
+
+    return _central_differences(signed, directions.shape[0], steps, loss_scale, eps)
+
+
+def _central_differences(losses_at: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+                         count: int, steps: np.ndarray, loss_scale: float, eps: float) -> Estimate:
+    """The difference scheme itself. ``losses_at(k, s)`` is the loss (and 'a mask flipped') at
+    theta + s[j] * direction k[j], for index and signed-step arrays of equal length."""
+    value = np.zeros(count)
+    error = np.zeros(count)
     used = steps.astype(np.float64).copy()
-    todo = np.arange(K)
-    excluded = np.zeros(K, dtype=bool)
+    todo = np.arange(count)
+    excluded = np.zeros(count, dtype=bool)
     retried = 0
     for attempt in range(2):
         if todo.size == 0:
             break
         h = used[todo]
-        shape = (-1,) + (1,) * (directions.ndim - 1)
-        d = directions[todo]
-        offsets = np.concatenate([d * h.reshape(shape) * f for f in (1.0, -1.0, 2.0, -2.0)])
-        losses, flips = losses_and_flips(offsets)
+        losses, flips = losses_at(np.tile(todo, 4), np.concatenate([h, -h, 2 * h, -2 * h]))
         lp, lm, lp2, lm2 = losses.reshape(4, -1)
         kinked = flips.reshape(4, -1).any(axis=0)
         d1 = (lp - lm) / (2 * h)
@@ -198,17 +206,149 @@ def fd_tensor(X: np.ndarray, Y: np.ndarray, params: Params, layer: int, kind: st
     theta = params[layer][0 if kind == "W" else 1]
     acts, pres = true_forward(X, params)
     width = max(z.shape[-1] for z in pres)
+    per_item = X.shape[0] * width
     if directions is None:
-        directions = np.eye(theta.size).reshape((theta.size,) + theta.shape)
         steps = STEP_FACTOR * np.maximum(1.0, np.abs(theta).reshape(-1))
-    else:
-        steps = np.full(directions.shape[0], STEP_FACTOR * max(1.0, float(np.abs(theta).max(initial=0))))
+        after = downstream(params, pres, acts[-1], np.asarray(Y, dtype=np.float64), layer)
+
+        def at_entries(entries: np.ndarray, signed_steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            pairs = np.stack([entries, signed_steps], axis=1)
+            return _batched(lambda c: _entry_losses(Y, params, acts, pres, after, layer, kind,
+                                                    c[:, 0].astype(np.intp), c[:, 1]),
+                            pairs, per_item=per_item)
+
+        return _central_differences(at_entries, theta.size, steps, mags.loss_scale, EPS64)
+    steps = np.full(directions.shape[0], STEP_FACTOR * max(1.0, float(np.abs(theta).max(initial=0))))
 
     def evaluate(deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return _batched(lambda d: _perturbed_losses(X, Y, params, acts, pres, layer, kind, d),
-                        deltas, per_item=X.shape[0] * width + theta.size)
+                        deltas, per_item=per_item + theta.size)
 
     return central_differences(evaluate, directions, steps, mags.loss_scale)
+
+
+@dataclass
+class Downstream:
+    """How one unit of ``A_{layer+1}`` reaches the rest of the network, per sample, while no
+    later ReLU mask flips (the network after ``layer`` is then linear in that unit): a change c
+    of unit q in row b moves the logits by c * to_logits[b, q] and flips some later mask exactly
+    when c > flip_up[b, q] or c < flip_down[b, q]."""
+
+    to_logits: np.ndarray  # (B, n_{layer+1}, C)
+    flip_up: np.ndarray  # (B, n_{layer+1}), >= 0 (inf: no flip for any increase)
+    flip_down: np.ndarray  # (B, n_{layer+1}), <= 0 (-inf: no flip for any decrease)
+    # The row's loss as a function of c, as a series (``loss_series``): its coefficients and
+    # the spread max_j |g_j - mean_p g| that bounds where the series is exact to rounding.
+    series: tuple[np.ndarray, ...]  # (slope, kappa2 / 2, kappa3 / 6, kappa4 / 24), each (B, n)
+    spread: np.ndarray  # (B, n)
+
+
+def downstream(params: Params, pres: list[np.ndarray], probs: np.ndarray, Y: np.ndarray,
+               layer: int) -> Downstream | None:
+    """``Downstream`` of layer ``layer``'s output units (None for the output layer).
+
+    A later pre-activation Z_k[b, j] moves by c * G_k[b, q, j]; its mask flips at c = -Z/G,
+    upwards in c when (G < 0) == (Z > 0), downwards otherwise (strictly: a unit that does not
+    move, c = 0, never flips a mask, even one sitting exactly at Z = 0)."""
+    L = len(params)
+    if layer == L - 1:
+        return None
+    B, n = pres[layer].shape
+    G = np.broadcast_to(params[layer + 1][0], (B,) + params[layer + 1][0].shape)
+    up, down = np.full((B, n), np.inf), np.full((B, n), -np.inf)
+    for k in range(layer + 1, L - 1):
+        Z = pres[k][:, None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            T = np.where(G != 0, -Z / G, np.nan)
+        rising = (G < 0) == (Z > 0)
+        up = np.minimum(up, np.where(rising & (G != 0), T, np.inf).min(axis=2))
+        down = np.maximum(down, np.where(~rising & (G != 0), T, -np.inf).max(axis=2))
+        G = (G * (pres[k] > 0)[:, None, :]) @ params[k + 1][0]
+    return Downstream(np.ascontiguousarray(G), up, down, *_loss_series(G, probs, Y))
+
+
+def _loss_series(G: np.ndarray, probs: np.ndarray, Y: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Moving unit q of row b by c moves that row's logits by c * g (g = G[b, q]), and its loss
+    by log(sum_j p_j exp(c g_j)) - c g.y: the cumulant generating function of g under the
+    row's softmax p, minus a linear term. Its series c (k1 - g.y) + c^2 k2/2 + c^3 k3/6 +
+    c^4 k4/24 (cumulants from central moments, so nothing cancels) has a remainder below
+    (c * spread)^5 in loss units: with c * spread <= SERIES_MAX_REACH that is < 1e-20, far
+    below the rounding term of every difference, so it stands in for the exact loss there."""
+    p = probs[:, None, :]
+    mean = (p * G).sum(axis=2)
+    d = G - mean[:, :, None]
+    d2 = d * d
+    mu2, mu3, mu4 = (p * d2).sum(axis=2), (p * d2 * d).sum(axis=2), (p * d2 * d2).sum(axis=2)
+    slope = mean - (G * Y[:, None, :]).sum(axis=2)
+    return (slope, mu2 / 2, mu3 / 6, (mu4 - 3 * mu2 * mu2) / 24), np.abs(d).max(axis=2)
+
+
+def _entry_losses(Y: np.ndarray, params: Params, acts: list[np.ndarray], pres: list[np.ndarray],
+                  after: Downstream | None, layer: int, kind: str, entries: np.ndarray,
+                  signed_steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Loss change and 'some ReLU mask flipped' after moving single entries of one tensor.
+
+    Moving W[p, q] by s moves only column q of this layer's pre-activations, by s * A_prev[:, p]
+    (b[q]: by s on every row), so only unit q of the next activations changes, by
+    c = relu(Z'[:, q]) - A[:, q], and (``Downstream``) the logits by c times that unit's row of
+    the downstream Jacobian: per entry O(B * C) instead of a full perturbed forward pass. Mask
+    flips are detected exactly (the linear prediction is exact up to the first flip), and a
+    flipped difference is retried or excluded as before."""
+    K, L = entries.shape[0], len(params)
+    n_out = params[layer][0].shape[1]
+    if kind == "W":
+        rows, q = np.divmod(entries, n_out)
+        shift = signed_steps[:, None] * acts[layer][:, rows].T  # (K, B): the move of Z[:, q]
+    else:
+        q = entries
+        shift = np.repeat(signed_steps[:, None], pres[layer].shape[0], axis=1)
+    if after is None:  # the logits themselves: only column q moves
+        return _loss_change_one_logit(pres[L - 1], acts[L], Y, q, shift), np.zeros(K, dtype=bool)
+    base = pres[layer][:, q].T
+    moved = base + shift
+    change = np.maximum(moved, 0.0) - acts[layer + 1][:, q].T  # (K, B)
+    flipped = ((moved > 0) != (base > 0)).any(axis=1)
+    flipped |= ((change > after.flip_up[:, q].T) | (change < after.flip_down[:, q].T)).any(axis=1)
+    reach = np.abs(change) * after.spread[:, q].T
+    by_series = (reach <= SERIES_MAX_REACH).all(axis=1)
+    losses = np.empty(K)
+    c = change[by_series]
+    slope, k2, k3, k4 = (coef[:, q[by_series]].T for coef in after.series)
+    losses[by_series] = (c * (slope + c * (k2 + c * (k3 + c * k4)))).mean(axis=1)
+    if not by_series.all():  # large moves (huge logits, big steps): the exact loss change
+        rest = ~by_series
+        logits_shift = change[rest][:, :, None] * after.to_logits[:, q[rest], :].transpose(1, 0, 2)
+        losses[rest] = _loss_change(pres[L - 1], acts[L], Y, logits_shift)
+    return losses, flipped
+
+
+SERIES_MAX_REACH = 1e-4  # c * spread up to which ``_loss_series`` replaces the exact loss
+
+
+# Below this logit shift exp/log1p of the shift cannot overflow; above, the loss is recomputed.
+SMALL_SHIFT = 1.0
+
+
+def _loss_change(logits: np.ndarray, probs: np.ndarray, Y: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Exact change of the mean cross-entropy when the logits (B, C) move by ``shift`` (K, B, C):
+    per row, log(sum_j p_j exp(shift_j)) - shift . y, with log1p/expm1 so a tiny change keeps
+    its relative precision instead of cancelling against the whole loss. Only differences of
+    these values are used, so the constant loss itself is never needed."""
+    if np.abs(shift).max(initial=0.0) > SMALL_SHIFT:
+        return mean_cross_entropy(logits + shift, Y) - mean_cross_entropy(logits, Y)
+    per_row = np.log1p((probs * np.expm1(shift)).sum(axis=-1)) - (shift * Y).sum(axis=-1)
+    return per_row.mean(axis=-1)
+
+
+def _loss_change_one_logit(logits: np.ndarray, probs: np.ndarray, Y: np.ndarray, q: np.ndarray,
+                           shift: np.ndarray) -> np.ndarray:
+    """``_loss_change`` when only logit column q[k] moves, by shift[k] (K, B): O(K * B)."""
+    if np.abs(shift).max(initial=0.0) > SMALL_SHIFT:
+        full = np.zeros(shift.shape + (logits.shape[1],))
+        full[np.arange(len(q)), :, q] = shift
+        return _loss_change(logits, probs, Y, full)
+    p, y = probs[:, q].T, Y[:, q].T
+    return (np.log1p(p * np.expm1(shift)) - shift * y).mean(axis=-1)
 
 
 def random_directions(shape: tuple[int, ...], count: int, seed: int) -> np.ndarray:
