@@ -187,7 +187,7 @@ def canvas_csv(rows: Iterable[tuple[str, str, float | None, Student | None]], as
     ``Points Possible`` line Canvas writes in its own exports. ``rows`` are (display name,
     student id, score or None, roster entry); a None score (grader error) is left blank."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
+    writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CANVAS_COLUMNS + [csv_cell(assignment)])
     writer.writerow(["Points Possible", "", "", "", "", f"{points:g}"])
     for name, sid, points_earned, student in rows:

@@ -127,7 +127,8 @@ def write_submission_files(out: Path, sub: GradedSubmission) -> Path:
     """OUT/submissions/<slug>/{results.json, junit.xml}; returns the folder."""
     folder = out / "submissions" / sub.slug
     write_atomic(folder / "results.json", json.dumps(gradescope_results(sub), indent=1))
-    write_atomic(folder / "junit.xml", sub.junit_xml or status_junit(sub))
+    # pytest's XML escapes C0 controls but not C1 or bidi characters of a message.
+    write_atomic(folder / "junit.xml", clean_text(sub.junit_xml) if sub.junit_xml else status_junit(sub))
     return folder
 
 
