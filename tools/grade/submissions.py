@@ -34,6 +34,7 @@ import hashlib
 import os
 import re
 import stat
+import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -154,8 +155,11 @@ def _kind(path: Path) -> str:
         return "folder"
     if not stat.S_ISREG(mode):
         return "special"
-    suffix = path.suffix
-    return {".py": "py", ".ipynb": "ipynb", ".zip": "zip"}.get(suffix, "other")
+    # .py is exact (Python imports only lower-case .py on case-sensitive systems); notebooks
+    # and archives are read by the grader itself, so their case does not matter.
+    if path.suffix == ".py":
+        return "py"
+    return {".ipynb": "ipynb", ".zip": "zip"}.get(path.suffix.lower(), "other")
 
 
 def _read_file(path: Path) -> bytes:
@@ -340,7 +344,7 @@ def _unsupported(kind: str, entry: Path) -> str:
     if kind == "special":
         return f"{shown}: not a regular file or folder"
     suffix = entry.suffix
-    if suffix.lower() in (".py", ".ipynb", ".zip"):
+    if suffix.lower() == ".py":
         return (f"{shown}: the extension {clean_name(suffix)!r} is not {suffix.lower()!r}; rename "
                 "the file and grade again")
     return (f"{shown}: {clean_name(suffix) or 'no extension'} is not a Python module (.py), "
@@ -536,12 +540,17 @@ def scan_class(root: Path, module: str | None = None, roster: Roster | None = No
     return ClassIntake(sorted(subs, key=lambda s: s.name), records, ignored, roster)
 
 
+def _same_name_key(name: str) -> str:
+    """Names a person (or a case-insensitive, normalising file system) cannot tell apart."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
 def _make_names_unique(subs: list[Submission], origin: dict[int, _Entry]) -> None:
     """Row names are unique case-insensitively. Entries that map to one name are ambiguous:
     each is renamed to its full entry name and flagged; nothing is merged."""
     by_name: dict[str, list[Submission]] = {}
     for sub in subs:
-        by_name.setdefault(sub.name.casefold(), []).append(sub)
+        by_name.setdefault(_same_name_key(sub.name), []).append(sub)
     for clashing in (g for g in by_name.values() if len(g) > 1):
         labels = ", ".join(sorted(_entry_label(origin[id(s)]) for s in clashing))
         for sub in clashing:
@@ -557,13 +566,13 @@ def _make_names_unique(subs: list[Submission], origin: dict[int, _Entry]) -> Non
         seen: dict[str, Submission] = {}
         clash = False
         for sub in subs:
-            key = sub.name.casefold()
+            key = _same_name_key(sub.name)
             if key in seen:
                 clash = True
                 sub.name += " #" + hashlib.sha256(os.fsencode(origin[id(sub)].path.name)).hexdigest()[:8]
                 sub.intake.notes.append("ambiguous: another entry has the same printable name; "
                                         "the suffix is the hash of this entry's raw name")
-            seen[sub.name.casefold()] = sub
+            seen[_same_name_key(sub.name)] = sub
         if not clash:
             return
 
