@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 import zipfile
@@ -56,7 +57,8 @@ ROSTER = ("id,name,email\n"
           "1006,Mallory Evil,mevil@uni.example\n"
           "1007,Betty Bomb,bbomb@uni.example\n"
           "1009,Moe Moodle,moe@uni.example\n"
-          "jblack,Jo Black,jblack@uni.example\n")
+          "jblack,Jo Black,jblack@uni.example\n"
+          "1010,Nina Nohand,nnohand@uni.example\n")
 
 
 def notebook(*cells: str) -> str:
@@ -306,6 +308,16 @@ def test_hostile_archives_are_refused_whole(tmp_path: Path, members, symlinks, m
     assert not (tmp_path.parent / "evil.py").exists()
 
 
+def test_archive_whose_header_lies_about_sizes(tmp_path: Path) -> None:
+    """A member declaring 100 bytes that inflates to 5 MB is never read past its claim."""
+    real = 5 * 1024 * 1024
+    data = bytearray(write_zip(tmp_path / "lie.zip", {"mlp.py": b"#" * real}).read_bytes())
+    assert data.count(struct.pack("<I", real)) == 2  # local header and central directory
+    (tmp_path / "lie.zip").write_bytes(bytes(data).replace(struct.pack("<I", real), struct.pack("<I", 100)))
+    sub = load_submission(tmp_path / "lie.zip")
+    assert sub.problem_status == "invalid_submission" and "cannot be read" in sub.problem and not sub.files
+
+
 def test_archive_that_is_not_a_zip(tmp_path: Path) -> None:
     (tmp_path / "x.zip").write_bytes(b"PK\x03\x04 not really")
     sub = load_submission(tmp_path / "x.zip")
@@ -427,8 +439,8 @@ def test_class_files_excel_canvas_and_no_hostile_bytes(lms_class: dict, tmp_path
         assert by_id[errored][-1] == ""
     ids = [r[1] for r in canvas[2:]]
     assert len(ids) == len(set(ids)) and "" not in ids
-    assert warnings and "no student id" in warnings[0]
-    assert not hostile_in(warnings[0])
+    assert "no student id" in warnings[0] and not hostile_in(warnings[0])
+    assert warnings[1].startswith("1 roster students have no row") and "Nina Nohand (1010)" in warnings[1]
 
 
 def test_results_json_shows_what_the_notebook_dropped(lms_class: dict) -> None:

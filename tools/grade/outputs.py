@@ -192,6 +192,14 @@ def write_class_csvs(out: Path, subs: list[GradedSubmission], rubric: Rubric,
         if missing:
             warnings.append(f"{len(missing)} rows have no student id and are not in canvas_import.csv: "
                             + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
+    else:  # no row has an id (any more): an older export would be imported by mistake
+        (out / "canvas_import.csv").unlink(missing_ok=True)
+    if intake is not None and intake.roster is not None:
+        found = {s.intake.student_id for s in subs}
+        absent = [clean_name(f"{s.name} ({s.id})") for s in intake.roster.students if s.id not in found]
+        if absent:
+            warnings.append(f"{len(absent)} roster students have no row (nothing handed in, or an "
+                            "ambiguous name): " + ", ".join(absent[:20]) + (" ..." if len(absent) > 20 else ""))
     if intake is not None:
         write_atomic(out / "intake.csv", EXCEL_BOM + intake_csv(intake))
     return warnings
