@@ -236,6 +236,18 @@ def test_bad_roster_is_named_and_explained(tmp_path: Path, text: str, message: s
     assert "roster.csv" in str(info.value)
 
 
+def test_roster_name_fallbacks(tmp_path: Path) -> None:
+    path = tmp_path / "roster.csv"
+    path.write_text("id,name,email\nS1,Bob Smith,b@x\nS2,Yolanda Ng,y@x\nS3,Ann Lee,a@x\nS4,Lee Ann,l@x\n")
+    roster = load_roster(path)
+    canvas = parse_lms_name("smithbob_340934_1_mlp.py")  # a roster with SIS ids, not Canvas ids
+    assert roster.match(canvas, "")[0].id == "S1"
+    assert roster.match(None, "ng_yolanda")[0].id == roster.match(None, "Yolanda.Ng")[0].id == "S2"
+    student, why = roster.match(None, "leeann")  # "Ann Lee" last-first = "Lee Ann" first-last
+    assert student is None and "matches 2 roster students" in why
+    assert roster.match(parse_lms_name("nobody_999_1_mlp.py"), "")[0] is None
+
+
 def test_roster_written_by_excel_with_bom(tmp_path: Path) -> None:
     path = tmp_path / "roster.csv"
     path.write_bytes("\ufeffID,Name,Email\n7,Zoë Müller,z@x\n".encode())

@@ -20,8 +20,10 @@ The roster (``--roster roster.csv``) has columns ``id``, ``name``, ``email`` (mo
 allowed, e.g. ``sis_user_id``, ``sis_login_id``, ``section`` for the Canvas export). An
 entry is matched to the roster by its LMS user id (or Blackboard username = id or the
 e-mail's local part); without an LMS prefix by its name equal to an id, an e-mail's local
-part or a roster name (case, accents, and ``_ . -`` vs spaces ignored). A match must be
-unique; otherwise it is reported on the row and no id is given.
+part or a roster name (case, accents, ``_ . -`` vs spaces and first/last order ignored);
+an LMS entry whose user id is not in the roster falls back to its name part (Moodle's full
+name, Canvas's "lastfirst"). A match must be unique; otherwise it is reported on the row
+and no id is given.
 """
 
 from __future__ import annotations
@@ -115,9 +117,15 @@ class Roster:
         self.by_id = {s.id: s for s in self.students}
         self._keys: dict[str, set[str]] = {}
         for s in self.students:
+            words = _fold(s.name).split()
+            # Canvas writes "lastfirst" ("Bob Smith" -> smithbob); people write either order.
+            compact = {"".join(words), "".join(words[-1:] + words[:-1])} if words else set()
             for key in {s.id.casefold(), s.email.split("@")[0].casefold() if s.email else "",
-                        _fold(s.name), s.email.casefold()} - {""}:
+                        _fold(s.name), s.email.casefold(), *compact} - {""}:
                 self._keys.setdefault(key, set()).add(s.id)
+
+    def _by_name(self, text: str) -> set[str]:
+        return self._keys.get(_fold(text), set()) | self._keys.get(_fold(text).replace(" ", ""), set())
 
     def match(self, lms: LmsName | None, stem: str) -> tuple[Student | None, str]:
         """The roster student of an entry and, when there is none, why (for the row)."""
@@ -128,11 +136,13 @@ class Roster:
                 found = self._keys.get(lms.user.casefold(), set())
                 if len(found) == 1:
                     return self.by_id[next(iter(found))], ""
-            names = self._keys.get(_fold(lms.display), set())
-            if len(names) == 1 and lms.lms == "moodle":
+            # The LMS's user id is authoritative; its name part only when the roster was not
+            # exported with the LMS's ids (Moodle "Full Name", Canvas "lastfirst").
+            names = self._by_name(lms.display)
+            if len(names) == 1 and lms.lms in ("moodle", "canvas"):
                 return self.by_id[next(iter(names))], ""
             return None, f"{lms.lms} user {clean_name(lms.user)} is not in the roster {self.source}"
-        found = self._keys.get(stem.casefold(), set()) | self._keys.get(_fold(stem), set())
+        found = self._keys.get(stem.casefold(), set()) | self._by_name(stem)
         if len(found) == 1:
             return self.by_id[next(iter(found))], ""
         if len(found) > 1:

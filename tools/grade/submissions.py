@@ -492,6 +492,7 @@ def scan_class(root: Path, module: str | None = None, roster: Roster | None = No
 
     subs: list[Submission] = []
     origin: dict[int, _Entry] = {}
+    listed_on: list[tuple[IntakeRecord, Submission]] = []  # superseded entries and their row
     for group in groups.values():
         chosen, others = _counting(group)
         sub = load_submission(chosen.path, module, name=clean_name(_base_name(chosen)))
@@ -503,8 +504,10 @@ def scan_class(root: Path, module: str | None = None, roster: Roster | None = No
             if other.kind not in GRADABLE_KINDS and chosen.kind in GRADABLE_KINDS:
                 why = "not gradable"
             sub.intake.superseded.append(f"{_entry_label(other)} ({why})")
-            records.append(IntakeRecord(clean_name(other.path.name), raw_hex(other.path.name), other.kind,
-                                        "superseded", detail=f"{why}; counted: {_entry_label(chosen)}"))
+            record = IntakeRecord(clean_name(other.path.name), raw_hex(other.path.name), other.kind,
+                                  "superseded", detail=f"{why}; counted: {_entry_label(chosen)}")
+            records.append(record)
+            listed_on.append((record, sub))
         if others:
             sub.intake.notes.append("several files from this student: the newest counts ("
                                     f"{_entry_label(chosen)}); not graded: {', '.join(sub.intake.superseded)}")
@@ -532,10 +535,8 @@ def scan_class(root: Path, module: str | None = None, roster: Roster | None = No
             outcome = "ambiguous"
         records.append(IntakeRecord(sub.intake.entry, raw_hex(chosen.path.name), chosen.kind, outcome,
                                     row=sub.name, detail=(sub.problem or "")[:300]))
-    for record in records:  # superseded entries name the row they are listed on
-        if record.outcome == "superseded" and not record.row:
-            counted = record.detail.rsplit("counted: ", 1)[-1]
-            record.row = next((s.name for s in subs if _entry_label(origin[id(s)]) == counted), "")
+    for record, sub in listed_on:  # named once the row names are final
+        record.row = sub.name
     records.sort(key=lambda r: r.entry)
     return ClassIntake(sorted(subs, key=lambda s: s.name), records, ignored, roster)
 
