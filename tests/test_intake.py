@@ -217,6 +217,25 @@ def test_lms_file_name_conventions(name, lms, user, late, resubmission, receipt)
     assert (parsed.resubmission, parsed.receipt) == (resubmission, receipt)
 
 
+def test_a_student_cannot_borrow_a_classmates_lms_prefix(tmp_path: Path) -> None:
+    """The LMS writes the prefix; the tail is the student's file name. A tail that carries a
+    classmate's prefix (in any LMS's format) stays the uploader's."""
+    (tmp_path / "brownbob_1004_1_mlp.py").write_text(REFERENCE)
+    (tmp_path / "HW_jblack_attempt_2026-01-01-00-00-00_mlp.py").write_text(REFERENCE)  # Blackboard
+    for n, tail in enumerate(["brownbob_1004_3_mlp.py", "Bob Brown_1004_assignsubmission_file_mlp.py",
+                              "HW_1004_attempt_2030-01-01-00-00-00_mlp.py"], start=2):
+        (tmp_path / f"evilmallory_1006_{n}_{tail}").write_text("def forward(*a):\n    return 0\n")
+        os.utime(tmp_path / f"evilmallory_1006_{n}_{tail}", (2e9, 2e9))  # "newer" than Bob's
+    (tmp_path / "HW_jblack_attempt_2026-01-01-00-00-00_x_9_9_y.py").write_text(REFERENCE)
+    rows = scan_class(tmp_path).submissions
+    subs = {(s.intake.entry.split("_")[0], s.intake.student_id): s for s in rows}
+    assert sorted(subs) == [("HW", "jblack"), ("brownbob", "1004"), ("evilmallory", "1006")]
+    assert subs[("brownbob", "1004")].intake.entry == "brownbob_1004_1_mlp.py"
+    assert not subs[("brownbob", "1004")].intake.superseded
+    assert len(subs[("evilmallory", "1006")].intake.superseded) == 2
+    assert len(subs[("HW", "jblack")].intake.superseded) == 1  # the tail x_9_9_y is not Canvas
+
+
 @pytest.mark.parametrize("name", ["alice.py", "yolanda_ng.ipynb", "zack_hw3.PY", "walter.zip",
                                   "hw_3_final.py", "carol"])
 def test_plain_names_are_not_lms_names(name: str) -> None:

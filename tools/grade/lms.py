@@ -41,7 +41,7 @@ from tools.grade.sanitize import clean_name, csv_cell
 _CANVAS = re.compile(r"^(?P<name>[^_]+)_(?:(?P<late>late)_)?(?P<uid>\d+)_(?P<sid>\d+)_(?P<file>.+)$",
                      re.IGNORECASE)
 _MOODLE = re.compile(r"^(?P<name>.+?)_(?P<uid>\d+)_assignsubmission_(?:file|onlinetext)_(?P<file>.*)$")
-_BLACKBOARD = re.compile(r"^(?P<assignment>.+)_(?P<uid>[^_]+)_attempt_"
+_BLACKBOARD = re.compile(r"^(?P<assignment>.+?)_(?P<uid>[^_]+)_attempt_"
                          r"(?P<ts>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})(?P<late>_late)?"
                          r"(?:_(?P<file>.+)|(?P<receipt>\.txt))$", re.IGNORECASE)
 _RESUBMISSION = re.compile(r"-(\d+)$")
@@ -67,20 +67,38 @@ class LmsName:
         return f"{self.lms}:{self.user}"
 
 
-def parse_lms_name(name: str) -> LmsName | None:
-    """The LMS fields of a bulk-download entry name, or None for any other name."""
-    if m := _BLACKBOARD.match(name):
-        return LmsName("blackboard", m["uid"], m["uid"], m["file"] or "", bool(m["late"]),
-                       timestamp=m["ts"], receipt=bool(m["receipt"]))
-    if m := _MOODLE.match(name):
-        return LmsName("moodle", m["uid"], m["name"], m["file"])
+def _canvas(name: str) -> tuple[int, LmsName] | None:
     if m := _CANVAS.match(name):
         stem, dot, _ = m["file"].rpartition(".")
-        base = stem if dot else m["file"]
-        resub = _RESUBMISSION.search(base)
-        return LmsName("canvas", m["uid"], m["name"], m["file"], bool(m["late"]),
-                       resubmission=int(resub.group(1)) if resub else 0)
+        resub = _RESUBMISSION.search(stem if dot else m["file"])
+        return m.start("file"), LmsName("canvas", m["uid"], m["name"], m["file"], bool(m["late"]),
+                                        resubmission=int(resub.group(1)) if resub else 0)
     return None
+
+
+def _moodle(name: str) -> tuple[int, LmsName] | None:
+    if m := _MOODLE.match(name):
+        return m.start("file"), LmsName("moodle", m["uid"], m["name"], m["file"])
+    return None
+
+
+def _blackboard(name: str) -> tuple[int, LmsName] | None:
+    if m := _BLACKBOARD.match(name):
+        end = m.start("file") if m["file"] is not None else m.start("receipt")
+        return end, LmsName("blackboard", m["uid"], m["uid"], m["file"] or "", bool(m["late"]),
+                            timestamp=m["ts"], receipt=bool(m["receipt"]))
+    return None
+
+
+def parse_lms_name(name: str) -> LmsName | None:
+    """The LMS fields of a bulk-download entry name, or None for any other name.
+
+    The LMS writes the prefix and the student chooses the tail, which may itself look like a
+    classmate's prefix in another LMS's format (``evil_1006_2_Bob_1004_assignsubmission_file_x``).
+    Every pattern takes its leftmost match, and of the formats that match, the one whose
+    prefix ends first is the LMS's own: the tail can never decide whose entry it is."""
+    found = [f for parse in (_canvas, _moodle, _blackboard) if (f := parse(name)) is not None]
+    return min(found, key=lambda f: f[0])[1] if found else None
 
 
 def newest_key(lms: LmsName | None, mtime: float, name: str) -> tuple:

@@ -475,7 +475,7 @@ def scan_class(root: Path, module: str | None = None, roster: Roster | None = No
             mtime = path.lstat().st_mtime
         except OSError:
             mtime = 0.0
-        lms = parse_lms_name(path.name) if kind not in ("hidden",) else None
+        lms = parse_lms_name(path.name) if kind != "hidden" else None
         entries.append(_Entry(path, kind, lms, mtime))
     if not entries:
         raise SubmissionsError(f"SUBMISSIONS {root}: no .py files, notebooks, zips or student folders in it"
