@@ -255,6 +255,18 @@ def test_bad_roster_is_named_and_explained(tmp_path: Path, text: str, message: s
     assert "roster.csv" in str(info.value)
 
 
+def test_cli_refuses_a_bad_roster_before_grading(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tools.grade import cli
+
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "alice.py").write_text(REFERENCE)
+    (tmp_path / "roster.csv").write_text("student,mail\nann,a@x\n")
+    assert cli.main([str(tmp_path / "subs"), "--out", str(tmp_path / "out"),
+                     "--roster", str(tmp_path / "roster.csv")]) == 2
+    assert "roster.csv: no column id, name" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "grades.sqlite").exists()
+
+
 def test_roster_name_fallbacks(tmp_path: Path) -> None:
     path = tmp_path / "roster.csv"
     path.write_text("id,name,email\nS1,Bob Smith,b@x\nS2,Yolanda Ng,y@x\nS3,Ann Lee,a@x\nS4,Lee Ann,l@x\n")

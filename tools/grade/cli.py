@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Grade a folder of submissions with the conformance suite: SQLite gradebook, "
                     "CSV, Gradescope results.json, JUnit XML and an HTML report in OUT.")
     p.add_argument("submissions", metavar="SUBMISSIONS", type=Path,
-                   help="folder holding one .py file per student, or one folder per student")
+                   help="folder holding per student a .py file, a notebook, a .zip or a folder "
+                        "(an LMS bulk download as it is); every entry gets a row")
     p.add_argument("--out", required=True, type=Path, help="output folder (created; reused to resume)")
     p.add_argument("-j", "--jobs", type=_positive(int), default=1,
                    help="submissions graded in parallel on this machine (default 1)")
