@@ -325,6 +325,19 @@ def test_notebook_edge_cases() -> None:
         extract(b"{not json")
 
 
+def test_notebook_with_large_outputs_is_graded(tmp_path: Path) -> None:
+    """Embedded plots make notebooks far larger than any module; only the code is kept."""
+    nb = nbformat.reads(notebook(REFERENCE, "plt.plot(history)"), as_version=4)
+    nb.cells[-1].outputs = [nbformat.v4.new_output("display_data", data={"image/png": "A" * (5 << 20)})]
+    nbformat.write(nb, tmp_path / "big.ipynb")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    nbformat.write(nb, folder / "mlp.ipynb")
+    for entry in (tmp_path / "big.ipynb", folder):
+        sub = load_submission(entry)
+        assert not sub.problem and len(sub.files[sub.module]) < 20_000, entry
+
+
 def test_notebook_inside_a_folder_becomes_the_module(tmp_path: Path) -> None:
     folder = tmp_path / "dana"
     folder.mkdir()

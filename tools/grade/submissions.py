@@ -45,6 +45,10 @@ from tools.grade.notebooks import NotebookError, extract
 from tools.grade.sanitize import clean_name, raw_hex
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # one source file; a real MLP module is a few kB
+# A notebook carries its outputs (plots as base64 images, long training logs): tens of MB are
+# normal. Only its code is kept, so notebooks have their own, larger bounds.
+MAX_NOTEBOOK_BYTES = 32 * 1024 * 1024
+MAX_NOTEBOOK_TOTAL = 64 * 1024 * 1024  # all notebooks of one folder or archive
 MAX_TOTAL_BYTES = 8 * 1024 * 1024  # a student folder or archive, all kept files together
 MAX_FILES = 200  # kept files of one folder or archive
 MAX_WALK_ENTRIES = 5000  # entries looked at in one student folder (kept or not)
@@ -162,14 +166,19 @@ def _kind(path: Path) -> str:
     return {".ipynb": "ipynb", ".zip": "zip"}.get(path.suffix.lower(), "other")
 
 
+def _size_limit(name: str) -> int:
+    return MAX_NOTEBOOK_BYTES if name.lower().endswith(".ipynb") else MAX_FILE_BYTES
+
+
 def _read_file(path: Path) -> bytes:
     """A regular file's bytes, opened without following a symlink and size-checked first."""
+    limit = _size_limit(path.name)
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     with os.fdopen(fd, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
-        if size > MAX_FILE_BYTES:
-            raise _Refused(f"{clean_name(path.name)} is {size} bytes (limit {MAX_FILE_BYTES})")
-        return handle.read(MAX_FILE_BYTES + 1)
+        if size > limit:
+            raise _Refused(f"{clean_name(path.name)} is {size} bytes (limit {limit})")
+        return handle.read(limit + 1)
 
 
 def _keep_member(rel: PurePosixPath) -> str | None:
@@ -184,13 +193,17 @@ def _keep_member(rel: PurePosixPath) -> str | None:
 
 
 def _add(sub: Submission, rel: str, data: bytes, total: list[int]) -> None:
+    """Keep one file; ``total`` is [bytes of other files, bytes of notebooks] so far."""
     if len(sub.files) >= MAX_FILES:
         raise _Refused(f"more than {MAX_FILES} source files")
-    if len(data) > MAX_FILE_BYTES:
-        raise _Refused(f"{clean_name(rel)} is over {MAX_FILE_BYTES} bytes")
-    total[0] += len(data)
+    if len(data) > _size_limit(rel):
+        raise _Refused(f"{clean_name(rel)} is over {_size_limit(rel)} bytes")
+    notebook = rel.lower().endswith(".ipynb")
+    total[notebook] += len(data)
     if total[0] > MAX_TOTAL_BYTES:
         raise _Refused(f"the files total more than {MAX_TOTAL_BYTES} bytes")
+    if total[1] > MAX_NOTEBOOK_TOTAL:
+        raise _Refused(f"the notebooks total more than {MAX_NOTEBOOK_TOTAL} bytes")
     sub.files[rel] = data
 
 
@@ -202,7 +215,7 @@ def _left_out_note(left_out: dict[str, int], where: str) -> list[str]:
 
 def _read_folder(sub: Submission, folder: Path) -> None:
     """Read the student's folder: regular source files only; symlinks are never followed."""
-    total, seen, left_out = [0], 0, {}
+    total, seen, left_out = [0, 0], 0, {}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         here = Path(dirpath)
         kept_dirs = []
@@ -279,21 +292,21 @@ def _read_zip(sub: Submission, path: Path) -> None:
             if why:
                 left_out[why] = left_out.get(why, 0) + 1
                 continue
-            if info.file_size > MAX_FILE_BYTES:
+            if info.file_size > _size_limit(rel.name):
                 if rel.suffix not in CODE_SUFFIXES:
                     left_out["data files over the size limit"] = left_out.get("data files over the size limit", 0) + 1
                     continue
                 raise _Refused(f"archive member {shown!r} is {info.file_size} bytes "
-                               f"(limit {MAX_FILE_BYTES} per source file)")
+                               f"(limit {_size_limit(rel.name)} per file)")
             chosen.append((rel, info))
         # One wrapping folder (walter.zip -> walter/mlp.py) is looked through.
         tops = {rel.parts[0] for rel, _ in chosen}
         strip = len(tops) == 1 and all(len(rel.parts) > 1 for rel, _ in chosen)
-        total = [0]
+        total = [0, 0]
         for rel, info in chosen:
             try:
                 with archive.open(info) as member:
-                    data = member.read(MAX_FILE_BYTES + 1)  # never more, whatever the header says
+                    data = member.read(_size_limit(rel.name) + 1)  # never more, whatever the header says
             except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError,
                     zlib.error, ValueError) as exc:
                 raise _Refused(f"archive member {clean_name(info.filename, 200)!r} cannot be read "
