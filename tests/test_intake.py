@@ -319,6 +319,14 @@ def test_notebook_edge_cases() -> None:
     assert guarded.dropped_count == 1 and "if __name__" in guarded.dropped[0]
     data = extract(notebook("import numpy as np\nX = np.load('mnist.npz')\nW = np.zeros((3, 2))").encode())
     assert "np.load" in data.dropped[0] and "W = np.zeros" in data.code and "np.load" not in data.code
+    # Continuation lines that start with % or != are Python, not magics.
+    python = ("def report(loss, a, b):\n    msg = ('loss %.3f'\n           % loss)\n    same = (a\n"
+              "            != b)\n    return msg, same\n")
+    kept = extract(notebook("%matplotlib inline\n" + python).encode())
+    namespace = {}
+    exec(compile(kept.code, "nb", "exec"), namespace)  # noqa: S102 - our own test code
+    assert namespace["report"](0.5, 1, 2) == ("loss 0.500", True)
+    assert kept.dropped == ["cell 1, line 1: IPython %matplotlib inline"]
     broken = extract(notebook("def f(:\n    pass", "def g():\n    return 1").encode())
     assert "not valid Python" in broken.dropped[0] and "def g" in broken.code
     with pytest.raises(ValueError, match="not a readable Jupyter notebook"):

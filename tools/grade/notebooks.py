@@ -6,9 +6,9 @@ sandbox does not have, or fail for reasons unrelated to the functions judged. So
 cells are read with nbformat and only this is kept, in cell order:
 
 1. IPython syntax is removed first: a cell starting with a cell magic (``%%time``,
-   ``%%bash``, ...) is dropped whole; a line starting with ``%`` (line magic), ``!`` (shell
-   escape) or ending in ``?`` (help), and an assignment from one (``files = !ls``,
-   ``t = %timeit f()``), is dropped.
+   ``%%bash``, ...) is dropped whole; in a cell that is not valid Python as it stands, a
+   line starting with a line magic (``%name``), a shell escape (``!cmd``) or ending in ``?``
+   (help), and an assignment from one (``files = !ls``, ``t = %timeit f()``), is dropped.
    An import of a library other than the standard library, NumPy and SciPy is kept inside
    ``try: ... except ImportError: pass``: notebooks import display libraries the grading
    environment may lack, and a function that really needs one fails when called instead.
@@ -18,7 +18,8 @@ cells are read with nbformat and only this is kept, in cell order:
    kept, attribute access, subscripts, and a call to an array/random-generator constructor
    or elementwise math function of an imported library (``CONSTANT_CALLS``) with constant
    arguments, e.g. ``RNG = np.random.default_rng(0)``); and ``if`` / ``try``
-   blocks made only of such statements. Docstring-like bare strings are dropped silently.
+   blocks made only of such statements. Bare strings, ``pass`` and annotations without a
+   value do nothing and are dropped silently.
 3. Everything else (calls such as ``train(...)``, ``plt.plot(...)``, ``print(...)``, loops,
    ``with`` blocks, assignments from a notebook function such as ``params = init(...)``,
    ``if __name__ == "__main__":`` blocks) is dropped and listed, with its cell and line, on
@@ -45,8 +46,11 @@ CONSTANT_CALLS = frozenset({
     "sqrt", "exp", "log", "log2", "log10", "tanh", "isclose", "namedtuple", "partial",
 })
 MAX_LISTED = 25  # dropped statements listed by name; the rest are counted
-_LINE_MAGIC = re.compile(r"^\s*[%!]")
-_MAGIC_ASSIGN = re.compile(r"^\s*[\w.,\s()\[\]]+=\s*[%!]")
+# A magic is % or %% followed by a name; a shell escape is ! not followed by = (so the
+# continuation lines "    % loss)" and "    != b" of valid Python never look like one).
+_MAGIC = r"(?:%{1,2}[A-Za-z_]|![^=])"
+_LINE_MAGIC = re.compile(r"^\s*" + _MAGIC)
+_MAGIC_ASSIGN = re.compile(r"^\s*[\w.,\s()\[\]]+=\s*" + _MAGIC)
 _HELP = re.compile(r"^[^#]*\?\s*$")
 
 
@@ -240,11 +244,16 @@ def extract(data: bytes) -> Extracted:
         if source.lstrip().startswith("%%"):
             dropped(number, 1, f"cell magic {_first_line(source)}")
             continue
-        code, removed = _strip_ipython(source)
+        try:  # valid Python has no IPython syntax to strip
+            code, removed = source, []
+            tree = ast.parse(code)
+        except SyntaxError:
+            code, removed = _strip_ipython(source)
+            tree = None
         for line_number, line in removed:
             dropped(number, line_number, f"IPython {_first_line(line)}")
         try:
-            tree = ast.parse(code)
+            tree = tree or ast.parse(code)
         except SyntaxError as exc:
             dropped(number, exc.lineno or 1, f"whole cell (not valid Python: {clean_name(exc.msg, 100)})")
             continue
@@ -259,8 +268,9 @@ def extract(data: bytes) -> Extracted:
                     segment = ("try:\n" + textwrap.indent(segment, "    ")
                                + "\nexcept ImportError:  # a notebook/display library the grader may lack\n    pass")
                 (future if is_future else parts).append(segment + "\n")
-            elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-                continue  # a bare string or number: nothing runs
+            elif (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) or isinstance(
+                    node, ast.Pass) or (isinstance(node, ast.AnnAssign) and node.value is None):
+                continue  # a bare string, pass or annotation: nothing runs, nothing is lost
             else:
                 dropped(number, start, _first_line(segment))
     drops.sort()
