@@ -319,6 +319,13 @@ def test_notebook_edge_cases() -> None:
     assert guarded.dropped_count == 1 and "if __name__" in guarded.dropped[0]
     data = extract(notebook("import numpy as np\nX = np.load('mnist.npz')\nW = np.zeros((3, 2))").encode())
     assert "np.load" in data.dropped[0] and "W = np.zeros" in data.code and "np.load" not in data.code
+    kinds = extract(notebook("import numpy as np\nCLASSES = ['a', 'b']\nN = len(CLASSES)\n"
+                             "relu = lambda z: np.maximum(z, 0)\nSIZES = [2 * i for i in range(1, 4)]\n"
+                             "OK = N > 1 and SIZES[0] == 2\nDATA = sorted(open('x.csv'))").encode())
+    assert kinds.dropped_count == 1 and "DATA = sorted(open" in kinds.dropped[0]
+    namespace: dict = {}
+    exec(compile(kinds.code, "nb", "exec"), namespace)  # noqa: S102 - our own test code
+    assert (namespace["N"], namespace["SIZES"], namespace["OK"]) == (2, [2, 4, 6], True)
     # Continuation lines that start with % or != are Python, not magics.
     python = ("def report(loss, a, b):\n    msg = ('loss %.3f'\n           % loss)\n    same = (a\n"
               "            != b)\n    return msg, same\n")

@@ -16,8 +16,10 @@ cells are read with nbformat and only this is kept, in cell order:
    ``def``, ``async def`` and ``class`` (with their decorators); assignments to plain names
    whose value is a *constant expression* (literals, containers, operators, names already
    kept, attribute access, subscripts, and a call to an array/random-generator constructor
-   or elementwise math function of an imported library (``CONSTANT_CALLS``) with constant
-   arguments, e.g. ``RNG = np.random.default_rng(0)``); and ``if`` / ``try``
+   or elementwise math function of an imported library (``CONSTANT_CALLS``) or a pure
+   builtin (``len``, ``range``, ``max``, ...) with constant arguments, comprehensions over
+   constants and lambdas, e.g. ``RNG = np.random.default_rng(0)``,
+   ``relu = lambda z: np.maximum(z, 0)``); and ``if`` / ``try``
    blocks made only of such statements. Bare strings, ``pass`` and annotations without a
    value do nothing and are dropped silently.
 3. Everything else (calls such as ``train(...)``, ``plt.plot(...)``, ``print(...)``, loops,
@@ -45,6 +47,11 @@ CONSTANT_CALLS = frozenset({
     "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "dtype", "finfo", "iinfo",
     "sqrt", "exp", "log", "log2", "log10", "tanh", "isclose", "namedtuple", "partial",
 })
+# Builtins a constant may call (unless the notebook redefines the name): they compute, never
+# read, write or run anything of the student's.
+PURE_BUILTINS = frozenset({"len", "int", "float", "str", "bool", "tuple", "list", "dict", "set",
+                           "frozenset", "range", "min", "max", "abs", "round", "sum", "sorted",
+                           "zip", "enumerate", "reversed", "pow", "divmod"})
 MAX_LISTED = 25  # dropped statements listed by name; the rest are counted
 # A magic is % or %% followed by a name; a shell escape is ! not followed by = (so the
 # continuation lines "    % loss)" and "    != b" of valid Python never look like one).
@@ -123,6 +130,27 @@ class _Constant:
             return self(node.value) and self(node.slice)
         if isinstance(node, ast.Slice):
             return all(p is None or self(p) for p in (node.lower, node.upper, node.step))
+        if isinstance(node, ast.Lambda):  # a definition: its body runs only when called
+            return all(self(d) for d in node.args.defaults + [d for d in node.args.kw_defaults if d])
+        if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+            inner = _Constant(self.imported, set(self.constants))
+            for gen in node.generators:
+                if not inner(gen.iter) or _names(gen.target) is None:
+                    return False
+                inner.constants.update(_names(gen.target) or [])
+                if not all(inner(cond) for cond in gen.ifs):
+                    return False
+            parts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+            return all(inner(p) for p in parts)
+        if isinstance(node, ast.Compare):
+            return self(node.left) and all(self(c) for c in node.comparators)
+        if isinstance(node, ast.BoolOp):
+            return all(self(v) for v in node.values)
+        if isinstance(node, ast.IfExp):
+            return self(node.test) and self(node.body) and self(node.orelse)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in PURE_BUILTINS and node.func.id not in self.constants):
+            return all(self(a) for a in node.args) and all(self(k.value) for k in node.keywords)
         if isinstance(node, ast.Call):
             root = node.func
             while isinstance(root, ast.Attribute):
