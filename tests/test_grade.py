@@ -71,7 +71,7 @@ def run_grader(*args: str, timeout: float = 600, env: dict | None = None) -> sub
 
 
 def read_csv(path: Path) -> dict[str, dict[str, str]]:
-    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))  # Excel's BOM
     return {row["submission"].lstrip("'"): row for row in rows}
 
 
@@ -92,7 +92,8 @@ def test_discover_both_layouts(tmp_path: Path) -> None:
     write(tmp_path / "notes.txt", "not a submission")
     write(tmp_path / ".hidden.py", "ignored")
     subs = {s.name: s for s in discover(tmp_path)}
-    assert sorted(subs) == ["alice", "bob", "carol"]
+    assert sorted(subs) == [".hidden.py", "alice", "bob", "carol", "notes"]  # every entry: a row
+    assert subs["notes"].problem_status == subs[".hidden.py"].problem_status == "unsupported"
     assert subs["alice"].module == "alice.py" and not subs["alice"].problem
     assert subs["bob"].problem and "helpers.py, mlp.py" in subs["bob"].problem  # ambiguous
     assert subs["carol"].module == "solution.py"
@@ -119,7 +120,7 @@ def test_name_clash_and_hostile_names(tmp_path: Path) -> None:
     write(tmp_path / "alice" / "mlp.py", REFERENCE)
     write(tmp_path / f"{HOSTILE_NAME}.py", REFERENCE)
     subs = discover(tmp_path, module="mlp.py")
-    assert sorted(s.name for s in subs) == sorted(["alice.py", "alice", HOSTILE_NAME])
+    assert sorted(s.name for s in subs) == sorted(["alice.py", "alice/", HOSTILE_NAME])  # no takeover
     slugs = [s.slug for s in subs]
     assert len(set(slugs)) == 3
     assert all(set(slug) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         again, cpu_again, summary = grade(root / "subs", root / "out", args.jobs, args.grader_args)
         print(f"unchanged re-run: {again:5.1f} s wall, {cpu_again:.1f} s CPU (target: seconds)\n  {summary}")
-        with open(root / "out" / "grades.csv", newline="") as handle:
+        with open(root / "out" / "grades.csv", newline="", encoding="utf-8-sig") as handle:
             rows = {r["submission"]: r for r in csv.DictReader(handle)}
         unfair = [n for n, k in kinds.items() if k == "correct" and rows[n]["score"] != rows[n]["max_score"]]
         missed = [n for n, k in kinds.items() if k != "correct" and rows[n]["score"] == rows[n]["max_score"]]

@@ -26,10 +26,12 @@ from typing import Callable, Iterable, Iterator
 from conformance.report import suite_version as compute_suite_version
 from tools.grade.gradebook import Gradebook, StoredRun
 from tools.grade.html_report import write_report
-from tools.grade.outputs import GradedSubmission, grades_csv, write_atomic, write_submission_files
+from tools.grade.lms import RosterError, load_roster
+from tools.grade.outputs import GradedSubmission, write_class_csvs, write_submission_files
 from tools.grade.rubric import Baseline, Rubric, load_rubric, score
 from tools.grade.runner import GradeConfig, Job, JobResult, reference_job, run_job, kill_all_live
-from tools.grade.submissions import Submission, SubmissionsError, discover
+from tools.grade.sanitize import clean_name
+from tools.grade.submissions import ClassIntake, Submission, SubmissionsError, scan_class
 
 
 class BatchError(Exception):
@@ -49,6 +51,7 @@ class BatchOptions:
     retry: tuple[str, ...] = ()
     force: bool = False
     progress: bool = True
+    roster: Path | None = None
 
 
 @dataclass
@@ -185,7 +188,7 @@ def _graded(sub: Submission, run: StoredRun | JobResult, rubric: Rubric, suite: 
     return GradedSubmission(name=sub.name, slug=sub.slug, sha256=sub.sha256, status=run.status,
                             message=run.message, grade=grade, duration=run.duration, tests=tests,
                             suite_version=suite, rubric=rubric, junit_xml=run.junit_xml,
-                            output_tail=run.output_tail, source=sub.source)
+                            output_tail=run.output_tail, source=sub.source, intake=sub.intake)
 
 
 class _Interrupt:
@@ -213,15 +216,19 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
         raise BatchError(f"-j {opts.jobs}: must be at least 1")
     rubric = load_rubric(opts.rubric)
     try:
-        subs = discover(sub_root, opts.module)
-    except SubmissionsError as exc:
+        roster = load_roster(opts.roster) if opts.roster else None
+        intake = scan_class(sub_root, opts.module, roster)
+    except (SubmissionsError, RosterError) as exc:
         raise BatchError(str(exc)) from None
+    subs = intake.submissions
+    if intake.ignored:
+        log(f"ignored (OS clutter): {', '.join(intake.ignored)}")
     suite = compute_suite_version()
     book = Gradebook(out / "grades.sqlite")
     summary = BatchSummary(out=out, total=len(subs), max_score=rubric.max_score)
     try:
         with _Interrupt():
-            _grade_all(opts, subs, rubric, suite, book, summary, list(argv), log)
+            _grade_all(opts, subs, rubric, suite, book, summary, list(argv), log, intake)
     except KeyboardInterrupt:
         summary.interrupted = True
         kill_all_live()  # the suite runs live in their own sessions: Ctrl-C does not reach them
@@ -238,7 +245,8 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
 
 
 def _grade_all(opts: BatchOptions, subs: list[Submission], rubric: Rubric, suite: str, book: Gradebook,
-               summary: BatchSummary, argv: list[str], log: Callable[[str], None]) -> None:
+               summary: BatchSummary, argv: list[str], log: Callable[[str], None],
+               intake: ClassIntake | None = None) -> None:
     """Steps 2-4 of the module docstring; fills ``summary`` (also when interrupted)."""
     out, config = summary.out, opts.config
     book.add_rubric(rubric)
@@ -293,7 +301,7 @@ def _grade_all(opts: BatchOptions, subs: list[Submission], rubric: Rubric, suite
             record(result, by_name[result.name])
             summary.ran += 1
             if bar is not None:
-                bar.set_postfix_str(f"{result.name[:20]}: {result.status}", refresh=False)
+                bar.set_postfix_str(clean_name(f"{result.name[:20]}: {result.status}"), refresh=False)
                 bar.update(1)
         interrupted = False
     finally:
@@ -304,10 +312,13 @@ def _grade_all(opts: BatchOptions, subs: list[Submission], rubric: Rubric, suite
         getattr(results, "close", lambda: None)()
         # Whatever happened, the class files reflect every committed result.
         summary.graded = [done[s.name] for s in subs if s.name in done]
-        _write_class_files(out, summary.graded, rubric)
+        for warning in _write_class_files(out, summary.graded, rubric, intake):
+            log(warning)
         book.finish_batch(batch_id, summary.ran, summary.rescored, summary.unchanged, interrupted)
 
 
-def _write_class_files(out: Path, graded: list[GradedSubmission], rubric: Rubric) -> None:
-    write_atomic(out / "grades.csv", grades_csv(graded, rubric))
+def _write_class_files(out: Path, graded: list[GradedSubmission], rubric: Rubric,
+                       intake: ClassIntake | None = None) -> list[str]:
+    warnings = write_class_csvs(out, graded, rubric, intake)
     write_report(out / "report", graded)
+    return warnings

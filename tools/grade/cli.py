@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Grade a folder of submissions with the conformance suite: SQLite gradebook, "
                     "CSV, Gradescope results.json, JUnit XML and an HTML report in OUT.")
     p.add_argument("submissions", metavar="SUBMISSIONS", type=Path,
-                   help="folder holding one .py file per student, or one folder per student")
+                   help="folder holding per student a .py file, a notebook, a .zip or a folder "
+                        "(an LMS bulk download as it is); every entry gets a row")
     p.add_argument("--out", required=True, type=Path, help="output folder (created; reused to resume)")
     p.add_argument("-j", "--jobs", type=_positive(int), default=1,
                    help="submissions graded in parallel on this machine (default 1)")
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the workers need this repository installed)")
     p.add_argument("--module", metavar="NAME.py",
                    help="module file inside each student folder (default: the folder's only .py file)")
+    p.add_argument("--roster", type=Path, default=None, metavar="roster.csv",
+                   help="class list with columns id,name,email: rows and exports carry the student id "
+                        "(LMS bulk-download names are matched by user id)")
     p.add_argument("--rubric", type=Path, default=None,
                    help="rubric TOML (default: tools/grade/default_rubric.toml)")
     p.add_argument("--timeout", type=_positive(float), default=300.0,
@@ -90,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                          extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout)
     opts = BatchOptions(submissions=args.submissions, out=args.out, config=config, jobs=args.jobs,
                         dask=args.dask, module=args.module, rubric=args.rubric, baseline=args.baseline,
-                        retry=retry, force=args.force, progress=args.progress)
+                        retry=retry, force=args.force, progress=args.progress, roster=args.roster)
     try:
         summary = grade_batch(opts, argv=sys.argv if argv is None else argv)
     except (BatchError, RubricError) as exc:

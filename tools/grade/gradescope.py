@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     graded = GradedSubmission(
         name=sub.name, slug=sub.slug, sha256=sub.sha256, status=result.status, message=result.message,
         grade=score(rubric, result.status, tests, None, result.message), duration=result.duration,
-        tests=tests, suite_version=suite_version(), rubric=rubric)
+        tests=tests, suite_version=suite_version(), rubric=rubric, intake=sub.intake)
     write_atomic(args.results, json.dumps(gradescope_results(graded), indent=1))
     print(f"{result.status}: {graded.grade.score:g}/{graded.grade.max_score:g} -> {args.results}")
     return 0

@@ -15,13 +15,13 @@ import json
 import re
 import statistics
 from collections import Counter
-from html import escape
 from pathlib import Path
 from typing import Iterable
 
 from tools.grade.feedback import curves, diagnoses_of, failure_text, mnist_results, short_name
 from tools.grade.outputs import GradedSubmission, write_atomic
 from tools.grade.runner import STATUS_HELP
+from tools.grade.sanitize import html_escape as escape  # control/bidi characters escaped too
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """
@@ -224,6 +224,10 @@ def submission_page(sub: GradedSubmission) -> str:
              f"rubric {escape(sub.rubric.hash)}; {sub.duration:.1f} s</span></p>"]
     if sub.status != "graded" and sub.message:
         parts += ["<h2>What happened</h2>", f"<pre>{escape(sub.message)}</pre>"]
+    if sub.intake.notes or sub.intake.student_id:
+        parts.append("<h2>Intake</h2><ul>" + (f"<li>student id {escape(sub.intake.student_id)}</li>"
+                                              if sub.intake.student_id else "")
+                     + "".join(f"<li>{escape(n)}</li>" for n in sub.intake.notes) + "</ul>")
     parts += ["<h2>Points</h2>", "<table><tr><th>group</th><th>score</th><th>passed</th>"
               "<th>failed</th><th>skipped</th></tr>"]
     for gs in sub.grade.groups:
@@ -269,7 +273,8 @@ def page_key(sub: GradedSubmission) -> str:
     shown = [sub.name, sub.sha256, sub.status, sub.message, sub.duration, sub.suite_version,
              sub.rubric.hash, sub.grade.score, sub.output_tail[-6000:],
              [(t["nodeid"], t["outcome"], t.get("summary"), t.get("message"), t.get("skip_reason"),
-               t.get("properties")) for t in sub.tests], PAGE_VERSION]
+               t.get("properties")) for t in sub.tests], PAGE_VERSION, sub.intake.student_id,
+             sub.intake.notes]
     return hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 

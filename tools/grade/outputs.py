@@ -1,7 +1,10 @@
 """Files written per submission and per batch: Gradescope results.json, JUnit XML, CSV.
 
 All writes are atomic (temporary file + rename), so a grader killed while writing leaves
-the previous complete file, never half of one.
+the previous complete file, never half of one. Submission-derived text goes through
+tools.grade.sanitize on its way into every file (no control or bidi characters, no
+spreadsheet formulas). The CSV files are UTF-8 with a byte-order mark, so Excel shows
+"zoë müller" as written (without one it guesses a legacy code page).
 """
 
 from __future__ import annotations
@@ -11,14 +14,19 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from tools.grade.feedback import group_output
+from tools.grade.lms import canvas_csv
 from tools.grade.rubric import Grade, Rubric
-from tools.grade.runner import STATUS_HELP
+from tools.grade.runner import FINAL_STATUSES, STATUS_HELP
+from tools.grade.sanitize import clean_name, clean_text, csv_cell
+from tools.grade.submissions import ClassIntake, IntakeInfo
+
+EXCEL_BOM = "\ufeff"
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -54,6 +62,7 @@ class GradedSubmission:
     junit_xml: str | None = None
     output_tail: str = ""
     source: str = ""
+    intake: IntakeInfo = field(default_factory=IntakeInfo)
 
     def counts(self) -> dict[str, int]:
         out = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
@@ -72,7 +81,8 @@ def gradescope_results(sub: GradedSubmission) -> dict[str, Any]:
     """results.json in Gradescope's autograder format: one test entry per scored group."""
     header = [f"Status: {status_line(sub)}"]
     if sub.status != "graded" and sub.message:
-        header.append(sub.message[:8000])
+        header.append(clean_text(sub.message, 8000))
+    header += [clean_text(f"Intake: {note}") for note in sub.intake.notes]
     header.append(f"Score: {sub.grade.score:g}/{sub.grade.max_score:g}")
     header.append(f"Suite version {sub.suite_version}, rubric {sub.rubric.name!r} ({sub.rubric.hash}).")
     tests = []
@@ -83,7 +93,7 @@ def gradescope_results(sub: GradedSubmission) -> dict[str, Any]:
             "score": gs.score,
             "max_score": gs.max_score,
             "status": gs.status,
-            "output": group_output(gs),
+            "output": clean_text(group_output(gs)),
             "visibility": gs.group.visibility,
             "tags": [gs.group.area] if gs.group.area else [],
         })
@@ -94,7 +104,9 @@ def gradescope_results(sub: GradedSubmission) -> dict[str, Any]:
         "visibility": sub.rubric.visibility,
         "stdout_visibility": "hidden",
         "extra_data": {"status": sub.status, "sha256": sub.sha256, "suite_version": sub.suite_version,
-                       "rubric": sub.rubric.hash, "max_score": sub.grade.max_score},
+                       "rubric": sub.rubric.hash, "max_score": sub.grade.max_score,
+                       "student_id": sub.intake.student_id, "late": sub.intake.late,
+                       "intake": list(sub.intake.notes)},
         "tests": tests,
     }
 
@@ -102,7 +114,7 @@ def gradescope_results(sub: GradedSubmission) -> dict[str, Any]:
 def status_junit(sub: GradedSubmission) -> str:
     """JUnit XML for a submission whose suite run left none (timeout, crash, no module):
     one failing test case carrying the status, so CI systems see a failure, not nothing."""
-    text = f"{status_line(sub)}\n{sub.message}"
+    text = clean_text(f"{status_line(sub)}\n{sub.message}")
     return ('<?xml version="1.0" encoding="utf-8"?>\n<testsuites>'
             f'<testsuite name="conformance" errors="1" failures="0" skipped="0" tests="1" '
             f'time="{sub.duration:.3f}"><testcase classname="conformance.grading" '
@@ -115,33 +127,79 @@ def write_submission_files(out: Path, sub: GradedSubmission) -> Path:
     """OUT/submissions/<slug>/{results.json, junit.xml}; returns the folder."""
     folder = out / "submissions" / sub.slug
     write_atomic(folder / "results.json", json.dumps(gradescope_results(sub), indent=1))
-    write_atomic(folder / "junit.xml", sub.junit_xml or status_junit(sub))
+    # pytest's XML escapes C0 controls but not C1 or bidi characters of a message.
+    write_atomic(folder / "junit.xml", clean_text(sub.junit_xml) if sub.junit_xml else status_junit(sub))
     return folder
 
 
-def _cell(value: Any) -> Any:
-    """Neutralise spreadsheet formulas in submission-derived text (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 def grades_csv(subs: list[GradedSubmission], rubric: Rubric) -> str:
+    """grades.csv without the byte-order mark (``write_class_csvs`` adds it)."""
     areas = rubric.area_names
     rules = [g for g in rubric.rules]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["submission", "sha256", "status", "score", "max_score", *areas,
                      *[r.key for r in rules], "passed", "failed", "errors", "skipped",
-                     "duration_s", "suite_version", "rubric", "message"])
+                     "duration_s", "suite_version", "rubric", "message", "student_id",
+                     "student_name", "email", "late", "entry", "superseded", "intake"])
     for sub in subs:
         by_key = {g.group.key: g.score for g in sub.grade.groups}
         counts = sub.counts()
         first_line = (sub.message or "").strip().splitlines()[:1]
-        writer.writerow([_cell(sub.name), sub.sha256, sub.status, f"{sub.grade.score:g}",
+        info = sub.intake
+        writer.writerow([csv_cell(sub.name), sub.sha256, csv_cell(sub.status), f"{sub.grade.score:g}",
                          f"{sub.grade.max_score:g}", *[f"{by_key.get(a, 0):g}" for a in areas],
                          *[f"{by_key.get(r.key, 0):g}" for r in rules], counts["passed"],
                          counts["failed"], counts["error"], counts["skipped"],
                          f"{sub.duration:.2f}", sub.suite_version, sub.rubric.hash,
-                         _cell(first_line[0][:300] if first_line else "")])
+                         csv_cell(first_line[0] if first_line else "", 300), csv_cell(info.student_id),
+                         csv_cell(info.student_name), csv_cell(info.email), "yes" if info.late else "",
+                         csv_cell(info.entry), csv_cell("; ".join(info.superseded), 1000),
+                         csv_cell(" | ".join(info.notes), 2000)])
     return buf.getvalue()
+
+
+def intake_csv(intake: ClassIntake) -> str:
+    """intake.csv: one line per entry of the class folder and what became of it; the raw
+    name's bytes (hex) recover the exact original of a cleaned name."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["entry", "raw_name_hex", "kind", "outcome", "row", "detail"])
+    for r in intake.records:
+        writer.writerow([csv_cell(r.entry), r.raw_hex, r.kind, r.outcome, csv_cell(r.row),
+                         csv_cell(r.detail, 300)])
+    return buf.getvalue()
+
+
+def lms_rows(subs: list[GradedSubmission]) -> list[tuple[str, str, float | None, Any]]:
+    """Rows for the LMS import: students with an id; a grader error exports no score."""
+    return [(sub.intake.student_name or sub.name, sub.intake.student_id,
+             sub.grade.score if sub.status in FINAL_STATUSES else None, sub.intake.student)
+            for sub in subs if sub.intake.student_id]
+
+
+def write_class_csvs(out: Path, subs: list[GradedSubmission], rubric: Rubric,
+                     intake: ClassIntake | None = None) -> list[str]:
+    """grades.csv, canvas_import.csv (rows with a student id) and intake.csv, Excel-ready.
+    Returns warnings for the log (rows left out of the LMS export)."""
+    write_atomic(out / "grades.csv", EXCEL_BOM + grades_csv(subs, rubric))
+    rows = lms_rows(subs)
+    warnings = []
+    if rows:
+        write_atomic(out / "canvas_import.csv", canvas_csv(rows, rubric.name or "backprop conformance",
+                                                           rubric.max_score))
+        missing = [clean_name(s.name) for s in subs if not s.intake.student_id]
+        if missing:
+            warnings.append(f"{len(missing)} rows have no student id and are not in canvas_import.csv: "
+                            + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
+    else:  # no row has an id (any more): an older export would be imported by mistake
+        (out / "canvas_import.csv").unlink(missing_ok=True)
+    if intake is not None and intake.roster is not None:
+        found = {s.intake.student_id for s in subs}
+        absent = [clean_name(f"{s.name} ({s.id})") for s in intake.roster.students if s.id not in found]
+        if absent:
+            warnings.append(f"{len(absent)} roster students have no row (nothing handed in, or an "
+                            "ambiguous name): " + ", ".join(absent[:20]) + (" ..." if len(absent) > 20 else ""))
+    if intake is not None:
+        write_atomic(out / "intake.csv", EXCEL_BOM + intake_csv(intake))
+    return warnings

@@ -37,14 +37,16 @@ JUNIT_MAX_BYTES = 8 * 1024 * 1024
 OUTPUT_TAIL_BYTES = 16 * 1024
 OUTCOMES = ("passed", "failed", "skipped", "error")
 # Statuses a re-run keeps; "error" means the grader failed (not the submission) and is retried.
-FINAL_STATUSES = ("graded", "import_error", "timeout", "crashed", "no_module", "invalid_submission")
+FINAL_STATUSES = ("graded", "import_error", "timeout", "crashed", "no_module", "invalid_submission",
+                  "unsupported")
 STATUS_HELP = {
     "graded": "the suite ran to the end",
     "import_error": "the module could not be imported or lacks forward/backward",
     "timeout": "the whole run exceeded the time limit and was killed",
     "crashed": "the suite's run ended without a valid report",
     "no_module": "no module to judge was found in the submission",
-    "invalid_submission": "the submission could not be read (size, file type)",
+    "invalid_submission": "the submission could not be read or was refused (size, archive safety, link)",
+    "unsupported": "the entry is not a .py module, notebook, zip or folder (the row says why)",
     "error": "the grader itself failed on this submission (retried on the next run)",
 }
 

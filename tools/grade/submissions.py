@@ -1,27 +1,91 @@
-"""Find the submissions in a folder and read them into self-contained, hashable jobs.
+"""Intake: every entry of a class folder becomes exactly one row (or is listed on one).
 
-Two layouts, mixed freely: ``SUBMISSIONS/alice.py`` (one module per student) or
-``SUBMISSIONS/bob/<module>`` (a folder per student; the module name is ``--module``, or
-the folder's only top-level ``.py`` file). Everything a student controls is hostile: file
-names (shell, HTML and spreadsheet metacharacters), symlinks, sizes. A submission is read
-into memory once, so the grade, the hash and what the suite runs are the same bytes.
+What students and LMS downloads really hand in, mixed freely in SUBMISSIONS:
+
+- ``alice.py``: one module;
+- ``bob/`` or ``walter.zip``: a folder or archive holding the module (``--module``, else its
+  only top-level ``.py`` file; a single wrapping folder inside a zip is looked through);
+- ``yolanda_ng.ipynb`` (also inside a folder or zip): converted by tools.grade.notebooks,
+  definitions only; what was dropped is listed on the student's page;
+- anything else (``zack_hw3.PY``, ``notes.txt``, ``report.pdf``, a hidden ``.x.py``, a
+  symlink, a special file): a row with status ``unsupported`` or ``invalid_submission``
+  and the reason;
+- OS and tool clutter (``.DS_Store``, ``__MACOSX``, ``Thumbs.db``, ``._*``, ``.git``,
+  ``__pycache__``, ``.ipynb_checkpoints``): ignored and listed once (intake.csv, the log).
+
+LMS bulk-download names (tools.grade.lms) give each entry its LMS user; several entries of
+one user are one student: the newest counts and the others are listed on that row.
+Without an LMS prefix a name is only a file name: two entries that map to the same row
+name (``carol.py`` and ``carol/``) are *ambiguous*: both are graded under their full entry
+names, flagged on both rows, and neither gets a roster id. Row names are unique
+(case-insensitively) and each row's output slug is unique too, so no entry can write into
+another student's ``submissions/<slug>/`` or report page.
+
+Everything a student controls is hostile: file names (escaped by tools.grade.sanitize
+before they are used anywhere; the raw bytes stay recoverable in intake.csv), symlinks
+(never followed), sizes and member counts (bounded before reading), archive member paths
+(``..``, absolute paths, links: the archive is refused). A submission is read into memory
+once, so the grade, the hash and what the suite runs are the same bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
+import unicodedata
+import zipfile
+import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from tools.grade.lms import LmsName, Roster, Student, newest_key, parse_lms_name
+from tools.grade.notebooks import NotebookError, extract
+from tools.grade.sanitize import clean_name, raw_hex
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # one source file; a real MLP module is a few kB
-MAX_TOTAL_BYTES = 8 * 1024 * 1024  # a student folder, all files together
-MAX_FILES = 200
-IGNORED_NAMES = {"__pycache__", ".ipynb_checkpoints", ".DS_Store", "__MACOSX"}
+# A notebook carries its outputs (plots as base64 images, long training logs): tens of MB are
+# normal. Only its code is kept, so notebooks have their own, larger bounds.
+MAX_NOTEBOOK_BYTES = 32 * 1024 * 1024
+MAX_NOTEBOOK_TOTAL = 64 * 1024 * 1024  # all notebooks of one folder or archive
+MAX_TOTAL_BYTES = 8 * 1024 * 1024  # a student folder or archive, all kept files together
+MAX_FILES = 200  # kept files of one folder or archive
+MAX_WALK_ENTRIES = 5000  # entries looked at in one student folder (kept or not)
+MAX_ARCHIVE_BYTES = 64 * 1024 * 1024  # the .zip file itself
+MAX_ARCHIVE_MEMBERS = 2000
+MAX_ARCHIVE_EXPANDED = 256 * 1024 * 1024  # all members together, as the archive declares them
+CODE_SUFFIXES = (".py", ".ipynb")  # an oversized one refuses the submission; data files are left out
+SOURCE_SUFFIXES = (".py", ".ipynb", ".txt", ".json", ".csv", ".npy", ".npz", ".toml", ".md")
+OS_CLUTTER = {".DS_Store", "__MACOSX", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints",
+              "__pycache__", ".git", ".svn", ".hg", ".idea", ".vscode", ".Trashes", ".Spotlight-V100"}
+GRADABLE_KINDS = ("py", "ipynb", "zip", "folder")
+# Report pages live beside index.html: a student may not be called "index".
+RESERVED_SLUGS = {"index", "con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                  *(f"lpt{i}" for i in range(10))}
 
 
 class SubmissionsError(Exception):
     """The SUBMISSIONS argument cannot be graded at all (not one student's problem)."""
+
+
+class _Refused(ValueError):
+    """A submission that cannot be read (size, archive safety); its row says why."""
+
+
+@dataclass
+class IntakeInfo:
+    """Where a row came from, for grades.csv, the LMS export and the student's page."""
+
+    entry: str = ""  # the entry's name, cleaned (raw bytes: intake.csv)
+    kind: str = ""  # py | ipynb | zip | folder | other | hidden | symlink | special
+    student_id: str = ""
+    student_name: str = ""
+    email: str = ""
+    late: bool = False
+    superseded: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    student: Student | None = None
 
 
 @dataclass
@@ -35,6 +99,8 @@ class Submission:
     module: str | None = None  # relative path of the module to judge, a key of ``files``
     problem: str | None = None
     problem_status: str = "no_module"
+    intake: IntakeInfo = field(default_factory=IntakeInfo)
+    assigned_slug: str | None = None
 
     @property
     def sha256(self) -> str:
@@ -44,107 +110,516 @@ class Submission:
             return hashlib.sha256(self.files[self.module]).hexdigest()
         digest = hashlib.sha256()
         for rel in sorted(self.files):
-            digest.update(rel.encode() + b"\0" + hashlib.sha256(self.files[rel]).digest())
-        digest.update(b"module\0" + (self.module or "").encode())
+            digest.update(rel.encode("utf-8", "surrogateescape") + b"\0"
+                          + hashlib.sha256(self.files[rel]).digest())
+        digest.update(b"module\0" + (self.module or "").encode("utf-8", "surrogateescape"))
+        if self.problem:  # two unreadable entries must not share one stored run
+            digest.update(b"problem\0" + self.problem.encode("utf-8", "surrogateescape"))
         return digest.hexdigest()
 
     @property
     def slug(self) -> str:
-        return slugify(self.name)
+        return self.assigned_slug or slugify(self.name)
+
+
+_SAFE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,59}$")
+_LOOKS_HASHED = re.compile(r"-[0-9a-f]{10}$")
 
 
 def slugify(name: str) -> str:
-    """A file-name-safe, collision-free token for ``name`` (used for output paths)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._")[:60] or "submission"
-    if safe != name:  # the name was changed: a hash suffix keeps different names apart
-        safe += "-" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    return safe
+    """A file-name-safe token for ``name`` (output paths), injective by construction: a name
+    is used as is only when it is lower-case ASCII ``[a-z0-9._-]``, does not end like a
+    hashed slug and is not reserved (``index``, Windows device names); every other name gets
+    ``-`` and 10 hex digits of its hash, so a student cannot take a classmate's slug by
+    naming a file after it. (``discover`` also checks the whole class for collisions.)"""
+    if _SAFE.match(name) and not _LOOKS_HASHED.search(name) and not name.endswith(".") \
+            and name.split(".")[0] not in RESERVED_SLUGS:
+        return name
+    safe = re.sub(r"[^a-z0-9._-]", "_", name.lower()).strip("._")[:50] or "submission"
+    return safe + "-" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:10]
 
 
-def _ignored(path: Path) -> bool:
-    return path.name in IGNORED_NAMES or path.name.startswith(".")
+# -- one entry --------------------------------------------------------------------------
+
+
+def _is_clutter(name: str) -> bool:
+    return name in OS_CLUTTER or name.startswith("._")
+
+
+def _kind(path: Path) -> str:
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return "special"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if path.name.startswith("."):
+        return "hidden"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if not stat.S_ISREG(mode):
+        return "special"
+    # .py is exact (Python imports only lower-case .py on case-sensitive systems); notebooks
+    # and archives are read by the grader itself, so their case does not matter.
+    if path.suffix == ".py":
+        return "py"
+    return {".ipynb": "ipynb", ".zip": "zip"}.get(path.suffix.lower(), "other")
+
+
+def _size_limit(name: str) -> int:
+    return MAX_NOTEBOOK_BYTES if name.lower().endswith(".ipynb") else MAX_FILE_BYTES
 
 
 def _read_file(path: Path) -> bytes:
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise ValueError(f"{path.name} is {size} bytes (limit {MAX_FILE_BYTES})")
-    return path.read_bytes()
+    """A regular file's bytes, opened without following a symlink and size-checked first."""
+    limit = _size_limit(path.name)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:
+            raise _Refused(f"{clean_name(path.name)} is {size} bytes (limit {limit})")
+        return handle.read(limit + 1)
+
+
+def _keep_member(rel: PurePosixPath) -> str | None:
+    """Why a file of a folder or archive is left out (None: kept)."""
+    if any(_is_clutter(part) for part in rel.parts):
+        return "OS clutter"
+    if any(part.startswith(".") for part in rel.parts):
+        return "hidden"
+    if rel.suffix not in SOURCE_SUFFIXES:
+        return f"not a source file ({clean_name(rel.suffix or 'no extension')})"
+    return None
+
+
+def _add(sub: Submission, rel: str, data: bytes, total: list[int]) -> None:
+    """Keep one file; ``total`` is [bytes of other files, bytes of notebooks] so far."""
+    if len(sub.files) >= MAX_FILES:
+        raise _Refused(f"more than {MAX_FILES} source files")
+    if len(data) > _size_limit(rel):
+        raise _Refused(f"{clean_name(rel)} is over {_size_limit(rel)} bytes")
+    notebook = rel.lower().endswith(".ipynb")
+    total[notebook] += len(data)
+    if total[0] > MAX_TOTAL_BYTES:
+        raise _Refused(f"the files total more than {MAX_TOTAL_BYTES} bytes")
+    if total[1] > MAX_NOTEBOOK_TOTAL:
+        raise _Refused(f"the notebooks total more than {MAX_NOTEBOOK_TOTAL} bytes")
+    sub.files[rel] = data
+
+
+def _left_out_note(left_out: dict[str, int], where: str) -> list[str]:
+    if not left_out:
+        return []
+    return [f"left out of the {where}: " + ", ".join(f"{n} {why}" for why, n in sorted(left_out.items()))]
 
 
 def _read_folder(sub: Submission, folder: Path) -> None:
-    """Read the student's folder (regular files only; symlinks are never followed)."""
-    total = 0
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if any(part in IGNORED_NAMES or part.startswith(".") for part in rel.parts):
-            continue
-        if path.is_symlink() or not path.is_file():
-            continue
-        if path.suffix not in (".py", ".txt", ".json", ".csv", ".npy", ".npz", ".toml", ".md"):
-            continue
-        if len(sub.files) >= MAX_FILES:
-            raise ValueError(f"more than {MAX_FILES} files")
-        data = _read_file(path)
-        total += len(data)
-        if total > MAX_TOTAL_BYTES:
-            raise ValueError(f"the files total more than {MAX_TOTAL_BYTES} bytes")
-        sub.files[rel.as_posix()] = data
+    """Read the student's folder: regular source files only; symlinks are never followed."""
+    total, seen, left_out = [0, 0], 0, {}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        here = Path(dirpath)
+        kept_dirs = []
+        for name in sorted(dirnames):
+            if _is_clutter(name) or name.startswith(".") or (here / name).is_symlink():
+                why = "symlink (not followed)" if (here / name).is_symlink() else "hidden or OS clutter"
+                left_out[why] = left_out.get(why, 0) + 1
+            else:
+                kept_dirs.append(name)
+        dirnames[:] = kept_dirs
+        for name in sorted(filenames):
+            seen += 1
+            if seen > MAX_WALK_ENTRIES:
+                raise _Refused(f"the folder holds more than {MAX_WALK_ENTRIES} files")
+            path = here / name
+            rel = PurePosixPath(path.relative_to(folder).as_posix())
+            why = _keep_member(rel)
+            if why is None and (path.is_symlink() or not path.is_file()):
+                why = "symlink or special file (not followed)"
+            if why is None and rel.suffix not in CODE_SUFFIXES and path.stat().st_size > MAX_FILE_BYTES:
+                why = "data files over the size limit"
+            if why:
+                left_out[why] = left_out.get(why, 0) + 1
+                continue
+            _add(sub, rel.as_posix(), _read_file(path), total)
+    sub.intake.notes += _left_out_note(left_out, "folder")
 
 
-def load_submission(entry: Path, module: str | None = None, name: str | None = None) -> Submission:
-    """Read one submission: a ``.py`` file, or a folder holding ``module`` (or exactly one
-    top-level ``.py`` file when ``module`` is None)."""
-    sub = Submission(name=name or (entry.stem if entry.is_file() else entry.name), source=str(entry))
+def _member_path(info: zipfile.ZipInfo) -> PurePosixPath:
+    raw = info.filename.replace("\\", "/")
+    shown = clean_name(info.filename, 200)
+    if raw.startswith("/") or re.match(r"^[A-Za-z]:", raw):
+        raise _Refused(f"archive member {shown!r} has an absolute path (path traversal): refused")
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise _Refused(f"archive member {shown!r} points outside the archive (path traversal): refused")
+    return PurePosixPath(*parts) if parts else PurePosixPath(".")
+
+
+def _read_zip(sub: Submission, path: Path) -> None:
+    """Read an uploaded archive in memory (nothing is extracted to disk): bounded size,
+    member count and expansion; traversal, links and encrypted members refuse it whole."""
+    size = path.lstat().st_size
+    if size > MAX_ARCHIVE_BYTES:
+        raise _Refused(f"the archive is {size} bytes (limit {MAX_ARCHIVE_BYTES})")
     try:
-        if entry.is_file():
-            if entry.suffix != ".py":
-                raise ValueError(f"{entry.name} is not a .py file")
-            sub.files[entry.name] = _read_file(entry)
-            sub.module = entry.name
-            return sub
-        _read_folder(sub, entry)
-    except (OSError, ValueError) as exc:
-        sub.files.clear()
-        sub.problem, sub.problem_status = f"cannot read the submission: {exc}", "invalid_submission"
-        return sub
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise _Refused(f"not a readable zip archive ({clean_name(exc, 200)})") from None
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > MAX_ARCHIVE_MEMBERS:
+            raise _Refused(f"zip bomb refused: {len(infos)} members (limit {MAX_ARCHIVE_MEMBERS})")
+        declared = sum(i.file_size for i in infos)
+        if declared > MAX_ARCHIVE_EXPANDED:
+            raise _Refused(f"zip bomb refused: the members expand to {declared} bytes "
+                           f"(limit {MAX_ARCHIVE_EXPANDED})")
+        chosen: list[tuple[PurePosixPath, zipfile.ZipInfo]] = []
+        names: set[str] = set()
+        left_out: dict[str, int] = {}
+        for info in infos:
+            rel = _member_path(info)
+            shown = clean_name(info.filename, 200)
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise _Refused(f"archive member {shown!r} is a symbolic link: refused")
+            if info.flag_bits & 0x1:
+                raise _Refused(f"archive member {shown!r} is encrypted: refused")
+            if info.is_dir() or rel == PurePosixPath("."):
+                continue
+            if rel.as_posix().casefold() in names:
+                raise _Refused(f"archive member {shown!r} appears twice: refused")
+            names.add(rel.as_posix().casefold())
+            why = _keep_member(rel)
+            if why:
+                left_out[why] = left_out.get(why, 0) + 1
+                continue
+            if info.file_size > _size_limit(rel.name):
+                if rel.suffix not in CODE_SUFFIXES:
+                    left_out["data files over the size limit"] = left_out.get("data files over the size limit", 0) + 1
+                    continue
+                raise _Refused(f"archive member {shown!r} is {info.file_size} bytes "
+                               f"(limit {_size_limit(rel.name)} per file)")
+            chosen.append((rel, info))
+        # One wrapping folder (walter.zip -> walter/mlp.py) is looked through.
+        tops = {rel.parts[0] for rel, _ in chosen}
+        strip = len(tops) == 1 and all(len(rel.parts) > 1 for rel, _ in chosen)
+        total = [0, 0]
+        for rel, info in chosen:
+            try:
+                with archive.open(info) as member:
+                    data = member.read(_size_limit(rel.name) + 1)  # never more, whatever the header says
+            except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError,
+                    zlib.error, ValueError) as exc:
+                raise _Refused(f"archive member {clean_name(info.filename, 200)!r} cannot be read "
+                               f"({clean_name(exc, 200)})") from None
+            _add(sub, PurePosixPath(*rel.parts[1:]).as_posix() if strip else rel.as_posix(), data, total)
+    sub.intake.notes += _left_out_note(left_out, "archive")
+
+
+def _convert_notebooks(sub: Submission) -> None:
+    """Every ``x.ipynb`` of a folder or archive becomes ``x.py`` (unless that exists)."""
+    for rel in sorted(r for r in sub.files if r.endswith(".ipynb")):
+        data = sub.files.pop(rel)
+        target = rel[: -len(".ipynb")] + ".py"
+        if target in sub.files:
+            sub.intake.notes.append(f"{clean_name(rel)} not converted: {clean_name(target)} exists")
+            continue
+        try:
+            extracted = extract(data)
+        except NotebookError as exc:
+            sub.intake.notes.append(f"{clean_name(rel)}: {exc}")
+            continue
+        sub.files[target] = extracted.code.encode("utf-8")
+        sub.intake.notes += [f"{clean_name(rel)} -> {clean_name(target)}: {n}" for n in extracted.notes()]
+
+
+def _choose_module(sub: Submission, module: str | None) -> None:
     top_level = sorted(rel for rel in sub.files if "/" not in rel and rel.endswith(".py"))
     if module is not None:
         if module in sub.files:
             sub.module = module
         else:
-            found = ", ".join(top_level) or "no .py file"
+            found = ", ".join(clean_name(t) for t in top_level) or "no .py file"
             sub.problem = f"the folder has no {module} (found: {found})"
     elif len(top_level) == 1:
         sub.module = top_level[0]
     else:
-        found = ", ".join(top_level) or "no .py file"
+        found = ", ".join(clean_name(t) for t in top_level) or "no .py file"
         sub.problem = (f"cannot tell which file is the module (found: {found}); "
                        "name it with --module")
+
+
+def _unsupported(kind: str, entry: Path) -> str:
+    shown = clean_name(entry.name)
+    if kind == "hidden":
+        return f"{shown}: a hidden file (its name starts with '.'), not graded"
+    if kind == "symlink":
+        return f"{shown}: a symbolic link; links are never followed"
+    if kind == "special":
+        return f"{shown}: not a regular file or folder"
+    suffix = entry.suffix
+    if suffix.lower() == ".py":
+        return (f"{shown}: the extension {clean_name(suffix)!r} is not {suffix.lower()!r}; rename "
+                "the file and grade again")
+    return (f"{shown}: {clean_name(suffix) or 'no extension'} is not a Python module (.py), "
+            "notebook (.ipynb), zip archive or folder")
+
+
+def load_submission(entry: Path, module: str | None = None, name: str | None = None) -> Submission:
+    """Read one entry: a ``.py`` file, a notebook, a zip archive or a folder holding ``module``
+    (or exactly one top-level ``.py`` file when ``module`` is None). Anything else gives a
+    Submission whose ``problem`` says why (status ``unsupported`` / ``invalid_submission``)."""
+    entry = Path(entry)
+    kind = _kind(entry)
+    default = entry.stem if kind in ("py", "ipynb", "zip", "other") else entry.name
+    sub = Submission(name=name or clean_name(default), source=str(entry),
+                     intake=IntakeInfo(entry=clean_name(entry.name), kind=kind))
+    try:
+        if kind == "py":
+            # The file's own name only when it is plain (it is written to disk and shown by
+            # pytest); the name never changes the graded bytes or their hash.
+            target = entry.name if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.py", entry.name) else "submission.py"
+            sub.files[target] = _read_file(entry)
+            sub.module = target
+            return sub
+        if kind == "ipynb":
+            extracted = extract(_read_file(entry))
+            target = f"{entry.stem}.py" if entry.stem.isidentifier() else "notebook.py"
+            sub.files[target] = extracted.code.encode("utf-8")
+            sub.module = target
+            sub.intake.notes += extracted.notes()
+            return sub
+        if kind == "zip":
+            _read_zip(sub, entry)
+        elif kind == "folder":
+            _read_folder(sub, entry)
+        else:
+            sub.problem, sub.problem_status = _unsupported(kind, entry), (
+                "invalid_submission" if kind in ("symlink", "special") else "unsupported")
+            return sub
+    except (OSError, _Refused, NotebookError) as exc:
+        sub.files.clear()
+        sub.module = None
+        reason = clean_name(exc) if isinstance(exc, OSError) else str(exc)
+        sub.problem, sub.problem_status = f"cannot read the submission: {reason}", "invalid_submission"
+        return sub
+    _convert_notebooks(sub)
+    _choose_module(sub, module)
     return sub
 
 
-def discover(root: Path, module: str | None = None) -> list[Submission]:
-    """Every submission under ``root``, sorted by name; raises SubmissionsError when
-    ``root`` is not a folder of submissions."""
+# -- the class folder -------------------------------------------------------------------
+
+
+@dataclass
+class IntakeRecord:
+    """One line of intake.csv: what happened to one entry of the class folder."""
+
+    entry: str  # cleaned name
+    raw_hex: str  # the exact bytes of the name
+    kind: str
+    outcome: str  # graded | superseded | unsupported | invalid | ignored | ambiguous
+    row: str = ""  # the grades.csv row it belongs to
+    detail: str = ""
+
+
+@dataclass
+class ClassIntake:
+    submissions: list[Submission]
+    records: list[IntakeRecord]
+    ignored: list[str]  # OS clutter, cleaned names
+    roster: Roster | None = None
+
+
+@dataclass
+class _Entry:
+    path: Path
+    kind: str
+    lms: LmsName | None
+    mtime: float
+
+
+def _group_key(entry: _Entry) -> str:
+    return entry.lms.key if entry.lms is not None else f"entry:{entry.path.name}"
+
+
+def _counting(entries: list[_Entry]) -> tuple[_Entry, list[_Entry]]:
+    """The entry that counts (gradable first, then newest) and the others, newest first."""
+    def rank(e: _Entry) -> tuple:
+        return (e.kind in GRADABLE_KINDS and not (e.lms and e.lms.receipt),
+                newest_key(e.lms, e.mtime, e.path.name))
+    ordered = sorted(entries, key=rank, reverse=True)
+    return ordered[0], ordered[1:]
+
+
+def _base_name(entry: _Entry) -> str:
+    if entry.lms is not None:
+        return f"{entry.lms.display}_{entry.lms.user}"
+    if entry.kind in ("py", "ipynb", "zip", "other"):
+        return entry.path.stem
+    return entry.path.name
+
+
+def _entry_label(entry: _Entry) -> str:
+    return clean_name(entry.path.name) + ("/" if entry.kind == "folder" else "")
+
+
+def scan_class(root: Path, module: str | None = None, roster: Roster | None = None) -> ClassIntake:
+    """Every entry under ``root``: one Submission per row, sorted by name, and one intake
+    record per entry; raises SubmissionsError when ``root`` is not a folder of submissions."""
     root = Path(root)
     if not root.exists():
         raise SubmissionsError(f"SUBMISSIONS {root}: no such directory")
     if not root.is_dir():
         raise SubmissionsError(f"SUBMISSIONS {root}: not a directory (expected a folder holding "
-                               "one .py file or one folder per student)")
+                               "one .py file, notebook, zip or folder per student)")
     if module is not None and (Path(module).name != module or not module.endswith(".py")):
         raise SubmissionsError(f"--module {module!r}: expected a file name like mlp.py")
-    entries = [p for p in sorted(root.iterdir()) if not _ignored(p)
-               and (p.is_dir() or p.suffix == ".py")]
+    records: list[IntakeRecord] = []
+    ignored: list[str] = []
+    entries: list[_Entry] = []
+    for path in sorted(root.iterdir()):
+        if _is_clutter(path.name):
+            ignored.append(clean_name(path.name))
+            records.append(IntakeRecord(clean_name(path.name), raw_hex(path.name), "clutter", "ignored",
+                                        detail="OS or tool clutter"))
+            continue
+        kind = _kind(path)
+        try:
+            mtime = path.lstat().st_mtime
+        except OSError:
+            mtime = 0.0
+        lms = parse_lms_name(path.name) if kind != "hidden" else None
+        entries.append(_Entry(path, kind, lms, mtime))
     if not entries:
-        raise SubmissionsError(f"SUBMISSIONS {root}: no .py files and no student folders in it")
-    subs = [load_submission(p, module) for p in entries]
-    # alice.py and alice/ would share a name: fall back to the entry names for those.
+        raise SubmissionsError(f"SUBMISSIONS {root}: no .py files, notebooks, zips or student folders in it"
+                               + (f" (ignored: {', '.join(ignored)})" if ignored else ""))
+
+    groups: dict[str, list[_Entry]] = {}
+    for entry in entries:
+        key = _group_key(entry)
+        if roster is not None and entry.lms is not None:
+            student, _ = roster.match(entry.lms, entry.path.stem)
+            if student is not None:
+                key = f"roster:{student.id}"
+        groups.setdefault(key, []).append(entry)
+
+    subs: list[Submission] = []
+    origin: dict[int, _Entry] = {}
+    listed_on: list[tuple[IntakeRecord, Submission]] = []  # superseded entries and their row
+    for group in groups.values():
+        chosen, others = _counting(group)
+        sub = load_submission(chosen.path, module, name=clean_name(_base_name(chosen)))
+        sub.intake.late = bool(chosen.lms and chosen.lms.late)
+        if sub.intake.late:
+            sub.intake.notes.append(f"late: the {chosen.lms.lms} file name carries the late marker")
+        for other in others:
+            why = "LMS receipt" if other.lms and other.lms.receipt else "older"
+            if other.kind not in GRADABLE_KINDS and chosen.kind in GRADABLE_KINDS:
+                why = "not gradable"
+            sub.intake.superseded.append(f"{_entry_label(other)} ({why})")
+            record = IntakeRecord(clean_name(other.path.name), raw_hex(other.path.name), other.kind,
+                                  "superseded", detail=f"{why}; counted: {_entry_label(chosen)}")
+            records.append(record)
+            listed_on.append((record, sub))
+        if others:
+            sub.intake.notes.append("several files from this student: the newest counts ("
+                                    f"{_entry_label(chosen)}); not graded: {', '.join(sub.intake.superseded)}")
+        if roster is not None:
+            student, why_not = roster.match(chosen.lms, chosen.path.stem)
+            if student is not None:
+                sub.intake.student, sub.intake.student_id = student, student.id
+                sub.intake.student_name, sub.intake.email = student.name, student.email
+            else:
+                sub.intake.notes.append(f"roster: {why_not}")
+        elif chosen.lms is not None:
+            sub.intake.student_id = clean_name(chosen.lms.user)
+            sub.intake.student_name = clean_name(chosen.lms.display)
+        origin[id(sub)] = chosen
+        subs.append(sub)
+
+    _make_names_unique(subs, origin)
+    _drop_shared_ids(subs)
+    _assign_slugs(subs, origin)
+    for sub in subs:
+        chosen = origin[id(sub)]
+        outcome = {"unsupported": "unsupported", "invalid_submission": "invalid"}.get(
+            sub.problem_status, "graded") if sub.problem else "graded"
+        if any(n.startswith("ambiguous") for n in sub.intake.notes):
+            outcome = "ambiguous"
+        records.append(IntakeRecord(sub.intake.entry, raw_hex(chosen.path.name), chosen.kind, outcome,
+                                    row=sub.name, detail=(sub.problem or "")[:300]))
+    for record, sub in listed_on:  # named once the row names are final
+        record.row = sub.name
+    records.sort(key=lambda r: r.entry)
+    return ClassIntake(sorted(subs, key=lambda s: s.name), records, ignored, roster)
+
+
+def _same_name_key(name: str) -> str:
+    """Names a person (or a case-insensitive, normalising file system) cannot tell apart."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def _make_names_unique(subs: list[Submission], origin: dict[int, _Entry]) -> None:
+    """Row names are unique case-insensitively. Entries that map to one name are ambiguous:
+    each is renamed to its full entry name and flagged; nothing is merged."""
     by_name: dict[str, list[Submission]] = {}
     for sub in subs:
-        by_name.setdefault(sub.name, []).append(sub)
-    for clashing in (group for group in by_name.values() if len(group) > 1):
+        by_name.setdefault(_same_name_key(sub.name), []).append(sub)
+    for clashing in (g for g in by_name.values() if len(g) > 1):
+        labels = ", ".join(sorted(_entry_label(origin[id(s)]) for s in clashing))
         for sub in clashing:
-            sub.name = Path(sub.source).name
-    return sorted(subs, key=lambda s: s.name)
+            shared = sub.name
+            sub.name = _entry_label(origin[id(sub)])
+            sub.intake.notes.append(f"ambiguous: the entries {labels} all map to the row {shared!r}; each "
+                                    "is graded under its own entry name and none gets a roster id "
+                                    "(decide by hand which one is the student's)")
+            sub.intake.student, sub.intake.student_id = None, ""
+            sub.intake.student_name = sub.intake.email = ""
+    # Still equal (cleaning made two raw names alike): the raw name's hash keeps them apart.
+    while True:
+        seen: dict[str, Submission] = {}
+        clash = False
+        for sub in subs:
+            key = _same_name_key(sub.name)
+            if key in seen:
+                clash = True
+                sub.name += " #" + hashlib.sha256(os.fsencode(origin[id(sub)].path.name)).hexdigest()[:8]
+                sub.intake.notes.append("ambiguous: another entry has the same printable name; "
+                                        "the suffix is the hash of this entry's raw name")
+            seen[_same_name_key(sub.name)] = sub
+        if not clash:
+            return
+
+
+def _drop_shared_ids(subs: list[Submission]) -> None:
+    """One roster id on several rows would merge two rows in the LMS: give it to none."""
+    by_id: dict[str, list[Submission]] = {}
+    for sub in subs:
+        if sub.intake.student_id:
+            by_id.setdefault(sub.intake.student_id, []).append(sub)
+    for sid, group in by_id.items():
+        if len(group) > 1:
+            rows = ", ".join(sorted(s.name for s in group))
+            for sub in group:
+                sub.intake.student, sub.intake.student_id = None, ""
+                sub.intake.student_name = sub.intake.email = ""
+                sub.intake.notes.append(f"ambiguous: roster id {clean_name(sid)} matches the rows {rows}; "
+                                        "given to none (decide by hand)")
+
+
+def _assign_slugs(subs: list[Submission], origin: dict[int, _Entry]) -> None:
+    """Unique output slugs, case-insensitively (macOS and Windows file systems)."""
+    taken: set[str] = set()
+    for sub in sorted(subs, key=lambda s: s.name):
+        slug = slugify(sub.name)
+        if slug.casefold() in taken:
+            slug = f"{slug}-{hashlib.sha256(os.fsencode(origin[id(sub)].path.name)).hexdigest()[:10]}"
+        if slug.casefold() in taken:  # only a hash collision: refuse rather than share a folder
+            raise SubmissionsError(f"two submissions share the output name {slug}; rename one of them")
+        taken.add(slug.casefold())
+        sub.assigned_slug = slug
+
+
+def discover(root: Path, module: str | None = None, roster: Roster | None = None) -> list[Submission]:
+    """Every row of the class folder ``root`` (see ``scan_class``), sorted by name."""
+    return scan_class(root, module, roster).submissions
