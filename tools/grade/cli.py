@@ -1,4 +1,9 @@
-"""``python -m tools.grade SUBMISSIONS --out OUT [-j N] [--dask tcp://host:8786]``."""
+"""``python -m tools.grade SUBMISSIONS --out OUT [-j N] [--dask tcp://host:8786]``.
+
+Exit status: 0 every submission has a final status; 3 some submissions ended in a grader
+error (named on the last line; no grade, retried by the next run); 2 nothing was graded
+(bad arguments, failed preflight or baseline); 130 interrupted (Ctrl-C or SIGTERM).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,14 @@ def _positive(kind: type):
             raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
         return value
     return parse
+
+
+def add_sandbox_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--isolate-sandbox", dest="sandbox", choices=("require", "off"), default="require",
+                   help="require (default): refuse to grade unless candidates run in private "
+                        "namespaces as an unprivileged user (needs root on Linux); off: resource "
+                        "limits only, for machines or containers without those privileges "
+                        "(recorded as 'off' for every run)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with the four MNIST files (default $BACKPROP_MNIST_DIR, then the cache)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false",
                    help="run candidates inside the suite's process (ONLY for trusted code)")
+    add_sandbox_option(p)
     p.add_argument("--profile", default="grading",
                    help="hypothesis profile (default 'grading': derandomized, the same cases for everyone)")
     p.add_argument("--no-require-mnist", dest="require_mnist", action="store_false",
@@ -87,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         mnist_dir = str(mnist)
     config = GradeConfig(timeout=args.timeout, isolate=args.isolate, hypothesis_profile=args.profile or None,
                          require_mnist=args.require_mnist, mnist_dir=mnist_dir,
-                         extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout)
+                         extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout,
+                         sandbox=args.sandbox)
     opts = BatchOptions(submissions=args.submissions, out=args.out, config=config, jobs=args.jobs,
                         dask=args.dask, module=args.module, rubric=args.rubric, baseline=args.baseline,
                         retry=retry, force=args.force, progress=args.progress)
@@ -101,4 +116,4 @@ def main(argv: list[str] | None = None) -> int:
               "again to grade the rest", file=sys.stderr)
         return 130
     print(summary.line())
-    return 0
+    return 3 if summary.grader_errors else 0

@@ -54,6 +54,7 @@ class GradedSubmission:
     junit_xml: str | None = None
     output_tail: str = ""
     source: str = ""
+    sandbox: str = "unknown"  # engaged / degraded / off / unknown: the run's protection
 
     def counts(self) -> dict[str, int]:
         out = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
@@ -94,7 +95,7 @@ def gradescope_results(sub: GradedSubmission) -> dict[str, Any]:
         "visibility": sub.rubric.visibility,
         "stdout_visibility": "hidden",
         "extra_data": {"status": sub.status, "sha256": sub.sha256, "suite_version": sub.suite_version,
-                       "rubric": sub.rubric.hash, "max_score": sub.grade.max_score},
+                       "rubric": sub.rubric.hash, "max_score": sub.grade.max_score, "sandbox": sub.sandbox},
         "tests": tests,
     }
 
@@ -133,7 +134,7 @@ def grades_csv(subs: list[GradedSubmission], rubric: Rubric) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["submission", "sha256", "status", "score", "max_score", *areas,
                      *[r.key for r in rules], "passed", "failed", "errors", "skipped",
-                     "duration_s", "suite_version", "rubric", "message"])
+                     "duration_s", "suite_version", "sandbox", "rubric", "message"])
     for sub in subs:
         by_key = {g.group.key: g.score for g in sub.grade.groups}
         counts = sub.counts()
@@ -142,6 +143,6 @@ def grades_csv(subs: list[GradedSubmission], rubric: Rubric) -> str:
                          f"{sub.grade.max_score:g}", *[f"{by_key.get(a, 0):g}" for a in areas],
                          *[f"{by_key.get(r.key, 0):g}" for r in rules], counts["passed"],
                          counts["failed"], counts["error"], counts["skipped"],
-                         f"{sub.duration:.2f}", sub.suite_version, sub.rubric.hash,
+                         f"{sub.duration:.2f}", sub.suite_version, sub.sandbox, sub.rubric.hash,
                          _cell(first_line[0][:300] if first_line else "")])
     return buf.getvalue()
