@@ -307,31 +307,57 @@ def read_report(path: Path) -> dict[str, Any]:
 # process.py): the machine, not the submission, could not start a sandboxed worker.
 WORKER_SETUP_FAILURES = ("the sandbox could not be set up", "--isolate-sandbox require:",
                          "the worker failed to start")
-# conformance/test_mnist.py's message when the data is missing or damaged (with --require-mnist).
+# conformance/test_mnist.py's message when the data is missing or damaged (with --require-mnist):
+# the whole failure message of an MNIST check, written by the suite's fixture, starts so.
 MNIST_MISSING = "the MNIST checks did NOT run"
+MNIST_MESSAGE_STARTS = ("MNIST data not found", "MNIST not usable", "MNIST in ")
 NO_SPACE = ("No space left on device", "[Errno 28]", "Disk quota exceeded")
+
+
+def _grader_side_load_failure(load_error: str) -> tuple[str, str]:
+    """(worker set-up failure, disk-full copy failure) named by a load error, each "" if none.
+
+    The load errors of conformance/isolation/candidate.py have one first line each; the only
+    text in it the submission controls is the repr of its path (no newline), and only the
+    import-failure form ("... failed (in the isolated worker):") carries the candidate's own
+    output, on the following lines. So the reason after the last " failed in the isolated
+    worker: " of the first line is the isolation's, and so is a copy failure's next line."""
+    lines = load_error.split("\n")
+    first = lines[0]
+    if not first.startswith("importing candidate ") or first.endswith("(in the isolated worker):"):
+        return "", ""
+    _, sep, reason = first.rpartition(" failed in the isolated worker: ")
+    if sep and reason.startswith(WORKER_SETUP_FAILURES):
+        return reason[:1500], ""
+    if first.endswith(" failed:") and len(lines) > 1 and lines[1].startswith("OSError: ") \
+            and any(m in lines[1] for m in NO_SPACE):
+        return "", lines[1][:1500]
+    return "", ""
 
 
 def environment_failure(report: dict[str, Any], job: Job) -> str | None:
     """Why a run's verdict reflects the grader's environment rather than the submission
-    (None when it is the submission's own)."""
+    (None when it is the submission's own). Only evidence the candidate cannot write is used:
+    text the candidate controls (its exceptions, its output) could otherwise turn its own
+    failures into endless retries."""
     expected = job.suite_version
     ran_with = report.get("suite_version")
     if expected and ran_with and ran_with != expected:
         return (f"the suite that ran ({ran_with}) is not the one this batch grades with "
                 f"({expected}): the checkout changed during the batch or differs on this machine")
-    load_error = report["candidate"]["load_error"] or ""
-    if job.config.isolate and any(marker in load_error for marker in WORKER_SETUP_FAILURES):
-        return f"no sandboxed worker could be started on this machine: {load_error[-1500:]}"
+    setup, copy = _grader_side_load_failure(report["candidate"]["load_error"] or "")
+    if job.config.isolate and setup:
+        return f"no sandboxed worker could be started on this machine: {setup}"
+    if copy:
+        return f"the grader ran out of disk space while copying the submission: {copy}"
     sandbox = report.get("sandbox", "unknown")
     if job.config.isolate and job.config.sandbox != "off" and sandbox == "degraded":
         return "the run's sandbox was degraded (resource limits only) and --isolate-sandbox off was not given"
-    for t in report["tests"]:
-        text = t["message"] + t["skip_reason"]
-        if t["outcome"] in ("failed", "error", "skipped") and MNIST_MISSING in text and job.config.require_mnist:
-            return f"MNIST data unavailable on this machine: {text.strip().splitlines()[0][:500]}"
-        if t["outcome"] in ("failed", "error") and any(m in text for m in NO_SPACE):
-            return f"the grader ran out of disk space during {t['nodeid']}: {text.strip()[:500]}"
+    if job.config.require_mnist:
+        for t in report["tests"]:
+            text = (t["message"] or t["skip_reason"]).strip().removeprefix("Failed: ")
+            if t["outcome"] != "passed" and text.startswith(MNIST_MESSAGE_STARTS) and MNIST_MISSING in text:
+                return f"MNIST data unavailable on this machine: {text.splitlines()[0][:500]}"
     return None
 
 
