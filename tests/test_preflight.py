@@ -437,3 +437,24 @@ def test_dask_cluster_where_no_worker_passes_grades_nobody(tmp_path: Path) -> No
                               log=lambda s: None)
     assert not (tmp_path / "out" / "grades.csv").exists()
 
+
+
+def test_runs_stored_under_a_failed_environment_are_not_reused(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A gradebook written by an older grader kept 'graded' for a run without MNIST and
+    'crashed' for an isolated run without report: both are graded again, not reused."""
+    write(tmp_path / "subs" / "alice.py", REFERENCE)
+    write(tmp_path / "subs" / "bob.py", I_BUG)
+    rubric = write(tmp_path / "r.toml", TINY_RUBRIC)
+    args = [str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--rubric", str(rubric), "--no-baseline",
+            *TINY_ARGS[1:]]  # MNIST counts (no --no-require-mnist)
+    monkeypatch.setattr(batch, "run_job", fake_runs({"alice": "graded", "bob": "graded"}))
+    assert cli.main(args) == 0
+    with sqlite3.connect(tmp_path / "out" / "grades.sqlite") as db:
+        report = json.loads(db.execute("SELECT report FROM runs WHERE name='alice'").fetchone()[0])
+        report["tests"].append(t("test_mnist.py::test_harness_sgd_learns_mnist", "failed", message=(
+            "MNIST data not found (looked in x); the MNIST checks did NOT run: get the data")))
+        db.execute("UPDATE runs SET report=? WHERE name='alice'", (json.dumps(report),))
+        db.execute("UPDATE runs SET status='crashed', report=NULL WHERE name='bob'")
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    assert "(2 run, 0 re-scored, 0 unchanged)" in capsys.readouterr().out

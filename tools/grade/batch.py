@@ -33,7 +33,8 @@ from tools.grade.html_report import write_report
 from tools.grade.preflight import Preflight, ensure_environment, worker_preflight
 from tools.grade.outputs import GradedSubmission, grades_csv, write_atomic, write_submission_files
 from tools.grade.rubric import Baseline, Rubric, load_rubric, score
-from tools.grade.runner import GradeConfig, Job, JobResult, reference_job, run_job, kill_all_live
+from tools.grade.runner import (GradeConfig, Job, JobResult, environment_failure, kill_all_live, reference_job,
+                               run_job)
 from tools.grade.submissions import Submission, SubmissionsError, discover
 
 
@@ -274,6 +275,17 @@ def _graded(sub: Submission, run: StoredRun | JobResult, rubric: Rubric, suite: 
                             output_tail=run.output_tail, source=sub.source, sandbox=run.sandbox)
 
 
+def _still_final(stored: StoredRun, config: GradeConfig, suite: str) -> bool:
+    """A stored final run is reused only if today's classification agrees: a run recorded by
+    an older grader under a failed environment (missing MNIST, no report from an isolated
+    run) is graded again instead of keeping its score."""
+    if stored.report is None:
+        return not (stored.status == "crashed" and config.isolate)
+    probe = Job(name=stored.name, sha256=stored.sha256, files={}, module="", config=config,
+                suite_version=suite)
+    return environment_failure(stored.report, probe) is None
+
+
 class _Interrupt:
     """SIGTERM behaves like Ctrl-C: stop, kill the suite processes, keep what is committed."""
 
@@ -361,6 +373,8 @@ def _grade_with(executor: LocalExecutor | DaskExecutor, opts: BatchOptions, subs
     for sub in subs:
         stored = None if opts.force else book.reusable_run(sub.name, sub.sha256, suite,
                                                             config.key(), opts.retry)
+        if stored is not None and not _still_final(stored, config, suite):
+            stored = None
         if stored is not None:
             graded = _graded(sub, stored, rubric, suite, baseline)
             if book.grade_for(stored.id, rubric.hash) is None:

@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="submissions graded in parallel on this machine (default 1)")
     p.add_argument("--dask", metavar="ADDRESS",
                    help="send the per-submission jobs to this Dask scheduler, e.g. tcp://host:8786 "
-                        "(the workers need this repository installed)")
+                        "(each worker needs this commit checked out and installed with the 'dask' "
+                        "extra, MNIST, and root for the sandbox; a worker failing its preflight "
+                        "takes no jobs)")
     p.add_argument("--module", metavar="NAME.py",
                    help="module file inside each student folder (default: the folder's only .py file)")
     p.add_argument("--rubric", type=Path, default=None,

@@ -87,6 +87,13 @@ def _autograder_error(message: str) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     args = _run_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except Exception as exc:  # noqa: BLE001 - whatever breaks here is the autograder's, not a score
+        return _autograder_error(f"the autograder failed: {type(exc).__name__}: {exc}")
+
+
+def _run(args: argparse.Namespace) -> int:
     submission = args.submission or args.root / "submission"
     results = args.results or args.root / "results" / "results.json"
     try:
