@@ -30,8 +30,8 @@ from typing import Callable, Iterable, Iterator
 from conformance.report import suite_version as compute_suite_version
 from tools.grade.gradebook import Gradebook, StoredRun
 from tools.grade.html_report import write_report
-from tools.grade.preflight import Preflight, ensure_environment, worker_preflight
 from tools.grade.outputs import GradedSubmission, grades_csv, write_atomic, write_submission_files
+from tools.grade.preflight import Preflight, ensure_environment, worker_preflight
 from tools.grade.rubric import Baseline, Rubric, load_rubric, score
 from tools.grade.runner import (GradeConfig, Job, JobResult, environment_failure, kill_all_live, reference_job,
                                run_job)
