@@ -179,3 +179,11 @@ def test_explicit_sandbox_off_grades_and_records_it(tmp_path: Path, real_dir: Pa
     assert proc.returncode == 0, proc.stderr
     assert results is not None and results["extra_data"]["status"] == "graded"
     assert results["extra_data"]["sandbox"] == "off" and results["score"] < 100
+
+
+def test_broken_autograder_configuration_writes_no_score(tmp_path: Path) -> None:
+    (tmp_path / "submission").mkdir()
+    bad_rubric = write(tmp_path / "bad.toml", "[areas.nonsense]\npoints = 5\n")
+    for args in (["--rubric", str(bad_rubric)], ["--submission", str(tmp_path / "missing")]):
+        assert gradescope.main(["run", "--root", str(tmp_path), *args]) == gradescope.ENVIRONMENT_FAILURE
+        assert not (tmp_path / "results" / "results.json").exists()
