@@ -2,13 +2,17 @@
 
 Order of work:
 1. validate arguments, load the rubric, find the submissions;
-2. the baseline: the reference implementation is graded first (once per suite version and
-   settings; stored) and must earn full marks with this rubric, otherwise nothing is graded
-   (a missing MNIST copy or a rubric area with no tests would fail every student);
+2. preflight where the jobs run (this machine, or every Dask worker: data, disk, sandbox,
+   suite version; tools/grade/preflight.py), then the baseline: the reference implementation
+   is graded first, where the jobs run (once per suite version and settings; stored), and must
+   earn full marks with this rubric, otherwise nothing is graded (a missing MNIST copy or a
+   rubric area with no tests would fail every student);
 3. per submission: a stored run of the same bytes under the same suite and settings is
    reused (re-scored if the rubric changed); the rest run in parallel (threads driving
    subprocesses, or Dask futures) and each result is committed as soon as it arrives;
-4. CSV, per-submission Gradescope JSON and JUnit, HTML report, one-line summary.
+4. CSV, per-submission Gradescope JSON and JUnit, HTML report, one-line summary; submissions
+   whose run failed on the grader's side (status "error") are named at the end and make the
+   command exit non-zero: they have no grade yet and are run again next time.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from tools.grade.gradebook import Gradebook, StoredRun
 from tools.grade.html_report import write_report
 from tools.grade.lms import RosterError, load_roster
 from tools.grade.outputs import GradedSubmission, write_class_csvs, write_submission_files
+from tools.grade.preflight import Preflight, ensure_environment, worker_preflight
 from tools.grade.rubric import Baseline, Rubric, load_rubric, score
-from tools.grade.runner import GradeConfig, Job, JobResult, reference_job, run_job, kill_all_live
+from tools.grade.runner import (GradeConfig, Job, JobResult, environment_failure, kill_all_live, reference_job,
+                               run_job)
 from tools.grade.sanitize import clean_name
 from tools.grade.submissions import ClassIntake, Submission, SubmissionsError, scan_class
 
@@ -68,11 +74,24 @@ class BatchSummary:
     interrupted: bool = False
     graded: list[GradedSubmission] = field(default_factory=list)
 
+    @property
+    def grader_errors(self) -> list[GradedSubmission]:
+        return [g for g in self.graded if g.status == "error"]
+
     def line(self) -> str:
         kinds = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
-        return (f"{self.total} submissions in {self.seconds:.1f} s ({self.ran} run, {self.rescored} "
+        text = (f"{self.total} submissions in {self.seconds:.1f} s ({self.ran} run, {self.rescored} "
                 f"re-scored, {self.unchanged} unchanged): {kinds}; mean score "
                 f"{self.mean_score:.2f}/{self.max_score:g} -> {self.out / 'report' / 'index.html'}")
+        errors = self.grader_errors
+        if errors:
+            first = (errors[0].message.strip().splitlines() or [""])[0][:300]
+            text += (f"\nGRADER ERROR: {len(errors)} submission(s) could not be graded because the "
+                     f"grader or its environment failed (not the students): "
+                     f"{', '.join(g.name for g in errors[:10])}{' ...' if len(errors) > 10 else ''}. "
+                     f"They have no grade; fix the cause and run the same command again to retry "
+                     f"them. First cause: {first}")
+        return text
 
 
 def validate_paths(submissions: Path, out: Path) -> tuple[Path, Path]:
@@ -103,12 +122,13 @@ def problem_result(sub: Submission) -> JobResult:
 
 def ensure_baseline(book: Gradebook, rubric: Rubric, config: GradeConfig, suite: str,
                     run: Callable[[Job], JobResult]) -> Baseline:
-    """Grade the reference (or reuse its stored run); it must earn full marks, with at least
-    one check it passed in every group that has points. Returns its tests (each submission
+    """Grade the reference where the jobs run (or reuse its stored run); it must earn full
+    marks, with at least one check it passed in every group that has points, in a sandbox
+    that is not degraded (unless --isolate-sandbox off). Returns its tests (each submission
     is expected to run them) and its skips."""
     stored = book.baseline(suite, config.key())
     if stored is None:
-        result = run(reference_job(config))
+        result = run(reference_job(config, suite))
         run_id = book.add_run(result, suite, config.key(), submission=False)
         if result.status == "graded":
             book.set_baseline(suite, config.key(), run_id)
@@ -118,6 +138,10 @@ def ensure_baseline(book: Gradebook, rubric: Rubric, config: GradeConfig, suite:
         raise BatchError(f"the reference implementation could not be graded ({stored.status}): "
                          f"{stored.message.strip()[:3000]}\nFix the environment (e.g. MNIST data: "
                          "--mnist-dir or BACKPROP_MNIST_DIR) before grading students.")
+    if config.isolate and config.sandbox != "off" and stored.sandbox == "degraded":
+        raise BatchError("the reference's run had a degraded sandbox (resource limits only, no private "
+                         "file system or privilege drop): grade as root on Linux with namespaces, or "
+                         "pass --isolate-sandbox off to accept limits only (recorded per run)")
     tests = stored.report["tests"]
     baseline = Baseline.from_tests(tests)
     grade = score(rubric, "graded", tests, baseline)
@@ -150,26 +174,89 @@ def _execute_local(jobs: list[Job], workers: int) -> Iterator[JobResult]:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _execute_dask(jobs: list[Job], address: str) -> Iterator[JobResult]:
-    try:
-        from distributed import Client, as_completed as dask_completed
-    except ImportError:
-        raise BatchError("--dask needs the optional extra: pip install 'backprop-conformance[dask]'") from None
-    try:
-        client = Client(address, timeout="20s")
-    except (OSError, TimeoutError) as exc:
-        raise BatchError(f"--dask {address}: cannot reach the scheduler ({exc})") from None
-    try:
-        futures = {client.submit(run_job, job, pure=False): job for job in jobs}
+class LocalExecutor:
+    """Jobs run here, in threads driving suite subprocesses; this machine preflights itself."""
+
+    def __init__(self, workers: int, config: GradeConfig, suite: str, log: Callable[[str], None]):
+        self.workers = workers
+        check = ensure_environment(config, suite)
+        if not check.ok:
+            raise BatchError(check.explain())
+        log(f"preflight: {check.explain()}")
+
+    def run_one(self, job: Job) -> JobResult:
+        return run_job(job)
+
+    def run_all(self, jobs: list[Job]) -> Iterator[JobResult]:
+        return _execute_local(jobs, self.workers)
+
+    def close(self) -> None:
+        pass
+
+
+class DaskExecutor:
+    """Jobs run on a Dask cluster. Every worker preflights itself (its own interpreter,
+    checkout, data, disk and sandbox); only the workers that pass take jobs."""
+
+    def __init__(self, address: str, config: GradeConfig, suite: str, log: Callable[[str], None]):
+        try:
+            from distributed import Client
+        except ImportError:
+            raise BatchError("--dask needs the optional extra: pip install 'backprop-conformance[dask]'") from None
+        try:
+            self.client = Client(address, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise BatchError(f"--dask {address}: cannot reach the scheduler ({exc})") from None
+        try:
+            self.workers = self._preflight_workers(config, suite, log)
+        except BaseException:
+            self.client.close()
+            raise
+
+    def _preflight_workers(self, config: GradeConfig, suite: str, log: Callable[[str], None]) -> list[str]:
+        try:
+            answers = self.client.run(worker_preflight, config, suite)
+        except Exception as exc:  # noqa: BLE001 - a worker that cannot even run the check
+            raise BatchError(f"--dask: the workers' preflight failed: {type(exc).__name__}: {exc}") from None
+        if not answers:
+            raise BatchError("--dask: the cluster has no workers")
+        good = []
+        for address, answer in sorted(answers.items()):
+            check = Preflight(**answer)
+            if check.ok:
+                good.append(address)
+                log(f"preflight: worker {address}: {check.explain()}")
+            else:
+                log(f"preflight: worker {address} takes no jobs: {check.explain()}")
+        if not good:
+            raise BatchError(f"--dask: no worker passed its preflight ({len(answers)} checked; see above)")
+        return good
+
+    def _submit(self, job: Job):
+        return self.client.submit(run_job, job, pure=False, workers=self.workers,
+                                  allow_other_workers=False)
+
+    def run_one(self, job: Job) -> JobResult:
+        return self._finish(self._submit(job), job)
+
+    def run_all(self, jobs: list[Job]) -> Iterator[JobResult]:
+        from distributed import as_completed as dask_completed
+
+        futures = {self._submit(job): job for job in jobs}
         for fut in dask_completed(futures):
-            job = futures[fut]
-            try:
-                yield fut.result()
-            except Exception as exc:  # noqa: BLE001 - a lost worker is the grader's failure
-                yield JobResult(name=job.name, sha256=job.sha256, status="error",
-                                message=f"dask task failed: {type(exc).__name__}: {exc}")
-    finally:
-        client.close()
+            yield self._finish(fut, futures[fut])
+
+    @staticmethod
+    def _finish(fut, job: Job) -> JobResult:
+        try:
+            return fut.result()
+        except Exception as exc:  # noqa: BLE001 - a lost worker is the grader's failure
+            return JobResult(name=job.name, sha256=job.sha256, status="error",
+                             message=f"grader error (not the submission's): dask task failed: "
+                                     f"{type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        self.client.close()
 
 
 def _progress(total: int, enabled: bool):
@@ -188,7 +275,19 @@ def _graded(sub: Submission, run: StoredRun | JobResult, rubric: Rubric, suite: 
     return GradedSubmission(name=sub.name, slug=sub.slug, sha256=sub.sha256, status=run.status,
                             message=run.message, grade=grade, duration=run.duration, tests=tests,
                             suite_version=suite, rubric=rubric, junit_xml=run.junit_xml,
-                            output_tail=run.output_tail, source=sub.source, intake=sub.intake)
+                            output_tail=run.output_tail, source=sub.source, intake=sub.intake,
+                            sandbox=run.sandbox)
+
+
+def _still_final(stored: StoredRun, config: GradeConfig, suite: str) -> bool:
+    """A stored final run is reused only if today's classification agrees: a run recorded by
+    an older grader under a failed environment (missing MNIST, no report from an isolated
+    run) is graded again instead of keeping its score."""
+    if stored.report is None:
+        return not (stored.status == "crashed" and config.isolate)
+    probe = Job(name=stored.name, sha256=stored.sha256, files={}, module="", config=config,
+                suite_version=suite)
+    return environment_failure(stored.report, probe) is None
 
 
 class _Interrupt:
@@ -248,25 +347,32 @@ def _grade_all(opts: BatchOptions, subs: list[Submission], rubric: Rubric, suite
                summary: BatchSummary, argv: list[str], log: Callable[[str], None],
                intake: ClassIntake | None = None) -> None:
     """Steps 2-4 of the module docstring; fills ``summary`` (also when interrupted)."""
-    out, config = summary.out, opts.config
+    config = opts.config
     book.add_rubric(rubric)
     batch_id = book.start_batch(argv, suite, rubric.hash, config.key(), len(subs))
+    executor = (DaskExecutor(opts.dask, config, suite, log) if opts.dask
+                else LocalExecutor(opts.jobs, config, suite, log))
+    try:
+        _grade_with(executor, opts, subs, rubric, suite, book, summary, batch_id, log, intake)
+    finally:
+        executor.close()
+
+
+def _grade_with(executor: LocalExecutor | DaskExecutor, opts: BatchOptions, subs: list[Submission],
+                rubric: Rubric, suite: str, book: Gradebook, summary: BatchSummary, batch_id: int,
+                log: Callable[[str], None], intake: ClassIntake | None = None) -> None:
+    out, config = summary.out, opts.config
     baseline = None
     if opts.baseline:
-        log("grading the reference implementation first (baseline) ...")
-        baseline = ensure_baseline(book, rubric, config, suite, run_job)
+        log("grading the reference implementation first (baseline), where the jobs run ...")
+        baseline = ensure_baseline(book, rubric, config, suite, executor.run_one)
     by_name = {s.name: s for s in subs}
     done: dict[str, GradedSubmission] = {}
     to_run: list[Job] = []
 
     def record(result: JobResult, sub: Submission) -> None:
-        ran_with = (result.report or {}).get("suite_version")
-        if ran_with and ran_with != suite:
-            # The files changed during the batch, or a Dask worker has another checkout: this
-            # verdict belongs to no recorded suite version. Not final: graded again next time.
-            result.status = "error"
-            result.message = (f"the suite that ran ({ran_with}) is not the one this batch "
-                              f"grades with ({suite}); run the grader again")
+        # A run of another suite version (files edited during the batch, a Dask worker with
+        # another checkout) was already classified "error" where it ran (runner.classify).
         run_id = book.add_run(result, suite, config.key(), source=sub.source)
         graded = _graded(sub, result, rubric, suite, baseline)
         book.add_grade(run_id, sub.name, rubric, suite, result.status, graded.grade)
@@ -276,6 +382,8 @@ def _grade_all(opts: BatchOptions, subs: list[Submission], rubric: Rubric, suite
     for sub in subs:
         stored = None if opts.force else book.reusable_run(sub.name, sub.sha256, suite,
                                                             config.key(), opts.retry)
+        if stored is not None and not _still_final(stored, config, suite):
+            stored = None
         if stored is not None:
             graded = _graded(sub, stored, rubric, suite, baseline)
             if book.grade_for(stored.id, rubric.hash) is None:
@@ -290,11 +398,10 @@ def _grade_all(opts: BatchOptions, subs: list[Submission], rubric: Rubric, suite
         else:
             assert sub.module is not None
             to_run.append(Job(name=sub.name, sha256=sub.sha256, files=sub.files,
-                              module=sub.module, config=config))
+                              module=sub.module, config=config, suite_version=suite))
 
     bar = _progress(len(to_run), opts.progress)
-    results = (_execute_dask(to_run, opts.dask) if opts.dask
-               else _execute_local(to_run, opts.jobs))
+    results = executor.run_all(to_run)
     interrupted = True
     try:
         for result in results:

@@ -1,4 +1,9 @@
-"""``python -m tools.grade SUBMISSIONS --out OUT [-j N] [--dask tcp://host:8786]``."""
+"""``python -m tools.grade SUBMISSIONS --out OUT [-j N] [--dask tcp://host:8786]``.
+
+Exit status: 0 every submission has a final status; 3 some submissions ended in a grader
+error (named on the last line; no grade, retried by the next run); 2 nothing was graded
+(bad arguments, failed preflight or baseline); 130 interrupted (Ctrl-C or SIGTERM).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,14 @@ def _positive(kind: type):
     return parse
 
 
+def add_sandbox_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--isolate-sandbox", dest="sandbox", choices=("require", "off"), default="require",
+                   help="require (default): refuse to grade unless candidates run in private "
+                        "namespaces as an unprivileged user (needs root on Linux); off: resource "
+                        "limits only, for machines or containers without those privileges "
+                        "(recorded as 'off' for every run)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tools.grade",
@@ -37,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="submissions graded in parallel on this machine (default 1)")
     p.add_argument("--dask", metavar="ADDRESS",
                    help="send the per-submission jobs to this Dask scheduler, e.g. tcp://host:8786 "
-                        "(the workers need this repository installed)")
+                        "(each worker needs this commit checked out and installed with the 'dask' "
+                        "extra, MNIST, and root for the sandbox; a worker failing its preflight "
+                        "takes no jobs)")
     p.add_argument("--module", metavar="NAME.py",
                    help="module file inside each student folder (default: the folder's only .py file)")
     p.add_argument("--roster", type=Path, default=None, metavar="roster.csv",
@@ -58,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with the four MNIST files (default $BACKPROP_MNIST_DIR, then the cache)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false",
                    help="run candidates inside the suite's process (ONLY for trusted code)")
+    add_sandbox_option(p)
     p.add_argument("--profile", default="grading",
                    help="hypothesis profile (default 'grading': derandomized, the same cases for everyone)")
     p.add_argument("--no-require-mnist", dest="require_mnist", action="store_false",
@@ -91,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         mnist_dir = str(mnist)
     config = GradeConfig(timeout=args.timeout, isolate=args.isolate, hypothesis_profile=args.profile or None,
                          require_mnist=args.require_mnist, mnist_dir=mnist_dir,
-                         extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout)
+                         extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout,
+                         sandbox=args.sandbox)
     opts = BatchOptions(submissions=args.submissions, out=args.out, config=config, jobs=args.jobs,
                         dask=args.dask, module=args.module, rubric=args.rubric, baseline=args.baseline,
                         retry=retry, force=args.force, progress=args.progress, roster=args.roster)
@@ -105,4 +122,4 @@ def main(argv: list[str] | None = None) -> int:
               "again to grade the rest", file=sys.stderr)
         return 130
     print(summary.line())
-    return 0
+    return 3 if summary.grader_errors else 0

@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL, sha256 TEXT NOT NULL,
     suite_version TEXT NOT NULL, config_key TEXT NOT NULL, status TEXT NOT NULL,
     message TEXT, exit_code INTEGER, duration REAL, started_at REAL, finished_at REAL,
-    host TEXT, output_tail TEXT, report TEXT, junit_xml TEXT);
+    host TEXT, output_tail TEXT, report TEXT, junit_xml TEXT, sandbox TEXT);
 CREATE INDEX IF NOT EXISTS runs_key ON runs (name, sha256, suite_version, config_key);
 CREATE TABLE IF NOT EXISTS test_results (
     run_id INTEGER NOT NULL REFERENCES runs(id), nodeid TEXT NOT NULL, area TEXT NOT NULL,
@@ -59,6 +59,7 @@ class StoredRun:
     report: dict[str, Any] | None
     junit_xml: str | None
     output_tail: str
+    sandbox: str = "unknown"
 
 
 class Gradebook:
@@ -68,6 +69,9 @@ class Gradebook:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
+        if "sandbox" not in columns:  # a gradebook written before runs recorded their sandbox
+            self.db.execute("ALTER TABLE runs ADD COLUMN sandbox TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -105,12 +109,12 @@ class Gradebook:
         with self._tx():
             cur = self.db.execute(
                 "INSERT INTO runs (name, sha256, suite_version, config_key, status, message, "
-                "exit_code, duration, started_at, finished_at, host, output_tail, report, junit_xml) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "exit_code, duration, started_at, finished_at, host, output_tail, report, junit_xml, "
+                "sandbox) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (result.name, result.sha256, suite_version, config_key, result.status,
                  result.message, result.exit_code, result.duration, result.started_at, time.time(),
                  result.host, result.output_tail, json.dumps(report) if report else None,
-                 result.junit_xml))
+                 result.junit_xml, result.sandbox))
             run_id = int(cur.lastrowid)
             for t in (report or {}).get("tests", []):
                 self.db.execute(
@@ -144,9 +148,9 @@ class Gradebook:
             return None
         return StoredRun(id=row[0], name=row[1], sha256=row[2], status=row[3], message=row[4] or "",
                          duration=row[5] or 0.0, report=json.loads(row[6]) if row[6] else None,
-                         junit_xml=row[7], output_tail=row[8] or "")
+                         junit_xml=row[7], output_tail=row[8] or "", sandbox=row[9] or "unknown")
 
-    _RUN_COLS = "id, name, sha256, status, message, duration, report, junit_xml, output_tail"
+    _RUN_COLS = "id, name, sha256, status, message, duration, report, junit_xml, output_tail, sandbox"
 
     def get_run(self, run_id: int) -> StoredRun | None:
         return self._run(self.db.execute(f"SELECT {self._RUN_COLS} FROM runs WHERE id=?",

@@ -1,14 +1,20 @@
-"""Gradescope autograder entry: grade /autograder/submission into /autograder/results/results.json.
+"""Gradescope autograder: build the autograder zip, and grade one upload inside it.
 
-A Gradescope ``run_autograder`` script can be just::
+``python -m tools.grade.gradescope bundle OUT.zip [--rubric FILE] [--module mlp.py]`` writes
+the zip to upload as a Gradescope "Autograder" (see README, "Gradescope"):
 
-    #!/usr/bin/env bash
-    cd /autograder/source && python3 -m tools.grade.gradescope
+- ``setup.sh``: installs the pinned dependencies (the versions this machine grades with);
+- ``run_autograder``: grades ``/autograder/submission`` into ``/autograder/results/results.json``;
+- ``rubric.toml``, ``bundle.json`` (suite version, module, settings), ``requirements.txt``;
+- ``project/``: this project's suite, reference and grader (the exact files, so the suite
+  version on Gradescope is the one tested here);
+- ``mnist/``: the four MNIST files (``--no-mnist`` leaves them out; setup.sh then downloads).
 
-The submission folder is graded like one student folder of a batch (``--module`` names the
-file when the student uploads several), with the same suite run, limits and rubric.
-A results.json is always written, whatever the submission does; the exit status is 0
-unless the arguments or the rubric are wrong (then the autograder itself is broken).
+``python -m tools.grade.gradescope run [--root /autograder]`` is what ``run_autograder``
+calls. It first checks the container (preflight: MNIST data, disk, sandbox, suite version);
+an environment failure, or a run that failed on the grader's side, ends with exit status 3
+and a message on stderr, and NO results.json: Gradescope then shows an autograder failure to
+staff instead of a score. Only a run that judged the submission writes results.json (exit 0).
 """
 
 from __future__ import annotations
@@ -16,61 +22,263 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
+import time
+import zipfile
+from importlib import metadata
 from pathlib import Path
 
 from conformance.report import suite_version
 from tools.grade.outputs import GradedSubmission, gradescope_results, write_atomic
-from tools.grade.rubric import RubricError, load_rubric, score
-from tools.grade.runner import GradeConfig, Job, JobResult, run_job
+from tools.grade.preflight import ensure_environment
+from tools.grade.rubric import DEFAULT_RUBRIC, RubricError, load_rubric, score
+from tools.grade.runner import REPO_ROOT, GradeConfig, Job, JobResult, run_job
 from tools.grade.submissions import load_submission
 
+ROOT_ENV = "AUTOGRADER_ROOT"
+ENVIRONMENT_FAILURE = 3  # exit status: the autograder (not the student) failed; no score written
+# What the bundle's project/ holds: everything the suite, the reference and the grader read.
+PROJECT_DIRS = ("conformance", "reference", "tools", "fixtures")
+PROJECT_FILES = ("pyproject.toml", "README.md")
+# Installed in the container with the versions of this machine (the suite's numerics were
+# checked with them); tqdm/matplotlib are not needed to grade one upload.
+RUNTIME_DISTRIBUTIONS = ("numpy", "scipy", "pytest", "hypothesis")
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.grade.gradescope", description=__doc__.splitlines()[0])
-    p.add_argument("--submission", type=Path, default=Path("/autograder/submission"),
-                   help="the student's uploaded files (default /autograder/submission)")
-    p.add_argument("--results", type=Path, default=Path("/autograder/results/results.json"),
-                   help="where to write results.json (default /autograder/results/results.json)")
+
+# ------------------------------------------------------------------------------------ run
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tools.grade.gradescope run",
+                                description="Grade one Gradescope upload (what run_autograder calls).")
+    p.add_argument("--root", type=Path, default=Path(os.environ.get(ROOT_ENV, "/autograder")),
+                   help=f"the autograder folder holding submission/ and results/ (default ${ROOT_ENV} "
+                        "or /autograder)")
+    p.add_argument("--submission", type=Path, default=None,
+                   help="the student's uploaded files (default ROOT/submission)")
+    p.add_argument("--results", type=Path, default=None,
+                   help="where to write results.json (default ROOT/results/results.json)")
     p.add_argument("--module", help="the module's file name when the upload holds several .py files")
     p.add_argument("--rubric", type=Path, default=None, help="rubric TOML (default: the shipped one)")
     p.add_argument("--timeout", type=float, default=300.0, help="wall-clock limit of the suite run (s)")
+    p.add_argument("--call-timeout", type=float, default=30.0,
+                   help="limit for one non-training call to the candidate (s, default 30)")
     p.add_argument("--mnist-dir", default=os.environ.get("BACKPROP_MNIST_DIR"),
                    help="folder with the four MNIST files (default $BACKPROP_MNIST_DIR, then the cache)")
+    p.add_argument("--no-require-mnist", dest="require_mnist", action="store_false",
+                   help="do not fail the MNIST checks when the data is missing (they are skipped)")
+    p.add_argument("--suite-version", default=None,
+                   help="refuse to grade unless the installed suite has this version (the bundle's)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false",
                    help="run the candidate in the suite's process (NOT for student code)")
+    from tools.grade.cli import add_sandbox_option
+
+    add_sandbox_option(p)
     p.add_argument("--profile", default="grading", help="hypothesis profile (default grading)")
     p.add_argument("--pytest-arg", dest="pytest_args", action="append", default=[], metavar="ARG")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _autograder_error(message: str) -> int:
+    print(f"AUTOGRADER ERROR (not the student's fault; no score was written):\n{message}", file=sys.stderr)
+    return ENVIRONMENT_FAILURE
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = _run_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except Exception as exc:  # noqa: BLE001 - whatever breaks here is the autograder's, not a score
+        return _autograder_error(f"the autograder failed: {type(exc).__name__}: {exc}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    submission = args.submission or args.root / "submission"
+    results = args.results or args.root / "results" / "results.json"
+    try:
+        rubric = load_rubric(args.rubric)
+    except RubricError as exc:
+        return _autograder_error(f"rubric: {exc}")
+    if not submission.is_dir():
+        return _autograder_error(f"submission folder {submission}: no such directory")
+    mnist_dir = str(Path(args.mnist_dir).expanduser()) if args.mnist_dir else None
+    config = GradeConfig(timeout=args.timeout, isolate=args.isolate, hypothesis_profile=args.profile or None,
+                         require_mnist=args.require_mnist, mnist_dir=mnist_dir,
+                         extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout,
+                         sandbox=args.sandbox)
+    check = ensure_environment(config, args.suite_version)
+    if not check.ok:
+        return _autograder_error(check.explain())
+    print(f"preflight: {check.explain()}")
+    sub = load_submission(submission, args.module, name="submission")
+    if sub.problem and args.module and not sub.files.get(args.module):
+        # The student named the file differently: one .py file at the top is unambiguous.
+        top = [rel for rel in sub.files if "/" not in rel and rel.endswith(".py")]
+        if len(top) == 1:
+            sub.problem, sub.module = None, top[0]
+    if sub.problem or sub.module is None:
+        result = JobResult(name=sub.name, sha256=sub.sha256, status=sub.problem_status,
+                           message=sub.problem or "no module", sandbox=check.sandbox)
+    else:
+        result = run_job(Job(name=sub.name, sha256=sub.sha256, files=sub.files, module=sub.module,
+                             config=config, suite_version=args.suite_version or check.suite_version))
+    if result.status == "error":
+        return _autograder_error(f"the run failed on the grader's side: {result.message}")
+    tests = result.report["tests"] if result.report else []
+    graded = GradedSubmission(
+        name=sub.name, slug=sub.slug, sha256=sub.sha256, status=result.status, message=result.message,
+        grade=score(rubric, result.status, tests, None, result.message), duration=result.duration,
+        tests=tests, suite_version=check.suite_version, rubric=rubric, sandbox=result.sandbox,
+        intake=sub.intake)
+    write_atomic(results, json.dumps(gradescope_results(graded), indent=1))
+    print(f"{result.status}: {graded.grade.score:g}/{graded.grade.max_score:g} (sandbox {result.sandbox}) "
+          f"-> {results}")
+    return 0
+
+
+# --------------------------------------------------------------------------------- bundle
+
+
+def _bundle_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tools.grade.gradescope bundle",
+                                description="Write a Gradescope autograder zip.")
+    p.add_argument("out", metavar="OUT.zip", type=Path, help="the zip to write")
+    p.add_argument("--rubric", type=Path, default=None, help="rubric TOML (default: the shipped one)")
+    p.add_argument("--module", default="mlp.py",
+                   help="the file students upload (default mlp.py); with several .py files in an "
+                        "upload, this one is judged and the others are importable helpers")
+    p.add_argument("--mnist-dir", default=os.environ.get("BACKPROP_MNIST_DIR"),
+                   help="where to take the MNIST files from (default $BACKPROP_MNIST_DIR, then the cache)")
+    p.add_argument("--no-mnist", dest="mnist", action="store_false",
+                   help="leave MNIST out of the zip (11 MB): setup.sh then downloads it")
+    p.add_argument("--timeout", type=float, default=300.0, help="wall-clock limit of one run (s)")
+    from tools.grade.cli import add_sandbox_option
+
+    add_sandbox_option(p)
+    p.add_argument("--pytest-arg", dest="pytest_args", action="append", default=[], metavar="ARG",
+                   help="extra argument for the suite's pytest run (repeatable)")
+    return p
+
+
+SETUP_SH = """#!/usr/bin/env bash
+# Gradescope runs this once when it builds the autograder image
+# (written by `python -m tools.grade.gradescope bundle`).
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON="${{AUTOGRADER_PYTHON:-python3}}"
+if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+    apt-get update && apt-get install -y python3 python3-pip
+fi
+"$PYTHON" -m pip install --no-cache-dir -r requirements.txt
+{fetch}"""
+
+RUN_AUTOGRADER = """#!/usr/bin/env bash
+# Gradescope runs this for every upload (written by `python -m tools.grade.gradescope bundle`).
+# Exit status 3 with no results.json: the autograder's environment failed (see its output).
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+PYTHON="${{AUTOGRADER_PYTHON:-python3}}"
+cd "$ROOT/source/project" || exit 3
+exec "$PYTHON" -m tools.grade.gradescope run --root "$ROOT" {args}
+"""
+
+
+def _project_files(root: Path) -> list[Path]:
+    files = [root / name for name in PROJECT_FILES if (root / name).is_file()]
+    for top in PROJECT_DIRS:
+        for path in sorted((root / top).rglob("*")):
+            rel = path.relative_to(root)
+            if (path.is_file() and not path.is_symlink() and "__pycache__" not in rel.parts
+                    and not any(part.startswith(".") for part in rel.parts) and path.suffix != ".pyc"):
+                files.append(path)
+    return files
+
+
+def _requirements() -> str:
+    lines = []
+    for name in RUNTIME_DISTRIBUTIONS:
+        try:
+            lines.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            raise SystemExit(f"error: {name} is not installed here; install the project first") from None
+    if sys.version_info < (3, 11):
+        lines.append(f"tomli=={metadata.version('tomli')}")
+    else:
+        lines.append("tomli>=2.0; python_version < '3.11'")  # the container's Python may be older
+    return "\n".join(lines) + "\n"
+
+
+def _add(zf: zipfile.ZipFile, name: str, data: bytes | str, executable: bool = False) -> None:
+    info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))  # reproducible bytes
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = (0o755 if executable else 0o644) << 16
+    zf.writestr(info, data)
+
+
+def bundle(argv: list[str] | None = None) -> int:
+    args = _bundle_parser().parse_args(argv)
+    if Path(args.module).name != args.module or not args.module.endswith(".py"):
+        print(f"error: --module {args.module!r}: expected a file name like mlp.py", file=sys.stderr)
+        return 2
     try:
         rubric = load_rubric(args.rubric)
     except RubricError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not args.submission.is_dir():
-        print(f"error: --submission {args.submission}: no such directory", file=sys.stderr)
-        return 2
-    config = GradeConfig(timeout=args.timeout, isolate=args.isolate, hypothesis_profile=args.profile or None,
-                         mnist_dir=args.mnist_dir, extra_args=tuple(args.pytest_args))
-    sub = load_submission(args.submission, args.module, name="submission")
-    if sub.problem or sub.module is None:
-        result = JobResult(name=sub.name, sha256=sub.sha256, status=sub.problem_status,
-                           message=sub.problem or "no module")
-    else:
-        result = run_job(Job(name=sub.name, sha256=sub.sha256, files=sub.files, module=sub.module,
-                             config=config))
-    tests = result.report["tests"] if result.report else []
-    graded = GradedSubmission(
-        name=sub.name, slug=sub.slug, sha256=sub.sha256, status=result.status, message=result.message,
-        grade=score(rubric, result.status, tests, None, result.message), duration=result.duration,
-        tests=tests, suite_version=suite_version(), rubric=rubric, intake=sub.intake)
-    write_atomic(args.results, json.dumps(gradescope_results(graded), indent=1))
-    print(f"{result.status}: {graded.grade.score:g}/{graded.grade.max_score:g} -> {args.results}")
+    rubric_text = (args.rubric or DEFAULT_RUBRIC).read_text(encoding="utf-8")
+    mnist_files: list[Path] = []
+    if args.mnist:
+        from reference.mnist import FILES, find_mnist_dir
+        from tools.grade.preflight import mnist_problem
+
+        problem = mnist_problem(args.mnist_dir)
+        if problem:
+            print(f"error: {problem}\n(or build the zip with --no-mnist: setup.sh then downloads it)",
+                  file=sys.stderr)
+            return 2
+        directory = find_mnist_dir(args.mnist_dir)
+        assert directory is not None
+        for spec in FILES.values():
+            gz = directory / (spec.name + ".gz")
+            mnist_files.append(gz if gz.is_file() else directory / spec.name)
+    version = suite_version()
+    run_args = ["--rubric", "$ROOT/source/rubric.toml", "--module", args.module, "--suite-version", version,
+                "--timeout", f"{args.timeout:g}", "--isolate-sandbox", args.sandbox]
+    if mnist_files:
+        run_args += ["--mnist-dir", "$ROOT/source/mnist"]
+    run_args += [f"--pytest-arg={a}" for a in args.pytest_args]
+    # "$ROOT/..." must expand in the script; everything else is quoted literally.
+    quoted = " ".join(f'"{a}"' if a.startswith("$ROOT") else shlex.quote(a) for a in run_args)
+    fetch = "" if mnist_files else ("cd project && \"$PYTHON\" -m pip install --no-cache-dir 'pooch>=1.7' 'tqdm>=4.60' "
+                                    "&& \"$PYTHON\" -m tools.fetch_mnist --quiet\n")
+    info = {"suite_version": version, "module": args.module, "rubric": rubric.name, "rubric_hash": rubric.hash,
+            "mnist_included": bool(mnist_files), "sandbox": args.sandbox, "pytest_args": args.pytest_args,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w") as zf:
+        _add(zf, "setup.sh", SETUP_SH.format(fetch=fetch), executable=True)
+        _add(zf, "run_autograder", RUN_AUTOGRADER.format(args=quoted), executable=True)
+        _add(zf, "rubric.toml", rubric_text)
+        _add(zf, "requirements.txt", _requirements())
+        _add(zf, "bundle.json", json.dumps(info, indent=1) + "\n")
+        for path in _project_files(REPO_ROOT):
+            _add(zf, "project/" + path.relative_to(REPO_ROOT).as_posix(), path.read_bytes())
+        for path in mnist_files:
+            _add(zf, "mnist/" + path.name, path.read_bytes())
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out} (suite {version}, rubric {rubric.name!r}, module {args.module}, "
+          f"MNIST {'included' if mnist_files else 'downloaded by setup.sh'}, sandbox {args.sandbox})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bundle"]:
+        return bundle(argv[1:])
+    if argv[:1] == ["run"]:
+        argv = argv[1:]
+    return run(argv)  # without a command: run (what earlier run_autograder scripts call)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ img{max-width:100%;height:auto}.muted{color:#666;font-size:.9em}
 """
 MAX_TABLE_ROWS = 2000
 MAX_PAGE_FAILURES = 40
-PAGE_VERSION = 2  # bump when the page layout changes, so existing pages are redrawn
+PAGE_VERSION = 3  # bump when the page layout changes, so existing pages are redrawn
 
 
 def _page(title: str, body: str, key: str = "") -> str:
@@ -150,6 +150,19 @@ def _status_html(status: str) -> str:
     return f"<span class=\"{css}\">{escape(status)}</span>"
 
 
+SANDBOX_HELP = {
+    "engaged": "the candidate ran in private namespaces as an unprivileged user, with resource limits",
+    "degraded": "resource limits only: no private file system, no privilege drop",
+    "off": "no sandbox (asked for with --isolate-sandbox off, or --no-isolate)",
+    "unknown": "not recorded (the run did not start, or an older suite did not report it)",
+}
+
+
+def _sandbox_html(state: str) -> str:
+    css = "graded" if state == "engaged" else "bad" if state in ("degraded", "off") else "muted"
+    return f"<span class=\"{css}\">{escape(state)}</span>"
+
+
 def common_diagnoses(subs: Iterable[GradedSubmission]) -> Counter:
     """How many submissions each diagnosed bug was found in (once per submission)."""
     counter: Counter = Counter()
@@ -169,12 +182,15 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report") -> str
     graded = [s for s in subs if s.status == "graded"]
     scores = [s.grade.score for s in subs]
     statuses = Counter(s.status for s in subs)
+    sandboxes = Counter(s.sandbox for s in subs if s.status not in ("no_module", "invalid_submission"))
     parts = [f"<h1>{escape(title)}</h1>",
              f"<p>{len(subs)} submissions; "
              + ", ".join(f"{escape(k)}: {v}" for k, v in sorted(statuses.items()))
              + f".<br>Mean score {statistics.mean(scores):.2f} / {rubric.max_score:g}, median "
              f"{statistics.median(scores):.2f}. Suite version {escape(subs[0].suite_version)}, "
-             f"rubric {escape(rubric.name)} ({escape(rubric.hash)}).</p>",
+             f"rubric {escape(rubric.name)} ({escape(rubric.hash)}).<br>Sandbox of the runs: "
+             + (", ".join(f"{_sandbox_html(k)}: {v}" for k, v in sorted(sandboxes.items())) or "none ran")
+             + ".</p>",
              "<h2>Scores</h2>", _img(histogram(scores, rubric.max_score), "score histogram")]
     names, rates, rows = [], [], []
     for group in rubric.groups:
@@ -204,12 +220,17 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report") -> str
         parts.append("</table>")
     else:
         parts.append("<p class=\"muted\">No failure carried a diagnosis.</p>")
-    parts += ["<h2>Submissions</h2>", "<table><tr><th>submission</th><th>status</th><th>score</th>"
+    if statuses.get("error"):
+        parts.insert(1, f"<p class=\"bad\">{statuses['error']} submission(s) ended in a grader error "
+                        "(the grader or its environment failed, not the student): no score was given; "
+                        "run the same command again to retry them.</p>")
+    parts += ["<h2>Submissions</h2>", "<table><tr><th>submission</th><th>status</th><th>sandbox</th><th>score</th>"
               + "".join(f"<th>{escape(g.area or g.key)}</th>" for g in rubric.groups) + "</tr>"]
     for sub in subs[:MAX_TABLE_ROWS]:
         cells = "".join(f"<td class=\"num\">{_num(g.score)}</td>" for g in sub.grade.groups)
         parts.append(f"<tr><td><a href=\"{escape(sub.slug)}.html\">{escape(sub.name)}</a></td>"
-                     f"<td>{_status_html(sub.status)}</td><td class=\"num\">{_num(sub.grade.score)}</td>"
+                     f"<td>{_status_html(sub.status)}</td><td>{_sandbox_html(sub.sandbox)}</td>"
+                     f"<td class=\"num\">{_num(sub.grade.score)}</td>"
                      f"{cells}</tr>")
     parts.append("</table>")
     return _page(title, "\n".join(parts))
@@ -221,7 +242,8 @@ def submission_page(sub: GradedSubmission) -> str:
              f"<p>Status: {_status_html(sub.status)} &mdash; {escape(STATUS_HELP.get(sub.status, ''))}<br>"
              f"Score: <b>{_num(sub.grade.score)} / {_num(sub.grade.max_score)}</b><br>"
              f"<span class=\"muted\">sha256 {escape(sub.sha256)}; suite {escape(sub.suite_version)}; "
-             f"rubric {escape(sub.rubric.hash)}; {sub.duration:.1f} s</span></p>"]
+             f"rubric {escape(sub.rubric.hash)}; {sub.duration:.1f} s</span><br>"
+             f"Sandbox: {_sandbox_html(sub.sandbox)} &mdash; {escape(SANDBOX_HELP.get(sub.sandbox, ''))}</p>"]
     if sub.status != "graded" and sub.message:
         parts += ["<h2>What happened</h2>", f"<pre>{escape(sub.message)}</pre>"]
     if sub.intake.notes or sub.intake.student_id:
@@ -270,7 +292,7 @@ def submission_page(sub: GradedSubmission) -> str:
 
 def page_key(sub: GradedSubmission) -> str:
     """Hash of everything a submission page shows: an unchanged page is not redrawn."""
-    shown = [sub.name, sub.sha256, sub.status, sub.message, sub.duration, sub.suite_version,
+    shown = [sub.name, sub.sha256, sub.status, sub.message, sub.duration, sub.suite_version, sub.sandbox,
              sub.rubric.hash, sub.grade.score, sub.output_tail[-6000:],
              [(t["nodeid"], t["outcome"], t.get("summary"), t.get("message"), t.get("skip_reason"),
                t.get("properties")) for t in sub.tests], PAGE_VERSION, sub.intake.student_id,

@@ -63,6 +63,7 @@ class GradedSubmission:
     output_tail: str = ""
     source: str = ""
     intake: IntakeInfo = field(default_factory=IntakeInfo)
+    sandbox: str = "unknown"  # engaged / degraded / off / unknown: the run's protection
 
     def counts(self) -> dict[str, int]:
         out = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
@@ -106,7 +107,7 @@ def gradescope_results(sub: GradedSubmission) -> dict[str, Any]:
         "extra_data": {"status": sub.status, "sha256": sub.sha256, "suite_version": sub.suite_version,
                        "rubric": sub.rubric.hash, "max_score": sub.grade.max_score,
                        "student_id": sub.intake.student_id, "late": sub.intake.late,
-                       "intake": list(sub.intake.notes)},
+                       "intake": list(sub.intake.notes), "sandbox": sub.sandbox},
         "tests": tests,
     }
 
@@ -140,7 +141,7 @@ def grades_csv(subs: list[GradedSubmission], rubric: Rubric) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["submission", "sha256", "status", "score", "max_score", *areas,
                      *[r.key for r in rules], "passed", "failed", "errors", "skipped",
-                     "duration_s", "suite_version", "rubric", "message", "student_id",
+                     "duration_s", "suite_version", "sandbox", "rubric", "message", "student_id",
                      "student_name", "email", "late", "entry", "superseded", "intake"])
     for sub in subs:
         by_key = {g.group.key: g.score for g in sub.grade.groups}
@@ -151,7 +152,7 @@ def grades_csv(subs: list[GradedSubmission], rubric: Rubric) -> str:
                          f"{sub.grade.max_score:g}", *[f"{by_key.get(a, 0):g}" for a in areas],
                          *[f"{by_key.get(r.key, 0):g}" for r in rules], counts["passed"],
                          counts["failed"], counts["error"], counts["skipped"],
-                         f"{sub.duration:.2f}", sub.suite_version, sub.rubric.hash,
+                         f"{sub.duration:.2f}", sub.suite_version, csv_cell(sub.sandbox), sub.rubric.hash,
                          csv_cell(first_line[0] if first_line else "", 300), csv_cell(info.student_id),
                          csv_cell(info.student_name), csv_cell(info.email), "yes" if info.late else "",
                          csv_cell(info.entry), csv_cell("; ".join(info.superseded), 1000),

@@ -25,29 +25,34 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_MODULE = REPO_ROOT / "reference" / "mlp.py"
 
+SANDBOX_STATES = ("engaged", "degraded", "off")
 REPORT_MAX_BYTES = 32 * 1024 * 1024
 JUNIT_MAX_BYTES = 8 * 1024 * 1024
 OUTPUT_TAIL_BYTES = 16 * 1024
 OUTCOMES = ("passed", "failed", "skipped", "error")
-# Statuses a re-run keeps; "error" means the grader failed (not the submission) and is retried.
+# Statuses a re-run keeps: each is the submission's own doing. Everything the grader or its
+# environment caused (no space, no report, a worker or sandbox that could not start, missing
+# MNIST, another suite version) is "error": not a grade, reported loudly, retried next run.
 FINAL_STATUSES = ("graded", "import_error", "timeout", "crashed", "no_module", "invalid_submission",
                   "unsupported")
 STATUS_HELP = {
     "graded": "the suite ran to the end",
     "import_error": "the module could not be imported or lacks forward/backward",
     "timeout": "the whole run exceeded the time limit and was killed",
-    "crashed": "the suite's run ended without a valid report",
+    "crashed": "the suite's run ended abnormally because of the submission (e.g. it killed the "
+               "in-process suite, or its report contradicts the run)",
     "no_module": "no module to judge was found in the submission",
     "invalid_submission": "the submission could not be read or was refused (size, archive safety, link)",
     "unsupported": "the entry is not a .py module, notebook, zip or folder (the row says why)",
-    "error": "the grader itself failed on this submission (retried on the next run)",
+    "error": "the grader or its environment failed, not the submission (no score; retried on "
+             "the next run)",
 }
 
 
@@ -62,13 +67,20 @@ class GradeConfig:
     mnist_dir: str | None = None
     extra_args: tuple[str, ...] = ()
     call_timeout: float | None = None  # per call to the candidate (None: the isolation's default)
-    python: str = sys.executable
+    # "require": refuse to run candidates without namespaces and privilege drop (a degraded
+    # sandbox is a grader error); "off": resource limits only, asked for explicitly.
+    sandbox: str = "require"
+    # Interpreter of the suite runs; empty: the one running the job (on a Dask worker, the
+    # worker's own, never a path sent by the client).
+    python: str = ""
 
     def key(self) -> str:
         """Hash of the settings that can change a verdict (not the interpreter path)."""
         relevant = {"timeout": self.timeout, "isolate": self.isolate,
                     "profile": self.hypothesis_profile, "require_mnist": self.require_mnist,
                     "extra_args": list(self.extra_args), "call_timeout": self.call_timeout}
+        if self.sandbox != "require":  # keeps the keys of runs stored before this setting existed
+            relevant["sandbox"] = self.sandbox
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -79,6 +91,7 @@ class Job:
     files: dict[str, bytes]
     module: str
     config: GradeConfig
+    suite_version: str | None = None  # the suite the batch grades with; checked where the job runs
 
 
 @dataclass
@@ -94,6 +107,7 @@ class JobResult:
     output_tail: str = ""
     host: str = field(default_factory=socket.gethostname)
     started_at: float = 0.0
+    sandbox: str = "unknown"  # engaged / degraded / off / unknown (see tools/grade/preflight.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +145,7 @@ def _child_env(config: GradeConfig, multi_file: bool = False) -> dict[str, str]:
     if config.mnist_dir:
         env["BACKPROP_MNIST_DIR"] = config.mnist_dir
     if config.isolate:
+        env["BACKPROP_ISOLATE_SANDBOX"] = config.sandbox
         # Budgets of the isolated candidate (read by conformance.isolation from the pytest
         # process's environment). The session budget stays below the hard wall-clock limit, so a
         # submission that hangs in some calls still finishes its run with the checks it passed,
@@ -224,6 +239,17 @@ def _text(value: Any, limit: int = 20000) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
+def sandbox_state(value: Any) -> str:
+    """The run's sandbox state from the report's top-level ``"sandbox"`` field, read
+    defensively: a known state as a string or as ``{"state": ...}``; anything else (absent,
+    an older suite, garbage) is ``"unknown"``."""
+    if isinstance(value, dict):
+        value = value.get("state")
+    if isinstance(value, str) and value.strip().lower() in SANDBOX_STATES:
+        return value.strip().lower()
+    return "unknown"
+
+
 def read_report(path: Path) -> dict[str, Any]:
     """Parse and validate the suite's JSON report; return a normalised copy that holds
     only known fields of known types (nothing else from the file is kept)."""
@@ -268,6 +294,7 @@ def read_report(path: Path) -> dict[str, Any]:
     _require(isinstance(collect_errors, list), "collect_errors")
     return {
         "suite_version": _text(data.get("suite_version"), 64),
+        "sandbox": sandbox_state(data.get("sandbox")),
         "exitstatus": exitstatus,
         "candidate": {"module": _text(cand.get("module"), 200), "sha256": _text(cand.get("sha256"), 64),
                       "isolated": cand.get("isolated") is True,
@@ -278,9 +305,71 @@ def read_report(path: Path) -> dict[str, Any]:
     }
 
 
+# Load errors that the isolation raises before the candidate's code runs (conformance/isolation/
+# process.py): the machine, not the submission, could not start a sandboxed worker.
+WORKER_SETUP_FAILURES = ("the sandbox could not be set up", "--isolate-sandbox require:",
+                         "the worker failed to start")
+# conformance/test_mnist.py's message when the data is missing or damaged (with --require-mnist):
+# the whole failure message of an MNIST check, written by the suite's fixture, starts so.
+MNIST_MISSING = "the MNIST checks did NOT run"
+MNIST_MESSAGE_STARTS = ("MNIST data not found", "MNIST not usable", "MNIST in ")
+NO_SPACE = ("No space left on device", "[Errno 28]", "Disk quota exceeded")
+
+
+def _grader_side_load_failure(load_error: str) -> tuple[str, str]:
+    """(worker set-up failure, disk-full copy failure) named by a load error, each "" if none.
+
+    The load errors of conformance/isolation/candidate.py have one first line each; the only
+    text in it the submission controls is the repr of its path (no newline), and only the
+    import-failure form ("... failed (in the isolated worker):") carries the candidate's own
+    output, on the following lines. So the reason after the last " failed in the isolated
+    worker: " of the first line is the isolation's, and so is a copy failure's next line."""
+    lines = load_error.split("\n")
+    first = lines[0]
+    if not first.startswith("importing candidate ") or first.endswith("(in the isolated worker):"):
+        return "", ""
+    _, sep, reason = first.rpartition(" failed in the isolated worker: ")
+    if sep and reason.startswith(WORKER_SETUP_FAILURES):
+        return reason[:1500], ""
+    if first.endswith(" failed:") and len(lines) > 1 and lines[1].startswith("OSError: ") \
+            and any(m in lines[1] for m in NO_SPACE):
+        return "", lines[1][:1500]
+    return "", ""
+
+
+def environment_failure(report: dict[str, Any], job: Job) -> str | None:
+    """Why a run's verdict reflects the grader's environment rather than the submission
+    (None when it is the submission's own). Only evidence the candidate cannot write is used:
+    text the candidate controls (its exceptions, its output) could otherwise turn its own
+    failures into endless retries."""
+    expected = job.suite_version
+    ran_with = report.get("suite_version")
+    if expected and ran_with and ran_with != expected:
+        return (f"the suite that ran ({ran_with}) is not the one this batch grades with "
+                f"({expected}): the checkout changed during the batch or differs on this machine")
+    setup, copy = _grader_side_load_failure(report["candidate"]["load_error"] or "")
+    if job.config.isolate and setup:
+        return f"no sandboxed worker could be started on this machine: {setup}"
+    if copy:
+        return f"the grader ran out of disk space while copying the submission: {copy}"
+    sandbox = report.get("sandbox", "unknown")
+    if job.config.isolate and job.config.sandbox != "off" and sandbox == "degraded":
+        return "the run's sandbox was degraded (resource limits only) and --isolate-sandbox off was not given"
+    if job.config.require_mnist:
+        for t in report["tests"]:
+            text = (t["message"] or t["skip_reason"]).strip().removeprefix("Failed: ")
+            if t["outcome"] != "passed" and text.startswith(MNIST_MESSAGE_STARTS) and MNIST_MISSING in text:
+                return f"MNIST data unavailable on this machine: {text.splitlines()[0][:500]}"
+    return None
+
+
 def classify(report: dict[str, Any], exit_code: int, job: Job) -> tuple[str, str]:
-    """Status and explanation for a run that produced a valid report."""
+    """Status and explanation for a run that produced a valid report. Only the submission's
+    own behaviour ends in a final status; an environment failure is ``error``."""
     cand = report["candidate"]
+    why = environment_failure(report, job)
+    if why:
+        return "error", f"grader error (not the submission's): {why}"
     if len(job.files) == 1 and cand["sha256"] and cand["sha256"] != job.sha256:
         return "crashed", "the report describes another file than the submission (sha256 differs)"
     if report["exitstatus"] != exit_code:
@@ -292,6 +381,8 @@ def classify(report: dict[str, Any], exit_code: int, job: Job) -> tuple[str, str
         first = report["collect_errors"][0]
         return "error", f"the suite failed to collect {first['nodeid']}:\n{first['message']}"
     if exit_code not in (0, 1):
+        if job.config.isolate:  # the candidate cannot end the suite's process from its worker
+            return "error", f"grader error (not the submission's): pytest ended with exit status {exit_code}"
         return "crashed", f"pytest ended with exit status {exit_code}"
     if not report["tests"]:
         return "error", "the suite ran no test"
@@ -299,10 +390,25 @@ def classify(report: dict[str, Any], exit_code: int, job: Job) -> tuple[str, str
 
 
 def run_job(job: Job) -> JobResult:
-    """Grade one submission: write it to a private temp dir, run the suite with a hard
-    wall-clock limit on the whole process group, read back the report."""
+    """Grade one submission: check this machine (once per process; see preflight.py), write
+    the submission to a private temp dir, run the suite with a hard wall-clock limit on the
+    whole process group, read back the report."""
+    from tools.grade.preflight import ensure_environment
+
     started = time.time()
     result = JobResult(name=job.name, sha256=job.sha256, status="error", started_at=started)
+    if not job.config.python:  # this machine's interpreter, whoever built the job
+        job = replace(job, config=replace(job.config, python=sys.executable))
+    try:
+        env_check = ensure_environment(job.config, job.suite_version)
+    except Exception as exc:  # noqa: BLE001 - a preflight that crashes is the grader's failure
+        result.message = f"grader error (not the submission's): preflight failed: {type(exc).__name__}: {exc}"
+        return result
+    if not env_check.ok:
+        result.message = f"grader error (not the submission's): {env_check.explain()}"
+        result.sandbox = env_check.sandbox
+        return result
+    result.sandbox = env_check.sandbox
     workdir = Path(tempfile.mkdtemp(prefix="grade-"))  # 0700: private to the grader's user
     try:
         sub_dir = workdir / "submission"
@@ -344,27 +450,37 @@ def run_job(job: Job) -> JobResult:
         try:
             report = read_report(report_path)
         except ReportError as exc:
-            result.status = "error" if exit_code == 4 else "crashed"
+            # The suite's own process writes the report. With isolation, the candidate runs in
+            # a separate worker and cannot stop that: no report means the grader's side failed
+            # (disk full, killed, out of memory). In-process, the candidate can kill pytest.
+            no_space = any(m in result.output_tail for m in NO_SPACE)
+            grader_side = job.config.isolate or exit_code in (3, 4) or no_space
+            result.status = "error" if grader_side else "crashed"
             how = (f"killed by signal {signal.Signals(-exit_code).name}" if exit_code < 0
                    else f"exit status {exit_code}")
-            result.message = f"{exc} (pytest {how}); last output:\n{result.output_tail[-3000:]}"
+            prefix = "grader error (not the submission's): " if grader_side else ""
+            if no_space:
+                prefix += "no space left on device; "
+            result.message = f"{prefix}{exc} (pytest {how}); last output:\n{result.output_tail[-3000:]}"
             return result
         result.report = report
+        if report["sandbox"] != "unknown":
+            result.sandbox = report["sandbox"]
         result.status, result.message = classify(report, exit_code, job)
         if junit_path.is_file() and junit_path.stat().st_size <= JUNIT_MAX_BYTES:
             result.junit_xml = junit_path.read_text(encoding="utf-8", errors="replace")
         return result
     except Exception as exc:  # noqa: BLE001 - the grader's own failure: status "error", retried
         result.status = "error"
-        result.message = f"grader error: {type(exc).__name__}: {exc}"
+        result.message = f"grader error (not the submission's): {type(exc).__name__}: {exc}"
         return result
     finally:
         result.duration = time.time() - started
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def reference_job(config: GradeConfig) -> Job:
+def reference_job(config: GradeConfig, suite_version: str | None = None) -> Job:
     """The reference implementation as a job: the baseline every rubric must give full marks."""
     data = REFERENCE_MODULE.read_bytes()
     return Job(name="(reference)", sha256=hashlib.sha256(data).hexdigest(),
-               files={"mlp.py": data}, module="mlp.py", config=config)
+               files={"mlp.py": data}, module="mlp.py", config=config, suite_version=suite_version)

@@ -1,0 +1,189 @@
+"""The Gradescope autograder zip, tried in a simulated ``/autograder`` layout (issue 11 §2).
+
+``python -m tools.grade.gradescope bundle`` writes the zip; each test unpacks it as Gradescope
+does (``source/`` = the zip, ``run_autograder`` copied to the root, ``submission/`` = the upload,
+``results/``) in a temp root named by ``$AUTOGRADER_ROOT``, and runs ``run_autograder`` with no
+MNIST anywhere but in the bundle. Environment failures must end as an autograder error (exit 3,
+no results.json), never as a score.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conformance.report import suite_version
+from tests.test_grade import FAST_RUBRIC, I_BUG, REFERENCE, write
+from tests.test_preflight import NO_NAMESPACES, needs_namespace_drop
+from tools.grade import gradescope
+
+REPO = Path(__file__).resolve().parents[1]
+FAST_SELECTION = ["--pytest-arg=-m", "--pytest-arg=not mnist", "--pytest-arg=-k",
+                  "--pytest-arg=interface or gradients"]
+
+
+def build(tmp: Path, real_dir: Path, *extra: str) -> Path:
+    out = tmp / "autograder.zip"
+    rubric = write(tmp / "rubric.toml", FAST_RUBRIC)
+    code = gradescope.main(["bundle", str(out), "--rubric", str(rubric), "--mnist-dir", str(real_dir),
+                            *FAST_SELECTION, *extra])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory, real_dir: Path) -> Path:
+    return build(tmp_path_factory.mktemp("bundle"), real_dir)
+
+
+def autograder_env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKPROP_", "PYTEST_"))}
+    # No MNIST outside the bundle: no $BACKPROP_MNIST_DIR, and a home without a cache.
+    env.update(AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=sys.executable, HOME=str(root / "home"),
+               XDG_CACHE_HOME=str(root / "home" / ".cache"))
+    return env
+
+
+def layout(tmp: Path, zip_path: Path, upload: dict[str, str]) -> Path:
+    """The folders Gradescope prepares, filled from the zip and the student's upload."""
+    root = tmp / "autograder"
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            target = root / "source" / info.filename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(zf.read(info))
+            target.chmod((info.external_attr >> 16) & 0o777 or 0o644)
+    shutil.copy2(root / "source" / "run_autograder", root / "run_autograder")
+    for name, text in upload.items():
+        write(root / "submission" / name, text)
+    (root / "submission").mkdir(parents=True, exist_ok=True)
+    (root / "results").mkdir()
+    (root / "home").mkdir()
+    return root
+
+
+def run_autograder(root: Path, prefix: tuple[str, ...] = ()) -> tuple[subprocess.CompletedProcess, dict | None]:
+    proc = subprocess.run([*prefix, str(root / "run_autograder")], env=autograder_env(root), cwd=root,
+                          capture_output=True, text=True, timeout=900, check=False)
+    results = root / "results" / "results.json"
+    return proc, json.loads(results.read_text()) if results.exists() else None
+
+
+def test_bundle_holds_what_gradescope_needs(bundle: Path, tmp_path: Path) -> None:
+    with zipfile.ZipFile(bundle) as zf:
+        names = set(zf.namelist())
+        modes = {i.filename: (i.external_attr >> 16) for i in zf.infolist()}
+        info = json.loads(zf.read("bundle.json"))
+        requirements = zf.read("requirements.txt").decode()
+        runner = zf.read("run_autograder").decode()
+        zf.extract("setup.sh", tmp_path)
+    assert {"setup.sh", "run_autograder", "rubric.toml", "requirements.txt", "bundle.json"} <= names
+    assert modes["setup.sh"] & stat.S_IXUSR and modes["run_autograder"] & stat.S_IXUSR
+    assert {n for n in names if n.startswith("mnist/")} == {
+        "mnist/train-images-idx3-ubyte.gz", "mnist/train-labels-idx1-ubyte.gz",
+        "mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz"}
+    assert "project/conformance/plugin.py" in names and "project/reference/mlp.py" in names
+    assert "project/fixtures/manifest.json" in names
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    assert info["suite_version"] == suite_version() and info["module"] == "mlp.py" and info["mnist_included"]
+    import numpy
+    assert f"numpy=={numpy.__version__}\n" in requirements  # pinned to what was tested here
+    assert f"--suite-version {suite_version()}" in runner and "--isolate-sandbox require" in runner
+    assert subprocess.run(["bash", "-n", str(tmp_path / "setup.sh")], check=False).returncode == 0
+
+
+def test_setup_script_installs_the_pinned_requirements(bundle: Path, tmp_path: Path) -> None:
+    """Run setup.sh with this interpreter: every pin is already satisfied here, so pip only
+    checks them (no download); a pin this machine does not satisfy would make it fail."""
+    root = layout(tmp_path, bundle, {})
+    proc = subprocess.run(["bash", str(root / "source" / "setup.sh")], env=autograder_env(root),
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_bundle_errors_name_the_input(tmp_path: Path) -> None:
+    assert gradescope.main(["bundle", str(tmp_path / "a.zip"), "--module", "../x.py", "--no-mnist"]) == 2
+    assert gradescope.main(["bundle", str(tmp_path / "a.zip"), "--mnist-dir", str(tmp_path)]) == 2
+    assert not (tmp_path / "a.zip").exists()
+
+
+@pytest.mark.slow
+def test_correct_upload_gets_full_marks(bundle: Path, tmp_path: Path) -> None:
+    root = layout(tmp_path, bundle, {"mlp.py": REFERENCE})
+    proc, results = run_autograder(root)
+    assert proc.returncode == 0, proc.stderr
+    assert results is not None and results["score"] == results["extra_data"]["max_score"] == 100
+    assert results["extra_data"]["status"] == "graded"
+    assert results["extra_data"]["sandbox"] in (("engaged",) if os.geteuid() == 0 else ("engaged", "degraded"))
+
+
+@pytest.mark.slow
+def test_buggy_upload_loses_points(bundle: Path, tmp_path: Path) -> None:
+    root = layout(tmp_path, bundle, {"mlp.py": I_BUG})
+    proc, results = run_autograder(root)
+    assert proc.returncode == 0, proc.stderr
+    assert results is not None and results["extra_data"]["status"] == "graded"
+    gradients = next(test for test in results["tests"] if "gradients" in test["tags"])
+    assert gradients["score"] == 0 and gradients["status"] == "failed"  # all or nothing: the i-1 bug
+    assert results["score"] < 100
+
+
+@pytest.mark.slow
+def test_multi_file_upload_imports_its_own_helper(bundle: Path, tmp_path: Path) -> None:
+    root = layout(tmp_path, bundle, {"mlp.py": "from mlp_core import *  # noqa\n",
+                                     "mlp_core.py": REFERENCE, "notes.txt": "hello"})
+    proc, results = run_autograder(root)
+    assert proc.returncode == 0, proc.stderr
+    assert results is not None and results["score"] == 100, results["output"]
+
+
+def test_missing_data_is_an_autograder_error_not_a_score(bundle: Path, tmp_path: Path) -> None:
+    root = layout(tmp_path, bundle, {"mlp.py": REFERENCE})
+    shutil.rmtree(root / "source" / "mnist")  # e.g. a zip built with --no-mnist whose download failed
+    proc, results = run_autograder(root)
+    assert proc.returncode == gradescope.ENVIRONMENT_FAILURE and results is None
+    assert "AUTOGRADER ERROR" in proc.stderr and "MNIST data not found" in proc.stderr
+
+
+def test_another_suite_version_is_an_autograder_error(bundle: Path, tmp_path: Path) -> None:
+    root = layout(tmp_path, bundle, {"mlp.py": REFERENCE})
+    checks = root / "source" / "project" / "conformance" / "checks.py"
+    checks.write_text(checks.read_text() + "\n# edited after the bundle was built\n")
+    proc, results = run_autograder(root)
+    assert proc.returncode == gradescope.ENVIRONMENT_FAILURE and results is None
+    assert f"but the batch grades with {suite_version()}" in proc.stderr
+
+
+@needs_namespace_drop
+def test_container_without_sandbox_privileges_is_an_autograder_error(bundle: Path, tmp_path: Path) -> None:
+    root = layout(tmp_path, bundle, {"mlp.py": REFERENCE})
+    proc, results = run_autograder(root, prefix=tuple(NO_NAMESPACES))
+    assert proc.returncode == gradescope.ENVIRONMENT_FAILURE and results is None
+    assert "the sandbox could not be set up" in proc.stderr
+
+
+@pytest.mark.slow
+@needs_namespace_drop
+def test_explicit_sandbox_off_grades_and_records_it(tmp_path: Path, real_dir: Path) -> None:
+    zip_path = build(tmp_path, real_dir, "--isolate-sandbox", "off")
+    root = layout(tmp_path, zip_path, {"mlp.py": I_BUG})
+    proc, results = run_autograder(root, prefix=tuple(NO_NAMESPACES))
+    assert proc.returncode == 0, proc.stderr
+    assert results is not None and results["extra_data"]["status"] == "graded"
+    assert results["extra_data"]["sandbox"] == "off" and results["score"] < 100
+
+
+def test_broken_autograder_configuration_writes_no_score(tmp_path: Path) -> None:
+    (tmp_path / "submission").mkdir()
+    bad_rubric = write(tmp_path / "bad.toml", "[areas.nonsense]\npoints = 5\n")
+    for args in (["--rubric", str(bad_rubric)], ["--submission", str(tmp_path / "missing")]):
+        assert gradescope.main(["run", "--root", str(tmp_path), *args]) == gradescope.ENVIRONMENT_FAILURE
+        assert not (tmp_path / "results" / "results.json").exists()
