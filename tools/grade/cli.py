@@ -24,9 +24,9 @@ def _positive(kind: type):
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m tools.grade") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m tools.grade",
+        prog=prog,
         description="Grade a folder of submissions with the conformance suite: SQLite gradebook, "
                     "CSV, Gradescope results.json, JUnit XML and an HTML report in OUT.")
     p.add_argument("submissions", metavar="SUBMISSIONS", type=Path,
@@ -70,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, prog: str = "python -m tools.grade") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     retry = tuple(s.strip() for s in args.retry.split(",") if s.strip())
     bad = [s for s in retry if s not in FINAL_STATUSES]
