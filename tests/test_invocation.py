@@ -256,11 +256,11 @@ def test_batch_grading_with_hostile_classmates(tmp_path: Path, attack_env: Path,
     with open(out / "grades.csv", newline="") as handle:
         rows = {row["submission"]: row for row in csv.DictReader(handle)}
     score = {name: float(row["score"]) for name, row in rows.items()}
-    full = float(rows["alice.py"]["max_score"])
-    assert score["alice.py"] == score["bob.py"] == full, rows
-    twin, named_twin = score["honest_twin"], score["named_twin.py"]
+    full = float(rows["alice"]["max_score"])
+    assert score["alice"] == score["bob"] == full, rows
+    twin, named_twin = score["honest_twin"], score["named_twin"]
     assert twin < full and named_twin < full, "the honest core must lose points, or nothing is tested"
     for hostile in ("conftest_beside", "startup_files", "ini_pyproject_toml"):
         assert score[hostile] <= twin, f"{hostile}: {score[hostile]} > its honest twin's {twin}"
-    assert score["conftest.py"] <= named_twin, f"conftest.py: {score['conftest.py']} > {named_twin}"
+    assert score["conftest"] <= named_twin, f"conftest.py: {score['conftest']} > {named_twin}"
     assert _markers(attack_env) == [], "the grader ran a submission's (or $TMPDIR's) hooks"
