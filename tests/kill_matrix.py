@@ -1,7 +1,8 @@
 """Run the conformance suite on every catalogue variant and tabulate outcomes per check area.
 
-Each variant is judged by a separate ``python -m pytest conformance --impl <file>`` process
-(the same command a student or grader runs), whose JUnit XML gives the outcome of every
+Each variant is judged by a separate pytest process running the suite's hardened command
+(``conformance.invocation``, the same one ``backprop-conformance check`` and the grader run:
+nothing beside the variant is read), whose JUnit XML gives the outcome of every
 test; a test's check area is its module name minus ``test_``. An area *failed* when any of
 its tests failed or errored, *passed* when at least one passed and none failed, and was
 *not run* otherwise (all skipped, deselected, or the module does not exist yet).

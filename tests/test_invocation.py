@@ -15,6 +15,7 @@ import csv
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -230,6 +231,14 @@ def test_gradescope_entry_reads_nothing_beside_the_upload(tmp_path: Path, attack
     assert _markers(attack_env) == []
 
 
+def _run_messages(gradebook: Path) -> dict[str, str]:
+    with sqlite3.connect(gradebook) as db:
+        return {name: f"{status}: {message[:2000]}\n{(tail or '')[-2000:]}"
+                for name, status, message, tail in
+                db.execute("SELECT name, status, message, output_tail FROM runs")
+                if status != "graded"}
+
+
 @pytest.mark.slow
 def test_batch_grading_with_hostile_classmates(tmp_path: Path, attack_env: Path, real_dir: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -255,6 +264,8 @@ def test_batch_grading_with_hostile_classmates(tmp_path: Path, attack_env: Path,
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     with open(out / "grades.csv", newline="") as handle:
         rows = {row["submission"]: row for row in csv.DictReader(handle)}
+    not_graded = {name: row["status"] for name, row in rows.items() if row["status"] != "graded"}
+    assert not not_graded, f"{not_graded}: {_run_messages(out / 'grades.sqlite')}"
     score = {name: float(row["score"]) for name, row in rows.items()}
     full = float(rows["alice"]["max_score"])
     assert score["alice"] == score["bob"] == full, rows
