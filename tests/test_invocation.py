@@ -275,3 +275,37 @@ def test_batch_grading_with_hostile_classmates(tmp_path: Path, attack_env: Path,
         assert score[hostile] <= twin, f"{hostile}: {score[hostile]} > its honest twin's {twin}"
     assert score["conftest"] <= named_twin, f"conftest.py: {score['conftest']} > {named_twin}"
     assert _markers(attack_env) == [], "the grader ran a submission's (or $TMPDIR's) hooks"
+
+
+# ------------------------------------------------------------------ the installed plugin
+
+def test_pyargs_with_explicit_plugin_from_an_empty_folder(tmp_path: Path) -> None:
+    """Issue 14's failing commands: `-p conformance.plugin` on top of the entry point is the
+    same plugin (no "option names already added"), and the suite is found as a package."""
+    (tmp_path / "mymodule.py").write_text(CORRECT)
+    proc = _run([sys.executable, "-m", "pytest", "-p", "conformance.plugin", "--pyargs", "conformance",
+                 "--impl", "mymodule", "-p", "no:cacheprovider", *QUICK], cwd=tmp_path, env=suite_env_for_user())
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "candidate: mymodule (in-process)" in output and "already added" not in output
+
+
+def test_other_pytest_runs_only_gain_the_options(tmp_path: Path) -> None:
+    """The entry point registers options only: an unrelated project's run loads no candidate,
+    prints no suite header, registers none of the suite's hooks or markers."""
+    (tmp_path / "test_theirs.py").write_text(
+        "def test_theirs(pytestconfig):\n"
+        "    assert pytestconfig.pluginmanager.has_plugin('conformance.plugin')\n"
+        "    assert not pytestconfig.pluginmanager.has_plugin('conformance.hooks')\n"
+        "    assert not any(m.startswith('mnist') for m in pytestconfig.getini('markers'))\n")
+    proc = _run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_theirs.py"],
+                cwd=tmp_path, env=suite_env_for_user())
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "candidate:" not in output and "1 passed" in output
+
+
+def suite_env_for_user() -> dict[str, str]:
+    """A user's environment: plugin autoloading on, no options injected."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "BACKPROP_IMPL")}
