@@ -95,11 +95,3 @@ def suite_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     return env
 
-
-def absolute_impl(impl: str, cwd: Path | None = None) -> str:
-    """A path-like ``impl`` made absolute (the subprocess runs in SUITE_ROOT); a dotted
-    module name is returned unchanged."""
-    looks_like_path = impl.endswith(".py") or os.sep in impl or (os.altsep or os.sep) in impl
-    if looks_like_path:
-        return str((cwd or Path.cwd()) / impl)
-    return impl
