@@ -46,7 +46,7 @@ failed, 2 interrupted, 3 internal error, 4 usage error.
 
 def check(args: Sequence[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
-        print(CHECK_HELP, end="")
+        print(CHECK_HELP, end="", file=sys.stdout if args else sys.stderr)
         return 0 if args else 2
     target, pytest_args = args[0], list(args[1:])
     if target.startswith("-"):
@@ -77,12 +77,21 @@ def record(args: Sequence[str]) -> int:
     return fixtures_main(["record", *args], prog=f"{PROG} record")
 
 
+FIXTURES_HELP = f"""usage: {PROG} fixtures check [--tolerant]
+
+Verify the shipped golden fixtures: sha256 of every file against the manifest, no missing or
+stray file, values reproduced by the reference, gradients confirmed by complex-step
+differentiation. --tolerant accepts a BLAS that rounds differently (manifest tolerances).
+"""
+
+
 def fixtures(args: Sequence[str]) -> int:
-    if not args or args[0] != "check":
-        print(f"usage: {PROG} fixtures check [--tolerant]\n\nverify the golden fixtures "
-              "(sha256, reproduced by the reference, gradients by complex-step)",
-              file=sys.stderr if args[:1] not in (["-h"], ["--help"]) else sys.stdout)
-        return 0 if args[:1] in (["-h"], ["--help"]) else 2
+    if args[:1] in (["-h"], ["--help"]):
+        print(FIXTURES_HELP, end="")
+        return 0
+    if args[:1] != ["check"]:
+        print(FIXTURES_HELP, end="", file=sys.stderr)
+        return 2
     from tools.fixtures import main as fixtures_main
 
     return fixtures_main(list(args), prog=f"{PROG} fixtures")

@@ -309,3 +309,13 @@ def suite_env_for_user() -> dict[str, str]:
     """A user's environment: plugin autoloading on, no options injected."""
     return {k: v for k, v in os.environ.items()
             if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "BACKPROP_IMPL")}
+
+
+@pytest.mark.parametrize("argv", [[], ["nope"], ["check"], ["check", "-x"],
+                                  ["check", "mlp.py", "--impl=other.py"], ["check", "mlp.py", "-p", "evil"],
+                                  ["fixtures"], ["fixtures", "generate"]])
+def test_cli_usage_errors_exit_2_and_say_why(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from conformance.cli import main
+
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip(), f"{argv}: a usage error must explain itself on stderr"
