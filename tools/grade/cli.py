@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from conformance.invocation import InvocationError, check_extra_args
 from tools.grade.batch import BatchError, BatchOptions, grade_batch
 from tools.grade.rubric import RubricError
 from tools.grade.runner import FINAL_STATUSES, GradeConfig
@@ -77,6 +78,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m tools.grade") -> 
     bad = [s for s in retry if s not in FINAL_STATUSES]
     if bad:
         parser.error(f"--retry {','.join(bad)}: unknown status (choose from {', '.join(FINAL_STATUSES)})")
+    try:
+        check_extra_args(args.pytest_args)
+    except InvocationError as exc:
+        parser.error(f"--pytest-arg: {exc}")
     if args.dask and args.jobs != 1:
         parser.error("-j and --dask exclude each other: the Dask cluster decides the parallelism")
     mnist_dir = None
