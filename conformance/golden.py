@@ -34,9 +34,19 @@ import numpy as np
 from conformance import contract
 from conformance.candidate import failure_text
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES_DIR = ROOT / "fixtures"
 MANIFEST_NAME = "manifest.json"
+
+
+def _fixtures_dir() -> Path:
+    """Where the golden fixtures are: ``conformance/fixtures/`` in an installed wheel (the
+    repository's ``fixtures/`` mapped into the package, see pyproject.toml), else the
+    checkout's top-level ``fixtures/`` (a clone or an editable install)."""
+    suite = Path(__file__).resolve().parent
+    installed = suite / "fixtures"
+    return installed if (installed / MANIFEST_NAME).is_file() else suite.parent / "fixtures"
+
+
+FIXTURES_DIR = _fixtures_dir()
 RECORDING_NAME = "recording.json"
 FORMAT_VERSION = 1
 

@@ -1,6 +1,16 @@
-"""pytest hooks of the conformance suite: options, candidate selection, header, load failures.
+"""The suite's pytest options, registered early; nothing else (``pytest11`` entry point).
 
-``conformance/conftest.py`` re-exports these hooks; keeping them here keeps that file a shim.
+Installed as the entry point ``conformance.plugin``, so every pytest run in an environment
+that has the suite installed knows ``--impl`` & co. *before* it parses its command line:
+``--impl PATH`` in two tokens is then never mistaken for a test path (which would make
+pytest read ``conftest.py`` and ini files beside PATH; see conformance/SECURITY.md).
+``-p conformance.plugin`` names the same plugin and is a no-op when it is already loaded.
+
+It changes nothing else for runs that do not collect the suite: the suite's hooks (candidate
+loading, header, the ``candidate`` fixture, hypothesis profiles) live in
+``conformance.hooks`` and are registered only when the command line names the suite
+(``pytest conformance``, ``pytest --pyargs conformance``, a path inside it) or when pytest
+collects the suite's folder (``conformance/conftest.py``).
 """
 
 from __future__ import annotations
@@ -10,17 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from hypothesis import settings
+from conformance.candidate import DEFAULT_IMPL
 
-from conformance.candidate import DEFAULT_IMPL, Candidate, InProcessCandidate
-from conformance.strategies import DEFAULT_PROFILE
-
-# Registered and loaded at import, i.e. before hypothesis applies --hypothesis-profile.
-settings.load_profile(DEFAULT_PROFILE)
-
-CANDIDATE_KEY = pytest.StashKey[Candidate]()
-# The one test that still runs when the candidate cannot be loaded; it reports why.
-LOAD_CHECK_TEST = "test_candidate_loads"
+SUITE_DIR = Path(__file__).resolve().parent
+SUITE_PACKAGE = "conformance"
+HOOKS_PLUGIN = "conformance.hooks"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -29,7 +33,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--impl",
         default=None,
         help="candidate to judge: a dotted module name importable from the current directory, "
-        f"or a path to a .py file (fallback: $BACKPROP_IMPL, then {DEFAULT_IMPL!r})",
+        f"or a path to a .py file (fallback: $BACKPROP_IMPL, then {DEFAULT_IMPL!r}); "
+        "spell it --impl=X: pytest looks for ini files beside its path arguments before it "
+        "knows this option",
     )
     group.addoption(
         "--isolate",
@@ -82,7 +88,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="write a machine-readable JSON report (per test: check area, outcome, message)",
     )
-    from conformance.isolation.options import add_isolation_options
+    from conformance.isolation.options import add_isolation_options  # light: no numpy
 
     add_isolation_options(parser)  # --isolate-timeout, --isolate-memory, ... (SECURITY.md)
 
@@ -91,73 +97,32 @@ def impl_spec(config: pytest.Config) -> str:
     return config.getoption("impl") or os.environ.get("BACKPROP_IMPL") or DEFAULT_IMPL
 
 
-@pytest.hookimpl(trylast=True)  # after hypothesis has loaded --hypothesis-profile
-def pytest_configure(config: pytest.Config) -> None:
-    _apply_max_examples(config)
-    spec = impl_spec(config)
-    if config.getoption("isolate"):
-        from conformance.isolation import IsolatedCandidate
+def names_the_suite(args: list[str], *, pyargs: bool, invocation_dir: Path) -> bool:
+    """Whether pytest was asked to collect the suite: a path inside it (or the folder that
+    holds it, as ``pytest .`` at the checkout's root), or with ``--pyargs`` its package."""
+    for arg in args:
+        target = arg.split("::", 1)[0]
+        if pyargs and (target == SUITE_PACKAGE or target.startswith(SUITE_PACKAGE + ".")):
+            return True
+        try:
+            path = (invocation_dir / target).resolve()
+        except (OSError, RuntimeError, ValueError):
+            continue
+        if path == SUITE_DIR.parent or path == SUITE_DIR or SUITE_DIR in path.parents:
+            return True
+    return False
 
-        candidate: Candidate = IsolatedCandidate.load(spec, config)
+
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Register the suite's hooks before conftests and pytest_configure run, when the
+    command line names the suite (so the header shows the candidate and the hypothesis
+    profiles exist before ``--hypothesis-profile`` is applied)."""
+    ns = early_config.known_args_namespace
+    args = list(ns.file_or_dir or [])
+    if not args:  # what pytest collects without arguments: testpaths, else the current folder
+        args = list(early_config.getini("testpaths") or []) or ["."]
+        base = early_config.rootpath if early_config.getini("testpaths") else early_config.invocation_params.dir
     else:
-        candidate = InProcessCandidate.load(spec)
-    config.stash[CANDIDATE_KEY] = candidate
-    report_path = config.getoption("conformance_report")
-    if report_path:
-        from conformance.report import JsonReport
-
-        config.pluginmanager.register(JsonReport(Path(report_path), candidate), "conformance-report")
-
-
-def _apply_max_examples(config: pytest.Config) -> None:
-    """--max-examples N: the current hypothesis profile with N examples per property test."""
-    n = config.getoption("max_examples")
-    if n is None:
-        return
-    if n < 1:
-        raise pytest.UsageError(f"--max-examples must be >= 1, got {n}")
-    current = settings.get_current_profile_name()
-    name = f"{current}-max-examples-{n}"
-    settings.register_profile(name, parent=settings.get_profile(current), max_examples=n)
-    settings.load_profile(name)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    candidate = config.stash.get(CANDIDATE_KEY, None)
-    if candidate is not None:
-        candidate.close()
-
-
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    candidate = config.stash.get(CANDIDATE_KEY, None)
-    if candidate is None:
-        return []
-    mode = "isolated worker" if candidate.isolated else "in-process"
-    lines = [
-        f"candidate: {candidate.module_name} ({mode})",
-        f"candidate file: {candidate.path}",
-        f"candidate sha256: {candidate.sha256}",
-    ]
-    if candidate.isolated and hasattr(candidate, "describe"):
-        lines.append(f"isolation: {candidate.describe()}")
-    if candidate.load_error:
-        lines.append("candidate could not be loaded: every check but the load check is deselected")
-    return lines
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    candidate = config.stash.get(CANDIDATE_KEY, None)
-    if candidate is None or candidate.load_error is None:
-        return
-    # One clear failure instead of hundreds of cascading errors.
-    keep = [item for item in items if item.name == LOAD_CHECK_TEST]
-    drop = [item for item in items if item.name != LOAD_CHECK_TEST]
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-    items[:] = keep
-
-
-@pytest.fixture(scope="session")
-def candidate(request: pytest.FixtureRequest) -> Candidate:
-    """The implementation under test (in-process or isolated; tests must not care)."""
-    return request.config.stash[CANDIDATE_KEY]
+        base = early_config.invocation_params.dir
+    if names_the_suite(args, pyargs=bool(ns.pyargs), invocation_dir=base):
+        early_config.pluginmanager.import_plugin(HOOKS_PLUGIN)

@@ -1,7 +1,8 @@
 """Run the conformance suite on every catalogue variant and tabulate outcomes per check area.
 
-Each variant is judged by a separate ``python -m pytest conformance --impl <file>`` process
-(the same command a student or grader runs), whose JUnit XML gives the outcome of every
+Each variant is judged by a separate pytest process running the suite's hardened command
+(``conformance.invocation``, the same one ``backprop-conformance check`` and the grader run:
+nothing beside the variant is read), whose JUnit XML gives the outcome of every
 test; a test's check area is its module name minus ``test_``. An area *failed* when any of
 its tests failed or errored, *passed* when at least one passed and none failed, and was
 *not run* otherwise (all skipped, deselected, or the module does not exist yet).
@@ -16,7 +17,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Literal
 
+from conformance.invocation import SUITE_ROOT, suite_command, suite_env
 from tests.variants import AREAS, REPO_ROOT, Variant
 
 Outcome = Literal["failed", "passed", "skipped"]
@@ -105,8 +106,9 @@ def areas_run(options: RunOptions) -> list[str]:
 
 
 def pytest_command(variant: Variant, junit: Path, options: RunOptions) -> list[str]:
-    cmd = [sys.executable, "-m", "pytest", "conformance", "--impl", str(variant.path),
-           "-p", "no:cacheprovider", "-q", "--junitxml", str(junit)]
+    # The hardened command of every verdict (conformance.invocation): adversarial submissions
+    # go through this runner too, so nothing beside them may be read.
+    cmd = ["-q", "--junitxml", str(junit)]
     if has_grading_profile():
         cmd += ["--hypothesis-profile", "grading"]
     if options.mnist:
@@ -115,11 +117,11 @@ def pytest_command(variant: Variant, junit: Path, options: RunOptions) -> list[s
         cmd += ["-m", "not mnist"]
     if options.isolate:
         cmd += ["--isolate"]
-    return cmd + list(options.extra_args)
+    return suite_command(variant.path, cmd + list(options.extra_args))
 
 
 def _environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("BACKPROP_IMPL", "PYTEST_ADDOPTS")}
+    env = suite_env()
     # Two variants run at once on a 2-core machine: one BLAS thread each avoids thrashing.
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONDONTWRITEBYTECODE="1")
@@ -167,7 +169,7 @@ def run_variant(variant: Variant, workdir: Path, options: RunOptions = RunOption
     run = VariantRun(variant)
     start = time.monotonic()
     with open(log, "wb") as out:
-        proc = subprocess.Popen(pytest_command(variant, junit, options), cwd=REPO_ROOT,
+        proc = subprocess.Popen(pytest_command(variant, junit, options), cwd=SUITE_ROOT,
                                 env=_environment(), stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:

@@ -37,12 +37,15 @@ def _grading_profile_args() -> list[str]:
 
 
 def time_suite(impl: Path, isolate: bool, repeat: int) -> tuple[float, str]:
-    cmd = [sys.executable, "-m", "pytest", "conformance", "-m", "not mnist", "-p", "no:cacheprovider",
-           "-q", "--impl", str(impl)] + _grading_profile_args() + (["--isolate"] if isolate else [])
+    from conformance.invocation import SUITE_ROOT, suite_command, suite_env
+
+    # The grader's own command (conformance.invocation), so the overhead measured is the real one.
+    cmd = suite_command(impl, ["-m", "not mnist", "-q", *_grading_profile_args(),
+                               *(["--isolate"] if isolate else [])])
     times, last = [], ""
     for _ in range(repeat):
         start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=SUITE_ROOT, env=suite_env(), capture_output=True, text=True)
         times.append(time.perf_counter() - start)
         last = (proc.stdout.strip().splitlines() or ["?"])[-1]
     return statistics.median(times), last

@@ -30,7 +30,7 @@ def run_once(impl: str | None, profile: str | None, extra: list[str]) -> tuple[f
     cmd = [sys.executable, "-m", "pytest", "conformance", "-m", "not mnist", "-q",
            "-p", "no:cacheprovider", "--durations=0", "--durations-min=0"]
     if impl:
-        cmd += ["--impl", impl]
+        cmd.append(f"--impl={impl}")  # one token: never a path pytest looks beside
     if profile:
         cmd += ["--hypothesis-profile", profile]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}

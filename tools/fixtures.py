@@ -534,8 +534,8 @@ def record(impl: str, out: Path, fixtures_dir: Path = FIXTURES_DIR) -> Path:
 
 # --------------------------------------------------------------------------------- CLI
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.fixtures", description=__doc__,
+def main(argv: list[str] | None = None, prog: str = "python -m tools.fixtures") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("generate", "create the fixtures (refuses to overwrite)"),
@@ -572,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         path = record(args.impl, args.out, args.dir)
         print(f"recorded {args.impl} -> {path}\nnow check a refactor with: "
-              f"pytest conformance --impl {args.impl} --golden {args.out}")
+              f"backprop-conformance check {args.impl} --golden {args.out}")
         return 0
     except FixtureError as exc:
         print(f"error: {exc}", file=sys.stderr)

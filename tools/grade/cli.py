@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from conformance.invocation import InvocationError, check_extra_args
 from tools.grade.batch import BatchError, BatchOptions, grade_batch
 from tools.grade.rubric import RubricError
 from tools.grade.runner import FINAL_STATUSES, GradeConfig
@@ -37,9 +38,9 @@ def add_sandbox_option(p: argparse.ArgumentParser) -> None:
                         "(recorded as 'off' for every run)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m tools.grade") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m tools.grade",
+        prog=prog,
         description="Grade a folder of submissions with the conformance suite: SQLite gradebook, "
                     "CSV, Gradescope results.json, JUnit XML and an HTML report in OUT.")
     p.add_argument("submissions", metavar="SUBMISSIONS", type=Path,
@@ -90,13 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, prog: str = "python -m tools.grade") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     retry = tuple(s.strip() for s in args.retry.split(",") if s.strip())
     bad = [s for s in retry if s not in FINAL_STATUSES]
     if bad:
         parser.error(f"--retry {','.join(bad)}: unknown status (choose from {', '.join(FINAL_STATUSES)})")
+    try:
+        check_extra_args(args.pytest_args)
+    except InvocationError as exc:
+        parser.error(f"--pytest-arg: {exc}")
     if args.dask and args.jobs != 1:
         parser.error("-j and --dask exclude each other: the Dask cluster decides the parallelism")
     mnist_dir = None

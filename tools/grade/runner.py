@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from conformance.invocation import SUITE_ROOT, suite_command, suite_env
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_MODULE = REPO_ROOT / "reference" / "mlp.py"
 
@@ -118,24 +120,24 @@ class ReportError(Exception):
 
 
 def pytest_command(config: GradeConfig, module_path: Path, report: Path, junit: Path) -> list[str]:
-    cmd = [config.python, "-m", "pytest", "conformance", "--impl", str(module_path),
-           "--conformance-report", str(report), f"--junitxml={junit}",
-           "-p", "no:cacheprovider", "-q", "--no-header", "-o", "console_output_style=classic"]
+    """The suite's hardened command (conformance.invocation: the submission is only ever
+    ``--impl=PATH``, configuration and plugins are the suite's own); run it with
+    ``cwd=SUITE_ROOT`` and ``_child_env``."""
+    extra = ["--conformance-report", str(report), f"--junitxml={junit}",
+             "-q", "--no-header", "-o", "console_output_style=classic"]
     if config.isolate:
-        cmd.append("--isolate")
+        extra.append("--isolate")
     if config.require_mnist:
-        cmd.append("--require-mnist")
+        extra.append("--require-mnist")
     if config.hypothesis_profile:
-        cmd += ["--hypothesis-profile", config.hypothesis_profile]
+        extra += ["--hypothesis-profile", config.hypothesis_profile]
     if config.mnist_dir:
-        cmd += ["--mnist-dir", config.mnist_dir]
-    return cmd + list(config.extra_args)
+        extra += ["--mnist-dir", str(Path(config.mnist_dir).resolve())]
+    return suite_command(module_path, [*extra, *config.extra_args], python=config.python)
 
 
 def _child_env(config: GradeConfig, multi_file: bool = False) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("BACKPROP_IMPL", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONPATH",
-                        "PYTHONSTARTUP", "PYTHONINSPECT")}
+    env = suite_env()  # no PYTEST_ADDOPTS/PYTEST_PLUGINS/PYTHONPATH/..., no plugin autoloading
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # never leave candidate bytecode behind
     env["PYTHONHASHSEED"] = "0"  # the same run on every machine
     # One BLAS thread per suite process: parallelism comes from -j (N processes on N cores would
@@ -143,7 +145,7 @@ def _child_env(config: GradeConfig, multi_file: bool = False) -> dict[str, str]:
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(var, "1")
     if config.mnist_dir:
-        env["BACKPROP_MNIST_DIR"] = config.mnist_dir
+        env["BACKPROP_MNIST_DIR"] = str(Path(config.mnist_dir).resolve())
     if config.isolate:
         env["BACKPROP_ISOLATE_SANDBOX"] = config.sandbox
         # Budgets of the isolated candidate (read by conformance.isolation from the pytest
@@ -424,7 +426,7 @@ def run_job(job: Job) -> JobResult:
         log_path = out_dir / "pytest.log"
         cmd = pytest_command(job.config, sub_dir / job.module, report_path, junit_path)
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=_child_env(job.config, len(job.files) > 1),
+            proc = subprocess.Popen(cmd, cwd=SUITE_ROOT, env=_child_env(job.config, len(job.files) > 1),
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
             with _LIVE_LOCK:

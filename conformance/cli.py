@@ -1,0 +1,152 @@
+"""``backprop-conformance``: the installed suite's command line (README leads with it).
+
+    backprop-conformance check PATH_OR_MODULE [pytest options]   # judge; exit status = verdict
+    backprop-conformance check mymodule --isolate               # code you did not write
+    backprop-conformance record --impl mymodule --out golden/   # pin outputs before a refactor
+    backprop-conformance check mymodule --golden golden/        # did the refactor change them?
+    backprop-conformance grade SUBMISSIONS --out OUT [-j 2]     # grade a class
+    backprop-conformance gradescope                             # inside a Gradescope autograder
+    backprop-conformance fetch-mnist                            # download MNIST once
+    backprop-conformance fixtures check                         # verify the shipped golden fixtures
+
+``check`` runs the suite with the hardened invocation of every verdict
+(``conformance.invocation``): nothing beside the candidate, in the current folder or in an
+ancestor is read as pytest configuration or imported as a conftest or plugin. The other
+commands are the checkout's ``python -m tools.*`` commands under one name.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+PROG = "backprop-conformance"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("backprop-conformance")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+CHECK_HELP = f"""usage: {PROG} check PATH_OR_MODULE [pytest options]
+
+Judge one implementation with the conformance suite. PATH_OR_MODULE is a .py file or a
+dotted module name importable from the current folder. Any pytest or suite option may
+follow: --isolate (for code you did not write), --golden DIR (refactor check), -m "not mnist",
+--mnist-dir DIR, --require-mnist, --hypothesis-profile grading, --conformance-report FILE,
+-x, -k EXPR, --pdb ... (see the README). Exit status: 0 every check passed, 1 some check
+failed, 2 interrupted, 3 internal error, 4 usage error.
+"""
+
+
+def check(args: Sequence[str]) -> int:
+    if not args or args[0] in ("-h", "--help"):
+        print(CHECK_HELP, end="", file=sys.stdout if args else sys.stderr)
+        return 0 if args else 2
+    target, pytest_args = args[0], list(args[1:])
+    if target.startswith("-"):
+        print(f"{PROG} check: the first argument is the candidate (a .py file or a module "
+              f"name), got option {target!r}\n\n{CHECK_HELP}", file=sys.stderr, end="")
+        return 2
+    from conformance.invocation import UNTRUSTED_ENV, InvocationError, suite_args
+
+    try:
+        argv = suite_args(target, pytest_args)
+    except InvocationError as exc:
+        print(f"{PROG} check: {exc}", file=sys.stderr)
+        return 2
+    # The same closed configuration as the grader's subprocess, applied to this process:
+    # no options or plugins from the environment, no autoloaded plugins.
+    for name in UNTRUSTED_ENV:
+        if name.startswith(("PYTEST_", "BACKPROP_")):
+            os.environ.pop(name, None)
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    import pytest
+
+    return int(pytest.main(argv))
+
+
+def record(args: Sequence[str]) -> int:
+    from tools.fixtures import main as fixtures_main
+
+    return fixtures_main(["record", *args], prog=f"{PROG} record")
+
+
+FIXTURES_HELP = f"""usage: {PROG} fixtures check [--tolerant]
+
+Verify the shipped golden fixtures: sha256 of every file against the manifest, no missing or
+stray file, values reproduced by the reference, gradients confirmed by complex-step
+differentiation. --tolerant accepts a BLAS that rounds differently (manifest tolerances).
+"""
+
+
+def fixtures(args: Sequence[str]) -> int:
+    if args[:1] in (["-h"], ["--help"]):
+        print(FIXTURES_HELP, end="")
+        return 0
+    if args[:1] != ["check"]:
+        print(FIXTURES_HELP, end="", file=sys.stderr)
+        return 2
+    from tools.fixtures import main as fixtures_main
+
+    return fixtures_main(list(args), prog=f"{PROG} fixtures")
+
+
+def grade(args: Sequence[str]) -> int:
+    from tools.grade.cli import main as grade_main
+
+    return grade_main(list(args), prog=f"{PROG} grade")
+
+
+def gradescope(args: Sequence[str]) -> int:
+    from tools.grade.gradescope import main as gradescope_main
+
+    return gradescope_main(list(args))
+
+
+def fetch_mnist(args: Sequence[str]) -> int:
+    from tools.fetch_mnist import main as fetch_main
+
+    return fetch_main(list(args))
+
+
+COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
+    "check": (check, "judge an implementation (exit status = verdict)"),
+    "record": (record, "pin an implementation's outputs for a later refactor check"),
+    "grade": (grade, "grade a folder of submissions (gradebook, CSV, Gradescope, HTML)"),
+    "gradescope": (gradescope, "grade /autograder/submission inside a Gradescope autograder"),
+    "fetch-mnist": (fetch_mnist, "download and verify MNIST once"),
+    "fixtures": (fixtures, "'fixtures check': verify the shipped golden fixtures"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"usage: {PROG} COMMAND [ARGS]   ({PROG} COMMAND --help for details)", "",
+             "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(usage(), end="", file=sys.stdout if args else sys.stderr)
+        return 0 if args else 2
+    if args[0] == "--version":
+        print(f"{PROG} {_version()}")
+        return 0
+    command = COMMANDS.get(args[0])
+    if command is None:
+        print(f"{PROG}: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr, end="")
+        return 2
+    return command[0](args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""pytest hooks of the conformance suite: candidate selection, header, load failures, markers.
+
+Active only in runs that collect the suite. They are registered under the plugin name
+``conformance.hooks`` by whichever comes first: ``conformance.plugin`` when the command line
+names the suite, ``conformance/conftest.py`` when pytest collects the suite's folder, or an
+explicit ``-p conformance.hooks`` (the hardened command of ``conformance.invocation``, which
+runs with ``--noconftest``). The options themselves live in ``conformance.plugin``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+from conformance.candidate import Candidate, InProcessCandidate
+from conformance.plugin import impl_spec
+from conformance.strategies import DEFAULT_PROFILE
+
+# Loaded at import, i.e. before hypothesis applies --hypothesis-profile (when the hooks are
+# registered early); pytest_configure loads the requested profile again for late registration.
+settings.load_profile(DEFAULT_PROFILE)
+
+MARKERS = (
+    "mnist: needs the MNIST data (see --mnist-dir / BACKPROP_MNIST_DIR / --require-mnist)",
+    "slow: takes more than a few seconds",
+)
+
+CANDIDATE_KEY = pytest.StashKey[Candidate]()
+# The one test that still runs when the candidate cannot be loaded; it reports why.
+LOAD_CHECK_TEST = "test_candidate_loads"
+
+
+@pytest.hookimpl(trylast=True)  # after hypothesis has loaded --hypothesis-profile
+def pytest_configure(config: pytest.Config) -> None:
+    # The suite's own markers: an installed suite runs under --strict-markers from any folder,
+    # without the checkout's pyproject.toml.
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    # Idempotent when hypothesis has applied it already; needed when these hooks were
+    # registered after hypothesis's own pytest_configure ran (a conftest found late).
+    settings.load_profile(config.getoption("--hypothesis-profile", None) or DEFAULT_PROFILE)
+    _apply_max_examples(config)
+    spec = impl_spec(config)
+    if config.getoption("isolate"):
+        from conformance.isolation import IsolatedCandidate
+
+        candidate: Candidate = IsolatedCandidate.load(spec, config)
+    else:
+        candidate = InProcessCandidate.load(spec)
+    config.stash[CANDIDATE_KEY] = candidate
+    report_path = config.getoption("conformance_report")
+    if report_path:
+        from conformance.report import JsonReport
+
+        config.pluginmanager.register(JsonReport(Path(report_path), candidate), "conformance-report")
+
+
+def _apply_max_examples(config: pytest.Config) -> None:
+    """--max-examples N: the current hypothesis profile with N examples per property test."""
+    n = config.getoption("max_examples")
+    if n is None:
+        return
+    if n < 1:
+        raise pytest.UsageError(f"--max-examples must be >= 1, got {n}")
+    current = settings.get_current_profile_name()
+    name = f"{current}-max-examples-{n}"
+    settings.register_profile(name, parent=settings.get_profile(current), max_examples=n)
+    settings.load_profile(name)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    candidate = config.stash.get(CANDIDATE_KEY, None)
+    if candidate is not None:
+        candidate.close()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    candidate = config.stash.get(CANDIDATE_KEY, None)
+    if candidate is None:
+        return []
+    mode = "isolated worker" if candidate.isolated else "in-process"
+    lines = [
+        f"candidate: {candidate.module_name} ({mode})",
+        f"candidate file: {candidate.path}",
+        f"candidate sha256: {candidate.sha256}",
+    ]
+    if candidate.isolated and hasattr(candidate, "describe"):
+        lines.append(f"isolation: {candidate.describe()}")
+    if candidate.load_error:
+        lines.append("candidate could not be loaded: every check but the load check is deselected")
+    return lines
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    candidate = config.stash.get(CANDIDATE_KEY, None)
+    if candidate is None or candidate.load_error is None:
+        return
+    # One clear failure instead of hundreds of cascading errors.
+    keep = [item for item in items if item.name == LOAD_CHECK_TEST]
+    drop = [item for item in items if item.name != LOAD_CHECK_TEST]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+    items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def candidate(request: pytest.FixtureRequest) -> Candidate:
+    """The implementation under test (in-process or isolated; tests must not care)."""
+    return request.config.stash[CANDIDATE_KEY]
