@@ -18,6 +18,7 @@ import pytest
 
 from conformance import golden
 from conformance.candidate import Candidate
+from conformance.contract import result_dtype
 from conformance.golden import FIXTURES_DIR, RECORDING_NAME, FixtureError, Mismatch
 
 MLP_CASES = golden.fixture_cases("mlp")
@@ -75,12 +76,22 @@ def _hint(function: str, case_id: str) -> str:
     return f"{HINTS[function]} {REPRO.format(case=case_id)}"
 
 
+def _precision(values: dict, prefixes: tuple[str, ...]) -> np.dtype:
+    """The precision a result is judged at: the least precise of the arrays it is made of and
+    of the candidate's results it was built from (SPEC.md, dtype policy), e.g. train's params
+    from the candidate's own gradients."""
+    return result_dtype([v for k, v in values.items() if k.startswith(prefixes) and v.ndim])
+
+
 def _check_keys(values: dict, arrays: dict, entry: dict, keys: list[tuple[str, str]],
-                function: str, case_id: str, where: str) -> None:
+                function: str, case_id: str, where: str, precision: np.dtype | None = None) -> None:
     __tracebackhide__ = True
+    if precision is None:
+        precision = _precision(values, tuple(sorted({key.rstrip("0123456789") for key, _ in keys})))
     for key, name in keys:
         golden.assert_matches_fixture(values[key], arrays, key, entry["tolerances"][key]["k"],
-                                      name=name, where=where, hint=_hint(function, case_id))
+                                      name=name, where=where, hint=_hint(function, case_id),
+                                      precision=precision)
 
 
 def test_fixtures_intact() -> None:
@@ -161,10 +172,18 @@ def test_init_params_matches_golden(candidate: Candidate, case_id: str) -> None:
 def test_train_takes_one_sgd_step(candidate: Candidate, case_id: str) -> None:
     _require(candidate, "train")
     entry, arrays = _case(case_id)
+    # train's params are built from the candidate's own forward and backward: judged at the
+    # least precise of the three (float32 gradients applied to float64 params are float32 steps).
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["train"])
+    try:
+        values = {**golden.candidate_outputs(candidate, entry, arrays, case_id,
+                                             ["forward", "backward"])[0], **values}
+    except Mismatch:  # a broken forward/backward fails its own tests; judge train by itself
+        pass
     _check_keys(values, arrays, entry, _param_keys(entry, "train_"), "train", case_id,
                 f"train(case={case_id}, lr={golden.TRAIN_STEP_LR}, epochs=1, "
-                f"batch_size={entry['batch']})")
+                f"batch_size={entry['batch']})",
+                precision=_precision(values, ("train_", "act", "pre", "dW", "db")))
 
 
 # ------------------------------------------------------------------- refactor check

@@ -12,7 +12,7 @@ from conformance.assertions import Comparison, assert_comparisons, assert_unchan
 from conformance.calls import invoke, require, run_backward, run_forward
 from conformance.candidate import Candidate
 from conformance.cases import Case, make_case
-from conformance.checks import contract_text
+from conformance.checks import contract_text, least_precise
 from conformance.contract import check_loss, checked_array, checked_sequence, result_dtype
 from conformance.gradcheck import allowed_error, analytic_gradients, magnitudes, precision_tolerance, true_forward
 from reference import mlp as reference
@@ -259,9 +259,16 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
         gW, gb = checked_sequence(pair, f"params[{l}]", where, 2, "items", " (W, b)")
         arrays += [checked_array(gW, f"W[{l}]", where, W.shape), checked_array(gb, f"b[{l}]", where, b.shape)]
         comparisons += [(f"W[{l}]", arrays[-2], W), (f"b[{l}]", arrays[-1], b)]
-    tau = precision_tolerance(result_dtype(arrays))
+    # The params are built from the candidate's own forward/backward results: judged at the
+    # least precise of those and of the params themselves (SPEC.md, dtype policy).
+    fwd = run_forward(candidate, case, f"forward(case={case!r})")
+    _, grads_dtype = run_backward(candidate, case, fwd.activations, fwd.pre_activations,
+                                  f"backward(*forward(case={case!r}))")
+    dtype = least_precise(result_dtype(arrays), fwd.dtype, grads_dtype)
+    tau = precision_tolerance(dtype)
     assert_comparisons(
         [Comparison(n, g, e, allowed_error(np.abs(e) + 1.0, 0.0, tau)) for n, g, e in comparisons],
+        held_to=dtype,
         where=where, compared="the params train returns vs two exact full-batch SGD steps",
         contract="W <- W - lr * dW and b <- b - lr * db once per mini-batch; tau*(|W| + 1)",
         next_step="train runs your forward and backward: if the gradients area fails too, fix "
