@@ -108,6 +108,17 @@ def fixture_cases(kind: str | None = None, directory: Path = FIXTURES_DIR) -> li
     return [cid for cid, entry in cases.items() if kind is None or entry.get("kind") == kind]
 
 
+def fixture_inputs(case_id: str) -> dict[str, Any]:
+    """A fixture's inputs by case id (the reproducer printed in golden failures): ``X``, ``Y``,
+    ``params`` for an mlp case, ``Z`` for softmax, ``Y_hat``/``Y`` for cross_entropy."""
+    entry = load_manifest()["cases"][case_id]
+    arrays = load_npz(FIXTURES_DIR, entry)
+    out: dict[str, Any] = {k: arrays[k] for k in ("X", "Y", "Z", "Y_hat") if k in arrays}
+    if entry["kind"] == "mlp":
+        out["params"] = params_of(arrays, n_layers_of(entry))
+    return out
+
+
 def params_of(arrays: dict[str, np.ndarray], n_layers: int, prefix: str = "") -> list[tuple]:
     return [(arrays[f"{prefix}W{j}"], arrays[f"{prefix}b{j}"]) for j in range(n_layers)]
 

@@ -27,7 +27,8 @@ LOSS_CASES = golden.fixture_cases("cross_entropy")
 INIT_CASES = golden.fixture_cases("init_params")
 ALL_CASES = golden.fixture_cases()
 
-REPRO = "Reproduce: arrays = np.load('fixtures/{case}.npz'); the inputs are X, Y, W0, b0, ... ."
+REPRO = ("Reproduce: `from conformance.golden import fixture_inputs; inputs = "
+         "fixture_inputs('{case}')` gives this case's X, Y and params (or Z, or Y_hat and Y).")
 HINTS = {
     "forward": "forward must return (activations, pre_activations) with activations = [X, A1, "
                "..., A_L] and pre_activations = [Z1, ..., Z_L], Z = A_prev @ W + b, ReLU on the "

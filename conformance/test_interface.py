@@ -13,6 +13,7 @@ from conformance.calls import invoke, require, run_backward, run_forward
 from conformance.candidate import Candidate
 from conformance.cases import Case, make_case
 from conformance.checks import contract_text, least_precise
+from conformance.diagnosis import output_rows_finding
 from conformance.contract import check_loss, checked_array, checked_sequence, result_dtype
 from conformance.gradcheck import allowed_error, analytic_gradients, magnitudes, precision_tolerance, true_forward
 from reference import mlp as reference
@@ -60,8 +61,9 @@ def test_forward_structure(candidate: Candidate, case: Case) -> None:
                        compared="activations[0] vs X; the final activations vs a probability "
                                 "distribution per row (non-negative, summing to 1)",
                        contract=contract_text(fwd.dtype, fd=False), held_to=fwd.dtype,
-                       next_step="return [X, A1, ..., softmax(Z_L)] and apply the softmax per row "
-                                 "(axis=-1, keepdims=True), not per column.")
+                       next_step=output_rows_finding(P) if not np.allclose(P.sum(axis=1), 1.0, atol=1e-3)
+                       else "return [X, A1, ..., softmax(Z_L)]: activations[0] is X itself and the last "
+                            "activation a probability distribution per row.")
 
 
 @given(case=strategies.cases(max_layers=5, max_width=12))
