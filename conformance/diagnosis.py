@@ -113,6 +113,13 @@ KNOWN_BUGS: tuple[KnownBug, ...] = (
 )
 
 
+def _distinctive(expected: Grads, mags: Magnitudes, tau: float) -> list[bool]:
+    """Per tensor: is the bug's tensor clearly non-zero? A tensor that is ~0 under some bug is
+    explained by many mistakes (a saturated softmax, a dead layer), so it is no evidence."""
+    zeros = [(np.zeros_like(W), np.zeros_like(b)) for W, b in expected]
+    return [not m for m in _matches(zeros, expected, mags, tau)]
+
+
 def _matches(candidate: Grads, expected: Grads, mags: Magnitudes, tau: float) -> list[bool]:
     """Per tensor: does the candidate equal ``expected`` within the precision tolerance?"""
     out = []
@@ -146,10 +153,12 @@ def diagnose(candidate: Grads, acts: Sequence[np.ndarray], pres: Sequence[np.nda
         if any(np.shape(e) != np.shape(c) for pe, pc in zip(expected, candidate) for e, c in zip(pe, pc)):
             continue
         same = _matches(candidate, expected, mags, tau)
-        if all(same):
+        telling = _distinctive(expected, mags, tau)
+        # Evidence: every tensor equals the bug's, and at least one wrong tensor is non-zero.
+        if all(same) and any(t and not ok for t, ok in zip(telling, correct)):
             return (f"your gradients equal those of an implementation that {bug.description}: "
                     f"{bug.line_pattern}.")
-        newly = [n for n, s, ok in zip(names, same, correct) if s and not ok]
+        newly = [n for n, s, ok, t in zip(names, same, correct, telling) if s and not ok and t]
         if newly:
             partial.append(f"{', '.join(newly)} equal those of an implementation that "
                            f"{bug.description} ({bug.line_pattern})")
@@ -285,15 +294,15 @@ def _variant_forward(X: np.ndarray, params: Params, *, bias: bool = True, relu_o
     return acts, pres
 
 
-FORWARD_BUGS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("leaves out the bias (`Z = A_prev @ W` instead of `A_prev @ W + b`)", {"bias": False}),
-    ("applies ReLU to the output layer before the softmax", {"relu_output": True}),
-    ("applies ReLU instead of softmax on the output layer", {"relu_instead_of_softmax": True}),
-    ("takes the softmax over the batch axis (`axis=0`) instead of per row (`axis=-1`)",
+FORWARD_BUGS: tuple[tuple[str, str, dict[str, Any]], ...] = (  # (key, description, knobs)
+    ("no_bias", "leaves out the bias (`Z = A_prev @ W` instead of `A_prev @ W + b`)", {"bias": False}),
+    ("relu_output", "applies ReLU to the output layer before the softmax", {"relu_output": True}),
+    ("relu_instead_of_softmax", "applies ReLU instead of softmax on the output layer", {"relu_instead_of_softmax": True}),
+    ("softmax_batch_axis", "takes the softmax over the batch axis (`axis=0`) instead of per row (`axis=-1`)",
      {"softmax_axis": 0}),
-    ("applies softmax on the hidden layers instead of ReLU", {"softmax_hidden": True}),
-    ("stores relu(Z) in pre_activations (an in-place ReLU overwrote Z)", {"pre_after_relu": True}),
-    ("stores the logits shifted by their row maximum in pre_activations (an in-place "
+    ("softmax_hidden", "applies softmax on the hidden layers instead of ReLU", {"softmax_hidden": True}),
+    ("pre_after_relu", "stores relu(Z) in pre_activations (an in-place ReLU overwrote Z)", {"pre_after_relu": True}),
+    ("shifted_logits", "stores the logits shifted by their row maximum in pre_activations (an in-place "
      "`z -= z.max(axis=-1, keepdims=True)` inside softmax modified Z); shift a copy: "
      "`z = z - z.max(axis=-1, keepdims=True)`", {"shifted_logits": True}),
 )
@@ -305,7 +314,7 @@ def diagnose_forward(activations: Sequence[np.ndarray], pre_activations: Sequenc
     got = list(activations) + list(pre_activations)
     with np.errstate(all="ignore"):
         true_acts, true_pres = _variant_forward(X, params)
-    for description, knobs in FORWARD_BUGS:
+    for _key, description, knobs in FORWARD_BUGS:
         with np.errstate(all="ignore"):
             acts, pres = _variant_forward(X, params, **knobs)
         expected = acts + pres
@@ -341,3 +350,38 @@ def output_rows_finding(P: np.ndarray) -> str:
     rows = ", ".join(f"row {i}: {v:.6g}" for i, v in list(enumerate(sums))[:4])
     return (f"the rows of activations[-1] sum to {rows}: the last activation must be the row-wise "
             "softmax of the last pre-activation.")
+
+
+# ------------------------------------------------------------------ named bugs (for auditing)
+# Every phrase by which a suite message names a specific bug or missing guard, keyed by bug.
+# tests/kill_matrix.py checks that each buggy variant's messages name only its own bug(s):
+# a hint naming a bug the code does not have is a misleading hint.
+GUARD_PHRASES: dict[str, tuple[str, ...]] = {
+    "max_guard": ("per-row max subtraction: softmax must compute",),
+    "row_guard": ("the max must be taken per ROW",),
+    "log_guard": ("the log(0) guard: cross_entropy must stay finite", "so the loss needs a log(0) guard"),
+}
+OTHER_PHRASES: dict[str, tuple[str, ...]] = {
+    "relu_index": ("symptom of the i-1 bug",),
+    "untransposed_weights": ("W itself, not W.T", "`delta @ W` without .T gives exactly this"),
+    "reversed_order": ("reverse order (last layer first)",),
+    "transposed_dw": ("that is W.T's shape",),
+    "db_keepdims": ("keepdims? db must be 1-D",),
+    "pre_after_relu": ("holds relu(Z)",),
+    "loss_sum": ("equals the SUM over the batch",),
+    "loss_sign": ("the sign is flipped",),
+    "softmax_batch_axis": ("COLUMNS of activations[-1] sum to 1",),
+}
+
+
+def named_bugs(text: str) -> set[str]:
+    """The keys of every bug or guard a message names (see GUARD_PHRASES, OTHER_PHRASES, and
+    the catalogues' descriptions)."""
+    phrases: dict[str, tuple[str, ...]] = {**GUARD_PHRASES}
+    for key, more in OTHER_PHRASES.items():
+        phrases[key] = phrases.get(key, ()) + more
+    for bug in KNOWN_BUGS:
+        phrases[bug.key] = phrases.get(bug.key, ()) + (bug.description,)
+    for key, description, _ in FORWARD_BUGS:
+        phrases[key] = phrases.get(key, ()) + (description.split(" (")[0],)
+    return {key for key, options in phrases.items() if any(p in text for p in options)}

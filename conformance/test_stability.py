@@ -109,21 +109,32 @@ def test_cross_entropy_tiny_probabilities(candidate: Candidate) -> None:
 
 
 # ------------------------------------------------------------ through forward and backward
+def _nonfinite_rows(P: np.ndarray) -> np.ndarray:
+    return ~np.isfinite(P).all(axis=1)
+
+
 def nonfinite_output_cause(P: np.ndarray, logits: np.ndarray, dtype: np.dtype) -> str:
-    """Name the missing guard only when the non-finite rows are exactly where that guard's
-    absence produces them; otherwise say what is known."""
-    bad_rows = ~np.isfinite(P).all(axis=1)
-    top = logits.max(axis=1)
-    overflow = top > np.log(np.finfo(dtype).max)  # a naive exp gives inf on these rows
-    underflow = top - top.max() < np.log(np.finfo(dtype).tiny)  # exp(z - global max) all 0
-    rows = ", ".join(str(int(i)) for i in np.flatnonzero(bad_rows)[:8])
-    if bad_rows.any() and not (bad_rows & ~overflow).any():
-        return (f"{MAX_GUARD} (the non-finite rows {rows} are exactly those whose largest logit "
-                f"exceeds {np.log(np.finfo(dtype).max):.0f})")
-    if bad_rows.any() and not (bad_rows & ~underflow).any():
-        return f"{ROW_GUARD} (the non-finite rows {rows} are exactly those far below the batch's maximum)"
-    return (f"rows {rows} of the output are not finite, but not only where a naive exp overflows "
-            "or a global max underflows; look for a division by zero or a log of 0 in forward")
+    """Name a missing guard only when the candidate's non-finite rows are exactly those of a
+    softmax without that guard (simulated on the exact logits, in the candidate's precision);
+    otherwise say what is known."""
+    bad = _nonfinite_rows(P)
+    z = np.asarray(logits, dtype=dtype)
+    with np.errstate(all="ignore"):
+        e_naive = np.exp(z)
+        no_shift = _nonfinite_rows(e_naive / e_naive.sum(axis=-1, keepdims=True))
+        e_global = np.exp(z - z.max())
+        global_shift = _nonfinite_rows(e_global / e_global.sum(axis=-1, keepdims=True))
+    rows = ", ".join(str(int(i)) for i in np.flatnonzero(bad)[:8])
+    matches_naive, matches_global = np.array_equal(bad, no_shift), np.array_equal(bad, global_shift)
+    if matches_naive and not matches_global:
+        return (f"{MAX_GUARD} (rows {rows} are non-finite, exactly the rows where exp of the raw "
+                "logits overflows)")
+    if matches_global and not matches_naive:
+        return (f"{ROW_GUARD} (rows {rows} are non-finite, exactly the rows that a single global "
+                "max pushes to all zeros)")
+    return (f"rows {rows} of the output are not finite. A softmax must stay finite for any logits: "
+            "subtract each row's own maximum before exp (`z - z.max(axis=-1, keepdims=True)`) "
+            "and never divide by a sum that can be 0.")
 
 
 def check_network(candidate: Candidate, case: Case) -> None:

@@ -51,6 +51,10 @@ CORRECT: dict[str, str] = {
                          "a valid subgradient; loss floored at the smallest normal float",
     "ok_small_guard_1e8": "additive log guard 1e-8 instead of 1e-12 (golden accepts up to 1e-7); "
                           "functional style",
+    "ok_mixed_precision_train": "forward/backward in float32 returning float32; train applies the "
+                                "float32 gradients to the float64 params (float64 result)",
+    "ok_float32_returned_as_float64": "computes in float32 and returns every array cast to "
+                                      "float64 (passes, with a precision finding)",
 }
 REFERENCE_CONTROL = "ok_reference_copy"
 
@@ -75,6 +79,7 @@ class Variant:
     primary_area: str | None = None  # the area the bug belongs to (None for correct ones)
     expected_tests: tuple[str, ...] = ()  # "area::substring": some matching test must fail
     expected_message: str = ""  # some failure message must contain this (case-insensitive)
+    own_names: tuple[str, ...] = ()  # bugs its messages may name (BugSpec.names)
 
     @property
     def must_pass(self) -> bool:
@@ -137,7 +142,7 @@ def materialize(dest: Path, *, include_control: bool = True) -> list[Variant]:
         path = dest / f"{name}.py"
         path.write_text(_header("buggy", spec.description) + apply_patch(source, spec))
         variants.append(Variant(name, "buggy", path, frozenset(spec.areas), spec.description,
-                                spec.areas[0], spec.tests, spec.message))
+                                spec.areas[0], spec.tests, spec.message, spec.names))
     for name, description in CORRECT.items():
         path = dest / f"{name}.py"
         shutil.copyfile(CORRECT_DIR / f"{name}.py", path)
