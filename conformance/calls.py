@@ -16,6 +16,9 @@ from conformance.contract import ForwardResult, check_backward, check_forward
 from conformance.diagnosis import explain_exception
 
 Grads = list[tuple[np.ndarray, np.ndarray]]
+# Every case the current test fed the candidate, in order (conformance/summary.py reads it to
+# find patterns across failures, e.g. "every failure has a width-1 layer").
+CASES_SEEN: list[Case] = []
 
 
 def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Case | None = None,
@@ -23,6 +26,8 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
     """``candidate.call`` (or ``call_and_inspect``); an exception raised by the candidate becomes
     one AssertionError saying which function raised what, and its likely cause."""
     __tracebackhide__ = True
+    if case is not None:
+        CASES_SEEN.append(case)
     try:
         if inspect:
             return candidate.call_and_inspect(function, *args)

@@ -171,7 +171,9 @@ class InProcessCandidate:
         return cand
 
     def __repr__(self) -> str:  # hypothesis prints the fixture in falsifying examples
-        return f"<candidate {self.module_name!r} from {self.path}>"
+        from conformance.summary import candidate_label
+
+        return candidate_label(self)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(repr(self))

@@ -29,6 +29,10 @@ class Case:
     def __repr__(self) -> str:
         return self.recipe
 
+    def _repr_pretty_(self, printer: object, cycle: bool) -> None:
+        """hypothesis prints failing examples with its pretty-printer: the recipe, never the arrays."""
+        printer.text(self.recipe)  # type: ignore[attr-defined]
+
     @property
     def layer_sizes(self) -> list[int]:
         return [self.params[0][0].shape[0]] + [W.shape[1] for W, _ in self.params]

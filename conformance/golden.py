@@ -35,6 +35,7 @@ import numpy as np
 from conformance import contract
 from conformance.contract import PrecisionFinding, revealed_dtype
 from conformance.candidate import failure_text
+from conformance.diagnosis import explain_exception
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES_DIR = ROOT / "fixtures"
@@ -150,14 +151,19 @@ def checked_sequence(value: Any, name: str, length: int, where: str) -> list:
     return list(contract.checked_sequence(value, name, where, length))
 
 
-def call_candidate(candidate: Any, function: str, *args: Any, where: str) -> Any:
+def call_candidate(candidate: Any, function: str, *args: Any, where: str,
+                   shapes: tuple[Sequence[int], int] | None = None) -> Any:
     """Call the candidate; its exception becomes a failure naming the call (the original
-    traceback stays chained for the student)."""
+    traceback stays chained for the student). ``shapes`` (layer sizes, batch) lets the
+    message explain a shape error by its evidence (conformance.diagnosis.explain_exception)."""
     __tracebackhide__ = True
     try:
         return candidate.call(function, *args)
     except Exception as exc:  # noqa: BLE001 - any candidate exception is a finding
-        raise Mismatch(f"your {function} {failure_text(exc)} [{where}]") from exc
+        text = failure_text(exc)
+        hint = explain_exception(text, function, shapes[0], shapes[1]) if shapes else ""
+        raise Mismatch(f"your {function} {text} [{where}]"
+                       + (f"\n  likely cause: {hint}" if hint else "")) from exc
 
 
 def n_layers_of(entry: dict) -> int:
@@ -198,7 +204,8 @@ def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray]
         if "backward" in present:
             where = f"backward(case={case_id})"
             grads = checked_sequence(
-                call_candidate(candidate, "backward", acts, pres, Y, params, where=where),
+                call_candidate(candidate, "backward", acts, pres, Y, params, where=where,
+                               shapes=(list(entry["architecture"]), X.shape[0])),
                 "backward's result (one (dW, db) per layer)", L, where)
             for j, pair in enumerate(grads):
                 dW, db = checked_sequence(pair, f"grads[{j}] (dW, db)", 2, where)
