@@ -24,10 +24,10 @@ MAX_TABLE_ROWS = 10
 # that part times 64 eps32 / sqrt(eps64) = 512; finite-difference error stays as it is.
 FLOAT32_ROUNDING_OVER_TAU64 = float(64 * np.finfo(np.float32).eps / np.sqrt(np.finfo(np.float64).eps))
 FLOAT32_ROUNDING_FINDING = (
-    "float64 results that differ from the exact values by float32 rounding only (every mismatch "
-    "below 64 float32 epsilons of its magnitude): some part of the computation runs in float32 "
-    "(float32 weights, a float32 intermediate). Not a bug, so these checks passed; return float32 "
-    "arrays if you compute in float32, or keep every intermediate in float64")
+    "some float64 results carry errors above float64 rounding but below float32 rounding (every "
+    "mismatch under 64 float32 epsilons of its magnitude bound). That is not a bug, so those checks "
+    "passed. Usual sources: a float32 intermediate or float32 weights (return float32 arrays if you "
+    "compute in float32), or values recovered by a subtraction such as W - W_new")
 
 
 def fmt(x: float) -> str:

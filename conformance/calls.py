@@ -3,6 +3,8 @@ what comes back (conformance.contract) before any test looks at it."""
 
 from __future__ import annotations
 
+import ast
+import functools
 import traceback
 from pathlib import Path
 from typing import Any
@@ -72,7 +74,48 @@ def run_backward(candidate: Candidate, case: Case, activations: Any, pre_activat
     return check_backward(result, case.params, where)
 
 
+OPT_OUT_NAME = "CONFORMANCE_OPT_OUT"
+# Helpers whose names collide with optional functions (train is the candidate's training loop,
+# never a helper: it cannot opt out).
+OPTABLE = ("relu", "softmax", "cross_entropy", "init_params")
+
+
+@functools.lru_cache(maxsize=None)
+def _opt_outs(path: str, sha256: str | None) -> frozenset[str]:
+    """The names in the candidate's module-level ``CONFORMANCE_OPT_OUT = ("relu", ...)``, read
+    from its source (never executed: identical in-process and isolated; a non-literal value
+    opts nothing out)."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except (OSError, SyntaxError, ValueError):
+        return frozenset()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == OPT_OUT_NAME
+                                                for t in node.targets):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                return frozenset()
+            if isinstance(value, str):
+                value = (value,)
+            if isinstance(value, (tuple, list, set, frozenset)):
+                return frozenset(v for v in value if isinstance(v, str))
+    return frozenset()
+
+
+def opted_out(candidate: Candidate, function: str) -> bool:
+    """The candidate declares that its module-level ``function`` is a helper with its own
+    conventions, not the contract's optional function (SPEC.md, "Functions")."""
+    path = getattr(candidate, "path", None)
+    return (function in OPTABLE and path is not None
+            and function in _opt_outs(str(path), getattr(candidate, "sha256", None)))
+
+
 def require(candidate: Candidate, function: str) -> None:
-    """Skip the calling test, with a reason saying so, when an optional function is absent."""
+    """Skip the calling test, with a reason saying so, when an optional function is absent
+    or the candidate opted out of it."""
     if not candidate.has(function):
         pytest.skip(f"candidate defines no {function}() (optional): its checks are skipped, not passed")
+    if opted_out(candidate, function):
+        pytest.skip(f"candidate opts out of {function}() ({OPT_OUT_NAME}): its module-level "
+                    f"{function} is a helper with its own conventions; its checks are skipped, not passed")

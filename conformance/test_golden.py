@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from conformance import golden
+from conformance.calls import OPT_OUT_NAME, opted_out
 from conformance.candidate import Candidate
 from conformance.contract import result_dtype
 from conformance.golden import FIXTURES_DIR, RECORDING_NAME, FixtureError, Mismatch
@@ -71,6 +72,8 @@ def _case(case_id: str) -> tuple[dict, dict[str, np.ndarray]]:
 def _require(candidate: Candidate, function: str) -> None:
     if not candidate.has(function):
         pytest.skip(f"candidate defines no {function} (optional): its golden check did not run")
+    if opted_out(candidate, function):
+        pytest.skip(f"candidate opts out of {function} ({OPT_OUT_NAME}): its golden check did not run")
 
 
 def _hint(function: str, case_id: str) -> str:

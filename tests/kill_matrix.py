@@ -297,7 +297,10 @@ def judge(run: VariantRun, areas: list[str], control: VariantRun | None = None) 
     problems = [f"{v.name} ({v.description}) FAILED {t.nodeid}:\n{t.message}"
                 for t in run.failures()]
     allowed = {t.nodeid for t in control.skips()} if control is not None else set()
-    absent = [f for f in OPTIONAL_FUNCTIONS if f not in defined_functions(v.path)]
+    from conformance.calls import _opt_outs
+
+    opted = _opt_outs(str(v.path), None)
+    absent = [f for f in OPTIONAL_FUNCTIONS if f not in defined_functions(v.path) or f in opted]
     for t in run.skips():
         if t.nodeid in allowed or any(f in t.message for f in absent):
             continue

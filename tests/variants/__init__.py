@@ -55,6 +55,17 @@ CORRECT: dict[str, str] = {
                                 "float32 gradients to the float64 params (float64 result)",
     "ok_float32_returned_as_float64": "computes in float32 and returns every array cast to "
                                       "float64 (passes, with a precision finding)",
+    # conformance/ADAPTERS.md: each recipe wraps existing code of another shape
+    "ok_adapter_integer_labels": "existing code on integer labels, adapted with Y.argmax(axis=1)",
+    "ok_adapter_row_biases": "existing code with (1, n) biases and keepdims db, reshaped",
+    "ok_adapter_column_major": "existing column-major code (W (out, in), X (features, batch)), "
+                               "transposed in and out",
+    "ok_adapter_class_model": "existing class-based model caching activations, rebuilt per call",
+    "ok_adapter_backward_recomputes": "existing backward(X, Y, params) that recomputes forward",
+    "ok_adapter_fused_update": "existing training step that updates in place; gradients read "
+                               "back as old - new with lr = 1",
+    "ok_helpers_opt_out": "module-level relu/softmax helpers with other conventions, opted out "
+                          "with CONFORMANCE_OPT_OUT",
 }
 REFERENCE_CONTROL = "ok_reference_copy"
 
