@@ -170,7 +170,7 @@ def check_backward(result: Any, params: Sequence[tuple[np.ndarray, np.ndarray]],
                   else " (dW must have the shape of W)")
         hint_b = " (db must have the shape of b: delta.sum(axis=0))"
         if type(db) is np.ndarray and db.ndim == 2 and db.size == b.size:
-            hint_b = " (keepdims? db must be 1-D like b: delta.sum(axis=0))"
+            hint_b = " (db must be 1-D like b, e.g. delta.sum(axis=0) without keepdims)"
         grads.append((checked_array(dW, f"dW[{l}]", where, W.shape, hint_w),
                       checked_array(db, f"db[{l}]", where, b.shape, hint_b)))
     return grads, result_dtype([g for pair in grads for g in pair])

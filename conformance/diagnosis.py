@@ -235,13 +235,15 @@ def explain_exception(text: str, function: str, layer_sizes: Sequence[int], batc
             full = _DOT.search(text)
             if full and (int(full.group(3)), int(full.group(4))) == (rows, cols):
                 what = f"an array of shape ({rows}, {cols}), which is that layer's W itself, not W.T"
-            else:
-                what = (f"an array with {rows} rows: that layer's W has shape ({rows}, {cols}), so "
-                        "`delta @ W` without .T gives exactly this (so would another layer's W.T "
-                        "of that shape)")
-            return (f"a matrix product inside backward multiplies an array with {cols} columns "
-                    f"(delta of layer {l}, 0-based, has {cols}) by {what}. Propagate with this "
-                    "layer's weights transposed: `delta @ params[i][0].T`.")
+                return (f"a matrix product inside backward multiplies an array with {cols} columns "
+                        f"(delta of layer {l}, 0-based, has {cols}) by {what}. Propagate with this "
+                        "layer's weights transposed: `delta @ params[i][0].T`.")
+            # numpy's matmul text gives two sizes only: several mistakes fit them (W of this
+            # layer untransposed, another layer's W.T), so no single one is named.
+            return (f"a matrix product inside backward multiplies an array with {cols} columns (the "
+                    f"width of delta in layer {l}, 0-based) by an array with {rows} rows: the weights "
+                    "delta is propagated through have the wrong shape. Propagation needs this "
+                    f"layer's own W, transposed, of shape ({cols}, {rows}): `delta @ params[i][0].T`.")
         return ("a matrix product inside backward has mismatched shapes (an array with "
                 f"{cols} columns times one with {rows} rows): propagate with the weights of the "
                 "layer you just differentiated, transposed (`delta @ params[i][0].T`), and compute "
@@ -363,10 +365,9 @@ GUARD_PHRASES: dict[str, tuple[str, ...]] = {
 }
 OTHER_PHRASES: dict[str, tuple[str, ...]] = {
     "relu_index": ("symptom of the i-1 bug",),
-    "untransposed_weights": ("W itself, not W.T", "`delta @ W` without .T gives exactly this"),
+    "untransposed_weights": ("W itself, not W.T",),
     "reversed_order": ("reverse order (last layer first)",),
     "transposed_dw": ("that is W.T's shape",),
-    "db_keepdims": ("keepdims? db must be 1-D",),
     "pre_after_relu": ("holds relu(Z)",),
     "loss_sum": ("equals the SUM over the batch",),
     "loss_sign": ("the sign is flipped",),

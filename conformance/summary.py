@@ -38,7 +38,6 @@ GUARD_TEXT = {
                             "`delta @ W.T`",
     "reversed_order": "gradients returned last layer first: return them in forward order",
     "transposed_dw": "dW computed transposed: `dW = A_prev.T @ delta`",
-    "db_keepdims": "db keeps a leading axis: `db = delta.sum(axis=0)` (1-D, like b)",
     "pre_after_relu": "pre_activations hold relu(Z): an in-place ReLU overwrote Z; compute A as a new array",
     "loss_sum": "cross_entropy sums over the batch: use the mean",
     "loss_sign": "cross_entropy has the wrong sign: -mean(log p)",

@@ -89,6 +89,10 @@ _NAMES_INDEX_BUG = "evaluates the ReLU derivative at the wrong layer's pre-activ
 _NAMES_NO_MASK = "leaves out the ReLU derivative"
 _INIT_CONTRACT = "must reproduce the section's draws"
 _NOT_MUTATED = "must not be modified"
+# A mask from the wrong layer is the i-1 bug's relative; where that wrong mask is all ones
+# (a softmax output, an all-positive layer) it is identical to no mask at all on that layer,
+# and a message saying so is evidence, not a guess.
+_WRONG_MASK_NAMES = ("relu_index", "missing_mask")
 
 BUGGY: tuple[BugSpec, ...] = (
     # --- the section's "common bugs" -------------------------------------------------
@@ -106,11 +110,11 @@ BUGGY: tuple[BugSpec, ...] = (
     _bug("relu_mask_postact_wrong_layer", "ReLU mask taken from the post-activation of the wrong "
          "layer: activations[i + 1] > 0 instead of activations[i] > 0",
          ("relu_index", "gradients", "golden"),
-         (_MASK, "(activations[i + 1] > 0).astype(np.float32)"), tests=_I_MINUS_1_FLAVOURS, names="relu_index"),
+         (_MASK, "(activations[i + 1] > 0).astype(np.float32)"), tests=_I_MINUS_1_FLAVOURS, names=_WRONG_MASK_NAMES),
     _bug("relu_mask_first_layer", "ReLU mask always taken from the first layer "
          "(pre_activations[0]): right for 2 layers, wrong for deeper networks",
          ("gradients", "relu_index", "golden"),
-         (_MASK, "(pre_activations[0] > 0).astype(np.float32)"), names="relu_index"),
+         (_MASK, "(pre_activations[0] > 0).astype(np.float32)"), names=_WRONG_MASK_NAMES),
     _bug("softmax_global_max", "softmax subtracts the batch's global max instead of each row's: "
          "rows of smaller scale underflow to 0/0", ("stability", "golden"), (_SOFTMAX_SHIFT, "z = z - z.max()"),
          message="max must be taken per ROW", names="row_guard"),
@@ -118,7 +122,7 @@ BUGGY: tuple[BugSpec, ...] = (
          "it guards nothing", ("stability", "golden"),
          (_LOSS, "-np.mean(np.sum(Y * (np.log(Y_hat) + 1e-12), axis=1))"), message="log(0) guard", names="log_guard"),
     _bug("mask_from_layer_below", "ReLU mask taken one layer too low: activations[i - 1] > 0",
-         ("relu_index", "gradients", "golden"), (_MASK, "(activations[i - 1] > 0).astype(np.float32)"), names="relu_index"),
+         ("relu_index", "gradients", "golden"), (_MASK, "(activations[i - 1] > 0).astype(np.float32)"), names=_WRONG_MASK_NAMES),
     # --- forward -------------------------------------------------------------------------
     _bug("forward_no_bias", "forward forgets the bias: Z = A_prev @ W", ("gradients", "golden"),
          (_LINEAR, "Z = activations[-1] @ W"), names="no_bias"),
