@@ -96,7 +96,9 @@ def cross_failure_patterns(failing: list[Shape], passing: list[Shape]) -> list[s
     out = []
     f_depths, p_depths = {s.depth for s in failing}, {s.depth for s in passing}
     if not f_depths & p_depths:
-        out.append(f"every failure is on a network with {_set(f_depths)} layer(s); every network with "
+        which = (f"other than {_set(p_depths)} layer(s) (here {_set(f_depths)})" if len(p_depths) == 1
+                 else f"{_set(f_depths)} layer(s)")
+        out.append(f"every failure is on a network with {which}; every network with "
                    f"{_set(p_depths)} layer(s) passes: the contract requires 1 to 5 layers")
     f_classes, p_classes = {s.layer_sizes[-1] for s in failing}, {s.layer_sizes[-1] for s in passing}
     if not f_classes & p_classes:
@@ -204,7 +206,7 @@ class RunSummary:
                 unexplained.append({"test": r.nodeid, "area": r.area, "headline": _headline(r.text)})
         failing = [r.cases[-1] for r in records if r.outcome == "failed" and r.cases]
         passing = [s for r in records if r.outcome == "passed" for s in r.cases]
-        passing += [s for r in records if r.outcome == "failed" for s in r.cases[:-1]]
+        # (not the earlier cases of a failed test: hypothesis' shrinking tries failing ones too)
         root_causes = sorted(causes.values(), key=lambda c: (-c["tests"], c["bug"]))
         data = {
             "areas": areas,
@@ -230,6 +232,16 @@ class RunSummary:
             terminalreporter.line(line)
 
 
+def _short_reasons(reasons: list[str]) -> list[str]:
+    """Skip reasons, with the per-function "defines no f / opts out of f" ones merged."""
+    absent = sorted({m.group(1) for r in reasons for m in [re.search(r"defines no (\w+)", r)] if m})
+    opted = sorted({m.group(1) for r in reasons for m in [re.search(r"opts out of (\w+)", r)] if m})
+    rest = [r for r in reasons if "defines no " not in r and "opts out of " not in r]
+    out = [f"the candidate defines no {', '.join(absent)} (optional)"] if absent else []
+    out += [f"the candidate opts out of {', '.join(opted)}"] if opted else []
+    return out + rest[:3]
+
+
 def summary_lines(data: dict[str, Any], label: str) -> list[str]:
     areas = data["areas"]
     failed = [a for a, v in areas.items() if v["outcome"] == "failed"]
@@ -242,12 +254,14 @@ def summary_lines(data: dict[str, Any], label: str) -> list[str]:
             parts.append(f"{v['skipped']} skipped")
         line = f"  {area:<{width}}  {v['outcome'].upper() if v['outcome'] == 'failed' else v['outcome']:<7} ({', '.join(parts)})"
         if v["skip_reasons"]:
-            line += ": skipped because " + "; ".join(v["skip_reasons"][:3])
+            line += ": skipped because " + "; ".join(_short_reasons(v["skip_reasons"]))
         lines.append(line)
     if data["root_causes"]:
         lines.append("root causes named by the evidence (fix these first):")
         for c in data["root_causes"]:
             lines.append(f"  - {c['text']}  [{c['tests']} failing test(s) in {', '.join(c['areas'])}]")
+    for p in data["patterns"]:
+        lines.append(f"pattern: {p}")
     if data["unexplained"]:
         n = len(data["unexplained"])
         lines.append(f"failures without a named cause ({n}); the first message of each area says what is "
@@ -258,8 +272,6 @@ def summary_lines(data: dict[str, Any], label: str) -> list[str]:
                 continue
             seen.add(u["area"])
             lines.append(f"  - {u['area']}: {u['headline']}")
-    for p in data["patterns"]:
-        lines.append(f"pattern: {p}")
     for f in data["findings"]:
         lines.append(f"finding (not a failure, {f['checks']} check(s)): {f['text']}")
     return lines
