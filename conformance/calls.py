@@ -56,7 +56,9 @@ def _candidate_frames(exc: BaseException) -> str:
     suite = Path(__file__).resolve().parent
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not Path(f.filename).resolve().is_relative_to(suite) and "site-packages" not in f.filename]
-    return "".join(f"\n    at {f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in frames[-4:])
+    # The file name only: where the file was copied to (a grader's temporary folder) is noise.
+    return "".join(f"\n    at {Path(f.filename).name}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
+                   for f in frames[-4:])
 
 
 def run_forward(candidate: Candidate, case: Case, where: str, params: Any = None) -> ForwardResult:
