@@ -8,8 +8,8 @@ a capped table, then the diagnosis, a snippet that reproduces it and what to do 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import warnings
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np

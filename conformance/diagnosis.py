@@ -254,7 +254,7 @@ def explain_exception(text: str, function: str, layer_sizes: Sequence[int], batc
 _DOT = re.compile(r"shapes \((\d+),\s*(\d+)\) and \((\d+),\s*(\d+)\) not aligned")
 
 
-_MATMUL_SIZES = re.compile(r"core dimension 0.*\(size (\d+) is different from (\d+)\)", re.S)
+_MATMUL_SIZES = re.compile(r"core dimension 0.*\(size (\d+) is different from (\d+)\)", re.DOTALL)
 
 
 def _matmul_sizes(text: str) -> tuple[int, int] | None:
@@ -304,9 +304,9 @@ FORWARD_BUGS: tuple[tuple[str, str, dict[str, Any]], ...] = (  # (key, descripti
      {"softmax_axis": 0}),
     ("softmax_hidden", "applies softmax on the hidden layers instead of ReLU", {"softmax_hidden": True}),
     ("pre_after_relu", "stores relu(Z) in pre_activations (an in-place ReLU overwrote Z)", {"pre_after_relu": True}),
-    ("shifted_logits", "stores the logits shifted by their row maximum in pre_activations (an in-place "
-     "`z -= z.max(axis=-1, keepdims=True)` inside softmax modified Z); shift a copy: "
-     "`z = z - z.max(axis=-1, keepdims=True)`", {"shifted_logits": True}),
+    ("shifted_logits", ("stores the logits shifted by their row maximum in pre_activations (an in-place "
+                        "`z -= z.max(axis=-1, keepdims=True)` inside softmax modified Z); shift a copy: "
+                        "`z = z - z.max(axis=-1, keepdims=True)`"), {"shifted_logits": True}),
 )
 
 

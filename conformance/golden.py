@@ -33,8 +33,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from conformance import contract
-from conformance.contract import PrecisionFinding, revealed_dtype
 from conformance.candidate import failure_text
+from conformance.contract import PrecisionFinding, revealed_dtype
 from conformance.diagnosis import explain_exception
 
 ROOT = Path(__file__).resolve().parent.parent

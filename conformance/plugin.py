@@ -103,6 +103,7 @@ def pytest_configure(config: pytest.Config) -> None:
         candidate = InProcessCandidate.load(spec)
     config.stash[CANDIDATE_KEY] = candidate
     from conformance.summary import RunSummary  # the end-of-run summary (terminal and JSON)
+
     config.pluginmanager.register(RunSummary(config), RunSummary.NAME)
     report_path = config.getoption("conformance_report")
     if report_path:

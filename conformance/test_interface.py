@@ -10,14 +10,32 @@ import pytest
 from hypothesis import example, given
 
 from conformance import strategies
-from conformance.assertions import FLOAT32_ROUNDING_FINDING, Comparison, assert_comparisons, assert_unchanged, fmt
+from conformance.assertions import (
+    FLOAT32_ROUNDING_FINDING,
+    Comparison,
+    assert_comparisons,
+    assert_unchanged,
+    fmt,
+)
 from conformance.calls import invoke, require, run_backward, run_forward
 from conformance.candidate import Candidate
 from conformance.cases import Case, make_case
 from conformance.checks import contract_text, least_precise
+from conformance.contract import (
+    PrecisionFinding,
+    check_loss,
+    checked_array,
+    checked_sequence,
+    result_dtype,
+)
 from conformance.diagnosis import output_rows_finding
-from conformance.contract import PrecisionFinding, check_loss, checked_array, checked_sequence, result_dtype
-from conformance.gradcheck import allowed_error, analytic_gradients, magnitudes, precision_tolerance, true_forward
+from conformance.gradcheck import (
+    allowed_error,
+    analytic_gradients,
+    magnitudes,
+    precision_tolerance,
+    true_forward,
+)
 from reference import mlp as reference
 
 # Shapes the contract promises to support (SPEC.md, "Shapes"): batch 1, 1 to 5 layers,

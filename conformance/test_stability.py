@@ -11,14 +11,35 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.assertions import Comparison, assert_comparisons, assert_finite, fmt, mismatch_report
+from conformance.assertions import (
+    Comparison,
+    assert_comparisons,
+    assert_finite,
+    fmt,
+    mismatch_report,
+)
 from conformance.calls import invoke, require, run_backward, run_forward
 from conformance.candidate import Candidate
-from conformance.cases import Case, rows_of_different_scale_case, scaled_logits_case, true_class_underflow_case
-from conformance.checks import contract_text, exact_gradient_comparisons, forward_comparisons, least_precise
+from conformance.cases import (
+    Case,
+    rows_of_different_scale_case,
+    scaled_logits_case,
+    true_class_underflow_case,
+)
+from conformance.checks import (
+    contract_text,
+    exact_gradient_comparisons,
+    forward_comparisons,
+    least_precise,
+)
 from conformance.contract import check_loss, checked_array
 from conformance.diagnosis import diagnose, diagnose_forward, output_rows_finding
-from conformance.gradcheck import allowed_error, magnitudes, precision_tolerance, true_forward
+from conformance.gradcheck import (
+    allowed_error,
+    magnitudes,
+    precision_tolerance,
+    true_forward,
+)
 
 MAX_GUARD = ("per-row max subtraction: softmax must compute exp(z - z.max(axis=-1, keepdims=True)); "
              "np.exp overflows to inf above 709 in float64 (88 in float32) and inf/inf is nan")
