@@ -166,7 +166,9 @@ class InProcessCandidate:
         if missing:
             cand.load_error = (
                 f"candidate {spec!r} ({cand.path}) does not define the required "
-                f"function(s) {', '.join(missing)}; see conformance/SPEC.md"
+                f"function(s) {', '.join(missing)}: the suite calls forward(X, params) -> "
+                "(activations, pre_activations) and backward(activations, pre_activations, Y, "
+                "params) -> [(dW1, db1), ..., (dWL, dbL)]"
             )
         return cand
 
