@@ -222,9 +222,10 @@ def explain_exception(text: str, function: str, layer_sizes: Sequence[int], batc
         for k, width in enumerate(hidden, start=1):
             if width == 1 and (rows, cols) == (1, layer_sizes[k + 1]) and cols != 1 and untransposed:
                 return (f"a matrix product inside backward multiplies a delta with {cols} columns by an "
-                        f"array with 1 row, next to the width-1 layer {k}. Two different mistakes give "
-                        "exactly these shapes here, so check both lines: the ReLU mask must come from "
-                        "`pre_activations[i-1]` and delta must be propagated with `delta @ W.T`.")
+                        f"array with 1 row, next to the width-1 layer {k}. Several mistakes give exactly "
+                        "these shapes here (a mask from the wrong layer, W without .T, another layer's "
+                        "W), so check each: the ReLU mask comes from `pre_activations[i-1]` and delta is "
+                        "propagated with this layer's own W, transposed: `delta @ params[i][0].T`.")
             if width == 1 and (rows, cols) == (1, layer_sizes[k + 1]) and cols != 1:
                 return (f"a matrix product inside backward multiplies a delta with {cols} columns (the "
                         f"width of layer {k + 1}, after the width-1 layer {k}) by an array with 1 row. "

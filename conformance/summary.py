@@ -145,6 +145,18 @@ def _headline(text: str) -> str:
     return first if len(first) <= 200 else first[:197] + "..."
 
 
+KNOWN_PREFIXES = ("likely cause:", "diagnosis:", "finding:", "missing guard:", "next:")
+
+
+def _known(text: str) -> str:
+    """What the failure's own message already says about the cause (its first such line)."""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(KNOWN_PREFIXES):
+            return stripped if len(stripped) <= 220 else stripped[:217] + "..."
+    return ""
+
+
 class RunSummary:
     """pytest plugin: collects outcomes, the cases each test ran and precision findings."""
 
@@ -154,6 +166,11 @@ class RunSummary:
         self.config = config
         self.records: dict[str, Record] = {}
         self.findings: Counter[str] = Counter()
+        self.deselected: Counter[str] = Counter()  # area -> tests not run (-m, -k, load failure)
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            self.deselected[area_of(item.nodeid)] += 1
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item: pytest.Item):  # type: ignore[no-untyped-def]
@@ -182,14 +199,16 @@ class RunSummary:
     def as_dict(self) -> dict[str, Any]:
         records = sorted(self.records.values(), key=lambda r: r.nodeid)
         areas: dict[str, dict[str, Any]] = {}
-        names = sorted({r.area for r in records}, key=lambda a: (AREA_ORDER.index(a) if a in AREA_ORDER else 99, a))
+        names = sorted({r.area for r in records} | set(self.deselected),
+                       key=lambda a: (AREA_ORDER.index(a) if a in AREA_ORDER else 99, a))
         for area in names:
             mine = [r for r in records if r.area == area]
             counts = Counter(r.outcome for r in mine)
             failed = counts["failed"] + counts["error"]
-            outcome = "failed" if failed else "passed" if counts["passed"] else "skipped"
+            outcome = ("failed" if failed else "passed" if counts["passed"]
+                       else "skipped" if counts["skipped"] else "not run")
             areas[area] = {"outcome": outcome, "passed": counts["passed"], "failed": failed,
-                           "skipped": counts["skipped"],
+                           "skipped": counts["skipped"], "deselected": self.deselected[area],
                            "skip_reasons": sorted({r.skip_reason for r in mine if r.skip_reason})}
         causes: dict[str, dict[str, Any]] = {}
         unexplained = []
@@ -203,7 +222,8 @@ class RunSummary:
                 if r.area not in entry["areas"]:
                     entry["areas"].append(r.area)
             if not keys:
-                unexplained.append({"test": r.nodeid, "area": r.area, "headline": _headline(r.text)})
+                unexplained.append({"test": r.nodeid, "area": r.area, "headline": _headline(r.text),
+                                    "known": _known(r.text)})
         failing = [r.cases[-1] for r in records if r.outcome == "failed" and r.cases]
         passing = [s for r in records if r.outcome == "passed" for s in r.cases]
         # (not the earlier cases of a failed test: hypothesis' shrinking tries failing ones too)
@@ -245,13 +265,16 @@ def _short_reasons(reasons: list[str]) -> list[str]:
 def summary_lines(data: dict[str, Any], label: str) -> list[str]:
     areas = data["areas"]
     failed = [a for a, v in areas.items() if v["outcome"] == "failed"]
-    lines = [f"{label}: " + (f"{len(failed)} of {len(areas)} check areas FAILED ({', '.join(failed)})"
-                             if failed else f"every check area that ran passed ({len(areas)} areas)")]
+    ran = [a for a, v in areas.items() if v["outcome"] != "not run"]
+    lines = [f"{label}: " + (f"{len(failed)} of {len(ran)} check areas that ran FAILED ({', '.join(failed)})"
+                             if failed else f"every check area that ran passed ({len(ran)} areas)")]
     width = max((len(a) for a in areas), default=8)
     for area, v in areas.items():
         parts = [f"{v['passed']} passed"] + ([f"{v['failed']} failed"] if v["failed"] else [])
         if v["skipped"]:
             parts.append(f"{v['skipped']} skipped")
+        if v["deselected"]:
+            parts.append(f"{v['deselected']} not selected (-m/-k options, or the candidate did not load)")
         line = f"  {area:<{width}}  {v['outcome'].upper() if v['outcome'] == 'failed' else v['outcome']:<7} ({', '.join(parts)})"
         if v["skip_reasons"]:
             line += ": skipped because " + "; ".join(_short_reasons(v["skip_reasons"]))
@@ -272,6 +295,8 @@ def summary_lines(data: dict[str, Any], label: str) -> list[str]:
                 continue
             seen.add(u["area"])
             lines.append(f"  - {u['area']}: {u['headline']}")
+            if u["known"]:
+                lines.append(f"      {u['known']}")
     for f in data["findings"]:
         lines.append(f"finding (not a failure, {f['checks']} check(s)): {f['text']}")
     return lines
