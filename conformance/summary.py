@@ -274,7 +274,7 @@ def summary_lines(data: dict[str, Any], label: str) -> list[str]:
         if v["skipped"]:
             parts.append(f"{v['skipped']} skipped")
         if v["deselected"]:
-            parts.append(f"{v['deselected']} not selected (-m/-k options, or the candidate did not load)")
+            parts.append(f"{v['deselected']} not selected")
         line = f"  {area:<{width}}  {v['outcome'].upper() if v['outcome'] == 'failed' else v['outcome']:<7} ({', '.join(parts)})"
         if v["skip_reasons"]:
             line += ": skipped because " + "; ".join(_short_reasons(v["skip_reasons"]))

@@ -20,6 +20,8 @@ from conformance import golden
 from conformance.calls import OPT_OUT_NAME, opted_out
 from conformance.candidate import Candidate
 from conformance.contract import result_dtype
+from conformance.diagnosis import diagnose
+from conformance.gradcheck import magnitudes, precision_tolerance
 from conformance.golden import FIXTURES_DIR, RECORDING_NAME, FixtureError, Mismatch
 
 MLP_CASES = golden.fixture_cases("mlp")
@@ -128,10 +130,25 @@ def test_forward_matches_golden(candidate: Candidate, case_id: str) -> None:
 def test_backward_matches_golden(candidate: Candidate, case_id: str) -> None:
     entry, arrays = _case(case_id)
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["backward"])
+    L = golden.n_layers_of(entry)
     keys = []
-    for j in reversed(range(golden.n_layers_of(entry))):  # in the order backprop computes them
+    for j in reversed(range(L)):  # in the order backprop computes them
         keys += [(f"db{j}", f"db[{j}]"), (f"dW{j}", f"dW[{j}]")]
-    _check_keys(values, arrays, entry, keys, "backward", case_id, f"backward(case={case_id})")
+    try:
+        _check_keys(values, arrays, entry, keys, "backward", case_id, f"backward(case={case_id})")
+    except Mismatch as exc:  # name the bug when the gradients equal a known one on these inputs
+        X, Y, params = arrays["X"], arrays["Y"], golden.params_of(arrays, L)
+        acts = [arrays[f"act{i}"].astype(np.float64) for i in range(L + 1)]
+        pres = [arrays[f"pre{i}"].astype(np.float64) for i in range(L)]
+        grads = [(values[f"dW{j}"], values[f"db{j}"]) for j in range(L)]
+        precision = result_dtype([g for pair in grads for g in pair] + [X])
+        text = diagnose(grads, acts, pres, Y.astype(np.float64),
+                        [(W.astype(np.float64), b.astype(np.float64)) for W, b in params],
+                        magnitudes(X.astype(np.float64), Y.astype(np.float64),
+                                   [(W.astype(np.float64), b.astype(np.float64)) for W, b in params]),
+                        precision_tolerance(precision))
+        label = "diagnosis" if "equal those of" in text else "finding"
+        raise Mismatch(f"{exc}\n  {label}: " + text.replace("\n", "\n    ")) from None
 
 
 @pytest.mark.parametrize("case_id", MLP_CASES + SOFTMAX_CASES)
