@@ -239,7 +239,7 @@ class RunSummary:
         return data
 
     def _candidate(self) -> Any:
-        from conformance.plugin import CANDIDATE_KEY
+        from conformance.hooks import CANDIDATE_KEY
 
         return self.config.stash.get(CANDIDATE_KEY, None)
 
