@@ -20,8 +20,8 @@ from conformance.candidate import (
 )
 from conformance.isolation import wire
 from conformance.isolation.locate import Located, copy_candidate, locate
-from conformance.isolation.options import Limits
-from conformance.isolation.process import WorkerDied, WorkerProcess
+from conformance.isolation.options import Limits, scratch_parent
+from conformance.isolation.process import WorkerDied, WorkerProcess, sandbox_record
 
 # Asked once at start-up; anything else is asked on demand.
 KNOWN_FUNCTIONS = list(REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS) + ["accuracy"]
@@ -62,7 +62,7 @@ class IsolatedCandidate:
             located = locate(spec, cand.limits.copy_dir)
             cand.module_name, cand.path, cand._located = located.module_name, located.file, located
             cand.sha256 = file_sha256(located.file)
-            cand._dir = Path(tempfile.mkdtemp(prefix="bp-isolate-"))
+            cand._dir = Path(tempfile.mkdtemp(prefix="bp-isolate-", dir=scratch_parent()))
             cand._dir.chmod(0o755)
             (cand._dir / "candidate").mkdir(mode=0o755)
             root, file = copy_candidate(located, cand._dir / "candidate")
@@ -97,20 +97,29 @@ class IsolatedCandidate:
         return text.replace(str(self._dir / "candidate") + "/", str(self._located.copy_from.parent) + "/")
 
     def describe(self) -> str:
-        """One line for the pytest header: which protections are in force."""
+        """One line for the pytest header: the sandbox state and which protections are in force."""
+        record = sandbox_record(self.limits, self.sandbox)
         active = self.sandbox.get("active", {}) if self.sandbox else {}
-        parts = []
-        if active.get("namespaces"):
-            parts.append(f"private file system ({len(active.get('hidden', []))} directories hidden), no network")
+        parts = [f"sandbox {record['state']}" + ("" if record["started"] else " (planned; no worker started)")]
+        if record["protections"]["private_file_system"]:
+            parts.append(f"private file system ({record['hidden_dirs']} directories hidden, the project's "
+                         f"packages covered, scratch tmpfs {self.limits.scratch_mb} MiB), no network, "
+                         "own PID namespace")
         else:
-            parts.append(f"no namespaces ({self.sandbox.get('why') or 'not started'})")
+            parts.append(f"no namespaces ({record['why'] or 'not started'}): missing "
+                         + ", ".join(record["missing"]))
         uid = active.get("uid")
-        parts.append(f"uid {uid}, no child processes" if self.sandbox.get("drop") else f"uid {uid}")
+        parts.append(f"uid {uid}, no child processes" if record["protections"]["privilege_drop"] else f"uid {uid}")
         lim = self.limits
         parts.append(f"limits {lim.call_timeout:g} s/call, {lim.sgd_timeout:g} s/training, "
                      f"{lim.session_timeout:g} s/session, {lim.memory_mb} MiB, output capped at "
-                     f"{lim.output_bytes} bytes")
+                     f"{lim.output_bytes} bytes, answers {lim.max_result_mb} MiB + 2x arguments, "
+                     f"{lim.max_arrays} arrays")
         return "; ".join(parts)
+
+    def sandbox_record(self) -> dict[str, Any]:
+        """The sandbox state for the JSON report (conformance/report.py)."""
+        return sandbox_record(self.limits, self.sandbox)
 
     def __repr__(self) -> str:
         return f"IsolatedCandidate({self.spec!r}, module={self.module_name!r}, sha256={str(self.sha256)[:12]})"
@@ -181,7 +190,8 @@ class IsolatedCandidate:
             return False
         if function in self._functions:
             return self._functions[function]
-        header = self._exchange(function, {"op": "has", "function": function}, b"", self.limits.call_timeout)[0]
+        header = self._exchange(function, {"op": "has", "function": function}, b"", self.limits.call_timeout,
+                                0)[0]
         self._functions[function] = header.get("has") is True
         return self._functions[function]
 
@@ -223,23 +233,39 @@ class IsolatedCandidate:
                    inspect: bool) -> tuple[Any, Any]:
         __tracebackhide__ = True
         tree, blob = wire.encode_tree([args, kwargs], max_bytes=1 << 40)
-        header = dict(header, args=tree, inspect=inspect)
-        reply, data = self._exchange(function, header, blob, timeout)
+        max_answer = self._answer_limit(function, header, blob)
+        header = dict(header, args=tree, inspect=inspect, max_answer=max_answer,
+                      max_arrays=self.limits.max_arrays)
+        reply, data = self._exchange(function, header, blob, timeout, max_answer)
         if reply.get("ok") is not True:
             if "invalid" in reply:
                 raise CandidateError(function, "invalid output: the result cannot cross the isolation "
                                      f"boundary: {str(reply['invalid'])[:2000]}")
             raise self._raised(function, reply)
-        try:
-            value = wire.decode_tree(reply.get("value"), data, max_bytes=self.limits.max_result_mb << 20)
+        began = time.monotonic()
+        try:  # decoding is the candidate's cost: it counts against its session budget
+            value = wire.decode_tree(reply.get("value"), data, max_bytes=max_answer,
+                                     max_arrays=self.limits.max_arrays)
             if type(value) is not list or len(value) != 2:
                 raise wire.WireError("the reply is not a [result, arguments] pair")
         except wire.WireError as exc:
             self._kill_worker()  # a worker that sends garbage is not trusted for later calls
             raise CandidateError(function, f"invalid output from the worker: {exc}") from None
+        finally:
+            del data
+            self._used += time.monotonic() - began
         if inspect and type(value[1]) is not list:
             raise CandidateError(function, "invalid output from the worker: arguments missing")
         return value[0], value[1]
+
+    def _answer_limit(self, function: str, header: dict, blob: list) -> int:
+        """Bytes of arrays an answer may hold. A legitimate answer is the size of the call's
+        arguments at most (relu(X) is X's size; call_and_inspect sends the arguments back
+        too), beyond a floor for small calls; training calls answer with parameters only."""
+        floor = self.limits.max_result_mb << 20
+        if function in TRAINING_FUNCTIONS or header.get("op") == "sgd":
+            return floor
+        return floor + 2 * sum(memoryview(part).nbytes for part in blob)
 
     def _raised(self, function: str, reply: dict) -> CandidateError:
         exc_type = str(reply.get("exc_type", "Exception"))[:200]
@@ -252,13 +278,15 @@ class IsolatedCandidate:
             error.args = (f"{function}(): {error.reason}",)
         return error
 
-    def _exchange(self, function: str, header: dict, blob: Any, timeout: float) -> tuple[dict, bytearray]:
+    def _exchange(self, function: str, header: dict, blob: Any, timeout: float,
+                  max_answer: int) -> tuple[dict, bytearray]:
         __tracebackhide__ = True
         worker = self._ensure_worker(function)
         budget = min(timeout, self._remaining(function))
         began = time.monotonic()
         try:
-            return worker.request(header, blob, began + budget, f"running {function}()")
+            return worker.request(header, blob, began + budget, f"running {function}()",
+                                  max_answer=max_answer)
         except WorkerDied as exc:
             reason = exc.reason
             if reason.startswith("timeout"):
