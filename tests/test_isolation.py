@@ -4,23 +4,26 @@ candidate's code."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
+import re
+import struct
 import subprocess
 import sys
 import textwrap
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from conformance.candidate import CandidateError, InProcessCandidate
 from conformance.isolation import CandidateRaised, IsolatedCandidate, Limits
-from conformance.isolation import wire
+from conformance.isolation import process, wire
 from conformance.isolation.locate import locate
 from tests.kill_matrix import RunOptions, run_variant
 from tests.variants import REPO_ROOT, materialize
@@ -313,21 +316,112 @@ def test_forks_threads_network_and_the_repository_are_out_of_reach(isolated, tmp
     assert seen["fork"] == "BlockingIOError" and seen["thread"] == "RuntimeError"
     assert seen["net"] == "OSError"
     assert seen["repo"] == "FileNotFoundError" and seen["elsewhere"] == "FileNotFoundError"
-    assert seen["tmp"] == [cand._dir.name]
+    # /tmp is an empty tmpfs except for what is bound back: the sandbox directory and, when the
+    # Python installation or the site-packages live under /tmp (a venv there), their top folder.
+    bound = [Path(sys.base_prefix).resolve(), *map(Path, process._site_dirs()), cand._dir]
+    allowed = {b.relative_to("/tmp").parts[0] for b in bound if b.is_relative_to("/tmp")}
+    assert set(seen["tmp"]) <= allowed and (cand._dir.name in seen["tmp"]) == cand._dir.is_relative_to("/tmp")
     assert seen["uid"] >= 0x10000000
     assert len(seen["proc"]) == 1  # its own process only: the grader and other workers are invisible
 
 
-def test_a_huge_result_is_refused(isolated) -> None:
-    cand = isolated("""
+def _forged_answer(descriptor_expr: str, blob_len_expr: str) -> str:
+    """Candidate code that writes its own answer frame straight to the worker's response pipe
+    (its fd number is in sys.argv), bypassing the worker's encoder and its limits."""
+    return f"""
+        import json, os, struct, sys
+        import numpy as np
+        def forward(X, params):
+            data = json.dumps({{"ok": True, "value": {descriptor_expr}}}).encode()
+            blob_len = {blob_len_expr}
+            os.write(int(sys.argv[2]), struct.pack(">4sIQ", b"BPW2", len(data), blob_len) + data)
+            view = memoryview(bytes(blob_len))
+            while view:  # (a refused frame is never read: the grader kills us mid-write)
+                view = view[os.write(int(sys.argv[2]), view[:1 << 20]):]
+            return [X], []
+        def backward(a, z, Y, params):
+            return 2.5
+    """
+
+
+def test_huge_answers_are_refused_before_the_grader_reads_them(isolated) -> None:
+    honest = isolated("""
         import numpy as np
         def forward(X, params):
             return [np.zeros((3 << 20,))], []   # 24 MiB
         def backward(a, z, Y, params):
             return []
     """, Limits(max_result_mb=8))
-    with pytest.raises(CandidateError, match="exceed.* 8388608-byte limit"):
-        cand.call("forward", 0, [])
+    with pytest.raises(CandidateError, match="cannot cross the isolation boundary: WireError: value holds "
+                                             "more than 8388608 bytes of arrays"):
+        honest.call("forward", 0, [])
+    # A forged frame that announces 200 MiB: refused from its 16-byte prefix, never read.
+    forged = isolated(_forged_answer('{"v": {"t": "none"}, "a": [["<f8", [26214400], "C"]]}', "200 << 20"),
+                      Limits(max_result_mb=8, call_timeout=10, session_timeout=60))
+    with pytest.raises(CandidateError, match=r"invalid output from the worker .*payload of 209715200 bytes "
+                                             r"exceeds the 8388608-byte limit \(refused before reading it\)"):
+        forged.call("forward", 0, [])
+    assert forged.call("backward", 0, 0, 0, 0) == 2.5  # a fresh worker, the grader unharmed
+    # The limit grows with the arguments (relu(X) is X's size), so big legitimate answers pass.
+    X = np.ones(3 << 20)
+    assert honest.call("forward", X, [])[0][0].nbytes == 24 << 20
+
+
+def test_many_tiny_arrays_are_refused_and_decoding_is_charged_to_the_session(isolated, monkeypatch) -> None:
+    honest = isolated("""
+        import numpy as np
+        def forward(X, params):
+            return [np.zeros(1) for _ in range(65000)], []
+        def backward(a, z, Y, params):
+            return [np.zeros(1) for _ in range(3)]
+    """, Limits(max_arrays=100, call_timeout=10, session_timeout=60))
+    with pytest.raises(CandidateError, match="value holds more than 100 arrays"):
+        honest.call("forward", 0, [])
+    forged = isolated(_forged_answer(
+        '{"v": {"t": "list", "v": [{"t": "nd", "i": i} for i in range(65000)]}, "a": [["<f8", [1], "C"]] * 65000}',
+        "64 * 64999 + 8"), Limits(max_arrays=4096, call_timeout=10, session_timeout=60))
+    with pytest.raises(CandidateError, match="value holds 65000 arrays, more than the limit of 4096"):
+        forged.call("forward", 0, [])
+    # Decoding an answer counts against the candidate's session budget.
+    slow_decode = wire.decode_tree
+
+    def decode_taking_a_second(*args, **kwargs):
+        time.sleep(1.0)
+        return slow_decode(*args, **kwargs)
+
+    monkeypatch.setattr(wire, "decode_tree", decode_taking_a_second)
+    used = honest._used
+    assert len(honest.call("backward", 0, 0, 0, 0)) == 3
+    assert honest._used - used >= 1.0
+
+
+def test_the_scratch_directory_is_a_bounded_private_tmpfs(isolated, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the scratch tmpfs needs the namespaces (root); see conformance/SECURITY.md")
+    cand = isolated("""
+        import os
+        def forward(X, params):
+            written, error = 0, ""
+            try:
+                for i in range(10000):   # many files of 1 MiB: a per-file limit does not bound this
+                    with open(f"fill-{i}", "wb") as f:
+                        f.write(b"x" * (1 << 20))
+                    written += 1
+            except OSError as exc:
+                error = exc.strerror
+            return {"written": written, "error": error, "cwd": os.getcwd()}, []
+        def backward(a, z, Y, params):
+            return sorted(os.listdir("."))
+    """, Limits(scratch_mb=8, call_timeout=20, session_timeout=60))
+    cand._kill_worker()  # the worker started at load had the default scratch size
+    seen, _ = cand.call("forward", 0, [])
+    assert seen["error"] == "No space left on device" and seen["written"] <= 8  # 8 MiB of 1 MiB files
+    assert seen["cwd"] == str(cand._dir / "work")
+    # The grader's disk never saw those bytes, and a fresh worker starts with an empty scratch.
+    on_disk = sum(f.stat().st_size for f in cand._dir.rglob("*") if f.is_file())
+    assert on_disk < (1 << 20), f"{on_disk} bytes reached the grader's disk"
+    cand._kill_worker()
+    assert cand.call("backward", 0, 0, 0, 0) == []
 
 
 # --------------------------------------------------------------------------- loading
@@ -385,70 +479,159 @@ def _frame_roundtrip(header: dict, blob: bytes = b"", max_blob: int = 1 << 20):
         os.close(w)
 
 
-def _npz(**arrays) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
+def _decode(descriptor, blob: bytes = b"", **limits):
+    limits.setdefault("max_bytes", 1 << 20)
+    return wire.decode_tree(descriptor, bytearray(blob), **limits)
 
 
-def test_wire_writes_a_standard_npz_and_reads_numpy_s_own() -> None:
-    arrays = {"a0": np.arange(6.0).reshape(2, 3), "a1": np.asfortranarray(np.ones((3, 2), np.float32)),
-              "a2": np.array(3, dtype=np.int16), "a3": np.zeros((0, 4))}
-    ours = bytes(wire.write_npz(arrays))
-    with np.load(io.BytesIO(ours), allow_pickle=False) as loaded:
-        for key, value in arrays.items():
-            assert loaded[key].dtype == value.dtype
-            np.testing.assert_array_equal(loaded[key], value)
-    tree = {"t": "list", "v": [{"t": "nd", "i": i} for i in range(4)]}
-    for blob in (ours, _npz(**arrays)):
-        back = wire.decode_tree(tree, blob, max_bytes=1 << 20)
-        for got, want in zip(back, arrays.values()):
-            np.testing.assert_array_equal(got, want)
+def _encoded(value, **limits):
+    descriptor, parts = wire.encode_tree(value, max_bytes=1 << 30, **limits)
+    return json.loads(json.dumps(descriptor)), b"".join(bytes(memoryview(p).cast("B")) for p in parts)
 
 
-@pytest.mark.parametrize("tree, blob, error", [
-    ({"t": "nd", "i": 0}, b"", "missing array"),
-    ({"t": "eval", "v": "__import__('os')"}, b"", "unknown value kind"),
-    ({"t": "list", "v": "not a list"}, b"", "malformed list"),
-    ({"t": "ref", "i": 0}, b"", "not seen yet"),
-    ({"t": "int", "v": "9" * 100}, b"", "unknown value kind"),
-    ({"t": "list", "v": [{"t": "none"}] * (wire.MAX_NODES + 1)}, b"", "too large"),
-    ({"t": "nd", "i": 0}, b"PK\x03\x04 this is not a zip", "not a valid npz"),
+def test_wire_round_trips_every_whitelisted_dtype_layout_and_python_scalar() -> None:
+    shared = np.ones((2, 2))
+    value = [np.arange(6.0).reshape(2, 3), np.asfortranarray(np.ones((3, 2), np.float32)),
+             np.array(3, dtype=np.int16), np.zeros((0, 4)), np.arange(5, dtype=">f8"),
+             np.array([True, False]), np.array([1 + 2j], np.complex64), np.float16([0.5]),
+             np.uint64([2**63]), np.arange(12)[::3], shared, shared, np.float32(0.25),
+             (1.5, -0.0, float("nan"), float("inf"), 7, -(10**40), None, True, "text"), {"k": [1.0]}]
+    descriptor, blob = _encoded(value)
+    back = _decode(descriptor, blob, max_bytes=len(blob))
+    for got, want in zip(back[:12], value[:12]):
+        assert type(got) is np.ndarray and got.dtype == want.dtype.newbyteorder("=")
+        np.testing.assert_array_equal(got, want)
+    assert back[1].flags.f_contiguous and not back[1].flags.c_contiguous  # F order kept
+    assert back[10] is back[11]  # aliasing inside one value survives the trip
+    assert type(back[12]) is np.float32 and back[12] == np.float32(0.25)
+    floats = back[13]
+    assert floats[0] == 1.5 and str(floats[1]) == "-0.0" and np.isnan(floats[2]) and floats[3] == np.inf
+    assert floats[4:] == (7, -(10**40), None, True, "text") and back[14] == {"k": [1.0]}
+
+
+def _array_value(n: int, entry=None) -> tuple[dict, bytes]:
+    """A descriptor of ``n`` float64 arrays of one element each (``entry`` overrides them)."""
+    table = [entry or ["<f8", [1], "C"]] * n
+    tree = {"t": "list", "v": [{"t": "nd", "i": i} for i in range(n)]}
+    size = (n - 1) * wire.ALIGN + 8 if n else 0
+    return {"v": tree, "a": table}, bytes(size)
+
+
+@pytest.mark.parametrize("descriptor, blob, error", [
+    ({"t": "nd", "i": 0}, b"", "not a {v, a} descriptor"),
+    ({"v": {"t": "nd", "i": 0}, "a": []}, b"", "missing array"),
+    ({"v": {"t": "eval", "v": "__import__('os')"}, "a": []}, b"", "unknown value kind"),
+    ({"v": {"t": "list", "v": "not a list"}, "a": []}, b"", "malformed list"),
+    ({"v": {"t": "ref", "i": 0}, "a": [["<f8", [], "C"]]}, bytes(8), "not seen yet"),
+    ({"v": {"t": "int", "v": "9" * 100}, "a": []}, b"", "unknown value kind"),
+    ({"v": {"t": "float", "v": "1e999"}, "a": []}, b"", "malformed float"),
+    ({"v": {"t": "list", "v": [{"t": "none"}] * (wire.MAX_NODES + 1)}, "a": []}, b"", "too large"),
+    ({"v": {"t": "list", "v": [{"t": "nd", "i": 0}, {"t": "nd", "i": 0}]}, "a": [["<f8", [1], "C"]]},
+     bytes(8), "used twice"),
+    ({"v": {"t": "none"}, "a": "not a table"}, b"", "array table is not a list"),
+    ({"v": {"t": "none"}, "a": [["|O", [1], "C"]]}, bytes(8), "may not cross"),
+    ({"v": {"t": "none"}, "a": [["<U4", [1], "C"]]}, bytes(16), "may not cross"),
+    ({"v": {"t": "none"}, "a": [["|V8", [1], "C"]]}, bytes(8), "may not cross"),
+    ({"v": {"t": "none"}, "a": [["<M8[s]", [1], "C"]]}, bytes(8), "may not cross"),
+    ({"v": {"t": "none"}, "a": [["<f8", [-1], "C"]]}, b"", "bad shape"),
+    ({"v": {"t": "none"}, "a": [["<f8", [True], "C"]]}, bytes(8), "bad shape"),
+    ({"v": {"t": "none"}, "a": [["<f8", [1.0], "C"]]}, bytes(8), "bad shape"),
+    ({"v": {"t": "none"}, "a": [["<f8", [1] * 33, "C"]]}, bytes(8), "bad shape"),
+    ({"v": {"t": "none"}, "a": [["<f8", [1], "K"]]}, bytes(8), "bad order"),
+    ({"v": {"t": "none"}, "a": [["<f8", [1], "C", 0]]}, bytes(8), "malformed entry"),
+    ({"v": {"t": "none"}, "a": [["<f8", [9], "C"]]}, bytes(32), "need 72 bytes but 32 were sent"),
+    ({"v": {"t": "none"}, "a": [["<f8", [1], "C"]]}, bytes(4096), "need 8 bytes but 4096 were sent"),
+    ({"v": {"t": "none"}, "a": [["<f8", [1 << 40, 1 << 40], "C"]]}, b"", "exceed the 1048576-byte limit"),
 ])
-def test_wire_rejects_malformed_trees(tree, blob, error) -> None:
-    with pytest.raises(wire.WireError, match=error):
-        wire.decode_tree(tree, blob or b"", max_bytes=1 << 20)
+def test_wire_rejects_malformed_values(descriptor, blob, error) -> None:
+    with pytest.raises(wire.WireError, match=re.escape(error)):
+        _decode(descriptor, blob)
 
 
-def test_wire_rejects_pickles_zip_bombs_lying_headers_and_oversize() -> None:
-    tree = {"t": "nd", "i": 0}
-    buf = io.BytesIO()
-    np.save(buf, np.array([{"x": 1}], dtype=object), allow_pickle=True)
-    pickled = io.BytesIO()
-    with zipfile.ZipFile(pickled, "w") as z:
-        z.writestr("a0.npy", buf.getvalue())
-    with pytest.raises(wire.WireError, match="may not cross"):
-        wire.decode_tree(tree, pickled.getvalue(), max_bytes=1 << 20)
-    bomb = io.BytesIO()
-    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("a0.npy", _npz_member(np.zeros(1 << 20)))
-    with pytest.raises(wire.WireError, match="compressed"):
-        wire.decode_tree(tree, bomb.getvalue(), max_bytes=1 << 30)
-    lying = bytearray(_npz(a0=np.zeros(4)))
-    at = lying.find(b"'shape': (4,)")
-    lying[at:at + 13] = b"'shape': (9,)"
-    with pytest.raises(wire.WireError, match="data bytes for shape"):
-        wire.decode_tree(tree, bytes(lying), max_bytes=1 << 20)
-    with pytest.raises(wire.WireError, match="exceed"):
-        wire.decode_tree(tree, _npz(a0=np.zeros(1000)), max_bytes=100)
+def test_wire_caps_array_count_and_bytes_before_building_anything(monkeypatch) -> None:
+    built = []
+    monkeypatch.setattr(np, "frombuffer", lambda *a, **k: built.append(1))  # must not be reached
+    descriptor, blob = _array_value(65_000)
+    with pytest.raises(wire.WireError, match="holds 65000 arrays, more than the limit of 4096"):
+        _decode(descriptor, blob, max_bytes=1 << 30, max_arrays=4096)
+    descriptor, blob = _array_value(2, ["<f8", [1 << 17], "C"])
+    with pytest.raises(wire.WireError, match="exceed the 1048576-byte limit"):
+        _decode(descriptor, bytes(2 << 20))
+    assert not built
+    monkeypatch.undo()
+    with pytest.raises(wire.WireError, match="more than 10 arrays"):
+        wire.encode_tree([np.zeros(1) for _ in range(11)], max_bytes=1 << 20, max_arrays=10)
+    with pytest.raises(wire.WireError, match="more than 100 bytes"):
+        wire.encode_tree([np.zeros(100)], max_bytes=100)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8)
+    | st.sampled_from(["nd", "ref", "float", "npscalar", "list", "tuple", "dict", "int", "str",
+                       "foreign", "<f8", ">i4", "|b1", "C", "F", "nan", "v", "a", "t", "i", "k"]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["t", "v", "i", "k", "a", "layout", "ro", "type", "module", "why"]), children,
+        max_size=4),
+    max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(tree=_JSON, table=_JSON, blob=st.binary(max_size=256))
+def test_wire_fuzz_arbitrary_descriptors_only_ever_raise_wire_error(tree, table, blob) -> None:
+    for descriptor in ({"v": tree, "a": table}, tree):
+        try:
+            _decode(descriptor, blob, max_bytes=4096, max_arrays=16)
+        except wire.WireError:
+            pass
+
+
+_SMALL_ARRAYS = st.lists(hnp.arrays(st.sampled_from(sorted(wire.DTYPES)),
+                                    hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)),
+                         max_size=4)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(value=_SMALL_ARRAYS, data=st.data())
+def test_wire_fuzz_mutated_valid_values_decode_or_raise_wire_error(value, data) -> None:
+    descriptor, blob = _encoded([value, {"x": 1.5}])
+    text = bytearray(json.dumps(descriptor).encode())
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(text) - 1))
+        text[at] = data.draw(st.sampled_from(b'0123456789-[]{},":tnfaeCF<>|'))
+    try:
+        mutated = json.loads(bytes(text))
+    except ValueError:
+        return  # read_frame rejects it as "not valid JSON" (test_frames_reject_garbage_and_time_out)
+    cut = data.draw(st.integers(0, len(blob)))
+    for candidate_blob in (blob, blob[:cut], blob + bytes(data.draw(st.integers(0, 70)))):
+        try:
+            _decode(mutated, candidate_blob, max_bytes=1 << 20, max_arrays=64)
+        except wire.WireError:
+            pass
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(value=_SMALL_ARRAYS)
+def test_wire_fuzz_round_trip_is_exact(value) -> None:
+    descriptor, blob = _encoded(value)
+    back = _decode(descriptor, blob, max_bytes=len(blob), max_arrays=len(value))
+    assert len(back) == len(value)
+    for got, want in zip(back, value):
+        assert got.shape == want.shape and got.dtype == want.dtype.newbyteorder("=")
+        np.testing.assert_array_equal(got, want)
+
+
+def test_frames_refuse_oversize_payloads_before_reading_them() -> None:
     with pytest.raises(wire.WireError, match="exceeds the 10-byte limit"):
         _frame_roundtrip({"op": "x"}, b"0123456789ab", max_blob=10)
-
-
-def _npz_member(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    return buf.getvalue()
+    r, w = os.pipe()
+    try:  # a header that promises 1 TiB and sends nothing: refused at once, nothing allocated
+        os.write(w, struct.pack(">4sIQ", wire.MAGIC, 2, 1 << 40) + b"{}")
+        with pytest.raises(wire.WireError, match="refused before reading it"):
+            wire.read_frame(r, max_blob=1 << 20, deadline=time.monotonic() + 5)
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def test_frames_reject_garbage_and_time_out() -> None:

@@ -289,9 +289,11 @@ class WorkerProcess:
             return WorkerDied(reason or f"timeout while {doing}")
         if reason is None:  # it closed the pipe: wait briefly for its exit status
             try:
-                self.proc.wait(timeout=2)
+                self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+            else:  # it is gone, so its output pipe ends: drain it all ("last words") first
+                self.output.thread.join(timeout=5)
             reason = self.describe_exit(doing)
         self.kill()
         return WorkerDied(reason)

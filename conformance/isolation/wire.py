@@ -260,7 +260,9 @@ def encode_tree(value: Any, *, max_bytes: int, max_nodes: int = MAX_NODES,
         start = _aligned(offset)
         if start > offset:
             parts.append(bytes(start - offset))
-        data = memoryview(arr).cast("B") if arr.size else memoryview(b"")
+        # Bytes through a uint8 view: the buffer protocol refuses some dtypes (non-native
+        # long double) that are plain bytes all the same.
+        data = memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else memoryview(b"")
         parts.append(data)
         offset = start + data.nbytes
         if offset > max_bytes:
