@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -26,9 +27,11 @@ from conformance.isolation import CandidateRaised, IsolatedCandidate, Limits
 from conformance.isolation import process, wire
 from conformance.isolation.locate import locate
 from tests.kill_matrix import RunOptions, run_variant
+from tests.leftovers import processes_under
 from tests.variants import REPO_ROOT, materialize
 
 REFERENCE_SOURCE = REPO_ROOT / "reference" / "mlp.py"
+ADVERSARIAL = Path(__file__).resolve().parent / "adversarial"
 
 
 def _params(sizes=(4, 5, 3), seed=0):
@@ -422,6 +425,109 @@ def test_the_scratch_directory_is_a_bounded_private_tmpfs(isolated, tmp_path: Pa
     assert on_disk < (1 << 20), f"{on_disk} bytes reached the grader's disk"
     cand._kill_worker()
     assert cand.call("backward", 0, 0, 0, 0) == []
+
+
+def _grader_script(body: str) -> str:
+    return "import numpy as np\nfrom conformance.isolation import IsolatedCandidate, Limits\n" + textwrap.dedent(body)
+
+
+def test_nothing_of_a_submission_outlives_a_killed_grader(tmp_path: Path) -> None:
+    """The grader is SIGKILLed while the worker hangs; the worker cleared its parent-death
+    signal, ignores SIGTERM and left the session. Nothing of it may survive (root: its PID
+    namespace dies with the init; without root: the keeper kills it)."""
+    isolate_dir = tmp_path / "isolate"
+    submission = tmp_path / "survivor.py"
+    submission.write_bytes((ADVERSARIAL / "survive_parent.py").read_bytes())
+    grader = subprocess.Popen(
+        [sys.executable, "-c", _grader_script(f"""
+            cand = IsolatedCandidate.load({str(submission)!r})
+            print("loaded:", cand.load_error, flush=True)
+            cand.call("forward", np.zeros(1), [])  # hangs until we are killed
+        """)], cwd=REPO_ROOT, env=dict(os.environ, BACKPROP_ISOLATE_DIR=str(isolate_dir)),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert grader.stdout.readline().strip() == "loaded: None"
+        assert processes_under(isolate_dir, wait=0), "the worker should be running now"
+    finally:
+        grader.kill()
+        grader.wait()
+    assert not processes_under(isolate_dir, wait=10), "processes outlived their grader"
+    # What is left on disk belongs to whoever made BACKPROP_ISOLATE_DIR (the batch runner
+    # removes it); it holds the copy of the submission and nothing the worker can still touch.
+    shutil.rmtree(isolate_dir)
+
+
+def _project_probe(python: str, cwd: Path, tmp_path: Path) -> dict:
+    """Run the import_project attack against the grader that ``python`` runs (editable or
+    regular install); returns what it reached."""
+    submission = tmp_path / "import_project.py"
+    submission.write_bytes((ADVERSARIAL / "import_project.py").read_bytes())
+    proc = subprocess.run(
+        [python, "-c", _grader_script(f"""
+            import json, conformance
+            cand = IsolatedCandidate.load({str(submission)!r})
+            print(json.dumps({{"load_error": cand.load_error, "conformance": conformance.__file__,
+                              "sandbox": cand.sandbox_record()}}))
+            cand.close()
+        """)], cwd=cwd, capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "BACKPROP_IMPL")})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_the_project_is_unreachable_from_an_editable_install(tmp_path: Path) -> None:
+    seen = _project_probe(sys.executable, tmp_path, tmp_path)
+    assert Path(seen["conformance"]).is_relative_to(REPO_ROOT)  # (this venv's install is editable)
+    assert "nothing of the project is reachable" in (seen["load_error"] or ""), seen
+
+
+@pytest.mark.slow
+def test_the_project_is_unreachable_from_a_regular_install(tmp_path: Path) -> None:
+    """``pip install .`` puts reference/ and conformance/ into the same site-packages as numpy."""
+    if os.geteuid() != 0:
+        pytest.skip("without root only `import reference` is refused: the files stay readable "
+                    "(conformance/SECURITY.md)")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    ours = Path(np.__file__).resolve().parent.parent
+    for entry in ours.iterdir():  # this venv's packages (hard links where possible), minus the project
+        if entry.name.startswith(("__editable__", "backprop_conformance", "reference", "conformance",
+                                  "tools", "__pycache__")):
+            continue
+        copy = site / entry.name
+        if entry.is_dir():
+            shutil.copytree(entry, copy, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry, copy)
+    source = tmp_path / "source"  # setuptools builds in the tree: never in the repository
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    for name in ("reference", "conformance", "tools"):
+        shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    installed = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                                "--no-index", str(source)], capture_output=True, text=True, timeout=600)
+    if installed.returncode != 0:
+        # Offline, without the `wheel` package (setuptools < 70.1 needs it to build): lay the
+        # packages out exactly as the wheel would, from pyproject.toml's package list.
+        assert "bdist_wheel" in installed.stderr, installed.stderr[-3000:]
+        for package in ("reference", "conformance", "tools"):
+            shutil.copytree(source / package, site / package)
+    assert (site / "reference" / "mlp.py").is_file() and (site / "numpy").is_dir()
+    seen = _project_probe(python, tmp_path, tmp_path)
+    assert Path(seen["conformance"]).resolve().is_relative_to(site.resolve())
+    assert "nothing of the project is reachable" in (seen["load_error"] or ""), seen
+    assert seen["sandbox"]["protections"]["project_files_hidden"] is True
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 # --------------------------------------------------------------------------- loading
