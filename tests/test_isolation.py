@@ -819,4 +819,11 @@ def test_pytest_option_runs_the_suite_isolated(tmp_path: Path) -> None:
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "isolated worker" in proc.stdout
-    assert json.loads(report.read_text())["tests"]
+    data = json.loads(report.read_text())
+    assert data["tests"]
+    # The sandbox state is recorded per run (and shown in the header), whatever -q hides.
+    sandbox = data["sandbox"]
+    expected = "engaged" if os.geteuid() == 0 else "degraded"
+    assert sandbox["state"] == expected and sandbox["started"] is True, sandbox
+    assert (sandbox["missing"] == []) == (expected == "engaged")
+    assert f"isolation: sandbox {expected}" in proc.stdout
