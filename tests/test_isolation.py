@@ -24,6 +24,7 @@ from hypothesis.extra import numpy as hnp
 
 from conformance.candidate import CandidateError, InProcessCandidate
 from conformance.isolation import CandidateRaised, IsolatedCandidate, Limits
+from conformance.isolation import candidate as candidate_module
 from conformance.isolation import process, wire
 from conformance.isolation.locate import locate
 from tests.kill_matrix import RunOptions, run_variant
@@ -555,6 +556,24 @@ def test_the_grader_locates_but_never_executes_the_candidate(tmp_path: Path, mon
         assert cand.call("relu", np.array([-1.0, 2.0])).tolist() == [0.0, 2.0]
     finally:
         cand.close()
+
+
+def test_a_grader_side_failure_is_a_grader_error_never_the_students(tmp_path: Path, monkeypatch) -> None:
+    path = _submission(tmp_path, REFERENCE_SOURCE.read_text())
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(candidate_module.tempfile, "mkdtemp", disk_full)
+    with pytest.raises(pytest.UsageError, match=r"grader error \(not the candidate's fault.*No space left"):
+        IsolatedCandidate.load(str(path))
+    monkeypatch.undo()
+    monkeypatch.setenv("BACKPROP_ISOLATE_SANDBOX", "require")
+    monkeypatch.setenv("BACKPROP_ISOLATE_DIR", str(tmp_path / "isolate"))
+    monkeypatch.setattr(process.os, "geteuid", lambda: 1000)  # "not root"
+    with pytest.raises(pytest.UsageError, match="grader error .*--isolate-sandbox require"):
+        IsolatedCandidate.load(str(path))
+    assert (tmp_path / "isolate").is_dir() and not list((tmp_path / "isolate").iterdir())  # cleaned up
 
 
 def test_load_errors_match_the_in_process_wording(tmp_path: Path) -> None:

@@ -21,7 +21,14 @@ from conformance.candidate import (
 from conformance.isolation import wire
 from conformance.isolation.locate import Located, copy_candidate, locate
 from conformance.isolation.options import Limits, scratch_parent
-from conformance.isolation.process import WorkerDied, WorkerProcess, sandbox_record
+from conformance.isolation.process import (
+    GRADER_ERRNOS,
+    GRADER_FAILURES,
+    GraderEnvironmentError,
+    WorkerDied,
+    WorkerProcess,
+    sandbox_record,
+)
 
 # Asked once at start-up; anything else is asked on demand.
 KNOWN_FUNCTIONS = list(REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS) + ["accuracy"]
@@ -69,11 +76,18 @@ class IsolatedCandidate:
             cand._copy = {"module_name": located.module_name, "root": str(root),
                           "file": None if file is None else str(file)}
         except (OSError, ImportError) as exc:
+            if isinstance(exc, OSError) and exc.errno in GRADER_ERRNOS:  # the grader's disk, not the code
+                cand.close()
+                raise GraderEnvironmentError(f"cannot prepare the isolation sandbox for {spec!r}: "
+                                             f"{exc}") from None
             cand.load_error = f"importing candidate {spec!r} failed:\n{type(exc).__name__}: {exc}"
             return cand
         try:
             worker = cand._start("import", "importing the candidate")
         except CandidateError as exc:
+            if exc.reason.startswith(GRADER_FAILURES):  # before any candidate code ran
+                cand.close()
+                raise GraderEnvironmentError(f"isolated worker for {spec!r}: {exc.reason}") from None
             cand.load_error = f"importing candidate {spec!r} failed in the isolated worker: {exc.reason}"
             return cand
         hello = worker.hello

@@ -3,6 +3,7 @@ capture its output within a cap, kill it and explain how it died."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -16,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from conformance.isolation import wire
 from conformance.isolation.options import Limits
@@ -32,6 +35,20 @@ UID_RANGE = (0x10000000, 0x7FFF0000)  # fresh ids no account uses: no shared pro
 # the project is installed (editable: the repository; regular: next to numpy in site-packages).
 PROJECT_PACKAGES = ("reference", "conformance", "tools")
 SCRATCH_FILES = 4096  # files + directories the worker's scratch tmpfs may hold
+
+
+# A full or read-only disk, no memory, no file descriptors: the grader's environment failed, not
+# the candidate. Raised before the candidate ran, they end the run as a grader error (pytest
+# exit status 4, which tools.grade retries), never as the student's import error.
+GRADER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOMEM, errno.EMFILE, errno.ENFILE})
+GRADER_FAILURES = ("the sandbox could not be set up", "the worker failed to start", "--isolate-sandbox require")
+
+
+class GraderEnvironmentError(pytest.UsageError):
+    """The isolation cannot run on this machine right now (no disk space, no namespaces...)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"grader error (not the candidate's fault; retry when fixed): {what}")
 
 
 class WorkerDied(Exception):

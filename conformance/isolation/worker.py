@@ -206,9 +206,8 @@ def _kill_leftovers():
 
 def _mirror(status):
     """End this process the way the worker ended (the grader explains the end from it)."""
-    import signal
-
     import resource
+    import signal
 
     if status is None:
         os._exit(70)

