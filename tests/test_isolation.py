@@ -279,7 +279,7 @@ def test_garbage_on_the_protocol_pipe_is_invalid_output(isolated) -> None:
         def forward(X, params):
             for fd in range(3, 64):
                 try:
-                    os.write(fd, b"BPW1" + b"\\xff" * 12 + b"not json")
+                    os.write(fd, b"BPW2" + b"\\x00\\x00\\x00\\x08" + bytes(8) + b"not json")
                 except OSError:
                     pass
             return [], []
@@ -432,10 +432,13 @@ def _grader_script(body: str) -> str:
     return "import numpy as np\nfrom conformance.isolation import IsolatedCandidate, Limits\n" + textwrap.dedent(body)
 
 
-def test_nothing_of_a_submission_outlives_a_killed_grader(tmp_path: Path) -> None:
-    """The grader is SIGKILLed while the worker hangs; the worker cleared its parent-death
-    signal, ignores SIGTERM and left the session. Nothing of it may survive (root: its PID
-    namespace dies with the init; without root: the keeper kills it)."""
+@pytest.mark.parametrize("sandbox", ["auto", "off"])
+@pytest.mark.parametrize("end", ["grader killed", "call timed out"])
+def test_nothing_of_a_submission_outlives_its_run(tmp_path: Path, sandbox: str, end: str) -> None:
+    """The worker cleared its parent-death signal, ignores SIGTERM and left the session (and,
+    where it may, forked a child that did the same); then its grader is SIGKILLed, or its call
+    times out. Nothing of it may survive (with namespaces: its PID namespace dies with the
+    init; without: the keeper, a subreaper, kills it and its orphans)."""
     isolate_dir = tmp_path / "isolate"
     submission = tmp_path / "survivor.py"
     submission.write_bytes((ADVERSARIAL / "survive_parent.py").read_bytes())
@@ -443,16 +446,25 @@ def test_nothing_of_a_submission_outlives_a_killed_grader(tmp_path: Path) -> Non
         [sys.executable, "-c", _grader_script(f"""
             cand = IsolatedCandidate.load({str(submission)!r})
             print("loaded:", cand.load_error, flush=True)
-            cand.call("forward", np.zeros(1), [])  # hangs until we are killed
-        """)], cwd=REPO_ROOT, env=dict(os.environ, BACKPROP_ISOLATE_DIR=str(isolate_dir)),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            try:
+                cand.call("forward", np.zeros(1), [])  # hangs (until killed, or for 3 s)
+            except Exception as exc:
+                print(type(exc).__name__, str(exc)[:80], flush=True)
+            input()  # the run is over but the grader lives on: nothing of the worker may
+        """)], cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=dict(os.environ, BACKPROP_ISOLATE_DIR=str(isolate_dir), BACKPROP_ISOLATE_SANDBOX=sandbox,
+                 BACKPROP_ISOLATE_CALL_TIMEOUT="3"), text=True)
     try:
         assert grader.stdout.readline().strip() == "loaded: None"
         assert processes_under(isolate_dir, wait=0), "the worker should be running now"
+        if end == "grader killed":
+            grader.kill()
+        else:
+            assert grader.stdout.readline().startswith("CandidateError forward(): timeout after 3 s")
+        assert not processes_under(isolate_dir, wait=10), f"processes outlived their run ({end})"
     finally:
         grader.kill()
         grader.wait()
-    assert not processes_under(isolate_dir, wait=10), "processes outlived their grader"
     # What is left on disk belongs to whoever made BACKPROP_ISOLATE_DIR (the batch runner
     # removes it); it holds the copy of the submission and nothing the worker can still touch.
     shutil.rmtree(isolate_dir)

@@ -345,6 +345,14 @@ class WorkerProcess:
                 os.close(fd)
             except OSError:
                 pass
+        # The keeper first: on SIGTERM it kills the worker and every process re-parented to it
+        # (without namespaces), or, with them, its death takes the init and so the whole PID
+        # namespace along. Then SIGKILL whatever of the group and the uid is left.
+        try:
+            self.proc.terminate()
+            self.proc.wait(timeout=2)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
