@@ -222,13 +222,13 @@ def test_timeout_kills_the_worker_and_the_next_call_gets_a_fresh_one(isolated) -
     assert cand.call("forward", np.zeros(1), [])[0][0][0] == 1.0  # fresh worker: module state reset
     # A function that hung is not called again (each call would burn the same limit), and
     # neither is the suite's SGD loop, which calls it; other functions still run.
-    began = time.monotonic()
+    used, starts = cand._used, cand._starts
     with pytest.raises(CandidateError, match=r"not run: backward\(\) already hung in an earlier check "
                                              r"\(timeout after 1 s\)"):
         cand.call("backward", [], [], np.zeros(1), [])
     with pytest.raises(CandidateError, match=r"run_sgd\(\): not run: backward\(\) already hung"):
         cand.run_sgd(np.zeros((2, 1)), np.ones((2, 1)), [], lr=0.1, epochs=1, batch_size=2, seed=0)
-    assert time.monotonic() - began < 0.5
+    assert (cand._used, cand._starts) == (used, starts)  # no worker was asked: no budget spent
     assert cand.call("forward", np.zeros(1), [])[0][0][0] == 2.0
 
 
@@ -239,7 +239,7 @@ def test_session_budget_stops_all_further_calls(isolated) -> None:
                 pass
         forward = backward = relu = softmax = cross_entropy = init_params = _hang
     """, Limits(call_timeout=1, session_timeout=3))
-    began, reasons = time.monotonic(), []
+    reasons = []
     for function in ("forward", "relu", "softmax", "cross_entropy", "init_params"):
         with pytest.raises(CandidateError) as info:
             cand.call(function, 0)
@@ -248,7 +248,9 @@ def test_session_budget_stops_all_further_calls(isolated) -> None:
             break
     assert reasons[0].startswith("timeout after 1 s (per-call limit)")
     assert "session time budget of 3 s" in reasons[-1], reasons
-    assert time.monotonic() - began < 3 + 4  # the budget, plus killing and restarting workers
+    # Each timed-out call spent ~1 s of the 3 s budget: at most 3 ran before it was exhausted
+    # (the budget is measured, so no wall-clock bound is asserted here).
+    assert len(reasons) <= 4 and cand._used >= 3, (reasons, cand._used)
     with pytest.raises(CandidateError, match=r"session time budget of 3 s exhausted"):
         cand.call("backward", 0, 0, 0, 0)
 
