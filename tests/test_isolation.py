@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -435,7 +436,7 @@ def _grader_script(body: str) -> str:
 
 
 @pytest.mark.parametrize("sandbox", ["auto", "off"])
-@pytest.mark.parametrize("end", ["grader killed", "call timed out"])
+@pytest.mark.parametrize("end", ["grader killed", "grader terminated", "call timed out"])
 def test_nothing_of_a_submission_outlives_its_run(tmp_path: Path, sandbox: str, end: str) -> None:
     """The worker cleared its parent-death signal, ignores SIGTERM and left the session (and,
     where it may, forked a child that did the same); then its grader is SIGKILLed, or its call
@@ -461,6 +462,10 @@ def test_nothing_of_a_submission_outlives_its_run(tmp_path: Path, sandbox: str, 
         assert processes_under(isolate_dir, wait=0), "the worker should be running now"
         if end == "grader killed":
             grader.kill()
+        elif end == "grader terminated":  # `timeout pytest ...`: the grader cleans up, then dies
+            grader.terminate()
+            assert grader.wait(timeout=30) == -signal.SIGTERM
+            assert not list(isolate_dir.glob("bp-isolate-*")), "the sandbox copy outlived its grader"
         else:
             assert grader.stdout.readline().startswith("CandidateError forward(): timeout after 3 s")
         assert not processes_under(isolate_dir, wait=10), f"processes outlived their run ({end})"

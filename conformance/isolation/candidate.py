@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,29 @@ KNOWN_FUNCTIONS = list(REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS) + ["accuracy"]
 MAX_RESTARTS = 20
 # Candidate functions that train a network get the training time limit, not the per-call one.
 TRAINING_FUNCTIONS = {"train"}
+
+
+_OPEN: "weakref.WeakValueDictionary[int, IsolatedCandidate]" = weakref.WeakValueDictionary()
+
+
+def _close_all_on_sigterm() -> None:
+    """``timeout pytest ...`` ends pytest with SIGTERM, which skips pytest_unconfigure: close the
+    open candidates (workers stopped, sandbox copies removed), then die of SIGTERM as before.
+    Installed only over the default action, from the main thread."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        return
+
+    def close_then_die(signum: int, frame: Any) -> None:
+        for cand in list(_OPEN.values()):
+            try:
+                cand.close()
+            except BaseException:  # noqa: BLE001 - interrupted mid-call: die all the same
+                pass
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, close_then_die)
 
 
 @dataclass
@@ -70,6 +97,8 @@ class IsolatedCandidate:
             cand.module_name, cand.path, cand._located = located.module_name, located.file, located
             cand.sha256 = file_sha256(located.file)
             cand._dir = Path(tempfile.mkdtemp(prefix="bp-isolate-", dir=scratch_parent()))
+            _OPEN[id(cand)] = cand
+            _close_all_on_sigterm()
             cand._dir.chmod(0o755)
             (cand._dir / "candidate").mkdir(mode=0o755)
             root, file = copy_candidate(located, cand._dir / "candidate")
