@@ -847,6 +847,21 @@ def test_same_verdicts_on_the_whole_catalogue(tmp_path: Path) -> None:
     assert not problems, f"{len(problems)} verdict differences:\n\n" + "\n\n".join(problems[:20])
 
 
+def test_the_report_records_the_sandbox_state_of_each_kind_of_run(tmp_path: Path, reference_pair) -> None:
+    from conformance.report import JsonReport
+
+    iso, inproc = reference_pair
+    off = JsonReport(tmp_path / "r.json", inproc).as_dict()["sandbox"]
+    assert off["state"] == "off" and off["mode"] == "in-process"
+    record = JsonReport(tmp_path / "r.json", iso).as_dict()["sandbox"]
+    assert record == json.loads(json.dumps(record))  # plain JSON
+    assert record["state"] == ("engaged" if os.geteuid() == 0 else "degraded") and record["started"]
+    degraded = process.sandbox_record(Limits(sandbox="auto"), dict(iso.sandbox, active=dict(
+        iso.sandbox["active"], namespaces=False, pid_namespace=False, network=True)))
+    assert degraded["state"] == "degraded" and "private_file_system" in degraded["missing"]
+    assert process.sandbox_record(Limits(sandbox="off"), {})["state"] == "off"
+
+
 def test_pytest_option_runs_the_suite_isolated(tmp_path: Path) -> None:
     path = tmp_path / "student.py"
     path.write_bytes(REFERENCE_SOURCE.read_bytes())
