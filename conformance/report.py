@@ -113,6 +113,16 @@ def _crash_message(report: pytest.TestReport) -> str:
     return cap_text(str(text), SUMMARY_CAP, 0)
 
 
+def sandbox_of(candidate: Candidate) -> dict[str, Any]:
+    """Which isolation protected this run: ``state`` is ``engaged`` / ``degraded`` / ``off``
+    (conformance.isolation.process.sandbox_record); in-process runs are ``off``."""
+    record = getattr(candidate, "sandbox_record", None)
+    if not candidate.isolated or record is None:
+        return {"state": "off", "mode": "in-process", "started": False, "protections": {},
+                "missing": [], "why": "in-process run (no --isolate): the candidate ran inside the grader"}
+    return _json_safe(record())
+
+
 class JsonReport:
     """pytest plugin collecting one record per test and writing FILE at the very end."""
 
@@ -211,6 +221,7 @@ class JsonReport:
                 "isolated": bool(cand.isolated),
                 "load_error": cap_text(cand.load_error) if cand.load_error else None,
             },
+            "sandbox": sandbox_of(cand),
             "summary": {**counts, **self._first_screen()},
             "tests": tests,
             "collect_errors": self.collect_errors,

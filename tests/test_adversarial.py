@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.kill_matrix import RunOptions, VariantRun, run_variant
+from tests.leftovers import processes_under
 from tests.variants import REPO_ROOT, Variant
 
 ADVERSARIAL = Path(__file__).resolve().parent / "adversarial"
@@ -63,8 +64,23 @@ ATTACKS: dict[str, Attack] = {
                               must_fail=frozenset({"interface", "gradients"})),
     "read_fixtures": Attack(r"files visible to the candidate: \[\]", must_fail=frozenset({"interface"})),
     # It may write only in its private scratch directory (its cwd), which nobody reads.
-    "forge_reports": Attack(r"forged report files: \[('/tmp/bp-isolate-\w+/work/[\w.-]+'(, )?)*\]",
+    "forge_reports": Attack(r"forged report files: \[('[\w/.-]*/bp-isolate-\w+/work/[\w.-]+'(, )?)*\]",
                             must_fail=frozenset({"interface"})),
+    # Many files of 4 MiB: the only writable place is a private tmpfs of --isolate-scratch MiB.
+    "disk_filler": Attack(r"OSError: \[Errno 28\] No space left on device",
+                          must_fail=frozenset({"interface", "gradients"})),
+    # Refused by the worker's encoder, or (forged frame) from its prefix, before the grader reads it.
+    "huge_answers": Attack(r"more than \d+ bytes of arrays|exceeds the \d+-byte limit \(refused before reading",
+                           must_fail=frozenset({"interface", "gradients"})),
+    "many_tiny_arrays": Attack(r"holds (more than 4096|65000) arrays",
+                               must_fail=frozenset({"interface", "gradients"})),
+    # Clears its parent-death signal, ignores SIGTERM, setsid, tries to fork: killed with its
+    # PID namespace all the same (nothing of it may be left: checked for every attack below).
+    "survive_parent": Attack(r"timeout after 3 s \(per-call limit\)|session time budget of 15 s",
+                             must_fail=frozenset({"interface", "gradients"})),
+    # Imports, reads by path and follows the editable install's pointers to the project
+    # (test_isolation.py also runs it against a regular `pip install .`).
+    "import_project": Attack(r"nothing of the project is reachable", load_fails=True),
 }
 
 
@@ -125,6 +141,9 @@ def test_attack_gets_no_credit_and_no_influence(name: str, tmp_path: Path, basel
     report.parent.mkdir()
     fork_marker = Path("/tmp/bp-adversarial-fork-escaped")
     fork_marker.unlink(missing_ok=True)
+    # The sandbox copies live where an outer grader would put them (tools/grade/runner.py does).
+    isolate_dir = tmp_path / "isolate"
+    monkeypatch.setenv("BACKPROP_ISOLATE_DIR", str(isolate_dir))
 
     with ThreadPoolExecutor(max_workers=2) as pool:  # graded at the same time, like a batch
         attacked = pool.submit(_grade, hostile, tmp_path / "run-hostile", report)
@@ -164,5 +183,10 @@ def test_attack_gets_no_credit_and_no_influence(name: str, tmp_path: Path, basel
         assert not (place / "FORGED-by-candidate").exists(), f"{name} wrote a file in {place}"
     assert sorted(p.name for p in submissions.iterdir()) == [f"{name}.py"], (
         f"{name}: files appeared next to the submission")
+    # Nothing of the run survives it: no process working in a sandbox directory (the worker,
+    # its keeper and init all have their cwd there), no sandbox copy of student code.
+    leftovers = processes_under(isolate_dir)
+    assert not leftovers, f"{name}: processes outlived the run: {leftovers}"
+    assert not list(isolate_dir.glob("bp-isolate-*")), f"{name}: sandbox directories left behind"
     log_size = (tmp_path / "run-hostile" / f"{name}.log").stat().st_size
     assert log_size < MAX_RUNNER_LOG, f"{name}: the runner printed {log_size} bytes"

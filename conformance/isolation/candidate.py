@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,14 +24,44 @@ from conformance.candidate import (
 )
 from conformance.isolation import wire
 from conformance.isolation.locate import Located, copy_candidate, locate
-from conformance.isolation.options import Limits
-from conformance.isolation.process import WorkerDied, WorkerProcess
+from conformance.isolation.options import Limits, scratch_parent
+from conformance.isolation.process import (
+    GRADER_ERRNOS,
+    GRADER_FAILURES,
+    GraderEnvironmentError,
+    WorkerDied,
+    WorkerProcess,
+    sandbox_record,
+)
 
 # Asked once at start-up; anything else is asked on demand.
 KNOWN_FUNCTIONS = list(REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS) + ["accuracy"]
 MAX_RESTARTS = 20
 # Candidate functions that train a network get the training time limit, not the per-call one.
 TRAINING_FUNCTIONS = {"train"}
+
+
+_OPEN: "weakref.WeakValueDictionary[int, IsolatedCandidate]" = weakref.WeakValueDictionary()
+
+
+def _close_all_on_sigterm() -> None:
+    """``timeout pytest ...`` ends pytest with SIGTERM, which skips pytest_unconfigure: close the
+    open candidates (workers stopped, sandbox copies removed), then die of SIGTERM as before.
+    Installed only over the default action, from the main thread."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        return
+
+    def close_then_die(signum: int, frame: Any) -> None:
+        for cand in list(_OPEN.values()):
+            try:
+                cand.close()
+            except BaseException:  # noqa: BLE001 - interrupted mid-call: die all the same
+                pass
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, close_then_die)
 
 
 @dataclass
@@ -62,18 +96,27 @@ class IsolatedCandidate:
             located = locate(spec, cand.limits.copy_dir)
             cand.module_name, cand.path, cand._located = located.module_name, located.file, located
             cand.sha256 = file_sha256(located.file)
-            cand._dir = Path(tempfile.mkdtemp(prefix="bp-isolate-"))
+            cand._dir = Path(tempfile.mkdtemp(prefix="bp-isolate-", dir=scratch_parent()))
+            _OPEN[id(cand)] = cand
+            _close_all_on_sigterm()
             cand._dir.chmod(0o755)
             (cand._dir / "candidate").mkdir(mode=0o755)
             root, file = copy_candidate(located, cand._dir / "candidate")
             cand._copy = {"module_name": located.module_name, "root": str(root),
                           "file": None if file is None else str(file)}
         except (OSError, ImportError) as exc:
+            if isinstance(exc, OSError) and exc.errno in GRADER_ERRNOS:  # the grader's disk, not the code
+                cand.close()
+                raise GraderEnvironmentError(f"cannot prepare the isolation sandbox for {spec!r}: "
+                                             f"{exc}") from None
             cand.load_error = f"importing candidate {spec!r} failed:\n{type(exc).__name__}: {exc}"
             return cand
         try:
             worker = cand._start("import", "importing the candidate")
         except CandidateError as exc:
+            if exc.reason.startswith(GRADER_FAILURES):  # before any candidate code ran
+                cand.close()
+                raise GraderEnvironmentError(f"isolated worker for {spec!r}: {exc.reason}") from None
             cand.load_error = f"importing candidate {spec!r} failed in the isolated worker: {exc.reason}"
             return cand
         hello = worker.hello
@@ -97,20 +140,29 @@ class IsolatedCandidate:
         return text.replace(str(self._dir / "candidate") + "/", str(self._located.copy_from.parent) + "/")
 
     def describe(self) -> str:
-        """One line for the pytest header: which protections are in force."""
+        """One line for the pytest header: the sandbox state and which protections are in force."""
+        record = sandbox_record(self.limits, self.sandbox)
         active = self.sandbox.get("active", {}) if self.sandbox else {}
-        parts = []
-        if active.get("namespaces"):
-            parts.append(f"private file system ({len(active.get('hidden', []))} directories hidden), no network")
+        parts = [f"sandbox {record['state']}" + ("" if record["started"] else " (planned; no worker started)")]
+        if record["protections"]["private_file_system"]:
+            parts.append(f"private file system ({record['hidden_dirs']} directories hidden, the project's "
+                         f"packages covered, scratch tmpfs {self.limits.scratch_mb} MiB), no network, "
+                         "own PID namespace")
         else:
-            parts.append(f"no namespaces ({self.sandbox.get('why') or 'not started'})")
+            parts.append(f"no namespaces ({record['why'] or 'not started'}): missing "
+                         + ", ".join(record["missing"]))
         uid = active.get("uid")
-        parts.append(f"uid {uid}, no child processes" if self.sandbox.get("drop") else f"uid {uid}")
+        parts.append(f"uid {uid}, no child processes" if record["protections"]["privilege_drop"] else f"uid {uid}")
         lim = self.limits
         parts.append(f"limits {lim.call_timeout:g} s/call, {lim.sgd_timeout:g} s/training, "
                      f"{lim.session_timeout:g} s/session, {lim.memory_mb} MiB, output capped at "
-                     f"{lim.output_bytes} bytes")
+                     f"{lim.output_bytes} bytes, answers {lim.max_result_mb} MiB + 2x arguments, "
+                     f"{lim.max_arrays} arrays")
         return "; ".join(parts)
+
+    def sandbox_record(self) -> dict[str, Any]:
+        """The sandbox state for the JSON report (conformance/report.py)."""
+        return sandbox_record(self.limits, self.sandbox)
 
     def __repr__(self) -> str:  # in messages: the file as the student knows it, nothing else
         from conformance.summary import candidate_label
@@ -186,7 +238,8 @@ class IsolatedCandidate:
             return False
         if function in self._functions:
             return self._functions[function]
-        header = self._exchange(function, {"op": "has", "function": function}, b"", self.limits.call_timeout)[0]
+        header = self._exchange(function, {"op": "has", "function": function}, b"", self.limits.call_timeout,
+                                0)[0]
         self._functions[function] = header.get("has") is True
         return self._functions[function]
 
@@ -228,23 +281,39 @@ class IsolatedCandidate:
                    inspect: bool) -> tuple[Any, Any]:
         __tracebackhide__ = True
         tree, blob = wire.encode_tree([args, kwargs], max_bytes=1 << 40)
-        header = dict(header, args=tree, inspect=inspect)
-        reply, data = self._exchange(function, header, blob, timeout)
+        max_answer = self._answer_limit(function, header, blob)
+        header = dict(header, args=tree, inspect=inspect, max_answer=max_answer,
+                      max_arrays=self.limits.max_arrays)
+        reply, data = self._exchange(function, header, blob, timeout, max_answer)
         if reply.get("ok") is not True:
             if "invalid" in reply:
                 raise CandidateError(function, "invalid output: the result cannot cross the isolation "
                                      f"boundary: {str(reply['invalid'])[:2000]}")
             raise self._raised(function, reply)
-        try:
-            value = wire.decode_tree(reply.get("value"), data, max_bytes=self.limits.max_result_mb << 20)
+        began = time.monotonic()
+        try:  # decoding is the candidate's cost: it counts against its session budget
+            value = wire.decode_tree(reply.get("value"), data, max_bytes=max_answer,
+                                     max_arrays=self.limits.max_arrays)
             if type(value) is not list or len(value) != 2:
                 raise wire.WireError("the reply is not a [result, arguments] pair")
         except wire.WireError as exc:
             self._kill_worker()  # a worker that sends garbage is not trusted for later calls
             raise CandidateError(function, f"invalid output from the worker: {exc}") from None
+        finally:
+            del data
+            self._used += time.monotonic() - began
         if inspect and type(value[1]) is not list:
             raise CandidateError(function, "invalid output from the worker: arguments missing")
         return value[0], value[1]
+
+    def _answer_limit(self, function: str, header: dict, blob: list) -> int:
+        """Bytes of arrays an answer may hold. A legitimate answer is the size of the call's
+        arguments at most (relu(X) is X's size; call_and_inspect sends the arguments back
+        too), beyond a floor for small calls; training calls answer with parameters only."""
+        floor = self.limits.max_result_mb << 20
+        if function in TRAINING_FUNCTIONS or header.get("op") == "sgd":
+            return floor
+        return floor + 2 * sum(memoryview(part).nbytes for part in blob)
 
     def _raised(self, function: str, reply: dict) -> CandidateError:
         exc_type = str(reply.get("exc_type", "Exception"))[:200]
@@ -257,13 +326,15 @@ class IsolatedCandidate:
             error.args = (f"{function}(): {error.reason}",)
         return error
 
-    def _exchange(self, function: str, header: dict, blob: Any, timeout: float) -> tuple[dict, bytearray]:
+    def _exchange(self, function: str, header: dict, blob: Any, timeout: float,
+                  max_answer: int) -> tuple[dict, bytearray]:
         __tracebackhide__ = True
         worker = self._ensure_worker(function)
         budget = min(timeout, self._remaining(function))
         began = time.monotonic()
         try:
-            return worker.request(header, blob, began + budget, f"running {function}()")
+            return worker.request(header, blob, began + budget, f"running {function}()",
+                                  max_answer=max_answer)
         except WorkerDied as exc:
             reason = exc.reason
             if reason.startswith("timeout"):

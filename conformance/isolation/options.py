@@ -27,8 +27,14 @@ _OPTIONS: list[tuple[str, str, type, Any, str]] = [
      "address-space limit of the worker in MiB (default 4096; one MNIST epoch peaks near 1 GiB)"),
     ("output_bytes", "--isolate-output", int, 1 << 20,
      "bytes of the candidate's stdout/stderr kept (the rest is dropped; default 1 MiB)"),
-    ("max_result_mb", "--isolate-max-result", int, 1024,
-     "largest result in MiB the grader accepts from the worker (default 1024)"),
+    ("max_result_mb", "--isolate-max-result", int, 64,
+     "largest answer in MiB the grader reads from the worker, plus twice the size of the "
+     "call's arguments (training calls, whose answer is parameters: this alone; default 64)"),
+    ("scratch_mb", "--isolate-scratch", int, 64,
+     "size in MiB of the worker's only writable directory, a private tmpfs when the sandbox is "
+     "engaged (default 64; without namespaces only each file is limited, to the same size)"),
+    ("max_arrays", "--isolate-max-arrays", int, 4096,
+     "most arrays one answer of the worker may hold (default 4096)"),
     ("sandbox", "--isolate-sandbox", str, "auto",
      "auto: namespaces + privilege drop when root, else limits only; "
      "require: refuse to run without them; off: limits only (debugging)"),
@@ -38,6 +44,22 @@ _OPTIONS: list[tuple[str, str, type, Any, str]] = [
 ]
 
 
+# Where the grader makes each candidate's sandbox directory (bp-isolate-*): a directory the
+# OUTER grader creates and removes (tools/grade/runner.py), so the copies of student code are
+# gone even when the suite's pytest is killed (timeout, Ctrl-C of the batch) and cannot
+# clean up itself. Default: the temp directory.
+SCRATCH_PARENT_ENV = "BACKPROP_ISOLATE_DIR"
+
+
+def scratch_parent() -> str | None:
+    """The directory to hold sandbox directories (created, private, if missing), or None."""
+    value = os.environ.get(SCRATCH_PARENT_ENV)
+    if not value:
+        return None
+    os.makedirs(value, mode=0o700, exist_ok=True)
+    return value
+
+
 @dataclass(frozen=True)
 class Limits:
     call_timeout: float = 60.0
@@ -45,7 +67,9 @@ class Limits:
     session_timeout: float = 1800.0
     memory_mb: int = 4096
     output_bytes: int = 1 << 20
-    max_result_mb: int = 1024
+    max_result_mb: int = 64
+    scratch_mb: int = 64
+    max_arrays: int = 4096
     sandbox: str = "auto"
     copy_dir: bool = False
 

@@ -3,6 +3,7 @@ capture its output within a cap, kill it and explain how it died."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conformance.isolation import wire
 from conformance.isolation.options import Limits
 
@@ -28,6 +31,24 @@ HARNESS_FILE = HERE.parent / "harness.py"
 SYSTEM_DIRS = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "proc", "sys"}
 EXTRA_HIDDEN = ["/dev/shm", "/dev/mqueue"]
 UID_RANGE = (0x10000000, 0x7FFF0000)  # fresh ids no account uses: no shared process count, no files
+# The project's own top-level packages: never importable or readable by a candidate, however
+# the project is installed (editable: the repository; regular: next to numpy in site-packages).
+PROJECT_PACKAGES = ("reference", "conformance", "tools")
+SCRATCH_FILES = 4096  # files + directories the worker's scratch tmpfs may hold
+
+
+# A full or read-only disk, no memory, no file descriptors: the grader's environment failed, not
+# the candidate. Raised before the candidate ran, they end the run as a grader error (pytest
+# exit status 4, which tools.grade retries), never as the student's import error.
+GRADER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOMEM, errno.EMFILE, errno.ENFILE})
+GRADER_FAILURES = ("the sandbox could not be set up", "the worker failed to start", "--isolate-sandbox require")
+
+
+class GraderEnvironmentError(pytest.UsageError):
+    """The isolation cannot run on this machine right now (no disk space, no namespaces...)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"grader error (not the candidate's fault; retry when fixed): {what}")
 
 
 class WorkerDied(Exception):
@@ -87,9 +108,81 @@ def sandbox_plan(limits: Limits) -> dict[str, Any]:
     return {"namespaces": sys.platform.startswith("linux"), "drop": True, "why": ""}
 
 
+# What the sandbox record says is in force; "engaged" means all of them.
+PROTECTIONS = ("separate_process", "resource_limits", "private_file_system", "no_network",
+               "pid_namespace", "privilege_drop", "bounded_scratch", "project_files_hidden")
+
+
+def sandbox_record(limits: Limits, sandbox: dict[str, Any]) -> dict[str, Any]:
+    """The sandbox state of a run, for the JSON report and the terminal header: ``engaged``
+    (every protection of PROTECTIONS in force), ``degraded`` (a worker ran, but without
+    some: not root, no namespaces), ``off`` (``--isolate-sandbox off``: limits only).
+    ``started`` is False when no worker was ever started (what is shown is then the plan)."""
+    plan = sandbox if sandbox else sandbox_plan_quiet(limits)
+    active = sandbox.get("active") or {}
+    started = bool(active)
+    namespaces = bool(active.get("namespaces")) if started else bool(plan.get("namespaces"))
+    protections = {
+        "separate_process": True,
+        "resource_limits": True,
+        "private_file_system": namespaces,
+        "no_network": (active.get("network") is False) if started else namespaces,
+        "pid_namespace": bool(active.get("pid_namespace")) if started else namespaces,
+        "privilege_drop": bool(plan.get("drop")) and (not started or (active.get("uid") or 0) >= UID_RANGE[0]),
+        "bounded_scratch": namespaces,
+        "project_files_hidden": namespaces,
+    }
+    state = ("off" if limits.sandbox == "off"
+             else "engaged" if all(protections.values()) else "degraded")
+    return {"state": state, "mode": limits.sandbox, "started": started,
+            "protections": protections,
+            "missing": [name for name in PROTECTIONS if not protections[name]],
+            "why": str(plan.get("why", "")),
+            "uid": active.get("uid"),
+            "scratch_bytes": (limits.scratch_mb << 20) if namespaces else None,
+            "hidden_dirs": len(active.get("hidden", [])),
+            "limits": {"call_timeout": limits.call_timeout, "sgd_timeout": limits.sgd_timeout,
+                       "session_timeout": limits.session_timeout, "memory_mb": limits.memory_mb,
+                       "output_bytes": limits.output_bytes, "max_result_mb": limits.max_result_mb,
+                       "max_arrays": limits.max_arrays, "scratch_mb": limits.scratch_mb}}
+
+
+def sandbox_plan_quiet(limits: Limits) -> dict[str, Any]:
+    try:
+        return sandbox_plan(limits)
+    except WorkerDied as exc:
+        return {"namespaces": False, "drop": False, "why": exc.reason}
+
+
 def _hidden_dirs() -> list[str]:
     hide = [e.path for e in os.scandir("/") if e.is_dir(follow_symlinks=False) and e.name not in SYSTEM_DIRS]
     return sorted(hide) + EXTRA_HIDDEN
+
+
+def project_locations() -> list[str]:
+    """Every directory holding the project's packages, fixtures or install metadata, as seen
+    from this (the grader's) process: covered inside the worker's namespace, and refused by
+    the worker's import system without one."""
+    import importlib.util
+
+    found: list[Path] = []
+    for name in PROJECT_PACKAGES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        for place in (spec.submodule_search_locations or []) if spec is not None else []:
+            found.append(Path(place))
+    repo = HERE.parent.parent
+    found += [repo / "fixtures", repo / "tests"]
+    for site in _site_dirs():
+        found += Path(site).glob("backprop_conformance-*.dist-info")
+    out: list[str] = []
+    for path in found:
+        real = str(path.resolve())
+        if path.is_dir() and real not in out:
+            out.append(real)
+    return out
 
 
 def _site_dirs() -> list[str]:
@@ -115,7 +208,6 @@ class WorkerProcess:
     def __init__(self, *, limits: Limits, sandbox_dir: Path, candidate: dict[str, Any],
                  functions: list[str], deadline: float) -> None:
         self.limits = limits
-        self.max_result = limits.max_result_mb << 20
         plan = sandbox_plan(limits)
         workdir = sandbox_dir / "work"
         workdir.mkdir(mode=0o700, exist_ok=True)
@@ -126,20 +218,25 @@ class WorkerProcess:
         self.uid = uid
         base_prefix = str(Path(sys.base_prefix).resolve())
         site_dirs = _site_dirs()
+        project = project_locations()
         keep = [[base_prefix, False]] + [[d, False] for d in site_dirs] + [[str(sandbox_dir), True]]
         config = {
+            "grader_pid": os.getpid(),
+            "project_packages": list(PROJECT_PACKAGES),
+            "project_dirs": project,
             "wire_path": str(WIRE_SCRIPT),
             "harness_source": HARNESS_FILE.read_text() if HARNESS_FILE.is_file() else None,
             "site_dirs": site_dirs,
             "candidate": candidate,
             "functions": functions,
-            "max_result_bytes": self.max_result,
             "sandbox": {"namespaces": plan["namespaces"], "uid": uid, "gid": gid,
                         "hide": _hidden_dirs() if plan["namespaces"] else [], "keep": keep,
-                        "workdir": str(workdir)},
+                        "project": project if plan["namespaces"] else [],
+                        "workdir": str(workdir),
+                        "scratch": {"bytes": limits.scratch_mb << 20, "files": SCRATCH_FILES}},
             "limits": {"cpu_seconds": int(limits.session_timeout) + 1,
                        "address_space": limits.memory_mb << 20,
-                       "file_size": 64 << 20, "open_files": 256},
+                       "file_size": min(64, limits.scratch_mb) << 20, "open_files": 256},
         }
         req_r, self.req_w = os.pipe()
         self.resp_r, resp_w = os.pipe()
@@ -168,7 +265,7 @@ class WorkerProcess:
         try:
             data = json.dumps(config).encode()
             wire._write_all(self.req_w, struct.pack(">4sIQ", wire.MAGIC, len(data), 0) + data)
-            self.hello, _ = self._read(deadline, "importing the candidate")
+            self.hello, _ = self._read(deadline, "importing the candidate", max_blob=0)
         except WorkerDied:
             raise
         except (OSError, wire.WireError) as exc:
@@ -180,16 +277,19 @@ class WorkerProcess:
 
     # ----------------------------------------------------------------- requests
 
-    def request(self, header: dict, blob: bytes | memoryview, deadline: float, doing: str) -> tuple[dict, bytearray]:
+    def request(self, header: dict, blob: Any, deadline: float, doing: str, *,
+                max_answer: int) -> tuple[dict, bytearray]:
+        """Send one request; read its answer, refusing (unread) one whose arrays exceed
+        ``max_answer`` bytes."""
         try:
             wire.write_frame(self.req_w, header, blob)
         except OSError:
             raise self._die(f"the worker was gone before {doing}") from None
-        return self._read(deadline, doing)
+        return self._read(deadline, doing, max_blob=max_answer)
 
-    def _read(self, deadline: float, doing: str) -> tuple[dict, bytearray]:
+    def _read(self, deadline: float, doing: str, *, max_blob: int) -> tuple[dict, bytearray]:
         try:
-            return wire.read_frame(self.resp_r, max_blob=self.max_result + (1 << 20), deadline=deadline)
+            return wire.read_frame(self.resp_r, max_blob=max_blob, deadline=deadline)
         except wire.WireTimeout:
             raise self._die(None, timed_out=True, doing=doing) from None
         except wire.PeerClosed:
@@ -206,9 +306,11 @@ class WorkerProcess:
             return WorkerDied(reason or f"timeout while {doing}")
         if reason is None:  # it closed the pipe: wait briefly for its exit status
             try:
-                self.proc.wait(timeout=2)
+                self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+            else:  # it is gone, so its output pipe ends: drain it all ("last words") first
+                self.output.thread.join(timeout=5)
             reason = self.describe_exit(doing)
         self.kill()
         return WorkerDied(reason)
@@ -243,6 +345,14 @@ class WorkerProcess:
                 os.close(fd)
             except OSError:
                 pass
+        # The keeper first: on SIGTERM it kills the worker and every process re-parented to it
+        # (without namespaces), or, with them, its death takes the init and so the whole PID
+        # namespace along. Then SIGKILL whatever of the group and the uid is left.
+        try:
+            self.proc.terminate()
+            self.proc.wait(timeout=2)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

@@ -3,14 +3,22 @@ the worker loads this file by path, so it must import nothing from the project.
 
 A message is one frame on a pipe::
 
-    b"BPW1" | JSON length (4 bytes, big-endian) | blob length (8 bytes) | JSON | blob
+    b"BPW2" | JSON length (4 bytes, big-endian) | blob length (8 bytes) | JSON | blob
 
-The JSON header carries the message fields and, for values, a *tree* that describes the
-structure (lists, tuples, dicts, floats, ...) with leaves pointing into the blob, which is
-an uncompressed ``.npz`` archive holding every array. Nothing is pickled in either
-direction, and the grader never trusts a frame: ``decode_tree`` checks the tree's node
-kinds, depth and node count, and every npz member's header (dtype, shape, byte count)
-before reading it with ``allow_pickle=False``.
+A value crosses as a *descriptor* in the JSON, ``{"v": tree, "a": arrays}``, plus the blob:
+
+- ``tree`` describes the structure (lists, tuples, dicts, floats, ...); array leaves name an
+  index into ``arrays``;
+- ``arrays`` lists, per array, ``[dtype, shape, order]``: a dtype string from a fixed
+  whitelist (booleans, integers, floats, complex; never object, string or structured), a
+  list of non-negative ints, and ``"C"`` or ``"F"``;
+- the blob is the arrays' raw bytes, back to back, each starting at the next multiple of
+  64 bytes. Offsets are not sent: the reader computes them from the sizes, so the only thing
+  to check is that the blob is exactly as long as the arrays need.
+
+Nothing is pickled or evaluated in either direction, and the reader trusts nothing: sizes,
+counts, dtypes, shapes, node kinds, depth and total length are all checked before a single
+array is built (``decode_tree``), within limits given by the caller.
 
 Values that cannot cross faithfully (an ndarray subclass, an object with home-made
 comparison operators, an object-dtype array...) are encoded as ``{"t": "foreign", ...}``
@@ -21,33 +29,46 @@ verdict is the one the same value would get in-process, minus the lying.
 
 from __future__ import annotations
 
-import io
 import json
+import math
 import os
 import re
 import select
 import struct
 import time
-import zipfile
-import zlib
 from typing import Any
 
 import numpy as np
 
-MAGIC = b"BPW1"
+MAGIC = b"BPW2"
 _PREFIX = struct.Struct(">4sIQ")
 MAX_JSON_BYTES = 4 << 20
-# Array kinds that may cross: booleans, integers, floats, complex. Everything else
-# (object, strings, structured, datetimes) becomes a ForeignValue.
-ARRAY_KINDS = "biufc"
 MAX_DEPTH = 24
 MAX_NODES = 100_000
+MAX_ARRAYS = 100_000  # per value; callers pass a tighter bound for answers
 MAX_NDIM = 32
+MAX_DIM = 1 << 40
+ALIGN = 64
 VIEW_THRESHOLD = 16 << 20
 
 
+def _whitelist() -> frozenset[str]:
+    """Every dtype string that may cross: bool, signed/unsigned ints, floats (incl. half and
+    long double), complex; both byte orders. Nothing with fields, objects or units."""
+    codes = ["?", "b", "h", "i", "l", "q", "B", "H", "I", "L", "Q", "e", "f", "d", "g", "F", "D", "G"]
+    allowed = set()
+    for code in codes:
+        dtype = np.dtype(code)
+        allowed.add(dtype.str)
+        allowed.add(dtype.newbyteorder("S").str)
+    return frozenset(allowed)
+
+
+DTYPES = _whitelist()
+
+
 class WireError(Exception):
-    """A frame or a value tree is malformed or exceeds a bound."""
+    """A frame or a value is malformed or exceeds a bound."""
 
 
 class PeerClosed(WireError):
@@ -84,18 +105,20 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
 
 
 def read_frame(fd: int, *, max_blob: int, deadline: float | None = None) -> tuple[dict, bytearray]:
-    """Read one frame; ``deadline`` is a time.monotonic() instant (None: wait forever)."""
+    """Read one frame; ``deadline`` is a time.monotonic() instant (None: wait forever).
+    Both lengths are checked before anything is allocated or read."""
     magic, json_len, blob_len = _PREFIX.unpack(_read_exact(fd, _PREFIX.size, deadline))
     if magic != MAGIC:
         raise WireError(f"bad frame magic {bytes(magic)!r} (garbage on the protocol pipe)")
     if json_len > MAX_JSON_BYTES:
         raise WireError(f"frame header of {json_len} bytes exceeds the {MAX_JSON_BYTES}-byte limit")
     if blob_len > max_blob:
-        raise WireError(f"frame payload of {blob_len} bytes exceeds the {max_blob}-byte limit")
+        raise WireError(f"frame payload of {blob_len} bytes exceeds the {max_blob}-byte limit "
+                        "(refused before reading it)")
     try:
         header = json.loads(bytes(_read_exact(fd, json_len, deadline)))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise WireError(f"frame header is not valid JSON: {exc}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise WireError(f"frame header is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(header, dict):
         raise WireError("frame header is not a JSON object")
     return header, _read_exact(fd, blob_len, deadline)
@@ -125,17 +148,18 @@ class _Encoder:
     are hostile, so it inspects them with ``type()`` (which cannot be faked) and reads
     list/tuple contents through the base-class methods (which cannot be overridden)."""
 
-    def __init__(self, max_nodes: int = MAX_NODES) -> None:
-        self.arrays: dict[str, np.ndarray] = {}
+    def __init__(self, max_nodes: int, max_arrays: int) -> None:
+        self.arrays: list[np.ndarray] = []
         self.seen: dict[int, int] = {}  # id(array) -> index: keeps aliasing (deepcopy memo semantics)
         self.keep_alive: list[Any] = []
         self.nodes = 0
-        self.max_nodes = max_nodes
+        self.max_nodes, self.max_arrays = max_nodes, max_arrays
 
     def add_array(self, arr: np.ndarray) -> int:
-        index = len(self.arrays)
-        self.arrays[f"a{index}"] = arr
-        return index
+        if len(self.arrays) >= self.max_arrays:
+            raise WireError(f"value holds more than {self.max_arrays} arrays")
+        self.arrays.append(arr)
+        return len(self.arrays) - 1
 
     def encode(self, value: Any, depth: int = 0) -> dict:
         self.nodes += 1
@@ -147,12 +171,13 @@ class _Encoder:
         if kind is np.ndarray:
             return self._encode_array(value)
         if kind is float:
-            return {"t": "float", "i": self.add_array(np.array(value, dtype=np.float64))}
+            number = float.__float__(value)
+            return {"t": "float", "v": number if math.isfinite(number) else float.__repr__(number)}
         if kind is bool:
             return {"t": "bool", "v": value}
         if kind is int:
-            text = int.__repr__(value)
-            if len(text) > 64:
+            text = int.__repr__(value) if -(10 ** 64) < value < 10 ** 64 else ""
+            if not text:
                 return _foreign(value, "int too large to transfer")
             return {"t": "int", "v": text}
         if value is None:
@@ -161,7 +186,7 @@ class _Encoder:
             return {"t": "str", "v": str.__str__(value)[:2000]}
         if isinstance(kind, type) and issubclass(kind, np.generic) and kind.__module__ == "numpy":
             dtype = np.dtype(kind)
-            if dtype.kind in ARRAY_KINDS and not dtype.fields:
+            if dtype.str in DTYPES:
                 return {"t": "npscalar", "i": self.add_array(np.array(value, dtype=dtype))}
             return _foreign(value, "numpy scalar of an unsupported dtype")
         if issubclass(kind, tuple):  # plain tuples and tuple subclasses such as namedtuples
@@ -181,7 +206,7 @@ class _Encoder:
         return _foreign(value, "")
 
     def _encode_array(self, arr: np.ndarray) -> dict:
-        if arr.dtype.kind not in ARRAY_KINDS or arr.dtype.fields is not None or arr.ndim > MAX_NDIM:
+        if arr.dtype.str not in DTYPES or arr.dtype.fields is not None or arr.ndim > MAX_NDIM:
             return _foreign(arr, f"numpy.ndarray of dtype {arr.dtype.str[:40]}")
         index = self.seen.get(id(arr))
         if index is not None:
@@ -214,70 +239,37 @@ def _foreign(value: Any, why: str) -> dict:
     return {"t": "foreign", "type": str(name)[:100], "module": str(module)[:100], "why": why}
 
 
-def encode_tree(value: Any, *, max_bytes: int, max_nodes: int = MAX_NODES) -> tuple[dict, list]:
-    """Encode ``value`` as (tree, the npz archive as a list of parts for ``write_frame``)."""
-    enc = _Encoder(max_nodes)
+def _aligned(offset: int) -> int:
+    return -(-offset // ALIGN) * ALIGN
+
+
+def encode_tree(value: Any, *, max_bytes: int, max_nodes: int = MAX_NODES,
+                max_arrays: int = MAX_ARRAYS) -> tuple[dict, list]:
+    """Encode ``value`` as (descriptor, the blob as a list of parts for ``write_frame``).
+    The arrays' own memory is referenced, not copied (MNIST-sized data crosses once)."""
+    enc = _Encoder(max_nodes, max_arrays)
     tree = enc.encode(value)
-    total = sum(a.nbytes for a in enc.arrays.values())
-    if total > max_bytes:
-        raise WireError(f"value holds {total} bytes of arrays, more than the {max_bytes}-byte limit")
-    if not enc.arrays:
-        return tree, []
-    return tree, npz_parts(enc.arrays)
-
-
-_ZIP_LOCAL = struct.Struct("<4sHHHHHIIIHH")
-_ZIP_CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
-_ZIP_END = struct.Struct("<4sHHHHIIH")
-
-
-def write_npz(arrays: dict[str, np.ndarray]) -> bytes:
-    """An uncompressed .npz archive (what np.savez writes, readable by np.load)."""
-    return b"".join(npz_parts(arrays))
-
-
-def npz_parts(arrays: dict[str, np.ndarray]) -> list:
-    """The .npz archive as a list of buffers: headers, and the arrays' own memory (no copy of
-    MNIST-sized data). Built directly: np.savez costs ~60 us per array, too much for
-    thousands of small calls."""
-    parts: list = []
-    pending = bytearray()  # small pieces are gathered; big array data is referenced, not copied
-    offset = 0
-    central = bytearray()
-    for key, arr in arrays.items():
-        if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
-            arr = np.ascontiguousarray(arr)
-        fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
-        header = "{'descr': %r, 'fortran_order': %r, 'shape': %r, }" % (
-            arr.dtype.str, fortran, tuple(int(d) for d in arr.shape))
-        pad = 64 - (10 + len(header) + 1) % 64
-        head = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header) + pad + 1) + (
-            header + " " * pad + "\n").encode("latin1")
-        data = memoryview(arr.T if fortran else arr).cast("B") if arr.size else memoryview(b"")
-        size = len(head) + data.nbytes
-        if size >= 0xFFFFFFFF or offset >= 0xFFFFFFFF:
-            raise WireError("array too large for the wire format (4 GiB)")
-        crc = zlib.crc32(data, zlib.crc32(head))
-        name = f"{key}.npy".encode()
-        # An "extra field" pads the local header so every array's data starts 64-byte aligned
-        # within the archive (the worker uses big arrays in place).
-        unpadded = offset + _ZIP_LOCAL.size + len(name) + 4 + len(head)
-        extra = struct.pack("<HH", 0x6E70, (-unpadded) % 64) + b"\0" * ((-unpadded) % 64)
-        pending += _ZIP_LOCAL.pack(b"PK\x03\x04", 20, 0, 0, 0, 0x21, crc, size, size, len(name),
-                                   len(extra))
-        pending += name + extra + head
-        if data.nbytes >= 1 << 16:
-            parts += [pending, data]
-            pending = bytearray()
-        else:
-            pending += data
-        central += _ZIP_CENTRAL.pack(b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, crc, size, size,
-                                     len(name), 0, 0, 0, 0, 0, offset) + name
-        offset += _ZIP_LOCAL.size + len(name) + len(extra) + size
-    pending += central
-    pending += _ZIP_END.pack(b"PK\x05\x06", 0, 0, len(arrays), len(arrays), len(central), offset, 0)
-    parts.append(pending)
-    return parts
+    table, parts, offset = [], [], 0
+    for arr in enc.arrays:
+        order = "C"
+        if not arr.flags.c_contiguous:
+            if arr.flags.f_contiguous:
+                order, arr = "F", arr.T  # the transpose of an F array is C-contiguous
+            else:
+                arr = np.ascontiguousarray(arr)
+        start = _aligned(offset)
+        if start > offset:
+            parts.append(bytes(start - offset))
+        # Bytes through a uint8 view: the buffer protocol refuses some dtypes (non-native
+        # long double) that are plain bytes all the same.
+        data = memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else memoryview(b"")
+        parts.append(data)
+        offset = start + data.nbytes
+        if offset > max_bytes:
+            raise WireError(f"value holds more than {max_bytes} bytes of arrays (the limit)")
+        shape = arr.shape[::-1] if order == "F" else arr.shape
+        table.append([arr.dtype.str, [int(d) for d in shape], order])
+    return {"v": tree, "a": table}, parts
 
 
 # --------------------------------------------------------------------------- decoding
@@ -322,140 +314,70 @@ def make_foreign(type_name: str, module: str, why: str) -> ForeignValue:
     return cls(type_name, module, why)
 
 
-_NPY_HEADER = re.compile(
-    r"\{'descr': '([<>|=]?[biufc]\d{1,2})', 'fortran_order': (True|False), "
-    r"'shape': \(((?:\d{1,12}, ?)*(?:\d{1,12})?)\), \} *\n")
-_LOCAL_HEADER = struct.Struct("<4s22xHH")
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
 
 
-def _parse_npy_header(data: memoryview, name: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    """(shape, fortran, dtype, offset of the data) of one .npy member, checked strictly.
-
-    The common case (what np.save writes) is parsed with a regular expression; anything else
-    goes through numpy's own header reader (a literal parser: no pickle, no code)."""
-    if bytes(data[:6]) != b"\x93NUMPY":
-        raise WireError(f"member {name}: not an .npy array")
-    major = data[6]
-    size_len = 2 if major == 1 else 4
-    if major not in (1, 2, 3) or len(data) < 8 + size_len:
-        raise WireError(f"member {name}: unsupported .npy version {major}")
-    header_len = int.from_bytes(data[8:8 + size_len], "little")
-    offset = 8 + size_len + header_len
-    if header_len > 10000 or offset > len(data):
-        raise WireError(f"member {name}: bad .npy header length")
-    text = bytes(data[8 + size_len:offset]).decode("latin1")
-    match = _NPY_HEADER.fullmatch(text)
-    if match:
-        dtype = np.dtype(match.group(1))
-        fortran = match.group(2) == "True"
-        shape = tuple(int(d) for d in match.group(3).replace(" ", "").split(",") if d)
-    else:
-        try:
-            fp = io.BytesIO(bytes(data[:offset]))
-            version = np.lib.format.read_magic(fp)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read_header(fp)
-        except Exception as exc:  # noqa: BLE001 - any parse failure is invalid data
-            raise WireError(f"member {name}: unreadable .npy header ({type(exc).__name__})") from None
-    if dtype.kind not in ARRAY_KINDS or dtype.fields is not None or dtype.hasobject:
-        raise WireError(f"member {name}: dtype {dtype.str} may not cross the boundary")
-    if len(shape) > MAX_NDIM or any(type(d) is not int or d < 0 for d in shape):
-        raise WireError(f"member {name}: bad shape {shape!r}")
-    return shape, bool(fortran), dtype, offset
-
-
-def _central_directory(view: memoryview) -> list[tuple[str, int, int, int, int]]:
-    """(name, compression method, compressed size, size, local header offset) per member,
-    read straight from the archive's end record and central directory (zipfile would first
-    copy the whole payload: hundreds of MB for MNIST). No archive comment, no zip64, no
-    multi-disk archives: the worker's writer never makes them."""
-    if len(view) < 22:
-        raise WireError("array payload is not a valid npz archive (too short)")
-    sig, disk, cd_disk, n_here, n_total, cd_size, cd_offset, comment = _ZIP_END.unpack_from(view, len(view) - 22)
-    if sig != b"PK\x05\x06" or disk or cd_disk or n_here != n_total or comment:
-        raise WireError("array payload is not a valid npz archive (end record)")
-    if n_total > MAX_NODES or cd_offset + cd_size != len(view) - 22:
-        raise WireError("array payload is not a valid npz archive (central directory bounds)")
-    entries, at = [], cd_offset
-    for _ in range(n_total):
-        if at + 46 > cd_offset + cd_size:
-            raise WireError("array payload is not a valid npz archive (central directory truncated)")
-        fields = _ZIP_CENTRAL.unpack_from(view, at)
-        if fields[0] != b"PK\x01\x02":
-            raise WireError("array payload is not a valid npz archive (central header)")
-        method, compressed, size = fields[4], fields[8], fields[9]
-        name_len, extra_len, comment_len, offset = fields[10], fields[11], fields[12], fields[16]
-        if 0xFFFFFFFF in (compressed, size, offset) or offset >= cd_offset:
-            raise WireError("array payload is not a valid npz archive (zip64 or bad offset)")
-        name = bytes(view[at + 46:at + 46 + name_len]).decode("ascii", "replace")
-        entries.append((name, method, compressed, size, offset))
-        at += 46 + name_len + extra_len + comment_len
-    if at != cd_offset + cd_size:
-        raise WireError("array payload is not a valid npz archive (central directory size)")
-    return entries
-
-
-def _read_members(blob: bytes | bytearray, *, max_bytes: int, copy: bool = True) -> dict[str, np.ndarray]:
-    """Read the arrays of an uncompressed .npz archive without pickle and without trusting it:
-    only stored (uncompressed) members named a<N>.npy, each with a numeric dtype and exactly
-    as many data bytes as its header's shape needs, all within ``max_bytes``."""
-    if not blob:
-        return {}
-    view = memoryview(blob)
-    arrays: dict[str, np.ndarray] = {}
-    total = 0
-    for name, method, compressed, size, start in _central_directory(view):
-        if not re.fullmatch(r"a\d{1,6}\.npy", name) or name[:-4] in arrays:
-            raise WireError(f"unexpected member {name[:60]!r} in the array payload")
-        if method != zipfile.ZIP_STORED or size != compressed:
-            raise WireError(f"member {name} is compressed")  # no zip bombs
-        total += size
-        if total > max_bytes:
+def _array_table(table: Any, blob_len: int, *, max_bytes: int, max_arrays: int) -> list[tuple]:
+    """Check the descriptor's array table against the limits and the blob's length; return
+    (dtype, shape, order, offset, count) per array. Nothing is allocated here."""
+    if type(table) is not list:
+        raise WireError("malformed value: the array table is not a list")
+    if len(table) > max_arrays:
+        raise WireError(f"value holds {len(table)} arrays, more than the limit of {max_arrays}")
+    checked, offset = [], 0
+    for n, entry in enumerate(table):
+        if type(entry) is not list or len(entry) != 3:
+            raise WireError(f"array {n}: malformed entry")
+        dtype_str, shape, order = entry
+        if type(dtype_str) is not str or dtype_str not in DTYPES:
+            raise WireError(f"array {n}: dtype {str(dtype_str)[:40]!r} may not cross the boundary")
+        if (type(shape) is not list or len(shape) > MAX_NDIM
+                or not all(_is_int(d, 0, MAX_DIM) for d in shape)):
+            raise WireError(f"array {n}: bad shape {str(shape)[:100]}")
+        if order not in ("C", "F"):
+            raise WireError(f"array {n}: bad order {str(order)[:10]!r}")
+        dtype = np.dtype(dtype_str)
+        count = math.prod(shape)
+        start = _aligned(offset)
+        offset = start + count * dtype.itemsize
+        if offset > max_bytes:
             raise WireError(f"arrays exceed the {max_bytes}-byte limit")
-        magic, name_len, extra_len = _LOCAL_HEADER.unpack_from(view, start) if start + 30 <= len(view) \
-            else (b"", 0, 0)
-        if magic != b"PK\x03\x04":
-            raise WireError(f"member {name}: bad local header")
-        begin = start + 30 + name_len + extra_len
-        member = view[begin:begin + size]
-        if len(member) != size:
-            raise WireError(f"member {name}: truncated")
-        shape, fortran, dtype, offset = _parse_npy_header(member, name)
-        count = 1
-        for d in shape:
-            count *= d
-        if offset + count * dtype.itemsize != len(member):
-            raise WireError(f"member {name}: {len(member) - offset} data bytes for shape {shape} {dtype}")
-        flat = np.frombuffer(member[offset:], dtype=dtype, count=count)
-        arr = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
-        # A copy owns its memory (the grader always copies). The worker keeps only big arrays
-        # (MNIST-sized) as views into the request, so small ones behave exactly like the
-        # in-process deep copies (owndata, resizable).
-        if copy or not dtype.isnative or count * dtype.itemsize < VIEW_THRESHOLD:
-            arr = arr.copy(order="F" if fortran else "C").astype(dtype.newbyteorder("="), copy=False)
-        arrays[name[:-4]] = arr
-    return arrays
+        checked.append((dtype, tuple(shape), order, start, count))
+    if offset != blob_len:
+        raise WireError(f"the arrays need {offset} bytes but {blob_len} were sent")
+    return checked
 
 
-def decode_tree(tree: Any, blob: bytes | bytearray, *, max_bytes: int,
-                max_nodes: int = MAX_NODES, rebuild_layouts: bool = False, copy: bool = True) -> Any:
-    """Rebuild a value from (tree, npz bytes), validating everything; raises WireError.
+def decode_tree(descriptor: Any, blob: bytes | bytearray, *, max_bytes: int,
+                max_nodes: int = MAX_NODES, max_arrays: int = MAX_ARRAYS,
+                rebuild_layouts: bool = False, copy: bool = True) -> Any:
+    """Rebuild a value from (descriptor, blob), validating everything; raises WireError.
 
     ``rebuild_layouts``: recreate non-contiguous memory layouts (the worker does this for the
     suite's arguments; the grader keeps results as plain C/F arrays, never trusting strides).
-    ``copy=False`` (worker only: its input comes from the grader) keeps arrays as views into
-    ``blob``, which saves a copy of MNIST-sized arguments."""
-    arrays = _read_members(blob, max_bytes=max_bytes, copy=copy)
-    built: dict[int, np.ndarray] = {}
-    used: set[int] = set()
+    ``copy=False`` keeps arrays of at least 16 MiB as views into ``blob`` (saves a copy of
+    MNIST-sized data); smaller ones are copies that own their memory, exactly like the
+    in-process deep copies."""
+    if type(descriptor) is not dict or set(descriptor) != {"v", "a"}:
+        raise WireError("malformed value: not a {v, a} descriptor")
+    table = _array_table(descriptor["a"], len(blob), max_bytes=max_bytes, max_arrays=max_arrays)
+    built: dict[int, Any] = {}
     count = 0
 
-    def array_at(node: dict, key: str = "i") -> np.ndarray:
-        index = node.get(key)
-        if type(index) is not int or f"a{index}" not in arrays:
-            raise WireError(f"reference to a missing array {index!r}")
-        return arrays[f"a{index}"]
+    def array_at(node: dict) -> np.ndarray:
+        index = node.get("i")
+        if not _is_int(index, 0, len(table) - 1):
+            raise WireError(f"reference to a missing array {str(index)[:20]}")
+        if index in built:
+            raise WireError("array used twice without a reference node")
+        dtype, shape, order, start, n = table[index]
+        flat = np.frombuffer(blob, dtype=dtype, count=n, offset=start) if n else np.empty(0, dtype)
+        arr = flat.reshape(shape[::-1]).T if order == "F" else flat.reshape(shape)
+        if copy or not dtype.isnative or n * dtype.itemsize < VIEW_THRESHOLD:
+            arr = arr.astype(dtype.newbyteorder("="), order="K", copy=True)
+        built[index] = arr
+        return arr
 
     def build(node: Any, depth: int) -> Any:
         nonlocal count
@@ -466,26 +388,25 @@ def decode_tree(tree: Any, blob: bytes | bytearray, *, max_bytes: int,
             raise WireError("malformed value tree")
         kind = node.get("t")
         if kind == "nd":
-            index = node.get("i")
-            if index in used:
-                raise WireError("array used twice without a reference node")
             arr = array_at(node)
             if rebuild_layouts:
                 arr = _rebuild_layout(arr, node.get("layout", "C"))
+                built[node["i"]] = arr
             if node.get("ro") is True:
                 arr.flags.writeable = False
-            used.add(index)
-            built[index] = arr
             return arr
         if kind == "ref":
-            if node.get("i") not in built:
+            index = node.get("i")
+            if not _is_int(index, 0, len(table) - 1) or index not in built:
                 raise WireError("reference to an array not seen yet")
-            return built[node["i"]]
+            return built[index]
         if kind == "float":
-            arr = array_at(node)
-            if arr.shape != () or arr.dtype != np.float64:
-                raise WireError("malformed float")
-            return float(arr[()])
+            value = node.get("v")
+            if type(value) is float:
+                return value
+            if value in ("nan", "inf", "-inf"):
+                return float(value)
+            raise WireError("malformed float")
         if kind == "npscalar":
             arr = array_at(node)
             if arr.shape != ():
@@ -516,7 +437,7 @@ def decode_tree(tree: Any, blob: bytes | bytearray, *, max_bytes: int,
                                 str(node.get("why", ""))[:200])
         raise WireError(f"unknown value kind {str(kind)[:40]!r}")
 
-    return build(tree, 0)
+    return build(descriptor["v"], 0)
 
 
 def _rebuild_layout(arr: np.ndarray, layout: Any) -> np.ndarray:

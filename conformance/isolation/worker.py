@@ -8,16 +8,22 @@ BEFORE any candidate code runs. Order of business:
 1. read the configuration frame (plain JSON, parsed with the stdlib only);
 2. set sys.path to the stdlib plus the site-packages holding numpy/scipy (no ``site``:
    ``.pth`` files such as the project's editable-install hook are never processed);
-3. if root and allowed: new mount + network namespaces, every non-system directory of the
-   file system hidden behind empty tmpfs mounts, the Python installation and the sandbox
-   bound back (read-only except the scratch dir), a private /proc showing only our own
-   processes;
-4. resource limits, ``no_new_privs``, then drop to a fresh unprivileged uid/gid (so
-   RLIMIT_NPROC=1 forbids any child process or thread);
-5. import the candidate from its private copy and report which functions it has;
-6. serve requests until told to exit or the grader goes away.
+3. if root and allowed: new mount, network, IPC, UTS and PID namespaces; every non-system
+   directory of the file system hidden behind empty tmpfs mounts, the Python installation
+   and the sandbox bound back (read-only), the scratch dir a size-limited tmpfs, the
+   project's own packages (wherever they are installed) covered by empty read-only mounts;
+4. split into a *keeper* (this process, trusted, root: it waits and mirrors how the worker
+   ended), an *init* (pid 1 of the new PID namespace, trusted, root, killed with the keeper)
+   and the *worker* itself (pid 2). Whatever the candidate does, it cannot outlive the
+   keeper: when the grader dies the keeper gets SIGKILL (parent-death signal), which kills
+   the init, and the kernel kills every process of a PID namespace whose init is gone.
+   Without namespaces the keeper is a child subreaper that kills the worker's leftovers;
+5. in the worker: resource limits, ``no_new_privs``, then drop to a fresh unprivileged
+   uid/gid (so RLIMIT_NPROC=1 forbids any child process or thread);
+6. import the candidate from its private copy and report which functions it has;
+7. serve requests until told to exit or the grader goes away.
 
-Everything after step 5 runs with hostile code in the process, so the grader treats all
+Everything after step 6 runs with hostile code in the process, so the grader treats all
 that comes out of this process as untrusted data (see wire.py and SECURITY.md).
 """
 
@@ -26,11 +32,13 @@ import os
 import struct
 import sys
 
+MAGIC = b"BPW2"  # wire.MAGIC (this file cannot import wire before sys.path is set)
+
 
 def _read_config(fd):
     prefix = _read_exact(fd, 16)
     magic, json_len, blob_len = struct.unpack(">4sIQ", prefix)
-    if magic != b"BPW1" or blob_len != 0:
+    if magic != MAGIC or blob_len != 0:
         raise SystemExit("worker: bad configuration frame")
     return json.loads(_read_exact(fd, json_len))
 
@@ -48,9 +56,10 @@ def _read_exact(fd, n):
 # --------------------------------------------------------------------------- sandbox (root)
 
 CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS = 0x00020000, 0x40000000, 0x08000000, 0x04000000
+CLONE_NEWPID = 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
 
 
 def _libc():
@@ -67,9 +76,10 @@ def _libc():
 
 
 def _enter_namespaces(sandbox):
-    """Hide the file system except what the candidate needs; no network."""
+    """Hide the file system except what the candidate needs; no network; a new PID namespace
+    for this process's children (the init forked next is its pid 1)."""
     libc = _libc()
-    libc("unshare", CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
+    libc("unshare", CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID)
     libc("mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
     hidden = []
     keep = [(path, rw, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path, rw in sandbox["keep"]]
@@ -85,9 +95,24 @@ def _enter_namespaces(sandbox):
             flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | (0 if rw else MS_RDONLY)
             libc("mount", None, path.encode(), None, flags, None)
         os.close(fd)
-    # A private /proc: other users' processes (the grader, other workers) are invisible.
-    libc("mount", b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=2")
-    return hidden
+    # The only writable place: a tmpfs of bounded size and file count, private to this worker
+    # (it vanishes with the namespace), so filling it fails the candidate's own writes (ENOSPC)
+    # and never the grader's disk or a classmate's.
+    scratch = sandbox["scratch"]
+    owner = "" if sandbox["uid"] is None else f",uid={sandbox['uid']},gid={sandbox['gid']}"
+    libc("mount", b"tmpfs", sandbox["workdir"].encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
+         f"size={scratch['bytes']},nr_inodes={scratch['files']},mode=700{owner}".encode())
+    # The project's own packages (reference, conformance, tools, fixtures) wherever they are
+    # installed, even inside a directory bound back above (a regular `pip install .` puts them
+    # next to numpy): covered by an empty read-only directory.
+    covered = []
+    for path in sandbox.get("project", []):
+        if os.path.isdir(path) and not os.path.islink(path):
+            libc("mount", b"tmpfs", path.encode(), b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                 b"size=4k,nr_inodes=2,mode=555")
+            covered.append(path)
+    return {"hidden": hidden, "project_hidden": covered, "scratch_bytes": scratch["bytes"],
+            "scratch_files": scratch["files"]}
 
 
 def _apply_limits(limits, dropping):
@@ -116,6 +141,164 @@ def _drop_privileges(uid, gid):
     os.setresuid(uid, uid, uid)
 
 
+# --------------------------------------------------------------------------- keeper and init
+
+
+def _close_protocol(req_fd, resp_fd):
+    for fd in (req_fd, resp_fd):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _die_with_parent(lifeline_fd=None):
+    """SIGKILL when our parent dies; if it is already gone (it died before the prctl), go now."""
+    import select
+
+    _libc()("prctl", PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    if lifeline_fd is not None and select.select([lifeline_fd], [], [], 0)[0]:
+        os._exit(70)  # EOF on the lifeline: the parent is gone
+
+
+def _reap_until(child):
+    """Wait for ``child``, reaping any other process handed to us meanwhile; return its status."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return None
+        if pid == child:
+            return status
+
+
+def _kill_leftovers():
+    """Kill every remaining child and reap it, until none is left (we are a subreaper: the
+    orphans of the worker's children are re-parented to us, so nothing escapes by double-fork
+    or setsid while we live)."""
+    import signal
+
+    me = str(os.getpid())
+    for _ in range(100):
+        found = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    ppid = handle.read().decode("ascii", "replace").rsplit(")", 1)[1].split()[1]
+            except (OSError, IndexError):
+                continue
+            if ppid == me:
+                found = True
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                except OSError:
+                    pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            return
+        if not found:
+            return
+
+
+def _mirror(status):
+    """End this process the way the worker ended (the grader explains the end from it)."""
+    import resource
+    import signal
+
+    if status is None:
+        os._exit(70)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # SIGSEGV/SIGXCPU: no core file
+        try:
+            _libc()("prctl", 4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: not even to a core_pattern pipe
+        except OSError:
+            pass
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
+
+
+def _split(namespaced, req_fd, resp_fd, grader_pid):
+    """Fork the process tree; returns only in the worker (the process that runs candidate
+    code). The keeper (this process) and, with namespaces, the init never return."""
+    import signal
+
+    _die_with_parent()
+    if grader_pid is not None and os.getppid() != grader_pid:
+        os._exit(70)  # the grader died before the parent-death signal was armed
+    if not namespaced:
+        _libc()("prctl", PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        worker = os.fork()
+        if worker == 0:
+            return
+        _close_protocol(req_fd, resp_fd)
+
+        def on_term(signum, frame):  # grader gone (parent-death signal of the keeper)
+            _kill_leftovers()
+            os._exit(70)
+
+        signal.signal(signal.SIGTERM, on_term)
+        _libc()("prctl", PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        status = _reap_until(worker)
+        _kill_leftovers()
+        _mirror(status)
+    status_r, status_w = os.pipe()
+    life_r, life_w = os.pipe()
+    init = os.fork()
+    if init == 0:  # pid 1 of the new PID namespace
+        os.close(status_r)
+        os.close(life_w)
+        try:
+            _die_with_parent(life_r)
+            # /proc of the new PID namespace; other users' processes (the init) stay hidden.
+            _libc()("mount", b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=2")
+        except Exception as exc:  # noqa: BLE001
+            _setup_failed(resp_fd, exc)
+        worker = os.fork()
+        if worker == 0:
+            os.close(status_w)
+            os.close(life_r)
+            return
+        _close_protocol(req_fd, resp_fd)
+        status = _reap_until(worker)
+        os.write(status_w, str(status if status is not None else -1).encode())
+        os._exit(0)  # every other process of the namespace dies with us
+    os.close(status_w)
+    os.close(life_r)
+    _close_protocol(req_fd, resp_fd)
+    own = _reap_until(init)
+    reported = b""
+    while True:
+        chunk = os.read(status_r, 64)
+        if not chunk:
+            break
+        reported += chunk
+    try:
+        status = int(reported) if reported else own
+    except ValueError:
+        status = own
+    _mirror(None if status == -1 else status)
+
+
+def _setup_failed(resp_fd, exc):
+    import struct as _struct
+
+    data = json.dumps({"op": "hello", "setup_error": f"{type(exc).__name__}: {exc}"}).encode()
+    try:
+        os.write(resp_fd, _struct.pack(">4sIQ", MAGIC, len(data), 0) + data)
+    finally:
+        os._exit(3)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -135,29 +318,70 @@ def main():
         exec(compile(config["harness_source"], "conformance/harness.py", "exec"), harness)
 
     sandbox = config["sandbox"]
-    status = {"namespaces": False, "uid": os.getuid(), "hidden": [], "network": True}
+    status = {"namespaces": False, "pid_namespace": False, "uid": os.getuid(), "hidden": [],
+              "project_hidden": [], "network": True, "scratch_bytes": None}
     try:
         if sandbox["namespaces"]:
-            status["hidden"] = _enter_namespaces(sandbox)
-            status["namespaces"], status["network"] = True, False
+            status.update(_enter_namespaces(sandbox))
+            status["namespaces"], status["pid_namespace"], status["network"] = True, True, False
+    except Exception as exc:  # noqa: BLE001 - report, never run the candidate half-sandboxed
+        _setup_failed(resp_fd, exc)
+    try:
+        _split(sandbox["namespaces"], req_fd, resp_fd, config.get("grader_pid"))
+    except Exception as exc:  # noqa: BLE001
+        _setup_failed(resp_fd, exc)
+    try:  # from here on: the worker process
         _apply_limits(config["limits"], dropping=sandbox["uid"] is not None)
         _libc()("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         if sandbox["uid"] is not None:
             _drop_privileges(sandbox["uid"], sandbox["gid"])
             status["uid"] = os.getuid()
-        _libc()("prctl", PR_SET_PDEATHSIG, 9, 0, 0, 0)  # grader gone -> we go (after setuid)
+        _libc()("prctl", PR_SET_PDEATHSIG, 9, 0, 0, 0)  # belt and braces: the keeper kills us anyway
         os.chdir(sandbox["workdir"])
     except Exception as exc:  # noqa: BLE001 - report, never run the candidate half-sandboxed
-        wire.write_frame(resp_fd, {"op": "hello", "setup_error": f"{type(exc).__name__}: {exc}"})
-        os._exit(3)
+        _setup_failed(resp_fd, exc)
     for fd in range(3, 1024):  # nothing but our two pipes stays open
         if fd not in (req_fd, resp_fd):
             try:
                 os.close(fd)
             except OSError:
                 pass
-
+    _hide_project_modules(config.get("project_packages", []), config.get("project_dirs", []))
     Server(wire, harness, config, req_fd, resp_fd, status).run()
+
+
+def _hide_project_modules(names, dirs):
+    """``import reference`` (or conformance, tools) fails even when the project is installed in
+    the same site-packages as numpy. With namespaces the files themselves are covered (an empty
+    directory is left, which Python would import as an empty namespace package); without them
+    this is the only barrier, and a determined candidate can still read the files by path
+    (SECURITY.md: what cannot be enforced without root)."""
+    import importlib.machinery
+
+    names, roots = frozenset(names), tuple(os.path.realpath(d) for d in dirs)
+
+    def hidden(location):
+        real = os.path.realpath(location)
+        return any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots)
+
+    class ProjectHidden:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if path is not None or name not in names:
+                return None
+            found = importlib.machinery.PathFinder.find_spec(name)
+            if found is None:
+                return None
+            places = list(found.submodule_search_locations or []) + ([found.origin] if found.origin else [])
+            if any(hidden(place) for place in places if isinstance(place, str)):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+        @staticmethod
+        def invalidate_caches():
+            pass
+
+    sys.meta_path.insert(0, ProjectHidden())
 
 
 class Server:
@@ -165,7 +389,6 @@ class Server:
         self.wire, self.harness, self.config = wire, harness, config
         self.req_fd, self.resp_fd, self.status = req_fd, resp_fd, status
         self.module = None
-        self.max_out = config["max_result_bytes"]
 
     def send(self, header, blob=b""):
         self.wire.write_frame(self.resp_fd, header, blob)
@@ -244,7 +467,7 @@ class Server:
         wire = self.wire
         try:
             args, kwargs = wire.decode_tree(header["args"], box.pop(), max_bytes=1 << 40,
-                                            rebuild_layouts=True, copy=False)
+                                            rebuild_layouts=True, copy=False)  # the grader's data
             if op == "call":
                 function = getattr(self.module, header["function"])
                 result = function(*args, **kwargs)
@@ -262,7 +485,8 @@ class Server:
         _flush()
         try:
             value = [result, list(args) if header.get("inspect") else None]
-            tree, data = wire.encode_tree(value, max_bytes=self.max_out)
+            tree, data = wire.encode_tree(value, max_bytes=int(header["max_answer"]),
+                                          max_arrays=int(header["max_arrays"]))
         except BaseException as exc:  # noqa: BLE001
             self.send({"ok": False, "invalid": _safe(lambda: f"{type(exc).__name__}: {exc}")[:2000]})
             return

@@ -425,8 +425,12 @@ def run_job(job: Job) -> JobResult:
         report_path, junit_path = out_dir / "report.json", out_dir / "junit.xml"
         log_path = out_dir / "pytest.log"
         cmd = pytest_command(job.config, sub_dir / job.module, report_path, junit_path)
+        env = _child_env(job.config, len(job.files) > 1)
+        # The isolated candidate's sandbox copies live in workdir, removed below even when
+        # pytest is killed (timeout, Ctrl-C) and cannot clean up itself.
+        env["BACKPROP_ISOLATE_DIR"] = str(workdir / "isolate")
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=SUITE_ROOT, env=_child_env(job.config, len(job.files) > 1),
+            proc = subprocess.Popen(cmd, cwd=SUITE_ROOT, env=env,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
             with _LIVE_LOCK:
