@@ -71,23 +71,30 @@ def cap_text(text: str, head: int = MESSAGE_HEAD, tail: int = MESSAGE_TAIL) -> s
     return f"{text[:head]}\n... [{cut} characters cut] ...\n{end}"
 
 
+# The summary merges into the report's "summary" object: bounded, but never turned into a string.
+SUMMARY_CAP = 256 * 1024
+SUMMARY_MAX_LINES = 200
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-encodable copy of ``value``: non-finite floats and unknown objects as their repr."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # JSON has no inf/nan
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(x) for k, x in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(x) for x in value]
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return _jsonable(value.tolist())
+    return repr(value)
+
+
 def _json_safe(value: Any) -> Any:
     """A JSON-encodable, size-capped copy of a ``record_property`` value (or its repr)."""
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return repr(v)  # JSON has no inf/nan
-        if isinstance(v, (str, int, float, bool)) or v is None:
-            return v
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if hasattr(v, "tolist"):  # numpy scalars and arrays
-            return clean(v.tolist())
-        return repr(v)
-
     try:
-        cleaned = clean(value)
+        cleaned = _jsonable(value)
         text = json.dumps(cleaned, allow_nan=False)
     except (TypeError, ValueError, RecursionError):
         return cap_text(repr(value), PROPERTY_CAP, 0)
@@ -236,7 +243,12 @@ class JsonReport:
         plugin = self.config.pluginmanager.get_plugin(NAME) if self.config is not None else None
         if plugin is None:
             return {}
-        return _json_safe(plugin.as_dict())
+        data = _jsonable(plugin.as_dict())
+        if len(json.dumps(data)) > SUMMARY_CAP:  # a flood of distinct failures: the text alone
+            lines = data.get("lines") if isinstance(data.get("lines"), list) else []
+            data = {"lines": [cap_text(str(line), 400, 0) for line in lines[:SUMMARY_MAX_LINES]],
+                    "truncated": True}
+        return data
 
     def write(self) -> None:
         """Write the report atomically: a temporary file in the same directory, renamed."""

@@ -524,9 +524,9 @@ def test_the_project_is_unreachable_from_a_regular_install(tmp_path: Path) -> No
             _link_or_copy(entry, copy)
     source = tmp_path / "source"  # setuptools builds in the tree: never in the repository
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "MANIFEST.in"):
         shutil.copy(REPO_ROOT / name, source / name)
-    for name in ("reference", "conformance", "tools"):
+    for name in ("reference", "conformance", "tools", "fixtures"):  # fixtures: conformance.fixtures
         shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     installed = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                                 "--no-index", str(source)], capture_output=True, text=True, timeout=600)
@@ -536,6 +536,7 @@ def test_the_project_is_unreachable_from_a_regular_install(tmp_path: Path) -> No
         assert "bdist_wheel" in installed.stderr, installed.stderr[-3000:]
         for package in ("reference", "conformance", "tools"):
             shutil.copytree(source / package, site / package)
+        shutil.copytree(source / "fixtures", site / "conformance" / "fixtures")
     assert (site / "reference" / "mlp.py").is_file() and (site / "numpy").is_dir()
     seen = _project_probe(python, tmp_path, tmp_path)
     assert Path(seen["conformance"]).resolve().is_relative_to(site.resolve())

@@ -226,3 +226,29 @@ def test_import_failure_is_reported_as_load_error(tmp_path: Path) -> None:
     assert "SyntaxError" in report["candidate"]["load_error"]
     assert [t["outcome"] for t in report["tests"]] == ["failed"]
     assert report["summary"]["deselected"] > 0
+
+
+def test_a_huge_summary_stays_an_object_of_bounded_size(tmp_path: Path) -> None:
+    """A submission failing in thousands of distinct ways yields a long end-of-run summary: the
+    report's "summary" stays an object (counts plus the summary's lines), never a string, and
+    the report is still written (it once crashed the whole run with "'str' is not a mapping")."""
+    from conformance.summary import NAME
+
+    lines = [f"failure {i}: " + "x" * 300 for i in range(5000)]
+
+    class Summary:
+        def as_dict(self) -> dict:
+            return {"lines": lines, "unexplained": lines}
+
+    class Manager:
+        def get_plugin(self, name: str):
+            return Summary() if name == NAME else None
+
+    cand = type("C", (), {"spec": "s", "module_name": "m", "path": None, "sha256": None,
+                          "isolated": False, "load_error": None})()
+    report = JsonReport(tmp_path / "report.json", cand)
+    report.config = type("Config", (), {"pluginmanager": Manager()})()
+    report.write()
+    summary = json.loads((tmp_path / "report.json").read_text())["summary"]
+    assert isinstance(summary, dict) and summary["passed"] == 0 and summary["truncated"] is True
+    assert 0 < len(summary["lines"]) <= 200 and all(len(line) <= 400 for line in summary["lines"])
