@@ -262,7 +262,7 @@ def test_batch_grading_with_hostile_classmates(tmp_path: Path, attack_env: Path,
     proc = _run([sys.executable, "-m", "tools.grade", str(subs), "--out", str(out), "-j", "2",
                  "--module", "mlp.py", "--mnist-dir", str(real_dir)], cwd=REPO_ROOT)
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
-    with open(out / "grades.csv", newline="") as handle:
+    with open(out / "grades.csv", newline="", encoding="utf-8-sig") as handle:  # Excel BOM
         rows = {row["submission"]: row for row in csv.DictReader(handle)}
     not_graded = {name: row["status"] for name, row in rows.items() if row["status"] != "graded"}
     assert not not_graded, f"{not_graded}: {_run_messages(out / 'grades.sqlite')}"
