@@ -153,7 +153,11 @@ class IsolatedCandidate:
         self.sandbox = dict(worker.plan, **{"active": worker.hello.get("status", {})})
         if worker.hello.get("ok"):
             functions = worker.hello.get("functions")
-            if isinstance(functions, dict):
+            # The set of functions is fixed by the FIRST import: a module that defines fewer
+            # functions when a fresh worker re-imports it (after it crashed its worker on an
+            # input it would fail) must not turn those checks into "absent, skipped". A
+            # function missing later is called anyway and fails in the worker.
+            if isinstance(functions, dict) and not self._functions:
                 self._functions = {str(k): v is True for k, v in functions.items() if k in KNOWN_FUNCTIONS}
             self._worker = worker
         else:
@@ -200,6 +204,18 @@ class IsolatedCandidate:
         kwargs = {"lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed}
         return self._send_call("run_sgd", {"op": "sgd"}, [X, Y, params], kwargs,
                                self.limits.sgd_timeout, inspect=False)[0]
+
+    def call_timed(self, function: str, *args: Any) -> tuple[Any, float | None]:
+        """The call, and the worker's CPU seconds during it, read by the grader from the
+        kernel's per-thread accounting (/proc/<pid>/task/*/schedstat): the candidate cannot
+        report its own cost. Includes decoding the arguments and encoding the result."""
+        __tracebackhide__ = True
+        self._ensure_worker(function)
+        worker = self._worker
+        before = worker_cpu_seconds(worker)
+        result = self._call(function, args, {}, inspect=False)[0]
+        after = worker_cpu_seconds(worker) if self._worker is worker else None
+        return result, (after - before) if before is not None and after is not None else None
 
     def _call(self, function: str, args: tuple, kwargs: dict, inspect: bool) -> tuple[Any, Any]:
         __tracebackhide__ = True
@@ -287,3 +303,20 @@ class IsolatedCandidate:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+def worker_cpu_seconds(worker: WorkerProcess | None) -> float | None:
+    """CPU time (user + system, seconds) consumed so far by the worker's threads, from the
+    kernel's scheduler statistics (nanoseconds). None if unreadable (not Linux, worker gone).
+    With root the worker cannot have other processes or threads to hide work in
+    (RLIMIT_NPROC=1); without root a forked child's time is not counted (SECURITY.md)."""
+    if worker is None or getattr(worker, "proc", None) is None:
+        return None
+    total = 0
+    try:
+        task_dir = Path(f"/proc/{worker.proc.pid}/task")
+        for task in task_dir.iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1e9
