@@ -87,10 +87,11 @@ class Candidate(Protocol):
         report its own cost."""
 
     def run_sgd(self, X: Any, Y: Any, params: Any, *, lr: float, epochs: int, batch_size: int,
-                seed: int) -> Any:
+                seed: int, checkpoint_every: int | None = None) -> Any:
         """Train ``params`` with the suite's own SGD loop (``conformance.harness.sgd``) driven
-        by the candidate's forward/backward; returns the final params. Runs where the
-        candidate runs (in-process, or inside the isolated worker without per-call start-up)."""
+        by the candidate's forward/backward; returns what the loop returns. Runs where the
+        candidate runs (in-process, or inside the isolated worker without per-call start-up),
+        so the candidate can tamper with it: callers verify the result (test_mnist.py)."""
 
     def close(self) -> None: ...
 
@@ -229,11 +230,12 @@ class InProcessCandidate:
         return result, time.process_time() - began
 
     def run_sgd(self, X: Any, Y: Any, params: Any, *, lr: float, epochs: int, batch_size: int,
-                seed: int) -> Any:
+                seed: int, checkpoint_every: int | None = None) -> Any:
         from conformance.harness import sgd
 
         return sgd(self.functions["forward"], self.functions["backward"], X, Y, copy.deepcopy(params),
-                   lr=lr, epochs=epochs, batch_size=batch_size, seed=seed)
+                   lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
+                   checkpoint_every=checkpoint_every)
 
     def close(self) -> None:
         pass

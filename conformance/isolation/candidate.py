@@ -198,10 +198,11 @@ class IsolatedCandidate:
         return self._call(function, args, kwargs, inspect=True)
 
     def run_sgd(self, X: Any, Y: Any, params: Any, *, lr: float, epochs: int, batch_size: int,
-                seed: int) -> Any:
+                seed: int, checkpoint_every: int | None = None) -> Any:
         __tracebackhide__ = True
         self._refuse_if_hung("run_sgd", ("forward", "backward"))  # the suite's loop calls both
-        kwargs = {"lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed}
+        kwargs = {"lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+                  "checkpoint_every": checkpoint_every}
         return self._send_call("run_sgd", {"op": "sgd"}, [X, Y, params], kwargs,
                                self.limits.sgd_timeout, inspect=False)[0]
 
