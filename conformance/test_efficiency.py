@@ -26,6 +26,7 @@ inputs so a cache cannot answer), after one warm-up round (first-call imports).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,7 @@ GROWTH_LIMIT = 8.0  # ratio(LARGE) / ratio(SMALL); SPEC.md "Efficiency area"
 
 
 def n_params(sizes: tuple[int, ...]) -> int:
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    return sum(a * b + b for a, b in itertools.pairwise(sizes))
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def _inputs(sizes: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray, 
     X = rng.standard_normal((BATCH, sizes[0]))
     Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], BATCH)]
     params = [(rng.standard_normal((a, b)) * np.sqrt(2.0 / a), 0.1 * rng.standard_normal(b))
-              for a, b in zip(sizes[:-1], sizes[1:])]
+              for a, b in itertools.pairwise(sizes)]
     return X, Y, params
 
 

@@ -78,7 +78,7 @@ ATTACKS: dict[str, Attack] = {
     "forge_reports": Attack(r"forged report files: \[('/tmp/bp-isolate-\w+/work/[\w.-]+'(, )?)*\]",
                             must_fail=frozenset({"interface"})),
     # --- credit the checks do not earn (issue 9, "Medium") ------------------------------
-    "mnist_jump_backward": Attack(r"dW\[0\]\S* ?=.*but should be|off by .* from exact SGD",
+    "mnist_jump_backward": Attack(r"but should be \S+ \[backward\(MNIST step|off by .* from exact SGD",
                                   must_fail=frozenset({"gradients", "mnist"}), twin=True, mnist=True),
     "mnist_replace_sgd_loop": Attack(r"backward's return value is a NoneType",
                                      must_fail=frozenset({"gradients", "mnist"}), twin=True, mnist=True),

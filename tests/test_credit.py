@@ -13,7 +13,14 @@ from conformance.calls import run_backward, run_forward
 from conformance.candidate import InProcessCandidate
 from conformance.cases import make_case
 from conformance.checks import least_precise, self_consistency_comparisons
-from conformance.test_efficiency import GROWTH_LIMIT, LARGE, RATIO_LIMIT, SMALL, Cost, verdict
+from conformance.test_efficiency import (
+    GROWTH_LIMIT,
+    LARGE,
+    RATIO_LIMIT,
+    SMALL,
+    Cost,
+    verdict,
+)
 from reference import mlp as reference
 from tests.variants import REPO_ROOT
 
