@@ -1,7 +1,8 @@
 """The suite's own mini-batch SGD loop, driven by a candidate's forward and backward.
 
-The MNIST checks train with this loop rather than trusting a candidate's ``train``, so a
-wrong gradient shows up as a low accuracy whatever the candidate's loop does. The shuffling
+The MNIST checks train with this loop rather than trusting a candidate's ``train``, and
+verify what it returns (its checkpoints, replayed with exact gradients by the grader), since
+it runs where the candidate runs and could be replaced there. The shuffling
 scheme is the section's: ``rng = default_rng(seed)``, one ``rng.permutation(n)`` per epoch,
 consecutive slices of ``batch_size`` rows (the last one may be shorter), update
 ``W - lr * dW``, ``b - lr * db``. With the reference's forward/backward it reproduces the
