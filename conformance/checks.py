@@ -131,7 +131,10 @@ def self_consistency_comparisons(case: Case, grads: Grads, dtype: np.dtype,
     difference flips one of the candidate's own ReLU masks is retried smaller and, if it still
     does, is judged against exact backprop at the candidate's OWN activations (either ReLU'(0)
     convention) instead: never skipped, so a forward that fakes mask flips on the suite's
-    perturbations gains nothing (a correct backward is exactly that function of its inputs)."""
+    perturbations gains nothing (a correct backward is exactly that function of its inputs).
+    Because that fallback cannot see a wrong forward, any fallback also adds check (a)'s
+    comparisons of the candidate's forward with the exact forward: a kink, real or faked,
+    never lets a forward bug pass this check."""
     eps = float(np.finfo(dtype).eps)
     tau = precision_tolerance(dtype)
     mags = magnitudes(case.X, case.Y, case.params)
@@ -141,6 +144,7 @@ def self_consistency_comparisons(case: Case, grads: Grads, dtype: np.dtype,
     own_pres = [np.asarray(z, np.float64) for z in base.pre_activations]
     at_own = [analytic_gradients(own_acts, own_pres, case.Y, case.params, c) for c in (0.0, 1.0)]
     out = []
+    fell_back = False
     for l in range(len(case.params)):
         for t in range(2):
             theta = case.params[l][t]
@@ -173,4 +177,7 @@ def self_consistency_comparisons(case: Case, grads: Grads, dtype: np.dtype,
             out.append(Comparison(f"{_names(l)[t]}·v", actual, expected, allowed,
                                   step=np.where(kinked, np.nan, est.step),
                                   expected_alt=alt, labels=["[random direction]"]))
+            fell_back |= bool(kinked.any())
+    if fell_back:
+        out += forward_comparisons(case, base)
     return out

@@ -114,3 +114,48 @@ def test_sgd_checkpoints_are_the_parameters_every_c_steps() -> None:
     with pytest.raises(ValueError, match="checkpoint_every"):
         harness.sgd(reference.forward, reference.backward, X, Y, params, lr=0.5, epochs=1,
                     batch_size=3, seed=7, checkpoint_every=0)
+
+
+FORWARD_BUG_WITH_FAKED_KINKS = '''
+import numpy as np
+_first = {}
+
+def forward(X, params):
+    acts, pres = [X], []
+    for i, (W, b) in enumerate(params):
+        Z = acts[-1] @ W  # bug: no bias; backward below is consistent with it
+        pres.append(Z)
+        if i == len(params) - 1:
+            e = np.exp(Z - Z.max(axis=1, keepdims=True))
+            acts.append(e / e.sum(axis=1, keepdims=True))
+        else:
+            acts.append(np.maximum(Z, 0))
+    seen = _first.setdefault(X.tobytes(), [x.copy() for pair in params for x in pair])
+    if any(not np.array_equal(x, x0) for x, x0 in zip([x for pair in params for x in pair], seen)):
+        pres[0] = pres[0].copy()  # a faked kink on every perturbation
+        pres[0].flat[0] = -pres[0].flat[0] or 1.0
+    return acts, pres
+
+def backward(acts, pres, Y, params):
+    delta = (acts[-1] - Y) / Y.shape[0]
+    grads = []
+    for i in reversed(range(len(params))):
+        grads.append((acts[i].T @ delta, np.zeros_like(params[i][1])))
+        if i:
+            delta = (delta @ params[i][0].T) * (pres[i - 1] > 0)
+    return grads[::-1]
+'''
+
+
+def test_faked_kinks_cannot_hide_a_forward_bug(tmp_path) -> None:
+    """The fallback for kinked directions also compares the forward with the exact one."""
+    path = tmp_path / "forward_bug_faked_kinks.py"
+    path.write_text(FORWARD_BUG_WITH_FAKED_KINKS)
+    cand = InProcessCandidate.load(str(path))
+    case = make_case([4, 6, 5, 3], batch=5, seed=4)
+    fwd = run_forward(cand, case, "test")
+    grads, gdtype = run_backward(cand, case, fwd.activations, fwd.pre_activations, "test")
+    comparisons = self_consistency_comparisons(case, grads, least_precise(fwd.dtype, gdtype),
+                                               lambda params: run_forward(cand, case, "test", params))
+    report = mismatch_report(comparisons, where="test", compared="", contract="")
+    assert report is not None and "pre_activations" in report
