@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -307,17 +308,35 @@ class IsolatedCandidate:
 
 
 def worker_cpu_seconds(worker: WorkerProcess | None) -> float | None:
-    """CPU time (user + system, seconds) consumed so far by the worker's threads, from the
-    kernel's scheduler statistics (nanoseconds). None if unreadable (not Linux, worker gone).
-    With root the worker cannot have other processes or threads to hide work in
-    (RLIMIT_NPROC=1); without root a forked child's time is not counted (SECURITY.md)."""
+    """CPU time (user + system, seconds) consumed so far by the worker and every live process
+    under it (so it holds however the worker is started, e.g. behind a PID-namespace init),
+    from the kernel's per-thread scheduler statistics (nanoseconds). None if unreadable (not
+    Linux, worker gone). With root the worker cannot start other processes or threads
+    (RLIMIT_NPROC=1); without root, a child that already exited is no longer counted
+    (SECURITY.md)."""
     if worker is None or getattr(worker, "proc", None) is None:
         return None
-    total = 0
+    root = worker.proc.pid
+    children: dict[int, list[int]] = {}
     try:
-        task_dir = Path(f"/proc/{worker.proc.pid}/task")
-        for task in task_dir.iterdir():
-            total += int((task / "schedstat").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    with open(f"/proc/{entry.name}/stat") as stat:
+                        ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue  # exited meanwhile
+                children.setdefault(ppid, []).append(int(entry.name))
+    except OSError:
         return None
-    return total / 1e9
+    total, todo, seen_root = 0, [root], False
+    while todo:
+        pid = todo.pop()
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                total += int((task / "schedstat").read_text().split()[0])
+            seen_root |= pid == root
+        except (OSError, ValueError, IndexError):
+            pass
+        todo += children.get(pid, [])
+    return total / 1e9 if seen_root else None
