@@ -15,6 +15,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,11 +80,18 @@ class Candidate(Protocol):
         """Like ``call`` but also return the argument copies as they are after the call,
         so a test can tell whether the candidate mutated its inputs."""
 
+    def call_timed(self, function: str, *args: Any) -> tuple[Any, float | None]:
+        """Like ``call``, and also the CPU seconds the process running the candidate spent on
+        it (None when it cannot be measured), read from outside the candidate's reach in the
+        isolated mode (the kernel's accounting of the worker), so the candidate cannot
+        report its own cost."""
+
     def run_sgd(self, X: Any, Y: Any, params: Any, *, lr: float, epochs: int, batch_size: int,
-                seed: int) -> Any:
+                seed: int, checkpoint_every: int | None = None) -> Any:
         """Train ``params`` with the suite's own SGD loop (``conformance.harness.sgd``) driven
-        by the candidate's forward/backward; returns the final params. Runs where the
-        candidate runs (in-process, or inside the isolated worker without per-call start-up)."""
+        by the candidate's forward/backward; returns what the loop returns. Runs where the
+        candidate runs (in-process, or inside the isolated worker without per-call start-up),
+        so the candidate can tamper with it: callers verify the result (test_mnist.py)."""
 
     def close(self) -> None: ...
 
@@ -104,6 +112,20 @@ def private_copy(obj: Any) -> Any:
     if type(obj) is dict:
         return {k: private_copy(v) for k, v in obj.items()}
     return copy.deepcopy(obj)
+
+
+def loaded_functions(module: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The callables among ``names`` that ``module`` defines now (a module ``__getattr__``
+    that raises counts as "not defined")."""
+    found = {}
+    for name in names:
+        try:
+            value = getattr(module, name, None)
+        except Exception:  # noqa: BLE001 - candidate code
+            continue
+        if callable(value):
+            found[name] = value
+    return found
 
 
 def file_sha256(path: Path) -> str:
@@ -131,6 +153,10 @@ class InProcessCandidate:
     load_error: str | None = None
     isolated: bool = False
     module: Any = field(default=None, repr=False)
+    # The module's functions as they were when it finished loading. The suite calls these
+    # objects and asks only this table: a function that deletes or replaces itself (or
+    # another) afterwards cannot turn its later, failing checks into "absent, skipped".
+    functions: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, spec: str) -> "InProcessCandidate":
@@ -150,6 +176,7 @@ class InProcessCandidate:
                     sys.path.insert(0, os.getcwd())
                 module = importlib.import_module(cand.module_name)
             cand.module = module
+            cand.functions = loaded_functions(module, REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS)
             source = getattr(module, "__file__", None)
             cand.path = Path(source).resolve() if source else path
             if cand.path is not None and cand.path.is_file():
@@ -162,7 +189,7 @@ class InProcessCandidate:
                 + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             )
             return cand
-        missing = [f for f in REQUIRED_FUNCTIONS if not callable(getattr(module, f, None))]
+        missing = [f for f in REQUIRED_FUNCTIONS if f not in cand.functions]
         if missing:
             cand.load_error = (
                 f"candidate {spec!r} ({cand.path}) does not define the required "
@@ -181,7 +208,12 @@ class InProcessCandidate:
         printer.text(repr(self))
 
     def has(self, function: str) -> bool:
-        return self.module is not None and callable(getattr(self.module, function, None))
+        if self.module is None:
+            return False
+        if function not in self.functions and function not in REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS:
+            # A name the suite did not ask about at load time: fixed on first use.
+            self.functions.update(loaded_functions(self.module, (function,)))
+        return function in self.functions
 
     def call(self, function: str, *args: Any, **kwargs: Any) -> Any:
         return self.call_and_inspect(function, *args, **kwargs)[0]
@@ -190,15 +222,24 @@ class InProcessCandidate:
         if not self.has(function):
             raise CandidateError(function, f"candidate {self.module_name!r} has no function {function}")
         private = private_copy(args)  # the candidate may mutate these; the suite's data stays intact
-        result = getattr(self.module, function)(*private, **private_copy(kwargs))
+        result = self.functions[function](*private, **private_copy(kwargs))
         return result, private
 
+    def call_timed(self, function: str, *args: Any) -> tuple[Any, float | None]:
+        if not self.has(function):
+            raise CandidateError(function, f"candidate {self.module_name!r} has no function {function}")
+        private = private_copy(args)
+        began = time.process_time()  # every thread of this process: BLAS threads count too
+        result = self.functions[function](*private)
+        return result, time.process_time() - began
+
     def run_sgd(self, X: Any, Y: Any, params: Any, *, lr: float, epochs: int, batch_size: int,
-                seed: int) -> Any:
+                seed: int, checkpoint_every: int | None = None) -> Any:
         from conformance.harness import sgd
 
-        return sgd(self.module.forward, self.module.backward, X, Y, copy.deepcopy(params),
-                   lr=lr, epochs=epochs, batch_size=batch_size, seed=seed)
+        return sgd(self.functions["forward"], self.functions["backward"], X, Y, copy.deepcopy(params),
+                   lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
+                   checkpoint_every=checkpoint_every)
 
     def close(self) -> None:
         pass

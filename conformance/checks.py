@@ -145,13 +145,23 @@ def _self_consistency(case: Case, grads: Grads, dtype: np.dtype,
     tensor vs central differences of mean cross-entropy of the candidate's own logits.
 
     The step follows the candidate's precision (eps**(1/3) of its dtype); a direction whose
-    difference flips one of the candidate's own ReLU masks is retried smaller, then excluded."""
+    difference flips one of the candidate's own ReLU masks is retried smaller and, if it still
+    does, is judged against exact backprop at the candidate's OWN activations (either ReLU'(0)
+    convention) instead: never skipped, so a forward that fakes mask flips on the suite's
+    perturbations gains nothing (a correct backward is exactly that function of its inputs).
+    Because that fallback cannot see a wrong forward, any fallback also adds check (a)'s
+    comparisons of the candidate's forward with the exact forward: a kink, real or faked,
+    never lets a forward bug pass this check."""
     eps = float(np.finfo(step_dtype).eps)
     tau = precision_tolerance(dtype)
     mags = magnitudes(case.X, case.Y, case.params)
     base = forward(list(case.params))
     base_masks = [z > 0 for z in base.pre_activations[:-1]]
+    own_acts = [np.asarray(a, np.float64) for a in base.activations]
+    own_pres = [np.asarray(z, np.float64) for z in base.pre_activations]
+    at_own = [analytic_gradients(own_acts, own_pres, case.Y, case.params, c) for c in (0.0, 1.0)]
     out = []
+    fell_back = False
     for l in range(len(case.params)):
         for t in range(2):
             theta = case.params[l][t]
@@ -175,9 +185,17 @@ def _self_consistency(case: Case, grads: Grads, dtype: np.dtype,
             axes = tuple(range(1, V.ndim))
             M = mags.gradients[l][t]
             m_dir = (np.abs(V) * M).sum(axis=axes)
-            actual = (V * np.asarray(grads[l][t], np.float64)).sum(axis=axes)
-            allowed = allowed_error(m_dir, float(m_dir.max()), tau) + est.error
-            out.append(Comparison(f"{_names(l)[t]}·v", actual, est.value, allowed, step=est.step,
-                                  ignored=est.excluded, labels=["[random direction]"],
-                                  fd_error=est.error))
+            along = lambda a: (V * np.asarray(a, np.float64)).sum(axis=axes)  # noqa: E731
+            actual = along(grads[l][t])
+            kinked = est.excluded
+            expected = np.where(kinked, along(at_own[0][l][t]), est.value)
+            alt = np.where(kinked, along(at_own[1][l][t]), expected)
+            allowed = allowed_error(m_dir, float(m_dir.max()), tau) + np.where(kinked, 0.0, est.error)
+            out.append(Comparison(f"{_names(l)[t]}·v", actual, expected, allowed,
+                                  step=np.where(kinked, np.nan, est.step),
+                                  expected_alt=alt, labels=["[random direction]"],
+                                  fd_error=np.where(kinked, 0.0, est.error)))
+            fell_back |= bool(kinked.any())
+    if fell_back:
+        out += forward_comparisons(case, base)
     return out

@@ -1,7 +1,8 @@
 """The suite's own mini-batch SGD loop, driven by a candidate's forward and backward.
 
-The MNIST checks train with this loop rather than trusting a candidate's ``train``, so a
-wrong gradient shows up as a low accuracy whatever the candidate's loop does. The shuffling
+The MNIST checks train with this loop rather than trusting a candidate's ``train``, and
+verify what it returns (its checkpoints, replayed with exact gradients by the grader), since
+it runs where the candidate runs and could be replaced there. The shuffling
 scheme is the section's: ``rng = default_rng(seed)``, one ``rng.permutation(n)`` per epoch,
 consecutive slices of ``batch_size`` rows (the last one may be shorter), update
 ``W - lr * dW``, ``b - lr * db``. With the reference's forward/backward it reproduces the
@@ -77,12 +78,20 @@ def sgd(
     epochs: int,
     batch_size: int,
     seed: int,
-) -> list[tuple[np.ndarray, np.ndarray]]:
+    checkpoint_every: int | None = None,
+) -> Any:
     """Train ``params`` with plain mini-batch SGD and return the final ``[(W, b), ...]``.
 
     ``params`` itself is not modified (the loop keeps its own list). Raises ``HarnessError``
     if forward/backward return the wrong structure (checked once per step, cheaply) or if
     the probabilities or the parameters stop being finite, naming the epoch and step.
+
+    With ``checkpoint_every = C`` it returns ``[final_params, checkpoints]`` instead, where
+    ``checkpoints`` holds the parameters before global step 0, C, 2C, ... and after the last
+    step. This loop runs where the candidate runs, so the candidate could replace it: the
+    caller never trusts what it returns, it replays sampled segments between checkpoints with
+    exact gradients (conformance/test_mnist.py), and the checkpoints cost one copy of the
+    parameters per C steps.
     """
     if not (isinstance(epochs, int) and epochs >= 0):
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
@@ -93,8 +102,12 @@ def sgd(
     params = [(W, b) for W, b in params]
     shapes = [(W.shape, b.shape) for W, b in params]
     n_layers = len(params)
+    if checkpoint_every is not None and not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
+        raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
     rng = np.random.default_rng(seed)
     n = X.shape[0]
+    checkpoints = []
+    global_step = 0
     for epoch in range(epochs):
         idx = rng.permutation(n)
         X_shuf, Y_shuf = X[idx], Y[idx]
@@ -102,6 +115,9 @@ def sgd(
             stop = min(start + batch_size, n)
             where = _where(epoch, step, start, stop)
             X_b, Y_b = X_shuf[start:stop], Y_shuf[start:stop]
+            if checkpoint_every is not None and global_step % checkpoint_every == 0:
+                checkpoints.append(params)  # the arrays are never modified: no copy needed
+            global_step += 1
             out = forward(X_b, params)
             if not isinstance(out, (list, tuple)) or len(out) != 2:
                 raise HarnessError(f"forward returned a {type(out).__name__}, but should return "
@@ -131,4 +147,6 @@ def sgd(
                     f"training diverged: {_first_non_finite(named)} "
                     f"[sgd, {where}, lr={lr}]; check the stability guards (softmax max "
                     "subtraction, log(0)) and the gradient scale (division by the batch size)")
-    return params
+    if checkpoint_every is None:
+        return params
+    return [params, checkpoints + [params]]

@@ -3,9 +3,26 @@
 (fixtures/mnist_thresholds.json, written by ``python -m tools.calibrate_mnist``).
 
 Two loops are checked: the suite's own SGD loop (conformance/harness.py) driven by the
-candidate's forward/backward, and the candidate's ``train`` when it has one. Accuracy is
-always computed here, with the reference's forward on the returned parameters, never taken
-from the candidate. Quick check: 1 epoch; ``--mnist-full`` adds the full 10 epochs.
+candidate's forward/backward, and the candidate's ``train`` when it has one. Quick check:
+1 epoch; ``--mnist-full`` adds the full 10 epochs.
+
+Credit only for what the candidate earned:
+
+- Data: both loops train on the first 50,000 training images (fewer steps than all 60,000;
+  the thresholds are calibrated on the same split). ``train`` gets the first 10,000 of its
+  own training rows as its (X_test, Y_test), for its progress prints: a train that fits its
+  "test" arguments fits training data, nothing more. The 10,000 test images, on which
+  accuracy is scored, never reach candidate code.
+- Accuracy is computed here, with the reference's forward on the returned parameters.
+- The suite's loop runs where the candidate runs (in the isolated worker, its copy can be
+  replaced by the candidate), so its result is verified here: it returns parameter
+  checkpoints every ``CHECKPOINT_EVERY`` steps; the first must be the initial parameters and
+  the last the returned ones, and the first, the last and randomly drawn other segments
+  between checkpoints are replayed in this process with exact backprop (the reference's,
+  on the same batches): the candidate's segment must end where exact SGD ends. The
+  candidate's ``backward`` itself, called on each replayed segment's first batch, must
+  return the exact gradients. A backward whose outputs are not the gradients (a jump to a
+  closed-form fit, a missing term) or a loop that did not run on them gets no credit.
 
 Without the data these tests are SKIPPED with a reason saying they did not run (never
 passed); ``--require-mnist`` makes that a failure.
@@ -15,14 +32,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-from pathlib import Path
+import secrets
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import pytest
 
 from conformance import golden
+from conformance.assertions import mismatch_report
+from conformance.calls import run_backward
 from conformance.candidate import Candidate, CandidateError
+from conformance.cases import Case
+from conformance.checks import contract_text, exact_gradient_comparisons
 from conformance.golden import Mismatch
 
 pytestmark = pytest.mark.mnist
@@ -31,6 +53,15 @@ THRESHOLDS_FILE = golden.FIXTURES_DIR / "mnist_thresholds.json"
 LAYER_SIZES = [784, 128, 10]
 LR, BATCH_SIZE = 0.5, 64
 INIT_SEED, SHUFFLE_SEED = 0, 42  # the section's: init_params(..., seed=0), default_rng(42)
+FIT_ROWS = 50_000  # training images both loops learn from (= tools/calibrate_mnist.py TRAIN_ROWS)
+TRAIN_EVAL_ROWS = 10_000  # train() gets X_fit[:10000] as its (X_test, Y_test)
+CHECKPOINT_EVERY = 50  # steps between the loop's checkpoints (782 steps per epoch: 16 segments)
+RANDOM_SEGMENTS = 1  # replayed besides the first and the last (drawn after the run)
+# A replayed segment's end may differ from the candidate's by this fraction of how far the
+# segment moved each tensor (Frobenius norms). Correct candidates differ by rounding only:
+# measured worst 1e-6 (float32 computation), 5e-15 (einsum), 0 (the reference) over all 16
+# segments of an epoch; a gradient that is wrong by more than 0.1% anywhere is caught.
+REPLAY_TOLERANCE = 1e-3
 HOW_TO_GET = ("get the data with `python -m tools.fetch_mnist`, or point to a directory holding "
               "the four IDX files with --mnist-dir DIR or $BACKPROP_MNIST_DIR")
 
@@ -52,7 +83,18 @@ def mnist(request: pytest.FixtureRequest) -> Any:
         data = load_mnist(directory, download=False, progress=False)
     except MNISTError as exc:
         return f"MNIST in {directory} could not be loaded: {exc}"
-    return data._replace(y_train=one_hot(data.y_train), y_test=one_hot(data.y_test))
+    return Split(X_fit=data.X_train[:FIT_ROWS], Y_fit=one_hot(data.y_train[:FIT_ROWS]),
+                 X_test=data.X_test, y_test=one_hot(data.y_test))
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training rows candidate code may see with labels, and test rows it never sees."""
+
+    X_fit: np.ndarray
+    Y_fit: np.ndarray
+    X_test: np.ndarray  # scored here only
+    y_test: np.ndarray
 
 
 def _data(request: pytest.FixtureRequest, mnist: Any) -> Any:
@@ -85,7 +127,7 @@ def _checked_params(value: Any, where: str) -> list[tuple[np.ndarray, np.ndarray
     return params
 
 
-def _accuracy(params: list, data: Any) -> float:
+def _accuracy(params: list, data: Split) -> float:
     from reference.mlp import forward
 
     with np.errstate(all="ignore"):  # non-finite params just give a low accuracy here
@@ -125,7 +167,8 @@ def _assert_reaches(accuracy: float, check: dict, loop: str, where: str, hint: s
         return
     raise Mismatch(
         f"test accuracy={accuracy:.4f}, but should be >= {check['threshold']:.4f} [{where}]\n"
-        f"  compared: accuracy on the 10,000 MNIST test images after {check['epochs']} epoch(s) "
+        f"  compared: accuracy on the 10,000 MNIST test images (never given to your code) after "
+        f"{check['epochs']} epoch(s) "
         f"of {loop}, computed by the suite with the reference's forward\n"
         f"  contract: threshold = min over {len(check['accuracies'])} reference seeds "
         f"({check['min']:.4f}) - margin {check['margin']:.4f} (seed spread: mean {check['mean']:.4f}, "
@@ -153,19 +196,109 @@ def _quick_or_full(request: pytest.FixtureRequest, which: str) -> None:
         pytest.skip("full 10-epoch MNIST recipe not requested (--mnist-full)")
 
 
+def _batches(n: int, epochs: int) -> list[np.ndarray]:
+    """Row indices of every step of the suite's loop, in order (the section's shuffling)."""
+    rng = np.random.default_rng(SHUFFLE_SEED)
+    steps = []
+    for _ in range(epochs):
+        idx = rng.permutation(n)
+        steps.extend(idx[start:start + BATCH_SIZE] for start in range(0, n, BATCH_SIZE))
+    return steps
+
+
+def _exact_sgd(params: list, data: Split, rows: list[np.ndarray]) -> list:
+    from reference.mlp import backward, forward
+
+    for r in rows:
+        acts, pres = forward(data.X_fit[r], params)
+        grads = backward(acts, pres, data.Y_fit[r], params)
+        params = [(W - LR * dW, b - LR * db) for (W, b), (dW, db) in zip(params, grads)]
+    return params
+
+
+def _check_backward_on_batch(candidate: Candidate, params: list, data: Split, rows: np.ndarray,
+                             step: int, where: str) -> None:
+    """The candidate's backward, fed exact activations of one MNIST batch at a checkpoint of
+    the loop, returns the exact gradients (either ReLU'(0) convention)."""
+    __tracebackhide__ = True
+    from reference.mlp import forward
+
+    case = Case(data.X_fit[rows], data.Y_fit[rows], params,
+                recipe=f"<MNIST batch of step {step} at the loop's checkpoint>")
+    call = f"backward(MNIST step {step}, {where})"
+    acts, pres = forward(case.X, params)
+    grads, dtype = run_backward(candidate, case, list(acts), list(pres), call)
+    message = mismatch_report(
+        exact_gradient_comparisons(case, grads, dtype), where=call,
+        compared="your backward, fed exact activations of this training batch, vs exact backprop",
+        contract=contract_text(dtype, fd=False),
+        next_step="the gradients area pins down which tensor is wrong: "
+                  "`pytest conformance -k gradients`")
+    if message is not None:
+        raise Mismatch(message)
+
+
+def _verify_trajectory(candidate: Candidate, result: Any, initial: list, data: Split,
+                       epochs: int, where: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The loop's final params, once its checkpoints are shown to be exact SGD (see module
+    docstring). Everything in ``result`` came from where the candidate runs: validated first."""
+    __tracebackhide__ = True
+    pair = golden.checked_sequence(result, "the SGD loop's result [params, checkpoints]", 2, where)
+    final = _checked_params(pair[0], where)
+    rows = _batches(data.X_fit.shape[0], epochs)
+    n_segments = -(-len(rows) // CHECKPOINT_EVERY)
+    raw = golden.checked_sequence(pair[1], "the SGD loop's checkpoints", n_segments + 1, where)
+    checkpoints = [_checked_params(c, f"{where}, checkpoint {k}") for k, c in enumerate(raw)]
+    tampered = "the suite's SGD loop was not run as written (was it replaced?)"
+    if not _same(checkpoints[0], initial):
+        raise Mismatch(f"the loop's first checkpoint differs from the initial parameters: {tampered} [{where}]")
+    if not _same(checkpoints[-1], final):
+        raise Mismatch(f"the loop returned parameters other than its last checkpoint: {tampered} [{where}]")
+    middle = list(range(1, n_segments - 1))
+    drawn = secrets.SystemRandom().sample(middle, min(RANDOM_SEGMENTS, len(middle)))
+    for k in sorted({0, n_segments - 1, *drawn}):
+        start, stop = k * CHECKPOINT_EVERY, min((k + 1) * CHECKPOINT_EVERY, len(rows))
+        _check_backward_on_batch(candidate, checkpoints[k], data, rows[start], start, where)
+        exact = _exact_sgd(checkpoints[k], data, rows[start:stop])
+        for j, (got, want, began) in enumerate(zip(checkpoints[k + 1], exact, checkpoints[k])):
+            for kind, g, w, b0 in (("W", got[0], want[0], began[0]), ("b", got[1], want[1], began[1])):
+                moved = float(np.linalg.norm(w - b0))
+                off = float(np.linalg.norm(g - w))
+                if not off <= REPLAY_TOLERANCE * moved:
+                    raise Mismatch(
+                        f"{kind}[{j}] after steps {start}..{stop - 1}: off by {off:.3g} from exact "
+                        f"SGD, but should be within {REPLAY_TOLERANCE:g} x {moved:.3g} [{where}]\n"
+                        f"  compared: the suite replayed steps {start}..{stop - 1} from the loop's "
+                        f"checkpoint with exact backprop on the same batches; your loop's next "
+                        f"checkpoint is not where exact SGD lands (the segment moved {kind}[{j}] "
+                        f"by {moved:.3g})\n"
+                        f"  contract: the loop's steps are W - lr * dW with the exact gradients; "
+                        f"rounding moves a correct run by ~1e-6 of that (module docstring)\n"
+                        f"  next: your backward's outputs at some step of this segment are not "
+                        f"the gradients of the loss at your forward's activations")
+    return final
+
+
+def _same(a: list, b: list) -> bool:
+    return all(np.array_equal(x, y) for pa, pb in zip(a, b) for x, y in zip(pa, pb))
+
+
 @pytest.mark.parametrize("which", ["quick", "full"])
 def test_harness_sgd_learns_mnist(candidate: Candidate, request: pytest.FixtureRequest, mnist: Any,
                                   thresholds: dict, record_property: Any, which: str) -> None:
-    """The suite's SGD loop with the candidate's forward/backward reaches the threshold."""
+    """The suite's SGD loop with the candidate's forward/backward reaches the threshold, and
+    its steps are exact SGD steps (sampled segments replayed here)."""
     _quick_or_full(request, which)
     data = _data(request, mnist)
     check = thresholds[which]
-    where = (f"suite SGD loop, {which}: {check['epochs']} epoch(s), lr {LR}, batch {BATCH_SIZE}, "
-             f"init seed {INIT_SEED}, shuffle seed {SHUFFLE_SEED}")
-    trained = _run(lambda: candidate.run_sgd(data.X_train, data.y_train, _initial_params(), lr=LR,
-                                             epochs=check["epochs"], batch_size=BATCH_SIZE,
-                                             seed=SHUFFLE_SEED), where)
-    params = _checked_params(trained, where)
+    where = (f"suite SGD loop, {which}: {check['epochs']} epoch(s) on {FIT_ROWS} training images, "
+             f"lr {LR}, batch {BATCH_SIZE}, init seed {INIT_SEED}, shuffle seed {SHUFFLE_SEED}")
+    initial = _initial_params()
+    result = _run(lambda: candidate.run_sgd(data.X_fit, data.Y_fit, initial, lr=LR,
+                                            epochs=check["epochs"], batch_size=BATCH_SIZE,
+                                            seed=SHUFFLE_SEED, checkpoint_every=CHECKPOINT_EVERY),
+                  where)
+    params = _verify_trajectory(candidate, result, initial, data, check["epochs"], where)
     _assert_reaches(_accuracy(params, data), check,
                     "the suite's SGD loop driven by your forward/backward", where, HARNESS_HINT,
                     record_property)
@@ -174,16 +307,19 @@ def test_harness_sgd_learns_mnist(candidate: Candidate, request: pytest.FixtureR
 @pytest.mark.parametrize("which", ["quick", "full"])
 def test_own_train_learns_mnist(candidate: Candidate, request: pytest.FixtureRequest, mnist: Any,
                                 thresholds: dict, record_property: Any, which: str) -> None:
-    """The candidate's own train loop reaches the threshold (accuracy measured by the suite)."""
+    """The candidate's own train loop reaches the threshold (accuracy measured by the suite on
+    test images train never sees)."""
     if not candidate.has("train"):
         pytest.skip("candidate defines no train (optional): its own loop was not checked")
     _quick_or_full(request, which)
     data = _data(request, mnist)
     check = thresholds[which]
-    where = (f"train(X_train, Y_train, X_test, Y_test, init_params({LAYER_SIZES}, "
-             f"{INIT_SEED}), {LR}, {check['epochs']}, {BATCH_SIZE})")
-    trained = _run(lambda: candidate.call("train", data.X_train, data.y_train, data.X_test,
-                                          data.y_test, _initial_params(), LR, check["epochs"],
+    where = (f"train(X_train[:{FIT_ROWS}], Y_train[:{FIT_ROWS}], X_train[:{TRAIN_EVAL_ROWS}], "
+             f"Y_train[:{TRAIN_EVAL_ROWS}], init_params({LAYER_SIZES}, {INIT_SEED}), {LR}, "
+             f"{check['epochs']}, {BATCH_SIZE})")
+    shown = slice(0, TRAIN_EVAL_ROWS)
+    trained = _run(lambda: candidate.call("train", data.X_fit, data.Y_fit, data.X_fit[shown],
+                                          data.Y_fit[shown], _initial_params(), LR, check["epochs"],
                                           BATCH_SIZE), where)
     params = _checked_params(trained, where)
     _assert_reaches(_accuracy(params, data), check, "your train", where, TRAIN_HINT,

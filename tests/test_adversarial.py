@@ -1,6 +1,9 @@
 """Hostile submissions (tests/adversarial/*.py) graded with ``--isolate``: each must get no
 credit, fail with a precise reason, leave the runner exiting with status 1 (never 0), and
-not change the verdict of a correct submission graded at the same time.
+not change the verdict of a correct submission graded at the same time. An attack on
+credit (a trick that makes wrong or absent work pass) also has an honest twin
+(tests/adversarial/twins/<name>.py: the same code without the trick): the hostile one must
+pass no test its twin fails, nor skip one its twin fails.
 
 Every attack runs as ``pytest conformance --impl <copy> --isolate`` in a subprocess (the
 tests/kill_matrix.py runner), next to a correct submission graded concurrently.
@@ -9,6 +12,7 @@ tests/kill_matrix.py runner), next to a correct submission graded concurrently.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -31,11 +35,19 @@ LIMITS_ENV = {"BACKPROP_ISOLATE_CALL_TIMEOUT": "3", "BACKPROP_ISOLATE_SESSION_TI
 MAX_RUNNER_LOG = 2 << 20
 
 
+# The MNIST attacks train for an epoch: the session budget must hold a training run.
+MNIST_LIMITS_ENV = {"BACKPROP_ISOLATE_SESSION_TIMEOUT": "900"}
+
+
 @dataclass(frozen=True)
 class Attack:
-    reason: str  # regex that must appear in at least one failure message
+    # Regex that must appear in at least one failure message; None for an attack that may
+    # pass checks (it must then get exactly what its honest twin gets, and no more).
+    reason: str | None
     load_fails: bool = False  # the candidate is rejected at load time (one failing test)
     must_fail: frozenset[str] = field(default_factory=lambda: frozenset({"interface"}))
+    twin: bool = False  # graded against tests/adversarial/twins/<name>.py
+    mnist: bool = False  # the attack is on the MNIST area: run it (needs the data)
 
 
 ATTACKS: dict[str, Attack] = {
@@ -81,6 +93,16 @@ ATTACKS: dict[str, Attack] = {
     # Imports, reads by path and follows the editable install's pointers to the project
     # (test_isolation.py also runs it against a regular `pip install .`).
     "import_project": Attack(r"nothing of the project is reachable", load_fails=True),
+    # --- credit the checks do not earn (issue 9, "Medium") ------------------------------
+    "mnist_jump_backward": Attack(r"but should be \S+ \[backward\(MNIST step|off by .* from exact SGD",
+                                  must_fail=frozenset({"gradients", "mnist"}), twin=True, mnist=True),
+    "mnist_replace_sgd_loop": Attack(r"backward's return value is a NoneType",
+                                     must_fail=frozenset({"gradients", "mnist"}), twin=True, mnist=True),
+    "mnist_fit_test_arguments": Attack(None, must_fail=frozenset(), twin=True, mnist=True),
+    "fake_relu_flips": Attack(r"check c", must_fail=frozenset({"gradients"}), twin=True),
+    "vanishing_functions": Attack(r"softmax", must_fail=frozenset({"stability"}), twin=True),
+    "numerical_gradients": Attack(r"numerical differentiation|session time budget",
+                                  must_fail=frozenset({"efficiency"})),
 }
 
 
@@ -89,6 +111,9 @@ def test_every_attack_file_has_an_expected_outcome() -> None:
     assert on_disk == set(ATTACKS), (
         f"tests/adversarial and ATTACKS disagree: files without an expected outcome "
         f"{sorted(on_disk - set(ATTACKS))}, outcomes without a file {sorted(set(ATTACKS) - on_disk)}")
+    twins = {p.stem for p in (ADVERSARIAL / "twins").glob("*.py")}
+    assert twins == {n for n, a in ATTACKS.items() if a.twin}, (
+        f"tests/adversarial/twins and the attacks marked twin=True disagree: {sorted(twins)}")
 
 
 def _correct_submission(dest: Path) -> Variant:
@@ -100,9 +125,19 @@ def _correct_submission(dest: Path) -> Variant:
     return Variant("good_student", "correct", path, frozenset(), "copy of reference/mlp.py")
 
 
-def _grade(variant: Variant, workdir: Path, report: Path | None = None) -> VariantRun:
+def _grade(variant: Variant, workdir: Path, report: Path | None = None, mnist: bool = False) -> VariantRun:
     extra = ("--conformance-report", str(report)) if report is not None else ()
-    return run_variant(variant, workdir, RunOptions(isolate=True, timeout=300, extra_args=extra))
+    return run_variant(variant, workdir, RunOptions(isolate=True, mnist=mnist, timeout=1200 if mnist else 300,
+                                                    extra_args=extra))
+
+
+def _unearned(hostile: VariantRun, twin: VariantRun) -> dict[str, tuple[str, str]]:
+    """Tests where the hostile submission did better than its honest twin: passed (or was
+    skipped, hence neutral) where the twin did not pass."""
+    twin_outcomes = _outcomes(twin)
+    better = {"passed": {"skipped", "failed"}, "skipped": {"failed"}}
+    return {k: (v, twin_outcomes.get(k, "absent")) for k, v in _outcomes(hostile).items()
+            if twin_outcomes.get(k, "failed") in better.get(v, set())}
 
 
 def _outcomes(run: VariantRun) -> dict[str, str]:
@@ -132,6 +167,11 @@ def test_attack_gets_no_credit_and_no_influence(name: str, tmp_path: Path, basel
     for key, value in LIMITS_ENV.items():
         monkeypatch.setenv(key, value)
     attack = ATTACKS[name]
+    if attack.mnist:
+        if not os.environ.get("BACKPROP_MNIST_DIR"):
+            pytest.skip(f"{name} attacks the MNIST area: set BACKPROP_MNIST_DIR to run it")
+        for key, value in MNIST_LIMITS_ENV.items():
+            monkeypatch.setenv(key, value)
     submissions = tmp_path / "submissions"  # the attacker's neighbour is a correct submission
     submissions.mkdir()
     hostile = Variant(name, "buggy", submissions / f"{name}.py", frozenset(), "adversarial")
@@ -146,18 +186,28 @@ def test_attack_gets_no_credit_and_no_influence(name: str, tmp_path: Path, basel
     monkeypatch.setenv("BACKPROP_ISOLATE_DIR", str(isolate_dir))
 
     with ThreadPoolExecutor(max_workers=2) as pool:  # graded at the same time, like a batch
-        attacked = pool.submit(_grade, hostile, tmp_path / "run-hostile", report)
-        neighbour = pool.submit(_grade, good, tmp_path / "run-good")
+        attacked = pool.submit(_grade, hostile, tmp_path / "run-hostile", report, attack.mnist)
+        neighbour = pool.submit(_grade, good, tmp_path / "run-good", None, attack.mnist)
         run, good_run = attacked.result(), neighbour.result()
 
     # The runner survived and said "failed" (1), never "passed" (0) or crashed (2-5).
     assert run.error is None, f"{name}: the grading run itself broke: {run.error}\n{run.output_tail}"
-    assert run.returncode == 1, f"{name}: pytest exited with {run.returncode}\n{run.output_tail}"
-    # No credit, for the precise reason.
-    failures = run.failures()
-    messages = "\n\n".join(t.message for t in failures)
-    assert re.search(attack.reason, messages), (
-        f"{name}: no failure message matches {attack.reason!r}; failures were:\n{messages[:4000]}")
+    if attack.reason is not None:
+        assert run.returncode == 1, f"{name}: pytest exited with {run.returncode}\n{run.output_tail}"
+        # No credit, for the precise reason.
+        failures = run.failures()
+        messages = "\n\n".join(t.message for t in failures)
+        assert re.search(attack.reason, messages), (
+            f"{name}: no failure message matches {attack.reason!r}; failures were:\n{messages[:4000]}")
+    if attack.twin:  # no more than the same code without the trick
+        twin_path = submissions.parent / "twin" / f"{name}.py"
+        twin_path.parent.mkdir()
+        shutil.copyfile(ADVERSARIAL / "twins" / f"{name}.py", twin_path)
+        twin_run = _grade(Variant(name, "buggy", twin_path, frozenset(), "honest twin"),
+                          tmp_path / "run-twin", None, attack.mnist)
+        assert twin_run.error is None, f"{name}: grading the twin broke: {twin_run.error}"
+        unearned = _unearned(run, twin_run)
+        assert not unearned, f"{name} got credit its honest twin does not get: {unearned}"
     if attack.load_fails:
         assert [t.nodeid.rsplit("::", 1)[-1] for t in run.tests] == ["test_candidate_loads"], (
             f"{name}: a candidate that cannot load must get exactly one failing load check")
@@ -167,7 +217,7 @@ def test_attack_gets_no_credit_and_no_influence(name: str, tmp_path: Path, basel
     if report.exists():
         data = json.loads(report.read_text())
         assert "forged" not in data, f"{name}: the JSON report was forged"
-        assert any(t.get("outcome") == "failed" for t in data.get("tests", [])), (
+        assert attack.reason is None or any(t.get("outcome") == "failed" for t in data.get("tests", [])), (
             f"{name}: the JSON report does not record the failures")
     # No influence: the correct neighbour's verdicts are the ones it gets alone.
     assert good_run.error is None and good_run.returncode == 0, (

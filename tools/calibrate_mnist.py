@@ -3,8 +3,10 @@
     python -m tools.calibrate_mnist [--seeds 10] [--epochs 10] [--data-dir DIR] [--out FILE]
 
 For each seed s the reference trains the section's recipe (784-128-10, lr 0.5, batch 64,
-float64) from ``init_params(seed=s)`` with shuffle seed ``SHUFFLE_SEED_BASE + s`` and the
-test accuracy is recorded after every epoch. The first epoch of that run *is* the quick
+float64) on the first ``TRAIN_ROWS`` training images (the split conformance/test_mnist.py
+uses: the last 10,000 are handed to a candidate's train() as its validation data, the test
+images never reach candidate code) from ``init_params(seed=s)`` with shuffle seed
+``SHUFFLE_SEED_BASE + s``, and the test accuracy is recorded after every epoch. The first epoch of that run *is* the quick
 check (the shuffling draws of epoch 1 do not depend on how many epochs follow), so one run
 per seed calibrates both checks.
 
@@ -32,7 +34,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "fixtures" / "mnist_thresholds.json"
-RECIPE = {"layer_sizes": [784, 128, 10], "lr": 0.5, "batch_size": 64, "dtype": "float64"}
+TRAIN_ROWS = 50_000  # = conformance/test_mnist.py FIT_ROWS
+RECIPE = {"layer_sizes": [784, 128, 10], "lr": 0.5, "batch_size": 64, "dtype": "float64",
+          "train_rows": TRAIN_ROWS}
 QUICK_EPOCHS = 1
 FULL_EPOCHS = 10
 SHUFFLE_SEED_BASE = 1000
@@ -68,7 +72,8 @@ def calibrate(n_seeds: int, epochs: int, data_dir: str | None) -> dict:
         shuffle_seed = SHUFFLE_SEED_BASE + seed
         curve: list[float] = []
         started = time.perf_counter()
-        train(data.X_train, Y_train, data.X_test, Y_test, init_params(RECIPE["layer_sizes"], seed),
+        train(data.X_train[:TRAIN_ROWS], Y_train[:TRAIN_ROWS], data.X_test, Y_test,
+              init_params(RECIPE["layer_sizes"], seed),
               lr=RECIPE["lr"], epochs=epochs, batch_size=RECIPE["batch_size"],
               shuffle_seed=shuffle_seed, on_epoch=lambda e, p, acc: curve.append(float(acc)),
               verbose=False)
@@ -85,7 +90,8 @@ def calibrate(n_seeds: int, epochs: int, data_dir: str | None) -> dict:
         "recipe": RECIPE,
         "method": f"threshold = min over seeds - margin; margin = max({MARGIN_STDS} * std, "
                   f"{MARGIN_FLOOR}); seeds: init_params(seed=s), shuffle seed "
-                  f"{SHUFFLE_SEED_BASE} + s; accuracy on the 10,000 test images",
+                  f"{SHUFFLE_SEED_BASE} + s; trained on the first {TRAIN_ROWS} training images; "
+                  "accuracy on the 10,000 test images",
         "quick": threshold_entry(quick, QUICK_EPOCHS),
         "runs": runs,
         "generated_by": {"numpy": np.__version__, "python": platform.python_version(),

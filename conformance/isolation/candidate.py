@@ -210,7 +210,11 @@ class IsolatedCandidate:
         self.sandbox = dict(worker.plan, **{"active": worker.hello.get("status", {})})
         if worker.hello.get("ok"):
             functions = worker.hello.get("functions")
-            if isinstance(functions, dict):
+            # The set of functions is fixed by the FIRST import: a module that defines fewer
+            # functions when a fresh worker re-imports it (after it crashed its worker on an
+            # input it would fail) must not turn those checks into "absent, skipped". A
+            # function missing later is called anyway and fails in the worker.
+            if isinstance(functions, dict) and not self._functions:
                 self._functions = {str(k): v is True for k, v in functions.items() if k in KNOWN_FUNCTIONS}
             self._worker = worker
         else:
@@ -252,12 +256,25 @@ class IsolatedCandidate:
         return self._call(function, args, kwargs, inspect=True)
 
     def run_sgd(self, X: Any, Y: Any, params: Any, *, lr: float, epochs: int, batch_size: int,
-                seed: int) -> Any:
+                seed: int, checkpoint_every: int | None = None) -> Any:
         __tracebackhide__ = True
         self._refuse_if_hung("run_sgd", ("forward", "backward"))  # the suite's loop calls both
-        kwargs = {"lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed}
+        kwargs = {"lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+                  "checkpoint_every": checkpoint_every}
         return self._send_call("run_sgd", {"op": "sgd"}, [X, Y, params], kwargs,
                                self.limits.sgd_timeout, inspect=False)[0]
+
+    def call_timed(self, function: str, *args: Any) -> tuple[Any, float | None]:
+        """The call, and the worker's CPU seconds during it, read by the grader from the
+        kernel's per-thread accounting (/proc/<pid>/task/*/schedstat): the candidate cannot
+        report its own cost. Includes decoding the arguments and encoding the result."""
+        __tracebackhide__ = True
+        self._ensure_worker(function)
+        worker = self._worker
+        before = worker_cpu_seconds(worker)
+        result = self._call(function, args, {}, inspect=False)[0]
+        after = worker_cpu_seconds(worker) if self._worker is worker else None
+        return result, (after - before) if before is not None and after is not None else None
 
     def _call(self, function: str, args: tuple, kwargs: dict, inspect: bool) -> tuple[Any, Any]:
         __tracebackhide__ = True
@@ -363,3 +380,38 @@ class IsolatedCandidate:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+def worker_cpu_seconds(worker: WorkerProcess | None) -> float | None:
+    """CPU time (user + system, seconds) consumed so far by the worker and every live process
+    under it (so it holds however the worker is started, e.g. behind a PID-namespace init),
+    from the kernel's per-thread scheduler statistics (nanoseconds). None if unreadable (not
+    Linux, worker gone). With root the worker cannot start other processes or threads
+    (RLIMIT_NPROC=1); without root, a child that already exited is no longer counted
+    (SECURITY.md)."""
+    if worker is None or getattr(worker, "proc", None) is None:
+        return None
+    root = worker.proc.pid
+    children: dict[int, list[int]] = {}
+    try:
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    with open(f"/proc/{entry.name}/stat") as stat:
+                        ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue  # exited meanwhile
+                children.setdefault(ppid, []).append(int(entry.name))
+    except OSError:
+        return None
+    total, todo, seen_root = 0, [root], False
+    while todo:
+        pid = todo.pop()
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                total += int((task / "schedstat").read_text().split()[0])
+            seen_root |= pid == root
+        except (OSError, ValueError, IndexError):
+            pass
+        todo += children.get(pid, [])
+    return total / 1e9 if seen_root else None

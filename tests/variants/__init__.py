@@ -20,7 +20,7 @@ from typing import Literal
 
 from tests.variants.buggy import BUGGY, BugSpec
 
-AREAS: tuple[str, ...] = ("interface", "gradients", "stability", "relu_index", "golden", "mnist")
+AREAS: tuple[str, ...] = ("interface", "gradients", "stability", "relu_index", "golden", "mnist", "efficiency")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_SOURCE = REPO_ROOT / "reference" / "mlp.py"
@@ -47,6 +47,8 @@ CORRECT: dict[str, str] = {
     "ok_column_major": "column-vector maths on transposed arrays (non-contiguous results); "
                        "backward recomputes Y_hat from the logits; long-double softmax; loss "
                        "as a 1-element array",
+    "ok_recompute_forward": "backward ignores the given activations and runs forward again "
+                            "from X (one extra forward per backward); mask from A > 0",
     "ok_heaviside_half": "ReLU and its derivative via np.heaviside(z, 0.5): ReLU'(0) = 0.5, "
                          "a valid subgradient; loss floored at the smallest normal float",
     "ok_small_guard_1e8": "additive log guard 1e-8 instead of 1e-12 (golden accepts up to 1e-7); "

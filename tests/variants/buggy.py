@@ -20,6 +20,8 @@ catch the bug today:
 - golden: pinned reference values (forward, backward, softmax, cross_entropy, init_params,
   one train step): every bug that changes a value on the fixtures must fail here;
 - mnist: training actually learns (the candidate's own ``train`` included).
+- efficiency: backward costs a few forward passes, not one per parameter (no numerical
+  differentiation).
 """
 
 from __future__ import annotations
@@ -280,4 +282,9 @@ BUGGY: tuple[BugSpec, ...] = (
          ("interface", "golden"), (_BATCH_STARTS, "range(0, n - batch_size, batch_size)")),
     _bug("train_ignores_lr", "train steps by the raw gradient (W - dW), ignoring lr",
          ("interface", "golden"), (_SGD_STEP, "params[j] = (W - dW, b - db)")),
+    # --- no backprop at all (efficiency: right values, the cost of one forward per parameter)
+    _bug("numerical_gradients", "backward differentiates the loss numerically through forward "
+         "(central differences, two forward passes per parameter) instead of backpropagating",
+         ("efficiency",), ("def backward(", "def _backprop_unused(", 1),
+         ("def accuracy(", 'def backward(activations, pre_activations, Y, params):\n    """No backprop: central differences of the loss through forward, two passes per parameter."""\n    X = activations[0]\n    grads = []\n    for j, (W, b) in enumerate(params):\n        pair = []\n        for k, theta in enumerate((W, b)):\n            g = np.zeros(theta.shape)\n            for idx in np.ndindex(theta.shape):\n                h = 1e-5 * max(1.0, abs(float(theta[idx])))\n                losses = []\n                for step in (h, -h):\n                    moved = theta.copy()\n                    moved[idx] += step\n                    trial = list(params)\n                    trial[j] = (moved, b) if k == 0 else (W, moved)\n                    losses.append(cross_entropy(forward(X, trial)[0][-1], Y))\n                g[idx] = (losses[0] - losses[1]) / (2 * h)\n            pair.append(g)\n        grads.append((pair[0], pair[1]))\n    return grads\n\n\ndef accuracy(', 1), message="numerical differentiation"),
 )

@@ -32,7 +32,7 @@ DEFAULT_RUBRIC = Path(__file__).with_name("default_rubric.toml")
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 PARTIAL_CREDIT = ("fraction", "all_or_nothing")
 SKIP_POLICIES = ("neutral", "failed")
-KNOWN_AREAS = ("interface", "gradients", "stability", "relu_index", "golden", "mnist")
+KNOWN_AREAS = ("interface", "gradients", "stability", "relu_index", "golden", "mnist", "efficiency")
 OPTIONAL_SKIP_MARK = "(optional)"  # how the suite words "this function is optional" in skip reasons
 MISSING_MESSAGE = ("this check did not run for this submission (the run stopped early or the "
                    "candidate could not be loaded)")

@@ -1,0 +1,153 @@
+"""Contract area: efficiency. ``backward`` is backpropagation, not numerical differentiation.
+
+Backprop costs a few forward passes whatever the number of parameters P; differentiating
+the loss numerically through forward (finite or complex-step differences) costs one or two
+forward passes PER PARAMETER. Both give the right gradients, so only the cost tells them
+apart. The suite measures, on networks of two sizes, the CPU time of ``backward`` in units
+of the cost of one forward pass on the same inputs, and fails only when both
+
+- on the large network (P = 1,648 parameters) backward costs more than
+  ``RATIO_LIMIT`` forward passes, and
+- that ratio grew by more than ``GROWTH_LIMIT`` x from the small network (P = 46):
+  numerical differentiation's ratio grows with P, a slow but genuine backprop's does not.
+
+Why these numbers, and why they cannot fail correct code of any style (per-sample loops,
+recomputing forward inside backward, float32, OOP, einsum): conformance/SPEC.md,
+"Efficiency area", which lists the measured ratios of every correct variant and of
+numerical-gradient implementations.
+
+Measurement: CPU time (not wall clock: a loaded machine slows both, an idle one neither) of
+the process that runs the candidate, in-process or the isolated worker (read by the grader
+from the kernel's accounting, so the candidate cannot report its own cost). Each quantity
+is the minimum over ``REPEATS`` calls on fresh inputs (noise only ever adds time; fresh
+inputs so a cache cannot answer), after one warm-up round (first-call imports).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conformance.candidate import Candidate, CandidateError, failure_text
+from conformance.golden import Mismatch
+
+# Numerical differentiation costs 1,648 to 3,296 forward passes on the large network (about
+# half a second of CPU in total) and 46 to 92 on the small one; backprop a few on both. Same
+# depth, so per-layer costs are alike on both. Batch 512: forward then does enough work
+# (~0.15 ms) that the isolated worker's fixed cost per call (decoding arguments, encoding
+# results, ~1 ms, counted in both forward and backward) compresses the ratios only ~6x.
+SMALL = (8, 4, 2)
+LARGE = (32, 40, 8)
+BATCH = 512
+REPEATS = 3
+RATIO_LIMIT = 100.0  # forward passes per backward; SPEC.md "Efficiency area"
+GROWTH_LIMIT = 8.0  # ratio(LARGE) / ratio(SMALL); SPEC.md "Efficiency area"
+
+
+def n_params(sizes: tuple[int, ...]) -> int:
+    return sum(a * b + b for a, b in itertools.pairwise(sizes))
+
+
+@dataclass(frozen=True)
+class Cost:
+    sizes: tuple[int, ...]
+    forward: float  # CPU seconds, min over repeats
+    backward: float  # CPU seconds, min over repeats
+
+    @property
+    def ratio(self) -> float:
+        """backward's cost in forward passes."""
+        return self.backward / max(self.forward, 1e-7)
+
+    def describe(self) -> str:
+        return (f"P = {n_params(self.sizes)} {list(self.sizes)}: backward {self.backward * 1e3:.3g} ms, "
+                f"forward {self.forward * 1e3:.3g} ms -> {self.ratio:.3g} forward passes")
+
+
+def _inputs(sizes: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray, list]:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((BATCH, sizes[0]))
+    Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], BATCH)]
+    params = [(rng.standard_normal((a, b)) * np.sqrt(2.0 / a), 0.1 * rng.standard_normal(b))
+              for a, b in itertools.pairwise(sizes)]
+    return X, Y, params
+
+
+def _one_blas_thread() -> Any:
+    """In-process, spinning BLAS threads would add CPU time that is not the candidate's work
+    (the isolated worker already runs one thread). A no-op without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
+
+
+def measure(candidate: Candidate, sizes: tuple[int, ...], seed: int = 0) -> Cost:
+    """Min-over-repeats CPU costs of forward and backward on fresh inputs of one network size."""
+    __tracebackhide__ = True
+    fwd, bwd = [], []
+    with _one_blas_thread():
+        for k in range(REPEATS + 1):  # the first round only warms up (imports, caches, allocation)
+            X, Y, params = _inputs(sizes, seed * 1000 + k)
+            out, f_cpu = candidate.call_timed("forward", X, params)
+            if not (isinstance(out, (list, tuple)) and len(out) == 2):
+                raise Mismatch(f"forward returned a {type(out).__name__}, but should return "
+                               f"(activations, pre_activations) [forward(efficiency, {list(sizes)})]")
+            _, b_cpu = candidate.call_timed("backward", out[0], out[1], Y, params)
+            if k == 0:
+                continue
+            if f_cpu is None or b_cpu is None:
+                if not sys.platform.startswith("linux"):
+                    pytest.skip("the isolated worker's CPU time is read from /proc (Linux only): "
+                                "the efficiency check did NOT run")
+                # On Linux it is always readable: a worker that vanished mid-call is the
+                # candidate's doing (the call itself did not fail, so no other check saw it).
+                raise Mismatch(f"the worker's CPU time could not be read after forward/backward "
+                               f"returned (its process was replaced) [efficiency check, {list(sizes)}]")
+            fwd.append(f_cpu)
+            bwd.append(b_cpu)
+    return Cost(sizes, min(fwd), min(bwd))
+
+
+def verdict(small: Cost, large: Cost) -> str | None:
+    """The failure message, or None when backward scales like backpropagation."""
+    growth = large.ratio / max(small.ratio, 1e-9)
+    if large.ratio <= RATIO_LIMIT or growth <= GROWTH_LIMIT:
+        return None
+    return (
+        f"backward costs {large.ratio:.0f} forward passes, but should cost a few (at most "
+        f"{RATIO_LIMIT:g}) [backward(efficiency, {list(large.sizes)}, batch {BATCH})]\n"
+        f"  compared: CPU time of backward vs forward on the same inputs, min over {REPEATS} "
+        f"fresh inputs each:\n    small network {small.describe()}\n"
+        f"    large network {large.describe()}\n"
+        f"  finding: relative to forward, backward's cost grew {growth:.0f}x with "
+        f"{n_params(large.sizes) // n_params(small.sizes)}x the parameters: it grows with the number "
+        "of parameters, the signature of numerical differentiation (one or two forward passes "
+        "per parameter); backpropagation costs a few forward passes whatever the size\n"
+        f"  contract: backward is backprop: fail only if ratio > {RATIO_LIMIT:g} AND it grows "
+        f"> {GROWTH_LIMIT:g}x from P = {n_params(small.sizes)} to P = {n_params(large.sizes)} "
+        "(conformance/SPEC.md, Efficiency area)\n"
+        "  next: compute delta = (Y_hat - Y) / B at the output and propagate it backwards "
+        "through W.T and the ReLU mask, one matrix product per layer (the section's BP1-BP4)")
+
+
+def test_backward_cost_scales_like_backprop(candidate: Candidate, record_property: Any) -> None:
+    """backward costs a few forward passes, not one per parameter (no numerical differentiation)."""
+    try:
+        small = measure(candidate, SMALL, seed=1)
+        large = measure(candidate, LARGE, seed=2)
+    except CandidateError as exc:
+        raise Mismatch(f"your forward/backward {failure_text(exc)} [efficiency check, "
+                       f"networks {list(SMALL)} and {list(LARGE)}, batch {BATCH}]") from exc
+    record_property("efficiency_ratio_small", round(small.ratio, 2))
+    record_property("efficiency_ratio_large", round(large.ratio, 2))
+    message = verdict(small, large)
+    if message is not None:
+        raise Mismatch(message)
