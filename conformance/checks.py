@@ -82,14 +82,16 @@ def least_precise(*dtypes: np.dtype) -> np.dtype:
     return max((np.dtype(d) for d in dtypes), key=lambda d: np.finfo(d).eps)
 
 
-def gradient_comparisons(case: Case, grads: Grads, dtype: np.dtype) -> list[Comparison]:
-    """Check (b): the candidate's gradients vs central differences of the exact loss."""
+def gradient_comparisons(case: Case, grads: Grads, dtype: np.dtype,
+                         every_entry: bool = False) -> list[Comparison]:
+    """Check (b): the candidate's gradients vs central differences of the exact loss: every
+    entry of small networks (or of any network with ``every_entry``), else random directions."""
     tau = precision_tolerance(dtype)
     acts, pres = true_forward(case.X, case.params)
     mags = magnitudes(case.X, case.Y, case.params)
     zero_conv = analytic_gradients(acts, pres, case.Y, case.params, 0.0)
     one_conv = analytic_gradients(acts, pres, case.Y, case.params, 1.0)
-    entrywise = case.n_params <= ENTRYWISE_MAX_PARAMS
+    entrywise = every_entry or case.n_params <= ENTRYWISE_MAX_PARAMS
     out = []
     for l in range(len(case.params)):
         for t, kind in enumerate(("W", "b")):

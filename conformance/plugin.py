@@ -61,6 +61,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="absolute tolerance for --golden comparisons (default 0: bit-exact)",
     )
     group.addoption(
+        "--fd-full",
+        metavar="SIZES",
+        type=layer_sizes_option,
+        default=None,
+        help="also check EVERY gradient entry of a network with these layer sizes, e.g. "
+        "784,128,10 (the section's), against central differences of the exact loss",
+    )
+    group.addoption(
         "--mnist-dir",
         metavar="DIR",
         default=None,
@@ -91,6 +99,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     from conformance.isolation.options import add_isolation_options  # light: no numpy
 
     add_isolation_options(parser)  # --isolate-timeout, --isolate-memory, ... (SECURITY.md)
+
+
+def layer_sizes_option(text: str) -> list[int]:
+    """``784,128,10`` -> [784, 128, 10]: at least an input and an output size, all positive."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if len(sizes) < 2 or any(n < 1 for n in sizes):
+        raise pytest.UsageError(f"--fd-full: expected comma-separated positive layer sizes such as "
+                                f"784,128,10 (input, hidden..., classes), got {text!r}")
+    return sizes
 
 
 def impl_spec(config: pytest.Config) -> str:

@@ -11,6 +11,7 @@ A forward bug fails (a) and (c); a backward bug fails (b) and (c). See SPEC.md, 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import example, given
 
 from conformance import strategies
@@ -34,12 +35,12 @@ def _reference_activations(case: Case) -> tuple[list[np.ndarray], list[np.ndarra
     return list(acts), list(pres)
 
 
-def check_backward_against_fd(candidate: Candidate, case: Case) -> None:
+def check_backward_against_fd(candidate: Candidate, case: Case, every_entry: bool = False) -> None:
     __tracebackhide__ = True
     where = f"backward(case={case!r})"
     acts, pres = _reference_activations(case)
     grads, dtype = run_backward(candidate, case, acts, pres, where)
-    comparisons = gradient_comparisons(case, grads, dtype)
+    comparisons = gradient_comparisons(case, grads, dtype, every_entry)
     if mismatch_report(comparisons, where=where, compared="", contract="") is None:
         return
     mags = magnitudes(case.X, case.Y, case.params)
@@ -84,6 +85,18 @@ def test_backward_matches_finite_differences(candidate: Candidate, case: Case) -
 def test_backward_matches_finite_differences_large(candidate: Candidate, case: Case) -> None:
     """(b) up to 5 layers x 64 units: each tensor along random directions."""
     check_backward_against_fd(candidate, case)
+
+
+FD_FULL_BATCH = 32  # rows of the --fd-full case: a realistic mini-batch, seconds for 100k parameters
+
+
+def test_every_entry_of_your_network(candidate: Candidate, request: pytest.FixtureRequest) -> None:
+    """--fd-full SIZES: (b) on every entry of every tensor of a network of the developer's own
+    size (e.g. the section's 784,128,10: 101,770 entries), not only along random directions."""
+    sizes = request.config.getoption("fd_full")
+    if not sizes:
+        pytest.skip("every-entry check of a full-size network not requested (--fd-full 784,128,10)")
+    check_backward_against_fd(candidate, make_case(sizes, batch=FD_FULL_BATCH, seed=0), every_entry=True)
 
 
 def test_exact_zero_pre_activations_accept_both_relu_conventions(candidate: Candidate) -> None:

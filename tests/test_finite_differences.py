@@ -9,10 +9,14 @@ comparison, the exact log-sum-exp loss.
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from conformance.cases import scaled_logits_case
+from conformance.invocation import SUITE_ROOT, suite_command, suite_env
 from conformance.gradcheck import (
     SERIES_MAX_REACH,
     _loss_change,
@@ -23,6 +27,7 @@ from conformance.gradcheck import (
     mean_cross_entropy,
     true_forward,
 )
+from tests.variants import REPO_ROOT
 
 
 def random_network(seed: int, near_zero: bool) -> tuple[np.ndarray, np.ndarray, list]:
@@ -139,3 +144,30 @@ def test_entrywise_estimates_hold_for_huge_logits(scale: float) -> None:
             est = fd_tensor(case.X, case.Y, case.params, layer, kind, mags)
             gap = np.abs(est.value - exact[layer][t].reshape(-1))[~est.excluded]
             assert np.all(gap <= est.error[~est.excluded]), (scale, kind, layer, gap.max())
+
+
+def _suite(impl: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(suite_command(impl, ["-q", "-k", "every_entry", *extra]), cwd=SUITE_ROOT,
+                          env=suite_env(), capture_output=True, text=True, timeout=600)
+
+
+def test_fd_full_checks_every_entry_of_a_full_size_network(tmp_path: Path) -> None:
+    """--fd-full 784,128,10: one wrong entry among 101,770 is found and named; the reference
+    passes. (Random directions would see that entry only diluted among all the others.)"""
+    source = (REPO_ROOT / "reference" / "mlp.py").read_text()
+    line = "        db = delta.sum(axis=0)"
+    assert line in source
+    bad = tmp_path / "one_wrong_entry.py"
+    bad.write_text(source.replace(line, line + "; db[3] *= 1.5", 1))
+    failed = _suite(bad, "--fd-full", "784,128,10")
+    assert failed.returncode == 1, failed.stdout[-3000:]
+    assert "db[0][3]=" in failed.stdout and "784, 128, 10" in failed.stdout
+    assert "mismatched entries: db[0]: 1/128, db[1]: 1/10; agree: dW[0], dW[1]" in failed.stdout
+    passed = _suite(REPO_ROOT / "reference" / "mlp.py", "--fd-full", "784,128,10")
+    assert passed.returncode == 0 and "1 passed" in passed.stdout, passed.stdout[-3000:]
+
+
+@pytest.mark.parametrize("bad", ["784", "784,0,10", "a,b"])
+def test_fd_full_sizes_are_validated(bad: str, tmp_path: Path) -> None:
+    proc = _suite(REPO_ROOT / "reference" / "mlp.py", f"--fd-full={bad}")
+    assert proc.returncode == 4 and "--fd-full: expected comma-separated positive layer sizes" in proc.stderr
