@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from conformance.text import clean_name, clean_text
+
 REQUIRED_FUNCTIONS = ("forward", "backward")
 OPTIONAL_FUNCTIONS = ("init_params", "relu", "softmax", "cross_entropy", "train")
 DEFAULT_IMPL = "reference.mlp"  # the file itself, so the header shows its sha256
@@ -43,6 +45,8 @@ class CandidateRaised(CandidateError):
     travel as strings."""
 
     def __init__(self, function: str, exc_type: str, message: str, traceback_text: str):
+        # Candidate-made text: control and bidi characters escaped before any message shows it.
+        exc_type, message, traceback_text = clean_name(exc_type), clean_text(message), clean_text(traceback_text)
         # Reads like the in-process text "ValueError: message" (the suite prefixes "raised").
         reason = f"{exc_type}: {message}" if message else exc_type
         if traceback_text:
@@ -57,8 +61,8 @@ def failure_text(exc: BaseException) -> str:
     the call died some other way (crash, limit, invalid output)."""
     if isinstance(exc, CandidateRaised) or not isinstance(exc, CandidateError):
         text = exc.reason if isinstance(exc, CandidateError) else f"{type(exc).__name__}: {exc}"
-        return f"raised {text}"
-    return f"failed: {exc.reason}"
+        return clean_text(f"raised {text}")
+    return clean_text(f"failed: {exc.reason}")
 
 
 class Candidate(Protocol):

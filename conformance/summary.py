@@ -20,6 +20,7 @@ import pytest
 from conformance import calls
 from conformance.contract import PrecisionFinding
 from conformance.diagnosis import FORWARD_BUGS, KNOWN_BUGS, named_bugs
+from conformance.text import clean_name
 
 NAME = "conformance-summary"
 AREA_ORDER = ("interface", "gradients", "stability", "relu_index", "golden", "mnist")
@@ -60,7 +61,7 @@ def candidate_label(candidate: Any) -> str:
     no temporary path, no address)."""
     path = getattr(candidate, "path", None)
     name = Path(str(path)).name if path else str(getattr(candidate, "module_name", "?"))
-    return f"<candidate {name}>"
+    return f"<candidate {clean_name(name)}>"
 
 
 # ------------------------------------------------------------------------ case shapes

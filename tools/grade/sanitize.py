@@ -22,53 +22,12 @@ from __future__ import annotations
 
 import html
 import os
-import re
-import unicodedata
 
-# Characters never written raw: C0 controls (except \n, \t in multi-line text), DEL, C1
-# controls, bidi embeddings/overrides/isolates and marks, zero-width and other invisible
-# format characters, line/paragraph separators, and lone surrogates (undecodable bytes of a
-# file name, kept by os.fsdecode's surrogateescape).
-_BIDI_AND_INVISIBLE = ("\u061c\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-                       "\u2028\u2029\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff")
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f" + _BIDI_AND_INVISIBLE + "\ud800-\udfff]")
-_UNSAFE_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f" + _BIDI_AND_INVISIBLE + "\ud800-\udfff]")
+from conformance.text import clean_name, clean_text  # noqa: F401 - re-exported: one rule
+
 # Spreadsheet formula prefixes (OWASP CSV injection), with their full-width forms, which
 # some spreadsheet locales also read as formulas.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
-
-
-def _escape(match: re.Match) -> str:
-    char = match.group()
-    code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte of a file name (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}"
-
-
-def _other_format_chars(text: str) -> str:
-    """Escape the remaining Unicode format characters (category Cf) not listed above."""
-    if text.isascii():
-        return text
-    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) == "Cf" else c for c in text)
-
-
-def clean_text(text: object, limit: int | None = None) -> str:
-    """Multi-line text safe for a terminal, a file or a page (newlines and tabs kept)."""
-    value = text if isinstance(text, str) else str(text)
-    if limit is not None:
-        value = value[:limit]
-    return _other_format_chars(_UNSAFE.sub(_escape, value))
-
-
-def clean_name(text: object, limit: int | None = None) -> str:
-    """One-line text (a name, a status line): every control character escaped."""
-    value = text if isinstance(text, str) else str(text)
-    if limit is not None:
-        value = value[:limit]
-    return _other_format_chars(_UNSAFE_ONE_LINE.sub(_escape, value))
 
 
 def csv_cell(value: object, limit: int | None = None) -> object:
