@@ -9,7 +9,7 @@ Notation: layer l has ``Z = A_prev @ W + b`` (pre-activation) and ``A = relu(Z)`
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -64,14 +64,18 @@ def backward(
     """Gradients of the mean cross-entropy, as [(dW1, db1), ..., (dW_L, db_L)] in forward order."""
     grads = []
     B = Y.shape[0]
-    delta = (activations[-1] - Y) / B  # BP1: softmax + cross-entropy give dL/dZ^L = (Y_hat - Y) / B
+    Y_hat = activations[-1]
+    delta = (Y_hat - Y) / B  # BP1: softmax + cross-entropy give dL/dZ^L = (Y_hat - Y) / B
     for i in reversed(range(len(params))):
-        dW = activations[i].T @ delta  # BP4: dL/dW^l = a^{l-1} (delta^l)^T, summed over the batch
+        A_prev = activations[i]
+        dW = A_prev.T @ delta  # BP4: dL/dW^l = a^{l-1} (delta^l)^T, summed over the batch
         db = delta.sum(axis=0)  # BP3: dL/db^l = delta^l, summed over the batch
         grads.append((dW, db))
         if i > 0:
             W = params[i][0]
-            # BP2: delta^{l-1} = (W^l delta^l) * relu'(z^{l-1}); z^{l-1} is pre_activations[i-1]
+            # BP2: delta^{l-1} = (W^l delta^l) * relu'(z^{l-1}); z^{l-1} is pre_activations[i-1].
+            # The mask is cast to float32 as in the section: exact (0 and 1 are exact), and
+            # float32 * float64 stays float64, so this keeps bit-identity, not a bug.
             delta = (delta @ W.T) * (pre_activations[i - 1] > 0).astype(np.float32)
     return list(reversed(grads))
 
@@ -91,35 +95,28 @@ def train(
     epochs: int = 10,
     batch_size: int = 64,
     *,
-    shuffle_seed: int = 42,
-    on_epoch: Callable[[int, Params, float], None] | None = None,
-    progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+    shuffle_seed: int | np.random.Generator = 42,
     verbose: bool = True,
 ) -> Params:
     """Plain mini-batch SGD; prints test accuracy after every epoch and returns the params.
 
-    ``params`` is updated in place (its tuples are replaced), as in the section. Keyword-only
-    extras: ``on_epoch(epoch, params, acc)`` after each evaluation, ``progress`` wraps the
-    batch iterator (e.g. a progress bar), ``verbose=False`` silences the per-epoch line.
+    ``params`` is updated in place (its tuples are replaced), as in the section. The section
+    shuffles with seed 42; ``shuffle_seed`` may be another seed or a Generator, whose stream
+    then continues across calls (``reference/train.py`` trains epoch by epoch this way and gets
+    the same draws as one call). ``verbose=False`` silences the per-epoch line.
     """
     rng = np.random.default_rng(shuffle_seed)
     n = X.shape[0]
     for epoch in range(epochs):
         idx = rng.permutation(n)
-        starts: Iterable[int] = range(0, n, batch_size)
-        for i in progress(starts) if progress else starts:
-            # The batch's rows of the shuffled set, gathered directly: same rows as slicing
-            # X[idx], without copying the whole training set every epoch.
-            rows = idx[i : i + batch_size]
+        for i in range(0, n, batch_size):
+            rows = idx[i : i + batch_size]  # the rows of X[idx][i:i+B], without copying X each epoch
             X_b, Y_b = X[rows], Y[rows]
             activations, pre_activations = forward(X_b, params)
             grads = backward(activations, pre_activations, Y_b, params)
             for j, (dW, db) in enumerate(grads):
                 W, b = params[j]
                 params[j] = (W - lr * dW, b - lr * db)
-        acc = accuracy(X_test, Y_test, params)
         if verbose:
-            print(f"epoch {epoch}: test acc = {acc:.4f}")
-        if on_epoch is not None:
-            on_epoch(epoch, params, acc)
+            print(f"epoch {epoch}: test acc = {accuracy(X_test, Y_test, params):.4f}")
     return params

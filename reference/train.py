@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from reference.mlp import Params, cross_entropy, forward, init_params, train
+from reference.mlp import accuracy, cross_entropy, forward, init_params, train
 from reference.mnist import MNISTError, load_mnist, one_hot
 
 N_PIXELS, N_CLASSES = 784, 10
@@ -90,24 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _progress_bar(quiet: bool) -> tuple[Callable[[Iterable[int]], Iterable[int]] | None, Callable[[str], None]]:
-    """(batch iterator wrapper, line printer that does not tear the bar); plain print without tqdm."""
+def _epochs_with_bar(epochs: int, quiet: bool) -> tuple[Iterable[int], Callable[[str], None]]:
+    """(the epoch numbers, wrapped in a progress bar, and a line printer that does not tear
+    the bar); plain ``range`` and ``print`` when quiet or without tqdm."""
     if quiet:
-        return None, print
+        return range(epochs), print
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return None, print
-    epoch = [0]
-
-    def wrap(starts: Iterable[int]) -> Iterable[int]:
-        # disable=None: no bar when stderr is not a terminal (CI logs, pipes)
-        bar = tqdm(starts, desc=f"epoch {epoch[0]}", unit="batch", leave=False, file=sys.stderr,
-                   disable=None)
-        epoch[0] += 1
-        return bar
-
-    return wrap, tqdm.write
+        return range(epochs), print
+    # disable=None: no bar when stderr is not a terminal (CI logs, pipes)
+    return tqdm(range(epochs), unit="epoch", leave=False, file=sys.stderr, disable=None), tqdm.write
 
 
 def _save_plot(path: Path, history: dict[str, list[float]], title: str) -> None:
@@ -157,14 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     say(f"model {architecture} ({args.dtype}), lr {args.lr:g}, batch {args.batch_size}, "
         f"{args.epochs} epochs, init seed {args.seed}, shuffle seed {args.shuffle_seed}")
 
-    progress, write = _progress_bar(args.quiet)
     history: dict[str, list[float]] = {"test_acc": [], "train_loss": [], "test_loss": []}
     start = last = time.perf_counter()
-
-    def on_epoch(epoch: int, params: Params, acc: float) -> None:
-        nonlocal last
-        history["test_acc"].append(acc)
-        line = f"epoch {epoch}: test acc = {acc:.4f}"
+    params = init_params(sizes, seed=args.seed, dtype=dtype)
+    # One call per epoch on one shuffling stream: the same draws as train(..., epochs=N).
+    shuffling = np.random.default_rng(args.shuffle_seed)
+    epochs, write = _epochs_with_bar(args.epochs, args.quiet)
+    for epoch in epochs:
+        train(X, Y, X_test, Y_test, params, lr=args.lr, epochs=1, batch_size=args.batch_size,
+              shuffle_seed=shuffling, verbose=False)
+        history["test_acc"].append(accuracy(X_test, Y_test, params))
+        line = f"epoch {epoch}: test acc = {history['test_acc'][-1]:.4f}"
         if args.plot is not None:
             history["train_loss"].append(float(cross_entropy(forward(X, params)[0][-1], Y)))
             history["test_loss"].append(float(cross_entropy(forward(X_test, params)[0][-1], Y_test)))
@@ -174,11 +170,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             write(f"{line}  ({now - last:.1f} s)")
         last = now
-
-    params = init_params(sizes, seed=args.seed, dtype=dtype)
-    train(X, Y, X_test, Y_test, params, lr=args.lr, epochs=args.epochs,
-                   batch_size=args.batch_size, shuffle_seed=args.shuffle_seed,
-                   on_epoch=on_epoch, progress=progress, verbose=False)
     final = history["test_acc"][-1]  # accuracy after the last epoch, as printed above
     print(f"final test accuracy: {final:.4f} ({architecture}, {args.dtype}, {args.epochs} epochs, "
           f"{time.perf_counter() - start:.1f} s)")

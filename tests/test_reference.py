@@ -269,16 +269,19 @@ def test_reference_train_keeps_float32_and_does_not_touch_its_inputs() -> None:
     assert trained is params  # updated in place, as in the section
 
 
-def test_reference_train_hooks_see_every_epoch_and_batch() -> None:
+def test_training_epoch_by_epoch_on_one_stream_equals_one_call() -> None:
+    """reference/train.py and tools/calibrate_mnist.py train one epoch per call on one
+    shuffling Generator (to report every epoch): bit-identical to the section's single call."""
     X, Y = synthetic_problem(6, 100, 4, 3)
-    seen_epochs, batches = [], []
-
-    def progress(starts):
-        for s in starts:
-            batches.append(s)
-            yield s
-
-    mlp.train(X, Y, X, Y, mlp.init_params([4, 3]), epochs=2, batch_size=30, verbose=False,
-              on_epoch=lambda e, p, acc: seen_epochs.append((e, acc)), progress=progress)
-    assert [e for e, _ in seen_epochs] == [0, 1] and all(0 <= acc <= 1 for _, acc in seen_epochs)
-    assert batches == [0, 30, 60, 90] * 2
+    at_once = mlp.train(X, Y, X, Y, mlp.init_params([4, 5, 3]), epochs=3, batch_size=30,
+                        shuffle_seed=7, verbose=False)
+    stepwise = mlp.init_params([4, 5, 3])
+    stream = np.random.default_rng(7)
+    for _ in range(3):
+        mlp.train(X, Y, X, Y, stepwise, epochs=1, batch_size=30, shuffle_seed=stream, verbose=False)
+    for (W0, b0), (W1, b1) in zip(at_once, stepwise):
+        assert np.array_equal(W0, W1) and np.array_equal(b0, b1)
+    restarted = mlp.init_params([4, 5, 3])
+    for _ in range(3):  # a fresh seed each epoch repeats the first shuffle: not the same run
+        mlp.train(X, Y, X, Y, restarted, epochs=1, batch_size=30, shuffle_seed=7, verbose=False)
+    assert not np.array_equal(restarted[0][0], at_once[0][0])
