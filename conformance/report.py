@@ -38,21 +38,37 @@ PROPERTY_CAP = 20000  # characters of JSON per record_property value
 
 # What defines "the suite" for a recorded grade: every file of the conformance package,
 # the fixtures it compares against and the reference it cross-checks with.
-SUITE_VERSION_EXTRA = ("fixtures/manifest.json", "fixtures/mnist_thresholds.json")
-SUITE_VERSION_SUFFIXES = (".py", ".md", ".json", ".toml", ".txt")
+# What decides a verdict, and nothing else (a typo fixed in SECURITY.md, the training CLI or
+# a rubric must not invalidate stored grades): the suite's code and configuration, the
+# reference's algorithm and MNIST loader, the fixtures' manifest (it pins every fixture's
+# sha256) and the calibrated thresholds.
+SUITE_VERSION_CODE = ("*.py", "*.ini")
+SUITE_VERSION_NOT_VERDICTS = ("cli.py",)  # the console script only builds commands
+SUITE_VERSION_REFERENCE = ("mlp.py", "mnist.py")
+SUITE_VERSION_FIXTURES = ("manifest.json", "mnist_thresholds.json")
 
 
 def suite_version(root: Path = REPO_ROOT) -> str:
-    """Short content hash of the suite's sources, the fixtures manifest/thresholds and the
-    reference package: two runs with the same value used the same checks."""
+    """Short content hash of what decides verdicts: two runs with the same value used the
+    same checks, thresholds and fixtures. The same in a checkout and an installed wheel
+    (fixtures in ``fixtures/`` or ``conformance/fixtures/``, hashed under one name)."""
+    suite = root / "conformance"
+    files: dict[str, Path] = {}
+    for pattern in SUITE_VERSION_CODE:
+        for path in suite.rglob(pattern):
+            rel = path.relative_to(root)
+            if (path.is_file() and "__pycache__" not in rel.parts and "fixtures" not in rel.parts[:2]
+                    and not (len(rel.parts) == 2 and rel.name in SUITE_VERSION_NOT_VERDICTS)):
+                files[rel.as_posix()] = path
+    for name in SUITE_VERSION_REFERENCE:
+        files[f"reference/{name}"] = root / "reference" / name
+    fixtures = suite / "fixtures" if (suite / "fixtures" / "manifest.json").is_file() else root / "fixtures"
+    for name in SUITE_VERSION_FIXTURES:
+        files[f"fixtures/{name}"] = fixtures / name
     digest = hashlib.sha256()
-    files = [p for p in sorted((root / "conformance").rglob("*"))
-             if p.is_file() and p.suffix in SUITE_VERSION_SUFFIXES and "__pycache__" not in p.parts]
-    files += [p for p in sorted((root / "reference").glob("*.py")) if p.is_file()]
-    files += [root / extra for extra in SUITE_VERSION_EXTRA if (root / extra).is_file()]
-    for path in files:
-        rel = path.relative_to(root).as_posix()
-        digest.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    for rel in sorted(files):
+        if files[rel].is_file():
+            digest.update(rel.encode() + b"\0" + hashlib.sha256(files[rel].read_bytes()).digest())
     return digest.hexdigest()[:16]
 
 

@@ -179,20 +179,37 @@ def test_json_safe() -> None:
     assert isinstance(_json_safe("x" * 10**6), str) and len(_json_safe("x" * 10**6)) < 30000
 
 
-def test_suite_version_changes_with_the_suite(tmp_path: Path) -> None:
-    for rel in ("conformance/test_a.py", "reference/mlp.py", "fixtures/manifest.json"):
+def test_suite_version_changes_with_what_decides_verdicts_only(tmp_path: Path) -> None:
+    decides = ("conformance/test_a.py", "conformance/isolation/wire.py", "conformance/suite.ini",
+               "reference/mlp.py", "reference/mnist.py", "fixtures/manifest.json",
+               "fixtures/mnist_thresholds.json")
+    prose = ("conformance/SECURITY.md", "conformance/cli.py", "reference/train.py", "README.md",
+             "tools/grade/default_rubric.toml")
+    for rel in decides + prose:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("1")
     v1 = suite_version(tmp_path)
     assert v1 == suite_version(tmp_path)
     (tmp_path / "conformance" / "__pycache__").mkdir()
     (tmp_path / "conformance" / "__pycache__" / "x.pyc").write_text("ignored")
+    for rel in prose:  # documentation, the CLIs and the rubric: stored grades stay valid
+        (tmp_path / rel).write_text("2")
     assert suite_version(tmp_path) == v1
-    for rel in ("conformance/test_a.py", "reference/mlp.py", "fixtures/manifest.json"):
+    for rel in decides:
         (tmp_path / rel).write_text("2")
         v2 = suite_version(tmp_path)
         assert v2 != v1, rel
         v1 = v2
+
+
+def test_suite_version_is_the_same_installed_and_in_a_checkout(tmp_path: Path) -> None:
+    """A wheel holds the fixtures as conformance/fixtures/: same content, same version."""
+    checkout, wheel = tmp_path / "checkout", tmp_path / "site-packages"
+    for root, fixtures in ((checkout, "fixtures"), (wheel, "conformance/fixtures")):
+        for rel in ("conformance/test_a.py", "reference/mlp.py", f"{fixtures}/manifest.json"):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text("same")
+    assert suite_version(checkout) == suite_version(wheel)
 
 
 @pytest.mark.slow
