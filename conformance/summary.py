@@ -266,9 +266,11 @@ def _short_reasons(reasons: list[str]) -> list[str]:
 def summary_lines(data: dict[str, Any], label: str) -> list[str]:
     areas = data["areas"]
     failed = [a for a, v in areas.items() if v["outcome"] == "failed"]
-    ran = [a for a, v in areas.items() if v["outcome"] != "not run"]
-    lines = [f"{label}: " + (f"{len(failed)} of {len(ran)} check areas that ran FAILED ({', '.join(failed)})"
-                             if failed else f"every check area that ran passed ({len(ran)} areas)")]
+    ran = [a for a, v in areas.items() if v["outcome"] in ("passed", "failed")]  # skipped: no verdict
+    verdict = (f"{len(failed)} of {len(ran)} check areas that ran FAILED ({', '.join(failed)})" if failed
+               else f"every check area that ran passed ({len(ran)} areas)" if ran
+               else "no check area ran (every check was skipped or not selected): no verdict")
+    lines = [f"{label}: {verdict}"]
     width = max((len(a) for a in areas), default=8)
     for area, v in areas.items():
         parts = [f"{v['passed']} passed"] + ([f"{v['failed']} failed"] if v["failed"] else [])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 
 from conformance import strategies
 from conformance.assertions import Comparison, assert_unchanged, mismatch_report
@@ -308,10 +308,22 @@ def test_broadcast_error_of_the_index_bug_is_recognised() -> None:
 
 
 # ------------------------------------------------------------------------ profiles / plugin
-def test_grading_profile_is_deterministic() -> None:
+def test_grading_profile_draws_the_same_cases_every_time() -> None:
+    """Every submission of a class sees the same cases: two runs draw the same sequence."""
     grading = settings.get_profile(strategies.GRADING_PROFILE)
     assert grading.derandomize and grading.database is None and grading.deadline is None
-    assert grading.max_examples == settings.get_profile(strategies.GRADING_PROFILE).max_examples
+    drawn: list[str] = []
+
+    @settings(parent=grading)
+    @given(case=strategies.cases())
+    def draw(case) -> None:
+        drawn.append(case.recipe)
+
+    draw()
+    first = list(drawn)
+    drawn.clear()
+    draw()
+    assert drawn == first and len(set(first)) >= 5, first
 
 
 def _run_suite(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
