@@ -114,7 +114,7 @@ def gradient_comparisons(case: Case, grads: Grads, dtype: np.dtype,
                 V = random_directions(g.shape, DIRECTIONS_PER_TENSOR, case.seed * 31 + 2 * l + t)
                 est = fd_tensor(case.X, case.Y, case.params, l, kind, mags, directions=V)
                 axes = tuple(range(1, V.ndim))
-                along = lambda a: (V * a).sum(axis=axes)  # noqa: E731
+                along = lambda a, V=V, axes=axes: (V * a).sum(axis=axes)  # noqa: E731
                 m_dir = (np.abs(V) * M).sum(axis=axes)
                 expected = np.where(est.excluded, along(g0), est.value)
                 alt = np.where(est.excluded, along(g1), expected)
@@ -187,7 +187,7 @@ def _self_consistency(case: Case, grads: Grads, dtype: np.dtype,
             axes = tuple(range(1, V.ndim))
             M = mags.gradients[l][t]
             m_dir = (np.abs(V) * M).sum(axis=axes)
-            along = lambda a: (V * np.asarray(a, np.float64)).sum(axis=axes)  # noqa: E731
+            along = lambda a, V=V, axes=axes: (V * np.asarray(a, np.float64)).sum(axis=axes)  # noqa: E731
             actual = along(grads[l][t])
             kinked = est.excluded
             expected = np.where(kinked, along(at_own[0][l][t]), est.value)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conformance import golden
-from conformance.golden import FIXTURES_DIR, LOG_GUARD_MAX, Mismatch
+from conformance.golden import FIXTURES_DIR, Mismatch
 from reference import mlp
 from tools import fixtures
 

@@ -32,7 +32,6 @@ from tests.variants import (
     AREAS,
     CORRECT,
     CORRECT_DIR,
-    REFERENCE_CONTROL,
     REFERENCE_SOURCE,
     Variant,
     VariantPatchError,

@@ -406,7 +406,7 @@ class Server:
             if op == "exit":
                 return
             if op == "has":
-                self.send(self.answer(lambda: {"ok": True, "has": self.has(header["function"])}))
+                self.send(self.answer(lambda header=header: {"ok": True, "has": self.has(header["function"])}))
                 continue
             box = [blob]
             del blob  # the request's bytes live only as long as serve_call needs them
@@ -444,7 +444,7 @@ class Server:
                                       or tb.tb_frame.f_code.co_filename.startswith("<frozen")):
                 tb = tb.tb_next  # the student's frames first: the worker's and importlib's are noise
             return {"op": "hello", "ok": False, "status": self.status,
-                    "load_error": _safe(lambda: "".join(
+                    "load_error": _safe(lambda exc=exc, tb=tb: "".join(
                         traceback.format_exception(type(exc), exc, tb)))}
         _flush()
         self.module = module
@@ -488,7 +488,7 @@ class Server:
             tree, data = wire.encode_tree(value, max_bytes=int(header["max_answer"]),
                                           max_arrays=int(header["max_arrays"]))
         except BaseException as exc:  # noqa: BLE001
-            self.send({"ok": False, "invalid": _safe(lambda: f"{type(exc).__name__}: {exc}")[:2000]})
+            self.send({"ok": False, "invalid": _safe(lambda exc=exc: f"{type(exc).__name__}: {exc}")[:2000]})
             return
         self.send({"ok": True, "value": tree}, data)
 

@@ -116,7 +116,7 @@ def apply_patch(source: str, spec: BugSpec) -> str:
     try:
         compile(patched, f"{BUGGY_PREFIX}{spec.name}.py", "exec")
     except SyntaxError as exc:
-        raise VariantPatchError(f"variant {spec.name!r}: patched source does not compile: {exc}")
+        raise VariantPatchError(f"variant {spec.name!r}: patched source does not compile: {exc}") from exc
     return patched
 
 
