@@ -49,13 +49,49 @@ def run_once(impl: str | None, profile: str | None, extra: list[str]) -> tuple[f
     return wall, cpu, dict(per_area), summary
 
 
+def catalogue_distribution(profile: str | None, extra: list[str]) -> int:
+    """Issue 15's second target: the verdict on buggy code. Every buggy variant of the
+    catalogue once (non-MNIST suite, wall and CPU), then the distribution and the slowest."""
+    import statistics
+    import tempfile
+
+    from tests.variants import materialize  # the catalogue lives with the project's tests
+
+    with tempfile.TemporaryDirectory(prefix="bench-suite-") as tmp:
+        buggy = [v for v in materialize(Path(tmp), include_control=False) if v.kind == "buggy"]
+        timings = []
+        for variant in buggy:
+            wall, cpu, _, _ = run_once(str(variant.path), profile, extra)
+            timings.append((wall, cpu, variant.name))
+    walls, cpus = sorted(t[0] for t in timings), sorted(t[1] for t in timings)
+
+    def pct(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+    print(f"verdict on buggy code: {len(timings)} catalogue variants, -m 'not mnist', "
+          f"profile={profile or 'conformance'}, one run each")
+    for label, values in (("wall", walls), ("CPU", cpus)):
+        print(f"  {label:<4} min {values[0]:5.2f}  median {statistics.median(values):5.2f}  "
+              f"p90 {pct(values, 0.9):5.2f}  max {values[-1]:5.2f} s")
+    over = [t for t in timings if t[0] > TARGET_SECONDS]
+    print(f"  {len(timings) - len(over)}/{len(timings)} within the {TARGET_SECONDS:.0f} s target (wall); "
+          f"load average {os.getloadavg()[0]:.1f}")
+    for wall, cpu, name in sorted(timings, reverse=True)[:5]:
+        print(f"  slowest: {name:<40} {wall:5.2f} s wall, {cpu:5.2f} s CPU")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench_suite", description=__doc__.split("\n\n")[0])
     parser.add_argument("--impl", default=None, help="candidate (default: the reference)")
     parser.add_argument("--profile", default=None, help="hypothesis profile (default: conformance)")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the fastest is reported (default 3)")
+    parser.add_argument("--catalogue", action="store_true",
+                        help="time every buggy variant of the catalogue once (needs the checkout's tests/)")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
+    if args.catalogue:
+        return catalogue_distribution(args.profile, args.pytest_args)
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
     runs = [run_once(args.impl, args.profile, args.pytest_args) for _ in range(args.repeat)]
