@@ -8,13 +8,26 @@ a capped table, then the diagnosis, a snippet that reproduces it and what to do 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from conformance.contract import PrecisionFinding
+
 MAX_TABLE_ROWS = 10
-FLOAT32_OVER_FLOAT64 = float(np.sqrt(np.finfo(np.float32).eps / np.finfo(np.float64).eps))  # tau ratio
+# "Within float32 rounding" (SPEC.md, dtype policy): a float64 result whose every mismatch is
+# below 64 float32 epsilons times the entry's magnitude bound M carries float32 rounding, not a
+# bug (a correct float32 computation errs by ~1.5 eps32 * M; the smallest bug by M/64, about
+# 130000 eps32). The tau part of ``allowed`` is sqrt(eps64) * (M + 0.01 max M), so the bound is
+# that part times 64 eps32 / sqrt(eps64) = 512; finite-difference error stays as it is.
+FLOAT32_ROUNDING_OVER_TAU64 = float(64 * np.finfo(np.float32).eps / np.sqrt(np.finfo(np.float64).eps))
+FLOAT32_ROUNDING_FINDING = (
+    "some float64 results carry errors above float64 rounding but below float32 rounding (every "
+    "mismatch under 64 float32 epsilons of its magnitude bound). That is not a bug, so those checks "
+    "passed. Usual sources: a float32 intermediate or float32 weights (return float32 arrays if you "
+    "compute in float32), or values recovered by a subtraction such as W - W_new")
 
 
 def fmt(x: float) -> str:
@@ -45,6 +58,9 @@ class Comparison:
     # assumes 0): any value between the two passes, since any ReLU'(0) in [0, 1] is a valid
     # subgradient choice (e.g. np.heaviside(z, 0.5)).
     expected_alt: np.ndarray | None = None
+    # The finite-difference part of ``allowed`` (0 when the expectation is exact): it is not
+    # rounding of the candidate, so the float32-rounding bound does not scale it.
+    fd_error: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         shape = np.shape(self.expected)
@@ -60,6 +76,13 @@ class Comparison:
         lo = np.minimum(self.expected, self.expected_alt)
         hi = np.maximum(self.expected, self.expected_alt)
         return np.maximum(np.maximum(lo - self.actual, self.actual - hi), 0.0)
+
+    def within_float32_rounding(self) -> bool:
+        """Every mismatch below the float32-rounding bound (only meaningful for comparisons
+        whose ``allowed`` was set from the float64 tau)."""
+        fd = 0.0 if self.fd_error is None else np.broadcast_to(self.fd_error, self.allowed.shape)
+        bound = (self.allowed - fd) * FLOAT32_ROUNDING_OVER_TAU64 + fd
+        return bool(np.all((self.error <= bound) | ~self.bad))
 
     @property
     def bad(self) -> np.ndarray:
@@ -95,9 +118,16 @@ def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: 
                     diagnosis: str | None = None, reproduce: str | None = None,
                     next_step: str | None = None, held_to: np.dtype | None = None) -> str | None:
     """None if every comparison holds, else the full failure message. ``held_to``: the dtype
-    whose precision set the tolerances (adds a hint when float64 results have float32 errors)."""
+    whose precision set the tolerances; when it is float64 and every mismatch is float32
+    rounding, the check passes (None) with a ``PrecisionFinding`` warning (SPEC.md, dtype
+    policy). Calls with an empty ``compared`` are quick probes and emit no warning."""
     failing = [c for c in comparisons if c.bad.any()]
     if not failing:
+        return None
+    if held_to is not None and np.dtype(held_to) == np.float64 and all(
+            c.within_float32_rounding() for c in failing):
+        if compared:
+            warnings.warn(PrecisionFinding(FLOAT32_ROUNDING_FINDING), stacklevel=3)
         return None
     worst_rows, headline = [], None
     for c in failing:
@@ -127,11 +157,6 @@ def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: 
     if kinked:
         lines.append(f"  ({kinked} entries straddled a ReLU kink at every step: judged against exact "
                      "backprop instead, with either ReLU'(0) convention)")
-    if held_to is not None and np.dtype(held_to) == np.float64 and all(
-            np.all((c.error <= c.allowed * FLOAT32_OVER_FLOAT64) | ~c.bad) for c in failing):
-        lines.append("  finding: every mismatch is within float32 precision: if you compute in float32 "
-                     "and cast the results to float64, return the float32 arrays instead (results are "
-                     "held to the precision of the dtype they come in; SPEC.md, dtype policy).")
     if diagnosis:  # "diagnosis:" only when a known bug is named (graders count those lines)
         label = "diagnosis" if "equal those of" in diagnosis else "finding"
         lines.append(f"  {label}: " + diagnosis.replace("\n", "\n    "))

@@ -3,6 +3,8 @@ what comes back (conformance.contract) before any test looks at it."""
 
 from __future__ import annotations
 
+import ast
+import functools
 import traceback
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,9 @@ from conformance.contract import ForwardResult, check_backward, check_forward
 from conformance.diagnosis import explain_exception
 
 Grads = list[tuple[np.ndarray, np.ndarray]]
+# Every case the current test fed the candidate, in order (conformance/summary.py reads it to
+# find patterns across failures, e.g. "every failure has a width-1 layer").
+CASES_SEEN: list[Case] = []
 
 
 def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Case | None = None,
@@ -23,6 +28,8 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
     """``candidate.call`` (or ``call_and_inspect``); an exception raised by the candidate becomes
     one AssertionError saying which function raised what, and its likely cause."""
     __tracebackhide__ = True
+    if case is not None:
+        CASES_SEEN.append(case)
     try:
         if inspect:
             return candidate.call_and_inspect(function, *args)
@@ -49,7 +56,9 @@ def _candidate_frames(exc: BaseException) -> str:
     suite = Path(__file__).resolve().parent
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not Path(f.filename).resolve().is_relative_to(suite) and "site-packages" not in f.filename]
-    return "".join(f"\n    at {f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in frames[-4:])
+    # The file name only: where the file was copied to (a grader's temporary folder) is noise.
+    return "".join(f"\n    at {Path(f.filename).name}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
+                   for f in frames[-4:])
 
 
 def run_forward(candidate: Candidate, case: Case, where: str, params: Any = None) -> ForwardResult:
@@ -67,7 +76,48 @@ def run_backward(candidate: Candidate, case: Case, activations: Any, pre_activat
     return check_backward(result, case.params, where)
 
 
+OPT_OUT_NAME = "CONFORMANCE_OPT_OUT"
+# Helpers whose names collide with optional functions (train is the candidate's training loop,
+# never a helper: it cannot opt out).
+OPTABLE = ("relu", "softmax", "cross_entropy", "init_params")
+
+
+@functools.lru_cache(maxsize=None)
+def _opt_outs(path: str, sha256: str | None) -> frozenset[str]:
+    """The names in the candidate's module-level ``CONFORMANCE_OPT_OUT = ("relu", ...)``, read
+    from its source (never executed: identical in-process and isolated; a non-literal value
+    opts nothing out)."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except (OSError, SyntaxError, ValueError):
+        return frozenset()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == OPT_OUT_NAME
+                                                for t in node.targets):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                return frozenset()
+            if isinstance(value, str):
+                value = (value,)
+            if isinstance(value, (tuple, list, set, frozenset)):
+                return frozenset(v for v in value if isinstance(v, str))
+    return frozenset()
+
+
+def opted_out(candidate: Candidate, function: str) -> bool:
+    """The candidate declares that its module-level ``function`` is a helper with its own
+    conventions, not the contract's optional function (SPEC.md, "Functions")."""
+    path = getattr(candidate, "path", None)
+    return (function in OPTABLE and path is not None
+            and function in _opt_outs(str(path), getattr(candidate, "sha256", None)))
+
+
 def require(candidate: Candidate, function: str) -> None:
-    """Skip the calling test, with a reason saying so, when an optional function is absent."""
+    """Skip the calling test, with a reason saying so, when an optional function is absent
+    or the candidate opted out of it."""
     if not candidate.has(function):
         pytest.skip(f"candidate defines no {function}() (optional): its checks are skipped, not passed")
+    if opted_out(candidate, function):
+        pytest.skip(f"candidate opts out of {function}() ({OPT_OUT_NAME}): its module-level "
+                    f"{function} is a helper with its own conventions; its checks are skipped, not passed")

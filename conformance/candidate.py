@@ -166,12 +166,16 @@ class InProcessCandidate:
         if missing:
             cand.load_error = (
                 f"candidate {spec!r} ({cand.path}) does not define the required "
-                f"function(s) {', '.join(missing)}; see conformance/SPEC.md"
+                f"function(s) {', '.join(missing)}: the suite calls forward(X, params) -> "
+                "(activations, pre_activations) and backward(activations, pre_activations, Y, "
+                "params) -> [(dW1, db1), ..., (dWL, dbL)]"
             )
         return cand
 
     def __repr__(self) -> str:  # hypothesis prints the fixture in falsifying examples
-        return f"<candidate {self.module_name!r} from {self.path}>"
+        from conformance.summary import candidate_label
+
+        return candidate_label(self)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(repr(self))

@@ -29,6 +29,10 @@ class Case:
     def __repr__(self) -> str:
         return self.recipe
 
+    def _repr_pretty_(self, printer: object, cycle: bool) -> None:
+        """hypothesis prints failing examples with its pretty-printer: the recipe, never the arrays."""
+        printer.text(self.recipe)  # type: ignore[attr-defined]
+
     @property
     def layer_sizes(self) -> list[int]:
         return [self.params[0][0].shape[0]] + [W.shape[1] for W, _ in self.params]
@@ -44,8 +48,8 @@ class Case:
     def snippet(self, module: str = "mymodule") -> str:
         """A few lines that reproduce the failing call outside pytest."""
         return (
-            f"    from conformance.cases import make_case\n"
-            f"    import {module} as impl  # from the directory that holds {module}.py\n"
+            f"    from conformance.cases import make_case  # part of the installed suite\n"
+            f"    import {module} as impl  # run from the directory that holds {module}.py\n"
             f"    case = {self.recipe}\n"
             f"    activations, pre_activations = impl.forward(case.X, case.params)\n"
             f"    grads = impl.backward(activations, pre_activations, case.Y, case.params)"

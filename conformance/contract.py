@@ -28,8 +28,13 @@ def type_name(obj: Any) -> str:
     return name if module in ("builtins", "") else f"{module}.{name}"
 
 
+RETURN_CONTRACT = ("forward returns (activations, pre_activations) = ([X, A1, ..., AL], [Z1, ..., ZL]); "
+                   "backward returns [(dW1, db1), ..., (dWL, dbL)] in forward order, dW shaped like W "
+                   "and db like b (1-D); every array a plain numpy.ndarray of float32 or float64")
+
+
 def _fail(message: str, where: str) -> ContractError:
-    return ContractError(f"{message} [{where}]\n  contract: see conformance/SPEC.md, 'Return values'")
+    return ContractError(f"{message} [{where}]\n  contract: {RETURN_CONTRACT}")
 
 
 def checked_array(value: Any, name: str, where: str, shape: tuple[int, ...] | None = None,
@@ -65,9 +70,44 @@ def checked_sequence(value: Any, name: str, where: str, length: int | None = Non
     return items
 
 
+class PrecisionFinding(UserWarning):
+    """Not a failure: something the student should know about the precision of their results
+    (collected into the run's summary, conformance/summary.py)."""
+
+
+# An array "reveals" float32 when every entry is exactly a float32 number and enough entries
+# carry a full float32 mantissa (more than 10 significant bits) that a float64 computation
+# could not produce that by chance: each such entry has a 2**-29 chance, 4 give 2**-116.
+REVEALING_ENTRIES = 4
+FLOAT32_CAST_NOTE = ("float64 arrays whose every entry is a float32 number (a float32 computation "
+                     "cast to float64) are judged at float32 precision, as they would be if you "
+                     "returned the float32 arrays themselves; returning them as float32 says so "
+                     "directly and costs nothing (dtype policy)")
+
+
+def revealed_dtype(array: np.ndarray) -> np.dtype:
+    """The precision an array's values show: its dtype, or float32 for a float64 array that
+    holds only float32 numbers (a float32 computation cast to float64)."""
+    if array.dtype != np.float64 or array.size < REVEALING_ENTRIES:
+        return array.dtype
+    finite = array[np.isfinite(array)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        if finite.size != array.size or not np.array_equal(finite.astype(np.float32), finite):
+            return array.dtype
+        mantissa, _ = np.frexp(finite)
+        coarse = mantissa * 2.0**11 == np.round(mantissa * 2.0**11)  # 11 bits or fewer: 0, 1, 0.5...
+    return np.dtype(np.float32) if int((~coarse).sum()) >= REVEALING_ENTRIES else array.dtype
+
+
 def result_dtype(arrays: Sequence[np.ndarray]) -> np.dtype:
-    """The least precise dtype among validated arrays: it sets the tolerances."""
-    return max((a.dtype for a in arrays), key=lambda d: np.finfo(d).eps, default=np.dtype(np.float64))
+    """The least precise precision among validated arrays (their dtype, or float32 for float64
+    arrays holding only float32 numbers): it sets the tolerances (SPEC.md, dtype policy)."""
+    dtypes = [revealed_dtype(a) for a in arrays]
+    if any(d != a.dtype for d, a in zip(dtypes, arrays)):
+        import warnings
+
+        warnings.warn(PrecisionFinding(FLOAT32_CAST_NOTE), stacklevel=2)
+    return max(dtypes, key=lambda d: np.finfo(d).eps, default=np.dtype(np.float64))
 
 
 @dataclass
@@ -130,7 +170,7 @@ def check_backward(result: Any, params: Sequence[tuple[np.ndarray, np.ndarray]],
                   else " (dW must have the shape of W)")
         hint_b = " (db must have the shape of b: delta.sum(axis=0))"
         if type(db) is np.ndarray and db.ndim == 2 and db.size == b.size:
-            hint_b = " (keepdims? db must be 1-D like b: delta.sum(axis=0))"
+            hint_b = " (db must be 1-D like b, e.g. delta.sum(axis=0) without keepdims)"
         grads.append((checked_array(dW, f"dW[{l}]", where, W.shape, hint_w),
                       checked_array(db, f"db[{l}]", where, b.shape, hint_b)))
     return grads, result_dtype([g for pair in grads for g in pair])

@@ -26,8 +26,13 @@ def _variant_backprop(acts: Sequence[np.ndarray], pres: Sequence[np.ndarray], Y:
                       w_offset: int = 0, transpose_w: bool = True, mask: bool = True,
                       sign: float = 1.0, db_mean: bool = False, dw_mean: bool = False,
                       dw_transposed: bool = False, propagate: bool = True, reverse: bool = False,
-                      softmax_jacobian: bool = False, dw_from_output: bool = False) -> Grads:
+                      softmax_jacobian: bool = False, dw_from_output: bool = False,
+                      last_sample_only: bool = False, mean_every_layer: bool = False) -> Grads:
     """The correct recursion, with one knob per known mistake (defaults: correct)."""
+    if last_sample_only:  # a per-sample loop that assigns (dW = ...) instead of accumulating
+        last = [a[-1:] for a in acts]
+        grads = _variant_backprop(last, [z[-1:] for z in pres], Y[-1:], params)
+        return [(dW / Y.shape[0], db / Y.shape[0]) for dW, db in grads]
     B = Y.shape[0]
     Y_hat = acts[-1]
     delta = sign * (Y_hat - Y)
@@ -48,6 +53,8 @@ def _variant_backprop(acts: Sequence[np.ndarray], pres: Sequence[np.ndarray], Y:
             delta = delta @ (W.T if transpose_w else W)
             if mask:
                 delta = delta * (pres[i + mask_offset] > 0)
+            if mean_every_layer:
+                delta = delta / B
     return grads if reverse else grads[::-1]
 
 
@@ -95,7 +102,22 @@ KNOWN_BUGS: tuple[KnownBug, ...] = (
     KnownBug("dw_from_output", "uses the layer's own output instead of its input in dW",
              "`dW = activations[i+1].T @ delta` should be `dW = activations[i].T @ delta`",
              {"dw_from_output": True}),
+    KnownBug("last_sample_only", "keeps only the last sample's gradient (a per-sample loop that "
+             "assigns instead of accumulating)",
+             "`dW = np.outer(a, d) / B` inside the loop over samples should be `dW += np.outer(a, d) "
+             "/ B` (same for db), with dW and db set to zeros before the loop",
+             {"last_sample_only": True}),
+    KnownBug("mean_every_layer", "divides delta by the batch size again at every layer",
+             "`delta = (delta @ W.T) * mask / B` should be `delta = (delta @ W.T) * mask`: only the "
+             "output error is divided by B", {"mean_every_layer": True}),
 )
+
+
+def _distinctive(expected: Grads, mags: Magnitudes, tau: float) -> list[bool]:
+    """Per tensor: is the bug's tensor clearly non-zero? A tensor that is ~0 under some bug is
+    explained by many mistakes (a saturated softmax, a dead layer), so it is no evidence."""
+    zeros = [(np.zeros_like(W), np.zeros_like(b)) for W, b in expected]
+    return [not m for m in _matches(zeros, expected, mags, tau)]
 
 
 def _matches(candidate: Grads, expected: Grads, mags: Magnitudes, tau: float) -> list[bool]:
@@ -131,10 +153,12 @@ def diagnose(candidate: Grads, acts: Sequence[np.ndarray], pres: Sequence[np.nda
         if any(np.shape(e) != np.shape(c) for pe, pc in zip(expected, candidate) for e, c in zip(pe, pc)):
             continue
         same = _matches(candidate, expected, mags, tau)
-        if all(same):
+        telling = _distinctive(expected, mags, tau)
+        # Evidence: every tensor equals the bug's, and at least one wrong tensor is non-zero.
+        if all(same) and any(t and not ok for t, ok in zip(telling, correct)):
             return (f"your gradients equal those of an implementation that {bug.description}: "
                     f"{bug.line_pattern}.")
-        newly = [n for n, s, ok in zip(names, same, correct) if s and not ok]
+        newly = [n for n, s, ok, t in zip(names, same, correct, telling) if s and not ok and t]
         if newly:
             partial.append(f"{', '.join(newly)} equal those of an implementation that "
                            f"{bug.description} ({bug.line_pattern})")
@@ -143,11 +167,33 @@ def diagnose(candidate: Grads, acts: Sequence[np.ndarray], pres: Sequence[np.nda
     text = f"wrong: {', '.join(wrong)}" + (f"; right: {', '.join(right)}" if right else "")
     if partial:
         return text + ".\n" + ";\n".join(partial) + "."
-    return text + ". The gradients match none of the known bugs in conformance/diagnosis.py."
+    return (text + f". They equal none of the {len(KNOWN_BUGS)} common mistakes the suite knows. "
+            + localise(correct, len(params)))
+
+
+def localise(correct: Sequence[bool], n_layers: int) -> str:
+    """Where to look, from which tensors are right: backprop computes the last layer first, so
+    the first wrong tensor in that order is where the recursion goes off."""
+    by_layer = [(correct[2 * l], correct[2 * l + 1]) for l in range(n_layers)]
+    last_dw, last_db = by_layer[-1]
+    if not last_db and not last_dw:
+        return ("Already the last layer is wrong: look at the output error, "
+                "`delta = (Y_hat - Y) / B`, and at `dW = A_prev.T @ delta`, `db = delta.sum(axis=0)`.")
+    if not last_db or not last_dw:
+        which = "db" if not last_db else "dW"
+        return (f"In the last layer only {which} is wrong while the other is right: look at the "
+                f"line computing {which} (`dW = A_prev.T @ delta`, `db = delta.sum(axis=0)`).")
+    for l in reversed(range(n_layers - 1)):
+        if not all(by_layer[l]):
+            return (f"Layers {l + 2}..{n_layers} (0-based {l + 1}..{n_layers - 1}) are right and layer "
+                    f"{l + 1} (0-based {l}) is wrong: look at how delta is carried from layer {l + 1} "
+                    f"to layer {l} (0-based), `delta = (delta @ W.T) * ReLU'(Z)`, with the W and Z of "
+                    "those layers.")
+    return "Every tensor is right on these inputs."
 
 
 _BROADCAST = re.compile(r"could not be broadcast together with shapes \(([\d, ]+)\)\s*\(([\d, ]+)\)")
-_MATMUL = re.compile(r"matmul: Input operand \d+ has a mismatch in its core dimension")
+_MATMUL = re.compile(r"matmul: Input operand 1 has a mismatch in its core dimension")
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -167,20 +213,61 @@ def explain_exception(text: str, function: str, layer_sizes: Sequence[int], batc
                         f"`* (pre_activations[i-1] > 0)`, not `* (pre_activations[i] > 0)`.")
         return ("two arrays inside backward have incompatible shapes: check that every elementwise "
                 "product pairs arrays of the same layer.")
-    if _is_matmul_error(text) and function == "backward":
-        if 1 in layer_sizes[1:-1]:
-            return ("a matrix product inside backward has mismatched shapes. With a width-1 layer "
-                    "this is typically the i-1 bug: `* (pre_activations[i] > 0)` multiplies a "
-                    "(B, 1) delta by the next layer's (B, n) mask, broadcasting delta to the wrong "
-                    "width, and the next `delta @ W.T` fails; write `pre_activations[i-1]`.")
-        return ("a matrix product inside backward has mismatched shapes: propagate with the weights "
-                "of the layer you just differentiated, transposed (`delta @ params[i][0].T`), and "
-                "compute `dW = activations[i].T @ delta`.")
+    sizes = _matmul_sizes(text)
+    if sizes is not None and function == "backward":
+        rows, cols = sizes  # an array with `cols` columns was multiplied by one with `rows` rows
+        hidden = list(layer_sizes[1:-1])
+        untransposed = [l for l in range(1, len(layer_sizes) - 1)
+                        if (rows, cols) == (layer_sizes[l], layer_sizes[l + 1])]
+        for k, width in enumerate(hidden, start=1):
+            if width == 1 and (rows, cols) == (1, layer_sizes[k + 1]) and cols != 1 and untransposed:
+                return (f"a matrix product inside backward multiplies a delta with {cols} columns by an "
+                        f"array with 1 row, next to the width-1 layer {k}. Several mistakes give exactly "
+                        "these shapes here (a mask from the wrong layer, W without .T, another layer's "
+                        "W), so check each: the ReLU mask comes from `pre_activations[i-1]` and delta is "
+                        "propagated with this layer's own W, transposed: `delta @ params[i][0].T`.")
+            if width == 1 and (rows, cols) == (1, layer_sizes[k + 1]) and cols != 1:
+                return (f"a matrix product inside backward multiplies a delta with {cols} columns (the "
+                        f"width of layer {k + 1}, after the width-1 layer {k}) by an array with 1 row. "
+                        "That is the symptom of the i-1 bug: `* (pre_activations[i] > 0)` multiplied "
+                        f"a (B, 1) delta by the next layer's (B, {cols}) mask, broadcasting it to the "
+                        "wrong width; write `* (pre_activations[i-1] > 0)`.")
+        for l in untransposed[:1]:
+            full = _DOT.search(text)
+            if full and (int(full.group(3)), int(full.group(4))) == (rows, cols):
+                what = f"an array of shape ({rows}, {cols}), which is that layer's W itself, not W.T"
+                return (f"a matrix product inside backward multiplies an array with {cols} columns "
+                        f"(delta of layer {l}, 0-based, has {cols}) by {what}. Propagate with this "
+                        "layer's weights transposed: `delta @ params[i][0].T`.")
+            # numpy's matmul text gives two sizes only: several mistakes fit them (W of this
+            # layer untransposed, another layer's W.T), so no single one is named.
+            return (f"a matrix product inside backward multiplies an array with {cols} columns (the "
+                    f"width of delta in layer {l}, 0-based) by an array with {rows} rows: the weights "
+                    "delta is propagated through have the wrong shape. Propagation needs this "
+                    f"layer's own W, transposed, of shape ({cols}, {rows}): `delta @ params[i][0].T`.")
+        return ("a matrix product inside backward has mismatched shapes (an array with "
+                f"{cols} columns times one with {rows} rows): propagate with the weights of the "
+                "layer you just differentiated, transposed (`delta @ params[i][0].T`), and compute "
+                "`dW = activations[i].T @ delta`.")
     return ""
 
 
-def _is_matmul_error(text: str) -> bool:
-    return bool(_MATMUL.search(text)) or "shapes not aligned" in text
+_DOT = re.compile(r"shapes \((\d+),\s*(\d+)\) and \((\d+),\s*(\d+)\) not aligned")
+
+
+_MATMUL_SIZES = re.compile(r"core dimension 0.*\(size (\d+) is different from (\d+)\)", re.DOTALL)
+
+
+def _matmul_sizes(text: str) -> tuple[int, int] | None:
+    """(rows of the right operand, columns of the left one) from numpy's matmul or np.dot
+    shape error; None for another error."""
+    m = _DOT.search(text)
+    if m:
+        return int(m.group(3)), int(m.group(2))
+    m = _MATMUL_SIZES.search(text)
+    if m and _MATMUL.search(text):
+        return int(m.group(1)), int(m.group(2))
+    return None
 
 
 # ------------------------------------------------------------------------------ forward bugs
@@ -191,8 +278,8 @@ def _softmax(Z: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def _variant_forward(X: np.ndarray, params: Params, *, bias: bool = True, relu_output: bool = False,
                      softmax_axis: int = -1, softmax_hidden: bool = False,
-                     pre_after_relu: bool = False,
-                     relu_instead_of_softmax: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                     pre_after_relu: bool = False, relu_instead_of_softmax: bool = False,
+                     shifted_logits: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
     acts, pres = [X], []
     for i, (W, b) in enumerate(params):
         Z = acts[-1] @ W + (b if bias else 0.0)
@@ -203,19 +290,24 @@ def _variant_forward(X: np.ndarray, params: Params, *, bias: bool = True, relu_o
             A = _softmax(np.maximum(Z, 0) if relu_output else Z, axis=softmax_axis)
         else:
             A = _softmax(Z) if softmax_hidden else np.maximum(Z, 0)
+        if last and shifted_logits:
+            Z = Z - Z.max(axis=-1, keepdims=True)
         pres.append(A if pre_after_relu and not last else Z)
         acts.append(A)
     return acts, pres
 
 
-FORWARD_BUGS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("leaves out the bias (`Z = A_prev @ W` instead of `A_prev @ W + b`)", {"bias": False}),
-    ("applies ReLU to the output layer before the softmax", {"relu_output": True}),
-    ("applies ReLU instead of softmax on the output layer", {"relu_instead_of_softmax": True}),
-    ("takes the softmax over the batch axis (`axis=0`) instead of per row (`axis=-1`)",
+FORWARD_BUGS: tuple[tuple[str, str, dict[str, Any]], ...] = (  # (key, description, knobs)
+    ("no_bias", "leaves out the bias (`Z = A_prev @ W` instead of `A_prev @ W + b`)", {"bias": False}),
+    ("relu_output", "applies ReLU to the output layer before the softmax", {"relu_output": True}),
+    ("relu_instead_of_softmax", "applies ReLU instead of softmax on the output layer", {"relu_instead_of_softmax": True}),
+    ("softmax_batch_axis", "takes the softmax over the batch axis (`axis=0`) instead of per row (`axis=-1`)",
      {"softmax_axis": 0}),
-    ("applies softmax on the hidden layers instead of ReLU", {"softmax_hidden": True}),
-    ("stores relu(Z) in pre_activations (an in-place ReLU overwrote Z)", {"pre_after_relu": True}),
+    ("softmax_hidden", "applies softmax on the hidden layers instead of ReLU", {"softmax_hidden": True}),
+    ("pre_after_relu", "stores relu(Z) in pre_activations (an in-place ReLU overwrote Z)", {"pre_after_relu": True}),
+    ("shifted_logits", ("stores the logits shifted by their row maximum in pre_activations (an in-place "
+                        "`z -= z.max(axis=-1, keepdims=True)` inside softmax modified Z); shift a copy: "
+                        "`z = z - z.max(axis=-1, keepdims=True)`"), {"shifted_logits": True}),
 )
 
 
@@ -223,7 +315,9 @@ def diagnose_forward(activations: Sequence[np.ndarray], pre_activations: Sequenc
                      X: np.ndarray, params: Params, tau: float) -> str:
     """Which known forward mistake the candidate's outputs equal, if any."""
     got = list(activations) + list(pre_activations)
-    for description, knobs in FORWARD_BUGS:
+    with np.errstate(all="ignore"):
+        true_acts, true_pres = _variant_forward(X, params)
+    for _key, description, knobs in FORWARD_BUGS:
         with np.errstate(all="ignore"):
             acts, pres = _variant_forward(X, params, **knobs)
         expected = acts + pres
@@ -231,4 +325,65 @@ def diagnose_forward(activations: Sequence[np.ndarray], pre_activations: Sequenc
                 np.abs(np.asarray(g, np.float64) - e) <= tau * (np.abs(e) + 0.01 * (np.abs(e).max(initial=0) + 1)))
                for g, e in zip(got, expected)):
             return f"your forward's outputs equal those of an implementation that {description}."
-    return "the outputs match none of the known forward mistakes in conformance/diagnosis.py."
+    wrong = [f"activations[{l}]" for l, (g, e) in enumerate(zip(activations, true_acts))
+             if not _close(g, e, tau)]
+    wrong += [f"pre_activations[{l}]" for l, (g, e) in enumerate(zip(pre_activations, true_pres))
+              if not _close(g, e, tau)]
+    known = f"wrong: {', '.join(wrong)}. " if wrong else ""
+    return (f"{known}The outputs equal none of the {len(FORWARD_BUGS)} common forward mistakes the "
+            "suite knows; the first wrong array (pre_activations[l] before activations[l+1]) is the "
+            "layer to look at.")
+
+
+def _close(got: np.ndarray, expected: np.ndarray, tau: float) -> bool:
+    e = np.asarray(expected, np.float64)
+    return np.shape(got) == np.shape(e) and bool(np.all(
+        np.abs(np.asarray(got, np.float64) - e) <= tau * (np.abs(e) + 0.01 * (np.abs(e).max(initial=0) + 1))))
+
+
+def output_rows_finding(P: np.ndarray) -> str:
+    """What the output's row sums show (stated as facts, naming a cause only with evidence)."""
+    sums = P.sum(axis=1)
+    if np.allclose(P.sum(axis=0), 1.0, atol=1e-6) and not np.allclose(sums, 1.0, atol=1e-6):
+        return ("the COLUMNS of activations[-1] sum to 1, not its rows: the softmax normalises over "
+                "the batch axis; use axis=-1 (keepdims=True) for the max and the sum.")
+    if np.all(P == 0):
+        return ("activations[-1] is all zeros: forward does not return the softmax's output as the "
+                "last activation.")
+    rows = ", ".join(f"row {i}: {v:.6g}" for i, v in list(enumerate(sums))[:4])
+    return (f"the rows of activations[-1] sum to {rows}: the last activation must be the row-wise "
+            "softmax of the last pre-activation.")
+
+
+# ------------------------------------------------------------------ named bugs (for auditing)
+# Every phrase by which a suite message names a specific bug or missing guard, keyed by bug.
+# tests/kill_matrix.py checks that each buggy variant's messages name only its own bug(s):
+# a hint naming a bug the code does not have is a misleading hint.
+GUARD_PHRASES: dict[str, tuple[str, ...]] = {
+    "max_guard": ("per-row max subtraction: softmax must compute",),
+    "row_guard": ("the max must be taken per ROW",),
+    "log_guard": ("the log(0) guard: cross_entropy must stay finite", "so the loss needs a log(0) guard"),
+}
+OTHER_PHRASES: dict[str, tuple[str, ...]] = {
+    "relu_index": ("symptom of the i-1 bug",),
+    "untransposed_weights": ("W itself, not W.T",),
+    "reversed_order": ("reverse order (last layer first)",),
+    "transposed_dw": ("that is W.T's shape",),
+    "pre_after_relu": ("holds relu(Z)",),
+    "loss_sum": ("equals the SUM over the batch",),
+    "loss_sign": ("the sign is flipped",),
+    "softmax_batch_axis": ("COLUMNS of activations[-1] sum to 1",),
+}
+
+
+def named_bugs(text: str) -> set[str]:
+    """The keys of every bug or guard a message names (see GUARD_PHRASES, OTHER_PHRASES, and
+    the catalogues' descriptions)."""
+    phrases: dict[str, tuple[str, ...]] = {**GUARD_PHRASES}
+    for key, more in OTHER_PHRASES.items():
+        phrases[key] = phrases.get(key, ()) + more
+    for bug in KNOWN_BUGS:
+        phrases[bug.key] = phrases.get(bug.key, ()) + (bug.description,)
+    for key, description, _ in FORWARD_BUGS:
+        phrases[key] = phrases.get(key, ()) + (description.split(" (")[0],)
+    return {key for key, options in phrases.items() if any(p in text for p in options)}

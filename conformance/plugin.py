@@ -102,6 +102,9 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         candidate = InProcessCandidate.load(spec)
     config.stash[CANDIDATE_KEY] = candidate
+    from conformance.summary import RunSummary  # the end-of-run summary (terminal and JSON)
+
+    config.pluginmanager.register(RunSummary(config), RunSummary.NAME)
     report_path = config.getoption("conformance_report")
     if report_path:
         from conformance.report import JsonReport

@@ -125,12 +125,14 @@ class JsonReport:
         self.exitstatus: int | None = None
         self.started = time.time()
         self.is_xdist_worker = False
+        self.config: pytest.Config | None = None
 
     # -- collection -------------------------------------------------------------------
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
         self.is_xdist_worker = hasattr(config, "workerinput")
+        self.config = config
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -209,11 +211,21 @@ class JsonReport:
                 "isolated": bool(cand.isolated),
                 "load_error": cap_text(cand.load_error) if cand.load_error else None,
             },
-            "summary": counts,
+            "summary": {**counts, **self._first_screen()},
             "tests": tests,
             "collect_errors": self.collect_errors,
             "deselected": self.deselected,
         }
+
+    def _first_screen(self) -> dict[str, Any]:
+        """The end-of-run summary (conformance/summary.py): per-area outcomes, root causes,
+        cross-failure patterns, findings and the text lines the terminal shows."""
+        from conformance.summary import NAME
+
+        plugin = self.config.pluginmanager.get_plugin(NAME) if self.config is not None else None
+        if plugin is None:
+            return {}
+        return _json_safe(plugin.as_dict())
 
     def write(self) -> None:
         """Write the report atomically: a temporary file in the same directory, renamed."""

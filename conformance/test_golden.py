@@ -17,7 +17,11 @@ import numpy as np
 import pytest
 
 from conformance import golden
+from conformance.calls import OPT_OUT_NAME, opted_out
 from conformance.candidate import Candidate
+from conformance.contract import result_dtype
+from conformance.diagnosis import diagnose
+from conformance.gradcheck import magnitudes, precision_tolerance
 from conformance.golden import FIXTURES_DIR, RECORDING_NAME, FixtureError, Mismatch
 
 MLP_CASES = golden.fixture_cases("mlp")
@@ -26,7 +30,8 @@ LOSS_CASES = golden.fixture_cases("cross_entropy")
 INIT_CASES = golden.fixture_cases("init_params")
 ALL_CASES = golden.fixture_cases()
 
-REPRO = "Reproduce: arrays = np.load('fixtures/{case}.npz'); the inputs are X, Y, W0, b0, ... ."
+REPRO = ("Reproduce: `from conformance.golden import fixture_inputs; inputs = "
+         "fixture_inputs('{case}')` gives this case's X, Y and params (or Z, or Y_hat and Y).")
 HINTS = {
     "forward": "forward must return (activations, pre_activations) with activations = [X, A1, "
                "..., A_L] and pre_activations = [Z1, ..., Z_L], Z = A_prev @ W + b, ReLU on the "
@@ -69,18 +74,30 @@ def _case(case_id: str) -> tuple[dict, dict[str, np.ndarray]]:
 def _require(candidate: Candidate, function: str) -> None:
     if not candidate.has(function):
         pytest.skip(f"candidate defines no {function} (optional): its golden check did not run")
+    if opted_out(candidate, function):
+        pytest.skip(f"candidate opts out of {function} ({OPT_OUT_NAME}): its golden check did not run")
 
 
 def _hint(function: str, case_id: str) -> str:
     return f"{HINTS[function]} {REPRO.format(case=case_id)}"
 
 
+def _precision(values: dict, prefixes: tuple[str, ...]) -> np.dtype:
+    """The precision a result is judged at: the least precise of the arrays it is made of and
+    of the candidate's results it was built from (SPEC.md, dtype policy), e.g. train's params
+    from the candidate's own gradients."""
+    return result_dtype([v for k, v in values.items() if k.startswith(prefixes) and v.ndim])
+
+
 def _check_keys(values: dict, arrays: dict, entry: dict, keys: list[tuple[str, str]],
-                function: str, case_id: str, where: str) -> None:
+                function: str, case_id: str, where: str, precision: np.dtype | None = None) -> None:
     __tracebackhide__ = True
+    if precision is None:
+        precision = _precision(values, tuple(sorted({key.rstrip("0123456789") for key, _ in keys})))
     for key, name in keys:
         golden.assert_matches_fixture(values[key], arrays, key, entry["tolerances"][key]["k"],
-                                      name=name, where=where, hint=_hint(function, case_id))
+                                      name=name, where=where, hint=_hint(function, case_id),
+                                      precision=precision)
 
 
 def test_fixtures_intact() -> None:
@@ -113,10 +130,25 @@ def test_forward_matches_golden(candidate: Candidate, case_id: str) -> None:
 def test_backward_matches_golden(candidate: Candidate, case_id: str) -> None:
     entry, arrays = _case(case_id)
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["backward"])
+    L = golden.n_layers_of(entry)
     keys = []
-    for j in reversed(range(golden.n_layers_of(entry))):  # in the order backprop computes them
+    for j in reversed(range(L)):  # in the order backprop computes them
         keys += [(f"db{j}", f"db[{j}]"), (f"dW{j}", f"dW[{j}]")]
-    _check_keys(values, arrays, entry, keys, "backward", case_id, f"backward(case={case_id})")
+    try:
+        _check_keys(values, arrays, entry, keys, "backward", case_id, f"backward(case={case_id})")
+    except Mismatch as exc:  # name the bug when the gradients equal a known one on these inputs
+        X, Y, params = arrays["X"], arrays["Y"], golden.params_of(arrays, L)
+        acts = [arrays[f"act{i}"].astype(np.float64) for i in range(L + 1)]
+        pres = [arrays[f"pre{i}"].astype(np.float64) for i in range(L)]
+        grads = [(values[f"dW{j}"], values[f"db{j}"]) for j in range(L)]
+        precision = result_dtype([g for pair in grads for g in pair] + [X])
+        text = diagnose(grads, acts, pres, Y.astype(np.float64),
+                        [(W.astype(np.float64), b.astype(np.float64)) for W, b in params],
+                        magnitudes(X.astype(np.float64), Y.astype(np.float64),
+                                   [(W.astype(np.float64), b.astype(np.float64)) for W, b in params]),
+                        precision_tolerance(precision))
+        label = "diagnosis" if "equal those of" in text else "finding"
+        raise Mismatch(f"{exc}\n  {label}: " + text.replace("\n", "\n    ")) from None
 
 
 @pytest.mark.parametrize("case_id", MLP_CASES + SOFTMAX_CASES)
@@ -161,10 +193,18 @@ def test_init_params_matches_golden(candidate: Candidate, case_id: str) -> None:
 def test_train_takes_one_sgd_step(candidate: Candidate, case_id: str) -> None:
     _require(candidate, "train")
     entry, arrays = _case(case_id)
+    # train's params are built from the candidate's own forward and backward: judged at the
+    # least precise of the three (float32 gradients applied to float64 params are float32 steps).
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["train"])
+    try:
+        values = {**golden.candidate_outputs(candidate, entry, arrays, case_id,
+                                             ["forward", "backward"])[0], **values}
+    except Mismatch:  # a broken forward/backward fails its own tests; judge train by itself
+        pass
     _check_keys(values, arrays, entry, _param_keys(entry, "train_"), "train", case_id,
                 f"train(case={case_id}, lr={golden.TRAIN_STEP_LR}, epochs=1, "
-                f"batch_size={entry['batch']})")
+                f"batch_size={entry['batch']})",
+                precision=_precision(values, ("train_", "act", "pre", "dW", "db")))
 
 
 # ------------------------------------------------------------------- refactor check

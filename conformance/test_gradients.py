@@ -26,7 +26,7 @@ from conformance.assertions import mismatch_report
 from reference import mlp as reference
 
 FD_NEXT = ("fix the first tensor listed (the deepest layer usually comes first in the recursion); "
-           "run the reproduce snippet and compare with conformance/SPEC.md, 'gradients'.")
+           "run the reproduce snippet and compare that tensor with a finite difference of the loss.")
 
 
 def _reference_activations(case: Case) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -11,13 +11,35 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.assertions import Comparison, assert_comparisons, assert_finite, fmt
+from conformance.assertions import (
+    Comparison,
+    assert_comparisons,
+    assert_finite,
+    fmt,
+    mismatch_report,
+)
 from conformance.calls import invoke, require, run_backward, run_forward
 from conformance.candidate import Candidate
-from conformance.cases import Case, rows_of_different_scale_case, scaled_logits_case, true_class_underflow_case
-from conformance.checks import contract_text, exact_gradient_comparisons, least_precise
+from conformance.cases import (
+    Case,
+    rows_of_different_scale_case,
+    scaled_logits_case,
+    true_class_underflow_case,
+)
+from conformance.checks import (
+    contract_text,
+    exact_gradient_comparisons,
+    forward_comparisons,
+    least_precise,
+)
 from conformance.contract import check_loss, checked_array
-from conformance.gradcheck import allowed_error, precision_tolerance
+from conformance.diagnosis import diagnose, diagnose_forward, output_rows_finding
+from conformance.gradcheck import (
+    allowed_error,
+    magnitudes,
+    precision_tolerance,
+    true_forward,
+)
 
 MAX_GUARD = ("per-row max subtraction: softmax must compute exp(z - z.max(axis=-1, keepdims=True)); "
              "np.exp overflows to inf above 709 in float64 (88 in float32) and inf/inf is nan")
@@ -33,17 +55,20 @@ def exact_softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def check_softmax(candidate: Candidate, z: np.ndarray, where: str, guard: str = MAX_GUARD) -> None:
+def check_softmax(candidate: Candidate, z: np.ndarray, where: str) -> None:
     __tracebackhide__ = True
     got = checked_array(invoke(candidate, "softmax", z, where=where), "softmax(z)", where, z.shape)
-    assert_finite("softmax(z)", got, where=where, guard=guard)
+    assert_finite("softmax(z)", got, where=where,
+                  guard=nonfinite_output_cause(got, np.asarray(z, np.float64), least_precise(got.dtype, z.dtype)))
     tau = precision_tolerance(got.dtype)
     p = exact_softmax(z)
     # Rounding z to the result's precision moves a probability by ~2 p |z| eps.
     scale = p * (1 + 2 * np.abs(z).max(axis=-1, keepdims=True))
     assert_comparisons([Comparison("softmax(z)", got, p, allowed_error(scale, 1.0, tau))], where=where,
                        compared="softmax(z) vs the exact row-wise softmax",
-                       contract=contract_text(got.dtype, fd=False), held_to=got.dtype, next_step=guard)
+                       contract=contract_text(got.dtype, fd=False), held_to=got.dtype,
+                       next_step=output_rows_finding(got) if not np.allclose(got.sum(axis=1), 1.0, atol=1e-3)
+                       else "softmax(z) must be exp(z - max) / sum of exp(z - max), per row (the last axis).")
 
 
 @pytest.mark.parametrize("scale", [1e3, 1e4, -1e3, -1e4])
@@ -62,7 +87,7 @@ def test_softmax_large_logits_float32(candidate: Candidate) -> None:
 def test_softmax_rows_of_very_different_scale(candidate: Candidate) -> None:
     require(candidate, "softmax")
     z = np.array([[1e-3, 2e-3, 0.0], [1.0, 2.0, 3.0], [1e4, 0.0, -1e4], [-1e4, -1e4 + 1, -1e4 + 2]])
-    check_softmax(candidate, z, "softmax(z), rows from 1e-3 to 1e4 in one batch", guard=ROW_GUARD)
+    check_softmax(candidate, z, "softmax(z), rows from 1e-3 to 1e4 in one batch")
 
 
 @pytest.mark.parametrize("value", [0.0, 1e4, -1e4])
@@ -105,29 +130,78 @@ def test_cross_entropy_tiny_probabilities(candidate: Candidate) -> None:
 
 
 # ------------------------------------------------------------ through forward and backward
+def _nonfinite_rows(P: np.ndarray) -> np.ndarray:
+    return ~np.isfinite(P).all(axis=1)
+
+
+def nonfinite_output_cause(P: np.ndarray, logits: np.ndarray, dtype: np.dtype) -> str:
+    """Name a missing guard only when the candidate's non-finite rows are exactly those of a
+    softmax without that guard (simulated on the exact logits, in the candidate's precision);
+    otherwise say what is known."""
+    bad = _nonfinite_rows(P)
+    z = np.asarray(logits, dtype=dtype)
+    with np.errstate(all="ignore"):
+        e_naive = np.exp(z)
+        no_shift = _nonfinite_rows(e_naive / e_naive.sum(axis=-1, keepdims=True))
+        e_global = np.exp(z - z.max())
+        global_shift = _nonfinite_rows(e_global / e_global.sum(axis=-1, keepdims=True))
+    rows = ", ".join(str(int(i)) for i in np.flatnonzero(bad)[:8])
+    matches_naive, matches_global = np.array_equal(bad, no_shift), np.array_equal(bad, global_shift)
+    if matches_naive and not matches_global:
+        return (f"{MAX_GUARD} (rows {rows} are non-finite, exactly the rows where exp of the raw "
+                "logits overflows)")
+    if matches_global and not matches_naive:
+        return (f"{ROW_GUARD} (rows {rows} are non-finite, exactly the rows that a single global "
+                "max pushes to all zeros)")
+    return (f"rows {rows} of the output are not finite. A softmax must stay finite for any logits: "
+            "subtract each row's own maximum before exp (`z - z.max(axis=-1, keepdims=True)`) "
+            "and never divide by a sum that can be 0.")
+
+
 def check_network(candidate: Candidate, case: Case) -> None:
     """forward gives finite, row-stochastic probabilities; backward finite, correct gradients."""
     __tracebackhide__ = True
     where = f"forward(case={case!r})"
     fwd = run_forward(candidate, case, where)
     P = fwd.activations[-1]
-    assert_finite("activations[-1]", P, where=where, guard=MAX_GUARD + " (in the softmax forward uses)")
+    _, true_pres = true_forward(case.X, case.params)
+    assert_finite("activations[-1]", P, where=where,
+                  guard=nonfinite_output_cause(P, true_pres[-1], fwd.dtype))
     tau = precision_tolerance(fwd.dtype)
     assert_comparisons([Comparison("activations[-1].sum(axis=1)", P.sum(axis=1), np.ones(case.batch), 8 * tau)],
                        where=where, compared="the output probabilities' row sums vs 1",
-                       contract=contract_text(fwd.dtype, fd=False), held_to=fwd.dtype, next_step=MAX_GUARD)
+                       contract=contract_text(fwd.dtype, fd=False), held_to=fwd.dtype,
+                       next_step=output_rows_finding(P))
     where = f"backward(*forward(case={case!r}))"
     grads, dtype = run_backward(candidate, case, fwd.activations, fwd.pre_activations, where)
     for l, (dW, db) in enumerate(grads):
-        assert_finite(f"dW[{l}]", dW, where=where, guard=MAX_GUARD + " (Y_hat feeds delta = (Y_hat - Y) / B)")
-        assert_finite(f"db[{l}]", db, where=where, guard=MAX_GUARD)
+        for name, g in ((f"dW[{l}]", dW), (f"db[{l}]", db)):
+            assert_finite(name, g, where=where,
+                          guard="none of the output guards: your forward's output is finite here, so "
+                                "backward turns finite activations into inf/nan (a division by a "
+                                "probability or by zero?)")
     dtype = least_precise(fwd.dtype, dtype)
     comparisons = exact_gradient_comparisons(case, grads, dtype)
+    if mismatch_report(comparisons, where=where, compared="", contract="", held_to=dtype) is None:
+        return
+    forward_off = mismatch_report(forward_comparisons(case, fwd), where=where, compared="",
+                                  contract="", held_to=fwd.dtype) is not None
+    if forward_off:
+        diagnosis = ("your forward's outputs already differ from the exact ones at these logits "
+                     "(finite, so overflow is not the cause): "
+                     + diagnose_forward(fwd.activations, fwd.pre_activations, case.X, case.params, tau))
+    else:
+        acts, pres = true_forward(case.X, case.params)
+        diagnosis = ("your forward is right here and the gradients are finite; "
+                     + diagnose(grads, acts, pres, case.Y, case.params,
+                                magnitudes(case.X, case.Y, case.params), precision_tolerance(dtype)))
     assert_comparisons(comparisons, where=where,
                        compared="your gradients vs exact backprop at huge logits (the softmax saturates; "
                                 "delta = (Y_hat - Y) / B stays well defined)",
-                       contract=contract_text(dtype, fd=False), held_to=dtype, reproduce=case.snippet(candidate.module_name),
-                       next_step="a softmax without the per-row max subtraction is the usual cause.")
+                       contract=contract_text(dtype, fd=False), held_to=dtype, diagnosis=diagnosis,
+                       reproduce=case.snippet(candidate.module_name),
+                       next_step="fix what the diagnosis shows; the gradients area checks the same "
+                                 "functions on ordinary logits.")
 
 
 @pytest.mark.parametrize("scale", [1e3, 1e4])

@@ -219,12 +219,33 @@ def defined_functions(path: Path) -> set[str]:
     return names
 
 
+def _shown_text(message: str) -> str:
+    """The part of a failure a student reads: pytest's ``E`` lines (the assertion message), not
+    the suite's source code around them; the whole text when there are none (pytest.fail)."""
+    lines = [ln[1:].strip() for ln in message.splitlines() if ln.startswith("E ")]
+    return "\n".join(lines) if lines else message
+
+
+def misleading_hints(run: VariantRun) -> tuple[str, ...]:
+    """One entry per (failed test, named bug) where a message names a bug or missing guard
+    that the variant does not have (its BugSpec.names lists what it may be called)."""
+    from conformance.diagnosis import named_bugs
+
+    own = set(run.variant.own_names)
+    out = []
+    for t in run.failures():
+        for key in sorted(named_bugs(_shown_text(t.message)) - own):
+            out.append(f"{t.nodeid} names {key!r}")
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Verdict:
     ok: bool
     summary: str  # one short phrase for the matrix
     problems: tuple[str, ...] = ()  # full explanations (with the suite's messages)
     unchecked: tuple[str, ...] = ()  # expected areas that did not run
+    misleading: tuple[str, ...] = ()  # failure messages naming a bug the variant does not have
 
 
 def judge(run: VariantRun, areas: list[str], control: VariantRun | None = None) -> Verdict:
@@ -265,13 +286,21 @@ def judge(run: VariantRun, areas: list[str], control: VariantRun | None = None) 
                             f"{v.expected_message!r}: the suite should name the bug, not only "
                             "the symptom")
             missed.append("message")
+        misleading = misleading_hints(run)
         if problems:
-            return Verdict(False, "MISSED " + ",".join(missed), tuple(problems), unchecked)
+            return Verdict(False, "MISSED " + ",".join(missed), tuple(problems), unchecked, misleading)
+        if misleading:
+            return Verdict(False, f"MISLEADING x{len(misleading)}",
+                           tuple(f"{v.name} ({v.description}): a message names a bug it does not "
+                                 f"have: {m}" for m in misleading), unchecked, misleading)
         return Verdict(True, "killed", (), unchecked)
     problems = [f"{v.name} ({v.description}) FAILED {t.nodeid}:\n{t.message}"
                 for t in run.failures()]
     allowed = {t.nodeid for t in control.skips()} if control is not None else set()
-    absent = [f for f in OPTIONAL_FUNCTIONS if f not in defined_functions(v.path)]
+    from conformance.calls import _opt_outs
+
+    opted = _opt_outs(str(v.path), None)
+    absent = [f for f in OPTIONAL_FUNCTIONS if f not in defined_functions(v.path) or f in opted]
     for t in run.skips():
         if t.nodeid in allowed or any(f in t.message for f in absent):
             continue
@@ -316,11 +345,14 @@ def format_matrix(runs: list[VariantRun], areas: list[str], verdicts: dict[str, 
                          + f"  {run.duration:5.1f}s  {verdict.summary}")
     bad = [v for v in verdicts.values() if not v.ok]
     buggy = [r for r in runs if r.variant.kind == "buggy"]
-    killed = sum(verdicts[r.variant.name].summary == "killed" for r in buggy)
+    killed = sum(verdicts[r.variant.name].summary in ("killed",) or
+                 verdicts[r.variant.name].summary.startswith("MISLEADING") for r in buggy)
+    misleading = sum(len(verdicts[r.variant.name].misleading) for r in buggy)
     correct = [r for r in runs if r.variant.kind == "correct"]
     lines.append("-" * (len(head) + 30))
     lines.append(
-        f"{killed}/{len(buggy)} buggy variants killed in their areas; "
+        f"{killed}/{len(buggy)} buggy variants killed in their areas, {misleading} misleading "
+        "hint(s) (a message naming a bug the variant does not have; target 0); "
         f"{sum(verdicts[r.variant.name].ok for r in correct)}/{len(correct)} correct variants "
         f"passed everything; {len(bad)} problem(s). Areas run: {', '.join(areas)}. "
         "Legend: X failed, . passed, s all skipped, - area not run (absent from the suite or "

@@ -137,9 +137,10 @@ def test_junit_parsing_maps_tests_to_areas(tmp_path: Path) -> None:
 
 
 def _fake_run(name: str, kind: str, expected: frozenset[str], tests: list[CaseResult],
-              path: Path, expected_tests: tuple[str, ...] = (), message: str = "") -> VariantRun:
+              path: Path, expected_tests: tuple[str, ...] = (), message: str = "",
+              own_names: tuple[str, ...] = ()) -> VariantRun:
     variant = Variant(name, kind, path, expected, "fake", next(iter(expected), None),
-                      expected_tests, message)
+                      expected_tests, message, own_names)
     return VariantRun(variant, tests, returncode=1 if any(t.outcome == "failed" for t in tests)
                       else 0)
 
@@ -171,6 +172,26 @@ def test_judge_requires_every_expected_area(tmp_path: Path) -> None:
     assert judge(unnamed, areas).summary == "MISSED message"
     false_positive = judge(_fake_run("c", "correct", frozenset(), tests, path), areas)
     assert not false_positive.ok and "FALSE POSITIVE gradients" == false_positive.summary
+
+
+def test_judge_counts_hints_naming_a_bug_the_variant_does_not_have(tmp_path: Path) -> None:
+    from conformance.diagnosis import KNOWN_BUGS
+
+    path = tmp_path / "v.py"
+    path.write_text("def forward(X, params): pass\ndef backward(a, z, Y, params): pass\n")
+    names = {b.key: b.description for b in KNOWN_BUGS}
+    own = CaseResult("m::a", "gradients", "failed", "E   diagnosis: your gradients equal those of an "
+                     f"implementation that {names['no_batch_mean']}")
+    other = CaseResult("m::b", "gradients", "failed", f"E   an implementation that {names['wrong_sign']}")
+    neutral = CaseResult("m::c", "gradients", "failed", "E   wrong: dW[0]; right: db[0]")
+    areas = ["gradients"]
+    honest = _fake_run("b", "buggy", frozenset({"gradients"}), [own, neutral], path,
+                       own_names=("no_batch_mean",))
+    assert judge(honest, areas).summary == "killed"
+    misleading = judge(_fake_run("b", "buggy", frozenset({"gradients"}), [own, other, neutral], path,
+                                 own_names=("no_batch_mean",)), areas)
+    assert not misleading.ok and misleading.summary == "MISLEADING x1"
+    assert misleading.misleading == ("m::b names 'wrong_sign'",)
 
 
 def test_judge_allows_only_explained_skips(tmp_path: Path) -> None:

@@ -4,8 +4,9 @@
     python -m tools.kill_matrix -k relu -k ok_  # only variants whose name contains a pattern
     python -m tools.kill_matrix --mnist --isolate --keep /tmp/km
 
-Exit status 0 when every buggy variant fails in its areas and every correct one passes
-everything; 1 otherwise (the problems, with the suite's messages, are printed after the
+Exit status 0 when every buggy variant fails in its areas with messages that name no bug it
+does not have (the misleading-hint count, target 0, is printed next to the kill count) and
+every correct one passes everything; 1 otherwise (the problems, with the suite's messages, are printed after the
 matrix). Same machinery as tests/test_kill_matrix.py.
 """
 

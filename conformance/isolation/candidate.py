@@ -112,8 +112,13 @@ class IsolatedCandidate:
                      f"{lim.output_bytes} bytes")
         return "; ".join(parts)
 
-    def __repr__(self) -> str:
-        return f"IsolatedCandidate({self.spec!r}, module={self.module_name!r}, sha256={str(self.sha256)[:12]})"
+    def __repr__(self) -> str:  # in messages: the file as the student knows it, nothing else
+        from conformance.summary import candidate_label
+
+        return candidate_label(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis' failing-example text
+        printer.text(repr(self))
 
     # ----------------------------------------------------------------- worker lifecycle
 

@@ -51,6 +51,21 @@ CORRECT: dict[str, str] = {
                          "a valid subgradient; loss floored at the smallest normal float",
     "ok_small_guard_1e8": "additive log guard 1e-8 instead of 1e-12 (golden accepts up to 1e-7); "
                           "functional style",
+    "ok_mixed_precision_train": "forward/backward in float32 returning float32; train applies the "
+                                "float32 gradients to the float64 params (float64 result)",
+    "ok_float32_returned_as_float64": "computes in float32 and returns every array cast to "
+                                      "float64 (passes, with a precision finding)",
+    # conformance/ADAPTERS.md: each recipe wraps existing code of another shape
+    "ok_adapter_integer_labels": "existing code on integer labels, adapted with Y.argmax(axis=1)",
+    "ok_adapter_row_biases": "existing code with (1, n) biases and keepdims db, reshaped",
+    "ok_adapter_column_major": "existing column-major code (W (out, in), X (features, batch)), "
+                               "transposed in and out",
+    "ok_adapter_class_model": "existing class-based model caching activations, rebuilt per call",
+    "ok_adapter_backward_recomputes": "existing backward(X, Y, params) that recomputes forward",
+    "ok_adapter_fused_update": "existing training step that updates in place; gradients read "
+                               "back as old - new with lr = 1",
+    "ok_helpers_opt_out": "module-level relu/softmax helpers with other conventions, opted out "
+                          "with CONFORMANCE_OPT_OUT",
 }
 REFERENCE_CONTROL = "ok_reference_copy"
 
@@ -75,6 +90,7 @@ class Variant:
     primary_area: str | None = None  # the area the bug belongs to (None for correct ones)
     expected_tests: tuple[str, ...] = ()  # "area::substring": some matching test must fail
     expected_message: str = ""  # some failure message must contain this (case-insensitive)
+    own_names: tuple[str, ...] = ()  # bugs its messages may name (BugSpec.names)
 
     @property
     def must_pass(self) -> bool:
@@ -137,7 +153,7 @@ def materialize(dest: Path, *, include_control: bool = True) -> list[Variant]:
         path = dest / f"{name}.py"
         path.write_text(_header("buggy", spec.description) + apply_patch(source, spec))
         variants.append(Variant(name, "buggy", path, frozenset(spec.areas), spec.description,
-                                spec.areas[0], spec.tests, spec.message))
+                                spec.areas[0], spec.tests, spec.message, spec.names))
     for name, description in CORRECT.items():
         path = dest / f"{name}.py"
         shutil.copyfile(CORRECT_DIR / f"{name}.py", path)

@@ -42,14 +42,20 @@ class BugSpec:
     # Text (case-insensitive) some failure message must contain: the suite names the bug
     # or the missing guard, not just the symptom.
     message: str = ""
+    # Keys (conformance.diagnosis.named_bugs) of the bugs and guards a message may name for
+    # this variant: its own bug, or a catalogue entry it is an instance of. Any other named
+    # bug in its messages is a misleading hint.
+    names: tuple[str, ...] = ()
 
 
 def _bug(name: str, description: str, areas: tuple[str, ...] | str, *patch: tuple,
-         tests: tuple[str, ...] = (), message: str = "") -> BugSpec:
+         tests: tuple[str, ...] = (), message: str = "", names: tuple[str, ...] | str = ()) -> BugSpec:
     if isinstance(areas, str):
         areas = (areas,)
+    if isinstance(names, str):
+        names = (names,)
     full = tuple((p[0], p[1], p[2] if len(p) > 2 else 1) for p in patch)
-    return BugSpec(name, description, tuple(areas), full, tests, message)
+    return BugSpec(name, description, tuple(areas), full, tests, message, tuple(names))
 
 
 # Reference lines the patches target (kept here so a reader sees what is being changed).
@@ -83,72 +89,76 @@ _NAMES_INDEX_BUG = "evaluates the ReLU derivative at the wrong layer's pre-activ
 _NAMES_NO_MASK = "leaves out the ReLU derivative"
 _INIT_CONTRACT = "must reproduce the section's draws"
 _NOT_MUTATED = "must not be modified"
+# A mask from the wrong layer is the i-1 bug's relative; where that wrong mask is all ones
+# (a softmax output, an all-positive layer) it is identical to no mask at all on that layer,
+# and a message saying so is evidence, not a guess.
+_WRONG_MASK_NAMES = ("relu_index", "missing_mask")
 
 BUGGY: tuple[BugSpec, ...] = (
     # --- the section's "common bugs" -------------------------------------------------
     _bug("no_log_guard", "cross_entropy takes log(Y_hat) without the +1e-12 guard: log(0) = -inf",
          ("stability", "golden"), (_LOSS, "-np.mean(np.sum(Y * np.log(Y_hat), axis=1))"),
-         message="log(0) guard"),
+         message="log(0) guard", names="log_guard"),
     _bug("softmax_no_max_shift", "softmax exponentiates raw logits (no per-row max subtraction): "
          "exp overflows to inf/nan on large logits", ("stability", "golden"),
-         (_SOFTMAX_SHIFT, "z = z"), message="per-row max subtraction"),
+         (_SOFTMAX_SHIFT, "z = z"), message="per-row max subtraction", names="max_guard"),
     _bug("relu_mask_current_layer", "backward evaluates the ReLU derivative at pre_activations[i] "
          "instead of pre_activations[i - 1] (the section's off-by-one)",
          ("relu_index", "gradients", "golden"),
          (_MASK, "(pre_activations[i] > 0).astype(np.float32)"),
-         tests=_I_MINUS_1_FLAVOURS, message=_NAMES_INDEX_BUG),
+         tests=_I_MINUS_1_FLAVOURS, message=_NAMES_INDEX_BUG, names="relu_index"),
     _bug("relu_mask_postact_wrong_layer", "ReLU mask taken from the post-activation of the wrong "
          "layer: activations[i + 1] > 0 instead of activations[i] > 0",
          ("relu_index", "gradients", "golden"),
-         (_MASK, "(activations[i + 1] > 0).astype(np.float32)"), tests=_I_MINUS_1_FLAVOURS),
+         (_MASK, "(activations[i + 1] > 0).astype(np.float32)"), tests=_I_MINUS_1_FLAVOURS, names=_WRONG_MASK_NAMES),
     _bug("relu_mask_first_layer", "ReLU mask always taken from the first layer "
          "(pre_activations[0]): right for 2 layers, wrong for deeper networks",
          ("gradients", "relu_index", "golden"),
-         (_MASK, "(pre_activations[0] > 0).astype(np.float32)")),
+         (_MASK, "(pre_activations[0] > 0).astype(np.float32)"), names=_WRONG_MASK_NAMES),
     _bug("softmax_global_max", "softmax subtracts the batch's global max instead of each row's: "
          "rows of smaller scale underflow to 0/0", ("stability", "golden"), (_SOFTMAX_SHIFT, "z = z - z.max()"),
-         message="per-row max subtraction"),
+         message="max must be taken per ROW", names="row_guard"),
     _bug("log_guard_outside_log", "the +1e-12 is added after the log (log(Y_hat) + 1e-12), so "
          "it guards nothing", ("stability", "golden"),
-         (_LOSS, "-np.mean(np.sum(Y * (np.log(Y_hat) + 1e-12), axis=1))"), message="log(0) guard"),
+         (_LOSS, "-np.mean(np.sum(Y * (np.log(Y_hat) + 1e-12), axis=1))"), message="log(0) guard", names="log_guard"),
     _bug("mask_from_layer_below", "ReLU mask taken one layer too low: activations[i - 1] > 0",
-         ("relu_index", "gradients", "golden"), (_MASK, "(activations[i - 1] > 0).astype(np.float32)")),
+         ("relu_index", "gradients", "golden"), (_MASK, "(activations[i - 1] > 0).astype(np.float32)"), names=_WRONG_MASK_NAMES),
     # --- forward -------------------------------------------------------------------------
     _bug("forward_no_bias", "forward forgets the bias: Z = A_prev @ W", ("gradients", "golden"),
-         (_LINEAR, "Z = activations[-1] @ W")),
+         (_LINEAR, "Z = activations[-1] @ W"), names="no_bias"),
     _bug("relu_on_output_layer", "forward applies ReLU on the last layer instead of softmax",
-         ("interface", "gradients", "golden"), (_NONLINEARITY, "relu(Z)")),
+         ("interface", "gradients", "golden"), (_NONLINEARITY, "relu(Z)"), names="relu_instead_of_softmax"),
     _bug("softmax_of_relu_output", "forward applies ReLU and then softmax on the last layer",
          ("gradients", "golden"),
-         (_NONLINEARITY, "softmax(relu(Z)) if i == len(params) - 1 else relu(Z)")),
+         (_NONLINEARITY, "softmax(relu(Z)) if i == len(params) - 1 else relu(Z)"), names="relu_output"),
     _bug("softmax_every_layer", "forward applies softmax on every layer, hidden ones included",
-         ("gradients", "golden"), (_NONLINEARITY, "softmax(Z)")),
+         ("gradients", "golden"), (_NONLINEARITY, "softmax(Z)"), names="softmax_hidden"),
     _bug("softmax_over_batch_axis", "softmax normalises over axis 0 (the batch) instead of the "
          "class axis", ("interface", "gradients", "golden"),
          (_SOFTMAX_SHIFT, "z = z - z.max(axis=0, keepdims=True)"),
-         (_SOFTMAX_NORMALISE, "return e / e.sum(axis=0, keepdims=True)")),
+         (_SOFTMAX_NORMALISE, "return e / e.sum(axis=0, keepdims=True)"), names="softmax_batch_axis"),
     _bug("activations_without_input", "forward returns the layers' outputs without X as "
          "activations[0]", ("interface", "golden"),
          ("return activations, pre_activations", "return activations[1:], pre_activations")),
     _bug("inplace_relu_overwrites_z", "forward applies ReLU in place on Z, so pre_activations "
          "hold relu(Z) instead of Z", ("interface", "golden"),
          (_NONLINEARITY, "softmax(Z) if i == len(params) - 1 else np.maximum(Z, 0, out=Z)"),
-         message="holds relu(Z)"),
+         message="holds relu(Z)", names="pre_after_relu"),
     _bug("forward_uses_x_everywhere", "every layer is fed X instead of the previous layer's "
          "output", ("gradients", "golden"), (_LINEAR, "Z = X @ W + b")),
     _bug("softmax_max_over_batch_axis", "softmax subtracts each column's max (axis 0) instead of "
          "each row's: a different shift per class changes the result",
          ("interface", "gradients", "golden"),
-         (_SOFTMAX_SHIFT, "z = z - z.max(axis=0, keepdims=True)")),
+         (_SOFTMAX_SHIFT, "z = z - z.max(axis=0, keepdims=True)"), names="row_guard"),
     # --- loss ----------------------------------------------------------------------------
     _bug("loss_sum_not_mean", "cross_entropy sums over the batch instead of averaging",
-         ("interface", "golden"), (_LOSS, "-np.sum(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))")),
+         ("interface", "golden"), (_LOSS, "-np.sum(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))"), names="loss_sum"),
     _bug("loss_mean_over_classes_too", "cross_entropy averages over every entry (batch x "
          "classes) instead of over the batch", ("interface", "golden"),
          (_LOSS, "-np.mean(Y * np.log(Y_hat + 1e-12))")),
     _bug("loss_wrong_sign", "cross_entropy returns +mean(log p): the loss is negative",
          ("interface", "golden"), (_LOSS, "np.mean(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))"),
-         message="sign is flipped"),
+         message="sign is flipped", names="loss_sign"),
     _bug("loss_targets_swapped", "cross_entropy swaps Y_hat and Y: sum(Y_hat * log(Y))",
          ("interface", "golden"), (_LOSS, "-np.mean(np.sum(Y_hat * np.log(Y + 1e-12), axis=1))")),
     _bug("loss_ignores_targets", "cross_entropy averages log(Y_hat) over every class, never "
@@ -156,22 +166,22 @@ BUGGY: tuple[BugSpec, ...] = (
     # --- backward ------------------------------------------------------------------------
     _bug("no_batch_mean", "backward does not divide the output error by the batch size",
          ("gradients", "golden"), (_DELTA_OUT, "delta = activations[-1] - Y"),
-         message="does not divide by the batch size"),
+         message="does not divide by the batch size", names="no_batch_mean"),
     _bug("batch_size_from_classes", "backward divides by Y.shape[1] (classes) instead of the "
          "batch size", ("gradients", "golden"), (_BATCH, "B = Y.shape[1]")),
     _bug("output_error_sign_flipped", "backward starts from Y - Y_hat instead of Y_hat - Y",
          ("gradients", "golden"), (_DELTA_OUT, "delta = (Y - activations[-1]) / B"),
-         message="uses Y - Y_hat"),
+         message="uses Y - Y_hat", names="wrong_sign"),
     _bug("db_mean_not_sum", "db averages delta over the batch (already divided by B) instead of "
          "summing it", ("gradients", "golden"), (_DB, "db = delta.mean(axis=0)"),
-         message="averages db over the batch instead of summing it"),
+         message="averages db over the batch instead of summing it", names="db_mean"),
     _bug("db_wrong_axis", "db sums delta over axis 1 instead of the batch axis",
          ("interface", "gradients", "golden"), (_DB, "db = delta.sum(axis=1)")),
     _bug("db_keepdims", "db keeps a leading axis: shape (1, n_out) instead of b's (n_out,)",
-         ("interface", "gradients", "golden"), (_DB, "db = delta.sum(axis=0, keepdims=True)")),
+         ("interface", "gradients", "golden"), (_DB, "db = delta.sum(axis=0, keepdims=True)"), names="db_keepdims"),
     _bug("dw_transposed", "dW = delta.T @ A_prev: the gradient has W's transposed shape",
          ("interface", "gradients", "golden"), (_DW, "dW = delta.T @ activations[i]"),
-         message="computes dW transposed"),
+         message="computes dW transposed", names="transposed_dw"),
     _bug("dw_uses_z_not_a", "dW uses the previous layer's pre-activation Z instead of its "
          "ReLU output A", ("gradients", "golden"),
          (_DW, "dW = (activations[i] if i == 0 else pre_activations[i - 1]).T @ delta")),
@@ -181,27 +191,28 @@ BUGGY: tuple[BugSpec, ...] = (
          "(params[i - 1]) instead of this layer's", ("relu_index", "gradients", "golden"),
          (_PICK_W, "W = params[i - 1][0]"),
          tests=("relu_index::test_wrong_layer_weights",),
-         message="propagates delta through the wrong layer's weights"),
+         message="propagates delta through the wrong layer's weights", names="wrong_weights"),
     _bug("propagate_without_transpose", "delta is propagated with delta @ W instead of "
          "delta @ W.T", ("gradients", "relu_index", "golden"),
          (_PROPAGATE, "delta = (delta @ W) * " + _MASK),
-         tests=("relu_index::test_untransposed_weights",),
-         message="propagates delta through W instead of W.T"),
+         tests=("relu_index::test_untransposed_weights_square",
+                "relu_index::test_untransposed_weights_one_hidden_layer"),
+         message="propagates delta through W instead of W.T", names="untransposed_weights"),
     _bug("missing_relu_mask", "delta is propagated through W.T but not through the ReLU "
          "derivative", ("gradients", "golden"), (_PROPAGATE, "delta = delta @ W.T"),
-         message=_NAMES_NO_MASK),
+         message=_NAMES_NO_MASK, names="missing_mask"),
     _bug("mask_postact_ge_zero", "ReLU mask activations[i] >= 0 on the post-activation, which "
          "is always true: no mask at all", ("gradients", "golden"),
-         (_MASK, "(activations[i] >= 0).astype(np.float32)"), message=_NAMES_NO_MASK),
+         (_MASK, "(activations[i] >= 0).astype(np.float32)"), message=_NAMES_NO_MASK, names="missing_mask"),
     _bug("mask_times_relu_value", "delta is multiplied by relu(z) instead of relu'(z)",
          ("gradients", "golden"), (_MASK, "relu(pre_activations[i - 1])")),
     _bug("delta_not_propagated", "delta is never propagated: every layer reuses the output "
          "layer's error", ("gradients", "interface", "golden"),
-         (_PROPAGATE, "pass  # delta never updated"), message="never propagates delta"),
+         (_PROPAGATE, "pass  # delta never updated"), message="never propagates delta", names="delta_not_propagated"),
     _bug("grads_reverse_order", "gradients returned last layer first (the final reverse is "
          "missing)", ("relu_index", "interface", "gradients", "golden"),
          (_RETURN_GRADS, "return grads"), tests=("relu_index::test_gradients_in_forward_order",),
-         message="returns the gradients in reverse order"),
+         message="returns the gradients in reverse order", names="reversed_order"),
     _bug("loop_skips_first_layer", "the backward loop stops at layer 1: the first layer gets no "
          "gradient", ("interface", "gradients", "golden"),
          (_LOOP, "for i in reversed(range(1, len(params))):")),
@@ -217,15 +228,31 @@ BUGGY: tuple[BugSpec, ...] = (
          message=_NOT_MUTATED),
     _bug("dw_double_batch_mean", "dW is divided by the batch size again (delta already is)",
          ("gradients", "golden"), (_DW, "dW = activations[i].T @ delta / B"),
-         message="divides by the batch size twice"),
+         message="divides by the batch size twice", names="double_batch_mean"),
     _bug("output_error_times_softmax_derivative", "the output error is multiplied by "
          "Y_hat * (1 - Y_hat) on top of Y_hat - Y (softmax derivative applied twice)",
          ("gradients", "golden"),
          (_DELTA_OUT, "delta = (activations[-1] - Y) * activations[-1] * (1 - activations[-1]) / B"),
-         message="softmax derivative"),
+         message="softmax derivative", names="softmax_jacobian"),
     _bug("dw_from_output", "dW uses the layer's own output activations[i + 1] instead of its "
          "input", ("interface", "gradients", "golden"), (_DW, "dW = activations[i + 1].T @ delta"),
-         message="own output instead of its input"),
+         message="own output instead of its input", names="dw_from_output"),
+    _bug("last_sample_only", "a per-sample loop assigns dW and db instead of accumulating them: "
+         "only the last sample's gradient survives", ("gradients", "golden"),
+         (_DW, "dW = activations[i][-1:].T @ delta[-1:]"), (_DB, "db = delta[-1]"),
+         message="keeps only the last sample's gradient", names="last_sample_only"),
+    _bug("delta_averaged_every_layer", "delta is divided by the batch size again at every layer "
+         "it is propagated through", ("gradients", "golden"),
+         (_PROPAGATE, _PROPAGATE + " / B"),
+         message="divides delta by the batch size again at every layer", names="mean_every_layer"),
+    _bug("softmax_never_applied", "forward computes the softmax but returns zeros as the last "
+         "activation (the result is never assigned)", ("interface", "gradients", "golden"),
+         (_NONLINEARITY, "np.zeros_like(Z) if i == len(params) - 1 else relu(Z)")),
+    _bug("softmax_shifts_logits_in_place", "softmax subtracts the row max in place (z -= ...), "
+         "which also shifts the Z that forward stores in pre_activations",
+         ("interface", "gradients", "golden"),
+         (_SOFTMAX_SHIFT, "z -= z.max(axis=-1, keepdims=True)"),
+         message="shifted by their row maximum", names="shifted_logits"),
     # --- init_params (decided contract: reproduce the section's draws) -------------------
     _bug("init_scale_one_over_n", "init_params scales by sqrt(1/n_in) instead of He's "
          "sqrt(2/n_in)", ("interface", "golden"), (_HE_SCALE, "np.sqrt(1.0 / n_in)"),

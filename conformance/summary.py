@@ -1,0 +1,302 @@
+"""The first screen: a summary at the end of every run, for the student to read first.
+
+One line per check area (passed / failed / skipped and why), the root causes the evidence
+names (with the line to change), patterns across failures ("every failure is on a network
+with 1 layer"), and findings that are not failures (precision). The same content goes into the
+JSON report's top-level ``summary`` (conformance/report.py) and from there to the grader's
+pages. Deterministic: no durations, no paths, no addresses; two runs give the same text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import pytest
+
+from conformance import calls
+from conformance.contract import PrecisionFinding
+from conformance.diagnosis import FORWARD_BUGS, KNOWN_BUGS, named_bugs
+
+NAME = "conformance-summary"
+AREA_ORDER = ("interface", "gradients", "stability", "relu_index", "golden", "mnist")
+MAX_UNEXPLAINED = 3
+
+# What each named cause means, in one line with the change to make.
+GUARD_TEXT = {
+    "max_guard": "softmax without the per-row max subtraction: exp overflows on large logits; "
+                 "compute exp(z - z.max(axis=-1, keepdims=True))",
+    "row_guard": "softmax subtracts one global max instead of each row's: rows far below it become "
+                 "0/0; use z.max(axis=-1, keepdims=True)",
+    "log_guard": "cross_entropy takes log(0) when a true class has probability 0: add a guard, "
+                 "np.log(Y_hat + 1e-12) or np.clip",
+    "relu_index": "the i-1 bug: `* (pre_activations[i] > 0)` should be `* (pre_activations[i-1] > 0)`",
+    "untransposed_weights": "delta propagated through W instead of W.T: `delta @ W` should be "
+                            "`delta @ W.T`",
+    "reversed_order": "gradients returned last layer first: return them in forward order",
+    "transposed_dw": "dW computed transposed: `dW = A_prev.T @ delta`",
+    "pre_after_relu": "pre_activations hold relu(Z): an in-place ReLU overwrote Z; compute A as a new array",
+    "loss_sum": "cross_entropy sums over the batch: use the mean",
+    "loss_sign": "cross_entropy has the wrong sign: -mean(log p)",
+    "softmax_batch_axis": "softmax normalised over the batch axis: use axis=-1",
+}
+
+
+def cause_text(key: str) -> str:
+    for bug in KNOWN_BUGS:
+        if bug.key == key:
+            return f"your backward {bug.description}: {bug.line_pattern}"
+    for fkey, description, _ in FORWARD_BUGS:
+        if fkey == key:
+            return f"your forward {description}"
+    return GUARD_TEXT.get(key, key)
+
+
+def candidate_label(candidate: Any) -> str:
+    """How messages name the candidate: its file name as the student knows it (no directory,
+    no temporary path, no address)."""
+    path = getattr(candidate, "path", None)
+    name = Path(str(path)).name if path else str(getattr(candidate, "module_name", "?"))
+    return f"<candidate {name}>"
+
+
+# ------------------------------------------------------------------------ case shapes
+@dataclass(frozen=True)
+class Shape:
+    layer_sizes: tuple[int, ...]
+    batch: int
+    layout: str
+
+    @property
+    def depth(self) -> int:
+        return len(self.layer_sizes) - 1
+
+
+def shape_of(case: Any) -> Shape | None:
+    try:
+        sizes = tuple(int(n) for n in case.layer_sizes)
+        layout = re.search(r"layout='(\w+)'", case.recipe)
+        return Shape(sizes, int(case.batch), layout.group(1) if layout else "C")
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _set(values: Iterable[int]) -> str:
+    items = sorted(set(values))
+    return ", ".join(str(v) for v in items[:-1]) + (" or " if len(items) > 1 else "") + str(items[-1])
+
+
+def cross_failure_patterns(failing: list[Shape], passing: list[Shape]) -> list[str]:
+    """Features shared by every failing case and by no passing case."""
+    if len(failing) < 2 or not passing:
+        return []
+    out = []
+    f_depths, p_depths = {s.depth for s in failing}, {s.depth for s in passing}
+    if not f_depths & p_depths:
+        which = (f"other than {_set(p_depths)} layer(s) (here {_set(f_depths)})" if len(p_depths) == 1
+                 else f"{_set(f_depths)} layer(s)")
+        out.append(f"every failure is on a network with {which}; every network with "
+                   f"{_set(p_depths)} layer(s) passes: the contract requires 1 to 5 layers")
+    f_classes, p_classes = {s.layer_sizes[-1] for s in failing}, {s.layer_sizes[-1] for s in passing}
+    if not f_classes & p_classes:
+        out.append(f"every failure has {_set(f_classes)} classes; every case with {_set(p_classes)} "
+                   "classes passes: the contract requires 2 to 10 classes")
+    checks = [
+        (lambda s: 1 in s.layer_sizes[1:-1], "involve a width-1 hidden layer", "width 1"),
+        (lambda s: s.batch == 1, "have a batch of one sample", "batch 1"),
+        (lambda s: s.layout != "C", "have Fortran-ordered or non-contiguous inputs",
+         "non-C-contiguous inputs"),
+        (lambda s: s.layer_sizes[0] == 1, "have a single input feature", "1 input feature"),
+    ]
+    for has, says, _ in checks:
+        if all(has(s) for s in failing) and not any(has(s) for s in passing):
+            out.append(f"all failures {says}; every other case passes")
+    return out
+
+
+# --------------------------------------------------------------------------- records
+@dataclass
+class Record:
+    nodeid: str
+    area: str
+    outcome: str = "passed"
+    text: str = ""  # the failure's message as the student reads it
+    skip_reason: str = ""
+    cases: list[Shape] = field(default_factory=list)
+
+
+def area_of(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+    return module.removeprefix("test_")
+
+
+def _message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = getattr(crash, "message", None)
+    return str(text) if text else report.longreprtext
+
+
+def _headline(text: str) -> str:
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    first = re.sub(r"^[\w.]*(Error|Mismatch|Failed): ", "", first)
+    return first if len(first) <= 200 else first[:197] + "..."
+
+
+KNOWN_PREFIXES = ("likely cause:", "diagnosis:", "finding:", "missing guard:", "next:")
+
+
+def _known(text: str) -> str:
+    """What the failure's own message already says about the cause (its first such line)."""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(KNOWN_PREFIXES):
+            return stripped if len(stripped) <= 220 else stripped[:217] + "..."
+    return ""
+
+
+class RunSummary:
+    """pytest plugin: collects outcomes, the cases each test ran and precision findings."""
+
+    NAME = NAME
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.records: dict[str, Record] = {}
+        self.findings: Counter[str] = Counter()
+        self.deselected: Counter[str] = Counter()  # area -> tests not run (-m, -k, load failure)
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            self.deselected[area_of(item.nodeid)] += 1
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item):  # type: ignore[no-untyped-def]
+        calls.CASES_SEEN.clear()
+        yield
+        shapes = [s for s in (shape_of(c) for c in calls.CASES_SEEN) if s is not None]
+        self.records.setdefault(item.nodeid, Record(item.nodeid, area_of(item.nodeid))).cases = shapes
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = self.records.setdefault(report.nodeid, Record(report.nodeid, area_of(report.nodeid)))
+        if report.skipped and record.outcome == "passed":
+            record.outcome = "skipped"
+            longrepr = report.longrepr
+            reason = str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+            record.skip_reason = reason.removeprefix("Skipped: ")
+        elif report.failed and record.outcome in ("passed", "skipped"):
+            record.outcome = "failed" if report.when == "call" else "error"
+            record.text = _message(report)
+            record.skip_reason = ""
+
+    def pytest_warning_recorded(self, warning_message: Any, when: str, nodeid: str, location: Any) -> None:
+        if isinstance(warning_message.message, PrecisionFinding):
+            self.findings[str(warning_message.message)] += 1
+
+    # ------------------------------------------------------------------ content
+    def as_dict(self) -> dict[str, Any]:
+        records = sorted(self.records.values(), key=lambda r: r.nodeid)
+        areas: dict[str, dict[str, Any]] = {}
+        names = sorted({r.area for r in records} | set(self.deselected),
+                       key=lambda a: (AREA_ORDER.index(a) if a in AREA_ORDER else 99, a))
+        for area in names:
+            mine = [r for r in records if r.area == area]
+            counts = Counter(r.outcome for r in mine)
+            failed = counts["failed"] + counts["error"]
+            outcome = ("failed" if failed else "passed" if counts["passed"]
+                       else "skipped" if counts["skipped"] else "not run")
+            areas[area] = {"outcome": outcome, "passed": counts["passed"], "failed": failed,
+                           "skipped": counts["skipped"], "deselected": self.deselected[area],
+                           "skip_reasons": sorted({r.skip_reason for r in mine if r.skip_reason})}
+        causes: dict[str, dict[str, Any]] = {}
+        unexplained = []
+        for r in records:
+            if r.outcome not in ("failed", "error"):
+                continue
+            keys = sorted(named_bugs(r.text))
+            for key in keys:
+                entry = causes.setdefault(key, {"bug": key, "text": cause_text(key), "tests": 0, "areas": []})
+                entry["tests"] += 1
+                if r.area not in entry["areas"]:
+                    entry["areas"].append(r.area)
+            if not keys:
+                unexplained.append({"test": r.nodeid, "area": r.area, "headline": _headline(r.text),
+                                    "known": _known(r.text)})
+        failing = [r.cases[-1] for r in records if r.outcome == "failed" and r.cases]
+        passing = [s for r in records if r.outcome == "passed" for s in r.cases]
+        # (not the earlier cases of a failed test: hypothesis' shrinking tries failing ones too)
+        root_causes = sorted(causes.values(), key=lambda c: (-c["tests"], c["bug"]))
+        data = {
+            "areas": areas,
+            "root_causes": root_causes,
+            "unexplained": unexplained[:50],
+            "patterns": cross_failure_patterns(failing, passing),
+            "findings": [{"text": t, "checks": n} for t, n in sorted(self.findings.items())],
+        }
+        data["lines"] = summary_lines(data, candidate_label(self._candidate()))
+        return data
+
+    def _candidate(self) -> Any:
+        from conformance.plugin import CANDIDATE_KEY
+
+        return self.config.stash.get(CANDIDATE_KEY, None)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        if not self.records:
+            return
+        terminalreporter.section("conformance summary")
+        for line in self.as_dict()["lines"]:
+            terminalreporter.line(line)
+
+
+def _short_reasons(reasons: list[str]) -> list[str]:
+    """Skip reasons, with the per-function "defines no f / opts out of f" ones merged."""
+    absent = sorted({m.group(1) for r in reasons for m in [re.search(r"defines no (\w+)", r)] if m})
+    opted = sorted({m.group(1) for r in reasons for m in [re.search(r"opts out of (\w+)", r)] if m})
+    rest = [r for r in reasons if "defines no " not in r and "opts out of " not in r]
+    out = [f"the candidate defines no {', '.join(absent)} (optional)"] if absent else []
+    out += [f"the candidate opts out of {', '.join(opted)}"] if opted else []
+    return out + rest[:3]
+
+
+def summary_lines(data: dict[str, Any], label: str) -> list[str]:
+    areas = data["areas"]
+    failed = [a for a, v in areas.items() if v["outcome"] == "failed"]
+    ran = [a for a, v in areas.items() if v["outcome"] != "not run"]
+    lines = [f"{label}: " + (f"{len(failed)} of {len(ran)} check areas that ran FAILED ({', '.join(failed)})"
+                             if failed else f"every check area that ran passed ({len(ran)} areas)")]
+    width = max((len(a) for a in areas), default=8)
+    for area, v in areas.items():
+        parts = [f"{v['passed']} passed"] + ([f"{v['failed']} failed"] if v["failed"] else [])
+        if v["skipped"]:
+            parts.append(f"{v['skipped']} skipped")
+        if v["deselected"]:
+            parts.append(f"{v['deselected']} not selected")
+        line = f"  {area:<{width}}  {v['outcome'].upper() if v['outcome'] == 'failed' else v['outcome']:<7} ({', '.join(parts)})"
+        if v["skip_reasons"]:
+            line += ": skipped because " + "; ".join(_short_reasons(v["skip_reasons"]))
+        lines.append(line)
+    if data["root_causes"]:
+        lines.append("root causes named by the evidence (fix these first):")
+        for c in data["root_causes"]:
+            lines.append(f"  - {c['text']}  [{c['tests']} failing test(s) in {', '.join(c['areas'])}]")
+    for p in data["patterns"]:
+        lines.append(f"pattern: {p}")
+    if data["unexplained"]:
+        n = len(data["unexplained"])
+        lines.append(f"failures without a named cause ({n}); the first message of each area says what is "
+                     "wrong and where to look:")
+        seen: set[str] = set()
+        for u in data["unexplained"]:
+            if u["area"] in seen or len(seen) >= MAX_UNEXPLAINED:
+                continue
+            seen.add(u["area"])
+            lines.append(f"  - {u['area']}: {u['headline']}")
+            if u["known"]:
+                lines.append(f"      {u['known']}")
+    for f in data["findings"]:
+        lines.append(f"finding (not a failure, {f['checks']} check(s)): {f['text']}")
+    return lines
