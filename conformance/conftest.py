@@ -6,5 +6,7 @@ from conformance.plugin import (  # noqa: F401 - pytest discovers hooks by name
     pytest_collection_modifyitems,
     pytest_configure,
     pytest_report_header,
+    pytest_runtest_makereport,
+    pytest_runtest_setup,
     pytest_unconfigure,
 )

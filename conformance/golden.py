@@ -35,7 +35,7 @@ import numpy as np
 from conformance import contract
 from conformance.candidate import failure_text
 from conformance.contract import PrecisionFinding, revealed_dtype
-from conformance.diagnosis import explain_exception
+from conformance.diagnosis import explain_exception, named
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES_DIR = ROOT / "fixtures"
@@ -162,6 +162,8 @@ def call_candidate(candidate: Any, function: str, *args: Any, where: str,
     except Exception as exc:  # noqa: BLE001 - any candidate exception is a finding
         text = failure_text(exc)
         hint = explain_exception(text, function, shapes[0], shapes[1]) if shapes else ""
+        if function in ("forward", "backward"):
+            named(f"{function}_crash", f"your {function} {text}".splitlines()[0])
         raise Mismatch(f"your {function} {text} [{where}]"
                        + (f"\n  likely cause: {hint}" if hint else "")) from exc
 

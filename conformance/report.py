@@ -35,6 +35,7 @@ MESSAGE_HEAD = 6000
 MESSAGE_TAIL = 3000
 SUMMARY_CAP = 2000
 PROPERTY_CAP = 20000  # characters of JSON per record_property value
+SUMMARY_REPORT_CAP = 400000  # characters of JSON of the run summary; beyond it, kept as text
 
 # What defines "the suite" for a recorded grade: every file of the conformance package,
 # the fixtures it compares against and the reference it cross-checks with.
@@ -71,7 +72,7 @@ def cap_text(text: str, head: int = MESSAGE_HEAD, tail: int = MESSAGE_TAIL) -> s
     return f"{text[:head]}\n... [{cut} characters cut] ...\n{end}"
 
 
-def _json_safe(value: Any) -> Any:
+def _json_safe(value: Any, cap: int = PROPERTY_CAP) -> Any:
     """A JSON-encodable, size-capped copy of a ``record_property`` value (or its repr)."""
     def clean(v: Any) -> Any:
         if isinstance(v, float) and not math.isfinite(v):
@@ -91,7 +92,7 @@ def _json_safe(value: Any) -> Any:
         text = json.dumps(cleaned, allow_nan=False)
     except (TypeError, ValueError, RecursionError):
         return cap_text(repr(value), PROPERTY_CAP, 0)
-    return cleaned if len(text) <= PROPERTY_CAP else cap_text(text, PROPERTY_CAP, 0)
+    return cleaned if len(text) <= cap else cap_text(text, cap, 0)
 
 
 def _skip_reason(report: pytest.TestReport) -> str:
@@ -161,6 +162,9 @@ class JsonReport:
         record["duration"] += float(report.duration)
         for name, value in getattr(report, "user_properties", ()):
             record["properties"][str(name)] = _json_safe(value)
+        area = record["properties"].get("area")  # the module's CONFORMANCE_AREA (plugin.py)
+        if isinstance(area, str) and area:
+            record["area"] = area
         xfail = hasattr(report, "wasxfail")
         if report.skipped:
             if xfail:  # the suite uses no xfail; if one appears, it earned nothing
@@ -225,7 +229,9 @@ class JsonReport:
         plugin = self.config.pluginmanager.get_plugin(NAME) if self.config is not None else None
         if plugin is None:
             return {}
-        return _json_safe(plugin.as_dict())
+        # (its own caps bound it: 50 unexplained failures of 200-character headlines)
+        screen = _json_safe(plugin.as_dict(), cap=SUMMARY_REPORT_CAP)
+        return screen if isinstance(screen, dict) else {"lines": ["(the run summary was too large to record)"]}
 
     def write(self) -> None:
         """Write the report atomically: a temporary file in the same directory, renamed."""

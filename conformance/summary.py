@@ -19,7 +19,7 @@ import pytest
 
 from conformance import calls
 from conformance.contract import PrecisionFinding
-from conformance.diagnosis import FORWARD_BUGS, KNOWN_BUGS, named_bugs
+from conformance.diagnosis import FORWARD_BUGS, FUNCTION_BUGS, KNOWN_BUGS, named_bugs
 
 NAME = "conformance-summary"
 AREA_ORDER = ("interface", "gradients", "stability", "relu_index", "golden", "mnist")
@@ -52,6 +52,8 @@ def cause_text(key: str) -> str:
     for fkey, description, _ in FORWARD_BUGS:
         if fkey == key:
             return f"your forward {description}"
+    if key in FUNCTION_BUGS:
+        return FUNCTION_BUGS[key][1]
     return GUARD_TEXT.get(key, key)
 
 

@@ -24,6 +24,8 @@ from conformance.diagnosis import diagnose
 from conformance.gradcheck import magnitudes, precision_tolerance
 from conformance.golden import FIXTURES_DIR, RECORDING_NAME, FixtureError, Mismatch
 
+CONFORMANCE_AREA = "golden"  # the check area graded by this module (conformance/plugin.py)
+
 MLP_CASES = golden.fixture_cases("mlp")
 SOFTMAX_CASES = golden.fixture_cases("softmax")
 LOSS_CASES = golden.fixture_cases("cross_entropy")

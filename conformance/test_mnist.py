@@ -25,6 +25,8 @@ from conformance import golden
 from conformance.candidate import Candidate, CandidateError
 from conformance.golden import Mismatch
 
+CONFORMANCE_AREA = "mnist"  # the check area graded by this module (conformance/plugin.py)
+
 pytestmark = pytest.mark.mnist
 
 THRESHOLDS_FILE = golden.FIXTURES_DIR / "mnist_thresholds.json"
