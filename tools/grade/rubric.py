@@ -88,6 +88,7 @@ class Rubric:
     data: dict[str, Any] = field(repr=False, default_factory=dict)
     bugs: dict[str, BugPrice] = field(default_factory=dict)
     hide_hints: bool = False  # Gradescope: the summary and diagnoses only after the due date
+    text: str = ""  # the rubric file as read (kept in the gradebook for the audit trail)
 
     @property
     def groups(self) -> list[Group]:
@@ -236,7 +237,9 @@ def load_rubric(path: Path | None = None) -> Rubric:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RubricError(f"--rubric {path}: not valid TOML ({exc})") from None
-    return parse_rubric(data, str(path))
+    rubric = parse_rubric(data, str(path))
+    rubric.text = text
+    return rubric
 
 
 # -- scoring ------------------------------------------------------------------------------
