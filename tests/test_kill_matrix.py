@@ -257,3 +257,27 @@ def test_print_kill_matrix(kill_matrix: KillMatrix, capsys: pytest.CaptureFixtur
     if problems:
         pytest.fail(f"{len(problems)} problem(s) in the kill matrix (printed above; each is "
                     "detailed by its variant's test)", pytrace=False)
+
+
+# Issue 12: one catalogued mistake costs 5 to 50 points with the default rubric, correct code
+# none. Scored from the same runs' JSON reports (no second run of the catalogue); areas the
+# matrix did not run (mnist unless BACKPROP_KILL_MATRIX_MNIST=1) count as earned.
+MIN_LOSS, MAX_LOSS = 5.0, 50.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BUGGY_NAMES)
+def test_single_mistake_costs_5_to_50_points(kill_matrix: KillMatrix, name: str) -> None:
+    points = kill_matrix.score_of(name)
+    assert points is not None, f"{name}: no JSON report to score\n{kill_matrix.run_of(name).output_tail}"
+    lost = 100.0 - points
+    assert MIN_LOSS <= lost <= MAX_LOSS, (
+        f"{name} ({kill_matrix.run_of(name).variant.description}) loses {lost:.2f} points with the "
+        f"default rubric, outside {MIN_LOSS:g}..{MAX_LOSS:g}: price its diagnosis key in "
+        "tools/grade/default_rubric.toml, or give the mistake a key (conformance/diagnosis.py)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CORRECT_NAMES)
+def test_correct_variant_scores_full_marks(kill_matrix: KillMatrix, name: str) -> None:
+    assert kill_matrix.score_of(name) == 100.0
