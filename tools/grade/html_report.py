@@ -361,7 +361,8 @@ def submission_page(sub: GradedSubmission) -> str:
 def page_key(sub: GradedSubmission) -> str:
     """Hash of everything a submission page shows: an unchanged page is not redrawn."""
     shown = [sub.name, sub.sha256, sub.status, sub.message, sub.suite_version, sub.sandbox,
-             sub.rubric.hash, sub.grade.score, sub.output_tail[-6000:], sub.run_summary,
+             sub.rubric.hash, sub.grade.score, sub.run_summary,
+             sub.output_tail[-6000:] if sub.status in ("crashed", "error") else "",  # (shown only then)
              [sub.override.score, sub.override.reason] if sub.override else None,
              [(t["nodeid"], t["outcome"], t.get("summary"), t.get("message"), t.get("skip_reason"),
                t.get("properties")) for t in sub.tests], PAGE_VERSION, sub.intake.student_id,
