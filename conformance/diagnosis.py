@@ -372,11 +372,11 @@ def output_rows_finding(P: np.ndarray) -> str:
         return named("softmax_batch_axis", "the COLUMNS of activations[-1] sum to 1, not its rows: the softmax normalises over "
                 "the batch axis; use axis=-1 (keepdims=True) for the max and the sum.")
     if np.all(P == 0):
-        return ("activations[-1] is all zeros: forward does not return the softmax's output as the "
-                "last activation.")
+        return named("forward_wrong", "activations[-1] is all zeros: forward does not return the "
+                     "softmax's output as the last activation.")
     rows = ", ".join(f"row {i}: {v:.6g}" for i, v in list(enumerate(sums))[:4])
-    return (f"the rows of activations[-1] sum to {rows}: the last activation must be the row-wise "
-            "softmax of the last pre-activation.")
+    return named("forward_wrong", f"the rows of activations[-1] sum to {rows}: the last activation "
+                 "must be the row-wise softmax of the last pre-activation.")
 
 
 # ------------------------------------------------------------------ named bugs (for auditing)
@@ -406,11 +406,32 @@ FUNCTION_BUGS: dict[str, tuple[str, str]] = {
                         "batch loop visits every batch"),
     "train_ascent": ("gradient ascent", "train adds the gradient: W - lr * dW"),
     "train_ignores_lr": ("train steps by the raw gradient", "train ignores lr: W - lr * dW"),
+    "mutates_arguments": ("arguments must not be modified", "a function modifies its arguments in "
+                          "place: work on a copy or a new array"),
 }
-# Generic findings: the function's outputs are wrong, no catalogued mistake fits. A rubric
-# charges them only when the evidence names no specific mistake (tools/grade/rubric.py).
-GENERIC_KEYS = ("backward_wrong", "forward_wrong", "backward_structure", "forward_structure",
-                "backward_crash", "forward_crash")
+# Generic findings about one function (key -> the function): its outputs are wrong and no
+# catalogued mistake fits, or it returns the wrong structure, or it raises. Where a specific
+# mistake of the same function is named, they are its symptoms on other inputs and a rubric
+# does not charge them again (tools/grade/rubric.py).
+GENERIC_KEYS: dict[str, str] = {
+    "backward_wrong": "backward", "backward_structure": "backward", "backward_crash": "backward",
+    "forward_wrong": "forward", "forward_structure": "forward", "forward_crash": "forward",
+    "loss_wrong": "cross_entropy", "init_wrong": "init_params",
+}
+
+
+def function_of(key: str) -> str:
+    """The function a diagnosis key is about ("" when it is about no single one)."""
+    if key in GENERIC_KEYS:
+        return GENERIC_KEYS[key]
+    if key in {bug.key for bug in KNOWN_BUGS} | {"relu_index", "untransposed_weights",
+                                                  "reversed_order", "transposed_dw"}:
+        return "backward"
+    if key in {k for k, _, _ in FORWARD_BUGS} | {"pre_after_relu", "softmax_batch_axis",
+                                                 "max_guard", "row_guard"}:
+        return "forward"
+    return {"loss": "cross_entropy", "log": "cross_entropy", "init": "init_params",
+            "train": "train"}.get(key.split("_")[0], "")
 OTHER_PHRASES: dict[str, tuple[str, ...]] = {
     "relu_index": ("symptom of the i-1 bug",),
     "untransposed_weights": ("W itself, not W.T",),

@@ -20,7 +20,7 @@ from conformance import golden
 from conformance.calls import OPT_OUT_NAME, opted_out
 from conformance.candidate import Candidate
 from conformance.contract import result_dtype
-from conformance.diagnosis import diagnose
+from conformance.diagnosis import diagnose, diagnose_forward
 from conformance.gradcheck import magnitudes, precision_tolerance
 from conformance.golden import FIXTURES_DIR, RECORDING_NAME, FixtureError, Mismatch
 
@@ -125,7 +125,16 @@ def test_forward_matches_golden(candidate: Candidate, case_id: str) -> None:
     keys = [("act0", "activations[0]")]
     for i in range(L):  # layer by layer, so the first wrong layer is the one reported
         keys += [(f"pre{i}", f"pre_activations[{i}]"), (f"act{i + 1}", f"activations[{i + 1}]")]
-    _check_keys(values, arrays, entry, keys, "forward", case_id, f"forward(case={case_id})")
+    try:
+        _check_keys(values, arrays, entry, keys, "forward", case_id, f"forward(case={case_id})")
+    except Mismatch as exc:  # name the forward mistake when the outputs equal a known one
+        X, params = arrays["X"], golden.params_of(arrays, L)
+        acts = [values[f"act{i}"] for i in range(L + 1)]
+        pres = [values[f"pre{i}"] for i in range(L)]
+        text = diagnose_forward(acts, pres, X.astype(np.float64),
+                                [(W.astype(np.float64), b.astype(np.float64)) for W, b in params],
+                                precision_tolerance(result_dtype(acts + pres + [X])))
+        raise Mismatch(f"{exc}\n  finding: {text}") from None
 
 
 @pytest.mark.parametrize("case_id", MLP_CASES)

@@ -233,6 +233,9 @@ def test_cross_entropy(candidate: Candidate, batch: int) -> None:
             hint = "\n  diagnosis: " + named("loss_mean_over_classes", (
                 "it equals the mean over every entry (batch x classes); the loss sums over the "
                 "classes and averages over the batch only: -np.mean(np.sum(Y * np.log(Y_hat), axis=1))"))
+        else:
+            hint = "\n  diagnosis: " + named("loss_wrong", "the value matches none of the common loss "
+                                          "mistakes (sum, sign, mean over classes)")
         raise AssertionError(f"cross_entropy={fmt(value)}, but should be {fmt(true)} [{where}]\n"
                              f"  contract: |actual - expected| <= {fmt(allowed)} = tau*(|loss| + 1) "
                              f"+ 1e-7*(mean(1/p) + 1) for any log(0) guard up to 1e-7 "
@@ -265,15 +268,15 @@ def _init_diagnosis(arrays: list[np.ndarray], sizes: list[int], seed: int, tau: 
     if all(np.all(W == 0) for W in Ws):
         return named("init_zero", "every W is zero: all hidden units stay identical and ReLU "
                      "gradients vanish; draw W = rng.standard_normal((n_in, n_out)) * np.sqrt(2 / n_in)")
-    if any(np.any(b != 0) for b in bs):
-        return ""
     for key, text, scale in INIT_SCALES:
         rng = np.random.default_rng(seed)
         draws = [rng.standard_normal((n_in, n_out)) * scale(n_in, n_out)
                  for n_in, n_out in zip(sizes[:-1], sizes[1:])]
         if all(np.allclose(W, d, rtol=4 * tau, atol=0) for W, d in zip(Ws, draws)):
             return named(key, f"your init_params {text}")
-    return ""
+    return named("init_wrong", "the params equal none of the common initialisation mistakes (He "
+                 "scale on fan-in, zero init, Xavier): check the generator, its seed, the draw order "
+                 "and shape, and that biases start at zero")
 
 
 @pytest.mark.parametrize("sizes,seed", [([5, 4, 3], 0), ([3, 7, 2, 4], 7)])

@@ -118,11 +118,17 @@ def test_one_mistake_is_charged_once_and_explains_its_areas() -> None:
     assert len(gradients.explained) == 2 and "not counted again" in group_output(gradients)
 
 
-def test_generic_findings_are_charged_only_without_a_named_mistake() -> None:
+def test_generic_findings_are_symptoms_of_a_named_mistake_of_the_same_function() -> None:
     rubric = parse_rubric(RUBRIC)
     named_too = [failed("test_gradients.py::test_a", "relu_index"),
-                 failed("test_gradients.py::test_b", "backward_wrong")]
-    assert score(rubric, "graded", named_too).deductions() == {"relu_index": 40.0}
+                 failed("test_relu_index.py::test_b", "backward_wrong")]
+    grade = score(rubric, "graded", named_too)
+    assert grade.deductions() == {"relu_index": 40.0, "backward_wrong": 0.0}
+    assert grade.area_scores()["relu_index"] == 30.0  # explained by the named mistake
+    other_function = [failed("test_interface.py::test_a", "loss_sum"),
+                      failed("test_gradients.py::test_b", "backward_wrong")]
+    assert score(rubric, "graded", other_function).deductions() == {"backward_wrong": 35.0,
+                                                                    "loss_sum": 5.0}
     alone = [failed("test_gradients.py::test_b", "backward_wrong"), t("test_interface.py::x", "passed"),
              t("test_relu_index.py::y", "passed")]
     grade = score(rubric, "graded", alone)

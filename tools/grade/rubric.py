@@ -24,10 +24,10 @@ points are deducted from the total. Its failures, and every other failure in an 
 one of its failures lies, are *explained*: they do not count in their area, so one mistake
 costs its price and nothing more. Areas score only the failures no charged mistake explains
 (the fallback). Keys of one ``family`` (one mistake the evidence may name two ways) are
-charged once, at the family's highest price. The generic findings ``backward_wrong`` and
-``forward_wrong`` (outputs wrong, no catalogued mistake fits) are charged only when the
-evidence names no specific mistake anywhere: otherwise they are symptoms of the named one on
-other inputs. The total never goes below 0.
+charged once, at the family's highest price. A generic finding about one function
+(``backward_wrong``, ``backward_crash``, ... see conformance/diagnosis.py GENERIC_KEYS) is free
+when a specific mistake of the same function is named: it is that mistake's symptom on other
+inputs (its failures are explained, nothing more is charged). The total never goes below 0.
 """
 
 from __future__ import annotations
@@ -385,14 +385,16 @@ def _charges(rubric: Rubric, by_group: dict[str, list[dict]]) -> list[BugCharge]
                     charge.tests.append(test["nodeid"])
                     if test["area"] not in charge.areas:
                         charge.areas.append(test["area"])
-    from conformance.diagnosis import GENERIC_KEYS
+    from conformance.diagnosis import GENERIC_KEYS, function_of
 
-    if any(key not in GENERIC_KEYS for key in found):  # a named mistake explains the rest
-        found = {key: c for key, c in found.items() if key not in GENERIC_KEYS}
-    ordered = sorted(found.values(), key=lambda c: (-c.bug.points, c.bug.key))
+    named_functions = {function_of(key) for key in found if key not in GENERIC_KEYS} - {""}
+    # Specific mistakes first: a generic finding about a function with a named mistake is its
+    # symptom (listed, 0 points, its failures explained); the family's priciest key pays.
+    ordered = sorted(found.values(), key=lambda c: (c.bug.key in GENERIC_KEYS, -c.bug.points, c.bug.key))
     families: set[str] = set()
-    for charge in ordered:  # the family's priciest key pays; the others are listed at 0
-        if charge.bug.family not in families:
+    for charge in ordered:
+        symptom = charge.bug.key in GENERIC_KEYS and GENERIC_KEYS[charge.bug.key] in named_functions
+        if not symptom and charge.bug.family not in families:
             families.add(charge.bug.family)
             charge.points = charge.bug.points
         charge.tests.sort()
