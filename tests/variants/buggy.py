@@ -221,11 +221,11 @@ BUGGY: tuple[BugSpec, ...] = (
     _bug("backward_mutates_activations", "backward computes the output error in place in "
          "activations[-1]", "interface",
          (_DELTA_OUT, "delta = activations[-1]\n    delta -= Y\n    delta /= B"),
-         message=_NOT_MUTATED),
+         message=_NOT_MUTATED, names="mutates_arguments"),
     _bug("backward_updates_params", "backward performs the SGD step in place on the weights "
          "(mutates params, and propagates with the updated W)", ("interface", "gradients", "golden"),
          (_APPEND, _APPEND + "\n        W_step = params[i][0]\n        W_step -= 0.5 * dW"),
-         message=_NOT_MUTATED),
+         message=_NOT_MUTATED, names="mutates_arguments"),
     _bug("dw_double_batch_mean", "dW is divided by the batch size again (delta already is)",
          ("gradients", "golden"), (_DW, "dW = activations[i].T @ delta / B"),
          message="divides by the batch size twice", names="double_batch_mean"),
@@ -252,7 +252,7 @@ BUGGY: tuple[BugSpec, ...] = (
          "which also shifts the Z that forward stores in pre_activations",
          ("interface", "gradients", "golden"),
          (_SOFTMAX_SHIFT, "z -= z.max(axis=-1, keepdims=True)"),
-         message="shifted by their row maximum", names="shifted_logits"),
+         message="shifted by their row maximum", names=("shifted_logits", "mutates_arguments")),
     # --- init_params (decided contract: reproduce the section's draws) -------------------
     _bug("init_scale_one_over_n", "init_params scales by sqrt(1/n_in) instead of He's "
          "sqrt(2/n_in)", ("interface", "golden"), (_HE_SCALE, "np.sqrt(1.0 / n_in)"),
