@@ -257,3 +257,11 @@ def test_class_outputs_are_private_deterministic_and_audited(tmp_path: Path) -> 
         text = db.execute("SELECT r.text FROM grades g JOIN rubrics r ON r.hash = g.rubric_hash "
                           "WHERE g.name='bob'").fetchone()[0]
         assert text == CLASS_RUBRIC
+
+
+def test_a_name_clash_note_names_no_other_entry_in_student_files() -> None:
+    sub = graded(RUBRIC)
+    sub.intake.notes = ["late: the canvas file name carries the late marker",
+                        "ambiguous: the entries 'carol.py', 'carol/' all map to the row 'carol'"]
+    shown = json.dumps(gradescope_results(sub)) + submission_page(sub)
+    assert "late marker" in shown and "carol" not in shown and "clashes with another entry" in shown

@@ -384,6 +384,8 @@ def _similarity_inputs(opts: BatchOptions) -> tuple[list[str], str | None] | Non
         return None
     from tools.grade.similarity import SimilarityError, _copydetect, textbook_code
 
+    if not 0 < opts.similarity_threshold <= 1:
+        raise BatchError(f"--similarity-threshold {opts.similarity_threshold:g}: must be in (0, 1]")
     try:
         _copydetect()
         templates = [Path(p).read_text(encoding="utf-8") for p in opts.templates]

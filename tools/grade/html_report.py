@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterable
 
 from tools.grade.feedback import cause, curves, failure_text, mnist_results, short_name
-from tools.grade.outputs import GradedSubmission, write_atomic
+from tools.grade.outputs import GradedSubmission, student_notes, write_atomic
 from tools.grade.rubric import diagnoses_of as diagnosis_keys
 from tools.grade.runner import STATUS_HELP
 from tools.grade.sanitize import html_escape as escape  # control/bidi characters escaped too
@@ -311,7 +311,7 @@ def submission_page(sub: GradedSubmission) -> str:
     if sub.intake.notes or sub.intake.student_id:
         parts.append("<h2>Intake</h2><ul>" + (f"<li>student id {escape(sub.intake.student_id)}</li>"
                                               if sub.intake.student_id else "")
-                     + "".join(f"<li>{escape(n)}</li>" for n in sub.intake.notes) + "</ul>")
+                     + "".join(f"<li>{escape(n)}</li>" for n in student_notes(sub)) + "</ul>")
     parts += ["<h2>Points</h2>", "<table><tr><th>group</th><th>score</th><th>passed</th>"
               "<th>failed</th><th>skipped</th></tr>"]
     for gs in sub.grade.groups:

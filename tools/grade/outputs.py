@@ -98,6 +98,17 @@ class GradedSubmission:
         return out
 
 
+AMBIGUOUS_NOTE = ("ambiguous: this entry's name or student id clashes with another entry; the "
+                  "instructor checks which is yours")
+
+
+def student_notes(sub: GradedSubmission) -> list[str]:
+    """Intake notes a student may read: a clash names the other entries (other students,
+    perhaps), so it is reduced to one neutral line; grades.csv and intake.csv keep the detail."""
+    notes = [n for n in sub.intake.notes if not n.startswith("ambiguous")]
+    return notes + [AMBIGUOUS_NOTE] if len(notes) < len(sub.intake.notes) else notes
+
+
 def status_line(sub: GradedSubmission) -> str:
     if sub.status == "graded":
         return "graded"
@@ -121,7 +132,7 @@ def gradescope_results(sub: GradedSubmission) -> dict[str, Any]:
         header.append(lead.pop(0))
     if lead and not hide:
         header += ["", *lead, ""]
-    header += [clean_text(f"Intake: {note}") for note in sub.intake.notes]
+    header += [clean_text(f"Intake: {note}") for note in student_notes(sub)]
     header.append(f"Suite version {sub.suite_version}, rubric {sub.rubric.name!r} ({sub.rubric.hash}).")
     tests = []
     for number, gs in enumerate(sub.grade.groups, start=1):
@@ -164,7 +175,7 @@ def gradescope_results(sub: GradedSubmission) -> dict[str, Any]:
                        "override_reason": sub.override.reason if sub.override else None,
                        "mistakes": {c.bug.key: c.points for c in sub.grade.charges},
                        "student_id": sub.intake.student_id, "late": sub.intake.late,
-                       "intake": list(sub.intake.notes), "sandbox": sub.sandbox},
+                       "intake": student_notes(sub), "sandbox": sub.sandbox},
         "tests": tests,
     }
 
