@@ -420,6 +420,15 @@ GENERIC_KEYS: dict[str, str] = {
 }
 
 
+GENERIC_TEXT = {"wrong": "returns wrong values that match none of the catalogued mistakes",
+                "structure": "returns the wrong number or shapes of arrays", "crash": "raises an exception"}
+
+
+def generic_text(key: str) -> str:
+    kind = key.rpartition("_")[2]
+    return f"{GENERIC_KEYS.get(key, key)} {GENERIC_TEXT.get(kind, kind)}"
+
+
 def function_of(key: str) -> str:
     """The function a diagnosis key is about ("" when it is about no single one)."""
     if key in GENERIC_KEYS:

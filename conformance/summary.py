@@ -19,7 +19,7 @@ import pytest
 
 from conformance import calls
 from conformance.contract import PrecisionFinding
-from conformance.diagnosis import FORWARD_BUGS, FUNCTION_BUGS, KNOWN_BUGS, named_bugs
+from conformance.diagnosis import FORWARD_BUGS, FUNCTION_BUGS, GENERIC_KEYS, KNOWN_BUGS, generic_text, named_bugs
 
 NAME = "conformance-summary"
 AREA_ORDER = ("interface", "gradients", "stability", "relu_index", "golden", "mnist")
@@ -54,6 +54,8 @@ def cause_text(key: str) -> str:
             return f"your forward {description}"
     if key in FUNCTION_BUGS:
         return FUNCTION_BUGS[key][1]
+    if key in GENERIC_KEYS:
+        return generic_text(key)
     return GUARD_TEXT.get(key, key)
 
 
