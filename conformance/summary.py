@@ -19,7 +19,14 @@ import pytest
 
 from conformance import calls
 from conformance.contract import PrecisionFinding
-from conformance.diagnosis import FORWARD_BUGS, FUNCTION_BUGS, GENERIC_KEYS, KNOWN_BUGS, generic_text, named_bugs
+from conformance.diagnosis import (
+    FORWARD_BUGS,
+    FUNCTION_BUGS,
+    GENERIC_KEYS,
+    KNOWN_BUGS,
+    generic_text,
+    named_bugs,
+)
 
 NAME = "conformance-summary"
 AREA_ORDER = ("interface", "gradients", "stability", "relu_index", "golden", "mnist")

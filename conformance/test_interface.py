@@ -108,8 +108,8 @@ def test_pre_activations_hold_z_before_relu(candidate: Candidate) -> None:
         if np.all(got >= 0) and np.allclose(got, np.maximum(z, 0), rtol=0, atol=1e-3 * scale):
             raise AssertionError(
                 f"pre_activations[{l}] " + named("pre_after_relu", "holds relu(Z)") + " (no negative "
-                f"entries), but should hold Z itself [{where}]\n  contract: pre_activations[l] is Z = A_prev @ W + b before the "
-                "nonlinearity; backward needs its sign\n  next: an in-place ReLU overwrote Z "
+                f"entries), but should hold Z itself [{where}]\n  contract: pre_activations[l] is "
+                "Z = A_prev @ W + b before the nonlinearity; backward needs its sign\n  next: an in-place ReLU overwrote Z "
                 "(`np.maximum(Z, 0, out=Z)`, `Z[Z < 0] = 0`, `Z *= Z > 0`): compute A = relu(Z) "
                 "as a new array.")
 
@@ -226,10 +226,12 @@ def test_cross_entropy(candidate: Candidate, batch: int) -> None:
         hint = ""
         k = Y.shape[1]
         if abs(value - batch * true) <= allowed * batch and batch > 1:
-            hint = "\n  diagnosis: " + named("loss_sum", "it equals the SUM over the batch; the loss is the mean (np.mean)")
+            hint = "\n  diagnosis: " + named("loss_sum", "it equals the SUM over the batch; the loss is "
+                                          "the mean (np.mean)")
         elif abs(value + true) <= allowed:
-            hint = "\n  diagnosis: " + named("loss_sign", "the sign is flipped: the loss is -mean(log p), a positive number")
-        elif abs(value - true / k) <= allowed:
+            hint = "\n  diagnosis: " + named("loss_sign", "the sign is flipped: the loss is -mean(log p), "
+                                          "a positive number")
+        elif abs(value - true / k) <= allowed:  # (averaging over k classes too divides by k)
             hint = "\n  diagnosis: " + named("loss_mean_over_classes", (
                 "it equals the mean over every entry (batch x classes); the loss sums over the "
                 "classes and averages over the batch only: -np.mean(np.sum(Y * np.log(Y_hat), axis=1))"))
@@ -272,7 +274,10 @@ def _init_diagnosis(arrays: list[np.ndarray], sizes: list[int], seed: int, tau: 
         rng = np.random.default_rng(seed)
         draws = [rng.standard_normal((n_in, n_out)) * scale(n_in, n_out)
                  for n_in, n_out in zip(sizes[:-1], sizes[1:])]
-        if all(np.allclose(W, d, rtol=4 * tau, atol=0) for W, d in zip(Ws, draws)):
+        # 4 tau: the draws times a scale computed in the candidate's precision (one rounding of
+        # the scale, one of the product) and compared in float64: a few ulps of that precision.
+        if (all(np.allclose(W, d, rtol=4 * tau, atol=0) for W, d in zip(Ws, draws))
+                and all(np.all(b == 0) for b in bs)):
             return named(key, f"your init_params {text}")
     return named("init_wrong", "the params equal none of the common initialisation mistakes (He "
                  "scale on fan-in, zero init, Xavier): check the generator, its seed, the draw order "
@@ -299,8 +304,9 @@ def test_init_params(candidate: Candidate, sizes: list[int], seed: int) -> None:
     assert_comparisons(
         [Comparison(n, g, e, allowed_error(np.abs(e), 0.0, tau)) for n, g, e in comparisons],
         where=where, compared="your initial parameters vs the section's draws for this seed",
-        contract=INIT_CONTRACT, diagnosis=_init_diagnosis(arrays, sizes, seed, tau), next_step="same generator, same draw order (layer by layer, W only), "
-                                          "same He scale; biases start at zero.")
+        contract=INIT_CONTRACT, diagnosis=_init_diagnosis(arrays, sizes, seed, tau),
+        next_step="same generator, same draw order (layer by layer, W only), same He scale; "
+                  "biases start at zero.")
 
 
 def _train_diagnosis(arrays: list[np.ndarray], case: Case, lr: float, epochs: int, tau: float) -> str:
@@ -308,7 +314,7 @@ def _train_diagnosis(arrays: list[np.ndarray], case: Case, lr: float, epochs: in
     start = [tuple(np.array(p, dtype=np.float64) for p in pair) for pair in case.params]
     got = arrays
 
-    def same(params: list) -> bool:
+    def same(params: list) -> bool:  # the tolerance of the train check itself, tau*(|W| + 1)
         flat = [a for pair in params for a in pair]
         return all(np.allclose(g, e, rtol=0, atol=tau * (float(np.abs(e).max(initial=0)) + 1.0))
                    for g, e in zip(got, flat))
@@ -319,10 +325,10 @@ def _train_diagnosis(arrays: list[np.ndarray], case: Case, lr: float, epochs: in
             "are never stored in params, or the batch loop never runs, e.g. "
             "`range(0, n - batch_size, batch_size)` drops the last batch, which with batch_size = n "
             "is the only one)"))
-    variants = (("train_ascent", 1.0, -1.0, "train adds the gradient (W + lr * dW): gradient "
-                 "ascent; the update is W - lr * dW"),
-                ("train_ignores_lr", 1.0 / lr, 1.0, "train steps by the raw gradient (W - dW): "
-                 "multiply it by lr"))
+    variants = (("train_ascent", 1.0, -1.0, ("train adds the gradient (W + lr * dW): gradient "
+                                              "ascent; the update is W - lr * dW")),
+                ("train_ignores_lr", 1.0 / lr, 1.0, ("train steps by the raw gradient (W - dW): "
+                                                     "multiply it by lr")))
     for key, scale, sign, text in variants:
         params = start
         for _ in range(epochs):
