@@ -20,7 +20,7 @@ from conformance import golden
 from conformance.calls import OPT_OUT_NAME, opted_out
 from conformance.candidate import Candidate
 from conformance.contract import result_dtype
-from conformance.diagnosis import diagnose, diagnose_forward
+from conformance.diagnosis import diagnose, named
 from conformance.gradcheck import magnitudes, precision_tolerance
 from conformance.golden import FIXTURES_DIR, RECORDING_NAME, FixtureError, Mismatch
 
@@ -127,14 +127,9 @@ def test_forward_matches_golden(candidate: Candidate, case_id: str) -> None:
         keys += [(f"pre{i}", f"pre_activations[{i}]"), (f"act{i + 1}", f"activations[{i + 1}]")]
     try:
         _check_keys(values, arrays, entry, keys, "forward", case_id, f"forward(case={case_id})")
-    except Mismatch as exc:  # name the forward mistake when the outputs equal a known one
-        X, params = arrays["X"], golden.params_of(arrays, L)
-        acts = [values[f"act{i}"] for i in range(L + 1)]
-        pres = [values[f"pre{i}"] for i in range(L)]
-        text = diagnose_forward(acts, pres, X.astype(np.float64),
-                                [(W.astype(np.float64), b.astype(np.float64)) for W, b in params],
-                                precision_tolerance(result_dtype(acts + pres + [X])))
-        raise Mismatch(f"{exc}\n  finding: {text}") from None
+    except Mismatch as exc:  # the generic finding only: fixtures with huge logits fit several mistakes
+        raise Mismatch(f"{exc}\n  finding: " + named("forward_wrong", "forward's outputs differ from "
+                                                      "the reference's on this fixture")) from None
 
 
 @pytest.mark.parametrize("case_id", MLP_CASES)
