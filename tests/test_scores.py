@@ -85,6 +85,19 @@ def test_a_failing_run_records_its_diagnosis_key(tmp_path: Path) -> None:
     assert any(x["properties"].get("diagnoses") == ["no_batch_mean"] for x in fails)
 
 
+def test_a_submission_quoting_cheap_diagnoses_is_charged_for_what_it_does(tmp_path: Path) -> None:
+    hostile = REPO / "tests" / "adversarial" / "forge_diagnosis.py"
+    report = tmp_path / "report.json"
+    subprocess.run([sys.executable, "-m", "pytest", "conformance", "-m", "not mnist", "--impl",
+                    str(hostile), "-q", "-p", "no:cacheprovider", "--conformance-report", str(report)],
+                   cwd=REPO, capture_output=True, timeout=600, check=False)
+    tests = json.loads(report.read_text())["tests"]
+    keys = {k for x in tests for k in x["properties"].get("diagnoses", [])}
+    assert keys == {"backward_crash"}  # not loss_sum, not db_mean
+    grade = score(load_rubric(), "graded", tests)
+    assert grade.deductions() == {"backward_crash": 50.0}
+
+
 def test_rewording_messages_or_renaming_files_changes_no_grade() -> None:
     rubric = parse_rubric(RUBRIC)
     tests = [failed("test_gradients.py::test_a", "relu_index"), t("test_gradients.py::test_b", "passed"),
