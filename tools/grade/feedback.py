@@ -38,12 +38,16 @@ def lead_lines(grade: Grade, run_summary: dict[str, Any] | None) -> list[str]:
     """What a student reads first: the mistakes charged (what to change), then the suite's
     end-of-run summary (areas, root causes with the line to change, patterns)."""
     lines = []
-    if grade.charges:
+    charged = [c for c in grade.charges if c.points]
+    if charged:
         lines.append("What to change (each mistake is charged once):")
-        for charge in grade.charges:
-            cost = (f"-{charge.points:g} points" if charge.points
-                    else "charged with its family's other key")
-            lines.append(f"  - {charge.bug.title} [{cost}; seen in {', '.join(charge.areas)}]")
+        for charge in charged:
+            lines.append(f"  - {charge.bug.title} [-{charge.points:g} points; seen in "
+                         f"{', '.join(charge.areas)}]")
+    symptoms = [c.bug.title for c in grade.charges if not c.points]
+    if symptoms:
+        lines.append("  Also seen, as symptoms of the mistakes above (not charged): "
+                     + "; ".join(symptoms))
     summary_lines = (run_summary or {}).get("lines") or []
     if summary_lines:
         if lines:

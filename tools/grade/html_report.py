@@ -319,7 +319,7 @@ def submission_page(sub: GradedSubmission) -> str:
                      f"{_num(gs.max_score)}</td><td class=\"num\">{len(gs.passed)}</td>"
                      f"<td class=\"num\">{len(gs.failed)}</td><td class=\"num\">{len(gs.skipped)}</td></tr>")
     parts.append("</table>")
-    for charge in sub.grade.charges:
+    for charge in (c for c in sub.grade.charges if c.points):
         parts.append(f"<p>Mistake charged once: {escape(charge.bug.title if not hide else charge.bug.key)} "
                      f"(-{_num(charge.points)} points)</p>")
     failing = [t for gs in sub.grade.groups for t in gs.failed + gs.explained]

@@ -146,7 +146,7 @@ def gradescope_results(sub: GradedSubmission) -> dict[str, Any]:
             "visibility": gs.group.visibility,
             "tags": [gs.group.area] if gs.group.area else [],
         })
-    for number, charge in enumerate(sub.grade.charges, start=len(tests) + 1):
+    for number, charge in enumerate([c for c in sub.grade.charges if c.points], start=len(tests) + 1):
         tests.append({
             "name": f"Mistake: {charge.bug.title}" if not hide else "Deduction for a diagnosed mistake",
             "number": str(number),
