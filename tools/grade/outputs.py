@@ -226,7 +226,8 @@ def grades_csv(subs: list[GradedSubmission], rubric: Rubric) -> str:
                          csv_cell(info.student_name), csv_cell(info.email), "yes" if info.late else "",
                          csv_cell(info.entry), csv_cell("; ".join(info.superseded), 1000),
                          csv_cell(" | ".join(info.notes), 2000),
-                         "; ".join(f"{c.bug.key}:-{c.points:g}" for c in sub.grade.charges),
+                         "; ".join(f"{c.bug.key}:-{c.points:g}" if c.points else f"{c.bug.key}:symptom"
+                                   for c in sub.grade.charges),
                          f"{sub.grade.score:g}",
                          csv_cell(sub.override.reason, 1000) if sub.override else ""])
     return buf.getvalue()
