@@ -145,6 +145,25 @@ def _fake_run(name: str, kind: str, expected: frozenset[str], tests: list[CaseRe
                       else 0)
 
 
+def test_default_score_prices_the_mistake_and_counts_unrun_areas_as_earned(tmp_path: Path) -> None:
+    from tests.kill_matrix import default_score
+
+    def record(nodeid: str, area: str, outcome: str, keys: tuple[str, ...] = ()) -> dict:
+        return {"nodeid": nodeid, "area": area, "outcome": outcome, "summary": "", "message": "",
+                "skip_reason": "", "properties": {"diagnoses": list(keys)} if keys else {}}
+
+    areas = ("interface", "gradients", "stability", "relu_index", "golden")  # mnist not run
+    control = _fake_run("ok_reference_copy", "correct", frozenset(), [], tmp_path / "c.py")
+    control.report = [record(f"conformance/test_{a}.py::t", a, "passed") for a in areas]
+    bug = _fake_run("bug_x", "buggy", frozenset({"gradients"}), [], tmp_path / "b.py")
+    bug.report = [record(t["nodeid"], t["area"], "passed") for t in control.report]
+    bug.report[1] = record("conformance/test_gradients.py::t", "gradients", "failed", ("no_batch_mean",))
+    assert default_score(control, control) == 100.0
+    assert default_score(bug, control) == 75.0  # the default price of the missing 1/B
+    bug.report = None
+    assert default_score(bug, control) is None
+
+
 def test_judge_requires_every_expected_area(tmp_path: Path) -> None:
     path = tmp_path / "v.py"
     path.write_text("def forward(X, params): pass\ndef backward(a, z, Y, params): pass\n")
