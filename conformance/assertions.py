@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from conformance.contract import PrecisionFinding
+from conformance.diagnosis import named
 
 MAX_TABLE_ROWS = 10
 # "Within float32 rounding" (SPEC.md, dtype policy): a float64 result whose every mismatch is
@@ -221,7 +222,8 @@ def assert_unchanged(before: Sequence[object], after: Sequence[object], names: S
         change = _first_change(b, a, name)
         if change:
             raise AssertionError(
-                f"{change}, but arguments must not be modified [{where}]\n"
+                f"{change}, but " + named("mutates_arguments", "arguments must not be modified")
+                + f" [{where}]\n"
                 "  contract: no function may mutate its inputs (the caller reuses them: training "
                 "loops keep X, params and the activations)\n"
                 "  next: look for in-place operations on an argument (`+=`, `*=`, `out=`, "

@@ -14,8 +14,8 @@ import pytest
 
 from conformance.candidate import Candidate, CandidateError, failure_text
 from conformance.cases import Case
-from conformance.contract import ForwardResult, check_backward, check_forward
-from conformance.diagnosis import explain_exception
+from conformance.contract import ContractError, ForwardResult, check_backward, check_forward
+from conformance.diagnosis import explain_exception, named
 
 Grads = list[tuple[np.ndarray, np.ndarray]]
 # Every case the current test fed the candidate, in order (conformance/summary.py reads it to
@@ -41,6 +41,8 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
     hint = explain_exception(text, function, case.layer_sizes, case.batch) if case is not None else ""
     first, _, rest = text.strip().partition("\n")
     message = f"your {function} {first} [{where}]{frames}"
+    if function in CRASH_KEYS:
+        named(CRASH_KEYS[function], f"your {function} {first}")
     if rest.strip():  # e.g. the isolated worker's traceback: keep its last lines
         tail = [ln for ln in rest.splitlines() if ln.strip()][-12:]
         message += "\n" + "\n".join("    " + ln for ln in tail)
@@ -61,11 +63,14 @@ def _candidate_frames(exc: BaseException) -> str:
                    for f in frames[-4:])
 
 
+CRASH_KEYS = {"forward": "forward_crash", "backward": "backward_crash"}  # generic findings
+
+
 def run_forward(candidate: Candidate, case: Case, where: str, params: Any = None) -> ForwardResult:
     __tracebackhide__ = True
     params = case.params if params is None else params
     result = invoke(candidate, "forward", case.X, params, where=where, case=case)
-    return check_forward(result, case.X, params, where)
+    return _named_contract("forward_structure", check_forward, result, case.X, params, where)
 
 
 def run_backward(candidate: Candidate, case: Case, activations: Any, pre_activations: Any,
@@ -73,7 +78,17 @@ def run_backward(candidate: Candidate, case: Case, activations: Any, pre_activat
     __tracebackhide__ = True
     result = invoke(candidate, "backward", activations, pre_activations, case.Y, case.params,
                     where=where, case=case)
-    return check_backward(result, case.params, where)
+    return _named_contract("backward_structure", check_backward, result, case.params, where)
+
+
+def _named_contract(key: str, check: Any, *args: Any) -> Any:
+    """Run a structure check; a violation is recorded as the generic finding ``key``."""
+    __tracebackhide__ = True
+    try:
+        return check(*args)
+    except ContractError as exc:
+        named(key, str(exc).splitlines()[0] if str(exc) else "")
+        raise
 
 
 OPT_OUT_NAME = "CONFORMANCE_OPT_OUT"

@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from conformance.diagnosis import named
+
 ACCEPTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -155,9 +157,9 @@ def check_backward(result: Any, params: Sequence[tuple[np.ndarray, np.ndarray]],
         got_shapes = [tuple(getattr(x, "shape", None) if type(x) is np.ndarray else None for x in p)
                       for p in got]
         if got_shapes == shapes[::-1]:
-            raise _fail("the gradients are in reverse order (last layer first): return "
-                        "[(dW1, db1), ..., (dWL, dbL)] in forward order, e.g. list(reversed(grads))",
-                        where)
+            raise _fail(named("reversed_order", "the gradients are in reverse order (last layer "
+                              "first): return [(dW1, db1), ..., (dWL, dbL)] in forward order, e.g. "
+                              "list(reversed(grads))"), where)
     grads = []
     for l, ((dW, db), (W, b)) in enumerate(zip(got, params)):
         if type(dW) is np.ndarray and _broadcast_widened(dW.shape, W.shape):
@@ -165,7 +167,7 @@ def check_backward(result: Any, params: Sequence[tuple[np.ndarray, np.ndarray]],
                         "broadcasting across a width-1 layer widened an array, which happens when "
                         "an array of another layer is used (e.g. the i-1 bug's "
                         "`pre_activations[i]` mask)", where)
-        hint_w = (" (that is W.T's shape: dW must be A_prev.T @ delta, not delta.T @ A_prev)"
+        hint_w = (named("transposed_dw", " (that is W.T's shape: dW must be A_prev.T @ delta, not delta.T @ A_prev)")
                   if type(dW) is np.ndarray and dW.shape == W.shape[::-1] and W.shape[0] != W.shape[1]
                   else " (dW must have the shape of W)")
         hint_b = " (db must have the shape of b: delta.sum(axis=0))"

@@ -18,6 +18,30 @@ import numpy as np
 from conformance.gradcheck import TENSOR_FLOOR, Magnitudes, analytic_gradients
 
 Grads = list[tuple[np.ndarray, np.ndarray]]
+
+# ------------------------------------------------------------------ structured diagnoses
+# Every sentence that names a catalogued mistake is built through ``named(key, text)``, which
+# remembers (key, text). After a test fails, the plugin attaches to its report (user property
+# "diagnoses") the keys whose text is in the final failure message: hypothesis runs many
+# examples per test and only the last one's message is the verdict. The grader prices these
+# keys, so a grade depends on the key, never on the wording; the candidate cannot add one (its
+# own text is never recorded, only the suite's).
+_NAMED: list[tuple[str, str]] = []
+
+
+def named(key: str, text: str) -> str:
+    """``text``, remembered as the suite naming the mistake ``key`` (see above)."""
+    _NAMED.append((key, text))
+    return text
+
+
+def reset_named() -> None:
+    _NAMED.clear()
+
+
+def named_in(message: str) -> list[str]:
+    """The keys of every recorded diagnosis whose sentence the failure message shows."""
+    return sorted({key for key, text in _NAMED if text and text in message})
 Params = Sequence[tuple[np.ndarray, np.ndarray]]
 
 
@@ -156,15 +180,15 @@ def diagnose(candidate: Grads, acts: Sequence[np.ndarray], pres: Sequence[np.nda
         telling = _distinctive(expected, mags, tau)
         # Evidence: every tensor equals the bug's, and at least one wrong tensor is non-zero.
         if all(same) and any(t and not ok for t, ok in zip(telling, correct)):
-            return (f"your gradients equal those of an implementation that {bug.description}: "
-                    f"{bug.line_pattern}.")
+            return named(bug.key, f"your gradients equal those of an implementation that "
+                                  f"{bug.description}: {bug.line_pattern}.")
         newly = [n for n, s, ok, t in zip(names, same, correct, telling) if s and not ok and t]
         if newly:
             partial.append(f"{', '.join(newly)} equal those of an implementation that "
                            f"{bug.description} ({bug.line_pattern})")
     right = [n for n, ok in zip(names, correct) if ok]
     wrong = [n for n, ok in zip(names, correct) if not ok]
-    text = f"wrong: {', '.join(wrong)}" + (f"; right: {', '.join(right)}" if right else "")
+    text = named("backward_wrong", f"wrong: {', '.join(wrong)}") + (f"; right: {', '.join(right)}" if right else "")
     if partial:
         return text + ".\n" + ";\n".join(partial) + "."
     return (text + f". They equal none of the {len(KNOWN_BUGS)} common mistakes the suite knows. "
@@ -207,7 +231,7 @@ def explain_exception(text: str, function: str, layer_sizes: Sequence[int], batc
         shapes = {_shape(m.group(1)), _shape(m.group(2))}
         for i in range(1, len(layer_sizes) - 1):  # hidden layer widths n_i, next n_{i+1}
             if shapes == {(batch, layer_sizes[i]), (batch, layer_sizes[i + 1])}:
-                return (f"this is the symptom of the i-1 bug: delta @ W.T has shape "
+                return named("relu_index", f"this is the symptom of the i-1 bug: delta @ W.T has shape "
                         f"({batch}, {layer_sizes[i]}) but the ReLU mask has the shape of the NEXT "
                         f"layer's pre-activation ({batch}, {layer_sizes[i + 1]}); write "
                         f"`* (pre_activations[i-1] > 0)`, not `* (pre_activations[i] > 0)`.")
@@ -227,7 +251,7 @@ def explain_exception(text: str, function: str, layer_sizes: Sequence[int], batc
                         "W), so check each: the ReLU mask comes from `pre_activations[i-1]` and delta is "
                         "propagated with this layer's own W, transposed: `delta @ params[i][0].T`.")
             if width == 1 and (rows, cols) == (1, layer_sizes[k + 1]) and cols != 1:
-                return (f"a matrix product inside backward multiplies a delta with {cols} columns (the "
+                return named("relu_index", f"a matrix product inside backward multiplies a delta with {cols} columns (the "
                         f"width of layer {k + 1}, after the width-1 layer {k}) by an array with 1 row. "
                         "That is the symptom of the i-1 bug: `* (pre_activations[i] > 0)` multiplied "
                         f"a (B, 1) delta by the next layer's (B, {cols}) mask, broadcasting it to the "
@@ -236,7 +260,7 @@ def explain_exception(text: str, function: str, layer_sizes: Sequence[int], batc
             full = _DOT.search(text)
             if full and (int(full.group(3)), int(full.group(4))) == (rows, cols):
                 what = f"an array of shape ({rows}, {cols}), which is that layer's W itself, not W.T"
-                return (f"a matrix product inside backward multiplies an array with {cols} columns "
+                return named("untransposed_weights", f"a matrix product inside backward multiplies an array with {cols} columns "
                         f"(delta of layer {l}, 0-based, has {cols}) by {what}. Propagate with this "
                         "layer's weights transposed: `delta @ params[i][0].T`.")
             # numpy's matmul text gives two sizes only: several mistakes fit them (W of this
@@ -324,12 +348,12 @@ def diagnose_forward(activations: Sequence[np.ndarray], pre_activations: Sequenc
         if all(np.shape(g) == np.shape(e) and np.all(
                 np.abs(np.asarray(g, np.float64) - e) <= tau * (np.abs(e) + 0.01 * (np.abs(e).max(initial=0) + 1)))
                for g, e in zip(got, expected)):
-            return f"your forward's outputs equal those of an implementation that {description}."
+            return named(_key, f"your forward's outputs equal those of an implementation that {description}.")
     wrong = [f"activations[{l}]" for l, (g, e) in enumerate(zip(activations, true_acts))
              if not _close(g, e, tau)]
     wrong += [f"pre_activations[{l}]" for l, (g, e) in enumerate(zip(pre_activations, true_pres))
               if not _close(g, e, tau)]
-    known = f"wrong: {', '.join(wrong)}. " if wrong else ""
+    known = named("forward_wrong", f"wrong: {', '.join(wrong)}. ") if wrong else ""
     return (f"{known}The outputs equal none of the {len(FORWARD_BUGS)} common forward mistakes the "
             "suite knows; the first wrong array (pre_activations[l] before activations[l+1]) is the "
             "layer to look at.")
@@ -345,14 +369,14 @@ def output_rows_finding(P: np.ndarray) -> str:
     """What the output's row sums show (stated as facts, naming a cause only with evidence)."""
     sums = P.sum(axis=1)
     if np.allclose(P.sum(axis=0), 1.0, atol=1e-6) and not np.allclose(sums, 1.0, atol=1e-6):
-        return ("the COLUMNS of activations[-1] sum to 1, not its rows: the softmax normalises over "
+        return named("softmax_batch_axis", "the COLUMNS of activations[-1] sum to 1, not its rows: the softmax normalises over "
                 "the batch axis; use axis=-1 (keepdims=True) for the max and the sum.")
     if np.all(P == 0):
-        return ("activations[-1] is all zeros: forward does not return the softmax's output as the "
-                "last activation.")
+        return named("forward_wrong", "activations[-1] is all zeros: forward does not return the "
+                     "softmax's output as the last activation.")
     rows = ", ".join(f"row {i}: {v:.6g}" for i, v in list(enumerate(sums))[:4])
-    return (f"the rows of activations[-1] sum to {rows}: the last activation must be the row-wise "
-            "softmax of the last pre-activation.")
+    return named("forward_wrong", f"the rows of activations[-1] sum to {rows}: the last activation "
+                 "must be the row-wise softmax of the last pre-activation.")
 
 
 # ------------------------------------------------------------------ named bugs (for auditing)
@@ -364,14 +388,65 @@ GUARD_PHRASES: dict[str, tuple[str, ...]] = {
     "row_guard": ("the max must be taken per ROW",),
     "log_guard": ("the log(0) guard: cross_entropy must stay finite", "so the loss needs a log(0) guard"),
 }
+# Mistakes named by a check of one function (conformance/test_interface.py), outside the two
+# catalogues: key -> (the phrase its message holds, the cause in one line).
+FUNCTION_BUGS: dict[str, tuple[str, str]] = {
+    "loss_sum": ("equals the SUM over the batch", "cross_entropy sums over the batch: use the mean"),
+    "loss_sign": ("the sign is flipped", "cross_entropy has the wrong sign: -mean(log p)"),
+    "loss_mean_over_classes": ("the mean over every entry (batch x classes)",
+                               "cross_entropy averages over the classes too: sum over the classes, "
+                               "average over the batch"),
+    "init_zero": ("every W is zero", "init_params returns zero weights: draw He-scaled normals"),
+    "init_fan_out": ("(fan-out)", "init_params scales by sqrt(2 / n_out): He uses sqrt(2 / n_in)"),
+    "init_one_over_n": ("scales by sqrt(1 / n_in)", "init_params scales by sqrt(1 / n_in): He uses "
+                        "sqrt(2 / n_in)"),
+    "init_xavier": ("uses Xavier/Glorot", "init_params uses Xavier/Glorot: He uses sqrt(2 / n_in)"),
+    "train_no_update": ("train returns the initial params unchanged",
+                        "train never changes the params: store the update, and check that the "
+                        "batch loop visits every batch"),
+    "train_ascent": ("gradient ascent", "train adds the gradient: W - lr * dW"),
+    "train_ignores_lr": ("train steps by the raw gradient", "train ignores lr: W - lr * dW"),
+    "mutates_arguments": ("arguments must not be modified", "a function modifies its arguments in "
+                          "place: work on a copy or a new array"),
+}
+# Generic findings about one function (key -> the function): its outputs are wrong and no
+# catalogued mistake fits, or it returns the wrong structure, or it raises. Where a specific
+# mistake of the same function is named, they are its symptoms on other inputs and a rubric
+# does not charge them again (tools/grade/rubric.py).
+GENERIC_KEYS: dict[str, str] = {
+    "backward_wrong": "backward", "backward_structure": "backward", "backward_crash": "backward",
+    "forward_wrong": "forward", "forward_structure": "forward", "forward_crash": "forward",
+    "loss_wrong": "cross_entropy", "init_wrong": "init_params",
+}
+
+
+GENERIC_TEXT = {"wrong": "returns wrong values that match none of the catalogued mistakes",
+                "structure": "returns the wrong number or shapes of arrays", "crash": "raises an exception"}
+
+
+def generic_text(key: str) -> str:
+    kind = key.rpartition("_")[2]
+    return f"{GENERIC_KEYS.get(key, key)} {GENERIC_TEXT.get(kind, kind)}"
+
+
+def function_of(key: str) -> str:
+    """The function a diagnosis key is about ("" when it is about no single one)."""
+    if key in GENERIC_KEYS:
+        return GENERIC_KEYS[key]
+    if key in {bug.key for bug in KNOWN_BUGS} | {"relu_index", "untransposed_weights",
+                                                  "reversed_order", "transposed_dw"}:
+        return "backward"
+    if key in {k for k, _, _ in FORWARD_BUGS} | {"pre_after_relu", "softmax_batch_axis",
+                                                 "max_guard", "row_guard"}:
+        return "forward"
+    return {"loss": "cross_entropy", "log": "cross_entropy", "init": "init_params",
+            "train": "train"}.get(key.split("_")[0], "")
 OTHER_PHRASES: dict[str, tuple[str, ...]] = {
     "relu_index": ("symptom of the i-1 bug",),
     "untransposed_weights": ("W itself, not W.T",),
     "reversed_order": ("reverse order (last layer first)",),
     "transposed_dw": ("that is W.T's shape",),
     "pre_after_relu": ("holds relu(Z)",),
-    "loss_sum": ("equals the SUM over the batch",),
-    "loss_sign": ("the sign is flipped",),
     "softmax_batch_axis": ("COLUMNS of activations[-1] sum to 1",),
 }
 
@@ -380,6 +455,8 @@ def named_bugs(text: str) -> set[str]:
     """The keys of every bug or guard a message names (see GUARD_PHRASES, OTHER_PHRASES, and
     the catalogues' descriptions)."""
     phrases: dict[str, tuple[str, ...]] = {**GUARD_PHRASES}
+    for key, (phrase, _) in FUNCTION_BUGS.items():
+        phrases[key] = (phrase,)
     for key, more in OTHER_PHRASES.items():
         phrases[key] = phrases.get(key, ()) + more
     for bug in KNOWN_BUGS:
@@ -387,3 +464,10 @@ def named_bugs(text: str) -> set[str]:
     for key, description, _ in FORWARD_BUGS:
         phrases[key] = phrases.get(key, ()) + (description.split(" (")[0],)
     return {key for key, options in phrases.items() if any(p in text for p in options)}
+
+
+def diagnosis_keys() -> tuple[str, ...]:
+    """Every key a failing test's "diagnoses" property can hold (what a rubric can price)."""
+    keys = [bug.key for bug in KNOWN_BUGS] + [key for key, _, _ in FORWARD_BUGS]
+    keys += list(GUARD_PHRASES) + list(FUNCTION_BUGS) + list(OTHER_PHRASES) + list(GENERIC_KEYS)
+    return tuple(dict.fromkeys(keys))

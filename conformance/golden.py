@@ -23,19 +23,20 @@ log(0) guard between none and an additive or clipping 1e-7 is accepted.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from conformance import contract
 from conformance.candidate import failure_text
 from conformance.contract import PrecisionFinding, revealed_dtype
-from conformance.diagnosis import explain_exception
+from conformance.diagnosis import explain_exception, named
 
 MANIFEST_NAME = "manifest.json"
 
@@ -140,6 +141,16 @@ class Mismatch(AssertionError):
     """A candidate's value disagrees with a golden one; the message is the full report."""
 
 
+@contextlib.contextmanager
+def _structure(function: str) -> Iterator[None]:
+    """A contract violation in ``function``'s result is the generic finding ``<function>_structure``."""
+    try:
+        yield
+    except contract.ContractError as exc:
+        named(f"{function}_structure", (str(exc).splitlines() or [""])[0])
+        raise
+
+
 def checked_array(value: Any, name: str, where: str, shape: tuple[int, ...] | None = None
                   ) -> np.ndarray:
     """The value as a genuine float32/float64 ndarray of the expected shape, or a failure
@@ -172,6 +183,8 @@ def call_candidate(candidate: Any, function: str, *args: Any, where: str,
     except Exception as exc:  # noqa: BLE001 - any candidate exception is a finding
         text = failure_text(exc)
         hint = explain_exception(text, function, shapes[0], shapes[1]) if shapes else ""
+        if function in ("forward", "backward"):
+            named(f"{function}_crash", f"your {function} {text}".splitlines()[0])
         raise Mismatch(f"your {function} {text} [{where}]"
                        + (f"\n  likely cause: {hint}" if hint else "")) from exc
 
@@ -203,24 +216,26 @@ def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray]
         pres = [arrays[f"pre{i}"] for i in range(L)]
         if "forward" in present:
             where = f"forward(case={case_id})"
-            result = checked_sequence(call_candidate(candidate, "forward", X, params, where=where),
-                                      "forward's result (activations, pre_activations)", 2, where)
-            got_acts = checked_sequence(result[0], "activations", L + 1, where)
-            got_pres = checked_sequence(result[1], "pre_activations", L, where)
-            for i, a in enumerate(got_acts):
-                out[f"act{i}"] = checked_array(a, f"activations[{i}]", where, acts[i].shape)
-            for i, z in enumerate(got_pres):
-                out[f"pre{i}"] = checked_array(z, f"pre_activations[{i}]", where, pres[i].shape)
+            result = call_candidate(candidate, "forward", X, params, where=where)
+            with _structure("forward"):
+                result = checked_sequence(result, "forward's result (activations, pre_activations)",
+                                          2, where)
+                got_acts = checked_sequence(result[0], "activations", L + 1, where)
+                got_pres = checked_sequence(result[1], "pre_activations", L, where)
+                for i, a in enumerate(got_acts):
+                    out[f"act{i}"] = checked_array(a, f"activations[{i}]", where, acts[i].shape)
+                for i, z in enumerate(got_pres):
+                    out[f"pre{i}"] = checked_array(z, f"pre_activations[{i}]", where, pres[i].shape)
         if "backward" in present:
             where = f"backward(case={case_id})"
-            grads = checked_sequence(
-                call_candidate(candidate, "backward", acts, pres, Y, params, where=where,
-                               shapes=(list(entry["architecture"]), X.shape[0])),
-                "backward's result (one (dW, db) per layer)", L, where)
-            for j, pair in enumerate(grads):
-                dW, db = checked_sequence(pair, f"grads[{j}] (dW, db)", 2, where)
-                out[f"dW{j}"] = checked_array(dW, f"dW[{j}]", where, params[j][0].shape)
-                out[f"db{j}"] = checked_array(db, f"db[{j}]", where, params[j][1].shape)
+            grads = call_candidate(candidate, "backward", acts, pres, Y, params, where=where,
+                                   shapes=(list(entry["architecture"]), X.shape[0]))
+            with _structure("backward"):
+                grads = checked_sequence(grads, "backward's result (one (dW, db) per layer)", L, where)
+                for j, pair in enumerate(grads):
+                    dW, db = checked_sequence(pair, f"grads[{j}] (dW, db)", 2, where)
+                    out[f"dW{j}"] = checked_array(dW, f"dW[{j}]", where, params[j][0].shape)
+                    out[f"db{j}"] = checked_array(db, f"db[{j}]", where, params[j][1].shape)
         if "softmax" in present:
             where = f"softmax(case={case_id}, input=pre_activations[{L - 1}])"
             out["softmax"] = checked_array(call_candidate(candidate, "softmax", pres[-1],

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import settings
 
 from conformance.candidate import Candidate, InProcessCandidate
+from conformance.diagnosis import named_in, reset_named
 from conformance.plugin import impl_spec
 from conformance.strategies import DEFAULT_PROFILE
 
@@ -96,7 +97,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+AREA_ATTRIBUTE = "CONFORMANCE_AREA"  # a check module's area; the grader's points follow it
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:  # the area as data on every report, so renaming a file changes no grade
+        area = getattr(getattr(item, "module", None), AREA_ATTRIBUTE, None)
+        if isinstance(area, str):
+            item.user_properties.append(("area", area))
     candidate = config.stash.get(CANDIDATE_KEY, None)
     if candidate is None or candidate.load_error is None:
         return
@@ -106,6 +114,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
     items[:] = keep
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    reset_named()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+    """A failing test's report carries the keys of the catalogued mistakes its message names
+    (conformance/diagnosis.py ``named``), as the user property "diagnoses"."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", "")
+        keys = named_in(f"{report.longreprtext}\n{crash}")  # (the traceback prefixes lines with "E")
+        if keys:
+            report.user_properties.append(("diagnoses", keys))
 
 
 @pytest.fixture(scope="session")

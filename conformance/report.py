@@ -194,6 +194,9 @@ class JsonReport:
         record["duration"] += float(report.duration)
         for name, value in getattr(report, "user_properties", ()):
             record["properties"][str(name)] = _json_safe(value)
+        area = record["properties"].get("area")  # the module's CONFORMANCE_AREA (plugin.py)
+        if isinstance(area, str) and area:
+            record["area"] = area
         xfail = hasattr(report, "wasxfail")
         if report.skipped:
             if xfail:  # the suite uses no xfail; if one appears, it earned nothing

@@ -19,7 +19,14 @@ import pytest
 
 from conformance import calls
 from conformance.contract import PrecisionFinding
-from conformance.diagnosis import FORWARD_BUGS, KNOWN_BUGS, named_bugs
+from conformance.diagnosis import (
+    FORWARD_BUGS,
+    FUNCTION_BUGS,
+    GENERIC_KEYS,
+    KNOWN_BUGS,
+    generic_text,
+    named_bugs,
+)
 from conformance.text import clean_name
 
 NAME = "conformance-summary"
@@ -53,6 +60,10 @@ def cause_text(key: str) -> str:
     for fkey, description, _ in FORWARD_BUGS:
         if fkey == key:
             return f"your forward {description}"
+    if key in FUNCTION_BUGS:
+        return FUNCTION_BUGS[key][1]
+    if key in GENERIC_KEYS:
+        return generic_text(key)
     return GUARD_TEXT.get(key, key)
 
 

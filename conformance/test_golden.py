@@ -20,9 +20,11 @@ from conformance import golden
 from conformance.calls import OPT_OUT_NAME, opted_out
 from conformance.candidate import Candidate
 from conformance.contract import result_dtype
-from conformance.diagnosis import diagnose
+from conformance.diagnosis import diagnose, named
 from conformance.gradcheck import magnitudes, precision_tolerance
 from conformance.golden import FIXTURES_DIR, RECORDING_NAME, FixtureError, Mismatch
+
+CONFORMANCE_AREA = "golden"  # the check area graded by this module (conformance/plugin.py)
 
 MLP_CASES = golden.fixture_cases("mlp")
 SOFTMAX_CASES = golden.fixture_cases("softmax")
@@ -123,7 +125,11 @@ def test_forward_matches_golden(candidate: Candidate, case_id: str) -> None:
     keys = [("act0", "activations[0]")]
     for i in range(L):  # layer by layer, so the first wrong layer is the one reported
         keys += [(f"pre{i}", f"pre_activations[{i}]"), (f"act{i + 1}", f"activations[{i + 1}]")]
-    _check_keys(values, arrays, entry, keys, "forward", case_id, f"forward(case={case_id})")
+    try:
+        _check_keys(values, arrays, entry, keys, "forward", case_id, f"forward(case={case_id})")
+    except Mismatch as exc:  # the generic finding only: fixtures with huge logits fit several mistakes
+        raise Mismatch(f"{exc}\n  finding: " + named("forward_wrong", "forward's outputs differ from "
+                                                      "the reference's on this fixture")) from None
 
 
 @pytest.mark.parametrize("case_id", MLP_CASES)

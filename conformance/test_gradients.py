@@ -26,6 +26,8 @@ from conformance.gradcheck import magnitudes, precision_tolerance
 from conformance.assertions import mismatch_report
 from reference import mlp as reference
 
+CONFORMANCE_AREA = "gradients"  # the check area graded by this module (conformance/plugin.py)
+
 FD_NEXT = ("fix the first tensor listed (the deepest layer usually comes first in the recursion); "
            "run the reproduce snippet and compare that tensor with a finite difference of the loss.")
 

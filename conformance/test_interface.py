@@ -16,6 +16,7 @@ from conformance.assertions import (
     assert_comparisons,
     assert_unchanged,
     fmt,
+    mismatch_report,
 )
 from conformance.calls import invoke, require, run_backward, run_forward
 from conformance.candidate import Candidate
@@ -28,7 +29,7 @@ from conformance.contract import (
     checked_sequence,
     result_dtype,
 )
-from conformance.diagnosis import output_rows_finding
+from conformance.diagnosis import diagnose, named, named_in, output_rows_finding
 from conformance.gradcheck import (
     allowed_error,
     analytic_gradients,
@@ -37,6 +38,8 @@ from conformance.gradcheck import (
     true_forward,
 )
 from reference import mlp as reference
+
+CONFORMANCE_AREA = "interface"  # the check area graded by this module (conformance/plugin.py)
 
 # Shapes the contract promises to support (SPEC.md, "Shapes"): batch 1, 1 to 5 layers,
 # widths 1 to 64, 2 to 10 classes, C / Fortran / strided (non-contiguous) inputs.
@@ -104,9 +107,9 @@ def test_pre_activations_hold_z_before_relu(candidate: Candidate) -> None:
         scale = np.abs(z).max()
         if np.all(got >= 0) and np.allclose(got, np.maximum(z, 0), rtol=0, atol=1e-3 * scale):
             raise AssertionError(
-                f"pre_activations[{l}] holds relu(Z) (no negative entries), but should hold Z "
-                f"itself [{where}]\n  contract: pre_activations[l] is Z = A_prev @ W + b before the "
-                "nonlinearity; backward needs its sign\n  next: an in-place ReLU overwrote Z "
+                f"pre_activations[{l}] " + named("pre_after_relu", "holds relu(Z)") + " (no negative "
+                f"entries), but should hold Z itself [{where}]\n  contract: pre_activations[l] is "
+                "Z = A_prev @ W + b before the nonlinearity; backward needs its sign\n  next: an in-place ReLU overwrote Z "
                 "(`np.maximum(Z, 0, out=Z)`, `Z[Z < 0] = 0`, `Z *= Z > 0`): compute A = relu(Z) "
                 "as a new array.")
 
@@ -221,10 +224,20 @@ def test_cross_entropy(candidate: Candidate, batch: int) -> None:
         warnings.warn(PrecisionFinding(FLOAT32_ROUNDING_FINDING))
     elif not abs(value - true) <= allowed:
         hint = ""
+        k = Y.shape[1]
         if abs(value - batch * true) <= allowed * batch and batch > 1:
-            hint = "\n  diagnosis: it equals the SUM over the batch; the loss is the mean (np.mean)"
+            hint = "\n  diagnosis: " + named("loss_sum", "it equals the SUM over the batch; the loss is "
+                                          "the mean (np.mean)")
         elif abs(value + true) <= allowed:
-            hint = "\n  diagnosis: the sign is flipped: the loss is -mean(log p), a positive number"
+            hint = "\n  diagnosis: " + named("loss_sign", "the sign is flipped: the loss is -mean(log p), "
+                                          "a positive number")
+        elif abs(value - true / k) <= allowed:  # (averaging over k classes too divides by k)
+            hint = "\n  diagnosis: " + named("loss_mean_over_classes", (
+                "it equals the mean over every entry (batch x classes); the loss sums over the "
+                "classes and averages over the batch only: -np.mean(np.sum(Y * np.log(Y_hat), axis=1))"))
+        else:
+            hint = "\n  diagnosis: " + named("loss_wrong", "the value matches none of the common loss "
+                                          "mistakes (sum, sign, mean over classes)")
         raise AssertionError(f"cross_entropy={fmt(value)}, but should be {fmt(true)} [{where}]\n"
                              f"  contract: |actual - expected| <= {fmt(allowed)} = tau*(|loss| + 1) "
                              f"+ 1e-7*(mean(1/p) + 1) for any log(0) guard up to 1e-7 "
@@ -236,6 +249,39 @@ def test_cross_entropy(candidate: Candidate, batch: int) -> None:
 INIT_CONTRACT = ("init_params(layer_sizes, seed) must reproduce the section's draws: "
                  "rng = np.random.default_rng(seed); for each layer in order "
                  "W = rng.standard_normal((n_in, n_out)) * np.sqrt(2 / n_in); b = np.zeros(n_out)")
+
+
+# Initialisations students write instead of the section's He draws: (key, what it does, W's
+# scale from (n_in, n_out)). Each is named only when every W equals its draws (same generator
+# and order, so the section's standard normals times that scale) and every b is zero.
+INIT_SCALES = (
+    ("init_fan_out", "scales by sqrt(2 / n_out) (fan-out) instead of He's sqrt(2 / n_in)",
+     lambda n_in, n_out: np.sqrt(2.0 / n_out)),
+    ("init_one_over_n", "scales by sqrt(1 / n_in) instead of He's sqrt(2 / n_in)",
+     lambda n_in, n_out: np.sqrt(1.0 / n_in)),
+    ("init_xavier", "uses Xavier/Glorot sqrt(2 / (n_in + n_out)) instead of He's sqrt(2 / n_in)",
+     lambda n_in, n_out: np.sqrt(2.0 / (n_in + n_out))),
+)
+
+
+def _init_diagnosis(arrays: list[np.ndarray], sizes: list[int], seed: int, tau: float) -> str:
+    """Which common initialisation mistake the returned params equal, if any."""
+    Ws, bs = arrays[0::2], arrays[1::2]
+    if all(np.all(W == 0) for W in Ws):
+        return named("init_zero", "every W is zero: all hidden units stay identical and ReLU "
+                     "gradients vanish; draw W = rng.standard_normal((n_in, n_out)) * np.sqrt(2 / n_in)")
+    for key, text, scale in INIT_SCALES:
+        rng = np.random.default_rng(seed)
+        draws = [rng.standard_normal((n_in, n_out)) * scale(n_in, n_out)
+                 for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+        # 4 tau: the draws times a scale computed in the candidate's precision (one rounding of
+        # the scale, one of the product) and compared in float64: a few ulps of that precision.
+        if (all(np.allclose(W, d, rtol=4 * tau, atol=0) for W, d in zip(Ws, draws))
+                and all(np.all(b == 0) for b in bs)):
+            return named(key, f"your init_params {text}")
+    return named("init_wrong", "the params equal none of the common initialisation mistakes (He "
+                 "scale on fan-in, zero init, Xavier): check the generator, its seed, the draw order "
+                 "and shape, and that biases start at zero")
 
 
 @pytest.mark.parametrize("sizes,seed", [([5, 4, 3], 0), ([3, 7, 2, 4], 7)])
@@ -258,8 +304,41 @@ def test_init_params(candidate: Candidate, sizes: list[int], seed: int) -> None:
     assert_comparisons(
         [Comparison(n, g, e, allowed_error(np.abs(e), 0.0, tau)) for n, g, e in comparisons],
         where=where, compared="your initial parameters vs the section's draws for this seed",
-        contract=INIT_CONTRACT, next_step="same generator, same draw order (layer by layer, W only), "
-                                          "same He scale; biases start at zero.")
+        contract=INIT_CONTRACT, diagnosis=_init_diagnosis(arrays, sizes, seed, tau),
+        next_step="same generator, same draw order (layer by layer, W only), same He scale; "
+                  "biases start at zero.")
+
+
+def _train_diagnosis(arrays: list[np.ndarray], case: Case, lr: float, epochs: int, tau: float) -> str:
+    """Which common update mistake train's result equals (exact steps of each variant)."""
+    start = [tuple(np.array(p, dtype=np.float64) for p in pair) for pair in case.params]
+    got = arrays
+
+    def same(params: list) -> bool:  # the tolerance of the train check itself, tau*(|W| + 1)
+        flat = [a for pair in params for a in pair]
+        return all(np.allclose(g, e, rtol=0, atol=tau * (float(np.abs(e).max(initial=0)) + 1.0))
+                   for g, e in zip(got, flat))
+
+    if same(start):
+        return named("train_no_update", (
+            "train returns the initial params unchanged: no update reached them (the new (W, b) "
+            "are never stored in params, or the batch loop never runs, e.g. "
+            "`range(0, n - batch_size, batch_size)` drops the last batch, which with batch_size = n "
+            "is the only one)"))
+    variants = (("train_ascent", 1.0, -1.0, ("train adds the gradient (W + lr * dW): gradient "
+                                              "ascent; the update is W - lr * dW")),
+                ("train_ignores_lr", 1.0 / lr, 1.0, ("train steps by the raw gradient (W - dW): "
+                                                     "multiply it by lr")))
+    for key, scale, sign, text in variants:
+        params = start
+        for _ in range(epochs):
+            acts, pres = true_forward(case.X, params)
+            grads = analytic_gradients(acts, pres, case.Y, params)
+            params = [(W - sign * scale * lr * dW, b - sign * scale * lr * db)
+                      for (W, b), (dW, db) in zip(params, grads)]
+        if same(params):
+            return named(key, text)
+    return ""
 
 
 def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
@@ -288,13 +367,21 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
     # The params are built from the candidate's own forward/backward results: judged at the
     # least precise of those and of the params themselves (SPEC.md, dtype policy).
     fwd = run_forward(candidate, case, f"forward(case={case!r})")
-    _, grads_dtype = run_backward(candidate, case, fwd.activations, fwd.pre_activations,
-                                  f"backward(*forward(case={case!r}))")
+    own_grads, grads_dtype = run_backward(candidate, case, fwd.activations, fwd.pre_activations,
+                                          f"backward(*forward(case={case!r}))")
     dtype = least_precise(result_dtype(arrays), fwd.dtype, grads_dtype)
     tau = precision_tolerance(dtype)
+    comparisons = [Comparison(n, g, e, allowed_error(np.abs(e) + 1.0, 0.0, tau)) for n, g, e in comparisons]
+    diagnosis = ""
+    if mismatch_report(comparisons, where=where, compared="", contract="") is not None:
+        # train runs the candidate's backward: a wrong backward is the cause to name first.
+        found = diagnose(own_grads, fwd.activations, fwd.pre_activations, case.Y, case.params,
+                         magnitudes(case.X, case.Y, case.params), tau)
+        diagnosis = (f"train steps with your backward, whose gradients are wrong here: {found}"
+                     if named_in(found)
+                     else _train_diagnosis(arrays, case, lr, epochs, tau))
     assert_comparisons(
-        [Comparison(n, g, e, allowed_error(np.abs(e) + 1.0, 0.0, tau)) for n, g, e in comparisons],
-        held_to=dtype,
+        comparisons, held_to=dtype, diagnosis=diagnosis,
         where=where, compared="the params train returns vs two exact full-batch SGD steps",
         contract="W <- W - lr * dW and b <- b - lr * db once per mini-batch; tau*(|W| + 1)",
         next_step="train runs your forward and backward: if the gradients area fails too, fix "

@@ -47,6 +47,8 @@ from conformance.cases import Case
 from conformance.checks import contract_text, exact_gradient_comparisons
 from conformance.golden import Mismatch
 
+CONFORMANCE_AREA = "mnist"  # the check area graded by this module (conformance/plugin.py)
+
 pytestmark = pytest.mark.mnist
 
 THRESHOLDS_FILE = golden.FIXTURES_DIR / "mnist_thresholds.json"

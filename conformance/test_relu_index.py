@@ -20,6 +20,8 @@ from conformance.checks import contract_text, exact_gradient_comparisons
 from conformance.diagnosis import diagnose
 from conformance.gradcheck import magnitudes, precision_tolerance, true_forward
 
+CONFORMANCE_AREA = "relu_index"  # the check area graded by this module (conformance/plugin.py)
+
 
 def check_exact(candidate: Candidate, case: Case, built: str) -> None:
     """The candidate's gradients equal exact backprop; on failure, say what the evidence shows:

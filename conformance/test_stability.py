@@ -33,13 +33,15 @@ from conformance.checks import (
     least_precise,
 )
 from conformance.contract import check_loss, checked_array
-from conformance.diagnosis import diagnose, diagnose_forward, output_rows_finding
+from conformance.diagnosis import diagnose, diagnose_forward, named, output_rows_finding
 from conformance.gradcheck import (
     allowed_error,
     magnitudes,
     precision_tolerance,
     true_forward,
 )
+
+CONFORMANCE_AREA = "stability"  # the check area graded by this module (conformance/plugin.py)
 
 MAX_GUARD = ("per-row max subtraction: softmax must compute exp(z - z.max(axis=-1, keepdims=True)); "
              "np.exp overflows to inf above 709 in float64 (88 in float32) and inf/inf is nan")
@@ -104,7 +106,7 @@ def test_softmax_single_sample(candidate: Candidate) -> None:
 def check_cross_entropy(candidate: Candidate, P: np.ndarray, Y: np.ndarray, where: str) -> float:
     __tracebackhide__ = True
     value, _ = check_loss(invoke(candidate, "cross_entropy", P, Y, where=where), where)
-    assert_finite("cross_entropy", np.array(value), where=where, guard=LOG_GUARD)
+    assert_finite("cross_entropy", np.array(value), where=where, guard=named("log_guard", LOG_GUARD))
     return value
 
 
@@ -148,10 +150,10 @@ def nonfinite_output_cause(P: np.ndarray, logits: np.ndarray, dtype: np.dtype) -
     rows = ", ".join(str(int(i)) for i in np.flatnonzero(bad)[:8])
     matches_naive, matches_global = np.array_equal(bad, no_shift), np.array_equal(bad, global_shift)
     if matches_naive and not matches_global:
-        return (f"{MAX_GUARD} (rows {rows} are non-finite, exactly the rows where exp of the raw "
+        return named("max_guard", f"{MAX_GUARD} (rows {rows} are non-finite, exactly the rows where exp of the raw "
                 "logits overflows)")
     if matches_global and not matches_naive:
-        return (f"{ROW_GUARD} (rows {rows} are non-finite, exactly the rows that a single global "
+        return named("row_guard", f"{ROW_GUARD} (rows {rows} are non-finite, exactly the rows that a single global "
                 "max pushes to all zeros)")
     return (f"rows {rows} of the output are not finite. A softmax must stay finite for any logits: "
             "subtract each row's own maximum before exp (`z - z.max(axis=-1, keepdims=True)`) "

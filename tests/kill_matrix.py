@@ -13,6 +13,7 @@ Used by tests/test_kill_matrix.py (the self-test) and tools/kill_matrix.py (the 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import signal
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Literal
 
 from conformance.invocation import SUITE_ROOT, suite_command, suite_env
-from tests.variants import AREAS, REPO_ROOT, Variant
+from tests.variants import AREAS, REFERENCE_CONTROL, REPO_ROOT, Variant
 
 Outcome = Literal["failed", "passed", "skipped"]
 SUITE_DIR = REPO_ROOT / "conformance"
@@ -50,6 +51,7 @@ class VariantRun:
     duration: float = 0.0
     error: str | None = None  # the run itself went wrong (timeout, usage error, no report)
     output_tail: str = ""  # last lines of the pytest output, for diagnosing run errors
+    report: list[dict] | None = None  # the JSON report's per-test records (what the grader scores)
 
     def area_outcome(self, area: str) -> Outcome:
         outcomes = {t.outcome for t in self.tests if t.area == area}
@@ -105,10 +107,13 @@ def areas_run(options: RunOptions) -> list[str]:
     return [a for a in suite_areas() if options.mnist or a != "mnist"]
 
 
-def pytest_command(variant: Variant, junit: Path, options: RunOptions) -> list[str]:
+def pytest_command(variant: Variant, junit: Path, options: RunOptions,
+                   report: Path | None = None) -> list[str]:
     # The hardened command of every verdict (conformance.invocation): adversarial submissions
     # go through this runner too, so nothing beside them may be read.
     cmd = ["-q", "--junitxml", str(junit)]
+    if report is not None:  # the same run's JSON report: the default rubric's score
+        cmd += ["--conformance-report", str(report)]
     if has_grading_profile():
         cmd += ["--hypothesis-profile", "grading"]
     if options.mnist:
@@ -165,11 +170,13 @@ def run_variant(variant: Variant, workdir: Path, options: RunOptions = RunOption
     workdir.mkdir(parents=True, exist_ok=True)
     junit = workdir / f"{variant.name}.junit.xml"
     log = workdir / f"{variant.name}.log"
+    report = workdir / f"{variant.name}.report.json"
     junit.unlink(missing_ok=True)
+    report.unlink(missing_ok=True)
     run = VariantRun(variant)
     start = time.monotonic()
     with open(log, "wb") as out:
-        proc = subprocess.Popen(pytest_command(variant, junit, options), cwd=SUITE_ROOT,
+        proc = subprocess.Popen(pytest_command(variant, junit, options, report), cwd=SUITE_ROOT,
                                 env=_environment(), stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -190,7 +197,27 @@ def run_variant(variant: Variant, workdir: Path, options: RunOptions = RunOption
             run.tests = parse_junit(junit)
         except ET.ParseError as exc:
             run.error = run.error or f"unreadable JUnit report: {exc}"
+    if report.is_file():
+        try:
+            run.report = json.loads(report.read_text())["tests"]
+        except (ValueError, KeyError) as exc:
+            run.error = run.error or f"unreadable JSON report: {exc}"
     return run
+
+
+def default_score(run: VariantRun, control: VariantRun | None) -> float | None:
+    """The variant's score with the default rubric (tools/grade/default_rubric.toml), the
+    control's run as the baseline. An area the control did not run either (mnist, unless
+    requested) earns its points: the matrix prices only what it ran."""
+    if run.report is None or run.error or control is None or control.report is None:
+        return None
+    from tools.grade.rubric import Baseline, load_rubric, score
+
+    rubric = load_rubric()
+    grade = score(rubric, "graded", run.report, Baseline.from_tests(control.report))
+    ran = {t["area"] for t in control.report}
+    unrun = sum(g.group.points for g in grade.groups if g.group.area and g.group.area not in ran)
+    return round(min(rubric.max_score, grade.score + unrun), 2)
 
 
 def run_catalogue(variants: Iterable[Variant], workdir: Path, options: RunOptions = RunOptions(),
@@ -329,7 +356,8 @@ def format_matrix(runs: list[VariantRun], areas: list[str], verdicts: dict[str, 
     widths = [max(len(a), 3) for a in all_areas]
     head = f"{'variant':<{name_width}}  " + "  ".join(f"{a:^{w}}" for a, w in zip(all_areas, widths))
     lines = [title] if title else []
-    lines += [head + "   time  verdict", "-" * (len(head) + 30)]
+    lines += [head + "   time  score  verdict", "-" * (len(head) + 37)]
+    control = next((r for r in runs if r.variant.name == "ok_reference_copy"), None)
     for kind in ("buggy", "correct"):
         for run in (r for r in runs if r.variant.kind == kind):
             cells = []
@@ -343,22 +371,25 @@ def format_matrix(runs: list[VariantRun], areas: list[str], verdicts: dict[str, 
                 cell = f"[{symbol}]" if area in run.variant.expected_areas else symbol
                 cells.append(f"{cell:^{width}}")
             verdict = verdicts[run.variant.name]
+            points = default_score(run, control)
             lines.append(f"{run.variant.name:<{name_width}}  " + "  ".join(cells)
-                         + f"  {run.duration:5.1f}s  {verdict.summary}")
+                         + f"  {run.duration:5.1f}s  {'  -  ' if points is None else f'{points:5.1f}'}"
+                         f"  {verdict.summary}")
     bad = [v for v in verdicts.values() if not v.ok]
     buggy = [r for r in runs if r.variant.kind == "buggy"]
     killed = sum(verdicts[r.variant.name].summary in ("killed",) or
                  verdicts[r.variant.name].summary.startswith("MISLEADING") for r in buggy)
     misleading = sum(len(verdicts[r.variant.name].misleading) for r in buggy)
     correct = [r for r in runs if r.variant.kind == "correct"]
-    lines.append("-" * (len(head) + 30))
+    lines.append("-" * (len(head) + 37))
     lines.append(
         f"{killed}/{len(buggy)} buggy variants killed in their areas, {misleading} misleading "
         "hint(s) (a message naming a bug the variant does not have; target 0); "
         f"{sum(verdicts[r.variant.name].ok for r in correct)}/{len(correct)} correct variants "
         f"passed everything; {len(bad)} problem(s). Areas run: {', '.join(areas)}. "
         "Legend: X failed, . passed, s all skipped, - area not run (absent from the suite or "
-        "excluded), E the run itself failed, [ ] = must fail there.")
+        "excluded), E the run itself failed, [ ] = must fail there; score: the default rubric's "
+        "points out of 100 (areas not run counted as earned).")
     return "\n".join(lines)
 
 
@@ -385,6 +416,10 @@ class KillMatrix:
 
     def problems(self) -> list[str]:
         return [p for v in self.verdicts.values() for p in v.problems]
+
+    def score_of(self, name: str) -> float | None:
+        control = next((r for r in self.runs if r.variant.name == REFERENCE_CONTROL), None)
+        return default_score(self.run_of(name), control)
 
 
 def build_kill_matrix(variants: list[Variant], workdir: Path, options: RunOptions = RunOptions(),

@@ -75,6 +75,9 @@ ATTACKS: dict[str, Attack] = {
     "steal_reference": Attack(r"nothing to steal: the reference source was not found \(\[\]\)",
                               must_fail=frozenset({"interface", "gradients"})),
     "read_fixtures": Attack(r"files visible to the candidate: \[\]", must_fail=frozenset({"interface"})),
+    # Its exception quotes cheap diagnoses: it is charged as a backward that raises.
+    "forge_diagnosis": Attack(r"your backward raised ValueError: diagnosis: it equals the SUM",
+                              must_fail=frozenset({"interface", "gradients", "golden"})),
     # It may write only in its private scratch directory (its cwd), which nobody reads.
     "forge_reports": Attack(r"forged report files: \[('[\w/.-]*/bp-isolate-\w+/work/[\w.-]+'(, )?)*\]",
                             must_fail=frozenset({"interface"})),

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tools.grade import cli, gradescope
-from tools.grade.feedback import curves, diagnoses, mnist_results
+from tools.grade.feedback import curves, mnist_results
 from tools.grade.html_report import overview, submission_page
 from tools.grade.outputs import GradedSubmission, grades_csv, gradescope_results
 from tools.grade.rubric import (DEFAULT_RUBRIC, KNOWN_AREAS, Baseline, RubricError, load_rubric, parse_rubric,
@@ -345,15 +345,6 @@ I_BUG_MESSAGE = ("AssertionError: dW[0] is wrong\nyour gradients equal those of 
                  "`* (pre_activations[i] > 0)` should be `* (pre_activations[i-1] > 0)`.")
 
 
-def test_diagnoses_are_extracted_from_messages() -> None:
-    assert diagnoses(I_BUG_MESSAGE) == [
-        "evaluates the ReLU derivative at the wrong layer's pre-activation (the i-1 bug)"]
-    assert diagnoses("ValueError: ... this is the symptom of the i-1 bug: delta @ W.T") == ["the i-1 bug"]
-    assert diagnoses("dW[1], db[1] equal those of an implementation that does not divide by the batch "
-                     "size (`delta = Y_hat - Y` should be ...)") == ["does not divide by the batch size"]
-    assert diagnoses("plain failure") == []
-
-
 def test_curves_from_recorded_properties() -> None:
     test = t("test_mnist.py::test_quick", "passed")
     test["properties"] = {"curve": [0.2, 0.9], "acc": {"epoch": [1, 2, 3], "accuracy": [0.5, 0.8, 0.9]},
@@ -380,7 +371,8 @@ def graded_submission(name: str, status: str = "graded", tests: list | None = No
     rubric = parse_rubric(RUBRIC_DATA)
     tests = tests if tests is not None else [
         t("test_interface.py::test_a", "passed"),
-        t("test_gradients.py::test_a", "failed", message=I_BUG_MESSAGE + f"\n<script>{name}</script>")]
+        {**t("test_gradients.py::test_a", "failed", message=I_BUG_MESSAGE + f"\n<script>{name}</script>"),
+         "properties": {"diagnoses": ["relu_index"]}}]
     return GradedSubmission(name=name, slug=slugify(name), sha256="a" * 64, status=status, message=message,
                             grade=score(rubric, status, tests, status_message=message), duration=1.5,
                             tests=tests, suite_version="v1", rubric=rubric)
@@ -388,14 +380,14 @@ def graded_submission(name: str, status: str = "graded", tests: list | None = No
 
 def test_gradescope_results_follow_the_spec() -> None:
     results = gradescope_results(graded_submission("alice"))
-    assert isinstance(results["execution_time"], float) and results["score"] == 10.0
+    assert "execution_time" not in results and results["score"] == 10.0  # (varies between runs)
     assert results["visibility"] in ("hidden", "after_due_date", "after_published", "visible")
     for test in results["tests"]:
         assert set(test) >= {"name", "score", "max_score", "status", "output", "visibility"}
         assert test["status"] in ("passed", "failed")
         assert test["visibility"] in ("hidden", "after_due_date", "after_published", "visible")
     gradients = next(x for x in results["tests"] if x["tags"] == ["gradients"])
-    assert "diagnosis: evaluates the ReLU derivative" in gradients["output"]
+    assert "diagnosis: your backward evaluates the ReLU derivative" in gradients["output"]
     assert json.loads(json.dumps(results)) == results
 
 
@@ -448,7 +440,8 @@ def test_html_is_inert_self_contained_and_escaped() -> None:
     index = audit(overview(subs))
     assert not index.bad and index.csp
     assert index.images and all(src.startswith("data:image/png;base64,") for src in index.images)
-    assert all(link.endswith(".html") and "/" not in link and ":" not in link for link in index.links)
+    assert all(link.startswith("../submissions/") and link.endswith("/report.html") and ":" not in link
+               for link in index.links)
     text = "".join(index.text)
     assert HOSTILE_NAME in text  # shown as text, not markup
     assert "evaluates the ReLU derivative at the wrong layer's pre-activation (the i-1 bug)" in text
@@ -485,13 +478,14 @@ def test_unchanged_pages_are_not_redrawn(tmp_path: Path) -> None:
 
     subs = [graded_submission("ann"), graded_submission("ben")]
     write_report(tmp_path, subs)
-    stamp = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.html")}
+    ann, ben = (tmp_path / "submissions" / name / "report.html" for name in ("ann", "ben"))
+    stamp = {p: p.stat().st_mtime_ns for p in (ann, ben)}
     time.sleep(0.02)
     changed = graded_submission("ben", status="timeout", tests=[], message="hung")
     write_report(tmp_path, [subs[0], changed])
-    assert (tmp_path / "ann.html").stat().st_mtime_ns == stamp["ann.html"]
-    assert (tmp_path / "ben.html").stat().st_mtime_ns != stamp["ben.html"]
-    assert "hung" in (tmp_path / "ben.html").read_text()
+    assert ann.stat().st_mtime_ns == stamp[ann]
+    assert ben.stat().st_mtime_ns != stamp[ben]
+    assert "hung" in ben.read_text()
 
 
 @pytest.mark.slow
@@ -532,7 +526,7 @@ def test_per_submission_results_json_and_junit(graded_class: dict) -> None:
     assert len(folders) == 7
     for folder in folders:
         results = json.loads((folder / "results.json").read_text())
-        assert isinstance(results["execution_time"], float)
+        assert "execution_time" not in results
         assert sum(x["max_score"] for x in results["tests"]) == 100
         assert abs(sum(x["score"] for x in results["tests"]) - results["score"]) < 1e-9
         ET.parse(folder / "junit.xml")  # well-formed for CI systems
@@ -545,13 +539,16 @@ def test_per_submission_results_json_and_junit(graded_class: dict) -> None:
 
 @pytest.mark.slow
 def test_html_report_of_the_class(graded_class: dict) -> None:
-    report = graded_class["out"] / "report"
-    index = audit((report / "index.html").read_text())
+    out = graded_class["out"]
+    index = audit((out / "staff" / "index.html").read_text())
     assert not index.bad and index.csp and len(index.images) == 2  # histogram + area pass rates
-    assert sorted(index.links) == sorted(p.name for p in report.glob("*.html") if p.name != "index.html")
+    pages = sorted(f"../submissions/{p.parent.name}/report.html"
+                   for p in (out / "submissions").glob("*/report.html"))
+    assert sorted(set(index.links)) == pages and len(pages) == 7
     assert HOSTILE_NAME in "".join(index.text)
-    bob = (report / "bob.html").read_text()
-    assert "Failing checks" in bob and not audit(bob).bad
+    bob = (out / "submissions" / "bob" / "report.html").read_text()
+    assert "Failing checks" in bob and not audit(bob).bad and not audit(bob).links  # hand-out page
+    assert "alice" not in bob and not (out / "report").exists()
 
 
 @pytest.mark.slow

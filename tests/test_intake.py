@@ -576,5 +576,5 @@ def test_end_to_end_tiny_lms_class(tmp_path: Path) -> None:
             if path.suffix == ".json":  # "\u001b" in JSON is the character itself to a reader
                 data = json.dumps(json.loads(data), ensure_ascii=False).encode()
             assert not hostile_in(data), path
-    page = next((out / "report").glob("ngyolanda*.html")).read_text()
+    page = next((out / "submissions").glob("ngyolanda*/report.html")).read_text()
     assert "Intake" in page and "while True:" in page

@@ -144,6 +144,25 @@ def _fake_run(name: str, kind: str, expected: frozenset[str], tests: list[CaseRe
                       else 0)
 
 
+def test_default_score_prices_the_mistake_and_counts_unrun_areas_as_earned(tmp_path: Path) -> None:
+    from tests.kill_matrix import default_score
+
+    def record(nodeid: str, area: str, outcome: str, keys: tuple[str, ...] = ()) -> dict:
+        return {"nodeid": nodeid, "area": area, "outcome": outcome, "summary": "", "message": "",
+                "skip_reason": "", "properties": {"diagnoses": list(keys)} if keys else {}}
+
+    areas = ("interface", "gradients", "stability", "relu_index", "golden")  # mnist not run
+    control = _fake_run("ok_reference_copy", "correct", frozenset(), [], tmp_path / "c.py")
+    control.report = [record(f"conformance/test_{a}.py::t", a, "passed") for a in areas]
+    bug = _fake_run("bug_x", "buggy", frozenset({"gradients"}), [], tmp_path / "b.py")
+    bug.report = [record(t["nodeid"], t["area"], "passed") for t in control.report]
+    bug.report[1] = record("conformance/test_gradients.py::t", "gradients", "failed", ("no_batch_mean",))
+    assert default_score(control, control) == 100.0
+    assert default_score(bug, control) == 75.0  # the default price of the missing 1/B
+    bug.report = None
+    assert default_score(bug, control) is None
+
+
 def test_judge_requires_every_expected_area(tmp_path: Path) -> None:
     path = tmp_path / "v.py"
     path.write_text("def forward(X, params): pass\ndef backward(a, z, Y, params): pass\n")
@@ -256,3 +275,27 @@ def test_print_kill_matrix(kill_matrix: KillMatrix, capsys: pytest.CaptureFixtur
     if problems:
         pytest.fail(f"{len(problems)} problem(s) in the kill matrix (printed above; each is "
                     "detailed by its variant's test)", pytrace=False)
+
+
+# Issue 12: one catalogued mistake costs 5 to 50 points with the default rubric, correct code
+# none. Scored from the same runs' JSON reports (no second run of the catalogue); areas the
+# matrix did not run (mnist unless BACKPROP_KILL_MATRIX_MNIST=1) count as earned.
+MIN_LOSS, MAX_LOSS = 5.0, 50.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BUGGY_NAMES)
+def test_single_mistake_costs_5_to_50_points(kill_matrix: KillMatrix, name: str) -> None:
+    points = kill_matrix.score_of(name)
+    assert points is not None, f"{name}: no JSON report to score\n{kill_matrix.run_of(name).output_tail}"
+    lost = 100.0 - points
+    assert MIN_LOSS <= lost <= MAX_LOSS, (
+        f"{name} ({kill_matrix.run_of(name).variant.description}) loses {lost:.2f} points with the "
+        f"default rubric, outside {MIN_LOSS:g}..{MAX_LOSS:g}: price its diagnosis key in "
+        "tools/grade/default_rubric.toml, or give the mistake a key (conformance/diagnosis.py)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CORRECT_NAMES)
+def test_correct_variant_scores_full_marks(kill_matrix: KillMatrix, name: str) -> None:
+    assert kill_matrix.score_of(name) == 100.0

@@ -111,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
               f"FALSE POSITIVES (correct code marked down): {unfair}")
         print("every buggy/hostile submission lost points" if not missed else
               f"NOT CAUGHT (full marks for a bug): {missed}")
+        buggy_scores = sorted((float(rows[n]["score"]), n, rows[n]["mistakes"])
+                              for n, k in kinds.items() if k == "buggy")
+        print("default-rubric score of each single-mistake submission (target: loses 5 to 50 "
+              "points):\n" + "\n".join(f"  {points:6.2f}  {n}  {mistakes or '(area fallback)'}"
+                                       f"{'' if 50 <= points <= 95 else '  OUT OF BAND'}"
+                                       for points, n, mistakes in buggy_scores))
         per_sub = sorted(((float(r["duration_s"]), n) for n, r in rows.items()), reverse=True)[:5]
         print("slowest submissions: " + ", ".join(f"{n} {d:.1f} s" for d, n in per_sub))
         if args.keep is not None:

@@ -157,7 +157,7 @@ BUGGY: tuple[BugSpec, ...] = (
          ("interface", "golden"), (_LOSS, "-np.sum(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))"), names="loss_sum"),
     _bug("loss_mean_over_classes_too", "cross_entropy averages over every entry (batch x "
          "classes) instead of over the batch", ("interface", "golden"),
-         (_LOSS, "-np.mean(Y * np.log(Y_hat + 1e-12))")),
+         (_LOSS, "-np.mean(Y * np.log(Y_hat + 1e-12))"), names="loss_mean_over_classes"),
     _bug("loss_wrong_sign", "cross_entropy returns +mean(log p): the loss is negative",
          ("interface", "golden"), (_LOSS, "np.mean(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))"),
          message="sign is flipped", names="loss_sign"),
@@ -223,11 +223,11 @@ BUGGY: tuple[BugSpec, ...] = (
     _bug("backward_mutates_activations", "backward computes the output error in place in "
          "activations[-1]", "interface",
          (_DELTA_OUT, "delta = activations[-1]\n    delta -= Y\n    delta /= B"),
-         message=_NOT_MUTATED),
+         message=_NOT_MUTATED, names="mutates_arguments"),
     _bug("backward_updates_params", "backward performs the SGD step in place on the weights "
          "(mutates params, and propagates with the updated W)", ("interface", "gradients", "golden"),
          (_APPEND, _APPEND + "\n        W_step = params[i][0]\n        W_step -= 0.5 * dW"),
-         message=_NOT_MUTATED),
+         message=_NOT_MUTATED, names="mutates_arguments"),
     _bug("dw_double_batch_mean", "dW is divided by the batch size again (delta already is)",
          ("gradients", "golden"), (_DW, "dW = activations[i].T @ delta / B"),
          message="divides by the batch size twice", names="double_batch_mean"),
@@ -254,14 +254,14 @@ BUGGY: tuple[BugSpec, ...] = (
          "which also shifts the Z that forward stores in pre_activations",
          ("interface", "gradients", "golden"),
          (_SOFTMAX_SHIFT, "z -= z.max(axis=-1, keepdims=True)"),
-         message="shifted by their row maximum", names="shifted_logits"),
+         message="shifted by their row maximum", names=("shifted_logits", "mutates_arguments")),
     # --- init_params (decided contract: reproduce the section's draws) -------------------
     _bug("init_scale_one_over_n", "init_params scales by sqrt(1/n_in) instead of He's "
          "sqrt(2/n_in)", ("interface", "golden"), (_HE_SCALE, "np.sqrt(1.0 / n_in)"),
-         message=_INIT_CONTRACT),
+         message=_INIT_CONTRACT, names="init_one_over_n"),
     _bug("init_xavier", "init_params uses Xavier/Glorot sqrt(2/(n_in+n_out)) instead of He",
          ("interface", "golden"), (_HE_SCALE, "np.sqrt(2.0 / (n_in + n_out))"),
-         message=_INIT_CONTRACT),
+         message=_INIT_CONTRACT, names="init_xavier"),
     _bug("init_transposed_draws", "init_params draws an (n_out, n_in) matrix and transposes it: "
          "right shape, different numbers", ("interface", "golden"),
          (_DRAW, "rng.standard_normal((n_out, n_in)).T"), message=_INIT_CONTRACT),
@@ -273,15 +273,15 @@ BUGGY: tuple[BugSpec, ...] = (
          (_ZERO_BIAS, "b = rng.standard_normal(n_out) * 0.01"), message=_INIT_CONTRACT),
     # --- train (interface/golden: exact full-batch steps; mnist: it must learn) ----------
     _bug("train_update_sign", "train adds the gradient (W + lr * dW): gradient ascent",
-         ("interface", "golden", "mnist"), (_SGD_STEP, "params[j] = (W + lr * dW, b + lr * db)")),
+         ("interface", "golden", "mnist"), (_SGD_STEP, "params[j] = (W + lr * dW, b + lr * db)"), names="train_ascent"),
     _bug("train_update_discarded", "train computes the new (W, b) into local names and never "
          "stores them in params", ("interface", "golden", "mnist"),
-         (_SGD_STEP, "W, b = W - lr * dW, b - lr * db")),
+         (_SGD_STEP, "W, b = W - lr * dW, b - lr * db"), names="train_no_update"),
     _bug("train_drops_last_batch", "train's batch loop stops one batch early "
          "(range(0, n - batch_size, batch_size)): with batch_size = n it never steps",
-         ("interface", "golden"), (_BATCH_STARTS, "range(0, n - batch_size, batch_size)")),
+         ("interface", "golden"), (_BATCH_STARTS, "range(0, n - batch_size, batch_size)"), names="train_no_update"),
     _bug("train_ignores_lr", "train steps by the raw gradient (W - dW), ignoring lr",
-         ("interface", "golden"), (_SGD_STEP, "params[j] = (W - dW, b - db)")),
+         ("interface", "golden"), (_SGD_STEP, "params[j] = (W - dW, b - db)"), names="train_ignores_lr"),
     # --- no backprop at all (efficiency: right values, the cost of one forward per parameter)
     _bug("numerical_gradients", "backward differentiates the loss numerically through forward "
          "(central differences, two forward passes per parameter) instead of backpropagating",

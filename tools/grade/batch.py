@@ -29,13 +29,13 @@ from typing import Callable, Iterable, Iterator
 
 from conformance.report import suite_version as compute_suite_version
 from tools.grade.gradebook import Gradebook, StoredRun
-from tools.grade.html_report import write_report
+from tools.grade.html_report import STAFF_DIR, write_report
 from tools.grade.lms import RosterError, load_roster
-from tools.grade.outputs import GradedSubmission, write_class_csvs, write_submission_files
+from tools.grade.outputs import GradedSubmission, Override, write_class_csvs, write_submission_files
 from tools.grade.preflight import Preflight, ensure_environment, worker_preflight
 from tools.grade.rubric import Baseline, Rubric, load_rubric, score
-from tools.grade.runner import (GradeConfig, Job, JobResult, environment_failure, kill_all_live, reference_job,
-                               run_job)
+from tools.grade.runner import (FINAL_STATUSES, GradeConfig, Job, JobResult, environment_failure, kill_all_live,
+                               reference_job, run_job)
 from tools.grade.sanitize import clean_name
 from tools.grade.submissions import ClassIntake, Submission, SubmissionsError, scan_class
 
@@ -58,6 +58,10 @@ class BatchOptions:
     force: bool = False
     progress: bool = True
     roster: Path | None = None
+    overrides: tuple[tuple[str, float, str], ...] = ()  # (submission, score, reason)
+    similarity_threshold: float | None = None  # compare the class's code (staff-only pages)
+    templates: tuple[Path, ...] = ()  # code every student was given: boilerplate
+    textbook: Path | None = None  # the section text (default $BACKPROP_SECTION_FILE)
 
 
 @dataclass
@@ -82,7 +86,9 @@ class BatchSummary:
         kinds = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
         text = (f"{self.total} submissions in {self.seconds:.1f} s ({self.ran} run, {self.rescored} "
                 f"re-scored, {self.unchanged} unchanged): {kinds}; mean score "
-                f"{self.mean_score:.2f}/{self.max_score:g} -> {self.out / 'report' / 'index.html'}")
+                f"{self.mean_score:.2f}/{self.max_score:g} -> {self.out / STAFF_DIR / 'index.html'} "
+                f"(staff only); each student's results.json and report.html are in "
+                f"{self.out / 'submissions'}")
         errors = self.grader_errors
         if errors:
             first = (errors[0].message.strip().splitlines() or [""])[0][:300]
@@ -269,14 +275,20 @@ def _progress(total: int, enabled: bool):
 
 
 def _graded(sub: Submission, run: StoredRun | JobResult, rubric: Rubric, suite: str,
-            baseline: Baseline | None) -> GradedSubmission:
+            baseline: Baseline | None, book: Gradebook | None = None) -> GradedSubmission:
     tests = (run.report or {}).get("tests", []) if run.report else []
     grade = score(rubric, run.status, tests, baseline, run.message)
+    run_summary = (run.report or {}).get("summary") if run.report else None
+    override = book.override_for(sub.name, sub.sha256) if book is not None else None
     return GradedSubmission(name=sub.name, slug=sub.slug, sha256=sub.sha256, status=run.status,
                             message=run.message, grade=grade, duration=run.duration, tests=tests,
                             suite_version=suite, rubric=rubric, junit_xml=run.junit_xml,
                             output_tail=run.output_tail, source=sub.source, intake=sub.intake,
-                            sandbox=run.sandbox)
+                            sandbox=run.sandbox,
+                            run_summary=run_summary if isinstance(run_summary, dict) else {},
+                            override=(Override(override[1], override[2], grade.score, override[0])
+                                      if override is not None and run.status in FINAL_STATUSES
+                                      else None))
 
 
 def _still_final(stored: StoredRun, config: GradeConfig, suite: str) -> bool:
@@ -314,12 +326,14 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
     if opts.jobs < 1:
         raise BatchError(f"-j {opts.jobs}: must be at least 1")
     rubric = load_rubric(opts.rubric)
+    similarity = _similarity_inputs(opts)
     try:
         roster = load_roster(opts.roster) if opts.roster else None
         intake = scan_class(sub_root, opts.module, roster)
     except (SubmissionsError, RosterError) as exc:
         raise BatchError(str(exc)) from None
     subs = intake.submissions
+    overrides = _check_overrides(opts.overrides, subs, rubric)
     if intake.ignored:
         log(f"ignored (OS clutter): {', '.join(intake.ignored)}")
     suite = compute_suite_version()
@@ -327,7 +341,10 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
     summary = BatchSummary(out=out, total=len(subs), max_score=rubric.max_score)
     try:
         with _Interrupt():
-            _grade_all(opts, subs, rubric, suite, book, summary, list(argv), log, intake)
+            for name, points, reason in overrides:
+                book.add_override(name, next(s.sha256 for s in subs if s.name == name), points, reason)
+                log(f"override: {name} = {points:g} ({reason})")
+            _grade_all(opts, subs, rubric, suite, book, summary, list(argv), log, intake, similarity)
     except KeyboardInterrupt:
         summary.interrupted = True
         kill_all_live()  # the suite runs live in their own sessions: Ctrl-C does not reach them
@@ -337,15 +354,61 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
     for sub in summary.graded:
         write_submission_files(out, sub)  # cheap; restores files deleted since the last run
     summary.statuses = Counter(g.status for g in summary.graded)
-    scores = [g.grade.score for g in summary.graded]
+    scores = [g.score for g in summary.graded]
     summary.mean_score = sum(scores) / len(scores) if scores else 0.0
     summary.seconds = time.time() - started
     return summary
 
 
+def _check_overrides(overrides: Iterable[tuple[str, float, str]], subs: list[Submission],
+                     rubric: Rubric) -> list[tuple[str, float, str]]:
+    names = {s.name for s in subs}
+    out = []
+    for name, points, reason in overrides:
+        if name not in names:
+            raise BatchError(f"--override {name}=...: no submission is named {name!r}")
+        if not 0 <= points <= rubric.max_score:
+            raise BatchError(f"--override {name}={points:g}: the score must be between 0 and "
+                             f"{rubric.max_score:g} (the rubric's maximum)")
+        if not reason.strip():
+            raise BatchError(f"--override {name}={points:g}: give the reason, e.g. "
+                             f"--override {name}={points:g},\"regraded by hand\"")
+        out.append((name, float(points), reason.strip()))
+    return out
+
+
+def _similarity_inputs(opts: BatchOptions) -> tuple[list[str], str | None] | None:
+    """(templates, textbook code) when the batch compares the class's code; read before any
+    grading, so a missing file or library stops the batch before it starts."""
+    if opts.similarity_threshold is None:
+        return None
+    from tools.grade.similarity import SimilarityError, _copydetect, textbook_code
+
+    if not 0 < opts.similarity_threshold <= 1:
+        raise BatchError(f"--similarity-threshold {opts.similarity_threshold:g}: must be in (0, 1]")
+    try:
+        _copydetect()
+        templates = [Path(p).read_text(encoding="utf-8") for p in opts.templates]
+        return templates, textbook_code(opts.textbook)
+    except (SimilarityError, OSError) as exc:
+        raise BatchError(f"--similarity-threshold: {exc}") from None
+
+
+def _similarity(out: Path, subs: list[Submission], threshold: float,
+                inputs: tuple[list[str], str | None]) -> object:
+    """Compare the code the intake extracted (notebooks converted), pages in OUT/staff/."""
+    from tools.grade.similarity import compare_class, write_pages
+
+    sources = {s.name: s.files[s.module].decode("utf-8", "replace")
+               for s in subs if s.module is not None and s.problem is None and s.module in s.files}
+    report = compare_class(sources, inputs[0], inputs[1], threshold)
+    write_pages(report, sources, out / STAFF_DIR / "similarity")
+    return report
+
+
 def _grade_all(opts: BatchOptions, subs: list[Submission], rubric: Rubric, suite: str, book: Gradebook,
                summary: BatchSummary, argv: list[str], log: Callable[[str], None],
-               intake: ClassIntake | None = None) -> None:
+               intake: ClassIntake | None = None, similarity: tuple | None = None) -> None:
     """Steps 2-4 of the module docstring; fills ``summary`` (also when interrupted)."""
     config = opts.config
     book.add_rubric(rubric)
@@ -353,14 +416,15 @@ def _grade_all(opts: BatchOptions, subs: list[Submission], rubric: Rubric, suite
     executor = (DaskExecutor(opts.dask, config, suite, log) if opts.dask
                 else LocalExecutor(opts.jobs, config, suite, log))
     try:
-        _grade_with(executor, opts, subs, rubric, suite, book, summary, batch_id, log, intake)
+        _grade_with(executor, opts, subs, rubric, suite, book, summary, batch_id, log, intake, similarity)
     finally:
         executor.close()
 
 
 def _grade_with(executor: LocalExecutor | DaskExecutor, opts: BatchOptions, subs: list[Submission],
                 rubric: Rubric, suite: str, book: Gradebook, summary: BatchSummary, batch_id: int,
-                log: Callable[[str], None], intake: ClassIntake | None = None) -> None:
+                log: Callable[[str], None], intake: ClassIntake | None = None,
+                similarity: tuple | None = None) -> None:
     out, config = summary.out, opts.config
     baseline = None
     if opts.baseline:
@@ -374,8 +438,9 @@ def _grade_with(executor: LocalExecutor | DaskExecutor, opts: BatchOptions, subs
         # A run of another suite version (files edited during the batch, a Dask worker with
         # another checkout) was already classified "error" where it ran (runner.classify).
         run_id = book.add_run(result, suite, config.key(), source=sub.source)
-        graded = _graded(sub, result, rubric, suite, baseline)
-        book.add_grade(run_id, sub.name, rubric, suite, result.status, graded.grade)
+        book.keep_bytes(sub.sha256, sub.files)
+        graded = _graded(sub, result, rubric, suite, baseline, book)
+        graded.grade_id = book.add_grade(run_id, sub.name, rubric, suite, result.status, graded.grade)
         write_submission_files(out, graded)
         done[sub.name] = graded
 
@@ -385,9 +450,12 @@ def _grade_with(executor: LocalExecutor | DaskExecutor, opts: BatchOptions, subs
         if stored is not None and not _still_final(stored, config, suite):
             stored = None
         if stored is not None:
-            graded = _graded(sub, stored, rubric, suite, baseline)
-            if book.grade_for(stored.id, rubric.hash) is None:
-                book.add_grade(stored.id, sub.name, rubric, suite, stored.status, graded.grade)
+            graded = _graded(sub, stored, rubric, suite, baseline, book)
+            book.keep_bytes(sub.sha256, sub.files)
+            graded.grade_id = book.grade_for(stored.id, rubric.hash)
+            if graded.grade_id is None:
+                graded.grade_id = book.add_grade(stored.id, sub.name, rubric, suite, stored.status,
+                                                 graded.grade)
                 summary.rescored += 1
             else:
                 summary.unchanged += 1
@@ -419,13 +487,20 @@ def _grade_with(executor: LocalExecutor | DaskExecutor, opts: BatchOptions, subs
         getattr(results, "close", lambda: None)()
         # Whatever happened, the class files reflect every committed result.
         summary.graded = [done[s.name] for s in subs if s.name in done]
-        for warning in _write_class_files(out, summary.graded, rubric, intake):
+        book.set_current([(g.name, g.grade_id, g.sha256, g.override.id if g.override else None)
+                          for g in summary.graded if g.grade_id is not None])
+        report = None
+        if similarity is not None and not interrupted:
+            report = _similarity(out, subs, opts.similarity_threshold, similarity)
+            log(f"similarity: {len(report.pairs)} pairs at or above {opts.similarity_threshold:g}, "
+                f"{len(report.textbook_copies)} copies of the textbook -> {out / STAFF_DIR / 'similarity'}")
+        for warning in _write_class_files(out, summary.graded, rubric, intake, report):
             log(warning)
         book.finish_batch(batch_id, summary.ran, summary.rescored, summary.unchanged, interrupted)
 
 
 def _write_class_files(out: Path, graded: list[GradedSubmission], rubric: Rubric,
-                       intake: ClassIntake | None = None) -> list[str]:
+                       intake: ClassIntake | None = None, similarity: object = None) -> list[str]:
     warnings = write_class_csvs(out, graded, rubric, intake)
-    write_report(out / "report", graded)
+    write_report(out, graded, similarity)
     return warnings

@@ -8,6 +8,7 @@ error (named on the last line; no grade, retried by the next run); 2 nothing was
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -88,7 +89,34 @@ def build_parser(prog: str = "python -m tools.grade") -> argparse.ArgumentParser
                    help=f"re-run stored submissions with these statuses ({', '.join(FINAL_STATUSES)})")
     p.add_argument("--force", action="store_true", help="re-run every submission")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--override", action="append", default=[], type=parse_override,
+                   metavar='NAME=SCORE,"REASON"',
+                   help="set a submission's score by hand, with the reason (stored in grades.sqlite, "
+                        "shown in grades.csv, results.json and its page; it holds for these exact "
+                        "bytes: a resubmission is graded again); repeatable")
+    p.add_argument("--similarity-threshold", type=float, default=None, metavar="0..1",
+                   help="also compare the class's code (copydetect) and flag pairs at or above this "
+                        "score; staff-only pages in OUT/staff/similarity/")
+    p.add_argument("--template", type=Path, action="append", default=[], metavar="FILE",
+                   help="code every student was given, excluded from the comparison (repeatable)")
+    p.add_argument("--textbook", type=Path, default=None, metavar="FILE",
+                   help="the textbook section text, its code excluded and copies of it named "
+                        "(default: $BACKPROP_SECTION_FILE)")
     return p
+
+
+def parse_override(text: str) -> tuple[str, float, str]:
+    """``name=score,reason`` (the reason may contain commas)."""
+    name, eq, rest = text.partition("=")
+    points, comma, reason = rest.partition(",")
+    try:
+        value = float(points)
+    except ValueError:
+        value = math.nan
+    if not eq or not name.strip() or not comma or not reason.strip() or math.isnan(value):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write NAME=SCORE,\"REASON\", e.g. alice=85,\"regraded by hand\"")
+    return name.strip(), value, reason.strip()
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m tools.grade") -> int:
@@ -102,6 +130,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m tools.grade") -> 
         check_extra_args(args.pytest_args)
     except InvocationError as exc:
         parser.error(f"--pytest-arg: {exc}")
+    if args.similarity_threshold is not None and not 0 < args.similarity_threshold <= 1:
+        parser.error(f"--similarity-threshold {args.similarity_threshold:g}: must be in (0, 1]")
+    if args.template and args.similarity_threshold is None:
+        parser.error("--template only matters with --similarity-threshold")
     if args.dask and args.jobs != 1:
         parser.error("-j and --dask exclude each other: the Dask cluster decides the parallelism")
     mnist_dir = None
@@ -116,7 +148,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m tools.grade") -> 
                          sandbox=args.sandbox)
     opts = BatchOptions(submissions=args.submissions, out=args.out, config=config, jobs=args.jobs,
                         dask=args.dask, module=args.module, rubric=args.rubric, baseline=args.baseline,
-                        retry=retry, force=args.force, progress=args.progress, roster=args.roster)
+                        retry=retry, force=args.force, progress=args.progress, roster=args.roster,
+                        overrides=tuple(args.override), similarity_threshold=args.similarity_threshold,
+                        templates=tuple(args.template), textbook=args.textbook)
     try:
         summary = grade_batch(opts, argv=sys.argv if argv is None else argv)
     except (BatchError, RubricError) as exc:

@@ -1,58 +1,59 @@
 """Turn stored test results into what a student and an instructor read.
 
-The suite's failure messages end with a diagnosis when a known bug matches
-("... your gradients equal those of an implementation that forgets the 1/B ...").
-``diagnoses`` pulls those sentences out so the class overview can count them.
+Diagnoses are data: the suite records on each failing test the keys of the mistakes its
+evidence names (property "diagnoses"), and this module turns keys into sentences
+(``conformance.summary.cause_text``, or the rubric's title). No English message is parsed,
+so rewording a message changes neither a grade nor a count in the class overview.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
-from tools.grade.rubric import GroupScore
+from tools.grade.rubric import Grade, GroupScore
+from tools.grade.rubric import diagnoses_of as diagnosis_keys
 
-# Sentences of the suite's messages that name a diagnosed bug (conformance/diagnosis.py and
-# the relu_index/stability messages). Group 1 is the bug's description.
-DIAGNOSIS_PATTERNS = [
-    re.compile(r"equals? those of (?:an? )?(?:implementation|code|version) (?:that|which) (.+)",
-               re.IGNORECASE),
-    re.compile(r"(?:this is )?the (?:typical )?symptom of (.+)", re.IGNORECASE),
-    re.compile(r"^\s*diagnos(?:is|ed)\s*:\s*(.+)", re.IGNORECASE),
-    re.compile(r"missing guard\s*:\s*(.+)", re.IGNORECASE),
-]
-# Where the bug's name ends and the explanation (line pattern, shapes) begins.
-DIAGNOSIS_END = re.compile(r": | \(`|\.$|\. ")
-MAX_DIAGNOSIS_CHARS = 160
 OUTPUT_FAILURE_CHARS = 4000  # per failing check in a Gradescope output
 MAX_LISTED_FAILURES = 15
 
 
-def _clean_diagnosis(text: str) -> str:
-    text = re.sub(r"\s+", " ", text).strip()
-    end = DIAGNOSIS_END.search(text)
-    if end:
-        text = text[:end.start()]
-    return text.strip().rstrip(".:;,")[:MAX_DIAGNOSIS_CHARS]
+def cause(key: str, grade: Grade | None = None) -> str:
+    """One sentence for a diagnosis key: the rubric's title when it prices it, else the suite's."""
+    if grade is not None:
+        for charge in grade.charges:
+            if charge.bug.key == key:
+                return charge.bug.title
+    from conformance.summary import cause_text
 
-
-def diagnoses(message: str) -> list[str]:
-    """The diagnosed bugs named in one failure message, in order, without duplicates."""
-    found: list[str] = []
-    for line in message.splitlines():
-        for pattern in DIAGNOSIS_PATTERNS:
-            match = pattern.search(line)
-            if match:
-                text = _clean_diagnosis(match.group(1))
-                if text and text not in found:
-                    found.append(text)
-                break
-    return found
+    return cause_text(key)
 
 
 def diagnoses_of(test: dict[str, Any]) -> list[str]:
-    return diagnoses(test.get("message") or test.get("summary") or "")
+    """The sentences of the mistakes the suite diagnosed in one test."""
+    return [cause(key) for key in diagnosis_keys(test)]
+
+
+def lead_lines(grade: Grade, run_summary: dict[str, Any] | None) -> list[str]:
+    """What a student reads first: the mistakes charged (what to change), then the suite's
+    end-of-run summary (areas, root causes with the line to change, patterns)."""
+    lines = []
+    charged = [c for c in grade.charges if c.points]
+    if charged:
+        lines.append("What to change (each mistake is charged once):")
+        for charge in charged:
+            lines.append(f"  - {charge.bug.title} [-{charge.points:g} points; seen in "
+                         f"{', '.join(charge.areas)}]")
+    symptoms = [c.bug.title for c in grade.charges if not c.points]
+    if symptoms:
+        lines.append("  Also seen, as symptoms of the mistakes above (not charged): "
+                     + "; ".join(symptoms))
+    summary_lines = (run_summary or {}).get("lines") or []
+    if summary_lines:
+        if lines:
+            lines.append("")
+        lines += [str(line) for line in summary_lines if isinstance(line, str)]
+    return lines
 
 
 def short_name(nodeid: str) -> str:
@@ -73,25 +74,29 @@ def failure_text(test: dict[str, Any], limit: int = OUTPUT_FAILURE_CHARS) -> str
     return text
 
 
-def group_output(gs: GroupScore) -> str:
-    """Gradescope ``output`` of one scored group: counts, each failing check with its
-    message and diagnosis, skipped checks with their reason."""
+def group_output(gs: GroupScore, details: bool = True) -> str:
+    """Gradescope ``output`` of one scored group: counts, then (with ``details``) each failing
+    check with its message and diagnosis, skipped checks with their reason."""
     lines = [f"{gs.group.title}: {gs.score:g}/{gs.max_score:g} points"]
     if gs.note:
         lines.append(gs.note)
     counted = len(gs.passed) + len(gs.failed)
-    if counted or gs.skipped:
+    if counted or gs.skipped or gs.explained:
         lines.append(f"{len(gs.passed)} of {counted} checks passed"
-                     + (f", {len(gs.skipped)} skipped" if gs.skipped else ""))
-    for test in gs.failed[:MAX_LISTED_FAILURES]:
+                     + (f", {len(gs.skipped)} skipped" if gs.skipped else "")
+                     + (f", {len(gs.explained)} failing because of a mistake charged above (not "
+                        "counted again here)" if gs.explained else ""))
+    if not details:
+        return "\n".join(lines)
+    for test in (gs.failed + gs.explained)[:MAX_LISTED_FAILURES]:
         lines.append("")
         lines.append(f"FAILED {short_name(test['nodeid'])}")
         found = diagnoses_of(test)
         if found:
             lines.append("  diagnosis: " + "; ".join(found))
         lines.append(_indent(failure_text(test)))
-    if len(gs.failed) > MAX_LISTED_FAILURES:
-        lines.append(f"\n... and {len(gs.failed) - MAX_LISTED_FAILURES} more failing checks")
+    if len(gs.failed) + len(gs.explained) > MAX_LISTED_FAILURES:
+        lines.append(f"\n... and {len(gs.failed) + len(gs.explained) - MAX_LISTED_FAILURES} more failing checks")
     for test in gs.skipped:
         lines.append(f"SKIPPED {short_name(test['nodeid'])}: {test.get('skip_reason', '')}")
     return "\n".join(lines)

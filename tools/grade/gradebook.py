@@ -5,13 +5,21 @@ journal), so a grader killed mid-batch loses only the submissions still running.
 is one execution of the suite (keyed by submission sha256, suite version and run
 settings); a *grade* is a run scored with a rubric. A changed rubric therefore re-scores
 stored runs without running the suite again.
+
+Audit trail: ``graded_bytes`` keeps the exact files judged (a zlib-compressed, deterministic
+zip per sha256), ``rubrics`` the parsed rubric and its file's text (``grades.rubric_hash``
+says which produced a grade), ``overrides`` every manual score with its reason (for one
+submission's exact bytes), and ``current`` the grade rows of the last batch: the view
+``current_grades`` reads them (override applied) and agrees with grades.csv row for row.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +49,23 @@ CREATE INDEX IF NOT EXISTS grades_name ON grades (name);
 CREATE TABLE IF NOT EXISTS baselines (
     suite_version TEXT NOT NULL, config_key TEXT NOT NULL, run_id INTEGER NOT NULL,
     PRIMARY KEY (suite_version, config_key));
+CREATE TABLE IF NOT EXISTS graded_bytes (
+    sha256 TEXT PRIMARY KEY, codec TEXT NOT NULL, data BLOB NOT NULL, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS overrides (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL, sha256 TEXT NOT NULL, score REAL NOT NULL,
+    reason TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS current (
+    name TEXT PRIMARY KEY, grade_id INTEGER NOT NULL REFERENCES grades(id), sha256 TEXT NOT NULL,
+    override_id INTEGER REFERENCES overrides(id), position INTEGER NOT NULL);
+CREATE VIEW IF NOT EXISTS current_grades AS
+    SELECT c.name AS submission, c.sha256 AS sha256, g.status AS status,
+           COALESCE(o.score, g.score) AS score, g.max_score AS max_score, g.score AS computed_score,
+           o.reason AS override_reason, g.rubric_hash AS rubric_hash, r.name AS rubric_name,
+           g.suite_version AS suite_version, g.areas AS areas, g.id AS grade_id, g.run_id AS run_id
+    FROM current c JOIN grades g ON g.id = c.grade_id
+    LEFT JOIN overrides o ON o.id = c.override_id
+    LEFT JOIN rubrics r ON r.hash = g.rubric_hash
+    ORDER BY c.position;
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY, started_at REAL, finished_at REAL, argv TEXT, suite_version TEXT,
     rubric_hash TEXT, config_key TEXT, submissions INTEGER, ran INTEGER, rescored INTEGER,
@@ -72,6 +97,9 @@ class Gradebook:
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
         if "sandbox" not in columns:  # a gradebook written before runs recorded their sandbox
             self.db.execute("ALTER TABLE runs ADD COLUMN sandbox TEXT")
+        for table, column in (("rubrics", "text"), ("grades", "deductions")):
+            if column not in {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -83,8 +111,9 @@ class Gradebook:
 
     def add_rubric(self, rubric: Rubric) -> None:
         with self._tx():
-            self.db.execute("INSERT OR IGNORE INTO rubrics VALUES (?, ?, ?, ?)",
-                            (rubric.hash, rubric.name, rubric.source, json.dumps(rubric.data)))
+            self.db.execute("INSERT OR IGNORE INTO rubrics (hash, name, source, data, text) "
+                            "VALUES (?, ?, ?, ?, ?)", (rubric.hash, rubric.name, rubric.source,
+                                                       json.dumps(rubric.data, sort_keys=True), rubric.text))
 
     def start_batch(self, argv: list[str], suite_version: str, rubric_hash: str, config_key: str,
                     submissions: int) -> int:
@@ -131,10 +160,53 @@ class Gradebook:
         with self._tx():
             cur = self.db.execute(
                 "INSERT INTO grades (run_id, name, rubric_hash, suite_version, status, score, "
-                "max_score, areas, graded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "max_score, areas, graded_at, deductions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, name, rubric.hash, suite_version, status, grade.score, grade.max_score,
-                 json.dumps(grade.area_scores()), time.time()))
+                 json.dumps(grade.area_scores()), time.time(), json.dumps(grade.deductions())))
         return int(cur.lastrowid)
+
+    def keep_bytes(self, sha256: str, files: dict[str, bytes]) -> None:
+        """Store the exact files judged (once per sha256): a deterministic zip, deflated."""
+        if not files or self.db.execute("SELECT 1 FROM graded_bytes WHERE sha256=?",
+                                        (sha256,)).fetchone():
+            return
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+            for rel in sorted(files):
+                archive.writestr(zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0)), files[rel],
+                                 compress_type=zipfile.ZIP_DEFLATED)
+        with self._tx():
+            self.db.execute("INSERT OR IGNORE INTO graded_bytes VALUES (?, 'zip', ?, ?)",
+                            (sha256, buf.getvalue(), sum(len(v) for v in files.values())))
+
+    def graded_files(self, sha256: str) -> dict[str, bytes] | None:
+        row = self.db.execute("SELECT data FROM graded_bytes WHERE sha256=?", (sha256,)).fetchone()
+        if row is None:
+            return None
+        with zipfile.ZipFile(io.BytesIO(row[0])) as archive:
+            return {name: archive.read(name) for name in archive.namelist()}
+
+    def add_override(self, name: str, sha256: str, score: float, reason: str) -> int:
+        latest = self.override_for(name, sha256)
+        if latest is not None and latest[1:] == (score, reason):
+            return latest[0]  # the same command run again
+        with self._tx():
+            cur = self.db.execute("INSERT INTO overrides (name, sha256, score, reason, created_at) "
+                                  "VALUES (?, ?, ?, ?, ?)", (name, sha256, score, reason, time.time()))
+        return int(cur.lastrowid)
+
+    def override_for(self, name: str, sha256: str) -> tuple[int, float, str] | None:
+        """The latest override of these exact bytes: (id, score, reason)."""
+        row = self.db.execute("SELECT id, score, reason FROM overrides WHERE name=? AND sha256=? "
+                              "ORDER BY id DESC LIMIT 1", (name, sha256)).fetchone()
+        return None if row is None else (int(row[0]), float(row[1]), str(row[2]))
+
+    def set_current(self, rows: list[tuple[str, int, str, int | None]]) -> None:
+        """The batch's rows, in grades.csv order: (name, grade id, sha256, override id)."""
+        with self._tx():
+            self.db.execute("DELETE FROM current")
+            self.db.executemany("INSERT INTO current VALUES (?, ?, ?, ?, ?)",
+                                [(*row, i) for i, row in enumerate(rows)])
 
     def set_baseline(self, suite_version: str, config_key: str, run_id: int) -> None:
         with self._tx():

@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
         name=sub.name, slug=sub.slug, sha256=sub.sha256, status=result.status, message=result.message,
         grade=score(rubric, result.status, tests, None, result.message), duration=result.duration,
         tests=tests, suite_version=check.suite_version, rubric=rubric, sandbox=result.sandbox,
-        intake=sub.intake)
+        intake=sub.intake, run_summary=(result.report or {}).get("summary") or {})
     write_atomic(results, json.dumps(gradescope_results(graded), indent=1))
     print(f"{result.status}: {graded.grade.score:g}/{graded.grade.max_score:g} (sandbox {result.sandbox}) "
           f"-> {results}")

@@ -1,4 +1,11 @@
-"""Self-contained HTML report: a class overview and one page per submission.
+"""Self-contained HTML report: a staff-only class overview and one page per submission.
+
+Where they go: ``OUT/staff/index.html`` (the class: every student's name and score, the
+mistakes counted once per student with links, the similarity report) is for staff only;
+``OUT/submissions/<slug>/report.html`` sits next to that student's results.json and can be
+handed out as is: it shows this submission's data only (no link to the overview or to another
+student) and nothing that varies between two runs of the same bytes, so it is byte-identical
+across runs.
 
 The pages open from disk with no server and no network: plots are PNG data URIs drawn with
 matplotlib, styles are inline, there is no script, and a Content-Security-Policy forbids
@@ -18,8 +25,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-from tools.grade.feedback import curves, diagnoses_of, failure_text, mnist_results, short_name
-from tools.grade.outputs import GradedSubmission, write_atomic
+from tools.grade.feedback import cause, curves, failure_text, mnist_results, short_name
+from tools.grade.outputs import GradedSubmission, student_notes, write_atomic
+from tools.grade.rubric import diagnoses_of as diagnosis_keys
 from tools.grade.runner import STATUS_HELP
 from tools.grade.sanitize import html_escape as escape  # control/bidi characters escaped too
 
@@ -37,7 +45,9 @@ img{max-width:100%;height:auto}.muted{color:#666;font-size:.9em}
 """
 MAX_TABLE_ROWS = 2000
 MAX_PAGE_FAILURES = 40
-PAGE_VERSION = 3  # bump when the page layout changes, so existing pages are redrawn
+STAFF_DIR = "staff"
+STUDENT_PAGE = "report.html"  # in OUT/submissions/<slug>/
+PAGE_VERSION = 4  # bump when the page layout changes, so existing pages are redrawn
 
 
 def _page(title: str, body: str, key: str = "") -> str:
@@ -163,24 +173,30 @@ def _sandbox_html(state: str) -> str:
     return f"<span class=\"{css}\">{escape(state)}</span>"
 
 
-def common_diagnoses(subs: Iterable[GradedSubmission]) -> Counter:
-    """How many submissions each diagnosed bug was found in (once per submission)."""
-    counter: Counter = Counter()
+def common_diagnoses(subs: Iterable[GradedSubmission]) -> dict[str, list[GradedSubmission]]:
+    """Each diagnosed mistake (by key, so one bug is one row whatever its wording) and the
+    submissions it was found in (each once), most common first."""
+    found: dict[str, list[GradedSubmission]] = {}
     for sub in subs:
-        found = set()
-        for test in sub.tests:
-            if test["outcome"] in ("failed", "error"):
-                found.update(diagnoses_of(test))
-        counter.update(found)
-    return counter
+        keys = {key for test in sub.tests if test["outcome"] in ("failed", "error")
+                for key in diagnosis_keys(test)}
+        for key in sorted(keys):
+            found.setdefault(key, []).append(sub)
+    return dict(sorted(found.items(), key=lambda kv: (-len(kv[1]), kv[0])))
 
 
-def overview(subs: list[GradedSubmission], title: str = "Grading report") -> str:
+def student_href(sub: GradedSubmission) -> str:
+    """The student page as linked from OUT/staff/index.html."""
+    return f"../submissions/{sub.slug}/{STUDENT_PAGE}"
+
+
+def overview(subs: list[GradedSubmission], title: str = "Grading report (staff only)",
+             similarity: object | None = None) -> str:
     if not subs:
         return _page(title, f"<h1>{escape(title)}</h1><p>No submissions.</p>")
     rubric = subs[0].rubric
     graded = [s for s in subs if s.status == "graded"]
-    scores = [s.grade.score for s in subs]
+    scores = [s.score for s in subs]
     statuses = Counter(s.status for s in subs)
     sandboxes = Counter(s.sandbox for s in subs if s.status not in ("no_module", "invalid_submission"))
     parts = [f"<h1>{escape(title)}</h1>",
@@ -212,14 +228,31 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report") -> str
         parts += ["<h2>MNIST quick check</h2>",
                   _img(mnist_histogram(harness), "MNIST accuracy histogram")]
     diag = common_diagnoses(subs)
-    parts.append("<h2>Most common diagnosed bugs</h2>")
+    parts.append("<h2>Diagnosed mistakes</h2>")
     if diag:
-        parts.append("<table><tr><th>diagnosis (from the suite's messages)</th><th>submissions</th></tr>")
-        parts += [f"<tr><td>{escape(text)}</td><td class=\"num\">{n}</td></tr>"
-                  for text, n in diag.most_common(25)]
+        parts.append("<table><tr><th>mistake</th><th>key</th><th>points</th><th>submissions</th>"
+                     "<th>who</th></tr>")
+        for key, who in list(diag.items())[:60]:
+            price = rubric.bugs.get(key)
+            links = ", ".join(f"<a href=\"{escape(student_href(s))}\">{escape(s.name)}</a>"
+                              for s in who[:40]) + (" ..." if len(who) > 40 else "")
+            parts.append(f"<tr><td>{escape(price.title if price else cause(key))}</td>"
+                         f"<td>{escape(key)}</td><td class=\"num\">"
+                         f"{'-' + _num(price.points) if price else 'area fallback'}</td>"
+                         f"<td class=\"num\">{len(who)}</td><td>{links}</td></tr>")
         parts.append("</table>")
     else:
         parts.append("<p class=\"muted\">No failure carried a diagnosis.</p>")
+    if similarity is not None:
+        parts.append(similarity_section(similarity))
+    overridden = [s for s in subs if s.override is not None]
+    if overridden:
+        parts.append("<h2>Manual overrides</h2><table><tr><th>submission</th><th>rubric score</th>"
+                     "<th>score</th><th>reason</th></tr>")
+        parts += [f"<tr><td>{escape(s.name)}</td><td class=\"num\">{_num(s.override.computed)}</td>"
+                  f"<td class=\"num\">{_num(s.override.score)}</td><td>{escape(s.override.reason)}</td></tr>"
+                  for s in overridden]
+        parts.append("</table>")
     if statuses.get("error"):
         parts.insert(1, f"<p class=\"bad\">{statuses['error']} submission(s) ended in a grader error "
                         "(the grader or its environment failed, not the student): no score was given; "
@@ -228,28 +261,57 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report") -> str
               + "".join(f"<th>{escape(g.area or g.key)}</th>" for g in rubric.groups) + "</tr>"]
     for sub in subs[:MAX_TABLE_ROWS]:
         cells = "".join(f"<td class=\"num\">{_num(g.score)}</td>" for g in sub.grade.groups)
-        parts.append(f"<tr><td><a href=\"{escape(sub.slug)}.html\">{escape(sub.name)}</a></td>"
+        parts.append(f"<tr><td><a href=\"{escape(student_href(sub))}\">{escape(sub.name)}</a></td>"
                      f"<td>{_status_html(sub.status)}</td><td>{_sandbox_html(sub.sandbox)}</td>"
-                     f"<td class=\"num\">{_num(sub.grade.score)}</td>"
+                     f"<td class=\"num\">{_num(sub.score)}{'*' if sub.override else ''}</td>"
                      f"{cells}</tr>")
     parts.append("</table>")
     return _page(title, "\n".join(parts))
 
 
+def similarity_section(report: object) -> str:
+    """The flagged pairs, linking to the side-by-side pages in OUT/staff/similarity/."""
+    from tools.grade.similarity import pair_page_name
+
+    parts = ["<h2>Similar submissions</h2>",
+             (f"<p>{report.compared} submissions compared (template and textbook code excluded); "
+              f"{len(report.pairs)} pairs at or above {report.threshold:.2f}. "
+              "<a href=\"similarity/index.html\">similarity report</a></p>")]
+    if report.pairs:
+        parts.append("<table><tr><th>pair</th><th>score</th></tr>")
+        parts += [f"<tr><td><a href=\"similarity/{pair_page_name(i)}\">{escape(p.a)} ~ {escape(p.b)}"
+                  f"</a></td><td class=\"num\">{p.score:.2f}</td></tr>"
+                  for i, p in enumerate(report.pairs, 1)]
+        parts.append("</table>")
+    if report.textbook_copies:
+        parts.append("<p>Copies of the textbook section: " + ", ".join(
+            f"{escape(name)} ({share:.0%})" for name, share in report.textbook_copies) + "</p>")
+    return "\n".join(parts)
+
+
 def submission_page(sub: GradedSubmission) -> str:
-    parts = ["<p><a href=\"index.html\">&larr; class overview</a></p>",
-             f"<h1>{escape(sub.name)}</h1>",
-             f"<p>Status: {_status_html(sub.status)} &mdash; {escape(STATUS_HELP.get(sub.status, ''))}<br>"
-             f"Score: <b>{_num(sub.grade.score)} / {_num(sub.grade.max_score)}</b><br>"
-             f"<span class=\"muted\">sha256 {escape(sub.sha256)}; suite {escape(sub.suite_version)}; "
-             f"rubric {escape(sub.rubric.hash)}; {sub.duration:.1f} s</span><br>"
-             f"Sandbox: {_sandbox_html(sub.sandbox)} &mdash; {escape(SANDBOX_HELP.get(sub.sandbox, ''))}</p>"]
+    """The page a student can be given: what is wrong first, then the details; this
+    submission's data only, nothing that differs between two runs of the same bytes."""
+    hide = sub.rubric.hide_hints
+    parts = [f"<h1>{escape(sub.name)}</h1>",
+             (f"<p>Status: {_status_html(sub.status)} &mdash; {escape(STATUS_HELP.get(sub.status, ''))}<br>"
+              f"Score: <b>{_num(sub.score)} / {_num(sub.grade.max_score)}</b><br>"
+              f"<span class=\"muted\">sha256 {escape(sub.sha256)}; suite {escape(sub.suite_version)}; "
+              f"rubric {escape(sub.rubric.hash)}</span><br>"
+              f"Sandbox: {_sandbox_html(sub.sandbox)} &mdash; {escape(SANDBOX_HELP.get(sub.sandbox, ''))}</p>")]
+    if sub.override is not None:
+        parts.append(f"<p><b>Score set by the instructor:</b> {_num(sub.override.score)} (the rubric "
+                     f"gave {_num(sub.override.computed)}): {escape(sub.override.reason)}</p>")
     if sub.status != "graded" and sub.message:
         parts += ["<h2>What happened</h2>", f"<pre>{escape(sub.message)}</pre>"]
+    lead = sub.lead()[1 if sub.override is not None else 0:]
+    if lead and not hide:
+        parts += ["<h2>Summary: what is wrong, where, what to change</h2>",
+                  f"<pre>{escape(chr(10).join(lead))}</pre>"]
     if sub.intake.notes or sub.intake.student_id:
         parts.append("<h2>Intake</h2><ul>" + (f"<li>student id {escape(sub.intake.student_id)}</li>"
                                               if sub.intake.student_id else "")
-                     + "".join(f"<li>{escape(n)}</li>" for n in sub.intake.notes) + "</ul>")
+                     + "".join(f"<li>{escape(n)}</li>" for n in student_notes(sub)) + "</ul>")
     parts += ["<h2>Points</h2>", "<table><tr><th>group</th><th>score</th><th>passed</th>"
               "<th>failed</th><th>skipped</th></tr>"]
     for gs in sub.grade.groups:
@@ -257,11 +319,17 @@ def submission_page(sub: GradedSubmission) -> str:
                      f"{_num(gs.max_score)}</td><td class=\"num\">{len(gs.passed)}</td>"
                      f"<td class=\"num\">{len(gs.failed)}</td><td class=\"num\">{len(gs.skipped)}</td></tr>")
     parts.append("</table>")
-    failing = [t for gs in sub.grade.groups for t in gs.failed]
+    for charge in (c for c in sub.grade.charges if c.points):
+        parts.append(f"<p>Mistake charged once: {escape(charge.bug.title if not hide else charge.bug.key)} "
+                     f"(-{_num(charge.points)} points)</p>")
+    failing = [t for gs in sub.grade.groups for t in gs.failed + gs.explained]
+    if hide:
+        failing = []
+        parts.append("<p class=\"muted\">The summary and the failure details are shown after the due date.</p>")
     if failing:
         parts.append(f"<h2>Failing checks ({len(failing)})</h2>")
         for test in failing[:MAX_PAGE_FAILURES]:
-            found = diagnoses_of(test)
+            found = [cause(key, sub.grade) for key in diagnosis_keys(test)]
             parts.append(f"<h3>{escape(short_name(test['nodeid']))}</h3>")
             if found:
                 parts.append("<p><b>Diagnosis:</b> " + escape("; ".join(found)) + "</p>")
@@ -292,8 +360,10 @@ def submission_page(sub: GradedSubmission) -> str:
 
 def page_key(sub: GradedSubmission) -> str:
     """Hash of everything a submission page shows: an unchanged page is not redrawn."""
-    shown = [sub.name, sub.sha256, sub.status, sub.message, sub.duration, sub.suite_version, sub.sandbox,
-             sub.rubric.hash, sub.grade.score, sub.output_tail[-6000:],
+    shown = [sub.name, sub.sha256, sub.status, sub.message, sub.suite_version, sub.sandbox,
+             sub.rubric.hash, sub.grade.score, sub.run_summary,
+             sub.output_tail[-6000:] if sub.status in ("crashed", "error") else "",  # (shown only then)
+             [sub.override.score, sub.override.reason] if sub.override else None,
              [(t["nodeid"], t["outcome"], t.get("summary"), t.get("message"), t.get("skip_reason"),
                t.get("properties")) for t in sub.tests], PAGE_VERSION, sub.intake.student_id,
              sub.intake.notes]
@@ -310,13 +380,14 @@ def _current_key(path: Path) -> str | None:
     return match.group(1) if match else None
 
 
-def write_report(folder: Path, subs: list[GradedSubmission]) -> Path:
-    """OUT/report/index.html plus one page per submission (redrawn only when what it shows
-    changed: the plots make a page cost a few tenths of a second); returns the index path."""
+def write_report(out: Path, subs: list[GradedSubmission], similarity: object | None = None) -> Path:
+    """OUT/submissions/<slug>/report.html per submission (redrawn only when what it shows
+    changed: the plots make a page cost a few tenths of a second) and the staff-only
+    OUT/staff/index.html; returns the overview's path."""
     for sub in subs:
-        path = folder / f"{sub.slug}.html"
+        path = out / "submissions" / sub.slug / STUDENT_PAGE
         if _current_key(path) != page_key(sub):
             write_atomic(path, submission_page(sub))
-    index = folder / "index.html"
-    write_atomic(index, overview(subs))
+    index = out / STAFF_DIR / "index.html"
+    write_atomic(index, overview(subs, similarity=similarity))
     return index

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from tools.grade.feedback import group_output
+from tools.grade.feedback import group_output, lead_lines
 from tools.grade.lms import canvas_csv
 from tools.grade.rubric import Grade, Rubric
 from tools.grade.runner import FINAL_STATUSES, STATUS_HELP
@@ -45,6 +45,16 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         raise
 
 
+@dataclass(frozen=True)
+class Override:
+    """An instructor's manual score for one submission's exact bytes, with the reason."""
+
+    score: float
+    reason: str
+    computed: float  # what the rubric gave
+    id: int | None = None  # its row in the gradebook's overrides table
+
+
 @dataclass
 class GradedSubmission:
     """Everything the outputs need about one submission's current grade."""
@@ -64,12 +74,39 @@ class GradedSubmission:
     source: str = ""
     intake: IntakeInfo = field(default_factory=IntakeInfo)
     sandbox: str = "unknown"  # engaged / degraded / off / unknown: the run's protection
+    run_summary: dict[str, Any] = field(default_factory=dict)  # the report's end-of-run summary
+    override: Override | None = None
+    grade_id: int | None = None  # its row in the gradebook's grades table
+
+    @property
+    def score(self) -> float:
+        """The score that counts: the instructor's override, else the rubric's."""
+        return self.override.score if self.override is not None else self.grade.score
+
+    def lead(self) -> list[str]:
+        """What the student reads first (tools.grade.feedback.lead_lines), override included."""
+        lines = []
+        if self.override is not None:
+            lines.append(f"Score set by the instructor: {self.override.score:g} (the rubric gave "
+                         f"{self.override.computed:g}): {self.override.reason}")
+        return lines + lead_lines(self.grade, self.run_summary)
 
     def counts(self) -> dict[str, int]:
         out = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
         for t in self.tests:
             out[t["outcome"]] = out.get(t["outcome"], 0) + 1
         return out
+
+
+AMBIGUOUS_NOTE = ("ambiguous: this entry's name or student id clashes with another entry; the "
+                  "instructor checks which is yours")
+
+
+def student_notes(sub: GradedSubmission) -> list[str]:
+    """Intake notes a student may read: a clash names the other entries (other students,
+    perhaps), so it is reduced to one neutral line; grades.csv and intake.csv keep the detail."""
+    notes = [n for n in sub.intake.notes if not n.startswith("ambiguous")]
+    return notes + [AMBIGUOUS_NOTE] if len(notes) < len(sub.intake.notes) else notes
 
 
 def status_line(sub: GradedSubmission) -> str:
@@ -79,12 +116,23 @@ def status_line(sub: GradedSubmission) -> str:
 
 
 def gradescope_results(sub: GradedSubmission) -> dict[str, Any]:
-    """results.json in Gradescope's autograder format: one test entry per scored group."""
+    """results.json in Gradescope's autograder format: the summary first (what is wrong,
+    where, what to change), then one test entry per scored group. It holds this submission's
+    data only, and nothing that varies between two runs of the same bytes (no durations,
+    times or paths): two runs give byte-identical files. With the rubric's
+    ``hide_hints_until_due``, the summary and every failure's details move into one entry
+    visible after the due date; the scores stay visible as the rubric says."""
+    hide = sub.rubric.hide_hints
     header = [f"Status: {status_line(sub)}"]
     if sub.status != "graded" and sub.message:
         header.append(clean_text(sub.message, 8000))
-    header += [clean_text(f"Intake: {note}") for note in sub.intake.notes]
-    header.append(f"Score: {sub.grade.score:g}/{sub.grade.max_score:g}")
+    header.append(f"Score: {sub.score:g}/{sub.grade.max_score:g}")
+    lead = [clean_text(line) for line in sub.lead()]
+    if sub.override is not None:
+        header.append(lead.pop(0))
+    if lead and not hide:
+        header += ["", *lead, ""]
+    header += [clean_text(f"Intake: {note}") for note in student_notes(sub)]
     header.append(f"Suite version {sub.suite_version}, rubric {sub.rubric.name!r} ({sub.rubric.hash}).")
     tests = []
     for number, gs in enumerate(sub.grade.groups, start=1):
@@ -94,20 +142,40 @@ def gradescope_results(sub: GradedSubmission) -> dict[str, Any]:
             "score": gs.score,
             "max_score": gs.max_score,
             "status": gs.status,
-            "output": clean_text(group_output(gs)),
+            "output": clean_text(group_output(gs, details=not hide)),
             "visibility": gs.group.visibility,
             "tags": [gs.group.area] if gs.group.area else [],
         })
+    for number, charge in enumerate([c for c in sub.grade.charges if c.points], start=len(tests) + 1):
+        tests.append({
+            "name": f"Mistake: {charge.bug.title}" if not hide else "Deduction for a diagnosed mistake",
+            "number": str(number),
+            "score": -charge.points,
+            "max_score": 0,
+            "status": "failed",
+            "output": clean_text(f"-{charge.points:g} points, charged once; seen in "
+                                 f"{', '.join(charge.areas)}" if not hide else
+                                 f"-{charge.points:g} points; what it is appears after the due date"),
+            "visibility": sub.rubric.visibility,
+            "tags": [f"bug:{charge.bug.key}"] if not hide else [],
+        })
+    if hide and (lead or any(gs.failed or gs.explained for gs in sub.grade.groups)):
+        details = lead + [""] + [group_output(gs) for gs in sub.grade.groups]
+        tests.append({"name": "Feedback: what is wrong, where, what to change",
+                      "number": str(len(tests) + 1), "score": 0, "max_score": 0,
+                      "output": clean_text("\n".join(details)), "visibility": "after_due_date"})
     return {
-        "score": sub.grade.score,
-        "execution_time": round(float(sub.duration), 3),
+        "score": sub.score,
         "output": "\n".join(header),
         "visibility": sub.rubric.visibility,
         "stdout_visibility": "hidden",
         "extra_data": {"status": sub.status, "sha256": sub.sha256, "suite_version": sub.suite_version,
                        "rubric": sub.rubric.hash, "max_score": sub.grade.max_score,
+                       "computed_score": sub.grade.score,
+                       "override_reason": sub.override.reason if sub.override else None,
+                       "mistakes": {c.bug.key: c.points for c in sub.grade.charges},
                        "student_id": sub.intake.student_id, "late": sub.intake.late,
-                       "intake": list(sub.intake.notes), "sandbox": sub.sandbox},
+                       "intake": student_notes(sub), "sandbox": sub.sandbox},
         "tests": tests,
     }
 
@@ -142,13 +210,14 @@ def grades_csv(subs: list[GradedSubmission], rubric: Rubric) -> str:
     writer.writerow(["submission", "sha256", "status", "score", "max_score", *areas,
                      *[r.key for r in rules], "passed", "failed", "errors", "skipped",
                      "duration_s", "suite_version", "sandbox", "rubric", "message", "student_id",
-                     "student_name", "email", "late", "entry", "superseded", "intake"])
+                     "student_name", "email", "late", "entry", "superseded", "intake",
+                     "mistakes", "computed_score", "override_reason"])
     for sub in subs:
         by_key = {g.group.key: g.score for g in sub.grade.groups}
         counts = sub.counts()
         first_line = (sub.message or "").strip().splitlines()[:1]
         info = sub.intake
-        writer.writerow([csv_cell(sub.name), sub.sha256, csv_cell(sub.status), f"{sub.grade.score:g}",
+        writer.writerow([csv_cell(sub.name), sub.sha256, csv_cell(sub.status), f"{sub.score:g}",
                          f"{sub.grade.max_score:g}", *[f"{by_key.get(a, 0):g}" for a in areas],
                          *[f"{by_key.get(r.key, 0):g}" for r in rules], counts["passed"],
                          counts["failed"], counts["error"], counts["skipped"],
@@ -156,7 +225,11 @@ def grades_csv(subs: list[GradedSubmission], rubric: Rubric) -> str:
                          csv_cell(first_line[0] if first_line else "", 300), csv_cell(info.student_id),
                          csv_cell(info.student_name), csv_cell(info.email), "yes" if info.late else "",
                          csv_cell(info.entry), csv_cell("; ".join(info.superseded), 1000),
-                         csv_cell(" | ".join(info.notes), 2000)])
+                         csv_cell(" | ".join(info.notes), 2000),
+                         "; ".join(f"{c.bug.key}:-{c.points:g}" if c.points else f"{c.bug.key}:symptom"
+                                   for c in sub.grade.charges),
+                         f"{sub.grade.score:g}",
+                         csv_cell(sub.override.reason, 1000) if sub.override else ""])
     return buf.getvalue()
 
 
@@ -175,7 +248,7 @@ def intake_csv(intake: ClassIntake) -> str:
 def lms_rows(subs: list[GradedSubmission]) -> list[tuple[str, str, float | None, Any]]:
     """Rows for the LMS import: students with an id; a grader error exports no score."""
     return [(sub.intake.student_name or sub.name, sub.intake.student_id,
-             sub.grade.score if sub.status in FINAL_STATUSES else None, sub.intake.student)
+             sub.score if sub.status in FINAL_STATUSES else None, sub.intake.student)
             for sub in subs if sub.intake.student_id]
 
 

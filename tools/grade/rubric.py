@@ -16,6 +16,18 @@ Scoring rules (the contract stated in ``default_rubric.toml`` too):
 - A test the reference run had but the submission's run lacks (the run stopped, the
   candidate could not load) counts as failed. A group with no test at all earns nothing.
 - A submission that was not graded (import error, timeout, crash, ...) earns 0 everywhere.
+
+Scoring by root cause (``[bugs.<key>] points = ...``): the suite records on each failing test
+the keys of the catalogued mistakes its evidence names (property "diagnoses", see
+conformance/diagnosis.py). A priced key found in any failing test is *charged* once: its
+points are deducted from the total. Its failures, and every other failure in an area where
+one of its failures lies, are *explained*: they do not count in their area, so one mistake
+costs its price and nothing more. Areas score only the failures no charged mistake explains
+(the fallback). Keys of one ``family`` (one mistake the evidence may name two ways) are
+charged once, at the family's highest price. A generic finding about one function
+(``backward_wrong``, ``backward_crash``, ... see conformance/diagnosis.py GENERIC_KEYS) is free
+when a specific mistake of the same function is named: it is that mistake's symptom on other
+inputs (its failures are explained, nothing more is charged). The total never goes below 0.
 """
 
 from __future__ import annotations
@@ -55,6 +67,16 @@ class Group:
     match: str | None = None  # set for test rules
 
 
+@dataclass(frozen=True)
+class BugPrice:
+    """A diagnosed mistake and what it costs (``[bugs.<key>]``)."""
+
+    key: str
+    title: str
+    points: float
+    family: str
+
+
 @dataclass
 class Rubric:
     name: str
@@ -64,6 +86,9 @@ class Rubric:
     visibility: str  # the results.json top-level visibility
     source: str  # where it was read from
     data: dict[str, Any] = field(repr=False, default_factory=dict)
+    bugs: dict[str, BugPrice] = field(default_factory=dict)
+    hide_hints: bool = False  # Gradescope: the summary and diagnoses only after the due date
+    text: str = ""  # the rubric file as read (kept in the gradebook for the audit trail)
 
     @property
     def groups(self) -> list[Group]:
@@ -118,7 +143,7 @@ def parse_rubric(data: dict[str, Any], source: str = "<rubric>",
     """Validate a parsed TOML rubric; every problem is a RubricError naming the key."""
     known = set(known_areas)
     allowed_top = {"name", "partial_credit", "skipped", "visibility", "results_visibility",
-                   "areas", "tests", "total"}
+                   "areas", "tests", "total", "bugs", "hide_hints_until_due"}
     unknown = sorted(set(data) - allowed_top)
     if unknown:
         raise RubricError(f"{source}: unknown key(s) {', '.join(unknown)} "
@@ -164,16 +189,42 @@ def parse_rubric(data: dict[str, Any], source: str = "<rubric>",
             points=_points(table, where),
             visibility=_choice(table, "visibility", VISIBILITIES, where, default_vis),
             partial_credit=_choice(table, "partial_credit", PARTIAL_CREDIT, where, default_pc)))
+    hide = data.get("hide_hints_until_due", False)
+    if not isinstance(hide, bool):
+        raise RubricError(f"{source}: hide_hints_until_due must be true or false, got {hide!r}")
     rubric = Rubric(
         name=_text(data, "name", source) or Path(source).stem, areas=areas, rules=rules,
         skipped=_choice(data, "skipped", SKIP_POLICIES, source, "neutral"),
         visibility=_choice(data, "results_visibility", VISIBILITIES, source, "visible"),
-        source=source, data=data)
+        source=source, data=data, bugs=_bug_prices(data.get("bugs", {}), source), hide_hints=hide)
     total = data.get("total")
     if total is not None and (isinstance(total, bool) or not isinstance(total, (int, float))
                               or abs(total - rubric.max_score) > 1e-9):
         raise RubricError(f"{source}: total = {total} but the points add up to {rubric.max_score:g}")
     return rubric
+
+
+def _bug_prices(table: Any, source: str) -> dict[str, BugPrice]:
+    from conformance.diagnosis import diagnosis_keys
+    from conformance.summary import cause_text
+
+    if not isinstance(table, dict):
+        raise RubricError(f"{source}: bugs must be tables ([bugs.<key>] points = ...)")
+    known = diagnosis_keys()
+    prices = {}
+    for key, entry in table.items():
+        where = f"{source}: [bugs.{key}]"
+        if key not in known:
+            raise RubricError(f"{where}: not a diagnosis key of this suite (known: {', '.join(known)})")
+        if not isinstance(entry, dict):
+            raise RubricError(f"{where}: must be a table with points = ...")
+        extra = sorted(set(entry) - {"points", "title", "family"})
+        if extra:
+            raise RubricError(f"{where}: unknown key(s) {', '.join(extra)}")
+        prices[key] = BugPrice(key=key, title=_text(entry, "title", where) or cause_text(key),
+                               points=_points(entry, where),
+                               family=_text(entry, "family", where) or key)
+    return prices
 
 
 def load_rubric(path: Path | None = None) -> Rubric:
@@ -186,7 +237,9 @@ def load_rubric(path: Path | None = None) -> Rubric:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RubricError(f"--rubric {path}: not valid TOML ({exc})") from None
-    return parse_rubric(data, str(path))
+    rubric = parse_rubric(data, str(path))
+    rubric.text = text
+    return rubric
 
 
 # -- scoring ------------------------------------------------------------------------------
@@ -199,6 +252,7 @@ class GroupScore:
     passed: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)  # failed, errored or missing tests
     skipped: list[dict] = field(default_factory=list)
+    explained: list[dict] = field(default_factory=list)  # failures a charged mistake explains
     note: str = ""  # why the group earned nothing, when no test explains it
 
     @property
@@ -211,13 +265,27 @@ class GroupScore:
 
 
 @dataclass
+class BugCharge:
+    """A priced mistake the evidence names in this submission: deducted once."""
+
+    bug: BugPrice
+    points: float  # deducted (0 for a family member charged through a pricier key)
+    tests: list[str] = field(default_factory=list)  # node ids naming it
+    areas: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Grade:
     score: float
     max_score: float
     groups: list[GroupScore]
+    charges: list[BugCharge] = field(default_factory=list)
 
     def area_scores(self) -> dict[str, float]:
         return {g.group.area: g.score for g in self.groups if g.group.area}
+
+    def deductions(self) -> dict[str, float]:
+        return {c.bug.key: c.points for c in self.charges}
 
 
 @dataclass(frozen=True)
@@ -259,11 +327,17 @@ def score(rubric: Rubric, status: str, tests: list[dict], baseline: Baseline | N
                 if group is not None:
                     by_group[group.key].append({"nodeid": nodeid, "area": area, "outcome": "missing",
                                                 "summary": MISSING_MESSAGE, "message": MISSING_MESSAGE})
+    charges = _charges(rubric, by_group) if status == "graded" else []
+    charged = {c.bug.key for c in charges}
+    absorbing = {key for key, group_tests in by_group.items()
+                 if any(charged & set(diagnoses_of(t)) for t in group_tests if t["outcome"] in FAILING)}
     results = []
     for group in rubric.groups:
         gs = GroupScore(group=group, score=0.0)
         for test in by_group[group.key]:
-            if test["outcome"] == "passed":
+            if test["outcome"] in FAILING and group.key in absorbing:
+                gs.explained.append(test)
+            elif test["outcome"] == "passed":
                 gs.passed.append(test)
             elif test["outcome"] == "skipped":
                 if rubric.skipped == "neutral" and neutral_skip(test, baseline):
@@ -279,11 +353,49 @@ def score(rubric: Rubric, status: str, tests: list[dict], baseline: Baseline | N
         elif not by_group[group.key]:
             gs.note = "no check of this group ran"
         elif counted == 0:
-            gs.score = group.points  # only neutral skips: the contract allows the omission
+            gs.score = group.points  # only neutral skips or explained failures
         elif group.partial_credit == "fraction":
             gs.score = round(group.points * len(gs.passed) / counted, 4)
         else:
             gs.score = group.points if not gs.failed else 0.0
         results.append(gs)
-    total = round(sum(g.score for g in results), 4)
-    return Grade(score=total, max_score=rubric.max_score, groups=results)
+    total = round(max(0.0, sum(g.score for g in results) - sum(c.points for c in charges)), 4)
+    return Grade(score=total, max_score=rubric.max_score, groups=results, charges=charges)
+
+
+FAILING = ("failed", "error")
+
+
+def diagnoses_of(test: dict) -> list[str]:
+    """The diagnosis keys the suite recorded on a test (property "diagnoses"); never parsed
+    from the message, so rewording a message changes no grade."""
+    keys = (test.get("properties") or {}).get("diagnoses") or []
+    return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
+
+
+def _charges(rubric: Rubric, by_group: dict[str, list[dict]]) -> list[BugCharge]:
+    found: dict[str, BugCharge] = {}
+    for tests in by_group.values():
+        for test in tests:
+            if test["outcome"] not in FAILING:
+                continue
+            for key in diagnoses_of(test):
+                if key in rubric.bugs:
+                    charge = found.setdefault(key, BugCharge(bug=rubric.bugs[key], points=0.0))
+                    charge.tests.append(test["nodeid"])
+                    if test["area"] not in charge.areas:
+                        charge.areas.append(test["area"])
+    from conformance.diagnosis import GENERIC_KEYS, function_of
+
+    named_functions = {function_of(key) for key in found if key not in GENERIC_KEYS} - {""}
+    # Specific mistakes first: a generic finding about a function with a named mistake is its
+    # symptom (listed, 0 points, its failures explained); the family's priciest key pays.
+    ordered = sorted(found.values(), key=lambda c: (c.bug.key in GENERIC_KEYS, -c.bug.points, c.bug.key))
+    families: set[str] = set()
+    for charge in ordered:
+        symptom = charge.bug.key in GENERIC_KEYS and GENERIC_KEYS[charge.bug.key] in named_functions
+        if not symptom and charge.bug.family not in families:
+            families.add(charge.bug.family)
+            charge.points = charge.bug.points
+        charge.tests.sort()
+    return ordered

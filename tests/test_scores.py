@@ -1,0 +1,280 @@
+"""Issue 12: fair scores and private feedback.
+
+- the suite tells the grader what it found as data (area marker, diagnosis keys), so renaming a
+  file or rewording a message changes no grade, and a candidate's own text adds no key;
+- scoring by root cause: a mistake is charged once, areas are the fallback;
+- feedback a student can be given (summary first, own data only, byte-identical across runs,
+  hints hidden until the due date on request);
+- the audit trail (graded bytes, rubric, overrides, current_grades = grades.csv) and the
+  similarity report wired into the batch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from conformance import plugin
+from conformance.diagnosis import diagnosis_keys, named, named_in, reset_named
+from conformance.report import JsonReport
+from tests.test_grade import REFERENCE, audit, read_csv, run_grader, t, write
+from tools.grade.feedback import group_output
+from tools.grade.html_report import submission_page
+from tools.grade.outputs import GradedSubmission, gradescope_results
+from tools.grade.rubric import RubricError, load_rubric, parse_rubric, score
+
+REPO = Path(__file__).resolve().parents[1]
+NO_BATCH_MEAN = REFERENCE.replace("delta = (activations[-1] - Y) / B", "delta = activations[-1] - Y")
+assert NO_BATCH_MEAN != REFERENCE, "the 1/B patch no longer applies to reference/mlp.py"
+
+RUBRIC = {
+    "areas": {"interface": {"points": 20}, "gradients": {"points": 50}, "relu_index": {"points": 30}},
+    "bugs": {"relu_index": {"points": 40, "family": "relu_mask"},
+             "missing_mask": {"points": 30, "family": "relu_mask"},
+             "loss_sum": {"points": 5}, "backward_wrong": {"points": 35}},
+}
+
+
+def failed(nodeid: str, *keys: str, message: str = "wrong") -> dict:
+    return {**t(nodeid, "failed", message=message), "properties": {"diagnoses": list(keys)}}
+
+
+# -- 1. the suite reports what it found as data ---------------------------------------------
+
+
+def test_area_comes_from_the_module_marker_not_the_file_name(tmp_path: Path) -> None:
+    module = SimpleNamespace(CONFORMANCE_AREA="gradients")
+    item = SimpleNamespace(module=module, user_properties=[], nodeid="conformance/test_renamed.py::t",
+                           name="t")
+    plugin.pytest_collection_modifyitems(SimpleNamespace(stash={}), [item])
+    assert item.user_properties == [("area", "gradients")]
+    collector = JsonReport(tmp_path / "r.json", candidate=None)
+    report = SimpleNamespace(nodeid=item.nodeid, duration=0.1, user_properties=item.user_properties,
+                             skipped=False, failed=False, passed=True, when="call")
+    collector.pytest_runtest_logreport(report)
+    assert collector.tests[item.nodeid]["area"] == "gradients"  # not "renamed"
+
+
+def test_a_key_counts_only_when_the_suite_named_it_in_the_final_message() -> None:
+    reset_named()
+    sentence = named("relu_index", "your gradients equal those of the i-1 bug")
+    assert named_in(f"AssertionError: dW[0] ...\n  diagnosis: {sentence}") == ["relu_index"]
+    assert named_in("another example's message, without that sentence") == []
+    reset_named()  # the candidate's own text holding the same words is no diagnosis
+    assert named_in(f"ValueError: {sentence}") == []
+
+
+def test_a_failing_run_records_its_diagnosis_key(tmp_path: Path) -> None:
+    impl = write(tmp_path / "mlp.py", NO_BATCH_MEAN)
+    report = tmp_path / "report.json"
+    subprocess.run([sys.executable, "-m", "pytest", "conformance/test_gradients.py", "--impl", str(impl),
+                    "-q", "-p", "no:cacheprovider", "--conformance-report", str(report)],
+                   cwd=REPO, capture_output=True, timeout=600, check=False)
+    tests = json.loads(report.read_text())["tests"]
+    fails = [x for x in tests if x["outcome"] == "failed"]
+    assert fails and all(x["area"] == "gradients" for x in tests)
+    assert any(x["properties"].get("diagnoses") == ["no_batch_mean"] for x in fails)
+
+
+def test_a_submission_quoting_cheap_diagnoses_is_charged_for_what_it_does(tmp_path: Path) -> None:
+    hostile = REPO / "tests" / "adversarial" / "forge_diagnosis.py"
+    report = tmp_path / "report.json"
+    subprocess.run([sys.executable, "-m", "pytest", "conformance", "-m", "not mnist", "--impl",
+                    str(hostile), "-q", "-p", "no:cacheprovider", "--conformance-report", str(report)],
+                   cwd=REPO, capture_output=True, timeout=600, check=False)
+    tests = json.loads(report.read_text())["tests"]
+    keys = {k for x in tests for k in x["properties"].get("diagnoses", [])}
+    assert keys == {"backward_crash"}  # not loss_sum, not db_mean
+    grade = score(load_rubric(), "graded", tests)
+    assert grade.deductions() == {"backward_crash": 50.0}
+
+
+def test_rewording_messages_or_renaming_files_changes_no_grade() -> None:
+    rubric = parse_rubric(RUBRIC)
+    tests = [failed("test_gradients.py::test_a", "relu_index"), t("test_gradients.py::test_b", "passed"),
+             failed("test_interface.py::test_c"), t("test_interface.py::test_d", "passed")]
+    reworded = [{**x, "message": "entirely new words", "summary": "new",
+                 "nodeid": x["nodeid"].replace("test_gradients", "test_backprop")} for x in tests]
+    a, b = score(rubric, "graded", tests), score(rubric, "graded", reworded)
+    assert (a.score, a.deductions(), a.area_scores()) == (b.score, b.deductions(), b.area_scores())
+    # A message that quotes a diagnosis, without the suite's key, is charged nothing.
+    quoted = [{**x, "properties": {}, "message": "your gradients equal those of an implementation "
+               "that evaluates the ReLU derivative at the wrong layer's pre-activation"} for x in tests]
+    assert score(rubric, "graded", quoted).deductions() == {}
+
+
+# -- 2. scoring by root cause ---------------------------------------------------------------
+
+
+def test_one_mistake_is_charged_once_and_explains_its_areas() -> None:
+    rubric = parse_rubric(RUBRIC)
+    tests = [failed("test_gradients.py::test_a", "relu_index"), failed("test_gradients.py::test_b"),
+             t("test_gradients.py::test_c", "passed"),
+             failed("test_relu_index.py::test_d", "missing_mask"),  # the same mistake, other name
+             failed("test_interface.py::test_e"), t("test_interface.py::test_f", "passed")]
+    grade = score(rubric, "graded", tests)
+    assert grade.deductions() == {"relu_index": 40.0, "missing_mask": 0.0}  # one family, once
+    areas = grade.area_scores()
+    assert areas["gradients"] == 50.0 and areas["relu_index"] == 30.0  # explained, not charged again
+    assert areas["interface"] == 10.0  # nothing explains it: the area fallback, 1 of 2 passed
+    assert grade.score == 50.0 + 30.0 + 10.0 - 40.0
+    gradients = next(g for g in grade.groups if g.group.area == "gradients")
+    assert len(gradients.explained) == 2 and "not counted again" in group_output(gradients)
+
+
+def test_generic_findings_are_symptoms_of_a_named_mistake_of_the_same_function() -> None:
+    rubric = parse_rubric(RUBRIC)
+    named_too = [failed("test_gradients.py::test_a", "relu_index"),
+                 failed("test_relu_index.py::test_b", "backward_wrong")]
+    grade = score(rubric, "graded", named_too)
+    assert grade.deductions() == {"relu_index": 40.0, "backward_wrong": 0.0}
+    assert grade.area_scores()["relu_index"] == 30.0  # explained by the named mistake
+    other_function = [failed("test_interface.py::test_a", "loss_sum"),
+                      failed("test_gradients.py::test_b", "backward_wrong")]
+    assert score(rubric, "graded", other_function).deductions() == {"backward_wrong": 35.0,
+                                                                    "loss_sum": 5.0}
+    alone = [failed("test_gradients.py::test_b", "backward_wrong"), t("test_interface.py::x", "passed"),
+             t("test_relu_index.py::y", "passed")]
+    grade = score(rubric, "graded", alone)
+    assert grade.deductions() == {"backward_wrong": 35.0} and grade.score == 100 - 35
+
+
+def test_unpriced_keys_fall_back_to_areas_and_scores_stay_non_negative() -> None:
+    rubric = parse_rubric({"areas": {"gradients": {"points": 10}}, "bugs": {"relu_index": {"points": 40}}})
+    assert score(rubric, "graded", [failed("test_gradients.py::a", "relu_index")]).score == 0.0
+    plain = parse_rubric({"areas": {"gradients": {"points": 10}}})
+    grade = score(plain, "graded", [failed("test_gradients.py::a", "relu_index"),
+                                    t("test_gradients.py::b", "passed")])
+    assert grade.score == 5.0 and grade.charges == []
+
+
+@pytest.mark.parametrize("bugs,message", [
+    ({"no_such_bug": {"points": 5}}, "[bugs.no_such_bug]: not a diagnosis key"),
+    ({"relu_index": {"points": -1}}, "[bugs.relu_index]: points must be a number >= 0"),
+    ({"relu_index": {"points": 5, "cost": 1}}, "[bugs.relu_index]: unknown key(s) cost"),
+])
+def test_rubric_bug_errors_name_the_key(bugs: dict, message: str) -> None:
+    with pytest.raises(RubricError, match=re.escape(message)):
+        parse_rubric({"areas": {"gradients": {"points": 10}}, "bugs": bugs})
+
+
+def test_default_rubric_prices_every_key_between_5_and_50() -> None:
+    rubric = load_rubric()
+    assert set(rubric.bugs) == set(diagnosis_keys())
+    assert all(5 <= b.points <= 50 for b in rubric.bugs.values())
+    assert rubric.max_score == 100 and not rubric.hide_hints
+
+
+# -- 3. feedback a student can be given -----------------------------------------------------
+
+
+def graded(rubric_data: dict, name: str = "bob") -> GradedSubmission:
+    rubric = parse_rubric(rubric_data)
+    tests = [failed("test_gradients.py::test_a", "relu_index", message="dW[0]=1, but should be 2"),
+             t("test_interface.py::test_b", "passed")]
+    summary = {"lines": ["<candidate bob.py>: 1 of 2 check areas that ran FAILED (gradients)"]}
+    return GradedSubmission(name=name, slug=name, sha256="b" * 64, status="graded", message="",
+                            grade=score(rubric, "graded", tests), duration=3.25, tests=tests,
+                            suite_version="v1", rubric=rubric, run_summary=summary)
+
+
+def test_results_and_page_lead_with_the_summary() -> None:
+    sub = graded(RUBRIC)
+    results = gradescope_results(sub)
+    output = results["output"]
+    assert output.index("What to change") < output.index("1 of 2 check areas") < output.index("Suite version")
+    assert "-40 points" in output and "ReLU derivative" in output
+    assert any(x["score"] == -40 and x["tags"] == ["bug:relu_index"] for x in results["tests"])
+    page = submission_page(sub)
+    assert page.index("Summary: what is wrong") < page.index("Failing checks")
+    assert not audit(page).links and "3.2" not in page  # no link out, no run duration
+
+
+def test_hints_can_be_hidden_until_the_due_date() -> None:
+    sub = graded({**RUBRIC, "hide_hints_until_due": True})
+    results = gradescope_results(sub)
+    visible = results["output"] + "".join(x["output"] for x in results["tests"]
+                                          if x["visibility"] != "after_due_date")
+    assert "ReLU" not in visible and "dW[0]" not in visible and "What to change" not in visible
+    later = [x for x in results["tests"] if x["visibility"] == "after_due_date"]
+    assert len(later) == 1 and "What to change" in later[0]["output"] and "dW[0]" in later[0]["output"]
+    assert results["score"] == sub.grade.score  # the score itself stays visible
+    assert "ReLU" not in submission_page(sub) and "dW[0]" not in submission_page(sub)
+
+
+# -- 3, 4, 5 on a real class: determinism, privacy, similarity, audit -----------------------
+
+CLASS_RUBRIC = """
+name = "test rubric"
+[areas.interface]
+points = 40
+[areas.gradients]
+points = 60
+[bugs.no_batch_mean]
+points = 25
+"""
+CLASS_ARGS = ["--no-require-mnist", "--pytest-arg=-m", "--pytest-arg=not mnist",
+              "--pytest-arg=-k", "--pytest-arg=interface or gradients", "--no-progress"]
+
+
+@pytest.mark.slow
+def test_class_outputs_are_private_deterministic_and_audited(tmp_path: Path) -> None:
+    subs = tmp_path / "subs"
+    write(subs / "alice.py", REFERENCE)
+    write(subs / "bob.py", NO_BATCH_MEAN)
+    # carol copied bob and renamed a few things: flagged as similar, on staff pages only
+    write(subs / "carol.py", NO_BATCH_MEAN.replace("delta", "d_err").replace("grads", "gradient_list"))
+    rubric = write(tmp_path / "rubric.toml", CLASS_RUBRIC)
+    outs = [tmp_path / "out1", tmp_path / "out2"]
+    for out in outs:
+        proc = run_grader(subs, "--out", out, "--rubric", rubric, *CLASS_ARGS,
+                          "--override", "alice=90,late penalty: two days", "--similarity-threshold", "0.5")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    # 3. byte-identical student files across two runs; own data only; staff overview apart
+    for name in ("alice", "bob", "carol"):
+        first, second = (out / "submissions" / name for out in outs)
+        assert (first / "results.json").read_bytes() == (second / "results.json").read_bytes()
+        assert (first / "report.html").read_bytes() == (second / "report.html").read_bytes()
+    bob_files = b"".join(p.read_bytes() for p in (outs[0] / "submissions" / "bob").iterdir())
+    assert b"alice" not in bob_files and b"carol" not in bob_files and b"staff" not in bob_files
+    bob = json.loads((outs[0] / "submissions" / "bob" / "results.json").read_text())
+    assert bob["output"].index("What to change") < bob["output"].index("Suite version")
+    assert bob["score"] == 75 and bob["extra_data"]["mistakes"] == {"no_batch_mean": 25}
+    staff = (outs[0] / "staff" / "index.html").read_text()
+    assert "does not divide by the batch size" in staff and staff.count("no_batch_mean") == 1
+    # 4. similarity: the copied pair flagged, its side-by-side page staff-only
+    assert "bob ~ carol" in staff and (outs[0] / "staff" / "similarity" / "pair-0001.html").is_file()
+    # 5. audit trail: override everywhere, bytes kept, rubric kept, current_grades == grades.csv
+    rows = read_csv(outs[0] / "grades.csv")
+    assert rows["alice"]["score"] == "90" and rows["alice"]["computed_score"] == "100"
+    assert rows["alice"]["override_reason"] == "late penalty: two days"
+    alice = json.loads((outs[0] / "submissions" / "alice" / "results.json").read_text())
+    assert alice["score"] == 90 and "late penalty: two days" in alice["output"]
+    assert "late penalty: two days" in (outs[0] / "submissions" / "alice" / "report.html").read_text()
+    with sqlite3.connect(outs[0] / "grades.sqlite") as db:
+        view = db.execute("SELECT submission, status, score, override_reason FROM current_grades").fetchall()
+        assert [(n, s, f"{p:g}") for n, s, p, _ in view] == [
+            (n, r["status"], r["score"]) for n, r in rows.items()]
+        (blob,) = db.execute("SELECT g.data FROM graded_bytes g JOIN submissions s "
+                               "ON s.sha256 = g.sha256 WHERE s.name='bob'").fetchone()
+        assert zipfile.ZipFile(io.BytesIO(blob)).read("bob.py").decode() == NO_BATCH_MEAN
+        text = db.execute("SELECT r.text FROM grades g JOIN rubrics r ON r.hash = g.rubric_hash "
+                          "WHERE g.name='bob'").fetchone()[0]
+        assert text == CLASS_RUBRIC
+
+
+def test_a_name_clash_note_names_no_other_entry_in_student_files() -> None:
+    sub = graded(RUBRIC)
+    sub.intake.notes = ["late: the canvas file name carries the late marker",
+                        "ambiguous: the entries 'carol.py', 'carol/' all map to the row 'carol'"]
+    shown = json.dumps(gradescope_results(sub)) + submission_page(sub)
+    assert "late marker" in shown and "carol" not in shown and "clashes with another entry" in shown
