@@ -457,5 +457,5 @@ def assert_identical(obtained: np.ndarray, recorded: np.ndarray, *, name: str, w
                         rec, rec, tol, same, contract)
     raise Mismatch(result.report(
         "your code now computes different numbers than when the recording was made. If "
-        "the change is intended, record again (python -m tools.fixtures record --impl ... "
+        "the change is intended, record again (backprop-conformance record --impl ... "
         "--out DIR); if only rounding moved, relax with --golden-rtol/--golden-atol."))

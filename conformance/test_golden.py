@@ -110,7 +110,7 @@ def test_fixtures_intact() -> None:
             golden.load_npz(FIXTURES_DIR, entry)
     except FixtureError as exc:
         pytest.fail(f"{exc}\n\nThe golden checks cannot run on damaged fixtures; restore them "
-                    "from git and run 'python -m tools.fixtures check'.", pytrace=False)
+                    "from git and run 'backprop-conformance fixtures check'.", pytrace=False)
     listed = {entry["file"] for entry in manifest["cases"].values()}
     strays = sorted(p.name for p in FIXTURES_DIR.glob("*.npz") if p.name not in listed)
     if strays:
@@ -220,7 +220,7 @@ def _recording(directory: str) -> dict:
     path = Path(directory) / RECORDING_NAME
     if not Path(directory).is_dir():
         raise FixtureError(f"--golden {directory}: no such directory. Record first: "
-                           f"python -m tools.fixtures record --impl <module> --out {directory}")
+                           f"backprop-conformance record --impl <module> --out {directory}")
     if not path.is_file():
         raise FixtureError(f"--golden {directory}: {RECORDING_NAME} is missing, so this is not "
                            "a recording (never auto-created). Record first: python -m "
@@ -248,7 +248,7 @@ def test_matches_recording(candidate: Candidate, request: pytest.FixtureRequest,
     directory = request.config.getoption("golden")
     if directory is None:
         pytest.skip("refactor check not requested (--golden DIR): pin your outputs with "
-                    "'python -m tools.fixtures record --impl <module> --out DIR' first")
+                    "'backprop-conformance record --impl <module> --out DIR' first")
     rtol, atol = request.config.getoption("golden_rtol"), request.config.getoption("golden_atol")
     entry, arrays = _case(case_id)
     try:

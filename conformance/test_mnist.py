@@ -64,7 +64,7 @@ RANDOM_SEGMENTS = 1  # replayed besides the first and the last (drawn after the 
 # measured worst 1e-6 (float32 computation), 5e-15 (einsum), 0 (the reference) over all 16
 # segments of an epoch; a gradient that is wrong by more than 0.1% anywhere is caught.
 REPLAY_TOLERANCE = 1e-3
-HOW_TO_GET = ("get the data with `python -m tools.fetch_mnist`, or point to a directory holding "
+HOW_TO_GET = ("get the data with `backprop-conformance fetch-mnist`, or point to a directory holding "
               "the four IDX files with --mnist-dir DIR or $BACKPROP_MNIST_DIR")
 
 

@@ -173,7 +173,7 @@ def test_mnist_checks_without_data_are_skipped_saying_they_did_not_run(tmp_path:
     assert skipped and int(skipped.group(1)) >= 2 and "passed" not in closing, result.stdout
     assert "no check area ran" in result.stdout  # the summary does not call a skip a pass
     assert "MNIST data not found" in result.stdout and "did NOT run" in result.stdout
-    assert "python -m tools.fetch_mnist" in result.stdout
+    assert "backprop-conformance fetch-mnist" in result.stdout  # works installed, no checkout needed
 
 
 def test_require_mnist_turns_missing_data_into_a_failure(tmp_path: Path) -> None:
