@@ -67,8 +67,8 @@ _LOSS = "-np.mean(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))"
 _LINEAR = "Z = activations[-1] @ W + b"
 _NONLINEARITY = "softmax(Z) if i == len(params) - 1 else relu(Z)"
 _BATCH = "B = Y.shape[0]"
-_DELTA_OUT = "delta = (activations[-1] - Y) / B"
-_DW = "dW = activations[i].T @ delta"
+_DELTA_OUT = "delta = (Y_hat - Y) / B"
+_DW = "dW = A_prev.T @ delta"
 _DB = "db = delta.sum(axis=0)"
 _APPEND = "grads.append((dW, db))"
 _PICK_W = "W = params[i][0]"
@@ -167,12 +167,12 @@ BUGGY: tuple[BugSpec, ...] = (
          "multiplying by Y", ("interface", "golden"), (_LOSS, "-np.mean(np.log(Y_hat + 1e-12))")),
     # --- backward ------------------------------------------------------------------------
     _bug("no_batch_mean", "backward does not divide the output error by the batch size",
-         ("gradients", "golden"), (_DELTA_OUT, "delta = activations[-1] - Y"),
+         ("gradients", "golden"), (_DELTA_OUT, "delta = Y_hat - Y"),
          message="does not divide by the batch size", names="no_batch_mean"),
     _bug("batch_size_from_classes", "backward divides by Y.shape[1] (classes) instead of the "
          "batch size", ("gradients", "golden"), (_BATCH, "B = Y.shape[1]")),
     _bug("output_error_sign_flipped", "backward starts from Y - Y_hat instead of Y_hat - Y",
-         ("gradients", "golden"), (_DELTA_OUT, "delta = (Y - activations[-1]) / B"),
+         ("gradients", "golden"), (_DELTA_OUT, "delta = (Y - Y_hat) / B"),
          message="uses Y - Y_hat", names="wrong_sign"),
     _bug("db_mean_not_sum", "db averages delta over the batch (already divided by B) instead of "
          "summing it", ("gradients", "golden"), (_DB, "db = delta.mean(axis=0)"),
@@ -182,11 +182,11 @@ BUGGY: tuple[BugSpec, ...] = (
     _bug("db_keepdims", "db keeps a leading axis: shape (1, n_out) instead of b's (n_out,)",
          ("interface", "gradients", "golden"), (_DB, "db = delta.sum(axis=0, keepdims=True)"), names="db_keepdims"),
     _bug("dw_transposed", "dW = delta.T @ A_prev: the gradient has W's transposed shape",
-         ("interface", "gradients", "golden"), (_DW, "dW = delta.T @ activations[i]"),
+         ("interface", "gradients", "golden"), (_DW, "dW = delta.T @ A_prev"),
          message="computes dW transposed", names="transposed_dw"),
     _bug("dw_uses_z_not_a", "dW uses the previous layer's pre-activation Z instead of its "
          "ReLU output A", ("gradients", "golden"),
-         (_DW, "dW = (activations[i] if i == 0 else pre_activations[i - 1]).T @ delta")),
+         (_DW, "dW = (A_prev if i == 0 else pre_activations[i - 1]).T @ delta")),
     _bug("dw_for_db", "backward returns dW in place of db", ("interface", "gradients", "golden"),
          (_APPEND, "grads.append((dW, dW))")),
     _bug("propagate_with_wrong_w", "delta is propagated with the previous layer's weights "
@@ -222,26 +222,26 @@ BUGGY: tuple[BugSpec, ...] = (
          "0.5", ("gradients", "golden"), (_APPEND, "grads.append((0.5 * dW, 0.5 * db))")),
     _bug("backward_mutates_activations", "backward computes the output error in place in "
          "activations[-1]", "interface",
-         (_DELTA_OUT, "delta = activations[-1]\n    delta -= Y\n    delta /= B"),
+         (_DELTA_OUT, "delta = Y_hat\n    delta -= Y\n    delta /= B"),
          message=_NOT_MUTATED, names="mutates_arguments"),
     _bug("backward_updates_params", "backward performs the SGD step in place on the weights "
          "(mutates params, and propagates with the updated W)", ("interface", "gradients", "golden"),
          (_APPEND, _APPEND + "\n        W_step = params[i][0]\n        W_step -= 0.5 * dW"),
          message=_NOT_MUTATED, names="mutates_arguments"),
     _bug("dw_double_batch_mean", "dW is divided by the batch size again (delta already is)",
-         ("gradients", "golden"), (_DW, "dW = activations[i].T @ delta / B"),
+         ("gradients", "golden"), (_DW, "dW = A_prev.T @ delta / B"),
          message="divides by the batch size twice", names="double_batch_mean"),
     _bug("output_error_times_softmax_derivative", "the output error is multiplied by "
          "Y_hat * (1 - Y_hat) on top of Y_hat - Y (softmax derivative applied twice)",
          ("gradients", "golden"),
-         (_DELTA_OUT, "delta = (activations[-1] - Y) * activations[-1] * (1 - activations[-1]) / B"),
+         (_DELTA_OUT, "delta = (Y_hat - Y) * Y_hat * (1 - Y_hat) / B"),
          message="softmax derivative", names="softmax_jacobian"),
     _bug("dw_from_output", "dW uses the layer's own output activations[i + 1] instead of its "
          "input", ("interface", "gradients", "golden"), (_DW, "dW = activations[i + 1].T @ delta"),
          message="own output instead of its input", names="dw_from_output"),
     _bug("last_sample_only", "a per-sample loop assigns dW and db instead of accumulating them: "
          "only the last sample's gradient survives", ("gradients", "golden"),
-         (_DW, "dW = activations[i][-1:].T @ delta[-1:]"), (_DB, "db = delta[-1]"),
+         (_DW, "dW = A_prev[-1:].T @ delta[-1:]"), (_DB, "db = delta[-1]"),
          message="keeps only the last sample's gradient", names="last_sample_only"),
     _bug("delta_averaged_every_layer", "delta is divided by the batch size again at every layer "
          "it is propagated through", ("gradients", "golden"),
