@@ -134,5 +134,6 @@ def require(candidate: Candidate, function: str) -> None:
     if not candidate.has(function):
         pytest.skip(f"candidate defines no {function}() (optional): its checks are skipped, not passed")
     if opted_out(candidate, function):
-        pytest.skip(f"candidate opts out of {function}() ({OPT_OUT_NAME}): its module-level "
-                    f"{function} is a helper with its own conventions; its checks are skipped, not passed")
+        pytest.skip(f"candidate opts out of {function}() (optional) with {OPT_OUT_NAME}: its "
+                    f"module-level {function} is a helper with its own conventions; its checks are "
+                    "skipped, not passed")

@@ -34,7 +34,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conformance.candidate import Candidate, CandidateError, failure_text
+from conformance.calls import CRASH_KEYS
+from conformance.candidate import Candidate, CandidateError, CandidateRaised, failure_text
+from conformance.diagnosis import named
 from conformance.golden import Mismatch
 
 # Numerical differentiation costs 1,648 to 3,296 forward passes on the large network (about
@@ -89,6 +91,17 @@ def _one_blas_thread() -> Any:
     return threadpool_limits(limits=1)
 
 
+def _timed(candidate: Candidate, function: str, *args: Any) -> tuple[Any, float | None]:
+    """``call_timed``, with an in-process candidate's own exception made a CandidateRaised as
+    the isolated worker makes it, so both modes fail the same way (and name the same key)."""
+    try:
+        return candidate.call_timed(function, *args)
+    except CandidateError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - in-process: the candidate's own code raised
+        raise CandidateRaised(function, type(exc).__name__, str(exc), "") from exc
+
+
 def measure(candidate: Candidate, sizes: tuple[int, ...], seed: int = 0) -> Cost:
     """Min-over-repeats CPU costs of forward and backward on fresh inputs of one network size."""
     __tracebackhide__ = True
@@ -96,11 +109,13 @@ def measure(candidate: Candidate, sizes: tuple[int, ...], seed: int = 0) -> Cost
     with _one_blas_thread():
         for k in range(REPEATS + 1):  # the first round only warms up (imports, caches, allocation)
             X, Y, params = _inputs(sizes, seed * 1000 + k)
-            out, f_cpu = candidate.call_timed("forward", X, params)
+            out, f_cpu = _timed(candidate, "forward", X, params)
             if not (isinstance(out, (list, tuple)) and len(out) == 2):
-                raise Mismatch(f"forward returned a {type(out).__name__}, but should return "
-                               f"(activations, pre_activations) [forward(efficiency, {list(sizes)})]")
-            _, b_cpu = candidate.call_timed("backward", out[0], out[1], Y, params)
+                # The same structure mistake the interface area charges: named, so it costs once.
+                raise Mismatch(named("forward_structure",
+                                     f"forward returned a {type(out).__name__}, but should return "
+                                     f"(activations, pre_activations) [forward(efficiency, {list(sizes)})]"))
+            _, b_cpu = _timed(candidate, "backward", out[0], out[1], Y, params)
             if k == 0:
                 continue
             if f_cpu is None or b_cpu is None:
@@ -144,8 +159,11 @@ def test_backward_cost_scales_like_backprop(candidate: Candidate, record_propert
         small = measure(candidate, SMALL, seed=1)
         large = measure(candidate, LARGE, seed=2)
     except CandidateError as exc:
-        raise Mismatch(f"your forward/backward {failure_text(exc)} [efficiency check, "
-                       f"networks {list(SMALL)} and {list(LARGE)}, batch {BATCH}]") from exc
+        text = (f"your forward/backward {failure_text(exc)} [efficiency check, "
+                f"networks {list(SMALL)} and {list(LARGE)}, batch {BATCH}]")
+        if exc.function in CRASH_KEYS:  # the crash the other areas charge: named, so it costs once
+            named(CRASH_KEYS[exc.function], text)
+        raise Mismatch(text) from exc
     record_property("efficiency_ratio_small", round(small.ratio, 2))
     record_property("efficiency_ratio_large", round(large.ratio, 2))
     message = verdict(small, large)

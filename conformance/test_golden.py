@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conformance import golden
-from conformance.calls import OPT_OUT_NAME, opted_out
+from conformance.calls import require
 from conformance.candidate import Candidate
 from conformance.contract import result_dtype
 from conformance.diagnosis import diagnose, named
@@ -71,13 +71,6 @@ def _case(case_id: str) -> tuple[dict, dict[str, np.ndarray]]:
         return _fixture(case_id)
     except FixtureError as exc:
         pytest.fail(f"golden fixture {case_id} unusable: {exc}", pytrace=False)
-
-
-def _require(candidate: Candidate, function: str) -> None:
-    if not candidate.has(function):
-        pytest.skip(f"candidate defines no {function} (optional): its golden check did not run")
-    if opted_out(candidate, function):
-        pytest.skip(f"candidate opts out of {function} ({OPT_OUT_NAME}): its golden check did not run")
 
 
 def _hint(function: str, case_id: str) -> str:
@@ -159,7 +152,7 @@ def test_backward_matches_golden(candidate: Candidate, case_id: str) -> None:
 
 @pytest.mark.parametrize("case_id", MLP_CASES + SOFTMAX_CASES)
 def test_softmax_matches_golden(candidate: Candidate, case_id: str) -> None:
-    _require(candidate, "softmax")
+    require(candidate, "softmax")
     entry, arrays = _case(case_id)
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["softmax"])
     key = "softmax" if entry["kind"] == "mlp" else "P"
@@ -171,7 +164,7 @@ def test_softmax_matches_golden(candidate: Candidate, case_id: str) -> None:
 def test_cross_entropy_matches_golden(candidate: Candidate, case_id: str) -> None:
     """Accepts any log(0) guard up to 1e-7 (additive or clipping) or a fused formula: the
     loss must lie in the fixture's interval, and be finite where a probability is 0."""
-    _require(candidate, "cross_entropy")
+    require(candidate, "cross_entropy")
     entry, arrays = _case(case_id)
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["cross_entropy"])
     golden.assert_loss_within(values["loss"], arrays, entry["tolerances"]["loss"]["k"],
@@ -188,7 +181,7 @@ def _param_keys(entry: dict, prefix: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("case_id", INIT_CASES)
 def test_init_params_matches_golden(candidate: Candidate, case_id: str) -> None:
-    _require(candidate, "init_params")
+    require(candidate, "init_params")
     entry, arrays = _case(case_id)
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["init_params"])
     _check_keys(values, arrays, entry, _param_keys(entry, ""), "init_params", case_id,
@@ -197,7 +190,7 @@ def test_init_params_matches_golden(candidate: Candidate, case_id: str) -> None:
 
 @pytest.mark.parametrize("case_id", MLP_CASES)
 def test_train_takes_one_sgd_step(candidate: Candidate, case_id: str) -> None:
-    _require(candidate, "train")
+    require(candidate, "train")
     entry, arrays = _case(case_id)
     # train's params are built from the candidate's own forward and backward: judged at the
     # least precise of the three (float32 gradients applied to float64 params are float32 steps).
