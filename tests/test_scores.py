@@ -131,6 +131,26 @@ def test_one_mistake_is_charged_once_and_explains_its_areas() -> None:
     assert len(gradients.explained) == 2 and "not counted again" in group_output(gradients)
 
 
+def test_end_to_end_failures_are_symptoms_of_a_charged_forward_or_backward_mistake() -> None:
+    """A wrong backward also fails to train MNIST and may crash the efficiency timing: those
+    unkeyed failures are its symptoms, not second mistakes. Alone, they are charged."""
+    rubric = parse_rubric({"areas": {"gradients": {"points": 50}, "mnist": {"points": 10},
+                                     "efficiency": {"points": 5}, "interface": {"points": 35}},
+                           "bugs": {"relu_index": {"points": 40}, "loss_sum": {"points": 5}}})
+    end_to_end = [failed("test_mnist.py::test_harness_sgd_learns_mnist"),
+                  failed("test_efficiency.py::test_backward_cost_scales_like_backprop"),
+                  t("test_interface.py::test_ok", "passed")]
+    with_backward_bug = [failed("test_gradients.py::a", "relu_index"), *end_to_end]
+    grade = score(rubric, "graded", with_backward_bug)
+    assert grade.deductions() == {"relu_index": 40.0} and grade.score == 60.0
+    alone = score(rubric, "graded", end_to_end)  # nothing explains them: the areas pay
+    assert alone.area_scores()["mnist"] == 0.0 and alone.area_scores()["efficiency"] == 0.0
+    # A mistake of another function (the loss) explains nothing about training.
+    with_loss_bug = score(rubric, "graded", [failed("test_interface.py::c", "loss_sum"), *end_to_end])
+    assert with_loss_bug.area_scores()["mnist"] == 0.0
+    assert with_loss_bug.score == 35.0 - 5.0  # interface explained by its own key; the rest unearned
+
+
 def test_generic_findings_are_symptoms_of_a_named_mistake_of_the_same_function() -> None:
     rubric = parse_rubric(RUBRIC)
     named_too = [failed("test_gradients.py::test_a", "relu_index"),

@@ -331,11 +331,15 @@ def score(rubric: Rubric, status: str, tests: list[dict], baseline: Baseline | N
     charged = {c.bug.key for c in charges}
     absorbing = {key for key, group_tests in by_group.items()
                  if any(charged & set(diagnoses_of(t)) for t in group_tests if t["outcome"] in FAILING)}
+    from conformance.diagnosis import function_of
+
+    charged_functions = {function_of(c.bug.key) for c in charges if c.points > 0 or c.bug.points > 0}
     results = []
     for group in rubric.groups:
         gs = GroupScore(group=group, score=0.0)
         for test in by_group[group.key]:
-            if test["outcome"] in FAILING and group.key in absorbing:
+            end_to_end = END_TO_END_AREAS.get(test["area"], ())
+            if test["outcome"] in FAILING and (group.key in absorbing or charged_functions & set(end_to_end)):
                 gs.explained.append(test)
             elif test["outcome"] == "passed":
                 gs.passed.append(test)
@@ -364,6 +368,10 @@ def score(rubric: Rubric, status: str, tests: list[dict], baseline: Baseline | N
 
 
 FAILING = ("failed", "error")
+# Areas that exercise whole functions end to end (training on MNIST, timing backward): when a
+# mistake of one of these functions is already charged, their failures are its symptoms, not a
+# second mistake (one mistake costs once: a wrong backward also fails to train).
+END_TO_END_AREAS = {"mnist": ("forward", "backward", "train"), "efficiency": ("forward", "backward")}
 
 
 def diagnoses_of(test: dict) -> list[str]:
