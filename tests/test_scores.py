@@ -145,6 +145,13 @@ def test_end_to_end_failures_are_symptoms_of_a_charged_forward_or_backward_mista
     assert grade.deductions() == {"relu_index": 40.0} and grade.score == 60.0
     alone = score(rubric, "graded", end_to_end)  # nothing explains them: the areas pay
     assert alone.area_scores()["mnist"] == 0.0 and alone.area_scores()["efficiency"] == 0.0
+    # Waivers never exceed what the mistake costs: a 10-point backward mistake added on
+    # purpose cannot buy back the 15 points of two failing end-to-end areas.
+    cheap = parse_rubric({"areas": {"mnist": {"points": 10}, "efficiency": {"points": 5},
+                                    "interface": {"points": 85}}, "bugs": {"relu_index": {"points": 10}}})
+    bought = score(cheap, "graded", [failed("test_interface.py::x", "relu_index"), *end_to_end])
+    unbought = score(cheap, "graded", end_to_end)
+    assert bought.score <= unbought.score, (bought.score, unbought.score)
     # A mistake of another function (the loss) explains nothing about training.
     with_loss_bug = score(rubric, "graded", [failed("test_interface.py::c", "loss_sum"), *end_to_end])
     assert with_loss_bug.area_scores()["mnist"] == 0.0

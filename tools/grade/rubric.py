@@ -333,13 +333,21 @@ def score(rubric: Rubric, status: str, tests: list[dict], baseline: Baseline | N
                  if any(charged & set(diagnoses_of(t)) for t in group_tests if t["outcome"] in FAILING)}
     from conformance.diagnosis import function_of
 
-    charged_functions = {function_of(c.bug.key) for c in charges if c.points > 0 or c.bug.points > 0}
+    # An end-to-end group's failures are waived as symptoms only within what the mistakes of
+    # its functions already cost: adding a cheap mistake on purpose can never raise a score.
+    waived: set[str] = set()
+    for group in rubric.groups:
+        functions = END_TO_END_AREAS.get(group.area or "", ())
+        budget = sum(c.points for c in charges if function_of(c.bug.key) in functions)
+        budget -= sum(g.points for g in rubric.groups if g.key in waived
+                      and set(END_TO_END_AREAS.get(g.area or "", ())) & set(functions))
+        if functions and any(t["outcome"] in FAILING for t in by_group[group.key]) and group.points <= budget:
+            waived.add(group.key)
     results = []
     for group in rubric.groups:
         gs = GroupScore(group=group, score=0.0)
         for test in by_group[group.key]:
-            end_to_end = END_TO_END_AREAS.get(test["area"], ())
-            if test["outcome"] in FAILING and (group.key in absorbing or charged_functions & set(end_to_end)):
+            if test["outcome"] in FAILING and (group.key in absorbing or group.key in waived):
                 gs.explained.append(test)
             elif test["outcome"] == "passed":
                 gs.passed.append(test)
