@@ -1,4 +1,5 @@
-"""One failure style for every value comparison in the suite.
+"""One comparison engine and one failure style for every value comparison in the suite: the
+gradient, stability and interface checks, the golden fixtures and the refactor check alike.
 
 Checks are vectorised (``Comparison.bad``); the explanation is built only on failure:
 headline ``name[index]=actual, but should be expected [where]``, the contract, counts per
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def fmt_pair(a: float, e: float) -> tuple[str, str]:
     return sa, se
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: the fields are arrays
 class Comparison:
     """Candidate values against the suite's expectation for one named tensor."""
 
@@ -62,6 +63,10 @@ class Comparison:
     # The finite-difference part of ``allowed`` (0 when the expectation is exact): it is not
     # rounding of the candidate, so the float32-rounding bound does not scale it.
     fd_error: np.ndarray | None = None
+    # What ``allowed`` would be had the result been float32, when the tolerance rule gives it
+    # directly (the golden rule, k * eps * scale); otherwise derived from the float64 tau.
+    allowed_float32: np.ndarray | None = None
+    nan_equal: bool = False  # NaN where NaN is expected agrees (the refactor check)
 
     def __post_init__(self) -> None:
         shape = np.shape(self.expected)
@@ -71,18 +76,37 @@ class Comparison:
 
     @property
     def error(self) -> np.ndarray:
-        if self.expected_alt is None:
-            return np.abs(self.actual - self.expected)
-        # Distance to the interval [min(expected, alt), max(expected, alt)]; NaN stays NaN.
-        lo = np.minimum(self.expected, self.expected_alt)
-        hi = np.maximum(self.expected, self.expected_alt)
-        return np.maximum(np.maximum(lo - self.actual, self.actual - hi), 0.0)
+        with np.errstate(invalid="ignore"):
+            if self.expected_alt is None:
+                error = np.abs(self.actual - self.expected)
+            else:  # distance to the interval [min(expected, alt), max(expected, alt)]
+                lo = np.minimum(self.expected, self.expected_alt)
+                hi = np.maximum(self.expected, self.expected_alt)
+                error = np.maximum(np.maximum(lo - self.actual, self.actual - hi), 0.0)
+        # Equal values agree even when infinite (inf - inf is NaN); NaN stays a mismatch
+        # unless NaN was expected and the comparison says NaN agrees.
+        same = self.actual == self.expected
+        if self.nan_equal:
+            same |= np.isnan(self.actual) & np.isnan(self.expected)
+        return np.where(same, 0.0, error)
+
+    def shown_expected(self, flat_index: int, actual: float) -> str:
+        """The expectation at one entry as text: a value, or the accepted interval."""
+        e = self.expected.reshape(-1)[flat_index]
+        alt = None if self.expected_alt is None else np.reshape(self.expected_alt, -1)[flat_index]
+        if alt is None or alt == e or (np.isnan(alt) and np.isnan(e)):
+            return fmt_pair(actual, e)[1]
+        lo, hi = min(e, alt), max(e, alt)
+        return f"[{fmt_pair(actual, lo)[1]}, {fmt_pair(actual, hi)[1]}]"
 
     def within_float32_rounding(self) -> bool:
         """Every mismatch below the float32-rounding bound (only meaningful for comparisons
         whose ``allowed`` was set from the float64 tau)."""
-        fd = 0.0 if self.fd_error is None else np.broadcast_to(self.fd_error, self.allowed.shape)
-        bound = (self.allowed - fd) * FLOAT32_ROUNDING_OVER_TAU64 + fd
+        if self.allowed_float32 is not None:
+            bound = np.broadcast_to(self.allowed_float32, self.allowed.shape)
+        else:
+            fd = 0.0 if self.fd_error is None else np.broadcast_to(self.fd_error, self.allowed.shape)
+            bound = (self.allowed - fd) * FLOAT32_ROUNDING_OVER_TAU64 + fd
         return bool(np.all((self.error <= bound) | ~self.bad))
 
     @property
@@ -95,7 +119,9 @@ class Comparison:
     def label(self, flat_index: int) -> str:
         if self.labels is not None:
             return str(self.labels[flat_index])
-        idx = np.unravel_index(flat_index, self.expected.shape) if self.expected.ndim else ()
+        if not self.expected.ndim:  # a scalar (the loss): its name alone
+            return ""
+        idx = np.unravel_index(flat_index, self.expected.shape)
         return "[" + ", ".join(str(int(i)) for i in idx) + "]"
 
 
@@ -106,30 +132,36 @@ def _row(c: Comparison, i: int) -> list[str]:
     step = "-" if c.step is None else fmt(c.step.reshape(-1)[i])
     if step == "nan":  # judged against exact backprop: every finite difference hit a kink
         step = "kink: exact"
-    return [c.name + c.label(i), *fmt_pair(a, e), fmt(err), fmt(rel), fmt(c.allowed.reshape(-1)[i]), step]
+    return [c.name + c.label(i), fmt_pair(a, e)[0], c.shown_expected(i, a), fmt(err), fmt(rel),
+            fmt(c.allowed.reshape(-1)[i]), step]
 
 
 def _table(rows: list[list[str]]) -> list[str]:
     header = ["entry", "actual", "expected", "abs err", "rel err", "allowed", "step"]
+    if all(r[-1] == "-" for r in rows):  # no finite differences in this check: no step column
+        header, rows = header[:-1], [r[:-1] for r in rows]
     widths = [max(len(r[k]) for r in [header] + rows) for k in range(len(header))]
     return ["    " + "  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in [header] + rows]
 
 
 def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: str, contract: str,
-                    diagnosis: str | None = None, reproduce: str | None = None,
+                    diagnosis: str | Callable[[], str] | None = None, reproduce: str | None = None,
                     next_step: str | None = None, held_to: np.dtype | None = None) -> str | None:
     """None if every comparison holds, else the full failure message. ``held_to``: the dtype
-    whose precision set the tolerances; when it is float64 and every mismatch is float32
-    rounding, the check passes (None) with a ``PrecisionFinding`` warning (SPEC.md, dtype
-    policy). Calls with an empty ``compared`` are quick probes and emit no warning."""
+    whose precision set the tolerances; when it is float64, a tensor whose every mismatch is
+    float32 rounding agrees, with a ``PrecisionFinding`` warning (SPEC.md, dtype policy).
+    ``diagnosis`` may be a function: it is called only when the report is written. Calls with
+    an empty ``compared`` are quick probes and emit no warning."""
     failing = [c for c in comparisons if c.bad.any()]
     if not failing:
         return None
-    if held_to is not None and np.dtype(held_to) == np.float64 and all(
-            c.within_float32_rounding() for c in failing):
-        if compared:
+    if held_to is not None and np.dtype(held_to) == np.float64:
+        rounding = [c for c in failing if c.within_float32_rounding()]
+        if rounding and compared:
             warnings.warn(PrecisionFinding(FLOAT32_ROUNDING_FINDING), stacklevel=3)
-        return None
+        failing = [c for c in failing if all(c is not r for r in rounding)]
+        if not failing:
+            return None
     worst_rows, headline = [], None
     for c in failing:
         bad = c.bad.reshape(-1)
@@ -138,10 +170,11 @@ def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: 
         i = int(np.argmax(excess))
         worst_rows.append(_row(c, i))
         if headline is None:
-            shown_a, shown_e = fmt_pair(c.actual.reshape(-1)[i], c.expected.reshape(-1)[i])
-            headline = f"{c.name}{c.label(i)}={shown_a}, but should be {shown_e} [{where}]"
+            a = c.actual.reshape(-1)[i]
+            headline = (f"{c.name}{c.label(i)}={fmt_pair(a, c.expected.reshape(-1)[i])[0]}, but should "
+                        f"be {c.shown_expected(i, a)} [{where}]")
     counts = ", ".join(f"{c.name}: {int(c.bad.sum())}/{c.bad.size}" for c in failing)
-    agree = [c.name for c in comparisons if not c.bad.any()]
+    agree = [c.name for c in comparisons if all(c is not f for f in failing)]
     lines = [headline or "", f"  compared: {compared}", f"  contract: {contract}",
              f"  mismatched entries: {counts}" + (f"; agree: {', '.join(agree)}" if agree else ""),
              "  worst entry per tensor:"] + _table(worst_rows)
@@ -158,6 +191,8 @@ def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: 
     if kinked:
         lines.append(f"  ({kinked} entries straddled a ReLU kink at every step: judged against exact "
                      "backprop instead, with either ReLU'(0) convention)")
+    if callable(diagnosis):
+        diagnosis = diagnosis()
     if diagnosis:  # "diagnosis:" only when a known bug is named (graders count those lines)
         label = "diagnosis" if "equal those of" in diagnosis else "finding"
         lines.append(f"  {label}: " + diagnosis.replace("\n", "\n    "))

@@ -7,14 +7,14 @@ import ast
 import functools
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pytest
 
 from conformance.candidate import Candidate, CandidateError, failure_text
 from conformance.cases import Case
-from conformance.contract import ContractError, ForwardResult, check_backward, check_forward
+from conformance.contract import ContractError, ForwardResult, validate_backward, validate_forward
 from conformance.diagnosis import explain_exception, named
 
 Grads = list[tuple[np.ndarray, np.ndarray]]
@@ -24,12 +24,19 @@ CASES_SEEN: list[Case] = []
 
 
 def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Case | None = None,
-           inspect: bool = False) -> Any:
+           inspect: bool = False, shapes: tuple[Sequence[int], int] | None = None,
+           reproduce: str | None = None) -> Any:
     """``candidate.call`` (or ``call_and_inspect``); an exception raised by the candidate becomes
-    one AssertionError saying which function raised what, and its likely cause."""
+    one AssertionError saying which function raised what, and its likely cause.
+
+    The cause is read from the exception text with the network's shapes: ``case``'s, or
+    ``shapes`` = (layer sizes, batch) for inputs that are not a Case (golden fixtures). The
+    reproducer is ``case``'s snippet, or the ``reproduce`` text."""
     __tracebackhide__ = True
     if case is not None:
         CASES_SEEN.append(case)
+        shapes = (case.layer_sizes, case.batch)
+        reproduce = case.snippet(candidate.module_name)
     try:
         if inspect:
             return candidate.call_and_inspect(function, *args)
@@ -38,7 +45,7 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
         text, frames = failure_text(exc), ""
     except Exception as exc:  # noqa: BLE001 - whatever the candidate raises is a finding
         text, frames = failure_text(exc), _candidate_frames(exc)
-    hint = explain_exception(text, function, case.layer_sizes, case.batch) if case is not None else ""
+    hint = explain_exception(text, function, *shapes) if shapes is not None else ""
     first, _, rest = text.strip().partition("\n")
     message = f"your {function} {first} [{where}]{frames}"
     if function in CRASH_KEYS:
@@ -48,8 +55,8 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
         message += "\n" + "\n".join("    " + ln for ln in tail)
     if hint:
         message += f"\n  likely cause: {hint}"
-    if case is not None:
-        message += f"\n  reproduce:\n{case.snippet(candidate.module_name)}"
+    if reproduce:
+        message += f"\n  reproduce:\n{reproduce}"
     raise AssertionError(message) from None  # the candidate's frames are in the message
 
 
@@ -70,7 +77,7 @@ def run_forward(candidate: Candidate, case: Case, where: str, params: Any = None
     __tracebackhide__ = True
     params = case.params if params is None else params
     result = invoke(candidate, "forward", case.X, params, where=where, case=case)
-    return _named_contract("forward_structure", check_forward, result, case.X, params, where)
+    return named_contract("forward_structure", validate_forward, result, case.X, params, where)
 
 
 def run_backward(candidate: Candidate, case: Case, activations: Any, pre_activations: Any,
@@ -78,10 +85,10 @@ def run_backward(candidate: Candidate, case: Case, activations: Any, pre_activat
     __tracebackhide__ = True
     result = invoke(candidate, "backward", activations, pre_activations, case.Y, case.params,
                     where=where, case=case)
-    return _named_contract("backward_structure", check_backward, result, case.params, where)
+    return named_contract("backward_structure", validate_backward, result, case.params, where)
 
 
-def _named_contract(key: str, check: Any, *args: Any) -> Any:
+def named_contract(key: str, check: Any, *args: Any) -> Any:
     """Run a structure check; a violation is recorded as the generic finding ``key``."""
     __tracebackhide__ = True
     try:

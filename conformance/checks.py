@@ -78,10 +78,6 @@ def exact_gradient_comparisons(case: Case, grads: Grads, dtype: np.dtype) -> lis
     return out
 
 
-def least_precise(*dtypes: np.dtype) -> np.dtype:
-    return max((np.dtype(d) for d in dtypes), key=lambda d: np.finfo(d).eps)
-
-
 def gradient_comparisons(case: Case, grads: Grads, dtype: np.dtype,
                          every_entry: bool = False) -> list[Comparison]:
     """Check (b): the candidate's gradients vs central differences of the exact loss: every

@@ -39,7 +39,7 @@ def _fail(message: str, where: str) -> ContractError:
     return ContractError(f"{message} [{where}]\n  contract: {RETURN_CONTRACT}")
 
 
-def checked_array(value: Any, name: str, where: str, shape: tuple[int, ...] | None = None,
+def validate_array(value: Any, name: str, where: str, shape: tuple[int, ...] | None = None,
                   shape_hint: str = "") -> np.ndarray:
     """``value`` itself if it is an exact float32/float64 ndarray of ``shape``, else a
     ContractError that names the value and what is wrong."""
@@ -60,7 +60,7 @@ def checked_array(value: Any, name: str, where: str, shape: tuple[int, ...] | No
     return value
 
 
-def checked_sequence(value: Any, name: str, where: str, length: int | None = None,
+def validate_sequence(value: Any, name: str, where: str, length: int | None = None,
                      what: str = "items", note: str = "") -> tuple[Any, ...]:
     """A list or tuple (subclasses such as namedtuples are fine) of ``length`` items."""
     __tracebackhide__ = True
@@ -109,7 +109,13 @@ def result_dtype(arrays: Sequence[np.ndarray]) -> np.dtype:
         import warnings
 
         warnings.warn(PrecisionFinding(FLOAT32_CAST_NOTE), stacklevel=2)
-    return max(dtypes, key=lambda d: np.finfo(d).eps, default=np.dtype(np.float64))
+    return least_precise(*dtypes) if dtypes else np.dtype(np.float64)
+
+
+def least_precise(*dtypes: np.dtype | type) -> np.dtype:
+    """The floating dtype with the largest machine epsilon: the one that sets a tolerance when
+    a result mixes precisions (the suite's one rule for it; SPEC.md, dtype policy)."""
+    return max((np.dtype(d) for d in dtypes), key=lambda d: np.finfo(d).eps)
 
 
 @dataclass
@@ -119,39 +125,39 @@ class ForwardResult:
     dtype: np.dtype
 
 
-def check_forward(result: Any, X: np.ndarray, params: Sequence[tuple[np.ndarray, np.ndarray]],
+def validate_forward(result: Any, X: np.ndarray, params: Sequence[tuple[np.ndarray, np.ndarray]],
                   where: str) -> ForwardResult:
     """forward(X, params) -> (activations [X, A1..AL], pre_activations [Z1..ZL])."""
     __tracebackhide__ = True
     L = len(params)
-    pair = checked_sequence(result, "forward's return value", where, 2, "items",
+    pair = validate_sequence(result, "forward's return value", where, 2, "items",
                             " (activations, pre_activations)")
-    acts = checked_sequence(pair[0], "activations", where, L + 1, "arrays",
+    acts = validate_sequence(pair[0], "activations", where, L + 1, "arrays",
                             f" (X, then one per layer; the network has {L} layers)")
-    pres = checked_sequence(pair[1], "pre_activations", where, L, "arrays",
+    pres = validate_sequence(pair[1], "pre_activations", where, L, "arrays",
                             f" (one per layer; the network has {L} layers)")
     B = X.shape[0]
-    acts = [checked_array(acts[0], "activations[0]", where, X.shape,
+    acts = [validate_array(acts[0], "activations[0]", where, X.shape,
                           " (activations[0] is the input X itself)")] + [
-        checked_array(a, f"activations[{l}]", where, (B, W.shape[1]))
+        validate_array(a, f"activations[{l}]", where, (B, W.shape[1]))
         for l, (a, (W, _)) in enumerate(zip(acts[1:], params), start=1)]
-    pres = [checked_array(z, f"pre_activations[{l}]", where, (B, W.shape[1]),
+    pres = [validate_array(z, f"pre_activations[{l}]", where, (B, W.shape[1]),
                           " (Z of layer l+1 = A_l @ W + b)")
             for l, (z, (W, _)) in enumerate(zip(pres, params))]
     return ForwardResult(acts, pres, result_dtype(acts[1:] + pres))
 
 
-def check_backward(result: Any, params: Sequence[tuple[np.ndarray, np.ndarray]],
+def validate_backward(result: Any, params: Sequence[tuple[np.ndarray, np.ndarray]],
                    where: str) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.dtype]:
     """backward(...) -> [(dW1, db1), ..., (dWL, dbL)] in forward order, dW like W, db like b."""
     __tracebackhide__ = True
     L = len(params)
-    layers = checked_sequence(result, "backward's return value", where, L, "items",
+    layers = validate_sequence(result, "backward's return value", where, L, "items",
                               f" (one (dW, db) pair per layer; the network has {L} layers)")
     shapes = [(W.shape, b.shape) for W, b in params]
     got = []
     for l, pair in enumerate(layers):
-        items = checked_sequence(pair, f"gradient {l}", where, 2, "items", " (dW, db)")
+        items = validate_sequence(pair, f"gradient {l}", where, 2, "items", " (dW, db)")
         got.append(items)
     if L > 1 and shapes != shapes[::-1]:
         got_shapes = [tuple(getattr(x, "shape", None) if type(x) is np.ndarray else None for x in p)
@@ -173,16 +179,31 @@ def check_backward(result: Any, params: Sequence[tuple[np.ndarray, np.ndarray]],
         hint_b = " (db must have the shape of b: delta.sum(axis=0))"
         if type(db) is np.ndarray and db.ndim == 2 and db.size == b.size:
             hint_b = " (db must be 1-D like b, e.g. delta.sum(axis=0) without keepdims)"
-        grads.append((checked_array(dW, f"dW[{l}]", where, W.shape, hint_w),
-                      checked_array(db, f"db[{l}]", where, b.shape, hint_b)))
+        grads.append((validate_array(dW, f"dW[{l}]", where, W.shape, hint_w),
+                      validate_array(db, f"db[{l}]", where, b.shape, hint_b)))
     return grads, result_dtype([g for pair in grads for g in pair])
+
+
+def validate_params(value: Any, shapes: Sequence[tuple[tuple[int, ...], tuple[int, ...]]], name: str,
+                    where: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A parameter list [(W1, b1), ..., (WL, bL)] (what init_params and train return) with
+    W and b of the given shapes."""
+    __tracebackhide__ = True
+    layers = validate_sequence(value, name, where, len(shapes), "items",
+                               f" (one (W, b) pair per layer; the network has {len(shapes)} layers)")
+    params = []
+    for l, (pair, (w_shape, b_shape)) in enumerate(zip(layers, shapes)):
+        W, b = validate_sequence(pair, f"params[{l}]", where, 2, "items", " (W, b)")
+        params.append((validate_array(W, f"W[{l}]", where, w_shape),
+                       validate_array(b, f"b[{l}]", where, b_shape)))
+    return params
 
 
 def _broadcast_widened(got: tuple[int, ...], want: tuple[int, ...]) -> bool:
     return got != want and len(got) == len(want) and all(g == w or w == 1 for g, w in zip(got, want))
 
 
-def check_loss(value: Any, where: str) -> tuple[float, np.dtype]:
+def validate_loss(value: Any, where: str) -> tuple[float, np.dtype]:
     """A Python float, a numpy float32/float64 scalar, or a 0-d / 1-element float array.
 
     Returns the value and the dtype that sets its tolerance. A Python float does not say in
@@ -194,7 +215,7 @@ def check_loss(value: Any, where: str) -> tuple[float, np.dtype]:
     if type(value) in (np.float64, np.float32):
         return float(value), np.dtype(type(value))
     if type(value) is np.ndarray:
-        arr = checked_array(value, "the loss", where)
+        arr = validate_array(value, "the loss", where)
         if arr.size != 1:
             raise _fail(f"the loss has shape {arr.shape}, but should be a scalar (the mean over the "
                         "batch, not one value per sample)", where)

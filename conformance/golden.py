@@ -23,20 +23,17 @@ log(0) guard between none and an additive or clipping 1e-7 is accepted.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from conformance import contract
-from conformance.candidate import failure_text
-from conformance.contract import PrecisionFinding, revealed_dtype
-from conformance.diagnosis import explain_exception, named
+from conformance.assertions import Comparison, assert_comparisons, assert_finite
+from conformance.calls import invoke, named_contract
+from conformance.contract import (least_precise, revealed_dtype, validate_array, validate_backward,
+                                  validate_forward, validate_loss, validate_params)
 
 MANIFEST_NAME = "manifest.json"
 
@@ -137,60 +134,13 @@ def params_of(arrays: dict[str, np.ndarray], n_layers: int, prefix: str = "") ->
 
 # -------------------------------------------------------------------- obtained values
 
-class Mismatch(AssertionError):
-    """A candidate's value disagrees with a golden one; the message is the full report."""
-
-
-@contextlib.contextmanager
-def _structure(function: str) -> Iterator[None]:
-    """A contract violation in ``function``'s result is the generic finding ``<function>_structure``."""
-    try:
-        yield
-    except contract.ContractError as exc:
-        named(f"{function}_structure", (str(exc).splitlines() or [""])[0])
-        raise
-
-
-def checked_array(value: Any, name: str, where: str, shape: tuple[int, ...] | None = None
-                  ) -> np.ndarray:
-    """The value as a genuine float32/float64 ndarray of the expected shape, or a failure
-    (the suite's contract check: type first, so a rigged object never reaches numpy)."""
-    __tracebackhide__ = True
-    return contract.checked_array(value, name, where, shape)
-
-
-def checked_scalar(value: Any, name: str, where: str) -> tuple[np.ndarray, np.dtype]:
-    """A loss value as a 0-d float64 array, and the dtype that sets its tolerance (a Python
-    float is judged as float32, the most lenient accepted precision; see contract.check_loss)."""
-    __tracebackhide__ = True
-    number, dtype = contract.check_loss(value, where)
-    return np.asarray(number, dtype=np.float64), dtype
-
-
-def checked_sequence(value: Any, name: str, length: int, where: str) -> list:
-    __tracebackhide__ = True
-    return list(contract.checked_sequence(value, name, where, length))
-
-
-def call_candidate(candidate: Any, function: str, *args: Any, where: str,
-                   shapes: tuple[Sequence[int], int] | None = None) -> Any:
-    """Call the candidate; its exception becomes a failure naming the call (the original
-    traceback stays chained for the student). ``shapes`` (layer sizes, batch) lets the
-    message explain a shape error by its evidence (conformance.diagnosis.explain_exception)."""
-    __tracebackhide__ = True
-    try:
-        return candidate.call(function, *args)
-    except Exception as exc:  # noqa: BLE001 - any candidate exception is a finding
-        text = failure_text(exc)
-        hint = explain_exception(text, function, shapes[0], shapes[1]) if shapes else ""
-        if function in ("forward", "backward"):
-            named(f"{function}_crash", f"your {function} {text}".splitlines()[0])
-        raise Mismatch(f"your {function} {text} [{where}]"
-                       + (f"\n  likely cause: {hint}" if hint else "")) from exc
-
-
 def n_layers_of(entry: dict) -> int:
     return len(entry["architecture"]) - 1
+
+
+def reproducer(case_id: str) -> str:
+    return ("    from conformance.golden import fixture_inputs\n"
+            f"    inputs = fixture_inputs({case_id!r})  # X, Y, params (or Z, or Y_hat and Y)")
 
 
 def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray], case_id: str,
@@ -200,236 +150,161 @@ def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray]
     like the fixture (``act0``, ``pre0``, ``dW0``, ``loss``, ``softmax``, ``train_W0`` ...;
     ``loss_precision`` is a 0-d array whose dtype sets the loss tolerance).
 
-    Returns (values, absent functions). Raises ``Mismatch`` when a call fails or returns
-    the wrong structure. Used both to record a candidate and to compare against fixtures
-    or a recording, so the two always ask exactly the same questions."""
+    Returns (values, absent functions). Calls go through ``calls.invoke`` and results through
+    ``conformance.contract``, like every other area: a crash or a wrong structure raises the
+    same AssertionError, with the same hints and finding keys. Used both to record a candidate
+    and to compare against fixtures or a recording, so the two ask exactly the same questions."""
     __tracebackhide__ = True
     kind = entry["kind"]
     wanted = [f for f in KIND_FUNCTIONS[kind] if functions is None or f in functions]
     out: dict[str, np.ndarray] = {}
     absent = [f for f in wanted if not candidate.has(f)]
     present = [f for f in wanted if f not in absent]
+    sizes = list(entry["architecture"])
+
+    def call(function: str, *args: Any, where: str) -> Any:
+        __tracebackhide__ = True
+        batch = entry.get("batch") or 1
+        return invoke(candidate, function, *args, where=where, shapes=(sizes, batch),
+                      reproduce=reproducer(case_id))
+
     if kind == "mlp":
         L = n_layers_of(entry)
         X, Y, params = arrays["X"], arrays["Y"], params_of(arrays, L)
-        acts = [arrays[f"act{i}"] for i in range(L + 1)]
-        pres = [arrays[f"pre{i}"] for i in range(L)]
+        activations = [arrays[f"act{i}"] for i in range(L + 1)]
+        pre_activations = [arrays[f"pre{i}"] for i in range(L)]
         if "forward" in present:
             where = f"forward(case={case_id})"
-            result = call_candidate(candidate, "forward", X, params, where=where)
-            with _structure("forward"):
-                result = checked_sequence(result, "forward's result (activations, pre_activations)",
-                                          2, where)
-                got_acts = checked_sequence(result[0], "activations", L + 1, where)
-                got_pres = checked_sequence(result[1], "pre_activations", L, where)
-                for i, a in enumerate(got_acts):
-                    out[f"act{i}"] = checked_array(a, f"activations[{i}]", where, acts[i].shape)
-                for i, z in enumerate(got_pres):
-                    out[f"pre{i}"] = checked_array(z, f"pre_activations[{i}]", where, pres[i].shape)
+            fwd = named_contract("forward_structure", validate_forward,
+                                 call("forward", X, params, where=where), X, params, where)
+            out.update({f"act{i}": a for i, a in enumerate(fwd.activations)})
+            out.update({f"pre{i}": z for i, z in enumerate(fwd.pre_activations)})
         if "backward" in present:
             where = f"backward(case={case_id})"
-            grads = call_candidate(candidate, "backward", acts, pres, Y, params, where=where,
-                                   shapes=(list(entry["architecture"]), X.shape[0]))
-            with _structure("backward"):
-                grads = checked_sequence(grads, "backward's result (one (dW, db) per layer)", L, where)
-                for j, pair in enumerate(grads):
-                    dW, db = checked_sequence(pair, f"grads[{j}] (dW, db)", 2, where)
-                    out[f"dW{j}"] = checked_array(dW, f"dW[{j}]", where, params[j][0].shape)
-                    out[f"db{j}"] = checked_array(db, f"db[{j}]", where, params[j][1].shape)
+            result = call("backward", activations, pre_activations, Y, params, where=where)
+            grads, _ = named_contract("backward_structure", validate_backward, result, params, where)
+            for j, (dW, db) in enumerate(grads):
+                out[f"dW{j}"], out[f"db{j}"] = dW, db
         if "softmax" in present:
             where = f"softmax(case={case_id}, input=pre_activations[{L - 1}])"
-            out["softmax"] = checked_array(call_candidate(candidate, "softmax", pres[-1],
-                                                          where=where), "softmax(Z)", where,
-                                           acts[-1].shape)
+            out["softmax"] = validate_array(call("softmax", pre_activations[-1], where=where),
+                                            "softmax(Z)", where, activations[-1].shape)
         if "cross_entropy" in present:
             where = f"cross_entropy(case={case_id}, Y_hat=activations[{L}])"
-            loss, precision = checked_scalar(
-                call_candidate(candidate, "cross_entropy", acts[-1], Y, where=where), "cross_entropy", where)
-            out["loss"], out["loss_precision"] = loss, np.zeros((), precision)
+            loss, precision = validate_loss(call("cross_entropy", activations[-1], Y, where=where), where)
+            out["loss"], out["loss_precision"] = np.asarray(loss, np.float64), np.zeros((), precision)
         if "train" in present:
             where = (f"train(case={case_id}, lr={TRAIN_STEP_LR}, epochs=1, "
                      f"batch_size={X.shape[0]})")
-            trained = checked_sequence(
-                call_candidate(candidate, "train", X, Y, X, Y, params, TRAIN_STEP_LR, 1,
-                               X.shape[0], where=where), "train's result (params)", L, where)
-            for j, pair in enumerate(trained):
-                W, b = checked_sequence(pair, f"params[{j}] (W, b)", 2, where)
-                out[f"train_W{j}"] = checked_array(W, f"W[{j}]", where, params[j][0].shape)
-                out[f"train_b{j}"] = checked_array(b, f"b[{j}]", where, params[j][1].shape)
+            trained = validate_params(call("train", X, Y, X, Y, params, TRAIN_STEP_LR, 1, X.shape[0],
+                                           where=where),
+                                      [(W.shape, b.shape) for W, b in params], "train's result", where)
+            for j, (W, b) in enumerate(trained):
+                out[f"train_W{j}"], out[f"train_b{j}"] = W, b
     elif kind == "softmax" and present:
         where = f"softmax(case={case_id})"
-        out["P"] = checked_array(call_candidate(candidate, "softmax", arrays["Z"], where=where),
-                                 "softmax(Z)", where, arrays["P"].shape)
+        out["P"] = validate_array(call("softmax", arrays["Z"], where=where), "softmax(Z)", where,
+                                  arrays["P"].shape)
     elif kind == "cross_entropy" and present:
         where = f"cross_entropy(case={case_id})"
-        loss, precision = checked_scalar(
-            call_candidate(candidate, "cross_entropy", arrays["Y_hat"], arrays["Y"], where=where), "cross_entropy", where)
-        out["loss"], out["loss_precision"] = loss, np.zeros((), precision)
+        loss, precision = validate_loss(call("cross_entropy", arrays["Y_hat"], arrays["Y"], where=where),
+                                        where)
+        out["loss"], out["loss_precision"] = np.asarray(loss, np.float64), np.zeros((), precision)
     elif kind == "init_params" and present:
-        sizes, seed = list(entry["architecture"]), entry["seed"]
+        seed = entry["seed"]
         where = f"init_params({sizes}, seed={seed})"
-        params = checked_sequence(call_candidate(candidate, "init_params", sizes, seed,
-                                                 where=where), "init_params' result",
-                                  len(sizes) - 1, where)
-        for j, pair in enumerate(params):
-            W, b = checked_sequence(pair, f"params[{j}] (W, b)", 2, where)
-            out[f"W{j}"] = checked_array(W, f"W[{j}]", where, arrays[f"W{j}"].shape)
-            out[f"b{j}"] = checked_array(b, f"b[{j}]", where, arrays[f"b{j}"].shape)
+        shapes = [(arrays[f"W{j}"].shape, arrays[f"b{j}"].shape) for j in range(len(sizes) - 1)]
+        params = validate_params(call("init_params", sizes, seed, where=where), shapes,
+                                 "init_params' result", where)
+        for j, (W, b) in enumerate(params):
+            out[f"W{j}"], out[f"b{j}"] = W, b
     return out, absent
 
 
 # ------------------------------------------------------------------------ comparison
 
-def eps_for(*dtypes: np.dtype) -> float:
-    """Machine epsilon of the coarsest of the given floating dtypes."""
-    return max(float(np.finfo(d).eps) for d in dtypes)
+def golden_allowed(scale: np.ndarray, k: float, precision: np.dtype, fixture_dtype: np.dtype
+                   ) -> np.ndarray:
+    """The golden tolerance rule (SPEC.md, "Golden values"): k * eps * scale + 2 * tiny, at the
+    precision of the less precise of the result and the fixture."""
+    coarse = np.finfo(least_precise(precision, fixture_dtype))
+    return k * float(coarse.eps) * np.asarray(scale, np.float64) + 2 * float(coarse.tiny)
 
 
-def tiny_for(*dtypes: np.dtype) -> float:
-    return max(float(np.finfo(d).tiny) for d in dtypes)
+def fixture_comparison(obtained: np.ndarray, arrays: dict[str, np.ndarray], key: str, k: float, *,
+                       name: str, precision: np.dtype | None = None,
+                       expected: np.ndarray | None = None) -> tuple[Comparison, np.dtype]:
+    """The candidate's ``obtained`` against fixture entry ``key`` (its scale, and its
+    ambiguity interval ``lo_``/``hi_`` if any), as one ``Comparison`` of the suite's engine,
+    with the dtype it is held to (``precision``, default: the precision the values reveal).
+    ``expected`` replaces the stored value (tools/fixtures checks other computations with the
+    same rule)."""
+    held_to = np.dtype(precision) if precision is not None else revealed_dtype(obtained)
+    fixture_dtype = arrays[key].dtype
+    scale = arrays[f"scale_{key}"]
+    if expected is not None:
+        lo = hi = expected
+    else:
+        lo, hi = arrays.get(f"lo_{key}", arrays[key]), arrays.get(f"hi_{key}", arrays[key])
+    return Comparison(
+        name, obtained, lo, golden_allowed(scale, k, held_to, fixture_dtype), expected_alt=hi,
+        allowed_float32=(golden_allowed(scale, k, np.dtype(np.float32), fixture_dtype)
+                         if held_to == np.float64 else None)), held_to
 
 
-def _fmt(x: float, other: float | None = None) -> str:
-    """6 significant digits like the rest of the suite, or every digit (shortest round-trip
-    text) when 6 would make two different numbers look equal."""
-    short = f"{x:.6g}"
-    if other is not None and short == f"{other:.6g}" and x != other:
-        return repr(float(x))
-    return short
+def golden_contract(comparisons: Sequence[tuple[Comparison, float]], held_to: np.dtype,
+                    fixture_dtype: np.dtype) -> str:
+    eps = float(np.finfo(least_precise(held_to, fixture_dtype)).eps)
+    ks = ", ".join(f"{c.name} {k:g}" for c, k in comparisons)
+    return (f"|actual - expected| <= k * eps * scale + 2 * tiny, eps = {eps:.3g} "
+            f"({np.dtype(held_to).name} result, {np.dtype(fixture_dtype).name} fixture), scale = the "
+            f"magnitude of the terms behind each entry, k per tensor from the manifest ({ks})")
 
 
-def _index(flat: int, shape: tuple[int, ...]) -> str:
-    return "[" + ", ".join(str(int(i)) for i in np.unravel_index(flat, shape)) + "]" if shape else ""
-
-
-@dataclass
-class Comparison:
-    """Outcome of one vectorised comparison, explained only when it failed."""
-
-    name: str
-    where: str
-    compared: str
-    obtained: np.ndarray  # float64 view of the candidate's values
-    lo: np.ndarray  # accepted interval (lo == hi except at ambiguous entries)
-    hi: np.ndarray
-    tol: np.ndarray
-    ok: np.ndarray
-    contract: str
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.ok.all())
-
-    def report(self, hint: str, max_rows: int = 10) -> str:
-        """The suite's failure style: headline, compared, contract, counts, worst entries, next."""
-        bad = np.flatnonzero(~self.ok.ravel())
-        shape = self.obtained.shape
-        got, lo, hi, tol = (a.ravel() for a in (self.obtained, self.lo, self.hi, self.tol))
-        with np.errstate(invalid="ignore", over="ignore"):
-            err = np.where(got < lo, lo - got, np.where(got > hi, got - hi, 0.0))
-            err = np.where(np.isnan(got), np.inf, err)
-            ref = np.maximum(np.abs(lo), np.abs(hi))
-            rel = np.where(ref > 0, err / np.where(ref > 0, ref, 1), np.inf)
-            excess = err / np.maximum(tol, np.finfo(np.float64).tiny)
-        order = bad[np.argsort(-excess[bad], kind="stable")]
-
-        def expected(k: int) -> str:
-            if lo[k] == hi[k]:
-                return _fmt(lo[k], got[k])
-            return f"[{_fmt(lo[k], got[k])}, {_fmt(hi[k], got[k])}]"
-
-        worst = int(order[0])
-        rows = [["entry", "actual", "expected", "abs err", "rel err", "allowed"]]
-        for k in (int(i) for i in order[:max_rows]):
-            rows.append([self.name + _index(k, shape), _fmt(got[k], lo[k]), expected(k),
-                         f"{err[k]:.3g}", f"{rel[k]:.3g}", f"{tol[k]:.3g}"])
-        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-        table = ["    " + "  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
-        i_abs, i_rel = int(bad[np.argmax(err[bad])]), int(bad[np.argmax(rel[bad])])
-        lines = [
-            f"{self.name}{_index(worst, shape)}={_fmt(got[worst], lo[worst])}, but should be "
-            f"{expected(worst)} [{self.where}]",
-            f"  compared: {self.compared}",
-            f"  contract: {self.contract}",
-            f"  mismatched entries: {self.name}: {bad.size}/{got.size}; max abs err "
-            f"{err[i_abs]:.3g} at {self.name}{_index(i_abs, shape)}, max rel err {rel[i_rel]:.3g} "
-            f"at {self.name}{_index(i_rel, shape)}",
-            f"  worst entries ({min(bad.size, max_rows)} of {bad.size} shown, by error / allowed):",
-            *table,
-            f"  next: {hint}",
-        ]
-        return "\n".join(lines)
-
-
-def compare(obtained: np.ndarray, expected: np.ndarray, scale: np.ndarray, k: float, *, name: str,
-            where: str, fixture_dtype: np.dtype, lo: np.ndarray | None = None,
-            hi: np.ndarray | None = None, precision: np.dtype | None = None,
-            compared: str = "candidate vs golden fixture") -> Comparison:
-    """Vectorised check of ``obtained`` against ``expected`` (or the interval [lo, hi])
-    with the module's tolerance rule; cheap when it passes. ``precision`` overrides the
-    dtype whose epsilon applies (default: the obtained array's)."""
-    own = np.dtype(precision) if precision is not None else revealed_dtype(obtained)
-    got = obtained.astype(np.float64)
-    lo = (expected if lo is None else lo).astype(np.float64)
-    hi = (expected if hi is None else hi).astype(np.float64)
-
-    def within(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, float]:
-        eps = eps_for(dtype, fixture_dtype)
-        tol = k * eps * scale.astype(np.float64) + 2 * tiny_for(dtype, fixture_dtype)
-        with np.errstate(invalid="ignore"):
-            return (got >= lo - tol) & (got <= hi + tol), tol, eps  # NaN compares False
-
-    ok, tol, eps = within(own)
-    if not ok.all() and own == np.float64 and within(np.dtype(np.float32))[0].all():
-        # float32 rounding inside a float64 result is not a bug (SPEC.md, dtype policy)
-        from conformance.assertions import FLOAT32_ROUNDING_FINDING
-
-        warnings.warn(PrecisionFinding(FLOAT32_ROUNDING_FINDING), stacklevel=2)
-        ok, tol, eps = within(np.dtype(np.float32))
-    contract = (f"|actual - expected| <= k * eps * scale + 2 * tiny, k = {k:g}, eps = {eps:.3g} "
-                f"({own.name} result, {np.dtype(fixture_dtype).name} fixture), scale = the "
-                f"magnitude of the terms behind each entry, so allowed = {tol.min():.3g} to "
-                f"{tol.max():.3g} here")
-    return Comparison(name, where, compared, got, lo, hi, tol, ok, contract)
-
-
-def assert_matches_fixture(obtained: np.ndarray, arrays: dict[str, np.ndarray], key: str,
-                           k: float, *, name: str, where: str, hint: str,
-                           precision: np.dtype | None = None) -> None:
-    """Compare with fixture entry ``key`` (its scale, and its ambiguity interval if any)."""
+def assert_matches_fixture(values: dict[str, np.ndarray], arrays: dict[str, np.ndarray], entry: dict,
+                           keys: Sequence[tuple[str, str]], *, where: str, hint: str,
+                           precision: np.dtype | None = None,
+                           diagnosis: Callable[[], str] | None = None,
+                           reproduce: str | None = None) -> None:
+    """Compare the candidate's ``values`` with the fixture, one tensor per (key, display name),
+    in one report (the first failing tensor leads it)."""
     __tracebackhide__ = True
-    expected = arrays[key]
-    interval = f"lo_{key}" in arrays
-    result = compare(obtained, expected, arrays[f"scale_{key}"], k, name=name, where=where,
-                     fixture_dtype=expected.dtype, lo=arrays.get(f"lo_{key}"),
-                     hi=arrays.get(f"hi_{key}"), precision=precision,
-                     compared=f"candidate vs golden fixture value {key!r} (the reference's)"
-                     + ("; [lo, hi] entries: ReLU'(0) may be 0 or 1 there" if interval else ""))
-    if not result.passed:
-        raise Mismatch(result.report(hint))
+    compared, held = [], []
+    for key, name in keys:
+        comparison, held_to = fixture_comparison(values[key], arrays, key,
+                                                 entry["tolerances"][key]["k"], name=name,
+                                                 precision=precision)
+        compared.append((comparison, entry["tolerances"][key]["k"]))
+        held.append(held_to)
+    held_to = least_precise(*held)
+    fixture_dtype = least_precise(*(arrays[key].dtype for key, _ in keys))
+    interval = any(f"lo_{key}" in arrays for key, _ in keys)
+    assert_comparisons(
+        [c for c, _ in compared], where=where,
+        compared="candidate vs golden fixture (the reference's values)"
+                 + ("; [lo, hi] entries: ReLU'(0) may be 0 or 1 there" if interval else ""),
+        contract=golden_contract(compared, held_to, fixture_dtype), held_to=held_to,
+        diagnosis=diagnosis, reproduce=reproduce, next_step=hint)
 
 
-def assert_loss_within(obtained: np.ndarray, arrays: dict[str, np.ndarray], k: float, *,
-                       where: str, hint: str, precision: np.dtype | None = None) -> None:
+def assert_loss_within(loss: np.ndarray, arrays: dict[str, np.ndarray], k: float, *, where: str,
+                       hint: str, precision: np.dtype | None = None,
+                       reproduce: str | None = None) -> None:
     """The cross-entropy must be finite and inside the fixture's guard interval."""
     __tracebackhide__ = True
-    value = float(obtained)
-    if not np.isfinite(value):
-        raise Mismatch(
-            f"cross_entropy={value}, but should be finite [{where}]\n"
-            f"  compared: candidate vs golden fixture (the reference gives "
-            f"{float(arrays['loss']):.6g})\n"
-            "  missing guard: some predicted probability of a true class is exactly 0 here, so "
-            "the loss needs a log(0) guard: add a small constant inside the log (the section "
-            "uses + 1e-12) or clip the probabilities")
-    result = compare(np.asarray(obtained, dtype=np.float64), arrays["loss"], arrays["scale_loss"],
-                     k, name="cross_entropy", where=where, fixture_dtype=arrays["loss"].dtype,
-                     lo=arrays["lo_loss"], hi=arrays["hi_loss"], precision=precision,
-                     compared=f"candidate vs the interval of correct losses: any log(0) guard "
-                     f"from none to {LOG_GUARD_MAX:g}, added or clipped (the reference's "
-                     f"+ 1e-12 gives {float(arrays['loss']):.17g})")
-    if not result.passed:
-        raise Mismatch(result.report(hint))
+    assert_finite("cross_entropy", loss, where=where, guard=(
+        "some predicted probability of a true class is exactly 0 here, so the loss needs a log(0) "
+        "guard: add a small constant inside the log (the section uses + 1e-12) or clip the "
+        "probabilities"))
+    comparison, held_to = fixture_comparison(np.asarray(loss, np.float64), arrays, "loss", k,
+                                             name="cross_entropy", precision=precision)
+    assert_comparisons(
+        [comparison], where=where, held_to=held_to,
+        compared=f"candidate vs the interval of correct losses: any log(0) guard from none to "
+                 f"{LOG_GUARD_MAX:g}, added or clipped (the reference's + 1e-12 gives "
+                 f"{float(arrays['loss']):.17g})",
+        contract=golden_contract([(comparison, k)], held_to, arrays["loss"].dtype),
+        reproduce=reproduce, next_step=hint)
 
 
 def assert_identical(obtained: np.ndarray, recorded: np.ndarray, *, name: str, where: str,
@@ -438,24 +313,16 @@ def assert_identical(obtained: np.ndarray, recorded: np.ndarray, *, name: str, w
     tolerance was asked for."""
     __tracebackhide__ = True
     if obtained.dtype != recorded.dtype or obtained.shape != recorded.shape:
-        raise Mismatch(f"{name} is {obtained.dtype}{list(obtained.shape)}, but should be "
-                       f"{recorded.dtype}{list(recorded.shape)} as recorded [{where}]")
+        raise AssertionError(f"{name} is {obtained.dtype}{list(obtained.shape)}, but should be "
+                             f"{recorded.dtype}{list(recorded.shape)} as recorded [{where}]")
     if rtol == 0 and atol == 0:
-        same = (obtained == recorded) | (np.isnan(obtained) & np.isnan(recorded))
         contract = "bit-identical (no --golden-rtol/--golden-atol given)"
-        tol = np.zeros(recorded.shape)
     else:
-        tol = atol + rtol * np.abs(recorded.astype(np.float64))
-        with np.errstate(invalid="ignore"):
-            same = (np.abs(obtained.astype(np.float64) - recorded) <= tol) | (
-                np.isnan(obtained) & np.isnan(recorded))
         contract = f"|actual - recorded| <= atol + rtol * |recorded| (rtol={rtol:g}, atol={atol:g})"
-    if same.all():
-        return
-    rec = recorded.astype(np.float64)
-    result = Comparison(name, where, "candidate now vs its own recording", obtained.astype(np.float64),
-                        rec, rec, tol, same, contract)
-    raise Mismatch(result.report(
-        "your code now computes different numbers than when the recording was made. If "
-        "the change is intended, record again (backprop-conformance record --impl ... "
-        "--out DIR); if only rounding moved, relax with --golden-rtol/--golden-atol."))
+    allowed = atol + rtol * np.abs(recorded.astype(np.float64))
+    assert_comparisons(
+        [Comparison(name, obtained, recorded, allowed, nan_equal=True)], where=where,
+        compared="candidate now vs its own recording", contract=contract, next_step=(
+            "your code now computes different numbers than when the recording was made. If "
+            "the change is intended, record again (backprop-conformance record --impl ... "
+            "--out DIR); if only rounding moved, relax with --golden-rtol/--golden-atol."))

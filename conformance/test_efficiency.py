@@ -37,7 +37,6 @@ import pytest
 from conformance.calls import CRASH_KEYS
 from conformance.candidate import Candidate, CandidateError, CandidateRaised, failure_text
 from conformance.diagnosis import named
-from conformance.golden import Mismatch
 
 # Numerical differentiation costs 1,648 to 3,296 forward passes on the large network (about
 # half a second of CPU in total) and 46 to 92 on the small one; backprop a few on both. Same
@@ -112,7 +111,7 @@ def measure(candidate: Candidate, sizes: tuple[int, ...], seed: int = 0) -> Cost
             out, f_cpu = _timed(candidate, "forward", X, params)
             if not (isinstance(out, (list, tuple)) and len(out) == 2):
                 # The same structure mistake the interface area charges: named, so it costs once.
-                raise Mismatch(named("forward_structure",
+                raise AssertionError(named("forward_structure",
                                      f"forward returned a {type(out).__name__}, but should return "
                                      f"(activations, pre_activations) [forward(efficiency, {list(sizes)})]"))
             _, b_cpu = _timed(candidate, "backward", out[0], out[1], Y, params)
@@ -124,7 +123,7 @@ def measure(candidate: Candidate, sizes: tuple[int, ...], seed: int = 0) -> Cost
                                 "the efficiency check did NOT run")
                 # On Linux it is always readable: a worker that vanished mid-call is the
                 # candidate's doing (the call itself did not fail, so no other check saw it).
-                raise Mismatch(f"the worker's CPU time could not be read after forward/backward "
+                raise AssertionError(f"the worker's CPU time could not be read after forward/backward "
                                f"returned (its process was replaced) [efficiency check, {list(sizes)}]")
             fwd.append(f_cpu)
             bwd.append(b_cpu)
@@ -163,9 +162,9 @@ def test_backward_cost_scales_like_backprop(candidate: Candidate, record_propert
                 f"networks {list(SMALL)} and {list(LARGE)}, batch {BATCH}]")
         if exc.function in CRASH_KEYS:  # the crash the other areas charge: named, so it costs once
             named(CRASH_KEYS[exc.function], text)
-        raise Mismatch(text) from exc
+        raise AssertionError(text) from exc
     record_property("efficiency_ratio_small", round(small.ratio, 2))
     record_property("efficiency_ratio_large", round(large.ratio, 2))
     message = verdict(small, large)
     if message is not None:
-        raise Mismatch(message)
+        raise AssertionError(message)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from conformance.candidate import Candidate
 from conformance.contract import result_dtype
 from conformance.diagnosis import diagnose, named
 from conformance.gradcheck import magnitudes, precision_tolerance
-from conformance.golden import FIXTURES_DIR, RECORDING_NAME, FixtureError, Mismatch
+from conformance.golden import FIXTURES_DIR, RECORDING_NAME, FixtureError
 
 CONFORMANCE_AREA = "golden"  # the check area graded by this module (conformance/plugin.py)
 
@@ -32,8 +33,6 @@ LOSS_CASES = golden.fixture_cases("cross_entropy")
 INIT_CASES = golden.fixture_cases("init_params")
 ALL_CASES = golden.fixture_cases()
 
-REPRO = ("Reproduce: `from conformance.golden import fixture_inputs; inputs = "
-         "fixture_inputs('{case}')` gives this case's X, Y and params (or Z, or Y_hat and Y).")
 HINTS = {
     "forward": "forward must return (activations, pre_activations) with activations = [X, A1, "
                "..., A_L] and pre_activations = [Z1, ..., Z_L], Z = A_prev @ W + b, ReLU on the "
@@ -74,7 +73,7 @@ def _case(case_id: str) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def _hint(function: str, case_id: str) -> str:
-    return f"{HINTS[function]} {REPRO.format(case=case_id)}"
+    return HINTS[function]
 
 
 def _precision(values: dict, prefixes: tuple[str, ...]) -> np.dtype:
@@ -85,14 +84,14 @@ def _precision(values: dict, prefixes: tuple[str, ...]) -> np.dtype:
 
 
 def _check_keys(values: dict, arrays: dict, entry: dict, keys: list[tuple[str, str]],
-                function: str, case_id: str, where: str, precision: np.dtype | None = None) -> None:
+                function: str, case_id: str, where: str, precision: np.dtype | None = None,
+                diagnosis: Callable[[], str] | None = None) -> None:
     __tracebackhide__ = True
     if precision is None:
         precision = _precision(values, tuple(sorted({key.rstrip("0123456789") for key, _ in keys})))
-    for key, name in keys:
-        golden.assert_matches_fixture(values[key], arrays, key, entry["tolerances"][key]["k"],
-                                      name=name, where=where, hint=_hint(function, case_id),
-                                      precision=precision)
+    golden.assert_matches_fixture(values, arrays, entry, keys, where=where,
+                                  hint=_hint(function, case_id), precision=precision,
+                                  diagnosis=diagnosis, reproduce=golden.reproducer(case_id))
 
 
 def test_fixtures_intact() -> None:
@@ -118,11 +117,10 @@ def test_forward_matches_golden(candidate: Candidate, case_id: str) -> None:
     keys = [("act0", "activations[0]")]
     for i in range(L):  # layer by layer, so the first wrong layer is the one reported
         keys += [(f"pre{i}", f"pre_activations[{i}]"), (f"act{i + 1}", f"activations[{i + 1}]")]
-    try:
-        _check_keys(values, arrays, entry, keys, "forward", case_id, f"forward(case={case_id})")
-    except Mismatch as exc:  # the generic finding only: fixtures with huge logits fit several mistakes
-        raise Mismatch(f"{exc}\n  finding: " + named("forward_wrong", "forward's outputs differ from "
-                                                      "the reference's on this fixture")) from None
+    # The generic finding only: fixtures with huge logits fit several mistakes.
+    _check_keys(values, arrays, entry, keys, "forward", case_id, f"forward(case={case_id})",
+                diagnosis=lambda: named("forward_wrong", "forward's outputs differ from the "
+                                        "reference's on this fixture"))
 
 
 @pytest.mark.parametrize("case_id", MLP_CASES)
@@ -133,21 +131,19 @@ def test_backward_matches_golden(candidate: Candidate, case_id: str) -> None:
     keys = []
     for j in reversed(range(L)):  # in the order backprop computes them
         keys += [(f"db{j}", f"db[{j}]"), (f"dW{j}", f"dW[{j}]")]
-    try:
-        _check_keys(values, arrays, entry, keys, "backward", case_id, f"backward(case={case_id})")
-    except Mismatch as exc:  # name the bug when the gradients equal a known one on these inputs
-        X, Y, params = arrays["X"], arrays["Y"], golden.params_of(arrays, L)
-        acts = [arrays[f"act{i}"].astype(np.float64) for i in range(L + 1)]
-        pres = [arrays[f"pre{i}"].astype(np.float64) for i in range(L)]
+
+    def diagnosis() -> str:  # names the bug when the gradients equal a known one on these inputs
+        X, Y = arrays["X"].astype(np.float64), arrays["Y"].astype(np.float64)
+        params = [(W.astype(np.float64), b.astype(np.float64)) for W, b in golden.params_of(arrays, L)]
+        activations = [arrays[f"act{i}"].astype(np.float64) for i in range(L + 1)]
+        pre_activations = [arrays[f"pre{i}"].astype(np.float64) for i in range(L)]
         grads = [(values[f"dW{j}"], values[f"db{j}"]) for j in range(L)]
-        precision = result_dtype([g for pair in grads for g in pair] + [X])
-        text = diagnose(grads, acts, pres, Y.astype(np.float64),
-                        [(W.astype(np.float64), b.astype(np.float64)) for W, b in params],
-                        magnitudes(X.astype(np.float64), Y.astype(np.float64),
-                                   [(W.astype(np.float64), b.astype(np.float64)) for W, b in params]),
+        precision = result_dtype([g for pair in grads for g in pair] + [arrays["X"]])
+        return diagnose(grads, activations, pre_activations, Y, params, magnitudes(X, Y, params),
                         precision_tolerance(precision))
-        label = "diagnosis" if "equal those of" in text else "finding"
-        raise Mismatch(f"{exc}\n  {label}: " + text.replace("\n", "\n    ")) from None
+
+    _check_keys(values, arrays, entry, keys, "backward", case_id, f"backward(case={case_id})",
+                diagnosis=diagnosis)
 
 
 @pytest.mark.parametrize("case_id", MLP_CASES + SOFTMAX_CASES)
@@ -170,6 +166,7 @@ def test_cross_entropy_matches_golden(candidate: Candidate, case_id: str) -> Non
     golden.assert_loss_within(values["loss"], arrays, entry["tolerances"]["loss"]["k"],
                               where=f"cross_entropy(case={case_id})",
                               hint=_hint("cross_entropy", case_id),
+                              reproduce=golden.reproducer(case_id),
                               precision=values["loss_precision"].dtype)
 
 
@@ -198,7 +195,7 @@ def test_train_takes_one_sgd_step(candidate: Candidate, case_id: str) -> None:
     try:
         values = {**golden.candidate_outputs(candidate, entry, arrays, case_id,
                                              ["forward", "backward"])[0], **values}
-    except Mismatch:  # a broken forward/backward fails its own tests; judge train by itself
+    except AssertionError:  # a broken forward/backward fails its own tests; judge train by itself
         pass
     _check_keys(values, arrays, entry, _param_keys(entry, "train_"), "train", case_id,
                 f"train(case={case_id}, lr={golden.TRAIN_STEP_LR}, epochs=1, "
@@ -267,10 +264,10 @@ def test_matches_recording(candidate: Candidate, request: pytest.FixtureRequest,
             golden.assert_identical(values[key], recorded[key], name=key,
                                     where=f"refactor check (case={case_id}, --golden {directory})",
                                     rtol=rtol, atol=atol)
-        except Mismatch as exc:
+        except AssertionError as exc:
             problems.append((key, str(exc)))
     if problems:
         others = ", ".join(key for key, _ in problems[1:])
-        raise Mismatch(f"{len(problems)} of {len(recorded)} recorded values changed in case "
+        raise AssertionError(f"{len(problems)} of {len(recorded)} recorded values changed in case "
                        f"{case_id}; the first:\n{problems[0][1]}"
                        + (f"\n\nAlso changed: {others}" if others else ""))

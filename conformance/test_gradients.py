@@ -20,7 +20,8 @@ from conformance.calls import run_backward, run_forward
 from conformance.candidate import Candidate
 from conformance.cases import Case, make_case
 from conformance.checks import (contract_text, forward_comparisons, gradient_comparisons,
-                                least_precise, self_consistency_comparisons)
+                                self_consistency_comparisons)
+from conformance.contract import least_precise
 from conformance.diagnosis import diagnose, diagnose_forward
 from conformance.gradcheck import magnitudes, precision_tolerance
 from conformance.assertions import mismatch_report

@@ -21,13 +21,14 @@ from conformance.assertions import (
 from conformance.calls import invoke, require, run_backward, run_forward
 from conformance.candidate import Candidate
 from conformance.cases import Case, make_case
-from conformance.checks import contract_text, least_precise
+from conformance.checks import contract_text
 from conformance.contract import (
     PrecisionFinding,
-    check_loss,
-    checked_array,
-    checked_sequence,
+    least_precise,
     result_dtype,
+    validate_array,
+    validate_loss,
+    validate_params,
 )
 from conformance.diagnosis import diagnose, named, named_in, output_rows_finding
 from conformance.gradcheck import (
@@ -167,7 +168,7 @@ def test_relu(candidate: Candidate) -> None:
     require(candidate, "relu")
     z = np.array([[-2.0, -0.0, 0.0, 1e-30, 3.5], [1e3, -1e3, 0.25, -0.25, 7.0]])
     where = "relu(z)"
-    got = checked_array(invoke(candidate, "relu", z, where=where), "relu(z)", where, z.shape)
+    got = validate_array(invoke(candidate, "relu", z, where=where), "relu(z)", where, z.shape)
     tau = precision_tolerance(got.dtype)
     assert_comparisons([Comparison("relu(z)", got, np.maximum(z, 0), allowed_error(np.abs(z), 0, tau))],
                        where=where, compared="relu(z) vs max(z, 0) entrywise",
@@ -185,7 +186,7 @@ def test_softmax(candidate: Candidate) -> None:
     require(candidate, "softmax")
     z = np.random.default_rng(5).standard_normal((6, 4)) * 3
     where = "softmax(z), z of shape (6, 4), rows are samples"
-    got = checked_array(invoke(candidate, "softmax", z, where=where), "softmax(z)", where, z.shape)
+    got = validate_array(invoke(candidate, "softmax", z, where=where), "softmax(z)", where, z.shape)
     tau = precision_tolerance(got.dtype)
     p = _exact_softmax(z)
     scale = p * (1 + 2 * np.abs(z).max(axis=-1, keepdims=True))
@@ -211,7 +212,7 @@ def test_cross_entropy(candidate: Candidate, batch: int) -> None:
     require(candidate, "cross_entropy")
     P, Y = _probabilities(np.random.default_rng(batch), batch, 4)
     where = f"cross_entropy(Y_hat, Y), batch {batch}"
-    value, dtype = check_loss(invoke(candidate, "cross_entropy", P, Y, where=where), where)
+    value, dtype = validate_loss(invoke(candidate, "cross_entropy", P, Y, where=where), where)
     p_true = (P * Y).sum(axis=1)
     true = float(-np.mean(np.log(p_true)))
     # Any log(0) guard up to LOG_GUARD_MAX is legitimate: an additive guard g shifts -log(p) by
@@ -289,14 +290,11 @@ def test_init_params(candidate: Candidate, sizes: list[int], seed: int) -> None:
     require(candidate, "init_params")
     where = f"init_params({sizes}, {seed})"
     got = invoke(candidate, "init_params", sizes, seed, where=where)
-    layers = checked_sequence(got, "init_params' return value", where, len(sizes) - 1, "items",
-                              " (one (W, b) pair per layer)")
+    got_params = validate_params(got, [((n_in, n_out), (n_out,)) for n_in, n_out in
+                                       zip(sizes[:-1], sizes[1:])], "init_params' return value", where)
     rng = np.random.default_rng(seed)
     comparisons, arrays = [], []
-    for l, (pair, n_in, n_out) in enumerate(zip(layers, sizes[:-1], sizes[1:])):
-        W, b = checked_sequence(pair, f"params[{l}]", where, 2, "items", " (W, b)")
-        W = checked_array(W, f"W[{l}]", where, (n_in, n_out))
-        b = checked_array(b, f"b[{l}]", where, (n_out,))
+    for l, ((W, b), n_in, n_out) in enumerate(zip(got_params, sizes[:-1], sizes[1:])):
         arrays += [W, b]
         expected = rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)
         comparisons += [(f"W[{l}]", W, expected), (f"b[{l}]", b, np.zeros(n_out))]
@@ -352,18 +350,17 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
                              epochs, case.batch, where=where, inspect=True)
     if got is None:  # updated params in place and returned nothing: judge the updated list
         got = args_after[4]
-    layers = checked_sequence(got, "train's return value", where, len(case.params), "items",
-                              " (one (W, b) pair per layer)")
+    trained = validate_params(got, [(W.shape, b.shape) for W, b in case.params], "train's return value",
+                              where)
     params = [tuple(np.array(p, dtype=np.float64) for p in pair) for pair in case.params]
     for _ in range(epochs):
         acts, pres = true_forward(case.X, params)
         grads = analytic_gradients(acts, pres, case.Y, params)
         params = [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grads)]
     comparisons, arrays = [], []
-    for l, (pair, (W, b)) in enumerate(zip(layers, params)):
-        gW, gb = checked_sequence(pair, f"params[{l}]", where, 2, "items", " (W, b)")
-        arrays += [checked_array(gW, f"W[{l}]", where, W.shape), checked_array(gb, f"b[{l}]", where, b.shape)]
-        comparisons += [(f"W[{l}]", arrays[-2], W), (f"b[{l}]", arrays[-1], b)]
+    for l, ((gW, gb), (W, b)) in enumerate(zip(trained, params)):
+        arrays += [gW, gb]
+        comparisons += [(f"W[{l}]", gW, W), (f"b[{l}]", gb, b)]
     # The params are built from the candidate's own forward/backward results: judged at the
     # least precise of those and of the params themselves (SPEC.md, dtype policy).
     fwd = run_forward(candidate, case, f"forward(case={case!r})")

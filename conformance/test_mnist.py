@@ -41,11 +41,11 @@ import pytest
 
 from conformance import golden
 from conformance.assertions import mismatch_report
-from conformance.calls import run_backward
+from conformance.calls import invoke, require, run_backward
 from conformance.candidate import Candidate, CandidateError
 from conformance.cases import Case
 from conformance.checks import contract_text, exact_gradient_comparisons
-from conformance.golden import Mismatch
+from conformance.contract import validate_params, validate_sequence
 
 CONFORMANCE_AREA = "mnist"  # the check area graded by this module (conformance/plugin.py)
 
@@ -120,13 +120,8 @@ def thresholds() -> dict:
 def _checked_params(value: Any, where: str) -> list[tuple[np.ndarray, np.ndarray]]:
     """Trained params as plain arrays of the recipe's shapes (validated before any use)."""
     __tracebackhide__ = True
-    layers = golden.checked_sequence(value, "the trained params", len(LAYER_SIZES) - 1, where)
-    params = []
-    for j, pair in enumerate(layers):
-        W, b = golden.checked_sequence(pair, f"params[{j}] (W, b)", 2, where)
-        params.append((golden.checked_array(W, f"W[{j}]", where, (LAYER_SIZES[j], LAYER_SIZES[j + 1])),
-                       golden.checked_array(b, f"b[{j}]", where, (LAYER_SIZES[j + 1],))))
-    return params
+    return validate_params(value, [((n_in, n_out), (n_out,)) for n_in, n_out in
+                                   zip(LAYER_SIZES[:-1], LAYER_SIZES[1:])], "the trained params", where)
 
 
 def _accuracy(params: list, data: Split) -> float:
@@ -155,9 +150,9 @@ def _run(train: Callable[[], Any], where: str) -> Any:
         with _one_blas_thread():
             return train()
     except CandidateError as exc:
-        raise Mismatch(f"training failed: {exc.reason} [{where}]") from exc
+        raise AssertionError(f"training failed: {exc.reason} [{where}]") from exc
     except Exception as exc:  # noqa: BLE001 - HarnessError or anything the candidate raised
-        raise Mismatch(f"training failed: {type(exc).__name__}: {exc} [{where}]") from exc
+        raise AssertionError(f"training failed: {type(exc).__name__}: {exc} [{where}]") from exc
 
 
 def _assert_reaches(accuracy: float, check: dict, loop: str, where: str, hint: str,
@@ -167,7 +162,7 @@ def _assert_reaches(accuracy: float, check: dict, loop: str, where: str, hint: s
     record_property("mnist_threshold", check["threshold"])
     if accuracy >= check["threshold"]:
         return
-    raise Mismatch(
+    raise AssertionError(
         f"test accuracy={accuracy:.4f}, but should be >= {check['threshold']:.4f} [{where}]\n"
         f"  compared: accuracy on the 10,000 MNIST test images (never given to your code) after "
         f"{check['epochs']} epoch(s) "
@@ -237,7 +232,7 @@ def _check_backward_on_batch(candidate: Candidate, params: list, data: Split, ro
         next_step="the gradients area pins down which tensor is wrong: "
                   "`pytest conformance -k gradients`")
     if message is not None:
-        raise Mismatch(message)
+        raise AssertionError(message)
 
 
 def _verify_trajectory(candidate: Candidate, result: Any, initial: list, data: Split,
@@ -245,17 +240,17 @@ def _verify_trajectory(candidate: Candidate, result: Any, initial: list, data: S
     """The loop's final params, once its checkpoints are shown to be exact SGD (see module
     docstring). Everything in ``result`` came from where the candidate runs: validated first."""
     __tracebackhide__ = True
-    pair = golden.checked_sequence(result, "the SGD loop's result [params, checkpoints]", 2, where)
+    pair = validate_sequence(result, "the SGD loop's result [params, checkpoints]", where, 2)
     final = _checked_params(pair[0], where)
     rows = _batches(data.X_fit.shape[0], epochs)
     n_segments = -(-len(rows) // CHECKPOINT_EVERY)
-    raw = golden.checked_sequence(pair[1], "the SGD loop's checkpoints", n_segments + 1, where)
+    raw = validate_sequence(pair[1], "the SGD loop's checkpoints", where, n_segments + 1)
     checkpoints = [_checked_params(c, f"{where}, checkpoint {k}") for k, c in enumerate(raw)]
     tampered = "the suite's SGD loop was not run as written (was it replaced?)"
     if not _same(checkpoints[0], initial):
-        raise Mismatch(f"the loop's first checkpoint differs from the initial parameters: {tampered} [{where}]")
+        raise AssertionError(f"the loop's first checkpoint differs from the initial parameters: {tampered} [{where}]")
     if not _same(checkpoints[-1], final):
-        raise Mismatch(f"the loop returned parameters other than its last checkpoint: {tampered} [{where}]")
+        raise AssertionError(f"the loop returned parameters other than its last checkpoint: {tampered} [{where}]")
     middle = list(range(1, n_segments - 1))
     drawn = secrets.SystemRandom().sample(middle, min(RANDOM_SEGMENTS, len(middle)))
     for k in sorted({0, n_segments - 1, *drawn}):
@@ -267,7 +262,7 @@ def _verify_trajectory(candidate: Candidate, result: Any, initial: list, data: S
                 moved = float(np.linalg.norm(w - b0))
                 off = float(np.linalg.norm(g - w))
                 if not off <= REPLAY_TOLERANCE * moved:
-                    raise Mismatch(
+                    raise AssertionError(
                         f"{kind}[{j}] after steps {start}..{stop - 1}: off by {off:.3g} from exact "
                         f"SGD, but should be within {REPLAY_TOLERANCE:g} x {moved:.3g} [{where}]\n"
                         f"  compared: the suite replayed steps {start}..{stop - 1} from the loop's "
@@ -311,8 +306,7 @@ def test_own_train_learns_mnist(candidate: Candidate, request: pytest.FixtureReq
                                 thresholds: dict, record_property: Any, which: str) -> None:
     """The candidate's own train loop reaches the threshold (accuracy measured by the suite on
     test images train never sees)."""
-    if not candidate.has("train"):
-        pytest.skip("candidate defines no train (optional): its own loop was not checked")
+    require(candidate, "train")
     _quick_or_full(request, which)
     data = _data(request, mnist)
     check = thresholds[which]
@@ -320,9 +314,10 @@ def test_own_train_learns_mnist(candidate: Candidate, request: pytest.FixtureReq
              f"Y_train[:{TRAIN_EVAL_ROWS}], init_params({LAYER_SIZES}, {INIT_SEED}), {LR}, "
              f"{check['epochs']}, {BATCH_SIZE})")
     shown = slice(0, TRAIN_EVAL_ROWS)
-    trained = _run(lambda: candidate.call("train", data.X_fit, data.Y_fit, data.X_fit[shown],
-                                          data.Y_fit[shown], _initial_params(), LR, check["epochs"],
-                                          BATCH_SIZE), where)
+    with _one_blas_thread():
+        trained = invoke(candidate, "train", data.X_fit, data.Y_fit, data.X_fit[shown],
+                         data.Y_fit[shown], _initial_params(), LR, check["epochs"], BATCH_SIZE,
+                         where=where)
     params = _checked_params(trained, where)
     _assert_reaches(_accuracy(params, data), check, "your train", where, TRAIN_HINT,
                     record_property)

@@ -30,9 +30,8 @@ from conformance.checks import (
     contract_text,
     exact_gradient_comparisons,
     forward_comparisons,
-    least_precise,
 )
-from conformance.contract import check_loss, checked_array
+from conformance.contract import least_precise, validate_array, validate_loss
 from conformance.diagnosis import diagnose, diagnose_forward, named, output_rows_finding
 from conformance.gradcheck import (
     allowed_error,
@@ -59,7 +58,7 @@ def exact_softmax(z: np.ndarray) -> np.ndarray:
 
 def check_softmax(candidate: Candidate, z: np.ndarray, where: str) -> None:
     __tracebackhide__ = True
-    got = checked_array(invoke(candidate, "softmax", z, where=where), "softmax(z)", where, z.shape)
+    got = validate_array(invoke(candidate, "softmax", z, where=where), "softmax(z)", where, z.shape)
     assert_finite("softmax(z)", got, where=where,
                   guard=nonfinite_output_cause(got, np.asarray(z, np.float64), least_precise(got.dtype, z.dtype)))
     tau = precision_tolerance(got.dtype)
@@ -105,7 +104,7 @@ def test_softmax_single_sample(candidate: Candidate) -> None:
 
 def check_cross_entropy(candidate: Candidate, P: np.ndarray, Y: np.ndarray, where: str) -> float:
     __tracebackhide__ = True
-    value, _ = check_loss(invoke(candidate, "cross_entropy", P, Y, where=where), where)
+    value, _ = validate_loss(invoke(candidate, "cross_entropy", P, Y, where=where), where)
     assert_finite("cross_entropy", np.array(value), where=where, guard=named("log_guard", LOG_GUARD))
     return value
 

@@ -21,7 +21,7 @@ from conformance.assertions import Comparison, assert_unchanged, mismatch_report
 from conformance.candidate import private_copy
 from conformance.cases import make_case, scaled_logits_case, true_class_underflow_case
 from conformance.checks import gradient_comparisons
-from conformance.contract import ContractError, check_backward, check_forward, check_loss, checked_array
+from conformance.contract import ContractError, validate_backward, validate_forward, validate_loss, validate_array
 from conformance.diagnosis import (FORWARD_BUGS, KNOWN_BUGS, _variant_forward, diagnose,
                                    diagnose_forward, explain_exception)
 from conformance.plugin import impl_spec
@@ -224,30 +224,30 @@ class ArrayImpostor:
                                    np.zeros((2, 2), np.complex128), np.ma.zeros((2, 2))])
 def test_rigged_or_imprecise_arrays_are_rejected(value: object) -> None:
     with pytest.raises(ContractError):
-        checked_array(value, "dW[0]", "t", (2, 2))
+        validate_array(value, "dW[0]", "t", (2, 2))
 
 
 def test_float16_rejection_says_precision() -> None:
     with pytest.raises(ContractError, match="not enough precision"):
-        checked_array(np.zeros(2, np.float16), "x", "t")
+        validate_array(np.zeros(2, np.float16), "x", "t")
 
 
 @pytest.mark.parametrize("value", [1.5, np.float64(1.5), np.float32(1.5), np.array(1.5), np.array([1.5])])
 def test_loss_forms_accepted(value: object) -> None:
-    assert check_loss(value, "t")[0] == 1.5
+    assert validate_loss(value, "t")[0] == 1.5
 
 
 @pytest.mark.parametrize("value", [ArrayImpostor(), np.array([1.0, 2.0]), np.float16(1.5), 2, "1.5"])
 def test_loss_forms_rejected(value: object) -> None:
     with pytest.raises(ContractError):
-        check_loss(value, "t")
+        validate_loss(value, "t")
 
 
 def test_any_sequence_of_two_arrays_is_a_gradient_pair() -> None:
     params = [(np.zeros((2, 3)), np.zeros(3))]
     Pair = collections.namedtuple("Pair", "dW db")
     for pair in ([np.zeros((2, 3)), np.zeros(3)], Pair(np.zeros((2, 3)), np.zeros(3))):
-        grads, dtype = check_backward((pair,), params, "t")
+        grads, dtype = validate_backward((pair,), params, "t")
         assert dtype == np.float64 and grads[0][0].shape == (2, 3)
 
 
@@ -255,22 +255,22 @@ def test_backward_shape_messages_name_the_likely_mistake() -> None:
     params = [(np.zeros((2, 3)), np.zeros(3)), (np.zeros((3, 4)), np.zeros(4))]
     rev = [(np.zeros((3, 4)), np.zeros(4)), (np.zeros((2, 3)), np.zeros(3))]
     with pytest.raises(ContractError, match="reverse order"):
-        check_backward(rev, params, "t")
+        validate_backward(rev, params, "t")
     with pytest.raises(ContractError, match="W.T's shape"):
-        check_backward([(np.zeros((3, 2)), np.zeros(3)), (np.zeros((3, 4)), np.zeros(4))], params, "t")
+        validate_backward([(np.zeros((3, 2)), np.zeros(3)), (np.zeros((3, 4)), np.zeros(4))], params, "t")
     with pytest.raises(ContractError, match="keepdims"):
-        check_backward([(np.zeros((2, 3)), np.zeros((1, 3))), (np.zeros((3, 4)), np.zeros(4))], params, "t")
+        validate_backward([(np.zeros((2, 3)), np.zeros((1, 3))), (np.zeros((3, 4)), np.zeros(4))], params, "t")
 
 
 def test_forward_result_validation() -> None:
     X = np.zeros((2, 3))
     params = [(np.zeros((3, 4)), np.zeros(4))]
-    ok = check_forward(([X, np.zeros((2, 4), np.float32)], (np.zeros((2, 4)),)), X, params, "t")
+    ok = validate_forward(([X, np.zeros((2, 4), np.float32)], (np.zeros((2, 4)),)), X, params, "t")
     assert ok.dtype == np.float32  # the least precise result sets the tolerance
     with pytest.raises(ContractError, match=r"activations has 1 arrays, but should have 2 \(X, then one per layer"):
-        check_forward(([X], [np.zeros((2, 4))]), X, params, "t")
+        validate_forward(([X], [np.zeros((2, 4))]), X, params, "t")
     with pytest.raises(ContractError, match="numpy.ndarray"):
-        check_forward(([X, np.zeros((2, 4)).view(AlwaysEqual)], [np.zeros((2, 4))]), X, params, "t")
+        validate_forward(([X, np.zeros((2, 4)).view(AlwaysEqual)], [np.zeros((2, 4))]), X, params, "t")
 
 
 # --------------------------------------------------------------------------- bug catalogue

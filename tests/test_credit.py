@@ -12,7 +12,8 @@ from conformance.assertions import mismatch_report
 from conformance.calls import run_backward, run_forward
 from conformance.candidate import InProcessCandidate
 from conformance.cases import make_case
-from conformance.checks import least_precise, self_consistency_comparisons
+from conformance.checks import self_consistency_comparisons
+from conformance.contract import least_precise
 from conformance.test_efficiency import (
     GROWTH_LIMIT,
     LARGE,
