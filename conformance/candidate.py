@@ -92,7 +92,7 @@ class Candidate(Protocol):
 
     def run_sgd(self, X: Any, Y: Any, params: Any, *, lr: float, epochs: int, batch_size: int,
                 seed: int, checkpoint_every: int | None = None) -> Any:
-        """Train ``params`` with the suite's own SGD loop (``conformance.harness.sgd``) driven
+        """Train ``params`` with the suite's own SGD loop (``conformance.sgd_loop.sgd``) driven
         by the candidate's forward/backward; returns what the loop returns. Runs where the
         candidate runs (in-process, or inside the isolated worker without per-call start-up),
         so the candidate can tamper with it: callers verify the result (test_mnist.py)."""
@@ -239,7 +239,7 @@ class InProcessCandidate:
 
     def run_sgd(self, X: Any, Y: Any, params: Any, *, lr: float, epochs: int, batch_size: int,
                 seed: int, checkpoint_every: int | None = None) -> Any:
-        from conformance.harness import sgd
+        from conformance.sgd_loop import sgd
 
         return sgd(self.functions["forward"], self.functions["backward"], X, Y, copy.deepcopy(params),
                    lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,

@@ -2,7 +2,7 @@
 (784-128-10, lr 0.5, batch 64) reaches the accuracy calibrated from the reference
 (fixtures/mnist_thresholds.json, written by ``python -m tools.calibrate_mnist``).
 
-Two loops are checked: the suite's own SGD loop (conformance/harness.py) driven by the
+Two loops are checked: the suite's own SGD loop (conformance/sgd_loop.py) driven by the
 candidate's forward/backward, and the candidate's ``train`` when it has one. Quick check:
 1 epoch; ``--mnist-full`` adds the full 10 epochs.
 
@@ -151,7 +151,7 @@ def _run(train: Callable[[], Any], where: str) -> Any:
             return train()
     except CandidateError as exc:
         raise AssertionError(f"training failed: {exc.reason} [{where}]") from exc
-    except Exception as exc:  # noqa: BLE001 - HarnessError or anything the candidate raised
+    except Exception as exc:  # noqa: BLE001 - SgdLoopError or anything the candidate raised
         raise AssertionError(f"training failed: {type(exc).__name__}: {exc} [{where}]") from exc
 
 
@@ -179,12 +179,12 @@ def _initial_params() -> list:
     return init_params(LAYER_SIZES, INIT_SEED)
 
 
-HARNESS_HINT = ("the suite trained with its own SGD loop, so the gradients your backward returns "
+SGD_LOOP_HINT = ("the suite trained with its own SGD loop, so the gradients your backward returns "
                 "do not lead downhill: run `pytest conformance -k 'gradients or golden'` to find "
                 "the wrong one (an accuracy near 0.1 means nothing was learned; a few points "
                 "short usually means a scaled or partly wrong gradient).")
 TRAIN_HINT = ("your forward/backward are judged separately; here your train loop is at fault if "
-              "the harness check passes: it must update every batch with W - lr * dW, b - lr * db, "
+              "the SGD-loop check passes: it must update every batch with W - lr * dW, b - lr * db, "
               "use the lr, epochs and batch_size it is given, and return the trained params.")
 
 
@@ -281,7 +281,7 @@ def _same(a: list, b: list) -> bool:
 
 
 @pytest.mark.parametrize("which", ["quick", "full"])
-def test_harness_sgd_learns_mnist(candidate: Candidate, request: pytest.FixtureRequest, mnist: Any,
+def test_sgd_loop_learns_mnist(candidate: Candidate, request: pytest.FixtureRequest, mnist: Any,
                                   thresholds: dict, record_property: Any, which: str) -> None:
     """The suite's SGD loop with the candidate's forward/backward reaches the threshold, and
     its steps are exact SGD steps (sampled segments replayed here)."""
@@ -297,7 +297,7 @@ def test_harness_sgd_learns_mnist(candidate: Candidate, request: pytest.FixtureR
                   where)
     params = _verify_trajectory(candidate, result, initial, data, check["epochs"], where)
     _assert_reaches(_accuracy(params, data), check,
-                    "the suite's SGD loop driven by your forward/backward", where, HARNESS_HINT,
+                    "the suite's SGD loop driven by your forward/backward", where, SGD_LOOP_HINT,
                     record_property)
 
 

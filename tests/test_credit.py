@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance import harness
+from conformance import sgd_loop
 from conformance.assertions import mismatch_report
 from conformance.calls import run_backward, run_forward
 from conformance.candidate import InProcessCandidate
@@ -93,9 +93,9 @@ def test_sgd_checkpoints_are_the_parameters_every_c_steps() -> None:
     X = rng.standard_normal((10, 4))
     Y = np.eye(3)[rng.integers(0, 3, 10)]
     params = reference.init_params([4, 5, 3], 0)
-    plain = harness.sgd(reference.forward, reference.backward, X, Y, params, lr=0.5, epochs=2,
+    plain = sgd_loop.sgd(reference.forward, reference.backward, X, Y, params, lr=0.5, epochs=2,
                         batch_size=3, seed=7)
-    final, checkpoints = harness.sgd(reference.forward, reference.backward, X, Y, params, lr=0.5,
+    final, checkpoints = sgd_loop.sgd(reference.forward, reference.backward, X, Y, params, lr=0.5,
                                      epochs=2, batch_size=3, seed=7, checkpoint_every=3)
     assert len(checkpoints) == 4  # before steps 0, 3, 6 (8 steps) and after the last
     assert all(W is W0 and b is b0 for (W, b), (W0, b0) in zip(checkpoints[0], params))
@@ -113,7 +113,7 @@ def test_sgd_checkpoints_are_the_parameters_every_c_steps() -> None:
     for (W, b), (Wc, bc) in zip(p, checkpoints[1]):
         assert np.array_equal(W, Wc) and np.array_equal(b, bc)
     with pytest.raises(ValueError, match="checkpoint_every"):
-        harness.sgd(reference.forward, reference.backward, X, Y, params, lr=0.5, epochs=1,
+        sgd_loop.sgd(reference.forward, reference.backward, X, Y, params, lr=0.5, epochs=1,
                     batch_size=3, seed=7, checkpoint_every=0)
 
 

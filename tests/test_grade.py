@@ -355,12 +355,12 @@ def test_curves_from_recorded_properties() -> None:
 
 
 def test_mnist_accuracy_is_shown_per_submission_and_for_the_class() -> None:
-    harness = t("test_mnist.py::test_harness_sgd_learns_mnist[quick]", "passed")
-    harness["properties"] = {"mnist_accuracy": 0.9512, "mnist_threshold": 0.93}
+    loop = t("test_mnist.py::test_sgd_loop_learns_mnist[quick]", "passed")
+    loop["properties"] = {"mnist_accuracy": 0.9512, "mnist_threshold": 0.93}
     own = t("test_mnist.py::test_own_train_learns_mnist[quick]", "failed")
     own["properties"] = {"mnist_accuracy": "nan", "mnist_threshold": 0.93}  # not a number: ignored
-    sub = graded_submission("ann", tests=[harness, own])
-    assert mnist_results(sub.tests) == [("test_mnist.py::test_harness_sgd_learns_mnist[quick]", 0.9512, 0.93)]
+    sub = graded_submission("ann", tests=[loop, own])
+    assert mnist_results(sub.tests) == [("test_mnist.py::test_sgd_loop_learns_mnist[quick]", 0.9512, 0.93)]
     page = audit(submission_page(sub))
     assert "0.9512" in "".join(page.text) and len(page.images) == 1 and not page.bad
     assert len(audit(overview([sub])).images) == 3  # scores, areas, MNIST accuracies

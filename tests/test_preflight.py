@@ -153,7 +153,7 @@ def parsed(tmp_path: Path, data: dict) -> dict:
     ({"candidate": {**GOOD_REPORT["candidate"], "load_error": "importing candidate 'x' failed in the "
                     "isolated worker: the worker failed to start: [Errno 12] Cannot allocate memory"}},
      "no sandboxed worker could be started"),
-    ({"tests": [t("test_mnist.py::test_harness_sgd_learns_mnist", "failed", message=(
+    ({"tests": [t("test_mnist.py::test_sgd_loop_learns_mnist", "failed", message=(
         "MNIST data not found (looked in x); the MNIST checks did NOT run: get the data ... "
         "(--require-mnist makes this a failure)"))]}, "MNIST data unavailable"),
     ({"candidate": {**GOOD_REPORT["candidate"], "load_error": "importing candidate '/s/a.py' failed:\n"
@@ -217,7 +217,7 @@ def run_past_preflight(config: dict, prefix: tuple[str, ...] = ()) -> tuple[str,
 @pytest.mark.slow
 def test_missing_mnist_during_the_run_is_an_error(tmp_path: Path) -> None:
     status, message = run_past_preflight({"mnist_dir": str(tmp_path),
-                                          "extra_args": ["-k", "test_harness_sgd_learns_mnist"]})
+                                          "extra_args": ["-k", "test_sgd_loop_learns_mnist"]})
     assert status == "error" and "MNIST data unavailable on this machine" in message
 
 
@@ -451,7 +451,7 @@ def test_runs_stored_under_a_failed_environment_are_not_reused(tmp_path: Path, m
     assert cli.main(args) == 0
     with sqlite3.connect(tmp_path / "out" / "grades.sqlite") as db:
         report = json.loads(db.execute("SELECT report FROM runs WHERE name='alice'").fetchone()[0])
-        report["tests"].append(t("test_mnist.py::test_harness_sgd_learns_mnist", "failed", message=(
+        report["tests"].append(t("test_mnist.py::test_sgd_loop_learns_mnist", "failed", message=(
             "MNIST data not found (looked in x); the MNIST checks did NOT run: get the data")))
         db.execute("UPDATE runs SET report=? WHERE name='alice'", (json.dumps(report),))
         db.execute("UPDATE runs SET status='crashed', report=NULL WHERE name='bob'")

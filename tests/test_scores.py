@@ -137,7 +137,7 @@ def test_end_to_end_failures_are_symptoms_of_a_charged_forward_or_backward_mista
     rubric = parse_rubric({"areas": {"gradients": {"points": 50}, "mnist": {"points": 10},
                                      "efficiency": {"points": 5}, "interface": {"points": 35}},
                            "bugs": {"relu_index": {"points": 40}, "loss_sum": {"points": 5}}})
-    end_to_end = [failed("test_mnist.py::test_harness_sgd_learns_mnist"),
+    end_to_end = [failed("test_mnist.py::test_sgd_loop_learns_mnist"),
                   failed("test_efficiency.py::test_backward_cost_scales_like_backprop"),
                   t("test_interface.py::test_ok", "passed")]
     with_backward_bug = [failed("test_gradients.py::a", "relu_index"), *end_to_end]

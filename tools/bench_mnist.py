@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1 or args.epochs < 1:
         parser.error("--repeat and --epochs must be at least 1")
 
-    from conformance.harness import sgd
+    from conformance.sgd_loop import sgd
     from reference import mlp
     from reference.mnist import load_mnist, one_hot
 

@@ -37,6 +37,10 @@ from conformance.isolation.process import (
 # Asked once at start-up; anything else is asked on demand.
 KNOWN_FUNCTIONS = list(REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS) + ["accuracy"]
 MAX_RESTARTS = 20
+# The suite's own code the worker runs on the candidate's side (run_sgd): self-contained, so
+# the worker executes its source without importing ``conformance`` (hidden from the candidate).
+SGD_LOOP_FILE = Path(__file__).resolve().parent.parent / "sgd_loop.py"
+WORKER_PRELOAD = {"conformance/sgd_loop.py": SGD_LOOP_FILE.read_text()}
 # Candidate functions that train a network get the training time limit, not the per-call one.
 TRAINING_FUNCTIONS = {"train"}
 
@@ -194,7 +198,8 @@ class IsolatedCandidate:
         began = time.monotonic()
         try:
             worker = WorkerProcess(limits=self.limits, sandbox_dir=self._dir, candidate=self._copy,
-                                   functions=KNOWN_FUNCTIONS, deadline=began + budget)
+                                   functions=KNOWN_FUNCTIONS, deadline=began + budget,
+                                   preload=WORKER_PRELOAD)
         except WorkerDied as exc:
             reason = exc.reason
             if reason.startswith("timeout"):

@@ -26,7 +26,6 @@ from conformance.isolation.options import Limits
 HERE = Path(__file__).resolve().parent
 WORKER_SCRIPT = HERE / "worker.py"
 WIRE_SCRIPT = HERE / "wire.py"
-HARNESS_FILE = HERE.parent / "harness.py"
 # Directories the worker keeps seeing when the sandbox hides the rest of the file system.
 SYSTEM_DIRS = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "proc", "sys"}
 EXTRA_HIDDEN = ["/dev/shm", "/dev/mqueue"]
@@ -206,7 +205,9 @@ class WorkerProcess:
     """One running worker. Not thread-safe (pytest calls tests one at a time)."""
 
     def __init__(self, *, limits: Limits, sandbox_dir: Path, candidate: dict[str, Any],
-                 functions: list[str], deadline: float) -> None:
+                 functions: list[str], deadline: float, preload: dict[str, str] | None = None) -> None:
+        """``preload``: suite code the worker executes before the candidate is imported (file
+        name -> source), e.g. the SGD loop it runs on the candidate's side."""
         self.limits = limits
         plan = sandbox_plan(limits)
         workdir = sandbox_dir / "work"
@@ -225,7 +226,7 @@ class WorkerProcess:
             "project_packages": list(PROJECT_PACKAGES),
             "project_dirs": project,
             "wire_path": str(WIRE_SCRIPT),
-            "harness_source": HARNESS_FILE.read_text() if HARNESS_FILE.is_file() else None,
+            "preload": dict(preload or {}),
             "site_dirs": site_dirs,
             "candidate": candidate,
             "functions": functions,

@@ -2,7 +2,7 @@
 
 Started by ``conformance.isolation.process`` as ``python -I -S -B worker.py REQ_FD RESP_FD``
 with a minimal environment. It imports nothing from the project: ``wire.py`` and the
-suite's SGD loop (``conformance/harness.py``) are loaded by file path / from source text
+suite's SGD loop (``conformance/sgd_loop.py``) are loaded by file path / from source text
 BEFORE any candidate code runs. Order of business:
 
 1. read the configuration frame (plain JSON, parsed with the stdlib only);
@@ -313,9 +313,9 @@ def main():
     spec = importlib.util.spec_from_file_location("_bp_isolation_wire", config["wire_path"])
     wire = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(wire)  # imports numpy, before any candidate code
-    harness = {}
-    if config.get("harness_source") is not None:
-        exec(compile(config["harness_source"], "conformance/harness.py", "exec"), harness)
+    preloaded = {}  # the suite's code the isolated candidate handed over (its SGD loop)
+    for filename, source in config.get("preload", {}).items():
+        exec(compile(source, filename, "exec"), preloaded)
 
     sandbox = config["sandbox"]
     status = {"namespaces": False, "pid_namespace": False, "uid": os.getuid(), "hidden": [],
@@ -347,7 +347,7 @@ def main():
             except OSError:
                 pass
     _hide_project_modules(config.get("project_packages", []), config.get("project_dirs", []))
-    Server(wire, harness, config, req_fd, resp_fd, status).run()
+    Server(wire, preloaded, config, req_fd, resp_fd, status).run()
 
 
 def _hide_project_modules(names, dirs):
@@ -385,8 +385,8 @@ def _hide_project_modules(names, dirs):
 
 
 class Server:
-    def __init__(self, wire, harness, config, req_fd, resp_fd, status):
-        self.wire, self.harness, self.config = wire, harness, config
+    def __init__(self, wire, preloaded, config, req_fd, resp_fd, status):
+        self.wire, self.preloaded, self.config = wire, preloaded, config
         self.req_fd, self.resp_fd, self.status = req_fd, resp_fd, status
         self.module = None
 
@@ -472,10 +472,10 @@ class Server:
                 function = getattr(self.module, header["function"])
                 result = function(*args, **kwargs)
             elif op == "sgd":
-                if "sgd" not in self.harness:
-                    raise RuntimeError("the suite's SGD loop (conformance/harness.py) was not provided")
+                if "sgd" not in self.preloaded:
+                    raise RuntimeError("the suite's SGD loop (conformance/sgd_loop.py) was not preloaded")
                 X, Y, params = args
-                result = self.harness["sgd"](self.module.forward, self.module.backward, X, Y, params,
+                result = self.preloaded["sgd"](self.module.forward, self.module.backward, X, Y, params,
                                              **kwargs)
             else:
                 raise RuntimeError(f"unknown request {op!r}")

@@ -6,7 +6,7 @@ it runs where the candidate runs and could be replaced there. The shuffling
 scheme is the section's: ``rng = default_rng(seed)``, one ``rng.permutation(n)`` per epoch,
 consecutive slices of ``batch_size`` rows (the last one may be shorter), update
 ``W - lr * dW``, ``b - lr * db``. With the reference's forward/backward it reproduces the
-reference ``train`` bit for bit (tests/test_harness.py).
+reference ``train`` bit for bit (tests/test_sgd_loop.py).
 
 This file must stay self-contained (numpy and the standard library only): the isolated
 worker loads it by path next to the candidate, where neither ``reference`` nor
@@ -19,10 +19,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["HarnessError", "sgd"]
+__all__ = ["SgdLoopError", "sgd"]
 
 
-class HarnessError(Exception):
+class SgdLoopError(Exception):
     """The candidate's forward/backward returned something the loop cannot use, or
     training diverged (non-finite values). The message says which and where."""
 
@@ -34,13 +34,13 @@ def _where(epoch: int, step: int, start: int, stop: int) -> str:
 def _check_array(value: Any, name: str, shape: tuple[int, ...], where: str) -> np.ndarray:
     # Exact type, not isinstance: an ndarray subclass could override arithmetic.
     if type(value) is not np.ndarray:
-        raise HarnessError(f"{name} is a {type(value).__name__}, but should be a numpy.ndarray "
+        raise SgdLoopError(f"{name} is a {type(value).__name__}, but should be a numpy.ndarray "
                            f"[sgd, {where}]")
     if value.dtype.kind != "f":
-        raise HarnessError(f"{name} has dtype {value.dtype}, but should be a floating dtype "
+        raise SgdLoopError(f"{name} has dtype {value.dtype}, but should be a floating dtype "
                            f"[sgd, {where}]")
     if value.shape != shape:
-        raise HarnessError(f"{name} has shape {value.shape}, but should have shape {shape} "
+        raise SgdLoopError(f"{name} has shape {value.shape}, but should have shape {shape} "
                            f"[sgd, {where}]")
     return value
 
@@ -49,11 +49,11 @@ def _check_pair_list(value: Any, name: str, n_layers: int, where: str) -> list[S
     if not isinstance(value, (list, tuple)) or len(value) != n_layers:
         got = f"a {type(value).__name__} of length {len(value)}" if isinstance(
             value, (list, tuple)) else f"a {type(value).__name__}"
-        raise HarnessError(f"{name} is {got}, but should be a list of {n_layers} (dW, db) pairs "
+        raise SgdLoopError(f"{name} is {got}, but should be a list of {n_layers} (dW, db) pairs "
                            f"[sgd, {where}]")
     for j, pair in enumerate(value):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise HarnessError(f"{name}[{j}] is a {type(pair).__name__}, but should be a (dW, db) "
+            raise SgdLoopError(f"{name}[{j}] is a {type(pair).__name__}, but should be a (dW, db) "
                                f"pair [sgd, {where}]")
     return list(value)
 
@@ -82,7 +82,7 @@ def sgd(
 ) -> Any:
     """Train ``params`` with plain mini-batch SGD and return the final ``[(W, b), ...]``.
 
-    ``params`` itself is not modified (the loop keeps its own list). Raises ``HarnessError``
+    ``params`` itself is not modified (the loop keeps its own list). Raises ``SgdLoopError``
     if forward/backward return the wrong structure (checked once per step, cheaply) or if
     the probabilities or the parameters stop being finite, naming the epoch and step.
 
@@ -120,11 +120,11 @@ def sgd(
             global_step += 1
             out = forward(X_b, params)
             if not isinstance(out, (list, tuple)) or len(out) != 2:
-                raise HarnessError(f"forward returned a {type(out).__name__}, but should return "
+                raise SgdLoopError(f"forward returned a {type(out).__name__}, but should return "
                                    f"(activations, pre_activations) [sgd, {where}]")
             activations, pre_activations = out
             if not isinstance(activations, (list, tuple)) or len(activations) != n_layers + 1:
-                raise HarnessError(f"forward's activations should be a list of {n_layers + 1} "
+                raise SgdLoopError(f"forward's activations should be a list of {n_layers + 1} "
                                    f"arrays (X and one per layer) [sgd, {where}]")
             probs = _check_array(activations[-1], "activations[-1]", Y_b.shape, where)
             grads = _check_pair_list(backward(activations, pre_activations, Y_b, params),
@@ -143,7 +143,7 @@ def sgd(
                 named = [("activations[-1]", probs)] + [
                     (f"{kind}[{j}]", arr) for j, (W, b) in enumerate(params)
                     for kind, arr in (("W", W), ("b", b))]
-                raise HarnessError(
+                raise SgdLoopError(
                     f"training diverged: {_first_non_finite(named)} "
                     f"[sgd, {where}, lr={lr}]; check the stability guards (softmax max "
                     "subtraction, log(0)) and the gradient scale (division by the batch size)")

@@ -1,4 +1,4 @@
-"""The suite's SGD loop (conformance/harness.py): faithful to the section's train, strict
+"""The suite's SGD loop (conformance/sgd_loop.py): faithful to the section's train, strict
 about what forward/backward return, loud on divergence, and loadable on its own."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance.harness import HarnessError, sgd
+from conformance.sgd_loop import SgdLoopError, sgd
 from reference import mlp
 
-HARNESS_FILE = Path(__file__).resolve().parent.parent / "conformance" / "harness.py"
+SGD_LOOP_FILE = Path(__file__).resolve().parent.parent / "conformance" / "sgd_loop.py"
 
 
 def small_problem(n: int = 150, n_in: int = 12, n_classes: int = 4, seed: int = 3):
@@ -78,7 +78,7 @@ class Sub(np.ndarray):
 ])
 def test_wrong_structures_get_a_clear_error(forward, backward, message) -> None:
     X, Y, params = small_problem()
-    with pytest.raises(HarnessError) as info:
+    with pytest.raises(SgdLoopError) as info:
         sgd(forward, backward, X, Y, params, lr=0.3, epochs=1, batch_size=16, seed=0)
     assert message in str(info.value)
     assert "epoch 0, step 0" in str(info.value)
@@ -94,7 +94,7 @@ def test_divergence_stops_early_and_says_where() -> None:
         grads = mlp.backward(acts, pres, Y, params)
         return [(dW * 1e308 * (len(calls) >= 3), db) for dW, db in grads]
 
-    with pytest.raises(HarnessError) as info:
+    with pytest.raises(SgdLoopError) as info:
         sgd(mlp.forward, exploding_backward, X, Y, params, lr=10.0, epochs=5, batch_size=16, seed=0)
     text = str(info.value)
     assert "training diverged" in text and "epoch 0, step 2" in text
@@ -109,7 +109,7 @@ def test_nan_probabilities_stop_training() -> None:
         acts[-1] = acts[-1] * np.nan
         return acts, pres
 
-    with pytest.raises(HarnessError, match=r"activations\[-1\]\[0, 0\] = nan \(64 non-finite"):
+    with pytest.raises(SgdLoopError, match=r"activations\[-1\]\[0, 0\] = nan \(64 non-finite"):
         sgd(nan_forward, mlp.backward, X, Y, params, lr=0.1, epochs=1, batch_size=16, seed=0)
 
 
@@ -125,8 +125,8 @@ def test_bad_arguments_are_refused(kwargs, message) -> None:
         sgd(mlp.forward, mlp.backward, X, Y, params, **args)
 
 
-def test_harness_imports_only_numpy_and_the_standard_library() -> None:
-    tree = ast.parse(HARNESS_FILE.read_text())
+def test_sgd_loop_imports_only_numpy_and_the_standard_library() -> None:
+    tree = ast.parse(SGD_LOOP_FILE.read_text())
     modules = {alias.name.split(".")[0] for node in ast.walk(tree)
                if isinstance(node, ast.Import) for alias in node.names}
     modules |= {node.module.split(".")[0] for node in ast.walk(tree)
@@ -134,11 +134,11 @@ def test_harness_imports_only_numpy_and_the_standard_library() -> None:
     assert modules <= {"__future__", "typing", "numpy"}, modules
 
 
-def test_harness_runs_when_loaded_by_path_in_an_isolated_interpreter(tmp_path: Path) -> None:
+def test_sgd_loop_runs_when_loaded_by_path_in_an_isolated_interpreter(tmp_path: Path) -> None:
     # What the isolated worker does: python -I, cwd elsewhere, load the file by path.
     code = (
         "import importlib.util, sys, numpy as np\n"
-        f"spec = importlib.util.spec_from_file_location('harness', {str(HARNESS_FILE)!r})\n"
+        f"spec = importlib.util.spec_from_file_location('sgd_loop', {str(SGD_LOOP_FILE)!r})\n"
         "h = importlib.util.module_from_spec(spec); spec.loader.exec_module(h)\n"
         "def forward(X, p):\n"
         "    Z = X @ p[0][0] + p[0][1]; e = np.exp(Z - Z.max(1, keepdims=True))\n"
@@ -159,7 +159,7 @@ def test_harness_runs_when_loaded_by_path_in_an_isolated_interpreter(tmp_path: P
 # ------------------------------------------------- MNIST checks without the data
 
 def _mnist_tests(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    root = HARNESS_FILE.parent.parent
+    root = SGD_LOOP_FILE.parent.parent
     return subprocess.run([sys.executable, "-m", "pytest", "conformance/test_mnist.py", "-p",
                            "no:cacheprovider", "-rs", "--mnist-dir", str(tmp_path / "no-mnist"),
                            *args], cwd=root, capture_output=True, text=True, timeout=300)
