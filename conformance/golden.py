@@ -3,22 +3,10 @@
 Used by conformance/test_golden.py (candidate vs fixtures, and candidate vs a recording
 made by ``tools.fixtures record``) and by tools/fixtures.py (generation, check, record).
 
-Tolerance rule (fixtures/README.md explains it at length). Every fixture stores, next to an
-expected array E, a *scale* array S of the same shape: the sum of the absolute values of
-all the terms that produced each entry, propagated through the network (for a matrix
-product, |A| @ |W|; for softmax, p times the logit magnitude). Rounding in any summation
-order changes an entry by at most about n * eps * S, so an obtained value G passes when
-
-    |G - E| <= k * eps * S + 2 * tiny
-
-with k from the manifest (about twice the longest chain of roundings in the case), eps the
-machine epsilon of the *coarser* of the candidate's returned dtype and the fixture's dtype
-(a float32 candidate gets float32 precision, a float64 one float64 precision, and a float64
-candidate fed float32 inputs is held to the precision of the float32 fixture), and tiny the
-smallest normal number of that dtype (underflow to subnormals). Entries where a legitimate
-choice changes the value (ReLU'(0) at exactly-zero pre-activations) carry an interval
-[lo, hi] instead of one value. The cross-entropy is checked against an interval too: any
-log(0) guard between none and an additive or clipping 1e-7 is accepted.
+Tolerance rule (conformance/SPEC.md, "Golden area"): an obtained value G passes against the
+stored E when |G - E| <= k * eps * S + 2 * tiny, with S the stored magnitude of the terms behind
+each entry, k per key from the manifest, and eps/tiny of the less precise of the result and the
+fixture; ReLU'(0)-dependent entries and the cross-entropy are intervals [lo, hi] instead.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Contract area: golden values. The candidate reproduces the reference's numbers, pinned in
-fixtures/ (see fixtures/README.md for the tolerance rule), and, with ``--golden DIR``, its
+fixtures/ (tolerance rule: SPEC.md, "Golden area"), and, with ``--golden DIR``, its
 own numbers pinned earlier by ``python -m tools.fixtures record`` (the refactor check).
 
 Each check feeds the candidate the fixture's exact inputs (backward gets the reference's
