@@ -3,9 +3,11 @@
 Builds a class of mixed submissions (correct variants, single-bug variants, hostile ones
 from tests/adversarial), grades it with ``python -m tools.grade`` exactly as an instructor
 would (isolated, grading profile, quick MNIST check required), then grades it again
-unchanged. Prints the throughput of both runs against the targets (>= 12 submissions per
-minute with -j 2; an unchanged re-run in seconds), and a fairness check: every correct
-variant must earn full marks and every buggy one less.
+unchanged. Prints the throughput of both runs against the targets (>= 30 submissions per
+minute with -j 2 on 2 idle cores; an unchanged re-run in seconds), where a submission's time
+goes (per check area, from each submission's JUnit report, and the rest: interpreter start,
+collection, the worker's start and teardown), and a fairness check: every correct variant
+must earn full marks and every buggy one less.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ADVERSARIAL = REPO / "tests" / "adversarial"
-TARGET_PER_MINUTE = 12.0
+TARGET_PER_MINUTE = 30.0
 
 
 def build_class(dest: Path, n: int, n_hostile: int) -> dict[str, str]:
@@ -68,6 +70,33 @@ def grade(subs: Path, out: Path, jobs: int, extra: list[str]) -> tuple[float, fl
         raise SystemExit(f"grader failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return seconds, cpu, proc.stdout.strip()
+
+
+def phase_split(out: Path, durations: dict[str, float]) -> str:
+    """Mean seconds per submission in each check area (JUnit test times, grouped by module) and
+    outside the tests, over the graded submissions."""
+    import xml.etree.ElementTree as ET
+
+    totals: dict[str, float] = {}
+    counted = 0
+    for slug_dir in sorted((out / "submissions").iterdir()):
+        report = slug_dir / "junit.xml"
+        if not report.is_file() or slug_dir.name not in durations:
+            continue
+        counted += 1
+        inside = 0.0
+        for case in ET.parse(report).getroot().iter("testcase"):
+            module = (case.get("classname") or "").split(".")[-1]
+            area = module.removeprefix("test_") or "?"
+            seconds = float(case.get("time") or 0.0)
+            totals[area] = totals.get(area, 0.0) + seconds
+            inside += seconds
+        totals["outside tests"] = totals.get("outside tests", 0.0) + max(0.0, durations[slug_dir.name] - inside)
+    if not counted:
+        return "per-phase split: no JUnit reports found"
+    parts = sorted(totals.items(), key=lambda kv: -kv[1])
+    return (f"per-phase split (mean s per submission over {counted}): "
+            + ", ".join(f"{area} {seconds / counted:.2f}" for area, seconds in parts))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
               "points):\n" + "\n".join(f"  {points:6.2f}  {n}  {mistakes or '(area fallback)'}"
                                        f"{'' if 50 <= points <= 95 else '  OUT OF BAND'}"
                                        for points, n, mistakes in buggy_scores))
+        print(phase_split(root / "out", {n: float(r["duration_s"]) for n, r in rows.items()
+                                         if r.get("duration_s")}))
         per_sub = sorted(((float(r["duration_s"]), n) for n, r in rows.items()), reverse=True)[:5]
         print("slowest submissions: " + ", ".join(f"{n} {d:.1f} s" for d, n in per_sub))
         if args.keep is not None:
