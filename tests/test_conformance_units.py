@@ -23,7 +23,8 @@ from conformance.cases import make_case, scaled_logits_case, true_class_underflo
 from conformance.checks import gradient_comparisons
 from conformance.contract import ContractError, check_backward, check_forward, check_loss, checked_array
 from conformance.diagnosis import FORWARD_BUGS, KNOWN_BUGS, diagnose, diagnose_forward, explain_exception
-from conformance.exact import ForwardBugs, Magnitudes, exact_forward, exact_gradients, exact_loss, magnitudes
+from conformance.exact import (ForwardBugs, Magnitudes, backpropagate, exact_forward, exact_gradients, exact_loss,
+                              magnitudes, output_error)
 from conformance.plugin import impl_spec
 from conformance.gradcheck import EPS64, allowed_error, central_differences, fd_tensor, precision_tolerance
 from reference import mlp as reference
@@ -85,6 +86,28 @@ def test_fd_of_exact_loss_agrees_with_exact_backprop() -> None:
             est = fd_tensor(case.X, case.Y, case.params, l, kind, mags)
             err = np.abs(est.value - grads[l][t].reshape(-1))
             assert np.all(err[~est.excluded] <= 1e-8), (l, kind, err.max())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_one_backward_rounds_as_the_reference_in_the_inputs_dtype(dtype: type) -> None:
+    """tools/fixtures.py builds its ReLU'(0) intervals with ``backpropagate`` in the fixture's
+    dtype: on the reference's own forward values it must give the reference's gradients bit
+    for bit (float32 stays float32), and ReLU'(0) given as 0, as 1 or as a mask function
+    agree where they should."""
+    case = make_case([5, 6, 6, 3], batch=4, seed=12, zero_rows=2)
+    X, Y = case.X.astype(dtype), case.Y.astype(dtype)
+    params = [(W.astype(dtype), b.astype(dtype)) for W, b in case.params]
+    acts, pres = reference.forward(X, params)
+    expected = reference.backward(acts, pres, Y, params)
+    delta = output_error(acts[-1], Y)
+    at_zero = backpropagate(delta, acts, pres, params, 0.0)
+    at_one = backpropagate(delta, acts, pres, params, lambda z: z >= 0)
+    for (dW, db), (eW, eb), (oW, ob) in zip(at_zero, expected, at_one):
+        assert dW.dtype == db.dtype == np.dtype(dtype)
+        assert np.array_equal(dW, eW) and np.array_equal(db, eb)
+    flat = lambda grads: [g for pair in grads for g in pair]  # noqa: E731
+    assert not all(np.array_equal(a, b) for a, b in zip(flat(at_zero), flat(at_one)))  # zeros matter
+    assert all(np.array_equal(a, b) for a, b in zip(flat(at_one), flat(backpropagate(delta, acts, pres, params, 1.0))))
 
 
 def test_exact_zero_pre_activations_are_excluded_or_accepted_both_ways() -> None:
