@@ -16,10 +16,10 @@ from typing import Sequence
 
 import numpy as np
 
-from conformance.exact import BackwardBugs, ForwardBugs, Magnitudes, Params, exact_forward, exact_gradients
+from conformance.exact import (BackwardBugs, ForwardBugs, Grads, Magnitudes, Params, exact_forward,
+                              exact_gradients)
 from conformance.gradcheck import TENSOR_FLOOR
 
-Grads = list[tuple[np.ndarray, np.ndarray]]
 
 # ------------------------------------------------------------------ structured diagnoses
 # Every sentence that names a catalogued mistake is built through ``named(key, text)``, which
