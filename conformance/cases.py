@@ -56,6 +56,14 @@ class Case:
         )
 
 
+def strided_copy(a: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` (at least 1-d) as a non-contiguous view: every other element along the
+    last axis of a buffer twice as long, so neither C- nor Fortran-contiguous."""
+    view = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), dtype=a.dtype)[..., ::2]
+    view[...] = a
+    return view
+
+
 def _layout(a: np.ndarray, layout: str) -> np.ndarray:
     """The same values stored C-ordered, Fortran-ordered or as a strided (non-contiguous) view."""
     if layout == "C":
@@ -63,10 +71,7 @@ def _layout(a: np.ndarray, layout: str) -> np.ndarray:
     if layout == "F":
         return np.asfortranarray(a)
     if layout == "strided":
-        base = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), dtype=a.dtype)
-        view = base[..., ::2]
-        view[...] = a
-        return view
+        return strided_copy(a)
     raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
 
 

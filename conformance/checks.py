@@ -16,17 +16,8 @@ import numpy as np
 from conformance.assertions import Comparison
 from conformance.cases import Case
 from conformance.contract import ForwardResult
-from conformance.gradcheck import (
-    allowed_error,
-    analytic_gradients,
-    central_differences,
-    fd_tensor,
-    magnitudes,
-    mean_cross_entropy,
-    precision_tolerance,
-    random_directions,
-    true_forward,
-)
+from conformance.exact import exact_cross_entropy, exact_forward, exact_gradients, magnitudes, softmax_conditioning
+from conformance.gradcheck import allowed_error, central_differences, fd_tensor, precision_tolerance, random_directions
 
 Grads = Sequence[tuple[np.ndarray, np.ndarray]]
 ENTRYWISE_MAX_PARAMS = 400  # above this, each tensor is checked along random directions
@@ -43,14 +34,14 @@ def contract_text(dtype: np.dtype, fd: bool = True) -> str:
 
 def forward_comparisons(case: Case, fwd: ForwardResult) -> list[Comparison]:
     tau = precision_tolerance(fwd.dtype)
-    acts, pres = true_forward(case.X, case.params)
+    activations, pre_activations = exact_forward(case.X, case.params)
     mags = magnitudes(case.X, case.Y, case.params)
     out = []
-    for l, (z, zt, zabs) in enumerate(zip(fwd.pre_activations, pres, mags.pre_activations)):
+    for l, (z, zt, zabs) in enumerate(zip(fwd.pre_activations, pre_activations, mags.pre_activations)):
         out.append(Comparison(f"pre_activations[{l}]", z, zt, allowed_error(zabs, zabs.max(initial=0), tau)))
-    for l, (a, at) in enumerate(zip(fwd.activations, acts)):
-        if l == len(acts) - 1:  # probabilities: error ~ 2 p |dz| after a softmax
-            scale = at * (1.0 + 2.0 * mags.pre_activations[-1].max(axis=-1, keepdims=True))
+    for l, (a, at) in enumerate(zip(fwd.activations, activations)):
+        if l == len(activations) - 1:  # probabilities: error ~ 2 p |dz| after a softmax
+            scale = at * softmax_conditioning(mags.pre_activations[-1])
         else:
             scale = mags.activations[l]
         out.append(Comparison(f"activations[{l}]", a, at, allowed_error(scale, scale.max(initial=0), tau)))
@@ -65,10 +56,10 @@ def exact_gradient_comparisons(case: Case, grads: Grads, dtype: np.dtype) -> lis
     """The candidate's gradients vs exact backprop (either ReLU'(0) convention), no finite
     differences: for hand-built cases whose pre-activations stay away from kinks."""
     tau = precision_tolerance(dtype)
-    acts, pres = true_forward(case.X, case.params)
+    activations, pre_activations = exact_forward(case.X, case.params)
     mags = magnitudes(case.X, case.Y, case.params)
-    g0 = analytic_gradients(acts, pres, case.Y, case.params, 0.0)
-    g1 = analytic_gradients(acts, pres, case.Y, case.params, 1.0)
+    g0 = exact_gradients(activations, pre_activations, case.Y, case.params, 0.0)
+    g1 = exact_gradients(activations, pre_activations, case.Y, case.params, 1.0)
     out = []
     for l in range(len(case.params)):
         for t in range(2):
@@ -83,10 +74,10 @@ def gradient_comparisons(case: Case, grads: Grads, dtype: np.dtype,
     """Check (b): the candidate's gradients vs central differences of the exact loss: every
     entry of small networks (or of any network with ``every_entry``), else random directions."""
     tau = precision_tolerance(dtype)
-    acts, pres = true_forward(case.X, case.params)
+    activations, pre_activations = exact_forward(case.X, case.params)
     mags = magnitudes(case.X, case.Y, case.params)
-    zero_conv = analytic_gradients(acts, pres, case.Y, case.params, 0.0)
-    one_conv = analytic_gradients(acts, pres, case.Y, case.params, 1.0)
+    zero_conv = exact_gradients(activations, pre_activations, case.Y, case.params, 0.0)
+    one_conv = exact_gradients(activations, pre_activations, case.Y, case.params, 1.0)
     entrywise = every_entry or case.n_params <= ENTRYWISE_MAX_PARAMS
     out = []
     for l in range(len(case.params)):
@@ -155,9 +146,7 @@ def _self_consistency(case: Case, grads: Grads, dtype: np.dtype,
     mags = magnitudes(case.X, case.Y, case.params)
     base = forward(list(case.params))
     base_masks = [z > 0 for z in base.pre_activations[:-1]]
-    own_acts = [np.asarray(a, np.float64) for a in base.activations]
-    own_pres = [np.asarray(z, np.float64) for z in base.pre_activations]
-    at_own = [analytic_gradients(own_acts, own_pres, case.Y, case.params, c) for c in (0.0, 1.0)]
+    at_own = [exact_gradients(base.activations, base.pre_activations, case.Y, case.params, c) for c in (0.0, 1.0)]
     out = []
     fell_back = False
     for l in range(len(case.params)):
@@ -174,7 +163,7 @@ def _self_consistency(case: Case, grads: Grads, dtype: np.dtype,
                     params[l] = (pair[0], pair[1])
                     fwd = forward(params)
                     logits = np.asarray(fwd.pre_activations[-1], dtype=np.float64)
-                    losses.append(float(mean_cross_entropy(logits, case.Y)))
+                    losses.append(float(exact_cross_entropy(logits, case.Y)))
                     flips.append(any(((z > 0) != m).any() for z, m in zip(fwd.pre_activations[:-1], base_masks)))
                 return np.array(losses), np.array(flips)
 

@@ -1,7 +1,8 @@
 """Name the bug, not just the symptom.
 
-``KNOWN_BUGS`` is a catalogue of the usual backward-pass mistakes, each written as a variant
-of the correct recursion. When a candidate's gradients fail a check, ``diagnose`` recomputes
+``KNOWN_BUGS`` is a catalogue of the usual backward-pass mistakes, each a set of switches of
+the exact backprop (``conformance.exact.BackwardBugs``; ``FORWARD_BUGS`` likewise for the
+forward). When a candidate's gradients fail a check, ``diagnose`` recomputes
 every variant on the same inputs and says which one the candidate's gradients equal.
 ``explain_exception`` turns a crash inside backward into a sentence about its likely cause
 (the broadcast error of the ``pre_activations[i]`` index bug, the matmul error of a wrong W).
@@ -11,13 +12,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from conformance.gradcheck import TENSOR_FLOOR, Magnitudes, analytic_gradients
+from conformance.exact import (BackwardBugs, ForwardBugs, Grads, Magnitudes, Params, exact_forward,
+                              exact_gradients)
+from conformance.gradcheck import TENSOR_FLOOR
 
-Grads = list[tuple[np.ndarray, np.ndarray]]
 
 # ------------------------------------------------------------------ structured diagnoses
 # Every sentence that names a catalogued mistake is built through ``named(key, text)``, which
@@ -42,44 +44,6 @@ def reset_named() -> None:
 def named_in(message: str) -> list[str]:
     """The keys of every recorded diagnosis whose sentence the failure message shows."""
     return sorted({key for key, text in _NAMED if text and text in message})
-Params = Sequence[tuple[np.ndarray, np.ndarray]]
-
-
-def _variant_backprop(acts: Sequence[np.ndarray], pres: Sequence[np.ndarray], Y: np.ndarray,
-                      params: Params, *, batch_mean: bool = True, mask_offset: int = -1,
-                      w_offset: int = 0, transpose_w: bool = True, mask: bool = True,
-                      sign: float = 1.0, db_mean: bool = False, dw_mean: bool = False,
-                      dw_transposed: bool = False, propagate: bool = True, reverse: bool = False,
-                      softmax_jacobian: bool = False, dw_from_output: bool = False,
-                      last_sample_only: bool = False, mean_every_layer: bool = False) -> Grads:
-    """The correct recursion, with one knob per known mistake (defaults: correct)."""
-    if last_sample_only:  # a per-sample loop that assigns (dW = ...) instead of accumulating
-        last = [a[-1:] for a in acts]
-        grads = _variant_backprop(last, [z[-1:] for z in pres], Y[-1:], params)
-        return [(dW / Y.shape[0], db / Y.shape[0]) for dW, db in grads]
-    B = Y.shape[0]
-    Y_hat = acts[-1]
-    delta = sign * (Y_hat - Y)
-    if softmax_jacobian:
-        delta = delta * Y_hat * (1 - Y_hat)
-    if batch_mean:
-        delta = delta / B
-    grads = []
-    for i in reversed(range(len(params))):
-        A_prev = acts[i + 1] if dw_from_output else acts[i]
-        dW = delta.T @ A_prev if dw_transposed else A_prev.T @ delta
-        if dw_mean:
-            dW = dW / B
-        db = delta.mean(axis=0) if db_mean else delta.sum(axis=0)
-        grads.append((dW, db))
-        if i > 0 and propagate:
-            W = params[i + w_offset][0]
-            delta = delta @ (W.T if transpose_w else W)
-            if mask:
-                delta = delta * (pres[i + mask_offset] > 0)
-            if mean_every_layer:
-                delta = delta / B
-    return grads if reverse else grads[::-1]
 
 
 @dataclass(frozen=True)
@@ -87,53 +51,53 @@ class KnownBug:
     key: str
     description: str  # completes "your gradients equal those of an implementation that ..."
     line_pattern: str  # the line as it usually appears, and what it should be
-    knobs: dict[str, Any]
+    bugs: BackwardBugs  # the switches of exact backprop that simulate it
 
-    def gradients(self, acts: Sequence[np.ndarray], pres: Sequence[np.ndarray], Y: np.ndarray,
-                  params: Params) -> Grads:
-        return _variant_backprop(acts, pres, Y, params, **self.knobs)
+    def gradients(self, activations: Sequence[np.ndarray], pre_activations: Sequence[np.ndarray],
+                  Y: np.ndarray, params: Params) -> Grads:
+        return exact_gradients(activations, pre_activations, Y, params, bugs=self.bugs)
 
 
 KNOWN_BUGS: tuple[KnownBug, ...] = (
     KnownBug("relu_index", "evaluates the ReLU derivative at the wrong layer's pre-activation "
              "(the i-1 bug)", "`* (pre_activations[i] > 0)` should be `* (pre_activations[i-1] > 0)`",
-             {"mask_offset": 0}),
+             BackwardBugs(mask_offset=0)),
     KnownBug("no_batch_mean", "does not divide by the batch size",
-             "`delta = Y_hat - Y` should be `delta = (Y_hat - Y) / B`", {"batch_mean": False}),
+             "`delta = Y_hat - Y` should be `delta = (Y_hat - Y) / B`", BackwardBugs(batch_mean=False)),
     KnownBug("double_batch_mean", "divides by the batch size twice (dW averaged again)",
-             "`dW = A_prev.T @ delta / B`: delta is already divided by B", {"dw_mean": True}),
+             "`dW = A_prev.T @ delta / B`: delta is already divided by B", BackwardBugs(dw_mean=True)),
     KnownBug("db_mean", "averages db over the batch instead of summing it",
-             "`db = delta.mean(axis=0)` should be `db = delta.sum(axis=0)`", {"db_mean": True}),
+             "`db = delta.mean(axis=0)` should be `db = delta.sum(axis=0)`", BackwardBugs(db_mean=True)),
     KnownBug("missing_mask", "leaves out the ReLU derivative when propagating delta",
              "`delta = delta @ W.T` should be `delta = (delta @ W.T) * (pre_activations[i-1] > 0)`",
-             {"mask": False}),
+             BackwardBugs(mask=False)),
     KnownBug("wrong_weights", "propagates delta through the wrong layer's weights",
-             "`W = params[i-1][0]` should be `W = params[i][0]`", {"w_offset": -1}),
+             "`W = params[i-1][0]` should be `W = params[i][0]`", BackwardBugs(w_offset=-1)),
     KnownBug("untransposed_weights", "propagates delta through W instead of W.T",
-             "`delta @ W` should be `delta @ W.T`", {"transpose_w": False}),
+             "`delta @ W` should be `delta @ W.T`", BackwardBugs(transpose_w=False)),
     KnownBug("reversed_order", "returns the gradients in reverse order (last layer first)",
-             "`return grads` should be `return list(reversed(grads))`", {"reverse": True}),
+             "`return grads` should be `return list(reversed(grads))`", BackwardBugs(reverse=True)),
     KnownBug("transposed_dw", "computes dW transposed",
-             "`dW = delta.T @ A_prev` should be `dW = A_prev.T @ delta`", {"dw_transposed": True}),
+             "`dW = delta.T @ A_prev` should be `dW = A_prev.T @ delta`", BackwardBugs(dw_transposed=True)),
     KnownBug("wrong_sign", "uses Y - Y_hat (the gradient's sign is flipped)",
-             "`delta = (Y - Y_hat) / B` should be `delta = (Y_hat - Y) / B`", {"sign": -1.0}),
+             "`delta = (Y - Y_hat) / B` should be `delta = (Y_hat - Y) / B`", BackwardBugs(sign=-1.0)),
     KnownBug("delta_not_propagated", "never propagates delta to the earlier layers",
              "the loop must update `delta = (delta @ W.T) * (pre_activations[i-1] > 0)`",
-             {"propagate": False}),
+             BackwardBugs(propagate=False)),
     KnownBug("softmax_jacobian", "multiplies by the softmax derivative Y_hat * (1 - Y_hat) on top "
              "of Y_hat - Y", "`delta = (Y_hat - Y) / B` already includes the softmax derivative",
-             {"softmax_jacobian": True}),
+             BackwardBugs(softmax_jacobian=True)),
     KnownBug("dw_from_output", "uses the layer's own output instead of its input in dW",
              "`dW = activations[i+1].T @ delta` should be `dW = activations[i].T @ delta`",
-             {"dw_from_output": True}),
+             BackwardBugs(dw_from_output=True)),
     KnownBug("last_sample_only", "keeps only the last sample's gradient (a per-sample loop that "
              "assigns instead of accumulating)",
              "`dW = np.outer(a, d) / B` inside the loop over samples should be `dW += np.outer(a, d) "
              "/ B` (same for db), with dW and db set to zeros before the loop",
-             {"last_sample_only": True}),
+             BackwardBugs(last_sample_only=True)),
     KnownBug("mean_every_layer", "divides delta by the batch size again at every layer",
              "`delta = (delta @ W.T) * mask / B` should be `delta = (delta @ W.T) * mask`: only the "
-             "output error is divided by B", {"mean_every_layer": True}),
+             "output error is divided by B", BackwardBugs(mean_every_layer=True)),
 )
 
 
@@ -158,20 +122,20 @@ def _matches(candidate: Grads, expected: Grads, mags: Magnitudes, tau: float) ->
     return out
 
 
-def diagnose(candidate: Grads, acts: Sequence[np.ndarray], pres: Sequence[np.ndarray], Y: np.ndarray,
-             params: Params, mags: Magnitudes, tau: float) -> str:
+def diagnose(candidate: Grads, activations: Sequence[np.ndarray], pre_activations: Sequence[np.ndarray],
+             Y: np.ndarray, params: Params, mags: Magnitudes, tau: float) -> str:
     """One or two sentences: which known implementation the candidate's gradients equal."""
     names = [f"{t}[{l}]" for l in range(len(params)) for t in ("dW", "db")]
     correct = [np.logical_or(a, b) for a, b in zip(
-        _matches(candidate, analytic_gradients(acts, pres, Y, params, 0.0), mags, tau),
-        _matches(candidate, analytic_gradients(acts, pres, Y, params, 1.0), mags, tau))]
+        _matches(candidate, exact_gradients(activations, pre_activations, Y, params, 0.0), mags, tau),
+        _matches(candidate, exact_gradients(activations, pre_activations, Y, params, 1.0), mags, tau))]
     if all(correct):
         return "the gradients equal the correct ones on these inputs."
     partial = []
     for bug in KNOWN_BUGS:
         try:
             with np.errstate(all="ignore"):
-                expected = bug.gradients(acts, pres, Y, params)
+                expected = bug.gradients(activations, pre_activations, Y, params)
         except ValueError:  # this bug would crash on these shapes
             continue
         if any(np.shape(e) != np.shape(c) for pe, pc in zip(expected, candidate) for e, c in zip(pe, pc)):
@@ -295,43 +259,19 @@ def _matmul_sizes(text: str) -> tuple[int, int] | None:
 
 
 # ------------------------------------------------------------------------------ forward bugs
-def _softmax(Z: np.ndarray, axis: int = -1) -> np.ndarray:
-    e = np.exp(Z - Z.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def _variant_forward(X: np.ndarray, params: Params, *, bias: bool = True, relu_output: bool = False,
-                     softmax_axis: int = -1, softmax_hidden: bool = False,
-                     pre_after_relu: bool = False, relu_instead_of_softmax: bool = False,
-                     shifted_logits: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    acts, pres = [X], []
-    for i, (W, b) in enumerate(params):
-        Z = acts[-1] @ W + (b if bias else 0.0)
-        last = i == len(params) - 1
-        if last and relu_instead_of_softmax:
-            A = np.maximum(Z, 0)
-        elif last:
-            A = _softmax(np.maximum(Z, 0) if relu_output else Z, axis=softmax_axis)
-        else:
-            A = _softmax(Z) if softmax_hidden else np.maximum(Z, 0)
-        if last and shifted_logits:
-            Z = Z - Z.max(axis=-1, keepdims=True)
-        pres.append(A if pre_after_relu and not last else Z)
-        acts.append(A)
-    return acts, pres
-
-
-FORWARD_BUGS: tuple[tuple[str, str, dict[str, Any]], ...] = (  # (key, description, knobs)
-    ("no_bias", "leaves out the bias (`Z = A_prev @ W` instead of `A_prev @ W + b`)", {"bias": False}),
-    ("relu_output", "applies ReLU to the output layer before the softmax", {"relu_output": True}),
-    ("relu_instead_of_softmax", "applies ReLU instead of softmax on the output layer", {"relu_instead_of_softmax": True}),
+FORWARD_BUGS: tuple[tuple[str, str, ForwardBugs], ...] = (  # (key, description, switches)
+    ("no_bias", "leaves out the bias (`Z = A_prev @ W` instead of `A_prev @ W + b`)", ForwardBugs(bias=False)),
+    ("relu_output", "applies ReLU to the output layer before the softmax", ForwardBugs(relu_output=True)),
+    ("relu_instead_of_softmax", "applies ReLU instead of softmax on the output layer",
+     ForwardBugs(relu_instead_of_softmax=True)),
     ("softmax_batch_axis", "takes the softmax over the batch axis (`axis=0`) instead of per row (`axis=-1`)",
-     {"softmax_axis": 0}),
-    ("softmax_hidden", "applies softmax on the hidden layers instead of ReLU", {"softmax_hidden": True}),
-    ("pre_after_relu", "stores relu(Z) in pre_activations (an in-place ReLU overwrote Z)", {"pre_after_relu": True}),
+     ForwardBugs(softmax_axis=0)),
+    ("softmax_hidden", "applies softmax on the hidden layers instead of ReLU", ForwardBugs(softmax_hidden=True)),
+    ("pre_after_relu", "stores relu(Z) in pre_activations (an in-place ReLU overwrote Z)",
+     ForwardBugs(pre_after_relu=True)),
     ("shifted_logits", ("stores the logits shifted by their row maximum in pre_activations (an in-place "
                         "`z -= z.max(axis=-1, keepdims=True)` inside softmax modified Z); shift a copy: "
-                        "`z = z - z.max(axis=-1, keepdims=True)`"), {"shifted_logits": True}),
+                        "`z = z - z.max(axis=-1, keepdims=True)`"), ForwardBugs(shifted_logits=True)),
 )
 
 
@@ -340,18 +280,18 @@ def diagnose_forward(activations: Sequence[np.ndarray], pre_activations: Sequenc
     """Which known forward mistake the candidate's outputs equal, if any."""
     got = list(activations) + list(pre_activations)
     with np.errstate(all="ignore"):
-        true_acts, true_pres = _variant_forward(X, params)
-    for _key, description, knobs in FORWARD_BUGS:
+        exact_activations, exact_pre_activations = exact_forward(X, params)
+    for _key, description, bugs in FORWARD_BUGS:
         with np.errstate(all="ignore"):
-            acts, pres = _variant_forward(X, params, **knobs)
-        expected = acts + pres
+            bug_activations, bug_pre_activations = exact_forward(X, params, bugs)
+        expected = bug_activations + bug_pre_activations
         if all(np.shape(g) == np.shape(e) and np.all(
                 np.abs(np.asarray(g, np.float64) - e) <= tau * (np.abs(e) + 0.01 * (np.abs(e).max(initial=0) + 1)))
                for g, e in zip(got, expected)):
             return named(_key, f"your forward's outputs equal those of an implementation that {description}.")
-    wrong = [f"activations[{l}]" for l, (g, e) in enumerate(zip(activations, true_acts))
+    wrong = [f"activations[{l}]" for l, (g, e) in enumerate(zip(activations, exact_activations))
              if not _close(g, e, tau)]
-    wrong += [f"pre_activations[{l}]" for l, (g, e) in enumerate(zip(pre_activations, true_pres))
+    wrong += [f"pre_activations[{l}]" for l, (g, e) in enumerate(zip(pre_activations, exact_pre_activations))
               if not _close(g, e, tau)]
     known = named("forward_wrong", f"wrong: {', '.join(wrong)}. ") if wrong else ""
     return (f"{known}The outputs equal none of the {len(FORWARD_BUGS)} common forward mistakes the "

@@ -1,4 +1,4 @@
-"""The suite's own ground truth: exact float64 forward/loss, magnitude bounds, finite differences.
+"""Finite differences of the exact loss (conformance/exact.py), and the tolerances.
 
 Nothing here calls the candidate or the reference. The loss is the exact mean cross-entropy
 computed through a log-sum-exp (no ``+1e-12``); gradients are estimated by central differences
@@ -11,11 +11,12 @@ excluded (never reported as a failure). Tolerances: see ``allowed`` and conforma
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
-Params = Sequence[tuple[np.ndarray, np.ndarray]]
+from conformance.exact import Magnitudes, Params, exact_cross_entropy, exact_forward
+
 EPS64 = float(np.finfo(np.float64).eps)
 STEP_FACTOR = EPS64 ** (1 / 3)  # optimal central-difference step for a smooth float64 function
 KINK_RETRY_SHRINK = 64.0  # retry factor for a difference that straddles a ReLU kink
@@ -40,80 +41,6 @@ def allowed_error(entry_scale: np.ndarray, tensor_scale: float, tau: float) -> n
     return tau * (np.asarray(entry_scale, dtype=np.float64) + TENSOR_FLOOR * tensor_scale)
 
 
-# ----------------------------------------------------------------------------- exact model
-def true_forward(X: np.ndarray, params: Params) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """float64 activations [X, A1, ..., softmax] and pre-activations [Z1, ..., ZL]."""
-    A = np.asarray(X, dtype=np.float64)
-    acts, pres = [A], []
-    for i, (W, b) in enumerate(params):
-        Z = A @ np.asarray(W, dtype=np.float64) + np.asarray(b, dtype=np.float64)
-        pres.append(Z)
-        if i == len(params) - 1:
-            e = np.exp(Z - Z.max(axis=-1, keepdims=True))
-            A = e / e.sum(axis=-1, keepdims=True)
-        else:
-            A = np.maximum(Z, 0.0)
-        acts.append(A)
-    return acts, pres
-
-
-def mean_cross_entropy(logits: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Exact mean over the batch axis (-2) of logsumexp(z) - z[true class]; leading axes kept."""
-    m = logits.max(axis=-1, keepdims=True)
-    lse = m[..., 0] + np.log(np.exp(logits - m).sum(axis=-1))
-    return (lse - (logits * Y).sum(axis=-1)).mean(axis=-1)
-
-
-def true_loss(X: np.ndarray, Y: np.ndarray, params: Params) -> float:
-    return float(mean_cross_entropy(true_forward(X, params)[1][-1], np.asarray(Y, dtype=np.float64)))
-
-
-def analytic_gradients(acts: Sequence[np.ndarray], pres: Sequence[np.ndarray], Y: np.ndarray,
-                       params: Params, relu_prime_at_zero: float = 0.0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Correct backprop in float64, with ReLU'(0) set to 0 or 1 (both are allowed)."""
-    delta = (np.asarray(acts[-1], np.float64) - Y) / Y.shape[0]
-    grads = []
-    for i in reversed(range(len(params))):
-        grads.append((np.asarray(acts[i], np.float64).T @ delta, delta.sum(axis=0)))
-        if i > 0:
-            Z = np.asarray(pres[i - 1], np.float64)
-            mask = np.where(Z > 0, 1.0, np.where(Z == 0, relu_prime_at_zero, 0.0))
-            delta = (delta @ np.asarray(params[i][0], np.float64).T) * mask
-    return grads[::-1]
-
-
-@dataclass
-class Magnitudes:
-    """Absolute-value bounds that scale every tolerance (a running error bound in the style
-    of Higham: the same computation with |.| everywhere, so cancellation cannot shrink it)."""
-
-    pre_activations: list[np.ndarray]  # |A_prev| @ |W| + |b|, >= |Z|
-    activations: list[np.ndarray]  # bound on |A| and on its rounding scale
-    gradients: list[tuple[np.ndarray, np.ndarray]]  # M for (dW, db), >= |gradient| entrywise
-    loss_scale: float  # |loss| + magnitudes of the logits: the rounding scale of the loss
-
-
-def magnitudes(X: np.ndarray, Y: np.ndarray, params: Params) -> Magnitudes:
-    acts, pres = true_forward(X, params)
-    A_abs = [np.abs(acts[0])]
-    Z_abs = []
-    for i, (W, b) in enumerate(params):
-        Zb = A_abs[-1] @ np.abs(W) + np.abs(b)
-        Z_abs.append(Zb)
-        A_abs.append(acts[-1] if i == len(params) - 1 else np.where(pres[i] >= 0, Zb, 0.0))
-    # Softmax amplifies an error dz in the logits into dp ~ 2 p |dz|; |dz| ~ eps * |Z|abs.
-    conditioning = 1.0 + 2.0 * Z_abs[-1].max(axis=-1, keepdims=True)
-    delta = (acts[-1] * conditioning + Y) / Y.shape[0]
-    grads = []
-    for i in reversed(range(len(params))):
-        grads.append((A_abs[i].T @ delta, delta.sum(axis=0)))
-        if i > 0:  # >= 0: the bound covers both ReLU'(0) conventions
-            delta = (delta @ np.abs(params[i][0]).T) * (pres[i - 1] >= 0)
-    loss = float(mean_cross_entropy(pres[-1], Y))
-    loss_scale = abs(loss) + sum(float(z.max(initial=0.0)) for z in Z_abs)
-    return Magnitudes(Z_abs, A_abs, grads[::-1], loss_scale)
-
-
 # ----------------------------------------------------------------------- finite differences
 @dataclass
 class Estimate:
@@ -126,13 +53,13 @@ class Estimate:
     retried: int = 0  # how many needed the smaller step
 
 
-def _perturbed_losses(X: np.ndarray, Y: np.ndarray, params: Params, base_acts: list[np.ndarray],
-                      base_pres: list[np.ndarray], layer: int, kind: str,
+def _perturbed_losses(X: np.ndarray, Y: np.ndarray, params: Params, base_activations: list[np.ndarray],
+                      base_pre_activations: list[np.ndarray], layer: int, kind: str,
                       deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Loss and 'some ReLU mask flipped' for K perturbed copies of one tensor, in one batched
     forward pass from ``layer`` on (earlier layers are shared)."""
     L = len(params)
-    A = base_acts[layer]
+    A = base_activations[layer]
     W, b = params[layer]
     if kind == "W":
         Z = A @ (W + deltas) + b
@@ -142,9 +69,9 @@ def _perturbed_losses(X: np.ndarray, Y: np.ndarray, params: Params, base_acts: l
     for i in range(layer, L):
         if i < L - 1:
             mask = Z > 0
-            flipped |= (mask != (base_pres[i] > 0)).any(axis=(1, 2))
+            flipped |= (mask != (base_pre_activations[i] > 0)).any(axis=(1, 2))
             Z = np.where(mask, Z, 0.0) @ params[i + 1][0] + params[i + 1][1]
-    return mean_cross_entropy(Z, Y), flipped
+    return exact_cross_entropy(Z, Y), flipped
 
 
 def _batched(fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], deltas: np.ndarray,
@@ -201,19 +128,19 @@ def _central_differences(losses_at: Callable[[np.ndarray, np.ndarray], tuple[np.
 
 def fd_tensor(X: np.ndarray, Y: np.ndarray, params: Params, layer: int, kind: str,
               mags: Magnitudes, directions: np.ndarray | None = None) -> Estimate:
-    """Derivative of the true loss w.r.t. params[layer][W or b]: every entry when
+    """Derivative of the exact loss w.r.t. params[layer][W or b]: every entry when
     ``directions`` is None, else along each given direction (K, *shape)."""
     theta = params[layer][0 if kind == "W" else 1]
-    acts, pres = true_forward(X, params)
-    width = max(z.shape[-1] for z in pres)
+    activations, pre_activations = exact_forward(X, params)
+    width = max(z.shape[-1] for z in pre_activations)
     per_item = X.shape[0] * width
     if directions is None:
         steps = STEP_FACTOR * np.maximum(1.0, np.abs(theta).reshape(-1))
-        after = downstream(params, pres, acts[-1], np.asarray(Y, dtype=np.float64), layer)
+        after = downstream(params, pre_activations, activations[-1], np.asarray(Y, dtype=np.float64), layer)
 
         def at_entries(entries: np.ndarray, signed_steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             pairs = np.stack([entries, signed_steps], axis=1)
-            return _batched(lambda c: _entry_losses(Y, params, acts, pres, after, layer, kind,
+            return _batched(lambda c: _entry_losses(Y, params, activations, pre_activations, after, layer, kind,
                                                     c[:, 0].astype(np.intp), c[:, 1]),
                             pairs, per_item=per_item)
 
@@ -221,7 +148,7 @@ def fd_tensor(X: np.ndarray, Y: np.ndarray, params: Params, layer: int, kind: st
     steps = np.full(directions.shape[0], STEP_FACTOR * max(1.0, float(np.abs(theta).max(initial=0))))
 
     def evaluate(deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _batched(lambda d: _perturbed_losses(X, Y, params, acts, pres, layer, kind, d),
+        return _batched(lambda d: _perturbed_losses(X, Y, params, activations, pre_activations, layer, kind, d),
                         deltas, per_item=per_item + theta.size)
 
     return central_differences(evaluate, directions, steps, mags.loss_scale)
@@ -243,7 +170,7 @@ class Downstream:
     spread: np.ndarray  # (B, n)
 
 
-def downstream(params: Params, pres: list[np.ndarray], probs: np.ndarray, Y: np.ndarray,
+def downstream(params: Params, pre_activations: list[np.ndarray], probs: np.ndarray, Y: np.ndarray,
                layer: int) -> Downstream | None:
     """``Downstream`` of layer ``layer``'s output units (None for the output layer).
 
@@ -253,17 +180,17 @@ def downstream(params: Params, pres: list[np.ndarray], probs: np.ndarray, Y: np.
     L = len(params)
     if layer == L - 1:
         return None
-    B, n = pres[layer].shape
+    B, n = pre_activations[layer].shape
     G = np.broadcast_to(params[layer + 1][0], (B,) + params[layer + 1][0].shape)
     up, down = np.full((B, n), np.inf), np.full((B, n), -np.inf)
     for k in range(layer + 1, L - 1):
-        Z = pres[k][:, None, :]
+        Z = pre_activations[k][:, None, :]
         with np.errstate(divide="ignore", invalid="ignore"):
             T = np.where(G != 0, -Z / G, np.nan)
         rising = (G < 0) == (Z > 0)
         up = np.minimum(up, np.where(rising & (G != 0), T, np.inf).min(axis=2))
         down = np.maximum(down, np.where(~rising & (G != 0), T, -np.inf).max(axis=2))
-        G = (G * (pres[k] > 0)[:, None, :]) @ params[k + 1][0]
+        G = (G * (pre_activations[k] > 0)[:, None, :]) @ params[k + 1][0]
     return Downstream(np.ascontiguousarray(G), up, down, *_loss_series(G, probs, Y))
 
 
@@ -283,7 +210,7 @@ def _loss_series(G: np.ndarray, probs: np.ndarray, Y: np.ndarray) -> tuple[tuple
     return (slope, mu2 / 2, mu3 / 6, (mu4 - 3 * mu2 * mu2) / 24), np.abs(d).max(axis=2)
 
 
-def _entry_losses(Y: np.ndarray, params: Params, acts: list[np.ndarray], pres: list[np.ndarray],
+def _entry_losses(Y: np.ndarray, params: Params, activations: list[np.ndarray], pre_activations: list[np.ndarray],
                   after: Downstream | None, layer: int, kind: str, entries: np.ndarray,
                   signed_steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Loss change and 'some ReLU mask flipped' after moving single entries of one tensor.
@@ -298,15 +225,15 @@ def _entry_losses(Y: np.ndarray, params: Params, acts: list[np.ndarray], pres: l
     n_out = params[layer][0].shape[1]
     if kind == "W":
         rows, q = np.divmod(entries, n_out)
-        shift = signed_steps[:, None] * acts[layer][:, rows].T  # (K, B): the move of Z[:, q]
+        shift = signed_steps[:, None] * activations[layer][:, rows].T  # (K, B): the move of Z[:, q]
     else:
         q = entries
-        shift = np.repeat(signed_steps[:, None], pres[layer].shape[0], axis=1)
+        shift = np.repeat(signed_steps[:, None], pre_activations[layer].shape[0], axis=1)
     if after is None:  # the logits themselves: only column q moves
-        return _loss_change_one_logit(pres[L - 1], acts[L], Y, q, shift), np.zeros(K, dtype=bool)
-    base = pres[layer][:, q].T
+        return _loss_change_one_logit(pre_activations[L - 1], activations[L], Y, q, shift), np.zeros(K, dtype=bool)
+    base = pre_activations[layer][:, q].T
     moved = base + shift
-    change = np.maximum(moved, 0.0) - acts[layer + 1][:, q].T  # (K, B)
+    change = np.maximum(moved, 0.0) - activations[layer + 1][:, q].T  # (K, B)
     flipped = ((moved > 0) != (base > 0)).any(axis=1)
     flipped |= ((change > after.flip_up[:, q].T) | (change < after.flip_down[:, q].T)).any(axis=1)
     reach = np.abs(change) * after.spread[:, q].T
@@ -318,7 +245,7 @@ def _entry_losses(Y: np.ndarray, params: Params, acts: list[np.ndarray], pres: l
     if not by_series.all():  # large moves (huge logits, big steps): the exact loss change
         rest = ~by_series
         logits_shift = change[rest][:, :, None] * after.to_logits[:, q[rest], :].transpose(1, 0, 2)
-        losses[rest] = _loss_change(pres[L - 1], acts[L], Y, logits_shift)
+        losses[rest] = _loss_change(pre_activations[L - 1], activations[L], Y, logits_shift)
     return losses, flipped
 
 
@@ -335,7 +262,7 @@ def _loss_change(logits: np.ndarray, probs: np.ndarray, Y: np.ndarray, shift: np
     its relative precision instead of cancelling against the whole loss. Only differences of
     these values are used, so the constant loss itself is never needed."""
     if np.abs(shift).max(initial=0.0) > SMALL_SHIFT:
-        return mean_cross_entropy(logits + shift, Y) - mean_cross_entropy(logits, Y)
+        return exact_cross_entropy(logits + shift, Y) - exact_cross_entropy(logits, Y)
     per_row = np.log1p((probs * np.expm1(shift)).sum(axis=-1)) - (shift * Y).sum(axis=-1)
     return per_row.mean(axis=-1)
 

@@ -22,7 +22,8 @@ from conformance.calls import require
 from conformance.candidate import Candidate
 from conformance.contract import result_dtype
 from conformance.diagnosis import diagnose, named
-from conformance.gradcheck import magnitudes, precision_tolerance
+from conformance.exact import magnitudes
+from conformance.gradcheck import precision_tolerance
 from conformance.golden import FIXTURES_DIR, RECORDING_NAME, FixtureError
 
 CONFORMANCE_AREA = "golden"  # the check area graded by this module (conformance/plugin.py)

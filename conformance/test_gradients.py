@@ -23,7 +23,8 @@ from conformance.checks import (contract_text, forward_comparisons, gradient_com
                                 self_consistency_comparisons)
 from conformance.contract import least_precise
 from conformance.diagnosis import diagnose, diagnose_forward
-from conformance.gradcheck import magnitudes, precision_tolerance
+from conformance.exact import magnitudes
+from conformance.gradcheck import precision_tolerance
 from conformance.assertions import mismatch_report
 from reference import mlp as reference
 
@@ -80,7 +81,7 @@ def test_forward_matches_exact_forward(candidate: Candidate, case: Case) -> None
 @example(case=make_case([5, 1, 1, 10], batch=3, seed=2, layout="strided"))  # width 1, 10 classes
 @example(case=make_case([4, 6, 5, 4, 3, 2], batch=4, seed=3, layout="F"))  # five layers
 def test_backward_matches_finite_differences(candidate: Candidate, case: Case) -> None:
-    """(b) every gradient entry of a small network vs central differences of the true loss."""
+    """(b) every gradient entry of a small network vs central differences of the exact loss."""
     check_backward_against_fd(candidate, case)
 
 

@@ -31,13 +31,8 @@ from conformance.contract import (
     validate_params,
 )
 from conformance.diagnosis import diagnose, named, named_in, output_rows_finding
-from conformance.gradcheck import (
-    allowed_error,
-    analytic_gradients,
-    magnitudes,
-    precision_tolerance,
-    true_forward,
-)
+from conformance.exact import exact_forward, exact_gradients, exact_softmax, magnitudes, softmax_conditioning
+from conformance.gradcheck import allowed_error, precision_tolerance
 from reference import mlp as reference
 
 CONFORMANCE_AREA = "interface"  # the check area graded by this module (conformance/plugin.py)
@@ -102,7 +97,7 @@ def test_pre_activations_hold_z_before_relu(candidate: Candidate) -> None:
     case = make_case([4, 6, 6, 3], batch=6, seed=21)
     where = f"forward(case={case!r})"
     fwd = run_forward(candidate, case, where)
-    _, pres = true_forward(case.X, case.params)
+    _, pres = exact_forward(case.X, case.params)
     for l, (got, z) in enumerate(zip(fwd.pre_activations[:-1], pres[:-1])):
         assert (z < 0).any(), "suite bug: this case must have negative pre-activations"
         scale = np.abs(z).max()
@@ -177,19 +172,14 @@ def test_relu(candidate: Candidate) -> None:
     assert_unchanged((z,), after, ("z",), where=where)
 
 
-def _exact_softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def test_softmax(candidate: Candidate) -> None:
     require(candidate, "softmax")
     z = np.random.default_rng(5).standard_normal((6, 4)) * 3
     where = "softmax(z), z of shape (6, 4), rows are samples"
     got = validate_array(invoke(candidate, "softmax", z, where=where), "softmax(z)", where, z.shape)
     tau = precision_tolerance(got.dtype)
-    p = _exact_softmax(z)
-    scale = p * (1 + 2 * np.abs(z).max(axis=-1, keepdims=True))
+    p = exact_softmax(z)
+    scale = p * softmax_conditioning(np.abs(z))
     assert_comparisons([Comparison("softmax(z)", got, p, allowed_error(scale, 1.0, tau))], where=where,
                        compared="softmax(z) vs exp(z) / exp(z).sum(axis=-1) per row",
                        contract=contract_text(got.dtype, fd=False), held_to=got.dtype,
@@ -202,7 +192,7 @@ LOG_GUARD_MAX = 1e-7  # the largest log(0) guard in common use (float32's eps is
 
 
 def _probabilities(rng: np.random.Generator, batch: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    P = _exact_softmax(rng.standard_normal((batch, k)))
+    P = exact_softmax(rng.standard_normal((batch, k)))
     return P, np.eye(k)[rng.integers(0, k, batch)]
 
 
@@ -330,8 +320,8 @@ def _train_diagnosis(arrays: list[np.ndarray], case: Case, lr: float, epochs: in
     for key, scale, sign, text in variants:
         params = start
         for _ in range(epochs):
-            acts, pres = true_forward(case.X, params)
-            grads = analytic_gradients(acts, pres, case.Y, params)
+            acts, pres = exact_forward(case.X, params)
+            grads = exact_gradients(acts, pres, case.Y, params)
             params = [(W - sign * scale * lr * dW, b - sign * scale * lr * db)
                       for (W, b), (dW, db) in zip(params, grads)]
         if same(params):
@@ -354,8 +344,8 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
                               where)
     params = [tuple(np.array(p, dtype=np.float64) for p in pair) for pair in case.params]
     for _ in range(epochs):
-        acts, pres = true_forward(case.X, params)
-        grads = analytic_gradients(acts, pres, case.Y, params)
+        acts, pres = exact_forward(case.X, params)
+        grads = exact_gradients(acts, pres, case.Y, params)
         params = [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grads)]
     comparisons, arrays = [], []
     for l, ((gW, gb), (W, b)) in enumerate(zip(trained, params)):

@@ -18,7 +18,8 @@ from conformance.candidate import Candidate
 from conformance.cases import Case, make_case, masks_differ_case
 from conformance.checks import contract_text, exact_gradient_comparisons
 from conformance.diagnosis import diagnose
-from conformance.gradcheck import magnitudes, precision_tolerance, true_forward
+from conformance.exact import exact_forward, magnitudes
+from conformance.gradcheck import precision_tolerance
 
 CONFORMANCE_AREA = "relu_index"  # the check area graded by this module (conformance/plugin.py)
 
@@ -30,7 +31,7 @@ def check_exact(candidate: Candidate, case: Case, built: str) -> None:
     the candidate's gradients match it)."""
     __tracebackhide__ = True
     where = f"backward(case={case!r})"
-    acts, pres = true_forward(case.X, case.params)
+    acts, pres = exact_forward(case.X, case.params)
     grads, dtype = run_backward(candidate, case, acts, pres, where)
     comparisons = exact_gradient_comparisons(case, grads, dtype)
     if mismatch_report(comparisons, where=where, compared="", contract="", held_to=dtype) is None:

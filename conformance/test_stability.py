@@ -33,12 +33,8 @@ from conformance.checks import (
 )
 from conformance.contract import least_precise, validate_array, validate_loss
 from conformance.diagnosis import diagnose, diagnose_forward, named, output_rows_finding
-from conformance.gradcheck import (
-    allowed_error,
-    magnitudes,
-    precision_tolerance,
-    true_forward,
-)
+from conformance.exact import exact_forward, exact_softmax, magnitudes, softmax_conditioning
+from conformance.gradcheck import allowed_error, precision_tolerance
 
 CONFORMANCE_AREA = "stability"  # the check area graded by this module (conformance/plugin.py)
 
@@ -50,12 +46,6 @@ ROW_GUARD = ("the max must be taken per ROW (axis=-1, keepdims=True): with a sin
              "rows far below it underflow to all zeros and 0/0 is nan")
 
 
-def exact_softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def check_softmax(candidate: Candidate, z: np.ndarray, where: str) -> None:
     __tracebackhide__ = True
     got = validate_array(invoke(candidate, "softmax", z, where=where), "softmax(z)", where, z.shape)
@@ -64,7 +54,7 @@ def check_softmax(candidate: Candidate, z: np.ndarray, where: str) -> None:
     tau = precision_tolerance(got.dtype)
     p = exact_softmax(z)
     # Rounding z to the result's precision moves a probability by ~2 p |z| eps.
-    scale = p * (1 + 2 * np.abs(z).max(axis=-1, keepdims=True))
+    scale = p * softmax_conditioning(np.abs(z))
     assert_comparisons([Comparison("softmax(z)", got, p, allowed_error(scale, 1.0, tau))], where=where,
                        compared="softmax(z) vs the exact row-wise softmax",
                        contract=contract_text(got.dtype, fd=False), held_to=got.dtype,
@@ -165,9 +155,9 @@ def check_network(candidate: Candidate, case: Case) -> None:
     where = f"forward(case={case!r})"
     fwd = run_forward(candidate, case, where)
     P = fwd.activations[-1]
-    _, true_pres = true_forward(case.X, case.params)
+    _, exact_pre_activations = exact_forward(case.X, case.params)
     assert_finite("activations[-1]", P, where=where,
-                  guard=nonfinite_output_cause(P, true_pres[-1], fwd.dtype))
+                  guard=nonfinite_output_cause(P, exact_pre_activations[-1], fwd.dtype))
     tau = precision_tolerance(fwd.dtype)
     assert_comparisons([Comparison("activations[-1].sum(axis=1)", P.sum(axis=1), np.ones(case.batch), 8 * tau)],
                        where=where, compared="the output probabilities' row sums vs 1",
@@ -192,7 +182,7 @@ def check_network(candidate: Candidate, case: Case) -> None:
                      "(finite, so overflow is not the cause): "
                      + diagnose_forward(fwd.activations, fwd.pre_activations, case.X, case.params, tau))
     else:
-        acts, pres = true_forward(case.X, case.params)
+        acts, pres = exact_forward(case.X, case.params)
         diagnosis = ("your forward is right here and the gradients are finite; "
                      + diagnose(grads, acts, pres, case.Y, case.params,
                                 magnitudes(case.X, case.Y, case.params), precision_tolerance(dtype)))

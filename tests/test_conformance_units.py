@@ -21,41 +21,31 @@ from conformance.assertions import Comparison, assert_unchanged, mismatch_report
 from conformance.candidate import private_copy
 from conformance.cases import make_case, scaled_logits_case, true_class_underflow_case
 from conformance.checks import gradient_comparisons
-from conformance.contract import ContractError, validate_backward, validate_forward, validate_loss, validate_array
-from conformance.diagnosis import (FORWARD_BUGS, KNOWN_BUGS, _variant_forward, diagnose,
-                                   diagnose_forward, explain_exception)
+from conformance.contract import ContractError, validate_array, validate_backward, validate_forward, validate_loss
+from conformance.diagnosis import FORWARD_BUGS, KNOWN_BUGS, diagnose, diagnose_forward, explain_exception
+from conformance.exact import (ForwardBugs, Magnitudes, backpropagate, exact_forward, exact_gradients, exact_loss,
+                              magnitudes, output_error)
 from conformance.plugin import impl_spec
-from conformance.gradcheck import (
-    EPS64,
-    Magnitudes,
-    allowed_error,
-    analytic_gradients,
-    central_differences,
-    fd_tensor,
-    magnitudes,
-    precision_tolerance,
-    true_forward,
-    true_loss,
-)
+from conformance.gradcheck import EPS64, allowed_error, central_differences, fd_tensor, precision_tolerance
 from reference import mlp as reference
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 # ----------------------------------------------------------------------------- gradcheck
-def test_true_forward_matches_reference() -> None:
+def test_exact_forward_matches_reference() -> None:
     case = make_case([5, 7, 3], batch=4, seed=1)
-    acts, pres = true_forward(case.X, case.params)
+    acts, pres = exact_forward(case.X, case.params)
     ref_acts, ref_pres = reference.forward(case.X, case.params)
     for a, b in zip(acts + pres, list(ref_acts) + list(ref_pres)):
         np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15)
 
 
-def test_true_loss_is_exact_where_the_section_guard_skews() -> None:
+def test_exact_loss_is_exact_where_the_section_guard_skews() -> None:
     case = true_class_underflow_case(seed=0)
-    loss = true_loss(case.X, case.Y, case.params)
+    loss = exact_loss(case.X, case.Y, case.params)
     assert np.isfinite(loss) and loss > 900  # exact: the logit gap, not -log(1e-12) = 27.6
-    guarded = reference.cross_entropy(true_forward(case.X, case.params)[0][-1], case.Y)
+    guarded = reference.cross_entropy(exact_forward(case.X, case.params)[0][-1], case.Y)
     assert guarded == pytest.approx(-np.log(1e-12))
 
 
@@ -86,10 +76,10 @@ def test_kinks_are_retried_then_excluded_never_failed() -> None:
     assert est.value[1:] == pytest.approx([1.0, 1.0])
 
 
-def test_fd_of_true_loss_agrees_with_exact_backprop() -> None:
+def test_fd_of_exact_loss_agrees_with_exact_backprop() -> None:
     case = make_case([4, 5, 3], batch=6, seed=3)
-    acts, pres = true_forward(case.X, case.params)
-    grads = analytic_gradients(acts, pres, case.Y, case.params)
+    acts, pres = exact_forward(case.X, case.params)
+    grads = exact_gradients(acts, pres, case.Y, case.params)
     mags = magnitudes(case.X, case.Y, case.params)
     for l in range(2):
         for t, kind in enumerate("Wb"):
@@ -98,22 +88,44 @@ def test_fd_of_true_loss_agrees_with_exact_backprop() -> None:
             assert np.all(err[~est.excluded] <= 1e-8), (l, kind, err.max())
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_one_backward_rounds_as_the_reference_in_the_inputs_dtype(dtype: type) -> None:
+    """tools/fixtures.py builds its ReLU'(0) intervals with ``backpropagate`` in the fixture's
+    dtype: on the reference's own forward values it must give the reference's gradients bit
+    for bit (float32 stays float32), and ReLU'(0) given as 0, as 1 or as a mask function
+    agree where they should."""
+    case = make_case([5, 6, 6, 3], batch=4, seed=12, zero_rows=2)
+    X, Y = case.X.astype(dtype), case.Y.astype(dtype)
+    params = [(W.astype(dtype), b.astype(dtype)) for W, b in case.params]
+    acts, pres = reference.forward(X, params)
+    expected = reference.backward(acts, pres, Y, params)
+    delta = output_error(acts[-1], Y)
+    at_zero = backpropagate(delta, acts, pres, params, 0.0)
+    at_one = backpropagate(delta, acts, pres, params, lambda z: z >= 0)
+    for (dW, db), (eW, eb), (oW, ob) in zip(at_zero, expected, at_one):
+        assert dW.dtype == db.dtype == np.dtype(dtype)
+        assert np.array_equal(dW, eW) and np.array_equal(db, eb)
+    flat = lambda grads: [g for pair in grads for g in pair]  # noqa: E731
+    assert not all(np.array_equal(a, b) for a, b in zip(flat(at_zero), flat(at_one)))  # zeros matter
+    assert all(np.array_equal(a, b) for a, b in zip(flat(at_one), flat(backpropagate(delta, acts, pres, params, 1.0))))
+
+
 def test_exact_zero_pre_activations_are_excluded_or_accepted_both_ways() -> None:
     """Zero rows and zero biases: the check accepts ReLU'(0) = 0 and = 1 alike."""
     case = make_case([4, 5, 5, 3], batch=4, seed=11, zero_rows=2)
-    acts, pres = true_forward(case.X, case.params)
+    acts, pres = exact_forward(case.X, case.params)
     assert any((z == 0).any() for z in pres[:-1])
     for convention in (0.0, 1.0):
-        grads = analytic_gradients(acts, pres, case.Y, case.params, convention)
+        grads = exact_gradients(acts, pres, case.Y, case.params, convention)
         assert mismatch_report(gradient_comparisons(case, grads, np.dtype(np.float64)),
                                where="x", compared="", contract="") is None
 
 
 def test_gradient_check_accepts_float32_results_with_float32_tolerance() -> None:
     case = make_case([6, 8, 4], batch=5, seed=4)
-    acts, pres = true_forward(case.X, case.params)
+    acts, pres = exact_forward(case.X, case.params)
     grads32 = [(dW.astype(np.float32), db.astype(np.float32))
-               for dW, db in analytic_gradients(acts, pres, case.Y, case.params)]
+               for dW, db in exact_gradients(acts, pres, case.Y, case.params)]
     assert mismatch_report(gradient_comparisons(case, grads32, np.dtype(np.float32)),
                            where="x", compared="", contract="") is None
     # ... and the same float32 rounding is too coarse for a float64 claim: tolerances follow dtype.
@@ -124,8 +136,8 @@ def test_gradient_check_accepts_float32_results_with_float32_tolerance() -> None
 
 def test_large_networks_use_random_directions() -> None:
     case = make_case([40, 30, 10], batch=3, seed=5)
-    acts, pres = true_forward(case.X, case.params)
-    grads = analytic_gradients(acts, pres, case.Y, case.params)
+    acts, pres = exact_forward(case.X, case.params)
+    grads = exact_gradients(acts, pres, case.Y, case.params)
     comps = gradient_comparisons(case, grads, np.dtype(np.float64))
     assert all(c.name.endswith("·v") for c in comps)
     assert mismatch_report(comps, where="x", compared="", contract="") is None
@@ -147,9 +159,9 @@ def test_allowed_error_scales_with_entry_and_tensor_magnitude() -> None:
 
 def test_magnitude_bounds_dominate_gradients() -> None:
     case = scaled_logits_case(50.0, seed=6)
-    acts, pres = true_forward(case.X, case.params)
+    acts, pres = exact_forward(case.X, case.params)
     mags: Magnitudes = magnitudes(case.X, case.Y, case.params)
-    for (dW, db), (mW, mb) in zip(analytic_gradients(acts, pres, case.Y, case.params), mags.gradients):
+    for (dW, db), (mW, mb) in zip(exact_gradients(acts, pres, case.Y, case.params), mags.gradients):
         assert np.all(np.abs(dW) <= mW + 1e-15) and np.all(np.abs(db) <= mb + 1e-15)
 
 
@@ -277,26 +289,26 @@ def test_forward_result_validation() -> None:
 @pytest.mark.parametrize("bug", KNOWN_BUGS, ids=lambda b: b.key)
 def test_every_known_bug_is_diagnosed_as_itself(bug) -> None:
     case = make_case([4, 4, 4, 4], batch=5, seed=13)
-    acts, pres = true_forward(case.X, case.params)
+    acts, pres = exact_forward(case.X, case.params)
     grads = bug.gradients(acts, pres, case.Y, case.params)
     text = diagnose(grads, acts, pres, case.Y, case.params, magnitudes(case.X, case.Y, case.params), 1.5e-8)
     assert bug.description in text.splitlines()[0], text
 
 
-@pytest.mark.parametrize("description,knobs", [(d, k) for _, d, k in FORWARD_BUGS],
+@pytest.mark.parametrize("description,bugs", [(d, b) for _, d, b in FORWARD_BUGS],
                          ids=[key for key, _, _ in FORWARD_BUGS])
-def test_every_known_forward_bug_is_diagnosed_as_itself(description: str, knobs: dict) -> None:
+def test_every_known_forward_bug_is_diagnosed_as_itself(description: str, bugs: ForwardBugs) -> None:
     case = make_case([4, 5, 5, 3], batch=6, seed=15)
-    acts, pres = _variant_forward(case.X, case.params, **knobs)
+    acts, pres = exact_forward(case.X, case.params, bugs)
     assert description in diagnose_forward(acts, pres, case.X, case.params, 1.5e-8)
-    acts, pres = true_forward(case.X, case.params)
+    acts, pres = exact_forward(case.X, case.params)
     assert "equal none of the" in diagnose_forward(acts, pres, case.X, case.params, 1.5e-8)
 
 
 def test_correct_gradients_are_diagnosed_correct() -> None:
     case = make_case([4, 5, 3], batch=5, seed=14)
-    acts, pres = true_forward(case.X, case.params)
-    grads = analytic_gradients(acts, pres, case.Y, case.params)
+    acts, pres = exact_forward(case.X, case.params)
+    grads = exact_gradients(acts, pres, case.Y, case.params)
     assert "equal the correct ones" in diagnose(grads, acts, pres, case.Y, case.params,
                                                 magnitudes(case.X, case.Y, case.params), 1.5e-8)
 

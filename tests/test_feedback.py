@@ -20,14 +20,13 @@ from conformance.contract import PrecisionFinding, result_dtype, revealed_dtype
 from conformance.diagnosis import (
     FORWARD_BUGS,
     KNOWN_BUGS,
-    _variant_backprop,
-    _variant_forward,
     diagnose,
     diagnose_forward,
     explain_exception,
     named_bugs,
 )
-from conformance.gradcheck import magnitudes, precision_tolerance, true_forward
+from conformance.exact import exact_forward, exact_gradients, magnitudes
+from conformance.gradcheck import precision_tolerance
 from conformance.summary import Shape, candidate_label, cross_failure_patterns
 from conformance.test_stability import nonfinite_output_cause
 
@@ -98,7 +97,7 @@ def test_width_one_shape_error_that_two_bugs_explain_names_neither() -> None:
 
 def _grads_case():
     case = make_case([6, 6, 6, 6], batch=7, seed=3)
-    acts, pres = true_forward(case.X, case.params)
+    acts, pres = exact_forward(case.X, case.params)
     return case, acts, pres, magnitudes(case.X, case.Y, case.params)
 
 
@@ -113,7 +112,7 @@ def test_every_catalogued_backward_bug_is_named_as_itself(bug: str) -> None:
 
 def test_unknown_backward_mistake_names_no_bug_and_localises() -> None:
     case, acts, pres, mags = _grads_case()
-    grads = _variant_backprop(acts, pres, case.Y, case.params)
+    grads = exact_gradients(acts, pres, case.Y, case.params)
     grads[0] = (grads[0][0] * 1.5, grads[0][1])  # only the first layer's dW is off
     text = diagnose(grads, acts, pres, case.Y, case.params, mags, TAU64)
     assert named_bugs(text) == set(), text
@@ -123,9 +122,9 @@ def test_unknown_backward_mistake_names_no_bug_and_localises() -> None:
 @pytest.mark.parametrize("key", [k for k, _, _ in FORWARD_BUGS])
 def test_every_catalogued_forward_bug_is_named_as_itself(key: str) -> None:
     case = make_case([5, 6, 4], batch=6, seed=2)
-    knobs = next(kn for k, _, kn in FORWARD_BUGS if k == key)
+    bugs = next(switches for k, _, switches in FORWARD_BUGS if k == key)
     with np.errstate(all="ignore"):
-        acts, pres = _variant_forward(case.X, case.params, **knobs)
+        acts, pres = exact_forward(case.X, case.params, bugs)
     text = diagnose_forward(acts, pres, case.X, case.params, TAU64)
     assert named_bugs(text) == {key}, text
 

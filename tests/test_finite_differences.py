@@ -17,16 +17,8 @@ import pytest
 
 from conformance.cases import scaled_logits_case
 from conformance.invocation import SUITE_ROOT, suite_command, suite_env
-from conformance.gradcheck import (
-    SERIES_MAX_REACH,
-    _loss_change,
-    analytic_gradients,
-    downstream,
-    fd_tensor,
-    magnitudes,
-    mean_cross_entropy,
-    true_forward,
-)
+from conformance.exact import exact_cross_entropy, exact_forward, exact_gradients, magnitudes
+from conformance.gradcheck import SERIES_MAX_REACH, _loss_change, downstream, fd_tensor
 from tests.variants import REPO_ROOT
 
 
@@ -40,7 +32,7 @@ def random_network(seed: int, near_zero: bool) -> tuple[np.ndarray, np.ndarray, 
     params = [(rng.standard_normal((a, b)), 0.1 * rng.standard_normal(b)) for a, b in zip(sizes[:-1], sizes[1:])]
     if near_zero:
         for k in range(len(params) - 1):
-            pres = true_forward(X, params)[1]
+            pres = exact_forward(X, params)[1]
             j = rng.integers(sizes[k + 1])
             W, b = params[k]
             b = b.copy()
@@ -55,19 +47,19 @@ def full_recompute_losses(X: np.ndarray, Y: np.ndarray, params: list, layer: int
     """Loss and 'a mask flipped' after moving one entry, by a full forward pass."""
     moved = [(W.copy(), b.copy()) for W, b in params]
     moved[layer][t].reshape(-1)[flat] += step
-    _, base = true_forward(X, params)
-    _, pres = true_forward(X, moved)
+    _, base = exact_forward(X, params)
+    _, pres = exact_forward(X, moved)
     flipped = any(((z > 0) != (z0 > 0)).any() for z, z0 in zip(pres[:-1], base[:-1]))
-    return float(mean_cross_entropy(pres[-1], Y)), flipped
+    return float(exact_cross_entropy(pres[-1], Y)), flipped
 
 
 @pytest.mark.parametrize("seed", range(24))
 def test_entrywise_estimates_match_exact_backprop_and_a_plain_recomputation(seed: int) -> None:
     X, Y, params = random_network(seed, near_zero=seed % 2 == 1)
     mags = magnitudes(X, Y, params)
-    acts, pres = true_forward(X, params)
-    exact0 = analytic_gradients(acts, pres, Y, params, 0.0)
-    exact1 = analytic_gradients(acts, pres, Y, params, 1.0)
+    acts, pres = exact_forward(X, params)
+    exact0 = exact_gradients(acts, pres, Y, params, 0.0)
+    exact1 = exact_gradients(acts, pres, Y, params, 1.0)
     for layer in range(len(params)):
         for t, kind in enumerate("Wb"):
             est = fd_tensor(X, Y, params, layer, kind, mags)
@@ -95,7 +87,7 @@ def test_mask_flip_thresholds_agree_with_explicit_recomputation(seed: int) -> No
         params = random_network(seed + 100, near_zero=True)[2]
         X = np.random.default_rng(seed).standard_normal((3, params[0][0].shape[0]))
         Y = np.eye(params[-1][0].shape[1])[[0] * 3]
-    acts, pres = true_forward(X, params)
+    acts, pres = exact_forward(X, params)
     after = downstream(params, pres, acts[-1], Y, 0)
     assert after is not None
     rng = np.random.default_rng(seed)
@@ -117,7 +109,7 @@ def test_mask_flip_thresholds_agree_with_explicit_recomputation(seed: int) -> No
 def test_loss_series_agrees_with_the_exact_loss_change() -> None:
     rng = np.random.default_rng(5)
     X, Y, params = random_network(7, near_zero=False)
-    acts, pres = true_forward(X, params)
+    acts, pres = exact_forward(X, params)
     after = downstream(params, pres, acts[-1], Y, len(params) - 2)
     if after is None:
         pytest.skip("needs a hidden layer")  # random_network(7) has one; guarded for clarity
@@ -137,8 +129,8 @@ def test_entrywise_estimates_hold_for_huge_logits(scale: float) -> None:
     """Logit moves far beyond the series' reach fall back to the exact loss change."""
     case = scaled_logits_case(scale, seed=1)
     mags = magnitudes(case.X, case.Y, case.params)
-    acts, pres = true_forward(case.X, case.params)
-    exact = analytic_gradients(acts, pres, case.Y, case.params)
+    acts, pres = exact_forward(case.X, case.params)
+    exact = exact_gradients(acts, pres, case.Y, case.params)
     for layer in range(len(case.params)):
         for t, kind in enumerate("Wb"):
             est = fd_tensor(case.X, case.Y, case.params, layer, kind, mags)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from conformance import contract, golden
+from conformance.exact import backpropagate, output_error
 from conformance.golden import FIXTURES_DIR
 from reference import mlp
 from tools import fixtures
@@ -204,11 +205,11 @@ def test_relu_prime_at_zero_choices_all_pass_and_a_wrong_value_fails() -> None:
     pres = [arrays[f"pre{i}"] for i in range(L)]
     params = golden.params_of(arrays, L)
     for mask in (lambda z: z > 0, lambda z: z >= 0, lambda z: np.heaviside(z, 0.5)):
-        grads = fixtures._backward_with_mask(acts, pres, arrays["Y"], params, mask)
+        grads = backpropagate(output_error(acts[-1], arrays["Y"]), acts, pres, params, mask)
         values = {key: g for j, (dW, db) in enumerate(grads) for key, g in ((f"dW{j}", dW), (f"db{j}", db))}
         golden.assert_matches_fixture(values, arrays, entry, [(key, key) for key in values],
                                       where="t", hint="")
-    grads = fixtures._backward_with_mask(acts, pres, arrays["Y"], params, lambda z: 2.0 * (z >= 0))
+    grads = backpropagate(output_error(acts[-1], arrays["Y"]), acts, pres, params, lambda z: 2.0 * (z >= 0))
     with pytest.raises(AssertionError):
         golden.assert_matches_fixture({"dW0": grads[0][0]}, arrays, entry, [("dW0", "dW0")],
                                       where="t", hint="")

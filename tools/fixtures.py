@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from conformance import golden
+from conformance.exact import backpropagate, gradient_bounds, output_error, pre_activation_bound
 from conformance.golden import (FIXTURES_DIR, FORMAT_VERSION, LOG_GUARD_MAX, MANIFEST_NAME,
                                 MAX_NEG_LOG, RECORDING_NAME, FixtureError)
 
@@ -120,29 +121,12 @@ def _loss_bounds(P: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
     return {"lo_loss": np.asarray(lo), "hi_loss": np.asarray(hi), "scale_loss": np.asarray(scale)}
 
 
-def _backward_with_mask(acts, pres, Y, params, mask: Callable[[np.ndarray], np.ndarray]):
-    """The reference's backward with a chosen ReLU derivative (for the ReLU'(0) intervals)."""
-    B = Y.shape[0]
-    delta = (acts[-1] - Y) / B
-    grads = []
-    for i in reversed(range(len(params))):
-        grads.append((acts[i].T @ delta, delta.sum(axis=0)))
-        if i > 0:
-            delta = (delta @ params[i][0].T) * mask(pres[i - 1]).astype(delta.dtype)
-    return list(reversed(grads))
-
-
-def _backward_scales(a_scales: list, pres: list, Y: np.ndarray, params: list) -> list:
+def _backward_scales(activation_scales: list, pre_activations: list, Y: np.ndarray, params: list) -> list:
     """Per-entry magnitudes behind each gradient: |A|^T @ |delta| and sum |delta|, with
     |delta| propagated through |W|^T and a mask that keeps Z == 0 (both ReLU'(0) choices)."""
-    a_scales = [a.astype(np.float64) for a in a_scales]
-    d_scale = (a_scales[-1] + np.abs(Y)) / Y.shape[0]
-    scales = []
-    for i in reversed(range(len(params))):
-        scales.append((a_scales[i].T @ d_scale, d_scale.sum(axis=0)))
-        if i > 0:
-            d_scale = (d_scale @ np.abs(params[i][0].astype(np.float64)).T) * (pres[i - 1] >= 0)
-    return list(reversed(scales))
+    activation_scales = [a.astype(np.float64) for a in activation_scales]
+    delta_scale = (activation_scales[-1] + np.abs(Y)) / Y.shape[0]
+    return gradient_bounds(delta_scale, activation_scales, pre_activations, params)
 
 
 def _mlp_inputs(spec: CaseSpec) -> tuple[np.ndarray, np.ndarray, list]:
@@ -177,26 +161,28 @@ def build_case(spec: CaseSpec) -> tuple[dict[str, np.ndarray], dict]:
         arrays.update(X=X, Y=Y)
         for j, (W, b) in enumerate(params):
             arrays[f"W{j}"], arrays[f"b{j}"] = W, b
-        acts, pres = mlp.forward(X, params)
+        activations, pre_activations = mlp.forward(X, params)
         # Forward scales: |A_prev| @ |W| + |b| per layer (ReLU is 1-Lipschitz).
         a_scale = np.abs(X).astype(np.float64)
-        arrays["act0"], arrays["scale_act0"] = acts[0], a_scale
+        arrays["act0"], arrays["scale_act0"] = activations[0], a_scale
         for j, (W, b) in enumerate(params):
-            z_scale = a_scale @ np.abs(W.astype(np.float64)) + np.abs(b.astype(np.float64))
-            arrays[f"pre{j}"], arrays[f"scale_pre{j}"] = pres[j], z_scale
-            a_scale = z_scale if j < L - 1 else _softmax_scale(acts[-1], z_scale)
-            arrays[f"act{j + 1}"], arrays[f"scale_act{j + 1}"] = acts[j + 1], a_scale
-        arrays["softmax"] = acts[-1]
-        arrays["scale_softmax"] = _softmax_scale(acts[-1], np.abs(pres[-1]).astype(np.float64))
-        arrays["loss"] = np.asarray(mlp.cross_entropy(acts[-1], Y))
-        arrays.update(_loss_bounds(acts[-1], Y))
-        grads = mlp.backward(acts, pres, Y, params)
+            z_scale = pre_activation_bound(a_scale, W, b)
+            arrays[f"pre{j}"], arrays[f"scale_pre{j}"] = pre_activations[j], z_scale
+            a_scale = z_scale if j < L - 1 else _softmax_scale(activations[-1], z_scale)
+            arrays[f"act{j + 1}"], arrays[f"scale_act{j + 1}"] = activations[j + 1], a_scale
+        arrays["softmax"] = activations[-1]
+        arrays["scale_softmax"] = _softmax_scale(activations[-1], np.abs(pre_activations[-1]).astype(np.float64))
+        arrays["loss"] = np.asarray(mlp.cross_entropy(activations[-1], Y))
+        arrays.update(_loss_bounds(activations[-1], Y))
+        grads = mlp.backward(activations, pre_activations, Y, params)
         # Gradient scales from the forward scales, not from |A| and |P|: a correct backward
         # may recompute what it is given (Y_hat = softmax(Z_L) from the logits, or the whole
         # forward pass from X), and train always does; the forward scales cover that rounding.
         fwd = [arrays[f"scale_act{i}"] for i in range(L + 1)]
-        scales = _backward_scales(fwd, pres, Y, params)
-        other = _backward_with_mask(acts, pres, Y, params, lambda z: z >= 0)
+        scales = _backward_scales(fwd, pre_activations, Y, params)
+        # The other ReLU'(0) convention, in the fixture's dtype (rounds as the reference does).
+        other = backpropagate(output_error(activations[-1], Y), activations, pre_activations, params,
+                              relu_prime_at_zero=1.0)
         for j, ((dW, db), (sW, sb), (oW, ob)) in enumerate(zip(grads, scales, other)):
             for key, g, s, o in ((f"dW{j}", dW, sW, oW), (f"db{j}", db, sb, ob)):
                 arrays[key], arrays[f"scale_{key}"] = g, s
