@@ -132,19 +132,19 @@ def validate_forward(result: Any, X: np.ndarray, params: Sequence[tuple[np.ndarr
     L = len(params)
     pair = validate_sequence(result, "forward's return value", where, 2, "items",
                             " (activations, pre_activations)")
-    acts = validate_sequence(pair[0], "activations", where, L + 1, "arrays",
+    activations = validate_sequence(pair[0], "activations", where, L + 1, "arrays",
                             f" (X, then one per layer; the network has {L} layers)")
-    pres = validate_sequence(pair[1], "pre_activations", where, L, "arrays",
+    pre_activations = validate_sequence(pair[1], "pre_activations", where, L, "arrays",
                             f" (one per layer; the network has {L} layers)")
     B = X.shape[0]
-    acts = [validate_array(acts[0], "activations[0]", where, X.shape,
+    activations = [validate_array(activations[0], "activations[0]", where, X.shape,
                           " (activations[0] is the input X itself)")] + [
         validate_array(a, f"activations[{l}]", where, (B, W.shape[1]))
-        for l, (a, (W, _)) in enumerate(zip(acts[1:], params), start=1)]
-    pres = [validate_array(z, f"pre_activations[{l}]", where, (B, W.shape[1]),
+        for l, (a, (W, _)) in enumerate(zip(activations[1:], params), start=1)]
+    pre_activations = [validate_array(z, f"pre_activations[{l}]", where, (B, W.shape[1]),
                           " (Z of layer l+1 = A_l @ W + b)")
-            for l, (z, (W, _)) in enumerate(zip(pres, params))]
-    return ForwardResult(acts, pres, result_dtype(acts[1:] + pres))
+            for l, (z, (W, _)) in enumerate(zip(pre_activations, params))]
+    return ForwardResult(activations, pre_activations, result_dtype(activations[1:] + pre_activations))
 
 
 def validate_backward(result: Any, params: Sequence[tuple[np.ndarray, np.ndarray]],

@@ -35,15 +35,15 @@ FD_NEXT = ("fix the first tensor listed (the deepest layer usually comes first i
 
 
 def _reference_activations(case: Case) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    acts, pres = reference.forward(case.X, case.params)
-    return list(acts), list(pres)
+    activations, pre_activations = reference.forward(case.X, case.params)
+    return list(activations), list(pre_activations)
 
 
 def check_backward_against_fd(candidate: Candidate, case: Case, every_entry: bool = False) -> None:
     __tracebackhide__ = True
     where = f"backward(case={case!r})"
-    acts, pres = _reference_activations(case)
-    grads, dtype = run_backward(candidate, case, acts, pres, where)
+    activations, pre_activations = _reference_activations(case)
+    grads, dtype = run_backward(candidate, case, activations, pre_activations, where)
     comparisons = gradient_comparisons(case, grads, dtype, every_entry)
     if mismatch_report(comparisons, where=where, compared="", contract="") is None:
         return
@@ -53,7 +53,7 @@ def check_backward_against_fd(candidate: Candidate, case: Case, every_entry: boo
         compared="your backward, fed the reference's activations, vs central differences of the "
                  "exact mean cross-entropy (check b: backward alone)",
         contract=contract_text(dtype), held_to=dtype,
-        diagnosis=diagnose(grads, acts, pres, case.Y, case.params, mags, precision_tolerance(dtype)),
+        diagnosis=diagnose(grads, activations, pre_activations, case.Y, case.params, mags, precision_tolerance(dtype)),
         reproduce=case.snippet(candidate.module_name), next_step=FD_NEXT)
 
 
@@ -123,8 +123,8 @@ def test_forward_backward_self_consistent(candidate: Candidate, case: Case) -> N
     if mismatch_report(comparisons, where=where, compared="", contract="") is None:
         return
     # Say which half is to blame: does backward pass on the reference's activations?
-    acts, pres = _reference_activations(case)
-    ref_grads, rdtype = run_backward(candidate, case, acts, pres, where)
+    activations, pre_activations = _reference_activations(case)
+    ref_grads, rdtype = run_backward(candidate, case, activations, pre_activations, where)
     backward_ok = mismatch_report(gradient_comparisons(case, ref_grads, rdtype), where=where,
                                   compared="", contract="") is None
     if backward_ok:

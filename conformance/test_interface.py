@@ -88,8 +88,8 @@ def test_forward_structure(candidate: Candidate, case: Case) -> None:
 @given(case=strategies.cases(max_layers=5, max_width=12))
 def test_backward_structure(candidate: Candidate, case: Case) -> None:
     """One (dW, db) pair per layer in forward order, dW shaped like W and db like b."""
-    acts, pres = reference.forward(case.X, case.params)
-    run_backward(candidate, case, acts, pres, f"backward(case={case!r})")
+    activations, pre_activations = reference.forward(case.X, case.params)
+    run_backward(candidate, case, activations, pre_activations, f"backward(case={case!r})")
 
 
 def test_pre_activations_hold_z_before_relu(candidate: Candidate) -> None:
@@ -97,8 +97,8 @@ def test_pre_activations_hold_z_before_relu(candidate: Candidate) -> None:
     case = make_case([4, 6, 6, 3], batch=6, seed=21)
     where = f"forward(case={case!r})"
     fwd = run_forward(candidate, case, where)
-    _, pres = exact_forward(case.X, case.params)
-    for l, (got, z) in enumerate(zip(fwd.pre_activations[:-1], pres[:-1])):
+    _, pre_activations = exact_forward(case.X, case.params)
+    for l, (got, z) in enumerate(zip(fwd.pre_activations[:-1], pre_activations[:-1])):
         assert (z < 0).any(), "suite bug: this case must have negative pre-activations"
         scale = np.abs(z).max()
         if np.all(got >= 0) and np.allclose(got, np.maximum(z, 0), rtol=0, atol=1e-3 * scale):
@@ -120,8 +120,8 @@ def test_forward_does_not_mutate_arguments(candidate: Candidate, case: Case) -> 
 @given(case=strategies.cases(max_layers=3, max_width=6))
 def test_backward_does_not_mutate_arguments(candidate: Candidate, case: Case) -> None:
     where = f"backward(case={case!r})"
-    acts, pres = reference.forward(case.X, case.params)
-    args = (acts, pres, case.Y, case.params)
+    activations, pre_activations = reference.forward(case.X, case.params)
+    args = (activations, pre_activations, case.Y, case.params)
     _, after = invoke(candidate, "backward", *args, where=where, case=case, inspect=True)
     assert_unchanged(args, after, ("activations", "pre_activations", "Y", "params"), where=where)
 
@@ -320,8 +320,8 @@ def _train_diagnosis(arrays: list[np.ndarray], case: Case, lr: float, epochs: in
     for key, scale, sign, text in variants:
         params = start
         for _ in range(epochs):
-            acts, pres = exact_forward(case.X, params)
-            grads = exact_gradients(acts, pres, case.Y, params)
+            activations, pre_activations = exact_forward(case.X, params)
+            grads = exact_gradients(activations, pre_activations, case.Y, params)
             params = [(W - sign * scale * lr * dW, b - sign * scale * lr * db)
                       for (W, b), (dW, db) in zip(params, grads)]
         if same(params):
@@ -344,8 +344,8 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
                               where)
     params = [tuple(np.array(p, dtype=np.float64) for p in pair) for pair in case.params]
     for _ in range(epochs):
-        acts, pres = exact_forward(case.X, params)
-        grads = exact_gradients(acts, pres, case.Y, params)
+        activations, pre_activations = exact_forward(case.X, params)
+        grads = exact_gradients(activations, pre_activations, case.Y, params)
         params = [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grads)]
     comparisons, arrays = [], []
     for l, ((gW, gb), (W, b)) in enumerate(zip(trained, params)):

@@ -219,8 +219,8 @@ def _exact_sgd(params: list, data: Split, rows: list[np.ndarray]) -> list:
     from reference.mlp import backward, forward
 
     for r in rows:
-        acts, pres = forward(data.X_fit[r], params)
-        grads = backward(acts, pres, data.Y_fit[r], params)
+        activations, pre_activations = forward(data.X_fit[r], params)
+        grads = backward(activations, pre_activations, data.Y_fit[r], params)
         params = [(W - LR * dW, b - LR * db) for (W, b), (dW, db) in zip(params, grads)]
     return params
 
@@ -235,8 +235,8 @@ def _check_backward_on_batch(candidate: Candidate, params: list, data: Split, ro
     case = Case(data.X_fit[rows], data.Y_fit[rows], params,
                 recipe=f"<MNIST batch of step {step} at the loop's checkpoint>")
     call = f"backward(MNIST step {step}, {where})"
-    acts, pres = forward(case.X, params)
-    grads, dtype = run_backward(candidate, case, list(acts), list(pres), call)
+    activations, pre_activations = forward(case.X, params)
+    grads, dtype = run_backward(candidate, case, list(activations), list(pre_activations), call)
     message = mismatch_report(
         exact_gradient_comparisons(case, grads, dtype), where=call,
         compared="your backward, fed exact activations of this training batch, vs exact backprop",

@@ -31,12 +31,12 @@ def check_exact(candidate: Candidate, case: Case, built: str) -> None:
     the candidate's gradients match it)."""
     __tracebackhide__ = True
     where = f"backward(case={case!r})"
-    acts, pres = exact_forward(case.X, case.params)
-    grads, dtype = run_backward(candidate, case, acts, pres, where)
+    activations, pre_activations = exact_forward(case.X, case.params)
+    grads, dtype = run_backward(candidate, case, activations, pre_activations, where)
     comparisons = exact_gradient_comparisons(case, grads, dtype)
     if mismatch_report(comparisons, where=where, compared="", contract="", held_to=dtype) is None:
         return
-    diagnosis = diagnose(grads, acts, pres, case.Y, case.params,
+    diagnosis = diagnose(grads, activations, pre_activations, case.Y, case.params,
                          magnitudes(case.X, case.Y, case.params), precision_tolerance(dtype))
     if "equal those of" in diagnosis:
         next_step = "change the line the diagnosis shows, then run the suite again."

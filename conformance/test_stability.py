@@ -182,9 +182,9 @@ def check_network(candidate: Candidate, case: Case) -> None:
                      "(finite, so overflow is not the cause): "
                      + diagnose_forward(fwd.activations, fwd.pre_activations, case.X, case.params, tau))
     else:
-        acts, pres = exact_forward(case.X, case.params)
+        activations, pre_activations = exact_forward(case.X, case.params)
         diagnosis = ("your forward is right here and the gradients are finite; "
-                     + diagnose(grads, acts, pres, case.Y, case.params,
+                     + diagnose(grads, activations, pre_activations, case.Y, case.params,
                                 magnitudes(case.X, case.Y, case.params), precision_tolerance(dtype)))
     assert_comparisons(comparisons, where=where,
                        compared="your gradients vs exact backprop at huge logits (the softmax saturates; "
