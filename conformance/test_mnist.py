@@ -19,7 +19,7 @@ Credit only for what the candidate earned:
 - Accuracy is computed here, with the reference's forward on the returned parameters.
 - The suite's loop runs where the candidate runs (in the isolated worker, its copy can be
   replaced by the candidate), so its result is verified here: it returns parameter
-  checkpoints every ``CHECKPOINT_EVERY`` steps; the first must be the initial parameters and
+  checkpoints every ``checkpoint_every(steps)`` steps (at least 8 segments, at most ~64); the first must be the initial parameters and
   the last the returned ones, and the first, the last and randomly drawn other segments
   between checkpoints are replayed in this process with exact backprop (the reference's,
   on the same batches): the candidate's segment must end where exact SGD ends. The
@@ -34,6 +34,7 @@ passed); ``--require-mnist`` makes that a failure.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import secrets
 from dataclasses import dataclass
@@ -60,7 +61,14 @@ LR, BATCH_SIZE = 0.5, 64
 INIT_SEED, SHUFFLE_SEED = 0, 42  # the section's: init_params(..., seed=0), default_rng(42)
 FIT_ROWS = 50_000  # training images loaded; each check uses its calibrated ``train_rows`` of them
 TRAIN_EVAL_ROWS = 1_000  # train() gets X_fit[:1000] as its (X_test, Y_test): its prints stay cheap
-CHECKPOINT_EVERY = 50  # steps between the loop's checkpoints (quick: 200 steps, 4 segments)
+MIN_SEGMENT, MAX_SEGMENTS = 25, 64  # steps between checkpoints: quick 25 (8 segments), full 122
+
+
+def checkpoint_every(steps: int) -> int:
+    """Steps between the loop's checkpoints. Three segments are replayed whatever the run's
+    length, so short segments keep the replay cheap (quick: 75 of 200 steps) and a bounded
+    number of them keeps the checkpoints' size bounded (full: 65 of 0.8 MB each)."""
+    return max(MIN_SEGMENT, steps // MAX_SEGMENTS)
 RANDOM_SEGMENTS = 1  # replayed besides the first and the last (drawn after the run)
 # A replayed segment's end may differ from the candidate's by this fraction of how far the
 # segment moved each tensor (Frobenius norms). Correct candidates differ by rounding only:
@@ -73,8 +81,9 @@ HOW_TO_GET = ("get the data with `backprop-conformance fetch-mnist`, or point to
 
 @pytest.fixture(scope="session")
 def mnist(request: pytest.FixtureRequest) -> Any:
-    """The data (loaded once per session, one-hot targets) or the reason it is unavailable."""
-    from reference.mnist import MNISTError, find_mnist_dir, load_mnist, one_hot
+    """The data (loaded once per session as uint8 pixels; each check converts the rows it
+    uses) or the reason it is unavailable."""
+    from reference.mnist import MNISTError, find_mnist_dir, load_mnist
 
     option = request.config.getoption("mnist_dir")
     try:
@@ -85,11 +94,10 @@ def mnist(request: pytest.FixtureRequest) -> Any:
         where = f"--mnist-dir {option}" if option else "$BACKPROP_MNIST_DIR and the user cache"
         return f"MNIST data not found (looked in {where})"
     try:
-        data = load_mnist(directory, download=False, progress=False)
+        data = load_mnist(directory, download=False, progress=False, pixels=True)
     except MNISTError as exc:
         return f"MNIST in {directory} could not be loaded: {exc}"
-    return Split(X_fit=data.X_train[:FIT_ROWS], Y_fit=one_hot(data.y_train[:FIT_ROWS]),
-                 X_test=data.X_test, y_test=one_hot(data.y_test))
+    return Pixels(data.X_train[:FIT_ROWS], data.y_train[:FIT_ROWS], data.X_test, data.y_test)
 
 
 @dataclass(frozen=True)
@@ -101,9 +109,30 @@ class Split:
     X_test: np.ndarray  # scored here only
     y_test: np.ndarray
 
-    def first(self, rows: int) -> "Split":
-        """The same split training on the first ``rows`` training images only."""
-        return Split(self.X_fit[:rows], self.Y_fit[:rows], self.X_test, self.y_test)
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: the conversions are cached per session
+class Pixels:
+    """The loaded images as uint8: converting all 60,000 to float64 would cost more than the
+    quick check's training (tools/bench_grade.py prints the per-phase split)."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+    @functools.lru_cache(maxsize=2)
+    def first(self, rows: int) -> Split:
+        """The split training on the first ``rows`` training images (float64, one-hot)."""
+        from reference.mnist import one_hot, to_unit_float
+
+        return Split(to_unit_float(self.train_images[:rows]), one_hot(self.train_labels[:rows]),
+                     self._test()[0], self._test()[1])
+
+    @functools.lru_cache(maxsize=1)
+    def _test(self) -> tuple[np.ndarray, np.ndarray]:
+        from reference.mnist import one_hot, to_unit_float
+
+        return to_unit_float(self.test_images), one_hot(self.test_labels)
 
 
 def _training_rows(thresholds: dict, which: str) -> int:
@@ -255,7 +284,8 @@ def _verify_trajectory(candidate: Candidate, result: Any, initial: list, data: S
     pair = validate_sequence(result, "the SGD loop's result [params, checkpoints]", where, 2)
     final = _checked_params(pair[0], where)
     rows = _batches(data.X_fit.shape[0], epochs)
-    n_segments = -(-len(rows) // CHECKPOINT_EVERY)
+    every = checkpoint_every(len(rows))
+    n_segments = -(-len(rows) // every)
     raw = validate_sequence(pair[1], "the SGD loop's checkpoints", where, n_segments + 1)
     checkpoints = [_checked_params(c, f"{where}, checkpoint {k}") for k, c in enumerate(raw)]
     tampered = "the suite's SGD loop was not run as written (was it replaced?)"
@@ -266,7 +296,7 @@ def _verify_trajectory(candidate: Candidate, result: Any, initial: list, data: S
     middle = list(range(1, n_segments - 1))
     drawn = secrets.SystemRandom().sample(middle, min(RANDOM_SEGMENTS, len(middle)))
     for k in sorted({0, n_segments - 1, *drawn}):
-        start, stop = k * CHECKPOINT_EVERY, min((k + 1) * CHECKPOINT_EVERY, len(rows))
+        start, stop = k * every, min((k + 1) * every, len(rows))
         _check_backward_on_batch(candidate, checkpoints[k], data, rows[start], start, where)
         exact = _exact_sgd(checkpoints[k], data, rows[start:stop])
         for j, (got, want, began) in enumerate(zip(checkpoints[k + 1], exact, checkpoints[k])):
@@ -304,9 +334,10 @@ def test_sgd_loop_learns_mnist(candidate: Candidate, request: pytest.FixtureRequ
     where = (f"suite SGD loop, {which}: {check['epochs']} epoch(s) on {rows} training images, "
              f"lr {LR}, batch {BATCH_SIZE}, init seed {INIT_SEED}, shuffle seed {SHUFFLE_SEED}")
     initial = _initial_params()
+    every = checkpoint_every(check["epochs"] * -(-rows // BATCH_SIZE))
     result = _run(lambda: candidate.run_sgd(data.X_fit, data.Y_fit, initial, lr=LR,
                                             epochs=check["epochs"], batch_size=BATCH_SIZE,
-                                            seed=SHUFFLE_SEED, checkpoint_every=CHECKPOINT_EVERY),
+                                            seed=SHUFFLE_SEED, checkpoint_every=every),
                   where)
     params = _verify_trajectory(candidate, result, initial, data, check["epochs"], where)
     _assert_reaches(_accuracy(params, data), check,

@@ -315,13 +315,16 @@ class _DecodedCache:
 
 
 def load_mnist(
-    data_dir: str | os.PathLike | None = None, *, download: bool = True, progress: bool = True
+    data_dir: str | os.PathLike | None = None, *, download: bool = True, progress: bool = True,
+    pixels: bool = False,
 ) -> MNIST:
     """Load MNIST as float64 images in [0, 1] of shape (n, 784) and int64 labels.
 
     ``data_dir``: where the four IDX files are (see the module docstring for the search
     order). Missing files are downloaded there when ``download`` is true (with a progress
     bar when ``progress`` is true); otherwise ``MNISTError`` says what is missing.
+    ``pixels``: keep the images as the files' uint8 values (0..255), for a caller that
+    converts only the rows it uses with ``to_unit_float`` (the same float64 values).
     """
     directory, how = _named_dir(data_dir)
     if directory.exists() and not directory.is_dir():
@@ -360,15 +363,17 @@ def load_mnist(
         _verify_checksum(path, raw, FILES[key])
         cache.put(path, FILES[key], arrays[key])
     cache.save()
+    convert = (lambda images: images) if pixels else to_unit_float
     return MNIST(
-        X_train=_to_unit_float(arrays["train_images"]),
+        X_train=convert(arrays["train_images"]),
         y_train=arrays["train_labels"].astype(np.int64),
-        X_test=_to_unit_float(arrays["test_images"]),
+        X_test=convert(arrays["test_images"]),
         y_test=arrays["test_labels"].astype(np.int64),
     )
 
 
-def _to_unit_float(pixels: np.ndarray) -> np.ndarray:
+def to_unit_float(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels as float64 in [0, 1] (pixels / 255)."""
     X = pixels.astype(np.float64)
     X /= 255.0  # in place: same values as pixels / 255, one 376 MB array instead of two
     return X
