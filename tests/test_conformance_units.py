@@ -9,7 +9,6 @@ import hashlib
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from conformance.contract import ContractError, check_backward, check_forward, c
 from conformance.diagnosis import (FORWARD_BUGS, KNOWN_BUGS, _variant_forward, diagnose,
                                    diagnose_forward, explain_exception)
 from conformance.plugin import impl_spec
+from tests.helpers import run_pytest
 from conformance.gradcheck import (
     EPS64,
     Magnitudes,
@@ -329,8 +329,7 @@ def test_grading_profile_draws_the_same_cases_every_time() -> None:
 def _run_suite(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("BACKPROP_IMPL", None)
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return run_pytest(*args, env=env, timeout=300)
 
 
 def test_unloadable_candidate_gives_one_clear_failure(tmp_path: Path) -> None:
