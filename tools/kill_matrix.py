@@ -40,7 +40,13 @@ from pathlib import Path
 from typing import Callable, Iterable, Literal
 
 from conformance.invocation import SUITE_ROOT, suite_command, suite_env
-from tools.catalogue import AREAS, REFERENCE_CONTROL, REPO_ROOT, Variant, materialize
+try:
+    from tools.catalogue import AREAS, REFERENCE_CONTROL, REPO_ROOT, Variant, materialize
+except ModuleNotFoundError as exc:  # installed from the wheel, which leaves the catalogue out
+    if exc.name != "tools.catalogue":
+        raise
+    raise ModuleNotFoundError("the kill matrix needs a clone of the project: the variant catalogue "
+                              "(tools/catalogue/) is not in the wheel", name=exc.name) from exc
 
 Outcome = Literal["failed", "passed", "skipped"]
 SUITE_DIR = REPO_ROOT / "conformance"
