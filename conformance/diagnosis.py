@@ -321,7 +321,7 @@ def output_rows_finding(P: np.ndarray) -> str:
 
 # ------------------------------------------------------------------ named bugs (for auditing)
 # Every phrase by which a suite message names a specific bug or missing guard, keyed by bug.
-# tests/kill_matrix.py checks that each buggy variant's messages name only its own bug(s):
+# tools/kill_matrix.py checks that each buggy variant's messages name only its own bug(s):
 # a hint naming a bug the code does not have is a misleading hint.
 GUARD_PHRASES: dict[str, tuple[str, ...]] = {
     "max_guard": ("per-row max subtraction: softmax must compute",),

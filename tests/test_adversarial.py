@@ -6,7 +6,7 @@ credit (a trick that makes wrong or absent work pass) also has an honest twin
 pass no test its twin fails, nor skip one its twin fails.
 
 Every attack runs as ``pytest conformance --impl <copy> --isolate`` in a subprocess (the
-tests/kill_matrix.py runner), next to a correct submission graded concurrently.
+tools/kill_matrix.py runner), next to a correct submission graded concurrently.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.kill_matrix import RunOptions, VariantRun, run_variant
+from tests.helpers import REPO_ROOT
 from tests.leftovers import processes_under
-from tests.variants import REPO_ROOT, Variant
+from tools.catalogue import Variant
+from tools.kill_matrix import RunOptions, VariantRun, run_variant
 
 ADVERSARIAL = Path(__file__).resolve().parent / "adversarial"
 

@@ -9,7 +9,6 @@ import hashlib
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from conformance.exact import (ForwardBugs, Magnitudes, backpropagate, exact_for
                               magnitudes, output_error)
 from conformance.plugin import impl_spec
 from conformance.gradcheck import EPS64, allowed_error, central_differences, fd_tensor, precision_tolerance
+from tests.helpers import run_pytest
 from reference import mlp as reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -341,8 +341,7 @@ def test_grading_profile_draws_the_same_cases_every_time() -> None:
 def _run_suite(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("BACKPROP_IMPL", None)
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return run_pytest(*args, env=env, timeout=300)
 
 
 def test_unloadable_candidate_gives_one_clear_failure(tmp_path: Path) -> None:

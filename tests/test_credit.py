@@ -23,7 +23,7 @@ from conformance.test_efficiency import (
     verdict,
 )
 from reference import mlp as reference
-from tests.variants import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 ADVERSARIAL = REPO_ROOT / "tests" / "adversarial"
 

@@ -4,8 +4,6 @@ only where the evidence matches, the end-of-run summary, deterministic text, opt
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from conformance.exact import exact_forward, exact_gradients, magnitudes
 from conformance.gradcheck import precision_tolerance
 from conformance.summary import Shape, candidate_label, cross_failure_patterns
 from conformance.test_stability import nonfinite_output_cause
+from tests.helpers import run_pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TAU64 = precision_tolerance(np.float64)
@@ -179,15 +178,13 @@ def test_opt_out_is_read_from_a_literal_only(tmp_path: Path) -> None:
 
 
 def _run_suite(impl: Path) -> str:
-    out = subprocess.run([sys.executable, "-m", "pytest", "conformance", "--impl", str(impl), "-q",
-                          "-m", "not mnist", "-p", "no:cacheprovider"], cwd=REPO, capture_output=True,
-                         text=True, timeout=600)
+    out = run_pytest("conformance", "--impl", str(impl), "-q", "-m", "not mnist")
     return re.sub(r" in [\d.]+s", " in <time>", out.stdout)
 
 
 @pytest.mark.slow
 def test_buggy_run_ends_with_the_summary_and_repeats_identically(tmp_path: Path) -> None:
-    from tests.variants import materialize
+    from tools.catalogue import materialize
 
     variant = next(v for v in materialize(tmp_path) if v.name == "bug_no_batch_mean")
     first, second = _run_suite(variant.path), _run_suite(variant.path)

@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 
 from conformance.cases import scaled_logits_case
-from conformance.invocation import SUITE_ROOT, suite_command, suite_env
 from conformance.exact import exact_cross_entropy, exact_forward, exact_gradients, magnitudes
 from conformance.gradcheck import SERIES_MAX_REACH, _loss_change, downstream, fd_tensor
-from tests.variants import REPO_ROOT
+from tests.helpers import REPO_ROOT, run_suite
 
 
 def random_network(seed: int, near_zero: bool) -> tuple[np.ndarray, np.ndarray, list]:
@@ -139,8 +138,7 @@ def test_entrywise_estimates_hold_for_huge_logits(scale: float) -> None:
 
 
 def _suite(impl: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(suite_command(impl, ["-q", "-k", "every_entry", *extra]), cwd=SUITE_ROOT,
-                          env=suite_env(), capture_output=True, text=True, timeout=600)
+    return run_suite(impl, "-q", "-k", "every_entry", *extra)
 
 
 def test_fd_full_checks_every_entry_of_a_full_size_network(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from conformance import contract, golden
 from conformance.exact import backpropagate, output_error
 from conformance.golden import FIXTURES_DIR
 from reference import mlp
+from tests.helpers import run_pytest
 from tools import fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -245,9 +246,7 @@ def test_obtained_values_are_validated_before_comparison(value, message: str) ->
 # ------------------------------------------------------------------ refactor workflow
 
 def _pytest(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pytest", "conformance/test_golden.py", "-q",
-                           "-p", "no:cacheprovider", "-k", "matches_recording", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    return run_pytest("conformance/test_golden.py", "-q", "-k", "matches_recording", *args, cwd=ROOT)
 
 
 def test_record_then_golden_passes_a_tweak_fails_and_tolerance_relaxes(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tools.catalogue import CORRECT_DIR
 from tools.grade import cli, gradescope
 from tools.grade.feedback import curves, mnist_results
 from tools.grade.html_report import overview, submission_page
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = (REPO / "reference" / "mlp.py").read_text()
 I_BUG = REFERENCE.replace("pre_activations[i - 1]", "pre_activations[i]")
 assert I_BUG != REFERENCE, "the i-1 patch no longer applies to reference/mlp.py"
-MINIMAL = REPO / "tests" / "variants" / "correct" / "ok_minimal_forward_backward.py"
+MINIMAL = CORRECT_DIR / "ok_minimal_forward_backward.py"
 HOSTILE_NAME = '<img src=x onerror=alert(1)>&"=cmd|'
 MNIST_DIR = os.environ.get("BACKPROP_MNIST_DIR")
 

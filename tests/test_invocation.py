@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,8 +23,9 @@ import pytest
 
 from conformance.invocation import (InvocationError, SUITE_DIR, SUITE_INI, SUITE_ROOT,
                                     check_extra_args, suite_args, suite_env)
-from tests.kill_matrix import RunOptions, run_variant
-from tests.variants import REPO_ROOT, Variant
+from tests.helpers import REPO_ROOT, run_command, run_pytest
+from tools.catalogue import Variant
+from tools.kill_matrix import RunOptions, run_variant
 
 INVOCATION = Path(__file__).resolve().parent / "adversarial" / "invocation"
 HONEST = (INVOCATION / "halved_dw.py").read_text()
@@ -117,43 +117,36 @@ def test_environment_loses_what_injects_code_or_options() -> None:
 
 # ------------------------------------------------------------------ every runner
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=600)
-
-
 def _console_script() -> list[str]:
     return [sys.executable, "-c", "import sys; from conformance.cli import main; sys.exit(main())"]
 
 
 def run_cli_check_in_its_folder(module: Path, tmp: Path) -> tuple[int, str]:
     """backprop-conformance check, in-process, started in the submission's own folder."""
-    proc = _run([*_console_script(), "check", module.name, *QUICK], cwd=module.parent)
+    proc = run_command([*_console_script(), "check", module.name, *QUICK], cwd=module.parent)
     return proc.returncode, proc.stdout + proc.stderr
 
 
 def run_cli_check_isolated(module: Path, tmp: Path) -> tuple[int, str]:
-    proc = _run([*_console_script(), "check", str(module), "--isolate", *QUICK], cwd=tmp)
+    proc = run_command([*_console_script(), "check", str(module), "--isolate", *QUICK], cwd=tmp)
     return proc.returncode, proc.stdout + proc.stderr
 
 
 def run_raw_pytest_impl_equals(module: Path, tmp: Path) -> tuple[int, str]:
     """README's raw spelling for an installed suite: pytest --pyargs conformance --impl=X."""
-    proc = _run([sys.executable, "-m", "pytest", "--pyargs", "conformance", f"--impl={module}",
-                 "-p", "no:cacheprovider", *QUICK], cwd=tmp)
+    proc = run_pytest("--pyargs", "conformance", f"--impl={module}", *QUICK, cwd=tmp)
     return proc.returncode, proc.stdout + proc.stderr
 
 
 def run_raw_pytest_env(module: Path, tmp: Path) -> tuple[int, str]:
     """BACKPROP_IMPL=X pytest --pyargs conformance."""
     env = {**os.environ, "BACKPROP_IMPL": str(module)}
-    proc = _run([sys.executable, "-m", "pytest", "--pyargs", "conformance", "-p", "no:cacheprovider",
-                 *QUICK], cwd=tmp, env=env)
+    proc = run_pytest("--pyargs", "conformance", *QUICK, cwd=tmp, env=env)
     return proc.returncode, proc.stdout + proc.stderr
 
 
 def run_adversarial_runner(module: Path, tmp: Path) -> tuple[int, str]:
-    """tests/kill_matrix.py's runner (the kill matrix and tests/test_adversarial.py), isolated."""
+    """tools/kill_matrix.py's runner (the kill matrix and tests/test_adversarial.py), isolated."""
     variant = Variant(module.parent.name, "buggy", module, frozenset(), "invocation attack")
     run = run_variant(variant, tmp / "runner", RunOptions(isolate=True, timeout=600, extra_args=QUICK))
     assert run.error is None or run.returncode == 1, f"the run broke: {run.error}\n{run.output_tail}"
@@ -202,8 +195,7 @@ def test_two_token_impl_no_longer_reads_the_candidates_conftest(attack: str, tmp
     its entry point before pytest parses, so X is never a test path and X's conftest.py is
     never loaded (the root cause of issue 9's critical hole)."""
     module = build_attacks(tmp_path / "subs")[attack]
-    proc = _run([sys.executable, "-m", "pytest", "conformance", "--impl", str(module),
-                 "-p", "no:cacheprovider", *QUICK], cwd=REPO_ROOT)
+    proc = run_pytest("conformance", "--impl", str(module), *QUICK, cwd=REPO_ROOT)
     output = proc.stdout + proc.stderr
     assert _markers(attack_env) == [], f"{attack}: conftest.py beside --impl was loaded\n{output[-3000:]}"
     assert proc.returncode == 1, output[-3000:]
@@ -212,9 +204,9 @@ def test_two_token_impl_no_longer_reads_the_candidates_conftest(attack: str, tmp
 # ------------------------------------------------------------------ a whole class
 
 def _gradescope(submission: Path, results: Path, env: dict[str, str]) -> dict:
-    proc = _run([sys.executable, "-m", "tools.grade.gradescope", "--submission", str(submission),
-                 "--results", str(results), "--module", "mlp.py",
-                 *(f"--pytest-arg={a}" for a in QUICK)], cwd=REPO_ROOT, env=env)
+    proc = run_command([sys.executable, "-m", "tools.grade.gradescope", "--submission", str(submission),
+                        "--results", str(results), "--module", "mlp.py",
+                        *(f"--pytest-arg={a}" for a in QUICK)], cwd=REPO_ROOT, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(results.read_text())
 
@@ -259,8 +251,8 @@ def test_batch_grading_with_hostile_classmates(tmp_path: Path, attack_env: Path,
     plant_in_ancestor(shared)
     monkeypatch.setenv("TMPDIR", str(shared))
     out = tmp_path / "grades"
-    proc = _run([sys.executable, "-m", "tools.grade", str(subs), "--out", str(out), "-j", "2",
-                 "--module", "mlp.py", "--mnist-dir", str(real_dir)], cwd=REPO_ROOT)
+    proc = run_command([sys.executable, "-m", "tools.grade", str(subs), "--out", str(out), "-j", "2",
+                        "--module", "mlp.py", "--mnist-dir", str(real_dir)], cwd=REPO_ROOT)
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     with open(out / "grades.csv", newline="", encoding="utf-8-sig") as handle:  # Excel BOM
         rows = {row["submission"]: row for row in csv.DictReader(handle)}
@@ -283,8 +275,8 @@ def test_pyargs_with_explicit_plugin_from_an_empty_folder(tmp_path: Path) -> Non
     """Issue 14's failing commands: `-p conformance.plugin` on top of the entry point is the
     same plugin (no "option names already added"), and the suite is found as a package."""
     (tmp_path / "mymodule.py").write_text(CORRECT)
-    proc = _run([sys.executable, "-m", "pytest", "-p", "conformance.plugin", "--pyargs", "conformance",
-                 "--impl", "mymodule", "-p", "no:cacheprovider", *QUICK], cwd=tmp_path, env=suite_env_for_user())
+    proc = run_pytest("-p", "conformance.plugin", "--pyargs", "conformance", "--impl", "mymodule", *QUICK,
+                      cwd=tmp_path, env=suite_env_for_user())
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     assert "candidate: mymodule (in-process)" in output and "already added" not in output
@@ -298,8 +290,7 @@ def test_other_pytest_runs_only_gain_the_options(tmp_path: Path) -> None:
         "    assert pytestconfig.pluginmanager.has_plugin('conformance.plugin')\n"
         "    assert not pytestconfig.pluginmanager.has_plugin('conformance.hooks')\n"
         "    assert not any(m.startswith('mnist') for m in pytestconfig.getini('markers'))\n")
-    proc = _run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_theirs.py"],
-                cwd=tmp_path, env=suite_env_for_user())
+    proc = run_pytest("test_theirs.py", cwd=tmp_path, env=suite_env_for_user())
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     assert "candidate:" not in output and "1 passed" in output

@@ -28,9 +28,10 @@ from conformance.isolation import CandidateRaised, IsolatedCandidate, Limits
 from conformance.isolation import candidate as candidate_module
 from conformance.isolation import process, wire
 from conformance.isolation.locate import locate
-from tests.kill_matrix import RunOptions, run_variant
+from tests.helpers import REPO_ROOT, run_pytest
 from tests.leftovers import processes_under
-from tests.variants import REPO_ROOT, materialize
+from tools.catalogue import materialize
+from tools.kill_matrix import RunOptions, run_variant
 
 REFERENCE_SOURCE = REPO_ROOT / "reference" / "mlp.py"
 ADVERSARIAL = Path(__file__).resolve().parent / "adversarial"
@@ -867,10 +868,8 @@ def test_pytest_option_runs_the_suite_isolated(tmp_path: Path) -> None:
     path = tmp_path / "student.py"
     path.write_bytes(REFERENCE_SOURCE.read_bytes())
     report = tmp_path / "report.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "conformance/test_interface.py", "--impl", str(path),
-         "--isolate", "-p", "no:cacheprovider", "--conformance-report", str(report)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    proc = run_pytest("conformance/test_interface.py", "--impl", str(path), "--isolate",
+                      "--conformance-report", str(report), cwd=REPO_ROOT, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "isolated worker" in proc.stdout
     data = json.loads(report.read_text())

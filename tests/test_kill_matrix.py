@@ -18,17 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kill_matrix import (
-    KillMatrix,
-    RunOptions,
-    CaseResult,
-    VariantRun,
-    area_of,
-    build_kill_matrix,
-    judge,
-    parse_junit,
-)
-from tests.variants import (
+from tools.catalogue import (
     AREAS,
     CORRECT,
     CORRECT_DIR,
@@ -39,7 +29,17 @@ from tests.variants import (
     catalogue_names,
     materialize,
 )
-from tests.variants.buggy import BUGGY, BugSpec
+from tools.catalogue.buggy import BUGGY, BugSpec
+from tools.kill_matrix import (
+    KillMatrix,
+    RunOptions,
+    CaseResult,
+    VariantRun,
+    area_of,
+    build_kill_matrix,
+    judge,
+    parse_junit,
+)
 
 BUGGY_NAMES = [n for n in catalogue_names() if n.startswith("bug_")]
 CORRECT_NAMES = [n for n in catalogue_names() if not n.startswith("bug_")]
@@ -145,7 +145,7 @@ def _fake_run(name: str, kind: str, expected: frozenset[str], tests: list[CaseRe
 
 
 def test_default_score_prices_the_mistake_and_counts_unrun_areas_as_earned(tmp_path: Path) -> None:
-    from tests.kill_matrix import default_score
+    from tools.kill_matrix import default_score
 
     def record(nodeid: str, area: str, outcome: str, keys: tuple[str, ...] = ()) -> dict:
         return {"nodeid": nodeid, "area": area, "outcome": outcome, "summary": "", "message": "",

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pytest
 
 from conformance.report import (MESSAGE_HEAD, MESSAGE_TAIL, SCHEMA, JsonReport, _json_safe, area_of,
                                 cap_text, suite_version)
+from tests.helpers import run_pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,9 +81,8 @@ def run_synthetic(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProc
     (tmp_path / "test_interface.py").write_text(TEST_INTERFACE)
     (tmp_path / "test_relu_index.py").write_text(TEST_RELU)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path), "-q", "-p", "no:cacheprovider",
-                           "--rootdir", str(tmp_path), "-c", os.devnull, *extra],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = run_pytest(str(tmp_path), "-q", "--rootdir", str(tmp_path), "-c", os.devnull, *extra,
+                      cwd=tmp_path, env=env, timeout=120)
     path = tmp_path / "out" / "report.json"
     assert path.is_file(), proc.stdout + proc.stderr
     return proc, json.loads(path.read_text())
@@ -216,10 +215,8 @@ def test_suite_version_is_the_same_installed_and_in_a_checkout(tmp_path: Path) -
 def test_real_suite_report_describes_the_candidate(tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     impl = REPO / "reference" / "mlp.py"
-    proc = subprocess.run([sys.executable, "-m", "pytest", "conformance/test_interface.py", "--impl",
-                           str(impl), "--conformance-report", str(report_path), "-q",
-                           "-p", "no:cacheprovider"], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    proc = run_pytest("conformance/test_interface.py", "--impl", str(impl), "--conformance-report",
+                      str(report_path), "-q", cwd=REPO, timeout=300)
     report = json.loads(report_path.read_text())
     assert report["exitstatus"] == proc.returncode == 0, proc.stdout[-3000:]
     assert report["candidate"]["path"] == str(impl)
@@ -235,9 +232,8 @@ def test_import_failure_is_reported_as_load_error(tmp_path: Path) -> None:
     bad = tmp_path / "broken.py"
     bad.write_text("def forward(:\n")
     report_path = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, "-m", "pytest", "conformance", "--impl", str(bad),
-                           "--conformance-report", str(report_path), "-q", "-p", "no:cacheprovider"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = run_pytest("conformance", "--impl", str(bad), "--conformance-report", str(report_path), "-q",
+                      cwd=REPO, timeout=300)
     report = json.loads(report_path.read_text())
     assert proc.returncode == report["exitstatus"] == 1
     assert "SyntaxError" in report["candidate"]["load_error"]

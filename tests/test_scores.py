@@ -15,8 +15,6 @@ import io
 import json
 import re
 import sqlite3
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +24,7 @@ import pytest
 from conformance import hooks
 from conformance.diagnosis import diagnosis_keys, named, named_in, reset_named
 from conformance.report import JsonReport
+from tests.helpers import run_pytest
 from tests.test_grade import REFERENCE, audit, read_csv, run_grader, t, write
 from tools.grade.feedback import group_output
 from tools.grade.html_report import submission_page
@@ -76,9 +75,8 @@ def test_a_key_counts_only_when_the_suite_named_it_in_the_final_message() -> Non
 def test_a_failing_run_records_its_diagnosis_key(tmp_path: Path) -> None:
     impl = write(tmp_path / "mlp.py", NO_BATCH_MEAN)
     report = tmp_path / "report.json"
-    subprocess.run([sys.executable, "-m", "pytest", "conformance/test_gradients.py", "--impl", str(impl),
-                    "-q", "-p", "no:cacheprovider", "--conformance-report", str(report)],
-                   cwd=REPO, capture_output=True, timeout=600, check=False)
+    run_pytest("conformance/test_gradients.py", "--impl", str(impl), "-q", "--conformance-report", str(report),
+               cwd=REPO)
     tests = json.loads(report.read_text())["tests"]
     fails = [x for x in tests if x["outcome"] == "failed"]
     assert fails and all(x["area"] == "gradients" for x in tests)
@@ -88,9 +86,8 @@ def test_a_failing_run_records_its_diagnosis_key(tmp_path: Path) -> None:
 def test_a_submission_quoting_cheap_diagnoses_is_charged_for_what_it_does(tmp_path: Path) -> None:
     hostile = REPO / "tests" / "adversarial" / "forge_diagnosis.py"
     report = tmp_path / "report.json"
-    subprocess.run([sys.executable, "-m", "pytest", "conformance", "-m", "not mnist", "--impl",
-                    str(hostile), "-q", "-p", "no:cacheprovider", "--conformance-report", str(report)],
-                   cwd=REPO, capture_output=True, timeout=600, check=False)
+    run_pytest("conformance", "-m", "not mnist", "--impl", str(hostile), "-q", "--conformance-report", str(report),
+               cwd=REPO)
     tests = json.loads(report.read_text())["tests"]
     keys = {k for x in tests for k in x["properties"].get("diagnoses", [])}
     assert keys == {"backward_crash"}  # not loss_sum, not db_mean

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conformance.sgd_loop import SgdLoopError, sgd
+from tests.helpers import run_pytest
 from reference import mlp
 
 SGD_LOOP_FILE = Path(__file__).resolve().parent.parent / "conformance" / "sgd_loop.py"
@@ -160,9 +161,8 @@ def test_sgd_loop_runs_when_loaded_by_path_in_an_isolated_interpreter(tmp_path: 
 
 def _mnist_tests(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     root = SGD_LOOP_FILE.parent.parent
-    return subprocess.run([sys.executable, "-m", "pytest", "conformance/test_mnist.py", "-p",
-                           "no:cacheprovider", "-rs", "--mnist-dir", str(tmp_path / "no-mnist"),
-                           *args], cwd=root, capture_output=True, text=True, timeout=300)
+    return run_pytest("conformance/test_mnist.py", "-rs", "--mnist-dir", str(tmp_path / "no-mnist"),
+                      *args, cwd=root, timeout=300)
 
 
 def test_mnist_checks_without_data_are_skipped_saying_they_did_not_run(tmp_path: Path) -> None:

@@ -11,11 +11,12 @@ import pytest
 
 pytest.importorskip("copydetect", reason="similarity needs the 'grade' extra (copydetect)")
 
-from tests.variants import REPO_ROOT  # noqa: E402
+from tests.helpers import REPO_ROOT  # noqa: E402
+from tools.catalogue import CORRECT_DIR  # noqa: E402
 from tools.grade.similarity import compare_class, main, textbook_code, write_pages  # noqa: E402
 from tools.section import section_file  # noqa: E402
 
-CORRECT = REPO_ROOT / "tests" / "variants" / "correct"
+CORRECT = CORRECT_DIR
 TEMPLATE = '''"""Assignment 3: implement forward and backward below. Do not change the signatures."""
 import numpy as np
 

@@ -5,12 +5,11 @@ recolour the terminal or print a fake green "112 passed" (conformance/text.py)."
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from conformance.candidate import CandidateRaised, failure_text
-from conformance.invocation import SUITE_ROOT, suite_command, suite_env
 from conformance.text import clean_name, clean_text
+from tests.helpers import REPO_ROOT, run_suite
 
 FAKE_PASS = "\x1b[2K\r\x1b[32m===== 112 passed in 0.1s =====\x1b[0m\u202egpj.py\x9b1A"
 RAW = ("\x1b", "\r", "\u202e", "\x9b")
@@ -25,13 +24,12 @@ def test_candidate_text_is_escaped_visibly() -> None:
 
 
 def test_an_isolated_run_shows_no_raw_escape_sequences(tmp_path: Path) -> None:
-    source = (SUITE_ROOT / "reference" / "mlp.py").read_text()
+    source = (REPO_ROOT / "reference" / "mlp.py").read_text()
     hostile = tmp_path / "escapes.py"
     hostile.write_text(source + "\n\ndef backward(*args):\n    raise ValueError(" + repr(FAKE_PASS) + ")\n")
     report = tmp_path / "report.json"
-    proc = subprocess.run(suite_command(hostile, ["--isolate", "-q", "-k", "test_backward_matches_finite_differences",
-                                                  f"--conformance-report={report}", f"--junitxml={tmp_path / 'j.xml'}"]),
-                          cwd=SUITE_ROOT, env=suite_env(), capture_output=True, text=True, timeout=600)
+    proc = run_suite(hostile, "--isolate", "-q", "-k", "test_backward_matches_finite_differences",
+                     f"--conformance-report={report}", f"--junitxml={tmp_path / 'j.xml'}")
     assert proc.returncode == 1, proc.stdout[-3000:]
     shown = proc.stdout + proc.stderr + report.read_text() + (tmp_path / "j.xml").read_text()
     assert "112 passed in 0.1s" in shown  # the message is there, visibly escaped ...

@@ -4,7 +4,7 @@ measurements behind RATIO_LIMIT / GROWTH_LIMIT (conformance/SPEC.md, "Efficiency
 
     python -m tools.bench_efficiency [--no-isolate] [IMPL ...]
 
-Without IMPL: tests/variants/correct/*.py and the catalogue's ``numerical_gradients``.
+Without IMPL: tools/catalogue/correct/*.py and the catalogue's ``numerical_gradients``.
 Prints numbers only; nothing here asserts a timing.
 """
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _default_impls(workdir: Path) -> list[Path]:
-    from tests.variants import CORRECT_DIR, materialize
+    from tools.catalogue import CORRECT_DIR, materialize
 
     numeric = [v.path for v in materialize(workdir) if v.name.endswith("numerical_gradients")]
     return sorted(CORRECT_DIR.glob("*.py")) + numeric

@@ -32,7 +32,7 @@ def build_class(dest: Path, n: int, n_hostile: int) -> dict[str, str]:
     """``n`` submissions in ``dest``: about a quarter correct, the hostile ones, the rest buggy.
     Returns name -> kind (correct, buggy, hostile)."""
     sys.path.insert(0, str(REPO))
-    from tests.variants import materialize
+    from tools.catalogue import materialize
 
     pool = dest.parent / "pool"
     variants = materialize(pool)

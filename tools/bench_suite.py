@@ -55,7 +55,7 @@ def catalogue_distribution(profile: str | None, extra: list[str]) -> int:
     import statistics
     import tempfile
 
-    from tests.variants import materialize  # the catalogue lives with the project's tests
+    from tools.catalogue import materialize  # the catalogue needs a clone (not in the wheel)
 
     with tempfile.TemporaryDirectory(prefix="bench-suite-") as tmp:
         buggy = [v for v in materialize(Path(tmp), include_control=False) if v.kind == "buggy"]
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default=None, help="hypothesis profile (default: conformance)")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the fastest is reported (default 3)")
     parser.add_argument("--catalogue", action="store_true",
-                        help="time every buggy variant of the catalogue once (needs the checkout's tests/)")
+                        help="time every buggy variant of the catalogue once (needs a clone: the catalogue is not in the wheel)")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
     if args.catalogue:
