@@ -3,10 +3,12 @@
     python -m tools.bench_suite                      # the reference, default profile, best of 3
     python -m tools.bench_suite --impl mymodule --profile grading --repeat 1
 
-Runs ``pytest conformance -m "not mnist"`` in a subprocess (so start-up and imports count, as
-they do for a user), reads pytest's per-test durations and sums them per check area. The
-target is <= 5 s of wall-clock time for the reference with the default profile. Prints
-numbers only: no test asserts wall-clock time.
+Runs the suite's own command (``conformance.invocation``: what ``backprop-conformance check``
+and the grader run) with ``-m "not mnist"`` in a subprocess, so start-up and imports count as
+they do for a user, reads pytest's per-test durations and sums them per check area. The
+target is <= 5 s of wall-clock time for the reference with the default profile, and for the
+verdict on each buggy variant of the catalogue (``--catalogue``). Prints numbers only: no
+test asserts wall-clock time.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import os
 import re
 import resource
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,16 +28,16 @@ _DURATION = re.compile(r"^\s*([\d.]+)s\s+(?:call|setup|teardown)\s+conformance/t
 
 
 def run_once(impl: str | None, profile: str | None, extra: list[str]) -> tuple[float, float, dict[str, float], str]:
-    cmd = [sys.executable, "-m", "pytest", "conformance", "-m", "not mnist", "-q",
-           "-p", "no:cacheprovider", "--durations=0", "--durations-min=0"]
-    if impl:
-        cmd.append(f"--impl={impl}")  # one token: never a path pytest looks beside
+    from conformance.invocation import SUITE_ROOT, suite_command, suite_env
+
+    options = ["-m", "not mnist", "-q", "--durations=0", "--durations-min=0"]
     if profile:
-        cmd += ["--hypothesis-profile", profile]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        options += ["--hypothesis-profile", profile]
+    cmd = suite_command(impl or str(ROOT / "reference" / "mlp.py"), [*options, *extra])
+    env = {**suite_env(), "PYTHONDONTWRITEBYTECODE": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(cmd + extra, cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=SUITE_ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
