@@ -144,6 +144,19 @@ def _table(rows: list[list[str]]) -> list[str]:
     return ["    " + "  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in [header] + rows]
 
 
+def explaining() -> bool:
+    """Whether a failure now gets its full explanation: always, except while hypothesis is still
+    searching (generating or shrinking) in a property test, where a failure only steers the
+    search. The diagnosis, tables and reproducer are then built once, when hypothesis replays
+    the minimal failing example, instead of for every failing example it tries."""
+    try:
+        from hypothesis.control import current_build_context
+
+        return bool(current_build_context().is_final)
+    except Exception:  # noqa: BLE001 - no hypothesis test is running: explain
+        return True
+
+
 def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: str, contract: str,
                     diagnosis: str | Callable[[], str] | None = None, reproduce: str | None = None,
                     next_step: str | None = None, held_to: np.dtype | None = None) -> str | None:
@@ -162,6 +175,8 @@ def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: 
         failing = [c for c in failing if all(c is not r for r in rounding)]
         if not failing:
             return None
+    if not explaining():
+        return f"{failing[0].name}: mismatch [{where}] (explained on the minimal failing example)"
     worst_rows, headline = [], None
     for c in failing:
         bad = c.bad.reshape(-1)

@@ -47,13 +47,13 @@ def check_backward_against_fd(candidate: Candidate, case: Case, every_entry: boo
     comparisons = gradient_comparisons(case, grads, dtype, every_entry)
     if mismatch_report(comparisons, where=where, compared="", contract="") is None:
         return
-    mags = magnitudes(case.X, case.Y, case.params)
     assert_comparisons(
         comparisons, where=where,
         compared="your backward, fed the reference's activations, vs central differences of the "
                  "exact mean cross-entropy (check b: backward alone)",
         contract=contract_text(dtype), held_to=dtype,
-        diagnosis=diagnose(grads, activations, pre_activations, case.Y, case.params, mags, precision_tolerance(dtype)),
+        diagnosis=lambda: diagnose(grads, activations, pre_activations, case.Y, case.params,
+                                   magnitudes(case.X, case.Y, case.params), precision_tolerance(dtype)),
         reproduce=case.snippet(candidate.module_name), next_step=FD_NEXT)
 
 
@@ -69,8 +69,8 @@ def test_forward_matches_exact_forward(candidate: Candidate, case: Case) -> None
         comparisons, where=where,
         compared="your forward vs the exact float64 forward pass (check a: forward alone)",
         contract=contract_text(fwd.dtype, fd=False), held_to=fwd.dtype,
-        diagnosis=diagnose_forward(fwd.activations, fwd.pre_activations, case.X, case.params,
-                                   precision_tolerance(fwd.dtype)),
+        diagnosis=lambda: diagnose_forward(fwd.activations, fwd.pre_activations, case.X, case.params,
+                                           precision_tolerance(fwd.dtype)),
         reproduce=case.snippet(candidate.module_name),
         next_step="Z = A_prev @ W + b for every layer, ReLU on hidden layers, a row-wise softmax "
                   "on the last one; activations start with X itself.")
@@ -120,20 +120,18 @@ def test_forward_backward_self_consistent(candidate: Candidate, case: Case) -> N
     dtype = least_precise(fwd.dtype, gdtype)
     comparisons = self_consistency_comparisons(
         case, grads, dtype, lambda params: run_forward(candidate, case, where, params))
-    if mismatch_report(comparisons, where=where, compared="", contract="") is None:
-        return
-    # Say which half is to blame: does backward pass on the reference's activations?
-    activations, pre_activations = _reference_activations(case)
-    ref_grads, rdtype = run_backward(candidate, case, activations, pre_activations, where)
-    backward_ok = mismatch_report(gradient_comparisons(case, ref_grads, rdtype), where=where,
-                                  compared="", contract="") is None
-    if backward_ok:
-        blame = ("your backward is right when fed the reference's activations, so your forward's "
-                 "outputs are what is off (see the forward check); "
-                 + diagnose_forward(fwd.activations, fwd.pre_activations, case.X, case.params,
-                                    precision_tolerance(fwd.dtype)))
-    else:
-        blame = "your backward is also wrong on the reference's activations (see check b)"
+
+    def blame() -> str:  # which half is to blame: does backward pass on the reference's activations?
+        activations, pre_activations = _reference_activations(case)
+        ref_grads, rdtype = run_backward(candidate, case, activations, pre_activations, where)
+        if mismatch_report(gradient_comparisons(case, ref_grads, rdtype), where=where, compared="",
+                           contract="") is not None:
+            return "your backward is also wrong on the reference's activations (see check b)"
+        return ("your backward is right when fed the reference's activations, so your forward's "
+                "outputs are what is off (see the forward check); "
+                + diagnose_forward(fwd.activations, fwd.pre_activations, case.X, case.params,
+                                   precision_tolerance(fwd.dtype)))
+
     assert_comparisons(
         comparisons, where=where,
         compared="your backward on your own forward, along a random direction per tensor, vs "

@@ -193,3 +193,30 @@ def test_buggy_run_ends_with_the_summary_and_repeats_identically(tmp_path: Path)
     assert "<candidate bug_no_batch_mean.py>" in summary and "gradients   FAILED" in summary
     assert "does not divide by the batch size: `delta = Y_hat - Y` should be" in summary
     assert str(tmp_path) not in first and " at 0x" not in first
+
+
+def test_a_property_failure_is_explained_once_on_the_minimal_example() -> None:
+    """Hypothesis tries many failing examples while shrinking; the (expensive) diagnosis is
+    built for the one it reports, not for each (issue 15: diagnosis once per failing call)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from conformance.assertions import Comparison, assert_comparisons
+
+    diagnosed: list[int] = []
+
+    @settings(max_examples=50, derandomize=True, database=None, deadline=None)
+    @given(st.integers(0, 1000))
+    def prop(n: int) -> None:
+        def diagnosis() -> str:
+            diagnosed.append(n)
+            return f"n is {n}"
+
+        assert_comparisons([Comparison("x", np.array([float(n)]), np.array([0.0]), 0.5)],
+                           where=f"n={n}", compared="n vs 0", contract="|n| <= 0.5",
+                           diagnosis=diagnosis)
+
+    with pytest.raises(AssertionError) as info:
+        prop()
+    assert diagnosed == [1], diagnosed  # shrunk to the minimal failing n, explained once
+    assert "finding: n is 1" in str(info.value) and "[n=1]" in str(info.value)
