@@ -9,7 +9,7 @@ Measures, in one run and for each dtype (float64 and float32 by default):
   per-epoch test evaluation (2*m*n*k per product), hence the achieved GFLOP/s;
 * the practical ceiling: plain NumPy running exactly those matmuls, with the same shapes
   and memory layouts, back to back and nothing else;
-* the ratio achieved/ceiling (target: >= 50% in float32) and reference/section speed
+* the ratio achieved/ceiling (target: >= 60% in float32) and reference/section speed
   (target: the reference is never slower).
 
 Numbers depend on the machine and on what else runs on it: the load average is printed,
@@ -35,7 +35,7 @@ from tools.section import SectionNotFound, load_section
 
 SIZES = [784, 128, 10]
 LR, BATCH = 0.5, 64
-TARGET_CEILING_FRACTION = 0.5  # of the matmul ceiling, float32
+TARGET_CEILING_FRACTION = 0.6  # of the matmul ceiling, float32 (issue 15)
 
 
 def matmul_flops(n_train: int, n_test: int, sizes: list[int], batch: int, epochs: int) -> float:
