@@ -307,7 +307,8 @@ def assert_identical(obtained: np.ndarray, recorded: np.ndarray, *, name: str, w
         contract = "bit-identical (no --golden-rtol/--golden-atol given)"
     else:
         contract = f"|actual - recorded| <= atol + rtol * |recorded| (rtol={rtol:g}, atol={atol:g})"
-    allowed = atol + rtol * np.abs(recorded.astype(np.float64))
+    # rtol = 0 adds nothing (not 0 * inf = NaN at infinite recorded values)
+    allowed = atol + (rtol * np.abs(recorded.astype(np.float64)) if rtol else 0.0)
     assert_comparisons(
         [Comparison(name, obtained, recorded, allowed, nan_equal=True)], where=where,
         compared="candidate now vs its own recording", contract=contract, next_step=(

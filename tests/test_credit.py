@@ -88,6 +88,42 @@ def test_efficiency_verdict_needs_both_a_high_ratio_and_growth(small: float, lar
     assert GROWTH_LIMIT > 1
 
 
+class _ScriptedCosts:
+    """A stand-in candidate whose forward/backward 'cost' scripted CPU seconds: the efficiency
+    measurement's control flow, without timing anything."""
+
+    def __init__(self, forward: float, backward: float) -> None:
+        self.costs = {"forward": forward, "backward": backward}
+        self.calls = {"forward": 0, "backward": 0}
+
+    def call_timed(self, function: str, *args: object) -> tuple[object, float]:
+        self.calls[function] += 1
+        return ([], []) if function == "forward" else None, self.costs[function]
+
+
+def test_a_decisive_round_ends_the_large_measurement_and_others_do_not() -> None:
+    from conformance.test_efficiency import DECISIVE_RATIO, REPEATS, measure
+
+    small = Cost(SMALL, 1e-4, 1e-2)  # ratio 100
+    decisive = lambda c: c.ratio > DECISIVE_RATIO and c.ratio > GROWTH_LIMIT * small.ratio  # noqa: E731
+    numerical = _ScriptedCosts(1e-4, 1e-4 * 3000)  # ratio 3000: decided after one round
+    cost = measure(numerical, LARGE, warm_up=False, decisive=decisive)
+    assert (cost.rounds, numerical.calls["backward"]) == (1, 1)
+    slow_but_flat = _ScriptedCosts(1e-4, 1e-4 * 250)  # under 3x the limit: every round is measured
+    cost = measure(slow_but_flat, LARGE, warm_up=False, decisive=decisive)
+    assert (cost.rounds, slow_but_flat.calls["backward"]) == (REPEATS, REPEATS)
+    assert slow_but_flat.calls["forward"] == REPEATS + 1  # one unmeasured forward warms the size
+
+
+def test_mnist_checkpoints_keep_the_replay_cheap_and_their_number_bounded() -> None:
+    from conformance.test_mnist import MAX_SEGMENTS, checkpoint_every
+
+    quick = checkpoint_every(200)  # 12,800 rows, batch 64, one epoch
+    assert quick == 25 and -(-200 // quick) == 8  # three replayed segments: 75 of 200 steps
+    full = checkpoint_every(10 * 782)
+    assert -(-7820 // full) <= MAX_SEGMENTS + 1
+
+
 def test_sgd_checkpoints_are_the_parameters_every_c_steps() -> None:
     rng = np.random.default_rng(0)
     X = rng.standard_normal((10, 4))

@@ -232,6 +232,30 @@ def test_failure_message_has_headline_counts_table_and_next_step() -> None:
     assert text.endswith("  next: look at layer 0.")
 
 
+def test_refactor_check_treats_equal_nan_and_inf_as_unchanged_and_names_a_change() -> None:
+    recorded = np.array([1.0, np.nan, np.inf, -np.inf, 0.0])
+    golden.assert_identical(recorded.copy(), recorded, name="a", where="t", rtol=0, atol=0)
+    changed = recorded.copy()
+    changed[4] = 1e-300
+    with pytest.raises(AssertionError, match=r"(?s)^a\[4\]=1e-300, but should be 0 \[t\].*bit-identical"):
+        golden.assert_identical(changed, recorded, name="a", where="t", rtol=0, atol=0)
+    golden.assert_identical(changed, recorded, name="a", where="t", rtol=0, atol=1e-299)
+
+
+def test_an_ambiguous_golden_entry_is_shown_as_its_interval() -> None:
+    entry, arrays = _case("f64_zero_preact")
+    key = next(k for k in entry["ambiguous"] if k.startswith("dW"))
+    lo, hi = arrays[f"lo_{key}"], arrays[f"hi_{key}"]
+    where = np.flatnonzero(lo.ravel() != hi.ravel())
+    assert where.size, "the fixture has no ambiguous entry"
+    got = arrays[key].copy()
+    got.ravel()[where[0]] = hi.ravel()[where[0]] + 1.0
+    with pytest.raises(AssertionError) as info:
+        golden.assert_matches_fixture({key: got}, arrays, entry, [(key, key)], where="t", hint="")
+    headline = str(info.value).splitlines()[0]
+    assert ", but should be [" in headline and "ReLU'(0) may be 0 or 1" in str(info.value)
+
+
 @pytest.mark.parametrize("value, message", [
     (np.zeros((2, 2)).view(np.matrix), "is a numpy.matrix, but should be a numpy.ndarray"),
     (np.zeros((2, 2), dtype=np.float16), "dtype float16, but should be float32 or float64"),

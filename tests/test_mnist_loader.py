@@ -173,6 +173,19 @@ def test_tiny_dataset_loads(tiny: TinyMNIST, tiny_dir: Path) -> None:
     assert data.X_train.dtype == np.float64 and data.y_train.dtype == np.int64
 
 
+def test_pixels_converted_row_by_row_equal_the_float_load(tiny: TinyMNIST, tiny_dir: Path) -> None:
+    """The MNIST checks load uint8 pixels and convert only the rows they use: the same float64
+    values as load_mnist's own conversion, bit for bit."""
+    from reference.mnist import to_unit_float
+
+    floats = load_mnist(tiny_dir, download=False)
+    pixels = load_mnist(tiny_dir, download=False, pixels=True)
+    assert pixels.X_train.dtype == np.uint8
+    assert np.array_equal(to_unit_float(pixels.X_train[:5]), floats.X_train[:5])
+    assert np.array_equal(to_unit_float(pixels.X_test), floats.X_test)
+    assert np.array_equal(pixels.y_train, floats.y_train)
+
+
 def test_missing_file_is_named(tiny: TinyMNIST, tmp_path: Path) -> None:
     directory = tiny.write_to(tmp_path / "data", skip="test_labels")
     assert_refused("missing", directory, FILES["test_labels"].name)
