@@ -150,6 +150,9 @@ def _environment() -> dict[str, str]:
     # Two variants run at once on a 2-core machine: one BLAS thread each avoids thrashing.
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONDONTWRITEBYTECODE="1")
+    # As the grader does (tools/grade/runner.py): an MNIST training run too slow for the quick
+    # check (numerical gradients) fails the mnist area within the run's time, not the run.
+    env.setdefault("BACKPROP_ISOLATE_SGD_TIMEOUT", "60")
     return env
 
 

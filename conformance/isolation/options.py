@@ -18,9 +18,9 @@ import pytest
 _OPTIONS: list[tuple[str, str, type, Any, str]] = [
     ("call_timeout", "--isolate-timeout", float, 60.0,
      "wall-clock seconds one call to the candidate may take (default 60)"),
-    ("sgd_timeout", "--isolate-sgd-timeout", float, 900.0,
+    ("sgd_timeout", "--isolate-sgd-timeout", float, 300.0,
      "wall-clock seconds one MNIST training run may take (the suite's loop or the "
-     "candidate's train; default 900)"),
+     "candidate's train; default 300)"),
     ("session_timeout", "--isolate-session-timeout", float, 1800.0,
      "wall-clock seconds the candidate may use over the whole session (default 1800)"),
     ("memory_mb", "--isolate-memory", int, 4096,
@@ -63,7 +63,7 @@ def scratch_parent() -> str | None:
 @dataclass(frozen=True)
 class Limits:
     call_timeout: float = 60.0
-    sgd_timeout: float = 900.0
+    sgd_timeout: float = 300.0
     session_timeout: float = 1800.0
     memory_mb: int = 4096
     output_bytes: int = 1 << 20
