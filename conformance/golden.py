@@ -150,10 +150,12 @@ def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray]
     present = [f for f in wanted if f not in absent]
     sizes = list(entry["architecture"])
 
+    # The network's shapes let a crash be explained by its evidence (mlp and init_params cases).
+    shapes = (sizes, entry.get("batch") or 1) if sizes else None
+
     def call(function: str, *args: Any, where: str) -> Any:
         __tracebackhide__ = True
-        batch = entry.get("batch") or 1
-        return invoke(candidate, function, *args, where=where, shapes=(sizes, batch),
+        return invoke(candidate, function, *args, where=where, shapes=shapes,
                       reproduce=reproducer(case_id))
 
     if kind == "mlp":
@@ -201,8 +203,8 @@ def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray]
     elif kind == "init_params" and present:
         seed = entry["seed"]
         where = f"init_params({sizes}, seed={seed})"
-        shapes = [(arrays[f"W{j}"].shape, arrays[f"b{j}"].shape) for j in range(len(sizes) - 1)]
-        params = validate_params(call("init_params", sizes, seed, where=where), shapes,
+        param_shapes = [(arrays[f"W{j}"].shape, arrays[f"b{j}"].shape) for j in range(len(sizes) - 1)]
+        params = validate_params(call("init_params", sizes, seed, where=where), param_shapes,
                                  "init_params' result", where)
         for j, (W, b) in enumerate(params):
             out[f"W{j}"], out[f"b{j}"] = W, b

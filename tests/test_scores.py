@@ -24,7 +24,7 @@ import pytest
 from conformance import hooks
 from conformance.diagnosis import diagnosis_keys, named, named_in, reset_named
 from conformance.report import JsonReport
-from tests.helpers import run_pytest
+from tests.helpers import run_pytest, run_suite
 from tests.test_grade import REFERENCE, audit, read_csv, run_grader, t, write
 from tools.grade.feedback import group_output
 from tools.grade.html_report import submission_page
@@ -61,6 +61,21 @@ def test_area_comes_from_the_module_marker_not_the_file_name(tmp_path: Path) -> 
                              skipped=False, failed=False, passed=True, when="call")
     collector.pytest_runtest_logreport(report)
     assert collector.tests[item.nodeid]["area"] == "gradients"  # not "renamed"
+
+
+def test_the_mnist_area_runs_after_every_other_area() -> None:
+    """A training loop too slow for MNIST may spend only the MNIST area's time: the checks
+    that follow it would otherwise fail for the session budget it ate, not for a mistake."""
+    items = [SimpleNamespace(module=SimpleNamespace(CONFORMANCE_AREA=area), user_properties=[],
+                             nodeid=f"conformance/test_{area}.py::t{i}", name=f"t{i}")
+             for i, area in enumerate(["efficiency", "golden", "mnist", "mnist", "relu_index", "stability"])]
+    hooks.pytest_collection_modifyitems(SimpleNamespace(stash={}), items)
+    assert [dict(i.user_properties)["area"] for i in items] == [
+        "efficiency", "golden", "relu_index", "stability", "mnist", "mnist"]  # others keep their order
+    order = run_suite(REPO / "reference" / "mlp.py", "--co", "-q").stdout.splitlines()
+    nodes = [line for line in order if "::" in line]
+    assert nodes and all("test_mnist.py" in n for n in nodes[-4:]), nodes[-6:]
+    assert not any("test_mnist.py" in n for n in nodes[:-4])
 
 
 def test_a_key_counts_only_when_the_suite_named_it_in_the_final_message() -> None:
