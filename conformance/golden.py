@@ -261,10 +261,10 @@ def assert_matches_fixture(values: dict[str, np.ndarray], arrays: dict[str, np.n
     __tracebackhide__ = True
     compared, held = [], []
     for key, name in keys:
-        comparison, held_to = fixture_comparison(values[key], arrays, key,
-                                                 entry["tolerances"][key]["k"], name=name,
+        k = entry["tolerances"][key]["k"]
+        comparison, held_to = fixture_comparison(values[key], arrays, key, k, name=name,
                                                  precision=precision)
-        compared.append((comparison, entry["tolerances"][key]["k"]))
+        compared.append((comparison, k))
         held.append(held_to)
     held_to = least_precise(*held)
     fixture_dtype = least_precise(*(arrays[key].dtype for key, _ in keys))

@@ -120,11 +120,11 @@ def measure(candidate: Candidate, sizes: tuple[int, ...], seed: int = 0, warm_up
     ``decisive``: stop early once the rounds so far settle the verdict."""
     __tracebackhide__ = True
     fwd, bwd = [], []
-    first = 0 if warm_up else 1
     with _one_blas_thread():
         if not warm_up:
-            _timed(candidate, "forward", *_inputs(sizes, seed * 1000)[::2])
-        for k in range(first, REPEATS + 1):  # round 0 only warms up
+            X, _, params = _inputs(sizes, seed * 1000)
+            _timed(candidate, "forward", X, params)
+        for k in range(0 if warm_up else 1, REPEATS + 1):  # round 0 only warms up
             X, Y, params = _inputs(sizes, seed * 1000 + k)
             out, f_cpu = _timed(candidate, "forward", X, params)
             if not (isinstance(out, (list, tuple)) and len(out) == 2):
@@ -148,6 +148,12 @@ def measure(candidate: Candidate, sizes: tuple[int, ...], seed: int = 0, warm_up
             if decisive is not None and decisive(Cost(sizes, min(fwd), min(bwd), len(fwd))):
                 break
     return Cost(sizes, min(fwd), min(bwd), len(fwd))
+
+
+def decided_by(small: Cost) -> Callable[[Cost], bool]:
+    """Whether the large network's rounds so far already settle a failing verdict (see
+    DECISIVE_RATIO): 3x the ratio limit, and past the growth limit from ``small``."""
+    return lambda large: large.ratio > DECISIVE_RATIO and large.ratio > GROWTH_LIMIT * small.ratio
 
 
 def verdict(small: Cost, large: Cost) -> str | None:
@@ -176,8 +182,7 @@ def test_backward_cost_scales_like_backprop(candidate: Candidate, record_propert
     """backward costs a few forward passes, not one per parameter (no numerical differentiation)."""
     try:
         small = measure(candidate, SMALL, seed=1)
-        large = measure(candidate, LARGE, seed=2, warm_up=False, decisive=lambda c: (
-            c.ratio > DECISIVE_RATIO and c.ratio > GROWTH_LIMIT * small.ratio))
+        large = measure(candidate, LARGE, seed=2, warm_up=False, decisive=decided_by(small))
     except CandidateError as exc:
         text = (f"your forward/backward {failure_text(exc)} [efficiency check, "
                 f"networks {list(SMALL)} and {list(LARGE)}, batch {BATCH}]")

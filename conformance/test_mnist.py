@@ -19,8 +19,8 @@ Credit only for what the candidate earned:
 - Accuracy is computed here, with the reference's forward on the returned parameters.
 - The suite's loop runs where the candidate runs (in the isolated worker, its copy can be
   replaced by the candidate), so its result is verified here: it returns parameter
-  checkpoints every ``checkpoint_every(steps)`` steps (at least 8 segments, at most ~64); the first must be the initial parameters and
-  the last the returned ones, and the first, the last and randomly drawn other segments
+  checkpoints every ``checkpoint_every(steps)`` steps (8 segments in the quick check, at most
+  ~64 in a longer run); the first must be the initial parameters and the last the returned ones, and the first, the last and randomly drawn other segments
   between checkpoints are replayed in this process with exact backprop (the reference's,
   on the same batches): the candidate's segment must end where exact SGD ends. The
   candidate's ``backward`` itself, called on each replayed segment's first batch, must
@@ -62,13 +62,6 @@ INIT_SEED, SHUFFLE_SEED = 0, 42  # the section's: init_params(..., seed=0), defa
 FIT_ROWS = 50_000  # training images loaded; each check uses its calibrated ``train_rows`` of them
 TRAIN_EVAL_ROWS = 1_000  # train() gets X_fit[:1000] as its (X_test, Y_test): its prints stay cheap
 MIN_SEGMENT, MAX_SEGMENTS = 25, 64  # steps between checkpoints: quick 25 (8 segments), full 122
-
-
-def checkpoint_every(steps: int) -> int:
-    """Steps between the loop's checkpoints. Three segments are replayed whatever the run's
-    length, so short segments keep the replay cheap (quick: 75 of 200 steps) and a bounded
-    number of them keeps the checkpoints' size bounded (full: 65 of 0.8 MB each)."""
-    return max(MIN_SEGMENT, steps // MAX_SEGMENTS)
 RANDOM_SEGMENTS = 1  # replayed besides the first and the last (drawn after the run)
 # A replayed segment's end may differ from the candidate's by this fraction of how far the
 # segment moved each tensor (Frobenius norms). Correct candidates differ by rounding only:
@@ -77,6 +70,13 @@ RANDOM_SEGMENTS = 1  # replayed besides the first and the last (drawn after the 
 REPLAY_TOLERANCE = 1e-3
 HOW_TO_GET = ("get the data with `backprop-conformance fetch-mnist`, or point to a directory holding "
               "the four IDX files with --mnist-dir DIR or $BACKPROP_MNIST_DIR")
+
+
+def checkpoint_every(steps: int) -> int:
+    """Steps between the loop's checkpoints. Three segments are replayed whatever the run's
+    length, so short segments keep the replay cheap (quick: 75 of 200 steps) and a bounded
+    number of them keeps the checkpoints' size bounded (full: 65 of 0.8 MB each)."""
+    return max(MIN_SEGMENT, steps // MAX_SEGMENTS)
 
 
 @pytest.fixture(scope="session")
@@ -125,8 +125,9 @@ class Pixels:
         """The split training on the first ``rows`` training images (float64, one-hot)."""
         from reference.mnist import one_hot, to_unit_float
 
+        X_test, Y_test = self._test()
         return Split(to_unit_float(self.train_images[:rows]), one_hot(self.train_labels[:rows]),
-                     self._test()[0], self._test()[1])
+                     X_test, Y_test)
 
     @functools.lru_cache(maxsize=1)
     def _test(self) -> tuple[np.ndarray, np.ndarray]:

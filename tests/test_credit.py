@@ -102,10 +102,9 @@ class _ScriptedCosts:
 
 
 def test_a_decisive_round_ends_the_large_measurement_and_others_do_not() -> None:
-    from conformance.test_efficiency import DECISIVE_RATIO, REPEATS, measure
+    from conformance.test_efficiency import REPEATS, decided_by, measure
 
-    small = Cost(SMALL, 1e-4, 1e-2)  # ratio 100
-    decisive = lambda c: c.ratio > DECISIVE_RATIO and c.ratio > GROWTH_LIMIT * small.ratio  # noqa: E731
+    decisive = decided_by(Cost(SMALL, 1e-4, 1e-2))  # small network: ratio 100
     numerical = _ScriptedCosts(1e-4, 1e-4 * 3000)  # ratio 3000: decided after one round
     cost = measure(numerical, LARGE, warm_up=False, decisive=decisive)
     assert (cost.rounds, numerical.calls["backward"]) == (1, 1)
