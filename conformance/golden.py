@@ -215,7 +215,7 @@ def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray]
 
 def golden_allowed(scale: np.ndarray, k: float, precision: np.dtype, fixture_dtype: np.dtype
                    ) -> np.ndarray:
-    """The golden tolerance rule (SPEC.md, "Golden values"): k * eps * scale + 2 * tiny, at the
+    """The golden tolerance rule (SPEC.md, "Golden area"): k * eps * scale + 2 * tiny, at the
     precision of the less precise of the result and the fixture."""
     coarse = np.finfo(least_precise(precision, fixture_dtype))
     return k * float(coarse.eps) * np.asarray(scale, np.float64) + 2 * float(coarse.tiny)
