@@ -25,7 +25,6 @@ inputs so a cache cannot answer), after one warm-up round (first-call imports).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import sys
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ import numpy as np
 import pytest
 
 from conformance.calls import CRASH_KEYS
-from conformance.candidate import Candidate, CandidateError, CandidateRaised, failure_text
+from conformance.candidate import Candidate, CandidateError, CandidateRaised, failure_text, one_blas_thread
 from conformance.diagnosis import named
 
 # Numerical differentiation costs 1,648 to 3,296 forward passes on the large network (about
@@ -88,16 +87,6 @@ def _inputs(sizes: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray, 
     return X, Y, params
 
 
-def _one_blas_thread() -> Any:
-    """In-process, spinning BLAS threads would add CPU time that is not the candidate's work
-    (the isolated worker already runs one thread). A no-op without threadpoolctl."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
-
-
 def _timed(candidate: Candidate, function: str, *args: Any) -> tuple[Any, float | None]:
     """``call_timed``, with an in-process candidate's own exception made a CandidateRaised as
     the isolated worker makes it, so both modes fail the same way (and name the same key)."""
@@ -120,7 +109,7 @@ def measure(candidate: Candidate, sizes: tuple[int, ...], seed: int = 0, warm_up
     ``decisive``: stop early once the rounds so far settle the verdict."""
     __tracebackhide__ = True
     fwd, bwd = [], []
-    with _one_blas_thread():
+    with one_blas_thread():
         if not warm_up:
             X, _, params = _inputs(sizes, seed * 1000)
             _timed(candidate, "forward", X, params)

@@ -33,7 +33,6 @@ passed); ``--require-mnist`` makes that a failure.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import secrets
@@ -46,7 +45,7 @@ import pytest
 from conformance import golden
 from conformance.assertions import mismatch_report
 from conformance.calls import invoke, require, run_backward
-from conformance.candidate import Candidate, CandidateError
+from conformance.candidate import Candidate, CandidateError, one_blas_thread
 from conformance.cases import Case
 from conformance.checks import contract_text, exact_gradient_comparisons
 from conformance.contract import validate_params, validate_sequence
@@ -175,21 +174,10 @@ def _accuracy(params: list, data: Split) -> float:
     return float((probs.argmax(axis=1) == data.y_test.argmax(axis=1)).mean())
 
 
-def _one_blas_thread() -> Any:
-    """Training in one BLAS thread: on a busy 2-core machine OpenBLAS's spinning threads make
-    these small products several times slower (tools/bench_mnist.py measures both); results
-    and verdicts do not depend on it. A no-op without threadpoolctl."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
-
-
 def _run(train: Callable[[], Any], where: str) -> Any:
     __tracebackhide__ = True
     try:
-        with _one_blas_thread():
+        with one_blas_thread():
             return train()
     except CandidateError as exc:
         raise AssertionError(f"training failed: {exc.reason} [{where}]") from exc
@@ -360,7 +348,7 @@ def test_own_train_learns_mnist(candidate: Candidate, request: pytest.FixtureReq
              f"Y_train[:{TRAIN_EVAL_ROWS}], init_params({LAYER_SIZES}, {INIT_SEED}), {LR}, "
              f"{check['epochs']}, {BATCH_SIZE})")
     shown = slice(0, TRAIN_EVAL_ROWS)
-    with _one_blas_thread():
+    with one_blas_thread():
         trained = invoke(candidate, "train", data.X_fit, data.Y_fit, data.X_fit[shown],
                          data.Y_fit[shown], _initial_params(), LR, check["epochs"], BATCH_SIZE,
                          where=where)
