@@ -10,6 +10,8 @@ every variant on the same inputs and says which one the candidate's gradients eq
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Sequence
@@ -98,7 +100,20 @@ KNOWN_BUGS: tuple[KnownBug, ...] = (
     KnownBug("mean_every_layer", "divides delta by the batch size again at every layer",
              "`delta = (delta @ W.T) * mask / B` should be `delta = (delta @ W.T) * mask`: only the "
              "output error is divided by B", BackwardBugs(mean_every_layer=True)),
+    # The per-layer 1/m style (dZ = A - Y undivided, then dW = dZ A^T / m, db = sum(dZ) / m)
+    # with the 1/m left out of one of the two lines.
+    KnownBug("dw_no_batch_mean", "divides db by the batch size but not dW (dW is B times too large)",
+             "dW needs the division by B that db has: `dW = A_prev.T @ delta` with `delta = (Y_hat - Y) "
+             "/ B`, or `dW = A_prev.T @ dZ / m` where each layer divides by m",
+             BackwardBugs(dw_times_batch=True)),
+    KnownBug("db_no_batch_mean", "divides dW by the batch size but not db (db is B times too large)",
+             "db needs the division by B that dW has: `db = delta.sum(axis=0)` with `delta = (Y_hat - Y) "
+             "/ B`, or `db = dZ.sum(axis=0) / m` where each layer divides by m",
+             BackwardBugs(db_times_batch=True)),
 )
+# Pairs are tried when no single mistake explains every tensor. A per-sample loop's
+# last_sample_only ignores every other switch, so it never pairs.
+_UNPAIRED = ("last_sample_only",)
 
 
 def _distinctive(expected: Grads, mags: Magnitudes, tau: float) -> list[bool]:
@@ -124,39 +139,92 @@ def _matches(candidate: Grads, expected: Grads, mags: Magnitudes, tau: float) ->
 
 def diagnose(candidate: Grads, activations: Sequence[np.ndarray], pre_activations: Sequence[np.ndarray],
              Y: np.ndarray, params: Params, mags: Magnitudes, tau: float) -> str:
-    """One or two sentences: which known implementation the candidate's gradients equal."""
+    """One or two sentences: which known implementation the candidate's gradients equal.
+
+    A known mistake is named only when its gradients equal the candidate's on EVERY tensor (and
+    differ from the correct ones somewhere clearly non-zero); failing that, a pair of known
+    mistakes, named only if exactly one pair fits. Tensors that match a mistake while the rest
+    do not are reported as such, without the line fix: the mistake does not explain the call.
+    """
     names = [f"{t}[{l}]" for l in range(len(params)) for t in ("dW", "db")]
     correct = [np.logical_or(a, b) for a, b in zip(
         _matches(candidate, exact_gradients(activations, pre_activations, Y, params, 0.0), mags, tau),
         _matches(candidate, exact_gradients(activations, pre_activations, Y, params, 1.0), mags, tau))]
     if all(correct):
         return "the gradients equal the correct ones on these inputs."
-    partial = []
-    for bug in KNOWN_BUGS:
+
+    def fit(bugs: BackwardBugs) -> tuple[list[bool], list[bool]] | None:
+        """(per tensor: equals the simulated mistake, is clearly non-zero under it), or None
+        when the mistake would crash or give other shapes on these inputs."""
         try:
             with np.errstate(all="ignore"):
-                expected = bug.gradients(activations, pre_activations, Y, params)
-        except ValueError:  # this bug would crash on these shapes
-            continue
+                expected = exact_gradients(activations, pre_activations, Y, params, bugs=bugs)
+        except ValueError:
+            return None
         if any(np.shape(e) != np.shape(c) for pe, pc in zip(expected, candidate) for e, c in zip(pe, pc)):
-            continue
-        same = _matches(candidate, expected, mags, tau)
-        telling = _distinctive(expected, mags, tau)
-        # Evidence: every tensor equals the bug's, and at least one wrong tensor is non-zero.
-        if all(same) and any(t and not ok for t, ok in zip(telling, correct)):
-            return named(bug.key, f"your gradients equal those of an implementation that "
-                                  f"{bug.description}: {bug.line_pattern}.")
-        newly = [n for n, s, ok, t in zip(names, same, correct, telling) if s and not ok and t]
-        if newly:
-            partial.append(f"{', '.join(newly)} equal those of an implementation that "
-                           f"{bug.description} ({bug.line_pattern})")
+            return None
+        return _matches(candidate, expected, mags, tau), _distinctive(expected, mags, tau)
+
+    def explains(result: tuple[list[bool], list[bool]] | None) -> bool:
+        return result is not None and all(result[0]) and any(
+            t and not ok for t, ok in zip(result[1], correct))
+
+    partial, covered, seen_alone, singles = [], set(), [], []
+    for bug in KNOWN_BUGS:
+        result = fit(bug.bugs)
+        if explains(result):
+            singles.append(bug)
+        elif result is not None:
+            fits = [n for n, s, t, ok in zip(names, *result, correct) if s and not ok and t]
+            seen_alone += [bug] if fits else []
+            newly = [n for n in fits if n not in covered]
+            covered.update(newly)  # a later mistake that fits only these adds no evidence
+            if newly:
+                partial.append(f"{', '.join(newly)} equal those of an implementation that "
+                               f"{bug.description}, the other wrong tensors do not")
+    if len(singles) == 1:
+        bug = singles[0]
+        return named(bug.key, f"your gradients equal those of an implementation that "
+                              f"{bug.description}: {bug.line_pattern}.")
     right = [n for n, ok in zip(names, correct) if ok]
     wrong = [n for n, ok in zip(names, correct) if not ok]
-    text = named("backward_wrong", f"wrong: {', '.join(wrong)}") + (f"; right: {', '.join(right)}" if right else "")
+    facts = f"wrong: {', '.join(wrong)}" + (f"; right: {', '.join(right)}" if right else "")
+    if singles:  # e.g. only db non-zero: "no division by B" and "db not divided" look alike
+        # Not even "backward_wrong" is named: known mistakes fit, the evidence only cannot
+        # tell which (a grade charges the one other cases name).
+        return (facts + f". {len(singles)} of the common mistakes fit these inputs equally (too few "
+                "gradients here are clearly non-zero to tell them apart), so none is named; a failing "
+                "case with more non-zero gradients names it. " + localise(correct, len(params)))
+    # Only pairs with a member that alone fits some wrong tensor (two mistakes usually show
+    # one of them on their own in the layers the other leaves right): it bounds the cost.
+    pairs = [(a, b) for a, b in itertools.combinations(KNOWN_BUGS, 2)
+             if (a in seen_alone or b in seen_alone)
+             and (both := _combined(a.bugs, b.bugs)) is not None and explains(fit(both))]
+    if len(pairs) == 1:
+        a, b = pairs[0]
+        return ("your gradients equal those of an implementation with two of the common mistakes: it "
+                + named(a.key, f"{a.description} ({a.line_pattern})") + "; and it "
+                + named(b.key, f"{b.description} ({b.line_pattern})") + ".")
+    text = named("backward_wrong", facts)
     if partial:
-        return text + ".\n" + ";\n".join(partial) + "."
+        return (text + ".\n" + ";\n".join(partial) + ".\nNo known mistake, alone or paired, explains "
+                "every tensor: look at the lines that compute the wrong ones. " + localise(correct, len(params)))
     return (text + f". They equal none of the {len(KNOWN_BUGS)} common mistakes the suite knows. "
             + localise(correct, len(params)))
+
+
+def _combined(first: BackwardBugs, second: BackwardBugs) -> BackwardBugs | None:
+    """Both mistakes at once, or None when they set the same switch (or one cannot pair)."""
+    default = BackwardBugs()
+    changes: dict[str, object] = {}
+    for bugs in (first, second):
+        for field in dataclasses.fields(BackwardBugs):
+            value = getattr(bugs, field.name)
+            if value != getattr(default, field.name):
+                if field.name in changes or field.name in _UNPAIRED:
+                    return None
+                changes[field.name] = value
+    return dataclasses.replace(default, **changes)
 
 
 def localise(correct: Sequence[bool], n_layers: int) -> str:

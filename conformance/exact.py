@@ -114,6 +114,8 @@ class BackwardBugs:
     mean_every_layer: bool = False  # BP2: delta divided by B again at every layer
     db_mean: bool = False  # BP3: db averaged over the batch instead of summed
     dw_mean: bool = False  # BP4: dW divided by B again
+    dw_times_batch: bool = False  # BP4: dW not divided by B while db is (a per-layer 1/m style)
+    db_times_batch: bool = False  # BP3: db not divided by B while dW is (a per-layer 1/m style)
     dw_transposed: bool = False  # BP4: delta.T @ A_prev
     dw_from_output: bool = False  # BP4: the layer's own output instead of its input
     reverse: bool = False  # gradients returned last layer first
@@ -158,7 +160,11 @@ def backpropagate(delta: np.ndarray, activations: Sequence[np.ndarray],
         dW = delta.T @ A_prev if bugs.dw_transposed else A_prev.T @ delta  # BP4: A_prev^T delta
         if bugs.dw_mean:
             dW = dW / B
+        if bugs.dw_times_batch:
+            dW = dW * B
         db = delta.mean(axis=0) if bugs.db_mean else delta.sum(axis=0)  # BP3: sum of delta
+        if bugs.db_times_batch:
+            db = db * B
         grads.append((dW, db))
         if i > 0 and bugs.propagate:
             # BP2: delta_{l-1} = (delta_l @ W_l.T) * relu'(Z_{l-1}); Z_{l-1} is pre_activations[i-1].

@@ -23,7 +23,7 @@ from conformance.diagnosis import (
     explain_exception,
     named_bugs,
 )
-from conformance.exact import exact_forward, exact_gradients, magnitudes
+from conformance.exact import BackwardBugs, exact_forward, exact_gradients, magnitudes
 from conformance.gradcheck import precision_tolerance
 from conformance.summary import Shape, candidate_label, cross_failure_patterns
 from conformance.test_stability import nonfinite_output_cause
@@ -116,6 +116,40 @@ def test_unknown_backward_mistake_names_no_bug_and_localises() -> None:
     text = diagnose(grads, acts, pres, case.Y, case.params, mags, TAU64)
     assert named_bugs(text) == set(), text
     assert "wrong: dW[0]" in text and "layer 1 (0-based 0) is wrong" in text
+
+
+def test_two_mistakes_together_are_named_as_a_pair() -> None:
+    """The per-layer 1/m style with the output error divided too: dW and db are both divided
+    by B again. No single mistake fits every tensor; exactly one pair does."""
+    case, acts, pres, mags = _grads_case()
+    grads = exact_gradients(acts, pres, case.Y, case.params, bugs=BackwardBugs(dw_mean=True, db_mean=True))
+    text = diagnose(grads, acts, pres, case.Y, case.params, mags, TAU64)
+    assert "two of the common mistakes" in text and named_bugs(text) == {"double_batch_mean", "db_mean"}, text
+    assert "every layer" not in text  # mean_every_layer fits dW[0], db[0] only: not named
+
+
+def test_a_mistake_that_fits_only_some_tensors_gets_no_line_fix() -> None:
+    """db averaged plus an unknown error in dW[0]: db_mean fits the db tensors only. It is
+    reported as fitting those tensors, without its line fix, and not as the cause."""
+    case, acts, pres, mags = _grads_case()
+    grads = exact_gradients(acts, pres, case.Y, case.params, bugs=BackwardBugs(db_mean=True))
+    grads[0] = (grads[0][0] * 1.5, grads[0][1])
+    text = diagnose(grads, acts, pres, case.Y, case.params, mags, TAU64)
+    assert "db[0], db[1], db[2] equal those of an implementation that averages db" in text, text
+    assert "the other wrong tensors do not" in text and "should be `db = delta.sum(axis=0)`" not in text
+    assert "your gradients equal" not in text
+
+
+def test_inputs_that_cannot_tell_two_mistakes_apart_name_neither() -> None:
+    """Width-1 hidden layers that are dead: only the last db is non-zero, so 'no division by B'
+    and 'db not divided by B' give the same gradients. Neither is named (a grade would charge
+    a mistake the evidence does not single out); the facts are."""
+    case = make_case([5, 1, 1, 10], batch=3, seed=2, layout="strided")
+    acts, pres = exact_forward(case.X, case.params)
+    mags = magnitudes(case.X, case.Y, case.params)
+    grads = exact_gradients(acts, pres, case.Y, case.params, bugs=BackwardBugs(db_times_batch=True))
+    text = diagnose(grads, acts, pres, case.Y, case.params, mags, TAU64)
+    assert named_bugs(text) == set() and "fit these inputs equally" in text and "wrong: db[2]" in text, text
 
 
 @pytest.mark.parametrize("key", [k for k, _, _ in FORWARD_BUGS])

@@ -231,6 +231,20 @@ BUGGY: tuple[BugSpec, ...] = (
     _bug("dw_double_batch_mean", "dW is divided by the batch size again (delta already is)",
          ("gradients", "golden"), (_DW, "dW = A_prev.T @ delta / B"),
          message="divides by the batch size twice", names="double_batch_mean"),
+    # The per-layer 1/m style: the output error undivided, each layer divides dW and db by m.
+    _bug("per_layer_mean_dw_undivided", "per-layer 1/m style with the 1/m left out of dW: the "
+         "output error is not divided by B, db is, dW is not", ("gradients", "golden"),
+         (_DELTA_OUT, "delta = Y_hat - Y"), (_DB, "db = delta.sum(axis=0) / B"),
+         message="divides db by the batch size but not dW", names="dw_no_batch_mean"),
+    _bug("per_layer_mean_db_undivided", "per-layer 1/m style with the 1/m left out of db: the "
+         "output error is not divided by B, dW is, db is not", ("gradients", "golden"),
+         (_DELTA_OUT, "delta = Y_hat - Y"), (_DW, "dW = A_prev.T @ delta / B"),
+         message="divides dW by the batch size but not db", names="db_no_batch_mean"),
+    _bug("per_layer_mean_and_output_mean", "the output error is divided by B and each layer "
+         "divides dW and db by B again (two lines of the per-layer 1/m style kept)",
+         ("gradients", "golden"),
+         (_DW, "dW = A_prev.T @ delta / B"), (_DB, "db = delta.sum(axis=0) / B"),
+         message="two of the common mistakes", names=("double_batch_mean", "db_mean")),
     _bug("output_error_times_softmax_derivative", "the output error is multiplied by "
          "Y_hat * (1 - Y_hat) on top of Y_hat - Y (softmax derivative applied twice)",
          ("gradients", "golden"),
