@@ -187,6 +187,41 @@ def test_generic_findings_are_symptoms_of_a_named_mistake_of_the_same_function()
     assert grade.deductions() == {"backward_wrong": 35.0} and grade.score == 100 - 35
 
 
+EVERY_AREA_PASSES = [t(f"test_{area}.py::passes", "passed") for area in
+                     ("interface", "gradients", "stability", "relu_index", "golden", "mnist", "efficiency")]
+
+
+def test_a_cheap_named_mistake_never_launders_a_generic_finding_it_does_not_account_for() -> None:
+    """Red team: a backward that only does the output layer, with db averaged on purpose so
+    one-layer cases name db_mean (10), must not have its other failures waived as symptoms."""
+    rubric = load_rubric()
+    honest = [failed("test_gradients.py::deep", "backward_wrong"),
+              failed("test_relu_index.py::deep", "backward_wrong"), *EVERY_AREA_PASSES]
+    laundered = [failed("test_gradients.py::one_layer", "db_mean"), *honest]
+    assert score(rubric, "graded", honest).score == 60
+    grade = score(rubric, "graded", laundered)
+    assert grade.score <= 60, grade.deductions()
+    assert grade.deductions() == {"db_mean": 10.0, "backward_wrong": 30.0}
+    # the same generic finding on the test that names the mistake is its symptom: free
+    symptom = [failed("test_gradients.py::a", "db_mean", "backward_wrong"), failed("test_golden.py::b", "db_mean"),
+               *EVERY_AREA_PASSES]
+    assert score(rubric, "graded", symptom).deductions() == {"db_mean": 10.0, "backward_wrong": 0.0}
+
+
+def test_a_crash_is_explained_only_by_a_mistake_also_seen_in_values() -> None:
+    """The cause of a crash is read from the exception's text, which the candidate writes: a
+    crash-only "untransposed_weights" costs what a crash costs; confirmed by wrong values on
+    another test (the real mistake on square layers), the crash is its symptom."""
+    rubric = load_rubric()
+    crash_only = [failed("test_gradients.py::a", "backward_crash", "untransposed_weights"),
+                  failed("test_golden.py::b", "backward_crash", "untransposed_weights"), *EVERY_AREA_PASSES]
+    assert score(rubric, "graded", crash_only).score == 50
+    confirmed = [*crash_only, failed("test_relu_index.py::square", "untransposed_weights")]
+    grade = score(rubric, "graded", confirmed)
+    assert grade.deductions() == {"untransposed_weights": 35.0, "backward_crash": 0.0}
+    assert grade.score == 65
+
+
 def test_unpriced_keys_fall_back_to_areas_and_scores_stay_non_negative() -> None:
     rubric = parse_rubric({"areas": {"gradients": {"points": 10}}, "bugs": {"relu_index": {"points": 40}}})
     assert score(rubric, "graded", [failed("test_gradients.py::a", "relu_index")]).score == 0.0

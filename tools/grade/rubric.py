@@ -26,8 +26,11 @@ costs its price and nothing more. Areas score only the failures no charged mista
 (the fallback). Keys of one ``family`` (one mistake the evidence may name two ways) are
 charged once, at the family's highest price. A generic finding about one function
 (``backward_wrong``, ``backward_crash``, ... see conformance/diagnosis.py GENERIC_KEYS) is free
-when a specific mistake of the same function is named: it is that mistake's symptom on other
-inputs (its failures are explained, nothing more is charged). The total never goes below 0.
+where a specific mistake of the same function accounts for the same failing test (for a
+crash: a mistake also named from values elsewhere, since a crash is explained from the
+exception's text): it is that mistake's symptom. A generic finding no named mistake accounts
+for makes its function cost at least the generic price (the specific prices count towards
+it), so naming a cheap mistake on purpose never lowers a grade. The total never goes below 0.
 """
 
 from __future__ import annotations
@@ -390,28 +393,64 @@ def diagnoses_of(test: dict) -> list[str]:
 
 
 def _charges(rubric: Rubric, by_group: dict[str, list[dict]]) -> list[BugCharge]:
-    found: dict[str, BugCharge] = {}
-    for tests in by_group.values():
-        for test in tests:
-            if test["outcome"] not in FAILING:
-                continue
-            for key in diagnoses_of(test):
-                if key in rubric.bugs:
-                    charge = found.setdefault(key, BugCharge(bug=rubric.bugs[key], points=0.0))
-                    charge.tests.append(test["nodeid"])
-                    if test["area"] not in charge.areas:
-                        charge.areas.append(test["area"])
     from conformance.diagnosis import GENERIC_KEYS, function_of
 
+    found: dict[str, BugCharge] = {}
+    failing = [t for tests in by_group.values() for t in tests if t["outcome"] in FAILING]
+    for test in failing:
+        for key in diagnoses_of(test):
+            if key in rubric.bugs:
+                charge = found.setdefault(key, BugCharge(bug=rubric.bugs[key], points=0.0))
+                charge.tests.append(test["nodeid"])
+                if test["area"] not in charge.areas:
+                    charge.areas.append(test["area"])
+    unexplained = _unexplained_generic(failing, GENERIC_KEYS, function_of)
     named_functions = {function_of(key) for key in found if key not in GENERIC_KEYS} - {""}
-    # Specific mistakes first: a generic finding about a function with a named mistake is its
-    # symptom (listed, 0 points, its failures explained); the family's priciest key pays.
+    # Specific mistakes first, the family's priciest key pays. A generic finding about a
+    # function with a named mistake is that mistake's symptom (0 points) where the named
+    # mistake accounts for the failing call; where it does not (see _unexplained_generic),
+    # the function costs at least the generic price: naming a cheap mistake on purpose never
+    # makes a wrong backward cheaper than it is without it.
     ordered = sorted(found.values(), key=lambda c: (c.bug.key in GENERIC_KEYS, -c.bug.points, c.bug.key))
     families: set[str] = set()
+    specific_cost: dict[str, float] = {}
     for charge in ordered:
-        symptom = charge.bug.key in GENERIC_KEYS and GENERIC_KEYS[charge.bug.key] in named_functions
-        if not symptom and charge.bug.family not in families:
-            families.add(charge.bug.family)
+        key, family = charge.bug.key, charge.bug.family
+        if key in GENERIC_KEYS:
+            function = GENERIC_KEYS[key]
+            if function in named_functions and key not in unexplained:
+                pass  # a symptom of the named mistake
+            elif family not in families:
+                families.add(family)
+                charge.points = max(0.0, charge.bug.points - specific_cost.get(function, 0.0))
+        elif family not in families:
+            families.add(family)
             charge.points = charge.bug.points
+            function = function_of(key)
+            specific_cost[function] = specific_cost.get(function, 0.0) + charge.points
         charge.tests.sort()
     return ordered
+
+
+def _unexplained_generic(failing: list[dict], generic_keys: dict[str, str], function_of: Any) -> set[str]:
+    """Generic keys (backward_wrong, backward_crash, ...) found on a failing test that no
+    specific mistake of the same function accounts for.
+
+    A specific key accounts for a test's generic finding when the test names it too, and, for
+    a crash, when that key is also named somewhere from values (a test without a crash): a
+    crash's explanation is read from the exception's text, which the candidate controls.
+    """
+    crash_free = {key for test in failing for key in diagnoses_of(test)
+                  if not any(k in generic_keys and k.endswith("_crash") for k in diagnoses_of(test))}
+    out = set()
+    for test in failing:
+        keys = diagnoses_of(test)
+        for key in keys:
+            if key not in generic_keys:
+                continue
+            function = generic_keys[key]
+            accounted = [k for k in keys if k not in generic_keys and function_of(k) == function
+                         and (not key.endswith("_crash") or k in crash_free)]
+            if not accounted:
+                out.add(key)
+    return out
