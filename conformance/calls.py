@@ -135,6 +135,12 @@ def opted_out(candidate: Candidate, function: str) -> bool:
             and function in _opt_outs(str(path), getattr(candidate, "sha256", None)))
 
 
+def provides(candidate: Candidate, function: str) -> bool:
+    """The candidate defines ``function`` as the contract's function (not opted out): only
+    then may a check call it."""
+    return candidate.has(function) and not opted_out(candidate, function)
+
+
 def require(candidate: Candidate, function: str) -> None:
     """Skip the calling test, with a reason saying so, when an optional function is absent
     or the candidate opted out of it."""

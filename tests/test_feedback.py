@@ -254,3 +254,24 @@ def test_a_property_failure_is_explained_once_on_the_minimal_example() -> None:
         prop()
     assert diagnosed == [1], diagnosed  # shrunk to the minimal failing n, explained once
     assert "finding: n is 1" in str(info.value) and "[n=1]" in str(info.value)
+
+
+def test_an_opted_out_function_is_never_called(tmp_path: Path) -> None:
+    """Red team: a correct submission whose cross_entropy is a helper taking integer labels,
+    opted out, lost points because the stability and golden areas still called it."""
+    from tests.helpers import REPO_ROOT, run_suite
+
+    source = (REPO_ROOT / "reference" / "mlp.py").read_text()
+    helper = '''
+
+def cross_entropy(Y_hat, labels):  # integer labels: a helper with its own conventions
+    return -np.mean(np.log(Y_hat[np.arange(len(labels)), labels] + 1e-12))
+
+
+CONFORMANCE_OPT_OUT = ("cross_entropy",)
+'''
+    impl = tmp_path / "int_labels.py"
+    impl.write_text(source + helper)
+    proc = run_suite(impl, "-m", "not mnist", "-k", "stability or golden", "-q")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "opts out of cross_entropy" in proc.stdout
