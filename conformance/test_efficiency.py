@@ -33,9 +33,15 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from conformance.calls import CRASH_KEYS
+from conformance.assertions import mismatch_report
+from conformance.calls import CRASH_KEYS, named_contract
 from conformance.candidate import Candidate, CandidateError, CandidateRaised, failure_text, one_blas_thread
-from conformance.diagnosis import named
+from conformance.cases import Case, make_case
+from conformance.checks import contract_text, exact_gradient_comparisons
+from conformance.contract import validate_backward
+from conformance.diagnosis import diagnose, named
+from conformance.exact import exact_forward, magnitudes
+from conformance.gradcheck import precision_tolerance
 
 # Numerical differentiation costs 1,648 to 3,296 forward passes on the large network (about
 # half a second of CPU in total) and 46 to 92 on the small one; backprop a few on both. Same
@@ -78,13 +84,8 @@ class Cost:
                 f"{self.rounds} round{'s' if self.rounds != 1 else ''} of fresh inputs)")
 
 
-def _inputs(sizes: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray, list]:
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((BATCH, sizes[0]))
-    Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], BATCH)]
-    params = [(rng.standard_normal((a, b)) * np.sqrt(2.0 / a), 0.1 * rng.standard_normal(b))
-              for a, b in itertools.pairwise(sizes)]
-    return X, Y, params
+def _inputs(sizes: tuple[int, ...], seed: int) -> Case:
+    return make_case(list(sizes), batch=BATCH, seed=seed)
 
 
 def _timed(candidate: Candidate, function: str, *args: Any) -> tuple[Any, float | None]:
@@ -111,19 +112,24 @@ def measure(candidate: Candidate, sizes: tuple[int, ...], seed: int = 0, warm_up
     fwd, bwd = [], []
     with one_blas_thread():
         if not warm_up:
-            X, _, params = _inputs(sizes, seed * 1000)
-            _timed(candidate, "forward", X, params)
+            case = _inputs(sizes, seed * 1000)
+            _timed(candidate, "forward", case.X, case.params)
         for k in range(0 if warm_up else 1, REPEATS + 1):  # round 0 only warms up
-            X, Y, params = _inputs(sizes, seed * 1000 + k)
-            out, f_cpu = _timed(candidate, "forward", X, params)
+            case = _inputs(sizes, seed * 1000 + k)
+            out, f_cpu = _timed(candidate, "forward", case.X, case.params)
             if not (isinstance(out, (list, tuple)) and len(out) == 2):
                 # The same structure mistake the interface area charges: named, so it costs once.
                 raise AssertionError(named("forward_structure",
                                      f"forward returned a {type(out).__name__}, but should return "
                                      f"(activations, pre_activations) [forward(efficiency, {list(sizes)})]"))
-            _, b_cpu = _timed(candidate, "backward", out[0], out[1], Y, params)
+            # backward gets the exact forward's values (its cost does not depend on them), so
+            # what it returns can be checked without blaming it for a forward mistake.
+            activations, pre_activations = exact_forward(case.X, case.params)
+            grads, b_cpu = _timed(candidate, "backward", activations, pre_activations, case.Y, case.params)
             if k == 0:
                 continue
+            if k == 1:
+                check_timed_gradients(case, grads, activations, pre_activations)
             if f_cpu is None or b_cpu is None:
                 if not sys.platform.startswith("linux"):
                     pytest.skip("the isolated worker's CPU time is read from /proc (Linux only): "
@@ -137,6 +143,24 @@ def measure(candidate: Candidate, sizes: tuple[int, ...], seed: int = 0, warm_up
             if decisive is not None and decisive(Cost(sizes, min(fwd), min(bwd), len(fwd))):
                 break
     return Cost(sizes, min(fwd), min(bwd), len(fwd))
+
+
+def check_timed_gradients(case: Case, result: Any, activations: list[np.ndarray],
+                          pre_activations: list[np.ndarray]) -> None:
+    """The timed backward must return the gradients: the cost of a backward that computes
+    something else (say, zeros for this check's batch size) proves nothing."""
+    __tracebackhide__ = True
+    where = f"backward(efficiency, {list(case.layer_sizes)}, batch {BATCH})"
+    grads, dtype = named_contract("backward_structure", validate_backward, result, case.params, where)
+    message = mismatch_report(
+        exact_gradient_comparisons(case, grads, dtype), where=where,
+        compared="the gradients returned by the timed backward (fed the exact forward's values) vs "
+                 "exact backprop: the cost is judged only for a backward that computes them",
+        contract=contract_text(dtype, fd=False),
+        diagnosis=lambda: diagnose(grads, activations, pre_activations, case.Y, case.params,
+                                   magnitudes(case.X, case.Y, case.params), precision_tolerance(dtype)))
+    if message is not None:
+        raise AssertionError(message)
 
 
 def decided_by(small: Cost) -> Callable[[Cost], bool]:

@@ -98,7 +98,8 @@ class _ScriptedCosts:
 
     def call_timed(self, function: str, *args: object) -> tuple[object, float]:
         self.calls[function] += 1
-        return ([], []) if function == "forward" else None, self.costs[function]
+        result = ([], []) if function == "forward" else reference.backward(*args)  # right gradients
+        return result, self.costs[function]
 
 
 def test_a_decisive_round_ends_the_large_measurement_and_others_do_not() -> None:
@@ -112,6 +113,27 @@ def test_a_decisive_round_ends_the_large_measurement_and_others_do_not() -> None
     cost = measure(slow_but_flat, LARGE, warm_up=False, decisive=decisive)
     assert (cost.rounds, slow_but_flat.calls["backward"]) == (REPEATS, REPEATS)
     assert slow_but_flat.calls["forward"] == REPEATS + 1  # one unmeasured forward warms the size
+
+
+def test_the_timed_backward_must_return_the_gradients() -> None:
+    """Red team: a numerical backward that returns zeros for the efficiency check's batch size
+    passed it. What the timed call returns is now checked against exact backprop."""
+    from conformance.diagnosis import named_in, reset_named
+    from conformance.test_efficiency import BATCH, measure
+
+    class ZerosForThisBatch(_ScriptedCosts):
+        def call_timed(self, function: str, *args: object) -> tuple[object, float]:
+            result, cost = super().call_timed(function, *args)
+            if function == "backward" and args[2].shape[0] == BATCH:
+                result = [(np.zeros_like(W), np.zeros_like(b)) for W, b in args[3]]
+            return result, cost
+
+    measure(_ScriptedCosts(1e-4, 3e-4), SMALL)  # right gradients: measured
+    reset_named()
+    with pytest.raises(AssertionError, match=r"dW\[0\]\[.*=0, but should be") as failure:
+        measure(ZerosForThisBatch(1e-4, 3e-4), SMALL)
+    assert "backward(efficiency, [8, 4, 2], batch 512)" in str(failure.value)
+    assert named_in(str(failure.value)) == ["backward_wrong"]  # charged as a wrong backward
 
 
 def test_mnist_checkpoints_keep_the_replay_cheap_and_their_number_bounded() -> None:
