@@ -298,22 +298,28 @@ def assert_loss_within(loss: np.ndarray, arrays: dict[str, np.ndarray], k: float
 
 
 def assert_identical(obtained: np.ndarray, recorded: np.ndarray, *, name: str, where: str,
-                     rtol: float, atol: float) -> None:
+                     rtol: float, atol: float, rounding: tuple[np.ndarray, float] | None = None) -> None:
     """Refactor check: same dtype and shape, and bit-identical values (NaN == NaN) unless a
-    tolerance was asked for."""
+    tolerance was asked for. ``rounding`` = (the fixture's scale of this value, its k): also
+    allow the golden area's rounding rule, k * eps * scale + 2 * tiny in the recorded dtype
+    (SPEC.md, "Golden area"), which holds any correct summation order, float32 included."""
     __tracebackhide__ = True
     if obtained.dtype != recorded.dtype or obtained.shape != recorded.shape:
         raise AssertionError(f"{name} is {obtained.dtype}{list(obtained.shape)}, but should be "
                              f"{recorded.dtype}{list(recorded.shape)} as recorded [{where}]")
-    if rtol == 0 and atol == 0:
-        contract = "bit-identical (no --golden-rtol/--golden-atol given)"
-    else:
-        contract = f"|actual - recorded| <= atol + rtol * |recorded| (rtol={rtol:g}, atol={atol:g})"
+    terms = ([f"rtol * |recorded| (rtol={rtol:g})"] if rtol else []) + ([f"atol={atol:g}"] if atol else [])
+    if rounding is not None:
+        terms.append(f"the golden rounding rule k * eps * scale + 2 * tiny (k={rounding[1]:g}, "
+                     f"{recorded.dtype} eps)")
+    contract = ("|actual - recorded| <= " + " + ".join(terms) if terms
+                else "bit-identical (no --golden-rounding/--golden-rtol/--golden-atol given)")
     # rtol = 0 adds nothing (not 0 * inf = NaN at infinite recorded values)
     allowed = atol + (rtol * np.abs(recorded.astype(np.float64)) if rtol else 0.0)
+    if rounding is not None:
+        allowed = allowed + golden_allowed(rounding[0], rounding[1], recorded.dtype, recorded.dtype)
     assert_comparisons(
         [Comparison(name, obtained, recorded, allowed, nan_equal=True)], where=where,
         compared="candidate now vs its own recording", contract=contract, next_step=(
             "your code now computes different numbers than when the recording was made. If "
             "the change is intended, record again (backprop-conformance record --impl ... "
-            "--out DIR); if only rounding moved, relax with --golden-rtol/--golden-atol."))
+            "--out DIR); if only rounding moved, compare with --golden-rounding."))

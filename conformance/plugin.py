@@ -49,6 +49,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="also check the candidate against outputs pinned by 'tools.fixtures record' in DIR",
     )
     group.addoption(
+        "--golden-rounding",
+        action="store_true",
+        help="for --golden comparisons, also allow what rounding alone can move (another "
+             "summation order, einsum, another BLAS): the golden area's rule, k * eps * scale, in "
+             "each value's dtype",
+    )
+    group.addoption(
         "--golden-rtol",
         type=float,
         default=0.0,

@@ -235,12 +235,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def test_matches_recording(candidate: Candidate, request: pytest.FixtureRequest,
                            case_id: str) -> None:
     """With --golden DIR: the candidate's outputs equal those recorded in DIR (bit-exact
-    unless --golden-rtol/--golden-atol relax it)."""
+    unless --golden-rounding, --golden-rtol or --golden-atol relax it)."""
     directory = request.config.getoption("golden")
     if directory is None:
         pytest.skip("refactor check not requested (--golden DIR): pin your outputs with "
                     "'backprop-conformance record --impl <module> --out DIR' first")
     rtol, atol = request.config.getoption("golden_rtol"), request.config.getoption("golden_atol")
+    rounding = request.config.getoption("golden_rounding")
     entry, arrays = _case(case_id)
     try:
         recording = _recording(directory)
@@ -264,7 +265,10 @@ def test_matches_recording(candidate: Candidate, request: pytest.FixtureRequest,
         try:
             golden.assert_identical(values[key], recorded[key], name=key,
                                     where=f"refactor check (case={case_id}, --golden {directory})",
-                                    rtol=rtol, atol=atol)
+                                    rtol=rtol, atol=atol,
+                                    rounding=((arrays[f"scale_{key}"], entry["tolerances"][key]["k"])
+                                              if rounding and f"scale_{key}" in arrays
+                                              and key in entry["tolerances"] else None))
         except AssertionError as exc:
             problems.append((key, str(exc)))
     if problems:

@@ -304,6 +304,32 @@ def test_record_then_golden_passes_a_tweak_fails_and_tolerance_relaxes(tmp_path:
     assert not (recording / "f64_depth1_b8.npz").exists()
 
 
+def test_golden_rounding_accepts_another_summation_order_and_still_catches_a_real_change(
+        tmp_path: Path) -> None:
+    """A new user found that the README's "rounding only" advice (--golden-rtol 1e-12) fails an
+    einsum refactor on the float32 cases, where rounding moves values by ~1e-7 relative and
+    cancellation makes some entries far smaller than their terms. --golden-rounding holds each
+    value to the golden area's rule (k * eps * scale, in its own dtype) instead."""
+    recording = tmp_path / "golden"
+    subprocess.run([sys.executable, "-m", "tools.fixtures", "record", "--impl", "reference.mlp",
+                    "--out", str(recording)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                   check=True)
+    source = (ROOT / "reference" / "mlp.py").read_text()
+    einsum = source.replace("dW = A_prev.T @ delta  #", "dW = np.einsum('bi,bo->io', A_prev, delta)  #"
+                            ).replace("Z = activations[-1] @ W + b  #",
+                                      "Z = np.einsum('bi,io->bo', activations[-1], W) + b  #")
+    assert einsum.count("einsum") == 2
+    refactored = tmp_path / "refactored.py"
+    refactored.write_text(einsum)
+    assert _pytest("--impl", str(refactored), "--golden", str(recording)).returncode == 1  # bit-exact
+    rounding = _pytest("--impl", str(refactored), "--golden", str(recording), "--golden-rounding")
+    assert rounding.returncode == 0, rounding.stdout
+    changed = tmp_path / "changed.py"  # a real change: delta off by 1e-6 / B relative
+    changed.write_text(einsum.replace("delta = (Y_hat - Y) / B", "delta = (Y_hat - Y) / (B + 1e-6)"))
+    caught = _pytest("--impl", str(changed), "--golden", str(recording), "--golden-rounding")
+    assert caught.returncode == 1 and "golden rounding rule" in caught.stdout, caught.stdout
+
+
 def test_golden_dir_that_does_not_exist_fails(tmp_path: Path) -> None:
     result = _pytest("--impl", "reference.mlp", "--golden", str(tmp_path / "nowhere"))
     assert result.returncode == 1 and "no such directory" in result.stdout
