@@ -382,9 +382,9 @@ def output_rows_finding(P: np.ndarray) -> str:
     if np.all(P == 0):
         return named("forward_wrong", "activations[-1] is all zeros: forward does not return the "
                      "softmax's output as the last activation.")
-    rows = ", ".join(f"row {i}: {v:.6g}" for i, v in list(enumerate(sums))[:4])
-    return named("forward_wrong", f"the rows of activations[-1] sum to {rows}: the last activation "
-                 "must be the row-wise softmax of the last pre-activation.")
+    rows = ", ".join(f"{v:.6g} (row {i})" for i, v in list(enumerate(sums))[:4])
+    return named("forward_wrong", f"the rows of activations[-1] sum to {rows}, not 1: the last "
+                 "activation must be the row-wise softmax of the last pre-activation.")
 
 
 # ------------------------------------------------------------------ named bugs (for auditing)
