@@ -21,6 +21,10 @@ Grads = list[tuple[np.ndarray, np.ndarray]]
 # Every case the current test fed the candidate, in order (conformance/summary.py reads it to
 # find patterns across failures, e.g. "every failure has a width-1 layer").
 CASES_SEEN: list[Case] = []
+# The candidate's functions the current test called, by name, and SGD_LOOP when it trained with
+# the suite's loop: conformance/summary.py tells which failures follow from another's mistake.
+FUNCTIONS_RUN: set[str] = set()
+SGD_LOOP = "the suite's SGD loop"
 
 
 def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Case | None = None,
@@ -33,6 +37,7 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
     ``shapes`` = (layer sizes, batch) for inputs that are not a Case (golden fixtures). The
     reproducer is ``case``'s snippet, or the ``reproduce`` text."""
     __tracebackhide__ = True
+    FUNCTIONS_RUN.add(function)
     if case is not None:
         CASES_SEEN.append(case)
         shapes = (case.layer_sizes, case.batch)
@@ -44,7 +49,7 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
     except CandidateError as exc:
         text, frames = failure_text(exc), ""
     except Exception as exc:  # noqa: BLE001 - whatever the candidate raises is a finding
-        text, frames = failure_text(exc), _candidate_frames(exc)
+        text, frames = failure_text(exc), candidate_frames(exc)
     hint = explain_exception(text, function, *shapes) if shapes is not None else ""
     first, _, rest = text.strip().partition("\n")
     message = f"your {function} {first} [{where}]{frames}"
@@ -60,7 +65,7 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
     raise AssertionError(message) from None  # the candidate's frames are in the message
 
 
-def _candidate_frames(exc: BaseException) -> str:
+def candidate_frames(exc: BaseException) -> str:
     """The traceback lines that are in the candidate's code (not the suite's or numpy's)."""
     suite = Path(__file__).resolve().parent
     frames = [f for f in traceback.extract_tb(exc.__traceback__)

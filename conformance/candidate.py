@@ -151,6 +151,25 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def not_found_text(module_name: str) -> str:
+    """Why a module name found no candidate, and what to do instead."""
+    relative = module_name.replace(".", "/")
+    return (f"there is no {relative}.py (nor a package folder {relative}/) in the current folder "
+            f"{os.getcwd()}, and no installed module {module_name!r}: run the check from the folder "
+            f"that holds {relative}.py, or give the file's path")
+
+
+def load_headline(load_error: str) -> str:
+    """A load error in one line, as a summary shows it. Load errors keep the reason that the
+    candidate's code controls (its exception) off their first line, which the grader reads
+    (tools/grade/runner.py); a first line ending in ":" is completed here with the reason: the
+    last line of the traceback below it (the exception's type and message)."""
+    lines = [line.strip() for line in load_error.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return f"{lines[0]} {lines[-1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+
+
 def resolve_spec(spec: str) -> tuple[str, Path | None]:
     """Split an --impl value into (module name, file path if it is a path)."""
     if spec.endswith(".py") or os.sep in spec or "/" in spec:
@@ -159,6 +178,28 @@ def resolve_spec(spec: str) -> tuple[str, Path | None]:
             raise FileNotFoundError(f"--impl {spec!r}: no such file {path}")
         return path.stem, path
     return spec, None
+
+
+def _from_candidate(tb: Any) -> Any:
+    """The traceback from the candidate's first frame on: this loader's and importlib's frames
+    are noise to a student (the isolated worker skips the same ones)."""
+    importlib_dir = Path(importlib.__file__).parent
+    while tb is not None and (tb.tb_frame.f_code.co_filename in (__file__, "<string>")
+                              or tb.tb_frame.f_code.co_filename.startswith("<frozen")
+                              or Path(tb.tb_frame.f_code.co_filename).parent == importlib_dir):
+        tb = tb.tb_next
+    return tb
+
+
+def _source_of(module_name: str) -> Path | None:
+    """The file a module name would be imported from, found without running it (None when
+    there is none: not found, or not a source file)."""
+    try:
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(found, "origin", None) if found is not None else None
+    return Path(origin).resolve() if origin and Path(origin).is_file() else None
 
 
 @dataclass
@@ -193,6 +234,9 @@ class InProcessCandidate:
             else:
                 if os.getcwd() not in sys.path:  # "importable from the current directory"
                     sys.path.insert(0, os.getcwd())
+                cand.path = _source_of(cand.module_name)  # the header names a broken file too
+                if cand.path is not None:
+                    cand.sha256 = file_sha256(cand.path)
                 module = importlib.import_module(cand.module_name)
             cand.module = module
             cand.functions = loaded_functions(module, REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS)
@@ -203,10 +247,12 @@ class InProcessCandidate:
         except BaseException as exc:  # noqa: BLE001 - a candidate may raise anything, even SystemExit
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            cand.load_error = (
-                f"importing candidate {spec!r} failed:\n"
-                + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            )
+            if (isinstance(exc, ModuleNotFoundError) and cand.module_name
+                    and exc.name == cand.module_name.split(".")[0] and cand.path is None):
+                details = not_found_text(cand.module_name)  # no file at all: no traceback either
+            else:
+                details = "".join(traceback.format_exception(type(exc), exc, _from_candidate(exc.__traceback__)))
+            cand.load_error = f"importing candidate {spec!r} failed:\n{details}"
             return cand
         missing = [f for f in REQUIRED_FUNCTIONS if f not in cand.functions]
         if missing:

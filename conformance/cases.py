@@ -46,9 +46,13 @@ class Case:
         return sum(W.size + b.size for W, b in self.params)
 
     def snippet(self, module: str = "mymodule") -> str:
-        """A few lines that reproduce the failing call outside pytest."""
+        """A few lines that reproduce the failing call outside pytest (importing the builder
+        the recipe calls: make_case, scaled_logits_case, ...)."""
+        builder = self.recipe.partition("(")[0]
+        if not builder.isidentifier():  # "<MNIST batch ...>": no call rebuilds it
+            return ""
         return (
-            f"    from conformance.cases import make_case  # part of the installed suite\n"
+            f"    from conformance.cases import {builder}  # part of the installed suite\n"
             f"    import {module} as impl  # run from the directory that holds {module}.py\n"
             f"    case = {self.recipe}\n"
             f"    activations, pre_activations = impl.forward(case.X, case.params)\n"

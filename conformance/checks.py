@@ -20,6 +20,9 @@ from conformance.exact import exact_cross_entropy, exact_forward, exact_gradient
 from conformance.gradcheck import allowed_error, central_differences, fd_tensor, precision_tolerance, random_directions
 
 Grads = Sequence[tuple[np.ndarray, np.ndarray]]
+# Non-finite gradients from finite inputs: no guard of the output explains them.
+NONFINITE_BACKWARD = ("backward turns finite activations into inf/nan (a division by a probability "
+                      "or by zero?)")
 ENTRYWISE_MAX_PARAMS = 400  # above this, each tensor is checked along random directions
 DIRECTIONS_PER_TENSOR = 3
 

@@ -56,7 +56,9 @@ def check(args: Sequence[str]) -> int:
     from conformance.invocation import UNTRUSTED_ENV, InvocationError, suite_args
 
     try:
-        argv = suite_args(target, pytest_args)
+        # -rN: no "short test summary info" (a FAILED line per test, with the suite's paths);
+        # the conformance summary ends the output instead. A -r given by the user wins.
+        argv = suite_args(target, ["-rN", *pytest_args])
     except InvocationError as exc:
         print(f"{PROG} check: {exc}", file=sys.stderr)
         return 2

@@ -19,7 +19,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from conformance.assertions import Comparison, assert_comparisons, assert_finite
-from conformance.calls import invoke, named_contract, provides
+from conformance.calls import CASES_SEEN, invoke, named_contract, provides
+from conformance.cases import Case
 from conformance.contract import (least_precise, revealed_dtype, validate_array, validate_backward,
                                   validate_forward, validate_loss, validate_params)
 
@@ -107,12 +108,16 @@ def fixture_cases(kind: str | None = None, directory: Path = FIXTURES_DIR) -> li
 
 def fixture_inputs(case_id: str) -> dict[str, Any]:
     """A fixture's inputs by case id (the reproducer printed in golden failures): ``X``, ``Y``,
-    ``params`` for an mlp case, ``Z`` for softmax, ``Y_hat``/``Y`` for cross_entropy."""
+    ``params`` and the reference's ``activations``/``pre_activations`` (what backward is fed)
+    for an mlp case, ``Z`` for softmax, ``Y_hat``/``Y`` for cross_entropy."""
     entry = load_manifest()["cases"][case_id]
     arrays = load_npz(FIXTURES_DIR, entry)
     out: dict[str, Any] = {k: arrays[k] for k in ("X", "Y", "Z", "Y_hat") if k in arrays}
     if entry["kind"] == "mlp":
-        out["params"] = params_of(arrays, n_layers_of(entry))
+        L = n_layers_of(entry)
+        out["params"] = params_of(arrays, L)
+        out["activations"] = [arrays[f"act{i}"] for i in range(L + 1)]
+        out["pre_activations"] = [arrays[f"pre{i}"] for i in range(L)]
     return out
 
 
@@ -126,9 +131,31 @@ def n_layers_of(entry: dict) -> int:
     return len(entry["architecture"]) - 1
 
 
-def reproducer(case_id: str) -> str:
-    return ("    from conformance.golden import fixture_inputs\n"
-            f"    inputs = fixture_inputs({case_id!r})  # X, Y, params (or Z, or Y_hat and Y)")
+# The call each golden check makes, on ``inputs = fixture_inputs(case_id)`` (candidate_outputs).
+REPRODUCE_CALLS = {
+    ("mlp", "forward"): "activations, pre_activations = impl.forward(inputs['X'], inputs['params'])",
+    ("mlp", "backward"): ("grads = impl.backward(inputs['activations'], inputs['pre_activations'], "
+                          "inputs['Y'], inputs['params'])  # the reference's activations"),
+    ("mlp", "softmax"): "P = impl.softmax(inputs['pre_activations'][-1])",
+    ("mlp", "cross_entropy"): "loss = impl.cross_entropy(inputs['activations'][-1], inputs['Y'])",
+    ("mlp", "train"): ("params = impl.train(inputs['X'], inputs['Y'], inputs['X'], inputs['Y'], "
+                       f"inputs['params'], {TRAIN_STEP_LR}, 1, len(inputs['X']))"),
+    ("softmax", "softmax"): "P = impl.softmax(inputs['Z'])",
+    ("cross_entropy", "cross_entropy"): "loss = impl.cross_entropy(inputs['Y_hat'], inputs['Y'])",
+}
+
+
+def reproducer(case_id: str, entry: dict, function: str, module: str) -> str:
+    """A few lines that rerun one golden check's call of ``function`` outside pytest (like
+    ``Case.snippet`` for the other areas)."""
+    lines = [f"    import {module} as impl  # run from the directory that holds {module}.py"]
+    if entry["kind"] == "init_params":
+        lines.append(f"    params = impl.init_params({list(entry['architecture'])}, {entry['seed']})")
+    else:
+        lines = ["    from conformance.golden import fixture_inputs  # part of the installed suite",
+                 *lines, f"    inputs = fixture_inputs({case_id!r})",
+                 "    " + REPRODUCE_CALLS[entry["kind"], function]]
+    return "\n".join(lines)
 
 
 def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray], case_id: str,
@@ -156,13 +183,15 @@ def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray]
     def call(function: str, *args: Any, where: str) -> Any:
         __tracebackhide__ = True
         return invoke(candidate, function, *args, where=where, shapes=shapes,
-                      reproduce=reproducer(case_id))
+                      reproduce=reproducer(case_id, entry, function, candidate.module_name))
 
     if kind == "mlp":
         L = n_layers_of(entry)
         X, Y, params = arrays["X"], arrays["Y"], params_of(arrays, L)
         activations = [arrays[f"act{i}"] for i in range(L + 1)]
         pre_activations = [arrays[f"pre{i}"] for i in range(L)]
+        if {"forward", "backward", "train"} & set(present):  # a network's shape: summary patterns
+            CASES_SEEN.append(Case(X, Y, params, recipe=f"fixture_inputs({case_id!r})"))
         if "forward" in present:
             where = f"forward(case={case_id})"
             fwd = named_contract("forward_structure", validate_forward,

@@ -9,14 +9,17 @@ runs with ``--noconftest``). The options themselves live in ``conformance.plugin
 
 from __future__ import annotations
 
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
 
-from conformance.candidate import Candidate, InProcessCandidate
+from conformance.candidate import Candidate, InProcessCandidate, load_headline
 from conformance.diagnosis import named_in, reset_named
-from conformance.plugin import impl_spec
+from conformance.plugin import SUITE_DIR, impl_spec
 from conformance.strategies import DEFAULT_PROFILE
 
 # Loaded at import, i.e. before hypothesis applies --hypothesis-profile (when the hooks are
@@ -29,12 +32,15 @@ MARKERS = (
 )
 
 CANDIDATE_KEY = pytest.StashKey[Candidate]()
+# How hints spell "run part of the suite again": the command the user ran (set per session).
+_rerun_prefix = "backprop-conformance check mymodule"
 # The one test that still runs when the candidate cannot be loaded; it reports why.
 LOAD_CHECK_TEST = "test_candidate_loads"
 
 
 @pytest.hookimpl(trylast=True)  # after hypothesis has loaded --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
+    global _rerun_prefix
     # The suite's own markers: an installed suite runs under --strict-markers from any folder,
     # without the checkout's pyproject.toml.
     for marker in MARKERS:
@@ -51,6 +57,10 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         candidate = InProcessCandidate.load(spec)
     config.stash[CANDIDATE_KEY] = candidate
+    _rerun_prefix = rerun_prefix(config)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:  # progress lines name conformance/test_x.py, not ../../venv/lib/...
+        reporter.startpath = SUITE_DIR.parent
     from conformance.summary import RunSummary  # the end-of-run summary (terminal and JSON)
 
     config.pluginmanager.register(RunSummary(config), RunSummary.NAME)
@@ -59,6 +69,26 @@ def pytest_configure(config: pytest.Config) -> None:
         from conformance.report import JsonReport
 
         config.pluginmanager.register(JsonReport(Path(report_path), candidate), "conformance-report")
+
+
+def rerun_prefix(config: pytest.Config) -> str:
+    """The command that judges this candidate again, as the user can type it from the folder
+    of the candidate: ``backprop-conformance check`` for runs with the suite's own configuration
+    (that command, the grader), else the plain pytest spelling that works with an installed
+    suite too (``pytest conformance`` needs a clone). A temporary path (the grader's copy) is
+    shown as the file's name."""
+    from conformance.invocation import SUITE_INI
+
+    spec = impl_spec(config)
+    shown = shlex.quote(Path(spec).name if Path(spec).is_absolute() else spec)
+    if config.inipath is not None and Path(config.inipath).resolve() == SUITE_INI.resolve():
+        return f"backprop-conformance check {shown}"
+    return f"pytest --pyargs conformance --impl={shown}"
+
+
+def rerun(options: str) -> str:
+    """The command that reruns part of the suite, e.g. ``rerun("-k gradients")`` in a hint."""
+    return f"{_rerun_prefix} {options}"
 
 
 def _apply_max_examples(config: pytest.Config) -> None:
@@ -85,15 +115,20 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if candidate is None:
         return []
     mode = "isolated worker" if candidate.isolated else "in-process"
-    lines = [
-        f"candidate: {candidate.module_name} ({mode})",
-        f"candidate file: {candidate.path}",
-        f"candidate sha256: {candidate.sha256}",
-    ]
+    lines = [f"candidate: {candidate.module_name or candidate.spec} ({mode})"]
+    if candidate.path is None:  # what was looked for, as the load error says
+        why = load_headline(candidate.load_error or "") or "the module has no source file"
+        lines.append(f"candidate file: none ({why})")
+    else:
+        lines.append(f"candidate file: {candidate.path}")
+    if candidate.sha256 is not None:
+        lines.append(f"candidate sha256: {candidate.sha256}")
     if candidate.isolated and hasattr(candidate, "describe"):
         lines.append(f"isolation: {candidate.describe()}")
     if candidate.load_error:
         lines.append("candidate could not be loaded: every check but the load check is deselected")
+    lines.append("read the conformance summary at the end first: what is wrong, where, and the "
+                 "line to change")
     return lines
 
 
@@ -128,7 +163,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
     """A failing test's report carries the keys of the catalogued mistakes its message names
-    (conformance/diagnosis.py ``named``), as the user property "diagnoses"."""
+    (conformance/diagnosis.py ``named``), as the user property "diagnoses"; a verdict of the
+    suite is shown as its message alone (``SuiteFailure``)."""
     outcome = yield
     report = outcome.get_result()
     if report.failed:
@@ -136,6 +172,50 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
         keys = named_in(f"{report.longreprtext}\n{crash}")  # (the traceback prefixes lines with "E")
         if keys:
             report.user_properties.append(("diagnoses", keys))
+        if call.excinfo is not None and _shows_message_only(item.config, call.excinfo):
+            report.longrepr = SuiteFailure.of(call.excinfo, getattr(report.longrepr, "reprcrash", None))
+
+
+def _shows_message_only(config: pytest.Config, excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
+    """A failed check (the suite's AssertionError, which says what is wrong, where and what to
+    change) under the default traceback style; an error of the suite itself, or --tb/--fulltrace
+    asked for, keeps pytest's traceback."""
+    return (isinstance(excinfo.value, AssertionError) and config.getoption("tbstyle", "auto") == "auto"
+            and not config.getoption("fulltrace", False))
+
+
+@dataclass
+class SuiteFailure:
+    """A failed check as the student reads it: the suite's message (headline first, then what
+    was compared, the diagnosis, a reproducer, what to do next), hypothesis' falsifying
+    example, and the candidate's own frames when its exception caused the failure. Not the
+    suite's source: its test functions are no help to a student. ``reprcrash`` stays pytest's,
+    so the JSON report's and JUnit's one-line message are unchanged."""
+
+    text: str
+    reprcrash: Any = None
+
+    @classmethod
+    def of(cls, excinfo: pytest.ExceptionInfo[BaseException], reprcrash: Any) -> "SuiteFailure":
+        from conformance.calls import candidate_frames
+
+        error = excinfo.value
+        lines = [str(error)] + [str(note) for note in getattr(error, "__notes__", ())]
+        cause = error.__cause__
+        while cause is not None:  # the first exception of the chain raised in the candidate's code
+            frames = candidate_frames(cause)
+            if frames:
+                lines.append(f"  raised in your code by {type(cause).__name__}:{frames}")
+                break
+            cause = cause.__cause__
+        return cls("\n".join(lines), reprcrash)
+
+    def toterminal(self, tw: Any) -> None:
+        for line in self.text.splitlines():
+            tw.line(line)
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @pytest.fixture(scope="session")

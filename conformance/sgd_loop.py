@@ -146,7 +146,8 @@ def sgd(
                 raise SgdLoopError(
                     f"training diverged: {_first_non_finite(named)} "
                     f"[sgd, {where}, lr={lr}]; check the stability guards (softmax max "
-                    "subtraction, log(0)) and the gradient scale (division by the batch size)")
+                    "subtraction, log(0)), the gradient scale (division by the batch size) and "
+                    "the gradients themselves: wrong gradients diverge too")
     if checkpoint_every is None:
         return params
     return [params, checkpoints + [params]]

@@ -1,8 +1,10 @@
 """The first screen: a summary at the end of every run, for the student to read first.
 
-One line per check area (passed / failed / skipped and why), the root causes the evidence
-names (with the line to change), patterns across failures ("every failure is on a network
-with 1 layer"), and findings that are not failures (precision). The same content goes into the
+One line per check area (passed / failed / skipped and why), the root causes: the mistakes
+the suite diagnosed (the keys it recorded on each failure, never phrases of the text), with the
+line to change; the failures that follow from them; patterns across failures ("every failure
+is on a network with 1 layer"), and findings that are not failures (precision). Printed last,
+after pytest's own sections, so it is what a terminal shows when the run ends. The same content goes into the
 JSON report's top-level ``summary`` (conformance/report.py) and from there to the grader's
 pages. Deterministic: no durations, no paths, no addresses; two runs give the same text.
 """
@@ -24,14 +26,18 @@ from conformance.diagnosis import (
     FUNCTION_BUGS,
     GENERIC_KEYS,
     KNOWN_BUGS,
+    function_of,
     generic_text,
-    named_bugs,
 )
 from conformance.text import clean_name
 
 NAME = "conformance-summary"
 AREA_ORDER = ("interface", "gradients", "stability", "relu_index", "golden", "mnist")
 MAX_UNEXPLAINED = 3
+# What runs the candidate's forward and backward for a check that judges something else: its
+# train (by the contract) and the suite's SGD loop. A mistake in forward or backward fails those
+# checks too, so their failures follow from it.
+RUNS_THROUGH = {"train": ("forward", "backward"), calls.SGD_LOOP: ("forward", "backward")}
 
 # What each named cause means, in one line with the change to make.
 GUARD_TEXT = {
@@ -71,7 +77,8 @@ def candidate_label(candidate: Any) -> str:
     """How messages name the candidate: its file name as the student knows it (no directory,
     no temporary path, no address)."""
     path = getattr(candidate, "path", None)
-    name = Path(str(path)).name if path else str(getattr(candidate, "module_name", "?"))
+    name = (Path(str(path)).name if path else
+            str(getattr(candidate, "module_name", "") or getattr(candidate, "spec", "") or "?"))
     return f"<candidate {clean_name(name)}>"
 
 
@@ -138,6 +145,16 @@ class Record:
     text: str = ""  # the failure's message as the student reads it
     skip_reason: str = ""
     cases: list[Shape] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)  # the mistakes its message names (diagnoses)
+    functions: set[str] = field(default_factory=set)  # the candidate functions it called
+
+    def ran_through(self) -> set[str]:
+        """The candidate functions this check ran only through train or the suite's loop."""
+        return set().union(*(RUNS_THROUGH.get(f, ()) for f in self.functions))
+
+
+def _area_index(area: str) -> tuple[int, str]:
+    return (AREA_ORDER.index(area) if area in AREA_ORDER else len(AREA_ORDER), area)
 
 
 def area_of(nodeid: str) -> str:
@@ -151,21 +168,34 @@ def _message(report: pytest.TestReport) -> str:
     return str(text) if text else report.longreprtext
 
 
+HEADLINE_CHARS = 300
+
+
 def _headline(text: str) -> str:
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     first = re.sub(r"^[\w.]*(Error|Mismatch|Failed): ", "", first)
-    return first if len(first) <= 200 else first[:197] + "..."
+    return first if len(first) <= HEADLINE_CHARS else first[:HEADLINE_CHARS - 3] + "..."
 
 
 KNOWN_PREFIXES = ("likely cause:", "diagnosis:", "finding:", "missing guard:", "next:")
 
 
+KNOWN_CHARS = 320
+
+
 def _known(text: str) -> str:
-    """What the failure's own message already says about the cause (its first such line)."""
-    for line in text.splitlines():
+    """What the failure's own message already says about the cause: its first such line, with
+    the lines it continues on (a diagnosis naming the mistake of some tensors goes on there)."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
         stripped = line.strip()
         if stripped.startswith(KNOWN_PREFIXES):
-            return stripped if len(stripped) <= 220 else stripped[:217] + "..."
+            indent = len(line) - len(line.lstrip())
+            for more in lines[i + 1:]:
+                if len(more) - len(more.lstrip()) <= indent or more.strip().startswith(KNOWN_PREFIXES):
+                    break
+                stripped += " " + more.strip()
+            return stripped if len(stripped) <= KNOWN_CHARS else stripped[:KNOWN_CHARS - 3] + "..."
     return ""
 
 
@@ -187,9 +217,11 @@ class RunSummary:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item: pytest.Item):  # type: ignore[no-untyped-def]
         calls.CASES_SEEN.clear()
+        calls.FUNCTIONS_RUN.clear()
         yield
         shapes = [s for s in (shape_of(c) for c in calls.CASES_SEEN) if s is not None]
-        self.records.setdefault(item.nodeid, Record(item.nodeid, area_of(item.nodeid))).cases = shapes
+        record = self.records.setdefault(item.nodeid, Record(item.nodeid, area_of(item.nodeid)))
+        record.cases, record.functions = shapes, set(calls.FUNCTIONS_RUN)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = self.records.setdefault(report.nodeid, Record(report.nodeid, area_of(report.nodeid)))
@@ -202,6 +234,8 @@ class RunSummary:
             record.outcome = "failed" if report.when == "call" else "error"
             record.text = _message(report)
             record.skip_reason = ""
+            # (recorded by conformance/hooks.py from the suite's own diagnoses, never parsed)
+            record.keys = list(dict(report.user_properties).get("diagnoses") or [])
 
     def pytest_warning_recorded(self, warning_message: Any, when: str, nodeid: str, location: Any) -> None:
         if isinstance(warning_message.message, PrecisionFinding):
@@ -211,8 +245,7 @@ class RunSummary:
     def as_dict(self) -> dict[str, Any]:
         records = sorted(self.records.values(), key=lambda r: r.nodeid)
         areas: dict[str, dict[str, Any]] = {}
-        names = sorted({r.area for r in records} | set(self.deselected),
-                       key=lambda a: (AREA_ORDER.index(a) if a in AREA_ORDER else 99, a))
+        names = sorted({r.area for r in records} | set(self.deselected), key=_area_index)
         for area in names:
             mine = [r for r in records if r.area == area]
             counts = Counter(r.outcome for r in mine)
@@ -223,19 +256,26 @@ class RunSummary:
                            "skipped": counts["skipped"], "deselected": self.deselected[area],
                            "skip_reasons": sorted({r.skip_reason for r in mine if r.skip_reason})}
         causes: dict[str, dict[str, Any]] = {}
+        failing_records = [r for r in records if r.outcome in ("failed", "error")]
+        explain = Attribution(failing_records)
+        consequences: dict[str, Any] = {"tests": 0, "areas": {}, "functions": []}
         unexplained = []
-        for r in records:
-            if r.outcome not in ("failed", "error"):
-                continue
-            keys = sorted(named_bugs(r.text))
-            for key in keys:
+        for r in failing_records:
+            for key in explain.causes_of(r):
                 entry = causes.setdefault(key, {"bug": key, "text": cause_text(key), "tests": 0, "areas": []})
                 entry["tests"] += 1
                 if r.area not in entry["areas"]:
                     entry["areas"].append(r.area)
-            if not keys:
+            if explain.causes_of(r):
+                continue
+            follows = explain.follows_from(r)
+            if follows:
+                consequences["tests"] += 1
+                consequences["areas"][r.area] = consequences["areas"].get(r.area, 0) + 1
+                consequences["functions"] = sorted(set(consequences["functions"]) | follows)
+            else:
                 unexplained.append({"test": r.nodeid, "area": r.area, "headline": _headline(r.text),
-                                    "known": _known(r.text)})
+                                    "known": _known(r.text), "rank": _evidence_rank(r.keys)})
         failing = [r.cases[-1] for r in records if r.outcome == "failed" and r.cases]
         passing = [s for r in records if r.outcome == "passed" for s in r.cases]
         # (not the earlier cases of a failed test: hypothesis' shrinking tries failing ones too)
@@ -243,6 +283,7 @@ class RunSummary:
         data = {
             "areas": areas,
             "root_causes": root_causes,
+            "consequences": consequences,
             "unexplained": unexplained[:50],
             "patterns": cross_failure_patterns(failing, passing),
             "findings": [{"text": t, "checks": n} for t, n in sorted(self.findings.items())],
@@ -255,13 +296,50 @@ class RunSummary:
 
         return self.config.stash.get(CANDIDATE_KEY, None)
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-        if not self.records:
-            return
-        terminalreporter.section("conformance summary")
-        for line in self.as_dict()["lines"]:
-            terminalreporter.line(line)
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config):  # type: ignore[no-untyped-def]
+        # Around every other terminal summary, pytest's "short test summary info" included:
+        # what the student reads first is the last thing printed (before the one-line count).
+        result = yield
+        if self.records:
+            terminalreporter.section("conformance summary")
+            for line in self.as_dict()["lines"]:
+                terminalreporter.line(line)
+        return result
+
+
+class Attribution:
+    """Which failures a mistake explains, from the keys the suite recorded (hooks.py):
+
+    - a failure whose message names catalogued mistakes (keys other than the generic
+      findings, diagnosis.GENERIC_KEYS) has those as its causes;
+    - a failure naming nothing, in a check that ran forward or backward only through train or
+      the suite's SGD loop, follows from those functions' failures when other checks find
+      them wrong (the grader's idea: one mistake, failing end-to-end checks too, is charged
+      once; tools/grade/rubric.py END_TO_END_AREAS);
+    - everything else, generic findings included, is a failure without a named cause: its
+      own message says what is wrong (a generic finding may be evidence the named mistake
+      does not explain).
+    """
+
+    def __init__(self, failing: list[Record]):
+        self.wrong_functions = {function_of(k) for r in failing for k in r.keys} - {""}
+
+    @staticmethod
+    def causes_of(record: Record) -> list[str]:
+        return sorted(k for k in record.keys if k not in GENERIC_KEYS)
+
+    def follows_from(self, record: Record) -> set[str]:
+        """The functions whose failures this one follows from (empty: it stands alone)."""
+        return set() if record.keys else record.ran_through() & self.wrong_functions
+
+
+def _evidence_rank(keys: list[str]) -> int:
+    """Which failure of an area leads its line: wrong values or structure (they say what is
+    wrong) before a failure naming nothing, before a crash (often only an unsupported shape)."""
+    if any(k.endswith(("_wrong", "_structure")) for k in keys):
+        return 0
+    return 2 if any(k.endswith("_crash") for k in keys) else 1
 
 
 def _short_reasons(reasons: list[str]) -> list[str]:
@@ -297,18 +375,28 @@ def summary_lines(data: dict[str, Any], label: str) -> list[str]:
         lines.append("root causes named by the evidence (fix these first):")
         for c in data["root_causes"]:
             lines.append(f"  - {c['text']}  [{c['tests']} failing test(s) in {', '.join(c['areas'])}]")
+    consequences = data.get("consequences") or {}
+    if consequences.get("tests"):
+        where = ", ".join(f"{area} {n}" for area, n in consequences["areas"].items())
+        functions = " and ".join(consequences["functions"])
+        fails = "fails its" if len(consequences["functions"]) == 1 else "fail their"
+        lines.append(f"failing as a consequence ({consequences['tests']}: {where}): these checks train "
+                     f"with your {functions} (through your train or the suite's SGD loop), and "
+                     f"{functions} already {fails} own checks: not a separate mistake; fix "
+                     f"{functions} first")
     for p in data["patterns"]:
         lines.append(f"pattern: {p}")
     if data["unexplained"]:
         n = len(data["unexplained"])
-        lines.append(f"failures without a named cause ({n}); the first message of each area says what is "
+        lines.append(f"failures without a named cause ({n}); the leading message of each area says what is "
                      "wrong and where to look:")
-        seen: set[str] = set()
+        leading: dict[str, dict[str, Any]] = {}  # per area, its most telling failure
         for u in data["unexplained"]:
-            if u["area"] in seen or len(seen) >= MAX_UNEXPLAINED:
-                continue
-            seen.add(u["area"])
-            lines.append(f"  - {u['area']}: {u['headline']}")
+            if u["area"] not in leading or u.get("rank", 1) < leading[u["area"]].get("rank", 1):
+                leading[u["area"]] = u
+        for area in sorted(leading, key=_area_index)[:MAX_UNEXPLAINED]:
+            u = leading[area]
+            lines.append(f"  - {area}: {u['headline']}")
             if u["known"]:
                 lines.append(f"      {u['known']}")
     for f in data["findings"]:

@@ -20,10 +20,12 @@ import pytest
 from conformance import golden
 from conformance.calls import require
 from conformance.candidate import Candidate
+from conformance.checks import NONFINITE_BACKWARD
 from conformance.contract import result_dtype
 from conformance.diagnosis import diagnose, named
 from conformance.exact import magnitudes
 from conformance.gradcheck import precision_tolerance
+from conformance.hooks import rerun
 from conformance.golden import FIXTURES_DIR, RECORDING_NAME, FixtureError
 
 CONFORMANCE_AREA = "golden"  # the check area graded by this module (conformance/plugin.py)
@@ -38,12 +40,12 @@ HINTS = {
     "forward": "forward must return (activations, pre_activations) with activations = [X, A1, "
                "..., A_L] and pre_activations = [Z1, ..., Z_L], Z = A_prev @ W + b, ReLU on the "
                "hidden layers and a row-wise softmax on the last. The first wrong layer is the "
-               "one to look at; run `pytest conformance -k gradients` for more diagnosis.",
+               "one to look at; the gradients area diagnoses more: `{gradients}`.",
     "backward": "backward must return [(dW1, db1), ..., (dW_L, db_L)] in forward order: the "
                 "gradients of the MEAN cross-entropy, delta_L = (Y_hat - Y) / B, dW = A_prev.T "
                 "@ delta, db = delta summed over the batch, delta_prev = (delta @ W.T) * "
                 "ReLU'(Z_prev). Gradients are compared from the last layer down; the first "
-                "wrong one is reported. `pytest conformance -k gradients` names known bugs.",
+                "wrong one is reported. The gradients area names known bugs: `{gradients}`.",
     "softmax": "softmax(Z) must be the row-wise softmax over the last axis, computed stably "
                "(subtract each row's maximum before exp).",
     "cross_entropy": "cross_entropy(Y_hat, Y) must be the mean over the batch of -log(the "
@@ -74,7 +76,7 @@ def _case(case_id: str) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def _hint(function: str, case_id: str) -> str:
-    return HINTS[function]
+    return HINTS[function].format(gradients=rerun("-k gradients"))
 
 
 def _precision(values: dict, prefixes: tuple[str, ...]) -> np.dtype:
@@ -84,15 +86,16 @@ def _precision(values: dict, prefixes: tuple[str, ...]) -> np.dtype:
     return result_dtype([v for k, v in values.items() if k.startswith(prefixes) and v.ndim])
 
 
-def _check_keys(values: dict, arrays: dict, entry: dict, keys: list[tuple[str, str]],
-                function: str, case_id: str, where: str, precision: np.dtype | None = None,
-                diagnosis: Callable[[], str] | None = None) -> None:
+def _check_keys(candidate: Candidate, values: dict, arrays: dict, entry: dict,
+                keys: list[tuple[str, str]], function: str, case_id: str, where: str,
+                precision: np.dtype | None = None, diagnosis: Callable[[], str] | None = None) -> None:
     __tracebackhide__ = True
     if precision is None:
         precision = _precision(values, tuple(sorted({key.rstrip("0123456789") for key, _ in keys})))
     golden.assert_matches_fixture(values, arrays, entry, keys, where=where,
                                   hint=_hint(function, case_id), precision=precision,
-                                  diagnosis=diagnosis, reproduce=golden.reproducer(case_id))
+                                  diagnosis=diagnosis,
+                                  reproduce=golden.reproducer(case_id, entry, function, candidate.module_name))
 
 
 def test_fixtures_intact() -> None:
@@ -119,7 +122,7 @@ def test_forward_matches_golden(candidate: Candidate, case_id: str) -> None:
     for i in range(L):  # layer by layer, so the first wrong layer is the one reported
         keys += [(f"pre{i}", f"pre_activations[{i}]"), (f"act{i + 1}", f"activations[{i + 1}]")]
     # The generic finding only: fixtures with huge logits fit several mistakes.
-    _check_keys(values, arrays, entry, keys, "forward", case_id, f"forward(case={case_id})",
+    _check_keys(candidate, values, arrays, entry, keys, "forward", case_id, f"forward(case={case_id})",
                 diagnosis=lambda: named("forward_wrong", "forward's outputs differ from the "
                                         "reference's on this fixture"))
 
@@ -134,6 +137,11 @@ def test_backward_matches_golden(candidate: Candidate, case_id: str) -> None:
         keys += [(f"db{j}", f"db[{j}]"), (f"dW{j}", f"dW[{j}]")]
 
     def diagnosis() -> str:  # names the bug when the gradients equal a known one on these inputs
+        nonfinite = [name for key, name in keys
+                     if not np.isfinite(values[key]).all() and np.isfinite(arrays[key]).all()]
+        if nonfinite:  # no catalogued mistake makes inf/nan: say what the evidence shows
+            return named("backward_wrong", f"{', '.join(nonfinite)} hold inf/nan where every expected "
+                         f"value is finite: {NONFINITE_BACKWARD}")
         X, Y = arrays["X"].astype(np.float64), arrays["Y"].astype(np.float64)
         params = [(W.astype(np.float64), b.astype(np.float64)) for W, b in golden.params_of(arrays, L)]
         activations = [arrays[f"act{i}"].astype(np.float64) for i in range(L + 1)]
@@ -143,7 +151,7 @@ def test_backward_matches_golden(candidate: Candidate, case_id: str) -> None:
         return diagnose(grads, activations, pre_activations, Y, params, magnitudes(X, Y, params),
                         precision_tolerance(precision))
 
-    _check_keys(values, arrays, entry, keys, "backward", case_id, f"backward(case={case_id})",
+    _check_keys(candidate, values, arrays, entry, keys, "backward", case_id, f"backward(case={case_id})",
                 diagnosis=diagnosis)
 
 
@@ -153,7 +161,7 @@ def test_softmax_matches_golden(candidate: Candidate, case_id: str) -> None:
     entry, arrays = _case(case_id)
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["softmax"])
     key = "softmax" if entry["kind"] == "mlp" else "P"
-    _check_keys(values, arrays, entry, [(key, "softmax(Z)")], "softmax", case_id,
+    _check_keys(candidate, values, arrays, entry, [(key, "softmax(Z)")], "softmax", case_id,
                 f"softmax(case={case_id})")
 
 
@@ -167,7 +175,8 @@ def test_cross_entropy_matches_golden(candidate: Candidate, case_id: str) -> Non
     golden.assert_loss_within(values["loss"], arrays, entry["tolerances"]["loss"]["k"],
                               where=f"cross_entropy(case={case_id})",
                               hint=_hint("cross_entropy", case_id),
-                              reproduce=golden.reproducer(case_id),
+                              reproduce=golden.reproducer(case_id, entry, "cross_entropy",
+                                                          candidate.module_name),
                               precision=values["loss_precision"].dtype)
 
 
@@ -182,7 +191,7 @@ def test_init_params_matches_golden(candidate: Candidate, case_id: str) -> None:
     require(candidate, "init_params")
     entry, arrays = _case(case_id)
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["init_params"])
-    _check_keys(values, arrays, entry, _param_keys(entry, ""), "init_params", case_id,
+    _check_keys(candidate, values, arrays, entry, _param_keys(entry, ""), "init_params", case_id,
                 f"init_params({entry['architecture']}, seed={entry['seed']})")
 
 
@@ -198,7 +207,7 @@ def test_train_takes_one_sgd_step(candidate: Candidate, case_id: str) -> None:
                                              ["forward", "backward"])[0], **values}
     except AssertionError:  # a broken forward/backward fails its own tests; judge train by itself
         pass
-    _check_keys(values, arrays, entry, _param_keys(entry, "train_"), "train", case_id,
+    _check_keys(candidate, values, arrays, entry, _param_keys(entry, "train_"), "train", case_id,
                 f"train(case={case_id}, lr={golden.TRAIN_STEP_LR}, epochs=1, "
                 f"batch_size={entry['batch']})",
                 precision=_precision(values, ("train_", "act", "pre", "dW", "db")))
@@ -271,8 +280,7 @@ def test_matches_recording(candidate: Candidate, request: pytest.FixtureRequest,
                                               and key in entry["tolerances"] else None))
         except AssertionError as exc:
             problems.append((key, str(exc)))
-    if problems:
+    if problems:  # the first change leads (its headline is the summary's line), then the count
         others = ", ".join(key for key, _ in problems[1:])
-        raise AssertionError(f"{len(problems)} of {len(recorded)} recorded values changed in case "
-                       f"{case_id}; the first:\n{problems[0][1]}"
-                       + (f"\n\nAlso changed: {others}" if others else ""))
+        raise AssertionError(f"{problems[0][1]}\n  changed: {len(problems)} of {len(recorded)} recorded "
+                             f"values in case {case_id}" + (f"; also {others}" if others else ""))

@@ -19,7 +19,7 @@ from conformance.assertions import (
     mismatch_report,
 )
 from conformance.calls import invoke, require, run_backward, run_forward
-from conformance.candidate import Candidate
+from conformance.candidate import Candidate, load_headline
 from conformance.cases import Case, make_case
 from conformance.checks import contract_text
 from conformance.contract import (
@@ -52,8 +52,10 @@ SUPPORTED = [
 
 def test_candidate_loads(candidate: Candidate) -> None:
     """The module imports and defines forward and backward."""
-    if candidate.load_error:
-        raise AssertionError(candidate.load_error)
+    if candidate.load_error:  # the reason on the first line, the traceback below it
+        headline = load_headline(candidate.load_error)
+        rest = candidate.load_error.partition("\n")[2]
+        raise AssertionError(headline + (f"\n{rest}" if rest.strip() and rest.strip() not in headline else ""))
 
 
 @pytest.mark.parametrize("case", SUPPORTED, ids=lambda c: c.recipe)

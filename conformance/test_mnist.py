@@ -44,11 +44,12 @@ import pytest
 
 from conformance import golden
 from conformance.assertions import mismatch_report
-from conformance.calls import invoke, require, run_backward
+from conformance.calls import FUNCTIONS_RUN, SGD_LOOP, invoke, require, run_backward
 from conformance.candidate import Candidate, CandidateError, one_blas_thread
 from conformance.cases import Case
 from conformance.checks import contract_text, exact_gradient_comparisons
 from conformance.contract import validate_params, validate_sequence
+from conformance.hooks import rerun
 
 CONFORMANCE_AREA = "mnist"  # the check area graded by this module (conformance/plugin.py)
 
@@ -175,14 +176,17 @@ def _accuracy(params: list, data: Split) -> float:
 
 
 def _run(train: Callable[[], Any], where: str) -> Any:
+    """The suite's SGD loop driven by the candidate's forward/backward; a failure says what
+    happened and where the gradients are judged one by one."""
     __tracebackhide__ = True
+    next_step = f"\n  next: the gradients area pins down a wrong gradient: `{rerun('-k gradients')}`"
     try:
         with one_blas_thread():
             return train()
     except CandidateError as exc:
-        raise AssertionError(f"training failed: {exc.reason} [{where}]") from exc
+        raise AssertionError(f"training failed: {exc.reason} [{where}]{next_step}") from exc
     except Exception as exc:  # noqa: BLE001 - SgdLoopError or anything the candidate raised
-        raise AssertionError(f"training failed: {type(exc).__name__}: {exc} [{where}]") from exc
+        raise AssertionError(f"training failed: {type(exc).__name__}: {exc} [{where}]{next_step}") from exc
 
 
 def _assert_reaches(accuracy: float, check: dict, loop: str, where: str, hint: str,
@@ -210,9 +214,9 @@ def _initial_params() -> list:
 
 
 SGD_LOOP_HINT = ("the suite trained with its own SGD loop, so the gradients your backward returns "
-                "do not lead downhill: run `pytest conformance -k 'gradients or golden'` to find "
-                "the wrong one (an accuracy near 0.1 means nothing was learned; a few points "
-                "short usually means a scaled or partly wrong gradient).")
+                "do not lead downhill: run `{gradients}` to find the wrong one (an accuracy near "
+                "0.1 means nothing was learned; a few points short usually means a scaled or "
+                "partly wrong gradient).")
 TRAIN_HINT = ("your forward/backward are judged separately; here your train loop is at fault if "
               "the SGD-loop check passes: it must update every batch with W - lr * dW, b - lr * db, "
               "use the lr, epochs and batch_size it is given, and return the trained params.")
@@ -259,8 +263,7 @@ def _check_backward_on_batch(candidate: Candidate, params: list, data: Split, ro
         exact_gradient_comparisons(case, grads, dtype), where=call,
         compared="your backward, fed exact activations of this training batch, vs exact backprop",
         contract=contract_text(dtype, fd=False),
-        next_step="the gradients area pins down which tensor is wrong: "
-                  "`pytest conformance -k gradients`")
+        next_step=f"the gradients area pins down which tensor is wrong: `{rerun('-k gradients')}`")
     if message is not None:
         raise AssertionError(message)
 
@@ -324,14 +327,15 @@ def test_sgd_loop_learns_mnist(candidate: Candidate, request: pytest.FixtureRequ
              f"lr {LR}, batch {BATCH_SIZE}, init seed {INIT_SEED}, shuffle seed {SHUFFLE_SEED}")
     initial = _initial_params()
     every = checkpoint_every(check["epochs"] * -(-rows // BATCH_SIZE))
+    FUNCTIONS_RUN.add(SGD_LOOP)  # (run_sgd calls forward and backward where the candidate runs)
     result = _run(lambda: candidate.run_sgd(data.X_fit, data.Y_fit, initial, lr=LR,
                                             epochs=check["epochs"], batch_size=BATCH_SIZE,
                                             seed=SHUFFLE_SEED, checkpoint_every=every),
                   where)
     params = _verify_trajectory(candidate, result, initial, data, check["epochs"], where)
     _assert_reaches(_accuracy(params, data), check,
-                    "the suite's SGD loop driven by your forward/backward", where, SGD_LOOP_HINT,
-                    record_property)
+                    "the suite's SGD loop driven by your forward/backward", where,
+                    SGD_LOOP_HINT.format(gradients=rerun("-k 'gradients or golden'")), record_property)
 
 
 @pytest.mark.parametrize("which", ["quick", "full"])

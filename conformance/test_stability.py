@@ -27,6 +27,7 @@ from conformance.cases import (
     true_class_underflow_case,
 )
 from conformance.checks import (
+    NONFINITE_BACKWARD,
     contract_text,
     exact_gradient_comparisons,
     forward_comparisons,
@@ -169,8 +170,7 @@ def check_network(candidate: Candidate, case: Case) -> None:
         for name, g in ((f"dW[{l}]", dW), (f"db[{l}]", db)):
             assert_finite(name, g, where=where,
                           guard="none of the output guards: your forward's output is finite here, so "
-                                "backward turns finite activations into inf/nan (a division by a "
-                                "probability or by zero?)")
+                                + NONFINITE_BACKWARD)
     dtype = least_precise(fwd.dtype, dtype)
     comparisons = exact_gradient_comparisons(case, grads, dtype)
     if mismatch_report(comparisons, where=where, compared="", contract="", held_to=dtype) is None:

@@ -100,6 +100,7 @@ def test_divergence_stops_early_and_says_where() -> None:
     text = str(info.value)
     assert "training diverged" in text and "epoch 0, step 2" in text
     assert "non-finite" in text and len(calls) == 3
+    assert "wrong gradients diverge too" in text  # not only the guards and the 1/B scale (students F8)
 
 
 def test_nan_probabilities_stop_training() -> None:

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from conformance.candidate import resolve_spec
+from conformance.candidate import not_found_text, resolve_spec
 
 # A submission is source code, not a data dump: bounded so copying cannot fill the disk.
 MAX_COPY_FILES = 500
@@ -45,8 +45,7 @@ def locate(spec: str, copy_dir: bool = False) -> Located:
             top = base / parts[0]
             copy_from = top if top.is_dir() else found
             return Located(module_name, found.resolve(), copy_from.resolve(), False)
-    raise ModuleNotFoundError(f"No module named {module_name!r} (searched the current directory "
-                              f"and sys.path for a .py file or package directory)")
+    raise ModuleNotFoundError(not_found_text(module_name), name=module_name)  # (no traceback: no file)
 
 
 def _find_in(base: Path, parts: list[str]) -> Path | None:

@@ -440,8 +440,10 @@ class Server:
             functions = {name: self_has(module, name) for name in self.config["functions"]}
         except BaseException as exc:  # noqa: BLE001 - even SystemExit: it is the candidate's
             tb = exc.__traceback__
+            importlib_dir = os.path.dirname(importlib.__file__)
             while tb is not None and (tb.tb_frame.f_code.co_filename in (__file__, "<string>")
-                                      or tb.tb_frame.f_code.co_filename.startswith("<frozen")):
+                                      or tb.tb_frame.f_code.co_filename.startswith("<frozen")
+                                      or os.path.dirname(tb.tb_frame.f_code.co_filename) == importlib_dir):
                 tb = tb.tb_next  # the student's frames first: the worker's and importlib's are noise
             return {"op": "hello", "ok": False, "status": self.status,
                     "load_error": _safe(lambda exc=exc, tb=tb: "".join(
