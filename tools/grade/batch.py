@@ -333,6 +333,7 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
     except (SubmissionsError, RosterError) as exc:
         raise BatchError(str(exc)) from None
     subs = intake.submissions
+    _refuse_unreadable(subs)
     overrides = _check_overrides(opts.overrides, subs, rubric)
     if intake.ignored:
         log(f"ignored (OS clutter): {', '.join(intake.ignored)}")
@@ -358,6 +359,18 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
     summary.mean_score = sum(scores) / len(scores) if scores else 0.0
     summary.seconds = time.time() - started
     return summary
+
+
+def _refuse_unreadable(subs: list[Submission]) -> None:
+    """Preflight of the intake: a submission this grader cannot read for want of an optional
+    library (notebooks without nbformat) stops the batch before anything is graded, instead
+    of leaving rows without a grade."""
+    unreadable = [s for s in subs if s.problem_status == "error"]
+    if unreadable:
+        names = ", ".join(s.name for s in unreadable[:10]) + (" ..." if len(unreadable) > 10 else "")
+        reason = (unreadable[0].problem or "").removeprefix("grader error (not the submission's): ")
+        raise BatchError(f"preflight: this grader cannot read {len(unreadable)} submission(s) ({names}): "
+                         f"{reason}. Nothing was graded; install it and run the same command again.")
 
 
 def _check_overrides(overrides: Iterable[tuple[str, float, str]], subs: list[Submission],

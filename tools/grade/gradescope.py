@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 
 from conformance.report import suite_version
+from tools.grade.notebooks import GRADE_EXTRA
 from tools.grade.outputs import GradedSubmission, gradescope_results, write_atomic
 from tools.grade.preflight import ensure_environment
 from tools.grade.rubric import DEFAULT_RUBRIC, RubricError, load_rubric, score
@@ -42,8 +43,9 @@ ENVIRONMENT_FAILURE = 3  # exit status: the autograder (not the student) failed;
 PROJECT_DIRS = ("conformance", "reference", "tools", "fixtures")
 PROJECT_FILES = ("pyproject.toml", "README.md")
 # Installed in the container with the versions of this machine (the suite's numerics were
-# checked with them); tqdm/matplotlib are not needed to grade one upload.
-RUNTIME_DISTRIBUTIONS = ("numpy", "scipy", "pytest", "hypothesis")
+# checked with them); nbformat reads notebook uploads (accepted like the batch grader accepts
+# them); tqdm/matplotlib/copydetect are not needed to grade one upload.
+RUNTIME_DISTRIBUTIONS = ("numpy", "scipy", "pytest", "hypothesis", "nbformat")
 
 
 # ------------------------------------------------------------------------------------ run
@@ -107,11 +109,13 @@ def _run(args: argparse.Namespace) -> int:
                          require_mnist=args.require_mnist, mnist_dir=mnist_dir,
                          extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout,
                          sandbox=args.sandbox)
+    sub = load_submission(submission, args.module, name="submission")
+    if sub.problem_status == "error":  # e.g. a notebook upload and no nbformat in the container
+        return _autograder_error(sub.problem or "the upload could not be read")
     check = ensure_environment(config, args.suite_version)
     if not check.ok:
         return _autograder_error(check.explain())
     print(f"preflight: {check.explain()}")
-    sub = load_submission(submission, args.module, name="submission")
     if sub.problem and args.module and not sub.files.get(args.module):
         # The student named the file differently: one .py file at the top is unambiguous.
         top = [rel for rel in sub.files if "/" not in rel and rel.endswith(".py")]
@@ -200,7 +204,8 @@ def _requirements() -> str:
         try:
             lines.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
-            raise SystemExit(f"error: {name} is not installed here; install the project first") from None
+            raise SystemExit(f"error: {name} is not installed here (the zip pins this machine's versions): "
+                             f"{GRADE_EXTRA}") from None
     if sys.version_info < (3, 11):
         lines.append(f"tomli=={metadata.version('tomli')}")
     else:
