@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
+from conformance.report import MEASUREMENT_PROPERTIES
 from tools.grade.feedback import cause, curves, failure_text, mnist_results, short_name
 from tools.grade.outputs import GradedSubmission, student_notes, write_atomic
 from tools.grade.rubric import diagnoses_of as diagnosis_keys
@@ -359,13 +360,16 @@ def submission_page(sub: GradedSubmission) -> str:
 
 
 def page_key(sub: GradedSubmission) -> str:
-    """Hash of everything a submission page shows: an unchanged page is not redrawn."""
+    """Hash of everything a submission page shows: an unchanged page is not redrawn. Not
+    the run's measurements (CPU-time ratios), which the page does not show and which differ
+    between two runs of the same bytes."""
     shown = [sub.name, sub.sha256, sub.status, sub.message, sub.suite_version, sub.sandbox,
              sub.rubric.hash, sub.grade.score, sub.run_summary,
              sub.output_tail[-6000:] if sub.status in ("crashed", "error") else "",  # (shown only then)
              [sub.override.score, sub.override.reason] if sub.override else None,
              [(t["nodeid"], t["outcome"], t.get("summary"), t.get("message"), t.get("skip_reason"),
-               t.get("properties")) for t in sub.tests], PAGE_VERSION, sub.intake.student_id,
+               {k: v for k, v in (t.get("properties") or {}).items()
+                if not k.startswith(MEASUREMENT_PROPERTIES)}) for t in sub.tests], PAGE_VERSION, sub.intake.student_id,
              sub.intake.notes]
     return hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
