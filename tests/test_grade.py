@@ -9,6 +9,7 @@ machinery, not the suite's verdicts (tests/test_kill_matrix.py does that).
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import os
@@ -27,7 +28,7 @@ from tools.catalogue import CORRECT_DIR
 from tools.grade import cli, gradescope
 from tools.grade.feedback import curves, mnist_results
 from tools.grade.html_report import overview, page_key, submission_page
-from tools.grade.outputs import GradedSubmission, grades_csv, gradescope_results
+from tools.grade.outputs import GradedSubmission, grades_csv, gradescope_results, message_line
 from tools.grade.rubric import (DEFAULT_RUBRIC, KNOWN_AREAS, Baseline, RubricError, load_rubric, parse_rubric,
                                 score)
 from tools.grade.runner import (GradeConfig, Job, ReportError, classify, deterministic_junit, read_report,
@@ -437,6 +438,24 @@ def test_csv_neutralises_formulas() -> None:
     assert rows[0][:5] == ["submission", "sha256", "status", "score", "max_score"]
     assert {"interface", "gradients", "stability"} <= set(rows[0])
     assert rows[1][0].startswith("'=")
+
+
+IMPORT_FAILURE = ("importing candidate 'submission/frank.py' failed (in the isolated worker):\n"
+                  "Traceback (most recent call last):\n  File \"submission/frank.py\", line 2, in <module>\n"
+                  "    from mlp_helpers import softmax_stable\nModuleNotFoundError: No module named 'mlp_helpers'\n")
+
+
+def test_an_import_failure_says_why_in_the_csv_and_the_staff_table() -> None:
+    """Finding 7: the reason is the traceback's last line, not the first line's colon."""
+    why = ("importing candidate 'submission/frank.py' failed (in the isolated worker): "
+           "ModuleNotFoundError: No module named 'mlp_helpers'")
+    assert message_line(IMPORT_FAILURE) == why
+    assert message_line("the suite did not finish within 300 s\nand was killed") == "the suite did not finish within 300 s"
+    assert message_line("") == ""
+    frank = graded_submission("frank", status="import_error", tests=[], message=IMPORT_FAILURE)
+    rows = list(csv.DictReader(io.StringIO(grades_csv([frank], frank.rubric))))
+    assert rows[0]["message"] == why
+    assert html.escape(why) in overview([frank])
 
 
 class PageAudit(HTMLParser):

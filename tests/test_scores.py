@@ -358,6 +358,8 @@ def test_the_same_bytes_give_byte_identical_files(tmp_path: Path, real_dir: Path
     assert {n: r["status"] for n, r in rows.items()} == {
         "alice": "graded", "emptydir": "no_module", "erin": "graded", "frank": "import_error", "hank": "graded"}
     assert rows["alice"]["score"] == "100" and float(rows["erin"]["score"]) < 100
+    assert rows["frank"]["message"] == ("importing candidate 'submission/frank.py' failed (in the isolated "
+                                        "worker): ModuleNotFoundError: No module named 'mlp_helpers'")
     leaks = {name: RUN_SPECIFIC.findall(data.decode("utf-8", "replace")) for name, data in before.items()}
     assert {name: found for name, found in leaks.items() if found} == {}
     assert b"File \\\"submission/erin.py\\\", line" in before["submissions/erin/results.json"]

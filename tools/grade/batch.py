@@ -31,7 +31,7 @@ from conformance.report import suite_version as compute_suite_version
 from tools.grade.gradebook import Gradebook, StoredRun
 from tools.grade.html_report import STAFF_DIR, write_report
 from tools.grade.lms import RosterError, load_roster
-from tools.grade.outputs import GradedSubmission, Override, write_class_csvs, write_submission_files
+from tools.grade.outputs import GradedSubmission, Override, message_line, write_class_csvs, write_submission_files
 from tools.grade.preflight import Preflight, ensure_environment, worker_preflight
 from tools.grade.rubric import Baseline, Rubric, load_rubric, score
 from tools.grade.runner import (FINAL_STATUSES, GradeConfig, Job, JobResult, environment_failure, kill_all_live,
@@ -91,7 +91,7 @@ class BatchSummary:
                 f"{self.out / 'submissions'}")
         errors = self.grader_errors
         if errors:
-            first = (errors[0].message.strip().splitlines() or [""])[0][:300]
+            first = message_line(errors[0].message)[:300]
             text += (f"\nGRADER ERROR: {len(errors)} submission(s) could not be graded because the "
                      f"grader or its environment failed (not the students): "
                      f"{', '.join(g.name for g in errors[:10])}{' ...' if len(errors) > 10 else ''}. "

@@ -27,7 +27,7 @@ from typing import Iterable
 
 from conformance.report import MEASUREMENT_PROPERTIES
 from tools.grade.feedback import cause, curves, failure_text, mnist_results, short_name
-from tools.grade.outputs import GradedSubmission, student_notes, write_atomic
+from tools.grade.outputs import GradedSubmission, message_line, student_notes, write_atomic
 from tools.grade.rubric import diagnoses_of as diagnosis_keys
 from tools.grade.runner import STATUS_HELP
 from tools.grade.sanitize import html_escape as escape  # control/bidi characters escaped too
@@ -161,6 +161,12 @@ def _status_html(status: str) -> str:
     return f"<span class=\"{css}\">{escape(status)}</span>"
 
 
+def _why_html(sub: GradedSubmission) -> str:
+    """Why a submission was not graded, in one line under its status (the staff table)."""
+    why = message_line(sub.message) if sub.status != "graded" else ""
+    return f"<br><small>{escape(why[:300])}</small>" if why else ""
+
+
 SANDBOX_HELP = {
     "engaged": "the candidate ran in private namespaces as an unprivileged user, with resource limits",
     "degraded": "resource limits only: no private file system, no privilege drop",
@@ -263,7 +269,7 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report (staff o
     for sub in subs[:MAX_TABLE_ROWS]:
         cells = "".join(f"<td class=\"num\">{_num(g.score)}</td>" for g in sub.grade.groups)
         parts.append(f"<tr><td><a href=\"{escape(student_href(sub))}\">{escape(sub.name)}</a></td>"
-                     f"<td>{_status_html(sub.status)}</td><td>{_sandbox_html(sub.sandbox)}</td>"
+                     f"<td>{_status_html(sub.status)}{_why_html(sub)}</td><td>{_sandbox_html(sub.sandbox)}</td>"
                      f"<td class=\"num\">{_num(sub.score)}{'*' if sub.override else ''}</td>"
                      f"{cells}</tr>")
     parts.append("</table>")

@@ -109,6 +109,17 @@ def student_notes(sub: GradedSubmission) -> list[str]:
     return notes + [AMBIGUOUS_NOTE] if len(notes) < len(sub.intake.notes) else notes
 
 
+def message_line(message: str) -> str:
+    """A status message in one line (grades.csv, the staff table, the batch's last line): its
+    first line, completed by its last when it ends with ":" (an import failure's first line,
+    then the traceback whose last line is the exception's type and message). The same rule as
+    the suite's summary of a load error."""
+    lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return f"{lines[0]} {lines[-1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+
+
 def status_line(sub: GradedSubmission) -> str:
     if sub.status == "graded":
         return "graded"
@@ -215,13 +226,12 @@ def grades_csv(subs: list[GradedSubmission], rubric: Rubric) -> str:
     for sub in subs:
         by_key = {g.group.key: g.score for g in sub.grade.groups}
         counts = sub.counts()
-        first_line = (sub.message or "").strip().splitlines()[:1]
         info = sub.intake
         writer.writerow([csv_cell(sub.name), sub.sha256, csv_cell(sub.status), f"{sub.score:g}",
                          f"{sub.grade.max_score:g}", *[f"{by_key.get(a, 0):g}" for a in areas],
                          *[f"{by_key.get(r.key, 0):g}" for r in rules], counts["passed"],
                          counts["failed"], counts["error"], counts["skipped"], sub.suite_version, csv_cell(sub.sandbox), sub.rubric.hash,
-                         csv_cell(first_line[0] if first_line else "", 300), csv_cell(info.student_id),
+                         csv_cell(message_line(sub.message), 300), csv_cell(info.student_id),
                          csv_cell(info.student_name), csv_cell(info.email), "yes" if info.late else "",
                          csv_cell(info.entry), csv_cell("; ".join(info.superseded), 1000),
                          csv_cell(" | ".join(info.notes), 2000),
