@@ -105,7 +105,8 @@ def phase_split(out: Path, durations: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.bench_grade", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.bench_grade",
+                                description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("-n", type=int, default=40, help="submissions in the class (default 40)")
     p.add_argument("-j", "--jobs", type=int, default=2, help="parallel submissions (default 2)")
     p.add_argument("--hostile", type=int, default=8, help="hostile submissions among them (default 8)")

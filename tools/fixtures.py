@@ -517,19 +517,19 @@ def record(impl: str, out: Path, fixtures_dir: Path = FIXTURES_DIR) -> Path:
 # --------------------------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None, prog: str = "python -m tools.fixtures") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("generate", "create the fixtures (refuses to overwrite)"),
                        ("update", "regenerate the fixtures on purpose (overwrites)"),
                        ("check", "verify integrity, reproducibility and the gradients")):
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, help=text, allow_abbrev=False)
         p.add_argument("--dir", type=Path, default=FIXTURES_DIR, help="fixtures directory")
         if name == "check":
             p.add_argument("--tolerant", action="store_true",
                            help="accept recomputed values within the manifest tolerances instead "
                                 "of bit-exact (for a machine whose BLAS rounds differently)")
-    p = sub.add_parser("record", help="pin a candidate's outputs on the fixture inputs")
+    p = sub.add_parser("record", help="pin a candidate's outputs on the fixture inputs", allow_abbrev=False)
     p.add_argument("--impl", required=True, help="module name or path to a .py file")
     p.add_argument("--out", type=Path, required=True, help="directory for the recording")
     p.add_argument("--dir", type=Path, default=FIXTURES_DIR, help="fixtures directory")

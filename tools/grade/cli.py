@@ -41,6 +41,7 @@ def add_sandbox_option(p: argparse.ArgumentParser) -> None:
 
 def build_parser(prog: str = "python -m tools.grade") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog=prog,
         description="Grade a folder of submissions with the conformance suite: SQLite gradebook, "
                     "CSV, Gradescope results.json, JUnit XML and an HTML report in OUT.")
@@ -73,8 +74,12 @@ def build_parser(prog: str = "python -m tools.grade") -> argparse.ArgumentParser
                         "MNIST training runs get the isolation's training limit")
     p.add_argument("--mnist-dir", default=os.environ.get("BACKPROP_MNIST_DIR"),
                    help="folder with the four MNIST files (default $BACKPROP_MNIST_DIR, then the cache)")
-    p.add_argument("--no-isolate", dest="isolate", action="store_false",
-                   help="run candidates inside the suite's process (ONLY for trusted code)")
+    isolation = p.add_mutually_exclusive_group()
+    # `check --isolate` habits: grading always isolates, so the flag is accepted and changes nothing.
+    isolation.add_argument("--isolate", dest="isolate", action="store_true", default=True,
+                           help="the default: grading always runs candidates isolated (not needed)")
+    isolation.add_argument("--no-isolate", dest="isolate", action="store_false",
+                           help="run candidates inside the suite's process (ONLY for trusted code)")
     add_sandbox_option(p)
     p.add_argument("--profile", default="grading",
                    help="hypothesis profile (default 'grading': derandomized, the same cases for everyone)")

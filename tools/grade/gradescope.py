@@ -52,7 +52,7 @@ RUNTIME_DISTRIBUTIONS = ("numpy", "scipy", "pytest", "hypothesis", "nbformat")
 
 
 def _run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.grade.gradescope run",
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m tools.grade.gradescope run",
                                 description="Grade one Gradescope upload (what run_autograder calls).")
     p.add_argument("--root", type=Path, default=Path(os.environ.get(ROOT_ENV, "/autograder")),
                    help=f"the autograder folder holding submission/ and results/ (default ${ROOT_ENV} "
@@ -145,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _bundle_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.grade.gradescope bundle",
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m tools.grade.gradescope bundle",
                                 description="Write a Gradescope autograder zip.")
     p.add_argument("out", metavar="OUT.zip", type=Path, help="the zip to write")
     p.add_argument("--rubric", type=Path, default=None, help="rubric TOML (default: the shipped one)")
