@@ -201,3 +201,17 @@ def test_notebook_upload_without_nbformat_is_an_autograder_error(
     err = capsys.readouterr().err
     assert "AUTOGRADER ERROR" in err and "pip install 'backprop-conformance[grade]'" in err
     assert not (tmp_path / "results" / "results.json").exists()
+
+
+def test_help_names_the_command_that_was_typed(capsys: pytest.CaptureFixture) -> None:
+    from conformance import cli
+
+    assert cli.main(["gradescope", "--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: backprop-conformance gradescope {bundle,run}")
+    for command in ("run", "bundle"):
+        with pytest.raises(SystemExit):
+            cli.main(["gradescope", command, "--help"])
+        assert capsys.readouterr().out.startswith(f"usage: backprop-conformance gradescope {command} [-h]")
+    with pytest.raises(SystemExit):
+        gradescope.main(["bundle", "--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m tools.grade.gradescope bundle [-h]")

@@ -62,7 +62,9 @@ def report_with(**changes) -> dict:
 
 def test_mnist_problem_names_missing_and_damaged_files(tmp_path: Path, real_dir: Path) -> None:
     assert preflight.mnist_problem(str(real_dir)) is None
-    assert "MNIST data not found in " + str(tmp_path) in preflight.mnist_problem(str(tmp_path))
+    missing = preflight.mnist_problem(str(tmp_path))
+    assert "MNIST data not found in " + str(tmp_path) in missing
+    assert "`backprop-conformance fetch-mnist`" in missing  # the command an installed grader has
     copy = tmp_path / "copy"
     shutil.copytree(real_dir, copy)
     victim = next(copy.glob("t10k-labels*"))
@@ -91,6 +93,7 @@ def test_preflight_reports_every_problem_and_another_suite_version(tmp_path: Pat
                                         sandbox=False)
     assert not check.ok and len(check.problems) == 2
     assert "but the batch grades with 0123456789abcdef" in check.explain()
+    assert "project files in " in check.explain() and "checkout" not in check.explain()  # a wheel has none
     assert "MNIST data not found" in check.explain()
     # Without --require-mnist, missing data is not the preflight's concern (the baseline's).
     assert preflight.check_environment(GradeConfig(require_mnist=False, mnist_dir=str(tmp_path)),

@@ -58,7 +58,7 @@ class Preflight:
         return not self.problems
 
     def explain(self) -> str:
-        where = f"{self.host} ({self.python}, checkout {self.checkout})"
+        where = f"{self.host} ({self.python}, project files in {self.checkout})"  # a clone or site-packages
         if self.ok:
             return f"environment of {where} ready; sandbox {self.sandbox}"
         return f"environment of {where} is not fit to grade:\n" + "\n".join(f"  - {p}" for p in self.problems)
@@ -69,14 +69,14 @@ class Preflight:
 
 def mnist_problem(mnist_dir: str | None) -> str | None:
     """Why the MNIST checks could not run here (None when the four files are present and intact)."""
-    from reference.mnist import DIR_ENV, FILES, cache_dir, find_mnist_dir
+    from reference.mnist import DIR_ENV, FETCH_MNIST, FILES, cache_dir, find_mnist_dir
 
     directory = find_mnist_dir(mnist_dir)
     if directory is None:
         where = (mnist_dir or (f"${DIR_ENV}={os.environ[DIR_ENV]}" if os.environ.get(DIR_ENV)
                                else f"the user cache {cache_dir()}"))
         return (f"MNIST data not found in {where}: every submission would lose the MNIST points. "
-                "Get it with `python -m tools.fetch_mnist` or pass --mnist-dir DIR")
+                f"Get it with {FETCH_MNIST} or pass --mnist-dir DIR")
     for spec in FILES.values():
         gz, raw = directory / (spec.name + ".gz"), directory / spec.name
         path = gz if gz.is_file() else raw
@@ -176,9 +176,9 @@ def check_environment(config: Any, expected_suite: str | None = None, *, sandbox
 
     result = Preflight(checkout=str(REPO_ROOT), suite_version=suite_version())
     if expected_suite and result.suite_version != expected_suite:
-        result.problems.append(f"this checkout ({REPO_ROOT}) holds suite version {result.suite_version}, "
+        result.problems.append(f"the project files in {REPO_ROOT} hold suite version {result.suite_version}, "
                                f"but the batch grades with {expected_suite}: install the same "
-                               "commit everywhere the jobs run")
+                               "release or commit everywhere the jobs run")
     if config.require_mnist:
         problem = mnist_problem(config.mnist_dir)
         if problem:
