@@ -58,3 +58,15 @@ def test_grade_accepts_isolate_as_the_default_it_is(capsys: pytest.CaptureFixtur
         parse(["subs", "--out", "o", "--isolate", "--no-isolate"])
     assert "not allowed with argument" in capsys.readouterr().err
     assert "grading always runs candidates isolated" in cli.build_parser().format_help()
+
+
+def test_grade_prints_the_default_rubric_to_start_from(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A wheel install has the rubric in site-packages: the command prints it for a copy."""
+    from tools.grade.rubric import DEFAULT_RUBRIC, load_rubric
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--print-default-rubric"])  # no SUBMISSIONS or --out needed
+    assert exit_info.value.code == 0
+    copy = tmp_path / "my_rubric.toml"
+    copy.write_text(capsys.readouterr().out)
+    assert load_rubric(copy).hash == load_rubric(DEFAULT_RUBRIC).hash

@@ -564,6 +564,7 @@ def test_class_files_excel_canvas_and_no_hostile_bytes(lms_class: dict, tmp_path
     assert len(ids) == len(set(ids)) and "" not in ids
     assert "no student id" in warnings[0] and not hostile_in(warnings[0])
     assert warnings[1].startswith("1 roster students have no row") and "Nina Nohand (1010)" in warnings[1]
+    assert by_id["1010"][0] == "Nina Nohand" and by_id["1010"][-1] == ""  # listed, no score invented
 
 
 def test_results_json_shows_what_the_notebook_dropped(lms_class: dict) -> None:

@@ -263,10 +263,19 @@ def lms_rows(subs: list[GradedSubmission]) -> list[tuple[str, str, float | None,
 
 def write_class_csvs(out: Path, subs: list[GradedSubmission], rubric: Rubric,
                      intake: ClassIntake | None = None) -> list[str]:
-    """grades.csv, canvas_import.csv (rows with a student id) and intake.csv, Excel-ready.
+    """grades.csv, canvas_import.csv (rows with a student id, and roster students without a
+    row, their score blank) and intake.csv, Excel-ready.
     Returns warnings for the log (rows left out of the LMS export)."""
     write_atomic(out / "grades.csv", EXCEL_BOM + grades_csv(subs, rubric))
     rows = lms_rows(subs)
+    absent = []
+    if intake is not None and intake.roster is not None:
+        found = {s.intake.student_id for s in subs}
+        absent = [s for s in intake.roster.students if s.id not in found]
+        # Listed with a blank score, like a grader error: the export names the whole class,
+        # and whether "nothing handed in" is a 0 stays the instructor's call (Canvas leaves a
+        # blank cell as it is).
+        rows += [(s.name, s.id, None, s) for s in absent]
     warnings = []
     if rows:
         write_atomic(out / "canvas_import.csv", canvas_csv(rows, rubric.name or "backprop conformance",
@@ -277,12 +286,11 @@ def write_class_csvs(out: Path, subs: list[GradedSubmission], rubric: Rubric,
                             + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
     else:  # no row has an id (any more): an older export would be imported by mistake
         (out / "canvas_import.csv").unlink(missing_ok=True)
-    if intake is not None and intake.roster is not None:
-        found = {s.intake.student_id for s in subs}
-        absent = [clean_name(f"{s.name} ({s.id})") for s in intake.roster.students if s.id not in found]
-        if absent:
-            warnings.append(f"{len(absent)} roster students have no row (nothing handed in, or an "
-                            "ambiguous name): " + ", ".join(absent[:20]) + (" ..." if len(absent) > 20 else ""))
+    if absent:
+        names = [clean_name(f"{s.name} ({s.id})") for s in absent]
+        warnings.append(f"{len(absent)} roster students have no row (nothing handed in, or an ambiguous "
+                        "name); canvas_import.csv lists them with a blank score: "
+                        + ", ".join(names[:20]) + (" ..." if len(names) > 20 else ""))
     if intake is not None:
         write_atomic(out / "intake.csv", EXCEL_BOM + intake_csv(intake))
     return warnings
