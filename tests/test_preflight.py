@@ -82,6 +82,14 @@ def test_mnist_problem_names_missing_and_damaged_files(tmp_path: Path, real_dir:
     assert problem and "is damaged" in problem and victim.name in problem
 
 
+def test_missing_optional_libraries_are_named_before_grading(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    notices = preflight.missing_extras()
+    assert any(n.startswith("note: matplotlib is not installed, so the report pages have no plots")
+               and "pip install 'backprop-conformance[grade]'" in n for n in notices)
+    assert not any("tqdm" in n for n in notices)  # installed here
+
+
 def test_disk_problem_when_the_temp_dir_is_nearly_full(monkeypatch: pytest.MonkeyPatch) -> None:
     assert preflight.disk_problem() is None
     monkeypatch.setattr(preflight, "MIN_FREE_BYTES", 1 << 62)

@@ -32,7 +32,7 @@ from tools.grade.gradebook import Gradebook, StoredRun
 from tools.grade.html_report import STAFF_DIR, write_report
 from tools.grade.lms import RosterError, load_roster
 from tools.grade.outputs import GradedSubmission, Override, message_line, write_class_csvs, write_submission_files
-from tools.grade.preflight import Preflight, ensure_environment, worker_preflight
+from tools.grade.preflight import Preflight, ensure_environment, missing_extras, worker_preflight
 from tools.grade.rubric import Baseline, Rubric, load_rubric, score
 from tools.grade.runner import (FINAL_STATUSES, GradeConfig, Job, JobResult, environment_failure, kill_all_live,
                                reference_job, run_job)
@@ -337,6 +337,8 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
     overrides = _check_overrides(opts.overrides, subs, rubric)
     if intake.ignored:
         log(f"ignored (OS clutter): {', '.join(intake.ignored)}")
+    for notice in missing_extras():
+        log(notice)
     suite = compute_suite_version()
     book = Gradebook(out / "grades.sqlite")
     summary = BatchSummary(out=out, total=len(subs), max_score=rubric.max_score)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -107,6 +108,24 @@ def _md5(path: Path, decompress: bool = False) -> str:
                 digest.update(block)
         _MD5_CACHE[key] = digest.hexdigest()
     return _MD5_CACHE[key]
+
+
+# Optional libraries whose absence only makes the outputs poorer, never a verdict different
+# (nbformat, which reading a notebook needs, is a grader error instead: tools/grade/notebooks.py).
+DEGRADING_EXTRAS = {"matplotlib": "the report pages have no plots", "tqdm": "no progress bar"}
+
+
+def missing_extras() -> list[str]:
+    """One notice per missing library of ``DEGRADING_EXTRAS`` (for the log, before grading)."""
+    from tools.grade.notebooks import GRADE_EXTRA
+
+    notices = []
+    for module, effect in DEGRADING_EXTRAS.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            notices.append(f"note: {module} is not installed, so {effect} ({GRADE_EXTRA})")
+    return notices
 
 
 def disk_problem(directory: str | None = None) -> str | None:
