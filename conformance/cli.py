@@ -74,9 +74,9 @@ def check(args: Sequence[str]) -> int:
 
 
 def record(args: Sequence[str]) -> int:
-    from tools.fixtures import main as fixtures_main
+    from tools.fixtures import record_main
 
-    return fixtures_main(["record", *args], prog=f"{PROG} record")
+    return record_main(list(args), prog=f"{PROG} record")
 
 
 FIXTURES_HELP = f"""usage: {PROG} fixtures check [--tolerant]
@@ -108,13 +108,13 @@ def grade(args: Sequence[str]) -> int:
 def gradescope(args: Sequence[str]) -> int:
     from tools.grade.gradescope import main as gradescope_main
 
-    return gradescope_main(list(args))
+    return gradescope_main(list(args), prog=f"{PROG} gradescope")
 
 
 def fetch_mnist(args: Sequence[str]) -> int:
     from tools.fetch_mnist import main as fetch_main
 
-    return fetch_main(list(args))
+    return fetch_main(list(args), prog=f"{PROG} fetch-mnist")
 
 
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {

@@ -351,4 +351,4 @@ def assert_identical(obtained: np.ndarray, recorded: np.ndarray, *, name: str, w
         compared="candidate now vs its own recording", contract=contract, next_step=(
             "your code now computes different numbers than when the recording was made. If "
             "the change is intended, record again (backprop-conformance record --impl ... "
-            "--out DIR); if only rounding moved, compare with --golden-rounding."))
+            "--out DIR --force); if only rounding moved, compare with --golden-rounding."))

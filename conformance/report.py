@@ -35,6 +35,10 @@ MESSAGE_HEAD = 6000
 MESSAGE_TAIL = 3000
 SUMMARY_CAP = 2000
 PROPERTY_CAP = 20000  # characters of JSON per record_property value
+# record_property names (prefixes) whose values measure this run rather than judge the
+# candidate (the efficiency area's CPU-time ratios): they differ between two runs of the same
+# bytes, so the grader keeps them in its gradebook but out of what a student is given.
+MEASUREMENT_PROPERTIES = ("efficiency_ratio_",)
 
 # What defines "the suite" for a recorded grade: every file of the conformance package,
 # the fixtures it compares against and the reference it cross-checks with.

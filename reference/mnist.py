@@ -35,6 +35,9 @@ from typing import NamedTuple
 import numpy as np
 
 DIR_ENV = "BACKPROP_MNIST_DIR"
+# How to get the data: the installed command (it needs the mnist extra); in a clone without an
+# install, python -m tools.fetch_mnist.
+FETCH_MNIST = "`backprop-conformance fetch-mnist` (in a clone: `python -m tools.fetch_mnist`)"
 MIRRORS_ENV = "BACKPROP_MNIST_MIRRORS"
 DEFAULT_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -334,7 +337,7 @@ def load_mnist(
         raise MNISTError(
             f"MNIST file(s) missing in {directory} ({how}): "
             + ", ".join(f"{m}(.gz)" for m in missing)
-            + f"; run 'python -m tools.fetch_mnist' or set ${DIR_ENV} to a folder holding them"
+            + f"; run {FETCH_MNIST} or set ${DIR_ENV} to a folder holding them"
         )
     cache = _DecodedCache(cache_dir() / "decoded")
     arrays: dict[str, np.ndarray] = {}

@@ -67,6 +67,7 @@ def _png_path(text: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m reference.train",
         description="Train the section's ReLU MLP on MNIST with plain mini-batch SGD and report "
         "test accuracy after every epoch. Defaults reproduce the section's experiment.",

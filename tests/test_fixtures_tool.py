@@ -330,6 +330,35 @@ def test_golden_rounding_accepts_another_summation_order_and_still_catches_a_rea
     assert caught.returncode == 1 and "golden rounding rule" in caught.stdout, caught.stdout
 
 
+def test_record_keeps_a_recording_unless_forced_and_hides_the_candidates_prints(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Recording again over the baseline would make every later refactor check pass."""
+    noisy = tmp_path / "noisy.py"
+    noisy.write_text((ROOT / "reference" / "mlp.py").read_text() + (
+        "\n\n_train = train\n\n\ndef train(*args, **kwargs):\n"
+        "    print('epoch 0: test acc = 0.0000')\n    return _train(*args, **kwargs)\n"))
+    out = tmp_path / "golden"
+    assert fixtures.record_main(["--impl", str(noisy), "--out", str(out)]) == 0
+    first = capsys.readouterr()
+    assert "epoch 0" not in first.out and "lines the candidate printed" in first.out
+    before = (out / "recording.json").read_bytes()
+    assert fixtures.main(["record", "--impl", "reference.mlp", "--out", str(out)]) == 1
+    refused = capsys.readouterr().err
+    assert "already holds a recording of" in refused and "--force" in refused and "noisy.py" in refused
+    assert (out / "recording.json").read_bytes() == before
+    assert fixtures.record_main(["--impl", "reference.mlp", "--out", str(out), "--force"]) == 0
+    assert "(replaced the recording of " in capsys.readouterr().out
+    assert json.loads((out / "recording.json").read_text())["impl"] == "reference.mlp"
+
+
+def test_record_help_names_the_command_once(capsys: pytest.CaptureFixture) -> None:
+    from conformance import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["record", "--help"])
+    assert capsys.readouterr().out.startswith("usage: backprop-conformance record [-h]")
+
+
 def test_golden_dir_that_does_not_exist_fails(tmp_path: Path) -> None:
     result = _pytest("--impl", "reference.mlp", "--golden", str(tmp_path / "nowhere"))
     assert result.returncode == 1 and "no such directory" in result.stdout

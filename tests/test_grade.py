@@ -9,6 +9,7 @@ machinery, not the suite's verdicts (tests/test_kill_matrix.py does that).
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import os
@@ -26,11 +27,12 @@ import pytest
 from tools.catalogue import CORRECT_DIR
 from tools.grade import cli, gradescope
 from tools.grade.feedback import curves, mnist_results
-from tools.grade.html_report import overview, submission_page
-from tools.grade.outputs import GradedSubmission, grades_csv, gradescope_results
+from tools.grade.html_report import overview, page_key, submission_page
+from tools.grade.outputs import GradedSubmission, grades_csv, gradescope_results, message_line
 from tools.grade.rubric import (DEFAULT_RUBRIC, KNOWN_AREAS, Baseline, RubricError, load_rubric, parse_rubric,
                                 score)
-from tools.grade.runner import GradeConfig, Job, ReportError, classify, read_report, run_job
+from tools.grade.runner import (GradeConfig, Job, ReportError, classify, deterministic_junit, read_report,
+                               run_independent, run_job)
 from tools.grade.screenshot import find_browser, rendered_dom, screenshot
 from tools.grade.submissions import SubmissionsError, discover, slugify
 
@@ -265,6 +267,44 @@ def test_scoring_is_deterministic_and_order_free() -> None:
     assert first.score == again.score and first.area_scores() == again.area_scores()
 
 
+# -- what only one run has stays out of the files (finding 4) ------------------------------
+
+PYTEST_JUNIT = ('<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests"><testsuite name="pytest" '
+                'errors="0" failures="1" skipped="0" tests="1" time="6.490" timestamp="2026-11-29T11:35:18+00:00" '
+                'hostname="vm"><properties><property name="hypothesis-statistics-t" value="MC4yMSBzZWNvbmRz" />'
+                '</properties><testcase classname="conformance.test_efficiency" name="test_cost" time="0.261">'
+                '<properties><property name="area" value="efficiency" /><property name="efficiency_ratio_small" '
+                'value="0.87" /></properties><failure message="f">record_property = &lt;function f at '
+                '0x7fadad171ee0&gt;</failure></testcase></testsuite></testsuites>')
+
+
+def test_run_specific_paths_addresses_and_timings_are_left_out(tmp_path: Path) -> None:
+    workdir = tmp_path / "grade-x1y2z3a4"
+    text = f'File "{workdir}/submission/frank.py", line 2\nrecord_property = <function f at 0x7fadad171ee0>'
+    assert run_independent({"tests": [{"message": text}], "n": 3}, workdir) == {
+        "tests": [{"message": 'File "submission/frank.py", line 2\nrecord_property = <function f at 0x...>'}],
+        "n": 3}
+    junit = deterministic_junit(run_independent(PYTEST_JUNIT, workdir))
+    for gone in ("time=", "timestamp=", "hostname=", "hypothesis-statistics", "efficiency_ratio", "0x7fad"):
+        assert gone not in junit, gone
+    case = ET.fromstring(junit).find("testsuite/testcase")
+    assert case is not None and case.find("failure") is not None
+    assert [p.get("name") for p in case.iter("property")] == ["area"]  # the verdict's data stays
+    assert deterministic_junit("<not xml") == "<not xml"
+
+
+def test_page_key_ignores_the_runs_measurements() -> None:
+    def with_ratio(ratio: float) -> GradedSubmission:
+        tests = [{**t("test_efficiency.py::test_cost", "passed"),
+                  "properties": {"efficiency_ratio_small": ratio, "diagnoses": []}}]
+        return graded_submission("alice", tests=tests)
+
+    assert page_key(with_ratio(0.87)) == page_key(with_ratio(0.98))
+    changed = with_ratio(0.87)
+    changed.tests[0]["properties"]["diagnoses"] = ["relu_index"]
+    assert page_key(changed) != page_key(with_ratio(0.87))
+
+
 # -- the report reader treats the file as hostile -----------------------------------------
 
 GOOD_REPORT = {"schema": "backprop-conformance-report/1", "suite_version": "x", "exitstatus": 0,
@@ -398,6 +438,24 @@ def test_csv_neutralises_formulas() -> None:
     assert rows[0][:5] == ["submission", "sha256", "status", "score", "max_score"]
     assert {"interface", "gradients", "stability"} <= set(rows[0])
     assert rows[1][0].startswith("'=")
+
+
+IMPORT_FAILURE = ("importing candidate 'submission/frank.py' failed (in the isolated worker):\n"
+                  "Traceback (most recent call last):\n  File \"submission/frank.py\", line 2, in <module>\n"
+                  "    from mlp_helpers import softmax_stable\nModuleNotFoundError: No module named 'mlp_helpers'\n")
+
+
+def test_an_import_failure_says_why_in_the_csv_and_the_staff_table() -> None:
+    """Finding 7: the reason is the traceback's last line, not the first line's colon."""
+    why = ("importing candidate 'submission/frank.py' failed (in the isolated worker): "
+           "ModuleNotFoundError: No module named 'mlp_helpers'")
+    assert message_line(IMPORT_FAILURE) == why
+    assert message_line("the suite did not finish within 300 s\nand was killed") == "the suite did not finish within 300 s"
+    assert message_line("") == ""
+    frank = graded_submission("frank", status="import_error", tests=[], message=IMPORT_FAILURE)
+    rows = list(csv.DictReader(io.StringIO(grades_csv([frank], frank.rubric))))
+    assert rows[0]["message"] == why
+    assert html.escape(why) in overview([frank])
 
 
 class PageAudit(HTMLParser):
@@ -692,7 +750,7 @@ def test_dask_local_cluster_gives_the_same_outputs(tmp_path: Path) -> None:
 
     def comparable(path: Path) -> list[dict]:
         rows = read_csv(path / "grades.csv")
-        return [{k: v for k, v in row.items() if k not in ("duration_s", "message")} for row in rows.values()]
+        return [{k: v for k, v in row.items() if k != "message"} for row in rows.values()]
 
     assert comparable(tmp_path / "dask") == comparable(tmp_path / "local")
     assert {r["status"] for r in comparable(tmp_path / "dask")} == {"graded", "import_error"}

@@ -96,6 +96,7 @@ def test_bundle_holds_what_gradescope_needs(bundle: Path, tmp_path: Path) -> Non
     assert info["suite_version"] == suite_version() and info["module"] == "mlp.py" and info["mnist_included"]
     import numpy
     assert f"numpy=={numpy.__version__}\n" in requirements  # pinned to what was tested here
+    assert "\nnbformat==" in requirements  # notebook uploads are read as the batch grader reads them
     assert f"--suite-version {suite_version()}" in runner and "--isolate-sandbox require" in runner
     assert subprocess.run(["bash", "-n", str(tmp_path / "setup.sh")], check=False).returncode == 0
 
@@ -187,3 +188,30 @@ def test_broken_autograder_configuration_writes_no_score(tmp_path: Path) -> None
     for args in (["--rubric", str(bad_rubric)], ["--submission", str(tmp_path / "missing")]):
         assert gradescope.main(["run", "--root", str(tmp_path), *args]) == gradescope.ENVIRONMENT_FAILURE
         assert not (tmp_path / "results" / "results.json").exists()
+
+
+def test_notebook_upload_without_nbformat_is_an_autograder_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """Finding 1b: a container that cannot read the notebook writes no score (no 0, no no_module)."""
+    cell = {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": REFERENCE}
+    write(tmp_path / "submission" / "mlp.ipynb",
+          json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [cell]}))
+    monkeypatch.setitem(sys.modules, "nbformat", None)
+    assert gradescope.main(["run", "--root", str(tmp_path), "--no-require-mnist"]) == gradescope.ENVIRONMENT_FAILURE
+    err = capsys.readouterr().err
+    assert "AUTOGRADER ERROR" in err and "pip install 'backprop-conformance[grade]'" in err
+    assert not (tmp_path / "results" / "results.json").exists()
+
+
+def test_help_names_the_command_that_was_typed(capsys: pytest.CaptureFixture) -> None:
+    from conformance import cli
+
+    assert cli.main(["gradescope", "--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: backprop-conformance gradescope {bundle,run}")
+    for command in ("run", "bundle"):
+        with pytest.raises(SystemExit):
+            cli.main(["gradescope", command, "--help"])
+        assert capsys.readouterr().out.startswith(f"usage: backprop-conformance gradescope {command} [-h]")
+    with pytest.raises(SystemExit):
+        gradescope.main(["bundle", "--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m tools.grade.gradescope bundle [-h]")

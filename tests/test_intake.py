@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tools.grade import cli
 from tools.grade.lms import RosterError, canvas_csv, load_roster, parse_lms_name
 from tools.grade.notebooks import extract
 from tools.grade.outputs import GradedSubmission, gradescope_results, write_class_csvs
@@ -362,6 +363,57 @@ def test_notebook_inside_a_folder_becomes_the_module(tmp_path: Path) -> None:
     assert any("train()" in n for n in sub.intake.notes)
 
 
+def test_a_grader_without_nbformat_makes_notebooks_a_grader_error_not_a_grade(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 1: the grader's missing optional library is never the student's score."""
+    (tmp_path / "gina.ipynb").write_text(notebook(REFERENCE))
+    (tmp_path / "dana").mkdir()
+    (tmp_path / "dana" / "mlp.ipynb").write_text(notebook(REFERENCE))
+    write_zip(tmp_path / "walter.zip", {"walter/mlp.ipynb": notebook(REFERENCE)})
+    (tmp_path / "alice.py").write_text(REFERENCE)
+    monkeypatch.setitem(sys.modules, "nbformat", None)  # import nbformat raises ImportError
+    intake = scan_class(tmp_path)
+    rows = {s.name: s for s in intake.submissions}
+    for name in ("gina", "dana", "walter"):
+        assert rows[name].problem_status == "error", (name, rows[name].problem)
+        assert "pip install 'backprop-conformance[grade]'" in (rows[name].problem or "")
+    assert not rows["alice"].problem
+    assert {r.row: r.outcome for r in intake.records} == {
+        "alice": "graded", "dana": "error", "gina": "error", "walter": "error"}
+
+
+def test_batch_without_nbformat_refuses_to_start_and_grades_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "gina.ipynb").write_text(notebook(REFERENCE))
+    (subs / "alice.py").write_text(REFERENCE)
+    monkeypatch.setitem(sys.modules, "nbformat", None)
+    assert cli.main([str(subs), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "preflight: this grader cannot read 1 submission(s) (gina)" in err
+    assert "pip install 'backprop-conformance[grade]'" in err and "Nothing was graded" in err
+    assert not (tmp_path / "out" / "grades.csv").exists() and not (tmp_path / "out" / "grades.sqlite").exists()
+
+
+def test_intake_outcome_says_why_an_entry_was_not_graded(tmp_path: Path) -> None:
+    (tmp_path / "emptydir").mkdir()
+    (tmp_path / "two").mkdir()
+    (tmp_path / "two" / "a.py").write_text(REFERENCE)
+    (tmp_path / "two" / "b.py").write_text(REFERENCE)
+    (tmp_path / "alice.py").write_text(REFERENCE)
+    outcomes = {r.row: r.outcome for r in scan_class(tmp_path).records}
+    assert outcomes == {"alice": "graded", "emptydir": "no_module", "two": "no_module"}
+
+
+def test_nbformat_warnings_about_the_students_file_stay_off_the_console(recwarn: pytest.WarningsRecorder) -> None:
+    nb = json.loads(notebook(REFERENCE))
+    for cell in nb["cells"]:
+        cell.pop("id", None)  # nbformat >= 5.1.4 warns: MissingIDFieldWarning
+    assert "def backward" in extract(json.dumps(nb).encode()).code
+    assert not [w for w in recwarn if "nbformat" in str(w.filename) or "id field" in str(w.message)]
+
+
 # -- archives -------------------------------------------------------------------------
 
 
@@ -512,6 +564,7 @@ def test_class_files_excel_canvas_and_no_hostile_bytes(lms_class: dict, tmp_path
     assert len(ids) == len(set(ids)) and "" not in ids
     assert "no student id" in warnings[0] and not hostile_in(warnings[0])
     assert warnings[1].startswith("1 roster students have no row") and "Nina Nohand (1010)" in warnings[1]
+    assert by_id["1010"][0] == "Nina Nohand" and by_id["1010"][-1] == ""  # listed, no score invented
 
 
 def test_results_json_shows_what_the_notebook_dropped(lms_class: dict) -> None:

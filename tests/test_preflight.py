@@ -62,7 +62,9 @@ def report_with(**changes) -> dict:
 
 def test_mnist_problem_names_missing_and_damaged_files(tmp_path: Path, real_dir: Path) -> None:
     assert preflight.mnist_problem(str(real_dir)) is None
-    assert "MNIST data not found in " + str(tmp_path) in preflight.mnist_problem(str(tmp_path))
+    missing = preflight.mnist_problem(str(tmp_path))
+    assert "MNIST data not found in " + str(tmp_path) in missing
+    assert "`backprop-conformance fetch-mnist`" in missing  # the command an installed grader has
     copy = tmp_path / "copy"
     shutil.copytree(real_dir, copy)
     victim = next(copy.glob("t10k-labels*"))
@@ -80,6 +82,14 @@ def test_mnist_problem_names_missing_and_damaged_files(tmp_path: Path, real_dir:
     assert problem and "is damaged" in problem and victim.name in problem
 
 
+def test_missing_optional_libraries_are_named_before_grading(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    notices = preflight.missing_extras()
+    assert any(n.startswith("note: matplotlib is not installed, so the report pages have no plots")
+               and "pip install 'backprop-conformance[grade]'" in n for n in notices)
+    assert not any("tqdm" in n for n in notices)  # installed here
+
+
 def test_disk_problem_when_the_temp_dir_is_nearly_full(monkeypatch: pytest.MonkeyPatch) -> None:
     assert preflight.disk_problem() is None
     monkeypatch.setattr(preflight, "MIN_FREE_BYTES", 1 << 62)
@@ -91,6 +101,7 @@ def test_preflight_reports_every_problem_and_another_suite_version(tmp_path: Pat
                                         sandbox=False)
     assert not check.ok and len(check.problems) == 2
     assert "but the batch grades with 0123456789abcdef" in check.explain()
+    assert "project files in " in check.explain() and "checkout" not in check.explain()  # a wheel has none
     assert "MNIST data not found" in check.explain()
     # Without --require-mnist, missing data is not the preflight's concern (the baseline's).
     assert preflight.check_environment(GradeConfig(require_mnist=False, mnist_dir=str(tmp_path)),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import sqlite3
 import zipfile
 from pathlib import Path
@@ -25,7 +26,7 @@ from conformance import hooks
 from conformance.diagnosis import diagnosis_keys, named, named_in, reset_named
 from conformance.report import JsonReport
 from tests.helpers import run_pytest, run_suite
-from tests.test_grade import REFERENCE, audit, read_csv, run_grader, t, write
+from tests.test_grade import I_BUG, REFERENCE, audit, read_csv, run_grader, t, write
 from tools.grade.feedback import group_output
 from tools.grade.html_report import submission_page
 from tools.grade.outputs import GradedSubmission, gradescope_results
@@ -344,6 +345,59 @@ def test_class_outputs_are_private_deterministic_and_audited(tmp_path: Path) -> 
         text = db.execute("SELECT r.text FROM grades g JOIN rubrics r ON r.hash = g.rubric_hash "
                           "WHERE g.name='bob'").fetchone()[0]
         assert text == CLASS_RUBRIC
+
+
+# A student whose backward kills its own worker process (a crash the isolation survives).
+KILLS_ITS_WORKER = REFERENCE.replace(
+    "def backward(", "def backward(*args, **kwargs):\n    import os, signal\n    os.kill(os.getpid(), signal.SIGKILL)\n\n\n"
+    "def unused_backward(", 1)
+RUN_SPECIFIC = re.compile(r"/grade-[a-z0-9_]{8}/|timestamp=|hostname=| at 0x[0-9a-f]{6,}")
+
+
+def files_of(out: Path) -> dict[str, bytes]:
+    """What the README says is byte-identical: the student files and the class CSVs."""
+    paths = sorted((out / "submissions").rglob("*")) + [out / "grades.csv", out / "intake.csv"]
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in paths if p.is_file()}
+
+
+@pytest.mark.slow
+def test_the_same_bytes_give_byte_identical_files(tmp_path: Path, real_dir: Path) -> None:
+    """Finding 4: grading the same bytes again (a fresh OUT, or --force) gives the same files.
+
+    The class has what made text run-specific: a traceback from the student's own file (erin's
+    i-1 bug raises inside backward), a worker killed mid-call (hank), an import failure (frank),
+    a folder without a module; graded as an instructor does (default rubric, every area: the
+    efficiency area's CPU-time ratios and the MNIST area, whose failures show the test's
+    arguments). The second run is a --force re-run into a copy of the first OUT with its pages
+    deleted, so every file is written again (a page is otherwise redrawn only when its key
+    changes, which the comparison also covers: the key is in the page)."""
+    subs = tmp_path / "subs"
+    write(subs / "alice.py", REFERENCE)
+    write(subs / "erin.py", I_BUG)
+    write(subs / "frank.py", "import numpy as np\nfrom mlp_helpers import softmax_stable  # not handed in\n")
+    write(subs / "hank.py", KILLS_ITS_WORKER)
+    (subs / "emptydir").mkdir()
+    first, again = tmp_path / "out1", tmp_path / "out2"
+    env = {"BACKPROP_MNIST_DIR": str(real_dir)}
+    proc = run_grader(subs, "--out", first, "-j", "2", "--no-progress", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shutil.copytree(first, again)
+    for page in again.rglob("report.html"):
+        page.unlink()
+    proc = run_grader(subs, "--out", again, "-j", "2", "--no-progress", "--force", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before, after = files_of(first), files_of(again)
+    assert sorted(before) == sorted(after) and len(before) == 5 * 3 + 2
+    assert [name for name in before if before[name] != after[name]] == []
+    rows = read_csv(first / "grades.csv")
+    assert {n: r["status"] for n, r in rows.items()} == {
+        "alice": "graded", "emptydir": "no_module", "erin": "graded", "frank": "import_error", "hank": "graded"}
+    assert rows["alice"]["score"] == "100" and float(rows["erin"]["score"]) < 100
+    assert rows["frank"]["message"] == ("importing candidate 'submission/frank.py' failed (in the isolated "
+                                        "worker): ModuleNotFoundError: No module named 'mlp_helpers'")
+    leaks = {name: RUN_SPECIFIC.findall(data.decode("utf-8", "replace")) for name, data in before.items()}
+    assert {name: found for name, found in leaks.items() if found} == {}
+    assert b"File \\\"submission/erin.py\\\", line" in before["submissions/erin/results.json"]
 
 
 def test_a_name_clash_note_names_no_other_entry_in_student_files() -> None:

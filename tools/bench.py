@@ -97,7 +97,8 @@ def blas_description() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench",
+                                     description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--epochs", type=int, default=10, help="epochs per training run (default 10)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement, best kept (default 1)")
     parser.add_argument("--dtype", choices=("float64", "float32", "both"), default="both")

@@ -47,7 +47,7 @@ def _measure(spec: str, isolate: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench_efficiency", description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m tools.bench_efficiency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("impls", nargs="*", type=Path, help="implementation files (default: the variants)")
     parser.add_argument("--no-isolate", action="store_true", help="in-process only")

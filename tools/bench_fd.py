@@ -70,7 +70,8 @@ def time_loop(case, sample: int) -> tuple[float, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench_fd", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_fd",
+                                     description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--batch", type=int, default=16, help="rows per case (default 16)")
     parser.add_argument("--repeat", type=int, default=3, help="best of N for the engine (default 3)")
     parser.add_argument("--loop-sample", type=int, default=10_000,

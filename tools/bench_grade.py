@@ -17,6 +17,7 @@ import csv
 import os
 import resource
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -72,35 +73,40 @@ def grade(subs: Path, out: Path, jobs: int, extra: list[str]) -> tuple[float, fl
     return seconds, cpu, proc.stdout.strip()
 
 
-def phase_split(out: Path, durations: dict[str, float]) -> str:
-    """Mean seconds per submission in each check area (JUnit test times, grouped by module) and
-    outside the tests, over the graded submissions."""
-    import xml.etree.ElementTree as ET
+def run_durations(out: Path) -> dict[str, float]:
+    """Seconds of each submission's current run (the gradebook; grades.csv has no timings)."""
+    with sqlite3.connect(out / "grades.sqlite") as db:
+        return {name: float(seconds or 0.0) for name, seconds in db.execute(
+            "SELECT c.submission, r.duration FROM current_grades c JOIN runs r ON r.id = c.run_id")}
 
+
+def phase_split(out: Path, durations: dict[str, float]) -> str:
+    """Mean seconds per submission in each check area (the gradebook's per-test durations)
+    and outside the tests, over the submissions in ``durations``."""
     totals: dict[str, float] = {}
-    counted = 0
-    for slug_dir in sorted((out / "submissions").iterdir()):
-        report = slug_dir / "junit.xml"
-        if not report.is_file() or slug_dir.name not in durations:
-            continue
-        counted += 1
-        inside = 0.0
-        for case in ET.parse(report).getroot().iter("testcase"):
-            module = (case.get("classname") or "").split(".")[-1]
-            area = module.removeprefix("test_") or "?"
-            seconds = float(case.get("time") or 0.0)
-            totals[area] = totals.get(area, 0.0) + seconds
-            inside += seconds
-        totals["outside tests"] = totals.get("outside tests", 0.0) + max(0.0, durations[slug_dir.name] - inside)
+    with sqlite3.connect(out / "grades.sqlite") as db:
+        runs = db.execute("SELECT c.submission, c.run_id FROM current_grades c").fetchall()
+        counted = 0
+        for name, run_id in runs:
+            tests = db.execute("SELECT area, duration FROM test_results WHERE run_id=?", (run_id,)).fetchall()
+            if name not in durations or not tests:
+                continue
+            counted += 1
+            inside = 0.0
+            for area, seconds in tests:
+                totals[area] = totals.get(area, 0.0) + float(seconds or 0.0)
+                inside += float(seconds or 0.0)
+            totals["outside tests"] = totals.get("outside tests", 0.0) + max(0.0, durations[name] - inside)
     if not counted:
-        return "per-phase split: no JUnit reports found"
+        return "per-phase split: no test results found"
     parts = sorted(totals.items(), key=lambda kv: -kv[1])
     return (f"per-phase split (mean s per submission over {counted}): "
             + ", ".join(f"{area} {seconds / counted:.2f}" for area, seconds in parts))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.bench_grade", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.bench_grade",
+                                description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("-n", type=int, default=40, help="submissions in the class (default 40)")
     p.add_argument("-j", "--jobs", type=int, default=2, help="parallel submissions (default 2)")
     p.add_argument("--hostile", type=int, default=8, help="hostile submissions among them (default 8)")
@@ -146,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
               "points):\n" + "\n".join(f"  {points:6.2f}  {n}  {mistakes or '(area fallback)'}"
                                        f"{'' if 50 <= points <= 95 else '  OUT OF BAND'}"
                                        for points, n, mistakes in buggy_scores))
-        print(phase_split(root / "out", {n: float(r["duration_s"]) for n, r in rows.items()
-                                         if r.get("duration_s")}))
-        per_sub = sorted(((float(r["duration_s"]), n) for n, r in rows.items()), reverse=True)[:5]
+        durations = run_durations(root / "out")
+        print(phase_split(root / "out", durations))
+        per_sub = sorted(((d, n) for n, d in durations.items()), reverse=True)[:5]
         print("slowest submissions: " + ", ".join(f"{n} {d:.1f} s" for d, n in per_sub))
         if args.keep is not None:
             print(f"outputs kept in {root / 'out'}")

@@ -114,7 +114,7 @@ def time_mnist(impl: Path) -> tuple[float, float, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="suite runs per mode (median; default 3)")
     parser.add_argument("--calls", type=int, default=500, help="calls for the latency test (default 500)")
     parser.add_argument("--mnist", action="store_true", help="also time one MNIST epoch (needs the data)")

@@ -24,7 +24,7 @@ TARGET_SECONDS = 3.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench_mnist", description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m tools.bench_mnist", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=None, help="MNIST directory (default: the loader's)")
     parser.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is reported)")

@@ -83,7 +83,8 @@ def catalogue_distribution(profile: str | None, extra: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench_suite", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_suite",
+                                     description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--impl", default=None, help="candidate (default: the reference)")
     parser.add_argument("--profile", default=None, help="hypothesis profile (default: conformance)")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the fastest is reported (default 3)")

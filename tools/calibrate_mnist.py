@@ -134,7 +134,7 @@ def calibrate(n_seeds: int, epochs: int, data_dir: str | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.calibrate_mnist", description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m tools.calibrate_mnist", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10, help="number of seeds (>= 10 for real use)")
     parser.add_argument("--epochs", type=int, default=FULL_EPOCHS,

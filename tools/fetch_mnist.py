@@ -12,8 +12,9 @@ import sys
 from reference.mnist import DIR_ENV, MNISTError, cache_dir, find_mnist_dir, load_mnist
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.fetch_mnist", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m tools.fetch_mnist") -> int:
+    parser = argparse.ArgumentParser(prog=prog,
+                                     description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--dir", metavar="DIR", default=None,
                         help=f"folder to fetch into / verify (default: ${DIR_ENV}, else {cache_dir()})")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

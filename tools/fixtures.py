@@ -3,7 +3,7 @@
     python -m tools.fixtures generate [--dir fixtures]   # first time only; refuses to overwrite
     python -m tools.fixtures update   [--dir fixtures]   # regenerate on purpose (review SUMMARY.md)
     python -m tools.fixtures check    [--dir fixtures]   # CI: integrity + recompute + 2nd method
-    python -m tools.fixtures record --impl mymodule --out DIR   # pin a candidate's outputs
+    python -m tools.fixtures record --impl mymodule --out DIR [--force]  # pin a candidate's outputs
 
 ``check`` exits non-zero naming the case, key and worst entry when: a file's sha256 differs
 from the manifest, a manifest file is missing, a file is not in the manifest, a stored value
@@ -15,6 +15,7 @@ no step-size trade-off: Im f(x + ih) / h is exact to rounding for tiny h).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -480,20 +481,42 @@ def check(directory: Path, *, tolerant: bool = False, log: Callable[[str], None]
 
 # ---------------------------------------------------------------------------- recording
 
-def record(impl: str, out: Path, fixtures_dir: Path = FIXTURES_DIR) -> Path:
-    """Pin a candidate's outputs on every fixture input into ``out`` (see README)."""
+@dataclass
+class Recorded:
+    path: Path
+    replaced: str = ""  # what the recording it replaced was of ("" if there was none)
+    printed: int = 0  # lines the candidate printed while it was called (not shown)
+
+
+def record(impl: str, out: Path, fixtures_dir: Path = FIXTURES_DIR, replace: bool = False) -> Recorded:
+    """Pin a candidate's outputs on every fixture input into ``out`` (see README). An existing
+    recording is the baseline a refactor is checked against: it is replaced only when asked."""
     from conformance.candidate import InProcessCandidate
 
+    previous = out / RECORDING_NAME
+    replaced = ""
+    if previous.exists():
+        try:
+            old = json.loads(previous.read_text())
+            replaced = f"{old.get('module_file')} (sha256 {str(old.get('module_sha256'))[:12]})"
+        except (OSError, ValueError, AttributeError):
+            replaced = "an unreadable recording"
+        if not replace:
+            raise FixtureError(f"{previous} already holds a recording of {replaced}: it is what "
+                               f"'check --golden {out}' compares against. Record into another folder, "
+                               "or pass --force to replace it")
     candidate = InProcessCandidate.load(impl)
     if candidate.load_error:
         raise FixtureError(candidate.load_error)
     manifest = golden.load_manifest(fixtures_dir)
     out.mkdir(parents=True, exist_ok=True)
     cases = {}
+    printed = io.StringIO()  # the candidate's own prints (a train loop's progress) are not ours
     for cid, entry in manifest["cases"].items():
         arrays = golden.load_npz(fixtures_dir, entry)
         try:
-            values, absent = golden.candidate_outputs(candidate, entry, arrays, cid)
+            with contextlib.redirect_stdout(printed):
+                values, absent = golden.candidate_outputs(candidate, entry, arrays, cid)
         except AssertionError as exc:  # a failed call or a contract violation
             raise FixtureError(f"cannot record case {cid}: {exc}") from exc
         data = _npz_bytes(values)
@@ -510,55 +533,82 @@ def record(impl: str, out: Path, fixtures_dir: Path = FIXTURES_DIR) -> Path:
         "numpy": np.__version__,
         "cases": cases,
     }
-    (out / RECORDING_NAME).write_text(json.dumps(recording, indent=2) + "\n")
-    return out / RECORDING_NAME
+    previous.write_text(json.dumps(recording, indent=2) + "\n")
+    return Recorded(previous, replaced, len(printed.getvalue().splitlines()))
 
 
 # --------------------------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None, prog: str = "python -m tools.fixtures") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["record"]:
+        return record_main(argv[1:], prog=f"{prog} record")
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("generate", "create the fixtures (refuses to overwrite)"),
                        ("update", "regenerate the fixtures on purpose (overwrites)"),
                        ("check", "verify integrity, reproducibility and the gradients")):
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, help=text, allow_abbrev=False)
         p.add_argument("--dir", type=Path, default=FIXTURES_DIR, help="fixtures directory")
         if name == "check":
             p.add_argument("--tolerant", action="store_true",
                            help="accept recomputed values within the manifest tolerances instead "
                                 "of bit-exact (for a machine whose BLAS rounds differently)")
-    p = sub.add_parser("record", help="pin a candidate's outputs on the fixture inputs")
-    p.add_argument("--impl", required=True, help="module name or path to a .py file")
-    p.add_argument("--out", type=Path, required=True, help="directory for the recording")
-    p.add_argument("--dir", type=Path, default=FIXTURES_DIR, help="fixtures directory")
+    sub.add_parser("record", help=RECORD_HELP, allow_abbrev=False)  # listed; run by record_main
     args = parser.parse_args(argv)
     try:
         if args.command in ("generate", "update"):
             written = write_fixtures(args.dir, overwrite=args.command == "update")
             print(f"wrote {len(written)} fixtures, {MANIFEST_NAME} and {SUMMARY_NAME} to {args.dir}")
             return 0
-        if args.command == "check":
-            problems = check(args.dir, tolerant=args.tolerant)
-            if problems:
-                print(f"fixture check FAILED: {len(problems)} problem(s) in {args.dir}",
-                      file=sys.stderr)
-                for line in problems:
-                    print(f"  - {line}", file=sys.stderr)
-                return 1
-            n = len(golden.load_manifest(args.dir)["cases"])
-            print(f"fixture check passed: {n} cases intact, reproduced by the reference "
-                  f"({'within tolerance' if args.tolerant else 'bit-exact'}), golden gradients "
-                  f"agree with complex-step differentiation")
-            return 0
-        path = record(args.impl, args.out, args.dir)
-        print(f"recorded {args.impl} -> {path}\nnow check a refactor with: "
-              f"backprop-conformance check {args.impl} --golden {args.out}")
+        problems = check(args.dir, tolerant=args.tolerant)  # the command is "check"
+        if problems:
+            print(f"fixture check FAILED: {len(problems)} problem(s) in {args.dir}",
+                  file=sys.stderr)
+            for line in problems:
+                print(f"  - {line}", file=sys.stderr)
+            return 1
+        n = len(golden.load_manifest(args.dir)["cases"])
+        print(f"fixture check passed: {n} cases intact, reproduced by the reference "
+              f"({'within tolerance' if args.tolerant else 'bit-exact'}), golden gradients "
+              f"agree with complex-step differentiation")
         return 0
     except FixtureError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+RECORD_HELP = "pin a candidate's outputs on the fixture inputs"
+
+
+def add_record_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--impl", required=True, help="module name or path to a .py file")
+    p.add_argument("--out", type=Path, required=True, help="directory for the recording")
+    p.add_argument("--force", action="store_true",
+                   help="replace a recording already in --out (it is the baseline a refactor is "
+                        "checked against, so it is kept unless asked)")
+    p.add_argument("--dir", type=Path, default=FIXTURES_DIR,
+                   help="the golden fixtures whose inputs the candidate is run on (default: the "
+                        "suite's own; only for a suite developer's regenerated set)")
+
+
+def record_main(argv: list[str] | None = None, prog: str = "backprop-conformance record") -> int:
+    """The ``record`` command (``backprop-conformance record``, ``python -m tools.fixtures record``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=RECORD_HELP, allow_abbrev=False)
+    add_record_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        done = record(args.impl, args.out, args.dir, replace=args.force)
+    except FixtureError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"recorded {args.impl} -> {done.path}"
+          + (f" (replaced the recording of {done.replaced})" if done.replaced else "")
+          + (f"\n({done.printed} lines the candidate printed while it was called are not shown)"
+             if done.printed else "")
+          + f"\nnow check a refactor with: backprop-conformance check {args.impl} --golden {args.out}")
+    return 0
 
 
 if __name__ == "__main__":

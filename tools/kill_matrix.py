@@ -459,7 +459,7 @@ def build_kill_matrix(variants: list[Variant], workdir: Path, options: RunOption
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tools.kill_matrix",
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m tools.kill_matrix",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("-k", "--only", action="append", default=[], metavar="PATTERN",
                         help="run only variants whose name contains PATTERN (repeatable)")

@@ -31,8 +31,8 @@ from conformance.report import suite_version as compute_suite_version
 from tools.grade.gradebook import Gradebook, StoredRun
 from tools.grade.html_report import STAFF_DIR, write_report
 from tools.grade.lms import RosterError, load_roster
-from tools.grade.outputs import GradedSubmission, Override, write_class_csvs, write_submission_files
-from tools.grade.preflight import Preflight, ensure_environment, worker_preflight
+from tools.grade.outputs import GradedSubmission, Override, message_line, write_class_csvs, write_submission_files
+from tools.grade.preflight import Preflight, ensure_environment, missing_extras, worker_preflight
 from tools.grade.rubric import Baseline, Rubric, load_rubric, score
 from tools.grade.runner import (FINAL_STATUSES, GradeConfig, Job, JobResult, environment_failure, kill_all_live,
                                reference_job, run_job)
@@ -91,7 +91,7 @@ class BatchSummary:
                 f"{self.out / 'submissions'}")
         errors = self.grader_errors
         if errors:
-            first = (errors[0].message.strip().splitlines() or [""])[0][:300]
+            first = message_line(errors[0].message)[:300]
             text += (f"\nGRADER ERROR: {len(errors)} submission(s) could not be graded because the "
                      f"grader or its environment failed (not the students): "
                      f"{', '.join(g.name for g in errors[:10])}{' ...' if len(errors) > 10 else ''}. "
@@ -333,9 +333,12 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
     except (SubmissionsError, RosterError) as exc:
         raise BatchError(str(exc)) from None
     subs = intake.submissions
+    _refuse_unreadable(subs)
     overrides = _check_overrides(opts.overrides, subs, rubric)
     if intake.ignored:
         log(f"ignored (OS clutter): {', '.join(intake.ignored)}")
+    for notice in missing_extras():
+        log(notice)
     suite = compute_suite_version()
     book = Gradebook(out / "grades.sqlite")
     summary = BatchSummary(out=out, total=len(subs), max_score=rubric.max_score)
@@ -358,6 +361,18 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
     summary.mean_score = sum(scores) / len(scores) if scores else 0.0
     summary.seconds = time.time() - started
     return summary
+
+
+def _refuse_unreadable(subs: list[Submission]) -> None:
+    """Preflight of the intake: a submission this grader cannot read for want of an optional
+    library (notebooks without nbformat) stops the batch before anything is graded, instead
+    of leaving rows without a grade."""
+    unreadable = [s for s in subs if s.problem_status == "error"]
+    if unreadable:
+        names = ", ".join(s.name for s in unreadable[:10]) + (" ..." if len(unreadable) > 10 else "")
+        reason = (unreadable[0].problem or "").removeprefix("grader error (not the submission's): ")
+        raise BatchError(f"preflight: this grader cannot read {len(unreadable)} submission(s) ({names}): "
+                         f"{reason}. Nothing was graded; install it and run the same command again.")
 
 
 def _check_overrides(overrides: Iterable[tuple[str, float, str]], subs: list[Submission],

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from conformance.invocation import InvocationError, check_extra_args
 from tools.grade.batch import BatchError, BatchOptions, grade_batch
-from tools.grade.rubric import RubricError
+from tools.grade.rubric import DEFAULT_RUBRIC, RubricError
 from tools.grade.runner import FINAL_STATUSES, GradeConfig
 
 
@@ -39,8 +39,17 @@ def add_sandbox_option(p: argparse.ArgumentParser) -> None:
                         "(recorded as 'off' for every run)")
 
 
+class PrintDefaultRubric(argparse.Action):
+    """Like --version: prints and exits before the required arguments are asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        sys.stdout.write(DEFAULT_RUBRIC.read_text(encoding="utf-8"))
+        parser.exit()
+
+
 def build_parser(prog: str = "python -m tools.grade") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog=prog,
         description="Grade a folder of submissions with the conformance suite: SQLite gradebook, "
                     "CSV, Gradescope results.json, JUnit XML and an HTML report in OUT.")
@@ -61,7 +70,10 @@ def build_parser(prog: str = "python -m tools.grade") -> argparse.ArgumentParser
                    help="class list with columns id,name,email: rows and exports carry the student id "
                         "(LMS bulk-download names are matched by user id)")
     p.add_argument("--rubric", type=Path, default=None,
-                   help="rubric TOML (default: tools/grade/default_rubric.toml)")
+                   help="rubric TOML (default: the shipped one; --print-default-rubric prints it)")
+    p.add_argument("--print-default-rubric", action=PrintDefaultRubric, nargs=0,
+                   help="print the shipped rubric, with its rationale, and exit: write it to a file "
+                        "to reweight (... --print-default-rubric > my_rubric.toml; --rubric my_rubric.toml)")
     p.add_argument("--timeout", type=_positive(float), default=300.0,
                    help="wall-clock limit in seconds for one submission's whole suite run (default 300)")
     # The suite's calls work on arrays of at most a few thousand entries: milliseconds for
@@ -73,8 +85,12 @@ def build_parser(prog: str = "python -m tools.grade") -> argparse.ArgumentParser
                         "MNIST training runs get the isolation's training limit")
     p.add_argument("--mnist-dir", default=os.environ.get("BACKPROP_MNIST_DIR"),
                    help="folder with the four MNIST files (default $BACKPROP_MNIST_DIR, then the cache)")
-    p.add_argument("--no-isolate", dest="isolate", action="store_false",
-                   help="run candidates inside the suite's process (ONLY for trusted code)")
+    isolation = p.add_mutually_exclusive_group()
+    # `check --isolate` habits: grading always isolates, so the flag is accepted and changes nothing.
+    isolation.add_argument("--isolate", dest="isolate", action="store_true", default=True,
+                           help="the default: grading always runs candidates isolated (not needed)")
+    isolation.add_argument("--no-isolate", dest="isolate", action="store_false",
+                           help="run candidates inside the suite's process (ONLY for trusted code)")
     add_sandbox_option(p)
     p.add_argument("--profile", default="grading",
                    help="hypothesis profile (default 'grading': derandomized, the same cases for everyone)")

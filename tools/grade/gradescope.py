@@ -30,27 +30,30 @@ from importlib import metadata
 from pathlib import Path
 
 from conformance.report import suite_version
+from tools.grade.notebooks import GRADE_EXTRA
 from tools.grade.outputs import GradedSubmission, gradescope_results, write_atomic
 from tools.grade.preflight import ensure_environment
 from tools.grade.rubric import DEFAULT_RUBRIC, RubricError, load_rubric, score
 from tools.grade.runner import REPO_ROOT, GradeConfig, Job, JobResult, run_job
 from tools.grade.submissions import load_submission
 
+PROG = "python -m tools.grade.gradescope"
 ROOT_ENV = "AUTOGRADER_ROOT"
 ENVIRONMENT_FAILURE = 3  # exit status: the autograder (not the student) failed; no score written
 # What the bundle's project/ holds: everything the suite, the reference and the grader read.
 PROJECT_DIRS = ("conformance", "reference", "tools", "fixtures")
 PROJECT_FILES = ("pyproject.toml", "README.md")
 # Installed in the container with the versions of this machine (the suite's numerics were
-# checked with them); tqdm/matplotlib are not needed to grade one upload.
-RUNTIME_DISTRIBUTIONS = ("numpy", "scipy", "pytest", "hypothesis")
+# checked with them); nbformat reads notebook uploads (accepted like the batch grader accepts
+# them); tqdm/matplotlib/copydetect are not needed to grade one upload.
+RUNTIME_DISTRIBUTIONS = ("numpy", "scipy", "pytest", "hypothesis", "nbformat")
 
 
 # ------------------------------------------------------------------------------------ run
 
 
-def _run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.grade.gradescope run",
+def _run_parser(prog: str = f"{PROG} run") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(allow_abbrev=False, prog=prog,
                                 description="Grade one Gradescope upload (what run_autograder calls).")
     p.add_argument("--root", type=Path, default=Path(os.environ.get(ROOT_ENV, "/autograder")),
                    help=f"the autograder folder holding submission/ and results/ (default ${ROOT_ENV} "
@@ -85,8 +88,8 @@ def _autograder_error(message: str) -> int:
     return ENVIRONMENT_FAILURE
 
 
-def run(argv: list[str] | None = None) -> int:
-    args = _run_parser().parse_args(argv)
+def run(argv: list[str] | None = None, prog: str = f"{PROG} run") -> int:
+    args = _run_parser(prog).parse_args(argv)
     try:
         return _run(args)
     except Exception as exc:  # noqa: BLE001 - whatever breaks here is the autograder's, not a score
@@ -107,11 +110,13 @@ def _run(args: argparse.Namespace) -> int:
                          require_mnist=args.require_mnist, mnist_dir=mnist_dir,
                          extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout,
                          sandbox=args.sandbox)
+    sub = load_submission(submission, args.module, name="submission")
+    if sub.problem_status == "error":  # e.g. a notebook upload and no nbformat in the container
+        return _autograder_error(sub.problem or "the upload could not be read")
     check = ensure_environment(config, args.suite_version)
     if not check.ok:
         return _autograder_error(check.explain())
     print(f"preflight: {check.explain()}")
-    sub = load_submission(submission, args.module, name="submission")
     if sub.problem and args.module and not sub.files.get(args.module):
         # The student named the file differently: one .py file at the top is unambiguous.
         top = [rel for rel in sub.files if "/" not in rel and rel.endswith(".py")]
@@ -140,8 +145,8 @@ def _run(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------- bundle
 
 
-def _bundle_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.grade.gradescope bundle",
+def _bundle_parser(prog: str = f"{PROG} bundle") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(allow_abbrev=False, prog=prog,
                                 description="Write a Gradescope autograder zip.")
     p.add_argument("out", metavar="OUT.zip", type=Path, help="the zip to write")
     p.add_argument("--rubric", type=Path, default=None, help="rubric TOML (default: the shipped one)")
@@ -200,7 +205,8 @@ def _requirements() -> str:
         try:
             lines.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
-            raise SystemExit(f"error: {name} is not installed here; install the project first") from None
+            raise SystemExit(f"error: {name} is not installed here (the zip pins this machine's versions): "
+                             f"{GRADE_EXTRA}") from None
     if sys.version_info < (3, 11):
         lines.append(f"tomli=={metadata.version('tomli')}")
     else:
@@ -215,8 +221,8 @@ def _add(zf: zipfile.ZipFile, name: str, data: bytes | str, executable: bool = F
     zf.writestr(info, data)
 
 
-def bundle(argv: list[str] | None = None) -> int:
-    args = _bundle_parser().parse_args(argv)
+def bundle(argv: list[str] | None = None, prog: str = f"{PROG} bundle") -> int:
+    args = _bundle_parser(prog).parse_args(argv)
     if Path(args.module).name != args.module or not args.module.endswith(".py"):
         print(f"error: --module {args.module!r}: expected a file name like mlp.py", file=sys.stderr)
         return 2
@@ -272,13 +278,23 @@ def bundle(argv: list[str] | None = None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+MAIN_HELP = """usage: {prog} {{bundle,run}} [ARGS]   ({prog} COMMAND --help for details)
+
+  bundle OUT.zip   write the zip to upload as a Gradescope autograder
+  run              grade one upload (what the zip's run_autograder calls; the default)
+"""
+
+
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(MAIN_HELP.format(prog=prog), end="")
+        return 0
     if argv[:1] == ["bundle"]:
-        return bundle(argv[1:])
+        return bundle(argv[1:], prog=f"{prog} bundle")
     if argv[:1] == ["run"]:
         argv = argv[1:]
-    return run(argv)  # without a command: run (what earlier run_autograder scripts call)
+    return run(argv, prog=f"{prog} run")  # without a command: run (what earlier run_autograder scripts call)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
+from conformance.report import MEASUREMENT_PROPERTIES
 from tools.grade.feedback import cause, curves, failure_text, mnist_results, short_name
-from tools.grade.outputs import GradedSubmission, student_notes, write_atomic
+from tools.grade.outputs import GradedSubmission, message_line, student_notes, write_atomic
 from tools.grade.rubric import diagnoses_of as diagnosis_keys
 from tools.grade.runner import STATUS_HELP
 from tools.grade.sanitize import html_escape as escape  # control/bidi characters escaped too
@@ -160,6 +161,12 @@ def _status_html(status: str) -> str:
     return f"<span class=\"{css}\">{escape(status)}</span>"
 
 
+def _why_html(sub: GradedSubmission) -> str:
+    """Why a submission was not graded, in one line under its status (the staff table)."""
+    why = message_line(sub.message) if sub.status != "graded" else ""
+    return f"<br><small>{escape(why[:300])}</small>" if why else ""
+
+
 SANDBOX_HELP = {
     "engaged": "the candidate ran in private namespaces as an unprivileged user, with resource limits",
     "degraded": "resource limits only: no private file system, no privilege drop",
@@ -262,7 +269,7 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report (staff o
     for sub in subs[:MAX_TABLE_ROWS]:
         cells = "".join(f"<td class=\"num\">{_num(g.score)}</td>" for g in sub.grade.groups)
         parts.append(f"<tr><td><a href=\"{escape(student_href(sub))}\">{escape(sub.name)}</a></td>"
-                     f"<td>{_status_html(sub.status)}</td><td>{_sandbox_html(sub.sandbox)}</td>"
+                     f"<td>{_status_html(sub.status)}{_why_html(sub)}</td><td>{_sandbox_html(sub.sandbox)}</td>"
                      f"<td class=\"num\">{_num(sub.score)}{'*' if sub.override else ''}</td>"
                      f"{cells}</tr>")
     parts.append("</table>")
@@ -359,13 +366,16 @@ def submission_page(sub: GradedSubmission) -> str:
 
 
 def page_key(sub: GradedSubmission) -> str:
-    """Hash of everything a submission page shows: an unchanged page is not redrawn."""
+    """Hash of everything a submission page shows: an unchanged page is not redrawn. Not
+    the run's measurements (CPU-time ratios), which the page does not show and which differ
+    between two runs of the same bytes."""
     shown = [sub.name, sub.sha256, sub.status, sub.message, sub.suite_version, sub.sandbox,
              sub.rubric.hash, sub.grade.score, sub.run_summary,
              sub.output_tail[-6000:] if sub.status in ("crashed", "error") else "",  # (shown only then)
              [sub.override.score, sub.override.reason] if sub.override else None,
              [(t["nodeid"], t["outcome"], t.get("summary"), t.get("message"), t.get("skip_reason"),
-               t.get("properties")) for t in sub.tests], PAGE_VERSION, sub.intake.student_id,
+               {k: v for k, v in (t.get("properties") or {}).items()
+                if not k.startswith(MEASUREMENT_PROPERTIES)}) for t in sub.tests], PAGE_VERSION, sub.intake.student_id,
              sub.intake.notes]
     return hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()[:32]
 

@@ -34,6 +34,7 @@ import ast
 import re
 import sys
 import textwrap
+import warnings
 from dataclasses import dataclass, field
 
 from tools.grade.sanitize import clean_name
@@ -65,6 +66,16 @@ class NotebookError(ValueError):
     """The file is not a notebook nbformat can read."""
 
 
+class MissingDependency(RuntimeError):
+    """The grader's environment lacks an optional library needed to read a submission: the
+    grader's failure, never the submission's (status "error", not a grade)."""
+
+
+GRADE_EXTRA = "pip install 'backprop-conformance[grade]'"
+NBFORMAT_MISSING = (f"grading .ipynb files needs nbformat, which this grader's Python ({sys.executable}) "
+                    f"lacks: {GRADE_EXTRA}")
+
+
 @dataclass
 class Extracted:
     code: str
@@ -87,11 +98,14 @@ def _read_cells(data: bytes) -> list[str]:
     try:
         import nbformat
     except ImportError:
-        raise NotebookError("grading .ipynb files needs nbformat: pip install "
-                            "'backprop-conformance[grade]'") from None
+        raise MissingDependency(NBFORMAT_MISSING) from None
     try:
         text = data.decode("utf-8")
-        notebook = nbformat.reads(text, as_version=4)
+        # nbformat warns about the notebook's own format quirks (cells without ids, ...): the
+        # student's file, nothing the instructor running the grader can or must act on.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            notebook = nbformat.reads(text, as_version=4)
     except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds for a broken file
         raise NotebookError(f"not a readable Jupyter notebook ({type(exc).__name__}: "
                             f"{clean_name(exc, 300)})") from None

@@ -109,6 +109,17 @@ def student_notes(sub: GradedSubmission) -> list[str]:
     return notes + [AMBIGUOUS_NOTE] if len(notes) < len(sub.intake.notes) else notes
 
 
+def message_line(message: str) -> str:
+    """A status message in one line (grades.csv, the staff table, the batch's last line): its
+    first line, completed by its last when it ends with ":" (an import failure's first line,
+    then the traceback whose last line is the exception's type and message). The same rule as
+    the suite's summary of a load error."""
+    lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return f"{lines[0]} {lines[-1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+
+
 def status_line(sub: GradedSubmission) -> str:
     if sub.status == "graded":
         return "graded"
@@ -182,12 +193,12 @@ def gradescope_results(sub: GradedSubmission) -> dict[str, Any]:
 
 def status_junit(sub: GradedSubmission) -> str:
     """JUnit XML for a submission whose suite run left none (timeout, crash, no module):
-    one failing test case carrying the status, so CI systems see a failure, not nothing."""
+    one failing test case carrying the status, so CI systems see a failure, not nothing.
+    No times, like the suite's own file (runner.deterministic_junit)."""
     text = clean_text(f"{status_line(sub)}\n{sub.message}")
     return ('<?xml version="1.0" encoding="utf-8"?>\n<testsuites>'
-            f'<testsuite name="conformance" errors="1" failures="0" skipped="0" tests="1" '
-            f'time="{sub.duration:.3f}"><testcase classname="conformance.grading" '
-            f'name={quoteattr(sub.status)} time="{sub.duration:.3f}">'
+            '<testsuite name="conformance" errors="1" failures="0" skipped="0" tests="1">'
+            f'<testcase classname="conformance.grading" name={quoteattr(sub.status)}>'
             f'<error message={quoteattr(status_line(sub))}>{escape(text)}</error>'
             '</testcase></testsuite></testsuites>\n')
 
@@ -209,20 +220,18 @@ def grades_csv(subs: list[GradedSubmission], rubric: Rubric) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["submission", "sha256", "status", "score", "max_score", *areas,
                      *[r.key for r in rules], "passed", "failed", "errors", "skipped",
-                     "duration_s", "suite_version", "sandbox", "rubric", "message", "student_id",
+                     "suite_version", "sandbox", "rubric", "message", "student_id",
                      "student_name", "email", "late", "entry", "superseded", "intake",
                      "mistakes", "computed_score", "override_reason"])
     for sub in subs:
         by_key = {g.group.key: g.score for g in sub.grade.groups}
         counts = sub.counts()
-        first_line = (sub.message or "").strip().splitlines()[:1]
         info = sub.intake
         writer.writerow([csv_cell(sub.name), sub.sha256, csv_cell(sub.status), f"{sub.score:g}",
                          f"{sub.grade.max_score:g}", *[f"{by_key.get(a, 0):g}" for a in areas],
                          *[f"{by_key.get(r.key, 0):g}" for r in rules], counts["passed"],
-                         counts["failed"], counts["error"], counts["skipped"],
-                         f"{sub.duration:.2f}", sub.suite_version, csv_cell(sub.sandbox), sub.rubric.hash,
-                         csv_cell(first_line[0] if first_line else "", 300), csv_cell(info.student_id),
+                         counts["failed"], counts["error"], counts["skipped"], sub.suite_version, csv_cell(sub.sandbox), sub.rubric.hash,
+                         csv_cell(message_line(sub.message), 300), csv_cell(info.student_id),
                          csv_cell(info.student_name), csv_cell(info.email), "yes" if info.late else "",
                          csv_cell(info.entry), csv_cell("; ".join(info.superseded), 1000),
                          csv_cell(" | ".join(info.notes), 2000),
@@ -254,10 +263,19 @@ def lms_rows(subs: list[GradedSubmission]) -> list[tuple[str, str, float | None,
 
 def write_class_csvs(out: Path, subs: list[GradedSubmission], rubric: Rubric,
                      intake: ClassIntake | None = None) -> list[str]:
-    """grades.csv, canvas_import.csv (rows with a student id) and intake.csv, Excel-ready.
+    """grades.csv, canvas_import.csv (rows with a student id, and roster students without a
+    row, their score blank) and intake.csv, Excel-ready.
     Returns warnings for the log (rows left out of the LMS export)."""
     write_atomic(out / "grades.csv", EXCEL_BOM + grades_csv(subs, rubric))
     rows = lms_rows(subs)
+    absent = []
+    if intake is not None and intake.roster is not None:
+        found = {s.intake.student_id for s in subs}
+        absent = [s for s in intake.roster.students if s.id not in found]
+        # Listed with a blank score, like a grader error: the export names the whole class,
+        # and whether "nothing handed in" is a 0 stays the instructor's call (Canvas leaves a
+        # blank cell as it is).
+        rows += [(s.name, s.id, None, s) for s in absent]
     warnings = []
     if rows:
         write_atomic(out / "canvas_import.csv", canvas_csv(rows, rubric.name or "backprop conformance",
@@ -268,12 +286,11 @@ def write_class_csvs(out: Path, subs: list[GradedSubmission], rubric: Rubric,
                             + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
     else:  # no row has an id (any more): an older export would be imported by mistake
         (out / "canvas_import.csv").unlink(missing_ok=True)
-    if intake is not None and intake.roster is not None:
-        found = {s.intake.student_id for s in subs}
-        absent = [clean_name(f"{s.name} ({s.id})") for s in intake.roster.students if s.id not in found]
-        if absent:
-            warnings.append(f"{len(absent)} roster students have no row (nothing handed in, or an "
-                            "ambiguous name): " + ", ".join(absent[:20]) + (" ..." if len(absent) > 20 else ""))
+    if absent:
+        names = [clean_name(f"{s.name} ({s.id})") for s in absent]
+        warnings.append(f"{len(absent)} roster students have no row (nothing handed in, or an ambiguous "
+                        "name); canvas_import.csv lists them with a blank score: "
+                        + ", ".join(names[:20]) + (" ..." if len(names) > 20 else ""))
     if intake is not None:
         write_atomic(out / "intake.csv", EXCEL_BOM + intake_csv(intake))
     return warnings

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -58,7 +59,7 @@ class Preflight:
         return not self.problems
 
     def explain(self) -> str:
-        where = f"{self.host} ({self.python}, checkout {self.checkout})"
+        where = f"{self.host} ({self.python}, project files in {self.checkout})"  # a clone or site-packages
         if self.ok:
             return f"environment of {where} ready; sandbox {self.sandbox}"
         return f"environment of {where} is not fit to grade:\n" + "\n".join(f"  - {p}" for p in self.problems)
@@ -69,14 +70,14 @@ class Preflight:
 
 def mnist_problem(mnist_dir: str | None) -> str | None:
     """Why the MNIST checks could not run here (None when the four files are present and intact)."""
-    from reference.mnist import DIR_ENV, FILES, cache_dir, find_mnist_dir
+    from reference.mnist import DIR_ENV, FETCH_MNIST, FILES, cache_dir, find_mnist_dir
 
     directory = find_mnist_dir(mnist_dir)
     if directory is None:
         where = (mnist_dir or (f"${DIR_ENV}={os.environ[DIR_ENV]}" if os.environ.get(DIR_ENV)
                                else f"the user cache {cache_dir()}"))
         return (f"MNIST data not found in {where}: every submission would lose the MNIST points. "
-                "Get it with `python -m tools.fetch_mnist` or pass --mnist-dir DIR")
+                f"Get it with {FETCH_MNIST} or pass --mnist-dir DIR")
     for spec in FILES.values():
         gz, raw = directory / (spec.name + ".gz"), directory / spec.name
         path = gz if gz.is_file() else raw
@@ -107,6 +108,24 @@ def _md5(path: Path, decompress: bool = False) -> str:
                 digest.update(block)
         _MD5_CACHE[key] = digest.hexdigest()
     return _MD5_CACHE[key]
+
+
+# Optional libraries whose absence only makes the outputs poorer, never a verdict different
+# (nbformat, which reading a notebook needs, is a grader error instead: tools/grade/notebooks.py).
+DEGRADING_EXTRAS = {"matplotlib": "the report pages have no plots", "tqdm": "no progress bar"}
+
+
+def missing_extras() -> list[str]:
+    """One notice per missing library of ``DEGRADING_EXTRAS`` (for the log, before grading)."""
+    from tools.grade.notebooks import GRADE_EXTRA
+
+    notices = []
+    for module, effect in DEGRADING_EXTRAS.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            notices.append(f"note: {module} is not installed, so {effect} ({GRADE_EXTRA})")
+    return notices
 
 
 def disk_problem(directory: str | None = None) -> str | None:
@@ -176,9 +195,9 @@ def check_environment(config: Any, expected_suite: str | None = None, *, sandbox
 
     result = Preflight(checkout=str(REPO_ROOT), suite_version=suite_version())
     if expected_suite and result.suite_version != expected_suite:
-        result.problems.append(f"this checkout ({REPO_ROOT}) holds suite version {result.suite_version}, "
+        result.problems.append(f"the project files in {REPO_ROOT} hold suite version {result.suite_version}, "
                                f"but the batch grades with {expected_suite}: install the same "
-                               "commit everywhere the jobs run")
+                               "release or commit everywhere the jobs run")
     if config.require_mnist:
         problem = mnist_problem(config.mnist_dir)
         if problem:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,11 +26,13 @@ import sys
 import tempfile
 import threading
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from conformance.invocation import SUITE_ROOT, suite_command, suite_env
+from conformance.report import MEASUREMENT_PROPERTIES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_MODULE = REPO_ROOT / "reference" / "mlp.py"
@@ -315,6 +318,53 @@ def read_report(path: Path) -> dict[str, Any]:
     }
 
 
+# "<function f at 0x7f3a9c1d2e80>" (or "&gt;" in XML)
+_ADDRESS = re.compile(r"\bat 0x[0-9a-fA-F]{4,16}(?=>|&gt;)")
+
+
+def run_independent(value: Any, workdir: Path) -> Any:
+    """``value`` (text, or lists and dicts of it) without what only this run has: the run's
+    private temp folder is left out of every path (``/tmp/grade-x1y2/submission/frank.py``
+    becomes ``submission/frank.py``) and memory addresses in reprs (pytest shows a failed
+    test's arguments) are masked. Students and the class files see no grader path, and two
+    runs of the same bytes give the same text."""
+    if isinstance(value, str):
+        for prefix in {f"{workdir}{os.sep}", f"{workdir.resolve()}{os.sep}"}:
+            value = value.replace(prefix, "")
+        return _ADDRESS.sub("at 0x...", value)
+    if isinstance(value, list):
+        return [run_independent(v, workdir) for v in value]
+    if isinstance(value, dict):
+        return {k: run_independent(v, workdir) for k, v in value.items()}
+    return value
+
+
+# What differs between two pytest JUnit files of the same bytes: when, where and how long
+# the run took, hypothesis' timing statistics and the suite's measurements.
+JUNIT_RUN_ATTRIBUTES = ("timestamp", "hostname", "time")
+JUNIT_RUN_PROPERTIES = ("hypothesis-statistics-", *MEASUREMENT_PROPERTIES)
+
+
+def deterministic_junit(xml: str) -> str:
+    """pytest's JUnit XML without what varies between runs (``JUNIT_RUN_ATTRIBUTES``,
+    ``JUNIT_RUN_PROPERTIES``); the timings stay in the gradebook. Unparseable XML is kept as
+    it is. (pytest writes the file; the candidate's text in it is escaped, and no DTD.)"""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return xml
+    for parent in root.iter():
+        for attribute in JUNIT_RUN_ATTRIBUTES:
+            parent.attrib.pop(attribute, None)
+        for child in list(parent):
+            if child.tag == "property" and child.get("name", "").startswith(JUNIT_RUN_PROPERTIES):
+                parent.remove(child)
+        for child in list(parent):
+            if child.tag == "properties" and not len(child):
+                parent.remove(child)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
 # Load errors that the isolation raises before the candidate's code runs (conformance/isolation/
 # process.py): the machine, not the submission, could not start a sandboxed worker.
 WORKER_SETUP_FAILURES = ("the sandbox could not be set up", "--isolate-sandbox require:",
@@ -455,7 +505,7 @@ def run_job(job: Job) -> JobResult:
                 with _LIVE_LOCK:
                     _LIVE.discard(proc)
         result.exit_code = exit_code
-        result.output_tail = _tail(log_path)
+        result.output_tail = run_independent(_tail(log_path), workdir)
         if timed_out:
             result.status = "timeout"
             result.message = (f"the suite did not finish within {job.config.timeout:g} s and was "
@@ -477,12 +527,13 @@ def run_job(job: Job) -> JobResult:
                 prefix += "no space left on device; "
             result.message = f"{prefix}{exc} (pytest {how}); last output:\n{result.output_tail[-3000:]}"
             return result
-        result.report = report
+        result.report = report = run_independent(report, workdir)
         if report["sandbox"] != "unknown":
             result.sandbox = report["sandbox"]
         result.status, result.message = classify(report, exit_code, job)
         if junit_path.is_file() and junit_path.stat().st_size <= JUNIT_MAX_BYTES:
-            result.junit_xml = junit_path.read_text(encoding="utf-8", errors="replace")
+            result.junit_xml = deterministic_junit(
+                run_independent(junit_path.read_text(encoding="utf-8", errors="replace"), workdir))
         return result
     except Exception as exc:  # noqa: BLE001 - the grader's own failure: status "error", retried
         result.status = "error"

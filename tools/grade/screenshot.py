@@ -65,7 +65,8 @@ def rendered_dom(page: Path, timeout: float = 60.0, browser: str | None = None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.grade.screenshot", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.grade.screenshot",
+                                description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("page", type=Path, help="an HTML file, e.g. OUT/staff/index.html")
     p.add_argument("--png", type=Path, default=None, help="output image (default: PAGE with .png)")
     p.add_argument("--width", type=int, default=1200)

@@ -196,7 +196,8 @@ def textbook_code(path: Path | None = None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.grade.similarity", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.grade.similarity",
+                                     description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("submissions", type=Path, help="folder of submissions (as for tools.grade)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the staff-only pages")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from tools.grade.lms import LmsName, Roster, Student, newest_key, parse_lms_name
-from tools.grade.notebooks import NotebookError, extract
+from tools.grade.notebooks import MissingDependency, NotebookError, extract
 from tools.grade.sanitize import clean_name, raw_hex
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # one source file; a real MLP module is a few kB
@@ -316,7 +316,9 @@ def _read_zip(sub: Submission, path: Path) -> None:
 
 
 def _convert_notebooks(sub: Submission) -> None:
-    """Every ``x.ipynb`` of a folder or archive becomes ``x.py`` (unless that exists)."""
+    """Every ``x.ipynb`` of a folder or archive becomes ``x.py`` (unless that exists). A grader
+    that cannot read notebooks at all raises MissingDependency: the module to judge, or one it
+    imports, may be among them."""
     for rel in sorted(r for r in sub.files if r.endswith(".ipynb")):
         data = sub.files.pop(rel)
         target = rel[: -len(".ipynb")] + ".py"
@@ -396,13 +398,18 @@ def load_submission(entry: Path, module: str | None = None, name: str | None = N
             sub.problem, sub.problem_status = _unsupported(kind, entry), (
                 "invalid_submission" if kind in ("symlink", "special") else "unsupported")
             return sub
+        _convert_notebooks(sub)
+    except MissingDependency as exc:  # the grader's environment: no grade, retried next run
+        sub.files.clear()
+        sub.module = None
+        sub.problem, sub.problem_status = f"grader error (not the submission's): {exc}", "error"
+        return sub
     except (OSError, _Refused, NotebookError) as exc:
         sub.files.clear()
         sub.module = None
         reason = clean_name(exc) if isinstance(exc, OSError) else str(exc)
         sub.problem, sub.problem_status = f"cannot read the submission: {reason}", "invalid_submission"
         return sub
-    _convert_notebooks(sub)
     _choose_module(sub, module)
     return sub
 
@@ -417,7 +424,7 @@ class IntakeRecord:
     entry: str  # cleaned name
     raw_hex: str  # the exact bytes of the name
     kind: str
-    outcome: str  # graded | superseded | unsupported | invalid | ignored | ambiguous
+    outcome: str  # graded | superseded | unsupported | invalid | no_module | error | ignored | ambiguous
     row: str = ""  # the grades.csv row it belongs to
     detail: str = ""
 
@@ -542,8 +549,9 @@ def scan_class(root: Path, module: str | None = None, roster: Roster | None = No
     _assign_slugs(subs, origin)
     for sub in subs:
         chosen = origin[id(sub)]
-        outcome = {"unsupported": "unsupported", "invalid_submission": "invalid"}.get(
-            sub.problem_status, "graded") if sub.problem else "graded"
+        # Only an entry that reaches the suite is "graded"; the others say why not.
+        outcome = ({"invalid_submission": "invalid"}.get(sub.problem_status, sub.problem_status)
+                   if sub.problem else "graded")
         if any(n.startswith("ambiguous") for n in sub.intake.notes):
             outcome = "ambiguous"
         records.append(IntakeRecord(sub.intake.entry, raw_hex(chosen.path.name), chosen.kind, outcome,
