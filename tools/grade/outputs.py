@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from conformance.candidate import load_headline
 from tools.grade.feedback import group_output, lead_lines
 from tools.grade.lms import canvas_csv
 from tools.grade.rubric import Grade, Rubric
@@ -110,14 +111,10 @@ def student_notes(sub: GradedSubmission) -> list[str]:
 
 
 def message_line(message: str) -> str:
-    """A status message in one line (grades.csv, the staff table, the batch's last line): its
-    first line, completed by its last when it ends with ":" (an import failure's first line,
-    then the traceback whose last line is the exception's type and message). The same rule as
-    the suite's summary of a load error."""
-    lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
-    if not lines:
-        return ""
-    return f"{lines[0]} {lines[-1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    """A status message in one line (grades.csv, the staff table, the batch's last line), by
+    the rule the suite's summary uses for a load error (``conformance.candidate.load_headline``):
+    its first line, completed by its last when it ends with ":"."""
+    return load_headline(message or "")
 
 
 def status_line(sub: GradedSubmission) -> str:
