@@ -35,13 +35,13 @@ def diagnoses_of(test: dict[str, Any]) -> list[str]:
 
 
 def group_label(gs: GroupScore) -> str:
-    """A group as a column of grades.csv names it: the area, or a test rule's title."""
+    """A group as a reader knows it: its area, or a test rule's title."""
     return gs.group.area or gs.group.title
 
 
 def deduction_text(charge: BugCharge, grade: Grade) -> str:
     """A charged mistake's points and the groups they were taken from:
-    "-40 points, charged once: gradients -15.56, relu_index -6.67, ..."."""
+    "-40 points, charged once: interface -6, gradients -14, ..."."""
     labels = {gs.group.key: group_label(gs) for gs in grade.groups}
     parts = [f"{labels.get(key, key)} -{points:g}" for key, points in charge.taken.items()]
     if charge.beyond_areas:
@@ -63,7 +63,7 @@ def explained_by(gs: GroupScore, grade: Grade) -> list[str]:
     return list(keys)
 
 
-def uncharged_text(charge: BugCharge, grade: Grade) -> str:
+def uncharged_text(charge: BugCharge) -> str:
     """Why a named key costs nothing: a symptom of a charged mistake, or priced 0."""
     if charge.symptom_of:
         return f"not charged: a symptom of {charge.symptom_of}"
@@ -82,7 +82,7 @@ def lead_lines(grade: Grade, run_summary: dict[str, Any] | None) -> list[str]:
             lines.append(f"  - {charge.bug.title} [{deduction_text(charge, grade)}]")
     symptoms = [c for c in grade.charges if not c.points]
     if symptoms:
-        lines.append("  Also seen: " + "; ".join(f"{c.bug.title} ({uncharged_text(c, grade)})"
+        lines.append("  Also seen: " + "; ".join(f"{c.bug.title} ({uncharged_text(c)})"
                                                 for c in symptoms))
     summary_lines = (run_summary or {}).get("lines") or []
     if summary_lines:

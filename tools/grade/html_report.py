@@ -298,8 +298,7 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report (staff o
 
 
 def _uncharged(sub: GradedSubmission, key: str) -> str:
-    charge = next(c for c in sub.grade.charges if c.bug.key == key)
-    return f"symptom of {charge.symptom_of}" if charge.symptom_of else "priced 0"
+    return uncharged_text(next(c for c in sub.grade.charges if c.bug.key == key))
 
 
 def similarity_section(report: object) -> str:
@@ -368,7 +367,7 @@ def submission_page(sub: GradedSubmission) -> str:
                      f"({escape(deduction_text(charge, sub.grade))})</p>")
     for charge in (c for c in sub.grade.charges if not c.points and not hide):
         parts.append(f"<p class=\"muted\">Also seen: {escape(charge.bug.title)} "
-                     f"({escape(uncharged_text(charge, sub.grade))})</p>")
+                     f"({escape(uncharged_text(charge))})</p>")
     failing = [t for gs in sub.grade.groups for t in gs.failing]
     if hide:
         failing = []

@@ -204,7 +204,7 @@ def write_submission_files(out: Path, sub: GradedSubmission) -> Path:
 
 def mistakes_cell(grade: Grade) -> str:
     """grades.csv ``mistakes``: each charged key with its price and the columns it was taken
-    from ("wrong_sign:-40 (interface -6.6667, gradients -15.5556)"), "beyond" for the part no
+    from ("wrong_sign:-40 (interface -6, gradients -14, ...)"), "beyond" for the part no
     column held; an uncharged key says why ("backward_crash:symptom of relu_index")."""
     columns = {gs.group.key: gs.group.area or gs.group.key for gs in grade.groups}
     cells = []
