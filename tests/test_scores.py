@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -136,12 +137,17 @@ def test_one_mistake_is_charged_once_and_explains_its_areas() -> None:
              failed("test_interface.py::test_e"), t("test_interface.py::test_f", "passed")]
     grade = score(rubric, "graded", tests)
     assert grade.deductions() == {"relu_index": 40.0, "missing_mask": 0.0}  # one family, once
-    areas = grade.area_scores()
-    assert areas["gradients"] == 50.0 and areas["relu_index"] == 30.0  # explained, not charged again
-    assert areas["interface"] == 10.0  # nothing explains it: the area fallback, 1 of 2 passed
+    fallback = {g.group.area: g.fallback for g in grade.groups}
+    assert fallback["gradients"] == 50.0 and fallback["relu_index"] == 30.0  # explained, not charged again
+    assert fallback["interface"] == 10.0  # nothing explains it: the area fallback, 1 of 2 passed
     assert grade.score == 50.0 + 30.0 + 10.0 - 40.0
+    # What a reader sees: the 40 points come out of the two areas where the mistake shows, in
+    # proportion to their points, so the areas add up to the score.
+    assert grade.area_scores() == {"interface": 10.0, "gradients": 25.0, "relu_index": 15.0}
     gradients = next(g for g in grade.groups if g.group.area == "gradients")
-    assert len(gradients.explained) == 2 and "not counted again" in group_output(gradients)
+    assert len(gradients.explained) == 2 and gradients.status == "failed"
+    assert "1 of 3 checks passed, 2 failed" in group_output(gradients, grade=grade)
+    assert "-25 points here for" in group_output(gradients, grade=grade)
 
 
 def test_end_to_end_failures_are_symptoms_of_a_charged_forward_or_backward_mistake() -> None:
@@ -177,7 +183,9 @@ def test_generic_findings_are_symptoms_of_a_named_mistake_of_the_same_function()
                  failed("test_relu_index.py::test_b", "backward_wrong")]
     grade = score(rubric, "graded", named_too)
     assert grade.deductions() == {"relu_index": 40.0, "backward_wrong": 0.0}
-    assert grade.area_scores()["relu_index"] == 30.0  # explained by the named mistake
+    relu_index = next(g for g in grade.groups if g.group.area == "relu_index")
+    assert relu_index.explained and relu_index.fallback == 30.0  # explained by the named mistake
+    assert grade.charges[1].symptom_of == "relu_index"
     other_function = [failed("test_interface.py::test_a", "loss_sum"),
                       failed("test_gradients.py::test_b", "backward_wrong")]
     assert score(rubric, "graded", other_function).deductions() == {"backward_wrong": 35.0,
@@ -232,6 +240,164 @@ def test_unpriced_keys_fall_back_to_areas_and_scores_stay_non_negative() -> None
     assert grade.score == 5.0 and grade.charges == []
 
 
+# -- 2b. what a reader sees adds up to the score ------------------------------------------
+# A charged mistake's points are taken from the areas where it shows: no area with failing
+# checks reads full or "passed", and the areas (minus what no area could hold) add up to the
+# score. The score itself is the one above (tests/test_kill_matrix.py prices it).
+
+DEFAULT_RUBRIC_DATA = load_rubric().data
+WRONG_SIGN = [failed("test_interface.py::test_shapes", "wrong_sign"), t("test_interface.py::test_dtype", "passed"),
+              failed("test_gradients.py::test_fd", "wrong_sign"), failed("test_gradients.py::test_unkeyed"),
+              t("test_stability.py::test_guard", "passed"),
+              failed("test_relu_index.py::test_mask", "wrong_sign"),
+              failed("test_golden.py::test_values", "wrong_sign"),
+              failed("test_mnist.py::test_sgd_loop_learns_mnist"),  # unkeyed: a symptom of the backward mistake
+              t("test_efficiency.py::test_cost", "passed")]
+# erin: the i-1 bug, and two generic findings about backward that are its symptoms (the suite
+# names the i-1 bug on those tests too, as it does for the crash's broadcast error)
+RELU_INDEX = [failed("test_gradients.py::test_fd", "relu_index"), t("test_interface.py::test_dtype", "passed"),
+              failed("test_relu_index.py::test_crash", "backward_crash", "relu_index"),
+              failed("test_relu_index.py::test_shapes", "backward_structure", "relu_index"),
+              t("test_stability.py::test_guard", "passed")]
+CORRECT = [t(f"test_{area}.py::test_ok", "passed") for area in
+           ("interface", "gradients", "stability", "relu_index", "golden", "mnist", "efficiency")]
+
+
+def adds_up(grade) -> bool:
+    return round(sum(g.score for g in grade.groups) - grade.beyond_areas, 4) == grade.score
+
+
+def test_a_charged_mistake_is_taken_from_the_areas_where_it_shows() -> None:
+    grade = score(load_rubric(), "graded", WRONG_SIGN)
+    assert grade.score == 60.0 and grade.deductions() == {"wrong_sign": 40.0}  # as before
+    assert adds_up(grade) and grade.beyond_areas == 0
+    for gs in grade.groups:
+        if gs.failing:  # every area with a failing check, the waived mnist one too
+            assert gs.status == "failed" and gs.score < gs.max_score, gs.group.area
+            assert "wrong_sign" in gs.deductions
+        else:
+            assert gs.status == "passed" and gs.score == gs.max_score and not gs.deductions
+    (charge,) = grade.charges
+    assert sum(charge.taken.values()) == 40.0 and set(charge.taken) == {
+        "interface", "gradients", "relu_index", "golden", "mnist"}
+    assert score(load_rubric(), "graded", WRONG_SIGN).area_scores() == grade.area_scores()  # deterministic
+
+
+def test_a_price_above_the_areas_is_shown_apart_and_the_total_still_adds_up() -> None:
+    rubric = parse_rubric({"areas": {"interface": {"points": 50}, "gradients": {"points": 10}},
+                           "bugs": {"relu_index": {"points": 40}}})
+    grade = score(rubric, "graded", [failed("test_gradients.py::a", "relu_index"), t("test_interface.py::b", "passed")])
+    assert grade.score == 20.0 and grade.area_scores() == {"interface": 50.0, "gradients": 0.0}
+    assert grade.beyond_areas == 30.0 and adds_up(grade)
+    small = parse_rubric({"areas": {"interface": {"points": 10}, "gradients": {"points": 10}},
+                          "bugs": {"relu_index": {"points": 40}}})
+    floored = score(small, "graded", [failed("test_gradients.py::a", "relu_index"), t("test_interface.py::b", "passed")])
+    assert floored.score == 0.0 and floored.beyond_areas == 10.0 and adds_up(floored)
+    assert floored.charges[0].below_zero == 20.0
+
+
+def test_two_mistakes_sharing_an_area_both_fit_when_they_can() -> None:
+    """The mistake with the least room goes first: the log(0) guard (only in stability) is not
+    pushed beyond the areas by the i-1 bug taking its share of stability first."""
+    tests = [failed("test_stability.py::test_log", "log_guard"), failed("test_stability.py::test_relu", "relu_index"),
+             failed("test_gradients.py::test_fd", "relu_index"), failed("test_relu_index.py::test_mask", "relu_index")]
+    grade = score(load_rubric(), "graded", tests)
+    assert grade.deductions() == {"relu_index": 40.0, "log_guard": 10.0}
+    assert grade.beyond_areas == 0 and adds_up(grade)
+    stability = next(g for g in grade.groups if g.group.area == "stability")
+    assert stability.deductions["log_guard"] == 10.0
+
+
+def test_points_are_split_exactly_in_proportion_and_never_above_a_holding() -> None:
+    from tools.grade.rubric import split_points
+
+    holdings = {"interface": 14.25, "gradients": 33.25, "stability": 14.25, "golden": 9.5}
+    shares = split_points(40, holdings)
+    assert round(sum(shares.values()), 4) == 40 and all(shares[k] <= v for k, v in holdings.items())
+    assert all(round(v, 2) == v for v in shares.values())  # whole cents: the pages add up too
+    assert shares["gradients"] > shares["interface"] > shares["golden"]
+    assert split_points(50, {"a": 10, "b": 20}) == {"a": 10, "b": 20}  # all of it, no more
+    assert split_points(1, {"a": 1 / 3, "b": 2 / 3}) == {"a": 0.3333, "b": 0.6667}
+    assert split_points(0.03, {"b": 1, "a": 1}) == split_points(0.03, {"a": 1, "b": 1})  # order-free
+    assert split_points(5, {"a": 0}) == {}
+
+
+def test_gradescope_areas_fail_with_the_mistake_and_the_entries_add_up() -> None:
+    sub = graded(DEFAULT_RUBRIC_DATA, "carol", tests=WRONG_SIGN)
+    results = gradescope_results(sub)
+    gradients = next(x for x in results["tests"] if x["tags"] == ["gradients"])
+    assert gradients["status"] == "failed" and gradients["score"] < gradients["max_score"]
+    assert "2 failed" in gradients["output"] and "(wrong_sign)" in gradients["output"]
+    assert all(x["status"] == "failed" for x in results["tests"] if x["tags"] and x["tags"][0] in
+               ("interface", "gradients", "relu_index", "golden", "mnist"))
+    (mistake,) = [x for x in results["tests"] if x["tags"] == ["bug:wrong_sign"]]
+    assert mistake["score"] == 0 and "-40 points, charged once: interface -" in mistake["output"]
+    assert round(sum(x["score"] for x in results["tests"]), 4) == results["score"] == 60
+    beyond = graded({"areas": {"interface": {"points": 50}, "gradients": {"points": 10}},
+                     "bugs": {"relu_index": {"points": 40}}},
+                    tests=[failed("test_gradients.py::a", "relu_index"), t("test_interface.py::b", "passed")])
+    entries = gradescope_results(beyond)["tests"]
+    assert [x["score"] for x in entries] == [50.0, 0.0, -30.0]
+    assert "-30 from the total beyond those areas" in entries[-1]["output"]
+
+
+def test_the_page_counts_explained_failures_as_failed() -> None:
+    page = submission_page(graded(DEFAULT_RUBRIC_DATA, "carol", tests=WRONG_SIGN))
+    row = re.search(r"<tr><td>Gradients:.*?</tr>", page).group(0)
+    assert '<td class="num">2 (2 explained by wrong_sign)</td>' in row and "wrong_sign -" in row
+    assert "33.25 / 33.25" not in row and "<th>Total</th><th class=\"num\">60 / 100</th>" in page
+
+
+def test_staff_pass_rate_counts_failing_checks_and_symptoms_carry_no_price() -> None:
+    from tools.grade.html_report import overview
+
+    subs = [graded(DEFAULT_RUBRIC_DATA, "alice", tests=CORRECT), graded(DEFAULT_RUBRIC_DATA, "carol", tests=WRONG_SIGN),
+            graded(DEFAULT_RUBRIC_DATA, "erin", tests=RELU_INDEX)]
+    page = overview(subs)
+    rate = dict(re.findall(r"<tr><td>(\w+)</td><td>[^<]*</td><td class=\"num\">[\d.]+</td>"
+                           r"<td class=\"num\">(\d+)%</td>", page))
+    assert rate["gradients"] == "33" and rate["relu_index"] == "33" and rate["stability"] == "100"
+    crash = re.search(r"<tr><td>[^<]*</td><td>backward_crash</td>.*?</tr>", page).group(0)
+    assert "not charged" in crash and "-50" not in crash and "symptom of relu_index" in crash
+    assert page.index("<td>relu_index</td><td class=\"num\">-40") < page.index("<td>backward_crash</td>")
+
+
+def test_grades_csv_areas_are_points_earned_and_add_up_to_the_score() -> None:
+    from tools.grade.outputs import grades_csv
+
+    rubric = load_rubric()
+    subs = [graded(DEFAULT_RUBRIC_DATA, name, tests=tests)
+            for name, tests in (("alice", CORRECT), ("carol", WRONG_SIGN), ("erin", RELU_INDEX))]
+    rows = {r["submission"]: r for r in csv.DictReader(io.StringIO(grades_csv(subs, rubric)))}
+    for name, row in rows.items():
+        areas = sum(float(row[a]) for a in rubric.area_names)
+        assert round(areas - float(row["deducted_beyond_areas"]), 4) == float(row["score"]), name
+    assert float(rows["carol"]["gradients"]) < 33.25 and rows["carol"]["score"] == "60"
+    assert rows["carol"]["mistakes"].startswith("wrong_sign:-40 (interface -")
+    assert "backward_crash:symptom of relu_index" in rows["erin"]["mistakes"]
+    assert rows["alice"]["gradients"] == "33.25"
+
+
+def test_the_gradebook_stores_points_earned_and_rescores_older_grades(tmp_path: Path) -> None:
+    from tools.grade.gradebook import Gradebook
+    from tools.grade.runner import JobResult
+
+    rubric = parse_rubric(RUBRIC)
+    book = Gradebook(tmp_path / "grades.sqlite")
+    try:
+        book.add_rubric(rubric)
+        run_id = book.add_run(JobResult(name="bob", sha256="b", status="graded"), "v", "k")
+        grade = score(rubric, "graded", [failed("test_gradients.py::a", "relu_index")])
+        grade_id = book.add_grade(run_id, "bob", rubric, "v", "graded", grade)
+        assert book.grade_for(run_id, rubric.hash) == grade_id
+        (areas,) = book.db.execute("SELECT areas FROM grades WHERE id=?", (grade_id,)).fetchone()
+        assert json.loads(areas)["gradients"] == 10.0  # 50 - the mistake's 40
+        book.db.execute("UPDATE grades SET areas_meaning=NULL")  # stored before: areas at fallback
+        assert book.grade_for(run_id, rubric.hash) is None
+    finally:
+        book.close()
+
+
 @pytest.mark.parametrize("bugs,message", [
     ({"no_such_bug": {"points": 5}}, "[bugs.no_such_bug]: not a diagnosis key"),
     ({"relu_index": {"points": -1}}, "[bugs.relu_index]: points must be a number >= 0"),
@@ -252,10 +418,11 @@ def test_default_rubric_prices_every_key_between_5_and_50() -> None:
 # -- 3. feedback a student can be given -----------------------------------------------------
 
 
-def graded(rubric_data: dict, name: str = "bob") -> GradedSubmission:
+def graded(rubric_data: dict, name: str = "bob", tests: list[dict] | None = None) -> GradedSubmission:
     rubric = parse_rubric(rubric_data)
-    tests = [failed("test_gradients.py::test_a", "relu_index", message="dW[0]=1, but should be 2"),
-             t("test_interface.py::test_b", "passed")]
+    if tests is None:
+        tests = [failed("test_gradients.py::test_a", "relu_index", message="dW[0]=1, but should be 2"),
+                 t("test_interface.py::test_b", "passed")]
     summary = {"lines": ["<candidate bob.py>: 1 of 2 check areas that ran FAILED (gradients)"]}
     return GradedSubmission(name=name, slug=name, sha256="b" * 64, status="graded", message="",
                             grade=score(rubric, "graded", tests), duration=3.25, tests=tests,
@@ -268,7 +435,10 @@ def test_results_and_page_lead_with_the_summary() -> None:
     output = results["output"]
     assert output.index("What to change") < output.index("1 of 2 check areas") < output.index("Suite version")
     assert "-40 points" in output and "ReLU derivative" in output
-    assert any(x["score"] == -40 and x["tags"] == ["bug:relu_index"] for x in results["tests"])
+    # The mistake's 40 points are out of the gradients area where it shows, not a second deduction.
+    assert any(x["score"] == 0 and x["tags"] == ["bug:relu_index"] and "gradients -40" in x["output"]
+               for x in results["tests"])
+    assert any(x["score"] == 10 and x["tags"] == ["gradients"] for x in results["tests"])
     page = submission_page(sub)
     assert page.index("Summary: what is wrong") < page.index("Failing checks")
     assert not audit(page).links and "3.2" not in page  # no link out, no run duration
@@ -326,6 +496,11 @@ def test_class_outputs_are_private_deterministic_and_audited(tmp_path: Path) -> 
     assert bob["score"] == 75 and bob["extra_data"]["mistakes"] == {"no_batch_mean": 25}
     staff = (outs[0] / "staff" / "index.html").read_text()
     assert "does not divide by the batch size" in staff and staff.count("no_batch_mean") == 1
+    # bob's and carol's gradient checks fail: the area is not 100 % passed, nor full in the CSV
+    assert re.search(r"<td>gradients</td><td>[^<]*</td><td class=\"num\">60</td><td class=\"num\">33%</td>", staff)
+    bob_row = read_csv(outs[0] / "grades.csv")["bob"]
+    assert float(bob_row["gradients"]) < 60 and float(bob_row["interface"]) + float(bob_row["gradients"]) == 75
+    assert next(x for x in bob["tests"] if x["tags"] == ["gradients"])["status"] == "failed"
     # 4. similarity: the copied pair flagged, its side-by-side page staff-only
     assert "bob ~ carol" in staff and (outs[0] / "staff" / "similarity" / "pair-0001.html").is_file()
     # 5. audit trail: override everywhere, bytes kept, rubric kept, current_grades == grades.csv

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tools.grade.rubric import Grade, GroupScore
+from tools.grade.rubric import BugCharge, Grade, GroupScore
 from tools.grade.rubric import diagnoses_of as diagnosis_keys
 
 OUTPUT_FAILURE_CHARS = 4000  # per failing check in a Gradescope output
@@ -34,20 +34,56 @@ def diagnoses_of(test: dict[str, Any]) -> list[str]:
     return [cause(key) for key in diagnosis_keys(test)]
 
 
+def group_label(gs: GroupScore) -> str:
+    """A group as a reader knows it: its area, or a test rule's title."""
+    return gs.group.area or gs.group.title
+
+
+def deduction_text(charge: BugCharge, grade: Grade) -> str:
+    """A charged mistake's points and the groups they were taken from:
+    "-40 points, charged once: interface -6, gradients -14, ..."."""
+    labels = {gs.group.key: group_label(gs) for gs in grade.groups}
+    parts = [f"{labels.get(key, key)} -{points:g}" for key, points in charge.taken.items()]
+    if charge.beyond_areas:
+        parts.append(f"-{charge.beyond_areas:g} from the total beyond those areas (its price is more "
+                     "than they hold)")
+    if charge.below_zero:
+        parts.append(f"{charge.below_zero:g} not deducted (the score stops at 0)")
+    return f"-{charge.points:g} points, charged once: {', '.join(parts)}"
+
+
+def explained_by(gs: GroupScore, grade: Grade) -> list[str]:
+    """The charged mistakes behind a group's explained failures: those that took points
+    from it, and those (or the mistake they are a symptom of) its failures name."""
+    named = {key for test in gs.explained for key in diagnosis_keys(test)}
+    keys = dict.fromkeys(gs.deductions)
+    for charge in grade.charges:
+        if charge.bug.key in named:
+            keys.setdefault(charge.symptom_of or charge.bug.key)
+    return list(keys)
+
+
+def uncharged_text(charge: BugCharge) -> str:
+    """Why a named key costs nothing: a symptom of a charged mistake, or priced 0."""
+    if charge.symptom_of:
+        return f"not charged: a symptom of {charge.symptom_of}"
+    return "not charged (the rubric prices it 0)"
+
+
 def lead_lines(grade: Grade, run_summary: dict[str, Any] | None) -> list[str]:
-    """What a student reads first: the mistakes charged (what to change), then the suite's
-    end-of-run summary (areas, root causes with the line to change, patterns)."""
+    """What a student reads first: the mistakes charged (what to change) and where their
+    points were taken, then the suite's end-of-run summary (areas, root causes with the line
+    to change, patterns)."""
     lines = []
     charged = [c for c in grade.charges if c.points]
     if charged:
-        lines.append("What to change (each mistake is charged once):")
+        lines.append("What to change (each mistake is charged once, from the areas where it shows):")
         for charge in charged:
-            lines.append(f"  - {charge.bug.title} [-{charge.points:g} points; seen in "
-                         f"{', '.join(charge.areas)}]")
-    symptoms = [c.bug.title for c in grade.charges if not c.points]
+            lines.append(f"  - {charge.bug.title} [{deduction_text(charge, grade)}]")
+    symptoms = [c for c in grade.charges if not c.points]
     if symptoms:
-        lines.append("  Also seen, as symptoms of the mistakes above (not charged): "
-                     + "; ".join(symptoms))
+        lines.append("  Also seen: " + "; ".join(f"{c.bug.title} ({uncharged_text(c)})"
+                                                for c in symptoms))
     summary_lines = (run_summary or {}).get("lines") or []
     if summary_lines:
         if lines:
@@ -74,29 +110,37 @@ def failure_text(test: dict[str, Any], limit: int = OUTPUT_FAILURE_CHARS) -> str
     return text
 
 
-def group_output(gs: GroupScore, details: bool = True) -> str:
-    """Gradescope ``output`` of one scored group: counts, then (with ``details``) each failing
-    check with its message and diagnosis, skipped checks with their reason."""
+def group_output(gs: GroupScore, details: bool = True, grade: Grade | None = None) -> str:
+    """Gradescope ``output`` of one scored group: points and counts (every failing check,
+    those a charged mistake explains too), the points a charged mistake took here (named
+    with ``details``), then (with ``details``) each failing check with its message and
+    diagnosis, skipped checks with their reason."""
     lines = [f"{gs.group.title}: {gs.score:g}/{gs.max_score:g} points"]
     if gs.note:
         lines.append(gs.note)
-    counted = len(gs.passed) + len(gs.failed)
-    if counted or gs.skipped or gs.explained:
-        lines.append(f"{len(gs.passed)} of {counted} checks passed"
-                     + (f", {len(gs.skipped)} skipped" if gs.skipped else "")
-                     + (f", {len(gs.explained)} failing because of a mistake charged above (not "
-                        "counted again here)" if gs.explained else ""))
+    failing = gs.failing
+    if gs.passed or failing or gs.skipped:
+        lines.append(f"{len(gs.passed)} of {len(gs.passed) + len(failing)} checks passed, "
+                     f"{len(failing)} failed" + (f", {len(gs.skipped)} skipped" if gs.skipped else ""))
+    if gs.explained:
+        lines.append(f"{len(gs.explained)} of these failures come from a diagnosed mistake, charged "
+                     "once for all the areas where it shows:")
+        for key, points in gs.deductions.items():
+            what = f"{cause(key, grade)} ({key})" if details else "a diagnosed mistake"
+            lines.append(f"  -{points:g} points here for {what}")
+        if not gs.deductions:
+            lines.append("  (none of its points were taken here)")
     if not details:
         return "\n".join(lines)
-    for test in (gs.failed + gs.explained)[:MAX_LISTED_FAILURES]:
+    for test in failing[:MAX_LISTED_FAILURES]:
         lines.append("")
         lines.append(f"FAILED {short_name(test['nodeid'])}")
         found = diagnoses_of(test)
         if found:
             lines.append("  diagnosis: " + "; ".join(found))
         lines.append(_indent(failure_text(test)))
-    if len(gs.failed) + len(gs.explained) > MAX_LISTED_FAILURES:
-        lines.append(f"\n... and {len(gs.failed) + len(gs.explained) - MAX_LISTED_FAILURES} more failing checks")
+    if len(failing) > MAX_LISTED_FAILURES:
+        lines.append(f"\n... and {len(failing) - MAX_LISTED_FAILURES} more failing checks")
     for test in gs.skipped:
         lines.append(f"SKIPPED {short_name(test['nodeid'])}: {test.get('skip_reason', '')}")
     return "\n".join(lines)

@@ -73,6 +73,12 @@ CREATE TABLE IF NOT EXISTS batches (
 """
 
 
+# What grades.areas holds: each area's points earned, a charged mistake's share taken out
+# (tools/grade/rubric.py). A grade stored before (areas at their fallback points, the
+# mistakes apart) is not reused: the run is scored again, so the view agrees with grades.csv.
+AREAS_MEANING = "earned"
+
+
 @dataclass
 class StoredRun:
     id: int
@@ -97,7 +103,7 @@ class Gradebook:
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
         if "sandbox" not in columns:  # a gradebook written before runs recorded their sandbox
             self.db.execute("ALTER TABLE runs ADD COLUMN sandbox TEXT")
-        for table, column in (("rubrics", "text"), ("grades", "deductions")):
+        for table, column in (("rubrics", "text"), ("grades", "deductions"), ("grades", "areas_meaning")):
             if column not in {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
 
@@ -160,9 +166,11 @@ class Gradebook:
         with self._tx():
             cur = self.db.execute(
                 "INSERT INTO grades (run_id, name, rubric_hash, suite_version, status, score, "
-                "max_score, areas, graded_at, deductions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "max_score, areas, graded_at, deductions, areas_meaning) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, name, rubric.hash, suite_version, status, grade.score, grade.max_score,
-                 json.dumps(grade.area_scores()), time.time(), json.dumps(grade.deductions())))
+                 json.dumps(grade.area_scores()), time.time(), json.dumps(grade.deductions()),
+                 AREAS_MEANING))
         return int(cur.lastrowid)
 
     def keep_bytes(self, sha256: str, files: dict[str, bytes]) -> None:
@@ -241,8 +249,8 @@ class Gradebook:
         return run
 
     def grade_for(self, run_id: int, rubric_hash: str) -> int | None:
-        row = self.db.execute("SELECT id FROM grades WHERE run_id=? AND rubric_hash=? "
-                              "ORDER BY id DESC LIMIT 1", (run_id, rubric_hash)).fetchone()
+        row = self.db.execute("SELECT id FROM grades WHERE run_id=? AND rubric_hash=? AND areas_meaning=? "
+                              "ORDER BY id DESC LIMIT 1", (run_id, rubric_hash, AREAS_MEANING)).fetchone()
         return None if row is None else int(row[0])
 
     def baseline(self, suite_version: str, config_key: str) -> StoredRun | None:

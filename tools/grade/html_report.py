@@ -26,7 +26,16 @@ from pathlib import Path
 from typing import Iterable
 
 from conformance.report import MEASUREMENT_PROPERTIES
-from tools.grade.feedback import cause, curves, failure_text, mnist_results, short_name
+from tools.grade.feedback import (
+    cause,
+    curves,
+    deduction_text,
+    explained_by,
+    failure_text,
+    mnist_results,
+    short_name,
+    uncharged_text,
+)
 from tools.grade.outputs import GradedSubmission, message_line, student_notes, write_atomic
 from tools.grade.rubric import diagnoses_of as diagnosis_keys
 from tools.grade.runner import STATUS_HELP
@@ -48,7 +57,7 @@ MAX_TABLE_ROWS = 2000
 MAX_PAGE_FAILURES = 40
 STAFF_DIR = "staff"
 STUDENT_PAGE = "report.html"  # in OUT/submissions/<slug>/
-PAGE_VERSION = 4  # bump when the page layout changes, so existing pages are redrawn
+PAGE_VERSION = 5  # bump when the page layout changes, so existing pages are redrawn
 
 
 def _page(title: str, body: str, key: str = "") -> str:
@@ -107,7 +116,7 @@ def area_bars(names: list[str], rates: list[float]) -> str | None:
     fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(names) + 0.8))
     ax.barh(names[::-1], [100 * r for r in rates[::-1]], color="#5a9e6f")
     ax.set_xlim(0, 100)
-    ax.set_xlabel("% of graded submissions passing every check of the area")
+    ax.set_xlabel("% of graded submissions with no failing check in the area")
     return _png(fig)
 
 
@@ -180,16 +189,23 @@ def _sandbox_html(state: str) -> str:
     return f"<span class=\"{css}\">{escape(state)}</span>"
 
 
-def common_diagnoses(subs: Iterable[GradedSubmission]) -> dict[str, list[GradedSubmission]]:
-    """Each diagnosed mistake (by key, so one bug is one row whatever its wording) and the
-    submissions it was found in (each once), most common first."""
-    found: dict[str, list[GradedSubmission]] = {}
+CHARGED, UNPRICED, UNCHARGED = "charged", "unpriced", "uncharged"
+
+
+def common_diagnoses(subs: Iterable[GradedSubmission]) -> dict[tuple[str, str], list[GradedSubmission]]:
+    """Each diagnosed mistake (by key, so one bug is one row whatever its wording) with how it
+    counted (``charged``, ``unpriced``: its failures fell back to the areas, or ``uncharged``:
+    a symptom of a charged mistake, or priced 0) and the submissions it was found in (each
+    once); charged and unpriced first, most common first."""
+    found: dict[tuple[str, str], list[GradedSubmission]] = {}
     for sub in subs:
+        charges = {c.bug.key: c for c in sub.grade.charges}
         keys = {key for test in sub.tests if test["outcome"] in ("failed", "error")
                 for key in diagnosis_keys(test)}
         for key in sorted(keys):
-            found.setdefault(key, []).append(sub)
-    return dict(sorted(found.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+            role = UNPRICED if key not in charges else CHARGED if charges[key].points else UNCHARGED
+            found.setdefault((key, role), []).append(sub)
+    return dict(sorted(found.items(), key=lambda kv: (kv[0][1] == UNCHARGED, -len(kv[1]), kv[0])))
 
 
 def student_href(sub: GradedSubmission) -> str:
@@ -217,6 +233,7 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report (staff o
              "<h2>Scores</h2>", _img(histogram(scores, rubric.max_score), "score histogram")]
     names, rates, rows = [], [], []
     for group in rubric.groups:
+        # "passed" = no failing check, whether or not a charged mistake explains the failures.
         full = sum(1 for s in graded for g in s.grade.groups
                    if g.group.key == group.key and g.status == "passed")
         mean = (statistics.mean(g.score for s in subs for g in s.grade.groups
@@ -229,7 +246,7 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report (staff o
                     f"<td class=\"num\">{mean:.2f}</td></tr>")
     parts += ["<h2>Pass rate per check area</h2>", _img(area_bars(names, rates), "pass rate per area"),
               "<table><tr><th>area</th><th>what</th><th>points</th><th>graded submissions "
-              "passing all</th><th>mean points (all)</th></tr>", *rows, "</table>"]
+              "with no failing check</th><th>mean points earned (all)</th></tr>", *rows, "</table>"]
     suite_loop = [acc for s in subs for name, acc, _ in mnist_results(s.tests) if "sgd_loop" in name]
     if suite_loop:
         parts += ["<h2>MNIST quick check</h2>",
@@ -239,13 +256,15 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report (staff o
     if diag:
         parts.append("<table><tr><th>mistake</th><th>key</th><th>points</th><th>submissions</th>"
                      "<th>who</th></tr>")
-        for key, who in list(diag.items())[:60]:
+        for (key, role), who in list(diag.items())[:60]:
             price = rubric.bugs.get(key)
             links = ", ".join(f"<a href=\"{escape(student_href(s))}\">{escape(s.name)}</a>"
+                              + (f" ({escape(_uncharged(s, key))})" if role == UNCHARGED else "")
                               for s in who[:40]) + (" ..." if len(who) > 40 else "")
+            points = {CHARGED: f"-{_num(price.points)}" if price else "",
+                      UNPRICED: "area fallback", UNCHARGED: "not charged"}[role]
             parts.append(f"<tr><td>{escape(price.title if price else cause(key))}</td>"
-                         f"<td>{escape(key)}</td><td class=\"num\">"
-                         f"{'-' + _num(price.points) if price else 'area fallback'}</td>"
+                         f"<td>{escape(key)}</td><td class=\"num\">{points}</td>"
                          f"<td class=\"num\">{len(who)}</td><td>{links}</td></tr>")
         parts.append("</table>")
     else:
@@ -264,16 +283,29 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report (staff o
         parts.insert(1, f"<p class=\"bad\">{statuses['error']} submission(s) ended in a grader error "
                         "(the grader or its environment failed, not the student): no score was given; "
                         "run the same command again to retry them.</p>")
-    parts += ["<h2>Submissions</h2>", "<table><tr><th>submission</th><th>status</th><th>sandbox</th><th>score</th>"
-              + "".join(f"<th>{escape(g.area or g.key)}</th>" for g in rubric.groups) + "</tr>"]
+    beyond = any(sub.grade.beyond_areas for sub in subs)  # a column only when a price needs it
+    parts += ["<h2>Submissions</h2>",
+              "<p class=\"muted\">Area columns: the points earned there, each charged mistake's "
+              "points taken from the areas where it shows; they add up to the score"
+              + (" minus the <i>beyond areas</i> column (prices larger than those areas)" if beyond else "")
+              + " (* an instructor's override).</p>",
+              "<table><tr><th>submission</th><th>status</th><th>sandbox</th><th>score</th>"
+              + "".join(f"<th>{escape(g.area or g.key)}</th>" for g in rubric.groups)
+              + ("<th>beyond areas</th>" if beyond else "") + "</tr>"]
     for sub in subs[:MAX_TABLE_ROWS]:
         cells = "".join(f"<td class=\"num\">{_num(g.score)}</td>" for g in sub.grade.groups)
+        if beyond:
+            cells += f"<td class=\"num\">-{_num(sub.grade.beyond_areas)}</td>"
         parts.append(f"<tr><td><a href=\"{escape(student_href(sub))}\">{escape(sub.name)}</a></td>"
                      f"<td>{_status_html(sub.status)}{_why_html(sub)}</td><td>{_sandbox_html(sub.sandbox)}</td>"
                      f"<td class=\"num\">{_num(sub.score)}{'*' if sub.override else ''}</td>"
                      f"{cells}</tr>")
     parts.append("</table>")
     return _page(title, "\n".join(parts))
+
+
+def _uncharged(sub: GradedSubmission, key: str) -> str:
+    return uncharged_text(next(c for c in sub.grade.charges if c.bug.key == key))
 
 
 def similarity_section(report: object) -> str:
@@ -320,16 +352,30 @@ def submission_page(sub: GradedSubmission) -> str:
                                               if sub.intake.student_id else "")
                      + "".join(f"<li>{escape(n)}</li>" for n in student_notes(sub)) + "</ul>")
     parts += ["<h2>Points</h2>", "<table><tr><th>group</th><th>score</th><th>passed</th>"
-              "<th>failed</th><th>skipped</th></tr>"]
+              "<th>failed</th><th>skipped</th><th>points taken by a mistake (charged once)</th></tr>"]
     for gs in sub.grade.groups:
+        explained = (f" ({len(gs.explained)} explained by "
+                     f"{escape(', '.join(explained_by(gs, sub.grade)) or 'a mistake charged elsewhere')})"
+                     if gs.explained else "")
+        taken = ", ".join(f"{escape(key)} -{_num(points)}" for key, points in gs.deductions.items())
         parts.append(f"<tr><td>{escape(gs.group.title)}</td><td class=\"num\">{_num(gs.score)} / "
                      f"{_num(gs.max_score)}</td><td class=\"num\">{len(gs.passed)}</td>"
-                     f"<td class=\"num\">{len(gs.failed)}</td><td class=\"num\">{len(gs.skipped)}</td></tr>")
-    parts.append("</table>")
+                     f"<td class=\"num\">{len(gs.failing)}{explained}</td>"
+                     f"<td class=\"num\">{len(gs.skipped)}</td><td>{taken}</td></tr>")
+    if sub.grade.beyond_areas:
+        parts.append(f"<tr><td>Beyond the areas where the mistakes show (their price is more than "
+                     f"those areas hold)</td><td class=\"num\">-{_num(sub.grade.beyond_areas)}</td>"
+                     "<td></td><td></td><td></td><td></td></tr>")
+    total = "Total" if sub.override is None else "Total the rubric gave"
+    parts.append(f"<tr><th>{total}</th><th class=\"num\">{_num(sub.grade.score)} / "
+                 f"{_num(sub.grade.max_score)}</th><th></th><th></th><th></th><th></th></tr></table>")
     for charge in (c for c in sub.grade.charges if c.points):
         parts.append(f"<p>Mistake charged once: {escape(charge.bug.title if not hide else charge.bug.key)} "
-                     f"(-{_num(charge.points)} points)</p>")
-    failing = [t for gs in sub.grade.groups for t in gs.failed + gs.explained]
+                     f"({escape(deduction_text(charge, sub.grade))})</p>")
+    for charge in (c for c in sub.grade.charges if not c.points and not hide):
+        parts.append(f"<p class=\"muted\">Also seen: {escape(charge.bug.title)} "
+                     f"({escape(uncharged_text(charge))})</p>")
+    failing = [t for gs in sub.grade.groups for t in gs.failing]
     if hide:
         failing = []
         parts.append("<p class=\"muted\">The summary and the failure details are shown after the due date.</p>")

@@ -20,7 +20,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from conformance.candidate import load_headline
-from tools.grade.feedback import group_output, lead_lines
+from tools.grade.feedback import deduction_text, group_output, lead_lines
 from tools.grade.lms import canvas_csv
 from tools.grade.rubric import Grade, Rubric
 from tools.grade.runner import FINAL_STATUSES, STATUS_HELP
@@ -150,25 +150,26 @@ def gradescope_results(sub: GradedSubmission) -> dict[str, Any]:
             "score": gs.score,
             "max_score": gs.max_score,
             "status": gs.status,
-            "output": clean_text(group_output(gs, details=not hide)),
+            "output": clean_text(group_output(gs, details=not hide, grade=sub.grade)),
             "visibility": gs.group.visibility,
             "tags": [gs.group.area] if gs.group.area else [],
         })
+    # A mistake's points are already out of the areas above; its entry says where they went and
+    # scores only what no area held, so the entries add up to the score.
     for number, charge in enumerate([c for c in sub.grade.charges if c.points], start=len(tests) + 1):
         tests.append({
             "name": f"Mistake: {charge.bug.title}" if not hide else "Deduction for a diagnosed mistake",
             "number": str(number),
-            "score": -charge.points,
+            "score": 0.0 - charge.beyond_areas,  # (never -0.0)
             "max_score": 0,
             "status": "failed",
-            "output": clean_text(f"-{charge.points:g} points, charged once; seen in "
-                                 f"{', '.join(charge.areas)}" if not hide else
-                                 f"-{charge.points:g} points; what it is appears after the due date"),
+            "output": clean_text(deduction_text(charge, sub.grade)
+                                 + ("" if not hide else "; what it is appears after the due date")),
             "visibility": sub.rubric.visibility,
             "tags": [f"bug:{charge.bug.key}"] if not hide else [],
         })
-    if hide and (lead or any(gs.failed or gs.explained for gs in sub.grade.groups)):
-        details = lead + [""] + [group_output(gs) for gs in sub.grade.groups]
+    if hide and (lead or any(gs.failing for gs in sub.grade.groups)):
+        details = lead + [""] + [group_output(gs, grade=sub.grade) for gs in sub.grade.groups]
         tests.append({"name": "Feedback: what is wrong, where, what to change",
                       "number": str(len(tests) + 1), "score": 0, "max_score": 0,
                       "output": clean_text("\n".join(details)), "visibility": "after_due_date"})
@@ -209,14 +210,36 @@ def write_submission_files(out: Path, sub: GradedSubmission) -> Path:
     return folder
 
 
+def mistakes_cell(grade: Grade) -> str:
+    """grades.csv ``mistakes``: each charged key with its price and the columns it was taken
+    from ("wrong_sign:-40 (interface -6, gradients -14, ...)"), "beyond" for the part no
+    column held; an uncharged key says why ("backward_crash:symptom of relu_index")."""
+    columns = {gs.group.key: gs.group.area or gs.group.key for gs in grade.groups}
+    cells = []
+    for charge in grade.charges:
+        if charge.points:
+            parts = [f"{columns.get(k, k)} -{v:g}" for k, v in charge.taken.items()]
+            parts += [f"beyond -{charge.beyond_areas:g}"] if charge.beyond_areas else []
+            cells.append(f"{charge.bug.key}:-{charge.points:g} ({', '.join(parts) or 'nothing left to take'})")
+        elif charge.symptom_of:
+            cells.append(f"{charge.bug.key}:symptom of {charge.symptom_of}")
+        else:
+            cells.append(f"{charge.bug.key}:0")
+    return "; ".join(cells)
+
+
 def grades_csv(subs: list[GradedSubmission], rubric: Rubric) -> str:
-    """grades.csv without the byte-order mark (``write_class_csvs`` adds it)."""
+    """grades.csv without the byte-order mark (``write_class_csvs`` adds it). An area column
+    (and a test rule's) holds the points earned there, a charged mistake's share taken out;
+    ``deducted_beyond_areas`` is what a mistake's price exceeds the columns where it shows by.
+    So computed_score = the area and rule columns - deducted_beyond_areas (README, "Grading a
+    class"); ``mistakes`` says which mistake took what from where."""
     areas = rubric.area_names
     rules = [g for g in rubric.rules]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["submission", "sha256", "status", "score", "max_score", *areas,
-                     *[r.key for r in rules], "passed", "failed", "errors", "skipped",
+                     *[r.key for r in rules], "deducted_beyond_areas", "passed", "failed", "errors", "skipped",
                      "suite_version", "sandbox", "rubric", "message", "student_id",
                      "student_name", "email", "late", "entry", "superseded", "intake",
                      "mistakes", "computed_score", "override_reason"])
@@ -226,14 +249,15 @@ def grades_csv(subs: list[GradedSubmission], rubric: Rubric) -> str:
         info = sub.intake
         writer.writerow([csv_cell(sub.name), sub.sha256, csv_cell(sub.status), f"{sub.score:g}",
                          f"{sub.grade.max_score:g}", *[f"{by_key.get(a, 0):g}" for a in areas],
-                         *[f"{by_key.get(r.key, 0):g}" for r in rules], counts["passed"],
-                         counts["failed"], counts["error"], counts["skipped"], sub.suite_version, csv_cell(sub.sandbox), sub.rubric.hash,
+                         *[f"{by_key.get(r.key, 0):g}" for r in rules],
+                         f"{sub.grade.beyond_areas:g}", counts["passed"],
+                         counts["failed"], counts["error"], counts["skipped"], sub.suite_version,
+                         csv_cell(sub.sandbox), sub.rubric.hash,
                          csv_cell(message_line(sub.message), 300), csv_cell(info.student_id),
                          csv_cell(info.student_name), csv_cell(info.email), "yes" if info.late else "",
                          csv_cell(info.entry), csv_cell("; ".join(info.superseded), 1000),
                          csv_cell(" | ".join(info.notes), 2000),
-                         "; ".join(f"{c.bug.key}:-{c.points:g}" if c.points else f"{c.bug.key}:symptom"
-                                   for c in sub.grade.charges),
+                         csv_cell(mistakes_cell(sub.grade), 2000),
                          f"{sub.grade.score:g}",
                          csv_cell(sub.override.reason, 1000) if sub.override else ""])
     return buf.getvalue()

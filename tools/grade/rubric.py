@@ -31,6 +31,15 @@ crash: a mistake also named from values elsewhere, since a crash is explained fr
 exception's text): it is that mistake's symptom. A generic finding no named mistake accounts
 for makes its function cost at least the generic price (the specific prices count towards
 it), so naming a cheap mistake on purpose never lowers a grade. The total never goes below 0.
+
+What a reader sees (the total is the same; this is how it is shown): each charged mistake's
+points are *taken from* the groups where it shows (where a failing test names it or one of its
+symptoms, and the end-to-end areas whose failures it explains), in proportion to the points
+they hold and never more. A group's ``score`` is therefore the points it earned:
+its ``fallback`` (what its checks earn with the explained failures left out) minus its
+``deductions``. The group scores add up to the total, except for ``Grade.beyond_areas``: the
+part of a price larger than the groups where the mistake shows (deducted from the total
+only). A group whose checks failed is never "passed", whatever a mistake explains.
 """
 
 from __future__ import annotations
@@ -257,14 +266,23 @@ class GroupScore:
     skipped: list[dict] = field(default_factory=list)
     explained: list[dict] = field(default_factory=list)  # failures a charged mistake explains
     note: str = ""  # why the group earned nothing, when no test explains it
+    fallback: float = 0.0  # what its checks earn, the failures a charged mistake explains left out
+    deductions: dict[str, float] = field(default_factory=dict)  # mistake key -> points taken here
 
     @property
     def max_score(self) -> float:
         return self.group.points
 
     @property
+    def failing(self) -> list[dict]:
+        """Every check of the group that did not pass, whether a charged mistake explains it or not."""
+        return self.failed + self.explained
+
+    @property
     def status(self) -> str:
-        return "passed" if self.score >= self.max_score - 1e-9 else "failed"
+        """"passed" only when no check failed and every point was earned."""
+        full = self.score >= self.max_score - 1e-9
+        return "passed" if full and not self.failing else "failed"
 
 
 @dataclass
@@ -274,7 +292,14 @@ class BugCharge:
     bug: BugPrice
     points: float  # deducted (0 for a family member charged through a pricier key)
     tests: list[str] = field(default_factory=list)  # node ids naming it
-    areas: list[str] = field(default_factory=list)
+    taken: dict[str, float] = field(default_factory=dict)  # group key -> points taken from it
+    beyond_areas: float = 0.0  # deducted from the total only: more than its groups held
+    symptom_of: str = ""  # an uncharged key: the charged mistake it is a symptom of
+
+    @property
+    def below_zero(self) -> float:
+        """The part of the price not deducted at all: the score stopped at 0."""
+        return max(0.0, round(self.points - sum(self.taken.values()) - self.beyond_areas, 4))
 
 
 @dataclass
@@ -285,7 +310,15 @@ class Grade:
     charges: list[BugCharge] = field(default_factory=list)
 
     def area_scores(self) -> dict[str, float]:
+        """Points earned per check area (charged mistakes taken out): with the rule groups and
+        minus ``beyond_areas``, they add up to the score."""
         return {g.group.area: g.score for g in self.groups if g.group.area}
+
+    @property
+    def beyond_areas(self) -> float:
+        """Points deducted from the total but from no group: prices above the points of the
+        groups where their mistakes show (score = sum of group scores - this)."""
+        return round(sum(c.beyond_areas for c in self.charges), 4)
 
     def deductions(self) -> dict[str, float]:
         return {c.bug.key: c.points for c in self.charges}
@@ -368,13 +401,14 @@ def score(rubric: Rubric, status: str, tests: list[dict], baseline: Baseline | N
         elif not by_group[group.key]:
             gs.note = "no check of this group ran"
         elif counted == 0:
-            gs.score = group.points  # only neutral skips or explained failures
+            gs.fallback = group.points  # only neutral skips or explained failures
         elif group.partial_credit == "fraction":
-            gs.score = round(group.points * len(gs.passed) / counted, 4)
+            gs.fallback = round(group.points * len(gs.passed) / counted, 4)
         else:
-            gs.score = group.points if not gs.failed else 0.0
+            gs.fallback = group.points if not gs.failed else 0.0
         results.append(gs)
-    total = round(max(0.0, sum(g.score for g in results) - sum(c.points for c in charges)), 4)
+    total = round(max(0.0, sum(g.fallback for g in results) - sum(c.points for c in charges)), 4)
+    _take_from_groups(charges, results, waived, total)
     return Grade(score=total, max_score=rubric.max_score, groups=results, charges=charges)
 
 
@@ -402,32 +436,36 @@ def _charges(rubric: Rubric, by_group: dict[str, list[dict]]) -> list[BugCharge]
             if key in rubric.bugs:
                 charge = found.setdefault(key, BugCharge(bug=rubric.bugs[key], points=0.0))
                 charge.tests.append(test["nodeid"])
-                if test["area"] not in charge.areas:
-                    charge.areas.append(test["area"])
     unexplained = _unexplained_generic(failing, GENERIC_KEYS, function_of)
-    named_functions = {function_of(key) for key in found if key not in GENERIC_KEYS} - {""}
     # Specific mistakes first, the family's priciest key pays. A generic finding about a
-    # function with a named mistake is that mistake's symptom (0 points) where the named
-    # mistake accounts for the failing call; where it does not (see _unexplained_generic),
-    # the function costs at least the generic price: naming a cheap mistake on purpose never
-    # makes a wrong backward cheaper than it is without it.
+    # function with a named mistake is that mistake's symptom (listed, 0 points, its failures
+    # explained) where the named mistake accounts for the failing call; where it does not (see
+    # _unexplained_generic), the function costs at least the generic price: naming a cheap
+    # mistake on purpose never makes a wrong backward cheaper than it is without it.
     ordered = sorted(found.values(), key=lambda c: (c.bug.key in GENERIC_KEYS, -c.bug.points, c.bug.key))
-    families: set[str] = set()
-    specific_cost: dict[str, float] = {}
+    named = {}  # function -> its first (priciest) specific mistake
     for charge in ordered:
-        key, family = charge.bug.key, charge.bug.family
-        if key in GENERIC_KEYS:
-            function = GENERIC_KEYS[key]
-            if function in named_functions and key not in unexplained:
-                pass  # a symptom of the named mistake
-            elif family not in families:
-                families.add(family)
-                charge.points = max(0.0, charge.bug.points - specific_cost.get(function, 0.0))
-        elif family not in families:
-            families.add(family)
+        if charge.bug.key not in GENERIC_KEYS:
+            named.setdefault(function_of(charge.bug.key) or charge.bug.key, charge.bug.key)
+    families: dict[str, str] = {}  # family -> the key that pays for it
+    specific_cost: dict[str, float] = {}  # function -> what its specific mistakes cost
+    for charge in ordered:
+        key = charge.bug.key
+        function = GENERIC_KEYS.get(key)
+        symptom_of = families.get(rubric.bugs[named[function]].family, named[function]) if function in named else ""
+        if symptom_of and key not in unexplained:
+            charge.symptom_of = symptom_of
+        elif charge.bug.family in families:
+            charge.symptom_of = families[charge.bug.family]
+        elif function is None:
+            families[charge.bug.family] = key
             charge.points = charge.bug.points
-            function = function_of(key)
-            specific_cost[function] = specific_cost.get(function, 0.0) + charge.points
+            specific_cost[function_of(key)] = specific_cost.get(function_of(key), 0.0) + charge.points
+        else:
+            families[charge.bug.family] = key
+            charge.points = max(0.0, charge.bug.points - specific_cost.get(function, 0.0))
+            if not charge.points:  # what the named mistakes cost already covers it
+                charge.symptom_of = symptom_of
         charge.tests.sort()
     return ordered
 
@@ -454,3 +492,57 @@ def _unexplained_generic(failing: list[dict], generic_keys: dict[str, str], func
             if not accounted:
                 out.add(key)
     return out
+
+
+def _take_from_groups(charges: list[BugCharge], groups: list[GroupScore], waived: set[str],
+                      total: float) -> None:
+    """Show each charged mistake where it shows: its points are taken from the groups where a
+    failing test names it (or one of its symptoms) and from the end-to-end groups its function's
+    failures were waived in, in proportion to what they hold. The mistakes with the least room
+    go first, so two mistakes sharing a group both fit when they can. What no such group holds
+    is ``beyond_areas`` (down to a total of 0). The total itself is unchanged."""
+    from conformance.diagnosis import function_of
+
+    def shows_in(charge: BugCharge) -> list[GroupScore]:
+        keys = {charge.bug.key} | {c.bug.key for c in charges if c.symptom_of == charge.bug.key}
+        function = function_of(charge.bug.key)
+        return [gs for gs in groups
+                if any(keys & set(diagnoses_of(t)) for t in gs.explained)
+                or (gs.group.key in waived and function in END_TO_END_AREAS.get(gs.group.area or "", ()))]
+
+    held = {gs.group.key: gs.fallback for gs in groups}
+    where = {c.bug.key: shows_in(c) for c in charges if c.points}
+    for charge in sorted((c for c in charges if c.points),
+                         key=lambda c: (sum(held[gs.group.key] for gs in where[c.bug.key]), c.bug.key)):
+        shares = split_points(charge.points, {gs.group.key: held[gs.group.key] for gs in where[charge.bug.key]})
+        for gs in where[charge.bug.key]:
+            if shares.get(gs.group.key):
+                charge.taken[gs.group.key] = gs.deductions[charge.bug.key] = shares[gs.group.key]
+                held[gs.group.key] = round(held[gs.group.key] - shares[gs.group.key], 4)
+    for gs in groups:
+        gs.score = held[gs.group.key]
+    left = round(sum(held.values()) - total, 4)
+    for charge in charges:
+        charge.beyond_areas = max(0.0, min(round(charge.points - sum(charge.taken.values()), 4), left))
+        left = round(left - charge.beyond_areas, 4)
+
+
+POINT_UNITS = 10_000  # scores are kept to 4 decimals: split in whole units, so shares add up exactly
+CENT = 100  # in units
+
+
+def split_points(points: float, holdings: dict[str, float]) -> dict[str, float]:
+    """Split ``points`` over the holders in proportion to what each holds, never more than it
+    holds (all of it when the points exceed the total), by largest remainder: the shares add up
+    exactly, ties go to the first key in sorted order. In whole cents when every holding is."""
+    held = {key: round(value * POINT_UNITS) for key, value in holdings.items() if value > 0}
+    room = sum(held.values())
+    take = min(round(points * POINT_UNITS), room)
+    if take <= 0:
+        return {}
+    step = CENT if take % CENT == 0 and all(u % CENT == 0 for u in held.values()) else 1
+    shares = {key: take * units // room // step * step for key, units in held.items()}
+    remainder = {key: take * held[key] - shares[key] * room for key in held}
+    for key in sorted(held, key=lambda k: (-remainder[k], k))[:(take - sum(shares.values())) // step]:
+        shares[key] += step
+    return {key: units / POINT_UNITS for key, units in shares.items() if units}
