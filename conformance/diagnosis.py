@@ -267,6 +267,14 @@ def explain_exception(text: str, function: str, layer_sizes: Sequence[int], batc
                         f"({batch}, {layer_sizes[i]}) but the ReLU mask has the shape of the NEXT "
                         f"layer's pre-activation ({batch}, {layer_sizes[i + 1]}); write "
                         f"`* (pre_activations[i-1] > 0)`, not `* (pre_activations[i] > 0)`.")
+        first, second = _shape(m.group(1)), _shape(m.group(2))
+        if len(first) == len(second) == 2 and first == second[::-1]:
+            return (f"two arrays inside backward have transposed shapes, {first} and {second}: one of "
+                    "them is used transposed (dW must have W's shape, A_prev.T @ delta).")
+        if len(first) == len(second) and sum(a != b for a, b in zip(first, second)) == 1:
+            return (f"two arrays inside backward have shapes {first} and {second}, which differ in "
+                    "one dimension: check where each is computed (a layer's width, the number of "
+                    "classes in Y).")
         return ("two arrays inside backward have incompatible shapes: check that every elementwise "
                 "product pairs arrays of the same layer.")
     sizes = _matmul_sizes(text)

@@ -275,3 +275,13 @@ CONFORMANCE_OPT_OUT = ("cross_entropy",)
     proc = run_suite(impl, "-m", "not mnist", "-k", "stability or golden", "-q")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "opts out of cross_entropy" in proc.stdout
+
+
+def test_a_shape_crash_hint_says_only_what_the_shapes_show() -> None:
+    """Students F6: transposed shapes and a one-dimension difference got the generic 'arrays of
+    different layers' hint."""
+    transposed = "operands could not be broadcast together with shapes (6,8) (8,6) "
+    assert "transposed shapes, (6, 8) and (8, 6)" in explain_exception(transposed, "backward", [8, 6, 3], 4)
+    width = "operands could not be broadcast together with shapes (10,2) (9,2) "
+    hint = explain_exception(width, "backward", [4, 5, 10], 2)
+    assert "differ in one dimension" in hint and "same layer" not in hint and named_bugs(hint) == set()
