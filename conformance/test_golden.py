@@ -223,8 +223,8 @@ def _recording(directory: str) -> dict:
                            f"backprop-conformance record --impl <module> --out {directory}")
     if not path.is_file():
         raise FixtureError(f"--golden {directory}: {RECORDING_NAME} is missing, so this is not "
-                           "a recording (never auto-created). Record first: python -m "
-                           f"tools.fixtures record --impl <module> --out {directory}")
+                           "a recording (never auto-created). Record first: backprop-conformance "
+                           f"record --impl <module> --out {directory}")
     try:
         return json.loads(path.read_text())
     except ValueError as exc:
@@ -232,13 +232,21 @@ def _recording(directory: str) -> dict:
 
 
 NOT_REQUESTED = "not-requested"
+NO_RECORDING = "no-recording"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # One skip instead of one per case when the refactor check is not asked for.
+    # One skip instead of one per case when the refactor check is not asked for, and one
+    # failure instead of one per case when DIR holds no recording.
     if metafunc.function.__name__ == "test_matches_recording":
-        wanted = metafunc.config.getoption("golden") is not None
-        metafunc.parametrize("case_id", ALL_CASES if wanted else [NOT_REQUESTED])
+        directory = metafunc.config.getoption("golden")
+        if directory is None:
+            ids = [NOT_REQUESTED]
+        elif not (Path(directory) / RECORDING_NAME).is_file():
+            ids = [NO_RECORDING]
+        else:
+            ids = ALL_CASES
+        metafunc.parametrize("case_id", ids)
 
 
 def test_matches_recording(candidate: Candidate, request: pytest.FixtureRequest,
@@ -249,6 +257,13 @@ def test_matches_recording(candidate: Candidate, request: pytest.FixtureRequest,
     if directory is None:
         pytest.skip("refactor check not requested (--golden DIR): pin your outputs with "
                     "'backprop-conformance record --impl <module> --out DIR' first")
+    if case_id == NO_RECORDING:  # DIR holds no recording: say so once, not once per case
+        try:
+            _recording(directory)
+        except FixtureError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        pytest.fail(f"--golden {directory}: {RECORDING_NAME} appeared during the run: run again",
+                    pytrace=False)
     rtol, atol = request.config.getoption("golden_rtol"), request.config.getoption("golden_atol")
     rounding = request.config.getoption("golden_rounding")
     entry, arrays = _case(case_id)

@@ -362,4 +362,5 @@ def test_record_help_names_the_command_once(capsys: pytest.CaptureFixture) -> No
 def test_golden_dir_that_does_not_exist_fails(tmp_path: Path) -> None:
     result = _pytest("--impl", "reference.mlp", "--golden", str(tmp_path / "nowhere"))
     assert result.returncode == 1 and "no such directory" in result.stdout
+    assert "1 failed" in result.stdout, result.stdout  # once, not once per recorded case
     assert not (tmp_path / "nowhere").exists()
