@@ -15,7 +15,7 @@ import pytest
 from conformance.candidate import Candidate, CandidateError, failure_text
 from conformance.cases import Case
 from conformance.contract import ContractError, ForwardResult, validate_backward, validate_forward
-from conformance.diagnosis import explain_exception, named
+from conformance.diagnosis import bugs_consistent_with, consistent_with, explain_exception, named
 
 Grads = list[tuple[np.ndarray, np.ndarray]]
 # Every case the current test fed the candidate, in order (conformance/summary.py reads it to
@@ -42,6 +42,8 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
         CASES_SEEN.append(case)
         shapes = (case.layer_sizes, case.batch)
         reproduce = case.snippet(candidate.module_name)
+    if function == "backward":
+        remember_backward_inputs(args)
     try:
         if inspect:
             return candidate.call_and_inspect(function, *args)
@@ -54,7 +56,7 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
     first, _, rest = text.strip().partition("\n")
     message = f"your {function} {first} [{where}]{frames}"
     if function in CRASH_KEYS:
-        named(CRASH_KEYS[function], f"your {function} {first}")
+        note_crash(function, f"your {function} {first}")
     if rest.strip():  # e.g. the isolated worker's traceback: keep its last lines
         tail = [ln for ln in rest.splitlines() if ln.strip()][-12:]
         message += "\n" + "\n".join("    " + ln for ln in tail)
@@ -93,13 +95,34 @@ def run_backward(candidate: Candidate, case: Case, activations: Any, pre_activat
     return named_contract("backward_structure", validate_backward, result, case.params, where)
 
 
+_BACKWARD_INPUTS: list[tuple] = [()]  # the inputs of the last backward call
+
+
+def remember_backward_inputs(args: tuple) -> None:
+    """Keep backward's inputs (activations, pre_activations, Y, params) so a crash or a wrong
+    structure can be compared with what the catalogued mistakes do on them."""
+    _BACKWARD_INPUTS[0] = tuple(args)
+
+
+def note_crash(function: str, text: str) -> None:
+    """Record ``function``'s crash (shown as ``text``) as its generic finding, and, for
+    backward, the catalogued mistakes that would crash on the same inputs."""
+    named(CRASH_KEYS[function], text)
+    if function == "backward":
+        consistent_with(bugs_consistent_with(_BACKWARD_INPUTS[0]), text)
+
+
 def named_contract(key: str, check: Any, *args: Any) -> Any:
-    """Run a structure check; a violation is recorded as the generic finding ``key``."""
+    """Run a structure check; a violation is recorded as the generic finding ``key`` (for
+    backward, with the catalogued mistakes that return the same shapes on its inputs)."""
     __tracebackhide__ = True
     try:
         return check(*args)
     except ContractError as exc:
-        named(key, str(exc).splitlines()[0] if str(exc) else "")
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        named(key, text)
+        if key == "backward_structure":
+            consistent_with(bugs_consistent_with(_BACKWARD_INPUTS[0], result=args[0]), text)
         raise
 
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import settings
 
 from conformance.candidate import Candidate, InProcessCandidate, load_headline
-from conformance.diagnosis import named_in, reset_named
+from conformance.diagnosis import consistent_in, named_in, reset_named
 from conformance.plugin import SUITE_DIR, impl_spec
 from conformance.strategies import DEFAULT_PROFILE
 
@@ -169,9 +169,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
     report = outcome.get_result()
     if report.failed:
         crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", "")
-        keys = named_in(f"{report.longreprtext}\n{crash}")  # (the traceback prefixes lines with "E")
+        text = f"{report.longreprtext}\n{crash}"  # (the traceback prefixes lines with "E")
+        keys = named_in(text)
         if keys:
             report.user_properties.append(("diagnoses", keys))
+        consistent = consistent_in(text)
+        if consistent:
+            report.user_properties.append(("consistent_with", consistent))
         if call.excinfo is not None and _shows_message_only(item.config, call.excinfo):
             report.longrepr = SuiteFailure.of(call.excinfo, getattr(report.longrepr, "reprcrash", None))
 

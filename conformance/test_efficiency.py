@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from conformance.assertions import mismatch_report
-from conformance.calls import CRASH_KEYS, named_contract
+from conformance.calls import CRASH_KEYS, named_contract, note_crash, remember_backward_inputs
 from conformance.candidate import Candidate, CandidateError, CandidateRaised, failure_text, one_blas_thread
 from conformance.cases import Case, make_case
 from conformance.checks import contract_text, exact_gradient_comparisons
@@ -125,6 +125,7 @@ def measure(candidate: Candidate, sizes: tuple[int, ...], seed: int = 0, warm_up
             # backward gets the exact forward's values (its cost does not depend on them), so
             # what it returns can be checked without blaming it for a forward mistake.
             activations, pre_activations = exact_forward(case.X, case.params)
+            remember_backward_inputs((activations, pre_activations, case.Y, case.params))
             grads, b_cpu = _timed(candidate, "backward", activations, pre_activations, case.Y, case.params)
             if k == 0:
                 continue
@@ -200,7 +201,7 @@ def test_backward_cost_scales_like_backprop(candidate: Candidate, record_propert
         text = (f"your forward/backward {failure_text(exc)} [efficiency check, "
                 f"networks {list(SMALL)} and {list(LARGE)}, batch {BATCH}]")
         if exc.function in CRASH_KEYS:  # the crash the other areas charge: named, so it costs once
-            named(CRASH_KEYS[exc.function], text)
+            note_crash(exc.function, text)
         raise AssertionError(text) from exc
     record_property("efficiency_ratio_small", round(small.ratio, 2))
     record_property("efficiency_ratio_large", round(large.ratio, 2))

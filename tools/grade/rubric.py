@@ -474,24 +474,39 @@ def _unexplained_generic(failing: list[dict], generic_keys: dict[str, str], func
     """Generic keys (backward_wrong, backward_crash, ...) found on a failing test that no
     specific mistake of the same function accounts for.
 
-    A specific key accounts for a test's generic finding when the test names it too, and, for
-    a crash, when that key is also named somewhere from values (a test without a crash): a
-    crash's explanation is read from the exception's text, which the candidate controls.
+    A specific key accounts for a test's generic finding when the test names it too or, for a
+    crash or a wrong structure, when the suite recorded it as consistent with the failure (it
+    crashes, or returns those shapes, on the same inputs: property "consistent_with"). For a
+    crash the key must also be named somewhere from values or shapes (a test without a crash):
+    a crash's explanation is read from the exception's text, which the candidate controls.
     """
-    crash_free = {key for test in failing for key in diagnoses_of(test)
-                  if not any(k in generic_keys and k.endswith("_crash") for k in diagnoses_of(test))}
+    def crashed(keys: list[str]) -> bool:
+        return any(k in generic_keys and k.endswith("_crash") for k in keys)
+
+    confirmed = {key for test in failing for key in diagnoses_of(test) if not crashed(diagnoses_of(test))}
     out = set()
     for test in failing:
         keys = diagnoses_of(test)
+        consistent = consistent_of(test)
         for key in keys:
             if key not in generic_keys:
                 continue
             function = generic_keys[key]
-            accounted = [k for k in keys if k not in generic_keys and function_of(k) == function
-                         and (not key.endswith("_crash") or k in crash_free)]
+            candidates = [k for k in keys if k not in generic_keys]
+            if not key.endswith("_wrong"):
+                candidates += [k for k in consistent if k in confirmed]
+            accounted = [k for k in candidates if function_of(k) == function
+                         and (not key.endswith("_crash") or k in confirmed)]
             if not accounted:
                 out.add(key)
     return out
+
+
+def consistent_of(test: dict) -> list[str]:
+    """The catalogued mistakes the suite found consistent with a test's crash or structure
+    failure (property "consistent_with"; see conformance/diagnosis.py)."""
+    keys = (test.get("properties") or {}).get("consistent_with") or []
+    return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
 
 
 def _take_from_groups(charges: list[BugCharge], groups: list[GroupScore], waived: set[str],
