@@ -285,3 +285,17 @@ def test_a_shape_crash_hint_says_only_what_the_shapes_show() -> None:
     width = "operands could not be broadcast together with shapes (10,2) (9,2) "
     hint = explain_exception(width, "backward", [4, 5, 10], 2)
     assert "differ in one dimension" in hint and "same layer" not in hint and named_bugs(hint) == set()
+
+
+def test_the_mistakes_consistent_with_a_crash_or_a_structure_are_computed_from_the_inputs() -> None:
+    from conformance.diagnosis import bugs_consistent_with
+
+    case = make_case([4, 6, 5, 3], batch=3, seed=1)  # adjacent hidden widths differ
+    acts, pres = exact_forward(case.X, case.params)
+    args = (acts, pres, case.Y, case.params)
+    crashing = bugs_consistent_with(args)
+    assert "relu_index" in crashing and "db_mean" not in crashing and "wrong_sign" not in crashing
+    transposed = [(dW.T, db) for dW, db in exact_gradients(*args)]
+    assert "transposed_dw" in bugs_consistent_with(args, result=transposed)
+    assert bugs_consistent_with(args, result=exact_gradients(*args)) == []  # right shapes: no claim
+    assert bugs_consistent_with(("not", "inputs")) == []

@@ -231,6 +231,27 @@ def test_a_crash_is_explained_only_by_a_mistake_also_seen_in_values() -> None:
     assert grade.score == 65
 
 
+def test_a_crash_the_named_mistake_would_cause_on_those_inputs_is_its_symptom() -> None:
+    """The i-1 bug crashes wherever adjacent widths differ. The suite records on such a crash
+    the catalogued mistakes that crash on the same inputs ("consistent_with"); a mistake named
+    from values elsewhere then explains it. Without that, the crash costs what a crash costs."""
+    rubric = load_rubric()
+
+    def crash(nodeid: str, consistent: list[str]) -> dict:
+        test = failed(nodeid, "backward_crash")
+        test["properties"]["consistent_with"] = consistent
+        return test
+
+    values = failed("test_relu_index.py::silent", "relu_index")
+    grade = score(rubric, "graded", [values, crash("test_gradients.py::a", ["relu_index", "wrong_weights"]),
+                                     *EVERY_AREA_PASSES])
+    assert grade.score == 60 and grade.deductions()["backward_crash"] == 0
+    other = score(rubric, "graded", [values, crash("test_gradients.py::a", ["wrong_weights"]), *EVERY_AREA_PASSES])
+    assert other.score == 50  # a crash the named mistake does not cause: the function costs a crash
+    unconfirmed = score(rubric, "graded", [crash("test_gradients.py::a", ["relu_index"]), *EVERY_AREA_PASSES])
+    assert unconfirmed.score == 50
+
+
 def test_unpriced_keys_fall_back_to_areas_and_scores_stay_non_negative() -> None:
     rubric = parse_rubric({"areas": {"gradients": {"points": 10}}, "bugs": {"relu_index": {"points": 40}}})
     assert score(rubric, "graded", [failed("test_gradients.py::a", "relu_index")]).score == 0.0
