@@ -218,11 +218,13 @@ def diagnose(candidate: Grads, activations: Sequence[np.ndarray], pre_activation
         return result is not None and all(result[0]) and any(
             t and not ok for t, ok in zip(result[1], correct))
 
-    partial, covered, seen_alone, singles = [], set(), [], []
+    partial, covered, seen_alone, singles, quiet = [], set(), [], [], []
     for bug in KNOWN_BUGS:
         result = fit(bug.bugs)
         if explains(result):
             singles.append(bug)
+        elif result is not None and all(result[0]):
+            quiet.append(bug)  # fits every tensor, but where it differs from correct all is ~0
         elif result is not None:
             fits = [n for n, s, t, ok in zip(names, *result, correct) if s and not ok and t]
             seen_alone += [bug] if fits else []
@@ -237,13 +239,17 @@ def diagnose(candidate: Grads, activations: Sequence[np.ndarray], pre_activation
                               f"{bug.description}: {bug.line_pattern}.")
     right = [n for n, ok in zip(names, correct) if ok]
     wrong = [n for n, ok in zip(names, correct) if not ok]
-    facts = f"wrong: {', '.join(wrong)}" + (f"; right: {', '.join(right)}" if right else "")
-    if singles:  # e.g. only db non-zero: "no division by B" and "db not divided" look alike
-        # Not even "backward_wrong" is named: known mistakes fit, the evidence only cannot
-        # tell which (a grade charges the one other cases name).
-        return (facts + f". {len(singles)} of the common mistakes fit these inputs equally (too few "
-                "gradients here are clearly non-zero to tell them apart), so none is named; a failing "
-                "case with more non-zero gradients names it. " + localise(correct, len(params)))
+    text = named("backward_wrong", f"wrong: {', '.join(wrong)}" + (f"; right: {', '.join(right)}" if right else ""))
+    if singles or quiet:
+        # Known mistakes fit every tensor; the evidence only cannot tell which (e.g. only db
+        # non-zero: "no division by B" and "db not divided" look alike; or saturated softmax
+        # outputs, where every gradient the mistake changes is ~0). None is named; they are
+        # recorded as consistent with this failure, so a grade can treat it as a symptom of
+        # the one other cases name.
+        consistent_with([bug.key for bug in singles or quiet], text)
+        return (text + f". {len(singles) or len(quiet)} of the common mistakes fit these inputs "
+                "(too few gradients here are clearly non-zero to tell which), so none is named; a "
+                "failing case with more non-zero gradients names it. " + localise(correct, len(params)))
     # Only pairs with a member that alone fits some wrong tensor (two mistakes usually show
     # one of them on their own in the layers the other leaves right): it bounds the cost.
     pairs = [(a, b) for a, b in itertools.combinations(KNOWN_BUGS, 2)
@@ -254,7 +260,6 @@ def diagnose(candidate: Grads, activations: Sequence[np.ndarray], pre_activation
         return ("your gradients equal those of an implementation with two of the common mistakes: it "
                 + named(a.key, f"{a.description} ({a.line_pattern})") + "; and it "
                 + named(b.key, f"{b.description} ({b.line_pattern})") + ".")
-    text = named("backward_wrong", facts)
     if partial:
         return (text + ".\n" + ";\n".join(partial) + ".\nNo known mistake, alone or paired, explains "
                 "every tensor: look at the lines that compute the wrong ones. " + localise(correct, len(params)))

@@ -26,6 +26,7 @@ from conformance.diagnosis import diagnose, diagnose_forward, named
 from conformance.exact import magnitudes
 from conformance.gradcheck import precision_tolerance
 from conformance.hooks import rerun
+from conformance.test_stability import nonfinite_output_cause
 from conformance.golden import FIXTURES_DIR, RECORDING_NAME, FixtureError
 
 CONFORMANCE_AREA = "golden"  # the check area graded by this module (conformance/plugin.py)
@@ -124,6 +125,10 @@ def test_forward_matches_golden(candidate: Candidate, case_id: str) -> None:
     def diagnosis() -> str:  # as the gradients area's forward check; several fits name none
         activations = [values[f"act{i}"] for i in range(L + 1)]
         pre_activations = [values[f"pre{i}"] for i in range(L)]
+        if not np.isfinite(activations[-1]).all() and np.isfinite(arrays[f"act{L}"]).all():
+            # the stability area's reading of non-finite output rows (a missing guard, if any)
+            return nonfinite_output_cause(activations[-1], arrays[f"pre{L - 1}"],
+                                          result_dtype([activations[-1], arrays["X"]]))
         params = [(W.astype(np.float64), b.astype(np.float64)) for W, b in golden.params_of(arrays, L)]
         precision = result_dtype([*activations, *pre_activations, arrays["X"]])
         return diagnose_forward(activations, pre_activations, arrays["X"].astype(np.float64), params,

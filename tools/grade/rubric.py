@@ -436,7 +436,8 @@ def _charges(rubric: Rubric, by_group: dict[str, list[dict]]) -> list[BugCharge]
             if key in rubric.bugs:
                 charge = found.setdefault(key, BugCharge(bug=rubric.bugs[key], points=0.0))
                 charge.tests.append(test["nodeid"])
-    unexplained = _unexplained_generic(failing, GENERIC_KEYS, function_of)
+    unexplained = _unexplained_generic(failing, GENERIC_KEYS, function_of,
+                                       {key: bug.family for key, bug in rubric.bugs.items()})
     # Specific mistakes first, the family's priciest key pays. A generic finding about a
     # function with a named mistake is that mistake's symptom (listed, 0 points, its failures
     # explained) where the named mistake accounts for the failing call; where it does not (see
@@ -470,34 +471,34 @@ def _charges(rubric: Rubric, by_group: dict[str, list[dict]]) -> list[BugCharge]
     return ordered
 
 
-def _unexplained_generic(failing: list[dict], generic_keys: dict[str, str], function_of: Any) -> set[str]:
+def _unexplained_generic(failing: list[dict], generic_keys: dict[str, str], function_of: Any,
+                         family_of: dict[str, str]) -> set[str]:
     """Generic keys (backward_wrong, backward_crash, ...) found on a failing test that no
     specific mistake of the same function accounts for.
 
-    A specific key accounts for a test's generic finding when the test names it too or, for a
-    crash or a wrong structure, when the suite recorded it as consistent with the failure (it
-    crashes, or returns those shapes, on the same inputs: property "consistent_with"). For a
-    crash the key must also be named somewhere from values or shapes (a test without a crash):
-    a crash's explanation is read from the exception's text, which the candidate controls.
+    A specific key accounts for a test's generic finding when the test names it too, or when
+    the suite recorded it as consistent with the failure (it crashes, returns those shapes, or
+    fits every gradient, on the same inputs: property "consistent_with") and it is named
+    somewhere from values or shapes (its family, in a test without a crash). A named key
+    accounts for a crash only under that condition too: a crash's explanation is read from the
+    exception's text, which the candidate controls.
     """
     def crashed(keys: list[str]) -> bool:
         return any(k in generic_keys and k.endswith("_crash") for k in keys)
 
-    confirmed = {key for test in failing for key in diagnoses_of(test) if not crashed(diagnoses_of(test))}
+    confirmed = {family_of.get(key, key) for test in failing for key in diagnoses_of(test)
+                 if key not in generic_keys and not crashed(diagnoses_of(test))}
     out = set()
     for test in failing:
         keys = diagnoses_of(test)
-        consistent = consistent_of(test)
         for key in keys:
             if key not in generic_keys:
                 continue
             function = generic_keys[key]
-            candidates = [k for k in keys if k not in generic_keys]
-            if not key.endswith("_wrong"):
-                candidates += [k for k in consistent if k in confirmed]
-            accounted = [k for k in candidates if function_of(k) == function
-                         and (not key.endswith("_crash") or k in confirmed)]
-            if not accounted:
+            named_here = [k for k in keys if k not in generic_keys
+                          and (not key.endswith("_crash") or family_of.get(k, k) in confirmed)]
+            consistent = [k for k in consistent_of(test) if family_of.get(k, k) in confirmed]
+            if not any(function_of(k) == function for k in named_here + consistent):
                 out.add(key)
     return out
 
