@@ -35,8 +35,29 @@ _NAMED: list[tuple[str, str]] = []
 
 def named(key: str, text: str) -> str:
     """``text``, remembered as the suite naming the mistake ``key`` (see above)."""
+    _forget_earlier_examples()
     _NAMED.append((key, text))
     return text
+
+
+_EXAMPLE: list[object] = [None]  # the hypothesis example whose registrations are kept
+
+
+def _forget_earlier_examples() -> None:
+    """Only the example whose message is the verdict (the last one run) may add keys: a text
+    that does not change between examples (a constant exception message) must not inherit
+    what another example's inputs showed. Outside a property test, nothing is forgotten (the
+    hooks reset the records per test)."""
+    try:
+        from hypothesis.control import current_build_context
+
+        data = current_build_context().data
+    except Exception:  # noqa: BLE001 - no hypothesis example is running
+        return
+    if data is not _EXAMPLE[0]:
+        _EXAMPLE[0] = data
+        _NAMED.clear()
+        _CONSISTENT.clear()
 
 
 def reset_named() -> None:
@@ -57,6 +78,7 @@ _CONSISTENT: list[tuple[tuple[str, ...], str]] = []
 
 
 def consistent_with(keys: Sequence[str], text: str) -> None:
+    _forget_earlier_examples()
     _CONSISTENT.append((tuple(keys), text))
 
 

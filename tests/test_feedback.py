@@ -304,3 +304,27 @@ def test_the_mistakes_consistent_with_a_crash_or_a_structure_are_computed_from_t
     assert "transposed_dw" in bugs_consistent_with(args, result=transposed)
     assert bugs_consistent_with(args, result=exact_gradients(*args)) == []  # right shapes: no claim
     assert bugs_consistent_with(("not", "inputs")) == []
+
+
+def test_only_the_last_hypothesis_example_registers_evidence() -> None:
+    """Red team: a constant exception text made a crash inherit the keys computed on an
+    earlier example's inputs (where the i-1 bug does crash)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from conformance.diagnosis import consistent_in, consistent_with, named, named_in, reset_named
+
+    reset_named()
+    seen: list[int] = []
+
+    @settings(max_examples=6, database=None, derandomize=True)
+    @given(st.integers(0, 1000))
+    def examples(n: int) -> None:
+        seen.append(n)
+        consistent_with([f"k{n}"], "your backward raised ValueError: constant")
+        named(f"key{n}", "constant sentence")
+
+    examples()
+    assert len(set(seen)) > 1
+    assert consistent_in("your backward raised ValueError: constant") == [f"k{seen[-1]}"]
+    assert named_in("constant sentence") == [f"key{seen[-1]}"]

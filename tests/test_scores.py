@@ -252,6 +252,19 @@ def test_a_crash_the_named_mistake_would_cause_on_those_inputs_is_its_symptom() 
     assert unconfirmed.score == 50
 
 
+def test_a_name_read_from_shapes_alone_explains_no_structure_failure() -> None:
+    """Red team: zeros shaped like W.T on every non-square network got transposed_dw (30) from
+    the shapes and its structure failures for free (70 instead of 60). A structure failure is
+    a symptom only of a mistake also named where values were compared."""
+    rubric = load_rubric()
+    shapes_only = [failed("test_gradients.py::a", "backward_structure", "transposed_dw"),
+                   failed("test_golden.py::b", "backward_structure", "transposed_dw"), *EVERY_AREA_PASSES]
+    assert score(rubric, "graded", shapes_only).score == 50
+    with_values = [*shapes_only, failed("test_relu_index.py::square", "transposed_dw")]
+    grade = score(rubric, "graded", with_values)
+    assert grade.score == 70 and grade.deductions()["backward_structure"] == 0
+
+
 def test_unpriced_keys_fall_back_to_areas_and_scores_stay_non_negative() -> None:
     rubric = parse_rubric({"areas": {"gradients": {"points": 10}}, "bugs": {"relu_index": {"points": 40}}})
     assert score(rubric, "graded", [failed("test_gradients.py::a", "relu_index")]).score == 0.0

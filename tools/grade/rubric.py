@@ -26,9 +26,11 @@ costs its price and nothing more. Areas score only the failures no charged mista
 (the fallback). Keys of one ``family`` (one mistake the evidence may name two ways) are
 charged once, at the family's highest price. A generic finding about one function
 (``backward_wrong``, ``backward_crash``, ... see conformance/diagnosis.py GENERIC_KEYS) is free
-where a specific mistake of the same function accounts for the same failing test (for a
-crash: a mistake also named from values elsewhere, since a crash is explained from the
-exception's text): it is that mistake's symptom. A generic finding no named mistake accounts
+where a specific mistake of the same function accounts for the same failing test (the test
+names it, or the suite found it consistent with the failure on those inputs; for a crash or
+a wrong structure, only a mistake also named where values were compared, since a crash is
+explained from the exception's text and a structure from shapes the candidate chose): it is
+that mistake's symptom. A generic finding no named mistake accounts
 for makes its function cost at least the generic price (the specific prices count towards
 it), so naming a cheap mistake on purpose never lowers a grade. The total never goes below 0.
 
@@ -479,15 +481,18 @@ def _unexplained_generic(failing: list[dict], generic_keys: dict[str, str], func
     A specific key accounts for a test's generic finding when the test names it too, or when
     the suite recorded it as consistent with the failure (it crashes, returns those shapes, or
     fits every gradient, on the same inputs: property "consistent_with") and it is named
-    somewhere from values or shapes (its family, in a test without a crash). A named key
-    accounts for a crash only under that condition too: a crash's explanation is read from the
-    exception's text, which the candidate controls.
+    somewhere from values (its family, in a test without a crash or a structure failure). A
+    key named in the same test accounts for a crash or a wrong structure only under that
+    condition too: a crash's explanation is read from the exception's text, which the
+    candidate controls, and a structure's from shapes the candidate chose.
     """
-    def crashed(keys: list[str]) -> bool:
-        return any(k in generic_keys and k.endswith("_crash") for k in keys)
+    def unjudged(keys: list[str]) -> bool:  # a crash or a wrong structure: no value was compared
+        return any(k in generic_keys and not k.endswith("_wrong") for k in keys)
 
+    # Named from values: in a test where the candidate's numbers were compared (a name read
+    # from an exception's text or from shapes alone confirms nothing).
     confirmed = {family_of.get(key, key) for test in failing for key in diagnoses_of(test)
-                 if key not in generic_keys and not crashed(diagnoses_of(test))}
+                 if key not in generic_keys and not unjudged(diagnoses_of(test))}
     out = set()
     for test in failing:
         keys = diagnoses_of(test)
@@ -496,7 +501,7 @@ def _unexplained_generic(failing: list[dict], generic_keys: dict[str, str], func
                 continue
             function = generic_keys[key]
             named_here = [k for k in keys if k not in generic_keys
-                          and (not key.endswith("_crash") or family_of.get(k, k) in confirmed)]
+                          and (key.endswith("_wrong") or family_of.get(k, k) in confirmed)]
             consistent = [k for k in consistent_of(test) if family_of.get(k, k) in confirmed]
             if not any(function_of(k) == function for k in named_here + consistent):
                 out.add(key)
