@@ -217,18 +217,20 @@ def test_a_cheap_named_mistake_never_launders_a_generic_finding_it_does_not_acco
     assert score(rubric, "graded", symptom).deductions() == {"db_mean": 10.0, "backward_wrong": 0.0}
 
 
-def test_a_crash_is_explained_only_by_a_mistake_also_seen_in_values() -> None:
-    """The cause of a crash is read from the exception's text, which the candidate writes: a
-    crash-only "untransposed_weights" costs what a crash costs; confirmed by wrong values on
-    another test (the real mistake on square layers), the crash is its symptom."""
+@pytest.mark.parametrize("generic,key,price", [("backward_crash", "untransposed_weights", 35),
+                                               ("backward_structure", "transposed_dw", 30)])
+def test_a_crash_or_structure_is_explained_only_by_a_mistake_also_seen_in_values(
+        generic: str, key: str, price: int) -> None:
+    """A crash's cause is read from the exception's text, which the candidate writes, and a
+    structure's from shapes it chose (red teams: forged numpy text, zeros shaped like W.T):
+    named only there, the mistake explains nothing and the function costs a crash or a wrong
+    structure (50); confirmed where values were compared, the failure is its symptom."""
     rubric = load_rubric()
-    crash_only = [failed("test_gradients.py::a", "backward_crash", "untransposed_weights"),
-                  failed("test_golden.py::b", "backward_crash", "untransposed_weights"), *EVERY_AREA_PASSES]
-    assert score(rubric, "graded", crash_only).score == 50
-    confirmed = [*crash_only, failed("test_relu_index.py::square", "untransposed_weights")]
-    grade = score(rubric, "graded", confirmed)
-    assert grade.deductions() == {"untransposed_weights": 35.0, "backward_crash": 0.0}
-    assert grade.score == 65
+    only_there = [failed("test_gradients.py::a", generic, key), failed("test_golden.py::b", generic, key),
+                  *EVERY_AREA_PASSES]
+    assert score(rubric, "graded", only_there).score == 50
+    grade = score(rubric, "graded", [*only_there, failed("test_relu_index.py::square", key)])
+    assert grade.deductions() == {key: float(price), generic: 0.0} and grade.score == 100 - price
 
 
 def test_a_crash_the_named_mistake_would_cause_on_those_inputs_is_its_symptom() -> None:
@@ -250,19 +252,6 @@ def test_a_crash_the_named_mistake_would_cause_on_those_inputs_is_its_symptom() 
     assert other.score == 50  # a crash the named mistake does not cause: the function costs a crash
     unconfirmed = score(rubric, "graded", [crash("test_gradients.py::a", ["relu_index"]), *EVERY_AREA_PASSES])
     assert unconfirmed.score == 50
-
-
-def test_a_name_read_from_shapes_alone_explains_no_structure_failure() -> None:
-    """Red team: zeros shaped like W.T on every non-square network got transposed_dw (30) from
-    the shapes and its structure failures for free (70 instead of 60). A structure failure is
-    a symptom only of a mistake also named where values were compared."""
-    rubric = load_rubric()
-    shapes_only = [failed("test_gradients.py::a", "backward_structure", "transposed_dw"),
-                   failed("test_golden.py::b", "backward_structure", "transposed_dw"), *EVERY_AREA_PASSES]
-    assert score(rubric, "graded", shapes_only).score == 50
-    with_values = [*shapes_only, failed("test_relu_index.py::square", "transposed_dw")]
-    grade = score(rubric, "graded", with_values)
-    assert grade.score == 70 and grade.deductions()["backward_structure"] == 0
 
 
 def test_unpriced_keys_fall_back_to_areas_and_scores_stay_non_negative() -> None:
