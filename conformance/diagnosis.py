@@ -270,8 +270,8 @@ def diagnose(candidate: Grads, activations: Sequence[np.ndarray], pre_activation
         # the one other cases name.
         consistent_with([bug.key for bug in singles or quiet], text)
         return (text + f". {len(singles) or len(quiet)} of the common mistakes fit these inputs "
-                "(too few gradients here are clearly non-zero to tell which), so none is named; a "
-                "failing case with more non-zero gradients names it. " + localise(correct, len(params)))
+                "(too few gradients here are clearly non-zero to tell which), so none is named "
+                "(a case with more non-zero gradients can tell them apart). " + localise(correct, len(params)))
     # Only pairs with a member that alone fits some wrong tensor (two mistakes usually show
     # one of them on their own in the layers the other leaves right): it bounds the cost.
     pairs = [(a, b) for a, b in itertools.combinations(KNOWN_BUGS, 2)
@@ -451,7 +451,7 @@ def diagnose_forward(activations: Sequence[np.ndarray], pre_activations: Sequenc
               if not _close(g, e, tau)]
     if fits:  # consistent with known mistakes, the evidence only cannot tell which: no key
         return (f"wrong: {', '.join(wrong)}. {len(fits)} of the common forward mistakes fit these "
-                "inputs equally, so none is named; a failing case with other inputs names it.")
+                "inputs equally, so none is named (other inputs can tell them apart).")
     known = named("forward_wrong", f"wrong: {', '.join(wrong)}. ") if wrong else ""
     return (f"{known}The outputs equal none of the {len(FORWARD_BUGS)} common forward mistakes the "
             "suite knows; the first wrong array (pre_activations[l] before activations[l+1]) is the "
@@ -481,6 +481,43 @@ def output_rows_finding(P: np.ndarray) -> str:
     rows = ", ".join(f"{v:.6g} (row {i})" for i, v in list(enumerate(sums))[:4])
     return named("forward_wrong", f"the rows of activations[-1] sum to {rows}, not 1: the last "
                  "activation must be the row-wise softmax of the last pre-activation.")
+
+
+# ------------------------------------------------------------------ non-finite outputs
+# The stability area names a missing softmax guard with these; the golden area reads a
+# non-finite forward output the same way.
+MAX_GUARD = ("per-row max subtraction: softmax must compute exp(z - z.max(axis=-1, keepdims=True)); "
+             "np.exp overflows to inf above 709 in float64 (88 in float32) and inf/inf is nan")
+ROW_GUARD = ("the max must be taken per ROW (axis=-1, keepdims=True): with a single global max, "
+             "rows far below it underflow to all zeros and 0/0 is nan")
+
+
+def _nonfinite_rows(P: np.ndarray) -> np.ndarray:
+    return ~np.isfinite(P).all(axis=1)
+
+
+def nonfinite_output_cause(P: np.ndarray, logits: np.ndarray, dtype: np.dtype) -> str:
+    """Name a missing guard only when the candidate's non-finite rows are exactly those of a
+    softmax without that guard (simulated on the exact logits, in the candidate's precision);
+    otherwise say what is known."""
+    bad = _nonfinite_rows(P)
+    z = np.asarray(logits, dtype=dtype)
+    with np.errstate(all="ignore"):
+        e_naive = np.exp(z)
+        no_shift = _nonfinite_rows(e_naive / e_naive.sum(axis=-1, keepdims=True))
+        e_global = np.exp(z - z.max())
+        global_shift = _nonfinite_rows(e_global / e_global.sum(axis=-1, keepdims=True))
+    rows = ", ".join(str(int(i)) for i in np.flatnonzero(bad)[:8])
+    matches_naive, matches_global = np.array_equal(bad, no_shift), np.array_equal(bad, global_shift)
+    if matches_naive and not matches_global:
+        return named("max_guard", f"{MAX_GUARD} (rows {rows} are non-finite, exactly the rows where exp of the raw "
+                "logits overflows)")
+    if matches_global and not matches_naive:
+        return named("row_guard", f"{ROW_GUARD} (rows {rows} are non-finite, exactly the rows that a single global "
+                "max pushes to all zeros)")
+    return (f"rows {rows} of the output are not finite. A softmax must stay finite for any logits: "
+            "subtract each row's own maximum before exp (`z - z.max(axis=-1, keepdims=True)`) "
+            "and never divide by a sum that can be 0.")
 
 
 # ------------------------------------------------------------------ named bugs (for auditing)

@@ -22,11 +22,11 @@ from conformance.calls import require
 from conformance.candidate import Candidate
 from conformance.checks import NONFINITE_BACKWARD
 from conformance.contract import result_dtype
-from conformance.diagnosis import diagnose, diagnose_forward, named
+from conformance.diagnosis import diagnose, diagnose_forward, named, nonfinite_output_cause
 from conformance.exact import magnitudes
 from conformance.gradcheck import precision_tolerance
 from conformance.hooks import rerun
-from conformance.test_stability import nonfinite_output_cause
+
 from conformance.golden import FIXTURES_DIR, RECORDING_NAME, FixtureError
 
 CONFORMANCE_AREA = "golden"  # the check area graded by this module (conformance/plugin.py)

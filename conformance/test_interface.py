@@ -33,6 +33,7 @@ from conformance.contract import (
 from conformance.diagnosis import diagnose, named, named_in, output_rows_finding
 from conformance.exact import exact_forward, exact_gradients, exact_softmax, magnitudes, softmax_conditioning
 from conformance.gradcheck import allowed_error, precision_tolerance
+from conformance.golden import LOG_GUARD_MAX
 from reference import mlp as reference
 
 CONFORMANCE_AREA = "interface"  # the check area graded by this module (conformance/plugin.py)
@@ -190,7 +191,6 @@ def test_softmax(candidate: Candidate) -> None:
     assert_unchanged((z,), after, ("z",), where=where)
 
 
-LOG_GUARD_MAX = 1e-7  # the largest log(0) guard in common use (float32's eps is 1.2e-7)
 
 
 def _probabilities(rng: np.random.Generator, batch: int, k: int) -> tuple[np.ndarray, np.ndarray]:

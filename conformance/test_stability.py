@@ -33,18 +33,14 @@ from conformance.checks import (
     forward_comparisons,
 )
 from conformance.contract import least_precise, validate_array, validate_loss
-from conformance.diagnosis import diagnose, diagnose_forward, named, output_rows_finding
+from conformance.diagnosis import diagnose, diagnose_forward, named, nonfinite_output_cause, output_rows_finding
 from conformance.exact import exact_forward, exact_softmax, magnitudes, softmax_conditioning
 from conformance.gradcheck import allowed_error, precision_tolerance
 
 CONFORMANCE_AREA = "stability"  # the check area graded by this module (conformance/plugin.py)
 
-MAX_GUARD = ("per-row max subtraction: softmax must compute exp(z - z.max(axis=-1, keepdims=True)); "
-             "np.exp overflows to inf above 709 in float64 (88 in float32) and inf/inf is nan")
 LOG_GUARD = ("the log(0) guard: cross_entropy must stay finite when the true class has probability "
              "0, e.g. np.log(Y_hat + 1e-12), np.log(np.clip(Y_hat, 1e-12, 1)) or a log-softmax")
-ROW_GUARD = ("the max must be taken per ROW (axis=-1, keepdims=True): with a single global max, "
-             "rows far below it underflow to all zeros and 0/0 is nan")
 
 
 def check_softmax(candidate: Candidate, z: np.ndarray, where: str) -> None:
@@ -122,34 +118,6 @@ def test_cross_entropy_tiny_probabilities(candidate: Candidate) -> None:
 
 
 # ------------------------------------------------------------ through forward and backward
-def _nonfinite_rows(P: np.ndarray) -> np.ndarray:
-    return ~np.isfinite(P).all(axis=1)
-
-
-def nonfinite_output_cause(P: np.ndarray, logits: np.ndarray, dtype: np.dtype) -> str:
-    """Name a missing guard only when the candidate's non-finite rows are exactly those of a
-    softmax without that guard (simulated on the exact logits, in the candidate's precision);
-    otherwise say what is known."""
-    bad = _nonfinite_rows(P)
-    z = np.asarray(logits, dtype=dtype)
-    with np.errstate(all="ignore"):
-        e_naive = np.exp(z)
-        no_shift = _nonfinite_rows(e_naive / e_naive.sum(axis=-1, keepdims=True))
-        e_global = np.exp(z - z.max())
-        global_shift = _nonfinite_rows(e_global / e_global.sum(axis=-1, keepdims=True))
-    rows = ", ".join(str(int(i)) for i in np.flatnonzero(bad)[:8])
-    matches_naive, matches_global = np.array_equal(bad, no_shift), np.array_equal(bad, global_shift)
-    if matches_naive and not matches_global:
-        return named("max_guard", f"{MAX_GUARD} (rows {rows} are non-finite, exactly the rows where exp of the raw "
-                "logits overflows)")
-    if matches_global and not matches_naive:
-        return named("row_guard", f"{ROW_GUARD} (rows {rows} are non-finite, exactly the rows that a single global "
-                "max pushes to all zeros)")
-    return (f"rows {rows} of the output are not finite. A softmax must stay finite for any logits: "
-            "subtract each row's own maximum before exp (`z - z.max(axis=-1, keepdims=True)`) "
-            "and never divide by a sum that can be 0.")
-
-
 def check_network(candidate: Candidate, case: Case) -> None:
     """forward gives finite, row-stochastic probabilities; backward finite, correct gradients."""
     __tracebackhide__ = True

@@ -16,6 +16,7 @@ from conformance.calls import _opt_outs
 from conformance.cases import make_case
 from conformance.contract import PrecisionFinding, result_dtype, revealed_dtype
 from conformance.diagnosis import (
+    nonfinite_output_cause,
     FORWARD_BUGS,
     KNOWN_BUGS,
     diagnose,
@@ -26,7 +27,7 @@ from conformance.diagnosis import (
 from conformance.exact import BackwardBugs, exact_forward, exact_gradients, magnitudes
 from conformance.gradcheck import precision_tolerance
 from conformance.summary import Shape, candidate_label, cross_failure_patterns
-from conformance.test_stability import nonfinite_output_cause
+
 from tests.helpers import run_pytest
 
 REPO = Path(__file__).resolve().parents[1]
