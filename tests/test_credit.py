@@ -118,7 +118,7 @@ def test_a_decisive_round_ends_the_large_measurement_and_others_do_not() -> None
 def test_the_timed_backward_must_return_the_gradients() -> None:
     """Red team: a numerical backward that returns zeros for the efficiency check's batch size
     passed it. What the timed call returns is now checked against exact backprop."""
-    from conformance.diagnosis import named_in, reset_named
+    from conformance import evidence
     from conformance.test_efficiency import BATCH, measure
 
     class ZerosForThisBatch(_ScriptedCosts):
@@ -129,11 +129,11 @@ def test_the_timed_backward_must_return_the_gradients() -> None:
             return result, cost
 
     measure(_ScriptedCosts(1e-4, 3e-4), SMALL)  # right gradients: measured
-    reset_named()
-    with pytest.raises(AssertionError, match=r"dW\[0\]\[.*=0, but should be") as failure:
+    with evidence.recording() as found, \
+            pytest.raises(AssertionError, match=r"dW\[0\]\[.*=0, but should be") as failure:
         measure(ZerosForThisBatch(1e-4, 3e-4), SMALL)
     assert "backward(efficiency, [8, 4, 2], batch 512)" in str(failure.value)
-    assert named_in(str(failure.value)) == ["backward_wrong"]  # charged as a wrong backward
+    assert [f.key for f in found.findings] == ["backward_wrong"]  # charged as a wrong backward
 
 
 def test_mnist_checkpoints_keep_the_replay_cheap_and_their_number_bounded() -> None:

@@ -473,36 +473,54 @@ def _charges(rubric: Rubric, by_group: dict[str, list[dict]]) -> list[BugCharge]
     return ordered
 
 
+def evidence_units(test: dict) -> list[tuple[list[str], list[str]]]:
+    """(keys found, keys consistent with its generic findings) per set of inputs a test
+    judged: a finding is explained only by what was found on the SAME inputs (replay is per
+    example). Reports without typed evidence count as one unit (their keys and
+    consistent_with)."""
+    from conformance.evidence import findings_of
+
+    findings = findings_of(test.get("properties"))
+    if not findings:
+        return [(diagnoses_of(test), consistent_of(test))]
+    by_case: dict[str, tuple[list[str], list[str]]] = {}
+    for finding in findings:
+        keys, consistent = by_case.setdefault(finding.case, ([], []))
+        keys.append(finding.key)
+        consistent.extend(finding.consistent)
+    return list(by_case.values())
+
+
 def _unexplained_generic(failing: list[dict], generic_keys: dict[str, str], function_of: Any,
                          family_of: dict[str, str]) -> set[str]:
     """Generic keys (backward_wrong, backward_crash, ...) found on a failing test that no
-    specific mistake of the same function accounts for.
+    specific mistake of the same function accounts for, on the same inputs.
 
-    A specific key accounts for a test's generic finding when the test names it too, or when
-    the suite recorded it as consistent with the failure (it crashes, returns those shapes, or
-    fits every gradient, on the same inputs: property "consistent_with") and it is named
-    somewhere from values (its family, in a test without a crash or a structure failure). A
-    key named in the same test accounts for a crash or a wrong structure only under that
+    A specific key accounts for a generic finding when it was found on the same inputs too, or
+    when the suite's replay of it on those inputs reproduces the failure (it crashes, returns
+    those shapes, or fits every gradient: the finding's "consistent" keys) and it is named
+    somewhere from values (its family, on inputs without a crash or a structure failure). A
+    key found on the same inputs accounts for a crash or a wrong structure only under that
     condition too: a crash's explanation is read from the exception's text, which the
     candidate controls, and a structure's from shapes the candidate chose.
     """
     def unjudged(keys: list[str]) -> bool:  # a crash or a wrong structure: no value was compared
         return any(k in generic_keys and not k.endswith("_wrong") for k in keys)
 
-    # Named from values: in a test where the candidate's numbers were compared (a name read
+    units = [unit for test in failing for unit in evidence_units(test)]
+    # Named from values: on inputs where the candidate's numbers were compared (a name read
     # from an exception's text or from shapes alone confirms nothing).
-    confirmed = {family_of.get(key, key) for test in failing for key in diagnoses_of(test)
-                 if key not in generic_keys and not unjudged(diagnoses_of(test))}
+    confirmed = {family_of.get(key, key) for keys, _ in units for key in keys
+                 if key not in generic_keys and not unjudged(keys)}
     out = set()
-    for test in failing:
-        keys = diagnoses_of(test)
+    for keys, consistent_keys in units:
         for key in keys:
             if key not in generic_keys:
                 continue
             function = generic_keys[key]
             named_here = [k for k in keys if k not in generic_keys
                           and (key.endswith("_wrong") or family_of.get(k, k) in confirmed)]
-            consistent = [k for k in consistent_of(test) if family_of.get(k, k) in confirmed]
+            consistent = [k for k in consistent_keys if family_of.get(k, k) in confirmed]
             if not any(function_of(k) == function for k in named_here + consistent):
                 out.add(key)
     return out
