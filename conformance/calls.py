@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import traceback
 from pathlib import Path
 from typing import Any, Sequence
@@ -158,8 +159,13 @@ def _opt_outs(path: str, sha256: str | None) -> frozenset[str]:
     from its source (never executed: identical in-process and isolated; a non-literal value
     opts nothing out)."""
     try:
-        tree = ast.parse(Path(path).read_text(encoding="utf-8", errors="replace"))
-    except (OSError, SyntaxError, ValueError):
+        data = Path(path).read_bytes()
+        # Only the bytes that were loaded and hashed count: a module that rewrites its own file
+        # at run time (to opt out after a wrong answer) opts nothing out.
+        if sha256 is None or hashlib.sha256(data).hexdigest() != sha256:
+            return frozenset()
+        tree = ast.parse(data.decode("utf-8", errors="replace"))
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
         return frozenset()
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == OPT_OUT_NAME
@@ -193,8 +199,10 @@ def require(candidate: Candidate, function: str) -> None:
     """Skip the calling test, with a reason saying so, when an optional function is absent
     or the candidate opted out of it."""
     if not candidate.has(function):
+        evidence.note_skip("optional_absent")
         pytest.skip(f"candidate defines no {function}() (optional): its checks are skipped, not passed")
     if opted_out(candidate, function):
+        evidence.note_skip("opted_out")
         pytest.skip(f"candidate opts out of {function}() (optional) with {OPT_OUT_NAME}: its "
                     f"module-level {function} is a helper with its own conventions; its checks are "
                     "skipped, not passed")

@@ -56,6 +56,9 @@ class Recorder:
 
     findings: list[Finding] = field(default_factory=list)
     case: str = ""  # the inputs of the candidate call in progress (set by conformance.calls)
+    # Why the test skips, when the suite itself decides it (SKIP_KINDS): a skip without a kind
+    # (e.g. one raised from inside the candidate's code) is never a neutral one.
+    skip_kind: str = ""
     _example: object = None
 
     def add(self, finding: Finding) -> None:
@@ -111,6 +114,20 @@ def tentative() -> Iterator[Recorder]:
 def keep(findings: Sequence[Finding]) -> None:
     for finding in findings:
         record(finding)
+
+
+# The skips the contract allows a candidate: an optional function it does not define, or one it
+# declares a helper of its own (CONFORMANCE_OPT_OUT). The grader reads the kind, never the reason.
+SKIP_KINDS = ("optional_absent", "opted_out")
+
+
+def note_skip(kind: str) -> None:
+    """The running test is about to skip for ``kind`` (one of SKIP_KINDS)."""
+    if kind not in SKIP_KINDS:
+        raise ValueError(f"unknown skip kind {kind!r} (known: {', '.join(SKIP_KINDS)})")
+    recorder = _CURRENT.get()
+    if recorder is not None:
+        recorder.skip_kind = kind
 
 
 def record(finding: Finding) -> None:

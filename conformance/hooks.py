@@ -175,8 +175,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
     the suite is shown as its message alone (``SuiteFailure``)."""
     outcome = yield
     report = outcome.get_result()
+    recorder = item.stash.get(RECORDER_KEY, None)
+    if report.skipped and call.when == "call" and recorder is not None and recorder.skip_kind:
+        report.user_properties.append(("skip_kind", recorder.skip_kind))
     if report.failed and call.when == "call":
-        recorder = item.stash.get(RECORDER_KEY, None)
         findings = list(recorder.findings) if recorder is not None else []
         if findings:
             report.user_properties.append(("evidence", evidence.as_property(findings)))

@@ -8,8 +8,8 @@ Scoring rules (the contract stated in ``default_rubric.toml`` too):
 - ``partial_credit = "fraction"``: points x passed / counted; ``"all_or_nothing"``: all
   points when every counted test passed, else 0.
 - Counted tests are the passed, failed and errored ones. A skipped test is neutral with
-  ``skipped = "neutral"`` when the skip is one the contract allows: its reason says the
-  function is optional (the suite's wording: "... defines no relu() (optional) ..."), or the
+  ``skipped = "neutral"`` when the skip is one the contract allows: the suite recorded it as
+  an optional function's absence or opt-out (property "skip_kind"), or the
   reference run skipped it too (a check not requested in this environment). Any other skip
   counts as failed: a skip is never a way to earn points. With ``skipped = "failed"``
   every skip counts as failed. A group whose tests were all neutral skips earns its points.
@@ -59,7 +59,6 @@ VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 PARTIAL_CREDIT = ("fraction", "all_or_nothing")
 SKIP_POLICIES = ("neutral", "failed")
 KNOWN_AREAS = ("interface", "gradients", "stability", "relu_index", "golden", "mnist", "efficiency")
-OPTIONAL_SKIP_MARK = "(optional)"  # how the suite words "this function is optional" in skip reasons
 MISSING_MESSAGE = ("this check did not run for this submission (the run stopped early or the "
                    "candidate could not be loaded)")
 
@@ -340,8 +339,11 @@ class Baseline:
 
 
 def neutral_skip(test: dict, baseline: Baseline | None) -> bool:
-    """A skip the contract allows (see the module docstring)."""
-    if OPTIONAL_SKIP_MARK in (test.get("skip_reason") or ""):
+    """A skip the contract allows (see the module docstring): the suite recorded its kind as
+    data (property "skip_kind"), never read from the reason's wording."""
+    from conformance.evidence import SKIP_KINDS
+
+    if (test.get("properties") or {}).get("skip_kind") in SKIP_KINDS:
         return True
     return baseline is None or test["nodeid"] in baseline.skipped
 
