@@ -422,7 +422,7 @@ FORWARD_BUGS: tuple[tuple[str, str, ForwardBugs], ...] = (  # (key, description,
     ("relu_output", "applies ReLU to the output layer before the softmax", ForwardBugs(relu_output=True)),
     ("relu_instead_of_softmax", "applies ReLU instead of softmax on the output layer",
      ForwardBugs(relu_instead_of_softmax=True)),
-    ("softmax_batch_axis", "takes the softmax over the batch axis (`axis=0`) instead of per row (`axis=-1`)",
+    ("softmax_batch_axis", "takes the softmax over the batch axis instead of over each sample's classes",
      ForwardBugs(softmax_axis=0)),
     ("softmax_hidden", "applies softmax on the hidden layers instead of ReLU", ForwardBugs(softmax_hidden=True)),
     ("pre_after_relu", "stores relu(Z) in pre_activations (an in-place ReLU overwrote Z)",
@@ -480,7 +480,8 @@ def output_rows_finding(P: np.ndarray) -> str:
     sums = P.sum(axis=1)
     if np.allclose(P.sum(axis=0), 1.0, atol=1e-6) and not np.allclose(sums, 1.0, atol=1e-6):
         return named("softmax_batch_axis", "the COLUMNS of activations[-1] sum to 1, not its rows: the softmax normalises over "
-                "the batch axis; use axis=-1 (keepdims=True) for the max and the sum.")
+                "the batch axis; take the max and the sum over the class axis (axis=-1 with samples in "
+                "rows, axis=0 with samples in columns), with keepdims=True.")
     if np.all(P == 0):
         return named("forward_wrong", "activations[-1] is all zeros: forward does not return the "
                      "softmax's output as the last activation.")
@@ -492,9 +493,12 @@ def output_rows_finding(P: np.ndarray) -> str:
 # ------------------------------------------------------------------ non-finite outputs
 # The stability area names a missing softmax guard with these; the golden area reads a
 # non-finite forward output the same way.
-MAX_GUARD = ("per-row max subtraction: softmax must compute exp(z - z.max(axis=-1, keepdims=True)); "
+MAX_GUARD = ("per-sample max subtraction: softmax must subtract each sample's max over the classes "
+             "before exp (z - z.max(axis=-1, keepdims=True) with samples in rows, axis=0 with samples "
+             "in columns); "
              "np.exp overflows to inf above 709 in float64 (88 in float32) and inf/inf is nan")
-ROW_GUARD = ("the max must be taken per ROW (axis=-1, keepdims=True): with a single global max, "
+ROW_GUARD = ("the max must be taken per sample, over the classes (axis=-1 with samples in rows, axis=0 "
+             "with samples in columns; keepdims=True): with a single global max, "
              "rows far below it underflow to all zeros and 0/0 is nan")
 
 
@@ -542,7 +546,8 @@ def nonfinite_output_cause(P: np.ndarray, logits: np.ndarray, dtype: np.dtype) -
         return named("row_guard", f"{ROW_GUARD} (rows {rows} are non-finite, exactly the rows that a single global "
                 "max pushes to all zeros)")
     return (f"rows {rows} of the output are not finite. A softmax must stay finite for any logits: "
-            "subtract each row's own maximum before exp (`z - z.max(axis=-1, keepdims=True)`) "
+            "subtract each sample's own maximum over the classes before exp "
+            "(`z - z.max(axis=-1, keepdims=True)` with samples in rows) "
             "and never divide by a sum that can be 0.")
 
 
@@ -551,8 +556,8 @@ def nonfinite_output_cause(P: np.ndarray, logits: np.ndarray, dtype: np.dtype) -
 # tools/kill_matrix.py checks that each buggy variant's messages name only its own bug(s):
 # a hint naming a bug the code does not have is a misleading hint.
 GUARD_PHRASES: dict[str, tuple[str, ...]] = {
-    "max_guard": ("per-row max subtraction: softmax must compute",),
-    "row_guard": ("the max must be taken per ROW",),
+    "max_guard": ("per-sample max subtraction: softmax must subtract",),
+    "row_guard": ("the max must be taken per sample, over the classes",),
     "log_guard": ("the log(0) guard: cross_entropy must stay finite", "so the loss needs a log(0) guard"),
 }
 # Mistakes named by a check of one function (conformance/test_interface.py), outside the two

@@ -21,7 +21,7 @@ from conformance import golden
 from conformance import evidence
 from conformance.calls import require
 from conformance.candidate import Candidate
-from conformance.checks import NONFINITE_BACKWARD
+from conformance.checks import nonfinite_backward
 from conformance.contract import result_dtype
 from conformance.diagnosis import diagnose, diagnose_forward, named, nonfinite_output_cause
 from conformance.exact import magnitudes
@@ -152,8 +152,9 @@ def test_backward_matches_golden(candidate: Candidate, case_id: str) -> None:
         nonfinite = [name for key, name in keys
                      if not np.isfinite(values[key]).all() and np.isfinite(arrays[key]).all()]
         if nonfinite:  # no catalogued mistake makes inf/nan: say what the evidence shows
+            logits = arrays[f"pre{L - 1}"]
             return named("backward_wrong", f"{', '.join(nonfinite)} hold inf/nan where every expected "
-                         f"value is finite: {NONFINITE_BACKWARD}")
+                         f"value is finite: {nonfinite_backward(logits, logits.dtype)}")
         X, Y = arrays["X"].astype(np.float64), arrays["Y"].astype(np.float64)
         params = [(W.astype(np.float64), b.astype(np.float64)) for W, b in golden.params_of(arrays, L)]
         activations = [arrays[f"act{i}"].astype(np.float64) for i in range(L + 1)]

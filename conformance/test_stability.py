@@ -27,7 +27,7 @@ from conformance.cases import (
     true_class_underflow_case,
 )
 from conformance.checks import (
-    NONFINITE_BACKWARD,
+    nonfinite_backward,
     contract_text,
     exact_gradient_comparisons,
     forward_comparisons,
@@ -137,8 +137,8 @@ def check_network(candidate: Candidate, case: Case) -> None:
     for l, (dW, db) in enumerate(grads):
         for name, g in ((f"dW[{l}]", dW), (f"db[{l}]", db)):
             assert_finite(name, g, where=where,
-                          guard="none of the output guards: your forward's output is finite here, so "
-                                + NONFINITE_BACKWARD)
+                          guard=lambda: "none of the output guards: your forward's output is finite here; "
+                                + nonfinite_backward(fwd.pre_activations[-1], least_precise(fwd.dtype, dtype)))
     dtype = least_precise(fwd.dtype, dtype)
     comparisons = exact_gradient_comparisons(case, grads, dtype)
     if mismatch_report(comparisons, where=where, compared="", contract="", held_to=dtype) is None:

@@ -103,7 +103,7 @@ BUGGY: tuple[BugSpec, ...] = (
          message="log(0) guard", names="log_guard"),
     _bug("softmax_no_max_shift", "softmax exponentiates raw logits (no per-row max subtraction): "
          "exp overflows to inf/nan on large logits", ("stability", "golden"),
-         (_SOFTMAX_SHIFT, "z = z"), message="per-row max subtraction", names="max_guard"),
+         (_SOFTMAX_SHIFT, "z = z"), message="per-sample max subtraction", names="max_guard"),
     _bug("relu_mask_current_layer", "backward evaluates the ReLU derivative at pre_activations[i] "
          "instead of pre_activations[i - 1] (the section's off-by-one)",
          ("relu_index", "gradients", "golden"),
@@ -119,7 +119,7 @@ BUGGY: tuple[BugSpec, ...] = (
          (_MASK, "(pre_activations[0] > 0).astype(np.float32)"), names=_WRONG_MASK_NAMES),
     _bug("softmax_global_max", "softmax subtracts the batch's global max instead of each row's: "
          "rows of smaller scale underflow to 0/0", ("stability", "golden"), (_SOFTMAX_SHIFT, "z = z - z.max()"),
-         message="max must be taken per ROW", names="row_guard"),
+         message="max must be taken per sample", names="row_guard"),
     _bug("log_guard_outside_log", "the +1e-12 is added after the log (log(Y_hat) + 1e-12), so "
          "it guards nothing", ("stability", "golden"),
          (_LOSS, "-np.mean(np.sum(Y * (np.log(Y_hat) + 1e-12), axis=1))"), message="log(0) guard", names="log_guard"),
