@@ -41,10 +41,10 @@ RUNS_THROUGH = {"train": ("forward", "backward"), calls.SGD_LOOP: ("forward", "b
 
 # What each named cause means, in one line with the change to make.
 GUARD_TEXT = {
-    "max_guard": "softmax without the per-row max subtraction: exp overflows on large logits; "
-                 "compute exp(z - z.max(axis=-1, keepdims=True))",
-    "row_guard": "softmax subtracts one global max instead of each row's: rows far below it become "
-                 "0/0; use z.max(axis=-1, keepdims=True)",
+    "max_guard": "softmax without the per-sample max subtraction: exp overflows on large logits; "
+                 "subtract each sample's max over the classes before exp",
+    "row_guard": "softmax subtracts one global max instead of each sample's: samples far below it "
+                 "become 0/0; take the max over the class axis of each sample",
     "log_guard": "cross_entropy takes log(0) when a true class has probability 0: add a guard, "
                  "np.log(Y_hat + 1e-12) or np.clip",
     "relu_index": "the i-1 bug: `* (pre_activations[i] > 0)` should be `* (pre_activations[i-1] > 0)`",
@@ -55,7 +55,7 @@ GUARD_TEXT = {
     "pre_after_relu": "pre_activations hold relu(Z): an in-place ReLU overwrote Z; compute A as a new array",
     "loss_sum": "cross_entropy sums over the batch: use the mean",
     "loss_sign": "cross_entropy has the wrong sign: -mean(log p)",
-    "softmax_batch_axis": "softmax normalised over the batch axis: use axis=-1",
+    "softmax_batch_axis": "softmax normalised over the batch axis: normalise over each sample's classes",
 }
 
 
