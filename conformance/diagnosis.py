@@ -22,6 +22,7 @@ from conformance.exact import (BackwardBugs, ForwardBugs, Grads, Magnitudes, Par
                               exact_gradients)
 from conformance.evidence import Finding, current_case, record
 from conformance.gradcheck import TENSOR_FLOOR
+from conformance.mistakes import BY_KEY, MISTAKES
 
 
 # ------------------------------------------------------------------ structured diagnoses
@@ -84,57 +85,8 @@ class KnownBug:
         return exact_gradients(activations, pre_activations, Y, params, bugs=self.bugs)
 
 
-KNOWN_BUGS: tuple[KnownBug, ...] = (
-    KnownBug("relu_index", "evaluates the ReLU derivative at the wrong layer's pre-activation "
-             "(the i-1 bug)", "`* (pre_activations[i] > 0)` should be `* (pre_activations[i-1] > 0)`",
-             BackwardBugs(mask_offset=0)),
-    KnownBug("no_batch_mean", "does not divide by the batch size",
-             "`delta = Y_hat - Y` should be `delta = (Y_hat - Y) / B`", BackwardBugs(batch_mean=False)),
-    KnownBug("double_batch_mean", "divides by the batch size twice (dW averaged again)",
-             "`dW = A_prev.T @ delta / B`: delta is already divided by B", BackwardBugs(dw_mean=True)),
-    KnownBug("db_mean", "averages db over the batch instead of summing it",
-             "`db = delta.mean(axis=0)` should be `db = delta.sum(axis=0)`", BackwardBugs(db_mean=True)),
-    KnownBug("missing_mask", "leaves out the ReLU derivative when propagating delta",
-             "`delta = delta @ W.T` should be `delta = (delta @ W.T) * (pre_activations[i-1] > 0)`",
-             BackwardBugs(mask=False)),
-    KnownBug("wrong_weights", "propagates delta through the wrong layer's weights",
-             "`W = params[i-1][0]` should be `W = params[i][0]`", BackwardBugs(w_offset=-1)),
-    KnownBug("untransposed_weights", "propagates delta through W instead of W.T",
-             "`delta @ W` should be `delta @ W.T`", BackwardBugs(transpose_w=False)),
-    KnownBug("reversed_order", "returns the gradients in reverse order (last layer first)",
-             "`return grads` should be `return list(reversed(grads))`", BackwardBugs(reverse=True)),
-    KnownBug("transposed_dw", "computes dW transposed",
-             "`dW = delta.T @ A_prev` should be `dW = A_prev.T @ delta`", BackwardBugs(dw_transposed=True)),
-    KnownBug("wrong_sign", "uses Y - Y_hat (the gradient's sign is flipped)",
-             "`delta = (Y - Y_hat) / B` should be `delta = (Y_hat - Y) / B`", BackwardBugs(sign=-1.0)),
-    KnownBug("delta_not_propagated", "never propagates delta to the earlier layers",
-             "the loop must update `delta = (delta @ W.T) * (pre_activations[i-1] > 0)`",
-             BackwardBugs(propagate=False)),
-    KnownBug("softmax_jacobian", "multiplies by the softmax derivative Y_hat * (1 - Y_hat) on top "
-             "of Y_hat - Y", "`delta = (Y_hat - Y) / B` already includes the softmax derivative",
-             BackwardBugs(softmax_jacobian=True)),
-    KnownBug("dw_from_output", "uses the layer's own output instead of its input in dW",
-             "`dW = activations[i+1].T @ delta` should be `dW = activations[i].T @ delta`",
-             BackwardBugs(dw_from_output=True)),
-    KnownBug("last_sample_only", "keeps only the last sample's gradient (a per-sample loop that "
-             "assigns instead of accumulating)",
-             "`dW = np.outer(a, d) / B` inside the loop over samples should be `dW += np.outer(a, d) "
-             "/ B` (same for db), with dW and db set to zeros before the loop",
-             BackwardBugs(last_sample_only=True)),
-    KnownBug("mean_every_layer", "divides delta by the batch size again at every layer",
-             "`delta = (delta @ W.T) * mask / B` should be `delta = (delta @ W.T) * mask`: only the "
-             "output error is divided by B", BackwardBugs(mean_every_layer=True)),
-    # The per-layer 1/m style (dZ = A - Y undivided, then dW = dZ A^T / m, db = sum(dZ) / m)
-    # with the 1/m left out of one of the two lines.
-    KnownBug("dw_no_batch_mean", "divides db by the batch size but not dW (dW is B times too large)",
-             "dW needs the division by B that db has: `dW = A_prev.T @ delta` with `delta = (Y_hat - Y) "
-             "/ B`, or `dW = A_prev.T @ dZ / m` where each layer divides by m",
-             BackwardBugs(dw_times_batch=True)),
-    KnownBug("db_no_batch_mean", "divides dW by the batch size but not db (db is B times too large)",
-             "db needs the division by B that dW has: `db = delta.sum(axis=0)` with `delta = (Y_hat - Y) "
-             "/ B`, or `db = dZ.sum(axis=0) / m` where each layer divides by m",
-             BackwardBugs(db_times_batch=True)),
-)
+KNOWN_BUGS: tuple[KnownBug, ...] = tuple(
+    KnownBug(m.key, m.description, m.fix, m.backward) for m in MISTAKES if m.backward is not None)
 # Pairs are tried when no single mistake explains every tensor. A per-sample loop's
 # last_sample_only ignores every other switch, so it never pairs.
 _UNPAIRED = ("last_sample_only",)
@@ -417,20 +369,9 @@ def _matmul_sizes(text: str) -> tuple[int, int] | None:
 
 
 # ------------------------------------------------------------------------------ forward bugs
-FORWARD_BUGS: tuple[tuple[str, str, ForwardBugs], ...] = (  # (key, description, switches)
-    ("no_bias", "leaves out the bias (`Z = A_prev @ W` instead of `A_prev @ W + b`)", ForwardBugs(bias=False)),
-    ("relu_output", "applies ReLU to the output layer before the softmax", ForwardBugs(relu_output=True)),
-    ("relu_instead_of_softmax", "applies ReLU instead of softmax on the output layer",
-     ForwardBugs(relu_instead_of_softmax=True)),
-    ("softmax_batch_axis", "takes the softmax over the batch axis instead of over each sample's classes",
-     ForwardBugs(softmax_axis=0)),
-    ("softmax_hidden", "applies softmax on the hidden layers instead of ReLU", ForwardBugs(softmax_hidden=True)),
-    ("pre_after_relu", "stores relu(Z) in pre_activations (an in-place ReLU overwrote Z)",
-     ForwardBugs(pre_after_relu=True)),
-    ("shifted_logits", ("stores the logits shifted by their row maximum in pre_activations (an in-place "
-                        "`z -= z.max(axis=-1, keepdims=True)` inside softmax modified Z); shift a copy: "
-                        "`z = z - z.max(axis=-1, keepdims=True)`"), ForwardBugs(shifted_logits=True)),
-)
+FORWARD_BUGS: tuple[tuple[str, str, ForwardBugs], ...] = tuple(  # (key, description, switches)
+    (m.key, f"{m.description}; {m.fix}" if m.fix else m.description, m.forward)
+    for m in MISTAKES if m.forward is not None)
 
 
 def diagnose_forward(activations: Sequence[np.ndarray], pre_activations: Sequence[np.ndarray],
@@ -551,95 +492,45 @@ def nonfinite_output_cause(P: np.ndarray, logits: np.ndarray, dtype: np.dtype) -
             "and never divide by a sum that can be 0.")
 
 
-# ------------------------------------------------------------------ named bugs (for auditing)
-# Every phrase by which a suite message names a specific bug or missing guard, keyed by bug.
-# tools/kill_matrix.py checks that each buggy variant's messages name only its own bug(s):
-# a hint naming a bug the code does not have is a misleading hint.
-GUARD_PHRASES: dict[str, tuple[str, ...]] = {
-    "max_guard": ("per-sample max subtraction: softmax must subtract",),
-    "row_guard": ("the max must be taken per sample, over the classes",),
-    "log_guard": ("the log(0) guard: cross_entropy must stay finite", "so the loss needs a log(0) guard"),
-}
-# Mistakes named by a check of one function (conformance/test_interface.py), outside the two
-# catalogues: key -> (the phrase its message holds, the cause in one line).
-FUNCTION_BUGS: dict[str, tuple[str, str]] = {
-    "loss_sum": ("equals the SUM over the batch", "cross_entropy sums over the batch: use the mean"),
-    "loss_sign": ("the sign is flipped", "cross_entropy has the wrong sign: -mean(log p)"),
-    "loss_mean_over_classes": ("the mean over every entry (batch x classes)",
-                               "cross_entropy averages over the classes too: sum over the classes, "
-                               "average over the batch"),
-    "init_zero": ("every W is zero", "init_params returns zero weights: draw He-scaled normals"),
-    "init_fan_out": ("(fan-out)", "init_params scales by sqrt(2 / n_out): He uses sqrt(2 / n_in)"),
-    "init_one_over_n": ("scales by sqrt(1 / n_in)", "init_params scales by sqrt(1 / n_in): He uses "
-                        "sqrt(2 / n_in)"),
-    "init_xavier": ("uses Xavier/Glorot", "init_params uses Xavier/Glorot: He uses sqrt(2 / n_in)"),
-    "train_no_update": ("train returns the initial params unchanged",
-                        "train never changes the params: store the update, and check that the "
-                        "batch loop visits every batch"),
-    "train_ascent": ("gradient ascent", "train adds the gradient: W - lr * dW"),
-    "train_ignores_lr": ("train steps by the raw gradient", "train ignores lr: W - lr * dW"),
-    "mutates_arguments": ("arguments must not be modified", "a function modifies its arguments in "
-                          "place: work on a copy or a new array"),
-}
+# ------------------------------------------------------------------ views of the catalogue
 # Generic findings about one function (key -> the function): its outputs are wrong and no
 # catalogued mistake fits, or it returns the wrong structure, or it raises. Where a specific
 # mistake of the same function is named, they are its symptoms on other inputs and a rubric
 # does not charge them again (tools/grade/rubric.py).
-GENERIC_KEYS: dict[str, str] = {
-    "backward_wrong": "backward", "backward_structure": "backward", "backward_crash": "backward",
-    "forward_wrong": "forward", "forward_structure": "forward", "forward_crash": "forward",
-    "loss_wrong": "cross_entropy", "init_wrong": "init_params",
-}
-
-
-GENERIC_TEXT = {"wrong": "returns wrong values that match none of the catalogued mistakes",
-                "structure": "returns the wrong number or shapes of arrays", "crash": "raises an exception"}
+GENERIC_KEYS: dict[str, str] = {m.key: m.function for m in MISTAKES if m.generic}
+# Mistakes named by a check of one function (conformance/test_interface.py), outside the
+# replayed ones: key -> (the phrase its message holds, the cause in one line).
+FUNCTION_BUGS: dict[str, tuple[str, str]] = {
+    m.key: (m.phrases[0], m.cause) for m in MISTAKES
+    if not m.generic and m.backward is None and m.forward is None and m.function not in ("forward",)
+    and m.key != "log_guard"}
 
 
 def generic_text(key: str) -> str:
-    kind = key.rpartition("_")[2]
-    return f"{GENERIC_KEYS.get(key, key)} {GENERIC_TEXT.get(kind, kind)}"
+    m = BY_KEY.get(key)
+    return m.cause if m is not None else key
 
 
 def function_of(key: str) -> str:
     """The function a diagnosis key is about ("" when it is about no single one)."""
-    if key in GENERIC_KEYS:
-        return GENERIC_KEYS[key]
-    if key in {bug.key for bug in KNOWN_BUGS} | {"relu_index", "untransposed_weights",
-                                                  "reversed_order", "transposed_dw"}:
-        return "backward"
-    if key in {k for k, _, _ in FORWARD_BUGS} | {"pre_after_relu", "softmax_batch_axis",
-                                                 "max_guard", "row_guard"}:
-        return "forward"
-    return {"loss": "cross_entropy", "log": "cross_entropy", "init": "init_params",
-            "train": "train"}.get(key.split("_")[0], "")
-OTHER_PHRASES: dict[str, tuple[str, ...]] = {
-    "relu_index": ("symptom of the i-1 bug",),
-    "untransposed_weights": ("W itself, not W.T",),
-    "reversed_order": ("reverse order (last layer first)",),
-    "transposed_dw": ("that is W.T's shape",),
-    "pre_after_relu": ("holds relu(Z)",),
-    "softmax_batch_axis": ("COLUMNS of activations[-1] sum to 1",),
-}
+    m = BY_KEY.get(key)
+    return m.function if m is not None else ""
 
 
 def named_bugs(text: str) -> set[str]:
-    """The keys of every bug or guard a message names (see GUARD_PHRASES, OTHER_PHRASES, and
-    the catalogues' descriptions)."""
-    phrases: dict[str, tuple[str, ...]] = {**GUARD_PHRASES}
-    for key, (phrase, _) in FUNCTION_BUGS.items():
-        phrases[key] = (phrase,)
-    for key, more in OTHER_PHRASES.items():
-        phrases[key] = phrases.get(key, ()) + more
-    for bug in KNOWN_BUGS:
-        phrases[bug.key] = phrases.get(bug.key, ()) + (bug.description,)
-    for key, description, _ in FORWARD_BUGS:
-        phrases[key] = phrases.get(key, ()) + (description.split(" (")[0],)
-    return {key for key, options in phrases.items() if any(p in text for p in options)}
+    """The keys of every mistake a message names: its description (the part before any
+    parenthesis, for forward mistakes) or one of its phrases (conformance.mistakes)."""
+    found = set()
+    for m in MISTAKES:
+        if m.generic:
+            continue
+        options = m.phrases + ((m.description.split(" (")[0],) if m.function in ("backward", "forward")
+                               and (m.backward is not None or m.forward is not None) else ())
+        if any(p in text for p in options):
+            found.add(m.key)
+    return found
 
 
 def diagnosis_keys() -> tuple[str, ...]:
     """Every key a failing test's "diagnoses" property can hold (what a rubric can price)."""
-    keys = [bug.key for bug in KNOWN_BUGS] + [key for key, _, _ in FORWARD_BUGS]
-    keys += list(GUARD_PHRASES) + list(FUNCTION_BUGS) + list(OTHER_PHRASES) + list(GENERIC_KEYS)
-    return tuple(dict.fromkeys(keys))
+    return tuple(BY_KEY)

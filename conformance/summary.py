@@ -22,13 +22,10 @@ import pytest
 from conformance import calls
 from conformance.contract import PrecisionFinding
 from conformance.diagnosis import (
-    FORWARD_BUGS,
-    FUNCTION_BUGS,
     GENERIC_KEYS,
-    KNOWN_BUGS,
     function_of,
-    generic_text,
 )
+from conformance.mistakes import mistake
 from conformance.text import clean_name
 
 NAME = "conformance-summary"
@@ -39,38 +36,14 @@ MAX_UNEXPLAINED = 3
 # checks too, so their failures follow from it.
 RUNS_THROUGH = {"train": ("forward", "backward"), calls.SGD_LOOP: ("forward", "backward")}
 
-# What each named cause means, in one line with the change to make.
-GUARD_TEXT = {
-    "max_guard": "softmax without the per-sample max subtraction: exp overflows on large logits; "
-                 "subtract each sample's max over the classes before exp",
-    "row_guard": "softmax subtracts one global max instead of each sample's: samples far below it "
-                 "become 0/0; take the max over the class axis of each sample",
-    "log_guard": "cross_entropy takes log(0) when a true class has probability 0: add a guard, "
-                 "np.log(Y_hat + 1e-12) or np.clip",
-    "relu_index": "the i-1 bug: `* (pre_activations[i] > 0)` should be `* (pre_activations[i-1] > 0)`",
-    "untransposed_weights": "delta propagated through W instead of W.T: `delta @ W` should be "
-                            "`delta @ W.T`",
-    "reversed_order": "gradients returned last layer first: return them in forward order",
-    "transposed_dw": "dW computed transposed: `dW = A_prev.T @ delta`",
-    "pre_after_relu": "pre_activations hold relu(Z): an in-place ReLU overwrote Z; compute A as a new array",
-    "loss_sum": "cross_entropy sums over the batch: use the mean",
-    "loss_sign": "cross_entropy has the wrong sign: -mean(log p)",
-    "softmax_batch_axis": "softmax normalised over the batch axis: normalise over each sample's classes",
-}
-
-
 def cause_text(key: str) -> str:
-    for bug in KNOWN_BUGS:
-        if bug.key == key:
-            return f"your backward {bug.description}: {bug.line_pattern}"
-    for fkey, description, _ in FORWARD_BUGS:
-        if fkey == key:
-            return f"your forward {description}"
-    if key in FUNCTION_BUGS:
-        return FUNCTION_BUGS[key][1]
-    if key in GENERIC_KEYS:
-        return generic_text(key)
-    return GUARD_TEXT.get(key, key)
+    """What a recorded key means, in one line with the change to make (conformance.mistakes)."""
+    m = mistake(key)
+    if m is None:
+        return key
+    if m.function in ("backward", "forward") and not m.generic:
+        return f"your {m.cause}"
+    return m.cause
 
 
 def candidate_label(candidate: Any) -> str:

@@ -156,7 +156,7 @@ def parse_rubric(data: dict[str, Any], source: str = "<rubric>",
     """Validate a parsed TOML rubric; every problem is a RubricError naming the key."""
     known = set(known_areas)
     allowed_top = {"name", "partial_credit", "skipped", "visibility", "results_visibility",
-                   "areas", "tests", "total", "bugs", "hide_hints_until_due"}
+                   "areas", "tests", "total", "bugs", "bug_prices", "hide_hints_until_due"}
     unknown = sorted(set(data) - allowed_top)
     if unknown:
         raise RubricError(f"{source}: unknown key(s) {', '.join(unknown)} "
@@ -209,7 +209,8 @@ def parse_rubric(data: dict[str, Any], source: str = "<rubric>",
         name=_text(data, "name", source) or Path(source).stem, areas=areas, rules=rules,
         skipped=_choice(data, "skipped", SKIP_POLICIES, source, "neutral"),
         visibility=_choice(data, "results_visibility", VISIBILITIES, source, "visible"),
-        source=source, data=data, bugs=_bug_prices(data.get("bugs", {}), source), hide_hints=hide)
+        source=source, data=data, bugs=_bug_prices(data.get("bugs", {}), source, data.get("bug_prices")),
+        hide_hints=hide)
     total = data.get("total")
     if total is not None and (isinstance(total, bool) or not isinstance(total, (int, float))
                               or abs(total - rubric.max_score) > 1e-9):
@@ -217,14 +218,22 @@ def parse_rubric(data: dict[str, Any], source: str = "<rubric>",
     return rubric
 
 
-def _bug_prices(table: Any, source: str) -> dict[str, BugPrice]:
+def _bug_prices(table: Any, source: str, defaults: Any = None) -> dict[str, BugPrice]:
+    """[bugs.<key>] tables, over the catalogue's default prices when ``bug_prices =
+    "catalogue"`` (conformance/mistakes.py), else alone."""
     from conformance.diagnosis import diagnosis_keys
+    from conformance.mistakes import MISTAKES
     from conformance.summary import cause_text
 
     if not isinstance(table, dict):
         raise RubricError(f"{source}: bugs must be tables ([bugs.<key>] points = ...)")
+    if defaults not in (None, "catalogue"):
+        raise RubricError(f'{source}: bug_prices = {defaults!r}; the only value is "catalogue" '
+                          "(the default prices of conformance/mistakes.py), or leave it out")
     known = diagnosis_keys()
-    prices = {}
+    prices = {m.key: BugPrice(key=m.key, title=m.title or cause_text(m.key), points=float(m.price),
+                              family=m.family or m.key)
+              for m in MISTAKES} if defaults == "catalogue" else {}
     for key, entry in table.items():
         where = f"{source}: [bugs.{key}]"
         if key not in known:
