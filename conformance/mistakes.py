@@ -20,6 +20,11 @@ from dataclasses import dataclass
 from conformance.exact import BackwardBugs, ForwardBugs
 
 
+# The check areas, in report order: each conformance/test_*.py module declares its own as
+# CONFORMANCE_AREA, the grader's rubric scores by them, the summary groups by them.
+AREAS: tuple[str, ...] = ("interface", "gradients", "stability", "relu_index", "golden", "mnist", "efficiency")
+
+
 @dataclass(frozen=True)
 class Mistake:
     key: str

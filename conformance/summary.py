@@ -25,11 +25,11 @@ from conformance.diagnosis import (
     GENERIC_KEYS,
     function_of,
 )
-from conformance.mistakes import mistake
+from conformance.mistakes import AREAS, mistake
 from conformance.text import clean_name
 
 NAME = "conformance-summary"
-AREA_ORDER = ("interface", "gradients", "stability", "relu_index", "golden", "mnist")
+AREA_ORDER = AREAS
 MAX_UNEXPLAINED = 3
 # What runs the candidate's forward and backward for a check that judges something else: its
 # train (by the contract) and the suite's SGD loop. A mistake in forward or backward fails those
@@ -130,7 +130,12 @@ def _area_index(area: str) -> tuple[int, str]:
     return (AREA_ORDER.index(area) if area in AREA_ORDER else len(AREA_ORDER), area)
 
 
-def area_of(nodeid: str) -> str:
+def area_of(nodeid: str, properties: Iterable[tuple[str, Any]] = ()) -> str:
+    """A test's check area: its module's CONFORMANCE_AREA, carried as the "area" property
+    (conformance/hooks.py; the grader scores by the same), else its file name minus test_."""
+    area = dict(properties).get("area")
+    if isinstance(area, str):
+        return area
     module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
     return module.removeprefix("test_")
 
@@ -185,7 +190,7 @@ class RunSummary:
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         for item in items:
-            self.deselected[area_of(item.nodeid)] += 1
+            self.deselected[area_of(item.nodeid, item.user_properties)] += 1
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item: pytest.Item):  # type: ignore[no-untyped-def]
@@ -193,11 +198,11 @@ class RunSummary:
         calls.FUNCTIONS_RUN.clear()
         yield
         shapes = [s for s in (shape_of(c) for c in calls.CASES_SEEN) if s is not None]
-        record = self.records.setdefault(item.nodeid, Record(item.nodeid, area_of(item.nodeid)))
+        record = self.records.setdefault(item.nodeid, Record(item.nodeid, area_of(item.nodeid, item.user_properties)))
         record.cases, record.functions = shapes, set(calls.FUNCTIONS_RUN)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        record = self.records.setdefault(report.nodeid, Record(report.nodeid, area_of(report.nodeid)))
+        record = self.records.setdefault(report.nodeid, Record(report.nodeid, area_of(report.nodeid, report.user_properties)))
         if report.skipped and record.outcome == "passed":
             record.outcome = "skipped"
             longrepr = report.longrepr

@@ -54,11 +54,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from conformance.mistakes import AREAS
+
 DEFAULT_RUBRIC = Path(__file__).with_name("default_rubric.toml")
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 PARTIAL_CREDIT = ("fraction", "all_or_nothing")
 SKIP_POLICIES = ("neutral", "failed")
-KNOWN_AREAS = ("interface", "gradients", "stability", "relu_index", "golden", "mnist", "efficiency")
+KNOWN_AREAS = AREAS  # conformance/mistakes.py: the one list of check areas
 MISSING_MESSAGE = ("this check did not run for this submission (the run stopped early or the "
                    "candidate could not be loaded)")
 
