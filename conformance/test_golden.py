@@ -148,24 +148,58 @@ def test_backward_matches_golden(candidate: Candidate, case_id: str) -> None:
     for j in reversed(range(L)):  # in the order backprop computes them
         keys += [(f"db{j}", f"db[{j}]"), (f"dW{j}", f"dW[{j}]")]
 
-    def diagnosis() -> str:  # names the bug when the gradients equal a known one on these inputs
-        nonfinite = [name for key, name in keys
-                     if not np.isfinite(values[key]).all() and np.isfinite(arrays[key]).all()]
-        if nonfinite:  # no catalogued mistake makes inf/nan: say what the evidence shows
-            logits = arrays[f"pre{L - 1}"]
-            return named("backward_wrong", f"{', '.join(nonfinite)} hold inf/nan where every expected "
-                         f"value is finite: {nonfinite_backward(logits, logits.dtype)}")
-        X, Y = arrays["X"].astype(np.float64), arrays["Y"].astype(np.float64)
-        params = [(W.astype(np.float64), b.astype(np.float64)) for W, b in golden.params_of(arrays, L)]
-        activations = [arrays[f"act{i}"].astype(np.float64) for i in range(L + 1)]
-        pre_activations = [arrays[f"pre{i}"].astype(np.float64) for i in range(L)]
-        grads = [(values[f"dW{j}"], values[f"db{j}"]) for j in range(L)]
-        precision = result_dtype([g for pair in grads for g in pair] + [arrays["X"]])
-        return diagnose(grads, activations, pre_activations, Y, params, magnitudes(X, Y, params),
-                        precision_tolerance(precision))
-
     _check_keys(candidate, values, arrays, entry, keys, "backward", case_id, f"backward(case={case_id})",
-                diagnosis=diagnosis)
+                diagnosis=lambda: _backward_diagnosis(values, arrays, L))
+
+
+def _backward_keys(L: int) -> list[tuple[str, str]]:
+    keys = []
+    for j in reversed(range(L)):  # in the order backprop computes them
+        keys += [(f"db{j}", f"db[{j}]"), (f"dW{j}", f"dW[{j}]")]
+    return keys
+
+
+def _backward_diagnosis(values: dict, arrays: dict, L: int) -> str:
+    """Names the bug when the gradients equal a known one on the fixture's inputs (replay)."""
+    nonfinite = [name for key, name in _backward_keys(L)
+                 if not np.isfinite(values[key]).all() and np.isfinite(arrays[key]).all()]
+    if nonfinite:  # no catalogued mistake makes inf/nan: say what the evidence shows
+        logits = arrays[f"pre{L - 1}"]
+        return named("backward_wrong", f"{', '.join(nonfinite)} hold inf/nan where every expected "
+                     f"value is finite: {nonfinite_backward(logits, logits.dtype)}")
+    X, Y = arrays["X"].astype(np.float64), arrays["Y"].astype(np.float64)
+    params = [(W.astype(np.float64), b.astype(np.float64)) for W, b in golden.params_of(arrays, L)]
+    activations = [arrays[f"act{i}"].astype(np.float64) for i in range(L + 1)]
+    pre_activations = [arrays[f"pre{i}"].astype(np.float64) for i in range(L)]
+    grads = [(values[f"dW{j}"], values[f"db{j}"]) for j in range(L)]
+    precision = result_dtype([g for pair in grads for g in pair] + [arrays["X"]])
+    return diagnose(grads, activations, pre_activations, Y, params, magnitudes(X, Y, params),
+                    precision_tolerance(precision))
+
+
+def _train_follows_backward(values: dict, arrays: dict, L: int) -> str:
+    """Replay: when train's one full-batch step equals W - lr * (the candidate's own backward on
+    this fixture) and that backward is wrong here, train's failure is backward's: its finding
+    is recorded on this test too. "" when replay does not show it."""
+    if not all(f"dW{j}" in values and f"train_W{j}" in values for j in range(L)):
+        return ""
+    with evidence.tentative() as found:
+        wrong = _backward_diagnosis(values, arrays, L)
+    if not found.findings:
+        return ""  # backward is right here (or not diagnosable): it does not explain train
+    for j in range(L):
+        for param, grad in ((f"W{j}", f"dW{j}"), (f"b{j}", f"db{j}")):
+            got = np.asarray(values[f"train_{param}"], np.float64)
+            replayed = arrays[param].astype(np.float64) - golden.TRAIN_STEP_LR * np.asarray(values[grad], np.float64)
+            # sqrt(eps) of the step's precision: the step itself rounds at eps; a train that does
+            # anything else with the gradient differs by far more.
+            tau = precision_tolerance(result_dtype([np.asarray(values[f"train_{param}"]), np.asarray(values[grad])]))
+            if np.shape(got) != replayed.shape or not np.allclose(got, replayed, rtol=tau, atol=tau):
+                return ""
+    evidence.keep(found.findings)
+    return f"train steps with your backward, which is wrong on this fixture: {wrong}"
+
+
 
 
 @pytest.mark.parametrize("case_id", MLP_CASES + SOFTMAX_CASES)
@@ -232,7 +266,8 @@ def test_train_takes_one_sgd_step(candidate: Candidate, case_id: str) -> None:
     _check_keys(candidate, values, arrays, entry, _param_keys(entry, "train_"), "train", case_id,
                 f"train(case={case_id}, lr={golden.TRAIN_STEP_LR}, epochs=1, "
                 f"batch_size={entry['batch']})",
-                precision=_precision(values, ("train_", "act", "pre", "dW", "db")))
+                precision=_precision(values, ("train_", "act", "pre", "dW", "db")),
+                diagnosis=lambda: _train_follows_backward(values, arrays, golden.n_layers_of(entry)))
 
 
 # ------------------------------------------------------------------- refactor check

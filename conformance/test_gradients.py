@@ -128,7 +128,11 @@ def test_forward_backward_self_consistent(candidate: Candidate, case: Case) -> N
         ref_grads, rdtype = run_backward(candidate, case, activations, pre_activations, where)
         if mismatch_report(gradient_comparisons(case, ref_grads, rdtype), where=where, compared="",
                            contract="") is not None:
-            return "your backward is also wrong on the reference's activations (see check b)"
+            # Replayed on this test's own inputs (the reference's forward values: a right forward
+            # gives the same), so the finding belongs to this failure too.
+            return ("your backward is also wrong on the reference's activations (see check b): "
+                    + diagnose(ref_grads, activations, pre_activations, case.Y, case.params,
+                               magnitudes(case.X, case.Y, case.params), precision_tolerance(rdtype)))
         return ("your backward is right when fed the reference's activations, so your forward's "
                 "outputs are what is off (see the forward check); "
                 + diagnose_forward(fwd.activations, fwd.pre_activations, case.X, case.params,

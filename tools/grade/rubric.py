@@ -20,9 +20,10 @@ Scoring rules (the contract stated in ``default_rubric.toml`` too):
 Scoring by root cause (``[bugs.<key>] points = ...``): the suite records on each failing test
 the keys of the catalogued mistakes its evidence names (property "diagnoses", see
 conformance/diagnosis.py). A priced key found in any failing test is *charged* once: its
-points are deducted from the total. Its failures, and every other failure in an area where
-one of its failures lies, are *explained*: they do not count in their area, so one mistake
-costs its price and nothing more. Areas score only the failures no charged mistake explains
+points are deducted from the total. The failures that record it (or one of its symptoms) are
+*explained*: they do not count in their area, so one mistake costs its price and nothing more.
+A failure that records no charged key is explained by nothing (a cheap mistake found elsewhere
+in its area does not waive it). Areas score only the failures no charged mistake explains
 (the fallback). Keys of one ``family`` (one mistake the evidence may name two ways) are
 charged once, at the family's highest price. A generic finding about one function
 (``backward_wrong``, ``backward_crash``, ... see conformance/diagnosis.py GENERIC_KEYS) is free
@@ -379,9 +380,7 @@ def score(rubric: Rubric, status: str, tests: list[dict], baseline: Baseline | N
                     by_group[group.key].append({"nodeid": nodeid, "area": area, "outcome": "missing",
                                                 "summary": MISSING_MESSAGE, "message": MISSING_MESSAGE})
     charges = _charges(rubric, by_group) if status == "graded" else []
-    charged = {c.bug.key for c in charges}
-    absorbing = {key for key, group_tests in by_group.items()
-                 if any(charged & set(diagnoses_of(t)) for t in group_tests if t["outcome"] in FAILING)}
+    charged = {c.bug.key for c in charges}  # (symptoms included, at 0 points)
     from conformance.diagnosis import function_of
 
     # An end-to-end group's failures are waived as symptoms only within what the mistakes of
@@ -398,7 +397,9 @@ def score(rubric: Rubric, status: str, tests: list[dict], baseline: Baseline | N
     for group in rubric.groups:
         gs = GroupScore(group=group, score=0.0)
         for test in by_group[group.key]:
-            if test["outcome"] in FAILING and (group.key in absorbing or group.key in waived):
+            # A failure is explained only by a mistake the suite found on that test (replay),
+            # or as an end-to-end symptom within what its function's mistakes cost (waived).
+            if test["outcome"] in FAILING and (charged & set(diagnoses_of(test)) or group.key in waived):
                 gs.explained.append(test)
             elif test["outcome"] == "passed":
                 gs.passed.append(test)
