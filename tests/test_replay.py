@@ -249,3 +249,60 @@ def test_the_grid_spans_depths_widths_and_batches() -> None:
     assert {len(c.params) for c in GRID} == {1, 2, 3, 4, 5}
     assert {c.batch for c in GRID} >= {1, 64} and max(c.n_params for c in GRID) > 3000
     assert min(c.n_params for c in GRID) < 100
+
+
+def test_a_charged_mistake_explains_only_the_failures_that_record_it() -> None:
+    """A cheap mistake named in an area used to explain every other failure of that area."""
+    from tools.grade.rubric import load_rubric, score
+
+    def test(name: str, outcome: str, keys: tuple[str, ...] = ()) -> dict:
+        return {"nodeid": f"conformance/test_interface.py::{name}", "area": "interface", "outcome": outcome,
+                "message": "", "summary": "", "skip_reason": "",
+                "properties": {"diagnoses": list(keys)} if keys else {}}
+
+    rubric = load_rubric()
+    tests = [test("a", "passed"), test("b", "failed", ("db_mean",)), test("c", "failed"), test("d", "passed")]
+    interface = next(g for g in score(rubric, "graded", tests).groups if g.group.area == "interface")
+    assert [t["nodeid"][-1] for t in interface.explained] == ["b"]
+    assert [t["nodeid"][-1] for t in interface.failed] == ["c"]  # no key: it counts in its area
+
+
+ONLY_TWO_LAYERS_MUTATING = '''
+import numpy as np
+
+
+def relu(z):
+    return np.maximum(z, 0)
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def forward(X, params):
+    acts, pres = [X], []
+    for i, (W, b) in enumerate(params):
+        Z = acts[-1] @ W + b
+        pres.append(Z)
+        acts.append(softmax(Z) if i == len(params) - 1 else relu(Z))
+    return acts, pres
+
+
+def backward(activations, pre_activations, Y, params):
+    activations[1] *= 1.0001  # mutates its argument
+    (W1, b1), (W2, b2) = params  # runs 2-layer networks only
+    B = Y.shape[0]
+    d2 = (activations[2] - Y) / B
+    d1 = (d2 @ W2.T) * (pre_activations[0] > 0)
+    return [(activations[0].T @ d1, d1.sum(0)), (activations[1].T @ d2, d2.sum(0))]
+'''
+
+
+def test_mutation_is_checked_on_the_shapes_the_code_runs(tmp_path: Path) -> None:
+    """Code that runs only 2-layer networks crashed on the property's first case, so its
+    mutation was never looked at."""
+    run = _run(_variant(tmp_path, "two_layers_mutating", ONLY_TWO_LAYERS_MUTATING), tmp_path, "-k", "mutate")
+    backward = next(t for t in run.report if t["nodeid"].endswith("test_backward_does_not_mutate_arguments"))
+    assert backward["outcome"] == "failed" and "must not be modified" in backward["message"], backward["message"]
+    assert "mutates_arguments" in backward["properties"]["diagnoses"]
