@@ -19,9 +19,9 @@ from typing import Sequence
 import numpy as np
 
 from conformance.exact import (BackwardBugs, ForwardBugs, Grads, Magnitudes, Params, exact_forward,
-                              exact_gradients)
+                              exact_gradients, exact_softmax)
 from conformance.evidence import Finding, current_case, record
-from conformance.gradcheck import TENSOR_FLOOR
+from conformance.gradcheck import TENSOR_FLOOR, precision_tolerance
 from conformance.mistakes import BY_KEY, MISTAKES
 
 
@@ -429,6 +429,25 @@ def output_rows_finding(P: np.ndarray) -> str:
     rows = ", ".join(f"{v:.6g} (row {i})" for i, v in list(enumerate(sums))[:4])
     return named("forward_wrong", f"the rows of activations[-1] sum to {rows}, not 1: the last "
                  "activation must be the row-wise softmax of the last pre-activation.")
+
+
+def softmax_cause(P: np.ndarray, z: np.ndarray, dtype: np.dtype) -> str:
+    """What replay shows about a wrong softmax(z) = P: the guard whose absence gives exactly
+    these non-finite rows, or the batch-axis softmax when it reproduces every finite entry;
+    "" when no known mistake does."""
+    P64 = np.asarray(P, np.float64)
+    z64 = np.asarray(z, np.float64)
+    if P64.shape != z64.shape or P64.ndim != 2:
+        return ""
+    if not np.isfinite(P64).all():
+        return nonfinite_output_cause(P64, z64, dtype)
+    tau = precision_tolerance(dtype)
+    with np.errstate(all="ignore"):
+        batch_axis = exact_softmax(z64, axis=0)
+    if _close(P64, batch_axis, tau) and not _close(P64, exact_softmax(z64), tau):
+        return named("softmax_batch_axis", "your softmax's output equals a softmax over the batch axis "
+                     "(each COLUMN sums to 1): take the max and the sum over each sample's classes")
+    return ""
 
 
 # ------------------------------------------------------------------ non-finite outputs

@@ -19,10 +19,10 @@ from conformance.assertions import (
     fmt,
     mismatch_report,
 )
-from conformance.calls import invoke, require, run_backward, run_forward
+from conformance.calls import invoke, require, run_backward, run_forward, same_crash
 from conformance.candidate import Candidate, load_headline
 from conformance.cases import Case, make_case
-from conformance.checks import contract_text
+from conformance.checks import contract_text, forward_comparisons
 from conformance.contract import (
     PrecisionFinding,
     least_precise,
@@ -32,7 +32,7 @@ from conformance.contract import (
     validate_params,
 )
 from conformance import evidence
-from conformance.diagnosis import diagnose, named, output_rows_finding
+from conformance.diagnosis import diagnose, diagnose_forward, named, output_rows_finding, softmax_cause
 from conformance.exact import exact_forward, exact_gradients, exact_softmax, magnitudes, softmax_conditioning
 from conformance.gradcheck import allowed_error, precision_tolerance
 from conformance.golden import LOG_GUARD_MAX
@@ -215,6 +215,7 @@ def test_softmax(candidate: Candidate) -> None:
     assert_comparisons([Comparison("softmax(z)", got, p, allowed_error(scale, 1.0, tau))], where=where,
                        compared="softmax(z) vs exp(z) / exp(z).sum(axis=-1) per row",
                        contract=contract_text(got.dtype, fd=False), held_to=got.dtype,
+                       diagnosis=lambda: softmax_cause(got, z, got.dtype),
                        next_step="normalise over the last axis (the classes), one row per sample.")
     _, after = invoke(candidate, "softmax", z, where=where, inspect=True)
     assert_unchanged((z,), after, ("z",), where=where)
@@ -328,6 +329,42 @@ def test_init_params(candidate: Candidate, sizes: list[int], seed: int) -> None:
                   "biases start at zero.")
 
 
+def _train_follows_own_functions(candidate: Candidate, case: Case, trained: list, lr: float, epochs: int,
+                                 tau: float) -> str:
+    """Replay: when train's result equals ``epochs`` full-batch steps W - lr * backward(forward(X))
+    taken with the candidate's own functions, and forward or backward is wrong on these inputs,
+    train's failure is theirs (their findings are recorded here too). "" otherwise."""
+    findings, causes = [], []
+    params = [(np.array(W, np.float64), np.array(b, np.float64)) for W, b in case.params]
+    try:
+        for step in range(epochs):
+            at = Case(case.X, case.Y, params, recipe=case.recipe)
+            with evidence.tentative() as found:
+                fwd = run_forward(candidate, at, f"forward(case={case!r}), step {step + 1}", params)
+                grads, _ = run_backward(candidate, at, fwd.activations, fwd.pre_activations,
+                                        f"backward(*forward(case={case!r})), step {step + 1}")
+                if step == 0:  # are forward or backward wrong on these inputs? (replay diagnoses)
+                    if mismatch_report(forward_comparisons(at, fwd), where="", compared="", contract="") is not None:
+                        causes.append(diagnose_forward(fwd.activations, fwd.pre_activations, case.X, params, tau))
+                    text = diagnose(grads, fwd.activations, fwd.pre_activations, case.Y, params,
+                                    magnitudes(case.X, case.Y, params), tau)
+                    if any(f.function == "backward" for f in found.findings):
+                        causes.append(text)
+                    findings = list(found.findings)
+            params = [(W - lr * np.asarray(dW, np.float64), b - lr * np.asarray(db, np.float64))
+                      for (W, b), (dW, db) in zip(params, grads)]
+    except AssertionError:
+        return ""  # forward or backward fails on its own here: no replay, no claim
+    if not findings:
+        return ""
+    for (gW, gb), (W, b) in zip(trained, params):
+        for g, e in ((gW, W), (gb, b)):
+            if np.shape(g) != e.shape or not np.allclose(np.asarray(g, np.float64), e, rtol=tau, atol=tau):
+                return ""
+    evidence.keep(findings)
+    return "train steps with your own forward and backward, which are wrong here: " + "; ".join(causes)
+
+
 def _train_diagnosis(arrays: list[np.ndarray], case: Case, lr: float, epochs: int, tau: float) -> str:
     """Which common update mistake train's result equals (exact steps of each variant)."""
     start = [tuple(np.array(p, dtype=np.float64) for p in pair) for pair in case.params]
@@ -367,8 +404,21 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
     case = make_case([4, 5, 3], batch=12, seed=31)
     lr, epochs = 0.1, 2
     where = f"train(X, Y, X, Y, params, lr={lr}, epochs={epochs}, batch_size={case.batch}) on {case!r}"
-    got, args_after = invoke(candidate, "train", case.X, case.Y, case.X, case.Y, case.params, lr,
-                             epochs, case.batch, where=where, inspect=True)
+    try:
+        got, args_after = invoke(candidate, "train", case.X, case.Y, case.X, case.Y, case.params, lr,
+                                 epochs, case.batch, where=where, inspect=True)
+    except AssertionError as exc:  # train raised: is it what its forward/backward raise here?
+        own_exc: AssertionError | None = None
+        with evidence.tentative() as own:
+            try:
+                fwd = run_forward(candidate, case, f"forward(case={case!r})")
+                run_backward(candidate, case, fwd.activations, fwd.pre_activations,
+                             f"backward(*forward(case={case!r}))")
+            except AssertionError as raised:
+                own_exc = raised
+        if own_exc is not None and same_crash(exc, own_exc):
+            evidence.keep(own.findings)
+        raise
     if got is None:  # updated params in place and returned nothing: judge the updated list
         got = args_after[4]
     trained = validate_params(got, [(W.shape, b.shape) for W, b in case.params], "train's return value",
@@ -393,14 +443,8 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
     diagnosis = ""
     if mismatch_report(comparisons, where=where, compared="", contract="") is not None:
         # train runs the candidate's backward: a wrong backward is the cause to name first.
-        with evidence.tentative() as backward_evidence:
-            found = diagnose(own_grads, fwd.activations, fwd.pre_activations, case.Y, case.params,
-                             magnitudes(case.X, case.Y, case.params), tau)
-        if backward_evidence.findings:  # backward's own gradients are wrong on these inputs
-            evidence.keep(backward_evidence.findings)
-            diagnosis = f"train steps with your backward, whose gradients are wrong here: {found}"
-        else:
-            diagnosis = _train_diagnosis(arrays, case, lr, epochs, tau)
+        diagnosis = (_train_follows_own_functions(candidate, case, trained, lr, epochs, tau)
+                     or _train_diagnosis(arrays, case, lr, epochs, tau))
     assert_comparisons(
         comparisons, held_to=dtype, diagnosis=diagnosis,
         where=where, compared="the params train returns vs two exact full-batch SGD steps",

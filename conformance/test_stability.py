@@ -34,7 +34,7 @@ from conformance.checks import (
 )
 from conformance.contract import least_precise, validate_array, validate_loss
 from conformance.diagnosis import (diagnose, diagnose_forward, log_guard_cause, nonfinite_output_cause,
-                                   output_rows_finding)
+                                   output_rows_finding, softmax_cause)
 from conformance.exact import exact_forward, exact_softmax, magnitudes, softmax_conditioning
 from conformance.gradcheck import allowed_error, precision_tolerance
 
@@ -55,6 +55,7 @@ def check_softmax(candidate: Candidate, z: np.ndarray, where: str) -> None:
     assert_comparisons([Comparison("softmax(z)", got, p, allowed_error(scale, 1.0, tau))], where=where,
                        compared="softmax(z) vs the exact row-wise softmax",
                        contract=contract_text(got.dtype, fd=False), held_to=got.dtype,
+                       diagnosis=lambda: softmax_cause(got, z, least_precise(got.dtype, z.dtype)),
                        next_step=lambda: output_rows_finding(got) if not np.allclose(got.sum(axis=1), 1.0, atol=1e-3)
                        else "softmax(z) must be exp(z - max) / sum of exp(z - max), per sample (over the classes).")
 
