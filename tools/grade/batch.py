@@ -367,7 +367,8 @@ def _refuse_unreadable(subs: list[Submission]) -> None:
     """Preflight of the intake: a submission this grader cannot read for want of an optional
     library (notebooks without nbformat) stops the batch before anything is graded, instead
     of leaving rows without a grade."""
-    unreadable = [s for s in subs if s.problem_status == "error"]
+    # Only a missing library stops the batch; any other intake error is its own row's (retried).
+    unreadable = [s for s in subs if s.problem_status == "error" and s.missing_library]
     if unreadable:
         names = ", ".join(s.name for s in unreadable[:10]) + (" ..." if len(unreadable) > 10 else "")
         reason = (unreadable[0].problem or "").removeprefix("grader error (not the submission's): ")

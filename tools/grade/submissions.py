@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from tools.grade.lms import LmsName, Roster, Student, newest_key, parse_lms_name
-from tools.grade.notebooks import MissingDependency, NotebookError, extract
+from tools.grade.notebooks import MissingDependency, NotebookError, NotebookGraderError, extract
 from tools.grade.sanitize import clean_name, raw_hex
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # one source file; a real MLP module is a few kB
@@ -101,6 +101,9 @@ class Submission:
     problem_status: str = "no_module"
     intake: IntakeInfo = field(default_factory=IntakeInfo)
     assigned_slug: str | None = None
+    # status "error" because this grader lacks a library (nbformat): the batch refuses to start.
+    # Any other "error" of the intake (a reader process that could not run) is one row's.
+    missing_library: bool = False
 
     @property
     def sha256(self) -> str:
@@ -315,10 +318,12 @@ def _read_zip(sub: Submission, path: Path) -> None:
     sub.intake.notes += _left_out_note(left_out, "archive")
 
 
-def _convert_notebooks(sub: Submission) -> None:
-    """Every ``x.ipynb`` of a folder or archive becomes ``x.py`` (unless that exists). A grader
-    that cannot read notebooks at all raises MissingDependency: the module to judge, or one it
-    imports, may be among them."""
+def _convert_notebooks(sub: Submission) -> dict[str, tuple[str, str]]:
+    """Every ``x.ipynb`` of a folder or archive becomes ``x.py`` (unless that exists). Returns
+    the notebooks that cannot be graded: target -> (status, reason). A grader that cannot read
+    notebooks at all raises MissingDependency: the module to judge, or one it imports, may be
+    among them."""
+    failed: dict[str, tuple[str, str]] = {}
     for rel in sorted(r for r in sub.files if r.endswith(".ipynb")):
         data = sub.files.pop(rel)
         target = rel[: -len(".ipynb")] + ".py"
@@ -329,9 +334,29 @@ def _convert_notebooks(sub: Submission) -> None:
             extracted = extract(data)
         except NotebookError as exc:
             sub.intake.notes.append(f"{clean_name(rel)}: {exc}")
+            failed[target] = (exc.status, f"{clean_name(rel)}: {exc}")
             continue
         sub.files[target] = extracted.code.encode("utf-8")
         sub.intake.notes += [f"{clean_name(rel)} -> {clean_name(target)}: {n}" for n in extracted.notes()]
+        if extracted.problem():
+            failed[target] = ("import_error", f"{clean_name(rel)}: {extracted.problem()}")
+    return failed
+
+
+def _notebook_problem(sub: Submission, failed: dict[str, tuple[str, str]]) -> None:
+    """A notebook that could not be graded decides the row when it is (or would have been)
+    the module to judge: its status and reason, not a generic "no module"."""
+    if sub.module is not None and sub.module in failed:
+        status, reason = failed[sub.module]
+        if status == "import_error":  # converted, but a graded function uses a dropped name
+            sub.problem, sub.problem_status = reason, status
+        return
+    if sub.module is None and failed:
+        top = [t for t in failed if "/" not in t]
+        if len(top) == 1 and not any("/" not in r and r.endswith(".py") for r in sub.files):
+            sub.problem_status, sub.problem = failed[top[0]]
+        else:
+            sub.problem = f"{sub.problem}; " + "; ".join(reason for _, reason in failed.values())
 
 
 def _choose_module(sub: Submission, module: str | None) -> None:
@@ -369,49 +394,68 @@ def _unsupported(kind: str, entry: Path) -> str:
 def load_submission(entry: Path, module: str | None = None, name: str | None = None) -> Submission:
     """Read one entry: a ``.py`` file, a notebook, a zip archive or a folder holding ``module``
     (or exactly one top-level ``.py`` file when ``module`` is None). Anything else gives a
-    Submission whose ``problem`` says why (status ``unsupported`` / ``invalid_submission``)."""
+    Submission whose ``problem`` says why (status ``unsupported`` / ``invalid_submission``).
+    Never raises for the entry's sake: every failure, the grader's included, is this row's."""
     entry = Path(entry)
     kind = _kind(entry)
     default = entry.stem if kind in ("py", "ipynb", "zip", "other") else entry.name
     sub = Submission(name=name or clean_name(default), source=str(entry),
                      intake=IntakeInfo(entry=clean_name(entry.name), kind=kind))
     try:
-        if kind == "py":
-            # The file's own name only when it is plain (it is written to disk and shown by
-            # pytest); the name never changes the graded bytes or their hash.
-            target = entry.name if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.py", entry.name) else "submission.py"
-            sub.files[target] = _read_file(entry)
-            sub.module = target
-            return sub
-        if kind == "ipynb":
-            extracted = extract(_read_file(entry))
-            target = f"{entry.stem}.py" if entry.stem.isidentifier() else "notebook.py"
-            sub.files[target] = extracted.code.encode("utf-8")
-            sub.module = target
-            sub.intake.notes += extracted.notes()
-            return sub
-        if kind == "zip":
-            _read_zip(sub, entry)
-        elif kind == "folder":
-            _read_folder(sub, entry)
-        else:
-            sub.problem, sub.problem_status = _unsupported(kind, entry), (
-                "invalid_submission" if kind in ("symlink", "special") else "unsupported")
-            return sub
-        _convert_notebooks(sub)
+        _load(sub, entry, kind, module)
     except MissingDependency as exc:  # the grader's environment: no grade, retried next run
-        sub.files.clear()
-        sub.module = None
-        sub.problem, sub.problem_status = f"grader error (not the submission's): {exc}", "error"
-        return sub
-    except (OSError, _Refused, NotebookError) as exc:
-        sub.files.clear()
-        sub.module = None
+        _fail(sub, f"grader error (not the submission's): {exc}", "error")
+        sub.missing_library = True
+    except NotebookGraderError as exc:  # the machine, not the notebook: this row only, retried
+        _fail(sub, f"grader error (not the submission's): {exc}", "error")
+    except NotebookError as exc:
+        _fail(sub, f"cannot grade the notebook: {exc}", exc.status)
+    except (OSError, _Refused) as exc:
         reason = clean_name(exc) if isinstance(exc, OSError) else str(exc)
-        sub.problem, sub.problem_status = f"cannot read the submission: {reason}", "invalid_submission"
-        return sub
-    _choose_module(sub, module)
+        _fail(sub, f"cannot read the submission: {reason}", "invalid_submission")
+    except (RecursionError, MemoryError) as exc:  # bounded reads make these unlikely: still one row
+        _fail(sub, f"cannot read the submission: it is too large or nested too deeply ({type(exc).__name__})",
+              "invalid_submission")
+    except Exception as exc:  # noqa: BLE001 - a grader bug must not stop the class: this row, loudly
+        _fail(sub, f"grader error (not the submission's): reading it raised {type(exc).__name__}: "
+                   f"{clean_name(exc, 300)}", "error")
     return sub
+
+
+def _fail(sub: Submission, problem: str, status: str) -> None:
+    sub.files.clear()
+    sub.module = None
+    sub.problem, sub.problem_status = problem, status
+
+
+def _load(sub: Submission, entry: Path, kind: str, module: str | None) -> None:
+    if kind == "py":
+        # The file's own name only when it is plain (it is written to disk and shown by
+        # pytest); the name never changes the graded bytes or their hash.
+        target = entry.name if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.py", entry.name) else "submission.py"
+        sub.files[target] = _read_file(entry)
+        sub.module = target
+        return
+    if kind == "ipynb":
+        extracted = extract(_read_file(entry))
+        target = f"{entry.stem}.py" if entry.stem.isidentifier() else "notebook.py"
+        sub.files[target] = extracted.code.encode("utf-8")
+        sub.module = target
+        sub.intake.notes += extracted.notes()
+        if extracted.problem():
+            sub.problem, sub.problem_status = extracted.problem(), "import_error"
+        return
+    if kind == "zip":
+        _read_zip(sub, entry)
+    elif kind == "folder":
+        _read_folder(sub, entry)
+    else:
+        sub.problem, sub.problem_status = _unsupported(kind, entry), (
+            "invalid_submission" if kind in ("symlink", "special") else "unsupported")
+        return
+    failed = _convert_notebooks(sub)
+    _choose_module(sub, module)
+    _notebook_problem(sub, failed)
 
 
 # -- the class folder -------------------------------------------------------------------
