@@ -31,6 +31,7 @@ once, so the grade, the hash and what the suite runs are the same bytes.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import stat
@@ -55,6 +56,14 @@ MAX_WALK_ENTRIES = 5000  # entries looked at in one student folder (kept or not)
 MAX_ARCHIVE_BYTES = 64 * 1024 * 1024  # the .zip file itself
 MAX_ARCHIVE_MEMBERS = 2000
 MAX_ARCHIVE_EXPANDED = 256 * 1024 * 1024  # all members together, as the archive declares them
+# A member that expands more than MAX_RATIO-fold to over RATIO_MIN_BYTES is a bomb: source and
+# notebooks deflate 2-10-fold, base64 plots hardly at all; only padding reaches 100-fold.
+MAX_RATIO = 100
+RATIO_MIN_BYTES = 1024 * 1024
+MAX_NESTING = 1  # an archive inside the submitted one is left out unread; one more level is a bomb
+ZIP_SUFFIXES = (".zip", ".jar", ".whl", ".egg", ".nupkg", ".ipa", ".apk")
+ARCHIVE_SUFFIXES = ZIP_SUFFIXES + (".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".lzma", ".7z", ".rar",
+                                   ".tar")
 CODE_SUFFIXES = (".py", ".ipynb")  # an oversized one refuses the submission; data files are left out
 SOURCE_SUFFIXES = (".py", ".ipynb", ".txt", ".json", ".csv", ".npy", ".npz", ".toml", ".md")
 OS_CLUTTER = {".DS_Store", "__MACOSX", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints",
@@ -258,6 +267,97 @@ def _member_path(info: zipfile.ZipInfo) -> PurePosixPath:
     return PurePosixPath(*parts) if parts else PurePosixPath(".")
 
 
+def _refuse_bombs(archive: zipfile.ZipFile, where: str, depth: int, budget: list[int]) -> None:
+    """Refuse an archive that expands out of proportion, whatever its shape: too many members
+    or bytes declared (``budget`` counts them over nested archives too), members whose data
+    overlap (a non-recursive bomb), a member that expands more than MAX_RATIO-fold (a ratio
+    bomb), or archives nested more than MAX_NESTING deep or themselves bombs (a nested bomb).
+    Left-out members count too: a bomb is refused, not ignored."""
+    infos = archive.infolist()
+    budget[0] += len(infos)
+    budget[1] += sum(i.file_size for i in infos)
+    if budget[0] > MAX_ARCHIVE_MEMBERS:
+        raise _Refused(f"zip bomb refused: {budget[0]} members{where} (limit {MAX_ARCHIVE_MEMBERS})")
+    if budget[1] > MAX_ARCHIVE_EXPANDED:
+        raise _Refused(f"zip bomb refused: the members{where} expand to {budget[1]} bytes "
+                       f"(limit {MAX_ARCHIVE_EXPANDED})")
+    spans = sorted((i.header_offset, i.header_offset + 30 + len(i.orig_filename.encode("utf-8", "replace"))
+                    + i.compress_size, i.filename) for i in infos)
+    for (start, end, name), (next_start, _, next_name) in zip(spans, spans[1:]):
+        if next_start < end:
+            raise _Refused(f"zip bomb refused: the members {clean_name(name, 100)!r} and "
+                           f"{clean_name(next_name, 100)!r}{where} share their compressed data")
+    for info in infos:
+        shown = clean_name(info.filename, 200)
+        if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise _Refused(f"zip bomb refused: the member {shown!r}{where} expands "
+                           f"{info.file_size // max(info.compress_size, 1)}-fold "
+                           f"({info.compress_size} -> {info.file_size} bytes; limit {MAX_RATIO}-fold)")
+        suffix = PurePosixPath(info.filename.replace("\\", "/")).suffix.lower()
+        if suffix not in ARCHIVE_SUFFIXES or info.is_dir():
+            continue
+        inner_where = f" of the archive {shown!r} inside{where or ' it'}"
+        if depth + 1 > MAX_NESTING:
+            raise _Refused(f"nested zip bomb refused: {shown!r}{where} is an archive nested "
+                           f"{depth + 2} deep (limit: an archive inside the submitted one)")
+        try:
+            with archive.open(info) as member:
+                data = member.read(MAX_ARCHIVE_BYTES + 1)
+        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError,
+                zlib.error, ValueError):
+            continue  # never unpacked, never graded: harmless
+        if suffix in ZIP_SUFFIXES:
+            try:
+                inner = zipfile.ZipFile(io.BytesIO(data))
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+                continue
+            with inner:
+                _refuse_bombs(inner, inner_where, depth + 1, budget)
+        else:
+            expanded = _stream_size(data, suffix, MAX_ARCHIVE_EXPANDED - budget[1] + 1)
+            budget[1] += expanded
+            if budget[1] > MAX_ARCHIVE_EXPANDED or (
+                    expanded > RATIO_MIN_BYTES and expanded > MAX_RATIO * max(len(data), 1)):
+                raise _Refused(f"nested zip bomb refused: {shown!r}{where} is compressed data that "
+                               f"expands to {expanded}{'+' if budget[1] > MAX_ARCHIVE_EXPANDED else ''} "
+                               f"bytes from {len(data)}")
+
+
+def _stream_size(data: bytes, suffix: str, cap: int) -> int:
+    """How far compressed ``data`` expands, decompressed in chunks and never beyond ``cap``."""
+    import bz2
+    import lzma
+
+    total = 0
+    try:
+        if suffix in (".gz", ".tgz"):
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            pending = data
+            while pending and not inflater.eof and total < cap:
+                chunk = inflater.decompress(pending, 1 << 20)
+                pending = inflater.unconsumed_tail
+                total += len(chunk)
+                if not chunk and pending == data:
+                    break
+            return total
+        if suffix in (".bz2", ".tbz2"):
+            stream: bz2.BZ2Decompressor | lzma.LZMADecompressor = bz2.BZ2Decompressor()
+        elif suffix in (".xz", ".txz", ".lzma"):
+            stream = lzma.LZMADecompressor()
+        else:
+            return 0  # a format this module never unpacks (.7z, .rar, .tar): left out unread
+        pending = data
+        while not stream.eof and total < cap:
+            chunk = stream.decompress(pending, 1 << 20)
+            pending = b""
+            total += len(chunk)
+            if not chunk and stream.needs_input:
+                break
+    except (zlib.error, OSError, EOFError, ValueError, lzma.LZMAError):
+        pass
+    return total
+
+
 def _read_zip(sub: Submission, path: Path) -> None:
     """Read an uploaded archive in memory (nothing is extracted to disk): bounded size,
     member count and expansion; traversal, links and encrypted members refuse it whole."""
@@ -270,12 +370,7 @@ def _read_zip(sub: Submission, path: Path) -> None:
         raise _Refused(f"not a readable zip archive ({clean_name(exc, 200)})") from None
     with archive:
         infos = archive.infolist()
-        if len(infos) > MAX_ARCHIVE_MEMBERS:
-            raise _Refused(f"zip bomb refused: {len(infos)} members (limit {MAX_ARCHIVE_MEMBERS})")
-        declared = sum(i.file_size for i in infos)
-        if declared > MAX_ARCHIVE_EXPANDED:
-            raise _Refused(f"zip bomb refused: the members expand to {declared} bytes "
-                           f"(limit {MAX_ARCHIVE_EXPANDED})")
+        _refuse_bombs(archive, "", 0, [0, 0])
         chosen: list[tuple[PurePosixPath, zipfile.ZipInfo]] = []
         names: set[str] = set()
         left_out: dict[str, int] = {}
@@ -554,6 +649,7 @@ def scan_class(root: Path, module: str | None = None, roster: Roster | None = No
                 key = f"roster:{student.id}"
         groups.setdefault(key, []).append(entry)
 
+    lms_ids = {key.removeprefix("roster:") for key in groups if key.startswith("roster:")}
     subs: list[Submission] = []
     origin: dict[int, _Entry] = {}
     listed_on: list[tuple[IntakeRecord, Submission]] = []  # superseded entries and their row
@@ -577,6 +673,12 @@ def scan_class(root: Path, module: str | None = None, roster: Roster | None = No
                                     f"{_entry_label(chosen)}); not graded: {', '.join(sub.intake.superseded)}")
         if roster is not None:
             student, why_not = roster.match(chosen.lms, chosen.path.stem)
+            if student is not None and chosen.lms is None and student.id in lms_ids:
+                # A plain name never takes (nor, by sharing it, blanks) the id of a student
+                # the LMS's own file names identified.
+                student, why_not = None, (f"the name matches roster student {clean_name(student.name)} "
+                                          f"({clean_name(student.id)}), whose LMS submission has the id; "
+                                          "none given to this entry")
             if student is not None:
                 sub.intake.student, sub.intake.student_id = student, student.id
                 sub.intake.student_name, sub.intake.email = student.name, student.email
