@@ -413,9 +413,11 @@ def _similarity_inputs(opts: BatchOptions) -> tuple[list[str], str | None] | Non
 def _similarity(out: Path, subs: list[Submission], threshold: float,
                 inputs: tuple[list[str], str | None]) -> object:
     """Compare the code the intake extracted (notebooks converted), pages in OUT/staff/."""
-    from tools.grade.similarity import compare_class, write_pages
+    from tools.grade.similarity import compare_class, own_code, write_pages
 
-    sources = {s.name: s.files[s.module].decode("utf-8", "replace")
+    # All of a submission's own code (helpers too), not only its module: a copy moved into a
+    # helper is still a copy.
+    sources = {s.name: own_code(s.files)
                for s in subs if s.module is not None and s.problem is None and s.module in s.files}
     report = compare_class(sources, inputs[0], inputs[1], threshold)
     write_pages(report, sources, out / STAFF_DIR / "similarity")

@@ -174,14 +174,14 @@ def _python_kernel(notebook: dict) -> str | None:
                              ("language_info name", info.get("name"))):
         if isinstance(language, str) and language.strip() and not language.strip().lower().startswith(
                 ("python", "ipython")):
-            kernel = spec.get("display_name") or spec.get("name") or language
-            return (f"a notebook for the {clean_name(kernel, 60)} kernel ({source} "
-                    f"{clean_name(language, 40)!r}), not Python: only Python notebooks are graded")
+            kernel = spec.get("name") or spec.get("display_name") or "?"
+            return (f"a notebook in {clean_name(language, 40)} (kernel {clean_name(kernel, 60)!r}, from its "
+                    f"{source}), not Python: only Python notebooks are graded")
     return None
 
 
-def _read_cells(data: bytes) -> list[str]:
-    """The code cells' sources; NotebookError (with the reason) for anything unreadable."""
+def _read_cells(data: bytes) -> list[tuple[int, str]]:
+    """The code cells (number, source); NotebookError (with the reason) for anything unreadable."""
     try:
         import nbformat
     except ImportError:
@@ -213,9 +213,11 @@ def _read_cells(data: bytes) -> list[str]:
     kernel = _python_kernel(notebook)
     if kernel:
         raise NotebookError(kernel, "unsupported")
-    cells = [cell.get("source", "") for cell in notebook.get("cells", []) if cell.get("cell_type") == "code"]
-    cells = [c if isinstance(c, str) else "".join(map(str, c)) for c in cells]
-    if not any(c.strip() for c in cells):
+    # Numbered as the notebook shows them (markdown cells count), so "cell 3" is findable.
+    cells = [(number, cell.get("source", "")) for number, cell in enumerate(notebook.get("cells", []), start=1)
+             if cell.get("cell_type") == "code"]
+    cells = [(n, c if isinstance(c, str) else "".join(map(str, c))) for n, c in cells]
+    if not any(c.strip() for _, c in cells):
         raise NotebookError("the notebook has no code (no code cell holds anything)", "no_module")
     return cells
 
@@ -589,7 +591,7 @@ def extract_here(data: bytes) -> Extracted:
     keeper = _Keeper()
     drops: list[_Dropped] = []
     stmts: list[_Stmt] = []
-    for number, source in enumerate(cells, start=1):
+    for number, source in cells:
         body = _cell_body(source, number, drops)
         if body is None:
             continue
@@ -654,7 +656,7 @@ def _users(stmts: list[_Stmt], kept: set[int], name: str) -> set[str]:
 
 _ROOT = Path(__file__).resolve().parents[2]  # holds the tools package (a clone or site-packages)
 _CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); "
-          "from tools.grade.notebooks import _child_main; _child_main(sys.argv[2])")
+          "from tools.grade.notebooks import _child_main; _child_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))")
 
 
 def _limit_self(memory: int, cpu: int) -> None:
@@ -667,24 +669,24 @@ def _limit_self(memory: int, cpu: int) -> None:
         resource.setrlimit(which, (value, hard if which != resource.RLIMIT_CPU else value + 1))
 
 
-def _child_main(kind: str) -> None:
+def _child_main(kind: str, memory: int, cpu: int) -> None:
     """The child: limits itself first, then reads the input from stdin and answers one JSON
     object on stdout (never raises: every failure is an answer)."""
-    _limit_self(CHILD_MEMORY, CHILD_CPU_SECONDS)
+    _limit_self(memory, cpu)
     data = sys.stdin.buffer.read()
     try:
         if kind == "notebook":
             answer: dict = {"ok": asdict(extract_here(data))}
         else:
-            from tools.grade.similarity import normalise_here
+            from tools.grade.normalise import normalise_here
 
-            answer = {"ok": normalise_here(data.decode("utf-8", "surrogateescape"))}
+            answer = {"ok": normalise_here(data.decode("utf-8"))}
     except NotebookError as exc:
         answer = {"refused": str(exc), "status": exc.status}
     except MissingDependency as exc:
         answer = {"missing": str(exc)}
     except MemoryError:
-        answer = {"refused": f"reading it needs more than the grader's {CHILD_MEMORY >> 20} MB",
+        answer = {"refused": f"reading it needs more than the grader's {memory >> 20} MB",
                   "status": "invalid_submission"}
     except RecursionError:
         answer = {"refused": "it is nested too deeply for the grader to read", "status": "invalid_submission"}
@@ -700,7 +702,8 @@ def run_bounded(kind: str, data: bytes, what: str) -> dict:
     answer's ``ok`` value. NotebookError: the input's own doing (memory, CPU, parser crash);
     NotebookGraderError: the machine's (no process, killed from outside, wall-clock timeout)."""
     try:
-        proc = subprocess.run([sys.executable, "-I", "-c", _CHILD, str(_ROOT), kind], input=data,
+        proc = subprocess.run([sys.executable, "-I", "-c", _CHILD, str(_ROOT), kind, str(CHILD_MEMORY),
+                               str(CHILD_CPU_SECONDS)], input=data,
                               capture_output=True, timeout=CHILD_WALL_SECONDS, check=False,
                               env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"})
     except subprocess.TimeoutExpired:

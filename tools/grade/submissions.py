@@ -281,8 +281,10 @@ def _refuse_bombs(archive: zipfile.ZipFile, where: str, depth: int, budget: list
     if budget[1] > MAX_ARCHIVE_EXPANDED:
         raise _Refused(f"zip bomb refused: the members{where} expand to {budget[1]} bytes "
                        f"(limit {MAX_ARCHIVE_EXPANDED})")
-    spans = sorted((i.header_offset, i.header_offset + 30 + len(i.orig_filename.encode("utf-8", "replace"))
-                    + i.compress_size, i.filename) for i in infos)
+    # The local header is 30 bytes and the name (as stored: UTF-8 when flagged, else cp437);
+    # its extra field and a data descriptor only make the real span longer.
+    spans = sorted((i.header_offset, i.header_offset + 30 + len(i.orig_filename.encode(
+        "utf-8" if i.flag_bits & 0x800 else "cp437", "replace")) + i.compress_size, i.filename) for i in infos)
     for (start, end, name), (next_start, _, next_name) in zip(spans, spans[1:]):
         if next_start < end:
             raise _Refused(f"zip bomb refused: the members {clean_name(name, 100)!r} and "
