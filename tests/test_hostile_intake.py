@@ -74,6 +74,25 @@ def test_parser_exhaustion_is_one_row_each_and_the_class_goes_on(tmp_path: Path)
     assert "nested too deeply" in rows["deepjson"].problem or "JSON" in rows["deepjson"].problem
 
 
+def test_the_same_notebooks_inside_archives_and_folders_are_one_row_each(tmp_path: Path) -> None:
+    """The class of the first test, one level down: a zip or folder holding a hostile notebook."""
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    members = {"deep/mlp.ipynb": corpus.deep_expression(staging).read_bytes(),
+               "rk/hw.ipynb": corpus.r_kernel_notebook(staging).read_bytes(),
+               "bom/hw.ipynb": corpus.bom_notebook(staging).read_bytes()}
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for member, data in members.items():
+        (subs / f"{member.split('/')[0]}.zip").write_bytes(corpus.zip_bytes({member: data}))
+    (subs / "alice.py").write_text(corpus.REFERENCE)
+    rows = {s.name: s for s in scan_class(subs).submissions}
+    assert not rows["deep"].problem and "nested too deeply" in " ".join(rows["deep"].intake.notes)
+    assert rows["rk"].problem_status == "unsupported" and "not Python" in rows["rk"].problem
+    assert rows["bom"].problem_status == "invalid_submission" and "byte-order mark" in rows["bom"].problem
+    assert not rows["alice"].problem
+
+
 def test_a_notebook_over_the_memory_limit_is_refused_or_dropped_by_name(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The parse happens in a child with an address-space limit (lowered here so the test is
@@ -171,6 +190,7 @@ def test_factory_and_magic_bodies_are_kept_and_the_page_says_what_was_dropped(tm
         assert dropped in notes, dropped
     namespace = module_of(capture)
     assert "TIMED" not in namespace  # %%timeit runs its body in a function of its own
+    assert namespace["SCALE"] == 1.0  # %time keeps its statement
 
 
 def test_transitive_needs_are_kept_and_unrelated_work_is_not(tmp_path: Path) -> None:
