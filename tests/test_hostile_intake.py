@@ -279,6 +279,32 @@ def test_archive_bombs_are_refused_with_the_reason(builder, message: str, tmp_pa
     assert message in sub.problem and not sub.files
 
 
+def test_a_data_archive_the_worker_would_unpack_is_checked_too(tmp_path: Path) -> None:
+    """.npz is a zip (np.load unpacks it in the worker): a bomb in it is refused in a folder
+    and in an archive; real weights pass."""
+    import numpy as np
+
+    bomb, weights = io.BytesIO(), io.BytesIO()
+    np.savez_compressed(bomb, w=np.zeros((2000, 1000)))
+    np.savez(weights, w=np.random.default_rng(0).standard_normal((200, 100)))
+    for kind in ("folder", "zip"):
+        for name, data in (("bomb", bomb.getvalue()), ("weights", weights.getvalue())):
+            members = {"mlp.py": corpus.REFERENCE.encode(), "w.npz": data}
+            entry = tmp_path / f"{kind}-{name}"
+            if kind == "folder":
+                entry.mkdir()
+                for member, content in members.items():
+                    (entry / member).write_bytes(content)
+            else:
+                entry = tmp_path / f"{kind}-{name}.zip"
+                entry.write_bytes(corpus.zip_bytes(members))
+            sub = load_submission(entry)
+            if name == "bomb":
+                assert sub.problem_status == "invalid_submission" and "'w.npz'" in sub.problem, sub.problem
+            else:
+                assert not sub.problem and "w.npz" in sub.files
+
+
 def test_an_honest_archive_with_a_small_data_archive_is_graded(tmp_path: Path) -> None:
     sub = load_submission(corpus.honest_zip_with_data_zip(tmp_path))
     assert not sub.problem, sub.problem

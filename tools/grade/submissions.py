@@ -61,7 +61,8 @@ MAX_ARCHIVE_EXPANDED = 256 * 1024 * 1024  # all members together, as the archive
 MAX_RATIO = 100
 RATIO_MIN_BYTES = 1024 * 1024
 MAX_NESTING = 1  # an archive inside the submitted one is left out unread; one more level is a bomb
-ZIP_SUFFIXES = (".zip", ".jar", ".whl", ".egg", ".nupkg", ".ipa", ".apk")
+# .npz is a zip the sandboxed worker may unpack (np.load): checked like any nested archive.
+ZIP_SUFFIXES = (".zip", ".npz", ".jar", ".whl", ".egg", ".nupkg", ".ipa", ".apk")
 ARCHIVE_SUFFIXES = ZIP_SUFFIXES + (".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".lzma", ".7z", ".rar",
                                    ".tar")
 CODE_SUFFIXES = (".py", ".ipynb")  # an oversized one refuses the submission; data files are left out
@@ -252,8 +253,20 @@ def _read_folder(sub: Submission, folder: Path) -> None:
             if why:
                 left_out[why] = left_out.get(why, 0) + 1
                 continue
-            _add(sub, rel.as_posix(), _read_file(path), total)
+            data = _read_file(path)
+            if rel.suffix.lower() in ZIP_SUFFIXES:  # kept data that is an archive (.npz): no bomb
+                _refuse_nested_bytes(data, clean_name(rel.as_posix(), 200))
+            _add(sub, rel.as_posix(), data, total)
     sub.intake.notes += _left_out_note(left_out, "folder")
+
+
+def _refuse_nested_bytes(data: bytes, shown: str) -> None:
+    try:
+        inner = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return  # not an archive after all: only ever read as data
+    with inner:
+        _refuse_bombs(inner, f" of the archive {shown!r} inside it", 1, [0, 0])
 
 
 def _member_path(info: zipfile.ZipInfo) -> PurePosixPath:
