@@ -24,8 +24,12 @@ another student's ``submissions/<slug>/`` or report page.
 Everything a student controls is hostile: file names (escaped by tools.grade.sanitize
 before they are used anywhere; the raw bytes stay recoverable in intake.csv), symlinks
 (never followed), sizes and member counts (bounded before reading), archive member paths
-(``..``, absolute paths, links: the archive is refused). A submission is read into memory
-once, so the grade, the hash and what the suite runs are the same bytes.
+(``..``, absolute paths, links: the archive is refused), archives that expand out of
+proportion (ratio, overlapping and nested bombs: refused, ``_refuse_bombs``). Notebooks are
+parsed only in a bounded child process (tools.grade.notebooks). ``load_submission`` never
+raises for an entry's sake: whatever fails while reading one entry is that entry's row, with
+the reason, and the class goes on. A submission is read into memory once, so the grade, the
+hash and what the suite runs are the same bytes.
 """
 
 from __future__ import annotations
