@@ -348,3 +348,47 @@ def test_child_process_limits_are_applied(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-I", "-c", probe, str(REPO)], capture_output=True, text=True, check=True)
     assert out.stdout.split() == [str(200 * 2**20), "7"]
     assert resource.getrlimit(resource.RLIMIT_AS)[0] != 200 * 2**20  # the grader itself is untouched
+
+
+# -- end to end: the grader's own verdicts -----------------------------------------------------
+
+E2E_RUBRIC = """
+name = "notebook styles"
+[areas.interface]
+points = 20
+[areas.gradients]
+points = 40
+[areas.stability]
+points = 20
+[areas.relu_index]
+points = 20
+"""
+
+
+@pytest.mark.slow
+def test_correct_notebooks_in_every_style_score_full_marks_and_hostile_ones_get_a_row(tmp_path: Path) -> None:
+    """Graded by the real grader (sandboxed suite): the factory/np.vectorize/%%time/%%capture
+    notebooks earn every point; a deep expression costs nothing; the IPython-only name is an
+    import_error naming it, not a charged mistake; the bombs and the BOM are refused rows."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for builder in (corpus.factory_notebook, corpus.time_cell_notebook, corpus.capture_cell_notebook,
+                    corpus.deep_expression, corpus.ipython_binding, corpus.bom_notebook, corpus.ratio_bomb,
+                    corpus.nested_zip_bomb):
+        builder(subs)
+    rubric = tmp_path / "rubric.toml"
+    rubric.write_text(E2E_RUBRIC)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "tools.grade", str(subs), "--out", str(out), "-j", "2",
+                           "--rubric", str(rubric), "--no-require-mnist", "--pytest-arg=-m",
+                           "--pytest-arg=not mnist", "--no-progress"],
+                          cwd=REPO, capture_output=True, text=True, timeout=1500, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["submission"]: r for r in csv.DictReader(io.StringIO((out / "grades.csv").read_text(encoding="utf-8-sig")))}
+    for name in ("factory", "timecell", "capture", "deep"):
+        assert (rows[name]["status"], rows[name]["score"]) == ("graded", "100"), (name, rows[name])
+    assert rows["ipybinding"]["status"] == "import_error"
+    results = json.loads((out / "submissions" / "ipybinding" / "results.json").read_text())
+    assert "forward/train uses FILES" in results["output"] and not results["extra_data"].get("mistakes")
+    for name in ("bom", "ratio", "nested"):
+        assert rows[name]["status"] == "invalid_submission", rows[name]
