@@ -107,6 +107,15 @@ def test_a_notebook_over_the_memory_limit_is_refused_or_dropped_by_name(
         assert callable(module_of(sub)["backward"])
 
 
+def test_a_notebook_over_the_cpu_limit_is_refused_as_its_own_doing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """100,000 cells take seconds of CPU to validate; with a 1 s limit (lowered here) the
+    reader is stopped by the kernel's CPU limit, which is the notebook's doing, not the
+    machine's (a wall-clock timeout would be)."""
+    monkeypatch.setattr(notebooks, "CHILD_CPU_SECONDS", 1)
+    sub = load_submission(corpus._write(tmp_path, "many.ipynb", corpus.notebook_json(*(["x = 1"] * 100_000))))
+    assert sub.problem_status == "invalid_submission" and "1 s of CPU time" in sub.problem
+
+
 def test_intake_errors_of_the_machine_are_one_rows_grader_error_not_the_batchs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     corpus.honest_notebook(tmp_path)
