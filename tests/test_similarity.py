@@ -299,3 +299,25 @@ def test_pages_show_the_normalised_code_that_was_compared(tmp_path: Path) -> Non
     assert "# copied" not in page and "((np)" not in page  # what was compared: normalised
     assert "def backward(activations, pre_activations, Y, params):" in page  # with the students' names
     assert page.count("<mark>") >= 2
+
+
+def test_command_line_compares_helpers_and_submissions_that_do_not_import(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A copy moved into a helper of a folder, and a copy in a folder whose module cannot be
+    chosen (two top-level files: no_module), are still compared with the original."""
+    original = (CORRECT / "ok_einsum.py").read_text()
+    submissions = tmp_path / "submissions"
+    (submissions / "helper_copy").mkdir(parents=True)
+    (submissions / "two_files").mkdir()
+    (submissions / "alice.py").write_text(original)
+    (submissions / "p.py").write_text(STUDENT_P)
+    (submissions / "helper_copy" / "mlp.py").write_text("from helpers import *\n")
+    (submissions / "helper_copy" / "helpers.py").write_text(parenthesise(original))
+    (submissions / "two_files" / "a.py").write_text(rename_to_builtins(original))
+    (submissions / "two_files" / "b.py").write_text("X = 1\n")
+    out = tmp_path / "out"
+    assert main([str(submissions), "--out", str(out), "--module", "mlp.py"]) == 0
+    assert "4 submissions, 3 similar pairs" in capsys.readouterr().out
+    index = (out / "index.html").read_text()
+    for pair in ("alice ~ helper_copy", "alice ~ two_files", "helper_copy ~ two_files"):
+        assert pair in index, pair

@@ -416,9 +416,9 @@ def _similarity(out: Path, subs: list[Submission], threshold: float,
     from tools.grade.similarity import compare_class, own_code, write_pages
 
     # All of a submission's own code (helpers too), not only its module: a copy moved into a
-    # helper is still a copy.
-    sources = {s.name: own_code(s.files)
-               for s in subs if s.module is not None and s.problem is None and s.module in s.files}
+    # helper is still a copy, and so is one that does not import (no module chosen, a notebook
+    # that cannot run as Python).
+    sources = {s.name: code for s in subs if (code := own_code(s.files))}
     report = compare_class(sources, inputs[0], inputs[1], threshold)
     write_pages(report, sources, out / STAFF_DIR / "similarity")
     return report

@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         found = discover(args.submissions, args.module)
-        sources = {s.name: own_code(s.files) for s in found if s.module is not None and s.problem is None}
+        sources = {s.name: code for s in found if (code := own_code(s.files))}
         templates = [p.read_text(encoding="utf-8") for p in args.template]
         report = compare_class(sources, templates, textbook_code(args.textbook), args.threshold)
     except (SubmissionsError, SimilarityError, OSError) as exc:
