@@ -334,7 +334,7 @@ def test_notebook_edge_cases() -> None:
     namespace = {}
     exec(compile(kept.code, "nb", "exec"), namespace)  # noqa: S102 - our own test code
     assert namespace["report"](0.5, 1, 2) == ("loss 0.500", True)
-    assert kept.dropped == ["cell 1, line 1: IPython %matplotlib inline"]
+    assert kept.dropped == ["cell 2, line 1: IPython %matplotlib inline (IPython-only, not Python)"]  # cell 1 is markdown
     broken = extract(notebook("def f(:\n    pass", "def g():\n    return 1").encode())
     assert "not valid Python" in broken.dropped[0] and "def g" in broken.code
     with pytest.raises(ValueError, match="not a readable Jupyter notebook"):

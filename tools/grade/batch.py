@@ -367,7 +367,8 @@ def _refuse_unreadable(subs: list[Submission]) -> None:
     """Preflight of the intake: a submission this grader cannot read for want of an optional
     library (notebooks without nbformat) stops the batch before anything is graded, instead
     of leaving rows without a grade."""
-    unreadable = [s for s in subs if s.problem_status == "error"]
+    # Only a missing library stops the batch; any other intake error is its own row's (retried).
+    unreadable = [s for s in subs if s.problem_status == "error" and s.missing_library]
     if unreadable:
         names = ", ".join(s.name for s in unreadable[:10]) + (" ..." if len(unreadable) > 10 else "")
         reason = (unreadable[0].problem or "").removeprefix("grader error (not the submission's): ")
@@ -412,10 +413,12 @@ def _similarity_inputs(opts: BatchOptions) -> tuple[list[str], str | None] | Non
 def _similarity(out: Path, subs: list[Submission], threshold: float,
                 inputs: tuple[list[str], str | None]) -> object:
     """Compare the code the intake extracted (notebooks converted), pages in OUT/staff/."""
-    from tools.grade.similarity import compare_class, write_pages
+    from tools.grade.similarity import compare_class, own_code, write_pages
 
-    sources = {s.name: s.files[s.module].decode("utf-8", "replace")
-               for s in subs if s.module is not None and s.problem is None and s.module in s.files}
+    # All of a submission's own code (helpers too), not only its module: a copy moved into a
+    # helper is still a copy, and so is one that does not import (no module chosen, a notebook
+    # that cannot run as Python).
+    sources = {s.name: code for s in subs if (code := own_code(s.files))}
     report = compare_class(sources, inputs[0], inputs[1], threshold)
     write_pages(report, sources, out / STAFF_DIR / "similarity")
     return report
