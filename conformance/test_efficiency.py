@@ -139,7 +139,8 @@ def _kink_bias(Z: np.ndarray) -> np.ndarray:
     backward (judged like any other here) would straddle the kink and get wrong values."""
     ordered = np.sort(Z, axis=0)
     target = min(max(round((1.0 - ACTIVE_FRACTION) * Z.shape[0]), 1), Z.shape[0] - 1)
-    ks = np.arange(max(target - 1, 1), min(target + 1, Z.shape[0] - 1) + 1)
+    spread = max(1, Z.shape[0] // 32)  # the widest of up to 9 gaps: active fraction within ~3%
+    ks = np.arange(max(target - spread, 1), min(target + spread, Z.shape[0] - 1) + 1)
     gaps = ordered[ks] - ordered[ks - 1]  # (len(ks), units)
     k = ks[gaps.argmax(axis=0)]
     units = np.arange(Z.shape[1])
@@ -148,7 +149,10 @@ def _kink_bias(Z: np.ndarray) -> np.ndarray:
 
 def efficiency_case(rung: Rung, seed: int) -> Case:
     """Random inputs whose hidden biases make each unit active on about ACTIVE_FRACTION of the
-    batch, away from the kink (``_kink_bias``)."""
+    batch, away from the kink (``_kink_bias``), and whose last layer is scaled to logits of
+    standard deviation 1: shifted biases grow the activations layer after layer, and logits
+    of ~30 would give true-class probabilities below a log guard's 1e-12, whose derivative a
+    numerical backward (judged like any other here) then differentiates too."""
     case = make_case(list(rung.sizes), batch=rung.batch, seed=seed)
     params, A = [], case.X
     for i, (W, b) in enumerate(case.params):
@@ -156,6 +160,8 @@ def efficiency_case(rung: Rung, seed: int) -> Case:
             Z = A @ W
             b = _kink_bias(Z)
             A = np.maximum(Z + b, 0.0)
+        else:
+            W = W / max(float((A @ W).std()), 1e-12)
         params.append((W, b))
     return Case(case.X, case.Y, params, recipe=f"<efficiency case, width {rung.width}, batch "
                 f"{rung.batch}, seed {seed}>", seed=seed)
