@@ -4,7 +4,9 @@ and isolated: the numbers behind LIMIT / EARLY_LIMIT (conformance/SPEC.md, "Effi
 
     python -m tools.bench_efficiency [--no-isolate] [--repeat N] [IMPL ...]
 
-Without IMPL: tools/catalogue/correct/*.py and the catalogue's ``numerical_*`` variants.
+Without IMPL: tools/catalogue/correct/*.py, the other correct styles measured for SPEC.md
+(tools/catalogue/efficiency_styles/*.py: not catalogue variants, since only their cost is of
+interest) and the catalogue's ``numerical_*`` variants.
 Prints numbers only; nothing here asserts a timing. Each run measures the ladder as the
 suite does (stopping at a decisive rung); ``--repeat`` runs it several times to show the
 spread under the machine's current load.
@@ -24,7 +26,8 @@ def _default_impls(workdir: Path) -> list[Path]:
     from tools.catalogue import CORRECT_DIR, materialize
 
     numeric = [v.path for v in materialize(workdir) if v.name.startswith("bug_numerical")]
-    return sorted(CORRECT_DIR.glob("*.py")) + numeric
+    styles = sorted((CORRECT_DIR.parent / "efficiency_styles").glob("*.py"))
+    return sorted(CORRECT_DIR.glob("*.py")) + styles + numeric
 
 
 def _measure(spec: str, isolate: bool) -> str:
