@@ -10,8 +10,8 @@ Cost model (conformance/SPEC.md, "Efficiency area"): the CPU time of the candida
 ``backward``, in units of the CPU time of plain vectorised backprop (the suite's own,
 ``backprop`` below) on the same inputs, timed in the same conditions right before and after
 each call. Judged on a ladder of networks with 4 hidden layers of growing width; the verdict
-is read on the widest (512 units), where every correct style measured costs at most ~21
-backprops and every kind of numerical differentiation measured at least ~120:
+is read on the widest (512 units), where every correct style measured costs at most ~26
+backprops and every kind of numerical differentiation measured at least ~85:
 
 - fail if backward costs more than ``LIMIT`` backprops on the widest network;
 - fail early, on any rung, if it costs more than ``EARLY_LIMIT`` backprops and more than
