@@ -45,10 +45,12 @@ from conformance.candidate import Candidate, CandidateError, CandidateRaised, fa
 from conformance.cases import Case, make_case
 from conformance.checks import contract_text, exact_gradient_comparisons
 from conformance.contract import validate_backward
+from conformance import evidence
 from conformance.diagnosis import diagnose
 from conformance.exact import exact_forward, magnitudes
 from conformance.gradcheck import precision_tolerance
 
+CONFORMANCE_AREA = "efficiency"  # the check area graded by this module (conformance/plugin.py)
 Params = Sequence[tuple[np.ndarray, np.ndarray]]
 
 
@@ -171,6 +173,9 @@ def efficiency_case(rung: Rung, seed: int) -> Case:
 def _timed(candidate: Candidate, function: str, *args: Any) -> tuple[Any, float | None]:
     """``call_timed``, with an in-process candidate's own exception made a CandidateRaised as
     the isolated worker makes it, so both modes fail the same way (and name the same key)."""
+    # Findings about this call are about these inputs (the network's shapes identify them).
+    evidence.at_case(f"{function}(efficiency, shapes {[np.shape(a) for a in args if isinstance(a, np.ndarray)]}, "
+                     f"params {[tuple(np.shape(W)) for W, _ in args[-1]] if function == 'backward' else ''})")
     try:
         return candidate.call_timed(function, *args)
     except CandidateError:

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 from conformance import golden
+from conformance import evidence
 from conformance.calls import require
 from conformance.candidate import Candidate
-from conformance.checks import NONFINITE_BACKWARD
+from conformance.checks import nonfinite_backward
 from conformance.contract import result_dtype
 from conformance.diagnosis import diagnose, diagnose_forward, named, nonfinite_output_cause
 from conformance.exact import magnitudes
@@ -151,8 +152,9 @@ def test_backward_matches_golden(candidate: Candidate, case_id: str) -> None:
         nonfinite = [name for key, name in keys
                      if not np.isfinite(values[key]).all() and np.isfinite(arrays[key]).all()]
         if nonfinite:  # no catalogued mistake makes inf/nan: say what the evidence shows
+            logits = arrays[f"pre{L - 1}"]
             return named("backward_wrong", f"{', '.join(nonfinite)} hold inf/nan where every expected "
-                         f"value is finite: {NONFINITE_BACKWARD}")
+                         f"value is finite: {nonfinite_backward(logits, logits.dtype)}")
         X, Y = arrays["X"].astype(np.float64), arrays["Y"].astype(np.float64)
         params = [(W.astype(np.float64), b.astype(np.float64)) for W, b in golden.params_of(arrays, L)]
         activations = [arrays[f"act{i}"].astype(np.float64) for i in range(L + 1)]
@@ -188,7 +190,14 @@ def test_cross_entropy_matches_golden(candidate: Candidate, case_id: str) -> Non
                               hint=_hint("cross_entropy", case_id),
                               reproduce=golden.reproducer(case_id, entry, "cross_entropy",
                                                           candidate.module_name),
-                              precision=values["loss_precision"].dtype)
+                              precision=values["loss_precision"].dtype,
+                              probabilities=_loss_inputs(case_id))
+
+
+def _loss_inputs(case_id: str) -> tuple[np.ndarray, np.ndarray]:
+    inputs = golden.fixture_inputs(case_id)
+    Y_hat = inputs["Y_hat"] if "Y_hat" in inputs else inputs["activations"][-1]
+    return np.asarray(Y_hat), np.asarray(inputs["Y"])
 
 
 def _param_keys(entry: dict, prefix: str) -> list[tuple[str, str]]:
@@ -214,8 +223,10 @@ def test_train_takes_one_sgd_step(candidate: Candidate, case_id: str) -> None:
     # least precise of the three (float32 gradients applied to float64 params are float32 steps).
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["train"])
     try:
-        values = {**golden.candidate_outputs(candidate, entry, arrays, case_id,
-                                             ["forward", "backward"])[0], **values}
+        with evidence.tentative() as found:  # their findings belong to their own tests
+            values = {**golden.candidate_outputs(candidate, entry, arrays, case_id,
+                                                 ["forward", "backward"])[0], **values}
+        evidence.keep(found.findings)
     except AssertionError:  # a broken forward/backward fails its own tests; judge train by itself
         pass
     _check_keys(candidate, values, arrays, entry, _param_keys(entry, "train_"), "train", case_id,

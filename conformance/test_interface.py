@@ -30,7 +30,8 @@ from conformance.contract import (
     validate_loss,
     validate_params,
 )
-from conformance.diagnosis import diagnose, named, named_in, output_rows_finding
+from conformance import evidence
+from conformance.diagnosis import diagnose, named, output_rows_finding
 from conformance.exact import exact_forward, exact_gradients, exact_softmax, magnitudes, softmax_conditioning
 from conformance.gradcheck import allowed_error, precision_tolerance
 from conformance.golden import LOG_GUARD_MAX
@@ -83,7 +84,7 @@ def test_forward_structure(candidate: Candidate, case: Case) -> None:
                        compared="activations[0] vs X; the final activations vs a probability "
                                 "distribution per row (non-negative, summing to 1)",
                        contract=contract_text(fwd.dtype, fd=False), held_to=fwd.dtype,
-                       next_step=output_rows_finding(P) if not np.allclose(P.sum(axis=1), 1.0, atol=1e-3)
+                       next_step=lambda: output_rows_finding(P) if not np.allclose(P.sum(axis=1), 1.0, atol=1e-3)
                        else "return [X, A1, ..., softmax(Z_L)]: activations[0] is X itself and the last "
                             "activation a probability distribution per row.")
 
@@ -294,7 +295,7 @@ def test_init_params(candidate: Candidate, sizes: list[int], seed: int) -> None:
     assert_comparisons(
         [Comparison(n, g, e, allowed_error(np.abs(e), 0.0, tau)) for n, g, e in comparisons],
         where=where, compared="your initial parameters vs the section's draws for this seed",
-        contract=INIT_CONTRACT, diagnosis=_init_diagnosis(arrays, sizes, seed, tau),
+        contract=INIT_CONTRACT, diagnosis=lambda: _init_diagnosis(arrays, sizes, seed, tau),
         next_step="same generator, same draw order (layer by layer, W only), same He scale; "
                   "biases start at zero.")
 
@@ -364,11 +365,14 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
     diagnosis = ""
     if mismatch_report(comparisons, where=where, compared="", contract="") is not None:
         # train runs the candidate's backward: a wrong backward is the cause to name first.
-        found = diagnose(own_grads, fwd.activations, fwd.pre_activations, case.Y, case.params,
-                         magnitudes(case.X, case.Y, case.params), tau)
-        diagnosis = (f"train steps with your backward, whose gradients are wrong here: {found}"
-                     if named_in(found)
-                     else _train_diagnosis(arrays, case, lr, epochs, tau))
+        with evidence.tentative() as backward_evidence:
+            found = diagnose(own_grads, fwd.activations, fwd.pre_activations, case.Y, case.params,
+                             magnitudes(case.X, case.Y, case.params), tau)
+        if backward_evidence.findings:  # backward's own gradients are wrong on these inputs
+            evidence.keep(backward_evidence.findings)
+            diagnosis = f"train steps with your backward, whose gradients are wrong here: {found}"
+        else:
+            diagnosis = _train_diagnosis(arrays, case, lr, epochs, tau)
     assert_comparisons(
         comparisons, held_to=dtype, diagnosis=diagnosis,
         where=where, compared="the params train returns vs two exact full-batch SGD steps",

@@ -153,7 +153,7 @@ def test_an_early_stop_needs_both_rounds() -> None:
 def test_the_timed_backward_must_return_the_gradients() -> None:
     """Red team: a numerical backward that returns zeros for the efficiency check's sizes
     passed an earlier version. What the timed call returns is checked against exact backprop."""
-    from conformance.diagnosis import named_in, reset_named
+    from conformance import evidence
 
     class ZerosForTheseSizes(Scripted):
         def call_timed(self, function: str, *args: object) -> tuple[object, float]:
@@ -161,11 +161,11 @@ def test_the_timed_backward_must_return_the_gradients() -> None:
             return [(np.zeros_like(W), np.zeros_like(b)) for W, b in args[3]], cost  # type: ignore[attr-defined]
 
     measure(Scripted(lambda w: YARD), RUNGS[0], yardstick=_yardstick)  # type: ignore[arg-type]
-    reset_named()
-    with pytest.raises(AssertionError, match=r"dW\[0\]\[.*=0, but should be") as failure:
+    with evidence.recording() as found, \
+            pytest.raises(AssertionError, match=r"dW\[0\]\[.*=0, but should be") as failure:
         measure(ZerosForTheseSizes(lambda w: YARD), RUNGS[0], yardstick=_yardstick)  # type: ignore[arg-type]
     assert f"backward(efficiency, {list(RUNGS[0].sizes)}, batch {RUNGS[0].batch})" in str(failure.value)
-    assert named_in(str(failure.value)) == ["backward_wrong"]  # charged as a wrong backward
+    assert [f.key for f in found.findings] == ["backward_wrong"]  # charged as a wrong backward
 
 
 def test_constants_keep_their_documented_order() -> None:

@@ -238,9 +238,11 @@ def test_only_allowed_skips_are_neutral() -> None:
                                     t("test_interface.py::test_b", "passed"),
                                     t("test_interface.py::test_env", "skipped"),
                                     t("test_interface.py::test_c", "passed")])
-    optional = {**t("test_interface.py::test_b", "skipped"),
+    optional = {**t("test_interface.py::test_b", "skipped"), "properties": {"skip_kind": "optional_absent"},
                 "skip_reason": "candidate defines no relu() (optional): its checks are skipped"}
-    sneaky = {**t("test_interface.py::test_c", "skipped"), "skip_reason": "I feel like skipping"}
+    # A skip raised from the candidate's own code has no kind the suite recorded, whatever it says.
+    sneaky = {**t("test_interface.py::test_c", "skipped"),
+              "skip_reason": "candidate defines no relu() (optional): I feel like skipping"}
     tests = [t("test_interface.py::test_a", "passed"), optional, sneaky,
              t("test_interface.py::test_env", "skipped")]
     interface = score(rubric, "graded", tests, baseline).groups[0]

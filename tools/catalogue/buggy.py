@@ -162,13 +162,11 @@ _SPARSE_FORWARD_MODE = '''def backward(activations, pre_activations, Y, params):
 # The attack on a cost check that divides by something the candidate controls: CPU burnt in
 # forward (the old check's denominator) and in backward on small networks (the old check's
 # growth reference). Modest amounts, so the other areas' many calls stay fast.
-_CPU_BURN = '''import time as _time
-
-
-def _burn(seconds):
-    end = _time.process_time() + seconds
-    while _time.process_time() < end:
-        pass
+_CPU_BURN = '''def _burn(rounds):
+    """Useless work, ~20 microseconds a round (variants import only numpy: no clock)."""
+    x = np.ones(20000)
+    for _ in range(rounds):
+        x = np.sqrt(x + 1.0)
 
 
 _forward_unburnt = forward
@@ -176,7 +174,7 @@ _forward_unburnt = forward
 
 def forward(X, params):
     if X.shape[0] >= 64:
-        _burn(0.002)
+        _burn(100)
     return _forward_unburnt(X, params)
 
 
@@ -185,7 +183,7 @@ _backward_unburnt = backward
 
 def backward(activations, pre_activations, Y, params):
     if sum(W.size for W, _ in params) < 20000:
-        _burn(0.005)
+        _burn(250)
     return _backward_unburnt(activations, pre_activations, Y, params)
 
 
@@ -199,7 +197,7 @@ BUGGY: tuple[BugSpec, ...] = (
          message="log(0) guard", names="log_guard"),
     _bug("softmax_no_max_shift", "softmax exponentiates raw logits (no per-row max subtraction): "
          "exp overflows to inf/nan on large logits", ("stability", "golden"),
-         (_SOFTMAX_SHIFT, "z = z"), message="per-row max subtraction", names="max_guard"),
+         (_SOFTMAX_SHIFT, "z = z"), message="per-sample max subtraction", names="max_guard"),
     _bug("relu_mask_current_layer", "backward evaluates the ReLU derivative at pre_activations[i] "
          "instead of pre_activations[i - 1] (the section's off-by-one)",
          ("relu_index", "gradients", "golden"),
@@ -215,7 +213,7 @@ BUGGY: tuple[BugSpec, ...] = (
          (_MASK, "(pre_activations[0] > 0).astype(np.float32)"), names=_WRONG_MASK_NAMES),
     _bug("softmax_global_max", "softmax subtracts the batch's global max instead of each row's: "
          "rows of smaller scale underflow to 0/0", ("stability", "golden"), (_SOFTMAX_SHIFT, "z = z - z.max()"),
-         message="max must be taken per ROW", names="row_guard"),
+         message="max must be taken per sample", names="row_guard"),
     _bug("log_guard_outside_log", "the +1e-12 is added after the log (log(Y_hat) + 1e-12), so "
          "it guards nothing", ("stability", "golden"),
          (_LOSS, "-np.mean(np.sum(Y * (np.log(Y_hat) + 1e-12), axis=1))"), message="log(0) guard", names="log_guard"),
