@@ -191,3 +191,15 @@ def test_inputs_cannot_be_known_in_advance() -> None:
     seen.clear()
     measure_ladder(Recording(lambda w: 1.0), yardstick=_yardstick)  # type: ignore[arg-type]
     assert seen[0] != first
+
+
+def test_isolated_without_one_blas_thread_is_a_visible_skip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without threadpoolctl the grader's yardstick would run on several BLAS threads, whose
+    spinning inflates its CPU time 2.5-3.5x against the one-thread worker: a numerical backward
+    could pass. The check says it did not run instead."""
+    class Isolated(Scripted):
+        isolated = True
+
+    monkeypatch.setattr(eff, "blas_pinnable", lambda: False)
+    with pytest.raises(pytest.skip.Exception, match="did NOT run.*threadpoolctl"):
+        eff.test_backward_cost_scales_like_backprop(Isolated(lambda w: YARD), lambda *a: None)  # type: ignore[arg-type]
