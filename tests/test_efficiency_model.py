@@ -203,3 +203,14 @@ def test_isolated_without_one_blas_thread_is_a_visible_skip(monkeypatch: pytest.
     monkeypatch.setattr(eff, "blas_pinnable", lambda: False)
     with pytest.raises(pytest.skip.Exception, match="did NOT run.*threadpoolctl"):
         eff.test_backward_cost_scales_like_backprop(Isolated(lambda w: YARD), lambda *a: None)  # type: ignore[arg-type]
+
+
+def test_the_cheap_gradient_check_refuses_shortcuts() -> None:
+    case = efficiency_case(RUNGS[1], 3)
+    acts, pres = exact_forward(case.X, case.params)
+    want = backprop(acts, pres, case.Y, case.params)
+    assert eff.close_to(want, want)
+    assert eff.close_to([(W.astype(np.float32), b.astype(np.float32)) for W, b in want], want)  # float32
+    assert not eff.close_to([(W[:1], b) for W, b in want], want)  # a row broadcast over dW
+    assert not eff.close_to([(W * 1.01, b) for W, b in want], want)
+    assert not eff.close_to(want[:-1], want) and not eff.close_to(None, want)
