@@ -1,7 +1,7 @@
 """Gradescope autograder: build the autograder zip, and grade one upload inside it.
 
 ``python -m tools.grade.gradescope bundle OUT.zip [--rubric FILE] [--module mlp.py]`` writes
-the zip to upload as a Gradescope "Autograder" (see README, "Gradescope"):
+the zip to upload as a Gradescope "Autograder" (see docs/instructors.md, "Gradescope"):
 
 - ``setup.sh``: installs the pinned dependencies (``requirements.txt``: the versions this machine
   grades with where they exist for the image's Python, ``--python``, else the newest older ones);

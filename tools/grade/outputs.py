@@ -264,7 +264,7 @@ def grades_csv(subs: list[GradedSubmission], rubric: Rubric) -> str:
     """grades.csv without the byte-order mark (``write_class_csvs`` adds it). An area column
     (and a test rule's) holds the points earned there, a charged mistake's share taken out;
     ``deducted_beyond_areas`` is what a mistake's price exceeds the columns where it shows by.
-    So computed_score = the area and rule columns - deducted_beyond_areas (README, "Grading a
+    So computed_score = the area and rule columns - deducted_beyond_areas (docs/instructors.md, "Grading a
     class"); ``mistakes`` says which mistake took what from where."""
     areas = rubric.area_names
     rules = [g for g in rubric.rules]
