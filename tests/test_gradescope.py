@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -162,6 +163,34 @@ def test_bundle_pins_install_on_the_images_python(python: str, tmp_path: Path,
     # Installable as written, each pin on its own, for that Python on x86_64 Linux.
     proc = pip_dry_run(python, tmp_path / "target", *(f"{name}=={version}" for name, version in pins.items()))
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def local_trial_block() -> str:
+    """The local trial of docs/instructors.md, as a user pastes it."""
+    text = (REPO / "docs" / "instructors.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    [block] = [b for b in blocks if "run_autograder" in b and "AUTOGRADER_ROOT" in b]
+    return block
+
+
+@pytest.mark.slow
+def test_the_documented_local_trial_works_as_pasted(bundle: Path, tmp_path: Path) -> None:
+    """The old README's trial (relative AUTOGRADER_PYTHON) failed with exit status 127:
+    run_autograder changes directory first. Pasted from the folder the docs name (grader/,
+    autograder.zip and mlp.py side by side), it grades."""
+    block = local_trial_block()
+    assert '"$PWD/' in block  # absolute paths, or run_autograder loses them
+    folder = tmp_path / "course"
+    shutil.copy(bundle, write(folder / "mlp.py", REFERENCE).parent / "autograder.zip")
+    python = write(folder / "grader" / "bin" / "python", f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)  # stands in for the grader venv's interpreter
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKPROP_", "PYTEST_", "AUTOGRADER_"))}
+    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "home" / ".cache"))
+    proc = subprocess.run(["bash", "-e", "-c", block], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    results = json.loads((folder / "trial" / "results" / "results.json").read_text())
+    assert results["extra_data"]["status"] == "graded" and results["score"] == 100
 
 
 @pytest.mark.slow
