@@ -114,3 +114,12 @@ def test_a_class_with_a_stray_file_is_averaged_over_its_submissions(
     with sqlite3.connect(out / "grades.sqlite") as db:
         view = dict(db.execute("SELECT submission, score FROM current_grades").fetchall())
     assert {n: "" if v is None else f"{v:g}" for n, v in view.items()} == {n: r["score"] for n, r in rows.items()}
+
+
+def test_grade_help_states_the_exit_statuses_and_the_no_score_rule(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Exit status: 0 every submission has a final status; 3 some ended in a grader error" in text
+    assert "2 nothing was graded" in text and "get no score and stay out of the mean" in text
