@@ -556,7 +556,7 @@ def test_class_files_excel_canvas_and_no_hostile_bytes(lms_class: dict, tmp_path
     assert canvas[1][0] == "Points Possible" and canvas[1][-1] == "10"
     by_id = {r[1]: r for r in canvas[2:]}
     assert by_id["1005"][0] == "Zoë Müller" and by_id["1005"][-1] == "10"
-    assert by_id["1003"][-1] == "0"  # unsupported .PY: a final status, scored 0
+    assert by_id["1003"][-1] == ""  # unsupported .PY: not gradable as it is, no score (the instructor's call)
     errored = rows[0].intake.student_id
     if errored:
         assert by_id[errored][-1] == ""

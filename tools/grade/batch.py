@@ -82,11 +82,19 @@ class BatchSummary:
     def grader_errors(self) -> list[GradedSubmission]:
         return [g for g in self.graded if g.status == "error"]
 
+    def _apart(self) -> str:
+        """The entries left out of the mean (not gradable: no score), named."""
+        apart = [g.name for g in self.graded if not g.ran and g.override is None]
+        if not apart:
+            return ""
+        return (f" over {len(self.graded) - len(apart) - len(self.grader_errors)} scored; not gradable, no score: "
+                f"{', '.join(apart[:10])}{' ...' if len(apart) > 10 else ''}")
+
     def line(self) -> str:
         kinds = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
         text = (f"{self.total} submissions in {self.seconds:.1f} s ({self.ran} run, {self.rescored} "
                 f"re-scored, {self.unchanged} unchanged): {kinds}; mean score "
-                f"{self.mean_score:.2f}/{self.max_score:g} -> {self.out / STAFF_DIR / 'index.html'} "
+                f"{self.mean_score:.2f}/{self.max_score:g}{self._apart()} -> {self.out / STAFF_DIR / 'index.html'} "
                 f"(staff only); each student's results.json and report.html are in "
                 f"{self.out / 'submissions'}")
         errors = self.grader_errors
@@ -357,7 +365,7 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
     for sub in summary.graded:
         write_submission_files(out, sub)  # cheap; restores files deleted since the last run
     summary.statuses = Counter(g.status for g in summary.graded)
-    scores = [g.score for g in summary.graded]
+    scores = [g.score for g in summary.graded if g.scored]  # not-gradable entries and grader errors: no score
     summary.mean_score = sum(scores) / len(scores) if scores else 0.0
     summary.seconds = time.time() - started
     return summary
