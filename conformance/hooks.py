@@ -60,7 +60,10 @@ def pytest_configure(config: pytest.Config) -> None:
     _rerun_prefix = rerun_prefix(config)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:  # progress lines name conformance/test_x.py, not ../../venv/lib/...
-        reporter.startpath = SUITE_DIR.parent
+        # With --pyargs from a folder outside the suite, node ids are relative to the rootdir:
+        # the reporter then starts from it, so lines read test_golden.py, not ../../hw2/test_*.py.
+        inside = SUITE_DIR.resolve().is_relative_to(Path(config.rootpath).resolve())
+        reporter.startpath = SUITE_DIR.parent if inside else Path(config.rootpath)
     from conformance.summary import RunSummary  # the end-of-run summary (terminal and JSON)
 
     config.pluginmanager.register(RunSummary(config), RunSummary.NAME)
