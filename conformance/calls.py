@@ -89,17 +89,6 @@ def _replayed_hint(text: str, function: str, shapes: tuple[Sequence[int], int] |
     return hint
 
 
-def same_crash(first: BaseException, second: BaseException) -> bool:
-    """Two failures of the candidate raising the same exception with the same text (e.g.
-    "your train raised ValueError: X [...]" and "your backward raised ValueError: X [...]"):
-    the first reproduces the second on the same inputs."""
-    def raised(exc: BaseException) -> str:
-        line = str(exc).split("\n", 1)[0]
-        _, sep, rest = line.partition(" raised ")
-        return rest.rsplit(" [", 1)[0] if sep else ""
-    return bool(raised(first)) and raised(first) == raised(second)
-
-
 def candidate_frames(exc: BaseException) -> str:
     """The traceback lines that are in the candidate's code (not the suite's or numpy's)."""
     suite = Path(__file__).resolve().parent

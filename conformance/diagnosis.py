@@ -447,6 +447,14 @@ def softmax_cause(P: np.ndarray, z: np.ndarray, dtype: np.dtype) -> str:
     if _close(P64, batch_axis, tau) and not _close(P64, exact_softmax(z64), tau):
         return named("softmax_batch_axis", "your softmax's output equals a softmax over the batch axis "
                      "(each COLUMN sums to 1): take the max and the sum over each sample's classes")
+    with np.errstate(all="ignore"):  # the max over the batch axis (per class) subtracted instead
+        zc = np.asarray(z, dtype=dtype)
+        e = np.exp(zc - zc.max(axis=0, keepdims=True))
+        column_max = (e / e.sum(axis=-1, keepdims=True)).astype(np.float64)
+    if np.isfinite(column_max).all() and _close(P64, column_max, tau) and not _close(P64, exact_softmax(z64), tau):
+        return named("row_guard", "your softmax's output equals exp(z - z.max(axis=0)) normalised per sample: "
+                     "the max must be taken per sample, over the classes (axis=-1 with samples in rows); "
+                     "a max over the batch shifts each class differently, which changes the probabilities")
     return ""
 
 
@@ -497,14 +505,20 @@ def nonfinite_output_cause(P: np.ndarray, logits: np.ndarray, dtype: np.dtype) -
         no_shift = _nonfinite_rows(e_naive / e_naive.sum(axis=-1, keepdims=True))
         e_global = np.exp(z - z.max())
         global_shift = _nonfinite_rows(e_global / e_global.sum(axis=-1, keepdims=True))
+        e_column = np.exp(z - z.max(axis=0, keepdims=True))  # the max over the batch, per class
+        column_shift = _nonfinite_rows(e_column / e_column.sum(axis=-1, keepdims=True))
     rows = ", ".join(str(int(i)) for i in np.flatnonzero(bad)[:8])
     matches_naive, matches_global = np.array_equal(bad, no_shift), np.array_equal(bad, global_shift)
-    if matches_naive and not matches_global:
+    matches_column = np.array_equal(bad, column_shift)
+    if matches_naive and not (matches_global or matches_column):
         return named("max_guard", f"{MAX_GUARD} (rows {rows} are non-finite, exactly the rows where exp of the raw "
                 "logits overflows)")
-    if matches_global and not matches_naive:
+    if matches_global and not (matches_naive or matches_column):
         return named("row_guard", f"{ROW_GUARD} (rows {rows} are non-finite, exactly the rows that a single global "
                 "max pushes to all zeros)")
+    if matches_column and not (matches_naive or matches_global):
+        return named("row_guard", f"{ROW_GUARD} (rows {rows} are non-finite, exactly the rows that subtracting each "
+                "class's max over the batch pushes to all zeros)")
     return (f"rows {rows} of the output are not finite. A softmax must stay finite for any logits: "
             "subtract each sample's own maximum over the classes before exp "
             "(`z - z.max(axis=-1, keepdims=True)` with samples in rows) "

@@ -19,7 +19,8 @@ import pytest
 
 from conformance import golden
 from conformance import evidence
-from conformance.calls import require, same_crash
+from conformance.calls import require
+from conformance.train_replay import train_follows_own_functions
 from conformance.candidate import Candidate
 from conformance.checks import nonfinite_backward
 from conformance.contract import result_dtype, validate_backward
@@ -239,14 +240,16 @@ def test_train_takes_one_sgd_step(candidate: Candidate, case_id: str) -> None:
     # and to this one only where replay shows train's failure is theirs.
     with evidence.tentative() as own:
         try:
-            own_values, own_error = golden.candidate_outputs(candidate, entry, arrays, case_id,
-                                                             ["forward", "backward"])[0], None
-        except AssertionError as exc:  # a broken forward/backward fails its own tests
-            own_values, own_error = {}, exc
+            own_values = golden.candidate_outputs(candidate, entry, arrays, case_id, ["forward", "backward"])[0]
+        except AssertionError:  # a broken forward/backward fails its own tests
+            own_values = {}
     try:
         values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["train"])
-    except AssertionError as exc:
-        if own_error is not None and same_crash(exc, own_error):  # train raised what they raise here
+    except AssertionError:
+        # train raised, or returned the wrong structure: theirs only if replaying the step with
+        # its own forward and backward does exactly the same.
+        if own.findings and train_follows_own_functions(candidate, arrays["X"], arrays["Y"],
+                                                        golden.params_of(arrays, L), golden.TRAIN_STEP_LR, 1):
             evidence.keep(own.findings)
         raise
     values = {**own_values, **values}
