@@ -293,7 +293,7 @@ def _layer_text(q: Quantity, n_layers: int) -> str:
     if q.layer == 0:
         return ""
     if q.layer == n_layers:
-        return f"layer {q.layer} of {n_layers} (the output layer)"
+        return f"layer {q.layer} of {n_layers}, the output layer"
     return f"layer {q.layer} of {n_layers}"
 
 
@@ -313,18 +313,18 @@ class Source:
     """The candidate's files as the grader has them: statements by line, their text and the
     names they read. Only files under ``root`` (the candidate's folder) are read."""
 
-    def __init__(self, root: Path, worker_root: str | None = None):
+    def __init__(self, root: Path, mapping: tuple[str, Path] | None = None):
         self.root = root.resolve()
-        self.worker_root = worker_root
+        self.mapping = mapping  # isolated: (the worker's copy folder, the folder it came from)
         self._trees: dict[str, ast.Module | None] = {}
         self._lines: dict[str, list[str]] = {}
 
     def path(self, recorded: str) -> Path | None:
         """The grader's copy of a recorded file, or None when it is not the candidate's own."""
         p = Path(recorded)
-        if self.worker_root is not None:
+        if self.mapping is not None:
             try:
-                p = self.root / p.relative_to(self.worker_root)
+                p = Path(self.mapping[1]) / p.relative_to(self.mapping[0])
             except ValueError:
                 return None
         try:
@@ -571,7 +571,9 @@ def _by_named_mistake(problem: Problem, recs: list[Rec], source: Source, key: st
                if (key is None or k == key) and _fits(problem, qs)]
     if len(fitting) != 1:
         return None
-    bug_key, text, quantities = fitting[0]
+    # (which mistake fits only chooses the line: the text says what the line gives, never the
+    # mistake's name, which the suite's own diagnosis names or, on its evidence, declines to)
+    quantities = fitting[0][2]
     departing = [(b, by_key[b.key]) for b in quantities
                  if b.key in by_key and not matches(b.value, by_key[b.key].value)]
     for rec in recs:
@@ -586,8 +588,7 @@ def _by_named_mistake(problem: Problem, recs: list[Rec], source: Source, key: st
                 if path is None:
                     continue
                 mine, section_value = _pair(rec.value, c.value)
-                detail = (f"this line gives {mine}; the section's {c.name}, {c.formula}, is "
-                          f"{section_value}: {text}")
+                detail = f"this line gives {mine}; the section's {c.name}, {c.formula}, is {section_value}"
                 return _describe(rec, source, path, problem, _layer_text(c, problem.n_layers), detail)
         if rec.inplace and problem.function == "forward":
             # an in-place change of an array the forward returns (Z overwritten by relu or a shift)
@@ -597,7 +598,7 @@ def _by_named_mistake(problem: Problem, recs: list[Rec], source: Source, key: st
                     if path is not None:
                         detail = (f"this line changes in place an array the forward returns: it now holds "
                                   f"{_short(rec.value)}; the section's {c.name}, {c.formula}, is "
-                                  f"{_short(c.value)}: {text}")
+                                  f"{_short(c.value)}")
                         return _describe(rec, source, path, problem, _layer_text(c, problem.n_layers), detail)
     return None
 
