@@ -299,3 +299,42 @@ def test_untrusted_records_are_type_checked() -> None:
     recs = localise.parse_records(junk)
     assert [(r.line, r.inplace) for r in recs] == [(4, True)]
     assert localise.parse_records(["not", "a", "dict"]) == []
+
+
+# ------------------------------------------------------------------ isolated, and the summary
+def test_the_isolated_worker_traces_and_cites_the_same_line(tmp_path: Path) -> None:
+    from conformance.isolation import IsolatedCandidate
+
+    path = tmp_path / "student_iso.py"  # one file: the worker copies only the candidate's file
+    source = STUDENT_CLASS.replace("from helpers_mod import output_error", HELPER.strip())
+    path.write_text(source)
+    iso = IsolatedCandidate.load(str(path))
+    try:
+        assert iso.load_error is None, iso.load_error
+        found = localise.locate_function(iso, "backward")
+    finally:
+        iso.close()
+    assert found is not None, "no location from the worker"
+    assert (found.file, found.line, found.text) == ("student_iso.py", 5, "return (probs - Y)")
+
+
+def test_the_summary_and_the_json_report_carry_the_location(tmp_path: Path) -> None:
+    import json
+
+    from tests.helpers import run_suite
+
+    path = tmp_path / "student_mlp.py"
+    path.write_text(REFERENCE.replace("delta = (Y_hat - Y) / B", "delta = Y_hat - Y"))
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1)
+                if text.strip().startswith("delta = Y_hat - Y"))
+    report = tmp_path / "report.json"
+    proc = run_suite(path, "-m", "not mnist", "-k", "test_backward_matches_golden",
+                     f"--conformance-report={report}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    summary = out[out.rindex(" conformance summary "):]
+    assert f"at student_mlp.py:{line}  delta = Y_hat - Y" in summary, summary
+    causes = json.loads(report.read_text())["summary"]["root_causes"]
+    located = [c["location"] for c in causes if "location" in c]
+    assert located and located[0]["where"] == f"student_mlp.py:{line}"
+    assert located[0]["text"] == "delta = Y_hat - Y" and "(Y_hat - Y) / B" in located[0]["detail"]
