@@ -914,8 +914,9 @@ def _locate_function(candidate: Any, function: str, key: str | None) -> Location
 
 
 # ---------------------------------------------------------------------- summary hook
-_CACHE: dict[tuple[int, str, str | None], Location | None] = {}
-_GENERIC = {"backward_wrong": "backward", "forward_wrong": "forward", "loss_wrong": "cross_entropy"}
+_CACHE_ATTRIBUTE = "_localise_cache"  # on the suite's candidate object: one run's locations
+_GENERIC = {"backward_wrong": "backward", "forward_wrong": "forward", "loss_wrong": "cross_entropy",
+            "backward_structure": "backward", "forward_structure": "forward"}
 
 
 def location_of(candidate: Any, key: str) -> dict[str, Any] | None:
@@ -929,10 +930,11 @@ def location_of(candidate: Any, key: str) -> dict[str, Any] | None:
     function = _GENERIC.get(key) or function_of(key)
     if function not in LOCATED_FUNCTIONS:
         return None
-    memo = (id(candidate), function, key)
-    if memo not in _CACHE:
-        _CACHE[memo] = locate_function(candidate, function, None if key in _GENERIC else key)
-    found = _CACHE[memo]
+    cache = candidate.__dict__.setdefault(_CACHE_ATTRIBUTE, {})
+    memo = (function, key)
+    if memo not in cache:
+        cache[memo] = locate_function(candidate, function, None if key in _GENERIC else key)
+    found = cache[memo]
     return found.as_dict() if found is not None else None
 
 
