@@ -863,16 +863,23 @@ def _args(function: str, case: Case) -> tuple:
     return (acts[-1], case.Y)
 
 
-def _trace(candidate: Any, function: str, args: tuple, root: Path) -> Any:
-    from conformance.candidate import private_copy
+def _run(candidate: Any, function: str, args: tuple, root: Path) -> tuple[Any, Any]:
+    """(the function's value, the trace of the same call). Isolated: an ordinary call (its
+    value validated at the boundary) and a traced one in the worker, each under the worker's
+    limits. In-process: one traced call, ended at the trace's bounds (nothing else limits it)."""
+    from conformance.candidate import CandidateError, private_copy
 
     if getattr(candidate, "isolated", False):
-        call_traced = getattr(candidate, "call_traced", None)
-        return call_traced(function, *args) if call_traced is not None else None
+        return candidate.call(function, *args), None  # traced only once the values are wrong
     fn = getattr(candidate, "functions", {}).get(function)
     if fn is None:
-        return None
-    return tracer.traced_call(fn, private_copy(args), {}, [root], exclude=[SUITE_DIR])
+        raise CandidateError(function, "not defined")
+    raw = tracer.traced_call(fn, private_copy(args), {}, [root], exclude=[SUITE_DIR], stop_call=True,
+                             keep_result=True)
+    if raw["raised"]:
+        raise CandidateError(function, f"raised {raw['raised']}")
+    result = raw.pop("result")
+    return result, raw
 
 
 def locate_function(candidate: Any, function: str, key: str | None = None) -> Location | None:
@@ -899,14 +906,17 @@ def _locate_function(candidate: Any, function: str, key: str | None) -> Location
         args = _args(function, case)
         try:
             with np.errstate(all="ignore"):
-                result = candidate.call(function, *args)
+                result, raw = _run(candidate, function, args, root)
         except (CandidateError, Exception):  # noqa: BLE001 - a crash: its traceback says where
             continue
         problem = problem_for(function, case, result)
         if not wrong_outputs(problem):
             continue
-        with np.errstate(all="ignore"):
-            raw = _trace(candidate, function, args, root)
+        if raw is None and getattr(candidate, "call_traced", None) is not None:
+            try:
+                raw = candidate.call_traced(function, *args)
+            except (CandidateError, Exception):  # noqa: BLE001 - no record: no line is named
+                raw = None
         location = locate(problem, raw, source, key)
         location.detail += f" (on {case.recipe})"
         return location

@@ -26,11 +26,18 @@ import numpy as np
 TRACE_LIMITS = {"max_events": 100000, "max_records": 3000, "max_size": 20000, "max_seconds": 0.5}
 
 
-def traced_call(function, args, kwargs, roots, limits=None, exclude=()):
+class TraceBudgetExceeded(BaseException):
+    """Raised into the traced call when ``stop_call`` is set and a bound is reached (an
+    in-process call has no other time limit). A BaseException: ``except Exception`` in the
+    candidate's code does not swallow it."""
+
+
+def traced_call(function, args, kwargs, roots, limits=None, exclude=(), stop_call=False, keep_result=False):
     """Call ``function(*args, **kwargs)`` under a line tracer restricted to files under
     ``roots``. Returns ``{"records": [[file, line, func, frame_no, name, array, in_place], ...],
-    "complete": bool, "raised": str}`` (the call's own result is not returned: the suite
-    already has it from an ordinary call)."""
+    "complete": bool, "raised": str}``; ``keep_result`` adds the call's own value (in-process:
+    one call gives both), ``stop_call`` ends the call itself at a bound (in-process calls have
+    no other time limit)."""
     limits = dict(TRACE_LIMITS, **(limits or {}))
     roots = tuple(os.path.realpath(str(r)) + os.sep for r in roots)
     exclude = tuple(os.path.realpath(str(r)) + os.sep for r in exclude)
@@ -107,6 +114,8 @@ def traced_call(function, args, kwargs, roots, limits=None, exclude=()):
         if state["events"] > limits["max_events"] or (
                 state["events"] % 256 == 0 and time.monotonic() - began > limits["max_seconds"]):
             stop()
+            if stop_call:
+                raise TraceBudgetExceeded("the traced call exceeded the trace's bounds")
             return None
         entry = frames.get(id(frame))
         if entry is None:
@@ -146,10 +155,11 @@ def traced_call(function, args, kwargs, roots, limits=None, exclude=()):
         return local_trace
 
     raised = ""
+    result = None
     previous = sys.gettrace()
     sys.settrace(global_trace)
     try:
-        function(*args, **kwargs)
+        result = function(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - the candidate's exception is only noted
         try:
             raised = type(exc).__name__
@@ -157,4 +167,7 @@ def traced_call(function, args, kwargs, roots, limits=None, exclude=()):
             raised = "exception"
     finally:
         sys.settrace(previous)
-    return {"records": records, "complete": not state["stopped"], "raised": str(raised)[:200]}
+    out = {"records": records, "complete": not state["stopped"], "raised": str(raised)[:200]}
+    if keep_result:  # in-process only: the worker never sends the candidate's own objects back
+        out["result"] = result
+    return out

@@ -274,6 +274,13 @@ def test_the_trace_is_bounded_and_restores_the_previous_tracer(tmp_path: Path) -
         [(4, "x", 0.0), (6, "x", 1.0), (6, "x", 2.0), (6, "x", 3.0)]
 
 
+def test_an_in_process_call_that_never_ends_is_stopped_at_the_traces_bounds(tmp_path: Path) -> None:
+    path = tmp_path / "spins.py"
+    path.write_text(REFERENCE.replace("    grads = []\n    B = Y.shape[0]",
+                                      "    while True:\n        pass\n    grads = []\n    B = Y.shape[0]"))
+    assert localise.locate_function(InProcessCandidate.load(str(path)), "backward") is None
+
+
 def test_files_outside_the_candidates_folder_are_never_traced(tmp_path: Path) -> None:
     """A wrong value computed in a module elsewhere (a library) names no line there."""
     lib, own = tmp_path / "lib", tmp_path / "own"
