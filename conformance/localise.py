@@ -956,12 +956,15 @@ def attach(data: dict[str, Any], candidate: Any, keys_by_test: dict[str, list[st
             found = location_of(candidate, str(cause.get("bug", "")))
             if found is not None:
                 cause["location"] = found
+        shown = {(c["location"]["where"], c["location"]["detail"]) for c in data.get("root_causes", [])
+                 if "location" in c}
         for entry in data.get("unexplained", []):
             for key in keys_by_test.get(str(entry.get("test")), []):
                 if key in _GENERIC:
                     found = location_of(candidate, key)
-                    if found is not None:
-                        entry["location"] = found
+                    if found is not None and (found["where"], found["detail"]) not in shown:
+                        entry["location"] = found  # (shown once: not again under another entry)
+                        shown.add((found["where"], found["detail"]))
                         break
     except Exception:  # noqa: BLE001 - text only
         return
