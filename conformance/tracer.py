@@ -9,7 +9,7 @@ returned array (a helper's ``return (p - y) / n``). Only frames whose code lives
 the candidate's roots are traced, so numpy's and the suite's lines are never recorded.
 
 Bounded: at most ``max_events`` line events, ``max_records`` recorded arrays of at most
-``max_size`` entries each, ``max_seconds`` of tracing; past a bound tracing stops and the
+``max_size`` entries each and ``max_bytes`` in all, ``max_seconds`` of tracing; past a bound tracing stops and the
 call finishes untraced (``complete`` is then False). The record is plain data (strings,
 ints, float64 arrays): in the isolated mode it crosses the wire like any other answer and
 is treated as untrusted there (conformance/localise.py only ever reads it as text to cite).
@@ -23,7 +23,9 @@ import numpy as np
 
 # Far above what one small case of an MLP needs (a few hundred lines), far below the wire limits
 # (4096 arrays per answer); half a second bounds the extra time of a failing verdict.
-TRACE_LIMITS = {"max_events": 100000, "max_records": 3000, "max_size": 20000, "max_seconds": 0.5}
+# 16 MiB of recorded arrays at most (the worker's memory limit is shared with the candidate).
+TRACE_LIMITS = {"max_events": 100000, "max_records": 3000, "max_size": 20000, "max_seconds": 0.5,
+                "max_bytes": 16 << 20}
 
 
 class TraceBudgetExceeded(BaseException):
@@ -42,7 +44,7 @@ def traced_call(function, args, kwargs, roots, limits=None, exclude=(), stop_cal
     roots = tuple(os.path.realpath(str(r)) + os.sep for r in roots)
     exclude = tuple(os.path.realpath(str(r)) + os.sep for r in exclude)
     records = []
-    state = {"events": 0, "stopped": False, "frames": 0}
+    state = {"events": 0, "stopped": False, "frames": 0, "bytes": 0}
     began = time.monotonic()
     known = {}  # code filename -> traced?
     frames = {}  # id(frame) -> [frame_no, last_line, snapshot {name: array}]
@@ -95,7 +97,8 @@ def traced_call(function, args, kwargs, roots, limits=None, exclude=(), stop_cal
         for name, (ident, arr) in now.items():
             old_ident, old = snapshot.get(name, (None, None))
             if old is None or old.shape != arr.shape or not np.array_equal(old, arr, equal_nan=True):
-                if len(records) >= limits["max_records"]:
+                state["bytes"] += arr.nbytes
+                if len(records) >= limits["max_records"] or state["bytes"] > limits["max_bytes"]:
                     stop()
                     return
                 # in place: the same object with new content (``Z -= m``, ``out=Z``)
@@ -108,7 +111,7 @@ def traced_call(function, args, kwargs, roots, limits=None, exclude=(), stop_cal
         state["stopped"] = True
 
     def local_trace(frame, event, arg):
-        if state["stopped"]:
+        if state["stopped"] and not stop_call:
             return None
         state["events"] += 1
         if state["events"] > limits["max_events"] or (
@@ -117,6 +120,8 @@ def traced_call(function, args, kwargs, roots, limits=None, exclude=(), stop_cal
             if stop_call:
                 raise TraceBudgetExceeded("the traced call exceeded the trace's bounds")
             return None
+        if state["stopped"]:  # (stop_call: recording is over, the clock still runs)
+            return local_trace
         entry = frames.get(id(frame))
         if entry is None:
             return None
@@ -130,7 +135,12 @@ def traced_call(function, args, kwargs, roots, limits=None, exclude=(), stop_cal
                 arr = as_array(arg)
                 if arr is None and entry[0] == 1:  # the called function's own return line
                     arr = np.zeros(0)
-                if arr is not None and len(records) + 2 + len(entry[3]) <= limits["max_records"]:
+                size = (arr.nbytes * 2 if arr is not None else 0) + sum(v.nbytes for _, v in entry[3].values())
+                if arr is not None and (len(records) + 2 + len(entry[3]) > limits["max_records"]
+                                        or state["bytes"] + size > limits["max_bytes"]):
+                    stop()
+                elif arr is not None:
+                    state["bytes"] += size
                     # a helper's arguments as it was called, its return value, and that value again
                     # on the caller's line (softmax called where relu belongs is the caller's line)
                     for name, (_, value) in entry[3].items():
@@ -146,8 +156,10 @@ def traced_call(function, args, kwargs, roots, limits=None, exclude=(), stop_cal
         return local_trace
 
     def global_trace(frame, event, arg):
-        if state["stopped"] or event != "call" or not wanted(frame.f_code.co_filename):
+        if event != "call" or not wanted(frame.f_code.co_filename):
             return None
+        if state["stopped"]:
+            return local_trace if stop_call else None
         state["frames"] += 1
         # The arguments as the frame starts: what it did not assign is not recorded as its own.
         start = values_of(frame)

@@ -279,6 +279,11 @@ def test_an_in_process_call_that_never_ends_is_stopped_at_the_traces_bounds(tmp_
     path.write_text(REFERENCE.replace("    grads = []\n    B = Y.shape[0]",
                                       "    while True:\n        pass\n    grads = []\n    B = Y.shape[0]"))
     assert localise.locate_function(InProcessCandidate.load(str(path)), "backward") is None
+    # a loop that records arrays until the record is full keeps running untraced: still stopped
+    path.write_text(REFERENCE.replace("    grads = []\n    B = Y.shape[0]",
+                                      "    x = Y * 0\n    while True:\n        x = x + 1\n    grads = []\n"
+                                      "    B = Y.shape[0]"))
+    assert localise.locate_function(InProcessCandidate.load(str(path)), "backward") is None
 
 
 def test_files_outside_the_candidates_folder_are_never_traced(tmp_path: Path) -> None:
