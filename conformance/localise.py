@@ -348,15 +348,16 @@ class Source:
                 self._trees[key] = None
 
     def statement(self, p: Path, line: int) -> ast.stmt | None:
+        """The statement that starts latest at or before ``line`` and spans it: a simple
+        statement, or a compound one's header (``for ... in ...:``)."""
         self._load(p)
         tree = self._trees.get(str(p))
         best = None
         for node in ast.walk(tree) if tree is not None else ():
             if isinstance(node, ast.stmt) and node.lineno <= line <= (node.end_lineno or node.lineno):
-                if best is None or (node.end_lineno or 0) - node.lineno <= (best.end_lineno or 0) - best.lineno:
-                    if not isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.For, ast.While, ast.If,
-                                             ast.With, ast.Try, ast.AsyncFunctionDef)) or best is None:
-                        best = node
+                if best is None or node.lineno > best.lineno or (
+                        node.lineno == best.lineno and (node.end_lineno or 0) < (best.end_lineno or 0)):
+                    best = node
         return best
 
     def text(self, p: Path, line: int) -> str:
@@ -369,8 +370,10 @@ class Source:
         if node is not None and node.lineno == line:
             segment = ast.get_source_segment("\n".join(lines) + "\n", node) or first
             first = segment.splitlines()[0].strip() if segment.strip() else first
-            if (node.end_lineno or line) > line:
-                first += " ..."
+            compound = isinstance(node, (ast.For, ast.AsyncFor, ast.While, ast.If, ast.With, ast.Try,
+                                         ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            if (node.end_lineno or line) > line and not compound:
+                first += " ..."  # a statement continued on the next lines
         return clean_text(first[:200])
 
     def reads(self, p: Path, line: int) -> set[str]:
@@ -379,7 +382,16 @@ class Source:
         names: set[str] = set()
         if node is None:
             return names
-        targets = node.value if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Return)) else node
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Return)):
+            targets: ast.AST | None = node.value
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            targets = node.iter  # a loop header reads its iterable only
+        elif isinstance(node, (ast.While, ast.If)):
+            targets = node.test
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Try, ast.With)):
+            targets = None
+        else:
+            targets = node
         for sub in ast.walk(targets) if targets is not None else ():
             if isinstance(sub, ast.Name):
                 names.add(sub.id)
