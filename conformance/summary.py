@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import pytest
 
-from conformance import calls
+from conformance import calls, localise
 from conformance.contract import PrecisionFinding
 from conformance.diagnosis import (
     GENERIC_KEYS,
@@ -266,6 +266,8 @@ class RunSummary:
             "patterns": cross_failure_patterns(failing, passing),
             "findings": [{"text": t, "checks": n} for t, n in sorted(self.findings.items())],
         }
+        # issue 22: each root cause's line in the student's files (text only; never a verdict)
+        localise.attach(data, self._candidate(), {r.nodeid: r.keys for r in failing_records})
         data["lines"] = summary_lines(data, candidate_label(self._candidate()))
         return data
 
@@ -353,6 +355,7 @@ def summary_lines(data: dict[str, Any], label: str) -> list[str]:
         lines.append("root causes named by the evidence (fix these first):")
         for c in data["root_causes"]:
             lines.append(f"  - {c['text']}  [{c['tests']} failing test(s) in {', '.join(c['areas'])}]")
+            lines += localise.location_lines(c.get("location"))
     consequences = data.get("consequences") or {}
     if consequences.get("tests"):
         where = ", ".join(f"{area} {n}" for area, n in consequences["areas"].items())
@@ -377,6 +380,7 @@ def summary_lines(data: dict[str, Any], label: str) -> list[str]:
             lines.append(f"  - {area}: {u['headline']}")
             if u["known"]:
                 lines.append(f"      {u['known']}")
+            lines += localise.location_lines(u.get("location"))
     for f in data["findings"]:
         lines.append(f"finding (not a failure, {f['checks']} check(s)): {f['text']}")
     return lines

@@ -40,7 +40,10 @@ MAX_RESTARTS = 20
 # The suite's own code the worker runs on the candidate's side (run_sgd): self-contained, so
 # the worker executes its source without importing ``conformance`` (hidden from the candidate).
 SGD_LOOP_FILE = Path(__file__).resolve().parent.parent / "sgd_loop.py"
-WORKER_PRELOAD = {"conformance/sgd_loop.py": SGD_LOOP_FILE.read_text()}
+# conformance/tracer.py: the line tracer of conformance/localise.py (the "trace" request)
+TRACER_FILE = Path(__file__).resolve().parent.parent / "tracer.py"
+WORKER_PRELOAD = {"conformance/sgd_loop.py": SGD_LOOP_FILE.read_text(),
+                  "conformance/tracer.py": TRACER_FILE.read_text()}
 # Candidate functions that train a network get the training time limit, not the per-call one.
 TRAINING_FUNCTIONS = {"train"}
 
@@ -135,6 +138,12 @@ class IsolatedCandidate:
                 f"candidate {spec!r} ({cand.path}) does not define the required "
                 f"function(s) {', '.join(missing)}; see conformance/SPEC.md"
             )
+        else:  # issue 22: read from the grader's copy of the source, never from the worker
+            from conformance.signature import signature_problem
+
+            cand.load_error = signature_problem(cand.path)
+            if cand.load_error:
+                cand.close()
         return cand
 
     def _original_paths(self, text: str) -> str:
@@ -268,6 +277,25 @@ class IsolatedCandidate:
                   "checkpoint_every": checkpoint_every}
         return self._send_call("run_sgd", {"op": "sgd"}, [X, Y, params], kwargs,
                                self.limits.sgd_timeout, inspect=False)[0]
+
+    def call_traced(self, function: str, *args: Any) -> Any:
+        """``function(*args)`` under the line tracer in the worker (conformance/tracer.py): what
+        each line of the candidate's files assigned, as untrusted plain data for
+        conformance/localise.py. Same limits as any call; the result is the record, not the
+        function's value."""
+        __tracebackhide__ = True
+        if not self.has(function):
+            raise CandidateError(function, f"candidate {self.module_name!r} has no function {function}")
+        self._refuse_if_hung(function, (function,))
+        return self._send_call(function, {"op": "trace", "function": function}, list(args), {},
+                               self.limits.call_timeout, inspect=False)[0]
+
+    def trace_root(self) -> tuple[str, Path] | None:
+        """(the worker's folder of the candidate copy, the folder it was copied from): traced
+        file names in the worker map to the student's files."""
+        if self._dir is None or self._located is None:
+            return None
+        return str(self._dir / "candidate"), self._located.copy_from.parent
 
     def call_timed(self, function: str, *args: Any) -> tuple[Any, float | None]:
         """The call, and the worker's CPU seconds during it, read by the grader from the

@@ -473,6 +473,11 @@ class Server:
             if op == "call":
                 function = getattr(self.module, header["function"])
                 result = function(*args, **kwargs)
+            elif op == "trace":  # conformance/localise.py: the same call under the line tracer
+                if "traced_call" not in self.preloaded:
+                    raise RuntimeError("the line tracer (conformance/tracer.py) was not preloaded")
+                result = self.preloaded["traced_call"](getattr(self.module, header["function"]), args, kwargs,
+                                                       [self.config["candidate"]["root"]])
             elif op == "sgd":
                 if "sgd" not in self.preloaded:
                     raise RuntimeError("the suite's SGD loop (conformance/sgd_loop.py) was not preloaded")
