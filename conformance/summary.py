@@ -119,6 +119,7 @@ class Record:
     skip_reason: str = ""
     cases: list[Shape] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)  # the mistakes its message names (diagnoses)
+    consistent: list[str] = field(default_factory=list)  # mistakes whose replay reproduces its failure
     functions: set[str] = field(default_factory=set)  # the candidate functions it called
 
     def ran_through(self) -> set[str]:
@@ -214,6 +215,7 @@ class RunSummary:
             record.skip_reason = ""
             # (recorded by conformance/hooks.py from the suite's own diagnoses, never parsed)
             record.keys = list(dict(report.user_properties).get("diagnoses") or [])
+            record.consistent = list(dict(report.user_properties).get("consistent_with") or [])
 
     def pytest_warning_recorded(self, warning_message: Any, when: str, nodeid: str, location: Any) -> None:
         if isinstance(warning_message.message, PrecisionFinding):
@@ -292,7 +294,9 @@ class Attribution:
     """Which failures a mistake explains, from the keys the suite recorded (hooks.py):
 
     - a failure whose message names catalogued mistakes (keys other than the generic
-      findings, diagnosis.GENERIC_KEYS) has those as its causes;
+      findings, diagnosis.GENERIC_KEYS) has those as its causes; a generic finding whose
+      inputs cannot tell mistakes apart has as causes those of its "consistent_with" mistakes
+      that other failures name (replay reproduces it with them);
     - a failure naming nothing, in a check that ran forward or backward only through train or
       the suite's SGD loop, follows from those functions' failures when other checks find
       them wrong (the grader's idea: one mistake, failing end-to-end checks too, is charged
@@ -304,10 +308,13 @@ class Attribution:
 
     def __init__(self, failing: list[Record]):
         self.wrong_functions = {function_of(k) for r in failing for k in r.keys} - {""}
+        self.named = {k for r in failing for k in r.keys if k not in GENERIC_KEYS}
 
-    @staticmethod
-    def causes_of(record: Record) -> list[str]:
-        return sorted(k for k in record.keys if k not in GENERIC_KEYS)
+    def causes_of(self, record: Record) -> list[str]:
+        """The named mistakes of this failure; for a generic finding that names none, the named
+        mistakes (found elsewhere) whose replay on its own inputs reproduces it too."""
+        named = sorted(k for k in record.keys if k not in GENERIC_KEYS)
+        return named or sorted(set(record.consistent) & self.named)
 
     def follows_from(self, record: Record) -> set[str]:
         """The functions whose failures this one follows from (empty: it stands alone)."""
