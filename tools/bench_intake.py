@@ -50,7 +50,8 @@ def build(root: Path, list_mb: int, terms: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench_intake", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_intake", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False)
     parser.add_argument("--list-mb", type=int, default=8, help="size of the list-literal notebook (MB)")
     parser.add_argument("--terms", type=int, default=200_000, help="terms of the 1+1+... cell")
     args = parser.parse_args(argv)

@@ -399,7 +399,9 @@ def score(rubric: Rubric, status: str, tests: list[dict], baseline: Baseline | N
         for test in by_group[group.key]:
             # A failure is explained only by a mistake the suite found on that test (replay),
             # or as an end-to-end symptom within what its function's mistakes cost (waived).
-            if test["outcome"] in FAILING and (charged & set(diagnoses_of(test)) or group.key in waived):
+            # (its own keys, or the mistakes whose replay on its inputs reproduces it)
+            if test["outcome"] in FAILING and (charged & (set(diagnoses_of(test)) | set(consistent_of(test)))
+                                               or group.key in waived):
                 gs.explained.append(test)
             elif test["outcome"] == "passed":
                 gs.passed.append(test)
