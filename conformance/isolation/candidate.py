@@ -103,11 +103,13 @@ class IsolatedCandidate:
             cand._dir = Path(tempfile.mkdtemp(prefix="bp-isolate-", dir=scratch_parent()))
             _OPEN[id(cand)] = cand
             _close_all_on_sigterm()
-            cand._dir.chmod(0o755)
+            # 0711: the worker (another uid; without namespaces it sees this very folder) can
+            # enter it and read its copy by name, but no process can list the folder.
+            cand._dir.chmod(0o711)
             (cand._dir / "candidate").mkdir(mode=0o755)
             root, file = copy_candidate(located, cand._dir / "candidate")
             cand._copy = {"module_name": located.module_name, "root": str(root),
-                          "file": None if file is None else str(file)}
+                          "file": None if file is None else str(file), "sha256": cand.sha256}
         except (OSError, ImportError) as exc:
             if isinstance(exc, OSError) and exc.errno in GRADER_ERRNOS:  # the grader's disk, not the code
                 cand.close()

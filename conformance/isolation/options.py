@@ -56,7 +56,9 @@ def scratch_parent() -> str | None:
     value = os.environ.get(SCRATCH_PARENT_ENV)
     if not value:
         return None
-    os.makedirs(value, mode=0o700, exist_ok=True)
+    # 0711: a worker without namespaces (--isolate-sandbox off as root) runs as another uid and
+    # must enter it to reach its own copy; it cannot list it (other runs' random names).
+    os.makedirs(value, mode=0o711, exist_ok=True)
     return value
 
 
