@@ -325,7 +325,10 @@ class WorkerProcess:
         self.started = time.monotonic()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-B", str(WORKER_SCRIPT), str(req_r), str(resp_w)],
+                # Not -I/-E: they would ignore PYTHONHASHSEED. The environment is the one built
+                # above and nothing else (no PYTHONPATH/PYTHONHOME/...); -s: no user site; the
+                # worker drops its own folder from sys.path before anything is imported.
+                [sys.executable, "-s", "-S", "-B", str(WORKER_SCRIPT), str(req_r), str(resp_w)],
                 stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, pass_fds=(req_r, resp_w),
                 cwd=str(workdir), env=env, start_new_session=True, close_fds=True)
         finally:
@@ -440,6 +443,8 @@ class WorkerProcess:
             pass
         if self.uid is not None:
             self.survivors = kill_uid(self.uid)
+            if self.survivors:
+                SURVIVORS.append((self.uid, self.survivors))
 
     def close(self) -> None:
         if self.alive:
@@ -450,6 +455,19 @@ class WorkerProcess:
                 pass
         self.kill()
         self.output.thread.join(timeout=2)
+
+
+# (uid, pids) of every worker whose processes outlived SIGKILL in this process: from then on
+# no candidate is run and no verdict is trusted here (IsolatedCandidate refuses to go on).
+SURVIVORS: list[tuple[int, list[int]]] = []
+
+
+def survivors_problem() -> str | None:
+    """Why this grader may not go on (None when every worker's uid was verified empty)."""
+    if not SURVIVORS:
+        return None
+    uid, pids = SURVIVORS[0]
+    return f"processes of the worker uid {uid} survived SIGKILL (pids {pids[:5]}): nothing more is judged"
 
 
 def uid_processes(uid: int) -> list[int]:

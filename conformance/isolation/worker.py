@@ -1,9 +1,10 @@
 """The isolated worker: runs ONE candidate module and answers the grader's calls.
 
-Started by ``conformance.isolation.process`` as ``python -I -S -B worker.py REQ_FD RESP_FD``
-with a minimal environment. It imports nothing from the project: ``wire.py`` and the
-suite's SGD loop (``conformance/sgd_loop.py``) are loaded by file path / from source text
-BEFORE any candidate code runs. Order of business:
+Started by ``conformance.isolation.process`` as ``python -s -S -B worker.py REQ_FD RESP_FD``
+with a minimal environment built by the grader (not ``-I``/``-E``: its PYTHONHASHSEED must
+count). It imports nothing from the project: ``wire.py`` and the suite's SGD loop
+(``conformance/sgd_loop.py``) are loaded by file path / from source text BEFORE any
+candidate code runs. Order of business:
 
 1. read the configuration frame (plain JSON, parsed with the stdlib only);
 2. set sys.path to the stdlib plus the site-packages holding numpy/scipy (no ``site``:
@@ -370,7 +371,9 @@ def _setup_failed(resp_fd, exc):
 def main():
     req_fd, resp_fd = int(sys.argv[1]), int(sys.argv[2])
     config = _read_config(req_fd)
-    sys.path[:] = [p for p in sys.path if p and "site-packages" not in p] + config["site_dirs"]
+    here = os.path.dirname(os.path.realpath(__file__))  # the project's: never the candidate's path
+    sys.path[:] = ([p for p in sys.path if p and "site-packages" not in p and os.path.realpath(p) != here]
+                   + config["site_dirs"])
     sys.dont_write_bytecode = True
 
     import importlib.util
