@@ -60,15 +60,17 @@ def readable_python_prefix(tmp_path: Path) -> list[str]:
                   f"mkdir -p {q['c']}", f"mount --bind {q['h']} {q['c']}"]
     # The developer's checkout and its neighbours (other clones on a shared machine) are not
     # the grader's files (those are the private copy the test runs): cover the top folder
-    # holding the checkout, keeping a virtualenv that lives inside it, so that a reference an
+    # holding the checkout (just the checkout when that folder also holds the test's own
+    # files, e.g. /tmp), keeping a virtualenv that lives inside it, so that a reference an
     # attack finds there does not stand for one that reached the grader's. A container has
     # no such copies.
     venv = Path(sys.prefix).resolve()
     top = REPO.parents[len(REPO.parents) - 2] if len(REPO.parents) > 1 else REPO
+    cover = REPO if top in tmp_path.resolve().parents or top == Path("/") else top
     hold = tmp_path / "hold-venv"
     hold.mkdir()
-    q = {k: shlex.quote(str(v)) for k, v in (("r", top), ("v", venv), ("h", hold))}
-    if top in venv.parents:
+    q = {k: shlex.quote(str(v)) for k, v in (("r", cover), ("v", venv), ("h", hold))}
+    if cover in venv.parents:
         lines += [f"mount --bind {q['v']} {q['h']}", f"mount -t tmpfs -o mode=755 tmpfs {q['r']}",
                   f"mkdir -p {q['v']}", f"mount --bind {q['h']} {q['v']}"]
     else:

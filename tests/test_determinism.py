@@ -21,7 +21,7 @@ from tests.test_grade import REFERENCE
 from tools.grade.rubric import load_rubric, score
 from tools.grade.runner import GradeConfig, Job, run_job
 
-ADVERSARIAL = Path(__file__).resolve().parent / "adversarial"
+ADVERSARIAL = Path(__file__).resolve().parent / "adversarial" / "sandbox"
 
 DRAWS = '''
 import os, random, secrets, uuid

@@ -29,7 +29,7 @@ from tests.test_preflight import NO_NAMESPACES, SETPRIV
 from tools.grade import preflight, runner
 from tools.grade.runner import GradeConfig
 
-ADVERSARIAL = Path(__file__).resolve().parent / "adversarial"
+ADVERSARIAL = Path(__file__).resolve().parent / "adversarial" / "sandbox"
 needs_container = pytest.mark.skipif(SETPRIV is None, reason="simulating a container needs setpriv")
 
 
@@ -54,10 +54,17 @@ def off_bundle(tmp_path_factory: pytest.TempPathFactory, real_dir: Path) -> Path
     return build(tmp_path_factory.mktemp("off-bundle"), real_dir, "--isolate-sandbox", "off")
 
 
-def run_off(tmp_path: Path, bundle: Path, upload: dict[str, str]) -> tuple[Path, subprocess.CompletedProcess,
-                                                                             dict | None]:
+@pytest.fixture(scope="module")
+def engaged_bundle(tmp_path_factory: pytest.TempPathFactory, real_dir: Path) -> Path:
+    return build(tmp_path_factory.mktemp("engaged-bundle"), real_dir)
+
+
+def run_off(tmp_path: Path, bundle: Path, upload: dict[str, str], *,
+            engaged: bool = False) -> tuple[Path, subprocess.CompletedProcess, dict | None]:
+    """Gradescope's run_autograder on ``upload``: in the simulated container (``off`` bundle),
+    or, ``engaged``, as root with namespaces (the default bundle)."""
     root = layout(tmp_path / "gs", bundle, upload)
-    prefix = (*readable_python_prefix(tmp_path), *NO_NAMESPACES)
+    prefix = () if engaged else (*readable_python_prefix(tmp_path), *NO_NAMESPACES)
     proc, results = run_autograder(root, prefix=prefix)
     return root, proc, results
 
@@ -75,12 +82,16 @@ def test_off_as_root_grades_a_correct_upload_with_full_marks(off_bundle: Path, t
 @pytest.mark.slow
 @needs_root_off
 @needs_container
-def test_off_as_root_the_worker_cannot_read_the_graders_files(off_bundle: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["off", "engaged"])
+def test_the_worker_cannot_read_the_graders_files_nor_show_their_paths(
+        mode: str, off_bundle: Path, engaged_bundle: Path, tmp_path: Path) -> None:
     """The red team's read: the reference found through the worker's argv0 and every
-    process's command line (the bundle's source/project). Its own uid reaches none of it, so
-    it gets no credit; and the paths it tried reach the student masked (§6b)."""
+    process's command line (the bundle's source/project). Off as root its own uid reaches none
+    of it (engaged: its namespace hides it), so it gets no credit; and the paths it tried,
+    the grader's checkout among them, reach the student masked (§6b, seen engaged)."""
     attack = (ADVERSARIAL / "grader_files_via_argv.py").read_text()
-    root, proc, results = run_off(tmp_path, off_bundle, {"mlp.py": attack})
+    bundle = off_bundle if mode == "off" else engaged_bundle
+    root, proc, results = run_off(tmp_path, bundle, {"mlp.py": attack}, engaged=mode == "engaged")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert results is not None and results["extra_data"]["status"] == "import_error", results
     assert results["score"] == 0
