@@ -1,5 +1,9 @@
 """Interface area, determinism: the same bytes get the same grade (issue 21 §5).
 
+The check is collected from conformance/test_interface.py (which imports it), so it is an
+interface check by file and by CONFORMANCE_AREA alike; it lives here, beside the isolation
+it relies on.
+
 Isolated, the worker seeds everything seedable from the submission's sha256 before its code
 runs (hash seed, ``random``, numpy's global generator, os.urandom and what draws through it:
 ``secrets``, ``SystemRandom``, ``np.random.default_rng()``), so a submission that draws
@@ -30,8 +34,6 @@ from conformance.calls import run_backward, run_forward
 from conformance.candidate import Candidate
 from conformance.cases import make_case
 from conformance.exact import magnitudes
-
-CONFORMANCE_AREA = "interface"  # the check area graded by this module (conformance/plugin.py)
 
 REPEAT_ULPS = 64  # as test_interface.REPEAT_ULPS: BLAS may reorder a sum; randomness can't hide there
 CASE = make_case([6, 8, 5, 4], batch=7, seed=21)
