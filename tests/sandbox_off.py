@@ -65,16 +65,25 @@ def readable_python_prefix(tmp_path: Path) -> list[str]:
     # attack finds there does not stand for one that reached the grader's. A container has
     # no such copies.
     venv = Path(sys.prefix).resolve()
-    top = REPO.parents[len(REPO.parents) - 2] if len(REPO.parents) > 1 else REPO
-    cover = REPO if top in tmp_path.resolve().parents or top == Path("/") else top
+    covers: list[Path] = []
+    checkouts = [REPO]
+    if sys.prefix != sys.base_prefix and (venv.parent / "reference").is_dir():
+        checkouts.append(venv.parent)  # the clone whose virtualenv runs the test (not REPO's)
+    for checkout in checkouts:
+        if len(checkout.parents) < 2:
+            continue  # never cover a top-level folder's parent, "/"
+        top = checkout.parents[len(checkout.parents) - 2]
+        covers.append(checkout if top in tmp_path.resolve().parents else top)
+    covers = [c for c in dict.fromkeys(covers) if not any(o in c.parents for o in covers)]
     hold = tmp_path / "hold-venv"
     hold.mkdir()
-    q = {k: shlex.quote(str(v)) for k, v in (("r", cover), ("v", venv), ("h", hold))}
-    if cover in venv.parents:
-        lines += [f"mount --bind {q['v']} {q['h']}", f"mount -t tmpfs -o mode=755 tmpfs {q['r']}",
-                  f"mkdir -p {q['v']}", f"mount --bind {q['h']} {q['v']}"]
-    else:
-        lines.append(f"mount -t tmpfs -o mode=755 tmpfs {q['r']}")
+    q = {k: shlex.quote(str(v)) for k, v in (("v", venv), ("h", hold))}
+    keep_venv = any(c in venv.parents for c in covers)
+    if keep_venv:
+        lines.append(f"mount --bind {q['v']} {q['h']}")
+    lines += [f"mount -t tmpfs -o mode=755 tmpfs {shlex.quote(str(c))}" for c in covers]
+    if keep_venv:
+        lines += [f"mkdir -p {q['v']}", f"mount --bind {q['h']} {q['v']}"]
     lines.append('exec "$@"')
     return [UNSHARE, "--mount", "--propagation", "private", "--", "sh", "-c", "\n".join(lines), "sh"]
 
