@@ -159,7 +159,7 @@ def explaining() -> bool:
 
 def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: str, contract: str,
                     diagnosis: str | Callable[[], str] | None = None, reproduce: str | None = None,
-                    next_step: str | None = None, held_to: np.dtype | None = None) -> str | None:
+                    next_step: str | Callable[[], str] | None = None, held_to: np.dtype | None = None) -> str | None:
     """None if every comparison holds, else the full failure message. ``held_to``: the dtype
     whose precision set the tolerances; when it is float64, a tensor whose every mismatch is
     float32 rounding agrees, with a ``PrecisionFinding`` warning (SPEC.md, dtype policy).
@@ -208,6 +208,8 @@ def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: 
                      "backprop instead, with either ReLU'(0) convention)")
     if callable(diagnosis):
         diagnosis = diagnosis()
+    if callable(next_step):
+        next_step = next_step()
     if diagnosis:  # "diagnosis:" only when a known bug is named (graders count those lines)
         label = "diagnosis" if "equal those of" in diagnosis else "finding"
         lines.append(f"  {label}: " + diagnosis.replace("\n", "\n    "))
@@ -226,8 +228,9 @@ def assert_comparisons(comparisons: Sequence[Comparison], **kwargs: object) -> N
         raise AssertionError(message)
 
 
-def assert_finite(name: str, value: np.ndarray, *, where: str, guard: str) -> None:
-    """Every entry finite, else name the missing guard."""
+def assert_finite(name: str, value: np.ndarray, *, where: str, guard: str | Callable[[], str]) -> None:
+    """Every entry finite, else name the missing guard (``guard`` may be a function: it is
+    called only on failure, so a finding it records is about a failure that happened)."""
     __tracebackhide__ = True
     arr = np.asarray(value, dtype=np.float64)
     bad = ~np.isfinite(arr)
@@ -235,6 +238,7 @@ def assert_finite(name: str, value: np.ndarray, *, where: str, guard: str) -> No
         i = int(np.flatnonzero(bad.reshape(-1))[0])
         idx = np.unravel_index(i, arr.shape) if arr.ndim else ()
         label = "[" + ", ".join(str(int(k)) for k in idx) + "]" if idx else ""
+        guard = guard() if callable(guard) else guard
         raise AssertionError(f"{name}{label}={fmt(arr.reshape(-1)[i])}, but should be finite [{where}]\n"
                              f"  non-finite entries: {int(bad.sum())}/{bad.size}\n"
                              f"  missing guard: {guard}")

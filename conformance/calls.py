@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import traceback
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,7 +16,8 @@ import pytest
 from conformance.candidate import Candidate, CandidateError, failure_text
 from conformance.cases import Case
 from conformance.contract import ContractError, ForwardResult, validate_backward, validate_forward
-from conformance.diagnosis import bugs_consistent_with, consistent_with, explain_exception, named
+from conformance import evidence
+from conformance.diagnosis import bugs_consistent_with, explain_exception, named
 
 Grads = list[tuple[np.ndarray, np.ndarray]]
 # Every case the current test fed the candidate, in order (conformance/summary.py reads it to
@@ -44,6 +46,7 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
         reproduce = case.snippet(candidate.module_name)
     if function == "backward":
         remember_backward_inputs(args)
+    evidence.at_case(repr(case) if case is not None else where)
     try:
         if inspect:
             return candidate.call_and_inspect(function, *args)
@@ -52,7 +55,7 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
         text, frames = failure_text(exc), ""
     except Exception as exc:  # noqa: BLE001 - whatever the candidate raises is a finding
         text, frames = failure_text(exc), candidate_frames(exc)
-    hint = explain_exception(text, function, *shapes) if shapes is not None else ""
+    hint = _replayed_hint(text, function, shapes)
     first, _, rest = text.strip().partition("\n")
     message = f"your {function} {first} [{where}]{frames}"
     if function in CRASH_KEYS:
@@ -65,6 +68,36 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
     if reproduce:
         message += f"\n  reproduce:\n{reproduce}"
     raise AssertionError(message) from None  # the candidate's frames are in the message
+
+
+def _replayed_hint(text: str, function: str, shapes: tuple[Sequence[int], int] | None) -> str:
+    """The likely cause of a crash, read from the exception's text and the shapes. A hint that
+    names a catalogued mistake stands only if replaying that mistake on the same inputs crashes
+    too (the exception's text is the candidate's: it alone proves nothing); otherwise no cause
+    is given."""
+    if shapes is None:
+        return ""
+    with evidence.tentative() as found:
+        hint = explain_exception(text, function, *shapes)
+    keys = [f.key for f in found.findings if f.kind == "named"]
+    if not keys:
+        return hint
+    replayed = set(bugs_consistent_with(_BACKWARD_INPUTS[0])) if function == "backward" else set()
+    if not set(keys) <= replayed:
+        return ""
+    evidence.keep(found.findings)
+    return hint
+
+
+def same_crash(first: BaseException, second: BaseException) -> bool:
+    """Two failures of the candidate raising the same exception with the same text (e.g.
+    "your train raised ValueError: X [...]" and "your backward raised ValueError: X [...]"):
+    the first reproduces the second on the same inputs."""
+    def raised(exc: BaseException) -> str:
+        line = str(exc).split("\n", 1)[0]
+        _, sep, rest = line.partition(" raised ")
+        return rest.rsplit(" [", 1)[0] if sep else ""
+    return bool(raised(first)) and raised(first) == raised(second)
 
 
 def candidate_frames(exc: BaseException) -> str:
@@ -107,9 +140,8 @@ def remember_backward_inputs(args: tuple) -> None:
 def note_crash(function: str, text: str) -> None:
     """Record ``function``'s crash (shown as ``text``) as its generic finding, and, for
     backward, the catalogued mistakes that would crash on the same inputs."""
-    named(CRASH_KEYS[function], text)
-    if function == "backward":
-        consistent_with(bugs_consistent_with(_BACKWARD_INPUTS[0]), text)
+    consistent = bugs_consistent_with(_BACKWARD_INPUTS[0]) if function == "backward" else []
+    named(CRASH_KEYS[function], text, consistent=consistent)
 
 
 def named_contract(key: str, check: Any, *args: Any) -> Any:
@@ -120,9 +152,9 @@ def named_contract(key: str, check: Any, *args: Any) -> Any:
         return check(*args)
     except ContractError as exc:
         text = str(exc).splitlines()[0] if str(exc) else ""
-        named(key, text)
-        if key == "backward_structure":
-            consistent_with(bugs_consistent_with(_BACKWARD_INPUTS[0], result=args[0]), text)
+        consistent = (bugs_consistent_with(_BACKWARD_INPUTS[0], result=args[0])
+                      if key == "backward_structure" else [])
+        named(key, text, consistent=consistent)
         raise
 
 
@@ -138,8 +170,13 @@ def _opt_outs(path: str, sha256: str | None) -> frozenset[str]:
     from its source (never executed: identical in-process and isolated; a non-literal value
     opts nothing out)."""
     try:
-        tree = ast.parse(Path(path).read_text(encoding="utf-8", errors="replace"))
-    except (OSError, SyntaxError, ValueError):
+        data = Path(path).read_bytes()
+        # Only the bytes that were loaded and hashed count: a module that rewrites its own file
+        # at run time (to opt out after a wrong answer) opts nothing out.
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            return frozenset()
+        tree = ast.parse(data.decode("utf-8", errors="replace"))
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
         return frozenset()
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == OPT_OUT_NAME
@@ -173,8 +210,10 @@ def require(candidate: Candidate, function: str) -> None:
     """Skip the calling test, with a reason saying so, when an optional function is absent
     or the candidate opted out of it."""
     if not candidate.has(function):
+        evidence.note_skip("optional_absent")
         pytest.skip(f"candidate defines no {function}() (optional): its checks are skipped, not passed")
     if opted_out(candidate, function):
+        evidence.note_skip("opted_out")
         pytest.skip(f"candidate opts out of {function}() (optional) with {OPT_OUT_NAME}: its "
                     f"module-level {function} is a helper with its own conventions; its checks are "
                     "skipped, not passed")

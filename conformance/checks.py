@@ -21,8 +21,19 @@ from conformance.gradcheck import allowed_error, central_differences, fd_tensor,
 
 Grads = Sequence[tuple[np.ndarray, np.ndarray]]
 # Non-finite gradients from finite inputs: no guard of the output explains them.
-NONFINITE_BACKWARD = ("backward turns finite activations into inf/nan (a division by a probability "
-                      "or by zero?)")
+def nonfinite_backward(logits: np.ndarray, dtype: np.dtype) -> str:
+    """What is known when backward returns inf/nan from finite inputs. A cause is named only
+    when replay shows it: exp of these very logits overflows in the candidate's precision, so a
+    softmax recomputed inside backward without the max subtraction gives inf/nan here."""
+    z = np.asarray(logits, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        overflows = not np.isfinite(np.exp(z.astype(dtype))).all()
+    text = "backward turns finite inputs into inf/nan"
+    if overflows:
+        text += (f" (exp of these logits overflows in {np.dtype(dtype).name}: a softmax recomputed "
+                 "inside backward must subtract each row's max first, or use activations[-1], "
+                 "which forward already computed)")
+    return text
 ENTRYWISE_MAX_PARAMS = 400  # above this, each tensor is checked along random directions
 DIRECTIONS_PER_TENSOR = 3
 

@@ -5,6 +5,7 @@
     backprop-conformance record --impl mymodule --out golden/   # pin outputs before a refactor
     backprop-conformance check mymodule --golden golden/        # did the refactor change them?
     backprop-conformance grade SUBMISSIONS --out OUT [-j 2]     # grade a class
+    backprop-conformance gradescope bundle autograder.zip       # the Gradescope autograder zip
     backprop-conformance gradescope                             # inside a Gradescope autograder
     backprop-conformance fetch-mnist                            # download MNIST once
     backprop-conformance fixtures check                         # verify the shipped golden fixtures
@@ -39,20 +40,24 @@ Judge one implementation with the conformance suite. PATH_OR_MODULE is a .py fil
 dotted module name importable from the current folder. Any pytest or suite option may
 follow: --isolate (for code you did not write), --golden DIR (refactor check), -m "not mnist",
 --mnist-dir DIR, --require-mnist, --hypothesis-profile grading, --conformance-report FILE,
--x, -k EXPR, --pdb ... (see the README). Exit status: 0 every check passed, 1 some check
-failed, 2 interrupted, 3 internal error, 4 usage error.
+-x, -k EXPR, --pdb ... (see docs/students.md). Exit status (pytest's): 0 every check passed,
+1 some check failed, 2 interrupted, 3 internal error, 4 usage error (no candidate, or a wrong
+option).
 """
+USAGE_ERROR = 4  # pytest's exit status for a wrong command line, which CHECK_HELP promises
 
 
 def check(args: Sequence[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
+        if not args:
+            print(f"{PROG} check: no candidate given (a .py file or a module name)\n", file=sys.stderr)
         print(CHECK_HELP, end="", file=sys.stdout if args else sys.stderr)
-        return 0 if args else 2
+        return 0 if args else USAGE_ERROR
     target, pytest_args = args[0], list(args[1:])
     if target.startswith("-"):
         print(f"{PROG} check: the first argument is the candidate (a .py file or a module "
               f"name), got option {target!r}\n\n{CHECK_HELP}", file=sys.stderr, end="")
-        return 2
+        return USAGE_ERROR
     from conformance.invocation import UNTRUSTED_ENV, InvocationError, suite_args
 
     try:
@@ -61,7 +66,7 @@ def check(args: Sequence[str]) -> int:
         argv = suite_args(target, ["-rN", *pytest_args])
     except InvocationError as exc:
         print(f"{PROG} check: {exc}", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
     # The same closed configuration as the grader's subprocess, applied to this process:
     # no options or plugins from the environment, no autoloaded plugins.
     for name in UNTRUSTED_ENV:
@@ -121,7 +126,8 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "check": (check, "judge an implementation (exit status = verdict)"),
     "record": (record, "pin an implementation's outputs for a later refactor check"),
     "grade": (grade, "grade a folder of submissions (gradebook, CSV, Gradescope, HTML)"),
-    "gradescope": (gradescope, "grade /autograder/submission inside a Gradescope autograder"),
+    "gradescope": (gradescope, "'gradescope bundle OUT.zip': write the Gradescope autograder zip; "
+                               "'gradescope run': grade one upload inside it"),
     "fetch-mnist": (fetch_mnist, "download and verify MNIST once"),
     "fixtures": (fixtures, "'fixtures check': verify the shipped golden fixtures"),
 }
@@ -132,6 +138,8 @@ def usage() -> str:
     lines = [f"usage: {PROG} COMMAND [ARGS]   ({PROG} COMMAND --help for details)", "",
              "commands:"]
     lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", f"Exit status 2: no command or an unknown one. Each command's own statuses: {PROG} "
+                  "COMMAND --help."]
     return "\n".join(lines) + "\n"
 
 

@@ -81,10 +81,15 @@ class PrecisionFinding(UserWarning):
 # carry a full float32 mantissa (more than 10 significant bits) that a float64 computation
 # could not produce that by chance: each such entry has a 2**-29 chance, 4 give 2**-116.
 REVEALING_ENTRIES = 4
-FLOAT32_CAST_NOTE = ("float64 arrays whose every entry is a float32 number (a float32 computation "
-                     "cast to float64) are judged at float32 precision, as they would be if you "
-                     "returned the float32 arrays themselves; returning them as float32 says so "
-                     "directly and costs nothing (dtype policy)")
+# The note states the fact (only float32 numbers) and names both sources that give it: a
+# float32 computation cast to float64, and float64 values recovered by a subtraction of nearby
+# numbers (W - W_new), which keeps only the bits where they differ. The suite cannot tell them
+# apart from the array alone, so it names neither as the cause.
+FLOAT32_CAST_NOTE = ("float64 arrays whose every entry is exactly a float32 number are judged at "
+                     "float32 precision (as float32 arrays would be). Two usual sources: a float32 "
+                     "computation cast to float64 (return the float32 arrays themselves: it costs "
+                     "nothing), or values recovered by a subtraction such as W - W_new, which keeps "
+                     "only the bits where the two differ (compute the gradient directly) (dtype policy)")
 
 
 def revealed_dtype(array: np.ndarray) -> np.dtype:

@@ -19,72 +19,26 @@ from typing import Sequence
 import numpy as np
 
 from conformance.exact import (BackwardBugs, ForwardBugs, Grads, Magnitudes, Params, exact_forward,
-                              exact_gradients)
-from conformance.gradcheck import TENSOR_FLOOR
+                              exact_gradients, exact_softmax)
+from conformance.evidence import Finding, current_case, record
+from conformance.gradcheck import TENSOR_FLOOR, precision_tolerance
+from conformance.mistakes import BY_KEY, MISTAKES
 
 
 # ------------------------------------------------------------------ structured diagnoses
-# Every sentence that names a catalogued mistake is built through ``named(key, text)``, which
-# remembers (key, text). After a test fails, the plugin attaches to its report (user property
-# "diagnoses") the keys whose text is in the final failure message: hypothesis runs many
-# examples per test and only the last one's message is the verdict. The grader prices these
-# keys, so a grade depends on the key, never on the wording; the candidate cannot add one (its
-# own text is never recorded, only the suite's).
-_NAMED: list[tuple[str, str]] = []
+# Every sentence that names a catalogued mistake or a generic finding is built through
+# ``named(key, text)``, which records the finding as data (conformance.evidence) for the test
+# that is running: the grader prices the recorded keys, never the wording, and the candidate
+# cannot add one (its own text is never recorded, only the suite's findings).
 
 
-def named(key: str, text: str) -> str:
-    """``text``, remembered as the suite naming the mistake ``key`` (see above)."""
-    _forget_earlier_examples()
-    _NAMED.append((key, text))
+def named(key: str, text: str, consistent: Sequence[str] = ()) -> str:
+    """``text``, with the finding ``key`` recorded on the current inputs. ``consistent``: for a
+    generic finding, the catalogued mistakes whose replay on the same inputs reproduces it."""
+    kind = "generic" if key in GENERIC_KEYS else "named"
+    record(Finding(key=key, function=function_of(key), kind=kind, case=current_case(),
+                   consistent=tuple(sorted(set(consistent)))))
     return text
-
-
-_EXAMPLE: list[object] = [None]  # the hypothesis example whose registrations are kept
-
-
-def _forget_earlier_examples() -> None:
-    """Only the example whose message is the verdict (the last one run) may add keys: a text
-    that does not change between examples (a constant exception message) must not inherit
-    what another example's inputs showed. Outside a property test, nothing is forgotten (the
-    hooks reset the records per test)."""
-    try:
-        from hypothesis.control import current_build_context
-
-        data = current_build_context().data
-    except Exception:  # noqa: BLE001 - no hypothesis example is running
-        return
-    if data is not _EXAMPLE[0]:
-        _EXAMPLE[0] = data
-        _NAMED.clear()
-        _CONSISTENT.clear()
-
-
-def reset_named() -> None:
-    _NAMED.clear()
-    _CONSISTENT.clear()
-
-
-def named_in(message: str) -> list[str]:
-    """The keys of every recorded diagnosis whose sentence the failure message shows."""
-    return sorted({key for key, text in _NAMED if text and text in message})
-
-
-# A crash or a wrong structure names no mistake, but some catalogued mistakes would crash (or
-# give those shapes) on the same inputs: they are recorded as "consistent_with" the failure
-# (computed by the suite from the inputs, never read from the candidate's text). A grade uses
-# them only to treat the failure as a symptom of a mistake the evidence names elsewhere.
-_CONSISTENT: list[tuple[tuple[str, ...], str]] = []
-
-
-def consistent_with(keys: Sequence[str], text: str) -> None:
-    _forget_earlier_examples()
-    _CONSISTENT.append((tuple(keys), text))
-
-
-def consistent_in(message: str) -> list[str]:
-    """The keys recorded as consistent with a failure whose text the message shows."""
-    return sorted({key for keys, text in _CONSISTENT if text and text in message for key in keys})
 
 
 def _grads_shapes(grads: object) -> tuple | None:
@@ -131,80 +85,77 @@ class KnownBug:
         return exact_gradients(activations, pre_activations, Y, params, bugs=self.bugs)
 
 
-KNOWN_BUGS: tuple[KnownBug, ...] = (
-    KnownBug("relu_index", "evaluates the ReLU derivative at the wrong layer's pre-activation "
-             "(the i-1 bug)", "`* (pre_activations[i] > 0)` should be `* (pre_activations[i-1] > 0)`",
-             BackwardBugs(mask_offset=0)),
-    KnownBug("no_batch_mean", "does not divide by the batch size",
-             "`delta = Y_hat - Y` should be `delta = (Y_hat - Y) / B`", BackwardBugs(batch_mean=False)),
-    KnownBug("double_batch_mean", "divides by the batch size twice (dW averaged again)",
-             "`dW = A_prev.T @ delta / B`: delta is already divided by B", BackwardBugs(dw_mean=True)),
-    KnownBug("db_mean", "averages db over the batch instead of summing it",
-             "`db = delta.mean(axis=0)` should be `db = delta.sum(axis=0)`", BackwardBugs(db_mean=True)),
-    KnownBug("missing_mask", "leaves out the ReLU derivative when propagating delta",
-             "`delta = delta @ W.T` should be `delta = (delta @ W.T) * (pre_activations[i-1] > 0)`",
-             BackwardBugs(mask=False)),
-    KnownBug("wrong_weights", "propagates delta through the wrong layer's weights",
-             "`W = params[i-1][0]` should be `W = params[i][0]`", BackwardBugs(w_offset=-1)),
-    KnownBug("untransposed_weights", "propagates delta through W instead of W.T",
-             "`delta @ W` should be `delta @ W.T`", BackwardBugs(transpose_w=False)),
-    KnownBug("reversed_order", "returns the gradients in reverse order (last layer first)",
-             "`return grads` should be `return list(reversed(grads))`", BackwardBugs(reverse=True)),
-    KnownBug("transposed_dw", "computes dW transposed",
-             "`dW = delta.T @ A_prev` should be `dW = A_prev.T @ delta`", BackwardBugs(dw_transposed=True)),
-    KnownBug("wrong_sign", "uses Y - Y_hat (the gradient's sign is flipped)",
-             "`delta = (Y - Y_hat) / B` should be `delta = (Y_hat - Y) / B`", BackwardBugs(sign=-1.0)),
-    KnownBug("delta_not_propagated", "never propagates delta to the earlier layers",
-             "the loop must update `delta = (delta @ W.T) * (pre_activations[i-1] > 0)`",
-             BackwardBugs(propagate=False)),
-    KnownBug("softmax_jacobian", "multiplies by the softmax derivative Y_hat * (1 - Y_hat) on top "
-             "of Y_hat - Y", "`delta = (Y_hat - Y) / B` already includes the softmax derivative",
-             BackwardBugs(softmax_jacobian=True)),
-    KnownBug("dw_from_output", "uses the layer's own output instead of its input in dW",
-             "`dW = activations[i+1].T @ delta` should be `dW = activations[i].T @ delta`",
-             BackwardBugs(dw_from_output=True)),
-    KnownBug("last_sample_only", "keeps only the last sample's gradient (a per-sample loop that "
-             "assigns instead of accumulating)",
-             "`dW = np.outer(a, d) / B` inside the loop over samples should be `dW += np.outer(a, d) "
-             "/ B` (same for db), with dW and db set to zeros before the loop",
-             BackwardBugs(last_sample_only=True)),
-    KnownBug("mean_every_layer", "divides delta by the batch size again at every layer",
-             "`delta = (delta @ W.T) * mask / B` should be `delta = (delta @ W.T) * mask`: only the "
-             "output error is divided by B", BackwardBugs(mean_every_layer=True)),
-    # The per-layer 1/m style (dZ = A - Y undivided, then dW = dZ A^T / m, db = sum(dZ) / m)
-    # with the 1/m left out of one of the two lines.
-    KnownBug("dw_no_batch_mean", "divides db by the batch size but not dW (dW is B times too large)",
-             "dW needs the division by B that db has: `dW = A_prev.T @ delta` with `delta = (Y_hat - Y) "
-             "/ B`, or `dW = A_prev.T @ dZ / m` where each layer divides by m",
-             BackwardBugs(dw_times_batch=True)),
-    KnownBug("db_no_batch_mean", "divides dW by the batch size but not db (db is B times too large)",
-             "db needs the division by B that dW has: `db = delta.sum(axis=0)` with `delta = (Y_hat - Y) "
-             "/ B`, or `db = dZ.sum(axis=0) / m` where each layer divides by m",
-             BackwardBugs(db_times_batch=True)),
-)
+KNOWN_BUGS: tuple[KnownBug, ...] = tuple(
+    KnownBug(m.key, m.description, m.fix, m.backward) for m in MISTAKES if m.backward is not None)
 # Pairs are tried when no single mistake explains every tensor. A per-sample loop's
 # last_sample_only ignores every other switch, so it never pairs.
 _UNPAIRED = ("last_sample_only",)
 
 
 def _distinctive(expected: Grads, mags: Magnitudes, tau: float) -> list[bool]:
-    """Per tensor: is the bug's tensor clearly non-zero? A tensor that is ~0 under some bug is
-    explained by many mistakes (a saturated softmax, a dead layer), so it is no evidence."""
+    """Per tensor: is it clearly non-zero? A tensor that is ~0 is explained by many mistakes
+    (a saturated softmax, a dead layer) and by the correct code alike, so it is no evidence."""
     zeros = [(np.zeros_like(W), np.zeros_like(b)) for W, b in expected]
     return [not m for m in _matches(zeros, expected, mags, tau)]
 
 
-def _matches(candidate: Grads, expected: Grads, mags: Magnitudes, tau: float) -> list[bool]:
-    """Per tensor: does the candidate equal ``expected`` within the precision tolerance?"""
+def _matches(candidate: Grads, expected: Grads, mags: Magnitudes, tau: float,
+             alternative: Grads | None = None) -> list[bool]:
+    """Per tensor: does the candidate equal ``expected`` within the precision tolerance (or lie
+    between ``expected`` and ``alternative``, the same computation under the other ReLU'(0)
+    convention: any ReLU'(0) in [0, 1] is a valid choice)?"""
     out = []
-    for (cW, cb), (eW, eb), (mW, mb) in zip(candidate, expected, mags.gradients):
-        for c, e, m in ((cW, eW, mW), (cb, eb, mb)):
-            if np.shape(c) != np.shape(e):
+    alternative = alternative if alternative is not None else expected
+    for (cW, cb), (eW, eb), (aW, ab), (mW, mb) in zip(candidate, expected, alternative, mags.gradients):
+        for c, e, a, m in ((cW, eW, aW, mW), (cb, eb, ab, mb)):
+            if np.shape(c) != np.shape(e) or np.shape(a) != np.shape(e):
                 out.append(False)
                 continue
-            scale = np.maximum(m, np.abs(e))
+            scale = np.maximum(m, np.maximum(np.abs(e), np.abs(a)))
             allowed = tau * (scale + TENSOR_FLOOR * float(scale.max(initial=0.0)))
-            out.append(bool(np.all(np.abs(np.asarray(c, np.float64) - e) <= allowed)))
+            c64 = np.asarray(c, np.float64)
+            with np.errstate(invalid="ignore"):
+                distance = np.maximum(np.maximum(np.minimum(e, a) - c64, c64 - np.maximum(e, a)), 0.0)
+            out.append(bool(np.all(distance <= allowed)))
+    return out
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A known mistake (or pair) replayed on the candidate's inputs under the accepted
+    conventions: does it reproduce every tensor the candidate returned?"""
+
+    matches: list[bool]  # per tensor: the candidate equals the replay
+    distinctive: list[bool]  # per tensor: the replay's tensor is clearly non-zero
+
+
+def replay(bugs: BackwardBugs, candidate: Grads, activations: Sequence[np.ndarray],
+           pre_activations: Sequence[np.ndarray], Y: np.ndarray, params: Params,
+           mags: Magnitudes, tau: float) -> Replay | None:
+    """The mistake ``bugs`` on the exact engine, on these very inputs, with ReLU'(0) anywhere in
+    [0, 1] (simulated at both ends; the two coincide unless some pre-activation is exactly 0).
+    None when the mistake would crash, or return other shapes than the candidate did."""
+    zero_z = any(np.any(np.asarray(z) == 0) for z in pre_activations)
+    try:
+        with np.errstate(all="ignore"):
+            at0 = exact_gradients(activations, pre_activations, Y, params, 0.0, bugs=bugs)
+            at1 = exact_gradients(activations, pre_activations, Y, params, 1.0, bugs=bugs) if zero_z else at0
+    except (ValueError, IndexError):
+        return None
+    if any(np.shape(e) != np.shape(c) for pe, pc in zip(at0, candidate) for e, c in zip(pe, pc)) \
+            or len(at0) != len(candidate):
+        return None
+    distinctive = [a or b for a, b in zip(_distinctive(at0, mags, tau), _distinctive(at1, mags, tau))]
+    return Replay(_matches(candidate, at0, mags, tau, at1), distinctive)
+
+
+def _pairs() -> list[tuple[KnownBug, KnownBug, BackwardBugs]]:
+    """Every pair of catalogued mistakes that can be made together (exhaustive)."""
+    out = []
+    for a, b in itertools.combinations(KNOWN_BUGS, 2):
+        both = _combined(a.bugs, b.bugs)
+        if both is not None:
+            out.append((a, b, both))
     return out
 
 
@@ -212,81 +163,79 @@ def diagnose(candidate: Grads, activations: Sequence[np.ndarray], pre_activation
              Y: np.ndarray, params: Params, mags: Magnitudes, tau: float) -> str:
     """One or two sentences: which known implementation the candidate's gradients equal.
 
-    A known mistake is named only when its gradients equal the candidate's on EVERY tensor (and
-    differ from the correct ones somewhere clearly non-zero); failing that, a pair of known
-    mistakes, named only if exactly one pair fits. Tensors that match a mistake while the rest
-    do not are reported as such, without the line fix: the mistake does not explain the call.
+    Replay is the rule (SPEC.md, "Diagnosis"): a known mistake is named only when the exact
+    engine with that mistake reproduces EVERY tensor the candidate returned on these inputs,
+    under one of the accepted conventions, and differs from the correct gradients somewhere
+    clearly non-zero; failing that, a pair of known mistakes (searched exhaustively), named only
+    if exactly one pair fits. Anything else is stated as what is wrong and what is right.
     """
     names = [f"{t}[{l}]" for l in range(len(params)) for t in ("dW", "db")]
-    correct = [np.logical_or(a, b) for a, b in zip(
-        _matches(candidate, exact_gradients(activations, pre_activations, Y, params, 0.0), mags, tau),
-        _matches(candidate, exact_gradients(activations, pre_activations, Y, params, 1.0), mags, tau))]
+    correct_replay = replay(BackwardBugs(), candidate, activations, pre_activations, Y, params, mags, tau)
+    correct = correct_replay.matches if correct_replay is not None else [False] * len(names)
+    informative = correct_replay.distinctive if correct_replay is not None else [True] * len(names)
     if all(correct):
         return "the gradients equal the correct ones on these inputs."
 
-    def fit(bugs: BackwardBugs) -> tuple[list[bool], list[bool]] | None:
-        """(per tensor: equals the simulated mistake, is clearly non-zero under it), or None
-        when the mistake would crash or give other shapes on these inputs."""
-        try:
-            with np.errstate(all="ignore"):
-                expected = exact_gradients(activations, pre_activations, Y, params, bugs=bugs)
-        except ValueError:
-            return None
-        if any(np.shape(e) != np.shape(c) for pe, pc in zip(expected, candidate) for e, c in zip(pe, pc)):
-            return None
-        return _matches(candidate, expected, mags, tau), _distinctive(expected, mags, tau)
+    def explains(result: Replay | None) -> bool:
+        return result is not None and all(result.matches) and any(
+            t and not ok for t, ok in zip(result.distinctive, correct))
 
-    def explains(result: tuple[list[bool], list[bool]] | None) -> bool:
-        return result is not None and all(result[0]) and any(
-            t and not ok for t, ok in zip(result[1], correct))
-
-    partial, covered, seen_alone, singles, quiet = [], set(), [], [], []
+    # A mistake that reproduces only some of the wrong tensors explains nothing about the call:
+    # it is not mentioned (naming it would claim what the replay did not show).
+    singles, quiet = [], []
     for bug in KNOWN_BUGS:
-        result = fit(bug.bugs)
+        result = replay(bug.bugs, candidate, activations, pre_activations, Y, params, mags, tau)
         if explains(result):
             singles.append(bug)
-        elif result is not None and all(result[0]):
+        elif result is not None and all(result.matches):
             quiet.append(bug)  # fits every tensor, but where it differs from correct all is ~0
-        elif result is not None:
-            fits = [n for n, s, t, ok in zip(names, *result, correct) if s and not ok and t]
-            seen_alone += [bug] if fits else []
-            newly = [n for n in fits if n not in covered]
-            covered.update(newly)  # a later mistake that fits only these adds no evidence
-            if newly:
-                partial.append(f"{', '.join(newly)} equal those of an implementation that "
-                               f"{bug.description}, the other wrong tensors do not")
     if len(singles) == 1:
         bug = singles[0]
         return named(bug.key, f"your gradients equal those of an implementation that "
                               f"{bug.description}: {bug.line_pattern}.")
-    right = [n for n, ok in zip(names, correct) if ok]
-    wrong = [n for n, ok in zip(names, correct) if not ok]
-    text = named("backward_wrong", f"wrong: {', '.join(wrong)}" + (f"; right: {', '.join(right)}" if right else ""))
-    if singles or quiet:
-        # Known mistakes fit every tensor; the evidence only cannot tell which (e.g. only db
-        # non-zero: "no division by B" and "db not divided" look alike; or saturated softmax
-        # outputs, where every gradient the mistake changes is ~0). None is named; they are
-        # recorded as consistent with this failure, so a grade can treat it as a symptom of
-        # the one other cases name.
-        consistent_with([bug.key for bug in singles or quiet], text)
-        return (text + f". {len(singles) or len(quiet)} of the common mistakes fit these inputs "
-                "(too few gradients here are clearly non-zero to tell which), so none is named "
-                "(a case with more non-zero gradients can tell them apart). " + localise(correct, len(params)))
-    # Only pairs with a member that alone fits some wrong tensor (two mistakes usually show
-    # one of them on their own in the layers the other leaves right): it bounds the cost.
-    pairs = [(a, b) for a, b in itertools.combinations(KNOWN_BUGS, 2)
-             if (a in seen_alone or b in seen_alone)
-             and (both := _combined(a.bugs, b.bugs)) is not None and explains(fit(both))]
+    text = _wrong_and_right(names, correct, informative)
+    if len(singles) > 1:
+        # Several known mistakes reproduce every tensor: the evidence cannot tell which. None is
+        # named; they are recorded as consistent with this failure (a grade may treat it as a
+        # symptom of one that other cases name).
+        named("backward_wrong", text, consistent=[bug.key for bug in singles])
+        return (f"{text}. {len(singles)} of the common mistakes reproduce these gradients exactly "
+                "(too few gradients here are clearly non-zero to tell them apart), so none is named. "
+                + localise(correct, len(params), informative))
+    pairs = [(a, b) for a, b, both in _pairs()
+             if explains(replay(both, candidate, activations, pre_activations, Y, params, mags, tau))]
     if len(pairs) == 1:
         a, b = pairs[0]
+        named(a.key, "")
+        named(b.key, "")
         return ("your gradients equal those of an implementation with two of the common mistakes: it "
-                + named(a.key, f"{a.description} ({a.line_pattern})") + "; and it "
-                + named(b.key, f"{b.description} ({b.line_pattern})") + ".")
-    if partial:
-        return (text + ".\n" + ";\n".join(partial) + ".\nNo known mistake, alone or paired, explains "
-                "every tensor: look at the lines that compute the wrong ones. " + localise(correct, len(params)))
-    return (text + f". They equal none of the {len(KNOWN_BUGS)} common mistakes the suite knows. "
-            + localise(correct, len(params)))
+                f"{a.description} ({a.line_pattern}); and it {b.description} ({b.line_pattern}).")
+    if quiet and not pairs:
+        named("backward_wrong", text, consistent=[bug.key for bug in quiet])
+        what = "one of the common mistakes gives" if len(quiet) == 1 else f"{len(quiet)} of the common mistakes give"
+        return (f"{text}. Where your values differ from the correct ones they are ~0, and {what} "
+                "exactly these values too: zeros alone do not prove a mistake, so none is named. "
+                + localise(correct, len(params), informative))
+    named("backward_wrong", text)
+    if pairs:
+        return (f"{text}. {len(pairs)} pairs of the common mistakes reproduce these gradients, so "
+                "none is named. " + localise(correct, len(params), informative))
+    return (text + f". No known mistake, alone or paired, reproduces them ({len(KNOWN_BUGS)} mistakes "
+            "and their pairs replayed on these inputs). " + localise(correct, len(params), informative))
+
+
+def _wrong_and_right(names: Sequence[str], correct: Sequence[bool], informative: Sequence[bool]) -> str:
+    """"wrong: ...; right: ..." where a tensor is called right only if it is clearly non-zero on
+    these inputs (a ~0 tensor is right for many wrong codes too: it shows nothing)."""
+    wrong = [n for n, ok in zip(names, correct) if not ok]
+    right = [n for n, ok, t in zip(names, correct, informative) if ok and t]
+    zero = [n for n, ok, t in zip(names, correct, informative) if ok and not t]
+    text = f"wrong: {', '.join(wrong)}"
+    if right:
+        text += f"; right: {', '.join(right)}"
+    if zero:
+        text += f"; ~0 here, so they show nothing: {', '.join(zero)}"
+    return text
 
 
 def _combined(first: BackwardBugs, second: BackwardBugs) -> BackwardBugs | None:
@@ -303,20 +252,29 @@ def _combined(first: BackwardBugs, second: BackwardBugs) -> BackwardBugs | None:
     return dataclasses.replace(default, **changes)
 
 
-def localise(correct: Sequence[bool], n_layers: int) -> str:
+def localise(correct: Sequence[bool], n_layers: int, informative: Sequence[bool] | None = None) -> str:
     """Where to look, from which tensors are right: backprop computes the last layer first, so
-    the first wrong tensor in that order is where the recursion goes off."""
-    by_layer = [(correct[2 * l], correct[2 * l + 1]) for l in range(n_layers)]
+    the first wrong tensor in that order is where the recursion goes off. A tensor that is ~0
+    on these inputs (``informative`` False) is right for many wrong codes too: it shows nothing,
+    and the sentence says so rather than pointing at a line."""
+    informative = list(informative) if informative is not None else [True] * len(correct)
+    # -1: wrong, 1: right and clearly non-zero, 0: right but ~0 (no evidence either way)
+    state = [(-1 if not ok else 1 if t else 0) for ok, t in zip(correct, informative)]
+    by_layer = [(state[2 * l], state[2 * l + 1]) for l in range(n_layers)]
     last_dw, last_db = by_layer[-1]
-    if not last_db and not last_dw:
+    if last_dw == -1 and last_db == -1:
         return ("Already the last layer is wrong: look at the output error, "
                 "`delta = (Y_hat - Y) / B`, and at `dW = A_prev.T @ delta`, `db = delta.sum(axis=0)`.")
-    if not last_db or not last_dw:
-        which = "db" if not last_db else "dW"
-        return (f"In the last layer only {which} is wrong while the other is right: look at the "
-                f"line computing {which} (`dW = A_prev.T @ delta`, `db = delta.sum(axis=0)`).")
+    if -1 in (last_dw, last_db) and 1 in (last_dw, last_db):
+        which, other = ("db", "dW") if last_db == -1 else ("dW", "db")
+        return (f"In the last layer {which} is wrong while {other} is right: look at the line "
+                f"computing {which} (`dW = A_prev.T @ delta`, `db = delta.sum(axis=0)`).")
+    if -1 in (last_dw, last_db):
+        which = "db" if last_db == -1 else "dW"
+        return (f"In the last layer {which} is wrong; the other tensor is ~0 here, so it does not "
+                "tell whether the output error delta or that one line is off.")
     for l in reversed(range(n_layers - 1)):
-        if not all(by_layer[l]):
+        if -1 in by_layer[l]:
             return (f"Layers {l + 2}..{n_layers} (0-based {l + 1}..{n_layers - 1}) are right and layer "
                     f"{l + 1} (0-based {l}) is wrong: look at how delta is carried from layer {l + 1} "
                     f"to layer {l} (0-based), `delta = (delta @ W.T) * ReLU'(Z)`, with the W and Z of "
@@ -411,20 +369,9 @@ def _matmul_sizes(text: str) -> tuple[int, int] | None:
 
 
 # ------------------------------------------------------------------------------ forward bugs
-FORWARD_BUGS: tuple[tuple[str, str, ForwardBugs], ...] = (  # (key, description, switches)
-    ("no_bias", "leaves out the bias (`Z = A_prev @ W` instead of `A_prev @ W + b`)", ForwardBugs(bias=False)),
-    ("relu_output", "applies ReLU to the output layer before the softmax", ForwardBugs(relu_output=True)),
-    ("relu_instead_of_softmax", "applies ReLU instead of softmax on the output layer",
-     ForwardBugs(relu_instead_of_softmax=True)),
-    ("softmax_batch_axis", "takes the softmax over the batch axis (`axis=0`) instead of per row (`axis=-1`)",
-     ForwardBugs(softmax_axis=0)),
-    ("softmax_hidden", "applies softmax on the hidden layers instead of ReLU", ForwardBugs(softmax_hidden=True)),
-    ("pre_after_relu", "stores relu(Z) in pre_activations (an in-place ReLU overwrote Z)",
-     ForwardBugs(pre_after_relu=True)),
-    ("shifted_logits", ("stores the logits shifted by their row maximum in pre_activations (an in-place "
-                        "`z -= z.max(axis=-1, keepdims=True)` inside softmax modified Z); shift a copy: "
-                        "`z = z - z.max(axis=-1, keepdims=True)`"), ForwardBugs(shifted_logits=True)),
-)
+FORWARD_BUGS: tuple[tuple[str, str, ForwardBugs], ...] = tuple(  # (key, description, switches)
+    (m.key, f"{m.description}; {m.fix}" if m.fix else m.description, m.forward)
+    for m in MISTAKES if m.forward is not None)
 
 
 def diagnose_forward(activations: Sequence[np.ndarray], pre_activations: Sequence[np.ndarray],
@@ -474,7 +421,8 @@ def output_rows_finding(P: np.ndarray) -> str:
     sums = P.sum(axis=1)
     if np.allclose(P.sum(axis=0), 1.0, atol=1e-6) and not np.allclose(sums, 1.0, atol=1e-6):
         return named("softmax_batch_axis", "the COLUMNS of activations[-1] sum to 1, not its rows: the softmax normalises over "
-                "the batch axis; use axis=-1 (keepdims=True) for the max and the sum.")
+                "the batch axis; take the max and the sum over the class axis (axis=-1 with samples in "
+                "rows, axis=0 with samples in columns), with keepdims=True.")
     if np.all(P == 0):
         return named("forward_wrong", "activations[-1] is all zeros: forward does not return the "
                      "softmax's output as the last activation.")
@@ -483,13 +431,55 @@ def output_rows_finding(P: np.ndarray) -> str:
                  "activation must be the row-wise softmax of the last pre-activation.")
 
 
+def softmax_cause(P: np.ndarray, z: np.ndarray, dtype: np.dtype) -> str:
+    """What replay shows about a wrong softmax(z) = P: the guard whose absence gives exactly
+    these non-finite rows, or the batch-axis softmax when it reproduces every finite entry;
+    "" when no known mistake does."""
+    P64 = np.asarray(P, np.float64)
+    z64 = np.asarray(z, np.float64)
+    if P64.shape != z64.shape or P64.ndim != 2:
+        return ""
+    if not np.isfinite(P64).all():
+        return nonfinite_output_cause(P64, z64, dtype)
+    tau = precision_tolerance(dtype)
+    with np.errstate(all="ignore"):
+        batch_axis = exact_softmax(z64, axis=0)
+    if _close(P64, batch_axis, tau) and not _close(P64, exact_softmax(z64), tau):
+        return named("softmax_batch_axis", "your softmax's output equals a softmax over the batch axis "
+                     "(each COLUMN sums to 1): take the max and the sum over each sample's classes")
+    return ""
+
+
 # ------------------------------------------------------------------ non-finite outputs
 # The stability area names a missing softmax guard with these; the golden area reads a
 # non-finite forward output the same way.
-MAX_GUARD = ("per-row max subtraction: softmax must compute exp(z - z.max(axis=-1, keepdims=True)); "
+MAX_GUARD = ("per-sample max subtraction: softmax must subtract each sample's max over the classes "
+             "before exp (z - z.max(axis=-1, keepdims=True) with samples in rows, axis=0 with samples "
+             "in columns); "
              "np.exp overflows to inf above 709 in float64 (88 in float32) and inf/inf is nan")
-ROW_GUARD = ("the max must be taken per ROW (axis=-1, keepdims=True): with a single global max, "
+ROW_GUARD = ("the max must be taken per sample, over the classes (axis=-1 with samples in rows, axis=0 "
+             "with samples in columns; keepdims=True): with a single global max, "
              "rows far below it underflow to all zeros and 0/0 is nan")
+
+
+LOG_GUARD = ("the log(0) guard: cross_entropy must stay finite when the true class has probability "
+             "0, e.g. np.log(Y_hat + 1e-12), np.log(np.clip(Y_hat, 1e-12, 1)) or a log-softmax")
+
+
+def log_guard_cause(P: np.ndarray, Y: np.ndarray) -> str:
+    """Why the loss is not finite. The log(0) guard is named missing only when its absence
+    predicts it: replaying -mean(sum(Y * log(P))) without a guard on these very inputs is not
+    finite (some true class has probability exactly 0). Otherwise the non-finite value comes
+    from elsewhere (e.g. log(1 - p) where p rounds to 1, a division), and is said as such."""
+    P64, Y64 = np.asarray(P, np.float64), np.asarray(Y, np.float64)
+    with np.errstate(all="ignore"):
+        unguarded = -np.mean(np.sum(Y64 * np.log(P64), axis=-1))
+    if not np.isfinite(unguarded) and np.any((Y64 > 0) & (P64 == 0)):
+        return named("log_guard", LOG_GUARD)
+    return ("cross_entropy is not finite although -sum(Y * log(Y_hat)) is finite on these very "
+            "probabilities (no true class has probability 0), so it is not a missing log(0) guard: "
+            "look for another log or division in the loss (e.g. log(1 - Y_hat) where a probability "
+            "rounds to 1); the loss is -mean over the batch of sum over classes of Y * log(Y_hat).")
 
 
 def _nonfinite_rows(P: np.ndarray) -> np.ndarray:
@@ -516,99 +506,50 @@ def nonfinite_output_cause(P: np.ndarray, logits: np.ndarray, dtype: np.dtype) -
         return named("row_guard", f"{ROW_GUARD} (rows {rows} are non-finite, exactly the rows that a single global "
                 "max pushes to all zeros)")
     return (f"rows {rows} of the output are not finite. A softmax must stay finite for any logits: "
-            "subtract each row's own maximum before exp (`z - z.max(axis=-1, keepdims=True)`) "
+            "subtract each sample's own maximum over the classes before exp "
+            "(`z - z.max(axis=-1, keepdims=True)` with samples in rows) "
             "and never divide by a sum that can be 0.")
 
 
-# ------------------------------------------------------------------ named bugs (for auditing)
-# Every phrase by which a suite message names a specific bug or missing guard, keyed by bug.
-# tools/kill_matrix.py checks that each buggy variant's messages name only its own bug(s):
-# a hint naming a bug the code does not have is a misleading hint.
-GUARD_PHRASES: dict[str, tuple[str, ...]] = {
-    "max_guard": ("per-row max subtraction: softmax must compute",),
-    "row_guard": ("the max must be taken per ROW",),
-    "log_guard": ("the log(0) guard: cross_entropy must stay finite", "so the loss needs a log(0) guard"),
-}
-# Mistakes named by a check of one function (conformance/test_interface.py), outside the two
-# catalogues: key -> (the phrase its message holds, the cause in one line).
-FUNCTION_BUGS: dict[str, tuple[str, str]] = {
-    "loss_sum": ("equals the SUM over the batch", "cross_entropy sums over the batch: use the mean"),
-    "loss_sign": ("the sign is flipped", "cross_entropy has the wrong sign: -mean(log p)"),
-    "loss_mean_over_classes": ("the mean over every entry (batch x classes)",
-                               "cross_entropy averages over the classes too: sum over the classes, "
-                               "average over the batch"),
-    "init_zero": ("every W is zero", "init_params returns zero weights: draw He-scaled normals"),
-    "init_fan_out": ("(fan-out)", "init_params scales by sqrt(2 / n_out): He uses sqrt(2 / n_in)"),
-    "init_one_over_n": ("scales by sqrt(1 / n_in)", "init_params scales by sqrt(1 / n_in): He uses "
-                        "sqrt(2 / n_in)"),
-    "init_xavier": ("uses Xavier/Glorot", "init_params uses Xavier/Glorot: He uses sqrt(2 / n_in)"),
-    "train_no_update": ("train returns the initial params unchanged",
-                        "train never changes the params: store the update, and check that the "
-                        "batch loop visits every batch"),
-    "train_ascent": ("gradient ascent", "train adds the gradient: W - lr * dW"),
-    "train_ignores_lr": ("train steps by the raw gradient", "train ignores lr: W - lr * dW"),
-    "mutates_arguments": ("arguments must not be modified", "a function modifies its arguments in "
-                          "place: work on a copy or a new array"),
-}
+# ------------------------------------------------------------------ views of the catalogue
 # Generic findings about one function (key -> the function): its outputs are wrong and no
 # catalogued mistake fits, or it returns the wrong structure, or it raises. Where a specific
 # mistake of the same function is named, they are its symptoms on other inputs and a rubric
 # does not charge them again (tools/grade/rubric.py).
-GENERIC_KEYS: dict[str, str] = {
-    "backward_wrong": "backward", "backward_structure": "backward", "backward_crash": "backward",
-    "forward_wrong": "forward", "forward_structure": "forward", "forward_crash": "forward",
-    "loss_wrong": "cross_entropy", "init_wrong": "init_params",
-}
-
-
-GENERIC_TEXT = {"wrong": "returns wrong values that match none of the catalogued mistakes",
-                "structure": "returns the wrong number or shapes of arrays", "crash": "raises an exception"}
+GENERIC_KEYS: dict[str, str] = {m.key: m.function for m in MISTAKES if m.generic}
+# Mistakes named by a check of one function (conformance/test_interface.py), outside the
+# replayed ones: key -> (the phrase its message holds, the cause in one line).
+FUNCTION_BUGS: dict[str, tuple[str, str]] = {
+    m.key: (m.phrases[0], m.cause) for m in MISTAKES
+    if not m.generic and m.backward is None and m.forward is None and m.function not in ("forward",)
+    and m.key != "log_guard"}
 
 
 def generic_text(key: str) -> str:
-    kind = key.rpartition("_")[2]
-    return f"{GENERIC_KEYS.get(key, key)} {GENERIC_TEXT.get(kind, kind)}"
+    m = BY_KEY.get(key)
+    return m.cause if m is not None else key
 
 
 def function_of(key: str) -> str:
     """The function a diagnosis key is about ("" when it is about no single one)."""
-    if key in GENERIC_KEYS:
-        return GENERIC_KEYS[key]
-    if key in {bug.key for bug in KNOWN_BUGS} | {"relu_index", "untransposed_weights",
-                                                  "reversed_order", "transposed_dw"}:
-        return "backward"
-    if key in {k for k, _, _ in FORWARD_BUGS} | {"pre_after_relu", "softmax_batch_axis",
-                                                 "max_guard", "row_guard"}:
-        return "forward"
-    return {"loss": "cross_entropy", "log": "cross_entropy", "init": "init_params",
-            "train": "train"}.get(key.split("_")[0], "")
-OTHER_PHRASES: dict[str, tuple[str, ...]] = {
-    "relu_index": ("symptom of the i-1 bug",),
-    "untransposed_weights": ("W itself, not W.T",),
-    "reversed_order": ("reverse order (last layer first)",),
-    "transposed_dw": ("that is W.T's shape",),
-    "pre_after_relu": ("holds relu(Z)",),
-    "softmax_batch_axis": ("COLUMNS of activations[-1] sum to 1",),
-}
+    m = BY_KEY.get(key)
+    return m.function if m is not None else ""
 
 
 def named_bugs(text: str) -> set[str]:
-    """The keys of every bug or guard a message names (see GUARD_PHRASES, OTHER_PHRASES, and
-    the catalogues' descriptions)."""
-    phrases: dict[str, tuple[str, ...]] = {**GUARD_PHRASES}
-    for key, (phrase, _) in FUNCTION_BUGS.items():
-        phrases[key] = (phrase,)
-    for key, more in OTHER_PHRASES.items():
-        phrases[key] = phrases.get(key, ()) + more
-    for bug in KNOWN_BUGS:
-        phrases[bug.key] = phrases.get(bug.key, ()) + (bug.description,)
-    for key, description, _ in FORWARD_BUGS:
-        phrases[key] = phrases.get(key, ()) + (description.split(" (")[0],)
-    return {key for key, options in phrases.items() if any(p in text for p in options)}
+    """The keys of every mistake a message names: its description (the part before any
+    parenthesis, for forward mistakes) or one of its phrases (conformance.mistakes)."""
+    found = set()
+    for m in MISTAKES:
+        if m.generic:
+            continue
+        options = m.phrases + ((m.description.split(" (")[0],) if m.function in ("backward", "forward")
+                               and (m.backward is not None or m.forward is not None) else ())
+        if any(p in text for p in options):
+            found.add(m.key)
+    return found
 
 
 def diagnosis_keys() -> tuple[str, ...]:
     """Every key a failing test's "diagnoses" property can hold (what a rubric can price)."""
-    keys = [bug.key for bug in KNOWN_BUGS] + [key for key, _, _ in FORWARD_BUGS]
-    keys += list(GUARD_PHRASES) + list(FUNCTION_BUGS) + list(OTHER_PHRASES) + list(GENERIC_KEYS)
-    return tuple(dict.fromkeys(keys))
+    return tuple(BY_KEY)

@@ -21,6 +21,7 @@ import numpy as np
 from conformance.assertions import Comparison, assert_comparisons, assert_finite
 from conformance.calls import CASES_SEEN, invoke, named_contract, provides
 from conformance.cases import Case
+from conformance.diagnosis import log_guard_cause
 from conformance.contract import (least_precise, revealed_dtype, validate_array, validate_backward,
                                   validate_forward, validate_loss, validate_params)
 
@@ -308,13 +309,18 @@ def assert_matches_fixture(values: dict[str, np.ndarray], arrays: dict[str, np.n
 
 def assert_loss_within(loss: np.ndarray, arrays: dict[str, np.ndarray], k: float, *, where: str,
                        hint: str, precision: np.dtype | None = None,
-                       reproduce: str | None = None) -> None:
-    """The cross-entropy must be finite and inside the fixture's guard interval."""
+                       reproduce: str | None = None,
+                       probabilities: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """The cross-entropy must be finite and inside the fixture's guard interval
+    (``probabilities``: the (Y_hat, Y) it was computed from, to tell why it is not finite)."""
     __tracebackhide__ = True
-    assert_finite("cross_entropy", loss, where=where, guard=(
-        "some predicted probability of a true class is exactly 0 here, so the loss needs a log(0) "
-        "guard: add a small constant inside the log (the section uses + 1e-12) or clip the "
-        "probabilities"))
+    def guard() -> str:
+        if probabilities is None:
+            return ("the loss must stay finite: a log(0) guard (the section adds 1e-12 inside the "
+                    "log) or a log-softmax")
+        return log_guard_cause(*probabilities)
+
+    assert_finite("cross_entropy", loss, where=where, guard=guard)
     comparison, held_to = fixture_comparison(np.asarray(loss, np.float64), arrays, "loss", k,
                                              name="cross_entropy", precision=precision)
     assert_comparisons(

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import settings
 
 from conformance.candidate import Candidate, InProcessCandidate, load_headline
-from conformance.diagnosis import consistent_in, named_in, reset_named
+from conformance import evidence
 from conformance.plugin import SUITE_DIR, impl_spec
 from conformance.strategies import DEFAULT_PROFILE
 
@@ -60,7 +60,10 @@ def pytest_configure(config: pytest.Config) -> None:
     _rerun_prefix = rerun_prefix(config)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:  # progress lines name conformance/test_x.py, not ../../venv/lib/...
-        reporter.startpath = SUITE_DIR.parent
+        # With --pyargs from a folder outside the suite, node ids are relative to the rootdir:
+        # the reporter then starts from it, so lines read test_golden.py, not ../../hw2/test_*.py.
+        inside = SUITE_DIR.resolve().is_relative_to(Path(config.rootpath).resolve())
+        reporter.startpath = SUITE_DIR.parent if inside else Path(config.rootpath)
     from conformance.summary import RunSummary  # the end-of-run summary (terminal and JSON)
 
     config.pluginmanager.register(RunSummary(config), RunSummary.NAME)
@@ -155,27 +158,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = keep
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    reset_named()
+RECORDER_KEY = pytest.StashKey[evidence.Recorder]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
+    """Each test call records its findings (conformance.evidence) on a recorder of its own,
+    kept on the item: evidence never lives in module state shared between tests."""
+    with evidence.recording() as recorder:
+        item.stash[RECORDER_KEY] = recorder
+        yield
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
-    """A failing test's report carries the keys of the catalogued mistakes its message names
-    (conformance/diagnosis.py ``named``), as the user property "diagnoses"; a verdict of the
-    suite is shown as its message alone (``SuiteFailure``)."""
+    """A failing test's report carries its findings as data: the user property "evidence"
+    (conformance.evidence schema), and, derived from it, "diagnoses" (every key found) and
+    "consistent_with" (the mistakes whose replay reproduces a generic finding). A verdict of
+    the suite is shown as its message alone (``SuiteFailure``)."""
     outcome = yield
     report = outcome.get_result()
+    recorder = item.stash.get(RECORDER_KEY, None)
+    if report.skipped and call.when == "call" and recorder is not None and recorder.skip_kind:
+        report.user_properties.append(("skip_kind", recorder.skip_kind))
+    if report.failed and call.when == "call":
+        findings = list(recorder.findings) if recorder is not None else []
+        if findings:
+            report.user_properties.append(("evidence", evidence.as_property(findings)))
+            report.user_properties.append(("diagnoses", sorted({f.key for f in findings})))
+            consistent = sorted({k for f in findings for k in f.consistent})
+            if consistent:
+                report.user_properties.append(("consistent_with", consistent))
     if report.failed:
-        crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", "")
-        text = f"{report.longreprtext}\n{crash}"  # (the traceback prefixes lines with "E")
-        keys = named_in(text)
-        if keys:
-            report.user_properties.append(("diagnoses", keys))
-        consistent = consistent_in(text)
-        if consistent:
-            report.user_properties.append(("consistent_with", consistent))
         if call.excinfo is not None and _shows_message_only(item.config, call.excinfo):
             report.longrepr = SuiteFailure.of(call.excinfo, getattr(report.longrepr, "reprcrash", None))
 

@@ -22,55 +22,28 @@ import pytest
 from conformance import calls
 from conformance.contract import PrecisionFinding
 from conformance.diagnosis import (
-    FORWARD_BUGS,
-    FUNCTION_BUGS,
     GENERIC_KEYS,
-    KNOWN_BUGS,
     function_of,
-    generic_text,
 )
+from conformance.mistakes import AREAS, mistake
 from conformance.text import clean_name
 
 NAME = "conformance-summary"
-AREA_ORDER = ("interface", "gradients", "stability", "relu_index", "golden", "mnist")
+AREA_ORDER = AREAS
 MAX_UNEXPLAINED = 3
 # What runs the candidate's forward and backward for a check that judges something else: its
 # train (by the contract) and the suite's SGD loop. A mistake in forward or backward fails those
 # checks too, so their failures follow from it.
 RUNS_THROUGH = {"train": ("forward", "backward"), calls.SGD_LOOP: ("forward", "backward")}
 
-# What each named cause means, in one line with the change to make.
-GUARD_TEXT = {
-    "max_guard": "softmax without the per-row max subtraction: exp overflows on large logits; "
-                 "compute exp(z - z.max(axis=-1, keepdims=True))",
-    "row_guard": "softmax subtracts one global max instead of each row's: rows far below it become "
-                 "0/0; use z.max(axis=-1, keepdims=True)",
-    "log_guard": "cross_entropy takes log(0) when a true class has probability 0: add a guard, "
-                 "np.log(Y_hat + 1e-12) or np.clip",
-    "relu_index": "the i-1 bug: `* (pre_activations[i] > 0)` should be `* (pre_activations[i-1] > 0)`",
-    "untransposed_weights": "delta propagated through W instead of W.T: `delta @ W` should be "
-                            "`delta @ W.T`",
-    "reversed_order": "gradients returned last layer first: return them in forward order",
-    "transposed_dw": "dW computed transposed: `dW = A_prev.T @ delta`",
-    "pre_after_relu": "pre_activations hold relu(Z): an in-place ReLU overwrote Z; compute A as a new array",
-    "loss_sum": "cross_entropy sums over the batch: use the mean",
-    "loss_sign": "cross_entropy has the wrong sign: -mean(log p)",
-    "softmax_batch_axis": "softmax normalised over the batch axis: use axis=-1",
-}
-
-
 def cause_text(key: str) -> str:
-    for bug in KNOWN_BUGS:
-        if bug.key == key:
-            return f"your backward {bug.description}: {bug.line_pattern}"
-    for fkey, description, _ in FORWARD_BUGS:
-        if fkey == key:
-            return f"your forward {description}"
-    if key in FUNCTION_BUGS:
-        return FUNCTION_BUGS[key][1]
-    if key in GENERIC_KEYS:
-        return generic_text(key)
-    return GUARD_TEXT.get(key, key)
+    """What a recorded key means, in one line with the change to make (conformance.mistakes)."""
+    m = mistake(key)
+    if m is None:
+        return key
+    if m.function in ("backward", "forward") and not m.generic:
+        return f"your {m.cause}"
+    return m.cause
 
 
 def candidate_label(candidate: Any) -> str:
@@ -157,7 +130,12 @@ def _area_index(area: str) -> tuple[int, str]:
     return (AREA_ORDER.index(area) if area in AREA_ORDER else len(AREA_ORDER), area)
 
 
-def area_of(nodeid: str) -> str:
+def area_of(nodeid: str, properties: Iterable[tuple[str, Any]] = ()) -> str:
+    """A test's check area: its module's CONFORMANCE_AREA, carried as the "area" property
+    (conformance/hooks.py; the grader scores by the same), else its file name minus test_."""
+    area = dict(properties).get("area")
+    if isinstance(area, str):
+        return area
     module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
     return module.removeprefix("test_")
 
@@ -212,7 +190,7 @@ class RunSummary:
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         for item in items:
-            self.deselected[area_of(item.nodeid)] += 1
+            self.deselected[area_of(item.nodeid, item.user_properties)] += 1
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item: pytest.Item):  # type: ignore[no-untyped-def]
@@ -220,11 +198,11 @@ class RunSummary:
         calls.FUNCTIONS_RUN.clear()
         yield
         shapes = [s for s in (shape_of(c) for c in calls.CASES_SEEN) if s is not None]
-        record = self.records.setdefault(item.nodeid, Record(item.nodeid, area_of(item.nodeid)))
+        record = self.records.setdefault(item.nodeid, Record(item.nodeid, area_of(item.nodeid, item.user_properties)))
         record.cases, record.functions = shapes, set(calls.FUNCTIONS_RUN)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        record = self.records.setdefault(report.nodeid, Record(report.nodeid, area_of(report.nodeid)))
+        record = self.records.setdefault(report.nodeid, Record(report.nodeid, area_of(report.nodeid, report.user_properties)))
         if report.skipped and record.outcome == "passed":
             record.outcome = "skipped"
             longrepr = report.longrepr

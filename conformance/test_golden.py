@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 
 from conformance import golden
-from conformance.calls import require
+from conformance import evidence
+from conformance.calls import require, same_crash
 from conformance.candidate import Candidate
-from conformance.checks import NONFINITE_BACKWARD
-from conformance.contract import result_dtype
-from conformance.diagnosis import diagnose, diagnose_forward, named, nonfinite_output_cause
+from conformance.checks import nonfinite_backward
+from conformance.contract import result_dtype, validate_backward
+from conformance.diagnosis import diagnose, diagnose_forward, named, nonfinite_output_cause, softmax_cause
 from conformance.exact import magnitudes
 from conformance.gradcheck import precision_tolerance
 from conformance.hooks import rerun
@@ -122,20 +123,22 @@ def test_forward_matches_golden(candidate: Candidate, case_id: str) -> None:
     keys = [("act0", "activations[0]")]
     for i in range(L):  # layer by layer, so the first wrong layer is the one reported
         keys += [(f"pre{i}", f"pre_activations[{i}]"), (f"act{i + 1}", f"activations[{i + 1}]")]
-    def diagnosis() -> str:  # as the gradients area's forward check; several fits name none
-        activations = [values[f"act{i}"] for i in range(L + 1)]
-        pre_activations = [values[f"pre{i}"] for i in range(L)]
-        if not np.isfinite(activations[-1]).all() and np.isfinite(arrays[f"act{L}"]).all():
-            # the stability area's reading of non-finite output rows (a missing guard, if any)
-            return nonfinite_output_cause(activations[-1], arrays[f"pre{L - 1}"],
-                                          result_dtype([activations[-1], arrays["X"]]))
-        params = [(W.astype(np.float64), b.astype(np.float64)) for W, b in golden.params_of(arrays, L)]
-        precision = result_dtype([*activations, *pre_activations, arrays["X"]])
-        return diagnose_forward(activations, pre_activations, arrays["X"].astype(np.float64), params,
-                                precision_tolerance(precision))
-
     _check_keys(candidate, values, arrays, entry, keys, "forward", case_id, f"forward(case={case_id})",
-                diagnosis=diagnosis)
+                diagnosis=lambda: _forward_diagnosis(values, arrays, L))
+
+
+def _forward_diagnosis(values: dict, arrays: dict, L: int) -> str:
+    """As the gradients area's forward check (several fits name none), on the fixture."""
+    activations = [values[f"act{i}"] for i in range(L + 1)]
+    pre_activations = [values[f"pre{i}"] for i in range(L)]
+    if not np.isfinite(activations[-1]).all() and np.isfinite(arrays[f"act{L}"]).all():
+        # the stability area's reading of non-finite output rows (a missing guard, if any)
+        return nonfinite_output_cause(activations[-1], arrays[f"pre{L - 1}"],
+                                      result_dtype([activations[-1], arrays["X"]]))
+    params = [(W.astype(np.float64), b.astype(np.float64)) for W, b in golden.params_of(arrays, L)]
+    precision = result_dtype([*activations, *pre_activations, arrays["X"]])
+    return diagnose_forward(activations, pre_activations, arrays["X"].astype(np.float64), params,
+                            precision_tolerance(precision))
 
 
 @pytest.mark.parametrize("case_id", MLP_CASES)
@@ -147,23 +150,35 @@ def test_backward_matches_golden(candidate: Candidate, case_id: str) -> None:
     for j in reversed(range(L)):  # in the order backprop computes them
         keys += [(f"db{j}", f"db[{j}]"), (f"dW{j}", f"dW[{j}]")]
 
-    def diagnosis() -> str:  # names the bug when the gradients equal a known one on these inputs
-        nonfinite = [name for key, name in keys
-                     if not np.isfinite(values[key]).all() and np.isfinite(arrays[key]).all()]
-        if nonfinite:  # no catalogued mistake makes inf/nan: say what the evidence shows
-            return named("backward_wrong", f"{', '.join(nonfinite)} hold inf/nan where every expected "
-                         f"value is finite: {NONFINITE_BACKWARD}")
-        X, Y = arrays["X"].astype(np.float64), arrays["Y"].astype(np.float64)
-        params = [(W.astype(np.float64), b.astype(np.float64)) for W, b in golden.params_of(arrays, L)]
-        activations = [arrays[f"act{i}"].astype(np.float64) for i in range(L + 1)]
-        pre_activations = [arrays[f"pre{i}"].astype(np.float64) for i in range(L)]
-        grads = [(values[f"dW{j}"], values[f"db{j}"]) for j in range(L)]
-        precision = result_dtype([g for pair in grads for g in pair] + [arrays["X"]])
-        return diagnose(grads, activations, pre_activations, Y, params, magnitudes(X, Y, params),
-                        precision_tolerance(precision))
-
     _check_keys(candidate, values, arrays, entry, keys, "backward", case_id, f"backward(case={case_id})",
-                diagnosis=diagnosis)
+                diagnosis=lambda: _backward_diagnosis(values, arrays, L))
+
+
+def _backward_keys(L: int) -> list[tuple[str, str]]:
+    keys = []
+    for j in reversed(range(L)):  # in the order backprop computes them
+        keys += [(f"db{j}", f"db[{j}]"), (f"dW{j}", f"dW[{j}]")]
+    return keys
+
+
+def _backward_diagnosis(values: dict, arrays: dict, L: int) -> str:
+    """Names the bug when the gradients equal a known one on the fixture's inputs (replay)."""
+    nonfinite = [name for key, name in _backward_keys(L)
+                 if not np.isfinite(values[key]).all() and np.isfinite(arrays[key]).all()]
+    if nonfinite:  # no catalogued mistake makes inf/nan: say what the evidence shows
+        logits = arrays[f"pre{L - 1}"]
+        return named("backward_wrong", f"{', '.join(nonfinite)} hold inf/nan where every expected "
+                     f"value is finite: {nonfinite_backward(logits, logits.dtype)}")
+    X, Y = arrays["X"].astype(np.float64), arrays["Y"].astype(np.float64)
+    params = [(W.astype(np.float64), b.astype(np.float64)) for W, b in golden.params_of(arrays, L)]
+    activations = [arrays[f"act{i}"].astype(np.float64) for i in range(L + 1)]
+    pre_activations = [arrays[f"pre{i}"].astype(np.float64) for i in range(L)]
+    grads = [(values[f"dW{j}"], values[f"db{j}"]) for j in range(L)]
+    precision = result_dtype([g for pair in grads for g in pair] + [arrays["X"]])
+    return diagnose(grads, activations, pre_activations, Y, params, magnitudes(X, Y, params),
+                    precision_tolerance(precision))
+
+
 
 
 @pytest.mark.parametrize("case_id", MLP_CASES + SOFTMAX_CASES)
@@ -172,8 +187,10 @@ def test_softmax_matches_golden(candidate: Candidate, case_id: str) -> None:
     entry, arrays = _case(case_id)
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["softmax"])
     key = "softmax" if entry["kind"] == "mlp" else "P"
+    z = arrays[f"pre{golden.n_layers_of(entry) - 1}"] if entry["kind"] == "mlp" else arrays["Z"]
     _check_keys(candidate, values, arrays, entry, [(key, "softmax(Z)")], "softmax", case_id,
-                f"softmax(case={case_id})")
+                f"softmax(case={case_id})",
+                diagnosis=lambda: softmax_cause(values[key], z, result_dtype([values[key], z])))
 
 
 @pytest.mark.parametrize("case_id", MLP_CASES + LOSS_CASES)
@@ -188,7 +205,14 @@ def test_cross_entropy_matches_golden(candidate: Candidate, case_id: str) -> Non
                               hint=_hint("cross_entropy", case_id),
                               reproduce=golden.reproducer(case_id, entry, "cross_entropy",
                                                           candidate.module_name),
-                              precision=values["loss_precision"].dtype)
+                              precision=values["loss_precision"].dtype,
+                              probabilities=_loss_inputs(case_id))
+
+
+def _loss_inputs(case_id: str) -> tuple[np.ndarray, np.ndarray]:
+    inputs = golden.fixture_inputs(case_id)
+    Y_hat = inputs["Y_hat"] if "Y_hat" in inputs else inputs["activations"][-1]
+    return np.asarray(Y_hat), np.asarray(inputs["Y"])
 
 
 def _param_keys(entry: dict, prefix: str) -> list[tuple[str, str]]:
@@ -210,18 +234,65 @@ def test_init_params_matches_golden(candidate: Candidate, case_id: str) -> None:
 def test_train_takes_one_sgd_step(candidate: Candidate, case_id: str) -> None:
     require(candidate, "train")
     entry, arrays = _case(case_id)
+    L = golden.n_layers_of(entry)
+    # forward and backward on the same fixture first: their findings belong to their own tests,
+    # and to this one only where replay shows train's failure is theirs.
+    with evidence.tentative() as own:
+        try:
+            own_values, own_error = golden.candidate_outputs(candidate, entry, arrays, case_id,
+                                                             ["forward", "backward"])[0], None
+        except AssertionError as exc:  # a broken forward/backward fails its own tests
+            own_values, own_error = {}, exc
+    try:
+        values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["train"])
+    except AssertionError as exc:
+        if own_error is not None and same_crash(exc, own_error):  # train raised what they raise here
+            evidence.keep(own.findings)
+        raise
+    values = {**own_values, **values}
     # train's params are built from the candidate's own forward and backward: judged at the
     # least precise of the three (float32 gradients applied to float64 params are float32 steps).
-    values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["train"])
-    try:
-        values = {**golden.candidate_outputs(candidate, entry, arrays, case_id,
-                                             ["forward", "backward"])[0], **values}
-    except AssertionError:  # a broken forward/backward fails its own tests; judge train by itself
-        pass
     _check_keys(candidate, values, arrays, entry, _param_keys(entry, "train_"), "train", case_id,
                 f"train(case={case_id}, lr={golden.TRAIN_STEP_LR}, epochs=1, "
                 f"batch_size={entry['batch']})",
-                precision=_precision(values, ("train_", "act", "pre", "dW", "db")))
+                precision=_precision(values, ("train_", "act", "pre", "dW", "db")),
+                diagnosis=lambda: _train_follows_own_functions(candidate, values, arrays, L, case_id))
+
+
+def _train_follows_own_functions(candidate: Candidate, values: dict, arrays: dict, L: int,
+                                 case_id: str) -> str:
+    """Replay: when train's one full-batch step equals W - lr * backward(forward(X)) computed
+    with the candidate's own functions on this fixture, and forward or backward is wrong here,
+    train's failure is theirs: their findings are recorded on this test too. "" otherwise."""
+    if not all(f"act{i}" in values for i in range(L + 1)) or not all(f"dW{j}" in values for j in range(L)):
+        return ""
+    findings, causes = [], []
+    for diagnosis in (_forward_diagnosis, _backward_diagnosis):
+        with evidence.tentative() as found:
+            text = diagnosis(values, arrays, L)
+        if found.findings:  # that function is wrong on this fixture (a finding was recorded)
+            findings += found.findings
+            causes.append(text)
+    if not findings:
+        return ""  # forward and backward are right here: they do not explain train
+    try:
+        with evidence.tentative():  # the extra call's own findings belong elsewhere
+            own = candidate.call("backward", [values[f"act{i}"] for i in range(L + 1)],
+                                 [values[f"pre{i}"] for i in range(L)], arrays["Y"], golden.params_of(arrays, L))
+            grads = validate_backward(own, golden.params_of(arrays, L), f"backward(case={case_id})")[0]
+    except Exception:  # noqa: BLE001 - the candidate's failure; no replay, no claim
+        return ""
+    for j, (dW, db) in enumerate(grads):
+        for param, grad in ((f"W{j}", dW), (f"b{j}", db)):
+            got = np.asarray(values[f"train_{param}"], np.float64)
+            replayed = arrays[param].astype(np.float64) - golden.TRAIN_STEP_LR * np.asarray(grad, np.float64)
+            # sqrt(eps) of the step's precision: the step itself rounds at eps; a train that does
+            # anything else with the gradient differs by far more.
+            tau = precision_tolerance(result_dtype([np.asarray(values[f"train_{param}"]), np.asarray(grad)]))
+            if got.shape != replayed.shape or not np.allclose(got, replayed, rtol=tau, atol=tau):
+                return ""
+    evidence.keep(findings)
+    return "train steps with your own forward and backward, which are wrong on this fixture: " + "; ".join(causes)
 
 
 # ------------------------------------------------------------------- refactor check

@@ -10,6 +10,8 @@ A forward bug fails (a) and (c); a backward bug fails (b) and (c). See SPEC.md, 
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import numpy as np
 import pytest
 from hypothesis import example, given
@@ -19,8 +21,8 @@ from conformance.assertions import assert_comparisons
 from conformance.calls import run_backward, run_forward
 from conformance.candidate import Candidate
 from conformance.cases import Case, make_case
-from conformance.checks import (contract_text, forward_comparisons, gradient_comparisons,
-                                self_consistency_comparisons)
+from conformance.checks import (contract_text, exact_gradient_comparisons, forward_comparisons,
+                                gradient_comparisons, self_consistency_comparisons)
 from conformance.contract import least_precise
 from conformance.diagnosis import diagnose, diagnose_forward
 from conformance.exact import magnitudes
@@ -126,7 +128,11 @@ def test_forward_backward_self_consistent(candidate: Candidate, case: Case) -> N
         ref_grads, rdtype = run_backward(candidate, case, activations, pre_activations, where)
         if mismatch_report(gradient_comparisons(case, ref_grads, rdtype), where=where, compared="",
                            contract="") is not None:
-            return "your backward is also wrong on the reference's activations (see check b)"
+            # Replayed on this test's own inputs (the reference's forward values: a right forward
+            # gives the same), so the finding belongs to this failure too.
+            return ("your backward is also wrong on the reference's activations (see check b): "
+                    + diagnose(ref_grads, activations, pre_activations, case.Y, case.params,
+                               magnitudes(case.X, case.Y, case.params), precision_tolerance(rdtype)))
         return ("your backward is right when fed the reference's activations, so your forward's "
                 "outputs are what is off (see the forward check); "
                 + diagnose_forward(fwd.activations, fwd.pre_activations, case.X, case.params,
@@ -138,3 +144,88 @@ def test_forward_backward_self_consistent(candidate: Candidate, case: Case) -> N
                  "central differences of the mean cross-entropy of your forward's logits (check c)",
         contract=contract_text(dtype), held_to=dtype, diagnosis=blame, reproduce=case.snippet(candidate.module_name),
         next_step=FD_NEXT)
+
+
+# ------------------------------------------------------------------ the fixed grid
+# Every graded run judges backward on these networks in full (SPEC.md, "No failure hidden by
+# another"): depths 1 to 5, narrow and wide layers (up to 25k parameters), batches of 1 to 64.
+# A property test reports one shrunk example, which may show only a cheap mistake; here every
+# failing case is diagnosed on its own inputs, so what the code does on one network never
+# stands in for what it does on another. Deterministic: the same cases in every run.
+GRID: tuple[Case, ...] = (
+    make_case([4, 3], batch=1, seed=41),
+    make_case([5, 4, 3], batch=7, seed=42),
+    make_case([6, 5, 4, 3], batch=3, seed=43, layout="F"),
+    make_case([4, 6, 5, 4, 3], batch=16, seed=44),
+    make_case([3, 5, 4, 6, 5, 2], batch=5, seed=45),
+    make_case([50, 100, 10], batch=1, seed=46),
+    make_case([64, 64, 10], batch=32, seed=47),
+    make_case([32, 128, 64, 10], batch=64, seed=48),
+    make_case([20, 64, 64, 64, 64, 10], batch=16, seed=49),
+    make_case([784, 32, 10], batch=8, seed=50),
+)
+GRID_SHOWN = 6  # failing cases listed one line each; the count covers the rest
+
+
+def _grid_case(candidate: Candidate, case: Case) -> tuple[str, str] | None:
+    """(headline, diagnosis) of backward on one grid case, None when it is right. A crash or a
+    wrong structure is that case's failure (recorded on it), not the end of the check."""
+    where = f"backward(case={case!r})"
+    activations, pre_activations = _reference_activations(case)
+    try:
+        grads, dtype = run_backward(candidate, case, activations, pre_activations, where)
+    except AssertionError as exc:
+        return str(exc).splitlines()[0], ""
+    comparisons = exact_gradient_comparisons(case, grads, dtype)
+    report = mismatch_report(comparisons, where=where, compared="", contract="", held_to=dtype)
+    if report is None:
+        return None
+    diagnosis = diagnose(grads, activations, pre_activations, case.Y, case.params,
+                         magnitudes(case.X, case.Y, case.params), precision_tolerance(dtype))
+    return report.splitlines()[0], diagnosis
+
+
+def restriction_pattern(cases: Sequence[Case], crashed: Sequence[bool], passed: Sequence[bool]) -> str:
+    """One line when the cases backward cannot run (it raised or returned the wrong structure)
+    are exactly those of some depths or batch sizes, and it runs every other one correctly: a
+    restriction of the code, stated as the fact it is (empty otherwise)."""
+    if not all(c or p for c, p in zip(crashed, passed)):
+        return ""  # some case ran and gave wrong values: no restriction explains the failures
+
+    def split(name: str, value: Callable[[Case], int], unit: str) -> str:
+        bad = {value(c) for c, f in zip(cases, crashed) if f}
+        good = {value(c) for c, f in zip(cases, crashed) if not f}
+        if not bad or not good or bad & good:
+            return ""
+        return (f"backward fails to run on every case with {name} {', '.join(map(str, sorted(bad)))} and "
+                f"is right on every case with {name} {', '.join(map(str, sorted(good)))}: your code only "
+                f"handles {unit}")
+    return (split("layers", lambda c: len(c.params), "some numbers of layers (loop over all of params)")
+            or split("batch", lambda c: c.batch, "some batch sizes (B = Y.shape[0], sums over axis 0)"))
+
+
+def test_backward_on_every_grid_case(candidate: Candidate) -> None:
+    """backward vs exact backprop on every case of a fixed grid; every failing case is
+    diagnosed and listed, the first one with a named cause leads."""
+    results = [(case, _grid_case(candidate, case)) for case in GRID]
+    failing = [(case, r) for case, r in results if r is not None]
+    if not failing:
+        return
+    named_first = sorted(failing, key=lambda cr: "equal those of" not in cr[1][1])
+    lead_case, (lead_headline, lead_diagnosis) = named_first[0]
+    pattern = restriction_pattern(GRID, [r is not None and not r[1] for _, r in results],
+                                  [r is None for _, r in results])
+    lines = [pattern or lead_headline,
+             "  compared: your backward, fed the reference's activations, vs exact backprop on a fixed "
+             f"grid of {len(GRID)} networks (depths 1-5, up to 25k parameters, batches 1-64)",
+             f"  failing cases: {len(failing)} of {len(GRID)}, each diagnosed on its own inputs:"]
+    for case, (headline, diagnosis) in failing[:GRID_SHOWN]:
+        cause = (diagnosis.splitlines()[0] if diagnosis else headline).replace(f" [backward(case={case!r})]", "")
+        lines.append(f"    {case!r}: {cause[:300]}")
+    if len(failing) > GRID_SHOWN:
+        lines.append(f"    ... and {len(failing) - GRID_SHOWN} more")
+    if lead_diagnosis:
+        lines.append(f"  diagnosis: {lead_diagnosis}")
+    lines.append(f"  reproduce:\n{lead_case.snippet(candidate.module_name)}")
+    lines.append("  next: fix the cause shown first, then rerun: every case must pass, small and large.")
+    raise AssertionError("\n".join(lines))

@@ -27,27 +27,27 @@ from conformance.cases import (
     true_class_underflow_case,
 )
 from conformance.checks import (
-    NONFINITE_BACKWARD,
+    nonfinite_backward,
     contract_text,
     exact_gradient_comparisons,
     forward_comparisons,
 )
 from conformance.contract import least_precise, validate_array, validate_loss
-from conformance.diagnosis import diagnose, diagnose_forward, named, nonfinite_output_cause, output_rows_finding
+from conformance.diagnosis import (diagnose, diagnose_forward, log_guard_cause, nonfinite_output_cause,
+                                   output_rows_finding, softmax_cause)
 from conformance.exact import exact_forward, exact_softmax, magnitudes, softmax_conditioning
 from conformance.gradcheck import allowed_error, precision_tolerance
 
 CONFORMANCE_AREA = "stability"  # the check area graded by this module (conformance/plugin.py)
 
-LOG_GUARD = ("the log(0) guard: cross_entropy must stay finite when the true class has probability "
-             "0, e.g. np.log(Y_hat + 1e-12), np.log(np.clip(Y_hat, 1e-12, 1)) or a log-softmax")
 
 
 def check_softmax(candidate: Candidate, z: np.ndarray, where: str) -> None:
     __tracebackhide__ = True
     got = validate_array(invoke(candidate, "softmax", z, where=where), "softmax(z)", where, z.shape)
     assert_finite("softmax(z)", got, where=where,
-                  guard=nonfinite_output_cause(got, np.asarray(z, np.float64), least_precise(got.dtype, z.dtype)))
+                  guard=lambda: nonfinite_output_cause(got, np.asarray(z, np.float64),
+                                                       least_precise(got.dtype, z.dtype)))
     tau = precision_tolerance(got.dtype)
     p = exact_softmax(z)
     # Rounding z to the result's precision moves a probability by ~2 p |z| eps.
@@ -55,8 +55,9 @@ def check_softmax(candidate: Candidate, z: np.ndarray, where: str) -> None:
     assert_comparisons([Comparison("softmax(z)", got, p, allowed_error(scale, 1.0, tau))], where=where,
                        compared="softmax(z) vs the exact row-wise softmax",
                        contract=contract_text(got.dtype, fd=False), held_to=got.dtype,
-                       next_step=output_rows_finding(got) if not np.allclose(got.sum(axis=1), 1.0, atol=1e-3)
-                       else "softmax(z) must be exp(z - max) / sum of exp(z - max), per row (the last axis).")
+                       diagnosis=lambda: softmax_cause(got, z, least_precise(got.dtype, z.dtype)),
+                       next_step=lambda: output_rows_finding(got) if not np.allclose(got.sum(axis=1), 1.0, atol=1e-3)
+                       else "softmax(z) must be exp(z - max) / sum of exp(z - max), per sample (over the classes).")
 
 
 @pytest.mark.parametrize("scale", [1e3, 1e4, -1e3, -1e4])
@@ -92,7 +93,7 @@ def test_softmax_single_sample(candidate: Candidate) -> None:
 def check_cross_entropy(candidate: Candidate, P: np.ndarray, Y: np.ndarray, where: str) -> float:
     __tracebackhide__ = True
     value, _ = validate_loss(invoke(candidate, "cross_entropy", P, Y, where=where), where)
-    assert_finite("cross_entropy", np.array(value), where=where, guard=named("log_guard", LOG_GUARD))
+    assert_finite("cross_entropy", np.array(value), where=where, guard=lambda: log_guard_cause(P, Y))
     return value
 
 
@@ -126,19 +127,19 @@ def check_network(candidate: Candidate, case: Case) -> None:
     P = fwd.activations[-1]
     _, exact_pre_activations = exact_forward(case.X, case.params)
     assert_finite("activations[-1]", P, where=where,
-                  guard=nonfinite_output_cause(P, exact_pre_activations[-1], fwd.dtype))
+                  guard=lambda: nonfinite_output_cause(P, exact_pre_activations[-1], fwd.dtype))
     tau = precision_tolerance(fwd.dtype)
     assert_comparisons([Comparison("activations[-1].sum(axis=1)", P.sum(axis=1), np.ones(case.batch), 8 * tau)],
                        where=where, compared="the output probabilities' row sums vs 1",
                        contract=contract_text(fwd.dtype, fd=False), held_to=fwd.dtype,
-                       next_step=output_rows_finding(P))
+                       next_step=lambda: output_rows_finding(P))
     where = f"backward(*forward(case={case!r}))"
     grads, dtype = run_backward(candidate, case, fwd.activations, fwd.pre_activations, where)
     for l, (dW, db) in enumerate(grads):
         for name, g in ((f"dW[{l}]", dW), (f"db[{l}]", db)):
             assert_finite(name, g, where=where,
-                          guard="none of the output guards: your forward's output is finite here, so "
-                                + NONFINITE_BACKWARD)
+                          guard=lambda: "none of the output guards: your forward's output is finite here; "
+                                + nonfinite_backward(fwd.pre_activations[-1], least_precise(fwd.dtype, dtype)))
     dtype = least_precise(fwd.dtype, dtype)
     comparisons = exact_gradient_comparisons(case, grads, dtype)
     if mismatch_report(comparisons, where=where, compared="", contract="", held_to=dtype) is None:

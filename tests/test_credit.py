@@ -14,14 +14,6 @@ from conformance.candidate import InProcessCandidate
 from conformance.cases import make_case
 from conformance.checks import self_consistency_comparisons
 from conformance.contract import least_precise
-from conformance.test_efficiency import (
-    GROWTH_LIMIT,
-    LARGE,
-    RATIO_LIMIT,
-    SMALL,
-    Cost,
-    verdict,
-)
 from reference import mlp as reference
 from tests.helpers import REPO_ROOT
 
@@ -65,75 +57,6 @@ def test_self_consistency_still_passes_correct_code_at_real_kinks(seed: int) -> 
     comparisons = self_consistency_comparisons(case, grads, least_precise(fwd.dtype, gdtype),
                                                lambda params: run_forward(cand, case, "test", params))
     assert mismatch_report(comparisons, where="test", compared="", contract="") is None
-
-
-def _cost(sizes: tuple[int, ...], ratio: float) -> Cost:
-    return Cost(sizes, forward=1e-4, backward=ratio * 1e-4)
-
-
-@pytest.mark.parametrize(("small", "large", "fails"), [
-    (1.0, 3.0, False),  # vectorised backprop
-    (47.0, 18.0, False),  # per-sample loops: large constant cost, no growth
-    (RATIO_LIMIT * 5, RATIO_LIMIT * 5, False),  # very slow but flat: not the signature
-    (1.0, RATIO_LIMIT * 0.9, False),  # grows, but stays under the ratio limit
-    (100.0, 3190.0, True),  # central differences, measured in-process
-    (12.0, 427.0, True),  # the same, measured in the isolated worker
-])
-def test_efficiency_verdict_needs_both_a_high_ratio_and_growth(small: float, large: float,
-                                                               fails: bool) -> None:
-    message = verdict(_cost(SMALL, small), _cost(LARGE, large))
-    assert (message is not None) is fails
-    if fails:
-        assert "numerical differentiation" in message and f"{large:.0f} forward passes" in message
-    assert GROWTH_LIMIT > 1
-
-
-class _ScriptedCosts:
-    """A stand-in candidate whose forward/backward 'cost' scripted CPU seconds: the efficiency
-    measurement's control flow, without timing anything."""
-
-    def __init__(self, forward: float, backward: float) -> None:
-        self.costs = {"forward": forward, "backward": backward}
-        self.calls = {"forward": 0, "backward": 0}
-
-    def call_timed(self, function: str, *args: object) -> tuple[object, float]:
-        self.calls[function] += 1
-        result = ([], []) if function == "forward" else reference.backward(*args)  # right gradients
-        return result, self.costs[function]
-
-
-def test_a_decisive_round_ends_the_large_measurement_and_others_do_not() -> None:
-    from conformance.test_efficiency import REPEATS, decided_by, measure
-
-    decisive = decided_by(Cost(SMALL, 1e-4, 1e-2))  # small network: ratio 100
-    numerical = _ScriptedCosts(1e-4, 1e-4 * 3000)  # ratio 3000: decided after one round
-    cost = measure(numerical, LARGE, warm_up=False, decisive=decisive)
-    assert (cost.rounds, numerical.calls["backward"]) == (1, 1)
-    slow_but_flat = _ScriptedCosts(1e-4, 1e-4 * 250)  # under 3x the limit: every round is measured
-    cost = measure(slow_but_flat, LARGE, warm_up=False, decisive=decisive)
-    assert (cost.rounds, slow_but_flat.calls["backward"]) == (REPEATS, REPEATS)
-    assert slow_but_flat.calls["forward"] == REPEATS + 1  # one unmeasured forward warms the size
-
-
-def test_the_timed_backward_must_return_the_gradients() -> None:
-    """Red team: a numerical backward that returns zeros for the efficiency check's batch size
-    passed it. What the timed call returns is now checked against exact backprop."""
-    from conformance.diagnosis import named_in, reset_named
-    from conformance.test_efficiency import BATCH, measure
-
-    class ZerosForThisBatch(_ScriptedCosts):
-        def call_timed(self, function: str, *args: object) -> tuple[object, float]:
-            result, cost = super().call_timed(function, *args)
-            if function == "backward" and args[2].shape[0] == BATCH:
-                result = [(np.zeros_like(W), np.zeros_like(b)) for W, b in args[3]]
-            return result, cost
-
-    measure(_ScriptedCosts(1e-4, 3e-4), SMALL)  # right gradients: measured
-    reset_named()
-    with pytest.raises(AssertionError, match=r"dW\[0\]\[.*=0, but should be") as failure:
-        measure(ZerosForThisBatch(1e-4, 3e-4), SMALL)
-    assert "backward(efficiency, [8, 4, 2], batch 512)" in str(failure.value)
-    assert named_in(str(failure.value)) == ["backward_wrong"]  # charged as a wrong backward
 
 
 def test_mnist_checkpoints_keep_the_replay_cheap_and_their_number_bounded() -> None:

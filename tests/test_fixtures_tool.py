@@ -50,6 +50,39 @@ def test_committed_fixtures_pass_the_check() -> None:
     assert fixtures.check(FIXTURES_DIR, log=lambda _: None) == []
 
 
+def test_a_reference_changed_only_in_its_bytes_is_not_said_to_have_changed_numbers(fixture_copy: Path) -> None:
+    """A fresh install said "reference/mlp.py changed since the fixtures were generated" while
+    every value matched: the note now says what the check found."""
+    manifest = json.loads((fixture_copy / "manifest.json").read_text())
+    manifest["generated_by"]["reference_mlp_sha256"] = "0" * 64  # another file's bytes
+    reseal(fixture_copy, manifest)
+    said: list[str] = []
+    assert fixtures.check(fixture_copy, log=said.append) == []
+    [note] = [line for line in said if line.startswith("note:")]
+    assert "not byte-identical" in note and "every value it computes still matches" in note
+    _rewrite(fixture_copy, "f64_depth2_b16", lambda arrays: arrays["loss"].__iadd__(1.0))
+    said.clear()
+    assert fixtures.check(fixture_copy, log=said.append)
+    [note] = [line for line in said if line.startswith("note:")]
+    assert "the values below differ" in note
+    manifest = json.loads((fixture_copy / "manifest.json").read_text())
+    manifest["generated_by"]["reference_mlp_sha256"] = hashlib.sha256(mlp_bytes()).hexdigest()
+    reseal(fixture_copy, manifest)
+    said.clear()
+    fixtures.check(fixture_copy, log=said.append)
+    assert not [line for line in said if line.startswith("note:")]  # the same file: nothing to say
+
+
+def reseal(directory: Path, manifest: dict) -> None:
+    """The manifest and the SUMMARY.md that states its provenance, rewritten together."""
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    (directory / fixtures.SUMMARY_NAME).write_text(fixtures.summary(directory, manifest))
+
+
+def mlp_bytes() -> bytes:
+    return fixtures.REFERENCE_FILE.read_bytes()
+
+
 def test_cli_check_passes_and_fails_with_exit_codes(fixture_copy: Path) -> None:
     ok = subprocess.run([sys.executable, "-m", "tools.fixtures", "check", "--dir", str(fixture_copy)],
                         cwd=ROOT, capture_output=True, text=True, timeout=300)

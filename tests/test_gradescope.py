@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -27,6 +28,7 @@ from tests.test_preflight import NO_NAMESPACES, needs_namespace_drop
 from tools.grade import gradescope
 
 REPO = Path(__file__).resolve().parents[1]
+THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 FAST_SELECTION = ["--pytest-arg=-m", "--pytest-arg=not mnist", "--pytest-arg=-k",
                   "--pytest-arg=interface or gradients"]
 
@@ -34,8 +36,9 @@ FAST_SELECTION = ["--pytest-arg=-m", "--pytest-arg=not mnist", "--pytest-arg=-k"
 def build(tmp: Path, real_dir: Path, *extra: str) -> Path:
     out = tmp / "autograder.zip"
     rubric = write(tmp / "rubric.toml", FAST_RUBRIC)
+    # This interpreter's Python: setup.sh then only checks pins this venv already satisfies.
     code = gradescope.main(["bundle", str(out), "--rubric", str(rubric), "--mnist-dir", str(real_dir),
-                            *FAST_SELECTION, *extra])
+                            "--python", THIS_PYTHON, *FAST_SELECTION, *extra])
     assert code == 0
     return out
 
@@ -111,10 +114,84 @@ def test_setup_script_installs_the_pinned_requirements(bundle: Path, tmp_path: P
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_bundle_errors_name_the_input(tmp_path: Path) -> None:
+def test_bundle_errors_name_the_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert gradescope.main(["bundle", str(tmp_path / "a.zip"), "--module", "../x.py", "--no-mnist"]) == 2
     assert gradescope.main(["bundle", str(tmp_path / "a.zip"), "--mnist-dir", str(tmp_path)]) == 2
+    capsys.readouterr()
+    assert gradescope.main(["bundle", str(tmp_path / "a.zip"), "--no-mnist", "--python", "python3"]) == 2
+    assert "--python 'python3': expected a Python version like 3.10" in capsys.readouterr().err
     assert not (tmp_path / "a.zip").exists()
+
+
+# pip's words when the package index cannot be reached (then the test cannot say anything).
+OFFLINE = ("NewConnectionError", "Temporary failure in name resolution", "Network is unreachable",
+           "Could not fetch URL", "ConnectionError", "Max retries exceeded")
+
+
+def pip_dry_run(python: str, target: Path, *requirements: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                           "--no-deps", "--target", str(target), "--python-version", python, "--only-binary=:all:",
+                           *(f"--platform={tag}" for tag in gradescope.PLATFORMS), *requirements],
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("python", ["3.10", "3.12"])
+def test_bundle_pins_install_on_the_images_python(python: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    """numpy 2.4 and scipy 1.17 have no Python 3.10 wheels: a zip pinning this machine's
+    versions failed in setup.sh on Gradescope's Ubuntu 22.04 image. The pins are resolved for
+    the image's Python, and every pinned version exists there as a wheel."""
+    out = tmp_path / "autograder.zip"
+    code = gradescope.main(["bundle", str(out), "--no-mnist", "--python", python])
+    err = capsys.readouterr().err
+    if code != 0 and any(word in err for word in OFFLINE):
+        pytest.skip(f"the package index is not reachable from here, so nothing can be resolved: {err[-300:]}")
+    assert code == 0, err
+    with zipfile.ZipFile(out) as zf:
+        requirements = zf.read("requirements.txt").decode()
+        assert json.loads(zf.read("bundle.json"))["python"] == python
+    pins = dict(line.split("==") for line in requirements.splitlines() if line and not line.startswith("#"))
+    assert {"numpy", "scipy", "pytest", "hypothesis", "nbformat"} <= pins.keys()
+    assert ("tomli" in pins) == (python == "3.10")  # tomllib is in the standard library from 3.11
+    from importlib import metadata
+
+    def key(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
+
+    for name in ("numpy", "scipy"):  # never newer than what this machine tested
+        assert key(pins[name]) <= key(metadata.version(name)), (name, pins[name])
+    # Installable as written, each pin on its own, for that Python on x86_64 Linux.
+    proc = pip_dry_run(python, tmp_path / "target", *(f"{name}=={version}" for name, version in pins.items()))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def local_trial_block() -> str:
+    """The local trial of docs/instructors.md, as a user pastes it."""
+    text = (REPO / "docs" / "instructors.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    [block] = [b for b in blocks if "run_autograder" in b and "AUTOGRADER_ROOT" in b]
+    return block
+
+
+@pytest.mark.slow
+def test_the_documented_local_trial_works_as_pasted(bundle: Path, tmp_path: Path) -> None:
+    """The old README's trial (relative AUTOGRADER_PYTHON) failed with exit status 127:
+    run_autograder changes directory first. Pasted from the folder the docs name (grader/,
+    autograder.zip and mlp.py side by side), it grades."""
+    block = local_trial_block()
+    assert '"$PWD/' in block  # absolute paths, or run_autograder loses them
+    folder = tmp_path / "course"
+    shutil.copy(bundle, write(folder / "mlp.py", REFERENCE).parent / "autograder.zip")
+    python = write(folder / "grader" / "bin" / "python", f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)  # stands in for the grader venv's interpreter
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKPROP_", "PYTEST_", "AUTOGRADER_"))}
+    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "home" / ".cache"))
+    proc = subprocess.run(["bash", "-e", "-c", block], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    results = json.loads((folder / "trial" / "results" / "results.json").read_text())
+    assert results["extra_data"]["status"] == "graded" and results["score"] == 100
 
 
 @pytest.mark.slow

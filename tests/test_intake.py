@@ -334,7 +334,7 @@ def test_notebook_edge_cases() -> None:
     namespace = {}
     exec(compile(kept.code, "nb", "exec"), namespace)  # noqa: S102 - our own test code
     assert namespace["report"](0.5, 1, 2) == ("loss 0.500", True)
-    assert kept.dropped == ["cell 1, line 1: IPython %matplotlib inline"]
+    assert kept.dropped == ["cell 2, line 1: IPython %matplotlib inline (IPython-only, not Python)"]  # cell 1 is markdown
     broken = extract(notebook("def f(:\n    pass", "def g():\n    return 1").encode())
     assert "not valid Python" in broken.dropped[0] and "def g" in broken.code
     with pytest.raises(ValueError, match="not a readable Jupyter notebook"):
@@ -556,7 +556,7 @@ def test_class_files_excel_canvas_and_no_hostile_bytes(lms_class: dict, tmp_path
     assert canvas[1][0] == "Points Possible" and canvas[1][-1] == "10"
     by_id = {r[1]: r for r in canvas[2:]}
     assert by_id["1005"][0] == "Zoë Müller" and by_id["1005"][-1] == "10"
-    assert by_id["1003"][-1] == "0"  # unsupported .PY: a final status, scored 0
+    assert by_id["1003"][-1] == ""  # unsupported .PY: not gradable as it is, no score (the instructor's call)
     errored = rows[0].intake.student_id
     if errored:
         assert by_id[errored][-1] == ""

@@ -302,11 +302,24 @@ def suite_env_for_user() -> dict[str, str]:
             if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "BACKPROP_IMPL")}
 
 
-@pytest.mark.parametrize("argv", [[], ["nope"], ["check"], ["check", "-x"],
-                                  ["check", "mlp.py", "--impl=other.py"], ["check", "mlp.py", "-p", "evil"],
-                                  ["fixtures"], ["fixtures", "generate"]])
-def test_cli_usage_errors_exit_2_and_say_why(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    from conformance.cli import main
+@pytest.mark.parametrize("argv, status", [
+    ([], 2), (["nope"], 2), (["fixtures"], 2), (["fixtures", "generate"], 2),
+    # check's help promises pytest's statuses, where 2 means "interrupted" and 4 a usage error.
+    (["check"], 4), (["check", "-x"], 4), (["check", "mlp.py", "--impl=other.py"], 4),
+    (["check", "mlp.py", "-p", "evil"], 4)])
+def test_cli_usage_errors_exit_with_the_documented_status_and_say_why(
+        argv: list[str], status: int, capsys: pytest.CaptureFixture[str]) -> None:
+    from conformance.cli import CHECK_HELP, main, usage
 
-    assert main(argv) == 2
+    assert main(argv) == status
     assert capsys.readouterr().err.strip(), f"{argv}: a usage error must explain itself on stderr"
+    promise = "4 usage error" if argv[:1] == ["check"] else "Exit status 2: no command or an unknown one"
+    assert promise in " ".join((CHECK_HELP if argv[:1] == ["check"] else usage()).split())
+
+
+def test_top_level_help_names_every_command_users_type() -> None:
+    from conformance.cli import usage
+
+    text = usage()
+    for command in ("check", "record", "grade", "gradescope bundle", "fetch-mnist", "fixtures check"):
+        assert command in text, command

@@ -174,9 +174,10 @@ def parsed(tmp_path: Path, data: dict) -> dict:
     ({"candidate": {**GOOD_REPORT["candidate"], "load_error": "importing candidate 'x' failed in the "
                     "isolated worker: the worker failed to start: [Errno 12] Cannot allocate memory"}},
      "no sandboxed worker could be started"),
-    ({"tests": [t("test_mnist.py::test_sgd_loop_learns_mnist", "failed", message=(
+    ({"tests": [{**t("test_mnist.py::test_sgd_loop_learns_mnist", "failed", message=(
         "MNIST data not found (looked in x); the MNIST checks did NOT run: get the data ... "
-        "(--require-mnist makes this a failure)"))]}, "MNIST data unavailable"),
+        "(--require-mnist makes this a failure)")), "properties": {"environment": "mnist_unavailable"}}]},
+     "MNIST data unavailable"),
     ({"candidate": {**GOOD_REPORT["candidate"], "load_error": "importing candidate '/s/a.py' failed:\n"
                     "OSError: [Errno 28] No space left on device: '/tmp/bp-isolate-x/candidate/a.py'"}},
      "out of disk space"),
@@ -199,6 +200,7 @@ def test_the_submissions_own_failures_stay_final(tmp_path: Path) -> None:
     assert classify(broken, 0, job) == ("import_error", "SyntaxError: invalid syntax")
     # Without --require-mnist a skipped MNIST check is a choice of the grader, not a failure.
     skipped = parsed(tmp_path, report_with(tests=[{**t("test_mnist.py::test_m", "skipped"),
+                                                   "properties": {"environment": "mnist_unavailable"},
                                                    "skip_reason": "MNIST data not found (looked in x); the MNIST checks "
                                                                       "did NOT run: get the data ..."}]))
     assert classify(skipped, 0, job_for(GradeConfig(require_mnist=False), suite="x"))[0] == "graded"
@@ -472,11 +474,15 @@ def test_runs_stored_under_a_failed_environment_are_not_reused(tmp_path: Path, m
     args = [str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--rubric", str(rubric), "--no-baseline",
             *TINY_ARGS[1:]]  # MNIST counts (no --no-require-mnist)
     monkeypatch.setattr(batch, "run_job", fake_runs({"alice": "graded", "bob": "graded"}))
+    # The runs are faked, so the data is never read: the preflight is told it is present, so
+    # this machine's own MNIST (absent on a fresh clone) does not decide the outcome.
+    monkeypatch.setattr(preflight, "mnist_problem", lambda mnist_dir: None)
     assert cli.main(args) == 0
     with sqlite3.connect(tmp_path / "out" / "grades.sqlite") as db:
         report = json.loads(db.execute("SELECT report FROM runs WHERE name='alice'").fetchone()[0])
-        report["tests"].append(t("test_mnist.py::test_sgd_loop_learns_mnist", "failed", message=(
-            "MNIST data not found (looked in x); the MNIST checks did NOT run: get the data")))
+        report["tests"].append({**t("test_mnist.py::test_sgd_loop_learns_mnist", "failed", message=(
+            "MNIST data not found (looked in x); the MNIST checks did NOT run: get the data")),
+            "properties": {"environment": "mnist_unavailable"}})
         db.execute("UPDATE runs SET report=? WHERE name='alice'", (json.dumps(report),))
         db.execute("UPDATE runs SET status='crashed', report=NULL WHERE name='bob'")
     capsys.readouterr()

@@ -24,7 +24,8 @@ from types import SimpleNamespace
 import pytest
 
 from conformance import hooks
-from conformance.diagnosis import diagnosis_keys, named, named_in, reset_named
+from conformance import evidence
+from conformance.diagnosis import diagnosis_keys, named
 from conformance.report import JsonReport
 from tests.helpers import run_pytest, run_suite
 from tests.test_grade import I_BUG, REFERENCE, audit, read_csv, run_grader, t, write
@@ -80,13 +81,16 @@ def test_the_mnist_area_runs_after_every_other_area() -> None:
     assert not any("test_mnist.py" in n for n in nodes[:-4])
 
 
-def test_a_key_counts_only_when_the_suite_named_it_in_the_final_message() -> None:
-    reset_named()
-    sentence = named("relu_index", "your gradients equal those of the i-1 bug")
-    assert named_in(f"AssertionError: dW[0] ...\n  diagnosis: {sentence}") == ["relu_index"]
-    assert named_in("another example's message, without that sentence") == []
-    reset_named()  # the candidate's own text holding the same words is no diagnosis
-    assert named_in(f"ValueError: {sentence}") == []
+def test_a_key_counts_only_when_the_suite_recorded_it_as_a_finding() -> None:
+    """Keys are data recorded by the suite's checks on the running test, never read from text:
+    the candidate's own text holding the same words is no diagnosis."""
+    with evidence.recording() as found:
+        named("relu_index", "your gradients equal those of the i-1 bug")
+    assert [(f.key, f.kind, f.function) for f in found.findings] == [("relu_index", "named", "backward")]
+    with evidence.recording() as found:
+        text = "ValueError: your gradients equal those of the i-1 bug"  # (the candidate's words)
+        assert "i-1 bug" in text
+    assert found.findings == []
 
 
 def test_a_failing_run_records_its_diagnosis_key(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Literal
 
 from tools.catalogue.buggy import BUGGY, BugSpec
 
-AREAS: tuple[str, ...] = ("interface", "gradients", "stability", "relu_index", "golden", "mnist", "efficiency")
+from conformance.mistakes import AREAS  # the one list of check areas
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_SOURCE = REPO_ROOT / "reference" / "mlp.py"

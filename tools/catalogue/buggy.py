@@ -96,6 +96,100 @@ _NOT_MUTATED = "must not be modified"
 # and a message saying so is evidence, not a guess.
 _WRONG_MASK_NAMES = ("relu_index", "missing_mask")
 
+# --- backward replaced by numerical differentiation (efficiency area) ----------------------
+# Each is inserted before ``def accuracy(`` while the reference's backward is renamed away,
+# so the variant has no backprop at all; all return the right gradients (checked by the
+# gradients area), so only their cost can fail them.
+_NO_BACKPROP = ("def backward(", "def _backprop_unused(", 1)
+_COMPLEX_STEP_COLUMNS = '''def _loss_per_sample_from(Z, l, params, Y):
+    """Each sample's loss, from layer l's (complex) pre-activation Z onwards."""
+    for W, b in params[l + 1:]:
+        Z = np.where(Z.real > 0, Z, 0) @ W + b
+    m = Z.real.max(axis=-1, keepdims=True)
+    return np.log(np.exp(Z - m).sum(axis=-1)) + m[:, 0] - (Z * Y).sum(axis=-1)
+
+
+def backward(activations, pre_activations, Y, params):
+    """No backprop: complex step on one pre-activation column at a time, all samples at once."""
+    B, h = Y.shape[0], 1e-20
+    grads = []
+    for l in range(len(params)):
+        Z = pre_activations[l].astype(complex)
+        delta = np.empty(Z.shape)
+        for j in range(Z.shape[1]):
+            Z[:, j] += 1j * h
+            delta[:, j] = _loss_per_sample_from(Z, l, params, Y).imag / h / B
+            Z[:, j] -= 1j * h
+        grads.append((activations[l].T @ delta, delta.sum(axis=0)))
+    return grads
+
+
+'''
+_FORWARD_MODE = '''def backward(activations, pre_activations, Y, params):
+    """No backprop: forward mode. The tangents of every unit of a layer (all samples at once,
+    float32 for speed) are pushed to the logits; the loss's derivative is read off there."""
+    L, g = len(params), (activations[-1] - Y) / Y.shape[0]
+    masks = [(z > 0).astype(np.float32) for z in pre_activations[:-1]]
+    Ws = [W.astype(np.float32) for W, _ in params]
+    deltas = [None] * (L - 1) + [g]
+    for l in range(L - 1):
+        T = masks[l].T[:, :, None] * Ws[l + 1][:, None, :]  # T[j, b] = dZ_{l+1}[b] / dZ_l[b, j]
+        for k in range(l + 1, L - 1):
+            T = (T * masks[k]) @ Ws[k + 1]
+        deltas[l] = np.einsum("jbk,bk->bj", T, g.astype(np.float32)).astype(g.dtype)
+    return [(activations[l].T @ deltas[l], deltas[l].sum(axis=0)) for l in range(L)]
+
+
+'''
+_SPARSE_FORWARD_MODE = '''def backward(activations, pre_activations, Y, params):
+    """No backprop: forward mode per sample, through the active units only (an inactive ReLU
+    passes no tangent), in float32: the cheapest numerical scheme that exploits the masks."""
+    L, g = len(params), (activations[-1] - Y) / Y.shape[0]
+    Ws = [W.astype(np.float32) for W, _ in params]
+    deltas = [np.zeros(z.shape) for z in pre_activations[:-1]] + [g]
+    for s in range(Y.shape[0]):
+        active = [np.flatnonzero(z[s] > 0) for z in pre_activations[:-1]]
+        gs = g[s].astype(np.float32)
+        for l in range(L - 1):
+            T = Ws[l + 1][active[l]]
+            for k in range(l + 1, L - 1):
+                T = T[:, active[k]] @ Ws[k + 1][active[k]]
+            deltas[l][s, active[l]] = T @ gs
+    return [(activations[l].T @ deltas[l], deltas[l].sum(axis=0)) for l in range(L)]
+
+
+'''
+# The attack on a cost check that divides by something the candidate controls: CPU burnt in
+# forward (the old check's denominator) and in backward on small networks (the old check's
+# growth reference). Modest amounts, so the other areas' many calls stay fast.
+_CPU_BURN = '''def _burn(rounds):
+    """Useless work, ~20 microseconds a round (variants import only numpy: no clock)."""
+    x = np.ones(20000)
+    for _ in range(rounds):
+        x = np.sqrt(x + 1.0)
+
+
+_forward_unburnt = forward
+
+
+def forward(X, params):
+    if X.shape[0] >= 64:
+        _burn(100)
+    return _forward_unburnt(X, params)
+
+
+_backward_unburnt = backward
+
+
+def backward(activations, pre_activations, Y, params):
+    if sum(W.size for W, _ in params) < 20000:
+        _burn(250)
+    return _backward_unburnt(activations, pre_activations, Y, params)
+
+
+'''
+
+
 BUGGY: tuple[BugSpec, ...] = (
     # --- the section's "common bugs" -------------------------------------------------
     _bug("no_log_guard", "cross_entropy takes log(Y_hat) without the +1e-12 guard: log(0) = -inf",
@@ -103,7 +197,7 @@ BUGGY: tuple[BugSpec, ...] = (
          message="log(0) guard", names="log_guard"),
     _bug("softmax_no_max_shift", "softmax exponentiates raw logits (no per-row max subtraction): "
          "exp overflows to inf/nan on large logits", ("stability", "golden"),
-         (_SOFTMAX_SHIFT, "z = z"), message="per-row max subtraction", names="max_guard"),
+         (_SOFTMAX_SHIFT, "z = z"), message="per-sample max subtraction", names="max_guard"),
     _bug("relu_mask_current_layer", "backward evaluates the ReLU derivative at pre_activations[i] "
          "instead of pre_activations[i - 1] (the section's off-by-one)",
          ("relu_index", "gradients", "golden"),
@@ -119,7 +213,7 @@ BUGGY: tuple[BugSpec, ...] = (
          (_MASK, "(pre_activations[0] > 0).astype(np.float32)"), names=_WRONG_MASK_NAMES),
     _bug("softmax_global_max", "softmax subtracts the batch's global max instead of each row's: "
          "rows of smaller scale underflow to 0/0", ("stability", "golden"), (_SOFTMAX_SHIFT, "z = z - z.max()"),
-         message="max must be taken per ROW", names="row_guard"),
+         message="max must be taken per sample", names="row_guard"),
     _bug("log_guard_outside_log", "the +1e-12 is added after the log (log(Y_hat) + 1e-12), so "
          "it guards nothing", ("stability", "golden"),
          (_LOSS, "-np.mean(np.sum(Y * (np.log(Y_hat) + 1e-12), axis=1))"), message="log(0) guard", names="log_guard"),
@@ -301,4 +395,17 @@ BUGGY: tuple[BugSpec, ...] = (
          "(central differences, two forward passes per parameter) instead of backpropagating",
          ("efficiency",), ("def backward(", "def _backprop_unused(", 1),
          ("def accuracy(", 'def backward(activations, pre_activations, Y, params):\n    """No backprop: central differences of the loss through forward, two passes per parameter."""\n    X = activations[0]\n    grads = []\n    for j, (W, b) in enumerate(params):\n        pair = []\n        for k, theta in enumerate((W, b)):\n            g = np.zeros(theta.shape)\n            for idx in np.ndindex(theta.shape):\n                h = 1e-5 * max(1.0, abs(float(theta[idx])))\n                losses = []\n                for step in (h, -h):\n                    moved = theta.copy()\n                    moved[idx] += step\n                    trial = list(params)\n                    trial[j] = (moved, b) if k == 0 else (W, moved)\n                    losses.append(cross_entropy(forward(X, trial)[0][-1], Y))\n                g[idx] = (losses[0] - losses[1]) / (2 * h)\n            pair.append(g)\n        grads.append((pair[0], pair[1]))\n    return grads\n\n\ndef accuracy(', 1), message="numerical differentiation"),
+    _bug("numerical_complex_step_columns", "backward differentiates the loss by complex steps on "
+         "one pre-activation column at a time, vectorised over the batch: no backprop, one partial "
+         "forward pass per unit", ("efficiency",), _NO_BACKPROP,
+         ("def accuracy(", _COMPLEX_STEP_COLUMNS + "def accuracy(", 1), message="numerical differentiation"),
+    _bug("numerical_forward_mode", "backward pushes a tangent per unit forward to the logits (forward "
+         "mode, every unit of a layer in one float32 batch): no backprop", ("efficiency",), _NO_BACKPROP,
+         ("def accuracy(", _FORWARD_MODE + "def accuracy(", 1), message="numerical differentiation"),
+    _bug("numerical_sparse_forward_mode", "backward runs forward mode per sample through the active "
+         "ReLUs only, in float32: no backprop, the cheapest per-unit scheme", ("efficiency",), _NO_BACKPROP,
+         ("def accuracy(", _SPARSE_FORWARD_MODE + "def accuracy(", 1), message="numerical differentiation"),
+    _bug("numerical_cpu_burn", "forward-mode backward that burns CPU in forward and, on small networks, "
+         "in backward, to shrink a cost ratio and its growth", ("efficiency",), _NO_BACKPROP,
+         ("def accuracy(", _FORWARD_MODE + _CPU_BURN + "def accuracy(", 1), message="numerical differentiation"),
 )

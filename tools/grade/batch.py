@@ -82,11 +82,19 @@ class BatchSummary:
     def grader_errors(self) -> list[GradedSubmission]:
         return [g for g in self.graded if g.status == "error"]
 
+    def _apart(self) -> str:
+        """The entries left out of the mean (not gradable: no score), named."""
+        apart = [g.name for g in self.graded if not g.ran and g.override is None]
+        if not apart:
+            return ""
+        return (f" over {len(self.graded) - len(apart) - len(self.grader_errors)} scored; not gradable, no score: "
+                f"{', '.join(apart[:10])}{' ...' if len(apart) > 10 else ''}")
+
     def line(self) -> str:
         kinds = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
         text = (f"{self.total} submissions in {self.seconds:.1f} s ({self.ran} run, {self.rescored} "
                 f"re-scored, {self.unchanged} unchanged): {kinds}; mean score "
-                f"{self.mean_score:.2f}/{self.max_score:g} -> {self.out / STAFF_DIR / 'index.html'} "
+                f"{self.mean_score:.2f}/{self.max_score:g}{self._apart()} -> {self.out / STAFF_DIR / 'index.html'} "
                 f"(staff only); each student's results.json and report.html are in "
                 f"{self.out / 'submissions'}")
         errors = self.grader_errors
@@ -357,7 +365,7 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
     for sub in summary.graded:
         write_submission_files(out, sub)  # cheap; restores files deleted since the last run
     summary.statuses = Counter(g.status for g in summary.graded)
-    scores = [g.score for g in summary.graded]
+    scores = [g.score for g in summary.graded if g.scored]  # not-gradable entries and grader errors: no score
     summary.mean_score = sum(scores) / len(scores) if scores else 0.0
     summary.seconds = time.time() - started
     return summary
@@ -367,7 +375,8 @@ def _refuse_unreadable(subs: list[Submission]) -> None:
     """Preflight of the intake: a submission this grader cannot read for want of an optional
     library (notebooks without nbformat) stops the batch before anything is graded, instead
     of leaving rows without a grade."""
-    unreadable = [s for s in subs if s.problem_status == "error"]
+    # Only a missing library stops the batch; any other intake error is its own row's (retried).
+    unreadable = [s for s in subs if s.problem_status == "error" and s.missing_library]
     if unreadable:
         names = ", ".join(s.name for s in unreadable[:10]) + (" ..." if len(unreadable) > 10 else "")
         reason = (unreadable[0].problem or "").removeprefix("grader error (not the submission's): ")
@@ -412,10 +421,12 @@ def _similarity_inputs(opts: BatchOptions) -> tuple[list[str], str | None] | Non
 def _similarity(out: Path, subs: list[Submission], threshold: float,
                 inputs: tuple[list[str], str | None]) -> object:
     """Compare the code the intake extracted (notebooks converted), pages in OUT/staff/."""
-    from tools.grade.similarity import compare_class, write_pages
+    from tools.grade.similarity import compare_class, own_code, write_pages
 
-    sources = {s.name: s.files[s.module].decode("utf-8", "replace")
-               for s in subs if s.module is not None and s.problem is None and s.module in s.files}
+    # All of a submission's own code (helpers too), not only its module: a copy moved into a
+    # helper is still a copy, and so is one that does not import (no module chosen, a notebook
+    # that cannot run as Python).
+    sources = {s.name: code for s in subs if (code := own_code(s.files))}
     report = compare_class(sources, inputs[0], inputs[1], threshold)
     write_pages(report, sources, out / STAFF_DIR / "similarity")
     return report

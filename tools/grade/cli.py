@@ -52,7 +52,12 @@ def build_parser(prog: str = "python -m tools.grade") -> argparse.ArgumentParser
         allow_abbrev=False,
         prog=prog,
         description="Grade a folder of submissions with the conformance suite: SQLite gradebook, "
-                    "CSV, Gradescope results.json, JUnit XML and an HTML report in OUT.")
+                    "CSV, Gradescope results.json, JUnit XML and an HTML report in OUT.",
+        # What the module docstring promises, where a user looks for it.
+        epilog="Entries that are not gradable submissions (unsupported, no_module, invalid_submission) "
+               "get no score and stay out of the mean, listed apart. Exit status: 0 every submission "
+               "has a final status; 3 some ended in a grader error (retried by the next run); 2 nothing "
+               "was graded (bad arguments, failed preflight or baseline); 130 interrupted.")
     p.add_argument("submissions", metavar="SUBMISSIONS", type=Path,
                    help="folder holding per student a .py file, a notebook, a .zip or a folder "
                         "(an LMS bulk download as it is); every entry gets a row")
@@ -65,7 +70,8 @@ def build_parser(prog: str = "python -m tools.grade") -> argparse.ArgumentParser
                         "extra, MNIST, and root for the sandbox; a worker failing its preflight "
                         "takes no jobs)")
     p.add_argument("--module", metavar="NAME.py",
-                   help="module file inside each student folder (default: the folder's only .py file)")
+                   help="module file inside each student folder or zip (default: its only .py file, else "
+                        "the one named mlp.py, else the only one defining forward and backward)")
     p.add_argument("--roster", type=Path, default=None, metavar="roster.csv",
                    help="class list with columns id,name,email: rows and exports carry the student id "
                         "(LMS bulk-download names are matched by user id)")

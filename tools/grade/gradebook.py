@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tools.grade.outputs import NOT_GRADABLE
 from tools.grade.rubric import Grade, Rubric
 from tools.grade.runner import FINAL_STATUSES, JobResult
 
@@ -57,9 +58,11 @@ CREATE TABLE IF NOT EXISTS overrides (
 CREATE TABLE IF NOT EXISTS current (
     name TEXT PRIMARY KEY, grade_id INTEGER NOT NULL REFERENCES grades(id), sha256 TEXT NOT NULL,
     override_id INTEGER REFERENCES overrides(id), position INTEGER NOT NULL);
-CREATE VIEW IF NOT EXISTS current_grades AS
+DROP VIEW IF EXISTS current_grades;
+CREATE VIEW current_grades AS
     SELECT c.name AS submission, c.sha256 AS sha256, g.status AS status,
-           COALESCE(o.score, g.score) AS score, g.max_score AS max_score, g.score AS computed_score,
+           CASE WHEN o.score IS NOT NULL THEN o.score
+                WHEN g.status IN ({not_gradable}) THEN NULL ELSE g.score END AS score, g.max_score AS max_score, g.score AS computed_score,
            o.reason AS override_reason, g.rubric_hash AS rubric_hash, r.name AS rubric_name,
            g.suite_version AS suite_version, g.areas AS areas, g.id AS grade_id, g.run_id AS run_id
     FROM current c JOIN grades g ON g.id = c.grade_id
@@ -71,6 +74,11 @@ CREATE TABLE IF NOT EXISTS batches (
     rubric_hash TEXT, config_key TEXT, submissions INTEGER, ran INTEGER, rescored INTEGER,
     unchanged INTEGER, interrupted INTEGER);
 """
+
+
+# Recreated on every open: a gradebook written before entries that are not gradable had no
+# score would otherwise keep a view that disagrees with grades.csv (outputs.NOT_GRADABLE).
+SCHEMA = SCHEMA.replace("{not_gradable}", ", ".join(f"'{status}'" for status in NOT_GRADABLE))
 
 
 # What grades.areas holds: each area's points earned, a charged mistake's share taken out

@@ -1,9 +1,10 @@
 """Gradescope autograder: build the autograder zip, and grade one upload inside it.
 
 ``python -m tools.grade.gradescope bundle OUT.zip [--rubric FILE] [--module mlp.py]`` writes
-the zip to upload as a Gradescope "Autograder" (see README, "Gradescope"):
+the zip to upload as a Gradescope "Autograder" (see docs/instructors.md, "Gradescope"):
 
-- ``setup.sh``: installs the pinned dependencies (the versions this machine grades with);
+- ``setup.sh``: installs the pinned dependencies (``requirements.txt``: the versions this machine
+  grades with where they exist for the image's Python, ``--python``, else the newest older ones);
 - ``run_autograder``: grades ``/autograder/submission`` into ``/autograder/results/results.json``;
 - ``rubric.toml``, ``bundle.json`` (suite version, module, settings), ``requirements.txt``;
 - ``project/``: this project's suite, reference and grader (the exact files, so the suite
@@ -22,8 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
+import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from importlib import metadata
@@ -48,6 +52,13 @@ PROJECT_FILES = ("pyproject.toml", "README.md")
 # checked with them); nbformat reads notebook uploads (accepted like the batch grader accepts
 # them); tqdm/matplotlib/copydetect are not needed to grade one upload.
 RUNTIME_DISTRIBUTIONS = ("numpy", "scipy", "pytest", "hypothesis", "nbformat")
+# The Python of the image the zip is built for. Gradescope's Ubuntu 22.04 base image has Python
+# 3.10 (the default here); its Ubuntu 24.04 image has 3.12 (`--python 3.12`).
+GRADESCOPE_PYTHON = "3.10"
+# Gradescope runs x86_64 Linux containers (glibc 2.35 on Ubuntu 22.04, newer on 24.04). pip
+# does not widen a manylinux tag to older glibc versions by itself, so every one is named.
+PLATFORMS = (*(f"manylinux_2_{minor}_x86_64" for minor in range(35, 16, -1)), "manylinux2014_x86_64",
+             "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64")
 
 
 # ------------------------------------------------------------------------------------ run
@@ -179,6 +190,11 @@ def _bundle_parser(prog: str = f"{PROG} bundle") -> argparse.ArgumentParser:
     p.add_argument("--no-mnist", dest="mnist", action="store_false",
                    help="leave MNIST out of the zip (11 MB): setup.sh then downloads it")
     p.add_argument("--timeout", type=float, default=300.0, help="wall-clock limit of one run (s)")
+    p.add_argument("--python", default=GRADESCOPE_PYTHON, metavar="X.Y",
+                   help=f"Python version of the image the zip installs on (default {GRADESCOPE_PYTHON}: "
+                        "Gradescope's Ubuntu 22.04 image; 3.12 for its Ubuntu 24.04 image). The pins are "
+                        "resolved for it with pip against the package index; with this machine's own "
+                        "Python version, this machine's versions are pinned as they are")
     from tools.grade.cli import add_sandbox_option
 
     add_sandbox_option(p)
@@ -220,19 +236,86 @@ def _project_files(root: Path) -> list[Path]:
     return files
 
 
-def _requirements() -> str:
-    lines = []
-    for name in RUNTIME_DISTRIBUTIONS:
+class BundleError(Exception):
+    """The zip cannot be built as asked (the message says why and what to do)."""
+
+
+def _this_python() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _installed(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        raise BundleError(f"{name} is not installed here (the zip pins the versions this machine grades "
+                          f"with): {GRADE_EXTRA}") from None
+
+
+def _requirements(python: str | None = None) -> str:
+    """requirements.txt for an image whose Python is ``python`` (X.Y; default this machine's)."""
+    python = python or _this_python()
+    if python == _this_python():
+        # The versions installed here exist for this Python: pin them as they are (no index needed).
+        lines = [f"{name}=={_installed(name)}" for name in RUNTIME_DISTRIBUTIONS]
+        if sys.version_info < (3, 11):
+            lines.append(f"tomli=={_installed('tomli')}")
+        else:
+            lines.append("tomli>=2.0; python_version < '3.11'")
+        return "\n".join(lines) + "\n"
+    return resolve_requirements(python)
+
+
+def _floors() -> dict[str, str]:
+    """The project's declared minimum versions (numpy>=1.24, ...), when it is installed."""
+    try:
+        requires = metadata.requires("backprop-conformance") or []
+    except metadata.PackageNotFoundError:  # run from a clone that was never installed
+        return {}
+    found = (re.match(r"\s*([A-Za-z0-9_.-]+)\s*>=\s*([0-9][^,;\s]*)", req) for req in requires)
+    return {m[1].lower(): m[2] for m in found if m}
+
+
+def resolve_requirements(python: str) -> str:
+    """Pins that install on an x86_64 Linux image whose Python is ``python`` (X.Y): each runtime
+    distribution at this machine's version when that version exists for that Python, else the
+    newest older one that does (numpy 2.4 has no Python 3.10 wheels), and every dependency they
+    pull in, resolved by pip against the package index. Raises BundleError when pip cannot."""
+    if not re.fullmatch(r"3\.\d{1,2}", python):
+        raise BundleError(f"--python {python!r}: expected a Python version like 3.10 or 3.12")
+    floors = _floors()
+    wanted = [*RUNTIME_DISTRIBUTIONS, *(("tomli",) if int(python.split(".")[1]) < 11 else ())]
+    specs = []
+    for name in wanted:
+        spec = f"{name}<={_installed(name)}" if name != "tomli" else "tomli>=2.0"
+        if name in floors:
+            spec += f",>={floors[name]}"
+        specs.append(spec)
+    with tempfile.TemporaryDirectory(prefix="bundle-resolve-") as tmp:
+        report = Path(tmp) / "report.json"
+        # --target (never written: --dry-run) is what lets pip resolve for another Python.
+        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                   "--disable-pip-version-check", "--target", str(Path(tmp) / "target"),
+                   "--report", str(report), "--python-version", python, "--only-binary=:all:",
+                   *(f"--platform={tag}" for tag in PLATFORMS), *specs]
         try:
-            lines.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            raise SystemExit(f"error: {name} is not installed here (the zip pins this machine's versions): "
-                             f"{GRADE_EXTRA}") from None
-    if sys.version_info < (3, 11):
-        lines.append(f"tomli=={metadata.version('tomli')}")
-    else:
-        lines.append("tomli>=2.0; python_version < '3.11'")  # the container's Python may be older
-    return "\n".join(lines) + "\n"
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BundleError(f"could not run pip to resolve the pins for Python {python}: {exc}") from None
+        if proc.returncode != 0 or not report.is_file():
+            said = "\n".join(line for line in (proc.stderr + proc.stdout).splitlines()
+                             if line.strip() and not line.startswith("WARNING: Location"))[-2000:]
+            raise BundleError(
+                f"the dependencies cannot be resolved for Python {python} on x86_64 Linux "
+                f"({' '.join(specs)}); the zip would not install on that image, so none was written.\n"
+                f"pip said:\n{said}\n"
+                "Check that the package index is reachable, and that --python names the image's Python")
+        installs = json.loads(report.read_text())["install"]
+    pins = sorted(f"{item['metadata']['name']}=={item['metadata']['version']}" for item in installs)
+    header = (f"# Resolved for Python {python} on x86_64 Linux (the Gradescope image) by "
+              f"`gradescope bundle --python {python}`:\n# this machine's versions where they exist for it, "
+              "else the newest older ones that do.\n")
+    return header + "\n".join(pins) + "\n"
 
 
 def _add(zf: zipfile.ZipFile, name: str, data: bytes | str, executable: bool = False) -> None:
@@ -268,6 +351,11 @@ def bundle(argv: list[str] | None = None, prog: str = f"{PROG} bundle") -> int:
         for spec in FILES.values():
             gz = directory / (spec.name + ".gz")
             mnist_files.append(gz if gz.is_file() else directory / spec.name)
+    try:
+        requirements = _requirements(args.python)
+    except BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     version = suite_version()
     run_args = ["--rubric", "$ROOT/source/rubric.toml", "--module", args.module, "--suite-version", version,
                 "--timeout", f"{args.timeout:g}", "--isolate-sandbox", args.sandbox]
@@ -279,7 +367,7 @@ def bundle(argv: list[str] | None = None, prog: str = f"{PROG} bundle") -> int:
     fetch = "" if mnist_files else ("cd project && \"$PYTHON\" -m pip install --no-cache-dir 'pooch>=1.7' 'tqdm>=4.60' "
                                     "&& \"$PYTHON\" -m tools.fetch_mnist --quiet\n")
     info = {"suite_version": version, "module": args.module, "rubric": rubric.name, "rubric_hash": rubric.hash,
-            "mnist_included": bool(mnist_files), "sandbox": args.sandbox, "pytest_args": args.pytest_args,
+            "mnist_included": bool(mnist_files), "python": args.python, "sandbox": args.sandbox, "pytest_args": args.pytest_args,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
@@ -287,7 +375,7 @@ def bundle(argv: list[str] | None = None, prog: str = f"{PROG} bundle") -> int:
         _add(zf, "setup.sh", SETUP_SH.format(fetch=fetch), executable=True)
         _add(zf, "run_autograder", RUN_AUTOGRADER.format(args=quoted), executable=True)
         _add(zf, "rubric.toml", rubric_text)
-        _add(zf, "requirements.txt", _requirements())
+        _add(zf, "requirements.txt", requirements)
         _add(zf, "bundle.json", json.dumps(info, indent=1) + "\n")
         for path in _project_files(REPO_ROOT):
             _add(zf, "project/" + path.relative_to(REPO_ROOT).as_posix(), path.read_bytes())
@@ -295,7 +383,8 @@ def bundle(argv: list[str] | None = None, prog: str = f"{PROG} bundle") -> int:
             _add(zf, "mnist/" + path.name, path.read_bytes())
     os.replace(tmp, args.out)
     print(f"wrote {args.out} (suite {version}, rubric {rubric.name!r}, module {args.module}, "
-          f"MNIST {'included' if mnist_files else 'downloaded by setup.sh'}, sandbox {args.sandbox})")
+          f"MNIST {'included' if mnist_files else 'downloaded by setup.sh'}, sandbox {args.sandbox}, "
+          f"dependencies pinned for Python {args.python})")
     return 0
 
 

@@ -219,25 +219,37 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report (staff o
         return _page(title, f"<h1>{escape(title)}</h1><p>No submissions.</p>")
     rubric = subs[0].rubric
     graded = [s for s in subs if s.status == "graded"]
-    scores = [s.score for s in subs]
+    # The statistics count scored submissions only: not-gradable entries (no score) and grader
+    # errors (no grade) are listed apart, not averaged in as zeros.
+    scored = [s for s in subs if s.scored]
+    scores = [s.score for s in scored]
+    apart = [s for s in subs if not s.ran and s.override is None]
     statuses = Counter(s.status for s in subs)
-    sandboxes = Counter(s.sandbox for s in subs if s.status not in ("no_module", "invalid_submission"))
+    sandboxes = Counter(s.sandbox for s in subs if s.ran)  # grades.csv: blank for entries never run
+    stats = (f"Mean score {statistics.mean(scores):.2f} / {rubric.max_score:g}, median "
+             f"{statistics.median(scores):.2f} (over the {len(scored)} scored)" if scores else "No score yet")
     parts = [f"<h1>{escape(title)}</h1>",
              f"<p>{len(subs)} submissions; "
              + ", ".join(f"{escape(k)}: {v}" for k, v in sorted(statuses.items()))
-             + f".<br>Mean score {statistics.mean(scores):.2f} / {rubric.max_score:g}, median "
-             f"{statistics.median(scores):.2f}. Suite version {escape(subs[0].suite_version)}, "
+             + f".<br>{stats}. Suite version {escape(subs[0].suite_version)}, "
              f"rubric {escape(rubric.name)} ({escape(rubric.hash)}).<br>Sandbox of the runs: "
              + (", ".join(f"{_sandbox_html(k)}: {v}" for k, v in sorted(sandboxes.items())) or "none ran")
              + ".</p>",
              "<h2>Scores</h2>", _img(histogram(scores, rubric.max_score), "score histogram")]
+    if apart:
+        parts += ["<h2>Not gradable (no score, not in the statistics)</h2>",
+                  "<p class=\"muted\">Entries that are not a submission the suite can judge; whether "
+                  "one is a 0 is yours to decide (--override NAME=POINTS,REASON).</p><table>"
+                  "<tr><th>entry</th><th>status</th><th>why</th></tr>",
+                  *(f"<tr><td>{escape(s.name)}</td><td>{_status_html(s.status)}</td>"
+                    f"<td>{escape(message_line(s.message))}</td></tr>" for s in apart), "</table>"]
     names, rates, rows = [], [], []
     for group in rubric.groups:
         # "passed" = no failing check, whether or not a charged mistake explains the failures.
         full = sum(1 for s in graded for g in s.grade.groups
                    if g.group.key == group.key and g.status == "passed")
-        mean = (statistics.mean(g.score for s in subs for g in s.grade.groups
-                                if g.group.key == group.key) if subs else 0.0)
+        mean = (statistics.mean(g.score for s in scored for g in s.grade.groups
+                                if g.group.key == group.key) if scored else 0.0)
         rate = full / len(graded) if graded else 0.0
         names.append(group.area or group.title[:30])
         rates.append(rate)
@@ -293,12 +305,15 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report (staff o
               + "".join(f"<th>{escape(g.area or g.key)}</th>" for g in rubric.groups)
               + ("<th>beyond areas</th>" if beyond else "") + "</tr>"]
     for sub in subs[:MAX_TABLE_ROWS]:
-        cells = "".join(f"<td class=\"num\">{_num(g.score)}</td>" for g in sub.grade.groups)
+        # As grades.csv: an entry never run has no sandbox and no points (blank cells).
+        cells = "".join(f"<td class=\"num\">{_num(g.score) if sub.ran else ''}</td>" for g in sub.grade.groups)
         if beyond:
-            cells += f"<td class=\"num\">-{_num(sub.grade.beyond_areas)}</td>"
+            cells += f"<td class=\"num\">{'-' + _num(sub.grade.beyond_areas) if sub.ran else ''}</td>"
+        score = _num(sub.score) if sub.ran or sub.override else "no score"
         parts.append(f"<tr><td><a href=\"{escape(student_href(sub))}\">{escape(sub.name)}</a></td>"
-                     f"<td>{_status_html(sub.status)}{_why_html(sub)}</td><td>{_sandbox_html(sub.sandbox)}</td>"
-                     f"<td class=\"num\">{_num(sub.score)}{'*' if sub.override else ''}</td>"
+                     f"<td>{_status_html(sub.status)}{_why_html(sub)}</td>"
+                     f"<td>{_sandbox_html(sub.sandbox) if sub.ran else 'not run'}</td>"
+                     f"<td class=\"num\">{score}{'*' if sub.override else ''}</td>"
                      f"{cells}</tr>")
     parts.append("</table>")
     return _page(title, "\n".join(parts))

@@ -19,8 +19,10 @@ timestamp, then the highest Canvas resubmission number, then the latest modifica
 The roster (``--roster roster.csv``) has columns ``id``, ``name``, ``email`` (more are
 allowed, e.g. ``sis_user_id``, ``sis_login_id``, ``section`` for the Canvas export). An
 entry is matched to the roster by its LMS user id (or Blackboard username = id or the
-e-mail's local part); without an LMS prefix by its name equal to an id, an e-mail's local
-part or a roster name (case, accents, ``_ . -`` vs spaces and first/last order ignored);
+e-mail's local part); without an LMS prefix only by a roster name (case, accents, ``_ . -``
+vs spaces and first/last order ignored), never by an id or e-mail (a stray ``12345.py``
+is not student 12345), and never at the expense of a student the LMS names identified
+(tools.grade.submissions keeps the id on the LMS row);
 an LMS entry whose user id is not in the roster falls back to its name part (Moodle's full
 name, Canvas's "lastfirst"). A match must be unique; otherwise it is reported on the row
 and no id is given.
@@ -133,17 +135,20 @@ class Roster:
 
     def __post_init__(self) -> None:
         self.by_id = {s.id: s for s in self.students}
-        self._keys: dict[str, set[str]] = {}
+        self._keys: dict[str, set[str]] = {}  # ids, e-mails and names: for LMS user names
+        self._names: dict[str, set[str]] = {}  # names only: for file names without an LMS prefix
         for s in self.students:
             words = _fold(s.name).split()
             # Canvas writes "lastfirst" ("Bob Smith" -> smithbob); people write either order.
             compact = {"".join(words), "".join(words[-1:] + words[:-1])} if words else set()
+            for key in {_fold(s.name), *compact} - {""}:
+                self._names.setdefault(key, set()).add(s.id)
             for key in {s.id.casefold(), s.email.split("@")[0].casefold() if s.email else "",
                         _fold(s.name), s.email.casefold(), *compact} - {""}:
                 self._keys.setdefault(key, set()).add(s.id)
 
     def _by_name(self, text: str) -> set[str]:
-        return self._keys.get(_fold(text), set()) | self._keys.get(_fold(text).replace(" ", ""), set())
+        return self._names.get(_fold(text), set()) | self._names.get(_fold(text).replace(" ", ""), set())
 
     def match(self, lms: LmsName | None, stem: str) -> tuple[Student | None, str]:
         """The roster student of an entry and, when there is none, why (for the row)."""
@@ -160,7 +165,9 @@ class Roster:
             if len(names) == 1 and lms.lms in ("moodle", "canvas"):
                 return self.by_id[next(iter(names))], ""
             return None, f"{lms.lms} user {clean_name(lms.user)} is not in the roster {self.source}"
-        found = self._keys.get(stem.casefold(), set()) | self._by_name(stem)
+        # Without an LMS prefix a name is whatever someone typed: a stray "12345.py" or
+        # "jsmith.py" must never take a roster id, so only a student's full name matches.
+        found = self._by_name(stem)
         if len(found) == 1:
             return self.by_id[next(iter(found))], ""
         if len(found) > 1:

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,15 @@ from tools.grade.sanitize import clean_name, clean_text, csv_cell
 from tools.grade.submissions import ClassIntake, IntakeInfo
 
 EXCEL_BOM = "\ufeff"
+# Entries that are not gradable submissions (a stray notes.txt, a folder with no module, an
+# archive refused as unsafe): never run, so they get no score (blank, unless the instructor
+# overrides it), stay out of the class statistics and are listed apart. Whether such an entry
+# is a 0 is the instructor's call, like a roster student who handed nothing in.
+NOT_GRADABLE = ("unsupported", "no_module", "invalid_submission")
+# The suite's test files as the grader's run names them (/…/site-packages/conformance/test_x.py
+# in a venv, /…/checkout/conformance/test_x.py in a clone): the path before conformance/ is the
+# grader's, differs between installs and is nobody's business in a student-facing file.
+_SUITE_PATH = re.compile(r"(?<![\w.-])(?:[A-Za-z]:)?[\\/][^\s\"'<>]*?[\\/](conformance[\\/][\w./\\-]*?\w+\.py)")
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -83,6 +93,17 @@ class GradedSubmission:
     def score(self) -> float:
         """The score that counts: the instructor's override, else the rubric's."""
         return self.override.score if self.override is not None else self.grade.score
+
+    @property
+    def ran(self) -> bool:
+        """Whether the suite was started for it (a NOT_GRADABLE entry never is: no sandbox state)."""
+        return self.status not in NOT_GRADABLE
+
+    @property
+    def scored(self) -> bool:
+        """Whether it has a score that counts (the class statistics, grades.csv, the LMS export):
+        a final status of a gradable submission, or the instructor's override of any entry."""
+        return self.override is not None or (self.status in FINAL_STATUSES and self.status not in NOT_GRADABLE)
 
     def lead(self) -> list[str]:
         """What the student reads first (tools.grade.feedback.lead_lines), override included."""
@@ -206,8 +227,19 @@ def write_submission_files(out: Path, sub: GradedSubmission) -> Path:
     folder = out / "submissions" / sub.slug
     write_atomic(folder / "results.json", json.dumps(gradescope_results(sub), indent=1))
     # pytest's XML escapes C0 controls but not C1 or bidi characters of a message.
-    write_atomic(folder / "junit.xml", clean_text(sub.junit_xml) if sub.junit_xml else status_junit(sub))
+    write_atomic(folder / "junit.xml", student_junit(sub.junit_xml) if sub.junit_xml else status_junit(sub))
     return folder
+
+
+def without_grader_paths(text: str) -> str:
+    """``/venv/lib/python3.11/site-packages/conformance/test_gradients.py`` -> ``conformance/test_gradients.py``."""
+    return _SUITE_PATH.sub(r"\1", text)
+
+
+def student_junit(xml: str) -> str:
+    """The suite run's JUnit XML as the student gets it: no grader path (pytest puts the test
+    file's absolute path in every <skipped> element), so two grader installs write the same bytes."""
+    return clean_text(without_grader_paths(xml))
 
 
 def mistakes_cell(grade: Grade) -> str:
@@ -232,7 +264,7 @@ def grades_csv(subs: list[GradedSubmission], rubric: Rubric) -> str:
     """grades.csv without the byte-order mark (``write_class_csvs`` adds it). An area column
     (and a test rule's) holds the points earned there, a charged mistake's share taken out;
     ``deducted_beyond_areas`` is what a mistake's price exceeds the columns where it shows by.
-    So computed_score = the area and rule columns - deducted_beyond_areas (README, "Grading a
+    So computed_score = the area and rule columns - deducted_beyond_areas (docs/instructors.md, "Grading a
     class"); ``mistakes`` says which mistake took what from where."""
     areas = rubric.area_names
     rules = [g for g in rubric.rules]
@@ -247,30 +279,39 @@ def grades_csv(subs: list[GradedSubmission], rubric: Rubric) -> str:
         by_key = {g.group.key: g.score for g in sub.grade.groups}
         counts = sub.counts()
         info = sub.intake
-        writer.writerow([csv_cell(sub.name), sub.sha256, csv_cell(sub.status), f"{sub.score:g}",
-                         f"{sub.grade.max_score:g}", *[f"{by_key.get(a, 0):g}" for a in areas],
-                         *[f"{by_key.get(r.key, 0):g}" for r in rules],
-                         f"{sub.grade.beyond_areas:g}", counts["passed"],
+        # A NOT_GRADABLE entry: blank points (no score, not a 0) and no sandbox (nothing ran).
+        def points(value: float, ran: bool = sub.ran) -> str:
+            return f"{value:g}" if ran else ""
+
+        score_cell = f"{sub.score:g}" if sub.ran or sub.override is not None else ""
+        writer.writerow([csv_cell(sub.name), sub.sha256, csv_cell(sub.status), score_cell,
+                         f"{sub.grade.max_score:g}", *[points(by_key.get(a, 0)) for a in areas],
+                         *[points(by_key.get(r.key, 0)) for r in rules],
+                         points(sub.grade.beyond_areas), counts["passed"],
                          counts["failed"], counts["error"], counts["skipped"], sub.suite_version,
-                         csv_cell(sub.sandbox), sub.rubric.hash,
+                         csv_cell(sub.sandbox) if sub.ran else "", sub.rubric.hash,
                          csv_cell(message_line(sub.message), 300), csv_cell(info.student_id),
                          csv_cell(info.student_name), csv_cell(info.email), "yes" if info.late else "",
                          csv_cell(info.entry), csv_cell("; ".join(info.superseded), 1000),
                          csv_cell(" | ".join(info.notes), 2000),
                          csv_cell(mistakes_cell(sub.grade), 2000),
-                         f"{sub.grade.score:g}",
+                         f"{sub.grade.score:g}" if sub.ran else "",
                          csv_cell(sub.override.reason, 1000) if sub.override else ""])
     return buf.getvalue()
 
 
-def intake_csv(intake: ClassIntake) -> str:
+def intake_csv(intake: ClassIntake, statuses: dict[str, str] | None = None) -> str:
     """intake.csv: one line per entry of the class folder and what became of it; the raw
-    name's bytes (hex) recover the exact original of a cleaned name."""
+    name's bytes (hex) recover the exact original of a cleaned name. An entry sent to the
+    suite says how its run ended (``statuses``: row -> status), not just that it was sent:
+    ``import_error`` is not ``graded``."""
+    statuses = statuses or {}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["entry", "raw_name_hex", "kind", "outcome", "row", "detail"])
     for r in intake.records:
-        writer.writerow([csv_cell(r.entry), r.raw_hex, r.kind, r.outcome, csv_cell(r.row),
+        outcome = statuses.get(r.row, r.outcome) if r.outcome == "graded" else r.outcome
+        writer.writerow([csv_cell(r.entry), r.raw_hex, r.kind, outcome, csv_cell(r.row),
                          csv_cell(r.detail, 300)])
     return buf.getvalue()
 
@@ -278,7 +319,7 @@ def intake_csv(intake: ClassIntake) -> str:
 def lms_rows(subs: list[GradedSubmission]) -> list[tuple[str, str, float | None, Any]]:
     """Rows for the LMS import: students with an id; a grader error exports no score."""
     return [(sub.intake.student_name or sub.name, sub.intake.student_id,
-             sub.score if sub.status in FINAL_STATUSES else None, sub.intake.student)
+             sub.score if sub.scored else None, sub.intake.student)
             for sub in subs if sub.intake.student_id]
 
 
@@ -313,5 +354,5 @@ def write_class_csvs(out: Path, subs: list[GradedSubmission], rubric: Rubric,
                         "name); canvas_import.csv lists them with a blank score: "
                         + ", ".join(names[:20]) + (" ..." if len(names) > 20 else ""))
     if intake is not None:
-        write_atomic(out / "intake.csv", EXCEL_BOM + intake_csv(intake))
+        write_atomic(out / "intake.csv", EXCEL_BOM + intake_csv(intake, {s.name: s.status for s in subs}))
     return warnings

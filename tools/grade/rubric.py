@@ -8,8 +8,8 @@ Scoring rules (the contract stated in ``default_rubric.toml`` too):
 - ``partial_credit = "fraction"``: points x passed / counted; ``"all_or_nothing"``: all
   points when every counted test passed, else 0.
 - Counted tests are the passed, failed and errored ones. A skipped test is neutral with
-  ``skipped = "neutral"`` when the skip is one the contract allows: its reason says the
-  function is optional (the suite's wording: "... defines no relu() (optional) ..."), or the
+  ``skipped = "neutral"`` when the skip is one the contract allows: the suite recorded it as
+  an optional function's absence or opt-out (property "skip_kind"), or the
   reference run skipped it too (a check not requested in this environment). Any other skip
   counts as failed: a skip is never a way to earn points. With ``skipped = "failed"``
   every skip counts as failed. A group whose tests were all neutral skips earns its points.
@@ -20,9 +20,10 @@ Scoring rules (the contract stated in ``default_rubric.toml`` too):
 Scoring by root cause (``[bugs.<key>] points = ...``): the suite records on each failing test
 the keys of the catalogued mistakes its evidence names (property "diagnoses", see
 conformance/diagnosis.py). A priced key found in any failing test is *charged* once: its
-points are deducted from the total. Its failures, and every other failure in an area where
-one of its failures lies, are *explained*: they do not count in their area, so one mistake
-costs its price and nothing more. Areas score only the failures no charged mistake explains
+points are deducted from the total. The failures that record it (or one of its symptoms) are
+*explained*: they do not count in their area, so one mistake costs its price and nothing more.
+A failure that records no charged key is explained by nothing (a cheap mistake found elsewhere
+in its area does not waive it). Areas score only the failures no charged mistake explains
 (the fallback). Keys of one ``family`` (one mistake the evidence may name two ways) are
 charged once, at the family's highest price. A generic finding about one function
 (``backward_wrong``, ``backward_crash``, ... see conformance/diagnosis.py GENERIC_KEYS) is free
@@ -54,12 +55,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from conformance.mistakes import AREAS
+
 DEFAULT_RUBRIC = Path(__file__).with_name("default_rubric.toml")
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 PARTIAL_CREDIT = ("fraction", "all_or_nothing")
 SKIP_POLICIES = ("neutral", "failed")
-KNOWN_AREAS = ("interface", "gradients", "stability", "relu_index", "golden", "mnist", "efficiency")
-OPTIONAL_SKIP_MARK = "(optional)"  # how the suite words "this function is optional" in skip reasons
+KNOWN_AREAS = AREAS  # conformance/mistakes.py: the one list of check areas
 MISSING_MESSAGE = ("this check did not run for this submission (the run stopped early or the "
                    "candidate could not be loaded)")
 
@@ -157,7 +159,7 @@ def parse_rubric(data: dict[str, Any], source: str = "<rubric>",
     """Validate a parsed TOML rubric; every problem is a RubricError naming the key."""
     known = set(known_areas)
     allowed_top = {"name", "partial_credit", "skipped", "visibility", "results_visibility",
-                   "areas", "tests", "total", "bugs", "hide_hints_until_due"}
+                   "areas", "tests", "total", "bugs", "bug_prices", "hide_hints_until_due"}
     unknown = sorted(set(data) - allowed_top)
     if unknown:
         raise RubricError(f"{source}: unknown key(s) {', '.join(unknown)} "
@@ -210,7 +212,8 @@ def parse_rubric(data: dict[str, Any], source: str = "<rubric>",
         name=_text(data, "name", source) or Path(source).stem, areas=areas, rules=rules,
         skipped=_choice(data, "skipped", SKIP_POLICIES, source, "neutral"),
         visibility=_choice(data, "results_visibility", VISIBILITIES, source, "visible"),
-        source=source, data=data, bugs=_bug_prices(data.get("bugs", {}), source), hide_hints=hide)
+        source=source, data=data, bugs=_bug_prices(data.get("bugs", {}), source, data.get("bug_prices")),
+        hide_hints=hide)
     total = data.get("total")
     if total is not None and (isinstance(total, bool) or not isinstance(total, (int, float))
                               or abs(total - rubric.max_score) > 1e-9):
@@ -218,14 +221,22 @@ def parse_rubric(data: dict[str, Any], source: str = "<rubric>",
     return rubric
 
 
-def _bug_prices(table: Any, source: str) -> dict[str, BugPrice]:
+def _bug_prices(table: Any, source: str, defaults: Any = None) -> dict[str, BugPrice]:
+    """[bugs.<key>] tables, over the catalogue's default prices when ``bug_prices =
+    "catalogue"`` (conformance/mistakes.py), else alone."""
     from conformance.diagnosis import diagnosis_keys
+    from conformance.mistakes import MISTAKES
     from conformance.summary import cause_text
 
     if not isinstance(table, dict):
         raise RubricError(f"{source}: bugs must be tables ([bugs.<key>] points = ...)")
+    if defaults not in (None, "catalogue"):
+        raise RubricError(f'{source}: bug_prices = {defaults!r}; the only value is "catalogue" '
+                          "(the default prices of conformance/mistakes.py), or leave it out")
     known = diagnosis_keys()
-    prices = {}
+    prices = {m.key: BugPrice(key=m.key, title=m.title or cause_text(m.key), points=float(m.price),
+                              family=m.family or m.key)
+              for m in MISTAKES} if defaults == "catalogue" else {}
     for key, entry in table.items():
         where = f"{source}: [bugs.{key}]"
         if key not in known:
@@ -340,8 +351,11 @@ class Baseline:
 
 
 def neutral_skip(test: dict, baseline: Baseline | None) -> bool:
-    """A skip the contract allows (see the module docstring)."""
-    if OPTIONAL_SKIP_MARK in (test.get("skip_reason") or ""):
+    """A skip the contract allows (see the module docstring): the suite recorded its kind as
+    data (property "skip_kind"), never read from the reason's wording."""
+    from conformance.evidence import SKIP_KINDS
+
+    if (test.get("properties") or {}).get("skip_kind") in SKIP_KINDS:
         return True
     return baseline is None or test["nodeid"] in baseline.skipped
 
@@ -366,9 +380,7 @@ def score(rubric: Rubric, status: str, tests: list[dict], baseline: Baseline | N
                     by_group[group.key].append({"nodeid": nodeid, "area": area, "outcome": "missing",
                                                 "summary": MISSING_MESSAGE, "message": MISSING_MESSAGE})
     charges = _charges(rubric, by_group) if status == "graded" else []
-    charged = {c.bug.key for c in charges}
-    absorbing = {key for key, group_tests in by_group.items()
-                 if any(charged & set(diagnoses_of(t)) for t in group_tests if t["outcome"] in FAILING)}
+    charged = {c.bug.key for c in charges}  # (symptoms included, at 0 points)
     from conformance.diagnosis import function_of
 
     # An end-to-end group's failures are waived as symptoms only within what the mistakes of
@@ -385,7 +397,9 @@ def score(rubric: Rubric, status: str, tests: list[dict], baseline: Baseline | N
     for group in rubric.groups:
         gs = GroupScore(group=group, score=0.0)
         for test in by_group[group.key]:
-            if test["outcome"] in FAILING and (group.key in absorbing or group.key in waived):
+            # A failure is explained only by a mistake the suite found on that test (replay),
+            # or as an end-to-end symptom within what its function's mistakes cost (waived).
+            if test["outcome"] in FAILING and (charged & set(diagnoses_of(test)) or group.key in waived):
                 gs.explained.append(test)
             elif test["outcome"] == "passed":
                 gs.passed.append(test)
@@ -418,7 +432,7 @@ FAILING = ("failed", "error")
 # Areas that exercise whole functions end to end (training on MNIST, timing backward): when a
 # mistake of one of these functions is already charged, their failures are its symptoms, not a
 # second mistake (one mistake costs once: a wrong backward also fails to train).
-END_TO_END_AREAS = {"mnist": ("forward", "backward", "train"), "efficiency": ("forward", "backward")}
+END_TO_END_AREAS = {"mnist": ("forward", "backward", "train"), "efficiency": ("backward",)}
 
 
 def diagnoses_of(test: dict) -> list[str]:
@@ -473,36 +487,54 @@ def _charges(rubric: Rubric, by_group: dict[str, list[dict]]) -> list[BugCharge]
     return ordered
 
 
+def evidence_units(test: dict) -> list[tuple[list[str], list[str]]]:
+    """(keys found, keys consistent with its generic findings) per set of inputs a test
+    judged: a finding is explained only by what was found on the SAME inputs (replay is per
+    example). Reports without typed evidence count as one unit (their keys and
+    consistent_with)."""
+    from conformance.evidence import findings_of
+
+    findings = findings_of(test.get("properties"))
+    if not findings:
+        return [(diagnoses_of(test), consistent_of(test))]
+    by_case: dict[str, tuple[list[str], list[str]]] = {}
+    for finding in findings:
+        keys, consistent = by_case.setdefault(finding.case, ([], []))
+        keys.append(finding.key)
+        consistent.extend(finding.consistent)
+    return list(by_case.values())
+
+
 def _unexplained_generic(failing: list[dict], generic_keys: dict[str, str], function_of: Any,
                          family_of: dict[str, str]) -> set[str]:
     """Generic keys (backward_wrong, backward_crash, ...) found on a failing test that no
-    specific mistake of the same function accounts for.
+    specific mistake of the same function accounts for, on the same inputs.
 
-    A specific key accounts for a test's generic finding when the test names it too, or when
-    the suite recorded it as consistent with the failure (it crashes, returns those shapes, or
-    fits every gradient, on the same inputs: property "consistent_with") and it is named
-    somewhere from values (its family, in a test without a crash or a structure failure). A
-    key named in the same test accounts for a crash or a wrong structure only under that
+    A specific key accounts for a generic finding when it was found on the same inputs too, or
+    when the suite's replay of it on those inputs reproduces the failure (it crashes, returns
+    those shapes, or fits every gradient: the finding's "consistent" keys) and it is named
+    somewhere from values (its family, on inputs without a crash or a structure failure). A
+    key found on the same inputs accounts for a crash or a wrong structure only under that
     condition too: a crash's explanation is read from the exception's text, which the
     candidate controls, and a structure's from shapes the candidate chose.
     """
     def unjudged(keys: list[str]) -> bool:  # a crash or a wrong structure: no value was compared
         return any(k in generic_keys and not k.endswith("_wrong") for k in keys)
 
-    # Named from values: in a test where the candidate's numbers were compared (a name read
+    units = [unit for test in failing for unit in evidence_units(test)]
+    # Named from values: on inputs where the candidate's numbers were compared (a name read
     # from an exception's text or from shapes alone confirms nothing).
-    confirmed = {family_of.get(key, key) for test in failing for key in diagnoses_of(test)
-                 if key not in generic_keys and not unjudged(diagnoses_of(test))}
+    confirmed = {family_of.get(key, key) for keys, _ in units for key in keys
+                 if key not in generic_keys and not unjudged(keys)}
     out = set()
-    for test in failing:
-        keys = diagnoses_of(test)
+    for keys, consistent_keys in units:
         for key in keys:
             if key not in generic_keys:
                 continue
             function = generic_keys[key]
             named_here = [k for k in keys if k not in generic_keys
                           and (key.endswith("_wrong") or family_of.get(k, k) in confirmed)]
-            consistent = [k for k in consistent_of(test) if family_of.get(k, k) in confirmed]
+            consistent = [k for k in consistent_keys if family_of.get(k, k) in confirmed]
             if not any(function_of(k) == function for k in named_here + consistent):
                 out.add(key)
     return out

@@ -1,19 +1,23 @@
 """Which submissions of a class share suspiciously much code (staff-only).
 
-Fingerprints come from copydetect (winnowed k-grams of the token stream, with names and string
-literals normalised, so renaming variables or reformatting does not hide a copy). Code every
-student was given, or could copy legitimately, is boilerplate: the instructor's template
+What is compared is *all* of a submission's own code (``own_code``: its module, the helper
+modules of a folder or archive, the code kept from notebooks), normalised first by
+tools.grade.normalise: an AST round trip (formatting, comments, docstrings, annotations and
+redundant parentheses vanish) with every name the code binds canonicalised, so no
+formatting or renaming trick hides a copy; normalisation runs in a bounded child process.
+Fingerprints come from copydetect (winnowed k-grams of the token stream). Code every student
+was given, or could copy legitimately, is boilerplate: the instructor's template
 (``--template FILE``, repeatable) and the textbook section's code (read from the section text,
-``--textbook FILE`` or ``$BACKPROP_SECTION_FILE``; the repository never holds it). Boilerplate
-fingerprints are removed before two submissions are compared, so two students who both started
-from the textbook are not flagged for that; a submission that *is* the textbook's code is
-reported separately, as such.
+``--textbook FILE`` or ``$BACKPROP_SECTION_FILE``; the repository never holds it), normalised
+the same way. Boilerplate fingerprints are removed before two submissions are compared, so two
+students who both started from the textbook are not flagged for that; a submission that *is*
+the textbook's code is reported separately, as such.
 
     python -m tools.grade.similarity submissions/ --out similarity/ [--threshold 0.5]
 
 A pair's score is the larger of the two shares "fraction of this submission's own (non-
 boilerplate) tokens found in the other": a short submission wholly contained in a long one
-scores 1. Pages are for staff: they show both students' code side by side.
+scores 1. Pages are for staff: they show both students' normalised code side by side.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ import itertools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, Union
 
 import numpy as np
+
+from tools.grade.normalise import MAX_NORMALISED_BYTES, normalise, normalise_file
 
 NOISE_TOKENS = 25  # k: shortest run of normalised characters that counts as shared (copydetect's default)
 DEFAULT_THRESHOLD = 0.5
@@ -86,6 +92,44 @@ class SimilarityReport:
     textbook_copies: list[tuple[str, float]]  # (name, share of its tokens from the textbook)
     too_little_own_code: list[str]  # nothing left to compare once boilerplate is removed
     compared: int  # number of submissions compared
+    texts: dict[str, str] = field(default_factory=dict)  # name -> the normalised code compared (pages)
+    not_compared: dict[str, str] = field(default_factory=dict)  # name -> why (its code could not be read)
+
+
+Source = Union[str, Mapping[str, str]]  # one file's code, or a submission's files (path -> code)
+
+
+def own_code(files: Mapping[str, bytes]) -> dict[str, str]:
+    """A submission's own code: every Python file it hands in (the module, helpers, modules
+    converted from notebooks), path -> text. Data and notes are not code."""
+    return {path: data.decode("utf-8", "replace") for path, data in sorted(files.items())
+            if path.endswith(".py")}
+
+
+def _normalised(sources: Mapping[str, Source]) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+    """name -> (readable, canonical) for each submission, each in its own bounded child;
+    a submission whose code cannot be normalised is left out with the reason."""
+    from tools.grade.notebooks import NotebookError, NotebookGraderError
+
+    done: dict[str, tuple[str, str]] = {}
+    failed: dict[str, str] = {}
+    for name, source in sorted(sources.items()):
+        files = {"code.py": source} if isinstance(source, str) else dict(source)
+        if sum(len(code) for code in files.values()) > MAX_NORMALISED_BYTES:
+            failed[name] = f"more than {MAX_NORMALISED_BYTES} bytes of code"
+            continue
+        try:
+            answer = normalise(files, f"the code of {name}")
+        except (NotebookError, NotebookGraderError) as exc:
+            failed[name] = str(exc)
+            continue
+        done[name] = (answer["readable"], answer["canonical"])
+    return done, failed
+
+
+def _trusted(text: str) -> str:
+    """The canonical form of the instructor's own text (template, textbook): in process."""
+    return normalise_file(text)[1]
 
 
 def _slices(raw: np.ndarray) -> tuple[tuple[int, int], ...]:
@@ -94,20 +138,22 @@ def _slices(raw: np.ndarray) -> tuple[tuple[int, int], ...]:
     return tuple((int(s), int(e)) for s, e in zip(raw[0], raw[1]))
 
 
-def compare_class(sources: Mapping[str, str], boilerplate: Sequence[str] = (), textbook: str | None = None,
+def compare_class(sources: Mapping[str, Source], boilerplate: Sequence[str] = (), textbook: str | None = None,
                   threshold: float = DEFAULT_THRESHOLD) -> SimilarityReport:
-    """Compare every pair of ``sources`` (name -> code), boilerplate and textbook excluded."""
+    """Compare every pair of ``sources`` (name -> code, or name -> {path: code} for all of a
+    submission's files), normalised, boilerplate and textbook excluded."""
     if not 0 < threshold <= 1:
         raise SimilarityError(f"threshold must be in (0, 1], got {threshold!r}")
     detector = _copydetect()
-    excluded = [text for text in [*boilerplate, textbook] if text]
+    normalised, not_compared = _normalised(sources)
+    excluded = [_trusted(text) for text in [*boilerplate, textbook] if text]
     hashes = [np.array(sorted(fingerprint(f"boilerplate{i}", text).hashes)) for i, text in enumerate(excluded)]
     common = np.unique(np.concatenate(hashes)) if hashes else None
-    wholes = {name: fingerprint(name, code) for name, code in sorted(sources.items())}
+    wholes = {name: fingerprint(name, canonical) for name, (_, canonical) in normalised.items()}
     prints = {name: without(whole, common) for name, whole in wholes.items()}
     textbook_copies = []
     if textbook:
-        book = fingerprint("textbook", textbook)
+        book = fingerprint("textbook", _trusted(textbook))
         for name, whole in wholes.items():
             if whole.token_coverage == 0:
                 continue
@@ -124,7 +170,8 @@ def compare_class(sources: Mapping[str, str], boilerplate: Sequence[str] = (), t
             pairs.append(SimilarPair(a, b, round(score, 3), round(float(share_a), 3), round(float(share_b), 3),
                                      int(shared), _slices(sa), _slices(sb)))
     pairs.sort(key=lambda p: (-p.score, p.a, p.b))
-    return SimilarityReport(threshold, pairs, textbook_copies, too_little, len(prints))
+    return SimilarityReport(threshold, pairs, textbook_copies, too_little, len(prints),
+                            {name: readable for name, (readable, _) in normalised.items()}, not_compared)
 
 
 # ----------------------------------------------------------------------------------- pages
@@ -156,10 +203,12 @@ def pair_page_name(index: int) -> str:
     return f"pair-{index:04d}.html"
 
 
-def write_pages(report: SimilarityReport, sources: Mapping[str, str], out_dir: Path) -> Path:
+def write_pages(report: SimilarityReport, sources: Mapping[str, object], out_dir: Path) -> Path:
     """``out_dir/index.html`` (the flagged pairs, textbook copies) and one side-by-side page
-    per flagged pair; names and code are HTML-escaped. Returns the index path."""
+    per flagged pair, showing the normalised code that was compared (``report.texts``; the
+    slices index it); names and code are HTML-escaped. Returns the index path."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    sources = {**{k: v for k, v in sources.items() if isinstance(v, str)}, **report.texts}
     rows = []
     for i, pair in enumerate(report.pairs, 1):
         (out_dir / pair_page_name(i)).write_text(_page(
@@ -176,12 +225,14 @@ def write_pages(report: SimilarityReport, sources: Mapping[str, str], out_dir: P
     book = "".join(f"<li>{html.escape(name)}: {share:.0%} of its code is the textbook section's</li>"
                    for name, share in report.textbook_copies)
     little = ", ".join(html.escape(n) for n in report.too_little_own_code)
+    skipped = "".join(f"<li>{html.escape(n)}: {html.escape(why)}</li>" for n, why in sorted(report.not_compared.items()))
     body = (f"<h1>Similar submissions</h1><p>{report.compared} submissions compared; "
             f"{len(report.pairs)} pairs at or above the threshold {report.threshold:.2f}.</p>"
             + ("<table><tr><th>pair</th><th>score</th><th>share of first</th><th>share of second</th></tr>"
                + "".join(rows) + "</table>" if rows else "<p>No pair reaches the threshold.</p>")
             + (f"<h2>Copies of the textbook section</h2><ul>{book}</ul>" if book else "")
-            + (f"<h2>Too little own code to compare</h2><p>{little}</p>" if little else ""))
+            + (f"<h2>Too little own code to compare</h2><p>{little}</p>" if little else "")
+            + (f"<h2>Not compared (their code could not be read)</h2><ul>{skipped}</ul>" if skipped else ""))
     index = out_dir / "index.html"
     index.write_text(_page("Similar submissions", body), encoding="utf-8")
     return index
@@ -212,8 +263,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         found = discover(args.submissions, args.module)
-        sources = {s.name: s.files[s.module].decode("utf-8", "replace")
-                   for s in found if s.module is not None and s.problem is None}
+        sources = {s.name: code for s in found if (code := own_code(s.files))}
         templates = [p.read_text(encoding="utf-8") for p in args.template]
         report = compare_class(sources, templates, textbook_code(args.textbook), args.threshold)
     except (SubmissionsError, SimilarityError, OSError) as exc:

@@ -24,13 +24,18 @@ another student's ``submissions/<slug>/`` or report page.
 Everything a student controls is hostile: file names (escaped by tools.grade.sanitize
 before they are used anywhere; the raw bytes stay recoverable in intake.csv), symlinks
 (never followed), sizes and member counts (bounded before reading), archive member paths
-(``..``, absolute paths, links: the archive is refused). A submission is read into memory
-once, so the grade, the hash and what the suite runs are the same bytes.
+(``..``, absolute paths, links: the archive is refused), archives that expand out of
+proportion (ratio, overlapping and nested bombs: refused, ``_refuse_bombs``). Notebooks are
+parsed only in a bounded child process (tools.grade.notebooks). ``load_submission`` never
+raises for an entry's sake: whatever fails while reading one entry is that entry's row, with
+the reason, and the class goes on. A submission is read into memory once, so the grade, the
+hash and what the suite runs are the same bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import stat
@@ -41,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from tools.grade.lms import LmsName, Roster, Student, newest_key, parse_lms_name
-from tools.grade.notebooks import MissingDependency, NotebookError, extract
+from tools.grade.notebooks import MissingDependency, NotebookError, NotebookGraderError, extract
 from tools.grade.sanitize import clean_name, raw_hex
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # one source file; a real MLP module is a few kB
@@ -55,6 +60,15 @@ MAX_WALK_ENTRIES = 5000  # entries looked at in one student folder (kept or not)
 MAX_ARCHIVE_BYTES = 64 * 1024 * 1024  # the .zip file itself
 MAX_ARCHIVE_MEMBERS = 2000
 MAX_ARCHIVE_EXPANDED = 256 * 1024 * 1024  # all members together, as the archive declares them
+# A member that expands more than MAX_RATIO-fold to over RATIO_MIN_BYTES is a bomb: source and
+# notebooks deflate 2-10-fold, base64 plots hardly at all; only padding reaches 100-fold.
+MAX_RATIO = 100
+RATIO_MIN_BYTES = 1024 * 1024
+MAX_NESTING = 1  # an archive inside the submitted one is left out unread; one more level is a bomb
+# .npz is a zip the sandboxed worker may unpack (np.load): checked like any nested archive.
+ZIP_SUFFIXES = (".zip", ".npz", ".jar", ".whl", ".egg", ".nupkg", ".ipa", ".apk")
+ARCHIVE_SUFFIXES = ZIP_SUFFIXES + (".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".lzma", ".7z", ".rar",
+                                   ".tar")
 CODE_SUFFIXES = (".py", ".ipynb")  # an oversized one refuses the submission; data files are left out
 SOURCE_SUFFIXES = (".py", ".ipynb", ".txt", ".json", ".csv", ".npy", ".npz", ".toml", ".md")
 OS_CLUTTER = {".DS_Store", "__MACOSX", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints",
@@ -101,6 +115,9 @@ class Submission:
     problem_status: str = "no_module"
     intake: IntakeInfo = field(default_factory=IntakeInfo)
     assigned_slug: str | None = None
+    # status "error" because this grader lacks a library (nbformat): the batch refuses to start.
+    # Any other "error" of the intake (a reader process that could not run) is one row's.
+    missing_library: bool = False
 
     @property
     def sha256(self) -> str:
@@ -240,8 +257,20 @@ def _read_folder(sub: Submission, folder: Path) -> None:
             if why:
                 left_out[why] = left_out.get(why, 0) + 1
                 continue
-            _add(sub, rel.as_posix(), _read_file(path), total)
+            data = _read_file(path)
+            if rel.suffix.lower() in ZIP_SUFFIXES:  # kept data that is an archive (.npz): no bomb
+                _refuse_nested_bytes(data, clean_name(rel.as_posix(), 200))
+            _add(sub, rel.as_posix(), data, total)
     sub.intake.notes += _left_out_note(left_out, "folder")
+
+
+def _refuse_nested_bytes(data: bytes, shown: str) -> None:
+    try:
+        inner = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return  # not an archive after all: only ever read as data
+    with inner:
+        _refuse_bombs(inner, f" of the archive {shown!r} inside it", 1, [0, 0])
 
 
 def _member_path(info: zipfile.ZipInfo) -> PurePosixPath:
@@ -253,6 +282,99 @@ def _member_path(info: zipfile.ZipInfo) -> PurePosixPath:
     if ".." in parts:
         raise _Refused(f"archive member {shown!r} points outside the archive (path traversal): refused")
     return PurePosixPath(*parts) if parts else PurePosixPath(".")
+
+
+def _refuse_bombs(archive: zipfile.ZipFile, where: str, depth: int, budget: list[int]) -> None:
+    """Refuse an archive that expands out of proportion, whatever its shape: too many members
+    or bytes declared (``budget`` counts them over nested archives too), members whose data
+    overlap (a non-recursive bomb), a member that expands more than MAX_RATIO-fold (a ratio
+    bomb), or archives nested more than MAX_NESTING deep or themselves bombs (a nested bomb).
+    Left-out members count too: a bomb is refused, not ignored."""
+    infos = archive.infolist()
+    budget[0] += len(infos)
+    budget[1] += sum(i.file_size for i in infos)
+    if budget[0] > MAX_ARCHIVE_MEMBERS:
+        raise _Refused(f"zip bomb refused: {budget[0]} members{where} (limit {MAX_ARCHIVE_MEMBERS})")
+    if budget[1] > MAX_ARCHIVE_EXPANDED:
+        raise _Refused(f"zip bomb refused: the members{where} expand to {budget[1]} bytes "
+                       f"(limit {MAX_ARCHIVE_EXPANDED})")
+    # The local header is 30 bytes and the name (as stored: UTF-8 when flagged, else cp437);
+    # its extra field and a data descriptor only make the real span longer.
+    spans = sorted((i.header_offset, i.header_offset + 30 + len(i.orig_filename.encode(
+        "utf-8" if i.flag_bits & 0x800 else "cp437", "replace")) + i.compress_size, i.filename) for i in infos)
+    for (start, end, name), (next_start, _, next_name) in zip(spans, spans[1:]):
+        if next_start < end:
+            raise _Refused(f"zip bomb refused: the members {clean_name(name, 100)!r} and "
+                           f"{clean_name(next_name, 100)!r}{where} share their compressed data")
+    for info in infos:
+        shown = clean_name(info.filename, 200)
+        if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise _Refused(f"zip bomb refused: the member {shown!r}{where} expands "
+                           f"{info.file_size // max(info.compress_size, 1)}-fold "
+                           f"({info.compress_size} -> {info.file_size} bytes; limit {MAX_RATIO}-fold)")
+        suffix = PurePosixPath(info.filename.replace("\\", "/")).suffix.lower()
+        if suffix not in ARCHIVE_SUFFIXES or info.is_dir():
+            continue
+        inner_where = f" of the archive {shown!r} inside{where or ' it'}"
+        if depth + 1 > MAX_NESTING:
+            raise _Refused(f"nested zip bomb refused: {shown!r}{where} is an archive nested "
+                           f"{depth + 2} deep (limit: an archive inside the submitted one)")
+        try:
+            with archive.open(info) as member:
+                data = member.read(MAX_ARCHIVE_BYTES + 1)
+        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError,
+                zlib.error, ValueError):
+            continue  # never unpacked, never graded: harmless
+        if suffix in ZIP_SUFFIXES:
+            try:
+                inner = zipfile.ZipFile(io.BytesIO(data))
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+                continue
+            with inner:
+                _refuse_bombs(inner, inner_where, depth + 1, budget)
+        else:
+            expanded = _stream_size(data, suffix, MAX_ARCHIVE_EXPANDED - budget[1] + 1)
+            budget[1] += expanded
+            if budget[1] > MAX_ARCHIVE_EXPANDED or (
+                    expanded > RATIO_MIN_BYTES and expanded > MAX_RATIO * max(len(data), 1)):
+                raise _Refused(f"nested zip bomb refused: {shown!r}{where} is compressed data that "
+                               f"expands to {expanded}{'+' if budget[1] > MAX_ARCHIVE_EXPANDED else ''} "
+                               f"bytes from {len(data)}")
+
+
+def _stream_size(data: bytes, suffix: str, cap: int) -> int:
+    """How far compressed ``data`` expands, decompressed in chunks and never beyond ``cap``."""
+    import bz2
+    import lzma
+
+    total = 0
+    try:
+        if suffix in (".gz", ".tgz"):
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            pending = data
+            while pending and not inflater.eof and total < cap:
+                chunk = inflater.decompress(pending, 1 << 20)
+                pending = inflater.unconsumed_tail
+                total += len(chunk)
+                if not chunk and pending == data:
+                    break
+            return total
+        if suffix in (".bz2", ".tbz2"):
+            stream: bz2.BZ2Decompressor | lzma.LZMADecompressor = bz2.BZ2Decompressor()
+        elif suffix in (".xz", ".txz", ".lzma"):
+            stream = lzma.LZMADecompressor()
+        else:
+            return 0  # a format this module never unpacks (.7z, .rar, .tar): left out unread
+        pending = data
+        while not stream.eof and total < cap:
+            chunk = stream.decompress(pending, 1 << 20)
+            pending = b""
+            total += len(chunk)
+            if not chunk and stream.needs_input:
+                break
+    except (zlib.error, OSError, EOFError, ValueError, lzma.LZMAError):
+        pass
+    return total
 
 
 def _read_zip(sub: Submission, path: Path) -> None:
@@ -267,12 +389,7 @@ def _read_zip(sub: Submission, path: Path) -> None:
         raise _Refused(f"not a readable zip archive ({clean_name(exc, 200)})") from None
     with archive:
         infos = archive.infolist()
-        if len(infos) > MAX_ARCHIVE_MEMBERS:
-            raise _Refused(f"zip bomb refused: {len(infos)} members (limit {MAX_ARCHIVE_MEMBERS})")
-        declared = sum(i.file_size for i in infos)
-        if declared > MAX_ARCHIVE_EXPANDED:
-            raise _Refused(f"zip bomb refused: the members expand to {declared} bytes "
-                           f"(limit {MAX_ARCHIVE_EXPANDED})")
+        _refuse_bombs(archive, "", 0, [0, 0])
         chosen: list[tuple[PurePosixPath, zipfile.ZipInfo]] = []
         names: set[str] = set()
         left_out: dict[str, int] = {}
@@ -315,10 +432,12 @@ def _read_zip(sub: Submission, path: Path) -> None:
     sub.intake.notes += _left_out_note(left_out, "archive")
 
 
-def _convert_notebooks(sub: Submission) -> None:
-    """Every ``x.ipynb`` of a folder or archive becomes ``x.py`` (unless that exists). A grader
-    that cannot read notebooks at all raises MissingDependency: the module to judge, or one it
-    imports, may be among them."""
+def _convert_notebooks(sub: Submission) -> dict[str, tuple[str, str]]:
+    """Every ``x.ipynb`` of a folder or archive becomes ``x.py`` (unless that exists). Returns
+    the notebooks that cannot be graded: target -> (status, reason). A grader that cannot read
+    notebooks at all raises MissingDependency: the module to judge, or one it imports, may be
+    among them."""
+    failed: dict[str, tuple[str, str]] = {}
     for rel in sorted(r for r in sub.files if r.endswith(".ipynb")):
         data = sub.files.pop(rel)
         target = rel[: -len(".ipynb")] + ".py"
@@ -329,9 +448,29 @@ def _convert_notebooks(sub: Submission) -> None:
             extracted = extract(data)
         except NotebookError as exc:
             sub.intake.notes.append(f"{clean_name(rel)}: {exc}")
+            failed[target] = (exc.status, f"{clean_name(rel)}: {exc}")
             continue
         sub.files[target] = extracted.code.encode("utf-8")
         sub.intake.notes += [f"{clean_name(rel)} -> {clean_name(target)}: {n}" for n in extracted.notes()]
+        if extracted.problem():
+            failed[target] = ("import_error", f"{clean_name(rel)}: {extracted.problem()}")
+    return failed
+
+
+def _notebook_problem(sub: Submission, failed: dict[str, tuple[str, str]]) -> None:
+    """A notebook that could not be graded decides the row when it is (or would have been)
+    the module to judge: its status and reason, not a generic "no module"."""
+    if sub.module is not None and sub.module in failed:
+        status, reason = failed[sub.module]
+        if status == "import_error":  # converted, but a graded function uses a dropped name
+            sub.problem, sub.problem_status = reason, status
+        return
+    if sub.module is None and failed:
+        top = [t for t in failed if "/" not in t]
+        if len(top) == 1 and not any("/" not in r and r.endswith(".py") for r in sub.files):
+            sub.problem_status, sub.problem = failed[top[0]]
+        else:
+            sub.problem = f"{sub.problem}; " + "; ".join(reason for _, reason in failed.values())
 
 
 def _choose_module(sub: Submission, module: str | None) -> None:
@@ -344,10 +483,37 @@ def _choose_module(sub: Submission, module: str | None) -> None:
             sub.problem = f"the folder has no {module} (found: {found})"
     elif len(top_level) == 1:
         sub.module = top_level[0]
+    elif (clear := _clear_candidate(sub, top_level)) is not None:
+        sub.module, why = clear
+        sub.intake.notes.append(f"judged {clean_name(sub.module)} ({why}); the other .py files are its helpers")
     else:
         found = ", ".join(clean_name(t) for t in top_level) or "no .py file"
         sub.problem = (f"cannot tell which file is the module (found: {found}); "
                        "name it with --module")
+
+
+ASSIGNMENT_MODULE = "mlp.py"  # the module the assignment asks for (Gradescope's default --module too)
+
+
+def _clear_candidate(sub: Submission, top_level: list[str]) -> tuple[str, str] | None:
+    """The one module of several that is clearly the submission (None when none is): the
+    assignment's module name, else the only file defining both forward and backward."""
+    if ASSIGNMENT_MODULE in top_level:
+        return ASSIGNMENT_MODULE, "the assignment's module name"
+    import ast
+
+    defining = []
+    for rel in top_level:
+        try:  # parsed, never run; a file that does not parse defines nothing
+            tree = ast.parse(sub.files[rel])
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        names = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        if {"forward", "backward"} <= names:
+            defining.append(rel)
+    if len(defining) == 1:
+        return defining[0], "the only file defining forward and backward"
+    return None
 
 
 def _unsupported(kind: str, entry: Path) -> str:
@@ -369,49 +535,68 @@ def _unsupported(kind: str, entry: Path) -> str:
 def load_submission(entry: Path, module: str | None = None, name: str | None = None) -> Submission:
     """Read one entry: a ``.py`` file, a notebook, a zip archive or a folder holding ``module``
     (or exactly one top-level ``.py`` file when ``module`` is None). Anything else gives a
-    Submission whose ``problem`` says why (status ``unsupported`` / ``invalid_submission``)."""
+    Submission whose ``problem`` says why (status ``unsupported`` / ``invalid_submission``).
+    Never raises for the entry's sake: every failure, the grader's included, is this row's."""
     entry = Path(entry)
     kind = _kind(entry)
     default = entry.stem if kind in ("py", "ipynb", "zip", "other") else entry.name
     sub = Submission(name=name or clean_name(default), source=str(entry),
                      intake=IntakeInfo(entry=clean_name(entry.name), kind=kind))
     try:
-        if kind == "py":
-            # The file's own name only when it is plain (it is written to disk and shown by
-            # pytest); the name never changes the graded bytes or their hash.
-            target = entry.name if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.py", entry.name) else "submission.py"
-            sub.files[target] = _read_file(entry)
-            sub.module = target
-            return sub
-        if kind == "ipynb":
-            extracted = extract(_read_file(entry))
-            target = f"{entry.stem}.py" if entry.stem.isidentifier() else "notebook.py"
-            sub.files[target] = extracted.code.encode("utf-8")
-            sub.module = target
-            sub.intake.notes += extracted.notes()
-            return sub
-        if kind == "zip":
-            _read_zip(sub, entry)
-        elif kind == "folder":
-            _read_folder(sub, entry)
-        else:
-            sub.problem, sub.problem_status = _unsupported(kind, entry), (
-                "invalid_submission" if kind in ("symlink", "special") else "unsupported")
-            return sub
-        _convert_notebooks(sub)
+        _load(sub, entry, kind, module)
     except MissingDependency as exc:  # the grader's environment: no grade, retried next run
-        sub.files.clear()
-        sub.module = None
-        sub.problem, sub.problem_status = f"grader error (not the submission's): {exc}", "error"
-        return sub
-    except (OSError, _Refused, NotebookError) as exc:
-        sub.files.clear()
-        sub.module = None
+        _fail(sub, f"grader error (not the submission's): {exc}", "error")
+        sub.missing_library = True
+    except NotebookGraderError as exc:  # the machine, not the notebook: this row only, retried
+        _fail(sub, f"grader error (not the submission's): {exc}", "error")
+    except NotebookError as exc:
+        _fail(sub, f"cannot grade the notebook: {exc}", exc.status)
+    except (OSError, _Refused) as exc:
         reason = clean_name(exc) if isinstance(exc, OSError) else str(exc)
-        sub.problem, sub.problem_status = f"cannot read the submission: {reason}", "invalid_submission"
-        return sub
-    _choose_module(sub, module)
+        _fail(sub, f"cannot read the submission: {reason}", "invalid_submission")
+    except (RecursionError, MemoryError) as exc:  # bounded reads make these unlikely: still one row
+        _fail(sub, f"cannot read the submission: it is too large or nested too deeply ({type(exc).__name__})",
+              "invalid_submission")
+    except Exception as exc:  # noqa: BLE001 - a grader bug must not stop the class: this row, loudly
+        _fail(sub, f"grader error (not the submission's): reading it raised {type(exc).__name__}: "
+                   f"{clean_name(exc, 300)}", "error")
     return sub
+
+
+def _fail(sub: Submission, problem: str, status: str) -> None:
+    sub.files.clear()
+    sub.module = None
+    sub.problem, sub.problem_status = problem, status
+
+
+def _load(sub: Submission, entry: Path, kind: str, module: str | None) -> None:
+    if kind == "py":
+        # The file's own name only when it is plain (it is written to disk and shown by
+        # pytest); the name never changes the graded bytes or their hash.
+        target = entry.name if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.py", entry.name) else "submission.py"
+        sub.files[target] = _read_file(entry)
+        sub.module = target
+        return
+    if kind == "ipynb":
+        extracted = extract(_read_file(entry))
+        target = f"{entry.stem}.py" if entry.stem.isidentifier() else "notebook.py"
+        sub.files[target] = extracted.code.encode("utf-8")
+        sub.module = target
+        sub.intake.notes += extracted.notes()
+        if extracted.problem():
+            sub.problem, sub.problem_status = extracted.problem(), "import_error"
+        return
+    if kind == "zip":
+        _read_zip(sub, entry)
+    elif kind == "folder":
+        _read_folder(sub, entry)
+    else:
+        sub.problem, sub.problem_status = _unsupported(kind, entry), (
+            "invalid_submission" if kind in ("symlink", "special") else "unsupported")
+        return
+    failed = _convert_notebooks(sub)
+    _choose_module(sub, module)
+    _notebook_problem(sub, failed)
 
 
 # -- the class folder -------------------------------------------------------------------
@@ -510,6 +695,7 @@ def scan_class(root: Path, module: str | None = None, roster: Roster | None = No
                 key = f"roster:{student.id}"
         groups.setdefault(key, []).append(entry)
 
+    lms_ids = {key.removeprefix("roster:") for key in groups if key.startswith("roster:")}
     subs: list[Submission] = []
     origin: dict[int, _Entry] = {}
     listed_on: list[tuple[IntakeRecord, Submission]] = []  # superseded entries and their row
@@ -533,6 +719,12 @@ def scan_class(root: Path, module: str | None = None, roster: Roster | None = No
                                     f"{_entry_label(chosen)}); not graded: {', '.join(sub.intake.superseded)}")
         if roster is not None:
             student, why_not = roster.match(chosen.lms, chosen.path.stem)
+            if student is not None and chosen.lms is None and student.id in lms_ids:
+                # A plain name never takes (nor, by sharing it, blanks) the id of a student
+                # the LMS's own file names identified.
+                student, why_not = None, (f"the name matches roster student {clean_name(student.name)} "
+                                          f"({clean_name(student.id)}), whose LMS submission has the id; "
+                                          "none given to this entry")
             if student is not None:
                 sub.intake.student, sub.intake.student_id = student, student.id
                 sub.intake.student_name, sub.intake.email = student.name, student.email
