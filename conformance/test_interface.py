@@ -452,3 +452,7 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
         next_step="train runs your forward and backward: if the gradients area fails too, fix "
                   "that first; otherwise check the update sign, that lr and batch_size are used, "
                   "and that the trained params are returned.")
+
+
+# Same bytes, same grade (issue 21 §5): forward and backward in two fresh worker processes.
+from conformance.determinism import test_fresh_processes_give_identical_outputs  # noqa: E402, F401

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from conformance.report import suite_version
+from tests.sandbox_off import readable_python_prefix
 from tests.test_grade import FAST_RUBRIC, I_BUG, REFERENCE, write
 from tests.test_preflight import NO_NAMESPACES, needs_namespace_drop
 from tools.grade import gradescope
@@ -253,7 +254,10 @@ def test_container_without_sandbox_privileges_is_an_autograder_error(bundle: Pat
 def test_explicit_sandbox_off_grades_and_records_it(tmp_path: Path, real_dir: Path) -> None:
     zip_path = build(tmp_path, real_dir, "--isolate-sandbox", "off")
     root = layout(tmp_path, zip_path, {"mlp.py": I_BUG})
-    proc, results = run_autograder(root, prefix=tuple(NO_NAMESPACES))
+    # Off as root still runs the worker as its own uid: behind a Python it can read, as in a
+    # container (tests/sandbox_off.py; the attacks on off are in tests/test_sandbox_off.py).
+    prefix = (*readable_python_prefix(tmp_path), *NO_NAMESPACES)
+    proc, results = run_autograder(root, prefix=prefix)
     assert proc.returncode == 0, proc.stderr
     assert results is not None and results["extra_data"]["status"] == "graded"
     assert results["extra_data"]["sandbox"] == "off" and results["score"] < 100

@@ -12,6 +12,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from conformance.isolation import process, wire
 from conformance.isolation.locate import locate
 from tests.helpers import REPO_ROOT, run_pytest
 from tests.leftovers import processes_under
+from tests.sandbox_off import private_project, readable_python_prefix
 from tools.catalogue import materialize
 from tools.kill_matrix import RunOptions, run_variant
 
@@ -443,11 +445,17 @@ def test_nothing_of_a_submission_outlives_its_run(tmp_path: Path, sandbox: str, 
     where it may, forked a child that did the same); then its grader is SIGKILLed, or its call
     times out. Nothing of it may survive (with namespaces: its PID namespace dies with the
     init; without: the keeper, a subreaper, kills it and its orphans)."""
-    isolate_dir = tmp_path / "isolate"
+    isolate_dir, prefix, cwd = tmp_path / "isolate", [], REPO_ROOT
+    if sandbox == "off" and os.geteuid() == 0:
+        # Off as root: the worker still runs as its own uid, so it must reach the sandbox
+        # folder and the Python installation, and not the project (tests/sandbox_off.py).
+        prefix, cwd = readable_python_prefix(tmp_path), private_project(tmp_path)
+        isolate_dir = Path(tempfile.mkdtemp(prefix="isolate-"))
+        isolate_dir.chmod(0o711)
     submission = tmp_path / "survivor.py"
     submission.write_bytes((ADVERSARIAL / "survive_parent.py").read_bytes())
     grader = subprocess.Popen(
-        [sys.executable, "-c", _grader_script(f"""
+        [*prefix, sys.executable, "-c", _grader_script(f"""
             cand = IsolatedCandidate.load({str(submission)!r})
             print("loaded:", cand.load_error, flush=True)
             try:
@@ -455,7 +463,7 @@ def test_nothing_of_a_submission_outlives_its_run(tmp_path: Path, sandbox: str, 
             except Exception as exc:
                 print(type(exc).__name__, str(exc)[:80], flush=True)
             input()  # the run is over but the grader lives on: nothing of the worker may
-        """)], cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        """)], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env=dict(os.environ, BACKPROP_ISOLATE_DIR=str(isolate_dir), BACKPROP_ISOLATE_SANDBOX=sandbox,
                  BACKPROP_ISOLATE_CALL_TIMEOUT="3"), text=True)
     try:

@@ -22,6 +22,7 @@ import pytest
 
 from tests.test_grade import (GOOD_REPORT, I_BUG, REFERENCE, TINY_ARGS, TINY_RUBRIC, graded_submission,
                               read_csv, t, write)
+from tests.sandbox_off import private_project, readable_python_prefix
 from tools.grade import batch, cli, preflight
 from tools.grade.gradebook import Gradebook
 from tools.grade.html_report import overview, submission_page
@@ -109,10 +110,17 @@ def test_preflight_reports_every_problem_and_another_suite_version(tmp_path: Pat
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not sys.platform.startswith("linux"), reason="needs root on Linux")
-def test_sandbox_probe_engaged_or_off_as_asked() -> None:
+def test_sandbox_probe_engaged_or_off_as_asked(tmp_path: Path) -> None:
     assert preflight.probe_sandbox(GradeConfig())[0] == "engaged"
-    assert preflight.probe_sandbox(GradeConfig(sandbox="off"))[0] == "off"
     assert preflight.probe_sandbox(GradeConfig(isolate=False))[0] == "off"
+    # Off as root: the worker still drops to its own uid, which must reach Python and not the
+    # project (tests/sandbox_off.py makes such a machine).
+    prefix, project = readable_python_prefix(tmp_path), private_project(tmp_path)
+    proc = subprocess.run([*prefix, sys.executable, "-c", PROBE.format(mode="off")], cwd=project,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    probed = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert probed["problems"] == [] and probed["sandbox"] == "off"
 
 
 PROBE = ("import json; from tools.grade.preflight import check_environment; "
@@ -122,10 +130,12 @@ PROBE = ("import json; from tools.grade.preflight import check_environment; "
 
 
 @needs_namespace_drop
-def test_sandbox_that_cannot_be_set_up_fails_the_preflight_unless_off() -> None:
+def test_sandbox_that_cannot_be_set_up_fails_the_preflight_unless_off(tmp_path: Path) -> None:
+    prefix, project = readable_python_prefix(tmp_path), private_project(tmp_path)
+
     def probe(mode: str) -> dict:
-        proc = subprocess.run([*NO_NAMESPACES, sys.executable, "-c", PROBE.format(mode=mode)], cwd=REPO,
-                              capture_output=True, text=True, timeout=300, check=False)
+        proc = subprocess.run([*prefix, *NO_NAMESPACES, sys.executable, "-c", PROBE.format(mode=mode)],
+                              cwd=project, capture_output=True, text=True, timeout=300, check=False)
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -375,8 +385,11 @@ def test_batch_without_sandbox_privileges_refuses_then_grades_with_explicit_off(
     refused = subprocess.run(base, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert refused.returncode == 2 and "the sandbox could not be set up" in refused.stderr
     assert not (tmp_path / "out" / "grades.csv").exists()
-    accepted = subprocess.run([*base, "--isolate-sandbox", "off"], cwd=REPO, capture_output=True, text=True,
-                              timeout=600, check=False)
+    # Off as root: from a project other users cannot read, with a Python they can (sandbox_off.py).
+    prefix, project = readable_python_prefix(tmp_path), private_project(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "BACKPROP_MNIST_DIR"}  # not needed; hidden there
+    accepted = subprocess.run([*prefix, *base, "--isolate-sandbox", "off"], cwd=project, capture_output=True,
+                              text=True, timeout=600, check=False, env=env)
     assert accepted.returncode == 0, accepted.stderr
     row = read_csv(tmp_path / "out" / "grades.csv")["alice"]
     assert row["status"] == "graded" and row["sandbox"] == "off"

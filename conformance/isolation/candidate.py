@@ -9,9 +9,10 @@ import tempfile
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -32,6 +33,7 @@ from conformance.isolation.process import (
     WorkerDied,
     WorkerProcess,
     sandbox_record,
+    survivors_problem,
 )
 
 # Asked once at start-up; anything else is asked on demand.
@@ -95,6 +97,7 @@ class IsolatedCandidate:
     # further call would only burn the same limit (an infinite loop in backward would cost
     # one per-call timeout per check, and the whole session budget of a graded batch slot).
     _hung: dict[str, str] = field(default_factory=dict, repr=False)
+    _owns_dir: bool = field(default=True, repr=False)  # False for a fresh_session's twin
 
     @classmethod
     def load(cls, spec: str, config: pytest.Config | None = None) -> "IsolatedCandidate":
@@ -106,11 +109,13 @@ class IsolatedCandidate:
             cand._dir = Path(tempfile.mkdtemp(prefix="bp-isolate-", dir=scratch_parent()))
             _OPEN[id(cand)] = cand
             _close_all_on_sigterm()
-            cand._dir.chmod(0o755)
+            # 0711: the worker (another uid; without namespaces it sees this very folder) can
+            # enter it and read its copy by name, but no process can list the folder.
+            cand._dir.chmod(0o711)
             (cand._dir / "candidate").mkdir(mode=0o755)
             root, file = copy_candidate(located, cand._dir / "candidate")
             cand._copy = {"module_name": located.module_name, "root": str(root),
-                          "file": None if file is None else str(file)}
+                          "file": None if file is None else str(file), "sha256": cand.sha256}
         except (OSError, ImportError) as exc:
             if isinstance(exc, OSError) and exc.errno in GRADER_ERRNOS:  # the grader's disk, not the code
                 cand.close()
@@ -202,6 +207,9 @@ class IsolatedCandidate:
         if self._starts >= MAX_RESTARTS:
             self._gave_up = f"the worker died {self._starts} times: no further calls are made"
             raise CandidateError(function, self._gave_up)
+        problem = survivors_problem()
+        if problem:  # the grader's failure, mid-session: end the run (exit 4), never fail a check
+            pytest.exit(f"grader error (not the candidate's fault; retry when fixed): {problem}", returncode=4)
         self._starts += 1
         budget = min(self.limits.call_timeout, self._remaining(function))
         began = time.monotonic()
@@ -401,6 +409,30 @@ class IsolatedCandidate:
         finally:
             self._used += time.monotonic() - began
 
+    @contextmanager
+    def fresh_session(self) -> Iterator["IsolatedCandidate"]:
+        """The same candidate served by a worker of its own, started fresh (a new process that
+        imports the module again) and stopped at the end; its time counts against this
+        session's budget. Two such sessions given the same calls have identical histories, so
+        their answers may differ only by what the candidate draws from outside the seeded
+        state (the clock, /dev/urandom, addresses): the determinism check."""
+        __tracebackhide__ = True
+        if self.load_error:
+            raise CandidateError("forward", "the candidate could not be loaded")
+        # One worker of a uid at a time (a graded run's workers share one uid, and a new worker
+        # first kills whatever of its uid is left): this session's worker stops, and the next
+        # call after the fresh session starts another.
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+        twin = replace(self, _worker=None, _starts=0, _gave_up=None, _hung=dict(self._hung),
+                       _functions=dict(self._functions), _owns_dir=False, sandbox=dict(self.sandbox))
+        try:
+            yield twin
+        finally:
+            twin.close()
+            self._used = max(self._used, twin._used)  # twin started from self._used
+
     def _kill_worker(self) -> None:
         if self._worker is not None:
             self._worker.kill()
@@ -408,10 +440,14 @@ class IsolatedCandidate:
 
     def close(self) -> None:
         if self._worker is not None:
-            self._worker.close()
-            self._worker = None
+            worker, self._worker = self._worker, None
+            worker.close()
+            problem = survivors_problem()
+            if problem:  # something of the candidate may still act on what the grader does next
+                raise GraderEnvironmentError(problem)
         if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            if self._owns_dir:
+                shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
 

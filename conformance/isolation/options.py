@@ -37,7 +37,8 @@ _OPTIONS: list[tuple[str, str, type, Any, str]] = [
      "most arrays one answer of the worker may hold (default 4096)"),
     ("sandbox", "--isolate-sandbox", str, "auto",
      "auto: namespaces + privilege drop when root, else limits only; "
-     "require: refuse to run without them; off: limits only (debugging)"),
+     "require: refuse to run without them; off: no namespaces (as root the worker still "
+     "runs as its own uid, and refuses to run if that uid can reach the grader's files)"),
     ("copy_dir", "--isolate-copy-dir", bool, False,
      "copy the candidate's whole directory into the sandbox (multi-file submissions); "
      "default: only the candidate's file (or package)"),
@@ -56,7 +57,9 @@ def scratch_parent() -> str | None:
     value = os.environ.get(SCRATCH_PARENT_ENV)
     if not value:
         return None
-    os.makedirs(value, mode=0o700, exist_ok=True)
+    # 0711: a worker without namespaces (--isolate-sandbox off as root) runs as another uid and
+    # must enter it to reach its own copy; it cannot list it (other runs' random names).
+    os.makedirs(value, mode=0o711, exist_ok=True)
     return value
 
 

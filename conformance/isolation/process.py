@@ -4,6 +4,7 @@ capture its output within a cap, kill it and explain how it died."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import fcntl
 import json
 import os
@@ -94,10 +95,12 @@ class OutputTrap:
 
 
 def sandbox_plan(limits: Limits) -> dict[str, Any]:
-    """What the worker can do to lock itself down on this machine."""
+    """What the worker can do to lock itself down on this machine. As root the worker always
+    drops to its own unprivileged uid, even with ``--isolate-sandbox off`` (setuid needs no
+    namespaces): "off" only gives up the namespaces, never the privilege drop."""
     root = os.geteuid() == 0
     if limits.sandbox == "off":
-        return {"namespaces": False, "drop": False, "why": "--isolate-sandbox off"}
+        return {"namespaces": False, "drop": root, "why": "--isolate-sandbox off"}
     if not root:
         if limits.sandbox == "require":
             raise WorkerDied("--isolate-sandbox require: the grader must run as root to create "
@@ -151,6 +154,62 @@ def sandbox_plan_quiet(limits: Limits) -> dict[str, Any]:
         return sandbox_plan(limits)
     except WorkerDied as exc:
         return {"namespaces": False, "drop": False, "why": exc.reason}
+
+
+# Set by tools/grade/runner.py: the one uid every worker of a graded run gets (dedicated to the
+# run, so the runner can kill and count every process of it before any verdict is written),
+# the seed of the run's randomness (the submission's sha256) and the grader's own paths the
+# worker's uid must be unable to reach when no namespace hides them (os.pathsep-separated).
+UID_ENV = "BACKPROP_ISOLATE_UID"
+SEED_ENV = "BACKPROP_ISOLATE_SEED"
+PRIVATE_ENV = "BACKPROP_ISOLATE_PRIVATE"
+
+
+def run_uid() -> int | None:
+    """The uid chosen for this run by the grader (``BACKPROP_ISOLATE_UID``), or None."""
+    value = os.environ.get(UID_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        uid = int(value)
+    except ValueError:
+        raise GraderEnvironmentError(f"{UID_ENV}={value!r} is not an integer uid") from None
+    if not UID_RANGE[0] <= uid < UID_RANGE[1]:
+        raise GraderEnvironmentError(f"{UID_ENV}={uid} is outside the workers' uid range "
+                                     f"[{UID_RANGE[0]:#x}, {UID_RANGE[1]:#x})")
+    return uid
+
+
+def fresh_uid() -> int:
+    """A uid no account and no other run uses (random in UID_RANGE)."""
+    return secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0]
+
+
+def run_seed(sha256: str | None) -> str:
+    """Hex seed of everything seedable in the worker: the graded submission's sha256 (the
+    runner's, covering every file of it), else the candidate file's. Same bytes, same draws."""
+    value = os.environ.get(SEED_ENV, "").strip().lower() or (sha256 or "").lower()
+    if len(value) < 16 or any(c not in "0123456789abcdef" for c in value):
+        return hashlib.sha256(value.encode()).hexdigest()
+    return value
+
+
+def private_paths() -> list[str]:
+    """The grader's files a worker without namespaces must not reach: the project (checkout
+    or installed packages) and what the grader names in ``BACKPROP_ISOLATE_PRIVATE`` (the
+    Gradescope root, rubric, MNIST, its output folders). Checked by the worker itself, as its
+    own uid, before any candidate code runs."""
+    found = [p for p in project_locations() if not p.endswith(".dist-info")]  # metadata: not secret
+    repo = HERE.parent.parent
+    if (repo / "pyproject.toml").is_file() and (repo / "conformance").is_dir():  # a checkout
+        found.append(str(repo.resolve()))
+    found += [p for p in os.environ.get(PRIVATE_ENV, "").split(os.pathsep) if p.strip()]
+    out: list[str] = []
+    for path in found:
+        real = os.path.realpath(path)
+        if os.path.exists(real) and real not in out:
+            out.append(real)
+    return out
 
 
 def _hidden_dirs() -> list[str]:
@@ -213,8 +272,15 @@ class WorkerProcess:
         workdir = sandbox_dir / "work"
         workdir.mkdir(mode=0o700, exist_ok=True)
         uid = gid = None
+        self.survivors: list[int] = []
         if plan["drop"]:
-            uid = gid = secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0]
+            uid = gid = run_uid() or fresh_uid()
+            # The uid may be the run's (one per graded run): nothing of it may still run when
+            # a new worker takes it, or the old process could signal or ptrace the new one.
+            left = kill_uid(uid)
+            if left:
+                raise GraderEnvironmentError(f"processes of the worker uid {uid} survive SIGKILL "
+                                             f"(pids {left[:5]}): no new worker is started")
             os.chown(workdir, uid, gid)
         self.uid = uid
         base_prefix = str(Path(sys.base_prefix).resolve())
@@ -233,6 +299,10 @@ class WorkerProcess:
             "sandbox": {"namespaces": plan["namespaces"], "uid": uid, "gid": gid,
                         "hide": _hidden_dirs() if plan["namespaces"] else [], "keep": keep,
                         "project": project if plan["namespaces"] else [],
+                        # Without namespaces only permissions keep the worker out: it checks, as
+                        # its own uid, that it cannot reach these, and can reach what it needs.
+                        "private": private_paths() if plan["drop"] and not plan["namespaces"] else [],
+                        "seed": run_seed(candidate.get("sha256")),
                         "workdir": str(workdir),
                         "scratch": {"bytes": limits.scratch_mb << 20, "files": SCRATCH_FILES}},
             "limits": {"cpu_seconds": int(limits.session_timeout) + 1,
@@ -249,11 +319,16 @@ class WorkerProcess:
                 pass
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(workdir), "TMPDIR": str(workdir),
                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               "PYTHONHASHSEED": "0"}
+               # str/bytes hashing seeded from the submission: set order is the same in every
+               # run of the same bytes, and may differ between submissions (never a verdict).
+               "PYTHONHASHSEED": str(int(run_seed(candidate.get("sha256"))[:8], 16))}
         self.started = time.monotonic()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-B", str(WORKER_SCRIPT), str(req_r), str(resp_w)],
+                # Not -I/-E: they would ignore PYTHONHASHSEED. The environment is the one built
+                # above and nothing else (no PYTHONPATH/PYTHONHOME/...); -s: no user site; the
+                # worker drops its own folder from sys.path before anything is imported.
+                [sys.executable, "-s", "-S", "-B", str(WORKER_SCRIPT), str(req_r), str(resp_w)],
                 stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, pass_fds=(req_r, resp_w),
                 cwd=str(workdir), env=env, start_new_session=True, close_fds=True)
         finally:
@@ -362,12 +437,14 @@ class WorkerProcess:
             self.proc.kill()
         except ProcessLookupError:
             pass
-        if self.uid is not None:
-            kill_uid(self.uid)
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        if self.uid is not None:
+            self.survivors = kill_uid(self.uid)
+            if self.survivors:
+                SURVIVORS.append((self.uid, self.survivors))
 
     def close(self) -> None:
         if self.alive:
@@ -380,20 +457,49 @@ class WorkerProcess:
         self.output.thread.join(timeout=2)
 
 
-def kill_uid(uid: int) -> None:
-    """Kill every process running as the worker's private uid (belt and braces: RLIMIT_NPROC=1
-    already forbids it to have children)."""
-    for entry in Path("/proc").iterdir():
+# (uid, pids) of every worker whose processes outlived SIGKILL in this process: from then on
+# no candidate is run and no verdict is trusted here (IsolatedCandidate refuses to go on).
+SURVIVORS: list[tuple[int, list[int]]] = []
+
+
+def survivors_problem() -> str | None:
+    """Why this grader may not go on (None when every worker's uid was verified empty)."""
+    if not SURVIVORS:
+        return None
+    uid, pids = SURVIVORS[0]
+    return f"processes of the worker uid {uid} survived SIGKILL (pids {pids[:5]}): nothing more is judged"
+
+
+def uid_processes(uid: int) -> list[int]:
+    """Pids of the live processes any of whose uids (real, effective, saved, fs) is ``uid``.
+    Zombies are dead (they run nothing and go when reaped) and are not counted."""
+    found = []
+    for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
-            status = (entry / "status").read_text()
+            with open(f"/proc/{entry.name}/status") as handle:
+                status = handle.read()
         except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("Uid:") and str(uid) in line.split()[1:]:
-                try:
-                    os.kill(int(entry.name), signal.SIGKILL)
-                except OSError:
-                    pass
-                break
+            continue  # gone meanwhile
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if str(uid) in fields.get("Uid", "").split() and not fields.get("State", "").strip().startswith(("Z", "X")):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_uid(uid: int, patience: float = 10.0) -> list[int]:
+    """SIGKILL every process of ``uid`` (the worker's private uid: every process of it is the
+    run's) until none is left; returns the pids still alive after ``patience`` seconds
+    (empty: verified gone). A process it forks meanwhile is caught by the next sweep."""
+    give_up = time.monotonic() + patience
+    while True:
+        alive = uid_processes(uid)
+        if not alive or time.monotonic() > give_up:
+            return alive
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.02)

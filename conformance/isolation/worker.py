@@ -1,9 +1,10 @@
 """The isolated worker: runs ONE candidate module and answers the grader's calls.
 
-Started by ``conformance.isolation.process`` as ``python -I -S -B worker.py REQ_FD RESP_FD``
-with a minimal environment. It imports nothing from the project: ``wire.py`` and the
-suite's SGD loop (``conformance/sgd_loop.py``) are loaded by file path / from source text
-BEFORE any candidate code runs. Order of business:
+Started by ``conformance.isolation.process`` as ``python -s -S -B worker.py REQ_FD RESP_FD``
+with a minimal environment built by the grader (not ``-I``/``-E``: its PYTHONHASHSEED must
+count). It imports nothing from the project: ``wire.py`` and the suite's SGD loop
+(``conformance/sgd_loop.py``) are loaded by file path / from source text BEFORE any
+candidate code runs. Order of business:
 
 1. read the configuration frame (plain JSON, parsed with the stdlib only);
 2. set sys.path to the stdlib plus the site-packages holding numpy/scipy (no ``site``:
@@ -139,6 +140,71 @@ def _drop_privileges(uid, gid):
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+    if os.getuid() != uid or os.geteuid() != uid or os.getgid() != gid or os.getgroups():
+        raise OSError(f"privileges not dropped: uid {os.getuid()}/{os.geteuid()}, gid {os.getgid()}")
+
+
+def _check_reach(sandbox):
+    """Without namespaces, only file permissions keep the worker (now its own uid) out of
+    the grader's files: verify it, as that uid, before any candidate code runs. It must reach
+    what it needs (Python, numpy, its copy of the candidate) and none of the grader's paths
+    (the project, the Gradescope root, rubric, MNIST, output folders)."""
+    problems = []
+    for path, own in sandbox["keep"]:  # own: the sandbox folder, entered but not listed (0711)
+        if not os.access(path, os.X_OK if own else os.R_OK | os.X_OK):
+            problems.append(f"it cannot read {path}, which it needs (make it readable by every user)")
+    for path in sandbox["private"]:
+        reach = [what for what, mode in (("read", os.R_OK), ("write", os.W_OK), ("enter", os.X_OK))
+                 if (mode != os.X_OK or os.path.isdir(path)) and os.access(path, mode)]
+        if reach:
+            problems.append(f"it can {'/'.join(reach)} the grader's {path} "
+                            "(chmod o-rwx it, or a folder above it)")
+    if problems:
+        raise PermissionError(f"the worker's uid {os.getuid()} (no namespaces): " + "; ".join(problems))
+
+
+class _SeededBytes:
+    """A deterministic stand-in for os.urandom: SHA-256 in counter mode over the run's seed,
+    so a submission that draws "true" randomness gets the same draws in every run."""
+
+    def __init__(self, seed):
+        import hashlib
+
+        self.sha256, self.seed, self.counter = hashlib.sha256, seed, 0
+
+    def __call__(self, size):
+        size = int(size)  # os.urandom's own errors for bad sizes
+        if size < 0:
+            raise ValueError("negative argument not allowed")
+        out = bytearray()
+        while len(out) < size:
+            self.counter += 1
+            out += self.sha256(self.seed + self.counter.to_bytes(8, "big")).digest()
+        return bytes(out[:size])
+
+
+def _seed_everything(seed_hex):
+    """Seed everything seedable from the submission's sha256, before its code runs: Python's
+    ``random``, numpy's global generator, and the OS entropy Python and numpy draw through
+    (os.urandom: ``secrets``, ``random.SystemRandom``, ``uuid4``, ``np.random.default_rng()``).
+    The hash seed is set by the grader (PYTHONHASHSEED). What is left (the clock, reading
+    /dev/urandom, addresses) is caught by the determinism check."""
+    import random
+
+    import numpy
+
+    seed = bytes.fromhex(seed_hex)
+    draw = _SeededBytes(seed)
+    os.urandom = draw
+    random._urandom = draw  # SystemRandom (and so secrets, numpy's SeedSequence) draws here
+    try:
+        import posix
+
+        posix.urandom = draw
+    except ImportError:
+        pass
+    random.seed(seed)
+    numpy.random.seed(int.from_bytes(seed[:4], "big"))
 
 
 # --------------------------------------------------------------------------- keeper and init
@@ -305,7 +371,9 @@ def _setup_failed(resp_fd, exc):
 def main():
     req_fd, resp_fd = int(sys.argv[1]), int(sys.argv[2])
     config = _read_config(req_fd)
-    sys.path[:] = [p for p in sys.path if p and "site-packages" not in p] + config["site_dirs"]
+    here = os.path.dirname(os.path.realpath(__file__))  # the project's: never the candidate's path
+    sys.path[:] = ([p for p in sys.path if p and "site-packages" not in p and os.path.realpath(p) != here]
+                   + config["site_dirs"])
     sys.dont_write_bytecode = True
 
     import importlib.util
@@ -337,6 +405,8 @@ def main():
             _drop_privileges(sandbox["uid"], sandbox["gid"])
             status["uid"] = os.getuid()
         _libc()("prctl", PR_SET_PDEATHSIG, 9, 0, 0, 0)  # belt and braces: the keeper kills us anyway
+        if sandbox["uid"] is not None and not sandbox["namespaces"]:
+            _check_reach(sandbox)
         os.chdir(sandbox["workdir"])
     except Exception as exc:  # noqa: BLE001 - report, never run the candidate half-sandboxed
         _setup_failed(resp_fd, exc)
@@ -347,6 +417,8 @@ def main():
             except OSError:
                 pass
     _hide_project_modules(config.get("project_packages", []), config.get("project_dirs", []))
+    if sandbox.get("seed"):
+        _seed_everything(sandbox["seed"])
     Server(wire, preloaded, config, req_fd, resp_fd, status).run()
 
 

@@ -33,6 +33,7 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
+from conformance.isolation.process import PRIVATE_ENV
 from conformance.report import suite_version
 from tools.grade.notebooks import GRADE_EXTRA
 from tools.grade.outputs import GradedSubmission, gradescope_results, write_atomic
@@ -107,6 +108,25 @@ def run(argv: list[str] | None = None, prog: str = f"{PROG} run") -> int:
         return _autograder_error(f"the autograder failed: {type(exc).__name__}: {exc}")
 
 
+def _keep_private(root: Path, submission: Path, results: Path, rubric: Path | None,
+                  mnist_dir: str | None, *, isolate: bool) -> None:
+    """Keep the container's grading files out of the worker's reach when no namespace hides
+    them (``--isolate-sandbox off``): as root, the autograder folder (``source/`` with the
+    project, rubric and MNIST; ``results/``; the upload; Gradescope's metadata) loses every
+    group/other permission, and each path is named to the workers, which refuse to run the
+    candidate if their uid can still reach one (a grader error, never a score)."""
+    if not isolate:
+        return
+    paths = [root, submission, results.parent, *([rubric] if rubric else []),
+             *([Path(mnist_dir)] if mnist_dir else [])]
+    if os.geteuid() == 0:
+        for path in (root, submission, results.parent):
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(path.stat().st_mode & 0o7700)
+    known = [p for p in os.environ.get(PRIVATE_ENV, "").split(os.pathsep) if p]
+    os.environ[PRIVATE_ENV] = os.pathsep.join(known + [str(p.resolve()) for p in paths])
+
+
 def _run(args: argparse.Namespace) -> int:
     submission = args.submission or args.root / "submission"
     results = args.results or args.root / "results" / "results.json"
@@ -121,6 +141,7 @@ def _run(args: argparse.Namespace) -> int:
                          require_mnist=args.require_mnist, mnist_dir=mnist_dir,
                          extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout,
                          sandbox=args.sandbox)
+    _keep_private(args.root, submission, results, args.rubric, mnist_dir, isolate=args.isolate)
     sub = load_submission(submission, args.module, name="submission")
     if sub.problem_status == "error":  # e.g. a notebook upload and no nbformat in the container
         return _autograder_error(sub.problem or "the upload could not be read")

@@ -220,6 +220,11 @@ def check_environment(config: Any, expected_suite: str | None = None, *, sandbox
 
 def sandbox_problem(state: str, config: Any, detail: str = "") -> str | None:
     """Why runs in this sandbox state must not be graded (None when they may)."""
+    if config.isolate and config.sandbox == "off" and os.geteuid() != 0:
+        return ("--isolate-sandbox off needs the grader to run as root: only root can run the worker "
+                "as its own unprivileged uid, so that it cannot read the grader's files (the project's "
+                "reference, rubric, data) or write where results go, and so that every process of "
+                "the run can be killed and verified gone (conformance/SECURITY.md)")
     if state == "degraded" and config.isolate and config.sandbox != "off":
         return (f"the sandbox is degraded ({detail or 'resource limits only'}): grade as root on Linux "
                 "with namespaces available, or accept limits only with --isolate-sandbox off")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from conformance.invocation import SUITE_ROOT, suite_command, suite_env
+from conformance.isolation.process import PRIVATE_ENV, SEED_ENV, UID_ENV, fresh_uid, kill_uid
 from conformance.report import MEASUREMENT_PROPERTIES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -166,6 +167,13 @@ def _child_env(config: GradeConfig, multi_file: bool = False) -> dict[str, str]:
         # gradients: hours) fails the MNIST area, which runs last (conformance/hooks.py), and
         # the run still ends with its other checks judged instead of being killed.
         env.setdefault("BACKPROP_ISOLATE_SGD_TIMEOUT", f"{max(5.0, SGD_SHARE * config.timeout):g}")
+    # The grader's files a worker without namespaces (--isolate-sandbox off as root) must be
+    # unable to reach; it verifies that itself before the candidate runs (conformance/isolation).
+    private = [p for p in os.environ.get(PRIVATE_ENV, "").split(os.pathsep) if p]
+    if config.mnist_dir:
+        private.append(str(Path(config.mnist_dir).resolve()))
+    if private:
+        env[PRIVATE_ENV] = os.pathsep.join(private)
     if multi_file:
         # A student folder may import its own helper modules: the isolated worker gets a copy of
         # the whole folder (which holds that student's files and nothing else).
@@ -318,6 +326,11 @@ def read_report(path: Path) -> dict[str, Any]:
     }
 
 
+# The grader's own folders, longest first, as they appear in text: with a separator after.
+_GRADER_FOLDERS = tuple(sorted({str(path) for root in (REPO_ROOT, Path(SUITE_ROOT))
+                                for path in (root, root.resolve())}, key=len, reverse=True))
+_GRADER_PREFIXES = tuple(f"{folder}{os.sep}" for folder in _GRADER_FOLDERS)
+
 # "<function f at 0x7f3a9c1d2e80>" (or "&gt;" in XML)
 _ADDRESS = re.compile(r"\bat 0x[0-9a-fA-F]{4,16}(?=>|&gt;)")
 
@@ -329,8 +342,12 @@ def run_independent(value: Any, workdir: Path) -> Any:
     test's arguments) are masked. Students and the class files see no grader path, and two
     runs of the same bytes give the same text."""
     if isinstance(value, str):
-        for prefix in {f"{workdir}{os.sep}", f"{workdir.resolve()}{os.sep}"}:
+        # The run's folder first, then the grader's checkout (a submission can learn it, e.g.
+        # from the worker's argv0, and print it into its own messages).
+        for prefix in (f"{workdir}{os.sep}", f"{workdir.resolve()}{os.sep}", *_GRADER_PREFIXES):
             value = value.replace(prefix, "")
+        for folder in _GRADER_FOLDERS:  # the checkout named on its own
+            value = value.replace(folder, "<grader>")
         return _ADDRESS.sub("at 0x...", value)
     if isinstance(value, list):
         return [run_independent(v, workdir) for v in value]
@@ -468,11 +485,19 @@ def run_job(job: Job) -> JobResult:
         result.sandbox = env_check.sandbox
         return result
     result.sandbox = env_check.sandbox
-    workdir = Path(tempfile.mkdtemp(prefix="grade-"))  # 0700: private to the grader's user
+    workdir = Path(tempfile.mkdtemp(prefix="grade-"))
+    # 0711: a worker without namespaces (another uid) must enter it to reach isolate/ (its own
+    # copy, 0711 too); it can list nothing, and submission/ and out/ stay 0700, the grader's.
+    workdir.chmod(0o711)
+    # As root every worker of this run gets one dedicated uid: when the suite ends, every
+    # process of that uid is the run's, and all are killed and verified gone before the report
+    # is read (a daemon the candidate left cannot rewrite what the grader writes next).
+    uid = fresh_uid() if job.config.isolate and os.geteuid() == 0 else None
     try:
         sub_dir = workdir / "submission"
         out_dir = workdir / "out"
         out_dir.mkdir(mode=0o700)
+        sub_dir.mkdir(mode=0o700)
         for rel, data in job.files.items():
             target = (sub_dir / rel).resolve()
             if sub_dir.resolve() not in target.parents:
@@ -486,6 +511,11 @@ def run_job(job: Job) -> JobResult:
         # The isolated candidate's sandbox copies live in workdir, removed below even when
         # pytest is killed (timeout, Ctrl-C) and cannot clean up itself.
         env["BACKPROP_ISOLATE_DIR"] = str(workdir / "isolate")
+        env[SEED_ENV] = job.sha256  # same bytes, same draws (conformance/isolation/worker.py)
+        env[PRIVATE_ENV] = os.pathsep.join([*filter(None, env.get(PRIVATE_ENV, "").split(os.pathsep)),
+                                            str(sub_dir), str(out_dir)])
+        if uid is not None:
+            env[UID_ENV] = str(uid)
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, cwd=SUITE_ROOT, env=env,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -503,6 +533,11 @@ def run_job(job: Job) -> JobResult:
                 _kill_tree(proc)  # stragglers of a finished run's group go too
                 with _LIVE_LOCK:
                     _LIVE.discard(proc)
+        survivors = kill_uid(uid) if uid is not None else []
+        if survivors:  # nothing is judged while something of the submission may still act
+            result.message = (f"grader error (not the submission's): processes of the run's worker "
+                              f"uid {uid} survived SIGKILL (pids {survivors[:5]}); no verdict")
+            return result
         result.exit_code = exit_code
         result.output_tail = run_independent(_tail(log_path), workdir)
         if timed_out:
@@ -539,6 +574,8 @@ def run_job(job: Job) -> JobResult:
         result.message = f"grader error (not the submission's): {type(exc).__name__}: {exc}"
         return result
     finally:
+        if uid is not None:  # also when the grader itself failed midway
+            kill_uid(uid)
         result.duration = time.time() - started
         shutil.rmtree(workdir, ignore_errors=True)
 
