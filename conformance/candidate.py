@@ -38,6 +38,7 @@ class CandidateError(Exception):
         super().__init__(f"{function}(): {reason}")
         self.function = function
         self.reason = reason
+        self.grader_side = False  # the machine failed before the candidate's code ran
 
 
 class CandidateRaised(CandidateError):

@@ -28,7 +28,6 @@ from conformance.isolation.locate import Located, copy_candidate, locate
 from conformance.isolation.options import Limits, scratch_parent
 from conformance.isolation.process import (
     GRADER_ERRNOS,
-    GRADER_FAILURES,
     GraderEnvironmentError,
     WorkerDied,
     WorkerProcess,
@@ -126,7 +125,7 @@ class IsolatedCandidate:
         try:
             worker = cand._start("import", "importing the candidate")
         except CandidateError as exc:
-            if exc.reason.startswith(GRADER_FAILURES):  # before any candidate code ran
+            if getattr(exc, "grader_side", False):  # before any candidate code ran (typed at the source)
                 cand.close()
                 raise GraderEnvironmentError(f"isolated worker for {spec!r}: {exc.reason}") from None
             cand.load_error = f"importing candidate {spec!r} failed in the isolated worker: {exc.reason}"
@@ -226,7 +225,9 @@ class IsolatedCandidate:
                 else:
                     reason = (f"timeout after {budget:g} s while {doing} "
                               "(the module never finished importing)")
-            raise CandidateError(function, reason) from None
+            error = CandidateError(function, reason)
+            error.grader_side = exc.grader_side
+            raise error from None
         finally:
             self._used += time.monotonic() - began
         self.sandbox = dict(worker.plan, **{"active": worker.hello.get("status", {})})
@@ -405,7 +406,9 @@ class IsolatedCandidate:
                     self._hung[function] = f"timeout after {budget:g} s"
                     reason = (f"timeout after {budget:g} s ({limit} limit); the worker was killed, "
                               "the next call starts a fresh one")
-            raise CandidateError(function, reason) from None
+            error = CandidateError(function, reason)
+            error.grader_side = exc.grader_side
+            raise error from None
         finally:
             self._used += time.monotonic() - began
 

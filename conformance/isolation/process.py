@@ -41,7 +41,6 @@ SCRATCH_FILES = 4096  # files + directories the worker's scratch tmpfs may hold
 # the candidate. Raised before the candidate ran, they end the run as a grader error (pytest
 # exit status 4, which tools.grade retries), never as the student's import error.
 GRADER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOMEM, errno.EMFILE, errno.ENFILE})
-GRADER_FAILURES = ("the sandbox could not be set up", "the worker failed to start", "--isolate-sandbox require")
 
 
 class GraderEnvironmentError(pytest.UsageError):
@@ -52,11 +51,14 @@ class GraderEnvironmentError(pytest.UsageError):
 
 
 class WorkerDied(Exception):
-    """The worker is gone or unusable; ``reason`` says why, in the student's terms."""
+    """The worker is gone or unusable; ``reason`` says why, in the student's terms.
+    ``grader_side``: it failed before any candidate code could run (the machine's fault: a
+    grader error, never a verdict). Typed here, where it happens, never read from the text."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, grader_side: bool = False):
         super().__init__(reason)
         self.reason = reason
+        self.grader_side = grader_side
 
 
 class OutputTrap:
@@ -104,7 +106,7 @@ def sandbox_plan(limits: Limits) -> dict[str, Any]:
     if not root:
         if limits.sandbox == "require":
             raise WorkerDied("--isolate-sandbox require: the grader must run as root to create "
-                             "namespaces and drop privileges")
+                             "namespaces and drop privileges", grader_side=True)
         return {"namespaces": False, "drop": False,
                 "why": "not root: resource limits only (see conformance/SECURITY.md)"}
     return {"namespaces": sys.platform.startswith("linux"), "drop": True, "why": ""}
@@ -344,12 +346,15 @@ class WorkerProcess:
             self.hello, _ = self._read(deadline, "importing the candidate", max_blob=0)
         except WorkerDied:
             raise
-        except (OSError, wire.WireError) as exc:
-            raise self._die(f"the worker failed to start: {exc}") from None
+        except OSError as exc:
+            raise self._die(f"the worker failed to start: {exc}", grader_side=True) from None
+        except wire.WireError as exc:  # garbage on the protocol pipe: the import may have written it
+            raise self._die(f"invalid output from the worker while importing the candidate: {exc}") from None
         if self.hello.get("op") != "hello":
             raise self._die("invalid output: the worker's first message is not a greeting")
         if "setup_error" in self.hello:
-            raise self._die(f"the sandbox could not be set up: {str(self.hello['setup_error'])[:500]}")
+            raise self._die(f"the sandbox could not be set up: {str(self.hello['setup_error'])[:500]}",
+                            grader_side=True)
 
     # ----------------------------------------------------------------- requests
 
@@ -375,7 +380,8 @@ class WorkerProcess:
 
     # ----------------------------------------------------------------- ending
 
-    def _die(self, reason: str | None, *, timed_out: bool = False, doing: str = "") -> WorkerDied:
+    def _die(self, reason: str | None, *, timed_out: bool = False, doing: str = "",
+             grader_side: bool = False) -> WorkerDied:
         """Kill the worker (if it still runs) and build the error that explains its end."""
         if timed_out:
             self.kill()
@@ -389,7 +395,7 @@ class WorkerProcess:
                 self.output.thread.join(timeout=5)
             reason = self.describe_exit(doing)
         self.kill()
-        return WorkerDied(reason)
+        return WorkerDied(reason, grader_side=grader_side)
 
     def describe_exit(self, doing: str) -> str:
         code = self.proc.poll()

@@ -34,9 +34,10 @@ def _positive(kind: type):
 def add_sandbox_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--isolate-sandbox", dest="sandbox", choices=("require", "off"), default="require",
                    help="require (default): refuse to grade unless candidates run in private "
-                        "namespaces as an unprivileged user (needs root on Linux); off: resource "
-                        "limits only, for machines or containers without those privileges "
-                        "(recorded as 'off' for every run)")
+                        "namespaces as an unprivileged user (needs root on Linux); off: no "
+                        "namespaces, for containers that block them; still run as root, the "
+                        "worker gets its own unprivileged uid and the run refuses to start if "
+                        "that uid can reach the grader's files (recorded as 'off' for every run)")
 
 
 class PrintDefaultRubric(argparse.Action):

@@ -74,7 +74,8 @@ class GradeConfig:
     extra_args: tuple[str, ...] = ()
     call_timeout: float | None = None  # per call to the candidate (None: the isolation's default)
     # "require": refuse to run candidates without namespaces and privilege drop (a degraded
-    # sandbox is a grader error); "off": resource limits only, asked for explicitly.
+    # sandbox is a grader error); "off": no namespaces, asked for explicitly (as root the worker
+    # still drops to its own uid and must not reach the grader's files: conformance/SECURITY.md).
     sandbox: str = "require"
     # Interpreter of the suite runs; empty: the one running the job (on a Dask worker, the
     # worker's own, never a path sent by the client).
@@ -382,34 +383,16 @@ def deterministic_junit(xml: str) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-# Load errors that the isolation raises before the candidate's code runs (conformance/isolation/
-# process.py): the machine, not the submission, could not start a sandboxed worker.
-WORKER_SETUP_FAILURES = ("the sandbox could not be set up", "--isolate-sandbox require:",
-                         "the worker failed to start")
 # The "environment" property conformance/test_mnist.py sets on an MNIST check without usable data.
 MNIST_UNAVAILABLE = "mnist_unavailable"
-NO_SPACE = ("No space left on device", "[Errno 28]", "Disk quota exceeded")
+LOW_DISK_BYTES = 64 * 2**20  # below this much free space a report may not have been writable
 
 
-def _grader_side_load_failure(load_error: str) -> tuple[str, str]:
-    """(worker set-up failure, disk-full copy failure) named by a load error, each "" if none.
-
-    The load errors of conformance/isolation/candidate.py have one first line each; the only
-    text in it the submission controls is the repr of its path (no newline), and only the
-    import-failure form ("... failed (in the isolated worker):") carries the candidate's own
-    output, on the following lines. So the reason after the last " failed in the isolated
-    worker: " of the first line is the isolation's, and so is a copy failure's next line."""
-    lines = load_error.split("\n")
-    first = lines[0]
-    if not first.startswith("importing candidate ") or first.endswith("(in the isolated worker):"):
-        return "", ""
-    _, sep, reason = first.rpartition(" failed in the isolated worker: ")
-    if sep and reason.startswith(WORKER_SETUP_FAILURES):
-        return reason[:1500], ""
-    if first.endswith(" failed:") and len(lines) > 1 and lines[1].startswith("OSError: ") \
-            and any(m in lines[1] for m in NO_SPACE):
-        return "", lines[1][:1500]
-    return "", ""
+def _disk_nearly_full(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path).free < LOW_DISK_BYTES
+    except OSError:
+        return False
 
 
 def environment_failure(report: dict[str, Any], job: Job) -> str | None:
@@ -422,11 +405,9 @@ def environment_failure(report: dict[str, Any], job: Job) -> str | None:
     if expected and ran_with and ran_with != expected:
         return (f"the suite that ran ({ran_with}) is not the one this batch grades with "
                 f"({expected}): the checkout changed during the batch or differs on this machine")
-    setup, copy = _grader_side_load_failure(report["candidate"]["load_error"] or "")
-    if job.config.isolate and setup:
-        return f"no sandboxed worker could be started on this machine: {setup}"
-    if copy:
-        return f"the grader ran out of disk space while copying the submission: {copy}"
+    # (A worker that cannot be set up, or a copy that runs out of disk, never becomes a load
+    # error: the isolation raises GraderEnvironmentError, typed where it happens, and the run
+    # ends as a grader error without a report. Nothing here reads the load error's text.)
     sandbox = report.get("sandbox", "unknown")
     if job.config.isolate and job.config.sandbox != "off" and sandbox == "degraded":
         return "the run's sandbox was degraded (resource limits only) and --isolate-sandbox off was not given"
@@ -551,7 +532,7 @@ def run_job(job: Job) -> JobResult:
             # The suite's own process writes the report. With isolation, the candidate runs in
             # a separate worker and cannot stop that: no report means the grader's side failed
             # (disk full, killed, out of memory). In-process, the candidate can kill pytest.
-            no_space = any(m in result.output_tail for m in NO_SPACE)
+            no_space = _disk_nearly_full(workdir)  # the machine's state, never the run's output text
             grader_side = job.config.isolate or exit_code in (3, 4) or no_space
             result.status = "error" if grader_side else "crashed"
             how = (f"killed by signal {signal.Signals(-exit_code).name}" if exit_code < 0
