@@ -35,6 +35,7 @@ untrusted data: only arrays and line numbers, the text shown is read from the st
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -262,6 +263,12 @@ def parse_records(raw: Any) -> list[Rec]:
     return out
 
 
+# How tools/grade/notebooks.py marks code it extracted from a notebook (first line, and one
+# marker before each kept statement), so a cited line is shown as the notebook's cell and line.
+NOTEBOOK_HEADER = "# Extracted from a notebook by tools.grade"
+NOTEBOOK_MARKER = re.compile(r"^# notebook cell (\d+), line (\d+)$")
+
+
 @dataclass
 class Location:
     """Where a function's wrong value comes from (``line`` 0: no line could be named)."""
@@ -272,11 +279,14 @@ class Location:
     text: str = ""
     detail: str = ""  # what the line gives and what the section's quantity is (or why no line)
     layer: str = ""  # "layer 2 of 3", "output layer", ""
+    cell: tuple[int, int] | None = None  # (cell, line in the cell) for code from a notebook
 
     def as_dict(self) -> dict[str, Any]:
+        where = (f"notebook cell {self.cell[0]}, line {self.cell[1]}" if self.cell and self.line
+                 else f"{self.file}:{self.line}" if self.line else "")
         return {"function": self.function, "file": self.file, "line": self.line, "text": self.text,
-                "layer": self.layer, "detail": self.detail,
-                "where": f"{self.file}:{self.line}" if self.line else ""}
+                "layer": self.layer, "detail": self.detail, "where": where,
+                **({"cell": self.cell[0], "cell_line": self.cell[1]} if self.cell else {})}
 
 
 def _items(a: np.ndarray) -> str:
@@ -359,6 +369,20 @@ class Source:
                         node.lineno == best.lineno and (node.end_lineno or 0) < (best.end_lineno or 0)):
                     best = node
         return best
+
+    def notebook_cell(self, p: Path, line: int) -> tuple[int, int] | None:
+        """(cell, line in the cell) of ``line`` in code the grader extracted from a notebook
+        (tools/grade/notebooks.py marks each kept statement with ``# notebook cell N, line M``);
+        None for an ordinary file."""
+        self._load(p)
+        lines = self._lines.get(str(p), [])
+        if not lines or not lines[0].startswith(NOTEBOOK_HEADER):
+            return None
+        for k in range(min(line, len(lines)) - 1, 0, -1):
+            marker = NOTEBOOK_MARKER.match(lines[k - 1].strip())
+            if marker:
+                return int(marker.group(1)), int(marker.group(2)) + (line - k - 1)
+        return None
 
     def text(self, p: Path, line: int) -> str:
         self._load(p)
@@ -571,7 +595,8 @@ def _fits(problem: Problem, quantities: list[Quantity]) -> bool:
 
 def _describe(rec: Rec, source: Source, path: Path, problem: Problem, layer: str, detail: str) -> Location:
     return Location(problem.function, path.name if path.parent == source.root else
-                    str(path.relative_to(source.root)), rec.line, source.text(path, rec.line), detail, layer)
+                    str(path.relative_to(source.root)), rec.line, source.text(path, rec.line), detail, layer,
+                    source.notebook_cell(path, rec.line))
 
 
 def _by_named_mistake(problem: Problem, recs: list[Rec], source: Source, key: str | None) -> Location | None:

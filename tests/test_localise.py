@@ -350,3 +350,30 @@ def test_the_summary_and_the_json_report_carry_the_location(tmp_path: Path) -> N
     located = [c["location"] for c in causes if "location" in c]
     assert located and located[0]["where"] == f"student_mlp.py:{line}"
     assert located[0]["text"] == "delta = Y_hat - Y" and "(Y_hat - Y) / B" in located[0]["detail"]
+
+
+def test_code_extracted_from_a_notebook_is_cited_by_cell_and_line(tmp_path: Path) -> None:
+    """A graded notebook is judged as the module the grader extracts from it; the cited line is
+    the notebook's own cell and line, not the extracted module's."""
+    import json
+
+    from tools.grade.notebooks import extract_here
+
+    source = REFERENCE_SOURCE.read_text().replace("delta = (Y_hat - Y) / B  #", "delta = (Y_hat - Y)  #", 1)
+    notebook = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# Homework"},
+                          {"cell_type": "code", "metadata": {}, "execution_count": 1, "outputs": [],
+                           "source": "import numpy as np\nprint('hello')\n"},
+                          {"cell_type": "code", "metadata": {}, "execution_count": 2, "outputs": [],
+                           "source": source}],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    extracted = extract_here(json.dumps(notebook).encode())
+    (tmp_path / "hw.py").write_text(extracted.code)
+    cand = InProcessCandidate.load(str(tmp_path / "hw.py"))
+    assert cand.load_error is None
+    found = localise.locate_function(cand, "backward")
+    assert found is not None
+    where = found.as_dict()
+    cell_line = next(i for i, line in enumerate(source.splitlines(), start=1) if "delta = (Y_hat - Y)  #" in line)
+    assert (where["cell"], where["cell_line"]) == (3, cell_line)  # the markdown cell counts, as shown
+    assert where["where"] == f"notebook cell 3, line {cell_line}" and where["text"].startswith("delta = (Y_hat - Y)")

@@ -606,6 +606,9 @@ def extract_here(data: bytes) -> Extracted:
     future: list[str] = []  # `from __future__` imports must open the module
     guard_used = False
     for i, stmt in enumerate(stmts):
+        # Each kept statement carries its notebook cell and line (conformance/localise.py shows a
+        # cited line as the notebook's own): the marker is the statement's first line.
+        stmt.text = f"# notebook cell {stmt.cell}, line {stmt.line}\n{stmt.text}"
         if stmt.definition:
             segment = stmt.text
             if stmt.optional_import:
