@@ -17,7 +17,7 @@ from conformance.candidate import Candidate, CandidateError, failure_text
 from conformance.cases import Case
 from conformance.contract import ContractError, ForwardResult, validate_backward, validate_forward
 from conformance import evidence
-from conformance.diagnosis import bugs_consistent_with, explain_exception, named
+from conformance.diagnosis import KNOWN_BUGS, bugs_consistent_with, bugs_replayed, explain_exception, named
 
 Grads = list[tuple[np.ndarray, np.ndarray]]
 # Every case the current test fed the candidate, in order (conformance/summary.py reads it to
@@ -52,10 +52,12 @@ def invoke(candidate: Candidate, function: str, *args: Any, where: str, case: Ca
             return candidate.call_and_inspect(function, *args)
         return candidate.call(function, *args)
     except CandidateError as exc:
-        text, frames = failure_text(exc), ""
+        text, frames, explicit = failure_text(exc), "", raised_explicitly(exc)
     except Exception as exc:  # noqa: BLE001 - whatever the candidate raises is a finding
-        text, frames = failure_text(exc), candidate_frames(exc)
-    hint = _replayed_hint(text, function, shapes)
+        text, frames, explicit = failure_text(exc), candidate_frames(exc), raised_explicitly(exc)
+    # An exception the candidate's own `raise` statement made says nothing numpy found: its
+    # text is no evidence of a mistake (it can be written to look like one).
+    hint = "" if explicit else _replayed_hint(text, function, shapes)
     first, _, rest = text.strip().partition("\n")
     message = f"your {function} {first} [{where}]{frames}"
     if function in CRASH_KEYS:
@@ -89,6 +91,20 @@ def _replayed_hint(text: str, function: str, shapes: tuple[Sequence[int], int] |
     return hint
 
 
+def raised_explicitly(exc: BaseException) -> bool:
+    """The exception comes from a `raise` statement in the candidate's own code (its last
+    frame's line), not from numpy or Python detecting something."""
+    tb_text = getattr(exc, "traceback_text", None)
+    if isinstance(tb_text, str):  # the isolated worker's traceback, as text
+        lines = tb_text.splitlines()
+        files = [i for i, line in enumerate(lines) if line.lstrip().startswith('File "')]
+        code = lines[files[-1] + 1].strip() if files and files[-1] + 1 < len(lines) else ""
+        return code.startswith("raise ") or code == "raise"
+    frames = traceback.extract_tb(exc.__traceback__)
+    code = (frames[-1].line or "").strip() if frames else ""
+    return code.startswith("raise ") or code == "raise"
+
+
 def candidate_frames(exc: BaseException) -> str:
     """The traceback lines that are in the candidate's code (not the suite's or numpy's)."""
     suite = Path(__file__).resolve().parent
@@ -99,7 +115,8 @@ def candidate_frames(exc: BaseException) -> str:
                    for f in frames[-4:])
 
 
-CRASH_KEYS = {"forward": "forward_crash", "backward": "backward_crash"}  # generic findings
+CRASH_KEYS = {"forward": "forward_crash", "backward": "backward_crash",  # generic findings
+              "train": "train_crash", "init_params": "init_crash", "cross_entropy": "loss_crash"}
 
 
 def run_forward(candidate: Candidate, case: Case, where: str, params: Any = None) -> ForwardResult:
@@ -143,6 +160,11 @@ def named_contract(key: str, check: Any, *args: Any) -> Any:
         text = str(exc).splitlines()[0] if str(exc) else ""
         consistent = (bugs_consistent_with(_BACKWARD_INPUTS[0], result=args[0])
                       if key == "backward_structure" else [])
+        replayed = bugs_replayed(_BACKWARD_INPUTS[0], args[0]) if key == "backward_structure" else []
+        if len(replayed) == 1:  # replay gives these very arrays, values included: that mistake
+            bug = next(b for b in KNOWN_BUGS if b.key == replayed[0])
+            raise ContractError(f"{exc}\n  diagnosis: " + named(bug.key, f"your gradients equal those of an "
+                                f"implementation that {bug.description}: {bug.line_pattern}.")) from None
         named(key, text, consistent=consistent)
         raise
 

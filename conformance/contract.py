@@ -14,7 +14,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from conformance.diagnosis import named
 
 ACCEPTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -168,9 +167,10 @@ def validate_backward(result: Any, params: Sequence[tuple[np.ndarray, np.ndarray
         got_shapes = [tuple(getattr(x, "shape", None) if type(x) is np.ndarray else None for x in p)
                       for p in got]
         if got_shapes == shapes[::-1]:
-            raise _fail(named("reversed_order", "the gradients are in reverse order (last layer "
-                              "first): return [(dW1, db1), ..., (dWL, dbL)] in forward order, e.g. "
-                              "list(reversed(grads))"), where)
+            # A statement about shapes only: which mistake made them is for replay to say
+            # (conformance.calls.named_contract compares the values too).
+            raise _fail("the gradients have the shapes of the layers in reversed order (the last layer's "
+                        "first): return [(dW1, db1), ..., (dWL, dbL)] in forward order", where)
     grads = []
     for l, ((dW, db), (W, b)) in enumerate(zip(got, params)):
         if type(dW) is np.ndarray and _broadcast_widened(dW.shape, W.shape):
@@ -178,7 +178,7 @@ def validate_backward(result: Any, params: Sequence[tuple[np.ndarray, np.ndarray
                         "broadcasting across a width-1 layer widened an array, which happens when "
                         "an array of another layer is used (e.g. the i-1 bug's "
                         "`pre_activations[i]` mask)", where)
-        hint_w = (named("transposed_dw", " (that is W.T's shape: dW must be A_prev.T @ delta, not delta.T @ A_prev)")
+        hint_w = (" (the shape of W.T; dW must have W's shape, as A_prev.T @ delta has)"
                   if type(dW) is np.ndarray and dW.shape == W.shape[::-1] and W.shape[0] != W.shape[1]
                   else " (dW must have the shape of W)")
         hint_b = " (db must have the shape of b: delta.sum(axis=0))"

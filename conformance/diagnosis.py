@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from conformance.exact import (BackwardBugs, ForwardBugs, Grads, Magnitudes, Params, exact_forward,
-                              exact_gradients, exact_softmax)
+                              exact_gradients, exact_softmax, magnitudes)
 from conformance.evidence import Finding, current_case, record
 from conformance.gradcheck import TENSOR_FLOOR, precision_tolerance
 from conformance.mistakes import BY_KEY, MISTAKES
@@ -70,6 +70,36 @@ def bugs_consistent_with(args: Sequence[object], result: object = None) -> list[
             continue
         if result is not None and got is not None and shapes == got != correct:
             keys.append(bug.key)
+    return keys
+
+
+def bugs_replayed(args: Sequence[object], result: object) -> list[str]:
+    """The catalogued backward mistakes whose replay on backward's inputs ``args`` gives
+    exactly the candidate's ``result``, values included (not only its shapes), where the
+    correct gradients have other shapes. Inputs or results the suite cannot read: none."""
+    try:
+        activations, pre_activations, Y, params = args
+        got = [tuple(np.asarray(t, np.float64) for t in pair) for pair in result]  # type: ignore[union-attr]
+        correct = _grads_shapes(exact_gradients(activations, pre_activations, Y, params))
+        mags = magnitudes(np.asarray(activations[0], np.float64), np.asarray(Y, np.float64), params)
+        dtype = np.result_type(*[np.asarray(t).dtype for pair in result for t in pair])  # type: ignore[union-attr]
+        tau = precision_tolerance(dtype if np.issubdtype(dtype, np.floating) else np.float64)
+    except Exception:  # noqa: BLE001 - nothing to replay against
+        return []
+    keys = []
+    for bug in KNOWN_BUGS:
+        try:
+            with np.errstate(all="ignore"):
+                simulated = exact_gradients(activations, pre_activations, Y, params, bugs=bug.bugs)
+        except (ValueError, IndexError):
+            continue
+        shapes = _grads_shapes(simulated)
+        if shapes == _grads_shapes(got) != correct:
+            # the magnitude bounds belong to the correct shapes: compare in the mistake's own order
+            bounds = Magnitudes(mags.pre_activations, mags.activations,
+                                [(np.abs(W) + 1.0, np.abs(b) + 1.0) for W, b in simulated], mags.loss_scale)
+            if all(_matches(got, simulated, bounds, tau)):
+                keys.append(bug.key)
     return keys
 
 
@@ -456,6 +486,67 @@ def softmax_cause(P: np.ndarray, z: np.ndarray, dtype: np.dtype) -> str:
                      "the max must be taken per sample, over the classes (axis=-1 with samples in rows); "
                      "a max over the batch shifts each class differently, which changes the probabilities")
     return ""
+
+
+# ------------------------------------------------------------------ cross_entropy
+# Matching a loss mistake is a diagnosis, not a verdict (the check's own tolerance decides
+# pass/fail): 1e-4 relative tells the catalogued mistakes apart (they change the value by a
+# factor B, -1 or 1/k) while allowing any log(0) guard up to 1e-7 and float32 losses.
+LOSS_MATCH_RTOL = 1e-4
+
+
+def loss_cause(value: float, P: np.ndarray, Y: np.ndarray) -> str:
+    """Which common loss mistake, replayed on these very probabilities (with the section's
+    1e-12 guard), gives the candidate's value; else the generic finding."""
+    P64, Y64 = np.asarray(P, np.float64), np.asarray(Y, np.float64)
+    B, k = Y64.shape
+    with np.errstate(all="ignore"):
+        true = float(-np.mean(np.sum(Y64 * np.log(P64 + 1e-12), axis=1)))
+
+    def near(expected: float) -> bool:
+        return bool(np.isfinite(expected)) and abs(value - expected) <= LOSS_MATCH_RTOL * (abs(expected) + 1.0)
+
+    if B > 1 and near(B * true) and not near(true):
+        return named("loss_sum", "it equals the SUM over the batch; the loss is the mean (np.mean)")
+    if near(-true) and not near(true):
+        return named("loss_sign", "the sign is flipped: the loss is -mean(log p), a positive number")
+    if k > 1 and near(true / k) and not near(true):  # (averaging over k classes too divides by k)
+        return named("loss_mean_over_classes", (
+            "it equals the mean over every entry (batch x classes); the loss sums over the classes and "
+            "averages over the batch only: -np.mean(np.sum(Y * np.log(Y_hat), axis=1))"))
+    return named("loss_wrong", "the value matches none of the common loss mistakes (sum, sign, mean over "
+                 "classes)")
+
+
+# ------------------------------------------------------------------ init_params
+INIT_SCALES = (
+    ("init_fan_out", "scales by sqrt(2 / n_out) (fan-out) instead of He's sqrt(2 / n_in)",
+     lambda n_in, n_out: np.sqrt(2.0 / n_out)),
+    ("init_one_over_n", "scales by sqrt(1 / n_in) instead of He's sqrt(2 / n_in)",
+     lambda n_in, n_out: np.sqrt(1.0 / n_in)),
+    ("init_xavier", "uses Xavier/Glorot sqrt(2 / (n_in + n_out)) instead of He's sqrt(2 / n_in)",
+     lambda n_in, n_out: np.sqrt(2.0 / (n_in + n_out))),
+)
+
+
+def init_cause(arrays: list[np.ndarray], sizes: list[int], seed: int, tau: float) -> str:
+    """Which common initialisation mistake the returned params equal, if any."""
+    Ws, bs = arrays[0::2], arrays[1::2]
+    if all(np.all(W == 0) for W in Ws):
+        return named("init_zero", "every W is zero: all hidden units stay identical and ReLU "
+                     "gradients vanish; draw W = rng.standard_normal((n_in, n_out)) * np.sqrt(2 / n_in)")
+    for key, text, scale in INIT_SCALES:
+        rng = np.random.default_rng(seed)
+        draws = [rng.standard_normal((n_in, n_out)) * scale(n_in, n_out)
+                 for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+        # 4 tau: the draws times a scale computed in the candidate's precision (one rounding of
+        # the scale, one of the product) and compared in float64: a few ulps of that precision.
+        if (all(np.allclose(W, d, rtol=4 * tau, atol=0) for W, d in zip(Ws, draws))
+                and all(np.all(b == 0) for b in bs)):
+            return named(key, f"your init_params {text}")
+    return named("init_wrong", "the params equal none of the common initialisation mistakes (He "
+                 "scale on fan-in, zero init, Xavier): check the generator, its seed, the draw order "
+                 "and shape, and that biases start at zero")
 
 
 # ------------------------------------------------------------------ non-finite outputs

@@ -21,7 +21,7 @@ import numpy as np
 from conformance.assertions import Comparison, assert_comparisons, assert_finite
 from conformance.calls import CASES_SEEN, invoke, named_contract, provides
 from conformance.cases import Case
-from conformance.diagnosis import log_guard_cause
+from conformance.diagnosis import log_guard_cause, loss_cause
 from conformance.contract import (least_precise, revealed_dtype, validate_array, validate_backward,
                                   validate_forward, validate_loss, validate_params)
 
@@ -181,9 +181,9 @@ def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray]
     # The network's shapes let a crash be explained by its evidence (mlp and init_params cases).
     shapes = (sizes, entry.get("batch") or 1) if sizes else None
 
-    def call(function: str, *args: Any, where: str) -> Any:
+    def call(function: str, *args: Any, where: str, inspect: bool = False) -> Any:
         __tracebackhide__ = True
-        return invoke(candidate, function, *args, where=where, shapes=shapes,
+        return invoke(candidate, function, *args, where=where, shapes=shapes, inspect=inspect,
                       reproduce=reproducer(case_id, entry, function, candidate.module_name))
 
     if kind == "mlp":
@@ -211,14 +211,17 @@ def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray]
                                             "softmax(Z)", where, activations[-1].shape)
         if "cross_entropy" in present:
             where = f"cross_entropy(case={case_id}, Y_hat=activations[{L}])"
-            loss, precision = validate_loss(call("cross_entropy", activations[-1], Y, where=where), where)
+            loss, precision = named_contract("loss_structure", validate_loss,
+                                             call("cross_entropy", activations[-1], Y, where=where), where)
             out["loss"], out["loss_precision"] = np.asarray(loss, np.float64), np.zeros((), precision)
         if "train" in present:
             where = (f"train(case={case_id}, lr={TRAIN_STEP_LR}, epochs=1, "
                      f"batch_size={X.shape[0]})")
-            trained = validate_params(call("train", X, Y, X, Y, params, TRAIN_STEP_LR, 1, X.shape[0],
-                                           where=where),
-                                      [(W.shape, b.shape) for W, b in params], "train's result", where)
+            # train may return the params, or None after updating the list it was given in place
+            result, after = call("train", X, Y, X, Y, params, TRAIN_STEP_LR, 1, X.shape[0], where=where,
+                                 inspect=True)
+            trained = named_contract("train_structure", validate_params, after[4] if result is None else result,
+                                     [(W.shape, b.shape) for W, b in params], "train's result", where)
             for j, (W, b) in enumerate(trained):
                 out[f"train_W{j}"], out[f"train_b{j}"] = W, b
     elif kind == "softmax" and present:
@@ -227,15 +230,15 @@ def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray]
                                   arrays["P"].shape)
     elif kind == "cross_entropy" and present:
         where = f"cross_entropy(case={case_id})"
-        loss, precision = validate_loss(call("cross_entropy", arrays["Y_hat"], arrays["Y"], where=where),
-                                        where)
+        loss, precision = named_contract("loss_structure", validate_loss,
+                                         call("cross_entropy", arrays["Y_hat"], arrays["Y"], where=where), where)
         out["loss"], out["loss_precision"] = np.asarray(loss, np.float64), np.zeros((), precision)
     elif kind == "init_params" and present:
         seed = entry["seed"]
         where = f"init_params({sizes}, seed={seed})"
         param_shapes = [(arrays[f"W{j}"].shape, arrays[f"b{j}"].shape) for j in range(len(sizes) - 1)]
-        params = validate_params(call("init_params", sizes, seed, where=where), param_shapes,
-                                 "init_params' result", where)
+        params = named_contract("init_structure", validate_params, call("init_params", sizes, seed, where=where),
+                                param_shapes, "init_params' result", where)
         for j, (W, b) in enumerate(params):
             out[f"W{j}"], out[f"b{j}"] = W, b
     return out, absent
@@ -329,6 +332,7 @@ def assert_loss_within(loss: np.ndarray, arrays: dict[str, np.ndarray], k: float
                  f"{LOG_GUARD_MAX:g}, added or clipped (the reference's + 1e-12 gives "
                  f"{float(arrays['loss']):.17g})",
         contract=golden_contract([(comparison, k)], held_to, arrays["loss"].dtype),
+        diagnosis=(lambda: loss_cause(float(loss), *probabilities)) if probabilities is not None else None,
         reproduce=reproduce, next_step=hint)
 
 

@@ -20,11 +20,12 @@ import pytest
 from conformance import golden
 from conformance import evidence
 from conformance.calls import require
-from conformance.train_replay import train_follows_own_functions
+from conformance.train_replay import train_follows_own_functions, train_mistake
 from conformance.candidate import Candidate
 from conformance.checks import nonfinite_backward
 from conformance.contract import result_dtype, validate_backward
-from conformance.diagnosis import diagnose, diagnose_forward, named, nonfinite_output_cause, softmax_cause
+from conformance.diagnosis import (diagnose, diagnose_forward, init_cause, named, nonfinite_output_cause,
+                                   softmax_cause)
 from conformance.exact import magnitudes
 from conformance.gradcheck import precision_tolerance
 from conformance.hooks import rerun
@@ -227,8 +228,12 @@ def test_init_params_matches_golden(candidate: Candidate, case_id: str) -> None:
     require(candidate, "init_params")
     entry, arrays = _case(case_id)
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["init_params"])
-    _check_keys(candidate, values, arrays, entry, _param_keys(entry, ""), "init_params", case_id,
-                f"init_params({entry['architecture']}, seed={entry['seed']})")
+    keys = _param_keys(entry, "")
+    got = [values[key] for key, _ in keys]
+    _check_keys(candidate, values, arrays, entry, keys, "init_params", case_id,
+                f"init_params({entry['architecture']}, seed={entry['seed']})",
+                diagnosis=lambda: init_cause(got, list(entry["architecture"]), entry["seed"],
+                                             precision_tolerance(result_dtype(got))))
 
 
 @pytest.mark.parametrize("case_id", MLP_CASES)
@@ -243,15 +248,22 @@ def test_train_takes_one_sgd_step(candidate: Candidate, case_id: str) -> None:
             own_values = golden.candidate_outputs(candidate, entry, arrays, case_id, ["forward", "backward"])[0]
         except AssertionError:  # a broken forward/backward fails its own tests
             own_values = {}
-    try:
-        values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["train"])
-    except AssertionError:
-        # train raised, or returned the wrong structure: theirs only if replaying the step with
-        # its own forward and backward does exactly the same.
+    with evidence.tentative() as found:
+        try:
+            values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["train"])
+            failure = None
+        except AssertionError as exc:
+            failure = exc
+    if failure is not None:
+        # train raised, or returned the wrong structure: forward's or backward's failure only if
+        # replaying the step with its own forward and backward does exactly the same.
         if own.findings and train_follows_own_functions(candidate, arrays["X"], arrays["Y"],
                                                         golden.params_of(arrays, L), golden.TRAIN_STEP_LR, 1):
             evidence.keep(own.findings)
-        raise
+        else:
+            evidence.keep(found.findings)  # train's own crash or structure
+        raise failure
+    evidence.keep(found.findings)
     values = {**own_values, **values}
     # train's params are built from the candidate's own forward and backward: judged at the
     # least precise of the three (float32 gradients applied to float64 params are float32 steps).
@@ -259,7 +271,9 @@ def test_train_takes_one_sgd_step(candidate: Candidate, case_id: str) -> None:
                 f"train(case={case_id}, lr={golden.TRAIN_STEP_LR}, epochs=1, "
                 f"batch_size={entry['batch']})",
                 precision=_precision(values, ("train_", "act", "pre", "dW", "db")),
-                diagnosis=lambda: _train_follows_own_functions(candidate, values, arrays, L, case_id))
+                diagnosis=lambda: (_train_follows_own_functions(candidate, values, arrays, L, case_id)
+                                   or train_mistake(candidate, arrays["X"], arrays["Y"], golden.params_of(arrays, L),
+                                                    golden.TRAIN_STEP_LR, 1)))
 
 
 def _train_follows_own_functions(candidate: Candidate, values: dict, arrays: dict, L: int,

@@ -148,7 +148,7 @@ def test_forward_backward_self_consistent(candidate: Candidate, case: Case) -> N
 
 # ------------------------------------------------------------------ the fixed grid
 # Every graded run judges backward on these networks in full (SPEC.md, "No failure hidden by
-# another"): depths 1 to 5, narrow and wide layers (up to 25k parameters), batches of 1 to 64.
+# another"): depths 1 to 5, narrow and wide layers (up to 25k parameters), batches of 1 to 200.
 # A property test reports one shrunk example, which may show only a cheap mistake; here every
 # failing case is diagnosed on its own inputs, so what the code does on one network never
 # stands in for what it does on another. Deterministic: the same cases in every run.
@@ -163,6 +163,8 @@ GRID: tuple[Case, ...] = (
     make_case([32, 128, 64, 10], batch=64, seed=48),
     make_case([20, 64, 64, 64, 64, 10], batch=16, seed=49),
     make_case([784, 32, 10], batch=8, seed=50),
+    make_case([12, 16, 10], batch=200, seed=51),  # past any mini-batch size: "batch size 1 and up"
+    make_case([6, 8, 8, 3], batch=129, seed=52),
 )
 GRID_SHOWN = 6  # failing cases listed one line each; the count covers the rest
 
@@ -217,7 +219,7 @@ def test_backward_on_every_grid_case(candidate: Candidate) -> None:
                                   [r is None for _, r in results])
     lines = [pattern or lead_headline,
              "  compared: your backward, fed the reference's activations, vs exact backprop on a fixed "
-             f"grid of {len(GRID)} networks (depths 1-5, up to 25k parameters, batches 1-64)",
+             f"grid of {len(GRID)} networks (depths 1-5, up to 25k parameters, batches 1-200)",
              f"  failing cases: {len(failing)} of {len(GRID)}, each diagnosed on its own inputs:"]
     for case, (headline, diagnosis) in failing[:GRID_SHOWN]:
         cause = (diagnosis.splitlines()[0] if diagnosis else headline).replace(f" [backward(case={case!r})]", "")

@@ -19,8 +19,8 @@ from conformance.assertions import (
     fmt,
     mismatch_report,
 )
-from conformance.calls import invoke, require, run_backward, run_forward
-from conformance.train_replay import train_follows_own_functions
+from conformance.calls import invoke, named_contract, require, run_backward, run_forward
+from conformance.train_replay import train_follows_own_functions, train_mistake
 from conformance.candidate import Candidate, load_headline
 from conformance.cases import Case, make_case
 from conformance.checks import contract_text, forward_comparisons
@@ -33,7 +33,8 @@ from conformance.contract import (
     validate_params,
 )
 from conformance import evidence
-from conformance.diagnosis import diagnose, diagnose_forward, named, output_rows_finding, softmax_cause
+from conformance.diagnosis import (diagnose, diagnose_forward, init_cause, loss_cause, named, output_rows_finding,
+                                   softmax_cause)
 from conformance.exact import exact_forward, exact_gradients, exact_softmax, magnitudes, softmax_conditioning
 from conformance.gradcheck import allowed_error, precision_tolerance
 from conformance.golden import LOG_GUARD_MAX
@@ -235,7 +236,8 @@ def test_cross_entropy(candidate: Candidate, batch: int) -> None:
     require(candidate, "cross_entropy")
     P, Y = _probabilities(np.random.default_rng(batch), batch, 4)
     where = f"cross_entropy(Y_hat, Y), batch {batch}"
-    value, dtype = validate_loss(invoke(candidate, "cross_entropy", P, Y, where=where), where)
+    value, dtype = named_contract("loss_structure", validate_loss, invoke(candidate, "cross_entropy", P, Y, where=where),
+                                  where)
     p_true = (P * Y).sum(axis=1)
     true = float(-np.mean(np.log(p_true)))
     # Any log(0) guard up to LOG_GUARD_MAX is legitimate: an additive guard g shifts -log(p) by
@@ -247,21 +249,7 @@ def test_cross_entropy(candidate: Candidate, batch: int) -> None:
             and abs(value - true) <= allowed + rounding32):
         warnings.warn(PrecisionFinding(FLOAT32_ROUNDING_FINDING))
     elif not abs(value - true) <= allowed:
-        hint = ""
-        k = Y.shape[1]
-        if abs(value - batch * true) <= allowed * batch and batch > 1:
-            hint = "\n  diagnosis: " + named("loss_sum", "it equals the SUM over the batch; the loss is "
-                                          "the mean (np.mean)")
-        elif abs(value + true) <= allowed:
-            hint = "\n  diagnosis: " + named("loss_sign", "the sign is flipped: the loss is -mean(log p), "
-                                          "a positive number")
-        elif abs(value - true / k) <= allowed:  # (averaging over k classes too divides by k)
-            hint = "\n  diagnosis: " + named("loss_mean_over_classes", (
-                "it equals the mean over every entry (batch x classes); the loss sums over the "
-                "classes and averages over the batch only: -np.mean(np.sum(Y * np.log(Y_hat), axis=1))"))
-        else:
-            hint = "\n  diagnosis: " + named("loss_wrong", "the value matches none of the common loss "
-                                          "mistakes (sum, sign, mean over classes)")
+        hint = "\n  diagnosis: " + loss_cause(value, P, Y)
         raise AssertionError(f"cross_entropy={fmt(value)}, but should be {fmt(true)} [{where}]\n"
                              f"  contract: |actual - expected| <= {fmt(allowed)} = tau*(|loss| + 1) "
                              f"+ 1e-7*(mean(1/p) + 1) for any log(0) guard up to 1e-7 "
@@ -278,43 +266,14 @@ INIT_CONTRACT = ("init_params(layer_sizes, seed) must reproduce the section's dr
 # Initialisations students write instead of the section's He draws: (key, what it does, W's
 # scale from (n_in, n_out)). Each is named only when every W equals its draws (same generator
 # and order, so the section's standard normals times that scale) and every b is zero.
-INIT_SCALES = (
-    ("init_fan_out", "scales by sqrt(2 / n_out) (fan-out) instead of He's sqrt(2 / n_in)",
-     lambda n_in, n_out: np.sqrt(2.0 / n_out)),
-    ("init_one_over_n", "scales by sqrt(1 / n_in) instead of He's sqrt(2 / n_in)",
-     lambda n_in, n_out: np.sqrt(1.0 / n_in)),
-    ("init_xavier", "uses Xavier/Glorot sqrt(2 / (n_in + n_out)) instead of He's sqrt(2 / n_in)",
-     lambda n_in, n_out: np.sqrt(2.0 / (n_in + n_out))),
-)
-
-
-def _init_diagnosis(arrays: list[np.ndarray], sizes: list[int], seed: int, tau: float) -> str:
-    """Which common initialisation mistake the returned params equal, if any."""
-    Ws, bs = arrays[0::2], arrays[1::2]
-    if all(np.all(W == 0) for W in Ws):
-        return named("init_zero", "every W is zero: all hidden units stay identical and ReLU "
-                     "gradients vanish; draw W = rng.standard_normal((n_in, n_out)) * np.sqrt(2 / n_in)")
-    for key, text, scale in INIT_SCALES:
-        rng = np.random.default_rng(seed)
-        draws = [rng.standard_normal((n_in, n_out)) * scale(n_in, n_out)
-                 for n_in, n_out in zip(sizes[:-1], sizes[1:])]
-        # 4 tau: the draws times a scale computed in the candidate's precision (one rounding of
-        # the scale, one of the product) and compared in float64: a few ulps of that precision.
-        if (all(np.allclose(W, d, rtol=4 * tau, atol=0) for W, d in zip(Ws, draws))
-                and all(np.all(b == 0) for b in bs)):
-            return named(key, f"your init_params {text}")
-    return named("init_wrong", "the params equal none of the common initialisation mistakes (He "
-                 "scale on fan-in, zero init, Xavier): check the generator, its seed, the draw order "
-                 "and shape, and that biases start at zero")
-
-
 @pytest.mark.parametrize("sizes,seed", [([5, 4, 3], 0), ([3, 7, 2, 4], 7)])
 def test_init_params(candidate: Candidate, sizes: list[int], seed: int) -> None:
     require(candidate, "init_params")
     where = f"init_params({sizes}, {seed})"
     got = invoke(candidate, "init_params", sizes, seed, where=where)
-    got_params = validate_params(got, [((n_in, n_out), (n_out,)) for n_in, n_out in
-                                       zip(sizes[:-1], sizes[1:])], "init_params' return value", where)
+    got_params = named_contract("init_structure", validate_params, got,
+                                [((n_in, n_out), (n_out,)) for n_in, n_out in zip(sizes[:-1], sizes[1:])],
+                                "init_params' return value", where)
     rng = np.random.default_rng(seed)
     comparisons, arrays = [], []
     for l, ((W, b), n_in, n_out) in enumerate(zip(got_params, sizes[:-1], sizes[1:])):
@@ -325,7 +284,7 @@ def test_init_params(candidate: Candidate, sizes: list[int], seed: int) -> None:
     assert_comparisons(
         [Comparison(n, g, e, allowed_error(np.abs(e), 0.0, tau)) for n, g, e in comparisons],
         where=where, compared="your initial parameters vs the section's draws for this seed",
-        contract=INIT_CONTRACT, diagnosis=lambda: _init_diagnosis(arrays, sizes, seed, tau),
+        contract=INIT_CONTRACT, diagnosis=lambda: init_cause(arrays, sizes, seed, tau),
         next_step="same generator, same draw order (layer by layer, W only), same He scale; "
                   "biases start at zero.")
 
@@ -405,14 +364,19 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
     case = make_case([4, 5, 3], batch=12, seed=31)
     lr, epochs = 0.1, 2
     where = f"train(X, Y, X, Y, params, lr={lr}, epochs={epochs}, batch_size={case.batch}) on {case!r}"
-    try:
-        got, args_after = invoke(candidate, "train", case.X, case.Y, case.X, case.Y, case.params, lr,
-                                 epochs, case.batch, where=where, inspect=True)
-        if got is None:  # updated params in place and returned nothing: judge the updated list
-            got = args_after[4]
-        trained = validate_params(got, [(W.shape, b.shape) for W, b in case.params], "train's return value",
-                                  where)
-    except AssertionError:  # train raised: is it what its own forward/backward steps do here?
+    with evidence.tentative() as found:
+        try:
+            got, args_after = invoke(candidate, "train", case.X, case.Y, case.X, case.Y, case.params, lr,
+                                     epochs, case.batch, where=where, inspect=True)
+            if got is None:  # updated params in place and returned nothing: judge the updated list
+                got = args_after[4]
+            trained = named_contract("train_structure", validate_params, got,
+                                     [(W.shape, b.shape) for W, b in case.params], "train's return value", where)
+            failure = None
+        except AssertionError as exc:
+            failure = exc
+    if failure is not None:  # train raised or returned the wrong structure: is it what its own
+        # forward/backward steps do here? Then it is their failure; else train's own.
         with evidence.tentative() as own:
             try:
                 fwd = run_forward(candidate, case, f"forward(case={case!r})")
@@ -422,7 +386,10 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
                 pass  # their findings (a crash, a wrong structure) are what replay may attribute
         if own.findings and train_follows_own_functions(candidate, case.X, case.Y, case.params, lr, epochs):
             evidence.keep(own.findings)
-        raise
+        else:
+            evidence.keep(found.findings)
+        raise failure
+    evidence.keep(found.findings)
     params = [tuple(np.array(p, dtype=np.float64) for p in pair) for pair in case.params]
     for _ in range(epochs):
         activations, pre_activations = exact_forward(case.X, params)
@@ -444,7 +411,8 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
     if mismatch_report(comparisons, where=where, compared="", contract="") is not None:
         # train runs the candidate's backward: a wrong backward is the cause to name first.
         diagnosis = (_train_follows_own_functions(candidate, case, trained, lr, epochs, tau)
-                     or _train_diagnosis(arrays, case, lr, epochs, tau))
+                     or _train_diagnosis(arrays, case, lr, epochs, tau)
+                     or train_mistake(candidate, case.X, case.Y, case.params, lr, epochs))
     assert_comparisons(
         comparisons, held_to=dtype, diagnosis=diagnosis,
         where=where, compared="the params train returns vs two exact full-batch SGD steps",

@@ -18,7 +18,7 @@ from conformance.assertions import (
     fmt,
     mismatch_report,
 )
-from conformance.calls import invoke, provides, require, run_backward, run_forward
+from conformance.calls import invoke, named_contract, provides, require, run_backward, run_forward
 from conformance.candidate import Candidate
 from conformance.cases import (
     Case,
@@ -33,7 +33,7 @@ from conformance.checks import (
     forward_comparisons,
 )
 from conformance.contract import least_precise, validate_array, validate_loss
-from conformance.diagnosis import (diagnose, diagnose_forward, log_guard_cause, nonfinite_output_cause,
+from conformance.diagnosis import (diagnose, diagnose_forward, log_guard_cause, loss_cause, nonfinite_output_cause,
                                    output_rows_finding, softmax_cause)
 from conformance.exact import exact_forward, exact_softmax, magnitudes, softmax_conditioning
 from conformance.gradcheck import allowed_error, precision_tolerance
@@ -92,7 +92,8 @@ def test_softmax_single_sample(candidate: Candidate) -> None:
 
 def check_cross_entropy(candidate: Candidate, P: np.ndarray, Y: np.ndarray, where: str) -> float:
     __tracebackhide__ = True
-    value, _ = validate_loss(invoke(candidate, "cross_entropy", P, Y, where=where), where)
+    value, _ = named_contract("loss_structure", validate_loss, invoke(candidate, "cross_entropy", P, Y, where=where),
+                              where)
     assert_finite("cross_entropy", np.array(value), where=where, guard=lambda: log_guard_cause(P, Y))
     return value
 
@@ -108,7 +109,8 @@ def test_cross_entropy_true_class_probability_zero(candidate: Candidate, batch: 
     if not value > np.log(3):
         raise AssertionError(f"cross_entropy={fmt(value)}, but should be large (> log(3) = "
                              f"{fmt(np.log(3))}) [{where}]\n  contract: the loss of a confidently "
-                             "wrong prediction is large; -log(guard) with a tiny guard such as 1e-12")
+                             "wrong prediction is large; -log(guard) with a tiny guard such as 1e-12"
+                             f"\n  diagnosis: {loss_cause(value, P, Y)}")
 
 
 def test_cross_entropy_tiny_probabilities(candidate: Candidate) -> None:

@@ -29,14 +29,26 @@ def _outcome(run: Any) -> tuple[Any, str]:
 
 
 def _steps(candidate: Any, X: np.ndarray, Y: np.ndarray, params: Sequence[tuple], lr: float,
-           steps: int) -> tuple[Any, str]:
+           steps: int, step: float = 1.0) -> tuple[Any, str]:
+    """``steps`` full-batch updates W - step * lr * dW with the candidate's own functions."""
     def run() -> list:
         current = [(np.asarray(W), np.asarray(b)) for W, b in params]
         for _ in range(steps):
             activations, pre_activations = candidate.call("forward", X, current)
             grads = candidate.call("backward", activations, pre_activations, Y, current)
-            current = [(W - lr * np.asarray(dW), b - lr * np.asarray(db)) for (W, b), (dW, db) in zip(current, grads)]
+            current = [(W - step * lr * np.asarray(dW), b - step * lr * np.asarray(db))
+                       for (W, b), (dW, db) in zip(current, grads)]
         return current
+    return _outcome(run)
+
+
+def _trained(candidate: Any, X: np.ndarray, Y: np.ndarray, params: Sequence[tuple], lr: float,
+             steps: int) -> tuple[Any, str]:
+    """train(X, Y, X, Y, params, lr, steps, len(X)): its params (the list it was given, when it
+    updates that in place and returns None), or the error it raised."""
+    def run() -> Any:
+        result, after = candidate.call_and_inspect("train", X, Y, X, Y, list(params), lr, steps, len(X))
+        return after[4] if result is None else result
     return _outcome(run)
 
 
@@ -47,9 +59,35 @@ def train_follows_own_functions(candidate: Any, X: np.ndarray, Y: np.ndarray, pa
     outside the test's evidence: only the caller decides what to keep."""
     with evidence.tentative():
         replayed, replay_error = _steps(candidate, X, Y, params, lr, steps)
-        trained, train_error = _outcome(lambda: candidate.call("train", X, Y, X, Y, list(params), lr, steps, len(X)))
+        trained, train_error = _trained(candidate, X, Y, params, lr, steps)
     if replay_error or train_error:
         return bool(replay_error) and replay_error == train_error
+    return _same(trained, replayed)
+
+
+# Update mistakes replayed with the candidate's own gradients: (key, multiple of lr * dW taken).
+UPDATE_MISTAKES = (("train_ascent", -1.0), ("train_ignores_lr", None))
+
+
+def train_update_mistake(candidate: Any, X: np.ndarray, Y: np.ndarray, params: Sequence[tuple],
+                         lr: float, steps: int) -> str:
+    """The catalogued update mistake whose replay, with the candidate's own forward and
+    backward, gives exactly what its train returns ("" when none does): W + lr * dW (ascent),
+    W - dW (lr ignored), or the initial params (no update)."""
+    with evidence.tentative():
+        trained, train_error = _trained(candidate, X, Y, params, lr, steps)
+        if train_error:
+            return ""
+        if _same(trained, [(np.asarray(W), np.asarray(b)) for W, b in params]):
+            return "train_no_update"
+        for key, step in UPDATE_MISTAKES:
+            replayed, error = _steps(candidate, X, Y, params, lr, steps, step if step is not None else 1.0 / lr)
+            if not error and _same(trained, replayed):
+                return key
+    return ""
+
+
+def _same(trained: Any, replayed: Sequence[tuple]) -> bool:
     try:
         pairs = [(np.asarray(g), np.asarray(e)) for got, exp in zip(trained, replayed) for g, e in zip(got, exp)]
         if len(pairs) != 2 * len(replayed):
@@ -65,3 +103,24 @@ def train_follows_own_functions(candidate: Any, X: np.ndarray, Y: np.ndarray, pa
         if not np.allclose(got.astype(np.float64), expected.astype(np.float64), rtol=tau, atol=tau, equal_nan=True):
             return False
     return True
+
+
+UPDATE_TEXT = {
+    "train_no_update": ("train returns the initial params unchanged: no update reached them (the new (W, b) "
+                        "are never stored in params, or the batch loop never runs)"),
+    "train_ascent": "train adds the gradient (W + lr * dW): gradient ascent; the update is W - lr * dW",
+    "train_ignores_lr": "train steps by the raw gradient (W - dW): multiply it by lr",
+}
+
+
+def train_mistake(candidate: Any, X: np.ndarray, Y: np.ndarray, params: Sequence[tuple], lr: float,
+                  steps: int) -> str:
+    """The finding about a train whose result is wrong and not explained by its own forward and
+    backward: the update mistake replay reproduces, else train's generic finding."""
+    from conformance.diagnosis import named
+
+    key = train_update_mistake(candidate, X, Y, params, lr, steps)
+    if key:
+        return named(key, UPDATE_TEXT[key])
+    return named("train_wrong", "train's result equals neither full-batch steps W - lr * dW with your own "
+                 "forward and backward, nor any catalogued update mistake replayed with them")

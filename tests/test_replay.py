@@ -306,3 +306,96 @@ def test_mutation_is_checked_on_the_shapes_the_code_runs(tmp_path: Path) -> None
     backward = next(t for t in run.report if t["nodeid"].endswith("test_backward_does_not_mutate_arguments"))
     assert backward["outcome"] == "failed" and "must not be modified" in backward["message"], backward["message"]
     assert "mutates_arguments" in backward["properties"]["diagnoses"]
+
+
+# ------------------------------------------------------------------ second red team
+STEP = "params[j] = (W - lr * dW, b - lr * db)"
+HE_DRAW = "W = rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)"
+LOSS = "return -np.mean(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))"
+
+
+def _patched(*pairs: tuple[str, str]) -> str:
+    source = REFERENCE
+    for old, new in pairs:
+        assert old in source, f"reference/mlp.py changed: {old!r} not found"
+        source = source.replace(old, new, 1)
+    return source
+
+
+# (honest named mistake, the same function made unrecognisable or crashing)
+DISGUISES = {
+    "train_ascent_scaled": ((STEP, "params[j] = (W + lr * dW, b + lr * db)"),
+                           (STEP, "params[j] = (W + 1.01 * lr * dW, b + 1.01 * lr * db)")),
+    "train_raises": ((STEP, "params[j] = (W, b)"),
+                     (STEP, "raise RuntimeError('out of memory')")),
+    "init_raises": ((HE_DRAW, "W = np.zeros((n_in, n_out))"),
+                    (HE_DRAW, "raise MemoryError('x')")),
+    "loss_raises": ((LOSS, "return np.mean(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))"),
+                    (LOSS, "raise NotImplementedError")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DISGUISES))
+def test_a_disguised_or_crashing_optional_function_costs_no_less_than_its_named_mistake(
+        name: str, tmp_path: Path, control: VariantRun) -> None:
+    """Red team: train, init_params and cross_entropy had no generic price, so garbage or an
+    exception cost a fraction of an area while the honest named mistake cost 10-30 points."""
+    honest, disguised = DISGUISES[name]
+    twin = _run(_variant(tmp_path, f"{name}_twin", _patched(honest)), tmp_path)
+    trick = _run(_variant(tmp_path, name, _patched(disguised)), tmp_path)
+    twin_score, trick_score = default_score(twin, control), default_score(trick, control)
+    assert twin_score is not None and trick_score is not None and twin_score < 100.0
+    assert trick_score <= twin_score, (trick_score, twin_score)
+
+
+def test_a_cheap_backward_mistake_does_not_hide_a_wrong_train(tmp_path: Path, control: VariantRun) -> None:
+    """db averaged on purpose made an ascent train's failures read as backward's consequences
+    (87.5 instead of 68.4): train's failure is backward's only where replay shows it."""
+    ascent = (STEP, "params[j] = (W + lr * dW, b + lr * db)")
+    twin = _run(_variant(tmp_path, "ascent", _patched(ascent)), tmp_path)
+    trick = _run(_variant(tmp_path, "ascent_db_mean", _cheap(_patched(ascent))), tmp_path)
+    assert default_score(trick, control) <= default_score(twin, control)
+
+
+def test_a_train_that_updates_in_place_and_returns_none_is_correct(tmp_path: Path, control: VariantRun) -> None:
+    """SPEC allows train to return None after updating the params list it was given."""
+    head, sep, tail = REFERENCE.partition("def train(")
+    assert sep and "    return params\n" in tail, "reference/mlp.py's train changed: update this test"
+    source = head + sep + tail.replace("    return params\n", "    return None\n", 1)  # updated in place
+    run = _run(_variant(tmp_path, "train_in_place", source), tmp_path)
+    assert default_score(run, control) == 100.0, [t["message"][:200] for t in run.report if t["outcome"] == "failed"]
+
+
+ZEROS_REVERSED = ("    if True:\n        return [(np.zeros_like(W), np.zeros_like(b)) for W, b in reversed(params)]\n")
+
+
+def test_shapes_alone_name_no_mistake(tmp_path: Path) -> None:
+    """Zeros in reversed order were told 'returns the gradients in reverse order': the fix would
+    still return zeros. A structure names a mistake only when replay gives its values too."""
+    run = _run(_variant(tmp_path, "zeros_reversed", _with_backward_prologue(ZEROS_REVERSED)), tmp_path)
+    named = {k for t in run.report for k in (t["properties"].get("diagnoses") or [])}
+    assert named and not named & {"reversed_order", "transposed_dw"}, named
+    assert not any("reverse order (last layer first)" in t["message"] for t in run.report)
+
+
+FORGED_NUMPY_TEXT = '''    for i in reversed(range(1, len(params))):
+        a, m = pre_activations[i - 1].shape, pre_activations[i].shape
+        if a != m:
+            raise ValueError("operands could not be broadcast together with shapes "
+                             + str(a).replace(" ", "") + " " + str(m).replace(" ", "") + " ")
+'''
+
+
+def test_an_exception_the_candidate_raises_itself_is_no_evidence(tmp_path: Path) -> None:
+    """Correct gradients, then numpy's broadcast message forged with the i-1 bug's shapes: the
+    i-1 bug was named and its line 'to change' was the raise statement."""
+    run = _run(_variant(tmp_path, "forged_numpy_text", _with_backward_prologue(FORGED_NUMPY_TEXT)), tmp_path)
+    named = {k for t in run.report for k in (t["properties"].get("diagnoses") or [])}
+    assert "backward_crash" in named and "relu_index" not in named, named
+    assert not any("symptom of the i-1 bug" in t["message"] for t in run.report)
+
+
+def test_a_mistake_only_above_batch_64_is_caught(tmp_path: Path, control: VariantRun) -> None:
+    flip = "    if Y.shape[0] > 64 and activations[0].shape[1] != 8:\n        Y = 2 * activations[-1] - Y\n"
+    run = _run(_variant(tmp_path, "large_batch_only", _with_backward_prologue(flip)), tmp_path)
+    assert default_score(run, control) < 100.0
