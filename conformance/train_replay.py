@@ -76,18 +76,24 @@ def train_update_mistake(candidate: Any, X: np.ndarray, Y: np.ndarray, params: S
     W - dW (lr ignored), or the initial params (no update)."""
     with evidence.tentative():
         trained, train_error = _trained(candidate, X, Y, params, lr, steps)
-        if train_error:
-            return ""
-        if _same(trained, [(np.asarray(W), np.asarray(b)) for W, b in params]):
+        correct, correct_error = _steps(candidate, X, Y, params, lr, steps)
+        if train_error or (not correct_error and _same(trained, correct)):
+            return ""  # train does what its own forward and backward give: no update mistake
+        initial = [(np.asarray(W), np.asarray(b)) for W, b in params]
+        if _same(trained, initial, telling=True) and (correct_error or not _same(initial, correct)):
             return "train_no_update"
         for key, step in UPDATE_MISTAKES:
             replayed, error = _steps(candidate, X, Y, params, lr, steps, step if step is not None else 1.0 / lr)
-            if not error and _same(trained, replayed):
+            # (a replay that the correct update would give as well tells nothing)
+            if not error and _same(trained, replayed, telling=True) and (correct_error or not _same(replayed, correct)):
                 return key
     return ""
 
 
-def _same(trained: Any, replayed: Sequence[tuple]) -> bool:
+def _same(trained: Any, replayed: Sequence[tuple], *, telling: bool = False) -> bool:
+    """``trained`` equals ``replayed``: same shapes, the same non-finite entries, the finite ones
+    within sqrt(eps). ``telling``: also some finite entry (an all-NaN result equals every replay
+    alike, so it can tell no update mistake from another)."""
     try:
         pairs = [(np.asarray(g), np.asarray(e)) for got, exp in zip(trained, replayed) for g, e in zip(got, exp)]
         if len(pairs) != 2 * len(replayed):
@@ -100,7 +106,13 @@ def _same(trained: Any, replayed: Sequence[tuple]) -> bool:
         # sqrt(eps) of the result's precision: the steps themselves round at eps; a train that
         # does anything else with the gradients differs by far more.
         tau = precision_tolerance(np.result_type(got.dtype, expected.dtype))
-        if not np.allclose(got.astype(np.float64), expected.astype(np.float64), rtol=tau, atol=tau, equal_nan=True):
+        # The same non-finite entries, and the finite ones close: a result that is all NaN (or
+        # inf) would otherwise equal every replay alike.
+        g64, e64 = got.astype(np.float64), expected.astype(np.float64)
+        if not np.array_equal(np.isfinite(g64), np.isfinite(e64)) or (telling and not np.isfinite(e64).any()):
+            return False
+        finite = np.isfinite(e64)
+        if not np.allclose(g64[finite], e64[finite], rtol=tau, atol=tau):
             return False
     return True
 
@@ -122,5 +134,8 @@ def train_mistake(candidate: Any, X: np.ndarray, Y: np.ndarray, params: Sequence
     key = train_update_mistake(candidate, X, Y, params, lr, steps)
     if key:
         return named(key, UPDATE_TEXT[key])
+    if train_follows_own_functions(candidate, X, Y, params, lr, steps):
+        return ("train takes exactly the steps your own forward and backward give, so its result is "
+                "theirs: see their checks")
     return named("train_wrong", "train's result equals neither full-batch steps W - lr * dW with your own "
                  "forward and backward, nor any catalogued update mistake replayed with them")
