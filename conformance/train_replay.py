@@ -30,14 +30,18 @@ def _outcome(run: Any) -> tuple[Any, str]:
 
 def _steps(candidate: Any, X: np.ndarray, Y: np.ndarray, params: Sequence[tuple], lr: float,
            steps: int, step: float = 1.0) -> tuple[Any, str]:
-    """``steps`` full-batch updates W - step * lr * dW with the candidate's own functions."""
+    """``steps`` full-batch updates W - step * lr * dW with the candidate's own functions, as a
+    train of the contract takes them: the params backward leaves behind (it may change them in
+    place) are the ones updated, and each epoch ends with a forward pass on the test set (here
+    X itself), which is where a train that reports its test accuracy meets broken params."""
     def run() -> list:
         current = [(np.asarray(W), np.asarray(b)) for W, b in params]
         for _ in range(steps):
-            activations, pre_activations = candidate.call("forward", X, current)
-            grads = candidate.call("backward", activations, pre_activations, Y, current)
+            (activations, pre_activations), after_forward = candidate.call_and_inspect("forward", X, current)
+            grads, after = candidate.call_and_inspect("backward", activations, pre_activations, Y, after_forward[1])
             current = [(W - step * lr * np.asarray(dW), b - step * lr * np.asarray(db))
-                       for (W, b), (dW, db) in zip(current, grads)]
+                       for (W, b), (dW, db) in zip(after[3], grads)]
+            candidate.call("forward", X, current)
         return current
     return _outcome(run)
 
@@ -57,6 +61,35 @@ def train_follows_own_functions(candidate: Any, X: np.ndarray, Y: np.ndarray, pa
     """Does train(X, Y, X, Y, params, lr, steps, len(X)) (full batch: one step per epoch) do
     exactly what ``steps`` steps with the candidate's own forward and backward do? Calls run
     outside the test's evidence: only the caller decides what to keep."""
+    return _follows(candidate, X, Y, params, lr, steps) or (
+        # One sample: no order to shuffle. Only for a backward whose gradients depend on the
+        # order of the samples (only the last one kept, say), whose steps a shuffling train
+        # cannot be replayed in: an order-free backward gives a shuffling train's steps exactly.
+        len(X) > 1 and _order_dependent(candidate, X, Y, params)
+        and _follows(candidate, X[:1], Y[:1], params, lr, steps))
+
+
+def _order_dependent(candidate: Any, X: np.ndarray, Y: np.ndarray, params: Sequence[tuple]) -> bool:
+    """The candidate's backward gives other gradients when the batch's samples come in reverse
+    order (a correct backward sums over them: the order changes nothing beyond rounding)."""
+    def gradients(Xs: np.ndarray, Ys: np.ndarray) -> list:
+        activations, pre_activations = candidate.call("forward", Xs, list(params))
+        return [tuple(np.asarray(t, np.float64) for t in pair)
+                for pair in candidate.call("backward", activations, pre_activations, Ys, list(params))]
+    with evidence.tentative():
+        forward_order, error = _outcome(lambda: gradients(X, Y))
+        reversed_order, error2 = _outcome(lambda: gradients(X[::-1], Y[::-1]))
+    if error or error2:
+        return False
+    try:
+        return not all(np.allclose(a, b, rtol=1e-6, atol=1e-9) for pa, pb in zip(forward_order, reversed_order)
+                       for a, b in zip(pa, pb))
+    except (TypeError, ValueError):
+        return False
+
+
+def _follows(candidate: Any, X: np.ndarray, Y: np.ndarray, params: Sequence[tuple], lr: float,
+             steps: int) -> bool:
     with evidence.tentative():
         replayed, replay_error = _steps(candidate, X, Y, params, lr, steps)
         trained, train_error = _trained(candidate, X, Y, params, lr, steps)

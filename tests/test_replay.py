@@ -348,12 +348,18 @@ def test_a_disguised_or_crashing_optional_function_costs_no_less_than_its_named_
     assert trick_score <= twin_score, (trick_score, twin_score)
 
 
-def test_a_cheap_backward_mistake_does_not_hide_a_wrong_train(tmp_path: Path, control: VariantRun) -> None:
+@pytest.mark.parametrize("wrong_train", [
+    "params[j] = (W + lr * dW, b + lr * db)",
+    # right on one sample (the replay's order-free probe), garbage on real batches
+    "params[j] = (W - lr * dW, b - lr * db) if len(idx) == 1 else (W + 1.01 * lr * dW, b)",
+])
+def test_a_cheap_backward_mistake_does_not_hide_a_wrong_train(wrong_train: str, tmp_path: Path,
+                                                             control: VariantRun) -> None:
     """db averaged on purpose made an ascent train's failures read as backward's consequences
     (87.5 instead of 68.4): train's failure is backward's only where replay shows it."""
     ascent = (STEP, "params[j] = (W + lr * dW, b + lr * db)")
     twin = _run(_variant(tmp_path, "ascent", _patched(ascent)), tmp_path)
-    trick = _run(_variant(tmp_path, "ascent_db_mean", _cheap(_patched(ascent))), tmp_path)
+    trick = _run(_variant(tmp_path, "wrong_train_db_mean", _cheap(_patched((STEP, wrong_train)))), tmp_path)
     assert default_score(trick, control) <= default_score(twin, control)
 
 
