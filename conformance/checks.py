@@ -20,22 +20,33 @@ from conformance.exact import exact_cross_entropy, exact_forward, exact_gradient
 from conformance.gradcheck import allowed_error, central_differences, fd_tensor, precision_tolerance, random_directions
 
 Grads = Sequence[tuple[np.ndarray, np.ndarray]]
-# Non-finite gradients from finite inputs: no guard of the output explains them.
-def nonfinite_backward(logits: np.ndarray, dtype: np.dtype) -> str:
-    """What is known when backward returns inf/nan from finite inputs. A cause is named only
-    when replay shows it: exp of these very logits overflows in the candidate's precision, so a
-    softmax recomputed inside backward without the max subtraction gives inf/nan here."""
-    z = np.asarray(logits, dtype=np.float64)
-    with np.errstate(all="ignore"):
-        overflows = not np.isfinite(np.exp(z.astype(dtype))).all()
-    text = "backward turns finite inputs into inf/nan"
-    if overflows:
-        text += (f" (exp of these logits overflows in {np.dtype(dtype).name}: a softmax recomputed "
-                 "inside backward must subtract each row's max first, or use activations[-1], "
-                 "which forward already computed)")
-    return text
 ENTRYWISE_MAX_PARAMS = 400  # above this, each tensor is checked along random directions
 DIRECTIONS_PER_TENSOR = 3
+
+
+# Non-finite gradients from finite inputs: no guard of the output explains them.
+def nonfinite_backward(grads: Sequence[tuple], activations: Sequence[np.ndarray],
+                       pre_activations: Sequence[np.ndarray], Y: np.ndarray, params: Sequence[tuple],
+                       dtype: np.dtype) -> str:
+    """What is known when backward returns inf/nan from finite inputs. A cause is named only
+    when replay shows it: backprop with the output recomputed as a softmax WITHOUT the max
+    subtraction (in the candidate's precision) is non-finite in exactly the candidate's entries."""
+    text = "backward turns finite inputs into inf/nan"
+    z = np.asarray(pre_activations[-1], np.float64)
+    with np.errstate(all="ignore"):
+        e = np.exp(z.astype(dtype))
+        naive = (e / e.sum(axis=-1, keepdims=True)).astype(np.float64)
+        try:
+            replayed = exact_gradients(list(activations[:-1]) + [naive], pre_activations, Y, params)
+        except (ValueError, IndexError):
+            return text
+    same = all(np.array_equal(~np.isfinite(np.asarray(g, np.float64)), ~np.isfinite(r))
+               for pg, pr in zip(grads, replayed) for g, r in zip(pg, pr) if np.shape(g) == np.shape(r))
+    if same and any(not np.isfinite(r).all() for pair in replayed for r in pair):
+        text += (f" exactly where a softmax recomputed inside backward without the max subtraction gives "
+                 f"inf/nan on these logits ({np.dtype(dtype).name}): subtract each sample's max first, or "
+                 "use activations[-1], which forward already computed")
+    return text
 
 
 def contract_text(dtype: np.dtype, fd: bool = True) -> str:

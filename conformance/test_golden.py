@@ -168,9 +168,11 @@ def _backward_diagnosis(values: dict, arrays: dict, L: int) -> str:
     nonfinite = [name for key, name in _backward_keys(L)
                  if not np.isfinite(values[key]).all() and np.isfinite(arrays[key]).all()]
     if nonfinite:  # no catalogued mistake makes inf/nan: say what the evidence shows
-        logits = arrays[f"pre{L - 1}"]
+        grads = [(values[f"dW{j}"], values[f"db{j}"]) for j in range(L)]
         return named("backward_wrong", f"{', '.join(nonfinite)} hold inf/nan where every expected "
-                     f"value is finite: {nonfinite_backward(logits, logits.dtype)}")
+                     "value is finite: " + nonfinite_backward(
+                         grads, [arrays[f"act{i}"] for i in range(L + 1)], [arrays[f"pre{i}"] for i in range(L)],
+                         arrays["Y"], golden.params_of(arrays, L), result_dtype([g for p in grads for g in p])))
     X, Y = arrays["X"].astype(np.float64), arrays["Y"].astype(np.float64)
     params = [(W.astype(np.float64), b.astype(np.float64)) for W, b in golden.params_of(arrays, L)]
     activations = [arrays[f"act{i}"].astype(np.float64) for i in range(L + 1)]

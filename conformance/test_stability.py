@@ -141,7 +141,8 @@ def check_network(candidate: Candidate, case: Case) -> None:
         for name, g in ((f"dW[{l}]", dW), (f"db[{l}]", db)):
             assert_finite(name, g, where=where,
                           guard=lambda: "none of the output guards: your forward's output is finite here; "
-                                + nonfinite_backward(fwd.pre_activations[-1], least_precise(fwd.dtype, dtype)))
+                                + nonfinite_backward(grads, fwd.activations, fwd.pre_activations, case.Y,
+                                                     case.params, least_precise(fwd.dtype, dtype)))
     dtype = least_precise(fwd.dtype, dtype)
     comparisons = exact_gradient_comparisons(case, grads, dtype)
     if mismatch_report(comparisons, where=where, compared="", contract="", held_to=dtype) is None:

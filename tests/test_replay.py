@@ -405,3 +405,21 @@ def test_a_mistake_only_above_batch_64_is_caught(tmp_path: Path, control: Varian
     flip = "    if Y.shape[0] > 64 and activations[0].shape[1] != 8:\n        Y = 2 * activations[-1] - Y\n"
     run = _run(_variant(tmp_path, "large_batch_only", _with_backward_prologue(flip)), tmp_path)
     assert default_score(run, control) < 100.0
+
+
+def test_non_finite_gradients_name_a_recomputed_softmax_only_where_replay_gives_them() -> None:
+    from conformance.cases import scaled_logits_case
+    from conformance.checks import nonfinite_backward
+
+    case = scaled_logits_case(1e3, seed=1)
+    acts, pres = exact_forward(case.X, case.params)
+    with np.errstate(all="ignore"):
+        e = np.exp(pres[-1])
+        naive = e / e.sum(axis=-1, keepdims=True)
+        recomputed = exact_gradients(acts[:-1] + [naive], pres, case.Y, case.params)
+        zero_over_zero = [(dW * np.nan, db * np.nan) for dW, db in exact_gradients(acts, pres, case.Y, case.params)]
+    assert any(not np.isfinite(t).all() for pair in recomputed for t in pair)
+    text = nonfinite_backward(recomputed, acts, pres, case.Y, case.params, np.dtype(np.float64))
+    assert "softmax recomputed inside backward" in text
+    other = nonfinite_backward(zero_over_zero, acts, pres, case.Y, case.params, np.dtype(np.float64))
+    assert "softmax" not in other and "inf/nan" in other
