@@ -263,12 +263,12 @@ def test_any_sequence_of_two_arrays_is_a_gradient_pair() -> None:
         assert dtype == np.float64 and grads[0][0].shape == (2, 3)
 
 
-def test_backward_shape_messages_name_the_likely_mistake() -> None:
+def test_backward_shape_messages_say_what_the_shapes_show() -> None:
     params = [(np.zeros((2, 3)), np.zeros(3)), (np.zeros((3, 4)), np.zeros(4))]
     rev = [(np.zeros((3, 4)), np.zeros(4)), (np.zeros((2, 3)), np.zeros(3))]
-    with pytest.raises(ContractError, match="reverse order"):
+    with pytest.raises(ContractError, match="reversed order"):
         validate_backward(rev, params, "t")
-    with pytest.raises(ContractError, match="W.T's shape"):
+    with pytest.raises(ContractError, match="the shape of W.T"):
         validate_backward([(np.zeros((3, 2)), np.zeros(3)), (np.zeros((3, 4)), np.zeros(4))], params, "t")
     with pytest.raises(ContractError, match="keepdims"):
         validate_backward([(np.zeros((2, 3)), np.zeros((1, 3))), (np.zeros((3, 4)), np.zeros(4))], params, "t")
