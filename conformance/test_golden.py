@@ -274,8 +274,21 @@ def test_train_takes_one_sgd_step(candidate: Candidate, case_id: str) -> None:
                 f"batch_size={entry['batch']})",
                 precision=_precision(values, ("train_", "act", "pre", "dW", "db")),
                 diagnosis=lambda: (_train_follows_own_functions(candidate, values, arrays, L, case_id)
+                                   or _train_follows_failing_functions(candidate, arrays, L, own.findings)
                                    or train_mistake(candidate, arrays["X"], arrays["Y"], golden.params_of(arrays, L),
                                                     golden.TRAIN_STEP_LR, 1)))
+
+
+def _train_follows_failing_functions(candidate: Candidate, arrays: dict, L: int, findings: list) -> str:
+    """Replay, when forward or backward failed their own checks on this fixture (a crash or a
+    wrong structure, so no values to diagnose): train's result is what their steps give, so its
+    failure is theirs (their findings are recorded here too)."""
+    if not findings or not train_follows_own_functions(candidate, arrays["X"], arrays["Y"],
+                                                       golden.params_of(arrays, L), golden.TRAIN_STEP_LR, 1):
+        return ""
+    evidence.keep(findings)
+    return ("train takes exactly the step your own forward and backward give, and they fail their own "
+            "checks on this fixture: fix those first")
 
 
 def _train_follows_own_functions(candidate: Candidate, values: dict, arrays: dict, L: int,
