@@ -139,7 +139,7 @@ def test_a_cheap_round_that_skips_the_work_is_caught() -> None:
             self.stale = grads
             return grads, cost
 
-    with pytest.raises(AssertionError, match=r"but should be"):
+    with pytest.raises(AssertionError, match=r"timed backward.s gradients are wrong"):
         measure(WorkOnce(lambda w: 300 * YARD), RUNGS[0], yardstick=_yardstick)  # type: ignore[arg-type]
 
 
@@ -162,7 +162,7 @@ def test_the_timed_backward_must_return_the_gradients() -> None:
 
     measure(Scripted(lambda w: YARD), RUNGS[0], yardstick=_yardstick)  # type: ignore[arg-type]
     with evidence.recording() as found, \
-            pytest.raises(AssertionError, match=r"dW\[0\]\[.*=0, but should be") as failure:
+            pytest.raises(AssertionError, match=r"timed backward.s gradients are wrong") as failure:
         measure(ZerosForTheseSizes(lambda w: YARD), RUNGS[0], yardstick=_yardstick)  # type: ignore[arg-type]
     assert f"backward(efficiency, {list(RUNGS[0].sizes)}, batch {RUNGS[0].batch})" in str(failure.value)
     assert [f.key for f in found.findings] == ["backward_wrong"]  # charged as a wrong backward
