@@ -69,6 +69,27 @@ def train_follows_own_functions(candidate: Any, X: np.ndarray, Y: np.ndarray, pa
         and _follows(candidate, X[:1], Y[:1], params, lr, steps))
 
 
+def _backward_mutates(candidate: Any, X: np.ndarray, Y: np.ndarray, params: Sequence[tuple]) -> bool:
+    """The candidate's backward changes an array it is given, on these inputs."""
+    def run() -> bool:
+        activations, pre_activations = candidate.call("forward", X, list(params))
+        given = (activations, pre_activations, Y, list(params))
+        _, after = candidate.call_and_inspect("backward", *given)
+        flat = lambda x: [np.asarray(a) for a in _leaves(x)]  # noqa: E731
+        before_arrays, after_arrays = flat(given), flat(after)
+        return len(before_arrays) != len(after_arrays) or any(
+            b.shape != a.shape or not np.array_equal(b, a, equal_nan=True) for b, a in zip(before_arrays, after_arrays))
+    with evidence.tentative():
+        changed, error = _outcome(run)
+    return bool(changed) and not error
+
+
+def _leaves(value: Any) -> list:
+    if isinstance(value, (list, tuple)):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
+
+
 def _order_dependent(candidate: Any, X: np.ndarray, Y: np.ndarray, params: Sequence[tuple]) -> bool:
     """The candidate's backward gives other gradients when the batch's samples come in reverse
     order (a correct backward sums over them: the order changes nothing beyond rounding)."""
@@ -168,6 +189,10 @@ def train_mistake(candidate: Any, X: np.ndarray, Y: np.ndarray, params: Sequence
     if key:
         return named(key, UPDATE_TEXT[key])
     if train_follows_own_functions(candidate, X, Y, params, lr, steps):
+        if _backward_mutates(candidate, X, Y, params):  # what makes those steps differ here
+            return named("mutates_arguments", "train takes exactly the steps your own forward and backward "
+                         "give, and your backward changes the params it is given in place (arguments must "
+                         "not be modified): those steps update already-changed weights")
         return ("train takes exactly the steps your own forward and backward give, so its result is "
                 "theirs: see their checks")
     return named("train_wrong", "train's result equals neither full-batch steps W - lr * dW with your own "
