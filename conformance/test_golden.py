@@ -153,7 +153,7 @@ def test_backward_matches_golden(candidate: Candidate, case_id: str) -> None:
         keys += [(f"db{j}", f"db[{j}]"), (f"dW{j}", f"dW[{j}]")]
 
     _check_keys(candidate, values, arrays, entry, keys, "backward", case_id, f"backward(case={case_id})",
-                diagnosis=lambda: _backward_diagnosis(values, arrays, L))
+                diagnosis=lambda: _failed_backward_diagnosis(values, arrays, L))
 
 
 def _backward_keys(L: int) -> list[tuple[str, str]]:
@@ -179,14 +179,19 @@ def _backward_diagnosis(values: dict, arrays: dict, L: int) -> str:
     pre_activations = [arrays[f"pre{i}"].astype(np.float64) for i in range(L)]
     grads = [(values[f"dW{j}"], values[f"db{j}"]) for j in range(L)]
     precision = result_dtype([g for pair in grads for g in pair] + [arrays["X"]])
+    return diagnose(grads, activations, pre_activations, Y, params, magnitudes(X, Y, params),
+                    precision_tolerance(precision))
+
+
+def _failed_backward_diagnosis(values: dict, arrays: dict, L: int) -> str:
+    """The golden backward check failed: its diagnosis. Within the diagnosis's looser precision
+    bound, yet outside the golden rule's, the values are still backward's, found wrong here by
+    the golden rule (never a catalogued mistake)."""
     with evidence.tentative() as found:
-        text = diagnose(grads, activations, pre_activations, Y, params, magnitudes(X, Y, params),
-                        precision_tolerance(precision))
+        text = _backward_diagnosis(values, arrays, L)
+    evidence.keep(found.findings)
     if found.findings:
-        evidence.keep(found.findings)
         return text
-    # Within the diagnosis's looser precision bound, yet outside the golden rule's: still
-    # backward's values, found wrong here by the golden rule (never a catalogued mistake).
     return named("backward_wrong", "the gradients differ from the fixture's by more than the golden rule "
                  "allows, though within the precision no catalogued mistake could be told apart at")
 
