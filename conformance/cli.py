@@ -79,7 +79,7 @@ def check(args: Sequence[str]) -> int:
 
 
 def record(args: Sequence[str]) -> int:
-    from tools.fixtures import record_main
+    from conformance.fixture_files import record_main
 
     return record_main(list(args), prog=f"{PROG} record")
 
@@ -99,27 +99,33 @@ def fixtures(args: Sequence[str]) -> int:
     if args[:1] != ["check"]:
         print(FIXTURES_HELP, end="", file=sys.stderr)
         return 2
-    from tools.fixtures import main as fixtures_main
+    from conformance.fixture_files import main as fixtures_main
 
     return fixtures_main(list(args), prog=f"{PROG} fixtures")
 
 
 def grade(args: Sequence[str]) -> int:
-    from tools.grade.cli import main as grade_main
+    from conformance.grade.cli import main as grade_main
 
     return grade_main(list(args), prog=f"{PROG} grade")
 
 
 def gradescope(args: Sequence[str]) -> int:
-    from tools.grade.gradescope import main as gradescope_main
+    from conformance.grade.gradescope import main as gradescope_main
 
     return gradescope_main(list(args), prog=f"{PROG} gradescope")
 
 
 def fetch_mnist(args: Sequence[str]) -> int:
-    from tools.fetch_mnist import main as fetch_main
+    from conformance.reference.fetch_mnist import main as fetch_main
 
     return fetch_main(list(args), prog=f"{PROG} fetch-mnist")
+
+
+def train(args: Sequence[str]) -> int:
+    from conformance.reference.train import main as train_main
+
+    return train_main(list(args), prog=f"{PROG} train")
 
 
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
@@ -129,6 +135,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "gradescope": (gradescope, "'gradescope bundle OUT.zip': write the Gradescope autograder zip; "
                                "'gradescope run': grade one upload inside it"),
     "fetch-mnist": (fetch_mnist, "download and verify MNIST once"),
+    "train": (train, "train the reference on MNIST: the section's experiment (10 epochs, ~0.98)"),
     "fixtures": (fixtures, "'fixtures check': verify the shipped golden fixtures"),
 }
 

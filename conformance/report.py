@@ -1,6 +1,6 @@
 """Machine-readable JSON report of a conformance run (``pytest --conformance-report FILE``).
 
-The batch grader (``tools.grade``) turns this file into points, so it records exactly what
+The batch grader (``conformance.grade``) turns this file into points, so it records exactly what
 the verdict needs and nothing the candidate controls: per test its check area, outcome,
 duration, failure text (capped) and skip reason, plus the candidate's identity and the
 suite version. It is written by the pytest process that computes the verdicts (never by an
@@ -47,8 +47,10 @@ MEASUREMENT_PROPERTIES = ("efficiency_ratio_",)
 # reference's algorithm and MNIST loader, the fixtures' manifest (it pins every fixture's
 # sha256) and the calibrated thresholds.
 SUITE_VERSION_CODE = ("*.py", "*.ini")
-SUITE_VERSION_NOT_VERDICTS = ("cli.py",)  # the console script only builds commands
+SUITE_VERSION_NOT_VERDICTS = ("cli.py", "fixture_files.py")  # commands that build runs or files, no verdict
 SUITE_VERSION_REFERENCE = ("mlp.py", "mnist.py")
+# Hashed below under their own names (fixtures, the reference) or no verdict of theirs (the grader).
+SUITE_VERSION_ELSEWHERE = {"fixtures", "reference", "grade"}
 SUITE_VERSION_FIXTURES = ("manifest.json", "mnist_thresholds.json")
 
 
@@ -61,11 +63,11 @@ def suite_version(root: Path = REPO_ROOT) -> str:
     for pattern in SUITE_VERSION_CODE:
         for path in suite.rglob(pattern):
             rel = path.relative_to(root)
-            if (path.is_file() and "__pycache__" not in rel.parts and "fixtures" not in rel.parts[:2]
+            if (path.is_file() and "__pycache__" not in rel.parts and not set(rel.parts[1:2]) & SUITE_VERSION_ELSEWHERE
                     and not (len(rel.parts) == 2 and rel.name in SUITE_VERSION_NOT_VERDICTS)):
                 files[rel.as_posix()] = path
     for name in SUITE_VERSION_REFERENCE:
-        files[f"reference/{name}"] = root / "reference" / name
+        files[f"reference/{name}"] = root / "conformance" / "reference" / name
     fixtures = suite / "fixtures" if (suite / "fixtures" / "manifest.json").is_file() else root / "fixtures"
     for name in SUITE_VERSION_FIXTURES:
         files[f"fixtures/{name}"] = fixtures / name

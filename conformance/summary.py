@@ -14,19 +14,18 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
 import pytest
 
 from conformance import calls, localise
+from conformance.candidate import candidate_label
 from conformance.contract import PrecisionFinding
 from conformance.diagnosis import (
     GENERIC_KEYS,
     function_of,
 )
 from conformance.mistakes import AREAS, mistake
-from conformance.text import clean_name
 
 NAME = "conformance-summary"
 AREA_ORDER = AREAS
@@ -44,15 +43,6 @@ def cause_text(key: str) -> str:
     if m.function in ("backward", "forward") and not m.generic:
         return f"your {m.cause}"
     return m.cause
-
-
-def candidate_label(candidate: Any) -> str:
-    """How messages name the candidate: its file name as the student knows it (no directory,
-    no temporary path, no address)."""
-    path = getattr(candidate, "path", None)
-    name = (Path(str(path)).name if path else
-            str(getattr(candidate, "module_name", "") or getattr(candidate, "spec", "") or "?"))
-    return f"<candidate {clean_name(name)}>"
 
 
 # ------------------------------------------------------------------------ case shapes
@@ -274,7 +264,7 @@ class RunSummary:
         return data
 
     def _candidate(self) -> Any:
-        from conformance.hooks import CANDIDATE_KEY
+        from conformance.candidate import CANDIDATE_KEY
 
         return self.config.stash.get(CANDIDATE_KEY, None)
 
@@ -300,7 +290,7 @@ class Attribution:
     - a failure naming nothing, in a check that ran forward or backward only through train or
       the suite's SGD loop, follows from those functions' failures when other checks find
       them wrong (the grader's idea: one mistake, failing end-to-end checks too, is charged
-      once; tools/grade/rubric.py END_TO_END_AREAS);
+      once; conformance/grade/score/rubric.py END_TO_END_AREAS);
     - everything else, generic findings included, is a failure without a named cause: its
       own message says what is wrong (a generic finding may be evidence the named mistake
       does not explain).

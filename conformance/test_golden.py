@@ -1,6 +1,6 @@
 """Contract area: golden values. The candidate reproduces the reference's numbers, pinned in
 fixtures/ (tolerance rule: SPEC.md, "Golden area"), and, with ``--golden DIR``, its
-own numbers pinned earlier by ``python -m tools.fixtures record`` (the refactor check).
+own numbers pinned earlier by ``python -m conformance.fixture_files record`` (the refactor check).
 
 Each check feeds the candidate the fixture's exact inputs (backward gets the reference's
 activations), so a failure points at one function. Optional functions (softmax,

@@ -28,7 +28,7 @@ from conformance.diagnosis import diagnose, diagnose_forward
 from conformance.exact import magnitudes
 from conformance.gradcheck import precision_tolerance
 from conformance.assertions import mismatch_report
-from reference import mlp as reference
+from conformance.reference import mlp as reference
 
 CONFORMANCE_AREA = "gradients"  # the check area graded by this module (conformance/plugin.py)
 

@@ -38,7 +38,7 @@ from conformance.diagnosis import (diagnose, diagnose_forward, init_cause, loss_
 from conformance.exact import exact_forward, exact_gradients, exact_softmax, magnitudes, softmax_conditioning
 from conformance.gradcheck import allowed_error, precision_tolerance
 from conformance.golden import LOG_GUARD_MAX
-from reference import mlp as reference
+from conformance.reference import mlp as reference
 
 CONFORMANCE_AREA = "interface"  # the check area graded by this module (conformance/plugin.py)
 

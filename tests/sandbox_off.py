@@ -67,7 +67,7 @@ def readable_python_prefix(tmp_path: Path) -> list[str]:
     venv = Path(sys.prefix).resolve()
     covers: list[Path] = []
     checkouts = [REPO]
-    if sys.prefix != sys.base_prefix and (venv.parent / "reference").is_dir():
+    if sys.prefix != sys.base_prefix and (venv.parent / "conformance" / "reference").is_dir():
         checkouts.append(venv.parent)  # the clone whose virtualenv runs the test (not REPO's)
     for checkout in checkouts:
         if len(checkout.parents) < 2:
@@ -91,7 +91,7 @@ def readable_python_prefix(tmp_path: Path) -> list[str]:
 def private_project(tmp_path: Path) -> Path:
     """A copy of the project's suite, reference and grader in a folder only root can enter
     (what a Gradescope bundle's ``source/project`` is once the autograder runs)."""
-    from tools.grade.gradescope import _project_files
+    from conformance.grade.gradescope import _project_files
 
     dest = tmp_path / "project"
     for path in _project_files(REPO):

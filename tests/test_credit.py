@@ -14,7 +14,7 @@ from conformance.candidate import InProcessCandidate
 from conformance.cases import make_case
 from conformance.checks import self_consistency_comparisons
 from conformance.contract import least_precise
-from reference import mlp as reference
+from conformance.reference import mlp as reference
 from tests.helpers import REPO_ROOT
 
 ADVERSARIAL = REPO_ROOT / "tests" / "adversarial"
@@ -50,7 +50,7 @@ def test_faked_relu_kinks_cannot_hide_a_missing_mask(seed: int) -> None:
 def test_self_consistency_still_passes_correct_code_at_real_kinks(seed: int) -> None:
     """Exact zero pre-activations (zero rows, zero biases) flip masks for real: the reference
     passes check (c) under the new rule for kinked directions."""
-    cand = InProcessCandidate.load("reference.mlp")
+    cand = InProcessCandidate.load("conformance.reference.mlp")
     case = make_case([4, 5, 5, 3], batch=4, seed=seed, zero_rows=2)
     fwd = run_forward(cand, case, "test")
     grads, gdtype = run_backward(cand, case, fwd.activations, fwd.pre_activations, "test")

@@ -18,8 +18,8 @@ import pytest
 from conformance.isolation import IsolatedCandidate
 from conformance.isolation.process import SEED_ENV
 from tests.test_grade import REFERENCE
-from tools.grade.rubric import load_rubric, score
-from tools.grade.runner import GradeConfig, Job, run_job
+from conformance.grade.score.rubric import load_rubric, score
+from conformance.grade.run.runner import GradeConfig, Job, run_job
 
 ADVERSARIAL = Path(__file__).resolve().parent / "adversarial" / "sandbox"
 

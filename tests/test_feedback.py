@@ -26,7 +26,8 @@ from conformance.diagnosis import (
 )
 from conformance.exact import BackwardBugs, exact_forward, exact_gradients, magnitudes
 from conformance.gradcheck import precision_tolerance
-from conformance.summary import Shape, candidate_label, cross_failure_patterns
+from conformance.candidate import candidate_label
+from conformance.summary import Shape, cross_failure_patterns
 
 from tests.helpers import run_pytest
 
@@ -269,7 +270,7 @@ def test_an_opted_out_function_is_never_called(tmp_path: Path) -> None:
     opted out, lost points because the stability and golden areas still called it."""
     from tests.helpers import REPO_ROOT, run_suite
 
-    source = (REPO_ROOT / "reference" / "mlp.py").read_text()
+    source = (REPO_ROOT / "conformance" / "reference" / "mlp.py").read_text()
     helper = '''
 
 def cross_entropy(Y_hat, labels):  # integer labels: a helper with its own conventions

@@ -1,6 +1,6 @@
 """The Gradescope autograder zip, tried in a simulated ``/autograder`` layout (issue 11 §2).
 
-``python -m tools.grade.gradescope bundle`` writes the zip; each test unpacks it as Gradescope
+``python -m conformance.grade.gradescope bundle`` writes the zip; each test unpacks it as Gradescope
 does (``source/`` = the zip, ``run_autograder`` copied to the root, ``submission/`` = the upload,
 ``results/``) in a temp root named by ``$AUTOGRADER_ROOT``, and runs ``run_autograder`` with no
 MNIST anywhere but in the bundle. Environment failures must end as an autograder error (exit 3,
@@ -25,7 +25,7 @@ from conformance.report import suite_version
 from tests.sandbox_off import readable_python_prefix
 from tests.test_grade import FAST_RUBRIC, I_BUG, REFERENCE, write
 from tests.test_preflight import NO_NAMESPACES, needs_namespace_drop
-from tools.grade import gradescope
+from conformance.grade import gradescope
 
 REPO = Path(__file__).resolve().parents[1]
 THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -295,4 +295,4 @@ def test_help_names_the_command_that_was_typed(capsys: pytest.CaptureFixture) ->
         assert capsys.readouterr().out.startswith(f"usage: backprop-conformance gradescope {command} [-h]")
     with pytest.raises(SystemExit):
         gradescope.main(["bundle", "--help"])
-    assert capsys.readouterr().out.startswith("usage: python -m tools.grade.gradescope bundle [-h]")
+    assert capsys.readouterr().out.startswith("usage: python -m conformance.grade.gradescope bundle [-h]")

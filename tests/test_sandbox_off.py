@@ -26,8 +26,8 @@ from tests.sandbox_off import needs_root_off, private_project, readable_python_p
 from tests.test_gradescope import build, layout, run_autograder
 from tests.test_grade import REFERENCE
 from tests.test_preflight import NO_NAMESPACES, SETPRIV
-from tools.grade import preflight, runner
-from tools.grade.runner import GradeConfig
+from conformance.grade.run import preflight, runner
+from conformance.grade.run.runner import GradeConfig
 
 ADVERSARIAL = Path(__file__).resolve().parent / "adversarial" / "sandbox"
 needs_container = pytest.mark.skipif(SETPRIV is None, reason="simulating a container needs setpriv")
@@ -136,7 +136,7 @@ def test_off_as_root_with_a_readable_project_is_a_grader_error(tmp_path: Path) -
         visible.chmod(0o755)
         project = private_project(visible)
         visible.chmod(0o755)  # private_project closes it; open it again: the point of the test
-        script = ("import json; from tools.grade import preflight; from tools.grade.runner import GradeConfig;"
+        script = ("import json; from conformance.grade.run import preflight; from conformance.grade.run.runner import GradeConfig;"
                   "print(json.dumps(preflight.check_environment(GradeConfig(sandbox='off', require_mnist=False))"
                   ".problems))")
         proc = subprocess.run([*readable_python_prefix(tmp_path), sys.executable, "-c", script], cwd=project,
@@ -144,7 +144,7 @@ def test_off_as_root_with_a_readable_project_is_a_grader_error(tmp_path: Path) -
         assert proc.returncode == 0, proc.stderr[-3000:]
         problems = json.loads(proc.stdout.strip().splitlines()[-1])
         assert problems and "the sandbox could not be set up" in problems[0], problems
-        assert f"it can read/enter the grader's {project / 'reference'}" in problems[0]
+        assert f"it can read/enter the grader's {project / 'conformance'}" in problems[0]
     finally:
         shutil.rmtree(visible, ignore_errors=True)
 

@@ -29,14 +29,14 @@ from conformance.diagnosis import diagnosis_keys, named
 from conformance.report import JsonReport
 from tests.helpers import run_pytest, run_suite
 from tests.test_grade import I_BUG, REFERENCE, audit, read_csv, run_grader, t, write
-from tools.grade.feedback import group_output
-from tools.grade.html_report import submission_page
-from tools.grade.outputs import GradedSubmission, gradescope_results
-from tools.grade.rubric import RubricError, load_rubric, parse_rubric, score
+from conformance.grade.score.feedback import group_output
+from conformance.grade.publish.html_report import submission_page
+from conformance.grade.publish.outputs import GradedSubmission, gradescope_results
+from conformance.grade.score.rubric import RubricError, load_rubric, parse_rubric, score
 
 REPO = Path(__file__).resolve().parents[1]
 NO_BATCH_MEAN = REFERENCE.replace("delta = (Y_hat - Y) / B", "delta = Y_hat - Y")
-assert NO_BATCH_MEAN != REFERENCE, "the 1/B patch no longer applies to reference/mlp.py"
+assert NO_BATCH_MEAN != REFERENCE, "the 1/B patch no longer applies to conformance/reference/mlp.py"
 
 RUBRIC = {
     "areas": {"interface": {"points": 20}, "gradients": {"points": 50}, "relu_index": {"points": 30}},
@@ -75,7 +75,7 @@ def test_the_mnist_area_runs_after_every_other_area() -> None:
     hooks.pytest_collection_modifyitems(SimpleNamespace(stash={}), items)
     assert [dict(i.user_properties)["area"] for i in items] == [
         "efficiency", "golden", "relu_index", "stability", "mnist", "mnist"]  # others keep their order
-    order = run_suite(REPO / "reference" / "mlp.py", "--co", "-q").stdout.splitlines()
+    order = run_suite(REPO / "conformance" / "reference" / "mlp.py", "--co", "-q").stdout.splitlines()
     nodes = [line for line in order if "::" in line]
     assert nodes and all("test_mnist.py" in n for n in nodes[-4:]), nodes[-6:]
     assert not any("test_mnist.py" in n for n in nodes[:-4])
@@ -340,7 +340,7 @@ def test_two_mistakes_sharing_an_area_both_fit_when_they_can() -> None:
 
 
 def test_points_are_split_exactly_in_proportion_and_never_above_a_holding() -> None:
-    from tools.grade.rubric import split_points
+    from conformance.grade.score.rubric import split_points
 
     holdings = {"interface": 14.25, "gradients": 33.25, "stability": 14.25, "golden": 9.5}
     shares = split_points(40, holdings)
@@ -380,7 +380,7 @@ def test_the_page_counts_explained_failures_as_failed() -> None:
 
 
 def test_staff_pass_rate_counts_failing_checks_and_symptoms_carry_no_price() -> None:
-    from tools.grade.html_report import overview
+    from conformance.grade.publish.html_report import overview
 
     subs = [graded(DEFAULT_RUBRIC_DATA, "alice", tests=CORRECT), graded(DEFAULT_RUBRIC_DATA, "carol", tests=WRONG_SIGN),
             graded(DEFAULT_RUBRIC_DATA, "erin", tests=RELU_INDEX)]
@@ -394,7 +394,7 @@ def test_staff_pass_rate_counts_failing_checks_and_symptoms_carry_no_price() -> 
 
 
 def test_grades_csv_areas_are_points_earned_and_add_up_to_the_score() -> None:
-    from tools.grade.outputs import grades_csv
+    from conformance.grade.publish.outputs import grades_csv
 
     rubric = load_rubric()
     subs = [graded(DEFAULT_RUBRIC_DATA, name, tests=tests)
@@ -410,8 +410,8 @@ def test_grades_csv_areas_are_points_earned_and_add_up_to_the_score() -> None:
 
 
 def test_the_gradebook_stores_points_earned_and_rescores_older_grades(tmp_path: Path) -> None:
-    from tools.grade.gradebook import Gradebook
-    from tools.grade.runner import JobResult
+    from conformance.grade.publish.gradebook import Gradebook
+    from conformance.grade.run.runner import JobResult
 
     rubric = parse_rubric(RUBRIC)
     book = Gradebook(tmp_path / "grades.sqlite")

@@ -16,7 +16,7 @@ from conformance.signature import signature_problem
 from tests.helpers import REPO_ROOT, run_command
 from tools.catalogue import materialize
 
-REFERENCE = (REPO_ROOT / "reference" / "mlp.py").read_text()
+REFERENCE = (REPO_ROOT / "conformance" / "reference" / "mlp.py").read_text()
 RIGHT_FORWARD = "def forward(X, params):\n    return [X], []\n"
 
 

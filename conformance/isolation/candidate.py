@@ -21,6 +21,7 @@ from conformance.candidate import (
     REQUIRED_FUNCTIONS,
     CandidateError,
     CandidateRaised,
+    candidate_label,
     file_sha256,
 )
 from conformance.isolation import wire
@@ -182,8 +183,6 @@ class IsolatedCandidate:
         return sandbox_record(self.limits, self.sandbox)
 
     def __repr__(self) -> str:  # in messages: the file as the student knows it, nothing else
-        from conformance.summary import candidate_label
-
         return candidate_label(self)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis' failing-example text

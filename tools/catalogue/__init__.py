@@ -1,7 +1,7 @@
 """The variant catalogue: implementations with known verdicts, to validate the suite itself.
 
 - buggy variants: the reference with exactly one student mistake, generated from
-  ``reference/mlp.py`` by the patches in ``tools/catalogue/buggy.py``;
+  ``conformance/reference/mlp.py`` by the patches in ``tools/catalogue/buggy.py``;
 - correct variants: hand-written implementations in other styles and with other legitimate
   numerical choices, in ``tools/catalogue/correct/``; plus ``ok_reference_copy``, the
   unpatched reference, as a control of the machinery itself.
@@ -23,7 +23,7 @@ from tools.catalogue.buggy import BUGGY, BugSpec
 from conformance.mistakes import AREAS  # the one list of check areas
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_SOURCE = REPO_ROOT / "reference" / "mlp.py"
+REFERENCE_SOURCE = REPO_ROOT / "conformance" / "reference" / "mlp.py"
 CORRECT_DIR = Path(__file__).resolve().parent / "correct"
 BUGGY_PREFIX = "bug_"
 CORRECT_PREFIX = "ok_"

@@ -102,7 +102,7 @@ def train(
 
     ``params`` is updated in place (its tuples are replaced), as in the section. The section
     shuffles with seed 42; ``shuffle_seed`` may be another seed or a Generator, whose stream
-    then continues across calls (``reference/train.py`` trains epoch by epoch this way and gets
+    then continues across calls (``conformance/reference/train.py`` trains epoch by epoch this way and gets
     the same draws as one call). ``verbose=False`` silences the per-epoch line.
     """
     rng = np.random.default_rng(shuffle_seed)

@@ -22,7 +22,7 @@ entry is matched to the roster by its LMS user id (or Blackboard username = id o
 e-mail's local part); without an LMS prefix only by a roster name (case, accents, ``_ . -``
 vs spaces and first/last order ignored), never by an id or e-mail (a stray ``12345.py``
 is not student 12345), and never at the expense of a student the LMS names identified
-(tools.grade.submissions keeps the id on the LMS row);
+(conformance.grade.intake.submissions keeps the id on the LMS row);
 an LMS entry whose user id is not in the roster falls back to its name part (Moodle's full
 name, Canvas's "lastfirst"). A match must be unique; otherwise it is reported on the row
 and no id is given.
@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.grade.sanitize import clean_name, csv_cell
+from conformance.grade.intake.sanitize import clean_name, csv_cell
 
 _CANVAS = re.compile(r"^(?P<name>[^_]+)_(?:(?P<late>late)_)?(?P<uid>\d+)_(?P<sid>\d+)_(?P<file>.+)$",
                      re.IGNORECASE)

@@ -36,8 +36,8 @@ import numpy as np
 
 DIR_ENV = "BACKPROP_MNIST_DIR"
 # How to get the data: the installed command (it needs the mnist extra); in a clone without an
-# install, python -m tools.fetch_mnist.
-FETCH_MNIST = "`backprop-conformance fetch-mnist` (in a clone: `python -m tools.fetch_mnist`)"
+# install, python -m conformance.reference.fetch_mnist.
+FETCH_MNIST = "`backprop-conformance fetch-mnist` (in a clone: `python -m conformance.reference.fetch_mnist`)"
 MIRRORS_ENV = "BACKPROP_MNIST_MIRRORS"
 DEFAULT_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",

@@ -1,6 +1,6 @@
-"""Download (if needed), verify and cache MNIST: ``python -m tools.fetch_mnist [--dir DIR]``.
+"""Download (if needed), verify and cache MNIST: ``python -m conformance.reference.fetch_mnist [--dir DIR]``.
 
-Without ``--dir`` the files go where ``reference.mnist`` looks by default: ``$BACKPROP_MNIST_DIR``
+Without ``--dir`` the files go where ``conformance.reference.mnist`` looks by default: ``$BACKPROP_MNIST_DIR``
 if set, else the per-user cache. Prints the folder that holds the verified files.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reference.mnist import DIR_ENV, MNISTError, cache_dir, find_mnist_dir, load_mnist
+from conformance.reference.mnist import DIR_ENV, MNISTError, cache_dir, find_mnist_dir, load_mnist
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m tools.fetch_mnist") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m conformance.reference.fetch_mnist") -> int:
     parser = argparse.ArgumentParser(prog=prog,
                                      description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--dir", metavar="DIR", default=None,

@@ -3,7 +3,7 @@
 Order of work:
 1. validate arguments, load the rubric, find the submissions;
 2. preflight where the jobs run (this machine, or every Dask worker: data, disk, sandbox,
-   suite version; tools/grade/preflight.py), then the baseline: the reference implementation
+   suite version; conformance/grade/run/preflight.py), then the baseline: the reference implementation
    is graded first, where the jobs run (once per suite version and settings; stored), and must
    earn full marks with this rubric, otherwise nothing is graded (a missing MNIST copy or a
    rubric area with no tests would fail every student);
@@ -28,16 +28,16 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from conformance.report import suite_version as compute_suite_version
-from tools.grade.gradebook import Gradebook, StoredRun
-from tools.grade.html_report import STAFF_DIR, write_report
-from tools.grade.lms import RosterError, load_roster
-from tools.grade.outputs import GradedSubmission, Override, message_line, write_class_csvs, write_submission_files
-from tools.grade.preflight import Preflight, ensure_environment, missing_extras, worker_preflight
-from tools.grade.rubric import Baseline, Rubric, load_rubric, score
-from tools.grade.runner import (FINAL_STATUSES, GradeConfig, Job, JobResult, environment_failure, kill_all_live,
+from conformance.grade.publish.gradebook import Gradebook, StoredRun
+from conformance.grade.publish.html_report import STAFF_DIR, write_report
+from conformance.grade.intake.lms import RosterError, load_roster
+from conformance.grade.publish.outputs import GradedSubmission, Override, message_line, write_class_csvs, write_submission_files
+from conformance.grade.run.preflight import Preflight, ensure_environment, missing_extras, worker_preflight
+from conformance.grade.score.rubric import Baseline, Rubric, load_rubric, score
+from conformance.grade.run.runner import (FINAL_STATUSES, GradeConfig, Job, JobResult, environment_failure, kill_all_live,
                                reference_job, run_job)
-from tools.grade.sanitize import clean_name
-from tools.grade.submissions import ClassIntake, Submission, SubmissionsError, scan_class
+from conformance.grade.intake.sanitize import clean_name
+from conformance.grade.intake.submissions import ClassIntake, Submission, SubmissionsError, scan_class
 
 
 class BatchError(Exception):
@@ -406,7 +406,7 @@ def _similarity_inputs(opts: BatchOptions) -> tuple[list[str], str | None] | Non
     grading, so a missing file or library stops the batch before it starts."""
     if opts.similarity_threshold is None:
         return None
-    from tools.grade.similarity import SimilarityError, _copydetect, textbook_code
+    from conformance.grade.score.similarity import SimilarityError, _copydetect, textbook_code
 
     if not 0 < opts.similarity_threshold <= 1:
         raise BatchError(f"--similarity-threshold {opts.similarity_threshold:g}: must be in (0, 1]")
@@ -421,7 +421,7 @@ def _similarity_inputs(opts: BatchOptions) -> tuple[list[str], str | None] | Non
 def _similarity(out: Path, subs: list[Submission], threshold: float,
                 inputs: tuple[list[str], str | None]) -> object:
     """Compare the code the intake extracted (notebooks converted), pages in OUT/staff/."""
-    from tools.grade.similarity import compare_class, own_code, write_pages
+    from conformance.grade.score.similarity import compare_class, own_code, write_pages
 
     # All of a submission's own code (helpers too), not only its module: a copy moved into a
     # helper is still a copy, and so is one that does not import (no module chosen, a notebook

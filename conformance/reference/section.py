@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 SECTION_ENV = "BACKPROP_SECTION_FILE"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SECTION_FILE = REPO_ROOT.parent / "shared" / "seed" / "section-9.8-backprop-from-scratch.txt"
 SECTION_FUNCTIONS = ("init_params", "relu", "softmax", "forward", "cross_entropy", "backward", "train")
 

@@ -1,4 +1,4 @@
-"""``python -m tools.grade SUBMISSIONS --out OUT [-j N] [--dask tcp://host:8786]``.
+"""``python -m conformance.grade SUBMISSIONS --out OUT [-j N] [--dask tcp://host:8786]``.
 
 Exit status: 0 every submission has a final status; 3 some submissions ended in a grader
 error (named on the last line; no grade, retried by the next run); 2 nothing was graded
@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from conformance.invocation import InvocationError, check_extra_args
-from tools.grade.batch import BatchError, BatchOptions, grade_batch
-from tools.grade.rubric import DEFAULT_RUBRIC, RubricError
-from tools.grade.runner import FINAL_STATUSES, GradeConfig
+from conformance.grade.batch import BatchError, BatchOptions, grade_batch
+from conformance.grade.score.rubric import DEFAULT_RUBRIC, RubricError
+from conformance.grade.run.runner import FINAL_STATUSES, GradeConfig
 
 
 def _positive(kind: type):
@@ -48,7 +48,7 @@ class PrintDefaultRubric(argparse.Action):
         parser.exit()
 
 
-def build_parser(prog: str = "python -m tools.grade") -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m conformance.grade") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         allow_abbrev=False,
         prog=prog,
@@ -142,7 +142,7 @@ def parse_override(text: str) -> tuple[str, float, str]:
     return name.strip(), value, reason.strip()
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m tools.grade") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m conformance.grade") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     retry = tuple(s.strip() for s in args.retry.split(",") if s.strip())

@@ -1,4 +1,4 @@
-"""The section's MNIST experiment: ``python -m reference.train [options]``.
+"""The section's MNIST experiment: ``python -m conformance.reference.train [options]``.
 
 Defaults are the section's recipe: a 784-128-10 ReLU MLP, He init (seed 0), plain SGD with
 lr 0.5 and batches of 64 for 10 epochs, shuffled with seed 42, float64. Test accuracy is
@@ -17,8 +17,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from reference.mlp import accuracy, cross_entropy, forward, init_params, train
-from reference.mnist import MNISTError, load_mnist, one_hot
+from conformance.reference.mlp import accuracy, cross_entropy, forward, init_params, train
+from conformance.reference.mnist import MNISTError, load_mnist, one_hot
 
 N_PIXELS, N_CLASSES = 784, 10
 
@@ -65,10 +65,10 @@ def _png_path(text: str) -> Path:
     return path
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m conformance.reference.train") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         allow_abbrev=False,
-        prog="python -m reference.train",
+        prog=prog,
         description="Train the section's ReLU MLP on MNIST with plain mini-batch SGD and report "
         "test accuracy after every epoch. Defaults reproduce the section's experiment.",
     )
@@ -126,8 +126,8 @@ def _save_plot(path: Path, history: dict[str, list[float]], title: str) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m conformance.reference.train") -> int:
+    args = build_parser(prog).parse_args(argv)
     if args.plot is not None:
         try:
             import matplotlib  # noqa: F401 - fail now, not after minutes of training

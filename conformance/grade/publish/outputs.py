@@ -2,7 +2,7 @@
 
 All writes are atomic (temporary file + rename), so a grader killed while writing leaves
 the previous complete file, never half of one. Submission-derived text goes through
-tools.grade.sanitize on its way into every file (no control or bidi characters, no
+conformance.grade.intake.sanitize on its way into every file (no control or bidi characters, no
 spreadsheet formulas). The CSV files are UTF-8 with a byte-order mark, so Excel shows
 "zoë müller" as written (without one it guesses a legacy code page).
 """
@@ -21,12 +21,12 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from conformance.candidate import load_headline
-from tools.grade.feedback import deduction_text, group_output, lead_lines
-from tools.grade.lms import canvas_csv
-from tools.grade.rubric import Grade, Rubric
-from tools.grade.runner import FINAL_STATUSES, STATUS_HELP
-from tools.grade.sanitize import clean_name, clean_text, csv_cell
-from tools.grade.submissions import ClassIntake, IntakeInfo
+from conformance.grade.score.feedback import deduction_text, group_output, lead_lines
+from conformance.grade.intake.lms import canvas_csv
+from conformance.grade.score.rubric import Grade, Rubric
+from conformance.grade.run.runner import FINAL_STATUSES, STATUS_HELP
+from conformance.grade.intake.sanitize import clean_name, clean_text, csv_cell
+from conformance.grade.intake.submissions import ClassIntake, IntakeInfo
 
 EXCEL_BOM = "\ufeff"
 # Entries that are not gradable submissions (a stray notes.txt, a folder with no module, an
@@ -106,7 +106,7 @@ class GradedSubmission:
         return self.override is not None or (self.status in FINAL_STATUSES and self.status not in NOT_GRADABLE)
 
     def lead(self) -> list[str]:
-        """What the student reads first (tools.grade.feedback.lead_lines), override included."""
+        """What the student reads first (conformance.grade.score.feedback.lead_lines), override included."""
         lines = []
         if self.override is not None:
             lines.append(f"Score set by the instructor: {self.override.score:g} (the rubric gave "

@@ -1,6 +1,6 @@
 """Reference implementation of the textbook's from-scratch NumPy MLP (section 9.8)."""
 
-from reference.mlp import (
+from conformance.reference.mlp import (
     Params,
     accuracy,
     backward,

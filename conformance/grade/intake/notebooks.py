@@ -49,19 +49,17 @@ grader error (status ``error``, retried on the next run).
 from __future__ import annotations
 
 import ast
-import json
-import os
 import re
-import signal
-import subprocess
 import symtable
 import sys
 import textwrap
 import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-from tools.grade.sanitize import clean_name
+from conformance.grade.intake.bounded import (  # noqa: F401 - re-exported: intake's one error vocabulary
+    CHILD_CPU_SECONDS, CHILD_MEMORY, CHILD_WALL_SECONDS, MissingDependency, NotebookError, NotebookGraderError,
+    run_bounded)
+from conformance.grade.intake.sanitize import clean_name
 
 # The suite's function names (conformance.candidate REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS)
 # and its opt-out list (conformance.calls.OPT_OUT_NAME); tests/test_notebook_bounds.py checks
@@ -87,10 +85,6 @@ PURE_BUILTINS = frozenset({"len", "int", "float", "str", "bool", "tuple", "list"
 PYTHON_CELL_MAGICS = frozenset({"time", "capture", "prun"})
 PYTHON_LINE_MAGICS = frozenset({"time", "prun"})
 MAX_LISTED = 25  # dropped statements listed by name; the rest are counted
-# The bounded child (module docstring). A correct 32 MB notebook of plots needs ~250 MB.
-CHILD_MEMORY = 768 * 1024 * 1024
-CHILD_CPU_SECONDS = 30
-CHILD_WALL_SECONDS = 180  # generous: a loaded machine is slow, and slowness is not the student's
 # A magic is % or %% followed by a name; a shell escape is ! not followed by = (so the
 # continuation lines "    % loss)" and "    != b" of valid Python never look like one).
 _MAGIC = r"(?:%{1,2}[A-Za-z_]|![^=])"
@@ -102,24 +96,6 @@ _CELL_MAGIC = re.compile(r"^%%(?P<name>[A-Za-z_]\w*)(?P<args>.*)$")
 # Names a cell that cannot be parsed probably defines (for the "uses a dropped name" check).
 _LIKELY_BINDING = re.compile(r"^(?:(?:async\s+)?def|class)\s+(\w+)|^(\w+)\s*(?:[:+\-*/|&]?=[^=])", re.M)
 _BOM = b"\xef\xbb\xbf"
-
-
-class NotebookError(ValueError):
-    """The notebook cannot be graded; ``status`` is the row's status (its own doing)."""
-
-    def __init__(self, message: str, status: str = "invalid_submission"):
-        super().__init__(message)
-        self.status = status
-
-
-class NotebookGraderError(RuntimeError):
-    """Reading the notebook failed for the grader's reasons (its child process could not run
-    or was stopped by the machine): status ``error``, retried on the next run."""
-
-
-class MissingDependency(RuntimeError):
-    """The grader's environment lacks an optional library needed to read a submission: the
-    grader's failure, never the submission's (status "error", not a grade)."""
 
 
 GRADE_EXTRA = "pip install 'backprop-conformance[grade]'"
@@ -601,8 +577,8 @@ def extract_here(data: bytes) -> Extracted:
 
     needed_idx, needed_names = _needed(stmts, set(GRADED_NAMES))
     result = Extracted(code="")
-    parts = [("# Extracted from a notebook by tools.grade: what Restart & Run All defines for the "
-              "graded functions (see tools/grade/notebooks.py).\n")]
+    parts = [("# Extracted from a notebook by conformance.grade: what Restart & Run All defines for the "
+              "graded functions (see conformance/grade/intake/notebooks.py).\n")]
     future: list[str] = []  # `from __future__` imports must open the module
     guard_used = False
     for i, stmt in enumerate(stmts):
@@ -655,85 +631,9 @@ def _users(stmts: list[_Stmt], kept: set[int], name: str) -> set[str]:
     return users
 
 
-# -- the bounded child -------------------------------------------------------------------------
-
-_ROOT = Path(__file__).resolve().parents[2]  # holds the tools package (a clone or site-packages)
-_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); "
-          "from tools.grade.notebooks import _child_main; _child_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))")
-
-
-def _limit_self(memory: int, cpu: int) -> None:
-    import resource
-
-    for which, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu),
-                         (resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, 0)):
-        soft, hard = resource.getrlimit(which)
-        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(which, (value, hard if which != resource.RLIMIT_CPU else value + 1))
-
-
-def _child_main(kind: str, memory: int, cpu: int) -> None:
-    """The child: limits itself first, then reads the input from stdin and answers one JSON
-    object on stdout (never raises: every failure is an answer)."""
-    _limit_self(memory, cpu)
-    data = sys.stdin.buffer.read()
-    try:
-        if kind == "notebook":
-            answer: dict = {"ok": asdict(extract_here(data))}
-        else:
-            from tools.grade.normalise import normalise_here
-
-            answer = {"ok": normalise_here(data.decode("utf-8"))}
-    except NotebookError as exc:
-        answer = {"refused": str(exc), "status": exc.status}
-    except MissingDependency as exc:
-        answer = {"missing": str(exc)}
-    except MemoryError:
-        answer = {"refused": f"reading it needs more than the grader's {memory >> 20} MB",
-                  "status": "invalid_submission"}
-    except RecursionError:
-        answer = {"refused": "it is nested too deeply for the grader to read", "status": "invalid_submission"}
-    except Exception as exc:  # noqa: BLE001 - any other failure is named, never a crash
-        answer = {"refused": f"the grader could not read it ({type(exc).__name__}: {clean_name(exc, 200)})",
-                  "status": "invalid_submission"}
-    sys.stdout.write(json.dumps(answer))
-    sys.stdout.flush()
-
-
-def run_bounded(kind: str, data: bytes, what: str) -> dict:
-    """Run ``kind`` ("notebook" or "normalise") on ``data`` in the bounded child; returns its
-    answer's ``ok`` value. NotebookError: the input's own doing (memory, CPU, parser crash);
-    NotebookGraderError: the machine's (no process, killed from outside, wall-clock timeout)."""
-    try:
-        proc = subprocess.run([sys.executable, "-I", "-c", _CHILD, str(_ROOT), kind, str(CHILD_MEMORY),
-                               str(CHILD_CPU_SECONDS)], input=data,
-                              capture_output=True, timeout=CHILD_WALL_SECONDS, check=False,
-                              env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"})
-    except subprocess.TimeoutExpired:
-        raise NotebookGraderError(f"reading {what} took more than {CHILD_WALL_SECONDS} s of wall-clock "
-                                  "time without using its CPU limit (the machine is overloaded)") from None
-    except OSError as exc:
-        raise NotebookGraderError(f"cannot start the process that reads {what}: {clean_name(exc)}") from None
-    if proc.returncode == 0:
-        try:
-            answer = json.loads(proc.stdout)
-        except ValueError:
-            answer = None
-        if isinstance(answer, dict):
-            if "ok" in answer:
-                return answer["ok"]
-            if "missing" in answer:
-                raise MissingDependency(str(answer["missing"]))
-            if "refused" in answer:
-                raise NotebookError(str(answer["refused"]), str(answer.get("status", "invalid_submission")))
-    if proc.returncode == -signal.SIGXCPU:  # the soft CPU limit (a kill would be the machine's)
-        raise NotebookError(f"reading it took more than the grader's {CHILD_CPU_SECONDS} s of CPU time")
-    if proc.returncode in (-signal.SIGSEGV, -signal.SIGBUS, -signal.SIGABRT):
-        raise NotebookError(f"it crashed the grader's parser (signal {-proc.returncode})")
-    tail = clean_name(proc.stderr.decode("utf-8", "replace")[-300:])
-    if "MemoryError" in tail:
-        raise NotebookError(f"reading it needs more than the grader's {CHILD_MEMORY >> 20} MB")
-    raise NotebookGraderError(f"the process that reads {what} failed (exit {proc.returncode}): {tail}")
+def extract_fields(data: bytes) -> dict:
+    """``extract_here`` as the bounded child answers it (plain data)."""
+    return asdict(extract_here(data))
 
 
 def extract(data: bytes) -> Extracted:
@@ -747,5 +647,5 @@ def extract(data: bytes) -> Extracted:
     if data.startswith(_BOM):  # cheap, and named the same way the child would
         raise NotebookError("the notebook file starts with a UTF-8 byte-order mark (BOM), which "
                             "notebook files may not carry: save it again without the BOM")
-    fields = run_bounded("notebook", data, "the notebook")
+    fields = run_bounded(f"{__name__}:extract_fields", data, "the notebook")
     return Extracted(**fields)

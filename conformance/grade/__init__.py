@@ -1,4 +1,4 @@
-"""Batch grading with the conformance suite: ``python -m tools.grade SUBMISSIONS --out OUT``.
+"""Batch grading with the conformance suite: ``python -m conformance.grade SUBMISSIONS --out OUT``.
 
 Modules: ``submissions`` (find and read submissions), ``runner`` (run the suite on one,
 with limits), ``rubric`` (points), ``gradebook`` (SQLite), ``outputs`` (results.json, JUnit,

@@ -1,4 +1,4 @@
-"""Screenshot a grading report page with headless Chromium: ``python -m tools.grade.screenshot PAGE``.
+"""Screenshot a grading report page with headless Chromium: ``python -m conformance.grade.publish.screenshot PAGE``.
 
 Proves the page renders from disk with no server and no network (the browser is started
 with networking features off), and gives an image to look at. Also used by the
@@ -65,7 +65,7 @@ def rendered_dom(page: Path, timeout: float = 60.0, browser: str | None = None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.grade.screenshot",
+    p = argparse.ArgumentParser(prog="python -m conformance.grade.publish.screenshot",
                                 description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("page", type=Path, help="an HTML file, e.g. OUT/staff/index.html")
     p.add_argument("--png", type=Path, default=None, help="output image (default: PAGE with .png)")

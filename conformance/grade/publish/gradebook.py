@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.grade.outputs import NOT_GRADABLE
-from tools.grade.rubric import Grade, Rubric
-from tools.grade.runner import FINAL_STATUSES, JobResult
+from conformance.grade.publish.outputs import NOT_GRADABLE
+from conformance.grade.score.rubric import Grade, Rubric
+from conformance.grade.run.runner import FINAL_STATUSES, JobResult
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -82,7 +82,7 @@ SCHEMA = SCHEMA.replace("{not_gradable}", ", ".join(f"'{status}'" for status in 
 
 
 # What grades.areas holds: each area's points earned, a charged mistake's share taken out
-# (tools/grade/rubric.py). A grade stored before (areas at their fallback points, the
+# (conformance/grade/score/rubric.py). A grade stored before (areas at their fallback points, the
 # mistakes apart) is not reused: the run is scored again, so the view agrees with grades.csv.
 AREAS_MEANING = "earned"
 

@@ -16,7 +16,7 @@ layout:
   text are highlighted in the readable one.
 
 A file that does not parse is compared as written. This runs on hostile code, so the grader
-calls it through ``normalise`` (tools.grade.notebooks.run_bounded: a child process with
+calls it through ``normalise`` (conformance.grade.intake.bounded.run_bounded: a child process with
 memory and CPU limits), never in its own process.
 """
 
@@ -26,7 +26,9 @@ import ast
 import json
 from typing import Mapping
 
-# Names the notebook intake adds to extracted modules (tools/grade/notebooks.py).
+from conformance.grade.intake.bounded import run_bounded
+
+# Names the notebook intake adds to extracted modules (conformance/grade/intake/notebooks.py).
 _INTAKE_HELPERS = {"_notebook_definition_failed"}
 MAX_NORMALISED_BYTES = 4 * 1024 * 1024  # per submission; more own code than any MLP needs
 
@@ -169,9 +171,12 @@ def normalise_here(request: str) -> dict[str, str]:
     return {"readable": "\n".join(readable), "canonical": "\n".join(canonical)}
 
 
-def normalise(files: Mapping[str, str], what: str = "the code") -> dict[str, str]:
-    """``normalise_here`` in the bounded child process (tools.grade.notebooks.run_bounded).
-    Raises NotebookError (the code's own doing: memory, CPU) or NotebookGraderError."""
-    from tools.grade.notebooks import run_bounded
+def normalise_bytes(data: bytes) -> dict[str, str]:
+    """``normalise_here`` as the bounded child answers it (JSON bytes in)."""
+    return normalise_here(data.decode("utf-8"))
 
-    return run_bounded("normalise", json.dumps({"files": dict(files)}).encode("utf-8", "surrogatepass"), what)
+
+def normalise(files: Mapping[str, str], what: str = "the code") -> dict[str, str]:
+    """``normalise_here`` in the bounded child process (conformance.grade.intake.bounded.run_bounded).
+    Raises NotebookError (the code's own doing: memory, CPU) or NotebookGraderError."""
+    return run_bounded(f"{__name__}:normalise_bytes", json.dumps({"files": dict(files)}).encode("utf-8", "surrogatepass"), what)

@@ -36,6 +36,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+
+from conformance.grade.run.jobs import REFERENCE_MODULE, REPO_ROOT, child_env
+
 # A run writes the submission (capped by intake), a report (<= 32 MiB, runner.REPORT_MAX_BYTES),
 # a JUnit file (<= 8 MiB) and a log; 128 MiB leaves room for two parallel runs of the largest.
 MIN_FREE_BYTES = 128 * 1024 * 1024
@@ -70,7 +73,7 @@ class Preflight:
 
 def mnist_problem(mnist_dir: str | None) -> str | None:
     """Why the MNIST checks could not run here (None when the four files are present and intact)."""
-    from reference.mnist import DIR_ENV, FETCH_MNIST, FILES, cache_dir, find_mnist_dir
+    from conformance.reference.mnist import DIR_ENV, FETCH_MNIST, FILES, cache_dir, find_mnist_dir
 
     directory = find_mnist_dir(mnist_dir)
     if directory is None:
@@ -82,7 +85,7 @@ def mnist_problem(mnist_dir: str | None) -> str | None:
         gz, raw = directory / (spec.name + ".gz"), directory / spec.name
         path = gz if gz.is_file() else raw
         try:
-            # Accepted like reference.mnist accepts it: the published .gz MD5, or (re-compressed
+            # Accepted like conformance.reference.mnist accepts it: the published .gz MD5, or (re-compressed
             # copies) the MD5 of the decompressed IDX bytes.
             if path is gz and _md5(path) == spec.gz_md5:
                 continue
@@ -111,13 +114,13 @@ def _md5(path: Path, decompress: bool = False) -> str:
 
 
 # Optional libraries whose absence only makes the outputs poorer, never a verdict different
-# (nbformat, which reading a notebook needs, is a grader error instead: tools/grade/notebooks.py).
+# (nbformat, which reading a notebook needs, is a grader error instead: conformance/grade/intake/notebooks.py).
 DEGRADING_EXTRAS = {"matplotlib": "the report pages have no plots", "tqdm": "no progress bar"}
 
 
 def missing_extras() -> list[str]:
     """One notice per missing library of ``DEGRADING_EXTRAS`` (for the log, before grading)."""
-    from tools.grade.notebooks import GRADE_EXTRA
+    from conformance.grade.intake.notebooks import GRADE_EXTRA
 
     notices = []
     for module, effect in DEGRADING_EXTRAS.items():
@@ -148,13 +151,11 @@ def probe_sandbox(config: Any) -> tuple[str, str]:
     environment as the suite's runs (so the same ``--isolate-sandbox`` mode and limits).
     Raises ``RuntimeError`` with the reason when no worker can be started at all.
     """
-    from tools.grade.runner import REPO_ROOT, _child_env
-
     if not config.isolate:
         return "off", "candidates run inside the suite's process (--no-isolate)"
     try:
-        proc = subprocess.run([sys.executable, "-m", "tools.grade.preflight", "--probe-sandbox"],
-                              cwd=REPO_ROOT, env=_child_env(config), stdin=subprocess.DEVNULL,
+        proc = subprocess.run([sys.executable, "-m", "conformance.grade.run.preflight", "--probe-sandbox"],
+                              cwd=REPO_ROOT, env=child_env(config), stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=PROBE_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RuntimeError(f"the sandbox probe could not run: {exc}") from None
@@ -171,8 +172,7 @@ def probe_sandbox(config: Any) -> tuple[str, str]:
 
 def _probe_here() -> dict[str, Any]:
     """Child side of ``probe_sandbox``: start a worker on the reference, say what it got."""
-    from conformance.isolation import IsolatedCandidate
-    from tools.grade.runner import REFERENCE_MODULE
+    from conformance.isolation.candidate import IsolatedCandidate
 
     cand = IsolatedCandidate.load(str(REFERENCE_MODULE))
     try:
@@ -191,7 +191,6 @@ def _probe_here() -> dict[str, Any]:
 def check_environment(config: Any, expected_suite: str | None = None, *, sandbox: bool = True) -> Preflight:
     """Every check of the module docstring, on this machine, for runs with ``config``."""
     from conformance.report import suite_version
-    from tools.grade.runner import REPO_ROOT
 
     result = Preflight(checkout=str(REPO_ROOT), suite_version=suite_version())
     if expected_suite and result.suite_version != expected_suite:
@@ -270,4 +269,4 @@ if __name__ == "__main__":
         except Exception as exc:  # noqa: BLE001 - the parent reports it as the probe's failure
             print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
         sys.exit(0)
-    sys.exit("usage: python -m tools.grade.preflight --probe-sandbox")
+    sys.exit("usage: python -m conformance.grade.run.preflight --probe-sandbox")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterable
 
 from conformance.report import MEASUREMENT_PROPERTIES
-from tools.grade.feedback import (
+from conformance.grade.score.feedback import (
     cause,
     curves,
     deduction_text,
@@ -36,10 +36,10 @@ from tools.grade.feedback import (
     short_name,
     uncharged_text,
 )
-from tools.grade.outputs import GradedSubmission, message_line, student_notes, write_atomic
-from tools.grade.rubric import diagnoses_of as diagnosis_keys
-from tools.grade.runner import STATUS_HELP
-from tools.grade.sanitize import html_escape as escape  # control/bidi characters escaped too
+from conformance.grade.publish.outputs import GradedSubmission, message_line, student_notes, write_atomic
+from conformance.grade.score.rubric import diagnoses_of as diagnosis_keys
+from conformance.grade.run.runner import STATUS_HELP
+from conformance.grade.intake.sanitize import html_escape as escape  # control/bidi characters escaped too
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """
@@ -325,7 +325,7 @@ def _uncharged(sub: GradedSubmission, key: str) -> str:
 
 def similarity_section(report: object) -> str:
     """The flagged pairs, linking to the side-by-side pages in OUT/staff/similarity/."""
-    from tools.grade.similarity import pair_page_name
+    from conformance.grade.score.similarity import pair_page_name
 
     parts = ["<h2>Similar submissions</h2>",
              (f"<p>{report.compared} submissions compared (template and textbook code excluded); "

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tools.grade.rubric import BugCharge, Grade, GroupScore
-from tools.grade.rubric import diagnoses_of as diagnosis_keys
+from conformance.grade.score.rubric import BugCharge, Grade, GroupScore
+from conformance.grade.score.rubric import diagnoses_of as diagnosis_keys
 
 OUTPUT_FAILURE_CHARS = 4000  # per failing check in a Gradescope output
 MAX_LISTED_FAILURES = 15

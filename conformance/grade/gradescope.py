@@ -1,6 +1,6 @@
 """Gradescope autograder: build the autograder zip, and grade one upload inside it.
 
-``python -m tools.grade.gradescope bundle OUT.zip [--rubric FILE] [--module mlp.py]`` writes
+``python -m conformance.grade.gradescope bundle OUT.zip [--rubric FILE] [--module mlp.py]`` writes
 the zip to upload as a Gradescope "Autograder" (see docs/instructors.md, "Gradescope"):
 
 - ``setup.sh``: installs the pinned dependencies (``requirements.txt``: the versions this machine
@@ -11,7 +11,7 @@ the zip to upload as a Gradescope "Autograder" (see docs/instructors.md, "Grades
   version on Gradescope is the one tested here);
 - ``mnist/``: the four MNIST files (``--no-mnist`` leaves them out; setup.sh then downloads).
 
-``python -m tools.grade.gradescope run [--root /autograder]`` is what ``run_autograder``
+``python -m conformance.grade.gradescope run [--root /autograder]`` is what ``run_autograder``
 calls. It first checks the container (preflight: MNIST data, disk, sandbox, suite version);
 an environment failure, or a run that failed on the grader's side, ends with exit status 3
 and a message on stderr, and NO results.json: Gradescope then shows an autograder failure to
@@ -35,18 +35,18 @@ from pathlib import Path
 
 from conformance.isolation.process import PRIVATE_ENV
 from conformance.report import suite_version
-from tools.grade.notebooks import GRADE_EXTRA
-from tools.grade.outputs import GradedSubmission, gradescope_results, write_atomic
-from tools.grade.preflight import ensure_environment
-from tools.grade.rubric import DEFAULT_RUBRIC, RubricError, load_rubric, score
-from tools.grade.runner import REPO_ROOT, GradeConfig, Job, JobResult, run_job
-from tools.grade.submissions import load_submission
+from conformance.grade.intake.notebooks import GRADE_EXTRA
+from conformance.grade.publish.outputs import GradedSubmission, gradescope_results, write_atomic
+from conformance.grade.run.preflight import ensure_environment
+from conformance.grade.score.rubric import DEFAULT_RUBRIC, RubricError, load_rubric, score
+from conformance.grade.run.runner import REPO_ROOT, GradeConfig, Job, JobResult, run_job
+from conformance.grade.intake.submissions import load_submission
 
-PROG = "python -m tools.grade.gradescope"
+PROG = "python -m conformance.grade.gradescope"
 ROOT_ENV = "AUTOGRADER_ROOT"
 ENVIRONMENT_FAILURE = 3  # exit status: the autograder (not the student) failed; no score written
 # What the bundle's project/ holds: everything the suite, the reference and the grader read.
-PROJECT_DIRS = ("conformance", "reference", "tools", "fixtures")
+PROJECT_DIRS = ("conformance", "fixtures")
 PROJECT_FILES = ("pyproject.toml", "README.md")
 # Installed in the container with the versions of this machine (the suite's numerics were
 # checked with them); nbformat reads notebook uploads (accepted like the batch grader accepts
@@ -87,7 +87,7 @@ def _run_parser(prog: str = f"{PROG} run") -> argparse.ArgumentParser:
                    help="refuse to grade unless the installed suite has this version (the bundle's)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false",
                    help="run the candidate in the suite's process (NOT for student code)")
-    from tools.grade.cli import add_sandbox_option
+    from conformance.grade.cli import add_sandbox_option
 
     add_sandbox_option(p)
     p.add_argument("--profile", default="grading", help="hypothesis profile (default grading)")
@@ -195,7 +195,7 @@ def _bundle_parser(prog: str = f"{PROG} bundle") -> argparse.ArgumentParser:
                         "Gradescope's Ubuntu 22.04 image; 3.12 for its Ubuntu 24.04 image). The pins are "
                         "resolved for it with pip against the package index; with this machine's own "
                         "Python version, this machine's versions are pinned as they are")
-    from tools.grade.cli import add_sandbox_option
+    from conformance.grade.cli import add_sandbox_option
 
     add_sandbox_option(p)
     p.add_argument("--pytest-arg", dest="pytest_args", action="append", default=[], metavar="ARG",
@@ -205,7 +205,7 @@ def _bundle_parser(prog: str = f"{PROG} bundle") -> argparse.ArgumentParser:
 
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once when it builds the autograder image
-# (written by `python -m tools.grade.gradescope bundle`).
+# (written by `python -m conformance.grade.gradescope bundle`).
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${{AUTOGRADER_PYTHON:-python3}}"
@@ -216,12 +216,12 @@ fi
 {fetch}"""
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
-# Gradescope runs this for every upload (written by `python -m tools.grade.gradescope bundle`).
+# Gradescope runs this for every upload (written by `python -m conformance.grade.gradescope bundle`).
 # Exit status 3 with no results.json: the autograder's environment failed (see its output).
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 PYTHON="${{AUTOGRADER_PYTHON:-python3}}"
 cd "$ROOT/source/project" || exit 3
-exec "$PYTHON" -m tools.grade.gradescope run --root "$ROOT" {args}
+exec "$PYTHON" -m conformance.grade.gradescope run --root "$ROOT" {args}
 """
 
 
@@ -338,8 +338,8 @@ def bundle(argv: list[str] | None = None, prog: str = f"{PROG} bundle") -> int:
     rubric_text = (args.rubric or DEFAULT_RUBRIC).read_text(encoding="utf-8")
     mnist_files: list[Path] = []
     if args.mnist:
-        from reference.mnist import FILES, find_mnist_dir
-        from tools.grade.preflight import mnist_problem
+        from conformance.reference.mnist import FILES, find_mnist_dir
+        from conformance.grade.run.preflight import mnist_problem
 
         problem = mnist_problem(args.mnist_dir)
         if problem:
@@ -365,7 +365,7 @@ def bundle(argv: list[str] | None = None, prog: str = f"{PROG} bundle") -> int:
     # "$ROOT/..." must expand in the script; everything else is quoted literally.
     quoted = " ".join(f'"{a}"' if a.startswith("$ROOT") else shlex.quote(a) for a in run_args)
     fetch = "" if mnist_files else ("cd project && \"$PYTHON\" -m pip install --no-cache-dir 'pooch>=1.7' 'tqdm>=4.60' "
-                                    "&& \"$PYTHON\" -m tools.fetch_mnist --quiet\n")
+                                    "&& \"$PYTHON\" -m conformance.reference.fetch_mnist --quiet\n")
     info = {"suite_version": version, "module": args.module, "rubric": rubric.name, "rubric_hash": rubric.hash,
             "mnist_included": bool(mnist_files), "python": args.python, "sandbox": args.sandbox, "pytest_args": args.pytest_args,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

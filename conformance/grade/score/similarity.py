@@ -2,7 +2,7 @@
 
 What is compared is *all* of a submission's own code (``own_code``: its module, the helper
 modules of a folder or archive, the code kept from notebooks), normalised first by
-tools.grade.normalise: an AST round trip (formatting, comments, docstrings, annotations and
+conformance.grade.intake.normalise: an AST round trip (formatting, comments, docstrings, annotations and
 redundant parentheses vanish) with every name the code binds canonicalised, so no
 formatting or renaming trick hides a copy; normalisation runs in a bounded child process.
 Fingerprints come from copydetect (winnowed k-grams of the token stream). Code every student
@@ -13,7 +13,7 @@ the same way. Boilerplate fingerprints are removed before two submissions are co
 students who both started from the textbook are not flagged for that; a submission that *is*
 the textbook's code is reported separately, as such.
 
-    python -m tools.grade.similarity submissions/ --out similarity/ [--threshold 0.5]
+    python -m conformance.grade.score.similarity submissions/ --out similarity/ [--threshold 0.5]
 
 A pair's score is the larger of the two shares "fraction of this submission's own (non-
 boilerplate) tokens found in the other": a short submission wholly contained in a long one
@@ -34,7 +34,7 @@ from typing import Mapping, Sequence, Union
 
 import numpy as np
 
-from tools.grade.normalise import MAX_NORMALISED_BYTES, normalise, normalise_file
+from conformance.grade.intake.normalise import MAX_NORMALISED_BYTES, normalise, normalise_file
 
 NOISE_TOKENS = 25  # k: shortest run of normalised characters that counts as shared (copydetect's default)
 DEFAULT_THRESHOLD = 0.5
@@ -109,7 +109,7 @@ def own_code(files: Mapping[str, bytes]) -> dict[str, str]:
 def _normalised(sources: Mapping[str, Source]) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     """name -> (readable, canonical) for each submission, each in its own bounded child;
     a submission whose code cannot be normalised is left out with the reason."""
-    from tools.grade.notebooks import NotebookError, NotebookGraderError
+    from conformance.grade.intake.notebooks import NotebookError, NotebookGraderError
 
     done: dict[str, tuple[str, str]] = {}
     failed: dict[str, str] = {}
@@ -240,16 +240,16 @@ def write_pages(report: SimilarityReport, sources: Mapping[str, object], out_dir
 
 def textbook_code(path: Path | None = None) -> str | None:
     """The section's code (None when the section text is not available)."""
-    from tools.section import extract_code, section_file
+    from conformance.reference.section import extract_code, section_file
 
     path = path or section_file()
     return extract_code(path.read_text(encoding="utf-8")) if path else None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.grade.similarity",
+    parser = argparse.ArgumentParser(prog="python -m conformance.grade.score.similarity",
                                      description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    parser.add_argument("submissions", type=Path, help="folder of submissions (as for tools.grade)")
+    parser.add_argument("submissions", type=Path, help="folder of submissions (as for conformance.grade)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the staff-only pages")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help=f"flag pairs scoring at least this (0-1, default {DEFAULT_THRESHOLD})")
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the textbook section text (default: $BACKPROP_SECTION_FILE)")
     parser.add_argument("--module", default=None, help="module file inside folder submissions")
     args = parser.parse_args(argv)
-    from tools.grade.submissions import SubmissionsError, discover
+    from conformance.grade.intake.submissions import SubmissionsError, discover
 
     try:
         found = discover(args.submissions, args.module)

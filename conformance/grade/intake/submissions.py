@@ -5,7 +5,7 @@ What students and LMS downloads really hand in, mixed freely in SUBMISSIONS:
 - ``alice.py``: one module;
 - ``bob/`` or ``walter.zip``: a folder or archive holding the module (``--module``, else its
   only top-level ``.py`` file; a single wrapping folder inside a zip is looked through);
-- ``yolanda_ng.ipynb`` (also inside a folder or zip): converted by tools.grade.notebooks,
+- ``yolanda_ng.ipynb`` (also inside a folder or zip): converted by conformance.grade.intake.notebooks,
   definitions only; what was dropped is listed on the student's page;
 - anything else (``zack_hw3.PY``, ``notes.txt``, ``report.pdf``, a hidden ``.x.py``, a
   symlink, a special file): a row with status ``unsupported`` or ``invalid_submission``
@@ -13,7 +13,7 @@ What students and LMS downloads really hand in, mixed freely in SUBMISSIONS:
 - OS and tool clutter (``.DS_Store``, ``__MACOSX``, ``Thumbs.db``, ``._*``, ``.git``,
   ``__pycache__``, ``.ipynb_checkpoints``): ignored and listed once (intake.csv, the log).
 
-LMS bulk-download names (tools.grade.lms) give each entry its LMS user; several entries of
+LMS bulk-download names (conformance.grade.intake.lms) give each entry its LMS user; several entries of
 one user are one student: the newest counts and the others are listed on that row.
 Without an LMS prefix a name is only a file name: two entries that map to the same row
 name (``carol.py`` and ``carol/``) are *ambiguous*: both are graded under their full entry
@@ -21,12 +21,12 @@ names, flagged on both rows, and neither gets a roster id. Row names are unique
 (case-insensitively) and each row's output slug is unique too, so no entry can write into
 another student's ``submissions/<slug>/`` or report page.
 
-Everything a student controls is hostile: file names (escaped by tools.grade.sanitize
+Everything a student controls is hostile: file names (escaped by conformance.grade.intake.sanitize
 before they are used anywhere; the raw bytes stay recoverable in intake.csv), symlinks
 (never followed), sizes and member counts (bounded before reading), archive member paths
 (``..``, absolute paths, links: the archive is refused), archives that expand out of
 proportion (ratio, overlapping and nested bombs: refused, ``_refuse_bombs``). Notebooks are
-parsed only in a bounded child process (tools.grade.notebooks). ``load_submission`` never
+parsed only in a bounded child process (conformance.grade.intake.notebooks). ``load_submission`` never
 raises for an entry's sake: whatever fails while reading one entry is that entry's row, with
 the reason, and the class goes on. A submission is read into memory once, so the grade, the
 hash and what the suite runs are the same bytes.
@@ -45,9 +45,9 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from tools.grade.lms import LmsName, Roster, Student, newest_key, parse_lms_name
-from tools.grade.notebooks import MissingDependency, NotebookError, NotebookGraderError, extract
-from tools.grade.sanitize import clean_name, raw_hex
+from conformance.grade.intake.lms import LmsName, Roster, Student, newest_key, parse_lms_name
+from conformance.grade.intake.notebooks import MissingDependency, NotebookError, NotebookGraderError, extract
+from conformance.grade.intake.sanitize import clean_name, raw_hex
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # one source file; a real MLP module is a few kB
 # A notebook carries its outputs (plots as base64 images, long training logs): tens of MB are
