@@ -12,7 +12,7 @@ import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import pytest
 
@@ -212,7 +212,9 @@ class IsolatedCandidate:
         budget = min(self.limits.call_timeout, self._remaining(function))
         began = time.monotonic()
         try:
-            worker = WorkerProcess(limits=self.limits, sandbox_dir=self._dir, candidate=self._copy,
+            # _dir is set: load() made it before its first start, the others follow a load
+            # without load_error (_ensure_worker), and no call comes after close()
+            worker = WorkerProcess(limits=self.limits, sandbox_dir=cast(Path, self._dir), candidate=self._copy,
                                    functions=KNOWN_FUNCTIONS, deadline=began + budget,
                                    preload=WORKER_PRELOAD)
         except WorkerDied as exc:

@@ -36,7 +36,7 @@ import re
 import select
 import struct
 import time
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -249,6 +249,7 @@ def encode_tree(value: Any, *, max_bytes: int, max_nodes: int = MAX_NODES,
     The arrays' own memory is referenced, not copied (MNIST-sized data crosses once)."""
     enc = _Encoder(max_nodes, max_arrays)
     tree = enc.encode(value)
+    parts: list[bytes | memoryview]
     table, parts, offset = [], [], 0
     for arr in enc.arrays:
         order = "C"
@@ -262,7 +263,8 @@ def encode_tree(value: Any, *, max_bytes: int, max_nodes: int = MAX_NODES,
             parts.append(bytes(start - offset))
         # Bytes through a uint8 view: the buffer protocol refuses some dtypes (non-native
         # long double) that are plain bytes all the same.
-        data = memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else memoryview(b"")
+        # (numpy's stubs give ndarray the buffer protocol on Python >= 3.12 only; it has it on all)
+        data = memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else memoryview(b"")  # type: ignore[arg-type]
         parts.append(data)
         offset = start + data.nbytes
         if offset > max_bytes:
@@ -314,7 +316,7 @@ def make_foreign(type_name: str, module: str, why: str) -> ForeignValue:
     return cls(type_name, module, why)
 
 
-def _is_int(value: Any, low: int, high: int) -> bool:
+def _is_int(value: Any, low: int, high: int) -> TypeGuard[int]:
     return type(value) is int and low <= value <= high
 
 

@@ -33,6 +33,12 @@ import os
 import struct
 import sys
 
+# Type checkers read the names below; at run time nothing is imported (not even typing: the
+# worker loads only what it must before the candidate runs).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 MAGIC = b"BPW2"  # wire.MAGIC (this file cannot import wire before sys.path is set)
 
 
@@ -196,7 +202,8 @@ def _seed_everything(seed_hex):
     seed = bytes.fromhex(seed_hex)
     draw = _SeededBytes(seed)
     os.urandom = draw
-    random._urandom = draw  # SystemRandom (and so secrets, numpy's SeedSequence) draws here
+    # SystemRandom (and so secrets, numpy's SeedSequence) draws here; a private name the stubs omit
+    random._urandom = draw  # type: ignore[attr-defined]
     try:
         import posix
 
@@ -379,9 +386,10 @@ def main():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("_bp_isolation_wire", config["wire_path"])
+    assert spec is not None and spec.loader is not None  # the project's wire.py: a .py file always has both
     wire = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(wire)  # imports numpy, before any candidate code
-    preloaded = {}  # the suite's code the isolated candidate handed over (its SGD loop)
+    preloaded: "dict[str, Any]" = {}  # the suite's code the isolated candidate handed over (its SGD loop)
     for filename, source in config.get("preload", {}).items():
         exec(compile(source, filename, "exec"), preloaded)
 
@@ -460,7 +468,7 @@ class Server:
     def __init__(self, wire, preloaded, config, req_fd, resp_fd, status):
         self.wire, self.preloaded, self.config = wire, preloaded, config
         self.req_fd, self.resp_fd, self.status = req_fd, resp_fd, status
-        self.module = None
+        self.module: "Any" = None  # the candidate's module; run() serves calls only once it is set
 
     def send(self, header, blob=b""):
         self.wire.write_frame(self.resp_fd, header, blob)
@@ -504,6 +512,8 @@ class Server:
         try:
             if cand["file"] is not None:
                 spec = importlib.util.spec_from_file_location(cand["module_name"], cand["file"])
+                # a .py file (isolation/locate.py refuses any other path): it always has both
+                assert spec is not None and spec.loader is not None
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[cand["module_name"]] = module
                 spec.loader.exec_module(module)
