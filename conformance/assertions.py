@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from conformance.contract import PrecisionFinding
 from conformance.diagnosis import named
@@ -67,6 +68,15 @@ class Comparison:
     # directly (the golden rule, k * eps * scale); otherwise derived from the float64 tau.
     allowed_float32: np.ndarray | None = None
     nan_equal: bool = False  # NaN where NaN is expected agrees (the refactor check)
+
+    if TYPE_CHECKING:  # the generated __init__ as callers use it; the type checker reads only this
+        # actual, expected and allowed may be any array-like (a scalar ``allowed``: the same bound
+        # for every entry): __post_init__ makes them float64 arrays of the expected shape.
+        def __init__(self, name: str, actual: npt.ArrayLike, expected: npt.ArrayLike, allowed: npt.ArrayLike,
+                     step: np.ndarray | None = None, ignored: np.ndarray | None = None,
+                     labels: Sequence[str] | None = None, expected_alt: np.ndarray | None = None,
+                     fd_error: np.ndarray | None = None, allowed_float32: np.ndarray | None = None,
+                     nan_equal: bool = False) -> None: ...
 
     def __post_init__(self) -> None:
         shape = np.shape(self.expected)
@@ -220,10 +230,10 @@ def mismatch_report(comparisons: Sequence[Comparison], *, where: str, compared: 
     return "\n".join(lines)
 
 
-def assert_comparisons(comparisons: Sequence[Comparison], **kwargs: object) -> None:
+def assert_comparisons(comparisons: Sequence[Comparison], **kwargs: Any) -> None:
     """Raise AssertionError with ``mismatch_report`` if any comparison fails."""
     __tracebackhide__ = True
-    message = mismatch_report(comparisons, **kwargs)  # type: ignore[arg-type]
+    message = mismatch_report(comparisons, **kwargs)
     if message is not None:
         raise AssertionError(message)
 

@@ -8,7 +8,7 @@ student can paste (see ``Case.snippet``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -29,9 +29,9 @@ class Case:
     def __repr__(self) -> str:
         return self.recipe
 
-    def _repr_pretty_(self, printer: object, cycle: bool) -> None:
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         """hypothesis prints failing examples with its pretty-printer: the recipe, never the arrays."""
-        printer.text(self.recipe)  # type: ignore[attr-defined]
+        printer.text(self.recipe)
 
     @property
     def layer_sizes(self) -> list[int]:

@@ -25,7 +25,8 @@ class ContractError(AssertionError):
 def type_name(obj: Any) -> str:
     cls = type(obj)
     module = getattr(cls, "__module__", "") or ""
-    name = getattr(cls, "__qualname__", None) or getattr(cls, "__name__", "?")
+    # Any, not str: a hostile metaclass can make these attributes anything (callers only format it).
+    name: Any = getattr(cls, "__qualname__", None) or getattr(cls, "__name__", "?")
     return name if module in ("builtins", "") else f"{module}.{name}"
 
 
@@ -136,18 +137,18 @@ def validate_forward(result: Any, X: np.ndarray, params: Sequence[tuple[np.ndarr
     L = len(params)
     pair = validate_sequence(result, "forward's return value", where, 2, "items",
                             " (activations, pre_activations)")
-    activations = validate_sequence(pair[0], "activations", where, L + 1, "arrays",
+    returned_activations = validate_sequence(pair[0], "activations", where, L + 1, "arrays",
                             f" (X, then one per layer; the network has {L} layers)")
-    pre_activations = validate_sequence(pair[1], "pre_activations", where, L, "arrays",
+    returned_pre_activations = validate_sequence(pair[1], "pre_activations", where, L, "arrays",
                             f" (one per layer; the network has {L} layers)")
     B = X.shape[0]
-    activations = [validate_array(activations[0], "activations[0]", where, X.shape,
+    activations = [validate_array(returned_activations[0], "activations[0]", where, X.shape,
                           " (activations[0] is the input X itself)")] + [
         validate_array(a, f"activations[{l}]", where, (B, W.shape[1]))
-        for l, (a, (W, _)) in enumerate(zip(activations[1:], params), start=1)]
+        for l, (a, (W, _)) in enumerate(zip(returned_activations[1:], params), start=1)]
     pre_activations = [validate_array(z, f"pre_activations[{l}]", where, (B, W.shape[1]),
                           " (Z of layer l+1 = A_l @ W + b)")
-            for l, (z, (W, _)) in enumerate(zip(pre_activations, params))]
+            for l, (z, (W, _)) in enumerate(zip(returned_pre_activations, params))]
     return ForwardResult(activations, pre_activations, result_dtype(activations[1:] + pre_activations))
 
 

@@ -14,7 +14,7 @@ import dataclasses
 import itertools
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 
@@ -41,14 +41,14 @@ def named(key: str, text: str, consistent: Sequence[str] = ()) -> str:
     return text
 
 
-def _grads_shapes(grads: object) -> tuple | None:
+def _grads_shapes(grads: Any) -> tuple | None:
     try:
-        return tuple(tuple(np.shape(t) for t in pair) for pair in grads)  # type: ignore[union-attr]
+        return tuple(tuple(np.shape(t) for t in pair) for pair in grads)
     except Exception:  # noqa: BLE001 - the candidate's result may be anything
         return None
 
 
-def bugs_consistent_with(args: Sequence[object], result: object = None) -> list[str]:
+def bugs_consistent_with(args: Sequence[Any], result: Any = None) -> list[str]:
     """The catalogued backward mistakes that, on backward's inputs ``args`` (activations,
     pre_activations, Y, params), would crash (``result`` None) or return gradients of the
     same shapes as ``result`` where the correct shapes differ."""
@@ -73,16 +73,16 @@ def bugs_consistent_with(args: Sequence[object], result: object = None) -> list[
     return keys
 
 
-def bugs_replayed(args: Sequence[object], result: object) -> list[str]:
+def bugs_replayed(args: Sequence[Any], result: Any) -> list[str]:
     """The catalogued backward mistakes whose replay on backward's inputs ``args`` gives
     exactly the candidate's ``result``, values included (not only its shapes), where the
     correct gradients have other shapes. Inputs or results the suite cannot read: none."""
     try:
         activations, pre_activations, Y, params = args
-        got = [tuple(np.asarray(t, np.float64) for t in pair) for pair in result]  # type: ignore[union-attr]
+        got = [tuple(np.asarray(t, np.float64) for t in pair) for pair in result]
         correct = _grads_shapes(exact_gradients(activations, pre_activations, Y, params))
         mags = magnitudes(np.asarray(activations[0], np.float64), np.asarray(Y, np.float64), params)
-        dtype = np.result_type(*[np.asarray(t).dtype for pair in result for t in pair])  # type: ignore[union-attr]
+        dtype = np.result_type(*[np.asarray(t).dtype for pair in result for t in pair])
         tau = precision_tolerance(dtype if np.issubdtype(dtype, np.floating) else np.float64)
     except Exception:  # noqa: BLE001 - nothing to replay against
         return []
@@ -98,7 +98,8 @@ def bugs_replayed(args: Sequence[object], result: object) -> list[str]:
             # the magnitude bounds belong to the correct shapes: compare in the mistake's own order
             bounds = Magnitudes(mags.pre_activations, mags.activations,
                                 [(np.abs(W) + 1.0, np.abs(b) + 1.0) for W, b in simulated], mags.loss_scale)
-            if all(_matches(got, simulated, bounds, tau)):
+            # got has the replay's shapes here, so it is one (dW, db) pair per layer
+            if all(_matches(cast(Grads, got), simulated, bounds, tau)):
                 keys.append(bug.key)
     return keys
 
@@ -271,7 +272,7 @@ def _wrong_and_right(names: Sequence[str], correct: Sequence[bool], informative:
 def _combined(first: BackwardBugs, second: BackwardBugs) -> BackwardBugs | None:
     """Both mistakes at once, or None when they set the same switch (or one cannot pair)."""
     default = BackwardBugs()
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}  # field name -> the mistake's value of that switch
     for bugs in (first, second):
         for field in dataclasses.fields(BackwardBugs):
             value = getattr(bugs, field.name)

@@ -261,7 +261,8 @@ def build_case(spec: CaseSpec) -> tuple[dict[str, np.ndarray], dict]:
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     # np.savez writes zip members with a fixed timestamp, so equal arrays give equal bytes.
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    # (the names are the fixture's arrays, never savez's own allow_pickle keyword)
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
     return buffer.getvalue()
 
 

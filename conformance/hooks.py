@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generator
 
 import pytest
 from hypothesis import settings
@@ -21,6 +21,9 @@ from conformance.candidate import CANDIDATE_KEY, Candidate, InProcessCandidate, 
 from conformance import evidence
 from conformance.plugin import SUITE_DIR, impl_spec
 from conformance.strategies import DEFAULT_PROFILE
+
+if TYPE_CHECKING:
+    from pluggy import Result
 
 # Loaded at import, i.e. before hypothesis applies --hypothesis-profile (when the hooks are
 # registered early); pytest_configure loads the requested profile again for late registration.
@@ -161,7 +164,7 @@ RECORDER_KEY = pytest.StashKey[evidence.Recorder]()
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Each test call records its findings (conformance.evidence) on a recorder of its own,
     kept on the item: evidence never lives in module state shared between tests."""
     with evidence.recording() as recorder:
@@ -170,7 +173,8 @@ def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                               ) -> Generator[None, Result[pytest.TestReport], None]:
     """A failing test's report carries its findings as data: the user property "evidence"
     (conformance.evidence schema), and, derived from it, "diagnoses" (every key found) and
     "consistent_with" (the mistakes whose replay reproduces a generic finding). A verdict of
@@ -190,7 +194,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
                 report.user_properties.append(("consistent_with", consistent))
     if report.failed:
         if call.excinfo is not None and _shows_message_only(item.config, call.excinfo):
-            report.longrepr = SuiteFailure.of(call.excinfo, getattr(report.longrepr, "reprcrash", None))
+            # pytest's annotation names TerminalRepr, but it only calls toterminal() and str() on
+            # longrepr (SuiteFailure has both); a TerminalRepr subclass would serialize differently.
+            report.longrepr = SuiteFailure.of(  # type: ignore[assignment]
+                call.excinfo, getattr(report.longrepr, "reprcrash", None))
 
 
 def _shows_message_only(config: pytest.Config, excinfo: pytest.ExceptionInfo[BaseException]) -> bool:

@@ -38,7 +38,7 @@ import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 
@@ -494,7 +494,8 @@ def problem_for(function: str, case: Case, result: Any) -> Problem:
                 got_list += [_float_array(result[l - 1][0]), _float_array(result[l - 1][1])]
         flipped = ok and not structure and L > 1 and all(
             _float_array(result[L - l][k]) is not None
-            and _same(_float_array(result[L - l][k]), outputs[2 * (L - l) + k].value)
+            # (the same value again: not None, _float_array's None depends only on its type)
+            and _same(cast(np.ndarray, _float_array(result[L - l][k])), outputs[2 * (L - l) + k].value)
             for l in range(1, L + 1) for k in (0, 1))
         returned = [a for pair in result for a in map(_float_array, pair) if a is not None] if ok else []
         return Problem(function, case, (acts, pres, Y, params), L, correct, outputs, got_list, structure,

@@ -16,6 +16,7 @@ explains: wrong values, the wrong structure, or a crash.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from conformance.exact import BackwardBugs, ForwardBugs
 
@@ -46,12 +47,12 @@ class Mistake:
         return f"{text}: {self.fix}" if self.fix else text
 
 
-def _backward(key: str, description: str, fix: str, price: float, bugs: BackwardBugs, **kw: object) -> Mistake:
-    return Mistake(key, "backward", description, fix, price, backward=bugs, **kw)  # type: ignore[arg-type]
+def _backward(key: str, description: str, fix: str, price: float, bugs: BackwardBugs, **kw: Any) -> Mistake:
+    return Mistake(key, "backward", description, fix, price, backward=bugs, **kw)
 
 
-def _forward(key: str, description: str, fix: str, price: float, bugs: ForwardBugs, **kw: object) -> Mistake:
-    return Mistake(key, "forward", description, fix, price, forward=bugs, **kw)  # type: ignore[arg-type]
+def _forward(key: str, description: str, fix: str, price: float, bugs: ForwardBugs, **kw: Any) -> Mistake:
+    return Mistake(key, "forward", description, fix, price, forward=bugs, **kw)
 
 
 _CLASS_AXIS = "the class axis (axis=-1 with samples in rows, axis=0 with samples in columns)"

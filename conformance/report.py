@@ -72,9 +72,9 @@ def suite_version(root: Path = REPO_ROOT) -> str:
     for name in SUITE_VERSION_FIXTURES:
         files[f"fixtures/{name}"] = fixtures / name
     digest = hashlib.sha256()
-    for rel in sorted(files):
-        if files[rel].is_file():
-            digest.update(rel.encode() + b"\0" + hashlib.sha256(files[rel].read_bytes()).digest())
+    for name in sorted(files):
+        if files[name].is_file():
+            digest.update(name.encode() + b"\0" + hashlib.sha256(files[name].read_bytes()).digest())
     return digest.hexdigest()[:16]
 
 

@@ -9,6 +9,8 @@ Profiles (select with ``--hypothesis-profile NAME``; ``--max-examples N`` overri
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
@@ -17,7 +19,7 @@ from conformance.cases import LAYOUTS, Case, make_case
 DEFAULT_PROFILE = "conformance"
 GRADING_PROFILE = "grading"
 # One failure per test (the simplest), no "explain" phase: messages stay short for students.
-_COMMON = dict(deadline=None, report_multiple_bugs=False,
+_COMMON: dict[str, Any] = dict(deadline=None, report_multiple_bugs=False,
                phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile(DEFAULT_PROFILE, max_examples=8, derandomize=True, database=None, **_COMMON)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Generator, Iterable
 
 import pytest
 
@@ -184,7 +184,7 @@ class RunSummary:
             self.deselected[area_of(item.nodeid, item.user_properties)] += 1
 
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item):  # type: ignore[no-untyped-def]
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         calls.CASES_SEEN.clear()
         calls.FUNCTIONS_RUN.clear()
         yield
@@ -203,9 +203,11 @@ class RunSummary:
             record.outcome = "failed" if report.when == "call" else "error"
             record.text = _message(report)
             record.skip_reason = ""
-            # (recorded by conformance/hooks.py from the suite's own diagnoses, never parsed)
-            record.keys = list(dict(report.user_properties).get("diagnoses") or [])
-            record.consistent = list(dict(report.user_properties).get("consistent_with") or [])
+            # (recorded by conformance/hooks.py from the suite's own diagnoses, never parsed:
+            # lists of keys, str)
+            properties: dict[str, Any] = dict(report.user_properties)
+            record.keys = list(properties.get("diagnoses") or [])
+            record.consistent = list(properties.get("consistent_with") or [])
 
     def pytest_warning_recorded(self, warning_message: Any, when: str, nodeid: str, location: Any) -> None:
         if isinstance(warning_message.message, PrecisionFinding):
@@ -269,7 +271,8 @@ class RunSummary:
         return self.config.stash.get(CANDIDATE_KEY, None)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config):  # type: ignore[no-untyped-def]
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int,
+                                config: pytest.Config) -> Generator[None, object, object]:
         # Around every other terminal summary, pytest's "short test summary info" included:
         # what the student reads first is the last thing printed (before the one-line count).
         result = yield

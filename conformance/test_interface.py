@@ -4,7 +4,7 @@ and type, what must not change, and what each optional function computes."""
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from typing import Callable, cast
 
 import numpy as np
 import pytest
@@ -35,7 +35,7 @@ from conformance.contract import (
 from conformance import evidence
 from conformance.diagnosis import (diagnose, diagnose_forward, init_cause, loss_cause, named, output_rows_finding,
                                    softmax_cause)
-from conformance.exact import exact_forward, exact_gradients, exact_softmax, magnitudes, softmax_conditioning
+from conformance.exact import Grads, exact_forward, exact_gradients, exact_softmax, magnitudes, softmax_conditioning
 from conformance.gradcheck import allowed_error, precision_tolerance
 from conformance.golden import LOG_GUARD_MAX
 from conformance.reference import mlp as reference
@@ -143,9 +143,9 @@ def _check_no_mutation(candidate: Candidate, function: str, arguments: Callable[
                 continue
         assert_unchanged(args, after, names, where=where)
     if len(crashes) == len(MUTATION_CASES):  # it runs on none of them: that crash is the finding
-        exc, findings = crashes[0]
+        first, findings = crashes[0]
         evidence.keep(findings)
-        raise exc
+        raise first
 
 
 def test_forward_does_not_mutate_arguments(candidate: Candidate) -> None:
@@ -327,7 +327,7 @@ def _train_follows_own_functions(candidate: Candidate, case: Case, trained: list
 
 def _train_diagnosis(arrays: list[np.ndarray], case: Case, lr: float, epochs: int, tau: float) -> str:
     """Which common update mistake train's result equals (exact steps of each variant)."""
-    start = [tuple(np.array(p, dtype=np.float64) for p in pair) for pair in case.params]
+    start = cast(Grads, [tuple(np.array(p, dtype=np.float64) for p in pair) for pair in case.params])  # (W, b) pairs
     got = arrays
 
     def same(params: list) -> bool:  # the tolerance of the train check itself, tau*(|W| + 1)
@@ -390,15 +390,15 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
             evidence.keep(found.findings)
         raise failure
     evidence.keep(found.findings)
-    params = [tuple(np.array(p, dtype=np.float64) for p in pair) for pair in case.params]
+    params = cast(Grads, [tuple(np.array(p, dtype=np.float64) for p in pair) for pair in case.params])  # (W, b) pairs
     for _ in range(epochs):
         activations, pre_activations = exact_forward(case.X, params)
         grads = exact_gradients(activations, pre_activations, case.Y, params)
         params = [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grads)]
-    comparisons, arrays = [], []
+    expectations, arrays = [], []
     for l, ((gW, gb), (W, b)) in enumerate(zip(trained, params)):
         arrays += [gW, gb]
-        comparisons += [(f"W[{l}]", gW, W), (f"b[{l}]", gb, b)]
+        expectations += [(f"W[{l}]", gW, W), (f"b[{l}]", gb, b)]
     # The params are built from the candidate's own forward/backward results: judged at the
     # least precise of those and of the params themselves (SPEC.md, dtype policy).
     fwd = run_forward(candidate, case, f"forward(case={case!r})")
@@ -406,7 +406,7 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
                                           f"backward(*forward(case={case!r}))")
     dtype = least_precise(result_dtype(arrays), fwd.dtype, grads_dtype)
     tau = precision_tolerance(dtype)
-    comparisons = [Comparison(n, g, e, allowed_error(np.abs(e) + 1.0, 0.0, tau)) for n, g, e in comparisons]
+    comparisons = [Comparison(n, g, e, allowed_error(np.abs(e) + 1.0, 0.0, tau)) for n, g, e in expectations]
     diagnosis = ""
     if mismatch_report(comparisons, where=where, compared="", contract="") is not None:
         # train runs the candidate's backward: a wrong backward is the cause to name first.

@@ -236,7 +236,7 @@ def _quick_or_full(request: pytest.FixtureRequest, which: str) -> None:
 def _batches(n: int, epochs: int) -> list[np.ndarray]:
     """Row indices of every step of the suite's loop, in order (the section's shuffling)."""
     rng = np.random.default_rng(SHUFFLE_SEED)
-    steps = []
+    steps: list[np.ndarray] = []
     for _ in range(epochs):
         idx = rng.permutation(n)
         steps.extend(idx[start:start + BATCH_SIZE] for start in range(0, n, BATCH_SIZE))

@@ -18,6 +18,7 @@ is treated as untrusted there (conformance/localise.py only ever reads it as tex
 import os
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -43,11 +44,11 @@ def traced_call(function, args, kwargs, roots, limits=None, exclude=(), stop_cal
     limits = dict(TRACE_LIMITS, **(limits or {}))
     roots = tuple(os.path.realpath(str(r)) + os.sep for r in roots)
     exclude = tuple(os.path.realpath(str(r)) + os.sep for r in exclude)
-    records = []
+    records: list[list[Any]] = []
     state = {"events": 0, "stopped": False, "frames": 0, "bytes": 0}
     began = time.monotonic()
     known = {}  # code filename -> traced?
-    frames = {}  # id(frame) -> [frame_no, last_line, snapshot {name: array}]
+    frames: dict[int, list[Any]] = {}  # id(frame) -> [frame_no, last_line, snapshot {name: array}]
 
     def wanted(filename):
         if filename not in known:
@@ -71,7 +72,7 @@ def traced_call(function, args, kwargs, roots, limits=None, exclude=(), stop_cal
         return None
 
     def values_of(frame):
-        found = {}
+        found: dict[str, tuple[int, np.ndarray]] = {}
         try:
             local = dict(frame.f_locals)
         except Exception:  # noqa: BLE001

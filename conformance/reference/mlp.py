@@ -23,7 +23,7 @@ def init_params(layer_sizes: Sequence[int], seed: int = 0, dtype: type = np.floa
     float64 draws are bit-identical to the section's.
     """
     rng = np.random.default_rng(seed)
-    params = []
+    params: Params = []
     for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]):
         W = rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)  # He: Var = 2 / n_in
         b = np.zeros(n_out)

@@ -52,7 +52,9 @@ N_CLASSES = 10
 
 class _FileSpec(NamedTuple):
     name: str  # IDX file name without .gz
-    count: int  # number of images / labels
+    # (hides tuple.count, which the type checker flags; the name stays: specs are built with
+    # _replace(count=...), tests/test_mnist_loader.py)
+    count: int  # type: ignore[assignment]  # number of images / labels
     gz_md5: str  # MD5 of the .gz as published on the mirrors
     raw_md5: str  # MD5 of the decompressed IDX bytes
 
