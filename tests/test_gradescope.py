@@ -1,4 +1,4 @@
-"""The Gradescope autograder zip, tried in a simulated ``/autograder`` layout (issue 11 §2).
+"""The Gradescope autograder zip, tried in a simulated ``/autograder`` layout.
 
 ``python -m conformance.grade.gradescope bundle`` writes the zip; each test unpacks it as Gradescope
 does (``source/`` = the zip, ``run_autograder`` copied to the root, ``submission/`` = the upload,
@@ -94,7 +94,7 @@ def test_bundle_holds_what_gradescope_needs(bundle: Path, tmp_path: Path) -> Non
     assert {n for n in names if n.startswith("mnist/")} == {
         "mnist/train-images-idx3-ubyte.gz", "mnist/train-labels-idx1-ubyte.gz",
         "mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz"}
-    assert "project/conformance/plugin.py" in names and "project/reference/mlp.py" in names
+    assert "project/conformance/plugin.py" in names and "project/conformance/reference/mlp.py" in names
     assert "project/fixtures/manifest.json" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert info["suite_version"] == suite_version() and info["module"] == "mlp.py" and info["mnist_included"]

@@ -1,4 +1,4 @@
-"""``--isolate-sandbox off`` as root (issue 21 §1, §6b): no namespaces, but the worker still
+"""``--isolate-sandbox off`` as root: no namespaces, but the worker still
 runs as its own unprivileged uid, cannot reach the grader's files or the results, and nothing
 of it outlives the run; where that cannot be had the run is a grader error, never a score.
 
