@@ -280,7 +280,7 @@ class InProcessCandidate:
                 "(activations, pre_activations) and backward(activations, pre_activations, Y, "
                 "params) -> [(dW1, db1), ..., (dWL, dbL)]"
             )
-        else:  # issue 22: a required function that cannot take the suite's call, said once
+        else:  # a required function that cannot take the suite's call, said once
             from conformance.signature import signature_problem
 
             cand.load_error = signature_problem(cand.path)

@@ -8,12 +8,14 @@
     backprop-conformance gradescope bundle autograder.zip       # the Gradescope autograder zip
     backprop-conformance gradescope                             # inside a Gradescope autograder
     backprop-conformance fetch-mnist                            # download MNIST once
+    backprop-conformance train                                  # the section's MNIST experiment
     backprop-conformance fixtures check                         # verify the shipped golden fixtures
 
 ``check`` runs the suite with the hardened invocation of every verdict
 (``conformance.invocation``): nothing beside the candidate, in the current folder or in an
 ancestor is read as pytest configuration or imported as a conftest or plugin. The other
-commands are the checkout's ``python -m tools.*`` commands under one name.
+commands run the entries of their packages (``conformance.grade``, ``conformance.reference``,
+``conformance.fixture_files``); this module sits on top of every layer (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ REPO_ROOT = SUITE_DIR.parent
 # because the useful part of a failure (diagnosis, "what to do next") is often at the end.
 MESSAGE_HEAD = 6000
 MESSAGE_TAIL = 3000
-SUMMARY_CAP = 2000
+SHORT_TEXT_CAP = 2000  # a skip reason or a crash's one-line message
 PROPERTY_CAP = 20000  # characters of JSON per record_property value
 # record_property names (prefixes) whose values measure this run rather than judge the
 # candidate (the efficiency area's CPU-time ratios): they differ between two runs of the same
@@ -94,7 +94,7 @@ def cap_text(text: str, head: int = MESSAGE_HEAD, tail: int = MESSAGE_TAIL) -> s
 
 
 # The summary merges into the report's "summary" object: bounded, but never turned into a string.
-SUMMARY_CAP = 256 * 1024
+FIRST_SCREEN_CAP = 256 * 1024  # characters of the summary's JSON
 SUMMARY_MAX_LINES = 200
 
 
@@ -129,7 +129,7 @@ def _skip_reason(report: pytest.TestReport) -> str:
         reason = str(longrepr[2])
     else:
         reason = str(longrepr or "")
-    return cap_text(reason.removeprefix("Skipped: "), SUMMARY_CAP, 0)
+    return cap_text(reason.removeprefix("Skipped: "), SHORT_TEXT_CAP, 0)
 
 
 def _crash_message(report: pytest.TestReport) -> str:
@@ -139,7 +139,7 @@ def _crash_message(report: pytest.TestReport) -> str:
     if not text:
         lines = report.longreprtext.strip().splitlines()
         text = lines[-1] if lines else ""
-    return cap_text(str(text), SUMMARY_CAP, 0)
+    return cap_text(str(text), SHORT_TEXT_CAP, 0)
 
 
 def sandbox_of(candidate: Candidate) -> dict[str, Any]:
@@ -269,7 +269,7 @@ class JsonReport:
         if plugin is None:
             return {}
         data = _jsonable(plugin.as_dict())
-        if len(json.dumps(data)) > SUMMARY_CAP:  # a flood of distinct failures: the text alone
+        if len(json.dumps(data)) > FIRST_SCREEN_CAP:  # a flood of distinct failures: the text alone
             lines = data.get("lines") if isinstance(data.get("lines"), list) else []
             data = {"lines": [cap_text(str(line), 400, 0) for line in lines[:SUMMARY_MAX_LINES]],
                     "truncated": True}

@@ -260,7 +260,7 @@ class RunSummary:
             "patterns": cross_failure_patterns(failing, passing),
             "findings": [{"text": t, "checks": n} for t, n in sorted(self.findings.items())],
         }
-        # issue 22: each root cause's line in the student's files (text only; never a verdict)
+        # each root cause's line in the student's files (text only; never a verdict)
         localise.attach(data, self._candidate(), {r.nodeid: r.keys for r in failing_records})
         data["lines"] = summary_lines(data, candidate_label(self._candidate()))
         return data

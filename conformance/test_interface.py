@@ -422,5 +422,5 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
                   "and that the trained params are returned.")
 
 
-# Same bytes, same grade (issue 21 §5): forward and backward in two fresh worker processes.
+# Same bytes, same grade: forward and backward in two fresh worker processes.
 from conformance.determinism import test_fresh_processes_give_identical_outputs  # noqa: E402, F401

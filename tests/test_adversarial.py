@@ -97,7 +97,7 @@ ATTACKS: dict[str, Attack] = {
     # Imports, reads by path and follows the editable install's pointers to the project
     # (test_isolation.py also runs it against a regular `pip install .`).
     "import_project": Attack(r"nothing of the project is reachable", load_fails=True),
-    # --- credit the checks do not earn (issue 9, "Medium") ------------------------------
+    # --- credit the checks do not earn ------------------------------
     "mnist_jump_backward": Attack(r"but should be \S+ \[backward\(MNIST step|off by .* from exact SGD",
                                   must_fail=frozenset({"gradients", "mnist"}), twin=True, mnist=True),
     "mnist_replace_sgd_loop": Attack(r"backward's return value is a NoneType",

@@ -1,4 +1,4 @@
-"""Same bytes, same grade (issue 21 §5).
+"""Same bytes, same grade.
 
 The worker seeds everything seedable from the submission's sha256 before its code runs, so
 a submission that draws from os.urandom (directly or through ``secrets``, ``SystemRandom``,

@@ -1,4 +1,4 @@
-"""Honest verdicts and feedback (issue 10): precision judged by what went into a result, hints
+"""Honest verdicts and feedback: precision judged by what went into a result, hints
 only where the evidence matches, the end-of-run summary, deterministic text, opt-outs."""
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ def test_buggy_run_ends_with_the_summary_and_repeats_identically(tmp_path: Path)
 
 def test_a_property_failure_is_explained_once_on_the_minimal_example() -> None:
     """Hypothesis tries many failing examples while shrinking; the (expensive) diagnosis is
-    built for the one it reports, not for each (issue 15: diagnosis once per failing call)."""
+    built for the one it reports, not for each."""
     from hypothesis import given, settings
     from hypothesis import strategies as st
 

@@ -1,4 +1,4 @@
-"""Hostile intake (issue 21, sections 2 and 6): no submission stops, fools or exhausts the
+"""Hostile intake: no submission stops, fools or exhausts the
 trusted grader while it reads, unzips, decodes and parses; notebooks are graded for what
 Restart & Run All defines; archives that expand out of proportion are refused; a stray
 file never takes or blanks a roster id. The entries come from tests/adversarial/intake/.

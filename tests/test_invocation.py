@@ -193,7 +193,7 @@ def test_two_token_impl_no_longer_reads_the_candidates_conftest(attack: str, tmp
                                                                  attack_env: Path) -> None:
     """`pytest conformance --impl X` (two tokens): the options plugin is registered through
     its entry point before pytest parses, so X is never a test path and X's conftest.py is
-    never loaded (the root cause of issue 9's critical hole)."""
+    never loaded (the root cause of a critical hole: code run at collection)."""
     module = build_attacks(tmp_path / "subs")[attack]
     proc = run_pytest("conformance", "--impl", str(module), *QUICK, cwd=REPO_ROOT)
     output = proc.stdout + proc.stderr

@@ -1,4 +1,4 @@
-"""The line to change (conformance/localise.py, conformance/tracer.py; issue 22): a wrong value
+"""The line to change (conformance/localise.py, conformance/tracer.py): a wrong value
 of forward, the loss or backward is traced to the student's own line.
 
 The catalogue test finds each variant's mutated line by diffing its source against
@@ -26,7 +26,7 @@ REFERENCE = REFERENCE_SOURCE.read_text()
 # The function a mutated line sits in -> the contract function whose values it changes.
 CALLED_THROUGH = {"softmax": "forward", "relu": "forward", "forward": "forward",
                   "cross_entropy": "cross_entropy", "backward": "backward"}
-TARGET = 0.9  # issue 22: the cited line is the mutated line in at least 90% of the variants
+TARGET = 0.9  # the cited line is the mutated line in at least 90% of the variants
 
 
 @pytest.fixture(scope="module")

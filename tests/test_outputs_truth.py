@@ -1,4 +1,4 @@
-"""What the grader's outputs say is true (issue 23, "Outputs"): no grader path in a student's
+"""What the grader's outputs say is true: no grader path in a student's
 file, entries that are not gradable submissions get no score and stay out of the statistics,
 a clear module in a multi-file submission is graded, intake.csv says how a run ended, and the
 staff page counts sandboxes as grades.csv records them."""

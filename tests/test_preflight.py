@@ -1,4 +1,4 @@
-"""Environment failures are grader errors, never student scores (issue 11 §1, issue 9).
+"""Environment failures are grader errors, never student scores.
 
 Covers the preflight (conformance/grade/run/preflight.py), the classification of runs (runner.classify /
 run_job), the sandbox state recorded per run (report -> gradebook -> CSV -> HTML), the

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance.report import (MESSAGE_HEAD, MESSAGE_TAIL, SCHEMA, JsonReport, _json_safe, area_of,
-                                cap_text, suite_version)
+from conformance.report import (MESSAGE_HEAD, MESSAGE_TAIL, SCHEMA, SHORT_TEXT_CAP, JsonReport, _json_safe,
+                                area_of, cap_text, suite_version)
 from tests.helpers import run_pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,6 +135,8 @@ def test_failure_message_is_capped_and_keeps_both_ends(synthetic) -> None:
     assert len(failed["message"]) < MESSAGE_HEAD + MESSAGE_TAIL + 200
     assert "characters cut" in failed["message"]
     assert "END" in failed["message"]  # the tail survives the cut
+    # The one-line crash message (the "summary" a student reads first) has its own, smaller cap.
+    assert len(failed["summary"]) < SHORT_TEXT_CAP + 200 < len(failed["message"])
 
 
 def test_record_property_values_are_kept_json_safe(synthetic) -> None:

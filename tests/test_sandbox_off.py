@@ -1,4 +1,4 @@
-"""``--isolate-sandbox off`` as root (issue 21 §1, §6b): no namespaces, but the worker still
+"""``--isolate-sandbox off`` as root: no namespaces, but the worker still
 runs as its own unprivileged uid, cannot reach the grader's files or the results, and nothing
 of it outlives the run; where that cannot be had the run is a grader error, never a score.
 
@@ -59,12 +59,13 @@ def engaged_bundle(tmp_path_factory: pytest.TempPathFactory, real_dir: Path) -> 
     return build(tmp_path_factory.mktemp("engaged-bundle"), real_dir)
 
 
-def run_off(tmp_path: Path, bundle: Path, upload: dict[str, str], *,
-            engaged: bool = False) -> tuple[Path, subprocess.CompletedProcess, dict | None]:
+def run_off(tmp_path: Path, bundle: Path, upload: dict[str, str], *, engaged: bool = False,
+            own_pids: bool = False) -> tuple[Path, subprocess.CompletedProcess, dict | None]:
     """Gradescope's run_autograder on ``upload``: in the simulated container (``off`` bundle),
-    or, ``engaged``, as root with namespaces (the default bundle)."""
+    or, ``engaged``, as root with namespaces (the default bundle). ``own_pids``: the container
+    has its own PID namespace (tests/sandbox_off.py)."""
     root = layout(tmp_path / "gs", bundle, upload)
-    prefix = () if engaged else (*readable_python_prefix(tmp_path), *NO_NAMESPACES)
+    prefix = () if engaged else (*readable_python_prefix(tmp_path, own_pids=own_pids), *NO_NAMESPACES)
     proc, results = run_autograder(root, prefix=prefix)
     return root, proc, results
 
@@ -91,7 +92,10 @@ def test_the_worker_cannot_read_the_graders_files_nor_show_their_paths(
     the grader's checkout among them, reach the student masked (§6b, seen engaged)."""
     attack = (ADVERSARIAL / "grader_files_via_argv.py").read_text()
     bundle = off_bundle if mode == "off" else engaged_bundle
-    root, proc, results = run_off(tmp_path, bundle, {"mlp.py": attack}, engaged=mode == "engaged")
+    # The container's own processes only: on a shared machine another job's command line may
+    # name a world-readable clone of the project, which is not the grader's and no container holds.
+    root, proc, results = run_off(tmp_path, bundle, {"mlp.py": attack}, engaged=mode == "engaged",
+                                  own_pids=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert results is not None and results["extra_data"]["status"] == "import_error", results
     assert results["score"] == 0

@@ -111,7 +111,7 @@ def test_command_line_flags_the_copied_pair(tmp_path: Path, capsys: pytest.Captu
     assert "alice ~ bob" in (tmp_path / "out" / "index.html").read_text()
 
 
-# -- normalisation: no formatting or renaming trick hides a copy (issue 21, section 4) ---------
+# -- normalisation: no formatting or renaming trick hides a copy ---------
 
 # Two independent solutions in the textbook's style (same API, same algorithm, same
 # variable names where the section uses them), written separately: never a pair.

@@ -35,7 +35,7 @@ from conformance.reference.section import SectionNotFound, load_section
 
 SIZES = [784, 128, 10]
 LR, BATCH = 0.5, 64
-TARGET_CEILING_FRACTION = 0.6  # of the matmul ceiling, float32 (issue 15)
+TARGET_CEILING_FRACTION = 0.6  # of the matmul ceiling, float32
 
 
 def matmul_flops(n_train: int, n_test: int, sizes: list[int], batch: int, epochs: int) -> float:

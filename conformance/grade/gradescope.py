@@ -21,6 +21,7 @@ staff instead of a score. Only a run that judged the submission writes results.j
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -38,7 +40,7 @@ from conformance.report import suite_version
 from conformance.grade.intake.notebooks import GRADE_EXTRA
 from conformance.grade.publish.outputs import GradedSubmission, gradescope_results, write_atomic
 from conformance.grade.run.preflight import ensure_environment
-from conformance.grade.score.rubric import DEFAULT_RUBRIC, RubricError, load_rubric, score
+from conformance.grade.score.rubric import DEFAULT_RUBRIC, Rubric, RubricError, load_rubric, score
 from conformance.grade.run.runner import REPO_ROOT, GradeConfig, Job, JobResult, run_job
 from conformance.grade.intake.submissions import load_submission
 
@@ -109,22 +111,43 @@ def run(argv: list[str] | None = None, prog: str = f"{PROG} run") -> int:
 
 
 def _keep_private(root: Path, submission: Path, results: Path, rubric: Path | None,
-                  mnist_dir: str | None, *, isolate: bool) -> None:
+                  mnist_dir: str | None, *, isolate: bool) -> list[str]:
     """Keep the container's grading files out of the worker's reach when no namespace hides
     them (``--isolate-sandbox off``): as root, the autograder folder (``source/`` with the
     project, rubric and MNIST; ``results/``; the upload; Gradescope's metadata) loses every
-    group/other permission, and each path is named to the workers, which refuse to run the
-    candidate if their uid can still reach one (a grader error, never a score)."""
+    group/other permission. Returns the paths to name to this run's workers (``_named_private``),
+    which refuse to run the candidate if their uid can still reach one (a grader error, never
+    a score)."""
     if not isolate:
-        return
+        return []
     paths = [root, submission, results.parent, *([rubric] if rubric else []),
              *([Path(mnist_dir)] if mnist_dir else [])]
     if os.geteuid() == 0:
         for path in (root, submission, results.parent):
             if path.is_dir() and not path.is_symlink():
                 path.chmod(path.stat().st_mode & 0o7700)
-    known = [p for p in os.environ.get(PRIVATE_ENV, "").split(os.pathsep) if p]
-    os.environ[PRIVATE_ENV] = os.pathsep.join(known + [str(p.resolve()) for p in paths])
+    return [str(p.resolve()) for p in paths]
+
+
+@contextlib.contextmanager
+def _named_private(paths: list[str]) -> Iterator[None]:
+    """Name ``paths`` to the workers of this run only (``BACKPROP_ISOLATE_PRIVATE``, read by the
+    preflight's probe worker and passed on by the runner), and put the variable back as it was
+    when the run ends. ``run`` is called in-process too (``backprop-conformance gradescope``,
+    the self-tests): a run's folders named for ever would hold every later run in the process
+    to them, and a later run whose workers can read one (a world-readable MNIST folder given
+    by $BACKPROP_MNIST_DIR) would be refused for another run's files."""
+    before = os.environ.get(PRIVATE_ENV)
+    if paths:
+        known = [p for p in (before or "").split(os.pathsep) if p]
+        os.environ[PRIVATE_ENV] = os.pathsep.join(known + paths)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(PRIVATE_ENV, None)
+        else:
+            os.environ[PRIVATE_ENV] = before
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -141,7 +164,13 @@ def _run(args: argparse.Namespace) -> int:
                          require_mnist=args.require_mnist, mnist_dir=mnist_dir,
                          extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout,
                          sandbox=args.sandbox)
-    _keep_private(args.root, submission, results, args.rubric, mnist_dir, isolate=args.isolate)
+    private = _keep_private(args.root, submission, results, args.rubric, mnist_dir, isolate=args.isolate)
+    with _named_private(private):
+        return _grade(args, config, submission, results, rubric)
+
+
+def _grade(args: argparse.Namespace, config: GradeConfig, submission: Path, results: Path,
+           rubric: Rubric) -> int:
     sub = load_submission(submission, args.module, name="submission")
     if sub.problem_status == "error":  # e.g. a notebook upload and no nbformat in the container
         return _autograder_error(sub.problem or "the upload could not be read")

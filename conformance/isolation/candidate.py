@@ -143,7 +143,7 @@ class IsolatedCandidate:
                 f"candidate {spec!r} ({cand.path}) does not define the required "
                 f"function(s) {', '.join(missing)}; see conformance/SPEC.md"
             )
-        else:  # issue 22: read from the grader's copy of the source, never from the worker
+        else:  # read from the grader's copy of the source, never from the worker
             from conformance.signature import signature_problem
 
             cand.load_error = signature_problem(cand.path)

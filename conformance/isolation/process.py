@@ -31,8 +31,9 @@ WIRE_SCRIPT = HERE / "wire.py"
 SYSTEM_DIRS = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "proc", "sys"}
 EXTRA_HIDDEN = ["/dev/shm", "/dev/mqueue"]
 UID_RANGE = (0x10000000, 0x7FFF0000)  # fresh ids no account uses: no shared process count, no files
-# The project's own top-level packages: never importable or readable by a candidate, however
-# the project is installed (editable: the repository; regular: next to numpy in site-packages).
+# The project's one installed package (the reference and the grader are inside it): never
+# importable or readable by a candidate, however the project is installed (editable: the
+# repository; regular: next to numpy in site-packages).
 PROJECT_PACKAGES = ("conformance",)
 SCRATCH_FILES = 4096  # files + directories the worker's scratch tmpfs may hold
 
@@ -236,7 +237,7 @@ def project_locations() -> list[str]:
         for place in (spec.submodule_search_locations or []) if spec is not None else []:
             found.append(Path(place))
     repo = HERE.parent.parent
-    found += [repo / "fixtures", repo / "tests"]
+    found += [repo / "fixtures", repo / "tests", repo / "tools"]  # a clone's (tools: the variant catalogue)
     for site in _site_dirs():
         found += Path(site).glob("backprop_conformance-*.dist-info")
     out: list[str] = []

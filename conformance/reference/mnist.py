@@ -35,9 +35,9 @@ from typing import NamedTuple
 import numpy as np
 
 DIR_ENV = "BACKPROP_MNIST_DIR"
-# How to get the data: the installed command (it needs the mnist extra); in a clone without an
-# install, python -m conformance.reference.fetch_mnist.
-FETCH_MNIST = "`backprop-conformance fetch-mnist` (in a clone: `python -m conformance.reference.fetch_mnist`)"
+# How to get the data: the installed command (it needs the mnist extra; a clone's editable
+# install has it too).
+FETCH_MNIST = "`backprop-conformance fetch-mnist`"
 MIRRORS_ENV = "BACKPROP_MNIST_MIRRORS"
 DEFAULT_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",

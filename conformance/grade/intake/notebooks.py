@@ -62,7 +62,7 @@ from conformance.grade.intake.bounded import (  # noqa: F401 - re-exported: inta
 from conformance.grade.intake.sanitize import clean_name
 
 # The suite's function names (conformance.candidate REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS)
-# and its opt-out list (conformance.calls.OPT_OUT_NAME); tests/test_notebook_bounds.py checks
+# and its opt-out list (conformance.calls.OPT_OUT_NAME); tests/test_hostile_intake.py checks
 # they agree. Spelled out so that the bounded child process need not import the suite.
 GRADED_NAMES = ("forward", "backward", "init_params", "relu", "softmax", "cross_entropy", "train",
                 "CONFORMANCE_OPT_OUT")

@@ -50,8 +50,3 @@ def html_escape(text: object, quote: bool = True) -> str:
 def raw_hex(name: str) -> str:
     """The exact bytes of a file name, as hex: the recoverable original of a cleaned name."""
     return os.fsencode(name).hex()
-
-
-def is_clean(text: str) -> bool:
-    """True when ``clean_text`` would leave ``text`` unchanged (used by the tests)."""
-    return clean_text(text) == text

@@ -1,4 +1,4 @@
-"""Issue 12: fair scores and private feedback.
+"""The rubric and the grade it gives (conformance/grade/score/rubric.py): fair scores and private feedback.
 
 - the suite tells the grader what it found as data (area marker, diagnosis keys), so renaming a
   file or rewording a message changes no grade, and a candidate's own text adds no key;

@@ -1,4 +1,4 @@
-"""Fast checks of the defences against unearned credit (issue 9, "Medium"); the hostile
+"""Fast checks of the defences against unearned credit; the hostile
 submissions themselves are graded end to end, next to their honest twins, by
 tests/test_adversarial.py (slow)."""
 
