@@ -22,7 +22,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from conformance.grade.publish.outputs import NOT_GRADABLE
 from conformance.grade.score.rubric import Grade, Rubric
@@ -87,6 +87,12 @@ SCHEMA = SCHEMA.replace("{not_gradable}", ", ".join(f"'{status}'" for status in 
 AREAS_MEANING = "earned"
 
 
+def _inserted_id(cur: sqlite3.Cursor) -> int:
+    """The rowid the cursor's INSERT just made. sqlite3 types lastrowid as Optional (it is None
+    before any INSERT); after a successful one into a rowid table it is always that row's id."""
+    return int(cast(int, cur.lastrowid))
+
+
 @dataclass
 class StoredRun:
     id: int
@@ -136,7 +142,7 @@ class Gradebook:
                 "INSERT INTO batches (started_at, argv, suite_version, rubric_hash, config_key, "
                 "submissions, interrupted) VALUES (?, ?, ?, ?, ?, ?, 1)",
                 (time.time(), json.dumps(argv), suite_version, rubric_hash, config_key, submissions))
-        return int(cur.lastrowid)
+        return _inserted_id(cur)
 
     def finish_batch(self, batch_id: int, ran: int, rescored: int, unchanged: int,
                      interrupted: bool) -> None:
@@ -158,7 +164,7 @@ class Gradebook:
                  result.message, result.exit_code, result.duration, result.started_at, time.time(),
                  result.host, result.output_tail, json.dumps(report) if report else None,
                  result.junit_xml, result.sandbox))
-            run_id = int(cur.lastrowid)
+            run_id = _inserted_id(cur)
             for t in (report or {}).get("tests", []):
                 self.db.execute(
                     "INSERT INTO test_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -179,7 +185,7 @@ class Gradebook:
                 (run_id, name, rubric.hash, suite_version, status, grade.score, grade.max_score,
                  json.dumps(grade.area_scores()), time.time(), json.dumps(grade.deductions()),
                  AREAS_MEANING))
-        return int(cur.lastrowid)
+        return _inserted_id(cur)
 
     def keep_bytes(self, sha256: str, files: dict[str, bytes]) -> None:
         """Store the exact files judged (once per sha256): a deterministic zip, deflated."""
@@ -209,7 +215,7 @@ class Gradebook:
         with self._tx():
             cur = self.db.execute("INSERT INTO overrides (name, sha256, score, reason, created_at) "
                                   "VALUES (?, ?, ?, ?, ?)", (name, sha256, score, reason, time.time()))
-        return int(cur.lastrowid)
+        return _inserted_id(cur)
 
     def override_for(self, name: str, sha256: str) -> tuple[int, float, str] | None:
         """The latest override of these exact bytes: (id, score, reason)."""

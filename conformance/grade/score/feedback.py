@@ -154,7 +154,9 @@ def curves(tests: list[dict[str, Any]]) -> list[tuple[str, list[float], list[flo
         for name, value in sorted((test.get("properties") or {}).items()):
             if name in ("mnist_accuracy", "mnist_threshold"):
                 continue  # single numbers, shown by mnist_results
-            xs = ys = None
+            # Any: the report's JSON, read only after _numbers found a list of finite numbers
+            xs: Any = None
+            ys: Any = None
             if _numbers(value) and len(value) >= 2:
                 ys, xs = value, list(range(1, len(value) + 1))
             elif isinstance(value, dict):
@@ -177,6 +179,8 @@ def mnist_results(tests: list[dict[str, Any]]) -> list[tuple[str, float, float |
     found = []
     for test in tests:
         props = test.get("properties") or {}
+        acc: Any  # the report's JSON: numbers once _numbers says so
+        threshold: Any
         acc, threshold = props.get("mnist_accuracy"), props.get("mnist_threshold")
         if _numbers([acc]):
             found.append((short_name(test["nodeid"]), float(acc),

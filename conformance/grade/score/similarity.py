@@ -208,7 +208,7 @@ def write_pages(report: SimilarityReport, sources: Mapping[str, object], out_dir
     per flagged pair, showing the normalised code that was compared (``report.texts``; the
     slices index it); names and code are HTML-escaped. Returns the index path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    sources = {**{k: v for k, v in sources.items() if isinstance(v, str)}, **report.texts}
+    code = {**{k: v for k, v in sources.items() if isinstance(v, str)}, **report.texts}
     rows = []
     for i, pair in enumerate(report.pairs, 1):
         (out_dir / pair_page_name(i)).write_text(_page(
@@ -217,8 +217,8 @@ def write_pages(report: SimilarityReport, sources: Mapping[str, object], out_dir
             f"<p>score {pair.score:.2f}: {pair.share_a:.0%} of {html.escape(pair.a)}'s own code is found in "
             f"{html.escape(pair.b)}'s, {pair.share_b:.0%} the other way ({pair.shared_tokens} shared "
             "normalised characters; template and textbook code excluded).</p><p><a href='index.html'>all pairs</a></p>"
-            f"<div class='cols'><div><h2>{html.escape(pair.a)}</h2><pre>{highlighted(sources[pair.a], pair.slices_a)}</pre></div>"
-            f"<div><h2>{html.escape(pair.b)}</h2><pre>{highlighted(sources[pair.b], pair.slices_b)}</pre></div></div>"),
+            f"<div class='cols'><div><h2>{html.escape(pair.a)}</h2><pre>{highlighted(code[pair.a], pair.slices_a)}</pre></div>"
+            f"<div><h2>{html.escape(pair.b)}</h2><pre>{highlighted(code[pair.b], pair.slices_b)}</pre></div></div>"),
             encoding="utf-8")
         rows.append(f"<tr><td><a href='{pair_page_name(i)}'>{html.escape(pair.a)} ~ {html.escape(pair.b)}</a></td>"
                     f"<td>{pair.score:.2f}</td><td>{pair.share_a:.0%}</td><td>{pair.share_b:.0%}</td></tr>")
