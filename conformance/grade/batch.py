@@ -25,7 +25,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, cast
 
 from conformance.report import suite_version as compute_suite_version
 from conformance.grade.publish.gradebook import Gradebook, StoredRun
@@ -38,6 +38,9 @@ from conformance.grade.run.runner import (FINAL_STATUSES, GradeConfig, Job, JobR
                                reference_job, run_job)
 from conformance.grade.intake.sanitize import clean_name
 from conformance.grade.intake.submissions import ClassIntake, Submission, SubmissionsError, scan_class
+
+if TYPE_CHECKING:  # imported where it runs: only a batch that compares code needs it
+    from conformance.grade.score.similarity import SimilarityReport
 
 
 class BatchError(Exception):
@@ -420,7 +423,7 @@ def _similarity_inputs(opts: BatchOptions) -> tuple[list[str], str | None] | Non
 
 
 def _similarity(out: Path, subs: list[Submission], threshold: float,
-                inputs: tuple[list[str], str | None]) -> object:
+                inputs: tuple[list[str], str | None]) -> SimilarityReport:
     """Compare the code the intake extracted (notebooks converted), pages in OUT/staff/."""
     from conformance.grade.score.similarity import compare_class, own_code, write_pages
 
@@ -566,7 +569,8 @@ def _finish_batch(batch: _ClassBatch, done: dict[str, GradedSubmission], batch_i
                       for g in summary.graded if g.grade_id is not None])
     report = None
     if batch.similarity is not None and not interrupted:
-        report = _similarity(out, batch.subs, opts.similarity_threshold, batch.similarity)
+        # (a threshold is set: batch.similarity is None without one, _similarity_inputs)
+        report = _similarity(out, batch.subs, cast(float, opts.similarity_threshold), batch.similarity)
         batch.log(f"similarity: {len(report.pairs)} pairs at or above {opts.similarity_threshold:g}, "
                   f"{len(report.textbook_copies)} copies of the textbook -> {out / STAFF_DIR / 'similarity'}")
     for warning in _write_class_files(out, summary.graded, batch.rubric, batch.intake, report):
@@ -575,7 +579,7 @@ def _finish_batch(batch: _ClassBatch, done: dict[str, GradedSubmission], batch_i
 
 
 def _write_class_files(out: Path, graded: list[GradedSubmission], rubric: Rubric,
-                       intake: ClassIntake | None = None, similarity: object = None) -> list[str]:
+                       intake: ClassIntake | None = None, similarity: SimilarityReport | None = None) -> list[str]:
     warnings = write_class_csvs(out, graded, rubric, intake)
     write_report(out, graded, similarity)
     return warnings

@@ -116,7 +116,7 @@ def _tail(path: Path, limit: int = OUTPUT_TAIL_BYTES) -> str:
     return ("[... output cut ...]\n" + text) if size > limit else text
 
 
-def _require(cond: bool, what: str) -> None:
+def _require(cond: object, what: str) -> None:  # (any value: its truth is the test)
     if not cond:
         raise ReportError(f"invalid report: {what}")
 
