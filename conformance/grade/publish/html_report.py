@@ -37,7 +37,7 @@ from conformance.grade.score.feedback import (
     uncharged_text,
 )
 from conformance.grade.publish.outputs import GradedSubmission, message_line, student_notes, write_atomic
-from conformance.grade.score.rubric import Rubric
+from conformance.grade.score.rubric import Grade, GroupScore, Rubric
 from conformance.grade.score.rubric import diagnoses_of as diagnosis_keys
 from conformance.grade.run.runner import STATUS_HELP
 from conformance.grade.intake.sanitize import html_escape as escape  # control/bidi characters escaped too
@@ -400,36 +400,67 @@ def submission_page(sub: GradedSubmission) -> str:
     """The page a student can be given: what is wrong first, then the details; this
     submission's data only, nothing that differs between two runs of the same bytes."""
     hide = sub.rubric.hide_hints
-    parts = [f"<h1>{escape(sub.name)}</h1>",
-             (f"<p>Status: {_status_html(sub.status)} &mdash; {escape(STATUS_HELP.get(sub.status, ''))}<br>"
-              f"Score: <b>{_num(sub.score)} / {_num(sub.grade.max_score)}</b><br>"
-              f"<span class=\"muted\">sha256 {escape(sub.sha256)}; suite {escape(sub.suite_version)}; "
-              f"rubric {escape(sub.rubric.hash)}</span><br>"
-              f"Sandbox: {_sandbox_html(sub.sandbox)} &mdash; {escape(SANDBOX_HELP.get(sub.sandbox, ''))}</p>")]
-    if sub.override is not None:
-        parts.append(f"<p><b>Score set by the instructor:</b> {_num(sub.override.score)} (the rubric "
-                     f"gave {_num(sub.override.computed)}): {escape(sub.override.reason)}</p>")
+    parts = [f"<h1>{escape(sub.name)}</h1>", _status_paragraph(sub)]
+    parts += _override_note(sub)
+    parts += _what_happened(sub)
+    parts += _summary_section(sub, hide)
+    parts += _intake_section(sub)
+    parts += _points_table(sub)
+    parts += _charged_mistakes(sub, hide)
+    parts += _failing_section(sub, hide)
+    parts += _skipped_section(sub)
+    parts += _mnist_section(sub)
+    parts += _last_output(sub)
+    return _page(f"{sub.name}: grading report", "\n".join(parts), page_key(sub))
+
+
+def _status_paragraph(sub: GradedSubmission) -> str:
+    """Status, score, the hashes that identify what was graded, and the sandbox."""
+    return (f"<p>Status: {_status_html(sub.status)} &mdash; {escape(STATUS_HELP.get(sub.status, ''))}<br>"
+            f"Score: <b>{_num(sub.score)} / {_num(sub.grade.max_score)}</b><br>"
+            f"<span class=\"muted\">sha256 {escape(sub.sha256)}; suite {escape(sub.suite_version)}; "
+            f"rubric {escape(sub.rubric.hash)}</span><br>"
+            f"Sandbox: {_sandbox_html(sub.sandbox)} &mdash; {escape(SANDBOX_HELP.get(sub.sandbox, ''))}</p>")
+
+
+def _override_note(sub: GradedSubmission) -> list[str]:
+    """The score an instructor set, and what the rubric gave."""
+    if sub.override is None:
+        return []
+    return [f"<p><b>Score set by the instructor:</b> {_num(sub.override.score)} (the rubric "
+            f"gave {_num(sub.override.computed)}): {escape(sub.override.reason)}</p>"]
+
+
+def _what_happened(sub: GradedSubmission) -> list[str]:
+    """Why a submission was not graded, in full."""
     if sub.status != "graded" and sub.message:
-        parts += ["<h2>What happened</h2>", f"<pre>{escape(sub.message)}</pre>"]
+        return ["<h2>What happened</h2>", f"<pre>{escape(sub.message)}</pre>"]
+    return []
+
+
+def _summary_section(sub: GradedSubmission, hide: bool) -> list[str]:
+    """The lead of the feedback (what is wrong, where, what to change), unless hints are hidden."""
     lead = sub.lead()[1 if sub.override is not None else 0:]
     if lead and not hide:
-        parts += ["<h2>Summary: what is wrong, where, what to change</h2>",
-                  f"<pre>{escape(chr(10).join(lead))}</pre>"]
-    if sub.intake.notes or sub.intake.student_id:
-        parts.append("<h2>Intake</h2><ul>" + (f"<li>student id {escape(sub.intake.student_id)}</li>"
-                                              if sub.intake.student_id else "")
-                     + "".join(f"<li>{escape(n)}</li>" for n in student_notes(sub)) + "</ul>")
-    parts += ["<h2>Points</h2>", "<table><tr><th>group</th><th>score</th><th>passed</th>"
-              "<th>failed</th><th>skipped</th><th>points taken by a mistake (charged once)</th></tr>"]
-    for gs in sub.grade.groups:
-        explained = (f" ({len(gs.explained)} explained by "
-                     f"{escape(', '.join(explained_by(gs, sub.grade)) or 'a mistake charged elsewhere')})"
-                     if gs.explained else "")
-        taken = ", ".join(f"{escape(key)} -{_num(points)}" for key, points in gs.deductions.items())
-        parts.append(f"<tr><td>{escape(gs.group.title)}</td><td class=\"num\">{_num(gs.score)} / "
-                     f"{_num(gs.max_score)}</td><td class=\"num\">{len(gs.passed)}</td>"
-                     f"<td class=\"num\">{len(gs.failing)}{explained}</td>"
-                     f"<td class=\"num\">{len(gs.skipped)}</td><td>{taken}</td></tr>")
+        return ["<h2>Summary: what is wrong, where, what to change</h2>",
+                f"<pre>{escape(chr(10).join(lead))}</pre>"]
+    return []
+
+
+def _intake_section(sub: GradedSubmission) -> list[str]:
+    """The student id and what intake noted about the entry, when there is any."""
+    if not (sub.intake.notes or sub.intake.student_id):
+        return []
+    return ["<h2>Intake</h2><ul>" + (f"<li>student id {escape(sub.intake.student_id)}</li>"
+                                     if sub.intake.student_id else "")
+            + "".join(f"<li>{escape(n)}</li>" for n in student_notes(sub)) + "</ul>"]
+
+
+def _points_table(sub: GradedSubmission) -> list[str]:
+    """Points per group, the part of a price beyond the areas, and the rubric's total."""
+    parts = ["<h2>Points</h2>", "<table><tr><th>group</th><th>score</th><th>passed</th>"
+             "<th>failed</th><th>skipped</th><th>points taken by a mistake (charged once)</th></tr>"]
+    parts += [_group_row(gs, sub.grade) for gs in sub.grade.groups]
     if sub.grade.beyond_areas:
         parts.append(f"<tr><td>Beyond the areas where the mistakes show (their price is more than "
                      f"those areas hold)</td><td class=\"num\">-{_num(sub.grade.beyond_areas)}</td>"
@@ -437,36 +468,68 @@ def submission_page(sub: GradedSubmission) -> str:
     total = "Total" if sub.override is None else "Total the rubric gave"
     parts.append(f"<tr><th>{total}</th><th class=\"num\">{_num(sub.grade.score)} / "
                  f"{_num(sub.grade.max_score)}</th><th></th><th></th><th></th><th></th></tr></table>")
-    for charge in (c for c in sub.grade.charges if c.points):
-        parts.append(f"<p>Mistake charged once: {escape(charge.bug.title if not hide else charge.bug.key)} "
-                     f"({escape(deduction_text(charge, sub.grade))})</p>")
-    for charge in (c for c in sub.grade.charges if not c.points and not hide):
-        parts.append(f"<p class=\"muted\">Also seen: {escape(charge.bug.title)} "
-                     f"({escape(uncharged_text(charge))})</p>")
-    failing = [t for gs in sub.grade.groups for t in gs.failing]
+    return parts
+
+
+def _group_row(gs: GroupScore, grade: Grade) -> str:
+    """One group's row: score, counts of checks, failures a mistake explains, points taken."""
+    explained = (f" ({len(gs.explained)} explained by "
+                 f"{escape(', '.join(explained_by(gs, grade)) or 'a mistake charged elsewhere')})"
+                 if gs.explained else "")
+    taken = ", ".join(f"{escape(key)} -{_num(points)}" for key, points in gs.deductions.items())
+    return (f"<tr><td>{escape(gs.group.title)}</td><td class=\"num\">{_num(gs.score)} / "
+            f"{_num(gs.max_score)}</td><td class=\"num\">{len(gs.passed)}</td>"
+            f"<td class=\"num\">{len(gs.failing)}{explained}</td>"
+            f"<td class=\"num\">{len(gs.skipped)}</td><td>{taken}</td></tr>")
+
+
+def _charged_mistakes(sub: GradedSubmission, hide: bool) -> list[str]:
+    """The mistakes charged (by key only when hints are hidden), then those seen but not charged."""
+    parts = [f"<p>Mistake charged once: {escape(charge.bug.title if not hide else charge.bug.key)} "
+             f"({escape(deduction_text(charge, sub.grade))})</p>"
+             for charge in sub.grade.charges if charge.points]
+    parts += [f"<p class=\"muted\">Also seen: {escape(charge.bug.title)} "
+              f"({escape(uncharged_text(charge))})</p>"
+              for charge in sub.grade.charges if not charge.points and not hide]
+    return parts
+
+
+def _failing_section(sub: GradedSubmission, hide: bool) -> list[str]:
+    """Each failing check (the first MAX_PAGE_FAILURES) with its diagnosis and message; when
+    hints are hidden, only a note that they come after the due date."""
     if hide:
-        failing = []
-        parts.append("<p class=\"muted\">The summary and the failure details are shown after the due date.</p>")
-    if failing:
-        parts.append(f"<h2>Failing checks ({len(failing)})</h2>")
-        for test in failing[:MAX_PAGE_FAILURES]:
-            found = [cause(key, sub.grade) for key in diagnosis_keys(test)]
-            parts.append(f"<h3>{escape(short_name(test['nodeid']))}</h3>")
-            if found:
-                parts.append("<p><b>Diagnosis:</b> " + escape("; ".join(found)) + "</p>")
-            parts.append(f"<pre>{escape(failure_text(test, 8000))}</pre>")
-        if len(failing) > MAX_PAGE_FAILURES:
-            parts.append(f"<p>... and {len(failing) - MAX_PAGE_FAILURES} more.</p>")
+        return ["<p class=\"muted\">The summary and the failure details are shown after the due date.</p>"]
+    failing = [t for gs in sub.grade.groups for t in gs.failing]
+    if not failing:
+        return []
+    parts = [f"<h2>Failing checks ({len(failing)})</h2>"]
+    for test in failing[:MAX_PAGE_FAILURES]:
+        found = [cause(key, sub.grade) for key in diagnosis_keys(test)]
+        parts.append(f"<h3>{escape(short_name(test['nodeid']))}</h3>")
+        if found:
+            parts.append("<p><b>Diagnosis:</b> " + escape("; ".join(found)) + "</p>")
+        parts.append(f"<pre>{escape(failure_text(test, 8000))}</pre>")
+    if len(failing) > MAX_PAGE_FAILURES:
+        parts.append(f"<p>... and {len(failing) - MAX_PAGE_FAILURES} more.</p>")
+    return parts
+
+
+def _skipped_section(sub: GradedSubmission) -> list[str]:
+    """The checks skipped, and why."""
     skipped = [t for gs in sub.grade.groups for t in gs.skipped]
-    if skipped:
-        parts.append("<h2>Skipped checks</h2><ul>")
-        parts += [f"<li>{escape(short_name(t['nodeid']))}: {escape(t.get('skip_reason', ''))}</li>"
-                  for t in skipped]
-        parts.append("</ul>")
+    if not skipped:
+        return []
+    return ["<h2>Skipped checks</h2><ul>",
+            *(f"<li>{escape(short_name(t['nodeid']))}: {escape(t.get('skip_reason', ''))}</li>"
+              for t in skipped),
+            "</ul>"]
+
+
+def _mnist_section(sub: GradedSubmission) -> list[str]:
+    """The MNIST accuracies against their thresholds and the learning curves the suite recorded."""
     mnist = mnist_results(sub.tests)
     series = curves(sub.tests)
-    if mnist or series:
-        parts.append("<h2>MNIST</h2>")
+    parts = ["<h2>MNIST</h2>"] if mnist or series else []
     if mnist:
         parts.append("<table><tr><th>check</th><th>test accuracy</th><th>threshold</th></tr>")
         parts += [f"<tr><td>{escape(name)}</td><td class=\"num\">{acc:.4f}</td><td class=\"num\">"
@@ -474,9 +537,14 @@ def submission_page(sub: GradedSubmission) -> str:
         parts += ["</table>", _img(mnist_bars(mnist), "MNIST accuracy")]
     if series:
         parts.append(_img(curve_plot(series), "MNIST learning curve"))
+    return parts
+
+
+def _last_output(sub: GradedSubmission) -> list[str]:
+    """The tail of the run's output, for a run that crashed or hit a grader error."""
     if sub.status in ("crashed", "error") and sub.output_tail:
-        parts += ["<h2>Last output of the suite's run</h2>", f"<pre>{escape(sub.output_tail[-6000:])}</pre>"]
-    return _page(f"{sub.name}: grading report", "\n".join(parts), page_key(sub))
+        return ["<h2>Last output of the suite's run</h2>", f"<pre>{escape(sub.output_tail[-6000:])}</pre>"]
+    return []
 
 
 def page_key(sub: GradedSubmission) -> str:
