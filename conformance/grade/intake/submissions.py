@@ -291,6 +291,19 @@ def _refuse_bombs(archive: zipfile.ZipFile, where: str, depth: int, budget: list
     bomb), or archives nested more than MAX_NESTING deep or themselves bombs (a nested bomb).
     Left-out members count too: a bomb is refused, not ignored."""
     infos = archive.infolist()
+    _refuse_over_budget(infos, where, budget)
+    _refuse_overlapping(infos, where)
+    for info in infos:
+        shown = clean_name(info.filename, 200)
+        _refuse_ratio_bomb(info, shown, where)
+        suffix = PurePosixPath(info.filename.replace("\\", "/")).suffix.lower()
+        if suffix not in ARCHIVE_SUFFIXES or info.is_dir():
+            continue
+        _refuse_nested_bomb(archive, info, suffix, shown, where, depth, budget)
+
+
+def _refuse_over_budget(infos: list[zipfile.ZipInfo], where: str, budget: list[int]) -> None:
+    """Count the members and their declared sizes into ``budget``; refuse past the limits."""
     budget[0] += len(infos)
     budget[1] += sum(i.file_size for i in infos)
     if budget[0] > MAX_ARCHIVE_MEMBERS:
@@ -298,6 +311,10 @@ def _refuse_bombs(archive: zipfile.ZipFile, where: str, depth: int, budget: list
     if budget[1] > MAX_ARCHIVE_EXPANDED:
         raise _Refused(f"zip bomb refused: the members{where} expand to {budget[1]} bytes "
                        f"(limit {MAX_ARCHIVE_EXPANDED})")
+
+
+def _refuse_overlapping(infos: list[zipfile.ZipInfo], where: str) -> None:
+    """Refuse members whose compressed data overlap (a non-recursive bomb)."""
     # The local header is 30 bytes and the name (as stored: UTF-8 when flagged, else cp437);
     # its extra field and a data descriptor only make the real span longer.
     spans = sorted((i.header_offset, i.header_offset + 30 + len(i.orig_filename.encode(
@@ -306,40 +323,45 @@ def _refuse_bombs(archive: zipfile.ZipFile, where: str, depth: int, budget: list
         if next_start < end:
             raise _Refused(f"zip bomb refused: the members {clean_name(name, 100)!r} and "
                            f"{clean_name(next_name, 100)!r}{where} share their compressed data")
-    for info in infos:
-        shown = clean_name(info.filename, 200)
-        if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-            raise _Refused(f"zip bomb refused: the member {shown!r}{where} expands "
-                           f"{info.file_size // max(info.compress_size, 1)}-fold "
-                           f"({info.compress_size} -> {info.file_size} bytes; limit {MAX_RATIO}-fold)")
-        suffix = PurePosixPath(info.filename.replace("\\", "/")).suffix.lower()
-        if suffix not in ARCHIVE_SUFFIXES or info.is_dir():
-            continue
-        inner_where = f" of the archive {shown!r} inside{where or ' it'}"
-        if depth + 1 > MAX_NESTING:
-            raise _Refused(f"nested zip bomb refused: {shown!r}{where} is an archive nested "
-                           f"{depth + 2} deep (limit: an archive inside the submitted one)")
+
+
+def _refuse_ratio_bomb(info: zipfile.ZipInfo, shown: str, where: str) -> None:
+    """Refuse a member that expands more than MAX_RATIO-fold to over RATIO_MIN_BYTES."""
+    if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise _Refused(f"zip bomb refused: the member {shown!r}{where} expands "
+                       f"{info.file_size // max(info.compress_size, 1)}-fold "
+                       f"({info.compress_size} -> {info.file_size} bytes; limit {MAX_RATIO}-fold)")
+
+
+def _refuse_nested_bomb(archive: zipfile.ZipFile, info: zipfile.ZipInfo, suffix: str, shown: str, where: str,
+                        depth: int, budget: list[int]) -> None:
+    """Refuse an archive member nested too deep, a nested zip that is a bomb itself, or
+    compressed data that expands past the budget or out of proportion."""
+    inner_where = f" of the archive {shown!r} inside{where or ' it'}"
+    if depth + 1 > MAX_NESTING:
+        raise _Refused(f"nested zip bomb refused: {shown!r}{where} is an archive nested "
+                       f"{depth + 2} deep (limit: an archive inside the submitted one)")
+    try:
+        with archive.open(info) as member:
+            data = member.read(MAX_ARCHIVE_BYTES + 1)
+    except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError,
+            zlib.error, ValueError):
+        return  # never unpacked, never graded: harmless
+    if suffix in ZIP_SUFFIXES:
         try:
-            with archive.open(info) as member:
-                data = member.read(MAX_ARCHIVE_BYTES + 1)
-        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError,
-                zlib.error, ValueError):
-            continue  # never unpacked, never graded: harmless
-        if suffix in ZIP_SUFFIXES:
-            try:
-                inner = zipfile.ZipFile(io.BytesIO(data))
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-                continue
-            with inner:
-                _refuse_bombs(inner, inner_where, depth + 1, budget)
-        else:
-            expanded = _stream_size(data, suffix, MAX_ARCHIVE_EXPANDED - budget[1] + 1)
-            budget[1] += expanded
-            if budget[1] > MAX_ARCHIVE_EXPANDED or (
-                    expanded > RATIO_MIN_BYTES and expanded > MAX_RATIO * max(len(data), 1)):
-                raise _Refused(f"nested zip bomb refused: {shown!r}{where} is compressed data that "
-                               f"expands to {expanded}{'+' if budget[1] > MAX_ARCHIVE_EXPANDED else ''} "
-                               f"bytes from {len(data)}")
+            inner = zipfile.ZipFile(io.BytesIO(data))
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return
+        with inner:
+            _refuse_bombs(inner, inner_where, depth + 1, budget)
+        return
+    expanded = _stream_size(data, suffix, MAX_ARCHIVE_EXPANDED - budget[1] + 1)
+    budget[1] += expanded
+    if budget[1] > MAX_ARCHIVE_EXPANDED or (
+            expanded > RATIO_MIN_BYTES and expanded > MAX_RATIO * max(len(data), 1)):
+        raise _Refused(f"nested zip bomb refused: {shown!r}{where} is compressed data that "
+                       f"expands to {expanded}{'+' if budget[1] > MAX_ARCHIVE_EXPANDED else ''} "
+                       f"bytes from {len(data)}")
 
 
 def _stream_size(data: bytes, suffix: str, cap: int) -> int:
