@@ -55,6 +55,7 @@ import sys
 import textwrap
 import warnings
 from dataclasses import asdict, dataclass, field
+from typing import TypeGuard
 
 from conformance.grade.intake.bounded import (  # noqa: F401 - re-exported: intake's one error vocabulary
     CHILD_CPU_SECONDS, CHILD_MEMORY, CHILD_WALL_SECONDS, MissingDependency, NotebookError, NotebookGraderError,
@@ -334,7 +335,7 @@ class _Keeper:
         return kept
 
 
-def _is_block(node: ast.stmt) -> bool:
+def _is_block(node: ast.stmt) -> TypeGuard[ast.If | ast.Try]:
     """An ``if`` (not the main guard) or a ``try``: kept when all they hold only defines."""
     return isinstance(node, ast.Try) or (isinstance(node, ast.If) and not _is_main_guard(node))
 
