@@ -55,7 +55,7 @@ import sys
 import textwrap
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import TypeGuard
+from typing import TypeGuard, cast
 
 from conformance.grade.intake.bounded import (  # noqa: F401 - re-exported: intake's one error vocabulary
     CHILD_CPU_SECONDS, CHILD_MEMORY, CHILD_WALL_SECONDS, MissingDependency, NotebookError, NotebookGraderError,
@@ -199,12 +199,12 @@ def _read_cells(data: bytes) -> list[tuple[int, str]]:
     return cells
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
+def _chain(exc: BaseException | None) -> list[BaseException]:
     """The exception and its causes (nbformat re-raises JSON errors as its own)."""
     chain: list[BaseException] = []
     while exc is not None and len(chain) < 10:
         chain.append(exc)
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        exc = exc.__cause__ or exc.__context__
     return chain
 
 
@@ -222,7 +222,7 @@ class _Constant:
     def __init__(self, imported: set[str], constants: set[str]):
         self.imported, self.constants = imported, constants
 
-    def __call__(self, node: ast.AST) -> bool:
+    def __call__(self, node: ast.AST | None) -> bool:  # (None, no expression: not a constant)
         if isinstance(node, ast.Constant):
             return True
         if isinstance(node, ast.Name):
@@ -288,6 +288,7 @@ def _names(target: ast.expr) -> list[str] | None:
         return [target.id]
     if isinstance(target, (ast.Tuple, ast.List)):
         names = [_names(e) for e in target.elts]
+        # (any() ruled None out, which the type checker cannot follow)
         return None if any(n is None for n in names) else [x for n in names for x in n]  # type: ignore[union-attr]
     return None
 
@@ -316,8 +317,11 @@ class _Keeper:
         targets = _targets(node)
         if targets is not None:
             names = [_names(t) for t in targets]
-            if any(n is None for n in names) or not _Constant(self.imported, self.constants)(node.value):
+            # (node has targets: an Assign, or an AnnAssign with a value; _targets)
+            if any(n is None for n in names) or not _Constant(self.imported, self.constants)(
+                    cast("ast.Assign | ast.AnnAssign", node).value):
                 return False
+            # (any() ruled None out, which the type checker cannot follow)
             self.constants.update(x for n in names for x in n)  # type: ignore[union-attr]
             return True
         if not _is_block(node):

@@ -44,6 +44,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import cast
 
 from conformance.grade.intake.lms import LmsName, Roster, Student, newest_key, parse_lms_name
 from conformance.grade.intake.notebooks import MissingDependency, NotebookError, NotebookGraderError, extract
@@ -232,6 +233,8 @@ def _left_out_note(left_out: dict[str, int], where: str) -> list[str]:
 
 def _read_folder(sub: Submission, folder: Path) -> None:
     """Read the student's folder: regular source files only; symlinks are never followed."""
+    left_out: dict[str, int]  # why -> how many entries
+    why: str | None  # why an entry is left out (None: kept)
     total, seen, left_out = [0, 0], 0, {}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         here = Path(dirpath)
@@ -760,8 +763,8 @@ def _load_chosen(chosen: _Entry, module: str | None) -> Submission:
     """Read the entry that counts; a late marker in its LMS name is noted."""
     sub = load_submission(chosen.path, module, name=clean_name(_base_name(chosen)))
     sub.intake.late = bool(chosen.lms and chosen.lms.late)
-    if sub.intake.late:
-        sub.intake.notes.append(f"late: the {chosen.lms.lms} file name carries the late marker")
+    if sub.intake.late:  # (so chosen.lms is set: late is read from it)
+        sub.intake.notes.append(f"late: the {cast(LmsName, chosen.lms).lms} file name carries the late marker")
     return sub
 
 
@@ -789,9 +792,12 @@ def _identify_student(sub: Submission, chosen: _Entry, roster: Roster | None, lm
         if student is not None and chosen.lms is None and student.id in lms_ids:
             # A plain name never takes (nor, by sharing it, blanks) the id of a student
             # the LMS's own file names identified.
-            student, why_not = None, (f"the name matches roster student {clean_name(student.name)} "
-                                      f"({clean_name(student.id)}), whose LMS submission has the id; "
-                                      "none given to this entry")
+            # (two statements, the message first: in one tuple assignment the type checker reads
+            # student as the None it is given before the message that names the student)
+            why_not = (f"the name matches roster student {clean_name(student.name)} "
+                       f"({clean_name(student.id)}), whose LMS submission has the id; "
+                       "none given to this entry")
+            student = None
         if student is not None:
             sub.intake.student, sub.intake.student_id = student, student.id
             sub.intake.student_name, sub.intake.email = student.name, student.email

@@ -23,7 +23,7 @@ import re
 import statistics
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from conformance.report import MEASUREMENT_PROPERTIES
 from conformance.grade.score.feedback import (
@@ -38,6 +38,9 @@ from conformance.grade.score.feedback import (
 )
 from conformance.grade.publish.outputs import GradedSubmission, message_line, student_notes, write_atomic
 from conformance.grade.score.rubric import Grade, GroupScore, Rubric
+
+if TYPE_CHECKING:  # imported where it runs: only a report with a similarity section needs it
+    from conformance.grade.score.similarity import SimilarityReport
 from conformance.grade.score.rubric import diagnoses_of as diagnosis_keys
 from conformance.grade.run.runner import STATUS_HELP
 from conformance.grade.intake.sanitize import html_escape as escape  # control/bidi characters escaped too
@@ -215,7 +218,7 @@ def student_href(sub: GradedSubmission) -> str:
 
 
 def overview(subs: list[GradedSubmission], title: str = "Grading report (staff only)",
-             similarity: object | None = None) -> str:
+             similarity: SimilarityReport | None = None) -> str:
     if not subs:
         return _page(title, f"<h1>{escape(title)}</h1><p>No submissions.</p>")
     rubric = subs[0].rubric
@@ -324,14 +327,14 @@ def _diagnosis_row(key: str, role: str, who: list[GradedSubmission], rubric: Rub
 
 def _overrides_section(subs: list[GradedSubmission]) -> list[str]:
     """The scores an instructor set by hand, next to what the rubric gave."""
-    overridden = [s for s in subs if s.override is not None]
+    overridden = [(s, s.override) for s in subs if s.override is not None]  # (with it: not None)
     if not overridden:
         return []
     return ["<h2>Manual overrides</h2><table><tr><th>submission</th><th>rubric score</th>"
             "<th>score</th><th>reason</th></tr>",
-            *(f"<tr><td>{escape(s.name)}</td><td class=\"num\">{_num(s.override.computed)}</td>"
-              f"<td class=\"num\">{_num(s.override.score)}</td><td>{escape(s.override.reason)}</td></tr>"
-              for s in overridden),
+            *(f"<tr><td>{escape(s.name)}</td><td class=\"num\">{_num(override.computed)}</td>"
+              f"<td class=\"num\">{_num(override.score)}</td><td>{escape(override.reason)}</td></tr>"
+              for s, override in overridden),
             "</table>"]
 
 
@@ -376,7 +379,7 @@ def _uncharged(sub: GradedSubmission, key: str) -> str:
     return uncharged_text(next(c for c in sub.grade.charges if c.bug.key == key))
 
 
-def similarity_section(report: object) -> str:
+def similarity_section(report: SimilarityReport) -> str:
     """The flagged pairs, linking to the side-by-side pages in OUT/staff/similarity/."""
     from conformance.grade.score.similarity import pair_page_name
 
@@ -572,7 +575,7 @@ def _current_key(path: Path) -> str | None:
     return match.group(1) if match else None
 
 
-def write_report(out: Path, subs: list[GradedSubmission], similarity: object | None = None) -> Path:
+def write_report(out: Path, subs: list[GradedSubmission], similarity: SimilarityReport | None = None) -> Path:
     """OUT/submissions/<slug>/report.html per submission (redrawn only when what it shows
     changed: the plots make a page cost a few tenths of a second) and the staff-only
     OUT/staff/index.html; returns the overview's path."""
