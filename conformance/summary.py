@@ -287,6 +287,14 @@ class RunSummary:
             terminalreporter.section("conformance summary")
             for line in self.as_dict()["lines"]:
                 terminalreporter.line(line)
+            from conformance.hooks import CANDIDATE_KEY  # issue 25: the conventions judged with
+            from conformance.declaration import limits_of, summary_line
+
+            declared = getattr(config.stash.get(CANDIDATE_KEY, None), "declaration", None)
+            if declared is not None:
+                terminalreporter.line(summary_line(declared))
+                for why in limits_of(declared.values).values():
+                    terminalreporter.line(f"  limited: {why}")
         return result
 
 
