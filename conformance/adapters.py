@@ -190,6 +190,16 @@ class _Adapter:
                        else (self.w_out(pair[0]), self.b_out(pair[1], n)))
         return out
 
+    def word(self, word, params, x=None):
+        """The value of a declared argument word (X: already in the candidate's layout)."""
+        if word == "X":
+            return x
+        if word == "weights":
+            return [self.w_in(W) for W, _ in params]
+        if word == "biases":
+            return [self.b_in(b) for _, b in params]
+        return self.params_in(params)
+
     # ------------------------------------------------------------------ caches
     def read_cache(self, cache, X, output):
         """(acts, zs) in the candidate's layout from a declared cache."""
@@ -232,15 +242,7 @@ class _Adapter:
         cls = self._get(self.module, self.d["model"], None)
         if not callable(cls):
             raise DeclarationMismatch(f"declared model = {self.d['model']!r}, which the module does not define")
-        args = []
-        for word in self.d["model_args"]:
-            if word == "params":
-                args.append(self.params_in(params))
-            elif word == "weights":
-                args.append([self.w_in(W) for W, _ in params])
-            else:
-                args.append([self.b_in(b) for _, b in params])
-        return cls(*args)
+        return cls(*[self.word(w, params) for w in self.d["model_args"]])
 
     # ------------------------------------------------------------------ forward
     def _forward(self, X, params):
@@ -253,8 +255,7 @@ class _Adapter:
         """(acts, zs) in the candidate's layout, the last activation as the candidate gives it."""
         model = self.model(params) if self.d["model"] else None
         fn = self._function("forward", model)
-        args = [x if w == "X" else self.params_in(params) for w in self.d["forward_args"]]
-        result = fn(*args)
+        result = fn(*[self.word(w, params, x) for w in self.d["forward_args"]])
         words = self.d["forward_returns"]
         if len(words) == 1:
             result = (result,)
@@ -321,8 +322,7 @@ class _Adapter:
         if not self._takes_given(model):
             # Opaque cache, or backward(X, ...): its own forward on the same X (limit "backward_alone").
             fwd = self._function("forward", model)
-            fargs = [acts[0] if w == "X" else self.params_in(params) for w in self.d["forward_args"]]
-            result = fwd(*fargs)
+            result = fwd(*[self.word(w, params, acts[0]) for w in self.d["forward_args"]])
             words = self.d["forward_returns"]
             got = dict(zip(words, result if len(words) > 1 else (result,)))
             own_cache = got.get("cache")
@@ -343,8 +343,8 @@ class _Adapter:
                 args.append(list(zs))
             elif word == "Y":
                 args.append(y)
-            elif word == "params":
-                args.append(self.params_in(params))
+            elif word in ("params", "weights", "biases"):
+                args.append(self.word(word, params))
             elif word == "X":
                 args.append(acts[0])
             elif word == "output":

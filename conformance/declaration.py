@@ -49,9 +49,9 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 }
 # What each role's arguments and results may be made of (the suite maps each word).
 ARG_WORDS: dict[str, tuple[str, ...]] = {
-    "forward_args": ("X", "params"),
+    "forward_args": ("X", "params", "weights", "biases"),
     "forward_returns": ("acts", "zs", "cache", "output"),
-    "backward_args": ("acts", "zs", "Y", "params", "X", "cache", "output"),
+    "backward_args": ("acts", "zs", "Y", "params", "weights", "biases", "X", "cache", "output"),
     "loss_args": ("probs", "logits", "Y"),
     "train_args": ("X", "Y", "X_test", "Y_test", "params", "lr", "epochs", "batch_size"),
     "model_args": ("params", "weights", "biases"),
@@ -200,7 +200,7 @@ def normalise(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
         d[key] = _word_list(source, key, d[key])
     if "X" not in d["forward_args"]:
         raise DeclarationError(source, "forward_args", "forward must take X")
-    if not model and "params" not in d["forward_args"]:
+    if not model and not ({"params", "weights"} & set(d["forward_args"])):
         raise DeclarationError(source, "forward_args", "a function forward must take params "
                                "(a class-based model gets them from its constructor: set model)")
     if "Y" not in d["backward_args"]:
@@ -249,6 +249,9 @@ def normalise(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
                                "a candidate's numbers)")
     if d["per_sample"] and model:
         raise DeclarationError(source, "per_sample", "not supported for a class-based model")
+    for key in ("forward_args", "backward_args"):
+        if "params" in d[key] and {"weights", "biases"} & set(d[key]):
+            raise DeclarationError(source, key, "either params, or weights and biases")
     if "params" not in d["train_args"] and d["train"]:
         raise DeclarationError(source, "train_args", "train must take the params")
     if "Y" not in d["loss_args"] or not ({"probs", "logits"} & set(d["loss_args"])):
@@ -282,17 +285,13 @@ def backward_takes_given_activations(d: Mapping[str, Any]) -> bool:
 
 def conventions_of(d: Mapping[str, Any]) -> list[str]:
     """The keys whose value differs from what they default to (derived defaults included)."""
-    base = normalise({"model": d["model"], "params": d["params"], "names": d["names"]}
-                     if d["model"] else {"params": d["params"], "names": d["names"]}, "section")
-    out = [f"model={json.dumps(d['model'])}"] if d["model"] else []
-    for key in ("layout", "params", "names"):
-        if d[key] != DEFAULTS[key]:
-            out.append(f"{key}={json.dumps(d[key])}")
-    for key in KEYS:
-        if key in ("model", "layout", "params", "names"):
-            continue
-        if d[key] != base[key]:
-            out.append(f"{key}={json.dumps(d[key])}")
+    model = bool(d["model"])
+    base = dict(DEFAULTS, grads=d["params"], grad_names=["d" + n for n in d["names"]],
+                forward_args=["X"] if model else ["X", "params"],
+                backward_args=["Y"] if model else ["acts", "zs", "Y", "params"],
+                forward_returns=["output"] if model else ["acts", "zs"],
+                cache="acts_zs" if isinstance(d["model_cache"], list) else None)
+    out = [f"{key}={json.dumps(d[key])}" for key in KEYS if d[key] != base[key]]
     return out or ["the section's interface"]
 
 
