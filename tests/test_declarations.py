@@ -306,3 +306,40 @@ def test_an_instructor_declared_limit_is_neutral_for_the_grader() -> None:
     baseline = Baseline(areas={"x": "relu_index"})  # the reference ran x
     assert neutral_skip({"nodeid": "x", "properties": {"skip_kind": "interface_limit"}}, baseline)
     assert not neutral_skip({"nodeid": "x", "properties": {"skip_kind": "self_declared"}}, baseline)
+
+
+# --- adapt: propose the declaration from shapes alone -----------------------------------------
+
+
+def _adapt(path: Path) -> tuple[int, str]:
+    from tests.helpers import run_command
+
+    run = run_command([sys.executable, "-m", "conformance.cli", "adapt", str(path)])
+    return run.returncode, run.stdout
+
+
+@pytest.mark.parametrize("name", ["ok_decl_column_dict_cache", "ok_decl_column_major", "ok_decl_class_model",
+                                  "ok_decl_class_methods", "ok_decl_int_row"])
+def test_adapt_proposes_the_declaration_that_fits(tmp_path: Path, name: str) -> None:
+    status, text = _adapt(DECLARED_DIR / f"{name}.py")
+    assert status == 0, text
+    proposed = tmp_path / "proposed.toml"
+    proposed.write_text(text)
+    assert from_toml(proposed).values == from_toml(DECLARED_DIR / f"{name}.toml").values, text
+
+
+def test_adapt_says_which_question_it_cannot_settle(tmp_path: Path) -> None:
+    status, text = _adapt(DECLARED_DIR / "ok_decl_per_sample_columns.py")
+    assert status == 1 and "open question: labels" in text and "per_sample = true" in text
+    module = tmp_path / "nothing.py"
+    module.write_text("def hello(x):\n    return x\n")
+    status, text = _adapt(module)
+    assert status == 1 and "no forward function" in text
+
+
+def test_adapt_never_runs_the_module_in_its_own_process(tmp_path: Path) -> None:
+    module = tmp_path / "loud.py"
+    marker = tmp_path / "ran"
+    module.write_text(f"import os\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\n")
+    _adapt(module)
+    assert marker.exists() and marker.read_text() != str(__import__("os").getpid())
