@@ -138,6 +138,11 @@ def pytest_command(config: GradeConfig, module_path: Path, report: Path, junit: 
         extra += ["--hypothesis-profile", config.hypothesis_profile]
     if config.mnist_dir:
         extra += ["--mnist-dir", str(Path(config.mnist_dir).resolve())]
+    # Only the instructor's declaration counts (issue 25): "section" until grade takes one, so a
+    # submission's own CONFORMANCE literal is ignored. The reference job keeps "section".
+    from conformance.declaration import suite_args as declaration_args
+
+    extra += declaration_args(None)
     return suite_command(module_path, [*extra, *config.extra_args], python=config.python)
 
 
