@@ -6,7 +6,8 @@ SPEC.md says, by calling the candidate's own functions (or methods) in its decla
 conventions (conformance/declaration.py). Only exact operations touch the numbers on the way
 in and out: transposes, reshapes, one-hot <-> integer labels, choosing dict keys, stacking
 samples. Two are not plain moves and the report says so (declaration.limits_of): per-sample
-gradients and losses are averaged with ``np.mean``.
+gradients (a running sum in the candidate's dtype, divided by the batch size) and losses
+(``np.mean``, in their dtype) are averaged.
 
 Runs where the candidate runs: in the test process (in-process mode), or inside the isolated
 worker, which executes this file's source before the candidate is imported (so it imports only
@@ -366,22 +367,19 @@ class _Adapter:
         B = Y.shape[0]
         labels = self.y_in(Y) if self.d["labels"] == "integer" else None
         total = None
-        for i in range(B):
+        for i in range(B):  # a running sum (not a stack: B copies of every dW would be the suite's cost)
             acts = [self._sample(a[i]) for a in activations]
             zs = [self._sample(z[i]) for z in pre_activations]
             y = labels[i] if labels is not None else self._sample(Y[i])
-            grads = self._backward_raw(acts, zs, y, params)
-            if i == 0:
-                total = [[g] for g in grads]
+            grads = [(np.asarray(dW), np.asarray(db).reshape(-1)) for dW, db in self._backward_raw(acts, zs, y, params)]
+            if total is None:
+                # the candidate's dtype: its precision is what the suite holds it to
+                total = [(np.array(dW, copy=True), np.array(db, copy=True)) for dW, db in grads]
             else:
-                for slot, g in zip(total, grads):
-                    slot.append(g)
-        out = []
-        for slot in total or []:
-            dW = np.mean(np.stack([np.asarray(g[0]) for g in slot]), axis=0)
-            db = np.mean(np.stack([np.asarray(g[1]).reshape(-1) for g in slot]), axis=0)
-            out.append((dW, db))
-        return out
+                for (sW, sb), (dW, db) in zip(total, grads):
+                    sW += dW
+                    sb += db
+        return [(sW / B, sb / B) for sW, sb in total or []]
 
     # ------------------------------------------------------------------ the optional roles
     def _softmax(self, z):
@@ -401,7 +399,7 @@ class _Adapter:
             losses = [fn(*self._loss_args(self._sample(Y_hat[i]),
                                           labels[i] if labels is not None else self._sample(Y[i])))
                       for i in range(Y.shape[0])]
-            return np.mean(np.asarray([np.asarray(v, dtype=np.float64).reshape(()) for v in losses]))
+            return np.mean(np.stack([np.asarray(v).reshape(()) for v in losses]))  # in their dtype
         return fn(*self._loss_args(self.x_in(Y_hat), self.y_in(Y)))
 
     def _loss_args(self, probs, y):
