@@ -22,11 +22,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import pytest
+
 from conformance.text import clean_name, clean_text
 
 REQUIRED_FUNCTIONS = ("forward", "backward")
 OPTIONAL_FUNCTIONS = ("init_params", "relu", "softmax", "cross_entropy", "train")
-DEFAULT_IMPL = "reference.mlp"  # the file itself, so the header shows its sha256
+DEFAULT_IMPL = "conformance.reference.mlp"  # the file itself, so the header shows its sha256
+
+
+
+# Where the session keeps its candidate (pytest's config stash): set by the hooks, read by
+# the fixtures and the end-of-run summary.
+CANDIDATE_KEY: "pytest.StashKey[Candidate]" = pytest.StashKey()
+
+
+def candidate_label(candidate: Any) -> str:
+    """How messages name the candidate: its file name as the student knows it (no directory,
+    no temporary path, no address)."""
+    path = getattr(candidate, "path", None)
+    name = (Path(str(path)).name if path else
+            str(getattr(candidate, "module_name", "") or getattr(candidate, "spec", "") or "?"))
+    return f"<candidate {clean_name(name)}>"
 
 
 class CandidateError(Exception):
@@ -163,7 +180,7 @@ def not_found_text(module_name: str) -> str:
 def load_headline(load_error: str) -> str:
     """A load error in one line, as a summary shows it. Load errors keep the reason that the
     candidate's code controls (its exception) off their first line, which the grader reads
-    (tools/grade/runner.py); a first line ending in ":" is completed here with the reason: the
+    (conformance/grade/run/runner.py); a first line ending in ":" is completed here with the reason: the
     last line of the traceback below it (the exception's type and message)."""
     lines = [line.strip() for line in load_error.splitlines() if line.strip()]
     if not lines:
@@ -286,16 +303,14 @@ class InProcessCandidate:
                 "params) -> [(dW1, db1), ..., (dWL, dbL)]"
             )
         elif cand.declaration is None or cand.declaration.is_section:
-            # issue 22: a required function that cannot take the suite's call, said once
-            # (a declared interface is called as declared: the adapter's signature is the suite's)
+            # a required function that cannot take the suite's call, said once (a declared
+            # interface is called as declared: the adapter's signature is the suite's)
             from conformance.signature import signature_problem
 
             cand.load_error = signature_problem(cand.path)
         return cand
 
     def __repr__(self) -> str:  # hypothesis prints the fixture in falsifying examples
-        from conformance.summary import candidate_label
-
         return candidate_label(self)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:

@@ -9,12 +9,14 @@
     backprop-conformance gradescope bundle autograder.zip       # the Gradescope autograder zip
     backprop-conformance gradescope                             # inside a Gradescope autograder
     backprop-conformance fetch-mnist                            # download MNIST once
+    backprop-conformance train                                  # the section's MNIST experiment
     backprop-conformance fixtures check                         # verify the shipped golden fixtures
 
 ``check`` runs the suite with the hardened invocation of every verdict
 (``conformance.invocation``): nothing beside the candidate, in the current folder or in an
 ancestor is read as pytest configuration or imported as a conftest or plugin. The other
-commands are the checkout's ``python -m tools.*`` commands under one name.
+commands run the entries of their packages (``conformance.grade``, ``conformance.reference``,
+``conformance.fixture_files``); this module sits on top of every layer (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -168,7 +170,7 @@ def _toml_value(value: object) -> str:
 
 
 def record(args: Sequence[str]) -> int:
-    from tools.fixtures import record_main
+    from conformance.fixture_files import record_main
 
     return record_main(list(args), prog=f"{PROG} record")
 
@@ -188,27 +190,33 @@ def fixtures(args: Sequence[str]) -> int:
     if args[:1] != ["check"]:
         print(FIXTURES_HELP, end="", file=sys.stderr)
         return 2
-    from tools.fixtures import main as fixtures_main
+    from conformance.fixture_files import main as fixtures_main
 
     return fixtures_main(list(args), prog=f"{PROG} fixtures")
 
 
 def grade(args: Sequence[str]) -> int:
-    from tools.grade.cli import main as grade_main
+    from conformance.grade.cli import main as grade_main
 
     return grade_main(list(args), prog=f"{PROG} grade")
 
 
 def gradescope(args: Sequence[str]) -> int:
-    from tools.grade.gradescope import main as gradescope_main
+    from conformance.grade.gradescope import main as gradescope_main
 
     return gradescope_main(list(args), prog=f"{PROG} gradescope")
 
 
 def fetch_mnist(args: Sequence[str]) -> int:
-    from tools.fetch_mnist import main as fetch_main
+    from conformance.reference.fetch_mnist import main as fetch_main
 
     return fetch_main(list(args), prog=f"{PROG} fetch-mnist")
+
+
+def train(args: Sequence[str]) -> int:
+    from conformance.reference.train import main as train_main
+
+    return train_main(list(args), prog=f"{PROG} train")
 
 
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
@@ -219,6 +227,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "gradescope": (gradescope, "'gradescope bundle OUT.zip': write the Gradescope autograder zip; "
                                "'gradescope run': grade one upload inside it"),
     "fetch-mnist": (fetch_mnist, "download and verify MNIST once"),
+    "train": (train, "train the reference on MNIST: the section's experiment (10 epochs, ~0.98)"),
     "fixtures": (fixtures, "'fixtures check': verify the shipped golden fixtures"),
 }
 

@@ -1,4 +1,4 @@
-"""Declared conventions: a candidate's own interface, stated as data (issue 25).
+"""Declared conventions: a candidate's own interface, stated as data.
 
 The suite calls the section's interface (SPEC.md). A *declaration* says how a candidate's
 interface differs (layout, labels, bias shape, parameter container, which functions or methods

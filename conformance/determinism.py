@@ -1,4 +1,4 @@
-"""Interface area, determinism: the same bytes get the same grade (issue 21 §5).
+"""Interface area, determinism: the same bytes get the same grade.
 
 The check is collected from conformance/test_interface.py (which imports it), so it is an
 interface check by file and by CONFORMANCE_AREA alike; it lives here, beside the isolation

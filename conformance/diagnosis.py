@@ -620,7 +620,7 @@ def nonfinite_output_cause(P: np.ndarray, logits: np.ndarray, dtype: np.dtype) -
 # Generic findings about one function (key -> the function): its outputs are wrong and no
 # catalogued mistake fits, or it returns the wrong structure, or it raises. Where a specific
 # mistake of the same function is named, they are its symptoms on other inputs and a rubric
-# does not charge them again (tools/grade/rubric.py).
+# does not charge them again (conformance/grade/score/rubric.py).
 GENERIC_KEYS: dict[str, str] = {m.key: m.function for m in MISTAKES if m.generic}
 # Mistakes named by a check of one function (conformance/test_interface.py), outside the
 # replayed ones: key -> (the phrase its message holds, the cause in one line).

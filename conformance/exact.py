@@ -4,8 +4,8 @@ magnitude bounds that scale every tolerance.
 Everything that judges a candidate's numbers computes them here: the finite differences
 (conformance/gradcheck.py), the checks (conformance/checks.py), the simulated known bugs
 of the diagnosis (conformance/diagnosis.py: the bug switches below), the golden fixtures'
-ReLU'(0) intervals and gradient scales (tools/fixtures.py). So each derivative (BP1-BP4) is
-written once. Nothing here calls the candidate or the reference: reference/mlp.py stays the
+ReLU'(0) intervals and gradient scales (conformance/fixture_files.py). So each derivative (BP1-BP4) is
+written once. Nothing here calls the candidate or the reference: conformance/reference/mlp.py stays the
 section's own code, judged by these functions, never used by them.
 
 Notation as in the reference: layer l computes ``Z = A_prev @ W + b`` and ``A = relu(Z)``,
@@ -128,7 +128,7 @@ CORRECT_BACKWARD = BackwardBugs()
 def output_error(Y_hat: np.ndarray, Y: np.ndarray,
                  bugs: BackwardBugs = CORRECT_BACKWARD) -> np.ndarray:
     """BP1: softmax + mean cross-entropy give dL/dZ_L = (Y_hat - Y) / B. Computed in the
-    inputs' dtype (tools/fixtures.py mirrors the reference's float32 rounding with it)."""
+    inputs' dtype (conformance/fixture_files.py mirrors the reference's float32 rounding with it)."""
     delta = bugs.sign * (Y_hat - Y)
     if bugs.softmax_jacobian:
         delta = delta * Y_hat * (1 - Y_hat)

@@ -1,7 +1,7 @@
 """Golden fixtures: load them (verified), ask a candidate for the same values, compare.
 
 Used by conformance/test_golden.py (candidate vs fixtures, and candidate vs a recording
-made by ``tools.fixtures record``) and by tools/fixtures.py (generation, check, record).
+made by ``conformance.fixture_files record``) and by conformance/fixture_files.py (generation, check, record).
 
 Tolerance rule (conformance/SPEC.md, "Golden area"): an obtained value G passes against the
 stored E when |G - E| <= k * eps * S + 2 * tiny, with S the stored magnitude of the terms behind
@@ -73,7 +73,7 @@ def load_manifest(directory: Path = FIXTURES_DIR, name: str = MANIFEST_NAME) -> 
     if not path.is_file():
         raise FixtureError(f"{path} is missing: the fixtures cannot be checked without it "
                            "(it is never auto-created; restore it from git, or run "
-                           "'python -m tools.fixtures generate' on purpose)")
+                           "'python -m conformance.fixture_files generate' on purpose)")
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:

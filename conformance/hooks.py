@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from conformance.candidate import Candidate, InProcessCandidate, load_headline
+from conformance.candidate import CANDIDATE_KEY, Candidate, InProcessCandidate, load_headline
 from conformance import evidence
 from conformance.plugin import SUITE_DIR, impl_spec
 from conformance.strategies import DEFAULT_PROFILE
@@ -31,7 +31,6 @@ MARKERS = (
     "slow: takes more than a few seconds",
 )
 
-CANDIDATE_KEY = pytest.StashKey[Candidate]()
 # How hints spell "run part of the suite again": the command the user ran (set per session).
 _rerun_prefix = "backprop-conformance check mymodule"
 # The one test that still runs when the candidate cannot be loaded; it reports why.
@@ -55,7 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
     declared = config.getoption("declaration", None)
     try:
         if config.getoption("isolate"):
-            from conformance.isolation import IsolatedCandidate
+            from conformance.isolation.candidate import IsolatedCandidate
 
             candidate: Candidate = IsolatedCandidate.load(spec, config, declared)
         else:

@@ -1,7 +1,7 @@
 """The one pytest command that judges a candidate without reading anything from beside it.
 
 Every process that writes a verdict (``backprop-conformance check``/``grade``,
-``python -m tools.grade`` and its Gradescope entry, the kill matrix and the adversarial
+``python -m conformance.grade`` and its Gradescope entry, the kill matrix and the adversarial
 runner) builds its pytest invocation here, so none of them can be talked into importing,
 collecting or reading as configuration a file the candidate brings or a folder it (or any
 local user) can write to:

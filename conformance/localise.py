@@ -263,9 +263,9 @@ def parse_records(raw: Any) -> list[Rec]:
     return out
 
 
-# How tools/grade/notebooks.py marks code it extracted from a notebook (first line, and one
+# How conformance/grade/intake/notebooks.py marks code it extracted from a notebook (first line, and one
 # marker before each kept statement), so a cited line is shown as the notebook's cell and line.
-NOTEBOOK_HEADER = "# Extracted from a notebook by tools.grade"
+NOTEBOOK_HEADER = "# Extracted from a notebook by conformance.grade"
 NOTEBOOK_MARKER = re.compile(r"^# notebook cell (\d+), line (\d+)$")
 
 
@@ -372,7 +372,7 @@ class Source:
 
     def notebook_cell(self, p: Path, line: int) -> tuple[int, int] | None:
         """(cell, line in the cell) of ``line`` in code the grader extracted from a notebook
-        (tools/grade/notebooks.py marks each kept statement with ``# notebook cell N, line M``);
+        (conformance/grade/intake/notebooks.py marks each kept statement with ``# notebook cell N, line M``);
         None for an ordinary file."""
         self._load(p)
         lines = self._lines.get(str(p), [])

@@ -54,7 +54,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--golden",
         metavar="DIR",
         default=None,
-        help="also check the candidate against outputs pinned by 'tools.fixtures record' in DIR",
+        help="also check the candidate against outputs pinned by 'conformance.fixture_files record' in DIR",
     )
     group.addoption(
         "--golden-rounding",

@@ -1,6 +1,6 @@
 """Machine-readable JSON report of a conformance run (``pytest --conformance-report FILE``).
 
-The batch grader (``tools.grade``) turns this file into points, so it records exactly what
+The batch grader (``conformance.grade``) turns this file into points, so it records exactly what
 the verdict needs and nothing the candidate controls: per test its check area, outcome,
 duration, failure text (capped) and skip reason, plus the candidate's identity and the
 suite version. It is written by the pytest process that computes the verdicts (never by an
@@ -33,7 +33,7 @@ REPO_ROOT = SUITE_DIR.parent
 # because the useful part of a failure (diagnosis, "what to do next") is often at the end.
 MESSAGE_HEAD = 6000
 MESSAGE_TAIL = 3000
-SUMMARY_CAP = 2000
+SHORT_TEXT_CAP = 2000  # a skip reason or a crash's one-line message
 PROPERTY_CAP = 20000  # characters of JSON per record_property value
 # record_property names (prefixes) whose values measure this run rather than judge the
 # candidate (the efficiency area's CPU-time ratios): they differ between two runs of the same
@@ -47,8 +47,10 @@ MEASUREMENT_PROPERTIES = ("efficiency_ratio_",)
 # reference's algorithm and MNIST loader, the fixtures' manifest (it pins every fixture's
 # sha256) and the calibrated thresholds.
 SUITE_VERSION_CODE = ("*.py", "*.ini")
-SUITE_VERSION_NOT_VERDICTS = ("cli.py",)  # the console script only builds commands
+SUITE_VERSION_NOT_VERDICTS = ("cli.py", "fixture_files.py")  # commands that build runs or files, no verdict
 SUITE_VERSION_REFERENCE = ("mlp.py", "mnist.py")
+# Hashed below under their own names (fixtures, the reference) or no verdict of theirs (the grader).
+SUITE_VERSION_ELSEWHERE = {"fixtures", "reference", "grade"}
 SUITE_VERSION_FIXTURES = ("manifest.json", "mnist_thresholds.json")
 
 
@@ -61,11 +63,11 @@ def suite_version(root: Path = REPO_ROOT) -> str:
     for pattern in SUITE_VERSION_CODE:
         for path in suite.rglob(pattern):
             rel = path.relative_to(root)
-            if (path.is_file() and "__pycache__" not in rel.parts and "fixtures" not in rel.parts[:2]
+            if (path.is_file() and "__pycache__" not in rel.parts and not set(rel.parts[1:2]) & SUITE_VERSION_ELSEWHERE
                     and not (len(rel.parts) == 2 and rel.name in SUITE_VERSION_NOT_VERDICTS)):
                 files[rel.as_posix()] = path
     for name in SUITE_VERSION_REFERENCE:
-        files[f"reference/{name}"] = root / "reference" / name
+        files[f"reference/{name}"] = root / "conformance" / "reference" / name
     fixtures = suite / "fixtures" if (suite / "fixtures" / "manifest.json").is_file() else root / "fixtures"
     for name in SUITE_VERSION_FIXTURES:
         files[f"fixtures/{name}"] = fixtures / name
@@ -92,7 +94,7 @@ def cap_text(text: str, head: int = MESSAGE_HEAD, tail: int = MESSAGE_TAIL) -> s
 
 
 # The summary merges into the report's "summary" object: bounded, but never turned into a string.
-SUMMARY_CAP = 256 * 1024
+FIRST_SCREEN_CAP = 256 * 1024  # characters of the summary's JSON
 SUMMARY_MAX_LINES = 200
 
 
@@ -127,7 +129,7 @@ def _skip_reason(report: pytest.TestReport) -> str:
         reason = str(longrepr[2])
     else:
         reason = str(longrepr or "")
-    return cap_text(reason.removeprefix("Skipped: "), SUMMARY_CAP, 0)
+    return cap_text(reason.removeprefix("Skipped: "), SHORT_TEXT_CAP, 0)
 
 
 def _crash_message(report: pytest.TestReport) -> str:
@@ -137,7 +139,7 @@ def _crash_message(report: pytest.TestReport) -> str:
     if not text:
         lines = report.longreprtext.strip().splitlines()
         text = lines[-1] if lines else ""
-    return cap_text(str(text), SUMMARY_CAP, 0)
+    return cap_text(str(text), SHORT_TEXT_CAP, 0)
 
 
 def _conventions_of(candidate: Candidate) -> dict[str, Any]:
@@ -258,7 +260,7 @@ class JsonReport:
                 "load_error": cap_text(cand.load_error) if cand.load_error else None,
             },
             "sandbox": sandbox_of(cand),
-            # issue 25: the conventions the candidate was judged with, and what they limit
+            # the conventions the candidate was judged with, and what they limit
             "conventions": _conventions_of(cand),
             "summary": {**counts, **self._first_screen()},
             "tests": tests,
@@ -275,7 +277,7 @@ class JsonReport:
         if plugin is None:
             return {}
         data = _jsonable(plugin.as_dict())
-        if len(json.dumps(data)) > SUMMARY_CAP:  # a flood of distinct failures: the text alone
+        if len(json.dumps(data)) > FIRST_SCREEN_CAP:  # a flood of distinct failures: the text alone
             lines = data.get("lines") if isinstance(data.get("lines"), list) else []
             data = {"lines": [cap_text(str(line), 400, 0) for line in lines[:SUMMARY_MAX_LINES]],
                     "truncated": True}

@@ -3,7 +3,7 @@
 The suite calls ``forward(X, params)`` and ``backward(activations, pre_activations, Y, params)``
 with positional arguments. A required function that cannot take those calls fails every check
 that uses it with the same TypeError; one message saying so, with the required signature and
-the conformance/ADAPTERS.md recipe that fits, replaces them (issue 22), like a required
+the conformance/ADAPTERS.md recipe that fits, replaces them, like a required
 function that is missing altogether.
 
 Read from the source, never by running it (identical in-process and isolated), and only where

@@ -14,19 +14,18 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
 import pytest
 
 from conformance import calls, localise
+from conformance.candidate import candidate_label
 from conformance.contract import PrecisionFinding
 from conformance.diagnosis import (
     GENERIC_KEYS,
     function_of,
 )
 from conformance.mistakes import AREAS, mistake
-from conformance.text import clean_name
 
 NAME = "conformance-summary"
 AREA_ORDER = AREAS
@@ -44,15 +43,6 @@ def cause_text(key: str) -> str:
     if m.function in ("backward", "forward") and not m.generic:
         return f"your {m.cause}"
     return m.cause
-
-
-def candidate_label(candidate: Any) -> str:
-    """How messages name the candidate: its file name as the student knows it (no directory,
-    no temporary path, no address)."""
-    path = getattr(candidate, "path", None)
-    name = (Path(str(path)).name if path else
-            str(getattr(candidate, "module_name", "") or getattr(candidate, "spec", "") or "?"))
-    return f"<candidate {clean_name(name)}>"
 
 
 # ------------------------------------------------------------------------ case shapes
@@ -268,13 +258,13 @@ class RunSummary:
             "patterns": cross_failure_patterns(failing, passing),
             "findings": [{"text": t, "checks": n} for t, n in sorted(self.findings.items())],
         }
-        # issue 22: each root cause's line in the student's files (text only; never a verdict)
+        # each root cause's line in the student's files (text only; never a verdict)
         localise.attach(data, self._candidate(), {r.nodeid: r.keys for r in failing_records})
         data["lines"] = summary_lines(data, candidate_label(self._candidate()))
         return data
 
     def _candidate(self) -> Any:
-        from conformance.hooks import CANDIDATE_KEY
+        from conformance.candidate import CANDIDATE_KEY
 
         return self.config.stash.get(CANDIDATE_KEY, None)
 
@@ -287,7 +277,7 @@ class RunSummary:
             terminalreporter.section("conformance summary")
             for line in self.as_dict()["lines"]:
                 terminalreporter.line(line)
-            from conformance.hooks import CANDIDATE_KEY  # issue 25: the conventions judged with
+            from conformance.hooks import CANDIDATE_KEY  # the conventions judged with
             from conformance.declaration import limits_of, summary_line
 
             declared = getattr(config.stash.get(CANDIDATE_KEY, None), "declaration", None)
@@ -308,7 +298,7 @@ class Attribution:
     - a failure naming nothing, in a check that ran forward or backward only through train or
       the suite's SGD loop, follows from those functions' failures when other checks find
       them wrong (the grader's idea: one mistake, failing end-to-end checks too, is charged
-      once; tools/grade/rubric.py END_TO_END_AREAS);
+      once; conformance/grade/score/rubric.py END_TO_END_AREAS);
     - everything else, generic findings included, is a failure without a named cause: its
       own message says what is wrong (a generic finding may be evidence the named mistake
       does not explain).

@@ -1,6 +1,6 @@
 """Contract area: golden values. The candidate reproduces the reference's numbers, pinned in
 fixtures/ (tolerance rule: SPEC.md, "Golden area"), and, with ``--golden DIR``, its
-own numbers pinned earlier by ``python -m tools.fixtures record`` (the refactor check).
+own numbers pinned earlier by ``python -m conformance.fixture_files record`` (the refactor check).
 
 Each check feeds the candidate the fixture's exact inputs (backward gets the reference's
 activations), so a failure points at one function. Optional functions (softmax,
@@ -145,7 +145,7 @@ def _forward_diagnosis(values: dict, arrays: dict, L: int) -> str:
 
 @pytest.mark.parametrize("case_id", MLP_CASES)
 def test_backward_matches_golden(candidate: Candidate, case_id: str) -> None:
-    interface_limit(candidate, "backward_alone")  # fed the fixture's activations (issue 25)
+    interface_limit(candidate, "backward_alone")  # fed the fixture's activations
     entry, arrays = _case(case_id)
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["backward"])
     L = golden.n_layers_of(entry)

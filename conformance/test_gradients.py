@@ -28,7 +28,7 @@ from conformance.diagnosis import diagnose, diagnose_forward
 from conformance.exact import magnitudes
 from conformance.gradcheck import precision_tolerance
 from conformance.assertions import mismatch_report
-from reference import mlp as reference
+from conformance.reference import mlp as reference
 
 CONFORMANCE_AREA = "gradients"  # the check area graded by this module (conformance/plugin.py)
 
@@ -43,7 +43,7 @@ def _reference_activations(case: Case) -> tuple[list[np.ndarray], list[np.ndarra
 
 def check_backward_against_fd(candidate: Candidate, case: Case, every_entry: bool = False) -> None:
     __tracebackhide__ = True
-    interface_limit(candidate, "backward_alone")  # fed the reference's activations (issue 25)
+    interface_limit(candidate, "backward_alone")  # fed the reference's activations
     where = f"backward(case={case!r})"
     activations, pre_activations = _reference_activations(case)
     grads, dtype = run_backward(candidate, case, activations, pre_activations, where)

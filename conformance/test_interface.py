@@ -38,7 +38,7 @@ from conformance.diagnosis import (diagnose, diagnose_forward, init_cause, loss_
 from conformance.exact import exact_forward, exact_gradients, exact_softmax, magnitudes, softmax_conditioning
 from conformance.gradcheck import allowed_error, precision_tolerance
 from conformance.golden import LOG_GUARD_MAX
-from reference import mlp as reference
+from conformance.reference import mlp as reference
 
 CONFORMANCE_AREA = "interface"  # the check area graded by this module (conformance/plugin.py)
 
@@ -422,5 +422,5 @@ def test_train_takes_full_batch_gradient_steps(candidate: Candidate) -> None:
                   "and that the trained params are returned.")
 
 
-# Same bytes, same grade (issue 21 §5): forward and backward in two fresh worker processes.
+# Same bytes, same grade: forward and backward in two fresh worker processes.
 from conformance.determinism import test_fresh_processes_give_identical_outputs  # noqa: E402, F401

@@ -83,7 +83,7 @@ def checkpoint_every(steps: int) -> int:
 def mnist(request: pytest.FixtureRequest) -> Any:
     """The data (loaded once per session as uint8 pixels; each check converts the rows it
     uses) or the reason it is unavailable."""
-    from reference.mnist import MNISTError, find_mnist_dir, load_mnist
+    from conformance.reference.mnist import MNISTError, find_mnist_dir, load_mnist
 
     option = request.config.getoption("mnist_dir")
     try:
@@ -123,7 +123,7 @@ class Pixels:
     @functools.lru_cache(maxsize=2)
     def first(self, rows: int) -> Split:
         """The split training on the first ``rows`` training images (float64, one-hot)."""
-        from reference.mnist import one_hot, to_unit_float
+        from conformance.reference.mnist import one_hot, to_unit_float
 
         X_test, Y_test = self._test()
         return Split(to_unit_float(self.train_images[:rows]), one_hot(self.train_labels[:rows]),
@@ -131,7 +131,7 @@ class Pixels:
 
     @functools.lru_cache(maxsize=1)
     def _test(self) -> tuple[np.ndarray, np.ndarray]:
-        from reference.mnist import one_hot, to_unit_float
+        from conformance.reference.mnist import one_hot, to_unit_float
 
         return to_unit_float(self.test_images), one_hot(self.test_labels)
 
@@ -173,7 +173,7 @@ def _checked_params(value: Any, where: str) -> list[tuple[np.ndarray, np.ndarray
 
 
 def _accuracy(params: list, data: Split) -> float:
-    from reference.mlp import forward
+    from conformance.reference.mlp import forward
 
     with np.errstate(all="ignore"):  # non-finite params just give a low accuracy here
         probs = forward(data.X_test, [(W.astype(np.float64), b.astype(np.float64))
@@ -214,7 +214,7 @@ def _assert_reaches(accuracy: float, check: dict, loop: str, where: str, hint: s
 
 
 def _initial_params() -> list:
-    from reference.mlp import init_params
+    from conformance.reference.mlp import init_params
 
     return init_params(LAYER_SIZES, INIT_SEED)
 
@@ -244,7 +244,7 @@ def _batches(n: int, epochs: int) -> list[np.ndarray]:
 
 
 def _exact_sgd(params: list, data: Split, rows: list[np.ndarray]) -> list:
-    from reference.mlp import backward, forward
+    from conformance.reference.mlp import backward, forward
 
     for r in rows:
         activations, pre_activations = forward(data.X_fit[r], params)
@@ -258,7 +258,7 @@ def _check_backward_on_batch(candidate: Candidate, params: list, data: Split, ro
     """The candidate's backward, fed exact activations of one MNIST batch at a checkpoint of
     the loop, returns the exact gradients (either ReLU'(0) convention)."""
     __tracebackhide__ = True
-    from reference.mlp import forward
+    from conformance.reference.mlp import forward
 
     case = Case(data.X_fit[rows], data.Y_fit[rows], params,
                 recipe=f"<MNIST batch of step {step} at the loop's checkpoint>")

@@ -30,7 +30,7 @@ def check_exact(candidate: Candidate, case: Case, built: str) -> None:
     ``built``: what the network is built to expose, in neutral words (no bug is named unless
     the candidate's gradients match it)."""
     __tracebackhide__ = True
-    interface_limit(candidate, "backward_alone")  # fed the exact activations (issue 25)
+    interface_limit(candidate, "backward_alone")  # fed the exact activations
     where = f"backward(case={case!r})"
     activations, pre_activations = exact_forward(case.X, case.params)
     grads, dtype = run_backward(candidate, case, activations, pre_activations, where)

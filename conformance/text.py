@@ -3,7 +3,7 @@
 Exception messages, tracebacks and file names come from the code under judgement. Written
 raw, ANSI/OSC escape sequences can recolour, retitle, hide or fake terminal lines (a green
 "112 passed") and bidi overrides make ``gpj.py`` read as ``py.jpg``. The suite escapes what
-an isolated candidate sends before it reaches a message; the grader (tools/grade/sanitize.py)
+an isolated candidate sends before it reaches a message; the grader (conformance/grade/intake/sanitize.py)
 builds its CSV, HTML and JSON escaping on the same two functions:
 
 - ``clean_text``: multi-line text; keeps ``\\n`` and ``\\t``, escapes every other control

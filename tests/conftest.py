@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reference import mnist
+from conformance.reference import mnist
 
 SLOW = "slow"
 ALL_OPTION = "--all"
@@ -64,7 +64,7 @@ def real_dir() -> Path:
     if found is None:
         where = f"${mnist.DIR_ENV}={start}" if start else \
             f"${mnist.DIR_ENV} unset and nothing in {mnist.cache_dir()}"
-        message = f"real MNIST files not found ({where}); run 'python -m tools.fetch_mnist'"
+        message = f"real MNIST files not found ({where}); run 'backprop-conformance fetch-mnist'"
         if os.environ.get("CI"):
             pytest.fail("CI must provide MNIST: " + message, pytrace=False)
         pytest.skip(message)

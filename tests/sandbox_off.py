@@ -45,9 +45,17 @@ def _blocked_ancestors() -> list[tuple[Path, Path]]:
     return out
 
 
-def readable_python_prefix(tmp_path: Path) -> list[str]:
+def readable_python_prefix(tmp_path: Path, *, own_pids: bool = False) -> list[str]:
     """Command prefix: run the rest in a private mount namespace where other users can reach
-    the Python installation and not the developer's checkout (skips the test without unshare)."""
+    the Python installation and not the developer's checkout (skips the test without unshare).
+
+    ``own_pids``: also in a PID namespace of its own (with its own /proc), as a container is:
+    the worker (no namespaces of its own when off) then sees the command lines of the run's
+    processes only, not those of whatever else runs on this machine. Those may name another
+    world-readable copy of the project (another clone, a CI checkout under /tmp) that no
+    container holds and that the cover below does not reach. Only where what the worker sees
+    of other processes is the point: a namespace's processes all die with its first one, which
+    would hide a process of the run that outlived it."""
     if UNSHARE is None:
         pytest.skip("--isolate-sandbox off as root is tried behind unshare (not installed)")
     blocked = _blocked_ancestors()
@@ -67,7 +75,7 @@ def readable_python_prefix(tmp_path: Path) -> list[str]:
     venv = Path(sys.prefix).resolve()
     covers: list[Path] = []
     checkouts = [REPO]
-    if sys.prefix != sys.base_prefix and (venv.parent / "reference").is_dir():
+    if sys.prefix != sys.base_prefix and (venv.parent / "conformance" / "reference").is_dir():
         checkouts.append(venv.parent)  # the clone whose virtualenv runs the test (not REPO's)
     for checkout in checkouts:
         if len(checkout.parents) < 2:
@@ -85,13 +93,14 @@ def readable_python_prefix(tmp_path: Path) -> list[str]:
     if keep_venv:
         lines += [f"mkdir -p {q['v']}", f"mount --bind {q['h']} {q['v']}"]
     lines.append('exec "$@"')
-    return [UNSHARE, "--mount", "--propagation", "private", "--", "sh", "-c", "\n".join(lines), "sh"]
+    pids = ["--pid", "--fork", "--kill-child", "--mount-proc"] if own_pids else []
+    return [UNSHARE, "--mount", "--propagation", "private", *pids, "--", "sh", "-c", "\n".join(lines), "sh"]
 
 
 def private_project(tmp_path: Path) -> Path:
     """A copy of the project's suite, reference and grader in a folder only root can enter
     (what a Gradescope bundle's ``source/project`` is once the autograder runs)."""
-    from tools.grade.gradescope import _project_files
+    from conformance.grade.gradescope import _project_files
 
     dest = tmp_path / "project"
     for path in _project_files(REPO):

@@ -54,7 +54,7 @@ class Attack:
 ATTACKS: dict[str, Attack] = {
     "loop_at_import": Attack(r"timeout after 3 s while importing the candidate", load_fails=True),
     "os_exit_at_import": Attack(r"exited with status 0 while importing the candidate", load_fails=True),
-    "import_reference": Attack(r"ModuleNotFoundError: No module named 'reference'", load_fails=True),
+    "import_reference": Attack(r"ModuleNotFoundError: No module named 'conformance", load_fails=True),
     "loop_in_backward": Attack(r"timeout after 3 s \(per-call limit\)|session time budget of 15 s",
                                must_fail=frozenset({"interface", "gradients"})),
     "sys_exit_zero": Attack(r"SystemExit: 0", must_fail=frozenset({"interface", "gradients"})),
@@ -97,7 +97,7 @@ ATTACKS: dict[str, Attack] = {
     # Imports, reads by path and follows the editable install's pointers to the project
     # (test_isolation.py also runs it against a regular `pip install .`).
     "import_project": Attack(r"nothing of the project is reachable", load_fails=True),
-    # --- credit the checks do not earn (issue 9, "Medium") ------------------------------
+    # --- credit the checks do not earn ------------------------------
     "mnist_jump_backward": Attack(r"but should be \S+ \[backward\(MNIST step|off by .* from exact SGD",
                                   must_fail=frozenset({"gradients", "mnist"}), twin=True, mnist=True),
     "mnist_replace_sgd_loop": Attack(r"backward's return value is a NoneType",
@@ -125,8 +125,8 @@ def _correct_submission(dest: Path) -> Variant:
     numpy), the one implementation the suite must pass whatever else changes."""
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / "good_student.py"
-    shutil.copyfile(REPO_ROOT / "reference" / "mlp.py", path)
-    return Variant("good_student", "correct", path, frozenset(), "copy of reference/mlp.py")
+    shutil.copyfile(REPO_ROOT / "conformance" / "reference" / "mlp.py", path)
+    return Variant("good_student", "correct", path, frozenset(), "copy of conformance/reference/mlp.py")
 
 
 def _grade(variant: Variant, workdir: Path, report: Path | None = None, mnist: bool = False) -> VariantRun:
@@ -185,7 +185,7 @@ def test_attack_gets_no_credit_and_no_influence(name: str, tmp_path: Path, basel
     report.parent.mkdir()
     fork_marker = Path("/tmp/bp-adversarial-fork-escaped")
     fork_marker.unlink(missing_ok=True)
-    # The sandbox copies live where an outer grader would put them (tools/grade/runner.py does).
+    # The sandbox copies live where an outer grader would put them (conformance/grade/run/runner.py does).
     isolate_dir = tmp_path / "isolate"
     monkeypatch.setenv("BACKPROP_ISOLATE_DIR", str(isolate_dir))
 

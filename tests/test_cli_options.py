@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tools.grade import cli
+from conformance.grade import cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SOURCES = sorted(p for top in ("conformance", "reference", "tools") for p in (REPO_ROOT / top).rglob("*.py"))
+SOURCES = sorted(p for top in ("conformance", "tools") for p in (REPO_ROOT / top).rglob("*.py"))
 
 
 def parser_calls(source: str) -> list[tuple[int, bool]]:
@@ -62,7 +62,7 @@ def test_grade_accepts_isolate_as_the_default_it_is(capsys: pytest.CaptureFixtur
 
 def test_grade_prints_the_default_rubric_to_start_from(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A wheel install has the rubric in site-packages: the command prints it for a copy."""
-    from tools.grade.rubric import DEFAULT_RUBRIC, load_rubric
+    from conformance.grade.score.rubric import DEFAULT_RUBRIC, load_rubric
 
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--print-default-rubric"])  # no SUBMISSIONS or --out needed

@@ -27,7 +27,7 @@ from conformance.exact import (ForwardBugs, Magnitudes, backpropagate, exact_for
 from conformance.plugin import impl_spec
 from conformance.gradcheck import EPS64, allowed_error, central_differences, fd_tensor, precision_tolerance
 from tests.helpers import run_pytest
-from reference import mlp as reference
+from conformance.reference import mlp as reference
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,7 +90,7 @@ def test_fd_of_exact_loss_agrees_with_exact_backprop() -> None:
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_the_one_backward_rounds_as_the_reference_in_the_inputs_dtype(dtype: type) -> None:
-    """tools/fixtures.py builds its ReLU'(0) intervals with ``backpropagate`` in the fixture's
+    """conformance/fixture_files.py builds its ReLU'(0) intervals with ``backpropagate`` in the fixture's
     dtype: on the reference's own forward values it must give the reference's gradients bit
     for bit (float32 stays float32), and ReLU'(0) given as 0, as 1 or as a mask function
     agree where they should."""
@@ -369,7 +369,7 @@ def test_impl_option_then_env_var_then_reference(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("BACKPROP_IMPL", "from_env")
     assert impl_spec(Config("given")) == "given" and impl_spec(Config(None)) == "from_env"
     monkeypatch.delenv("BACKPROP_IMPL")
-    assert impl_spec(Config(None)) == "reference.mlp"
+    assert impl_spec(Config(None)) == "conformance.reference.mlp"
 
 
 def test_max_examples_option_overrides_the_profile(tmp_path: Path) -> None:

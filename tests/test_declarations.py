@@ -1,4 +1,4 @@
-"""Declared conventions (issue 25): the declaration's parser, the exact adapter, the run's
+"""Declared conventions: the declaration's parser, the exact adapter, the run's
 precedence and trust, and what the grader makes of a limited check."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from conformance.declaration import (KEYS, Declaration, DeclarationError, from_t
                                      module_literal, normalise, resolve)
 from tests.helpers import run_suite
 from tools.catalogue import DECLARED, DECLARED_DIR
-from tools.grade.rubric import Baseline, neutral_skip
+from conformance.grade.score.rubric import Baseline, neutral_skip
 
 USAGE_ERROR = 4
 

@@ -1,4 +1,4 @@
-"""Same bytes, same grade (issue 21 §5).
+"""Same bytes, same grade.
 
 The worker seeds everything seedable from the submission's sha256 before its code runs, so
 a submission that draws from os.urandom (directly or through ``secrets``, ``SystemRandom``,
@@ -18,8 +18,8 @@ import pytest
 from conformance.isolation import IsolatedCandidate
 from conformance.isolation.process import SEED_ENV
 from tests.test_grade import REFERENCE
-from tools.grade.rubric import load_rubric, score
-from tools.grade.runner import GradeConfig, Job, run_job
+from conformance.grade.score.rubric import load_rubric, score
+from conformance.grade.run.runner import GradeConfig, Job, run_job
 
 ADVERSARIAL = Path(__file__).resolve().parent / "adversarial" / "sandbox"
 

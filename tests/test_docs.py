@@ -1,4 +1,4 @@
-"""The README a newcomer reads first stays short and true (issue 23): CI runs the commands it
+"""The README a newcomer reads first stays short and true: CI runs the commands it
 gives, its links lead somewhere, and nothing tells a user to install what was never published."""
 
 from __future__ import annotations

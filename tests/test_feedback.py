@@ -1,4 +1,4 @@
-"""Honest verdicts and feedback (issue 10): precision judged by what went into a result, hints
+"""Honest verdicts and feedback: precision judged by what went into a result, hints
 only where the evidence matches, the end-of-run summary, deterministic text, opt-outs."""
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from conformance.diagnosis import (
 )
 from conformance.exact import BackwardBugs, exact_forward, exact_gradients, magnitudes
 from conformance.gradcheck import precision_tolerance
-from conformance.summary import Shape, candidate_label, cross_failure_patterns
+from conformance.candidate import candidate_label
+from conformance.summary import Shape, cross_failure_patterns
 
 from tests.helpers import run_pytest
 
@@ -239,7 +240,7 @@ def test_buggy_run_ends_with_the_summary_and_repeats_identically(tmp_path: Path)
 
 def test_a_property_failure_is_explained_once_on_the_minimal_example() -> None:
     """Hypothesis tries many failing examples while shrinking; the (expensive) diagnosis is
-    built for the one it reports, not for each (issue 15: diagnosis once per failing call)."""
+    built for the one it reports, not for each."""
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
@@ -269,7 +270,7 @@ def test_an_opted_out_function_is_never_called(tmp_path: Path) -> None:
     opted out, lost points because the stability and golden areas still called it."""
     from tests.helpers import REPO_ROOT, run_suite
 
-    source = (REPO_ROOT / "reference" / "mlp.py").read_text()
+    source = (REPO_ROOT / "conformance" / "reference" / "mlp.py").read_text()
     helper = '''
 
 def cross_entropy(Y_hat, labels):  # integer labels: a helper with its own conventions

@@ -144,7 +144,7 @@ def _suite(impl: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 def test_fd_full_checks_every_entry_of_a_full_size_network(tmp_path: Path) -> None:
     """--fd-full 784,128,10: one wrong entry among 101,770 is found and named; the reference
     passes. (Random directions would see that entry only diluted among all the others.)"""
-    source = (REPO_ROOT / "reference" / "mlp.py").read_text()
+    source = (REPO_ROOT / "conformance" / "reference" / "mlp.py").read_text()
     line = "        db = delta.sum(axis=0)"
     assert line in source
     bad = tmp_path / "one_wrong_entry.py"
@@ -153,11 +153,11 @@ def test_fd_full_checks_every_entry_of_a_full_size_network(tmp_path: Path) -> No
     assert failed.returncode == 1, failed.stdout[-3000:]
     assert "db[0][3]=" in failed.stdout and "784, 128, 10" in failed.stdout
     assert "mismatched entries: db[0]: 1/128, db[1]: 1/10; agree: dW[0], dW[1]" in failed.stdout
-    passed = _suite(REPO_ROOT / "reference" / "mlp.py", "--fd-full", "784,128,10")
+    passed = _suite(REPO_ROOT / "conformance" / "reference" / "mlp.py", "--fd-full", "784,128,10")
     assert passed.returncode == 0 and "1 passed" in passed.stdout, passed.stdout[-3000:]
 
 
 @pytest.mark.parametrize("bad", ["784", "784,0,10", "a,b"])
 def test_fd_full_sizes_are_validated(bad: str, tmp_path: Path) -> None:
-    proc = _suite(REPO_ROOT / "reference" / "mlp.py", f"--fd-full={bad}")
+    proc = _suite(REPO_ROOT / "conformance" / "reference" / "mlp.py", f"--fd-full={bad}")
     assert proc.returncode == 4 and "--fd-full: expected comma-separated positive layer sizes" in proc.stderr

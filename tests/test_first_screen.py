@@ -23,7 +23,7 @@ from conformance.invocation import SUITE_INI
 from conformance.summary import Record, RunSummary, Shape
 from tests.helpers import REPO_ROOT, run_command, run_pytest, run_suite
 
-REFERENCE = (REPO_ROOT / "reference" / "mlp.py").read_text()
+REFERENCE = (REPO_ROOT / "conformance" / "reference" / "mlp.py").read_text()
 WRONG_SIGN = ("delta = (Y_hat - Y) / B", "delta = (Y - Y_hat) / B")
 SUMMARY = "conformance summary"
 
@@ -220,7 +220,7 @@ def test_an_areas_line_prefers_what_is_wrong_over_a_crash() -> None:
                                   masks_differ_case()], ids=lambda c: c.recipe.partition("(")[0])
 def test_every_case_snippet_runs(case) -> None:
     namespace: dict = {}
-    exec(textwrap.dedent(case.snippet("reference.mlp")), namespace)  # noqa: S102 - the suite's own text
+    exec(textwrap.dedent(case.snippet("conformance.reference.mlp")), namespace)  # noqa: S102 - the suite's own text
     assert len(namespace["grads"]) == len(case.params)
 
 
@@ -229,7 +229,7 @@ def test_golden_reproducers_call_the_candidate_and_run() -> None:
     tried = set()
     for case_id, entry in manifest.items():
         for function in golden.KIND_FUNCTIONS[entry["kind"]] if entry["kind"] != "init_params" else ["init_params"]:
-            snippet = golden.reproducer(case_id, entry, function, "reference.mlp")
+            snippet = golden.reproducer(case_id, entry, function, "conformance.reference.mlp")
             assert f"impl.{function}(" in snippet
             namespace: dict = {}
             exec(textwrap.dedent(snippet), namespace)  # noqa: S102 - the suite's own text
@@ -241,7 +241,7 @@ def test_golden_network_cases_count_in_the_summarys_depth_pattern() -> None:
     from conformance import calls
     from conformance.candidate import InProcessCandidate
 
-    candidate = InProcessCandidate.load("reference.mlp")
+    candidate = InProcessCandidate.load("conformance.reference.mlp")
     case_id = next(c for c, e in golden.load_manifest()["cases"].items()
                    if e["kind"] == "mlp" and len(e["architecture"]) == 5)
     entry = golden.load_manifest()["cases"][case_id]

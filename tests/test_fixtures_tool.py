@@ -1,4 +1,4 @@
-"""tools/fixtures.py and conformance/golden.py: the fixtures are intact, reproducible and
+"""conformance/fixture_files.py and conformance/golden.py: the fixtures are intact, reproducible and
 right (independently of the reference's backward), tampering is caught, the tolerance rule
 accepts legitimate variation and rejects bugs, and the record -> --golden refactor workflow
 works end to end."""
@@ -19,9 +19,9 @@ import pytest
 from conformance import contract, golden
 from conformance.exact import backpropagate, output_error
 from conformance.golden import FIXTURES_DIR
-from reference import mlp
+from conformance.reference import mlp
 from tests.helpers import run_pytest
-from tools import fixtures
+from conformance import fixture_files as fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +51,7 @@ def test_committed_fixtures_pass_the_check() -> None:
 
 
 def test_a_reference_changed_only_in_its_bytes_is_not_said_to_have_changed_numbers(fixture_copy: Path) -> None:
-    """A fresh install said "reference/mlp.py changed since the fixtures were generated" while
+    """A fresh install said "conformance/reference/mlp.py changed since the fixtures were generated" while
     every value matched: the note now says what the check found."""
     manifest = json.loads((fixture_copy / "manifest.json").read_text())
     manifest["generated_by"]["reference_mlp_sha256"] = "0" * 64  # another file's bytes
@@ -84,14 +84,14 @@ def mlp_bytes() -> bytes:
 
 
 def test_cli_check_passes_and_fails_with_exit_codes(fixture_copy: Path) -> None:
-    ok = subprocess.run([sys.executable, "-m", "tools.fixtures", "check", "--dir", str(fixture_copy)],
+    ok = subprocess.run([sys.executable, "-m", "conformance.fixture_files", "check", "--dir", str(fixture_copy)],
                         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0 and "fixture check passed" in ok.stdout, ok.stderr
     path = fixture_copy / "f64_depth2_b16.npz"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte
     path.write_bytes(bytes(data))
-    bad = subprocess.run([sys.executable, "-m", "tools.fixtures", "check", "--dir", str(fixture_copy)],
+    bad = subprocess.run([sys.executable, "-m", "conformance.fixture_files", "check", "--dir", str(fixture_copy)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1
     assert "f64_depth2_b16" in bad.stderr and "corrupted or was modified" in bad.stderr
@@ -308,18 +308,18 @@ def _pytest(*args: str) -> subprocess.CompletedProcess:
 
 def test_record_then_golden_passes_a_tweak_fails_and_tolerance_relaxes(tmp_path: Path) -> None:
     recording = tmp_path / "golden"
-    result = subprocess.run([sys.executable, "-m", "tools.fixtures", "record", "--impl",
-                             "reference.mlp", "--out", str(recording)], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "conformance.fixture_files", "record", "--impl",
+                             "conformance.reference.mlp", "--out", str(recording)], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert (recording / "recording.json").is_file()
 
-    same = _pytest("--impl", "reference.mlp", "--golden", str(recording))
+    same = _pytest("--impl", "conformance.reference.mlp", "--golden", str(recording))
     assert same.returncode == 0 and " passed" in same.stdout, same.stdout
 
     # A "refactor" that moves the softmax's rounding by an ulp here and there.
     tweaked = tmp_path / "tweaked.py"
-    source = (ROOT / "reference" / "mlp.py").read_text()
+    source = (ROOT / "conformance" / "reference" / "mlp.py").read_text()
     tweaked.write_text(source.replace("return e / e.sum(axis=-1, keepdims=True)",
                                       "return e * (1.0 / e.sum(axis=-1, keepdims=True))"))
     assert tweaked.read_text() != source
@@ -332,7 +332,7 @@ def test_record_then_golden_passes_a_tweak_fails_and_tolerance_relaxes(tmp_path:
 
     # A recording with a file missing fails, never re-creates it.
     (recording / "f64_depth1_b8.npz").unlink()
-    missing = _pytest("--impl", "reference.mlp", "--golden", str(recording))
+    missing = _pytest("--impl", "conformance.reference.mlp", "--golden", str(recording))
     assert missing.returncode == 1 and "f64_depth1_b8.npz is missing" in missing.stdout
     assert not (recording / "f64_depth1_b8.npz").exists()
 
@@ -344,10 +344,10 @@ def test_golden_rounding_accepts_another_summation_order_and_still_catches_a_rea
     cancellation makes some entries far smaller than their terms. --golden-rounding holds each
     value to the golden area's rule (k * eps * scale, in its own dtype) instead."""
     recording = tmp_path / "golden"
-    subprocess.run([sys.executable, "-m", "tools.fixtures", "record", "--impl", "reference.mlp",
+    subprocess.run([sys.executable, "-m", "conformance.fixture_files", "record", "--impl", "conformance.reference.mlp",
                     "--out", str(recording)], cwd=ROOT, capture_output=True, text=True, timeout=300,
                    check=True)
-    source = (ROOT / "reference" / "mlp.py").read_text()
+    source = (ROOT / "conformance" / "reference" / "mlp.py").read_text()
     einsum = source.replace("dW = A_prev.T @ delta  #", "dW = np.einsum('bi,bo->io', A_prev, delta)  #"
                             ).replace("Z = activations[-1] @ W + b  #",
                                       "Z = np.einsum('bi,io->bo', activations[-1], W) + b  #")
@@ -367,7 +367,7 @@ def test_record_keeps_a_recording_unless_forced_and_hides_the_candidates_prints(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Recording again over the baseline would make every later refactor check pass."""
     noisy = tmp_path / "noisy.py"
-    noisy.write_text((ROOT / "reference" / "mlp.py").read_text() + (
+    noisy.write_text((ROOT / "conformance" / "reference" / "mlp.py").read_text() + (
         "\n\n_train = train\n\n\ndef train(*args, **kwargs):\n"
         "    print('epoch 0: test acc = 0.0000')\n    return _train(*args, **kwargs)\n"))
     out = tmp_path / "golden"
@@ -375,13 +375,13 @@ def test_record_keeps_a_recording_unless_forced_and_hides_the_candidates_prints(
     first = capsys.readouterr()
     assert "epoch 0" not in first.out and "lines the candidate printed" in first.out
     before = (out / "recording.json").read_bytes()
-    assert fixtures.main(["record", "--impl", "reference.mlp", "--out", str(out)]) == 1
+    assert fixtures.main(["record", "--impl", "conformance.reference.mlp", "--out", str(out)]) == 1
     refused = capsys.readouterr().err
     assert "already holds a recording of" in refused and "--force" in refused and "noisy.py" in refused
     assert (out / "recording.json").read_bytes() == before
-    assert fixtures.record_main(["--impl", "reference.mlp", "--out", str(out), "--force"]) == 0
+    assert fixtures.record_main(["--impl", "conformance.reference.mlp", "--out", str(out), "--force"]) == 0
     assert "(replaced the recording of " in capsys.readouterr().out
-    assert json.loads((out / "recording.json").read_text())["impl"] == "reference.mlp"
+    assert json.loads((out / "recording.json").read_text())["impl"] == "conformance.reference.mlp"
 
 
 def test_record_help_names_the_command_once(capsys: pytest.CaptureFixture) -> None:
@@ -393,7 +393,7 @@ def test_record_help_names_the_command_once(capsys: pytest.CaptureFixture) -> No
 
 
 def test_golden_dir_that_does_not_exist_fails(tmp_path: Path) -> None:
-    result = _pytest("--impl", "reference.mlp", "--golden", str(tmp_path / "nowhere"))
+    result = _pytest("--impl", "conformance.reference.mlp", "--golden", str(tmp_path / "nowhere"))
     assert result.returncode == 1 and "no such directory" in result.stdout
     assert "1 failed" in result.stdout, result.stdout  # once, not once per recorded case
     assert not (tmp_path / "nowhere").exists()

@@ -25,21 +25,21 @@ from pathlib import Path
 import pytest
 
 from tools.catalogue import CORRECT_DIR
-from tools.grade import cli, gradescope
-from tools.grade.feedback import curves, mnist_results
-from tools.grade.html_report import overview, page_key, submission_page
-from tools.grade.outputs import GradedSubmission, grades_csv, gradescope_results, message_line
-from tools.grade.rubric import (DEFAULT_RUBRIC, KNOWN_AREAS, Baseline, RubricError, load_rubric, parse_rubric,
+from conformance.grade import cli, gradescope
+from conformance.grade.score.feedback import curves, mnist_results
+from conformance.grade.publish.html_report import overview, page_key, submission_page
+from conformance.grade.publish.outputs import GradedSubmission, grades_csv, gradescope_results, message_line
+from conformance.grade.score.rubric import (DEFAULT_RUBRIC, KNOWN_AREAS, Baseline, RubricError, load_rubric, parse_rubric,
                                 score)
-from tools.grade.runner import (GradeConfig, Job, ReportError, classify, deterministic_junit, read_report,
+from conformance.grade.run.runner import (GradeConfig, Job, ReportError, classify, deterministic_junit, read_report,
                                run_independent, run_job)
-from tools.grade.screenshot import find_browser, rendered_dom, screenshot
-from tools.grade.submissions import SubmissionsError, discover, slugify
+from conformance.grade.publish.screenshot import find_browser, rendered_dom, screenshot
+from conformance.grade.intake.submissions import SubmissionsError, discover, slugify
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = (REPO / "reference" / "mlp.py").read_text()
+REFERENCE = (REPO / "conformance" / "reference" / "mlp.py").read_text()
 I_BUG = REFERENCE.replace("pre_activations[i - 1]", "pre_activations[i]")
-assert I_BUG != REFERENCE, "the i-1 patch no longer applies to reference/mlp.py"
+assert I_BUG != REFERENCE, "the i-1 patch no longer applies to conformance/reference/mlp.py"
 MINIMAL = CORRECT_DIR / "ok_minimal_forward_backward.py"
 HOSTILE_NAME = '<img src=x onerror=alert(1)>&"=cmd|'
 MNIST_DIR = os.environ.get("BACKPROP_MNIST_DIR")
@@ -68,7 +68,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def run_grader(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.grade", *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "conformance.grade", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout,
                           env=None if env is None else {**os.environ, **env})
 
@@ -537,7 +537,7 @@ def graded_class(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_unchanged_pages_are_not_redrawn(tmp_path: Path) -> None:
-    from tools.grade.html_report import write_report
+    from conformance.grade.publish.html_report import write_report
 
     subs = [graded_submission("ann"), graded_submission("ben")]
     write_report(tmp_path, subs)
@@ -709,7 +709,7 @@ def test_interrupted_batch_keeps_finished_rows_and_resumes(tmp_path: Path, sig: 
     args = [subs, "--out", out, "-j", "1", "--no-baseline", "--rubric", rubric, *TINY_ARGS]
     # A test run started in the background inherits an ignored SIGINT; the grader (like any
     # program) keeps it ignored then. Give it the default disposition, as in a terminal.
-    proc = subprocess.Popen([sys.executable, "-m", "tools.grade", *map(str, args)], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "conformance.grade", *map(str, args)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
@@ -726,7 +726,7 @@ def test_interrupted_batch_keeps_finished_rows_and_resumes(tmp_path: Path, sig: 
         time.sleep(1)
         assert not live_suite_processes(tag), "the interrupted grader left suite processes running"
         assert read_csv(out / "grades.csv").keys() == finished  # class files reflect what finished
-    done = subprocess.run([sys.executable, "-m", "tools.grade", *map(str, args)], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "conformance.grade", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"({4 - len(finished)} run, 0 re-scored, {len(finished)} unchanged)" in done.stdout
@@ -737,7 +737,7 @@ def test_interrupted_batch_keeps_finished_rows_and_resumes(tmp_path: Path, sig: 
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_outputs(tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed", reason="the optional extra 'dask' is not installed")
-    from tools.grade.batch import BatchOptions, grade_batch
+    from conformance.grade.batch import BatchOptions, grade_batch
 
     write(tmp_path / "subs" / "alice.py", REFERENCE)
     write(tmp_path / "subs" / "bob.py", I_BUG)
@@ -822,7 +822,7 @@ def test_gradescope_entry_writes_results_json(tmp_path: Path) -> None:
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium installed (Debian: apt-get install -y "
                     "chromium); the structural HTML checks above still run")
 def test_report_renders_in_a_headless_browser(tmp_path: Path) -> None:
-    from tools.grade.html_report import write_report
+    from conformance.grade.publish.html_report import write_report
 
     index = write_report(tmp_path / "report", [graded_submission(HOSTILE_NAME), graded_submission("bob")])
     png = screenshot(index, tmp_path / "index.png")

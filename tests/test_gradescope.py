@@ -1,6 +1,6 @@
-"""The Gradescope autograder zip, tried in a simulated ``/autograder`` layout (issue 11 §2).
+"""The Gradescope autograder zip, tried in a simulated ``/autograder`` layout.
 
-``python -m tools.grade.gradescope bundle`` writes the zip; each test unpacks it as Gradescope
+``python -m conformance.grade.gradescope bundle`` writes the zip; each test unpacks it as Gradescope
 does (``source/`` = the zip, ``run_autograder`` copied to the root, ``submission/`` = the upload,
 ``results/``) in a temp root named by ``$AUTOGRADER_ROOT``, and runs ``run_autograder`` with no
 MNIST anywhere but in the bundle. Environment failures must end as an autograder error (exit 3,
@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from conformance.isolation.process import PRIVATE_ENV
 from conformance.report import suite_version
 from tests.sandbox_off import readable_python_prefix
 from tests.test_grade import FAST_RUBRIC, I_BUG, REFERENCE, write
 from tests.test_preflight import NO_NAMESPACES, needs_namespace_drop
-from tools.grade import gradescope
+from conformance.grade import gradescope
 
 REPO = Path(__file__).resolve().parents[1]
 THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -94,7 +95,7 @@ def test_bundle_holds_what_gradescope_needs(bundle: Path, tmp_path: Path) -> Non
     assert {n for n in names if n.startswith("mnist/")} == {
         "mnist/train-images-idx3-ubyte.gz", "mnist/train-labels-idx1-ubyte.gz",
         "mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz"}
-    assert "project/conformance/plugin.py" in names and "project/reference/mlp.py" in names
+    assert "project/conformance/plugin.py" in names and "project/conformance/reference/mlp.py" in names
     assert "project/fixtures/manifest.json" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert info["suite_version"] == suite_version() and info["module"] == "mlp.py" and info["mnist_included"]
@@ -284,6 +285,37 @@ def test_notebook_upload_without_nbformat_is_an_autograder_error(
     assert not (tmp_path / "results" / "results.json").exists()
 
 
+@pytest.mark.parametrize("before", [None, "/named/by/the/caller"])
+def test_a_run_names_its_private_folders_to_its_own_workers_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, before: str | None) -> None:
+    """The upload, results/, rubric and MNIST folder of a run are named to that run's workers
+    (who refuse to start if their uid can reach one), and to no later run in the same process:
+    a run that left them named made every later --isolate-sandbox off run in the process refuse
+    to start over another run's files (a world-readable $BACKPROP_MNIST_DIR, in CI)."""
+    if before is None:
+        monkeypatch.delenv(PRIVATE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(PRIVATE_ENV, before)
+    write(tmp_path / "submission" / "mlp.py", REFERENCE)
+    rubric = write(tmp_path / "r.toml", FAST_RUBRIC)
+    (tmp_path / "mnist").mkdir()
+    seen: list[str | None] = []
+
+    def preflight(config, version):  # what the preflight's probe worker and the runner read
+        seen.append(os.environ.get(PRIVATE_ENV))
+        raise RuntimeError("stop here: the run itself is not the point")
+
+    monkeypatch.setattr(gradescope, "ensure_environment", preflight)
+    code = gradescope.main(["run", "--root", str(tmp_path), "--rubric", str(rubric),
+                            "--mnist-dir", str(tmp_path / "mnist")])
+    assert code == gradescope.ENVIRONMENT_FAILURE and len(seen) == 1
+    named = seen[0].split(os.pathsep)
+    mine = [str(tmp_path.resolve())] + [str((tmp_path / path).resolve())
+                                        for path in ("submission", "results", "r.toml", "mnist")]
+    assert sorted(named) == sorted(([before] if before else []) + mine)
+    assert os.environ.get(PRIVATE_ENV) == before, "the run's private folders outlived it"
+
+
 def test_help_names_the_command_that_was_typed(capsys: pytest.CaptureFixture) -> None:
     from conformance import cli
 
@@ -295,4 +327,4 @@ def test_help_names_the_command_that_was_typed(capsys: pytest.CaptureFixture) ->
         assert capsys.readouterr().out.startswith(f"usage: backprop-conformance gradescope {command} [-h]")
     with pytest.raises(SystemExit):
         gradescope.main(["bundle", "--help"])
-    assert capsys.readouterr().out.startswith("usage: python -m tools.grade.gradescope bundle [-h]")
+    assert capsys.readouterr().out.startswith("usage: python -m conformance.grade.gradescope bundle [-h]")

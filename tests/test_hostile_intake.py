@@ -1,4 +1,4 @@
-"""Hostile intake (issue 21, sections 2 and 6): no submission stops, fools or exhausts the
+"""Hostile intake: no submission stops, fools or exhausts the
 trusted grader while it reads, unzips, decodes and parses; notebooks are graded for what
 Restart & Run All defines; archives that expand out of proportion are refused; a stray
 file never takes or blanks a roster id. The entries come from tests/adversarial/intake/.
@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from tests.adversarial.intake import corpus
-from tools.grade import batch, notebooks
-from tools.grade.lms import load_roster
-from tools.grade.notebooks import GRADED_NAMES, NotebookError, extract, extract_here
-from tools.grade.outputs import write_class_csvs
-from tools.grade.submissions import load_submission, scan_class
+from conformance.grade import batch
+from conformance.grade.intake import bounded, notebooks
+from conformance.grade.intake.lms import load_roster
+from conformance.grade.intake.notebooks import GRADED_NAMES, NotebookError, extract, extract_here
+from conformance.grade.publish.outputs import write_class_csvs
+from conformance.grade.intake.submissions import load_submission, scan_class
 
 pytest.importorskip("nbformat", reason="the grade extra (nbformat) is needed for notebooks")
 
@@ -97,7 +98,7 @@ def test_a_notebook_over_the_memory_limit_is_refused_or_dropped_by_name(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The parse happens in a child with an address-space limit (lowered here so the test is
     cheap): the big cell is dropped, naming why, and the grader itself never holds it."""
-    monkeypatch.setattr(notebooks, "CHILD_MEMORY", 160 * 1024 * 1024)
+    monkeypatch.setattr(bounded, "CHILD_MEMORY", 160 * 1024 * 1024)
     sub = load_submission(corpus.big_list_literal(tmp_path, megabytes=2))
     notes = " ".join(sub.intake.notes)
     if sub.problem:  # the child could not even read the JSON within the limit
@@ -111,7 +112,7 @@ def test_a_notebook_over_the_cpu_limit_is_refused_as_its_own_doing(tmp_path: Pat
     """100,000 cells take seconds of CPU to validate; with a 1 s limit (lowered here) the
     reader is stopped by the kernel's CPU limit, which is the notebook's doing, not the
     machine's (a wall-clock timeout would be)."""
-    monkeypatch.setattr(notebooks, "CHILD_CPU_SECONDS", 1)
+    monkeypatch.setattr(bounded, "CHILD_CPU_SECONDS", 1)
     sub = load_submission(corpus._write(tmp_path, "many.ipynb", corpus.notebook_json(*(["x = 1"] * 100_000))))
     assert sub.problem_status == "invalid_submission" and "1 s of CPU time" in sub.problem
 
@@ -129,13 +130,13 @@ def test_intake_errors_of_the_machine_are_one_rows_grader_error_not_the_batchs(
 
 def test_a_child_that_outlives_the_wall_clock_limit_is_a_grader_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(notebooks, "CHILD_WALL_SECONDS", 0.001)
+    monkeypatch.setattr(bounded, "CHILD_WALL_SECONDS", 0.001)
     sub = load_submission(corpus.honest_notebook(tmp_path))
     assert sub.problem_status == "error" and "wall-clock" in sub.problem
 
 
 def test_any_unexpected_failure_of_the_intake_is_that_rows_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tools.grade import submissions
+    from conformance.grade.intake import submissions
 
     def boom(*args: object) -> None:
         raise KeyError("a grader bug")
@@ -158,7 +159,7 @@ def test_peak_grader_memory_on_the_big_notebooks_stays_far_below_1_gb(tmp_path: 
     script = textwrap.dedent(f"""
         import json, resource, sys
         sys.path.insert(0, {str(REPO)!r})
-        from tools.grade.submissions import scan_class
+        from conformance.grade.intake.submissions import scan_class
         rows = {{s.name: s.problem_status if s.problem else "ok" for s in scan_class(__import__("pathlib").Path({str(tmp_path)!r})).submissions}}
         print(json.dumps([rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                           resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))
@@ -167,7 +168,7 @@ def test_peak_grader_memory_on_the_big_notebooks_stays_far_below_1_gb(tmp_path: 
     rows, own_kb, children_kb = json.loads(proc.stdout)
     assert rows == {"biglist": "ok", "deep": "ok", "honest": "ok"}
     assert own_kb < 300 * 1024, own_kb  # the grader never parses the submission itself
-    assert children_kb < notebooks.CHILD_MEMORY // 1024  # each reader stays under its limit
+    assert children_kb < bounded.CHILD_MEMORY // 1024  # each reader stays under its limit
 
 
 # -- Restart & Run All: what the graded functions need ------------------------------------------
@@ -351,7 +352,7 @@ def test_a_stray_named_like_a_student_id_takes_no_id_and_blanks_no_one(tmp_path:
 def test_child_process_limits_are_applied(tmp_path: Path) -> None:
     """The reader really runs under the limits (a change that dropped them would pass every
     other test here on a machine with enough memory)."""
-    probe = ("import resource, sys; sys.path.insert(0, sys.argv[1]); from tools.grade.notebooks import _limit_self; "
+    probe = ("import resource, sys; sys.path.insert(0, sys.argv[1]); from conformance.grade.intake.bounded import _limit_self; "
              "_limit_self(200 * 2**20, 7); print(resource.getrlimit(resource.RLIMIT_AS)[0], "
              "resource.getrlimit(resource.RLIMIT_CPU)[0])")
     out = subprocess.run([sys.executable, "-I", "-c", probe, str(REPO)], capture_output=True, text=True, check=True)
@@ -388,7 +389,7 @@ def test_correct_notebooks_in_every_style_score_full_marks_and_hostile_ones_get_
     rubric = tmp_path / "rubric.toml"
     rubric.write_text(E2E_RUBRIC)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "tools.grade", str(subs), "--out", str(out), "-j", "2",
+    proc = subprocess.run([sys.executable, "-m", "conformance.grade", str(subs), "--out", str(out), "-j", "2",
                            "--rubric", str(rubric), "--no-require-mnist", "--pytest-arg=-m",
                            "--pytest-arg=not mnist", "--no-progress"],
                           cwd=REPO, capture_output=True, text=True, timeout=1500, check=False)

@@ -1,4 +1,4 @@
-"""Intake of a real class folder (tools/grade/submissions.py, notebooks.py, lms.py, sanitize.py).
+"""Intake of a real class folder (conformance/grade/intake/submissions.py, notebooks.py, lms.py, sanitize.py).
 
 The class below is what an LMS bulk download plus a few hand-ins really looks like:
 Canvas-named files (a notebook with magics, a top-level training loop and plots; a zip
@@ -23,13 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from tools.grade import cli
-from tools.grade.lms import RosterError, canvas_csv, load_roster, parse_lms_name
-from tools.grade.notebooks import extract
-from tools.grade.outputs import GradedSubmission, gradescope_results, write_class_csvs
-from tools.grade.rubric import parse_rubric, score
-from tools.grade.sanitize import clean_name, clean_text, csv_cell, html_escape, raw_hex
-from tools.grade.submissions import (
+from conformance.grade import cli
+from conformance.grade.intake.lms import RosterError, canvas_csv, load_roster, parse_lms_name
+from conformance.grade.intake.notebooks import extract
+from conformance.grade.publish.outputs import GradedSubmission, gradescope_results, write_class_csvs
+from conformance.grade.score.rubric import parse_rubric, score
+from conformance.grade.intake.sanitize import clean_name, clean_text, csv_cell, html_escape, raw_hex
+from conformance.grade.intake.submissions import (
     MAX_ARCHIVE_EXPANDED,
     MAX_ARCHIVE_MEMBERS,
     load_submission,
@@ -40,7 +40,7 @@ from tools.grade.submissions import (
 nbformat = pytest.importorskip("nbformat", reason="the grade extra (nbformat) is needed for notebooks")
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = (REPO / "reference" / "mlp.py").read_text()
+REFERENCE = (REPO / "conformance" / "reference" / "mlp.py").read_text()
 ANSI_NAME = "\x1b]0;pwned\x07\x1b[32m112 passed\x1b[0m\u202egpj"
 # Characters that must never reach a terminal or a file written by the grader.
 HOSTILE_CHARS = ("\x1b", "\x07", "\u202e", "\x9b", "\r")
@@ -257,7 +257,7 @@ def test_bad_roster_is_named_and_explained(tmp_path: Path, text: str, message: s
 
 
 def test_cli_refuses_a_bad_roster_before_grading(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from tools.grade import cli
+    from conformance.grade import cli
 
     (tmp_path / "subs").mkdir()
     (tmp_path / "subs" / "alice.py").write_text(REFERENCE)
@@ -605,7 +605,7 @@ def test_end_to_end_tiny_lms_class(tmp_path: Path) -> None:
     (tmp_path / "roster.csv").write_text("id,name,email\n1001,Yolanda Ng,y@x\n1005,Zoë Müller,z@x\n")
     (tmp_path / "rubric.toml").write_text(TINY_RUBRIC)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "tools.grade", str(subs), "--out", str(out), "-j", "2",
+    proc = subprocess.run([sys.executable, "-m", "conformance.grade", str(subs), "--out", str(out), "-j", "2",
                            "--roster", str(tmp_path / "roster.csv"), "--rubric", str(tmp_path / "rubric.toml"),
                            *TINY_ARGS], cwd=REPO, capture_output=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]

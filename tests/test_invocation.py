@@ -30,7 +30,7 @@ from tools.kill_matrix import RunOptions, run_variant
 INVOCATION = Path(__file__).resolve().parent / "adversarial" / "invocation"
 HONEST = (INVOCATION / "halved_dw.py").read_text()
 FORGE = (INVOCATION / "forge_passes.py").read_text()
-CORRECT = (REPO_ROOT / "reference" / "mlp.py").read_text()
+CORRECT = (REPO_ROOT / "conformance" / "reference" / "mlp.py").read_text()
 # Runs that only need the verdict, not the MNIST area: fewer examples, no training.
 QUICK = ("-m", "not mnist", "--max-examples", "3")
 LIMITS_ENV = {"BACKPROP_ISOLATE_CALL_TIMEOUT": "20", "BACKPROP_ISOLATE_SESSION_TIMEOUT": "120"}
@@ -193,7 +193,7 @@ def test_two_token_impl_no_longer_reads_the_candidates_conftest(attack: str, tmp
                                                                  attack_env: Path) -> None:
     """`pytest conformance --impl X` (two tokens): the options plugin is registered through
     its entry point before pytest parses, so X is never a test path and X's conftest.py is
-    never loaded (the root cause of issue 9's critical hole)."""
+    never loaded (the root cause of a critical hole: code run at collection)."""
     module = build_attacks(tmp_path / "subs")[attack]
     proc = run_pytest("conformance", "--impl", str(module), *QUICK, cwd=REPO_ROOT)
     output = proc.stdout + proc.stderr
@@ -204,7 +204,7 @@ def test_two_token_impl_no_longer_reads_the_candidates_conftest(attack: str, tmp
 # ------------------------------------------------------------------ a whole class
 
 def _gradescope(submission: Path, results: Path, env: dict[str, str]) -> dict:
-    proc = run_command([sys.executable, "-m", "tools.grade.gradescope", "--submission", str(submission),
+    proc = run_command([sys.executable, "-m", "conformance.grade.gradescope", "--submission", str(submission),
                         "--results", str(results), "--module", "mlp.py",
                         *(f"--pytest-arg={a}" for a in QUICK)], cwd=REPO_ROOT, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -234,7 +234,7 @@ def _run_messages(gradebook: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_batch_grading_with_hostile_classmates(tmp_path: Path, attack_env: Path, real_dir: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """python -m tools.grade on one class: correct classmates, honest twins and the attacks
+    """python -m conformance.grade on one class: correct classmates, honest twins and the attacks
     (those whose files survive intake), under a $TMPDIR a local user planted files in."""
     subs = tmp_path / "class"
     build_attacks(subs)
@@ -251,7 +251,7 @@ def test_batch_grading_with_hostile_classmates(tmp_path: Path, attack_env: Path,
     plant_in_ancestor(shared)
     monkeypatch.setenv("TMPDIR", str(shared))
     out = tmp_path / "grades"
-    proc = run_command([sys.executable, "-m", "tools.grade", str(subs), "--out", str(out), "-j", "2",
+    proc = run_command([sys.executable, "-m", "conformance.grade", str(subs), "--out", str(out), "-j", "2",
                         "--module", "mlp.py", "--mnist-dir", str(real_dir)], cwd=REPO_ROOT)
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     with open(out / "grades.csv", newline="", encoding="utf-8-sig") as handle:  # Excel BOM

@@ -35,7 +35,7 @@ from tests.sandbox_off import private_project, readable_python_prefix
 from tools.catalogue import materialize
 from tools.kill_matrix import RunOptions, run_variant
 
-REFERENCE_SOURCE = REPO_ROOT / "reference" / "mlp.py"
+REFERENCE_SOURCE = REPO_ROOT / "conformance" / "reference" / "mlp.py"
 ADVERSARIAL = Path(__file__).resolve().parent / "adversarial"
 
 
@@ -512,9 +512,9 @@ def test_the_project_is_unreachable_from_an_editable_install(tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_the_project_is_unreachable_from_a_regular_install(tmp_path: Path) -> None:
-    """``pip install .`` puts reference/ and conformance/ into the same site-packages as numpy."""
+    """``pip install .`` puts conformance/ (the reference included) into the same site-packages as numpy."""
     if os.geteuid() != 0:
-        pytest.skip("without root only `import reference` is refused: the files stay readable "
+        pytest.skip("without root only `import conformance` is refused: the files stay readable "
                     "(conformance/SECURITY.md)")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -535,7 +535,7 @@ def test_the_project_is_unreachable_from_a_regular_install(tmp_path: Path) -> No
     source.mkdir()
     for name in ("pyproject.toml", "README.md", "MANIFEST.in"):
         shutil.copy(REPO_ROOT / name, source / name)
-    for name in ("reference", "conformance", "tools", "fixtures"):  # fixtures: conformance.fixtures
+    for name in ("conformance", "fixtures"):  # fixtures: conformance.fixtures
         shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     installed = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                                 "--no-index", str(source)], capture_output=True, text=True, timeout=600)
@@ -543,10 +543,9 @@ def test_the_project_is_unreachable_from_a_regular_install(tmp_path: Path) -> No
         # Offline, without the `wheel` package (setuptools < 70.1 needs it to build): lay the
         # packages out exactly as the wheel would, from pyproject.toml's package list.
         assert "bdist_wheel" in installed.stderr, installed.stderr[-3000:]
-        for package in ("reference", "conformance", "tools"):
-            shutil.copytree(source / package, site / package)
+        shutil.copytree(source / "conformance", site / "conformance")
         shutil.copytree(source / "fixtures", site / "conformance" / "fixtures")
-    assert (site / "reference" / "mlp.py").is_file() and (site / "numpy").is_dir()
+    assert (site / "conformance" / "reference" / "mlp.py").is_file() and (site / "numpy").is_dir()
     seen = _project_probe(python, tmp_path, tmp_path)
     assert Path(seen["conformance"]).resolve().is_relative_to(site.resolve())
     assert "nothing of the project is reachable" in (seen["load_error"] or ""), seen

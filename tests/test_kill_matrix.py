@@ -292,7 +292,7 @@ def test_single_mistake_costs_5_to_50_points(kill_matrix: KillMatrix, name: str)
     assert MIN_LOSS <= lost <= MAX_LOSS, (
         f"{name} ({kill_matrix.run_of(name).variant.description}) loses {lost:.2f} points with the "
         f"default rubric, outside {MIN_LOSS:g}..{MAX_LOSS:g}: price its diagnosis key in "
-        "tools/grade/default_rubric.toml, or give the mistake a key (conformance/diagnosis.py)")
+        "conformance/grade/score/default_rubric.toml, or give the mistake a key (conformance/diagnosis.py)")
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
-"""The line to change (conformance/localise.py, conformance/tracer.py; issue 22): a wrong value
+"""The line to change (conformance/localise.py, conformance/tracer.py): a wrong value
 of forward, the loss or backward is traced to the student's own line.
 
 The catalogue test finds each variant's mutated line by diffing its source against
-reference/mlp.py (never from the localiser) and decides which functions give wrong values by
+conformance/reference/mlp.py (never from the localiser) and decides which functions give wrong values by
 comparing their outputs with conformance.exact (never with the localiser's own comparison)."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ REFERENCE = REFERENCE_SOURCE.read_text()
 # The function a mutated line sits in -> the contract function whose values it changes.
 CALLED_THROUGH = {"softmax": "forward", "relu": "forward", "forward": "forward",
                   "cross_entropy": "cross_entropy", "backward": "backward"}
-TARGET = 0.9  # issue 22: the cited line is the mutated line in at least 90% of the variants
+TARGET = 0.9  # the cited line is the mutated line in at least 90% of the variants
 
 
 @pytest.fixture(scope="module")
@@ -358,7 +358,7 @@ def test_code_extracted_from_a_notebook_is_cited_by_cell_and_line(tmp_path: Path
     the notebook's own cell and line, not the extracted module's."""
     import json
 
-    from tools.grade.notebooks import extract_here
+    from conformance.grade.intake.notebooks import extract_here
 
     source = REFERENCE_SOURCE.read_text().replace("delta = (Y_hat - Y) / B  #", "delta = (Y_hat - Y)  #", 1)
     notebook = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# Homework"},

@@ -1,7 +1,7 @@
-"""reference.mnist: real data, every refusal, the search order, the decoded cache, downloads.
+"""conformance.reference.mnist: real data, every refusal, the search order, the decoded cache, downloads.
 
 Most tests use a tiny synthetic MNIST (a few random 28x28 images) whose checksums are
-patched into ``reference.mnist.FILES``, so they run in milliseconds without the real data.
+patched into ``conformance.reference.mnist.FILES``, so they run in milliseconds without the real data.
 Tests marked ``mnist`` read the real files; without them they skip, except under CI
 (env ``CI`` set), where the data is always provided and its absence is a failure.
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reference import mnist
-from reference.mnist import FILES, MNISTError, find_mnist_dir, load_mnist, one_hot
+from conformance.reference import mnist
+from conformance.reference.mnist import FILES, MNISTError, find_mnist_dir, load_mnist, one_hot
 
 # Label counts published with the dataset (../shared/mnist/README.md).
 TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -176,7 +176,7 @@ def test_tiny_dataset_loads(tiny: TinyMNIST, tiny_dir: Path) -> None:
 def test_pixels_converted_row_by_row_equal_the_float_load(tiny: TinyMNIST, tiny_dir: Path) -> None:
     """The MNIST checks load uint8 pixels and convert only the rows they use: the same float64
     values as load_mnist's own conversion, bit for bit."""
-    from reference.mnist import to_unit_float
+    from conformance.reference.mnist import to_unit_float
 
     floats = load_mnist(tiny_dir, download=False)
     pixels = load_mnist(tiny_dir, download=False, pixels=True)
@@ -445,7 +445,7 @@ def test_one_hot_rejects_bad_input(labels: np.ndarray, n_classes: int, problem: 
 def test_fetch_mnist_cli_downloads_and_prints_the_folder(tiny: TinyMNIST, local_server, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from tools.fetch_mnist import main as fetch_main
+    from conformance.reference.fetch_mnist import main as fetch_main
 
     www, base = local_server
     tiny.write_to(www / "m")

@@ -1,4 +1,4 @@
-"""What the grader's outputs say is true (issue 23, "Outputs"): no grader path in a student's
+"""What the grader's outputs say is true: no grader path in a student's
 file, entries that are not gradable submissions get no score and stay out of the statistics,
 a clear module in a multi-file submission is graded, intake.csv says how a run ended, and the
 staff page counts sandboxes as grades.csv records them."""
@@ -15,10 +15,11 @@ import pytest
 
 from tests.test_grade import REFERENCE, TINY_ARGS, TINY_RUBRIC, graded_submission, read_csv, write
 from tests.test_preflight import fake_runs
-from tools.grade import batch, cli, preflight
-from tools.grade.html_report import overview
-from tools.grade.outputs import grades_csv, intake_csv, lms_rows, student_junit
-from tools.grade.submissions import discover, scan_class
+from conformance.grade import batch, cli
+from conformance.grade.run import preflight
+from conformance.grade.publish.html_report import overview
+from conformance.grade.publish.outputs import grades_csv, intake_csv, lms_rows, student_junit
+from conformance.grade.intake.submissions import discover, scan_class
 
 # What pytest writes into a <skipped> element: the test file's absolute path on the grader.
 SKIPPED = ('<testcase classname="conformance.test_gradients" name="test_fd_full">'

@@ -1,6 +1,6 @@
-"""Environment failures are grader errors, never student scores (issue 11 §1, issue 9).
+"""Environment failures are grader errors, never student scores.
 
-Covers the preflight (tools/grade/preflight.py), the classification of runs (runner.classify /
+Covers the preflight (conformance/grade/run/preflight.py), the classification of runs (runner.classify /
 run_job), the sandbox state recorded per run (report -> gradebook -> CSV -> HTML), the
 batch's loud ending and retry, and Dask workers that check themselves.
 """
@@ -23,11 +23,12 @@ import pytest
 from tests.test_grade import (GOOD_REPORT, I_BUG, REFERENCE, TINY_ARGS, TINY_RUBRIC, graded_submission,
                               read_csv, t, write)
 from tests.sandbox_off import private_project, readable_python_prefix
-from tools.grade import batch, cli, preflight
-from tools.grade.gradebook import Gradebook
-from tools.grade.html_report import overview, submission_page
-from tools.grade.outputs import grades_csv
-from tools.grade.runner import GradeConfig, Job, JobResult, classify, read_report, run_job
+from conformance.grade import batch, cli
+from conformance.grade.run import preflight
+from conformance.grade.publish.gradebook import Gradebook
+from conformance.grade.publish.html_report import overview, submission_page
+from conformance.grade.publish.outputs import grades_csv
+from conformance.grade.run.runner import GradeConfig, Job, JobResult, classify, read_report, run_job
 
 REPO = Path(__file__).resolve().parents[1]
 SETPRIV = shutil.which("setpriv")
@@ -123,8 +124,8 @@ def test_sandbox_probe_engaged_or_off_as_asked(tmp_path: Path) -> None:
     assert probed["problems"] == [] and probed["sandbox"] == "off"
 
 
-PROBE = ("import json; from tools.grade.preflight import check_environment; "
-         "from tools.grade.runner import GradeConfig; "
+PROBE = ("import json; from conformance.grade.run.preflight import check_environment; "
+         "from conformance.grade.run.runner import GradeConfig; "
          "c = check_environment(GradeConfig(require_mnist=False, sandbox='{mode}')); "
          "print(json.dumps(c.to_dict()))")
 
@@ -211,7 +212,7 @@ def test_the_submissions_own_failures_stay_final(tmp_path: Path) -> None:
     assert classify(off, 0, job_for(GradeConfig(sandbox="off"), suite="x")) == ("graded", "")
 
 
-PAST_PREFLIGHT = ("import json, sys; import tools.grade.preflight as pf; from tools.grade.runner import "
+PAST_PREFLIGHT = ("import json, sys; import conformance.grade.run.preflight as pf; from conformance.grade.run.runner import "
                   "GradeConfig, reference_job, run_job; "
                   "pf.ensure_environment = lambda c, s=None: pf.Preflight(sandbox='engaged'); "
                   "r = run_job(reference_job(GradeConfig(**json.loads(sys.argv[1])))); "
@@ -264,7 +265,7 @@ def test_no_report_is_a_grader_error_when_isolated(tmp_path: Path, monkeypatch: 
     claims = run_job(job_for(GradeConfig(python=full, require_mnist=False, isolate=False)))
     assert claims.status == "crashed"
     # ...the machine's state does: a nearly full disk is the grader's problem.
-    from tools.grade import runner
+    from conformance.grade.run import runner
 
     monkeypatch.setattr(runner, "_disk_nearly_full", lambda path: True)
     no_space = run_job(job_for(GradeConfig(python=full, require_mnist=False, isolate=False)))
@@ -378,7 +379,7 @@ def test_failed_preflight_grades_nobody(tmp_path: Path, capsys) -> None:
 def test_batch_without_sandbox_privileges_refuses_then_grades_with_explicit_off(tmp_path: Path) -> None:
     write(tmp_path / "subs" / "alice.py", REFERENCE)
     rubric = write(tmp_path / "r.toml", TINY_RUBRIC)
-    base = [*NO_NAMESPACES, sys.executable, "-m", "tools.grade", str(tmp_path / "subs"), "--out",
+    base = [*NO_NAMESPACES, sys.executable, "-m", "conformance.grade", str(tmp_path / "subs"), "--out",
             str(tmp_path / "out"), "--rubric", str(rubric), *TINY_ARGS]
     refused = subprocess.run(base, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert refused.returncode == 2 and "the sandbox could not be set up" in refused.stderr
@@ -408,7 +409,7 @@ def test_dask_worker_without_mnist_takes_no_jobs_and_workers_use_their_own_check
     distributed = pytest.importorskip("distributed", reason="the optional extra 'dask' is not installed")
     # A second checkout at another path (as on another machine), with the same suite files.
     other = tmp_path / "elsewhere"
-    for top in ("conformance", "reference", "tools", "fixtures"):
+    for top in ("conformance", "fixtures"):
         shutil.copytree(REPO / top, other / top, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", other)
     (tmp_path / "empty").mkdir()
@@ -430,7 +431,7 @@ def test_dask_worker_without_mnist_takes_no_jobs_and_workers_use_their_own_check
         try:
             with distributed.Client(cluster.scheduler_address) as client:
                 client.wait_for_workers(2, timeout=120)
-                from tools.grade import runner
+                from conformance.grade.run import runner
                 roots = client.run(lambda: str(runner.REPO_ROOT))
                 assert str(other) in roots.values()  # the good worker imports its own checkout
             summary = batch.grade_batch(batch.BatchOptions(

@@ -1,6 +1,6 @@
-"""The reference (reference/mlp.py) is faithful to the textbook section's code.
+"""The reference (conformance/reference/mlp.py) is faithful to the textbook section's code.
 
-The section's code is extracted from the section text at test time (tools.section) and run
+The section's code is extracted from the section text at test time (conformance.reference.section) and run
 side by side with the reference:
 
 * float64: init_params, forward, cross_entropy, backward and train must be BIT-IDENTICAL.
@@ -30,8 +30,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reference import mlp
-from tools.section import SectionNotFound, load_section
+from conformance.reference import mlp
+from conformance.reference.section import SectionNotFound, load_section
 
 FLOAT32_ULPS = 4  # see the module docstring
 PROPERTY_SETTINGS = settings(max_examples=40, deadline=None,
@@ -77,7 +77,7 @@ def assert_same(label: str, ref: np.ndarray, sec: np.ndarray, case: str) -> None
         f"{label}{list(worst)}={ref[worst]!r}, but should be {sec[worst]!r} as in the section's code "
         f"[{case}]\n  contract: {contract}; mismatched {int(bad.sum())} of {bad.size} entries; "
         f"worst |difference| {diff[worst]:.3g}\n  the reference's numerics drifted from the section: "
-        "compare reference/mlp.py with the section operation by operation",
+        "compare conformance/reference/mlp.py with the section operation by operation",
         pytrace=False,
     )
 
@@ -210,7 +210,7 @@ def test_train_on_synthetic_data_matches_section(section, dtype) -> None:
 
 @pytest.mark.mnist
 def test_train_on_mnist_subset_matches_section(section, real_dir, tmp_path_factory, monkeypatch) -> None:
-    from reference.mnist import MNISTError, load_mnist, one_hot
+    from conformance.reference.mnist import MNISTError, load_mnist, one_hot
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "reference-cache"))
     directory = real_dir
@@ -270,7 +270,7 @@ def test_reference_train_keeps_float32_and_does_not_touch_its_inputs() -> None:
 
 
 def test_training_epoch_by_epoch_on_one_stream_equals_one_call() -> None:
-    """reference/train.py and tools/calibrate_mnist.py train one epoch per call on one
+    """conformance/reference/train.py and tools/calibrate_mnist.py train one epoch per call on one
     shuffling Generator (to report every epoch): bit-identical to the section's single call."""
     X, Y = synthetic_problem(6, 100, 4, 3)
     at_once = mlp.train(X, Y, X, Y, mlp.init_params([4, 5, 3]), epochs=3, batch_size=30,

@@ -24,7 +24,7 @@ from tools.catalogue import Variant
 from tools.kill_matrix import RunOptions, VariantRun, default_score, run_variant
 
 TAU64 = precision_tolerance(np.float64)
-REFERENCE = (REPO_ROOT / "reference" / "mlp.py").read_text()
+REFERENCE = (REPO_ROOT / "conformance" / "reference" / "mlp.py").read_text()
 BACKWARD_DOC = '''    """Gradients of the mean cross-entropy, as [(dW1, db1), ..., (dW_L, db_L)] in forward order."""
 '''
 DB_SUM = "db = delta.sum(axis=0)  #"
@@ -38,7 +38,7 @@ def _variant(tmp: Path, name: str, source: str) -> Variant:
 
 def _with_backward_prologue(prologue: str) -> str:
     """The reference with ``prologue`` at the top of backward (an expensive misbehaviour)."""
-    assert BACKWARD_DOC in REFERENCE, "reference/mlp.py's backward docstring changed: update this test"
+    assert BACKWARD_DOC in REFERENCE, "conformance/reference/mlp.py's backward docstring changed: update this test"
     return REFERENCE.replace(BACKWARD_DOC, BACKWARD_DOC + prologue, 1)
 
 
@@ -253,7 +253,7 @@ def test_the_grid_spans_depths_widths_and_batches() -> None:
 
 def test_a_charged_mistake_explains_only_the_failures_that_record_it() -> None:
     """A cheap mistake named in an area used to explain every other failure of that area."""
-    from tools.grade.rubric import load_rubric, score
+    from conformance.grade.score.rubric import load_rubric, score
 
     def test(name: str, outcome: str, keys: tuple[str, ...] = ()) -> dict:
         return {"nodeid": f"conformance/test_interface.py::{name}", "area": "interface", "outcome": outcome,
@@ -317,7 +317,7 @@ LOSS = "return -np.mean(np.sum(Y * np.log(Y_hat + 1e-12), axis=1))"
 def _patched(*pairs: tuple[str, str]) -> str:
     source = REFERENCE
     for old, new in pairs:
-        assert old in source, f"reference/mlp.py changed: {old!r} not found"
+        assert old in source, f"conformance/reference/mlp.py changed: {old!r} not found"
         source = source.replace(old, new, 1)
     return source
 
@@ -366,7 +366,7 @@ def test_a_cheap_backward_mistake_does_not_hide_a_wrong_train(wrong_train: str, 
 def test_a_train_that_updates_in_place_and_returns_none_is_correct(tmp_path: Path, control: VariantRun) -> None:
     """SPEC allows train to return None after updating the params list it was given."""
     head, sep, tail = REFERENCE.partition("def train(")
-    assert sep and "    return params\n" in tail, "reference/mlp.py's train changed: update this test"
+    assert sep and "    return params\n" in tail, "conformance/reference/mlp.py's train changed: update this test"
     source = head + sep + tail.replace("    return params\n", "    return None\n", 1)  # updated in place
     run = _run(_variant(tmp_path, "train_in_place", source), tmp_path)
     assert default_score(run, control) == 100.0, [t["message"][:200] for t in run.report if t["outcome"] == "failed"]

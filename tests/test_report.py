@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance.report import (MESSAGE_HEAD, MESSAGE_TAIL, SCHEMA, JsonReport, _json_safe, area_of,
-                                cap_text, suite_version)
+from conformance.report import (MESSAGE_HEAD, MESSAGE_TAIL, SCHEMA, SHORT_TEXT_CAP, JsonReport, _json_safe,
+                                area_of, cap_text, suite_version)
 from tests.helpers import run_pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,6 +135,8 @@ def test_failure_message_is_capped_and_keeps_both_ends(synthetic) -> None:
     assert len(failed["message"]) < MESSAGE_HEAD + MESSAGE_TAIL + 200
     assert "characters cut" in failed["message"]
     assert "END" in failed["message"]  # the tail survives the cut
+    # The one-line crash message (the "summary" a student reads first) has its own, smaller cap.
+    assert len(failed["summary"]) < SHORT_TEXT_CAP + 200 < len(failed["message"])
 
 
 def test_record_property_values_are_kept_json_safe(synthetic) -> None:
@@ -180,10 +182,10 @@ def test_json_safe() -> None:
 
 def test_suite_version_changes_with_what_decides_verdicts_only(tmp_path: Path) -> None:
     decides = ("conformance/test_a.py", "conformance/isolation/wire.py", "conformance/suite.ini",
-               "reference/mlp.py", "reference/mnist.py", "fixtures/manifest.json",
+               "conformance/reference/mlp.py", "conformance/reference/mnist.py", "fixtures/manifest.json",
                "fixtures/mnist_thresholds.json")
-    prose = ("conformance/SECURITY.md", "conformance/cli.py", "reference/train.py", "README.md",
-             "tools/grade/default_rubric.toml")
+    prose = ("conformance/SECURITY.md", "conformance/cli.py", "conformance/reference/train.py", "README.md",
+             "conformance/grade/score/default_rubric.toml")
     for rel in decides + prose:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("1")
@@ -205,7 +207,7 @@ def test_suite_version_is_the_same_installed_and_in_a_checkout(tmp_path: Path) -
     """A wheel holds the fixtures as conformance/fixtures/: same content, same version."""
     checkout, wheel = tmp_path / "checkout", tmp_path / "site-packages"
     for root, fixtures in ((checkout, "fixtures"), (wheel, "conformance/fixtures")):
-        for rel in ("conformance/test_a.py", "reference/mlp.py", f"{fixtures}/manifest.json"):
+        for rel in ("conformance/test_a.py", "conformance/reference/mlp.py", f"{fixtures}/manifest.json"):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_text("same")
     assert suite_version(checkout) == suite_version(wheel)
@@ -214,7 +216,7 @@ def test_suite_version_is_the_same_installed_and_in_a_checkout(tmp_path: Path) -
 @pytest.mark.slow
 def test_real_suite_report_describes_the_candidate(tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
-    impl = REPO / "reference" / "mlp.py"
+    impl = REPO / "conformance" / "reference" / "mlp.py"
     proc = run_pytest("conformance/test_interface.py", "--impl", str(impl), "--conformance-report",
                       str(report_path), "-q", cwd=REPO, timeout=300)
     report = json.loads(report_path.read_text())

@@ -1,4 +1,4 @@
-"""``--isolate-sandbox off`` as root (issue 21 §1, §6b): no namespaces, but the worker still
+"""``--isolate-sandbox off`` as root: no namespaces, but the worker still
 runs as its own unprivileged uid, cannot reach the grader's files or the results, and nothing
 of it outlives the run; where that cannot be had the run is a grader error, never a score.
 
@@ -26,8 +26,8 @@ from tests.sandbox_off import needs_root_off, private_project, readable_python_p
 from tests.test_gradescope import build, layout, run_autograder
 from tests.test_grade import REFERENCE
 from tests.test_preflight import NO_NAMESPACES, SETPRIV
-from tools.grade import preflight, runner
-from tools.grade.runner import GradeConfig
+from conformance.grade.run import preflight, runner
+from conformance.grade.run.runner import GradeConfig
 
 ADVERSARIAL = Path(__file__).resolve().parent / "adversarial" / "sandbox"
 needs_container = pytest.mark.skipif(SETPRIV is None, reason="simulating a container needs setpriv")
@@ -59,12 +59,13 @@ def engaged_bundle(tmp_path_factory: pytest.TempPathFactory, real_dir: Path) -> 
     return build(tmp_path_factory.mktemp("engaged-bundle"), real_dir)
 
 
-def run_off(tmp_path: Path, bundle: Path, upload: dict[str, str], *,
-            engaged: bool = False) -> tuple[Path, subprocess.CompletedProcess, dict | None]:
+def run_off(tmp_path: Path, bundle: Path, upload: dict[str, str], *, engaged: bool = False,
+            own_pids: bool = False) -> tuple[Path, subprocess.CompletedProcess, dict | None]:
     """Gradescope's run_autograder on ``upload``: in the simulated container (``off`` bundle),
-    or, ``engaged``, as root with namespaces (the default bundle)."""
+    or, ``engaged``, as root with namespaces (the default bundle). ``own_pids``: the container
+    has its own PID namespace (tests/sandbox_off.py)."""
     root = layout(tmp_path / "gs", bundle, upload)
-    prefix = () if engaged else (*readable_python_prefix(tmp_path), *NO_NAMESPACES)
+    prefix = () if engaged else (*readable_python_prefix(tmp_path, own_pids=own_pids), *NO_NAMESPACES)
     proc, results = run_autograder(root, prefix=prefix)
     return root, proc, results
 
@@ -91,7 +92,10 @@ def test_the_worker_cannot_read_the_graders_files_nor_show_their_paths(
     the grader's checkout among them, reach the student masked (§6b, seen engaged)."""
     attack = (ADVERSARIAL / "grader_files_via_argv.py").read_text()
     bundle = off_bundle if mode == "off" else engaged_bundle
-    root, proc, results = run_off(tmp_path, bundle, {"mlp.py": attack}, engaged=mode == "engaged")
+    # The container's own processes only: on a shared machine another job's command line may
+    # name a world-readable clone of the project, which is not the grader's and no container holds.
+    root, proc, results = run_off(tmp_path, bundle, {"mlp.py": attack}, engaged=mode == "engaged",
+                                  own_pids=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert results is not None and results["extra_data"]["status"] == "import_error", results
     assert results["score"] == 0
@@ -136,7 +140,7 @@ def test_off_as_root_with_a_readable_project_is_a_grader_error(tmp_path: Path) -
         visible.chmod(0o755)
         project = private_project(visible)
         visible.chmod(0o755)  # private_project closes it; open it again: the point of the test
-        script = ("import json; from tools.grade import preflight; from tools.grade.runner import GradeConfig;"
+        script = ("import json; from conformance.grade.run import preflight; from conformance.grade.run.runner import GradeConfig;"
                   "print(json.dumps(preflight.check_environment(GradeConfig(sandbox='off', require_mnist=False))"
                   ".problems))")
         proc = subprocess.run([*readable_python_prefix(tmp_path), sys.executable, "-c", script], cwd=project,
@@ -144,7 +148,7 @@ def test_off_as_root_with_a_readable_project_is_a_grader_error(tmp_path: Path) -
         assert proc.returncode == 0, proc.stderr[-3000:]
         problems = json.loads(proc.stdout.strip().splitlines()[-1])
         assert problems and "the sandbox could not be set up" in problems[0], problems
-        assert f"it can read/enter the grader's {project / 'reference'}" in problems[0]
+        assert f"it can read/enter the grader's {project / 'conformance'}" in problems[0]
     finally:
         shutil.rmtree(visible, ignore_errors=True)
 

@@ -14,7 +14,7 @@ import pytest
 
 from conformance.sgd_loop import SgdLoopError, sgd
 from tests.helpers import run_pytest
-from reference import mlp
+from conformance.reference import mlp
 
 SGD_LOOP_FILE = Path(__file__).resolve().parent.parent / "conformance" / "sgd_loop.py"
 

@@ -1,4 +1,4 @@
-"""Signature check at load (conformance/signature.py, issue 22): a required function that cannot
+"""Signature check at load (conformance/signature.py): a required function that cannot
 take the suite's call is said once, with the required signature and the recipe that fits; every
 legitimate way of accepting the call (``*args``, defaults, keyword-only extras with defaults,
 callable classes, ``functools.partial``, decorators, imports) is never flagged."""
@@ -16,7 +16,7 @@ from conformance.signature import signature_problem
 from tests.helpers import REPO_ROOT, run_command
 from tools.catalogue import materialize
 
-REFERENCE = (REPO_ROOT / "reference" / "mlp.py").read_text()
+REFERENCE = (REPO_ROOT / "conformance" / "reference" / "mlp.py").read_text()
 RIGHT_FORWARD = "def forward(X, params):\n    return [X], []\n"
 
 
@@ -108,8 +108,7 @@ def test_the_loaded_candidate_fails_to_load_with_one_message_in_both_modes(tmp_p
 
 
 def test_a_wrong_signature_backward_gets_one_failure_in_under_60_lines(tmp_path: Path) -> None:
-    """The student's run, end to end: one failure with the required signature (issue 22: was 42
-    TypeErrors without a named cause)."""
+    """The student's run, end to end: one failure with the required signature."""
     module(tmp_path, RECOMPUTING, "mymlp")
     proc = run_command([sys.executable, "-m", "conformance.cli", "check", "mymlp", "-m", "not mnist"],
                        cwd=tmp_path, timeout=300)

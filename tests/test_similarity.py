@@ -1,4 +1,4 @@
-"""Similarity of a class's submissions (tools/grade/similarity.py): a disguised copy is flagged,
+"""Similarity of a class's submissions (conformance/grade/score/similarity.py): a disguised copy is flagged,
 independent work and shared boilerplate are not, a copy of the textbook is named as such, and
 the staff pages escape whatever the students wrote."""
 
@@ -14,8 +14,8 @@ pytest.importorskip("copydetect", reason="similarity needs the 'grade' extra (co
 
 from tests.helpers import REPO_ROOT  # noqa: E402
 from tools.catalogue import CORRECT_DIR  # noqa: E402
-from tools.grade.similarity import compare_class, main, own_code, textbook_code, write_pages  # noqa: E402
-from tools.section import section_file  # noqa: E402
+from conformance.grade.score.similarity import compare_class, main, own_code, textbook_code, write_pages  # noqa: E402
+from conformance.reference.section import section_file  # noqa: E402
 
 CORRECT = CORRECT_DIR
 TEMPLATE = '''"""Assignment 3: implement forward and backward below. Do not change the signatures."""
@@ -42,7 +42,7 @@ def disguise(code: str) -> str:
 
 
 def class_sources() -> dict[str, str]:
-    own = (REPO_ROOT / "reference" / "mlp.py").read_text()
+    own = (REPO_ROOT / "conformance" / "reference" / "mlp.py").read_text()
     return {
         "alice": TEMPLATE + own,
         "bob": TEMPLATE + disguise(own),
@@ -111,7 +111,7 @@ def test_command_line_flags_the_copied_pair(tmp_path: Path, capsys: pytest.Captu
     assert "alice ~ bob" in (tmp_path / "out" / "index.html").read_text()
 
 
-# -- normalisation: no formatting or renaming trick hides a copy (issue 21, section 4) ---------
+# -- normalisation: no formatting or renaming trick hides a copy ---------
 
 # Two independent solutions in the textbook's style (same API, same algorithm, same
 # variable names where the section uses them), written separately: never a pair.
@@ -234,7 +234,7 @@ def reformat(code: str) -> str:
 
 def as_notebook_code(code: str) -> str:
     """What the intake keeps of a notebook holding the code, cell per function."""
-    from tools.grade.notebooks import extract_here
+    from conformance.grade.intake.notebooks import extract_here
 
     cells = re.split(r"\n(?=def )", code)
     nb = nbformat.v4.new_notebook()
@@ -280,7 +280,7 @@ def test_own_code_is_every_python_file_and_only_those() -> None:
 
 def test_code_that_cannot_be_normalised_is_listed_not_compared(monkeypatch: pytest.MonkeyPatch,
                                                                tmp_path: Path) -> None:
-    from tools.grade import similarity
+    from conformance.grade.score import similarity
 
     monkeypatch.setattr(similarity, "MAX_NORMALISED_BYTES", 3000)
     sources = class_sources()

@@ -24,7 +24,7 @@ def test_candidate_text_is_escaped_visibly() -> None:
 
 
 def test_an_isolated_run_shows_no_raw_escape_sequences(tmp_path: Path) -> None:
-    source = (REPO_ROOT / "reference" / "mlp.py").read_text()
+    source = (REPO_ROOT / "conformance" / "reference" / "mlp.py").read_text()
     hostile = tmp_path / "escapes.py"
     hostile.write_text(source + "\n\ndef backward(*args):\n    raise ValueError(" + repr(FAKE_PASS) + ")\n")
     report = tmp_path / "report.json"

@@ -1,4 +1,4 @@
-"""``python -m reference.train``: a short real run, the plot file, and refused options."""
+"""``python -m conformance.reference.train``: a short real run, the plot file, and refused options."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reference import mnist
-from reference.train import main
+from conformance.reference import mnist
+from conformance.reference.train import main
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -48,7 +48,7 @@ def test_one_epoch_prints_progress_and_final_accuracy_and_writes_png(
 @pytest.mark.mnist
 def test_module_entry_point_quiet_run_prints_one_line(real_dir: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "reference.train", "--quiet", "--epochs", "1", "--hidden", "32,16",
+        [sys.executable, "-m", "conformance.reference.train", "--quiet", "--epochs", "1", "--hidden", "32,16",
          "--batch-size", "256", "--lr", "0.2", "--data-dir", str(real_dir)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
@@ -99,9 +99,9 @@ def test_missing_data_is_an_error_naming_the_files(tmp_path: Path, monkeypatch: 
 
 
 def test_help_lists_every_option() -> None:
-    text = subprocess.run([sys.executable, "-m", "reference.train", "--help"], cwd=REPO,
+    text = subprocess.run([sys.executable, "-m", "conformance.reference.train", "--help"], cwd=REPO,
                           capture_output=True, text=True, timeout=60).stdout
     for option in ("--epochs", "--hidden", "--lr", "--batch-size", "--seed", "--shuffle-seed",
                    "--dtype", "--data-dir", "--plot", "--quiet"):
         assert option in text
-    assert text.startswith("usage: python -m reference.train")
+    assert text.startswith("usage: python -m conformance.reference.train")

@@ -4,7 +4,7 @@ Measures, in one run and for each dtype (float64 and float32 by default):
 
 * the reference's wall time for the section's recipe (784-128-10, batch 64, lr 0.5,
   10 epochs on MNIST, test accuracy after each epoch) and the section's own code on the
-  same data (extracted from the section text, see tools/section.py);
+  same data (extracted from the section text, see conformance/reference/section.py);
 * the useful work: the matmul FLOPs of forward + backward of every batch and of the
   per-epoch test evaluation (2*m*n*k per product), hence the achieved GFLOP/s;
 * the practical ceiling: plain NumPy running exactly those matmuls, with the same shapes
@@ -29,13 +29,13 @@ from typing import Callable
 
 import numpy as np
 
-from reference import mlp
-from reference.mnist import MNISTError, load_mnist, one_hot
-from tools.section import SectionNotFound, load_section
+from conformance.reference import mlp
+from conformance.reference.mnist import MNISTError, load_mnist, one_hot
+from conformance.reference.section import SectionNotFound, load_section
 
 SIZES = [784, 128, 10]
 LR, BATCH = 0.5, 64
-TARGET_CEILING_FRACTION = 0.6  # of the matmul ceiling, float32 (issue 15)
+TARGET_CEILING_FRACTION = 0.6  # of the matmul ceiling, float32
 
 
 def matmul_flops(n_train: int, n_test: int, sizes: list[int], batch: int, epochs: int) -> float:
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=10, help="epochs per training run (default 10)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement, best kept (default 1)")
     parser.add_argument("--dtype", choices=("float64", "float32", "both"), default="both")
-    parser.add_argument("--data-dir", default=None, help="MNIST folder (default: as reference.mnist finds it)")
+    parser.add_argument("--data-dir", default=None, help="MNIST folder (default: as conformance.reference.mnist finds it)")
     parser.add_argument("--no-section", action="store_true", help="skip timing the section's own code")
     parser.add_argument("--threads", type=int, default=None,
                         help="limit BLAS threads for this run (needs threadpoolctl); on a busy machine "

@@ -13,7 +13,7 @@ for a developer's real one. Compared with:
   each a full matmul), O(P^2) memory traffic, skipped above 10,000 parameters.
 
 Above ``--loop-sample`` parameters the loop is timed on that many entries and scaled up
-(printed as such). Prints numbers only; no test asserts a time. Target (issue 15): the engine
+(printed as such). Prints numbers only; no test asserts a time. Target: the engine
 >= 10x faster than the loop at every size, and <= 10 s for the section's 784-128-10 network.
 """
 

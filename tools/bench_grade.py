@@ -1,7 +1,7 @@
 """Benchmark the batch grader: ``python -m tools.bench_grade [-n 40] [-j 2]``.
 
 Builds a class of mixed submissions (correct variants, single-bug variants, hostile ones
-from tests/adversarial), grades it with ``python -m tools.grade`` exactly as an instructor
+from tests/adversarial), grades it with ``python -m conformance.grade`` exactly as an instructor
 would (isolated, grading profile, quick MNIST check required), then grades it again
 unchanged. Prints the throughput of both runs against the targets (>= 30 submissions per
 minute with -j 2 on 2 idle cores; an unchanged re-run in seconds), where a submission's time
@@ -60,7 +60,7 @@ def build_class(dest: Path, n: int, n_hostile: int) -> dict[str, str]:
 
 def grade(subs: Path, out: Path, jobs: int, extra: list[str]) -> tuple[float, float, str]:
     """Run the grader; returns (wall seconds, CPU seconds of the whole process tree, summary)."""
-    cmd = [sys.executable, "-m", "tools.grade", str(subs), "--out", str(out), "-j", str(jobs),
+    cmd = [sys.executable, "-m", "conformance.grade", str(subs), "--out", str(out), "-j", str(jobs),
            "--no-progress", *extra]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-j", "--jobs", type=int, default=2, help="parallel submissions (default 2)")
     p.add_argument("--hostile", type=int, default=8, help="hostile submissions among them (default 8)")
     p.add_argument("--keep", type=Path, default=None, help="keep the class and outputs in this folder")
-    p.add_argument("grader_args", nargs="*", help="extra arguments for tools.grade (after --)")
+    p.add_argument("grader_args", nargs="*", help="extra arguments for conformance.grade (after --)")
     args = p.parse_args(argv)
     if "BACKPROP_MNIST_DIR" not in os.environ and (REPO.parent / "shared" / "mnist").is_dir():
         os.environ["BACKPROP_MNIST_DIR"] = str(REPO.parent / "shared" / "mnist")

@@ -39,7 +39,7 @@ def _zip(members: dict[str, bytes]) -> bytes:
 
 
 def build(root: Path, list_mb: int, terms: int) -> None:
-    reference = (Path(__file__).resolve().parents[1] / "reference" / "mlp.py").read_text()
+    reference = (Path(__file__).resolve().parents[1] / "conformance" / "reference" / "mlp.py").read_text()
     items = list_mb * 1024 * 1024 // 3
     (root / "biglist.ipynb").write_text(_notebook(reference, "DATA = [" + "1, " * items + "]"))
     (root / "deep.ipynb").write_text(_notebook(reference, "+".join(["1"] * terms)))
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list-mb", type=int, default=8, help="size of the list-literal notebook (MB)")
     parser.add_argument("--terms", type=int, default=200_000, help="terms of the 1+1+... cell")
     args = parser.parse_args(argv)
-    from tools.grade.submissions import scan_class
+    from conformance.grade.intake.submissions import scan_class
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -76,7 +76,7 @@ def time_transfer() -> float:
     from conformance.isolation import IsolatedCandidate
 
     X = np.random.default_rng(0).random((60000, 784))
-    cand = IsolatedCandidate.load(str(REPO / "reference" / "mlp.py"))
+    cand = IsolatedCandidate.load(str(REPO / "conformance" / "reference" / "mlp.py"))
     try:
         cand.call("relu", X[:10])
         start = time.perf_counter()
@@ -91,8 +91,8 @@ def time_transfer() -> float:
 def time_mnist(impl: Path) -> tuple[float, float, str]:
     from conformance.candidate import InProcessCandidate
     from conformance.isolation import IsolatedCandidate
-    from reference.mlp import init_params
-    from reference.mnist import load_mnist, one_hot
+    from conformance.reference.mlp import init_params
+    from conformance.reference.mnist import load_mnist, one_hot
 
     data = load_mnist(download=False, progress=False)
     Y = one_hot(data.y_train)
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-isolation-") as tmp:
         impl = Path(tmp) / "student.py"  # a copy: judged like a submission, by path
-        shutil.copyfile(REPO / "reference" / "mlp.py", impl)
+        shutil.copyfile(REPO / "conformance" / "reference" / "mlp.py", impl)
         print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
         plain, plain_tail = time_suite(impl, False, args.repeat)
         isolated, iso_tail = time_suite(impl, True, args.repeat)

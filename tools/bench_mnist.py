@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from conformance.sgd_loop import sgd
     from conformance.test_mnist import THRESHOLDS_FILE
-    from reference import mlp
-    from reference.mnist import load_mnist, one_hot, to_unit_float
+    from conformance.reference import mlp
+    from conformance.reference.mnist import load_mnist, one_hot, to_unit_float
 
     rows = args.rows or json.loads(THRESHOLDS_FILE.read_text())["quick"]["train_rows"]
     started = time.perf_counter()

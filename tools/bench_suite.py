@@ -33,7 +33,7 @@ def run_once(impl: str | None, profile: str | None, extra: list[str]) -> tuple[f
     options = ["-m", "not mnist", "-q", "--durations=0", "--durations-min=0"]
     if profile:
         options += ["--hypothesis-profile", profile]
-    cmd = suite_command(impl or str(ROOT / "reference" / "mlp.py"), [*options, *extra])
+    cmd = suite_command(impl or str(ROOT / "conformance" / "reference" / "mlp.py"), [*options, *extra])
     env = {**suite_env(), "PYTHONDONTWRITEBYTECODE": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()

@@ -70,7 +70,7 @@ def threshold_entry(accuracies: list[float], epochs: int) -> dict:
 
 
 def _load(data_dir: str | None) -> tuple:
-    from reference.mnist import load_mnist, one_hot
+    from conformance.reference.mnist import load_mnist, one_hot
 
     data = load_mnist(data_dir, progress=False)
     return data.X_train, one_hot(data.y_train), data.X_test, one_hot(data.y_test)
@@ -78,7 +78,7 @@ def _load(data_dir: str | None) -> tuple:
 
 def calibrate_quick(n_seeds: int, data_dir: str | None) -> dict:
     """The quick check's entry: one epoch on the first QUICK_ROWS images, per seed."""
-    from reference.mlp import accuracy, init_params, train
+    from conformance.reference.mlp import accuracy, init_params, train
 
     X_train, Y_train, X_test, Y_test = _load(data_dir)
     accuracies = []
@@ -93,7 +93,7 @@ def calibrate_quick(n_seeds: int, data_dir: str | None) -> dict:
 
 
 def calibrate(n_seeds: int, epochs: int, data_dir: str | None) -> dict:
-    from reference.mlp import accuracy, init_params, train
+    from conformance.reference.mlp import accuracy, init_params, train
 
     X_train, Y_train, X_test, Y_test = _load(data_dir)
     runs = []

@@ -154,7 +154,7 @@ def _environment() -> dict[str, str]:
     # Two variants run at once on a 2-core machine: one BLAS thread each avoids thrashing.
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONDONTWRITEBYTECODE="1")
-    # As the grader does (tools/grade/runner.py): an MNIST training run too slow for the quick
+    # As the grader does (conformance/grade/run/runner.py): an MNIST training run too slow for the quick
     # check (numerical gradients) fails the mnist area within the run's time, not the run.
     env.setdefault("BACKPROP_ISOLATE_SGD_TIMEOUT", "60")
     return env
@@ -233,12 +233,12 @@ def run_variant(variant: Variant, workdir: Path, options: RunOptions = RunOption
 
 
 def default_score(run: VariantRun, control: VariantRun | None) -> float | None:
-    """The variant's score with the default rubric (tools/grade/default_rubric.toml), the
+    """The variant's score with the default rubric (conformance/grade/score/default_rubric.toml), the
     control's run as the baseline. An area the control did not run either (mnist, unless
     requested) earns its points: the matrix prices only what it ran."""
     if run.report is None or run.error or control is None or control.report is None:
         return None
-    from tools.grade.rubric import Baseline, load_rubric, score
+    from conformance.grade.score.rubric import Baseline, load_rubric, score
 
     rubric = load_rubric()
     grade = score(rubric, "graded", run.report, Baseline.from_tests(control.report))
@@ -361,7 +361,7 @@ def judge(run: VariantRun, areas: list[str], control: VariantRun | None = None) 
         if t.nodeid in allowed or any(f in t.message for f in absent):
             continue
         if v.declaration is not None and INTERFACE_LIMIT_REASON in t.message:
-            continue  # a check its declared interface cannot give, said as such (issue 25)
+            continue  # a check its declared interface cannot give, said as such
         problems.append(f"{v.name} was SKIPPED in {t.nodeid} although the reference runs it "
                         f"and no absent optional function explains it: {t.message}")
     if problems:

@@ -21,6 +21,7 @@ from conformance.candidate import (
     REQUIRED_FUNCTIONS,
     CandidateError,
     CandidateRaised,
+    candidate_label,
     file_sha256,
 )
 from conformance.isolation import wire
@@ -43,7 +44,7 @@ MAX_RESTARTS = 20
 SGD_LOOP_FILE = Path(__file__).resolve().parent.parent / "sgd_loop.py"
 # conformance/tracer.py: the line tracer of conformance/localise.py (the "trace" request)
 TRACER_FILE = Path(__file__).resolve().parent.parent / "tracer.py"
-# conformance/adapters.py: a declared candidate seen through the section's interface (issue 25),
+# conformance/adapters.py: a declared candidate seen through the section's interface,
 # built inside the worker around the candidate's module (the grader only sends the declaration).
 ADAPTERS_FILE = Path(__file__).resolve().parent.parent / "adapters.py"
 WORKER_PRELOAD = {"conformance/sgd_loop.py": SGD_LOOP_FILE.read_text(),
@@ -153,7 +154,7 @@ class IsolatedCandidate:
                 f"candidate {spec!r} ({cand.path}) does not define the required "
                 f"function(s) {', '.join(missing)}; see conformance/SPEC.md"
             )
-        elif "declaration" not in cand._copy:  # issue 22: read from the grader's copy of the source
+        elif "declaration" not in cand._copy:  # read from the grader's copy of the source, never the worker
             from conformance.signature import signature_problem
 
             cand.load_error = signature_problem(cand.path)
@@ -193,8 +194,6 @@ class IsolatedCandidate:
         return sandbox_record(self.limits, self.sandbox)
 
     def __repr__(self) -> str:  # in messages: the file as the student knows it, nothing else
-        from conformance.summary import candidate_label
-
         return candidate_label(self)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis' failing-example text

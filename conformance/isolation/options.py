@@ -46,7 +46,7 @@ _OPTIONS: list[tuple[str, str, type, Any, str]] = [
 
 
 # Where the grader makes each candidate's sandbox directory (bp-isolate-*): a directory the
-# OUTER grader creates and removes (tools/grade/runner.py), so the copies of student code are
+# OUTER grader creates and removes (conformance/grade/run/runner.py), so the copies of student code are
 # gone even when the suite's pytest is killed (timeout, Ctrl-C of the batch) and cannot
 # clean up itself. Default: the temp directory.
 SCRATCH_PARENT_ENV = "BACKPROP_ISOLATE_DIR"

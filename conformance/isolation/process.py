@@ -31,15 +31,16 @@ WIRE_SCRIPT = HERE / "wire.py"
 SYSTEM_DIRS = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "proc", "sys"}
 EXTRA_HIDDEN = ["/dev/shm", "/dev/mqueue"]
 UID_RANGE = (0x10000000, 0x7FFF0000)  # fresh ids no account uses: no shared process count, no files
-# The project's own top-level packages: never importable or readable by a candidate, however
-# the project is installed (editable: the repository; regular: next to numpy in site-packages).
-PROJECT_PACKAGES = ("reference", "conformance", "tools")
+# The project's one installed package (the reference and the grader are inside it): never
+# importable or readable by a candidate, however the project is installed (editable: the
+# repository; regular: next to numpy in site-packages).
+PROJECT_PACKAGES = ("conformance",)
 SCRATCH_FILES = 4096  # files + directories the worker's scratch tmpfs may hold
 
 
 # A full or read-only disk, no memory, no file descriptors: the grader's environment failed, not
 # the candidate. Raised before the candidate ran, they end the run as a grader error (pytest
-# exit status 4, which tools.grade retries), never as the student's import error.
+# exit status 4, which conformance.grade retries), never as the student's import error.
 GRADER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOMEM, errno.EMFILE, errno.ENFILE})
 
 
@@ -158,7 +159,7 @@ def sandbox_plan_quiet(limits: Limits) -> dict[str, Any]:
         return {"namespaces": False, "drop": False, "why": exc.reason}
 
 
-# Set by tools/grade/runner.py: the one uid every worker of a graded run gets (dedicated to the
+# Set by conformance/grade/run/runner.py: the one uid every worker of a graded run gets (dedicated to the
 # run, so the runner can kill and count every process of it before any verdict is written),
 # the seed of the run's randomness (the submission's sha256) and the grader's own paths the
 # worker's uid must be unable to reach when no namespace hides them (os.pathsep-separated).
@@ -234,7 +235,7 @@ def project_locations() -> list[str]:
         for place in (spec.submodule_search_locations or []) if spec is not None else []:
             found.append(Path(place))
     repo = HERE.parent.parent
-    found += [repo / "fixtures", repo / "tests"]
+    found += [repo / "fixtures", repo / "tests", repo / "tools"]  # a clone's (tools: the variant catalogue)
     for site in _site_dirs():
         found += Path(site).glob("backprop_conformance-*.dist-info")
     out: list[str] = []

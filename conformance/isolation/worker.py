@@ -515,7 +515,7 @@ class Server:
             else:
                 module = importlib.import_module(cand["module_name"])
             declared = cand.get("declaration")
-            if declared is not None:  # issue 25: the declared conventions, adapted here
+            if declared is not None:  # the declared conventions, adapted here
                 problems = self.preloaded["declared_problems"](module, declared)
                 if problems:
                     return {"op": "hello", "ok": False, "status": self.status,

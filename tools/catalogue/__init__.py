@@ -1,7 +1,7 @@
 """The variant catalogue: implementations with known verdicts, to validate the suite itself.
 
 - buggy variants: the reference with exactly one student mistake, generated from
-  ``reference/mlp.py`` by the patches in ``tools/catalogue/buggy.py``;
+  ``conformance/reference/mlp.py`` by the patches in ``tools/catalogue/buggy.py``;
 - correct variants: hand-written implementations in other styles and with other legitimate
   numerical choices, in ``tools/catalogue/correct/``; plus ``ok_reference_copy``, the
   unpatched reference, as a control of the machinery itself.
@@ -23,9 +23,9 @@ from tools.catalogue.buggy import BUGGY, BugSpec
 from conformance.mistakes import AREAS  # the one list of check areas
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_SOURCE = REPO_ROOT / "reference" / "mlp.py"
+REFERENCE_SOURCE = REPO_ROOT / "conformance" / "reference" / "mlp.py"
 CORRECT_DIR = Path(__file__).resolve().parent / "correct"
-# Variants judged through a declaration (issue 25): <name>.py, the student's code as is, and
+# Variants judged through a declaration: <name>.py, the student's code as is, and
 # <name>.toml beside it, the declaration the suite is given (--declaration), no glue.
 DECLARED_DIR = Path(__file__).resolve().parent / "declared"
 BUGGY_PREFIX = "bug_"
@@ -118,7 +118,7 @@ class Variant:
     expected_tests: tuple[str, ...] = ()  # "area::substring": some matching test must fail
     expected_message: str = ""  # some failure message must contain this (case-insensitive)
     own_names: tuple[str, ...] = ()  # bugs its messages may name (BugSpec.names)
-    declaration: Path | None = None  # judged through this declaration (--declaration), issue 25
+    declaration: Path | None = None  # judged through this declaration (--declaration)
 
     @property
     def must_pass(self) -> bool:

@@ -1,6 +1,6 @@
 """Single-bug variants of the reference, each written as a small textual patch.
 
-Every variant is the reference source (``reference/mlp.py``) with one mistake a student
+Every variant is the reference source (``conformance/reference/mlp.py``) with one mistake a student
 really makes, applied as ``(old, new, count)`` replacements. ``count`` is how many times
 ``old`` must occur in the reference: if a refactor of the reference moves or rewords a
 line, the patch no longer applies and ``materialize`` fails loudly instead of silently
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The one-line bug patterns below match reference/mlp.py as of the catalogue's writing.
+# The one-line bug patterns below match conformance/reference/mlp.py as of the catalogue's writing.
 # Keep them short (the code, not its comment) so that comment edits do not break them.
 
 

@@ -13,7 +13,7 @@ import json
 import zipfile
 from pathlib import Path
 
-REFERENCE = (Path(__file__).resolve().parents[3] / "reference" / "mlp.py").read_text()
+REFERENCE = (Path(__file__).resolve().parents[3] / "conformance" / "reference" / "mlp.py").read_text()
 
 
 def notebook_json(*cells: str, language: str = "python", kernel: str = "python3") -> str:

@@ -33,6 +33,9 @@ def _candidates():
                 here = part
                 while here not in ("/", ""):
                     yield os.path.join(here, "reference", "mlp.py")
+                    yield os.path.join(here, "conformance", "reference", "mlp.py")
+                    yield os.path.join(here, "project", "conformance", "reference", "mlp.py")
+                    yield os.path.join(here, "source", "project", "conformance", "reference", "mlp.py")
                     yield os.path.join(here, "project", "reference", "mlp.py")
                     yield os.path.join(here, "source", "project", "reference", "mlp.py")
                     here = os.path.dirname(here)

@@ -1,0 +1,5 @@
+import sys
+
+from conformance.grade.cli import main
+
+sys.exit(main())

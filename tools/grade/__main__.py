@@ -1,5 +1,0 @@
-import sys
-
-from tools.grade.cli import main
-
-sys.exit(main())
