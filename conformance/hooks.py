@@ -71,7 +71,9 @@ def pytest_configure(config: pytest.Config) -> None:
         reporter.startpath = SUITE_DIR.parent if inside else Path(config.rootpath)
     from conformance.summary import RunSummary  # the end-of-run summary (terminal and JSON)
 
-    config.pluginmanager.register(RunSummary(config), RunSummary.NAME)
+    summary = RunSummary(config)
+    summary.declaration = getattr(candidate, "declaration", None)
+    config.pluginmanager.register(summary, RunSummary.NAME)
     report_path = config.getoption("conformance_report")
     if report_path:
         from conformance.report import JsonReport
