@@ -91,7 +91,7 @@ DECLARED: dict[str, tuple[str, str | None]] = {
     "bug_decl_class_methods": ("a class with renamed methods, output error Y - Y_hat",
                                "output_error_sign_flipped"),
     "ok_decl_logits": ("forward returns logits, softmax only in the loss and backward", None),
-    "bug_decl_logits": ("logits-only network whose softmax has no max shift", "softmax_no_max_shift"),
+    "bug_decl_logits": ("logits-only network whose db averages delta instead of summing it", "db_mean_not_sum"),
     "ok_decl_int_row": ("integer labels, (1, n) biases, a train with its own signature", None),
     "bug_decl_int_row": ("integer labels and row biases, no division by the batch size", "no_batch_mean"),
 }
