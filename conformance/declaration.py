@@ -367,6 +367,13 @@ def resolve(option: str | None, module_path: Path | None, sha256: str | None = N
     return Declaration(normalise(own, f"{MODULE_NAME} in {name}"), f"{MODULE_NAME} in {name}", trusted=False)
 
 
+def instructor_text(path: str | Path) -> str:
+    """The instructor's declaration file as text for the grader's config (validated first: a
+    wrong declaration stops the command before any submission is judged)."""
+    from_toml(path)
+    return Path(path).read_text(encoding="utf-8")
+
+
 def suite_args(declaration: str | Path | None) -> list[str]:
     """The pytest argument a runner adds (the grader: the instructor's file, or ``section`` so a
     module's own declaration never counts)."""

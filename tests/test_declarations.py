@@ -3,6 +3,7 @@ precedence and trust, and what the grader makes of a limited check."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import sys
@@ -343,3 +344,52 @@ def test_adapt_never_runs_the_module_in_its_own_process(tmp_path: Path) -> None:
     module.write_text(f"import os\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\n")
     _adapt(module)
     assert marker.exists() and marker.read_text() != str(__import__("os").getpid())
+
+
+# --- the grader: the instructor's declaration, one config field -----------------------------
+
+
+def test_the_grader_judges_a_class_with_the_instructors_declaration(tmp_path: Path) -> None:
+    from conformance.grade.run.jobs import GradeConfig, pytest_command
+    from conformance.grade.run.runner import Job, reference_job, run_job
+
+    text = (DECLARED_DIR / "ok_decl_column_dict_cache.toml").read_text()
+    config = GradeConfig(require_mnist=False, isolate=False, declaration=text,
+                         extra_args=("-m", "not mnist", "-k", "relu_index_visible or candidate_loads"))
+    assert config.key() != GradeConfig(require_mnist=False, isolate=False, extra_args=config.extra_args).key()
+    (tmp_path / "out").mkdir()
+    cmd = pytest_command(config, tmp_path / "m.py", tmp_path / "out" / "r.json", tmp_path / "out" / "j.xml")
+    assert f"--declaration={tmp_path / 'out' / 'declaration.toml'}" in cmd
+    assert (tmp_path / "out" / "declaration.toml").read_text() == text
+    plain = pytest_command(GradeConfig(), tmp_path / "m.py", tmp_path / "out" / "r.json", tmp_path / "out" / "j.xml")
+    assert "--declaration=section" in plain  # a submission's own literal never counts
+    assert reference_job(config).config.declaration == ""  # the reference has the section's interface
+    results = {}
+    for name in ("ok_decl_column_dict_cache", "bug_decl_column_dict_cache"):
+        data = (DECLARED_DIR / f"{name}.py").read_bytes()
+        results[name] = run_job(Job(name=name, sha256=hashlib.sha256(data).hexdigest(), files={"mlp.py": data},
+                                    module="mlp.py", config=config))
+    ok, bug = results["ok_decl_column_dict_cache"], results["bug_decl_column_dict_cache"]
+    assert ok.status == "graded" and bug.status == "graded", (ok.message, bug.message)
+    assert ok.report["conventions"]["source"] == "--declaration declaration.toml"
+    outcomes = {t["outcome"] for t in ok.report["tests"]}
+    assert outcomes == {"passed"}, ok.report["tests"]
+    assert any(t["outcome"] == "failed" for t in bug.report["tests"])
+
+
+def test_the_gradescope_bundle_ships_the_instructors_declaration(tmp_path: Path) -> None:
+    import zipfile
+
+    from conformance.grade import gradescope
+
+    out = tmp_path / "autograder.zip"
+    toml = DECLARED_DIR / "ok_decl_column_dict_cache.toml"
+    assert gradescope.main(["bundle", str(out), "--no-mnist", "--declaration", str(toml)]) == 0
+    with zipfile.ZipFile(out) as zf:
+        assert zf.read("declaration.toml").decode() == toml.read_text()
+        assert '"$ROOT/source/declaration.toml"' in zf.read("run_autograder").decode()
+        assert json.loads(zf.read("bundle.json"))["declared"] is True
+    bad = tmp_path / "bad.toml"
+    bad.write_text('layout = "diagonal"\n')
+    assert gradescope.main(["bundle", str(tmp_path / "no.zip"), "--no-mnist", "--declaration", str(bad)]) == 2
+    assert not (tmp_path / "no.zip").exists()
