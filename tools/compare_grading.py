@@ -11,7 +11,9 @@ differs the first differing lines are printed. Exit status 0 when every file is 
 
 Any change to the suite's code changes its suite version (a content hash written into every
 result, so stored grades are never mixed with another suite's), so a refactor compares with
-``--mask-suite-version``: that one value is masked on both sides and its change is printed.
+``--mask-suite-version``: that value is masked on both sides wherever it is written (and the
+report pages' ``grade-key``, a hash of everything a page shows, the version included), and its
+change is printed.
 """
 
 from __future__ import annotations
@@ -25,14 +27,18 @@ from pathlib import Path
 SKIPPED = ("grades.sqlite",)  # a database: ids and timings differ between two runs by nature
 SHOWN_LINES = 12
 SUITE_VERSION = re.compile(rb'("suite_version": ")([0-9a-f]+)(")')
+PAGE_KEY = re.compile(rb'(<meta name="grade-key" content=")([0-9a-f]+)(")')
 
 
 def versions_in(data: bytes) -> set[bytes]:
     return {m.group(2) for m in SUITE_VERSION.finditer(data)}
 
 
-def masked(data: bytes) -> bytes:
-    return SUITE_VERSION.sub(rb"\1<suite version>\3", data)
+def masked(data: bytes, versions: set[bytes]) -> bytes:
+    """``data`` with every suite version in ``versions`` and the page key masked."""
+    for version in versions:
+        data = data.replace(version, b"<suite version>")
+    return PAGE_KEY.sub(rb"\1<page key>\3", data)
 
 
 def files_of(root: Path) -> dict[str, Path]:
@@ -55,12 +61,15 @@ def first_difference(before: bytes, after: bytes) -> str:
 def compare(before: Path, after: Path, mask_suite_version: bool = False) -> list[str]:
     """One entry per difference: a file only on one side, or a file whose bytes differ."""
     old, new = files_of(before), files_of(after)
+    versions: set[bytes] = set()
+    if mask_suite_version:
+        versions = set().union(*(versions_in(p.read_bytes()) for p in [*old.values(), *new.values()]))
     problems = [f"only in {before}: {name}" for name in sorted(old.keys() - new.keys())]
     problems += [f"only in {after}: {name}" for name in sorted(new.keys() - old.keys())]
     for name in sorted(old.keys() & new.keys()):
         a, b = old[name].read_bytes(), new[name].read_bytes()
         if mask_suite_version:
-            a, b = masked(a), masked(b)
+            a, b = masked(a, versions), masked(b, versions)
         if a != b:
             problems.append(f"differs: {name}\n{first_difference(a, b)}")
     return problems

@@ -25,7 +25,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from conformance.report import suite_version as compute_suite_version
 from conformance.grade.publish.gradebook import Gradebook, StoredRun
@@ -355,7 +355,8 @@ def grade_batch(opts: BatchOptions, argv: Iterable[str] = (),
             for name, points, reason in overrides:
                 book.add_override(name, next(s.sha256 for s in subs if s.name == name), points, reason)
                 log(f"override: {name} = {points:g} ({reason})")
-            _grade_all(opts, subs, rubric, suite, book, summary, list(argv), log, intake, similarity)
+            _grade_all(_ClassBatch(opts, subs, rubric, suite, book, summary, log, intake, similarity),
+                       list(argv))
     except KeyboardInterrupt:
         summary.interrupted = True
         kill_all_live()  # the suite runs live in their own sessions: Ctrl-C does not reach them
@@ -432,78 +433,47 @@ def _similarity(out: Path, subs: list[Submission], threshold: float,
     return report
 
 
-def _grade_all(opts: BatchOptions, subs: list[Submission], rubric: Rubric, suite: str, book: Gradebook,
-               summary: BatchSummary, argv: list[str], log: Callable[[str], None],
-               intake: ClassIntake | None = None, similarity: tuple | None = None) -> None:
+@dataclass
+class _ClassBatch:
+    """What every step of grading a class works with: the options, the submissions, the
+    rubric and suite version, the gradebook and summary it records into, and the log."""
+
+    opts: BatchOptions
+    subs: list[Submission]
+    rubric: Rubric
+    suite: str
+    book: Gradebook
+    summary: BatchSummary
+    log: Callable[[str], None]
+    intake: ClassIntake | None = None
+    similarity: tuple[list[str], str | None] | None = None
+
+
+def _grade_all(batch: _ClassBatch, argv: list[str]) -> None:
     """Steps 2-4 of the module docstring; fills ``summary`` (also when interrupted)."""
-    config = opts.config
-    book.add_rubric(rubric)
-    batch_id = book.start_batch(argv, suite, rubric.hash, config.key(), len(subs))
-    executor = (DaskExecutor(opts.dask, config, suite, log) if opts.dask
-                else LocalExecutor(opts.jobs, config, suite, log))
+    opts, config, suite = batch.opts, batch.opts.config, batch.suite
+    batch.book.add_rubric(batch.rubric)
+    batch_id = batch.book.start_batch(argv, suite, batch.rubric.hash, config.key(), len(batch.subs))
+    executor = (DaskExecutor(opts.dask, config, suite, batch.log) if opts.dask
+                else LocalExecutor(opts.jobs, config, suite, batch.log))
     try:
-        _grade_with(executor, opts, subs, rubric, suite, book, summary, batch_id, log, intake, similarity)
+        _grade_with(executor, batch, batch_id)
     finally:
         executor.close()
 
 
-def _grade_with(executor: LocalExecutor | DaskExecutor, opts: BatchOptions, subs: list[Submission],
-                rubric: Rubric, suite: str, book: Gradebook, summary: BatchSummary, batch_id: int,
-                log: Callable[[str], None], intake: ClassIntake | None = None,
-                similarity: tuple | None = None) -> None:
-    out, config = summary.out, opts.config
+def _grade_with(executor: LocalExecutor | DaskExecutor, batch: _ClassBatch, batch_id: int) -> None:
     baseline = None
-    if opts.baseline:
-        log("grading the reference implementation first (baseline), where the jobs run ...")
-        baseline = ensure_baseline(book, rubric, config, suite, executor.run_one)
-    by_name = {s.name: s for s in subs}
+    if batch.opts.baseline:
+        batch.log("grading the reference implementation first (baseline), where the jobs run ...")
+        baseline = ensure_baseline(batch.book, batch.rubric, batch.opts.config, batch.suite, executor.run_one)
     done: dict[str, GradedSubmission] = {}
-    to_run: list[Job] = []
-
-    def record(result: JobResult, sub: Submission) -> None:
-        # A run of another suite version (files edited during the batch, a Dask worker with
-        # another checkout) was already classified "error" where it ran (runner.classify).
-        run_id = book.add_run(result, suite, config.key(), source=sub.source)
-        book.keep_bytes(sub.sha256, sub.files)
-        graded = _graded(sub, result, rubric, suite, baseline, book)
-        graded.grade_id = book.add_grade(run_id, sub.name, rubric, suite, result.status, graded.grade)
-        write_submission_files(out, graded)
-        done[sub.name] = graded
-
-    for sub in subs:
-        stored = None if opts.force else book.reusable_run(sub.name, sub.sha256, suite,
-                                                            config.key(), opts.retry)
-        if stored is not None and not _still_final(stored, config, suite):
-            stored = None
-        if stored is not None:
-            graded = _graded(sub, stored, rubric, suite, baseline, book)
-            book.keep_bytes(sub.sha256, sub.files)
-            graded.grade_id = book.grade_for(stored.id, rubric.hash)
-            if graded.grade_id is None:
-                graded.grade_id = book.add_grade(stored.id, sub.name, rubric, suite, stored.status,
-                                                 graded.grade)
-                summary.rescored += 1
-            else:
-                summary.unchanged += 1
-            done[sub.name] = graded
-        elif sub.problem:
-            record(problem_result(sub), sub)
-            summary.ran += 1
-        else:
-            assert sub.module is not None
-            to_run.append(Job(name=sub.name, sha256=sub.sha256, files=sub.files,
-                              module=sub.module, config=config, suite_version=suite))
-
-    bar = _progress(len(to_run), opts.progress)
+    to_run = _reuse_or_plan(batch, baseline, done)
+    bar = _progress(len(to_run), batch.opts.progress)
     results = executor.run_all(to_run)
     interrupted = True
     try:
-        for result in results:
-            record(result, by_name[result.name])
-            summary.ran += 1
-            if bar is not None:
-                bar.set_postfix_str(clean_name(f"{result.name[:20]}: {result.status}"), refresh=False)
-                bar.update(1)
+        _record_results(results, batch, baseline, done, bar)
         interrupted = False
     finally:
         if interrupted:
@@ -512,17 +482,96 @@ def _grade_with(executor: LocalExecutor | DaskExecutor, opts: BatchOptions, subs
             bar.close()
         getattr(results, "close", lambda: None)()
         # Whatever happened, the class files reflect every committed result.
-        summary.graded = [done[s.name] for s in subs if s.name in done]
-        book.set_current([(g.name, g.grade_id, g.sha256, g.override.id if g.override else None)
-                          for g in summary.graded if g.grade_id is not None])
-        report = None
-        if similarity is not None and not interrupted:
-            report = _similarity(out, subs, opts.similarity_threshold, similarity)
-            log(f"similarity: {len(report.pairs)} pairs at or above {opts.similarity_threshold:g}, "
-                f"{len(report.textbook_copies)} copies of the textbook -> {out / STAFF_DIR / 'similarity'}")
-        for warning in _write_class_files(out, summary.graded, rubric, intake, report):
-            log(warning)
-        book.finish_batch(batch_id, summary.ran, summary.rescored, summary.unchanged, interrupted)
+        _finish_batch(batch, done, batch_id, interrupted)
+
+
+def _reuse_or_plan(batch: _ClassBatch, baseline: Baseline | None,
+                   done: dict[str, GradedSubmission]) -> list[Job]:
+    """Per submission, in order: reuse its stored run (re-scored if the rubric changed), record
+    why it cannot run, or plan its job; returns the jobs to run."""
+    to_run: list[Job] = []
+    for sub in batch.subs:
+        stored = _reusable_run(batch, sub)
+        if stored is not None:
+            done[sub.name] = _reuse(batch, sub, stored, baseline)
+        elif sub.problem:
+            _record(batch, baseline, done, problem_result(sub), sub)
+            batch.summary.ran += 1
+        else:
+            assert sub.module is not None
+            to_run.append(Job(name=sub.name, sha256=sub.sha256, files=sub.files,
+                              module=sub.module, config=batch.opts.config, suite_version=batch.suite))
+    return to_run
+
+
+def _reusable_run(batch: _ClassBatch, sub: Submission) -> StoredRun | None:
+    """The stored run of the same bytes under the same suite and settings, still final today."""
+    opts, config = batch.opts, batch.opts.config
+    stored = None if opts.force else batch.book.reusable_run(sub.name, sub.sha256, batch.suite,
+                                                              config.key(), opts.retry)
+    if stored is not None and not _still_final(stored, config, batch.suite):
+        stored = None
+    return stored
+
+
+def _reuse(batch: _ClassBatch, sub: Submission, stored: StoredRun,
+           baseline: Baseline | None) -> GradedSubmission:
+    """A stored run graded with this rubric: its stored grade, else a new one (re-scored)."""
+    book, rubric = batch.book, batch.rubric
+    graded = _graded(sub, stored, rubric, batch.suite, baseline, book)
+    book.keep_bytes(sub.sha256, sub.files)
+    graded.grade_id = book.grade_for(stored.id, rubric.hash)
+    if graded.grade_id is None:
+        graded.grade_id = book.add_grade(stored.id, sub.name, rubric, batch.suite, stored.status,
+                                         graded.grade)
+        batch.summary.rescored += 1
+    else:
+        batch.summary.unchanged += 1
+    return graded
+
+
+def _record(batch: _ClassBatch, baseline: Baseline | None, done: dict[str, GradedSubmission],
+            result: JobResult, sub: Submission) -> None:
+    """Commit a new run: the run, the bytes, the grade, the student's files."""
+    book = batch.book
+    # A run of another suite version (files edited during the batch, a Dask worker with
+    # another checkout) was already classified "error" where it ran (runner.classify).
+    run_id = book.add_run(result, batch.suite, batch.opts.config.key(), source=sub.source)
+    book.keep_bytes(sub.sha256, sub.files)
+    graded = _graded(sub, result, batch.rubric, batch.suite, baseline, book)
+    graded.grade_id = book.add_grade(run_id, sub.name, batch.rubric, batch.suite, result.status, graded.grade)
+    write_submission_files(batch.summary.out, graded)
+    done[sub.name] = graded
+
+
+def _record_results(results: Iterator[JobResult], batch: _ClassBatch, baseline: Baseline | None,
+                    done: dict[str, GradedSubmission], bar: Any) -> None:
+    """Commit each result as it arrives, and show it on the progress bar."""
+    by_name = {s.name: s for s in batch.subs}
+    for result in results:
+        _record(batch, baseline, done, result, by_name[result.name])
+        batch.summary.ran += 1
+        if bar is not None:
+            bar.set_postfix_str(clean_name(f"{result.name[:20]}: {result.status}"), refresh=False)
+            bar.update(1)
+
+
+def _finish_batch(batch: _ClassBatch, done: dict[str, GradedSubmission], batch_id: int,
+                  interrupted: bool) -> None:
+    """The class's current grades, similarity pages (unless interrupted), class files, and the
+    batch's end in the gradebook."""
+    out, opts, summary, book = batch.summary.out, batch.opts, batch.summary, batch.book
+    summary.graded = [done[s.name] for s in batch.subs if s.name in done]
+    book.set_current([(g.name, g.grade_id, g.sha256, g.override.id if g.override else None)
+                      for g in summary.graded if g.grade_id is not None])
+    report = None
+    if batch.similarity is not None and not interrupted:
+        report = _similarity(out, batch.subs, opts.similarity_threshold, batch.similarity)
+        batch.log(f"similarity: {len(report.pairs)} pairs at or above {opts.similarity_threshold:g}, "
+                  f"{len(report.textbook_copies)} copies of the textbook -> {out / STAFF_DIR / 'similarity'}")
+    for warning in _write_class_files(out, summary.graded, batch.rubric, batch.intake, report):
+        batch.log(warning)
+    book.finish_batch(batch_id, summary.ran, summary.rescored, summary.unchanged, interrupted)
 
 
 def _write_class_files(out: Path, graded: list[GradedSubmission], rubric: Rubric,

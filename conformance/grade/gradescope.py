@@ -39,10 +39,10 @@ from conformance.isolation.process import PRIVATE_ENV
 from conformance.report import suite_version
 from conformance.grade.intake.notebooks import GRADE_EXTRA
 from conformance.grade.publish.outputs import GradedSubmission, gradescope_results, write_atomic
-from conformance.grade.run.preflight import ensure_environment
+from conformance.grade.run.preflight import Preflight, ensure_environment
 from conformance.grade.score.rubric import DEFAULT_RUBRIC, Rubric, RubricError, load_rubric, score
 from conformance.grade.run.runner import REPO_ROOT, GradeConfig, Job, JobResult, run_job
-from conformance.grade.intake.submissions import load_submission
+from conformance.grade.intake.submissions import Submission, load_submission
 
 PROG = "python -m conformance.grade.gradescope"
 ROOT_ENV = "AUTOGRADER_ROOT"
@@ -170,10 +170,7 @@ def _run(args: argparse.Namespace) -> int:
             declaration = instructor_text(args.declaration)
         except DeclarationError as exc:
             return _autograder_error(f"declaration: {exc}")
-    config = GradeConfig(timeout=args.timeout, isolate=args.isolate, hypothesis_profile=args.profile or None,
-                         require_mnist=args.require_mnist, mnist_dir=mnist_dir,
-                         extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout,
-                         sandbox=args.sandbox, declaration=declaration)
+    config = _grade_config(args, mnist_dir, declaration)
     private = _keep_private(args.root, submission, results, args.rubric, mnist_dir, isolate=args.isolate)
     with _named_private(private):
         return _grade(args, config, submission, results, rubric)
@@ -188,29 +185,51 @@ def _grade(args: argparse.Namespace, config: GradeConfig, submission: Path, resu
     if not check.ok:
         return _autograder_error(check.explain())
     print(f"preflight: {check.explain()}")
-    if sub.problem and args.module and not sub.files.get(args.module):
-        # The student named the file differently: one .py file at the top is unambiguous.
-        top = [rel for rel in sub.files if "/" not in rel and rel.endswith(".py")]
-        if len(top) == 1:
-            sub.problem, sub.module = None, top[0]
-    if sub.problem or sub.module is None:
-        result = JobResult(name=sub.name, sha256=sub.sha256, status=sub.problem_status,
-                           message=sub.problem or "no module", sandbox=check.sandbox)
-    else:
-        result = run_job(Job(name=sub.name, sha256=sub.sha256, files=sub.files, module=sub.module,
-                             config=config, suite_version=args.suite_version or check.suite_version))
+    _take_the_only_module(sub, args.module)
+    result = _run_upload(sub, config, check, args.suite_version)
     if result.status == "error":
         return _autograder_error(f"the run failed on the grader's side: {result.message}")
-    tests = result.report["tests"] if result.report else []
-    graded = GradedSubmission(
-        name=sub.name, slug=sub.slug, sha256=sub.sha256, status=result.status, message=result.message,
-        grade=score(rubric, result.status, tests, None, result.message), duration=result.duration,
-        tests=tests, suite_version=check.suite_version, rubric=rubric, sandbox=result.sandbox,
-        intake=sub.intake, run_summary=(result.report or {}).get("summary") or {})
+    graded = _graded_upload(sub, result, rubric, check)
     write_atomic(results, json.dumps(gradescope_results(graded), indent=1))
     print(f"{result.status}: {graded.grade.score:g}/{graded.grade.max_score:g} (sandbox {result.sandbox}) "
           f"-> {results}")
     return 0
+
+
+def _grade_config(args: argparse.Namespace, mnist_dir: str | None, declaration: str = "") -> GradeConfig:
+    return GradeConfig(timeout=args.timeout, isolate=args.isolate, hypothesis_profile=args.profile or None,
+                       require_mnist=args.require_mnist, mnist_dir=mnist_dir,
+                       extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout,
+                       sandbox=args.sandbox, declaration=declaration)
+
+
+def _take_the_only_module(sub: Submission, module: str | None) -> None:
+    """With ``--module`` naming no uploaded file, grade the upload's one top-level .py file."""
+    if sub.problem and module and not sub.files.get(module):
+        # The student named the file differently: one .py file at the top is unambiguous.
+        top = [rel for rel in sub.files if "/" not in rel and rel.endswith(".py")]
+        if len(top) == 1:
+            sub.problem, sub.module = None, top[0]
+
+
+def _run_upload(sub: Submission, config: GradeConfig, check: Preflight,
+                suite_version: str | None) -> JobResult:
+    """The suite's run on the upload, or the result of an upload that cannot run."""
+    if sub.problem or sub.module is None:
+        return JobResult(name=sub.name, sha256=sub.sha256, status=sub.problem_status,
+                         message=sub.problem or "no module", sandbox=check.sandbox)
+    return run_job(Job(name=sub.name, sha256=sub.sha256, files=sub.files, module=sub.module,
+                       config=config, suite_version=suite_version or check.suite_version))
+
+
+def _graded_upload(sub: Submission, result: JobResult, rubric: Rubric, check: Preflight) -> GradedSubmission:
+    """The run scored with the rubric (no baseline: the bundle's reference run is not here)."""
+    tests = result.report["tests"] if result.report else []
+    return GradedSubmission(
+        name=sub.name, slug=sub.slug, sha256=sub.sha256, status=result.status, message=result.message,
+        grade=score(rubric, result.status, tests, None, result.message), duration=result.duration,
+        tests=tests, suite_version=check.suite_version, rubric=rubric, sandbox=result.sandbox,
+        intake=sub.intake, run_summary=(result.report or {}).get("summary") or {})
 
 
 # --------------------------------------------------------------------------------- bundle

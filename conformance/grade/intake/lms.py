@@ -179,19 +179,37 @@ class Roster:
 def load_roster(path: Path) -> Roster:
     """Read ``roster.csv`` (UTF-8, a BOM allowed: Excel writes one)."""
     path = Path(path)
+    reader = csv.DictReader(io.StringIO(_roster_text(path)))
+    header = _roster_header(reader, path)
+    students = _roster_students(reader, header, path)
+    if not students:
+        raise RosterError(f"--roster {path}: no students in it")
+    return Roster(source=path.name, students=students)
+
+
+def _roster_text(path: Path) -> str:
+    """The roster file as text; RosterError when it is missing or not UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise RosterError(f"--roster {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RosterError(f"--roster {path}: cannot read it as UTF-8 text ({exc})") from None
-    reader = csv.DictReader(io.StringIO(text))
+
+
+def _roster_header(reader: csv.DictReader, path: Path) -> dict[str, str]:
+    """The header's columns, case-folded, to their names as written; RosterError without id and name."""
     header = {(h or "").strip().casefold(): h for h in reader.fieldnames or []}
     missing = [c for c in ("id", "name") if c not in header]
     if missing:
         raise RosterError(f"--roster {path}: no column {', '.join(missing)} (found: "
                           f"{', '.join(clean_name(h) for h in header) or 'nothing'}); expected "
                           "a header line id,name,email")
+    return header
+
+
+def _roster_students(reader: csv.DictReader, header: dict[str, str], path: Path) -> list[Student]:
+    """One Student per line with an id; RosterError for a line with data but no id, or an id twice."""
     students, seen = [], set()
     for line, row in enumerate(reader, start=2):
         def get(column: str, row: dict = row) -> str:
@@ -207,9 +225,7 @@ def load_roster(path: Path) -> Roster:
         seen.add(sid)
         extra = tuple((k, get(k)) for k in header if k not in ("id", "name", "email"))
         students.append(Student(id=sid, name=get("name"), email=get("email"), extra=extra))
-    if not students:
-        raise RosterError(f"--roster {path}: no students in it")
-    return Roster(source=path.name, students=students)
+    return students
 
 
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]

@@ -55,6 +55,7 @@ import sys
 import textwrap
 import warnings
 from dataclasses import asdict, dataclass, field
+from typing import TypeGuard
 
 from conformance.grade.intake.bounded import (  # noqa: F401 - re-exported: intake's one error vocabulary
     CHILD_CPU_SECONDS, CHILD_MEMORY, CHILD_WALL_SECONDS, MissingDependency, NotebookError, NotebookGraderError,
@@ -292,7 +293,12 @@ def _names(target: ast.expr) -> list[str] | None:
 
 
 class _Keeper:
-    """Rule 2 of the module docstring: statements that only define."""
+    """Rule 2 of the module docstring: statements that only define.
+
+    Only ``keep`` recurses (into the blocks of an ``if`` or ``try``, and into ``_Constant``), and
+    it makes each recursive call as it always has, directly or from one generator: how deep a
+    hostile notebook may nest before it is refused as nested too deeply (RecursionError) depends
+    on the frames per level. Its helpers return before any recursion."""
 
     def __init__(self) -> None:
         self.imported: set[str] = set()
@@ -314,25 +320,29 @@ class _Keeper:
                 return False
             self.constants.update(x for n in names for x in n)  # type: ignore[union-attr]
             return True
+        if not _is_block(node):
+            return False
+        # A block is kept only if all of it is: a trial copy records its names meanwhile.
+        trial = _Keeper()
+        trial.imported, trial.constants = set(self.imported), set(self.constants)
         if isinstance(node, ast.If):
-            if _is_main_guard(node):
-                return False
-            trial = _Keeper()
-            trial.imported, trial.constants = set(self.imported), set(self.constants)
-            if _Constant(trial.imported, trial.constants)(node.test) and all(
-                    trial.keep(s) for s in node.body + node.orelse):
-                self.imported, self.constants = trial.imported, trial.constants
-                return True
-            return False
-        if isinstance(node, ast.Try):
-            trial = _Keeper()
-            trial.imported, trial.constants = set(self.imported), set(self.constants)
-            body = node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body]
-            if all(trial.keep(s) or isinstance(s, ast.Pass) for s in body):
-                self.imported, self.constants = trial.imported, trial.constants
-                return True
-            return False
-        return False
+            kept = _Constant(trial.imported, trial.constants)(node.test) and all(
+                trial.keep(s) for s in node.body + node.orelse)
+        else:
+            kept = all(trial.keep(s) or isinstance(s, ast.Pass) for s in _try_statements(node))
+        if kept:
+            self.imported, self.constants = trial.imported, trial.constants
+        return kept
+
+
+def _is_block(node: ast.stmt) -> TypeGuard[ast.If | ast.Try]:
+    """An ``if`` (not the main guard) or a ``try``: kept when all they hold only defines."""
+    return isinstance(node, ast.Try) or (isinstance(node, ast.If) and not _is_main_guard(node))
+
+
+def _try_statements(node: ast.Try) -> list[ast.stmt]:
+    """Every statement of a ``try``: its body, ``else``, ``finally`` and handlers."""
+    return node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body]
 
 
 # Imports of anything else are guarded (see the module docstring): notebooks import display

@@ -291,6 +291,19 @@ def _refuse_bombs(archive: zipfile.ZipFile, where: str, depth: int, budget: list
     bomb), or archives nested more than MAX_NESTING deep or themselves bombs (a nested bomb).
     Left-out members count too: a bomb is refused, not ignored."""
     infos = archive.infolist()
+    _refuse_over_budget(infos, where, budget)
+    _refuse_overlapping(infos, where)
+    for info in infos:
+        shown = clean_name(info.filename, 200)
+        _refuse_ratio_bomb(info, shown, where)
+        suffix = PurePosixPath(info.filename.replace("\\", "/")).suffix.lower()
+        if suffix not in ARCHIVE_SUFFIXES or info.is_dir():
+            continue
+        _refuse_nested_bomb(archive, info, suffix, shown, where, depth, budget)
+
+
+def _refuse_over_budget(infos: list[zipfile.ZipInfo], where: str, budget: list[int]) -> None:
+    """Count the members and their declared sizes into ``budget``; refuse past the limits."""
     budget[0] += len(infos)
     budget[1] += sum(i.file_size for i in infos)
     if budget[0] > MAX_ARCHIVE_MEMBERS:
@@ -298,6 +311,10 @@ def _refuse_bombs(archive: zipfile.ZipFile, where: str, depth: int, budget: list
     if budget[1] > MAX_ARCHIVE_EXPANDED:
         raise _Refused(f"zip bomb refused: the members{where} expand to {budget[1]} bytes "
                        f"(limit {MAX_ARCHIVE_EXPANDED})")
+
+
+def _refuse_overlapping(infos: list[zipfile.ZipInfo], where: str) -> None:
+    """Refuse members whose compressed data overlap (a non-recursive bomb)."""
     # The local header is 30 bytes and the name (as stored: UTF-8 when flagged, else cp437);
     # its extra field and a data descriptor only make the real span longer.
     spans = sorted((i.header_offset, i.header_offset + 30 + len(i.orig_filename.encode(
@@ -306,40 +323,45 @@ def _refuse_bombs(archive: zipfile.ZipFile, where: str, depth: int, budget: list
         if next_start < end:
             raise _Refused(f"zip bomb refused: the members {clean_name(name, 100)!r} and "
                            f"{clean_name(next_name, 100)!r}{where} share their compressed data")
-    for info in infos:
-        shown = clean_name(info.filename, 200)
-        if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-            raise _Refused(f"zip bomb refused: the member {shown!r}{where} expands "
-                           f"{info.file_size // max(info.compress_size, 1)}-fold "
-                           f"({info.compress_size} -> {info.file_size} bytes; limit {MAX_RATIO}-fold)")
-        suffix = PurePosixPath(info.filename.replace("\\", "/")).suffix.lower()
-        if suffix not in ARCHIVE_SUFFIXES or info.is_dir():
-            continue
-        inner_where = f" of the archive {shown!r} inside{where or ' it'}"
-        if depth + 1 > MAX_NESTING:
-            raise _Refused(f"nested zip bomb refused: {shown!r}{where} is an archive nested "
-                           f"{depth + 2} deep (limit: an archive inside the submitted one)")
+
+
+def _refuse_ratio_bomb(info: zipfile.ZipInfo, shown: str, where: str) -> None:
+    """Refuse a member that expands more than MAX_RATIO-fold to over RATIO_MIN_BYTES."""
+    if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise _Refused(f"zip bomb refused: the member {shown!r}{where} expands "
+                       f"{info.file_size // max(info.compress_size, 1)}-fold "
+                       f"({info.compress_size} -> {info.file_size} bytes; limit {MAX_RATIO}-fold)")
+
+
+def _refuse_nested_bomb(archive: zipfile.ZipFile, info: zipfile.ZipInfo, suffix: str, shown: str, where: str,
+                        depth: int, budget: list[int]) -> None:
+    """Refuse an archive member nested too deep, a nested zip that is a bomb itself, or
+    compressed data that expands past the budget or out of proportion."""
+    inner_where = f" of the archive {shown!r} inside{where or ' it'}"
+    if depth + 1 > MAX_NESTING:
+        raise _Refused(f"nested zip bomb refused: {shown!r}{where} is an archive nested "
+                       f"{depth + 2} deep (limit: an archive inside the submitted one)")
+    try:
+        with archive.open(info) as member:
+            data = member.read(MAX_ARCHIVE_BYTES + 1)
+    except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError,
+            zlib.error, ValueError):
+        return  # never unpacked, never graded: harmless
+    if suffix in ZIP_SUFFIXES:
         try:
-            with archive.open(info) as member:
-                data = member.read(MAX_ARCHIVE_BYTES + 1)
-        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError,
-                zlib.error, ValueError):
-            continue  # never unpacked, never graded: harmless
-        if suffix in ZIP_SUFFIXES:
-            try:
-                inner = zipfile.ZipFile(io.BytesIO(data))
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-                continue
-            with inner:
-                _refuse_bombs(inner, inner_where, depth + 1, budget)
-        else:
-            expanded = _stream_size(data, suffix, MAX_ARCHIVE_EXPANDED - budget[1] + 1)
-            budget[1] += expanded
-            if budget[1] > MAX_ARCHIVE_EXPANDED or (
-                    expanded > RATIO_MIN_BYTES and expanded > MAX_RATIO * max(len(data), 1)):
-                raise _Refused(f"nested zip bomb refused: {shown!r}{where} is compressed data that "
-                               f"expands to {expanded}{'+' if budget[1] > MAX_ARCHIVE_EXPANDED else ''} "
-                               f"bytes from {len(data)}")
+            inner = zipfile.ZipFile(io.BytesIO(data))
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return
+        with inner:
+            _refuse_bombs(inner, inner_where, depth + 1, budget)
+        return
+    expanded = _stream_size(data, suffix, MAX_ARCHIVE_EXPANDED - budget[1] + 1)
+    budget[1] += expanded
+    if budget[1] > MAX_ARCHIVE_EXPANDED or (
+            expanded > RATIO_MIN_BYTES and expanded > MAX_RATIO * max(len(data), 1)):
+        raise _Refused(f"nested zip bomb refused: {shown!r}{where} is compressed data that "
+                       f"expands to {expanded}{'+' if budget[1] > MAX_ARCHIVE_EXPANDED else ''} "
+                       f"bytes from {len(data)}")
 
 
 def _stream_size(data: bytes, suffix: str, cap: int) -> int:
@@ -659,6 +681,35 @@ def scan_class(root: Path, module: str | None = None, roster: Roster | None = No
     """Every entry under ``root``: one Submission per row, sorted by name, and one intake
     record per entry; raises SubmissionsError when ``root`` is not a folder of submissions."""
     root = Path(root)
+    _check_arguments(root, module)
+    records: list[IntakeRecord] = []
+    ignored: list[str] = []
+    entries = _list_entries(root, records, ignored)
+    groups = _group_by_student(entries, roster)
+    lms_ids = {key.removeprefix("roster:") for key in groups if key.startswith("roster:")}
+    subs: list[Submission] = []
+    origin: dict[int, _Entry] = {}
+    listed_on: list[tuple[IntakeRecord, Submission]] = []  # superseded entries and their row
+    for group in groups.values():
+        chosen, others = _counting(group)
+        sub = _load_chosen(chosen, module)
+        _list_superseded(sub, chosen, others, records, listed_on)
+        _identify_student(sub, chosen, roster, lms_ids)
+        origin[id(sub)] = chosen
+        subs.append(sub)
+
+    _make_names_unique(subs, origin)
+    _drop_shared_ids(subs)
+    _assign_slugs(subs, origin)
+    records += [_row_record(sub, origin[id(sub)]) for sub in subs]
+    for record, sub in listed_on:  # named once the row names are final
+        record.row = sub.name
+    records.sort(key=lambda r: r.entry)
+    return ClassIntake(sorted(subs, key=lambda s: s.name), records, ignored, roster)
+
+
+def _check_arguments(root: Path, module: str | None) -> None:
+    """SubmissionsError unless ``root`` is a directory and ``module`` a plain .py file name."""
     if not root.exists():
         raise SubmissionsError(f"SUBMISSIONS {root}: no such directory")
     if not root.is_dir():
@@ -666,8 +717,11 @@ def scan_class(root: Path, module: str | None = None, roster: Roster | None = No
                                "one .py file, notebook, zip or folder per student)")
     if module is not None and (Path(module).name != module or not module.endswith(".py")):
         raise SubmissionsError(f"--module {module!r}: expected a file name like mlp.py")
-    records: list[IntakeRecord] = []
-    ignored: list[str] = []
+
+
+def _list_entries(root: Path, records: list[IntakeRecord], ignored: list[str]) -> list[_Entry]:
+    """The entries of ``root`` by name, OS clutter recorded as ignored; SubmissionsError when
+    nothing else is there."""
     entries: list[_Entry] = []
     for path in sorted(root.iterdir()):
         if _is_clutter(path.name):
@@ -685,7 +739,12 @@ def scan_class(root: Path, module: str | None = None, roster: Roster | None = No
     if not entries:
         raise SubmissionsError(f"SUBMISSIONS {root}: no .py files, notebooks, zips or student folders in it"
                                + (f" (ignored: {', '.join(ignored)})" if ignored else ""))
+    return entries
 
+
+def _group_by_student(entries: list[_Entry], roster: Roster | None) -> dict[str, list[_Entry]]:
+    """The entries of one student together: by roster id when the roster knows the LMS name,
+    else by LMS user, else each entry alone."""
     groups: dict[str, list[_Entry]] = {}
     for entry in entries:
         key = _group_key(entry)
@@ -694,64 +753,64 @@ def scan_class(root: Path, module: str | None = None, roster: Roster | None = No
             if student is not None:
                 key = f"roster:{student.id}"
         groups.setdefault(key, []).append(entry)
+    return groups
 
-    lms_ids = {key.removeprefix("roster:") for key in groups if key.startswith("roster:")}
-    subs: list[Submission] = []
-    origin: dict[int, _Entry] = {}
-    listed_on: list[tuple[IntakeRecord, Submission]] = []  # superseded entries and their row
-    for group in groups.values():
-        chosen, others = _counting(group)
-        sub = load_submission(chosen.path, module, name=clean_name(_base_name(chosen)))
-        sub.intake.late = bool(chosen.lms and chosen.lms.late)
-        if sub.intake.late:
-            sub.intake.notes.append(f"late: the {chosen.lms.lms} file name carries the late marker")
-        for other in others:
-            why = "LMS receipt" if other.lms and other.lms.receipt else "older"
-            if other.kind not in GRADABLE_KINDS and chosen.kind in GRADABLE_KINDS:
-                why = "not gradable"
-            sub.intake.superseded.append(f"{_entry_label(other)} ({why})")
-            record = IntakeRecord(clean_name(other.path.name), raw_hex(other.path.name), other.kind,
-                                  "superseded", detail=f"{why}; counted: {_entry_label(chosen)}")
-            records.append(record)
-            listed_on.append((record, sub))
-        if others:
-            sub.intake.notes.append("several files from this student: the newest counts ("
-                                    f"{_entry_label(chosen)}); not graded: {', '.join(sub.intake.superseded)}")
-        if roster is not None:
-            student, why_not = roster.match(chosen.lms, chosen.path.stem)
-            if student is not None and chosen.lms is None and student.id in lms_ids:
-                # A plain name never takes (nor, by sharing it, blanks) the id of a student
-                # the LMS's own file names identified.
-                student, why_not = None, (f"the name matches roster student {clean_name(student.name)} "
-                                          f"({clean_name(student.id)}), whose LMS submission has the id; "
-                                          "none given to this entry")
-            if student is not None:
-                sub.intake.student, sub.intake.student_id = student, student.id
-                sub.intake.student_name, sub.intake.email = student.name, student.email
-            else:
-                sub.intake.notes.append(f"roster: {why_not}")
-        elif chosen.lms is not None:
-            sub.intake.student_id = clean_name(chosen.lms.user)
-            sub.intake.student_name = clean_name(chosen.lms.display)
-        origin[id(sub)] = chosen
-        subs.append(sub)
 
-    _make_names_unique(subs, origin)
-    _drop_shared_ids(subs)
-    _assign_slugs(subs, origin)
-    for sub in subs:
-        chosen = origin[id(sub)]
-        # Only an entry that reaches the suite is "graded"; the others say why not.
-        outcome = ({"invalid_submission": "invalid"}.get(sub.problem_status, sub.problem_status)
-                   if sub.problem else "graded")
-        if any(n.startswith("ambiguous") for n in sub.intake.notes):
-            outcome = "ambiguous"
-        records.append(IntakeRecord(sub.intake.entry, raw_hex(chosen.path.name), chosen.kind, outcome,
-                                    row=sub.name, detail=(sub.problem or "")[:300]))
-    for record, sub in listed_on:  # named once the row names are final
-        record.row = sub.name
-    records.sort(key=lambda r: r.entry)
-    return ClassIntake(sorted(subs, key=lambda s: s.name), records, ignored, roster)
+def _load_chosen(chosen: _Entry, module: str | None) -> Submission:
+    """Read the entry that counts; a late marker in its LMS name is noted."""
+    sub = load_submission(chosen.path, module, name=clean_name(_base_name(chosen)))
+    sub.intake.late = bool(chosen.lms and chosen.lms.late)
+    if sub.intake.late:
+        sub.intake.notes.append(f"late: the {chosen.lms.lms} file name carries the late marker")
+    return sub
+
+
+def _list_superseded(sub: Submission, chosen: _Entry, others: list[_Entry], records: list[IntakeRecord],
+                     listed_on: list[tuple[IntakeRecord, Submission]]) -> None:
+    """The student's other entries: listed on the row and recorded as superseded, with why."""
+    for other in others:
+        why = "LMS receipt" if other.lms and other.lms.receipt else "older"
+        if other.kind not in GRADABLE_KINDS and chosen.kind in GRADABLE_KINDS:
+            why = "not gradable"
+        sub.intake.superseded.append(f"{_entry_label(other)} ({why})")
+        record = IntakeRecord(clean_name(other.path.name), raw_hex(other.path.name), other.kind,
+                              "superseded", detail=f"{why}; counted: {_entry_label(chosen)}")
+        records.append(record)
+        listed_on.append((record, sub))
+    if others:
+        sub.intake.notes.append("several files from this student: the newest counts ("
+                                f"{_entry_label(chosen)}); not graded: {', '.join(sub.intake.superseded)}")
+
+
+def _identify_student(sub: Submission, chosen: _Entry, roster: Roster | None, lms_ids: set[str]) -> None:
+    """The row's student: from the roster when there is one (or why none), else the LMS name's."""
+    if roster is not None:
+        student, why_not = roster.match(chosen.lms, chosen.path.stem)
+        if student is not None and chosen.lms is None and student.id in lms_ids:
+            # A plain name never takes (nor, by sharing it, blanks) the id of a student
+            # the LMS's own file names identified.
+            student, why_not = None, (f"the name matches roster student {clean_name(student.name)} "
+                                      f"({clean_name(student.id)}), whose LMS submission has the id; "
+                                      "none given to this entry")
+        if student is not None:
+            sub.intake.student, sub.intake.student_id = student, student.id
+            sub.intake.student_name, sub.intake.email = student.name, student.email
+        else:
+            sub.intake.notes.append(f"roster: {why_not}")
+    elif chosen.lms is not None:
+        sub.intake.student_id = clean_name(chosen.lms.user)
+        sub.intake.student_name = clean_name(chosen.lms.display)
+
+
+def _row_record(sub: Submission, chosen: _Entry) -> IntakeRecord:
+    """The intake record of the entry a row was read from, with the row's outcome."""
+    # Only an entry that reaches the suite is "graded"; the others say why not.
+    outcome = ({"invalid_submission": "invalid"}.get(sub.problem_status, sub.problem_status)
+               if sub.problem else "graded")
+    if any(n.startswith("ambiguous") for n in sub.intake.notes):
+        outcome = "ambiguous"
+    return IntakeRecord(sub.intake.entry, raw_hex(chosen.path.name), chosen.kind, outcome,
+                        row=sub.name, detail=(sub.problem or "")[:300])
 
 
 def _same_name_key(name: str) -> str:

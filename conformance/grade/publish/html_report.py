@@ -37,6 +37,7 @@ from conformance.grade.score.feedback import (
     uncharged_text,
 )
 from conformance.grade.publish.outputs import GradedSubmission, message_line, student_notes, write_atomic
+from conformance.grade.score.rubric import Grade, GroupScore, Rubric
 from conformance.grade.score.rubric import diagnoses_of as diagnosis_keys
 from conformance.grade.run.runner import STATUS_HELP
 from conformance.grade.intake.sanitize import html_escape as escape  # control/bidi characters escaped too
@@ -222,27 +223,52 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report (staff o
     # The statistics count scored submissions only: not-gradable entries (no score) and grader
     # errors (no grade) are listed apart, not averaged in as zeros.
     scored = [s for s in subs if s.scored]
-    scores = [s.score for s in scored]
-    apart = [s for s in subs if not s.ran and s.override is None]
     statuses = Counter(s.status for s in subs)
+    parts = [f"<h1>{escape(title)}</h1>", _class_summary(subs, scored, statuses),
+             "<h2>Scores</h2>", _img(histogram([s.score for s in scored], rubric.max_score), "score histogram")]
+    parts += _not_gradable_section(subs)
+    parts += _areas_section(rubric, graded, scored)
+    parts += _class_mnist_section(subs)
+    parts += _diagnoses_section(subs, rubric)
+    if similarity is not None:
+        parts.append(similarity_section(similarity))
+    parts += _overrides_section(subs)
+    if statuses.get("error"):
+        parts.insert(1, _grader_errors_note(statuses["error"]))
+    parts += _submissions_section(subs, rubric)
+    return _page(title, "\n".join(parts))
+
+
+def _class_summary(subs: list[GradedSubmission], scored: list[GradedSubmission], statuses: Counter[str]) -> str:
+    """The opening paragraph: counts per status, mean and median score, versions, sandboxes."""
+    rubric = subs[0].rubric
+    scores = [s.score for s in scored]
     sandboxes = Counter(s.sandbox for s in subs if s.ran)  # grades.csv: blank for entries never run
     stats = (f"Mean score {statistics.mean(scores):.2f} / {rubric.max_score:g}, median "
              f"{statistics.median(scores):.2f} (over the {len(scored)} scored)" if scores else "No score yet")
-    parts = [f"<h1>{escape(title)}</h1>",
-             f"<p>{len(subs)} submissions; "
-             + ", ".join(f"{escape(k)}: {v}" for k, v in sorted(statuses.items()))
-             + f".<br>{stats}. Suite version {escape(subs[0].suite_version)}, "
-             f"rubric {escape(rubric.name)} ({escape(rubric.hash)}).<br>Sandbox of the runs: "
-             + (", ".join(f"{_sandbox_html(k)}: {v}" for k, v in sorted(sandboxes.items())) or "none ran")
-             + ".</p>",
-             "<h2>Scores</h2>", _img(histogram(scores, rubric.max_score), "score histogram")]
-    if apart:
-        parts += ["<h2>Not gradable (no score, not in the statistics)</h2>",
-                  "<p class=\"muted\">Entries that are not a submission the suite can judge; whether "
-                  "one is a 0 is yours to decide (--override NAME=POINTS,REASON).</p><table>"
-                  "<tr><th>entry</th><th>status</th><th>why</th></tr>",
-                  *(f"<tr><td>{escape(s.name)}</td><td>{_status_html(s.status)}</td>"
-                    f"<td>{escape(message_line(s.message))}</td></tr>" for s in apart), "</table>"]
+    return (f"<p>{len(subs)} submissions; "
+            + ", ".join(f"{escape(k)}: {v}" for k, v in sorted(statuses.items()))
+            + f".<br>{stats}. Suite version {escape(subs[0].suite_version)}, "
+            f"rubric {escape(rubric.name)} ({escape(rubric.hash)}).<br>Sandbox of the runs: "
+            + (", ".join(f"{_sandbox_html(k)}: {v}" for k, v in sorted(sandboxes.items())) or "none ran")
+            + ".</p>")
+
+
+def _not_gradable_section(subs: list[GradedSubmission]) -> list[str]:
+    """The entries never run and not overridden: listed apart, outside the statistics."""
+    apart = [s for s in subs if not s.ran and s.override is None]
+    if not apart:
+        return []
+    return ["<h2>Not gradable (no score, not in the statistics)</h2>",
+            "<p class=\"muted\">Entries that are not a submission the suite can judge; whether "
+            "one is a 0 is yours to decide (--override NAME=POINTS,REASON).</p><table>"
+            "<tr><th>entry</th><th>status</th><th>why</th></tr>",
+            *(f"<tr><td>{escape(s.name)}</td><td>{_status_html(s.status)}</td>"
+              f"<td>{escape(message_line(s.message))}</td></tr>" for s in apart), "</table>"]
+
+
+def _areas_section(rubric: Rubric, graded: list[GradedSubmission], scored: list[GradedSubmission]) -> list[str]:
+    """Pass rate and mean points per check area: a bar chart and a table."""
     names, rates, rows = [], [], []
     for group in rubric.groups:
         # "passed" = no failing check, whether or not a charged mistake explains the failures.
@@ -256,67 +282,94 @@ def overview(subs: list[GradedSubmission], title: str = "Grading report (staff o
         rows.append(f"<tr><td>{escape(group.area or group.key)}</td><td>{escape(group.title)}</td>"
                     f"<td class=\"num\">{group.points:g}</td><td class=\"num\">{100 * rate:.0f}%</td>"
                     f"<td class=\"num\">{mean:.2f}</td></tr>")
-    parts += ["<h2>Pass rate per check area</h2>", _img(area_bars(names, rates), "pass rate per area"),
-              "<table><tr><th>area</th><th>what</th><th>points</th><th>graded submissions "
-              "with no failing check</th><th>mean points earned (all)</th></tr>", *rows, "</table>"]
+    return ["<h2>Pass rate per check area</h2>", _img(area_bars(names, rates), "pass rate per area"),
+            "<table><tr><th>area</th><th>what</th><th>points</th><th>graded submissions "
+            "with no failing check</th><th>mean points earned (all)</th></tr>", *rows, "</table>"]
+
+
+def _class_mnist_section(subs: list[GradedSubmission]) -> list[str]:
+    """The histogram of the accuracies the suite's SGD loop reached, when any was recorded."""
     suite_loop = [acc for s in subs for name, acc, _ in mnist_results(s.tests) if "sgd_loop" in name]
-    if suite_loop:
-        parts += ["<h2>MNIST quick check</h2>",
-                  _img(mnist_histogram(suite_loop), "MNIST accuracy histogram")]
+    if not suite_loop:
+        return []
+    return ["<h2>MNIST quick check</h2>", _img(mnist_histogram(suite_loop), "MNIST accuracy histogram")]
+
+
+def _diagnoses_section(subs: list[GradedSubmission], rubric: Rubric) -> list[str]:
+    """Each diagnosed mistake once, with its price and who made it (the first 60 mistakes)."""
     diag = common_diagnoses(subs)
-    parts.append("<h2>Diagnosed mistakes</h2>")
-    if diag:
-        parts.append("<table><tr><th>mistake</th><th>key</th><th>points</th><th>submissions</th>"
-                     "<th>who</th></tr>")
-        for (key, role), who in list(diag.items())[:60]:
-            price = rubric.bugs.get(key)
-            links = ", ".join(f"<a href=\"{escape(student_href(s))}\">{escape(s.name)}</a>"
-                              + (f" ({escape(_uncharged(s, key))})" if role == UNCHARGED else "")
-                              for s in who[:40]) + (" ..." if len(who) > 40 else "")
-            points = {CHARGED: f"-{_num(price.points)}" if price else "",
-                      UNPRICED: "area fallback", UNCHARGED: "not charged"}[role]
-            parts.append(f"<tr><td>{escape(price.title if price else cause(key))}</td>"
-                         f"<td>{escape(key)}</td><td class=\"num\">{points}</td>"
-                         f"<td class=\"num\">{len(who)}</td><td>{links}</td></tr>")
-        parts.append("</table>")
-    else:
+    parts = ["<h2>Diagnosed mistakes</h2>"]
+    if not diag:
         parts.append("<p class=\"muted\">No failure carried a diagnosis.</p>")
-    if similarity is not None:
-        parts.append(similarity_section(similarity))
-    overridden = [s for s in subs if s.override is not None]
-    if overridden:
-        parts.append("<h2>Manual overrides</h2><table><tr><th>submission</th><th>rubric score</th>"
-                     "<th>score</th><th>reason</th></tr>")
-        parts += [f"<tr><td>{escape(s.name)}</td><td class=\"num\">{_num(s.override.computed)}</td>"
-                  f"<td class=\"num\">{_num(s.override.score)}</td><td>{escape(s.override.reason)}</td></tr>"
-                  for s in overridden]
-        parts.append("</table>")
-    if statuses.get("error"):
-        parts.insert(1, f"<p class=\"bad\">{statuses['error']} submission(s) ended in a grader error "
-                        "(the grader or its environment failed, not the student): no score was given; "
-                        "run the same command again to retry them.</p>")
-    beyond = any(sub.grade.beyond_areas for sub in subs)  # a column only when a price needs it
-    parts += ["<h2>Submissions</h2>",
-              "<p class=\"muted\">Area columns: the points earned there, each charged mistake's "
-              "points taken from the areas where it shows; they add up to the score"
-              + (" minus the <i>beyond areas</i> column (prices larger than those areas)" if beyond else "")
-              + " (* an instructor's override).</p>",
-              "<table><tr><th>submission</th><th>status</th><th>sandbox</th><th>score</th>"
-              + "".join(f"<th>{escape(g.area or g.key)}</th>" for g in rubric.groups)
-              + ("<th>beyond areas</th>" if beyond else "") + "</tr>"]
-    for sub in subs[:MAX_TABLE_ROWS]:
-        # As grades.csv: an entry never run has no sandbox and no points (blank cells).
-        cells = "".join(f"<td class=\"num\">{_num(g.score) if sub.ran else ''}</td>" for g in sub.grade.groups)
-        if beyond:
-            cells += f"<td class=\"num\">{'-' + _num(sub.grade.beyond_areas) if sub.ran else ''}</td>"
-        score = _num(sub.score) if sub.ran or sub.override else "no score"
-        parts.append(f"<tr><td><a href=\"{escape(student_href(sub))}\">{escape(sub.name)}</a></td>"
-                     f"<td>{_status_html(sub.status)}{_why_html(sub)}</td>"
-                     f"<td>{_sandbox_html(sub.sandbox) if sub.ran else 'not run'}</td>"
-                     f"<td class=\"num\">{score}{'*' if sub.override else ''}</td>"
-                     f"{cells}</tr>")
+        return parts
+    parts.append("<table><tr><th>mistake</th><th>key</th><th>points</th><th>submissions</th>"
+                 "<th>who</th></tr>")
+    parts += [_diagnosis_row(key, role, who, rubric) for (key, role), who in list(diag.items())[:60]]
     parts.append("</table>")
-    return _page(title, "\n".join(parts))
+    return parts
+
+
+def _diagnosis_row(key: str, role: str, who: list[GradedSubmission], rubric: Rubric) -> str:
+    """One mistake's row: its title, key, how it counted and links to the first 40 pages."""
+    price = rubric.bugs.get(key)
+    links = ", ".join(f"<a href=\"{escape(student_href(s))}\">{escape(s.name)}</a>"
+                      + (f" ({escape(_uncharged(s, key))})" if role == UNCHARGED else "")
+                      for s in who[:40]) + (" ..." if len(who) > 40 else "")
+    points = {CHARGED: f"-{_num(price.points)}" if price else "",
+              UNPRICED: "area fallback", UNCHARGED: "not charged"}[role]
+    return (f"<tr><td>{escape(price.title if price else cause(key))}</td>"
+            f"<td>{escape(key)}</td><td class=\"num\">{points}</td>"
+            f"<td class=\"num\">{len(who)}</td><td>{links}</td></tr>")
+
+
+def _overrides_section(subs: list[GradedSubmission]) -> list[str]:
+    """The scores an instructor set by hand, next to what the rubric gave."""
+    overridden = [s for s in subs if s.override is not None]
+    if not overridden:
+        return []
+    return ["<h2>Manual overrides</h2><table><tr><th>submission</th><th>rubric score</th>"
+            "<th>score</th><th>reason</th></tr>",
+            *(f"<tr><td>{escape(s.name)}</td><td class=\"num\">{_num(s.override.computed)}</td>"
+              f"<td class=\"num\">{_num(s.override.score)}</td><td>{escape(s.override.reason)}</td></tr>"
+              for s in overridden),
+            "</table>"]
+
+
+def _grader_errors_note(errors: int) -> str:
+    """The warning under the title when the grader itself failed on some submissions."""
+    return (f"<p class=\"bad\">{errors} submission(s) ended in a grader error "
+            "(the grader or its environment failed, not the student): no score was given; "
+            "run the same command again to retry them.</p>")
+
+
+def _submissions_section(subs: list[GradedSubmission], rubric: Rubric) -> list[str]:
+    """The table of every submission (the first MAX_TABLE_ROWS): status, sandbox, points per area."""
+    beyond = any(sub.grade.beyond_areas for sub in subs)  # a column only when a price needs it
+    parts = ["<h2>Submissions</h2>",
+             "<p class=\"muted\">Area columns: the points earned there, each charged mistake's "
+             "points taken from the areas where it shows; they add up to the score"
+             + (" minus the <i>beyond areas</i> column (prices larger than those areas)" if beyond else "")
+             + " (* an instructor's override).</p>",
+             "<table><tr><th>submission</th><th>status</th><th>sandbox</th><th>score</th>"
+             + "".join(f"<th>{escape(g.area or g.key)}</th>" for g in rubric.groups)
+             + ("<th>beyond areas</th>" if beyond else "") + "</tr>"]
+    parts += [_submission_row(sub, beyond) for sub in subs[:MAX_TABLE_ROWS]]
+    parts.append("</table>")
+    return parts
+
+
+def _submission_row(sub: GradedSubmission, beyond: bool) -> str:
+    """One submission's row of the staff table, linking to its page."""
+    # As grades.csv: an entry never run has no sandbox and no points (blank cells).
+    cells = "".join(f"<td class=\"num\">{_num(g.score) if sub.ran else ''}</td>" for g in sub.grade.groups)
+    if beyond:
+        cells += f"<td class=\"num\">{'-' + _num(sub.grade.beyond_areas) if sub.ran else ''}</td>"
+    score = _num(sub.score) if sub.ran or sub.override else "no score"
+    return (f"<tr><td><a href=\"{escape(student_href(sub))}\">{escape(sub.name)}</a></td>"
+            f"<td>{_status_html(sub.status)}{_why_html(sub)}</td>"
+            f"<td>{_sandbox_html(sub.sandbox) if sub.ran else 'not run'}</td>"
+            f"<td class=\"num\">{score}{'*' if sub.override else ''}</td>"
+            f"{cells}</tr>")
 
 
 def _uncharged(sub: GradedSubmission, key: str) -> str:
@@ -347,36 +400,67 @@ def submission_page(sub: GradedSubmission) -> str:
     """The page a student can be given: what is wrong first, then the details; this
     submission's data only, nothing that differs between two runs of the same bytes."""
     hide = sub.rubric.hide_hints
-    parts = [f"<h1>{escape(sub.name)}</h1>",
-             (f"<p>Status: {_status_html(sub.status)} &mdash; {escape(STATUS_HELP.get(sub.status, ''))}<br>"
-              f"Score: <b>{_num(sub.score)} / {_num(sub.grade.max_score)}</b><br>"
-              f"<span class=\"muted\">sha256 {escape(sub.sha256)}; suite {escape(sub.suite_version)}; "
-              f"rubric {escape(sub.rubric.hash)}</span><br>"
-              f"Sandbox: {_sandbox_html(sub.sandbox)} &mdash; {escape(SANDBOX_HELP.get(sub.sandbox, ''))}</p>")]
-    if sub.override is not None:
-        parts.append(f"<p><b>Score set by the instructor:</b> {_num(sub.override.score)} (the rubric "
-                     f"gave {_num(sub.override.computed)}): {escape(sub.override.reason)}</p>")
+    parts = [f"<h1>{escape(sub.name)}</h1>", _status_paragraph(sub)]
+    parts += _override_note(sub)
+    parts += _what_happened(sub)
+    parts += _summary_section(sub, hide)
+    parts += _intake_section(sub)
+    parts += _points_table(sub)
+    parts += _charged_mistakes(sub, hide)
+    parts += _failing_section(sub, hide)
+    parts += _skipped_section(sub)
+    parts += _mnist_section(sub)
+    parts += _last_output(sub)
+    return _page(f"{sub.name}: grading report", "\n".join(parts), page_key(sub))
+
+
+def _status_paragraph(sub: GradedSubmission) -> str:
+    """Status, score, the hashes that identify what was graded, and the sandbox."""
+    return (f"<p>Status: {_status_html(sub.status)} &mdash; {escape(STATUS_HELP.get(sub.status, ''))}<br>"
+            f"Score: <b>{_num(sub.score)} / {_num(sub.grade.max_score)}</b><br>"
+            f"<span class=\"muted\">sha256 {escape(sub.sha256)}; suite {escape(sub.suite_version)}; "
+            f"rubric {escape(sub.rubric.hash)}</span><br>"
+            f"Sandbox: {_sandbox_html(sub.sandbox)} &mdash; {escape(SANDBOX_HELP.get(sub.sandbox, ''))}</p>")
+
+
+def _override_note(sub: GradedSubmission) -> list[str]:
+    """The score an instructor set, and what the rubric gave."""
+    if sub.override is None:
+        return []
+    return [f"<p><b>Score set by the instructor:</b> {_num(sub.override.score)} (the rubric "
+            f"gave {_num(sub.override.computed)}): {escape(sub.override.reason)}</p>"]
+
+
+def _what_happened(sub: GradedSubmission) -> list[str]:
+    """Why a submission was not graded, in full."""
     if sub.status != "graded" and sub.message:
-        parts += ["<h2>What happened</h2>", f"<pre>{escape(sub.message)}</pre>"]
+        return ["<h2>What happened</h2>", f"<pre>{escape(sub.message)}</pre>"]
+    return []
+
+
+def _summary_section(sub: GradedSubmission, hide: bool) -> list[str]:
+    """The lead of the feedback (what is wrong, where, what to change), unless hints are hidden."""
     lead = sub.lead()[1 if sub.override is not None else 0:]
     if lead and not hide:
-        parts += ["<h2>Summary: what is wrong, where, what to change</h2>",
-                  f"<pre>{escape(chr(10).join(lead))}</pre>"]
-    if sub.intake.notes or sub.intake.student_id:
-        parts.append("<h2>Intake</h2><ul>" + (f"<li>student id {escape(sub.intake.student_id)}</li>"
-                                              if sub.intake.student_id else "")
-                     + "".join(f"<li>{escape(n)}</li>" for n in student_notes(sub)) + "</ul>")
-    parts += ["<h2>Points</h2>", "<table><tr><th>group</th><th>score</th><th>passed</th>"
-              "<th>failed</th><th>skipped</th><th>points taken by a mistake (charged once)</th></tr>"]
-    for gs in sub.grade.groups:
-        explained = (f" ({len(gs.explained)} explained by "
-                     f"{escape(', '.join(explained_by(gs, sub.grade)) or 'a mistake charged elsewhere')})"
-                     if gs.explained else "")
-        taken = ", ".join(f"{escape(key)} -{_num(points)}" for key, points in gs.deductions.items())
-        parts.append(f"<tr><td>{escape(gs.group.title)}</td><td class=\"num\">{_num(gs.score)} / "
-                     f"{_num(gs.max_score)}</td><td class=\"num\">{len(gs.passed)}</td>"
-                     f"<td class=\"num\">{len(gs.failing)}{explained}</td>"
-                     f"<td class=\"num\">{len(gs.skipped)}</td><td>{taken}</td></tr>")
+        return ["<h2>Summary: what is wrong, where, what to change</h2>",
+                f"<pre>{escape(chr(10).join(lead))}</pre>"]
+    return []
+
+
+def _intake_section(sub: GradedSubmission) -> list[str]:
+    """The student id and what intake noted about the entry, when there is any."""
+    if not (sub.intake.notes or sub.intake.student_id):
+        return []
+    return ["<h2>Intake</h2><ul>" + (f"<li>student id {escape(sub.intake.student_id)}</li>"
+                                     if sub.intake.student_id else "")
+            + "".join(f"<li>{escape(n)}</li>" for n in student_notes(sub)) + "</ul>"]
+
+
+def _points_table(sub: GradedSubmission) -> list[str]:
+    """Points per group, the part of a price beyond the areas, and the rubric's total."""
+    parts = ["<h2>Points</h2>", "<table><tr><th>group</th><th>score</th><th>passed</th>"
+             "<th>failed</th><th>skipped</th><th>points taken by a mistake (charged once)</th></tr>"]
+    parts += [_group_row(gs, sub.grade) for gs in sub.grade.groups]
     if sub.grade.beyond_areas:
         parts.append(f"<tr><td>Beyond the areas where the mistakes show (their price is more than "
                      f"those areas hold)</td><td class=\"num\">-{_num(sub.grade.beyond_areas)}</td>"
@@ -384,36 +468,68 @@ def submission_page(sub: GradedSubmission) -> str:
     total = "Total" if sub.override is None else "Total the rubric gave"
     parts.append(f"<tr><th>{total}</th><th class=\"num\">{_num(sub.grade.score)} / "
                  f"{_num(sub.grade.max_score)}</th><th></th><th></th><th></th><th></th></tr></table>")
-    for charge in (c for c in sub.grade.charges if c.points):
-        parts.append(f"<p>Mistake charged once: {escape(charge.bug.title if not hide else charge.bug.key)} "
-                     f"({escape(deduction_text(charge, sub.grade))})</p>")
-    for charge in (c for c in sub.grade.charges if not c.points and not hide):
-        parts.append(f"<p class=\"muted\">Also seen: {escape(charge.bug.title)} "
-                     f"({escape(uncharged_text(charge))})</p>")
-    failing = [t for gs in sub.grade.groups for t in gs.failing]
+    return parts
+
+
+def _group_row(gs: GroupScore, grade: Grade) -> str:
+    """One group's row: score, counts of checks, failures a mistake explains, points taken."""
+    explained = (f" ({len(gs.explained)} explained by "
+                 f"{escape(', '.join(explained_by(gs, grade)) or 'a mistake charged elsewhere')})"
+                 if gs.explained else "")
+    taken = ", ".join(f"{escape(key)} -{_num(points)}" for key, points in gs.deductions.items())
+    return (f"<tr><td>{escape(gs.group.title)}</td><td class=\"num\">{_num(gs.score)} / "
+            f"{_num(gs.max_score)}</td><td class=\"num\">{len(gs.passed)}</td>"
+            f"<td class=\"num\">{len(gs.failing)}{explained}</td>"
+            f"<td class=\"num\">{len(gs.skipped)}</td><td>{taken}</td></tr>")
+
+
+def _charged_mistakes(sub: GradedSubmission, hide: bool) -> list[str]:
+    """The mistakes charged (by key only when hints are hidden), then those seen but not charged."""
+    parts = [f"<p>Mistake charged once: {escape(charge.bug.title if not hide else charge.bug.key)} "
+             f"({escape(deduction_text(charge, sub.grade))})</p>"
+             for charge in sub.grade.charges if charge.points]
+    parts += [f"<p class=\"muted\">Also seen: {escape(charge.bug.title)} "
+              f"({escape(uncharged_text(charge))})</p>"
+              for charge in sub.grade.charges if not charge.points and not hide]
+    return parts
+
+
+def _failing_section(sub: GradedSubmission, hide: bool) -> list[str]:
+    """Each failing check (the first MAX_PAGE_FAILURES) with its diagnosis and message; when
+    hints are hidden, only a note that they come after the due date."""
     if hide:
-        failing = []
-        parts.append("<p class=\"muted\">The summary and the failure details are shown after the due date.</p>")
-    if failing:
-        parts.append(f"<h2>Failing checks ({len(failing)})</h2>")
-        for test in failing[:MAX_PAGE_FAILURES]:
-            found = [cause(key, sub.grade) for key in diagnosis_keys(test)]
-            parts.append(f"<h3>{escape(short_name(test['nodeid']))}</h3>")
-            if found:
-                parts.append("<p><b>Diagnosis:</b> " + escape("; ".join(found)) + "</p>")
-            parts.append(f"<pre>{escape(failure_text(test, 8000))}</pre>")
-        if len(failing) > MAX_PAGE_FAILURES:
-            parts.append(f"<p>... and {len(failing) - MAX_PAGE_FAILURES} more.</p>")
+        return ["<p class=\"muted\">The summary and the failure details are shown after the due date.</p>"]
+    failing = [t for gs in sub.grade.groups for t in gs.failing]
+    if not failing:
+        return []
+    parts = [f"<h2>Failing checks ({len(failing)})</h2>"]
+    for test in failing[:MAX_PAGE_FAILURES]:
+        found = [cause(key, sub.grade) for key in diagnosis_keys(test)]
+        parts.append(f"<h3>{escape(short_name(test['nodeid']))}</h3>")
+        if found:
+            parts.append("<p><b>Diagnosis:</b> " + escape("; ".join(found)) + "</p>")
+        parts.append(f"<pre>{escape(failure_text(test, 8000))}</pre>")
+    if len(failing) > MAX_PAGE_FAILURES:
+        parts.append(f"<p>... and {len(failing) - MAX_PAGE_FAILURES} more.</p>")
+    return parts
+
+
+def _skipped_section(sub: GradedSubmission) -> list[str]:
+    """The checks skipped, and why."""
     skipped = [t for gs in sub.grade.groups for t in gs.skipped]
-    if skipped:
-        parts.append("<h2>Skipped checks</h2><ul>")
-        parts += [f"<li>{escape(short_name(t['nodeid']))}: {escape(t.get('skip_reason', ''))}</li>"
-                  for t in skipped]
-        parts.append("</ul>")
+    if not skipped:
+        return []
+    return ["<h2>Skipped checks</h2><ul>",
+            *(f"<li>{escape(short_name(t['nodeid']))}: {escape(t.get('skip_reason', ''))}</li>"
+              for t in skipped),
+            "</ul>"]
+
+
+def _mnist_section(sub: GradedSubmission) -> list[str]:
+    """The MNIST accuracies against their thresholds and the learning curves the suite recorded."""
     mnist = mnist_results(sub.tests)
     series = curves(sub.tests)
-    if mnist or series:
-        parts.append("<h2>MNIST</h2>")
+    parts = ["<h2>MNIST</h2>"] if mnist or series else []
     if mnist:
         parts.append("<table><tr><th>check</th><th>test accuracy</th><th>threshold</th></tr>")
         parts += [f"<tr><td>{escape(name)}</td><td class=\"num\">{acc:.4f}</td><td class=\"num\">"
@@ -421,9 +537,14 @@ def submission_page(sub: GradedSubmission) -> str:
         parts += ["</table>", _img(mnist_bars(mnist), "MNIST accuracy")]
     if series:
         parts.append(_img(curve_plot(series), "MNIST learning curve"))
+    return parts
+
+
+def _last_output(sub: GradedSubmission) -> list[str]:
+    """The tail of the run's output, for a run that crashed or hit a grader error."""
     if sub.status in ("crashed", "error") and sub.output_tail:
-        parts += ["<h2>Last output of the suite's run</h2>", f"<pre>{escape(sub.output_tail[-6000:])}</pre>"]
-    return _page(f"{sub.name}: grading report", "\n".join(parts), page_key(sub))
+        return ["<h2>Last output of the suite's run</h2>", f"<pre>{escape(sub.output_tail[-6000:])}</pre>"]
+    return []
 
 
 def page_key(sub: GradedSubmission) -> str:

@@ -152,6 +152,24 @@ def gradescope_results(sub: GradedSubmission) -> dict[str, Any]:
     ``hide_hints_until_due``, the summary and every failure's details move into one entry
     visible after the due date; the scores stay visible as the rubric says."""
     hide = sub.rubric.hide_hints
+    header, lead = _results_header(sub, hide)
+    tests = _group_entries(sub, hide)
+    tests += _mistake_entries(sub, hide, first_number=len(tests) + 1)
+    if hide and (lead or any(gs.failing for gs in sub.grade.groups)):
+        tests.append(_hidden_feedback_entry(sub, lead, number=len(tests) + 1))
+    return {
+        "score": sub.score,
+        "output": "\n".join(header),
+        "visibility": sub.rubric.visibility,
+        "stdout_visibility": "hidden",
+        "extra_data": _extra_data(sub),
+        "tests": tests,
+    }
+
+
+def _results_header(sub: GradedSubmission, hide: bool) -> tuple[list[str], list[str]]:
+    """The top-level output's lines (status, score, the lead unless hidden, intake notes,
+    versions), and the lead lines without the override's (which the header always shows)."""
     header = [f"Status: {status_line(sub)}"]
     if sub.status != "graded" and sub.message:
         header.append(clean_text(sub.message, 8000))
@@ -163,51 +181,57 @@ def gradescope_results(sub: GradedSubmission) -> dict[str, Any]:
         header += ["", *lead, ""]
     header += [clean_text(f"Intake: {note}") for note in student_notes(sub)]
     header.append(f"Suite version {sub.suite_version}, rubric {sub.rubric.name!r} ({sub.rubric.hash}).")
-    tests = []
-    for number, gs in enumerate(sub.grade.groups, start=1):
-        tests.append({
-            "name": gs.group.title,
-            "number": str(number),
-            "score": gs.score,
-            "max_score": gs.max_score,
-            "status": gs.status,
-            "output": clean_text(group_output(gs, details=not hide, grade=sub.grade)),
-            "visibility": gs.group.visibility,
-            "tags": [gs.group.area] if gs.group.area else [],
-        })
+    return header, lead
+
+
+def _group_entries(sub: GradedSubmission, hide: bool) -> list[dict[str, Any]]:
+    """One test entry per scored group, numbered from 1."""
+    return [{
+        "name": gs.group.title,
+        "number": str(number),
+        "score": gs.score,
+        "max_score": gs.max_score,
+        "status": gs.status,
+        "output": clean_text(group_output(gs, details=not hide, grade=sub.grade)),
+        "visibility": gs.group.visibility,
+        "tags": [gs.group.area] if gs.group.area else [],
+    } for number, gs in enumerate(sub.grade.groups, start=1)]
+
+
+def _mistake_entries(sub: GradedSubmission, hide: bool, first_number: int) -> list[dict[str, Any]]:
+    """One entry per charged mistake, numbered on from ``first_number``."""
     # A mistake's points are already out of the areas above; its entry says where they went and
     # scores only what no area held, so the entries add up to the score.
-    for number, charge in enumerate([c for c in sub.grade.charges if c.points], start=len(tests) + 1):
-        tests.append({
-            "name": f"Mistake: {charge.bug.title}" if not hide else "Deduction for a diagnosed mistake",
-            "number": str(number),
-            "score": 0.0 - charge.beyond_areas,  # (never -0.0)
-            "max_score": 0,
-            "status": "failed",
-            "output": clean_text(deduction_text(charge, sub.grade)
-                                 + ("" if not hide else "; what it is appears after the due date")),
-            "visibility": sub.rubric.visibility,
-            "tags": [f"bug:{charge.bug.key}"] if not hide else [],
-        })
-    if hide and (lead or any(gs.failing for gs in sub.grade.groups)):
-        details = lead + [""] + [group_output(gs, grade=sub.grade) for gs in sub.grade.groups]
-        tests.append({"name": "Feedback: what is wrong, where, what to change",
-                      "number": str(len(tests) + 1), "score": 0, "max_score": 0,
-                      "output": clean_text("\n".join(details)), "visibility": "after_due_date"})
-    return {
-        "score": sub.score,
-        "output": "\n".join(header),
+    return [{
+        "name": f"Mistake: {charge.bug.title}" if not hide else "Deduction for a diagnosed mistake",
+        "number": str(number),
+        "score": 0.0 - charge.beyond_areas,  # (never -0.0)
+        "max_score": 0,
+        "status": "failed",
+        "output": clean_text(deduction_text(charge, sub.grade)
+                             + ("" if not hide else "; what it is appears after the due date")),
         "visibility": sub.rubric.visibility,
-        "stdout_visibility": "hidden",
-        "extra_data": {"status": sub.status, "sha256": sub.sha256, "suite_version": sub.suite_version,
-                       "rubric": sub.rubric.hash, "max_score": sub.grade.max_score,
-                       "computed_score": sub.grade.score,
-                       "override_reason": sub.override.reason if sub.override else None,
-                       "mistakes": {c.bug.key: c.points for c in sub.grade.charges},
-                       "student_id": sub.intake.student_id, "late": sub.intake.late,
-                       "intake": student_notes(sub), "sandbox": sub.sandbox},
-        "tests": tests,
-    }
+        "tags": [f"bug:{charge.bug.key}"] if not hide else [],
+    } for number, charge in enumerate([c for c in sub.grade.charges if c.points], start=first_number)]
+
+
+def _hidden_feedback_entry(sub: GradedSubmission, lead: list[str], number: int) -> dict[str, Any]:
+    """With hints hidden until the due date: the lead and every group's details, in one entry."""
+    details = lead + [""] + [group_output(gs, grade=sub.grade) for gs in sub.grade.groups]
+    return {"name": "Feedback: what is wrong, where, what to change",
+            "number": str(number), "score": 0, "max_score": 0,
+            "output": clean_text("\n".join(details)), "visibility": "after_due_date"}
+
+
+def _extra_data(sub: GradedSubmission) -> dict[str, Any]:
+    """results.json ``extra_data``: what the instructor's tools read back."""
+    return {"status": sub.status, "sha256": sub.sha256, "suite_version": sub.suite_version,
+            "rubric": sub.rubric.hash, "max_score": sub.grade.max_score,
+            "computed_score": sub.grade.score,
+            "override_reason": sub.override.reason if sub.override else None,
+            "mistakes": {c.bug.key: c.points for c in sub.grade.charges},
+            "student_id": sub.intake.student_id, "late": sub.intake.late,
+            "intake": student_notes(sub), "sandbox": sub.sandbox}
 
 
 def status_junit(sub: GradedSubmission) -> str:

@@ -328,22 +328,12 @@ def run_job(job: Job) -> JobResult:
     """Grade one submission: check this machine (once per process; see preflight.py), write
     the submission to a private temp dir, run the suite with a hard wall-clock limit on the
     whole process group, read back the report."""
-    from conformance.grade.run.preflight import ensure_environment
-
     started = time.time()
     result = JobResult(name=job.name, sha256=job.sha256, status="error", started_at=started)
     if not job.config.python:  # this machine's interpreter, whoever built the job
         job = replace(job, config=replace(job.config, python=sys.executable))
-    try:
-        env_check = ensure_environment(job.config, job.suite_version)
-    except Exception as exc:  # noqa: BLE001 - a preflight that crashes is the grader's failure
-        result.message = f"grader error (not the submission's): preflight failed: {type(exc).__name__}: {exc}"
+    if not _environment_fit(job, result):
         return result
-    if not env_check.ok:
-        result.message = f"grader error (not the submission's): {env_check.explain()}"
-        result.sandbox = env_check.sandbox
-        return result
-    result.sandbox = env_check.sandbox
     workdir = Path(tempfile.mkdtemp(prefix="grade-"))
     # 0711: a worker without namespaces (another uid) must enter it to reach isolate/ (its own
     # copy, 0711 too); it can list nothing, and submission/ and out/ stay 0700, the grader's.
@@ -353,80 +343,7 @@ def run_job(job: Job) -> JobResult:
     # is read (a daemon the candidate left cannot rewrite what the grader writes next).
     uid = fresh_uid() if job.config.isolate and os.geteuid() == 0 else None
     try:
-        sub_dir = workdir / "submission"
-        out_dir = workdir / "out"
-        out_dir.mkdir(mode=0o700)
-        sub_dir.mkdir(mode=0o700)
-        for rel, data in job.files.items():
-            target = (sub_dir / rel).resolve()
-            if sub_dir.resolve() not in target.parents:
-                raise ValueError(f"refusing file path {rel!r}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        report_path, junit_path = out_dir / "report.json", out_dir / "junit.xml"
-        log_path = out_dir / "pytest.log"
-        cmd = pytest_command(job.config, sub_dir / job.module, report_path, junit_path)
-        env = child_env(job.config, len(job.files) > 1)
-        # The isolated candidate's sandbox copies live in workdir, removed below even when
-        # pytest is killed (timeout, Ctrl-C) and cannot clean up itself.
-        env["BACKPROP_ISOLATE_DIR"] = str(workdir / "isolate")
-        env[SEED_ENV] = job.sha256  # same bytes, same draws (conformance/isolation/worker.py)
-        env[PRIVATE_ENV] = os.pathsep.join([*filter(None, env.get(PRIVATE_ENV, "").split(os.pathsep)),
-                                            str(sub_dir), str(out_dir)])
-        if uid is not None:
-            env[UID_ENV] = str(uid)
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=SUITE_ROOT, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-            with _LIVE_LOCK:
-                _LIVE.add(proc)
-            try:
-                exit_code = proc.wait(timeout=job.config.timeout)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                _kill_tree(proc)  # before the wait: the tree is only findable while pytest lives
-                exit_code = proc.wait()
-                timed_out = True
-            finally:
-                _kill_tree(proc)  # stragglers of a finished run's group go too
-                with _LIVE_LOCK:
-                    _LIVE.discard(proc)
-        survivors = kill_uid(uid) if uid is not None else []
-        if survivors:  # nothing is judged while something of the submission may still act
-            result.message = (f"grader error (not the submission's): processes of the run's worker "
-                              f"uid {uid} survived SIGKILL (pids {survivors[:5]}); no verdict")
-            return result
-        result.exit_code = exit_code
-        result.output_tail = run_independent(_tail(log_path), workdir)
-        if timed_out:
-            result.status = "timeout"
-            result.message = (f"the suite did not finish within {job.config.timeout:g} s and was "
-                              "killed; the submission probably hangs or is very slow")
-            return result
-        try:
-            report = read_report(report_path)
-        except ReportError as exc:
-            # The suite's own process writes the report. With isolation, the candidate runs in
-            # a separate worker and cannot stop that: no report means the grader's side failed
-            # (disk full, killed, out of memory). In-process, the candidate can kill pytest.
-            no_space = _disk_nearly_full(workdir)  # the machine's state, never the run's output text
-            grader_side = job.config.isolate or exit_code in (3, 4) or no_space
-            result.status = "error" if grader_side else "crashed"
-            how = (f"killed by signal {signal.Signals(-exit_code).name}" if exit_code < 0
-                   else f"exit status {exit_code}")
-            prefix = "grader error (not the submission's): " if grader_side else ""
-            if no_space:
-                prefix += "no space left on device; "
-            result.message = f"{prefix}{exc} (pytest {how}); last output:\n{result.output_tail[-3000:]}"
-            return result
-        result.report = report = run_independent(report, workdir)
-        if report["sandbox"] != "unknown":
-            result.sandbox = report["sandbox"]
-        result.status, result.message = classify(report, exit_code, job)
-        if junit_path.is_file() and junit_path.stat().st_size <= JUNIT_MAX_BYTES:
-            result.junit_xml = deterministic_junit(
-                run_independent(junit_path.read_text(encoding="utf-8", errors="replace"), workdir))
+        _run_in(workdir, job, uid, result)
         return result
     except Exception as exc:  # noqa: BLE001 - the grader's own failure: status "error", retried
         result.status = "error"
@@ -437,6 +354,131 @@ def run_job(job: Job) -> JobResult:
             kill_uid(uid)
         result.duration = time.time() - started
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _environment_fit(job: Job, result: JobResult) -> bool:
+    """The preflight of this machine; when it fails (or crashes), ``result`` says why."""
+    from conformance.grade.run.preflight import ensure_environment
+
+    try:
+        env_check = ensure_environment(job.config, job.suite_version)
+    except Exception as exc:  # noqa: BLE001 - a preflight that crashes is the grader's failure
+        result.message = f"grader error (not the submission's): preflight failed: {type(exc).__name__}: {exc}"
+        return False
+    if not env_check.ok:
+        result.message = f"grader error (not the submission's): {env_check.explain()}"
+        result.sandbox = env_check.sandbox
+        return False
+    result.sandbox = env_check.sandbox
+    return True
+
+
+def _run_in(workdir: Path, job: Job, uid: int | None, result: JobResult) -> None:
+    """Run the suite on the job's files in ``workdir`` and fill ``result`` with its verdict."""
+    sub_dir, out_dir = _write_submission(workdir, job.files)
+    report_path, junit_path = out_dir / "report.json", out_dir / "junit.xml"
+    log_path = out_dir / "pytest.log"
+    cmd = pytest_command(job.config, sub_dir / job.module, report_path, junit_path)
+    env = _suite_env(job, workdir, sub_dir, out_dir, uid)
+    exit_code, timed_out = _run_suite(cmd, env, log_path, job.config.timeout)
+    survivors = kill_uid(uid) if uid is not None else []
+    if survivors:  # nothing is judged while something of the submission may still act
+        result.message = (f"grader error (not the submission's): processes of the run's worker "
+                          f"uid {uid} survived SIGKILL (pids {survivors[:5]}); no verdict")
+        return
+    result.exit_code = exit_code
+    result.output_tail = run_independent(_tail(log_path), workdir)
+    if timed_out:
+        result.status = "timeout"
+        result.message = (f"the suite did not finish within {job.config.timeout:g} s and was "
+                          "killed; the submission probably hangs or is very slow")
+        return
+    try:
+        report = read_report(report_path)
+    except ReportError as exc:
+        _no_report(result, exc, exit_code, workdir, job)
+        return
+    _judge_report(result, report, exit_code, job, workdir, junit_path)
+
+
+def _write_submission(workdir: Path, files: dict[str, bytes]) -> tuple[Path, Path]:
+    """workdir/submission (the job's files) and workdir/out (the report), both 0700."""
+    sub_dir = workdir / "submission"
+    out_dir = workdir / "out"
+    out_dir.mkdir(mode=0o700)
+    sub_dir.mkdir(mode=0o700)
+    for rel, data in files.items():
+        target = (sub_dir / rel).resolve()
+        if sub_dir.resolve() not in target.parents:
+            raise ValueError(f"refusing file path {rel!r}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return sub_dir, out_dir
+
+
+def _suite_env(job: Job, workdir: Path, sub_dir: Path, out_dir: Path, uid: int | None) -> dict[str, str]:
+    """The suite process's environment for this run."""
+    env = child_env(job.config, len(job.files) > 1)
+    # The isolated candidate's sandbox copies live in workdir, removed below even when
+    # pytest is killed (timeout, Ctrl-C) and cannot clean up itself.
+    env["BACKPROP_ISOLATE_DIR"] = str(workdir / "isolate")
+    env[SEED_ENV] = job.sha256  # same bytes, same draws (conformance/isolation/worker.py)
+    env[PRIVATE_ENV] = os.pathsep.join([*filter(None, env.get(PRIVATE_ENV, "").split(os.pathsep)),
+                                        str(sub_dir), str(out_dir)])
+    if uid is not None:
+        env[UID_ENV] = str(uid)
+    return env
+
+
+def _run_suite(cmd: list[str], env: dict[str, str], log_path: Path, timeout: float) -> tuple[int, bool]:
+    """Run pytest in its own session, output to ``log_path``; (exit code, timed out). Its
+    process tree is killed at the end either way."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=SUITE_ROOT, env=env,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        with _LIVE_LOCK:
+            _LIVE.add(proc)
+        try:
+            exit_code = proc.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            _kill_tree(proc)  # before the wait: the tree is only findable while pytest lives
+            exit_code = proc.wait()
+            timed_out = True
+        finally:
+            _kill_tree(proc)  # stragglers of a finished run's group go too
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
+    return exit_code, timed_out
+
+
+def _no_report(result: JobResult, exc: ReportError, exit_code: int, workdir: Path, job: Job) -> None:
+    """A run without a usable report: the grader's failure or the submission's crash."""
+    # The suite's own process writes the report. With isolation, the candidate runs in
+    # a separate worker and cannot stop that: no report means the grader's side failed
+    # (disk full, killed, out of memory). In-process, the candidate can kill pytest.
+    no_space = _disk_nearly_full(workdir)  # the machine's state, never the run's output text
+    grader_side = job.config.isolate or exit_code in (3, 4) or no_space
+    result.status = "error" if grader_side else "crashed"
+    how = (f"killed by signal {signal.Signals(-exit_code).name}" if exit_code < 0
+           else f"exit status {exit_code}")
+    prefix = "grader error (not the submission's): " if grader_side else ""
+    if no_space:
+        prefix += "no space left on device; "
+    result.message = f"{prefix}{exc} (pytest {how}); last output:\n{result.output_tail[-3000:]}"
+
+
+def _judge_report(result: JobResult, report: dict[str, Any], exit_code: int, job: Job, workdir: Path,
+                  junit_path: Path) -> None:
+    """The verdict from a valid report, and the run's JUnit file when it is small enough."""
+    result.report = report = run_independent(report, workdir)
+    if report["sandbox"] != "unknown":
+        result.sandbox = report["sandbox"]
+    result.status, result.message = classify(report, exit_code, job)
+    if junit_path.is_file() and junit_path.stat().st_size <= JUNIT_MAX_BYTES:
+        result.junit_xml = deterministic_junit(
+            run_independent(junit_path.read_text(encoding="utf-8", errors="replace"), workdir))
 
 
 def reference_job(config: GradeConfig, suite_version: str | None = None) -> Job:

@@ -160,15 +160,45 @@ def parse_rubric(data: dict[str, Any], source: str = "<rubric>",
                  known_areas: Iterable[str] = KNOWN_AREAS) -> Rubric:
     """Validate a parsed TOML rubric; every problem is a RubricError naming the key."""
     known = set(known_areas)
+    _refuse_unknown_top_keys(data, source)
+    default_pc = _choice(data, "partial_credit", PARTIAL_CREDIT, source, "fraction")
+    default_vis = _choice(data, "visibility", VISIBILITIES, source, "visible")
+    areas = _parse_areas(data.get("areas"), source, known, default_vis, default_pc)
+    rules = _parse_test_rules(data.get("tests", []), source, default_vis, default_pc)
+    hide = _hide_hints(data, source)
+    rubric = Rubric(
+        name=_text(data, "name", source) or Path(source).stem, areas=areas, rules=rules,
+        skipped=_choice(data, "skipped", SKIP_POLICIES, source, "neutral"),
+        visibility=_choice(data, "results_visibility", VISIBILITIES, source, "visible"),
+        source=source, data=data, bugs=_bug_prices(data.get("bugs", {}), source, data.get("bug_prices")),
+        hide_hints=hide)
+    _check_total(data.get("total"), rubric, source)
+    return rubric
+
+
+def _refuse_unknown_top_keys(data: dict[str, Any], source: str) -> None:
     allowed_top = {"name", "partial_credit", "skipped", "visibility", "results_visibility",
                    "areas", "tests", "total", "bugs", "bug_prices", "hide_hints_until_due"}
     unknown = sorted(set(data) - allowed_top)
     if unknown:
         raise RubricError(f"{source}: unknown key(s) {', '.join(unknown)} "
                           f"(allowed: {', '.join(sorted(allowed_top))})")
-    default_pc = _choice(data, "partial_credit", PARTIAL_CREDIT, source, "fraction")
-    default_vis = _choice(data, "visibility", VISIBILITIES, source, "visible")
-    areas_table = data.get("areas")
+
+
+def _scored_group(table: dict, where: str, default_vis: str, default_pc: str, *, key: str,
+                  title: str, area: str | None = None, match: str | None = None) -> Group:
+    """A group from its table: title (else ``title``), points, visibility, partial credit,
+    read in that order (the first bad one is the error)."""
+    return Group(
+        key=key, area=area, match=match, title=_text(table, "title", where) or title,
+        points=_points(table, where),
+        visibility=_choice(table, "visibility", VISIBILITIES, where, default_vis),
+        partial_credit=_choice(table, "partial_credit", PARTIAL_CREDIT, where, default_pc))
+
+
+def _parse_areas(areas_table: Any, source: str, known: set[str], default_vis: str,
+                 default_pc: str) -> list[Group]:
+    """The ``[areas.<name>]`` tables: one group per check area, at least one."""
     if not isinstance(areas_table, dict) or not areas_table:
         raise RubricError(f"{source}: needs an [areas.<name>] table per check area "
                           f"(areas: {', '.join(KNOWN_AREAS)})")
@@ -183,15 +213,15 @@ def parse_rubric(data: dict[str, Any], source: str = "<rubric>",
         extra = sorted(set(table) - {"points", "title", "visibility", "partial_credit"})
         if extra:
             raise RubricError(f"{where}: unknown key(s) {', '.join(extra)}")
-        areas.append(Group(
-            key=area, area=area, title=_text(table, "title", where) or area,
-            points=_points(table, where),
-            visibility=_choice(table, "visibility", VISIBILITIES, where, default_vis),
-            partial_credit=_choice(table, "partial_credit", PARTIAL_CREDIT, where, default_pc)))
-    rules = []
-    tests = data.get("tests", [])
+        areas.append(_scored_group(table, where, default_vis, default_pc, key=area, area=area, title=area))
+    return areas
+
+
+def _parse_test_rules(tests: Any, source: str, default_vis: str, default_pc: str) -> list[Group]:
+    """The ``[[tests]]`` tables: one group per rule, named by its match."""
     if not isinstance(tests, list):
         raise RubricError(f"{source}: tests must be an array of tables ([[tests]])")
+    rules = []
     for i, table in enumerate(tests):
         where = f"{source}: [[tests]] #{i + 1}"
         if not isinstance(table, dict):
@@ -202,25 +232,23 @@ def parse_rubric(data: dict[str, Any], source: str = "<rubric>",
         match = _text(table, "match", where)
         if not match:
             raise RubricError(f"{where}: needs match = \"<test node id or glob>\"")
-        rules.append(Group(
-            key=f"test:{match}", match=match, title=_text(table, "title", where) or match,
-            points=_points(table, where),
-            visibility=_choice(table, "visibility", VISIBILITIES, where, default_vis),
-            partial_credit=_choice(table, "partial_credit", PARTIAL_CREDIT, where, default_pc)))
+        rules.append(_scored_group(table, where, default_vis, default_pc, key=f"test:{match}",
+                                   match=match, title=match))
+    return rules
+
+
+def _hide_hints(data: dict[str, Any], source: str) -> bool:
     hide = data.get("hide_hints_until_due", False)
     if not isinstance(hide, bool):
         raise RubricError(f"{source}: hide_hints_until_due must be true or false, got {hide!r}")
-    rubric = Rubric(
-        name=_text(data, "name", source) or Path(source).stem, areas=areas, rules=rules,
-        skipped=_choice(data, "skipped", SKIP_POLICIES, source, "neutral"),
-        visibility=_choice(data, "results_visibility", VISIBILITIES, source, "visible"),
-        source=source, data=data, bugs=_bug_prices(data.get("bugs", {}), source, data.get("bug_prices")),
-        hide_hints=hide)
-    total = data.get("total")
+    return hide
+
+
+def _check_total(total: Any, rubric: Rubric, source: str) -> None:
+    """``total``, when given, must be what the groups' points add up to."""
     if total is not None and (isinstance(total, bool) or not isinstance(total, (int, float))
                               or abs(total - rubric.max_score) > 1e-9):
         raise RubricError(f"{source}: total = {total} but the points add up to {rubric.max_score:g}")
-    return rubric
 
 
 def _bug_prices(table: Any, source: str, defaults: Any = None) -> dict[str, BugPrice]:
@@ -367,22 +395,46 @@ def score(rubric: Rubric, status: str, tests: list[dict], baseline: Baseline | N
     """Points for one submission. ``tests`` are report records (nodeid, area, outcome, ...);
     ``baseline`` is the reference run (tests it ran count as failed when absent here; skips
     it shares are neutral). Pure and deterministic: the same inputs give the same grade."""
+    by_group = _tests_by_group(rubric, tests)
+    if status == "graded" and baseline:
+        _add_missing_tests(rubric, by_group, baseline, tests)
+    charges = _charges(rubric, by_group) if status == "graded" else []
+    charged = {c.bug.key for c in charges}  # (symptoms included, at 0 points)
+    waived = _waived_groups(rubric, by_group, charges)
+    results = [GroupScore(group=group, score=0.0) for group in rubric.groups]
+    for gs in results:
+        group_tests = by_group[gs.group.key]
+        _sort_outcomes(gs, group_tests, rubric.skipped, baseline, charged, gs.group.key in waived)
+        _earn_fallback(gs, group_tests, status, status_message)
+    total = round(max(0.0, sum(g.fallback for g in results) - sum(c.points for c in charges)), 4)
+    _take_from_groups(charges, results, waived, total)
+    return Grade(score=total, max_score=rubric.max_score, groups=results, charges=charges)
+
+
+def _tests_by_group(rubric: Rubric, tests: list[dict]) -> dict[str, list[dict]]:
+    """Each group's tests, in report order (a test no group claims scores nowhere)."""
     by_group: dict[str, list[dict]] = {g.key: [] for g in rubric.groups}
-    seen = set()
     for test in tests:
-        seen.add(test["nodeid"])
         group = rubric.group_of(test["nodeid"], test["area"])
         if group is not None:
             by_group[group.key].append(test)
-    if status == "graded" and baseline:
-        for nodeid, area in sorted(baseline.areas.items()):
-            if nodeid not in seen:
-                group = rubric.group_of(nodeid, area)
-                if group is not None:
-                    by_group[group.key].append({"nodeid": nodeid, "area": area, "outcome": "missing",
-                                                "summary": MISSING_MESSAGE, "message": MISSING_MESSAGE})
-    charges = _charges(rubric, by_group) if status == "graded" else []
-    charged = {c.bug.key for c in charges}  # (symptoms included, at 0 points)
+    return by_group
+
+
+def _add_missing_tests(rubric: Rubric, by_group: dict[str, list[dict]], baseline: Baseline,
+                       tests: list[dict]) -> None:
+    """A test the reference ran that this run lacks joins its group as "missing" (failed)."""
+    seen = {test["nodeid"] for test in tests}
+    for nodeid, area in sorted(baseline.areas.items()):
+        if nodeid not in seen:
+            group = rubric.group_of(nodeid, area)
+            if group is not None:
+                by_group[group.key].append({"nodeid": nodeid, "area": area, "outcome": "missing",
+                                            "summary": MISSING_MESSAGE, "message": MISSING_MESSAGE})
+
+
+def _waived_groups(rubric: Rubric, by_group: dict[str, list[dict]], charges: list[BugCharge]) -> set[str]:
+    """The end-to-end groups whose failures are symptoms of the charged mistakes."""
     from conformance.diagnosis import function_of
 
     # An end-to-end group's failures are waived as symptoms only within what the mistakes of
@@ -395,41 +447,44 @@ def score(rubric: Rubric, status: str, tests: list[dict], baseline: Baseline | N
                       and set(END_TO_END_AREAS.get(g.area or "", ())) & set(functions))
         if functions and any(t["outcome"] in FAILING for t in by_group[group.key]) and group.points <= budget:
             waived.add(group.key)
-    results = []
-    for group in rubric.groups:
-        gs = GroupScore(group=group, score=0.0)
-        for test in by_group[group.key]:
-            # A failure is explained only by a mistake the suite found on that test (replay),
-            # or as an end-to-end symptom within what its function's mistakes cost (waived).
-            # (its own keys, or the mistakes whose replay on its inputs reproduces it)
-            if test["outcome"] in FAILING and (charged & (set(diagnoses_of(test)) | set(consistent_of(test)))
-                                               or group.key in waived):
-                gs.explained.append(test)
-            elif test["outcome"] == "passed":
-                gs.passed.append(test)
-            elif test["outcome"] == "skipped":
-                if rubric.skipped == "neutral" and neutral_skip(test, baseline):
-                    gs.skipped.append(test)
-                else:
-                    gs.failed.append({**test, "summary": f"skipped, which earns nothing here: "
-                                      f"{test.get('skip_reason', '')}"})
+    return waived
+
+
+def _sort_outcomes(gs: GroupScore, tests: list[dict], skip_policy: str, baseline: Baseline | None,
+                   charged: set[str], waived: bool) -> None:
+    """File each of the group's tests as explained, passed, skipped (neutral) or failed."""
+    for test in tests:
+        # A failure is explained only by a mistake the suite found on that test (replay),
+        # or as an end-to-end symptom within what its function's mistakes cost (waived).
+        # (its own keys, or the mistakes whose replay on its inputs reproduces it)
+        if test["outcome"] in FAILING and (charged & (set(diagnoses_of(test)) | set(consistent_of(test)))
+                                           or waived):
+            gs.explained.append(test)
+        elif test["outcome"] == "passed":
+            gs.passed.append(test)
+        elif test["outcome"] == "skipped":
+            if skip_policy == "neutral" and neutral_skip(test, baseline):
+                gs.skipped.append(test)
             else:
-                gs.failed.append(test)
-        counted = len(gs.passed) + len(gs.failed)
-        if status != "graded":
-            gs.note = status_message or f"not graded ({status})"
-        elif not by_group[group.key]:
-            gs.note = "no check of this group ran"
-        elif counted == 0:
-            gs.fallback = group.points  # only neutral skips or explained failures
-        elif group.partial_credit == "fraction":
-            gs.fallback = round(group.points * len(gs.passed) / counted, 4)
+                gs.failed.append({**test, "summary": f"skipped, which earns nothing here: "
+                                  f"{test.get('skip_reason', '')}"})
         else:
-            gs.fallback = group.points if not gs.failed else 0.0
-        results.append(gs)
-    total = round(max(0.0, sum(g.fallback for g in results) - sum(c.points for c in charges)), 4)
-    _take_from_groups(charges, results, waived, total)
-    return Grade(score=total, max_score=rubric.max_score, groups=results, charges=charges)
+            gs.failed.append(test)
+
+
+def _earn_fallback(gs: GroupScore, tests: list[dict], status: str, status_message: str) -> None:
+    """What the group's checks earn (``fallback``), or the note saying why they earn nothing."""
+    counted = len(gs.passed) + len(gs.failed)
+    if status != "graded":
+        gs.note = status_message or f"not graded ({status})"
+    elif not tests:
+        gs.note = "no check of this group ran"
+    elif counted == 0:
+        gs.fallback = gs.group.points  # only neutral skips or explained failures
+    elif gs.group.partial_credit == "fraction":
+        gs.fallback = round(gs.group.points * len(gs.passed) / counted, 4)
+    else:
+        gs.fallback = gs.group.points if not gs.failed else 0.0
 
 
 FAILING = ("failed", "error")
