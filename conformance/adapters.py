@@ -66,8 +66,8 @@ class _Adapter:
         ns.__declared_by__ = self.d
         for role in ROLES:
             name = self.d[role]
-            if not name:
-                continue
+            if not name or (role == "cross_entropy" and "logits" in self.d["loss_args"]):
+                continue  # not given (a loss on logits cannot take the suite's probabilities)
             if role in ("forward", "backward") or self._exists(name):
                 setattr(ns, role, self._wrapper(role))
         return ns

@@ -166,6 +166,7 @@ def test_logits_are_turned_into_the_candidates_own_probabilities() -> None:
     case = make_case([3, 4, 3], batch=4, seed=5)
     acts, zs = adapted.forward(case.X, case.params)
     assert np.array_equal(acts[-1], module.softmax(zs[-1]))
+    assert not hasattr(adapted, "cross_entropy")  # its loss takes logits: never fed probabilities
     raw = module.backward(acts[:-1] + [zs[-1]], zs, case.Y, case.params)
     assert all(np.array_equal(g[0], r[0]) for g, r in zip(adapted.backward(acts, zs, case.Y, case.params), raw))
 
