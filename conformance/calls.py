@@ -217,9 +217,25 @@ def provides(candidate: Candidate, function: str) -> bool:
     return candidate.has(function) and not opted_out(candidate, function)
 
 
+def interface_limit(candidate: Candidate, limit: str) -> None:
+    """Skip the calling test when the candidate's declared interface cannot give what it needs
+    (conformance/declaration.py ``limits_of``: e.g. ``backward_alone``). Neutral only for the
+    instructor's declaration (kind ``interface_limit``); a module's own declaration records
+    ``self_declared``, which the grader counts as failed."""
+    declared = getattr(candidate, "declaration", None)
+    if declared is None:
+        return
+    why = declared.limits().get(limit) or declared.dropped().get(limit)
+    if why is None:
+        return
+    evidence.note_skip("interface_limit" if declared.trusted else evidence.SELF_DECLARED)
+    pytest.skip(f"interface limit of the declared conventions ({declared.source}): {why}")
+
+
 def require(candidate: Candidate, function: str) -> None:
     """Skip the calling test, with a reason saying so, when an optional function is absent
     or the candidate opted out of it."""
+    interface_limit(candidate, function)  # a role the declaration does not give (said as such)
     if not candidate.has(function):
         evidence.note_skip("optional_absent")
         pytest.skip(f"candidate defines no {function}() (optional): its checks are skipped, not passed")

@@ -235,9 +235,12 @@ class InProcessCandidate:
     # objects and asks only this table: a function that deletes or replaces itself (or
     # another) afterwards cannot turn its later, failing checks into "absent, skipped".
     functions: dict[str, Any] = field(default_factory=dict, repr=False)
+    # The conventions it is judged with (conformance/declaration.py), decided by the grader's
+    # side from --declaration or the module's own literal; None: the section's interface.
+    declaration: Any = None
 
     @classmethod
-    def load(cls, spec: str) -> "InProcessCandidate":
+    def load(cls, spec: str, declaration_option: str | None = None) -> "InProcessCandidate":
         cand = cls(spec=spec)
         try:
             cand.module_name, path = resolve_spec(spec)
@@ -257,13 +260,24 @@ class InProcessCandidate:
                     cand.sha256 = file_sha256(cand.path)
                 module = importlib.import_module(cand.module_name)
             cand.module = module
-            cand.functions = loaded_functions(module, REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS)
             source = getattr(module, "__file__", None)
             cand.path = Path(source).resolve() if source else path
             if cand.path is not None and cand.path.is_file():
                 cand.sha256 = file_sha256(cand.path)
+            # Read from the hashed source, never from the running module; a DeclarationError
+            # propagates: a usage error, never a verdict.
+            from conformance.declaration import resolve
+
+            cand.declaration = resolve(declaration_option, cand.path, cand.sha256)
+            if cand.declaration is not None and not cand.declaration.is_section:
+                from conformance.adapters import adapt_module
+
+                cand.module = adapt_module(module, cand.declaration.wire())
+            cand.functions = loaded_functions(cand.module, REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS)
         except BaseException as exc:  # noqa: BLE001 - a candidate may raise anything, even SystemExit
-            if isinstance(exc, KeyboardInterrupt):
+            from conformance.declaration import DeclarationError
+
+            if isinstance(exc, (KeyboardInterrupt, DeclarationError)):
                 raise
             if (isinstance(exc, ModuleNotFoundError) and cand.module_name
                     and exc.name == cand.module_name.split(".")[0] and cand.path is None):
@@ -273,14 +287,24 @@ class InProcessCandidate:
             cand.load_error = f"importing candidate {spec!r} failed:\n{details}"
             return cand
         missing = [f for f in REQUIRED_FUNCTIONS if f not in cand.functions]
-        if missing:
+        declared = cand.declaration is not None and not cand.declaration.is_section
+        if declared:
+            from conformance.adapters import declared_problems
+
+            problems = declared_problems(module, cand.declaration.wire())
+            if problems:
+                cand.load_error = (f"candidate {spec!r} ({cand.path}) does not fit its declared "
+                                   f"conventions ({cand.declaration.source}): " + "; ".join(problems))
+        elif missing:
             cand.load_error = (
                 f"candidate {spec!r} ({cand.path}) does not define the required "
                 f"function(s) {', '.join(missing)}: the suite calls forward(X, params) -> "
                 "(activations, pre_activations) and backward(activations, pre_activations, Y, "
                 "params) -> [(dW1, db1), ..., (dWL, dbL)]"
             )
-        else:  # a required function that cannot take the suite's call, said once
+        elif cand.declaration is None or cand.declaration.is_section:
+            # a required function that cannot take the suite's call, said once (a declared
+            # interface is called as declared: the adapter's signature is the suite's)
             from conformance.signature import signature_problem
 
             cand.load_error = signature_problem(cand.path)

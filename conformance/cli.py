@@ -2,6 +2,7 @@
 
     backprop-conformance check PATH_OR_MODULE [pytest options]   # judge; exit status = verdict
     backprop-conformance check mymodule --isolate               # code you did not write
+    backprop-conformance adapt mymodule                         # propose its declaration (TOML)
     backprop-conformance record --impl mymodule --out golden/   # pin outputs before a refactor
     backprop-conformance check mymodule --golden golden/        # did the refactor change them?
     backprop-conformance grade SUBMISSIONS --out OUT [-j 2]     # grade a class
@@ -80,6 +81,94 @@ def check(args: Sequence[str]) -> int:
     return int(pytest.main(argv))
 
 
+ADAPT_HELP = f"""usage: {PROG} adapt PATH_OR_MODULE
+
+Propose the declaration (conformance/ADAPTERS.md) that fits a module: its functions are called
+on a tiny random network under each convention (in a subprocess: the module's code never runs
+in this one; it is not a sandbox, so use it on code you may run), and the conventions under
+which every shape fits are printed as TOML for --declaration FILE. Shapes only: no verdict.
+What shapes cannot settle is printed as a question. Exit status 0: a declaration was proposed
+and nothing is left open; 1: questions remain; 4: no such module.
+"""
+PROBE_TIMEOUT = 60.0
+
+
+def adapt(args: Sequence[str]) -> int:
+    if len(args) != 1 or args[0] in ("-h", "--help"):
+        print(ADAPT_HELP, end="", file=sys.stdout if args else sys.stderr)
+        return 0 if args else USAGE_ERROR
+    import json
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from conformance.candidate import _source_of, resolve_spec
+    from conformance.declaration import DeclarationError, conventions_of, normalise
+    from conformance.invocation import suite_env
+
+    try:
+        name, path = resolve_spec(args[0])
+        if path is None:
+            sys.path.insert(0, os.getcwd())
+            path = _source_of(name)
+    except FileNotFoundError as exc:
+        print(f"{PROG} adapt: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    if path is None:
+        print(f"{PROG} adapt: no source file for {args[0]!r}", file=sys.stderr)
+        return USAGE_ERROR
+    with tempfile.TemporaryDirectory(prefix="bp-adapt-") as tmp:
+        out = Path(tmp) / "answer.json"
+        probe = Path(__file__).resolve().parent / "probe.py"
+        try:  # -I: no user site, no PYTHONPATH, no current folder on sys.path
+            subprocess.run([sys.executable, "-I", str(probe), str(path), str(out)], cwd=tmp, env=suite_env(),
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=PROBE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            print(f"{PROG} adapt: the module did not answer within {PROBE_TIMEOUT:g} s", file=sys.stderr)
+            return 1
+        try:
+            answer = json.loads(out.read_text()[:1 << 20]) if out.is_file() else {}
+        except ValueError:
+            answer = {}
+    questions = [str(q) for q in answer.get("questions", [])] if isinstance(answer, dict) else []
+    found = answer.get("declaration") if isinstance(answer, dict) else None
+    if not isinstance(found, dict):
+        print(f"# no declaration could be proposed for {path.name}")
+        for q in questions or ["the probe gave no answer (the module crashed its process?)"]:
+            print(f"# open question: {q}")
+        return 1
+    try:
+        values = normalise(found, "(proposed)")
+    except DeclarationError as exc:
+        questions.append(f"the shapes suggest {exc.key} = {found.get(exc.key)!r}, which a declaration "
+                         f"cannot express ({exc.problem})")
+        values = None
+    print(f"# proposed by '{PROG} adapt' for {path.name} from shapes alone (no verdict)")
+    if values is not None:
+        body = [c for c in conventions_of(values) if c != "the section's interface"]
+        if not body:
+            print("# the section's interface: no declaration needed")
+        for line in body:  # key=json; TOML accepts JSON strings, lists and inline tables
+            key, _, value = line.partition("=")
+            print(f"{key} = {_toml_value(json.loads(value))}")
+    for q in questions:
+        print(f"# open question: {q}")
+    return 1 if questions or values is None else 0
+
+
+def _toml_value(value: object) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
 def record(args: Sequence[str]) -> int:
     from conformance.fixture_files import record_main
 
@@ -132,6 +221,7 @@ def train(args: Sequence[str]) -> int:
 
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "check": (check, "judge an implementation (exit status = verdict)"),
+    "adapt": (adapt, "propose the declaration (conventions) that fits a module, from shapes alone"),
     "record": (record, "pin an implementation's outputs for a later refactor check"),
     "grade": (grade, "grade a folder of submissions (gradebook, CSV, Gradescope, HTML)"),
     "gradescope": (gradescope, "'gradescope bundle OUT.zip': write the Gradescope autograder zip; "

@@ -116,15 +116,20 @@ def keep(findings: Sequence[Finding]) -> None:
         record(finding)
 
 
-# The skips the contract allows a candidate: an optional function it does not define, or one it
-# declares a helper of its own (CONFORMANCE_OPT_OUT). The grader reads the kind, never the reason.
-SKIP_KINDS = ("optional_absent", "opted_out")
+# The skips the contract allows a candidate: an optional function it does not define, one it
+# declares a helper of its own (CONFORMANCE_OPT_OUT), or a check the instructor's declared
+# interface cannot give (``interface_limit``: --declaration, the same for the whole class,
+# conformance/declaration.py). The grader reads the kind, never the reason.
+SKIP_KINDS = ("optional_absent", "opted_out", "interface_limit")
+# A check limited by the module's OWN declaration (CONFORMANCE = {...}): said and recorded,
+# never neutral: a student's declaration cannot earn points by limiting what is checked.
+SELF_DECLARED = "self_declared"
 
 
 def note_skip(kind: str) -> None:
-    """The running test is about to skip for ``kind`` (one of SKIP_KINDS)."""
-    if kind not in SKIP_KINDS:
-        raise ValueError(f"unknown skip kind {kind!r} (known: {', '.join(SKIP_KINDS)})")
+    """The running test is about to skip for ``kind`` (one of SKIP_KINDS, or SELF_DECLARED)."""
+    if kind not in SKIP_KINDS + (SELF_DECLARED,):
+        raise ValueError(f"unknown skip kind {kind!r} (known: {', '.join(SKIP_KINDS + (SELF_DECLARED,))})")
     recorder = _CURRENT.get()
     if recorder is not None:
         recorder.skip_kind = kind

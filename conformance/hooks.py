@@ -52,12 +52,18 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.load_profile(config.getoption("--hypothesis-profile", None) or DEFAULT_PROFILE)
     _apply_max_examples(config)
     spec = impl_spec(config)
-    if config.getoption("isolate"):
-        from conformance.isolation.candidate import IsolatedCandidate
+    from conformance.declaration import DeclarationError
 
-        candidate: Candidate = IsolatedCandidate.load(spec, config)
-    else:
-        candidate = InProcessCandidate.load(spec)
+    declared = config.getoption("declaration", None)
+    try:
+        if config.getoption("isolate"):
+            from conformance.isolation.candidate import IsolatedCandidate
+
+            candidate: Candidate = IsolatedCandidate.load(spec, config, declared)
+        else:
+            candidate = InProcessCandidate.load(spec, declared)
+    except DeclarationError as exc:  # the declaration's fault: a usage error, never a verdict
+        raise pytest.UsageError(str(exc)) from None
     config.stash[CANDIDATE_KEY] = candidate
     _rerun_prefix = rerun_prefix(config)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -68,7 +74,9 @@ def pytest_configure(config: pytest.Config) -> None:
         reporter.startpath = SUITE_DIR.parent if inside else Path(config.rootpath)
     from conformance.summary import RunSummary  # the end-of-run summary (terminal and JSON)
 
-    config.pluginmanager.register(RunSummary(config), RunSummary.NAME)
+    summary = RunSummary(config)
+    summary.declaration = getattr(candidate, "declaration", None)
+    config.pluginmanager.register(summary, RunSummary.NAME)
     report_path = config.getoption("conformance_report")
     if report_path:
         from conformance.report import JsonReport
@@ -128,6 +136,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"candidate file: {candidate.path}")
     if candidate.sha256 is not None:
         lines.append(f"candidate sha256: {candidate.sha256}")
+    from conformance.declaration import summary_line
+
+    if getattr(candidate, "declaration", None) is not None:  # the section's interface: as before
+        lines.append(summary_line(candidate.declaration))
+    for note in getattr(getattr(candidate, "declaration", None), "notes", ()):
+        lines.append(f"note: {note}")
     if candidate.isolated and hasattr(candidate, "describe"):
         lines.append(f"isolation: {candidate.describe()}")
     if candidate.load_error:

@@ -932,6 +932,11 @@ def locate_function(candidate: Any, function: str, key: str | None = None) -> Lo
 def _locate_function(candidate: Any, function: str, key: str | None) -> Location | None:
     from conformance.candidate import CandidateError
 
+    declared = getattr(candidate, "declaration", None)
+    if declared is not None and not declared.is_section:
+        # A declared interface's lines hold values in its own conventions (transposed, logits,
+        # one sample): compared with the section's they would cite right lines. Not localised.
+        return None
     path = getattr(candidate, "path", None)
     if function not in LOCATED_FUNCTIONS or path is None or getattr(candidate, "load_error", None):
         return None

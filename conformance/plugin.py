@@ -38,6 +38,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "knows this option",
     )
     group.addoption(
+        "--declaration",
+        metavar="FILE",
+        default=None,
+        help="the candidate's conventions as a TOML file (conformance/ADAPTERS.md), or 'section' "
+        "for the section's interface; either way a module's own CONFORMANCE literal is ignored "
+        "(without this option it is used, and the checks it limits count as failed when graded)",
+    )
+    group.addoption(
         "--isolate",
         action="store_true",
         help="run the candidate in a locked-down worker process (use for untrusted code)",

@@ -142,6 +142,12 @@ def _crash_message(report: pytest.TestReport) -> str:
     return cap_text(str(text), SHORT_TEXT_CAP, 0)
 
 
+def _conventions_of(candidate: Candidate) -> dict[str, Any]:
+    from conformance.declaration import record
+
+    return record(getattr(candidate, "declaration", None))
+
+
 def sandbox_of(candidate: Candidate) -> dict[str, Any]:
     """Which isolation protected this run: ``state`` is ``engaged`` / ``degraded`` / ``off``
     (conformance.isolation.process.sandbox_record); in-process runs are ``off``."""
@@ -254,6 +260,8 @@ class JsonReport:
                 "load_error": cap_text(cand.load_error) if cand.load_error else None,
             },
             "sandbox": sandbox_of(cand),
+            # the conventions the candidate was judged with, and what they limit
+            "conventions": _conventions_of(cand),
             "summary": {**counts, **self._first_screen()},
             "tests": tests,
             "collect_errors": self.collect_errors,

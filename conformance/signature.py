@@ -120,4 +120,6 @@ def signature_problem(path: Path | None, functions: tuple[str, ...] = ("forward"
     if not problems:
         return None
     return (f"{Path(path).name}: " + "; ".join(first for first, _ in problems) + "\n"
-            + "\n".join(rest for _, rest in problems))
+            + "\n".join(rest for _, rest in problems)
+            + f"\n  or, with no glue: declare your conventions ('backprop-conformance adapt {Path(path).stem}' "
+            "proposes them; conformance/ADAPTERS.md)")

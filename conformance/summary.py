@@ -178,6 +178,7 @@ class RunSummary:
         self.records: dict[str, Record] = {}
         self.findings: Counter[str] = Counter()
         self.deselected: Counter[str] = Counter()  # area -> tests not run (-m, -k, load failure)
+        self.declaration: Any = None  # the conventions judged with (set by the hooks; None: the section's)
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         for item in items:
@@ -280,6 +281,13 @@ class RunSummary:
             terminalreporter.section("conformance summary")
             for line in self.as_dict()["lines"]:
                 terminalreporter.line(line)
+            from conformance.declaration import limits_of, summary_line
+
+            declared = self.declaration  # the conventions judged with
+            if declared is not None:
+                terminalreporter.line(summary_line(declared))
+                for why in limits_of(declared.values).values():
+                    terminalreporter.line(f"  limited: {why}")
         return result
 
 

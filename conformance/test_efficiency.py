@@ -40,7 +40,7 @@ import numpy as np
 import pytest
 
 from conformance.assertions import mismatch_report
-from conformance.calls import CRASH_KEYS, named_contract, note_crash, remember_backward_inputs
+from conformance.calls import CRASH_KEYS, interface_limit, named_contract, note_crash, remember_backward_inputs
 from conformance.candidate import Candidate, CandidateError, CandidateRaised, failure_text, one_blas_thread
 from conformance.cases import Case, make_case
 from conformance.checks import contract_text, exact_gradient_comparisons
@@ -315,6 +315,7 @@ def blas_pinnable() -> bool:
 
 def test_backward_cost_scales_like_backprop(candidate: Candidate, record_property: Any) -> None:
     """backward costs a few backprops, not one pass per unit or weight (no numerical differentiation)."""
+    interface_limit(candidate, "efficiency")  # per-sample: the suite's own loop would be timed too
     if candidate.isolated and not blas_pinnable():
         # The worker runs one BLAS thread; a yardstick on several here counts their spinning
         # (measured 2.5-3.5x its one-thread CPU), which would let numerical differentiation pass.

@@ -19,7 +19,7 @@ import pytest
 
 from conformance import golden
 from conformance import evidence
-from conformance.calls import require
+from conformance.calls import interface_limit, require
 from conformance.train_replay import train_follows_own_functions, train_mistake
 from conformance.candidate import Candidate
 from conformance.checks import nonfinite_backward
@@ -145,6 +145,7 @@ def _forward_diagnosis(values: dict, arrays: dict, L: int) -> str:
 
 @pytest.mark.parametrize("case_id", MLP_CASES)
 def test_backward_matches_golden(candidate: Candidate, case_id: str) -> None:
+    interface_limit(candidate, "backward_alone")  # fed the fixture's activations
     entry, arrays = _case(case_id)
     values, _ = golden.candidate_outputs(candidate, entry, arrays, case_id, ["backward"])
     L = golden.n_layers_of(entry)

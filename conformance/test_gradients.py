@@ -18,7 +18,7 @@ from hypothesis import example, given
 
 from conformance import strategies
 from conformance.assertions import assert_comparisons
-from conformance.calls import run_backward, run_forward
+from conformance.calls import interface_limit, run_backward, run_forward
 from conformance.candidate import Candidate
 from conformance.cases import Case, make_case
 from conformance.checks import (contract_text, exact_gradient_comparisons, forward_comparisons,
@@ -43,6 +43,7 @@ def _reference_activations(case: Case) -> tuple[list[np.ndarray], list[np.ndarra
 
 def check_backward_against_fd(candidate: Candidate, case: Case, every_entry: bool = False) -> None:
     __tracebackhide__ = True
+    interface_limit(candidate, "backward_alone")  # fed the reference's activations
     where = f"backward(case={case!r})"
     activations, pre_activations = _reference_activations(case)
     grads, dtype = run_backward(candidate, case, activations, pre_activations, where)
@@ -209,6 +210,7 @@ def restriction_pattern(cases: Sequence[Case], crashed: Sequence[bool], passed: 
 def test_backward_on_every_grid_case(candidate: Candidate) -> None:
     """backward vs exact backprop on every case of a fixed grid; every failing case is
     diagnosed and listed, the first one with a named cause leads."""
+    interface_limit(candidate, "backward_alone")
     results = [(case, _grid_case(candidate, case)) for case in GRID]
     failing = [(case, r) for case, r in results if r is not None]
     if not failing:

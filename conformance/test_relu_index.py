@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from conformance.assertions import assert_comparisons, mismatch_report
-from conformance.calls import run_backward
+from conformance.calls import interface_limit, run_backward
 from conformance.candidate import Candidate
 from conformance.cases import Case, make_case, masks_differ_case
 from conformance.checks import contract_text, exact_gradient_comparisons
@@ -30,6 +30,7 @@ def check_exact(candidate: Candidate, case: Case, built: str) -> None:
     ``built``: what the network is built to expose, in neutral words (no bug is named unless
     the candidate's gradients match it)."""
     __tracebackhide__ = True
+    interface_limit(candidate, "backward_alone")  # fed the exact activations
     where = f"backward(case={case!r})"
     activations, pre_activations = exact_forward(case.X, case.params)
     grads, dtype = run_backward(candidate, case, activations, pre_activations, where)

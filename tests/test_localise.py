@@ -92,7 +92,7 @@ def gives_wrong_values(cand: InProcessCandidate, function: str) -> bool:
 def test_the_cited_line_is_the_mutated_line_in_at_least_90_percent(catalogue: list[Any]) -> None:
     hits, misses, cited_elsewhere = 0, [], []
     for variant in catalogue:
-        if variant.kind != "buggy":
+        if variant.kind != "buggy" or variant.declaration is not None:  # declared: not patches
             continue
         source = variant.path.read_text()
         lines = mutated_lines(source)
@@ -120,7 +120,8 @@ def test_correct_variants_cite_nothing(catalogue: list[Any]) -> None:
     for variant in catalogue:
         if variant.kind != "correct":
             continue
-        cand = InProcessCandidate.load(str(variant.path))
+        cand = InProcessCandidate.load(str(variant.path),
+                                       None if variant.declaration is None else str(variant.declaration))
         for function in localise.LOCATED_FUNCTIONS:
             if cand.load_error is None and cand.has(function):
                 assert localise.locate_function(cand, function) is None, (variant.name, function)

@@ -76,6 +76,9 @@ def build_parser(prog: str = "python -m conformance.grade") -> argparse.Argument
     p.add_argument("--roster", type=Path, default=None, metavar="roster.csv",
                    help="class list with columns id,name,email: rows and exports carry the student id "
                         "(LMS bulk-download names are matched by user id)")
+    p.add_argument("--declaration", type=Path, default=None, metavar="FILE",
+                   help="the assignment's conventions (conformance/ADAPTERS.md); default: the section's "
+                        "interface. A submission's own CONFORMANCE literal never counts")
     p.add_argument("--rubric", type=Path, default=None,
                    help="rubric TOML (default: the shipped one; --print-default-rubric prints it)")
     p.add_argument("--print-default-rubric", action=PrintDefaultRubric, nargs=0,
@@ -165,10 +168,18 @@ def main(argv: list[str] | None = None, prog: str = "python -m conformance.grade
         if not mnist.is_dir():
             parser.error(f"--mnist-dir {args.mnist_dir}: no such directory")
         mnist_dir = str(mnist)
+    declaration = ""
+    if args.declaration is not None:
+        from conformance.declaration import DeclarationError, instructor_text
+
+        try:
+            declaration = instructor_text(args.declaration)
+        except DeclarationError as exc:
+            parser.error(str(exc))
     config = GradeConfig(timeout=args.timeout, isolate=args.isolate, hypothesis_profile=args.profile or None,
                          require_mnist=args.require_mnist, mnist_dir=mnist_dir,
                          extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout,
-                         sandbox=args.sandbox)
+                         sandbox=args.sandbox, declaration=declaration)
     opts = BatchOptions(submissions=args.submissions, out=args.out, config=config, jobs=args.jobs,
                         dask=args.dask, module=args.module, rubric=args.rubric, baseline=args.baseline,
                         retry=retry, force=args.force, progress=args.progress, roster=args.roster,

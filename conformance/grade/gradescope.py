@@ -78,6 +78,8 @@ def _run_parser(prog: str = f"{PROG} run") -> argparse.ArgumentParser:
                    help="where to write results.json (default ROOT/results/results.json)")
     p.add_argument("--module", help="the module's file name when the upload holds several .py files")
     p.add_argument("--rubric", type=Path, default=None, help="rubric TOML (default: the shipped one)")
+    p.add_argument("--declaration", type=Path, default=None,
+                   help="the assignment's conventions (default: the section's interface)")
     p.add_argument("--timeout", type=float, default=300.0, help="wall-clock limit of the suite run (s)")
     p.add_argument("--call-timeout", type=float, default=30.0,
                    help="limit for one non-training call to the candidate (s, default 30)")
@@ -160,7 +162,15 @@ def _run(args: argparse.Namespace) -> int:
     if not submission.is_dir():
         return _autograder_error(f"submission folder {submission}: no such directory")
     mnist_dir = str(Path(args.mnist_dir).expanduser()) if args.mnist_dir else None
-    config = _grade_config(args, mnist_dir)
+    declaration = ""
+    if args.declaration is not None:
+        from conformance.declaration import DeclarationError, instructor_text
+
+        try:
+            declaration = instructor_text(args.declaration)
+        except DeclarationError as exc:
+            return _autograder_error(f"declaration: {exc}")
+    config = _grade_config(args, mnist_dir, declaration)
     private = _keep_private(args.root, submission, results, args.rubric, mnist_dir, isolate=args.isolate)
     with _named_private(private):
         return _grade(args, config, submission, results, rubric)
@@ -186,11 +196,11 @@ def _grade(args: argparse.Namespace, config: GradeConfig, submission: Path, resu
     return 0
 
 
-def _grade_config(args: argparse.Namespace, mnist_dir: str | None) -> GradeConfig:
+def _grade_config(args: argparse.Namespace, mnist_dir: str | None, declaration: str = "") -> GradeConfig:
     return GradeConfig(timeout=args.timeout, isolate=args.isolate, hypothesis_profile=args.profile or None,
                        require_mnist=args.require_mnist, mnist_dir=mnist_dir,
                        extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout,
-                       sandbox=args.sandbox)
+                       sandbox=args.sandbox, declaration=declaration)
 
 
 def _take_the_only_module(sub: Submission, module: str | None) -> None:
@@ -230,6 +240,8 @@ def _bundle_parser(prog: str = f"{PROG} bundle") -> argparse.ArgumentParser:
                                 description="Write a Gradescope autograder zip.")
     p.add_argument("out", metavar="OUT.zip", type=Path, help="the zip to write")
     p.add_argument("--rubric", type=Path, default=None, help="rubric TOML (default: the shipped one)")
+    p.add_argument("--declaration", type=Path, default=None, metavar="FILE",
+                   help="the assignment's conventions (conformance/ADAPTERS.md), shipped in the zip")
     p.add_argument("--module", default="mlp.py",
                    help="the file students upload (default mlp.py); with several .py files in an "
                         "upload, this one is judged and the others are importable helpers")
@@ -384,6 +396,15 @@ def bundle(argv: list[str] | None = None, prog: str = f"{PROG} bundle") -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     rubric_text = (args.rubric or DEFAULT_RUBRIC).read_text(encoding="utf-8")
+    declaration_text = ""
+    if args.declaration is not None:
+        from conformance.declaration import DeclarationError, instructor_text
+
+        try:
+            declaration_text = instructor_text(args.declaration)
+        except DeclarationError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     mnist_files: list[Path] = []
     if args.mnist:
         from conformance.reference.mnist import FILES, find_mnist_dir
@@ -409,13 +430,15 @@ def bundle(argv: list[str] | None = None, prog: str = f"{PROG} bundle") -> int:
                 "--timeout", f"{args.timeout:g}", "--isolate-sandbox", args.sandbox]
     if mnist_files:
         run_args += ["--mnist-dir", "$ROOT/source/mnist"]
+    if declaration_text:
+        run_args += ["--declaration", "$ROOT/source/declaration.toml"]
     run_args += [f"--pytest-arg={a}" for a in args.pytest_args]
     # "$ROOT/..." must expand in the script; everything else is quoted literally.
     quoted = " ".join(f'"{a}"' if a.startswith("$ROOT") else shlex.quote(a) for a in run_args)
     fetch = "" if mnist_files else ("cd project && \"$PYTHON\" -m pip install --no-cache-dir 'pooch>=1.7' 'tqdm>=4.60' "
                                     "&& \"$PYTHON\" -m conformance.reference.fetch_mnist --quiet\n")
     info = {"suite_version": version, "module": args.module, "rubric": rubric.name, "rubric_hash": rubric.hash,
-            "mnist_included": bool(mnist_files), "python": args.python, "sandbox": args.sandbox, "pytest_args": args.pytest_args,
+            "mnist_included": bool(mnist_files), "declared": bool(declaration_text), "python": args.python, "sandbox": args.sandbox, "pytest_args": args.pytest_args,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
@@ -423,6 +446,8 @@ def bundle(argv: list[str] | None = None, prog: str = f"{PROG} bundle") -> int:
         _add(zf, "setup.sh", SETUP_SH.format(fetch=fetch), executable=True)
         _add(zf, "run_autograder", RUN_AUTOGRADER.format(args=quoted), executable=True)
         _add(zf, "rubric.toml", rubric_text)
+        if declaration_text:
+            _add(zf, "declaration.toml", declaration_text)
         _add(zf, "requirements.txt", requirements)
         _add(zf, "bundle.json", json.dumps(info, indent=1) + "\n")
         for path in _project_files(REPO_ROOT):

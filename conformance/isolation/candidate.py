@@ -44,8 +44,12 @@ MAX_RESTARTS = 20
 SGD_LOOP_FILE = Path(__file__).resolve().parent.parent / "sgd_loop.py"
 # conformance/tracer.py: the line tracer of conformance/localise.py (the "trace" request)
 TRACER_FILE = Path(__file__).resolve().parent.parent / "tracer.py"
+# conformance/adapters.py: a declared candidate seen through the section's interface,
+# built inside the worker around the candidate's module (the grader only sends the declaration).
+ADAPTERS_FILE = Path(__file__).resolve().parent.parent / "adapters.py"
 WORKER_PRELOAD = {"conformance/sgd_loop.py": SGD_LOOP_FILE.read_text(),
-                  "conformance/tracer.py": TRACER_FILE.read_text()}
+                  "conformance/tracer.py": TRACER_FILE.read_text(),
+                  "conformance/adapters.py": ADAPTERS_FILE.read_text()}
 # Candidate functions that train a network get the training time limit, not the per-call one.
 TRAINING_FUNCTIONS = {"train"}
 
@@ -98,14 +102,19 @@ class IsolatedCandidate:
     # one per-call timeout per check, and the whole session budget of a graded batch slot).
     _hung: dict[str, str] = field(default_factory=dict, repr=False)
     _owns_dir: bool = field(default=True, repr=False)  # False for a fresh_session's twin
+    declaration: Any = None  # conformance/declaration.py, decided here, never by the worker
 
     @classmethod
-    def load(cls, spec: str, config: pytest.Config | None = None) -> "IsolatedCandidate":
+    def load(cls, spec: str, config: pytest.Config | None = None,
+             declaration_option: str | None = None) -> "IsolatedCandidate":
         cand = cls(spec=spec, limits=Limits.from_config(config))
         try:
             located = locate(spec, cand.limits.copy_dir)
             cand.module_name, cand.path, cand._located = located.module_name, located.file, located
             cand.sha256 = file_sha256(located.file)
+            from conformance.declaration import resolve  # a DeclarationError is a usage error
+
+            cand.declaration = resolve(declaration_option, located.file, cand.sha256)
             cand._dir = Path(tempfile.mkdtemp(prefix="bp-isolate-", dir=scratch_parent()))
             _OPEN[id(cand)] = cand
             _close_all_on_sigterm()
@@ -116,6 +125,8 @@ class IsolatedCandidate:
             root, file = copy_candidate(located, cand._dir / "candidate")
             cand._copy = {"module_name": located.module_name, "root": str(root),
                           "file": None if file is None else str(file), "sha256": cand.sha256}
+            if cand.declaration is not None and not cand.declaration.is_section:
+                cand._copy["declaration"] = cand.declaration.wire()  # data; the worker adapts
         except (OSError, ImportError) as exc:
             if isinstance(exc, OSError) and exc.errno in GRADER_ERRNOS:  # the grader's disk, not the code
                 cand.close()
@@ -143,7 +154,7 @@ class IsolatedCandidate:
                 f"candidate {spec!r} ({cand.path}) does not define the required "
                 f"function(s) {', '.join(missing)}; see conformance/SPEC.md"
             )
-        else:  # read from the grader's copy of the source, never from the worker
+        elif "declaration" not in cand._copy:  # read from the grader's copy of the source, never the worker
             from conformance.signature import signature_problem
 
             cand.load_error = signature_problem(cand.path)

@@ -391,6 +391,11 @@ def main():
     spec.loader.exec_module(wire)  # imports numpy, before any candidate code
     preloaded: "dict[str, Any]" = {}  # the suite's code the isolated candidate handed over (its SGD loop)
     for filename, source in config.get("preload", {}).items():
+        if filename == "conformance/adapters.py":  # its own namespace: only its entry points are shared
+            space = {"__name__": "_bp_adapters"}
+            exec(compile(source, filename, "exec"), space)
+            preloaded["adapt_module"], preloaded["declared_problems"] = space["adapt_module"], space["declared_problems"]
+            continue
         exec(compile(source, filename, "exec"), preloaded)
 
     sandbox = config["sandbox"]
@@ -519,6 +524,14 @@ class Server:
                 spec.loader.exec_module(module)
             else:
                 module = importlib.import_module(cand["module_name"])
+            declared = cand.get("declaration")
+            if declared is not None:  # the declared conventions, adapted here
+                problems = self.preloaded["declared_problems"](module, declared)
+                if problems:
+                    return {"op": "hello", "ok": False, "status": self.status,
+                            "load_error": "the module does not fit its declared conventions: "
+                                          + "; ".join(problems)}
+                module = self.preloaded["adapt_module"](module, declared)
             functions = {name: self_has(module, name) for name in self.config["functions"]}
         except BaseException as exc:  # noqa: BLE001 - even SystemExit: it is the candidate's
             tb = exc.__traceback__

@@ -25,6 +25,9 @@ from conformance.mistakes import AREAS  # the one list of check areas
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_SOURCE = REPO_ROOT / "conformance" / "reference" / "mlp.py"
 CORRECT_DIR = Path(__file__).resolve().parent / "correct"
+# Variants judged through a declaration: <name>.py, the student's code as is, and
+# <name>.toml beside it, the declaration the suite is given (--declaration), no glue.
+DECLARED_DIR = Path(__file__).resolve().parent / "declared"
 BUGGY_PREFIX = "bug_"
 CORRECT_PREFIX = "ok_"
 
@@ -71,10 +74,32 @@ CORRECT: dict[str, str] = {
 }
 REFERENCE_CONTROL = "ok_reference_copy"
 
+# Declared variants: name -> (what makes it different, the BugSpec whose mistake it carries or
+# None for a correct one: its areas, tests, message and names are that mistake's).
+DECLARED: dict[str, tuple[str, str | None]] = {
+    "ok_decl_integer_labels": ("ok_adapter_integer_labels's code, declared: integer labels", None),
+    "ok_decl_row_biases": ("ok_adapter_row_biases's code, declared: (1, n) biases", None),
+    "ok_decl_column_major": ("ok_adapter_column_major's code, declared: columns, two lists", None),
+    "ok_decl_class_model": ("ok_adapter_class_model's code, declared: a class caching (acts, zs)", None),
+    "ok_decl_backward_recomputes": ("ok_adapter_backward_recomputes's code, declared: "
+                                    "backward(X, Y, params), judged on its own forward", None),
+    "ok_decl_column_dict_cache": ("column-major, parameter dict, forward -> (output, cache)", None),
+    "bug_decl_column_dict_cache": ("column-major dict+cache with the i-1 ReLU bug", "relu_mask_current_layer"),
+    "ok_decl_per_sample_columns": ("per-sample column vectors, no batch axis, two lists", None),
+    "bug_decl_per_sample_columns": ("per-sample column vectors without the ReLU mask", "missing_relu_mask"),
+    "ok_decl_class_methods": ("a class with renamed methods caching A and Z", None),
+    "bug_decl_class_methods": ("a class with renamed methods, output error Y - Y_hat",
+                               "output_error_sign_flipped"),
+    "ok_decl_logits": ("forward returns logits, softmax only in the loss and backward", None),
+    "bug_decl_logits": ("logits-only network whose db averages delta instead of summing it", "db_mean_not_sum"),
+    "ok_decl_int_row": ("integer labels, (1, n) biases, a train with its own signature", None),
+    "bug_decl_int_row": ("integer labels and row biases, no division by the batch size", "no_batch_mean"),
+}
+
 
 def catalogue_names(*, include_control: bool = True) -> list[str]:
     """Every variant's name, without writing any file (for test parametrisation)."""
-    names = [BUGGY_PREFIX + spec.name for spec in BUGGY] + list(CORRECT)
+    names = [BUGGY_PREFIX + spec.name for spec in BUGGY] + list(CORRECT) + list(DECLARED)
     return names + [REFERENCE_CONTROL] if include_control else names
 
 
@@ -93,6 +118,7 @@ class Variant:
     expected_tests: tuple[str, ...] = ()  # "area::substring": some matching test must fail
     expected_message: str = ""  # some failure message must contain this (case-insensitive)
     own_names: tuple[str, ...] = ()  # bugs its messages may name (BugSpec.names)
+    declaration: Path | None = None  # judged through this declaration (--declaration)
 
     @property
     def must_pass(self) -> bool:
@@ -160,6 +186,17 @@ def materialize(dest: Path, *, include_control: bool = True) -> list[Variant]:
         path = dest / f"{name}.py"
         shutil.copyfile(CORRECT_DIR / f"{name}.py", path)
         variants.append(Variant(name, "correct", path, frozenset(), description))
+    specs = {spec.name: spec for spec in BUGGY}
+    for name, (description, bug) in DECLARED.items():
+        path, declaration = dest / f"{name}.py", dest / f"{name}.toml"
+        shutil.copyfile(DECLARED_DIR / f"{name}.py", path)
+        shutil.copyfile(DECLARED_DIR / f"{name}.toml", declaration)
+        if bug is None:
+            variants.append(Variant(name, "correct", path, frozenset(), description, declaration=declaration))
+        else:
+            spec = specs[bug]
+            variants.append(Variant(name, "buggy", path, frozenset(spec.areas), description, spec.areas[0],
+                                    spec.tests, spec.message, spec.names, declaration=declaration))
     if include_control:
         path = dest / f"{REFERENCE_CONTROL}.py"
         path.write_text(_header("correct", "the unpatched reference (control)") + source)
@@ -169,6 +206,6 @@ def materialize(dest: Path, *, include_control: bool = True) -> list[Variant]:
 
 
 __all__ = [
-    "AREAS", "CORRECT", "REFERENCE_CONTROL", "Variant", "VariantPatchError", "apply_patch",
+    "AREAS", "CORRECT", "DECLARED", "REFERENCE_CONTROL", "Variant", "VariantPatchError", "apply_patch",
     "catalogue_names", "materialize",
 ]

@@ -57,6 +57,9 @@ class GradeConfig:
     # Interpreter of the suite runs; empty: the one running the job (on a Dask worker, the
     # worker's own, never a path sent by the client).
     python: str = ""
+    # The instructor's declaration of the assignment's conventions (conformance/ADAPTERS.md), as
+    # TOML text: data that travels to Dask workers as it is. "": the section's interface.
+    declaration: str = ""
 
     def key(self) -> str:
         """Hash of the settings that can change a verdict (not the interpreter path)."""
@@ -65,6 +68,8 @@ class GradeConfig:
                     "extra_args": list(self.extra_args), "call_timeout": self.call_timeout}
         if self.sandbox != "require":  # keeps the keys of runs stored before this setting existed
             relevant["sandbox"] = self.sandbox
+        if self.declaration:  # likewise
+            relevant["declaration"] = hashlib.sha256(self.declaration.encode()).hexdigest()
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -111,6 +116,15 @@ def pytest_command(config: GradeConfig, module_path: Path, report: Path, junit: 
         extra += ["--hypothesis-profile", config.hypothesis_profile]
     if config.mnist_dir:
         extra += ["--mnist-dir", str(Path(config.mnist_dir).resolve())]
+    # Only the instructor's declaration counts: theirs, or "section", so a submission's own
+    # CONFORMANCE literal is always ignored. Written beside the report (the grader's folder).
+    from conformance.declaration import suite_args as declaration_args
+
+    declared = None
+    if config.declaration:
+        declared = report.parent / "declaration.toml"
+        declared.write_text(config.declaration, encoding="utf-8")
+    extra += declaration_args(declared)
     return suite_command(module_path, [*extra, *config.extra_args], python=config.python)
 
 

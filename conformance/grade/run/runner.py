@@ -13,6 +13,7 @@ cap, schema and type checks) and must describe the submission that was sent.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -186,9 +187,22 @@ def read_report(path: Path) -> dict[str, Any]:
                       "isolated": cand.get("isolated") is True,
                       "load_error": load_error if isinstance(load_error, str) else None},
         "tests": clean_tests,
+        "conventions": _conventions(data.get("conventions")),
         "collect_errors": [{"nodeid": _text(e.get("nodeid"), 500), "message": _text(e.get("message"))}
                            for e in collect_errors if isinstance(e, dict)],
     }
+
+
+def _conventions(value: Any) -> dict[str, Any]:
+    """The conventions the run judged with (conformance/declaration.py record), known fields only."""
+    value = value if isinstance(value, dict) else {}
+    texts = value.get("conventions") if isinstance(value.get("conventions"), list) else []
+    limits = value.get("limits") if isinstance(value.get("limits"), dict) else {}
+    notes = value.get("notes") if isinstance(value.get("notes"), list) else []
+    return {"source": _text(value.get("source"), 500), "trusted": value.get("trusted") is True,
+            "conventions": [_text(t, 500) for t in texts[:64]],
+            "limits": {_text(k, 64): _text(v, 1000) for k, v in list(limits.items())[:16]},
+            "notes": [_text(n, 1000) for n in notes[:8]]}
 
 
 # The grader's own folders, longest first, as they appear in text: with a separator after.
@@ -470,5 +484,7 @@ def _judge_report(result: JobResult, report: dict[str, Any], exit_code: int, job
 def reference_job(config: GradeConfig, suite_version: str | None = None) -> Job:
     """The reference implementation as a job: the baseline every rubric must give full marks."""
     data = REFERENCE_MODULE.read_bytes()
+    # The reference has the section's interface, whatever the class declares.
     return Job(name="(reference)", sha256=hashlib.sha256(data).hexdigest(),
-               files={"mlp.py": data}, module="mlp.py", config=config, suite_version=suite_version)
+               files={"mlp.py": data}, module="mlp.py", config=dataclasses.replace(config, declaration=""),
+               suite_version=suite_version)

@@ -9,7 +9,9 @@ Scoring rules (the contract stated in ``default_rubric.toml`` too):
   points when every counted test passed, else 0.
 - Counted tests are the passed, failed and errored ones. A skipped test is neutral with
   ``skipped = "neutral"`` when the skip is one the contract allows: the suite recorded it as
-  an optional function's absence or opt-out (property "skip_kind"), or the
+  an optional function's absence or opt-out, or a check the instructor's declared interface
+  cannot give (property "skip_kind", conformance.evidence.SKIP_KINDS; never ``self_declared``,
+  a limit the submission's own declaration asked for), or the
   reference run skipped it too (a check not requested in this environment). Any other skip
   counts as failed: a skip is never a way to earn points. With ``skipped = "failed"``
   every skip counts as failed. A group whose tests were all neutral skips earns its points.

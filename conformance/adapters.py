@@ -1,0 +1,421 @@
+"""The adapter: a declared candidate seen through the section's interface.
+
+``adapt_module(module, declaration)`` returns an object whose ``forward``, ``backward``,
+``softmax``, ``relu``, ``cross_entropy``, ``init_params`` and ``train`` take and return what
+SPEC.md says, by calling the candidate's own functions (or methods) in its declared
+conventions (conformance/declaration.py). Only exact operations touch the numbers on the way
+in and out: transposes, reshapes, one-hot <-> integer labels, choosing dict keys, stacking
+samples. Two are not plain moves and the report says so (declaration.limits_of): per-sample
+gradients (a running sum in the candidate's dtype, divided by the batch size) and losses
+(``np.mean``, in their dtype) are averaged.
+
+Runs where the candidate runs: in the test process (in-process mode), or inside the isolated
+worker, which executes this file's source before the candidate is imported (so it imports only
+numpy and the standard library, never ``conformance``). The declaration arrives as plain data.
+A result that does not have the declared shape is passed on unchanged, so the contract check
+sees the candidate's mistake instead of a conversion hiding it.
+"""
+
+import types
+
+import numpy as np
+
+ROLES = ("forward", "backward", "softmax", "relu", "cross_entropy", "init_params", "train")
+
+
+class DeclarationMismatch(Exception):
+    """The candidate does not have what the declaration says (a missing function, method, class,
+    cache key): raised when called, naming the declared key."""
+
+
+class InterfaceLimit(Exception):
+    """The declared interface cannot take these inputs exactly (e.g. integer labels for a Y
+    that is not one-hot)."""
+
+
+def adapt_module(module, d):
+    """The section's interface over ``module`` declared by ``d`` (normalised declaration)."""
+    return _Adapter(module, d).namespace()
+
+
+def declared_problems(module, d):
+    """What the declaration names for forward/backward (and the model class) that the module
+    does not define: each a sentence naming the key. Empty when everything required is there."""
+    adapter = _Adapter(module, d)
+    problems = []
+    if d["model"] and not callable(adapter._get(module, d["model"], None)):
+        problems.append(f"model = {d['model']!r}: the module defines no such class")
+    for role in ("forward", "backward"):
+        if not adapter._exists(d[role]):
+            where = f"class {d['model']} nor the module" if d["model"] else "the module"
+            problems.append(f"{role} = {d[role]!r}: neither {where} defines it")
+    if d["output"] == "logits" and not adapter._exists(d["softmax"]):
+        problems.append(f"output = \"logits\" reads probabilities with softmax = {d['softmax']!r}, "
+                        "which is not defined")
+    return problems
+
+
+class _Adapter:
+    def __init__(self, module, d):
+        self.module, self.d = module, d
+        self.columns = d["layout"] == "columns"
+
+    # ------------------------------------------------------------------ lookup
+    def namespace(self):
+        ns = types.SimpleNamespace()
+        ns.__declared_by__ = self.d
+        for role in ROLES:
+            name = self.d[role]
+            if not name or (role == "cross_entropy" and "logits" in self.d["loss_args"]):
+                continue  # not given (a loss on logits cannot take the suite's probabilities)
+            if role in ("forward", "backward") or self._exists(name):
+                setattr(ns, role, self._wrapper(role))
+        return ns
+
+    def _exists(self, name):
+        if self.d["model"]:
+            cls = self._get(self.module, self.d["model"], None)
+            if cls is not None and callable(self._get(cls, name, None)):
+                return True
+        return callable(self._get(self.module, name, None))
+
+    @staticmethod
+    def _get(obj, dotted, default):
+        try:
+            for part in dotted.split("."):
+                obj = getattr(obj, part)
+            return obj
+        except Exception:  # noqa: BLE001 - candidate attribute access may raise anything
+            return default
+
+    def _function(self, role, model=None):
+        name = self.d[role]
+        if model is not None:
+            method = self._get(model, name, None)
+            if callable(method):
+                return method
+        found = self._get(self.module, name, None)
+        if not callable(found):
+            where = f"class {self.d['model']} nor the module" if self.d["model"] else "the module"
+            raise DeclarationMismatch(f"declared {role} = {name!r}, but neither {where} defines it")
+        return found
+
+    def _wrapper(self, role):
+        method = getattr(self, "_" + role)
+
+        def call(*args, **kwargs):
+            return method(*args, **kwargs)
+
+        call.__name__ = call.__qualname__ = role
+        return call
+
+    # ------------------------------------------------------------------ exact conversions
+    def x_in(self, X):
+        return X.T if self.columns else X
+
+    def y_in(self, Y):
+        if self.d["labels"] == "integer":
+            Y = np.asarray(Y)
+            hot = Y == 1
+            if Y.ndim != 2 or not (np.all(hot.sum(axis=1) == 1) and np.all((Y == 0) | hot)):
+                raise InterfaceLimit("the declared integer labels need one-hot Y rows (exactly one 1, "
+                                     "zeros elsewhere)")
+            return hot.argmax(axis=1)
+        return Y.T if self.columns else Y
+
+    def w_in(self, W):
+        return W.T if self.columns else W
+
+    def b_in(self, b):
+        shape = {"flat": (-1,), "column": (-1, 1), "row": (1, -1)}[self.d["bias"]]
+        return b.reshape(shape)
+
+    def params_in(self, params):
+        Ws = [self.w_in(W) for W, _ in params]
+        bs = [self.b_in(b) for _, b in params]
+        kind = self.d["params"]
+        if kind == "pairs":
+            return [(W, b) for W, b in zip(Ws, bs)]
+        if kind == "lists":
+            return Ws, bs
+        wn, bn = self.d["names"]
+        first, out = self.d["first_layer"], {}
+        for i, (W, b) in enumerate(zip(Ws, bs)):
+            out[wn.format(l=i + first)] = W
+            out[bn.format(l=i + first)] = b
+        return out
+
+    def a_out(self, A):
+        A = np.asarray(A) if isinstance(A, (list, tuple)) else A
+        return A.T if self.columns and getattr(A, "ndim", 0) == 2 else A
+
+    def b_out(self, db, n):
+        declared = {"flat": (n,), "column": (n, 1), "row": (1, n)}[self.d["bias"]]
+        if getattr(db, "shape", None) == declared:
+            return db.reshape(n)
+        return db  # not the declared shape: the contract check shows it as it is
+
+    def w_out(self, dW):
+        return dW.T if self.columns and getattr(dW, "ndim", 0) == 2 else dW
+
+    def pairs_out(self, result, kind, names, sizes):
+        """A declared parameter (or gradient) container as the contract's [(W, b), ...]."""
+        L = len(sizes)
+        if kind == "pairs":
+            if not isinstance(result, (list, tuple)):
+                return result
+            pairs = list(result)
+        elif kind == "lists":
+            if not (isinstance(result, (list, tuple)) and len(result) == 2):
+                raise DeclarationMismatch(f"declared a container of two lists (Ws, bs), got {type(result).__name__}")
+            pairs = list(zip(result[0], result[1]))
+        else:
+            if not isinstance(result, dict):
+                raise DeclarationMismatch(f"declared a dict ({names[0]}, {names[1]}, ...), got {type(result).__name__}")
+            wn, bn = names
+            first, pairs = self.d["first_layer"], []
+            for i in range(L):
+                keys = (wn.format(l=i + first), bn.format(l=i + first))
+                missing = [k for k in keys if k not in result]
+                if missing:
+                    raise DeclarationMismatch(f"declared the key(s) {missing} (names {names}, "
+                                              f"first_layer = {first}); the result has {sorted(map(str, result))[:12]}")
+                pairs.append((result[keys[0]], result[keys[1]]))
+        out = []
+        for i, pair in enumerate(pairs):
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+                out.append(pair)
+                continue
+            n = sizes[i] if i < L else -1
+            out.append(type(pair)((self.w_out(pair[0]), self.b_out(pair[1], n))) if type(pair) in (list, tuple)
+                       else (self.w_out(pair[0]), self.b_out(pair[1], n)))
+        return out
+
+    def word(self, word, params, x=None):
+        """The value of a declared argument word (X: already in the candidate's layout)."""
+        if word == "X":
+            return x
+        if word == "weights":
+            return [self.w_in(W) for W, _ in params]
+        if word == "biases":
+            return [self.b_in(b) for _, b in params]
+        return self.params_in(params)
+
+    # ------------------------------------------------------------------ caches
+    def read_cache(self, cache, X, output):
+        """(acts, zs) in the candidate's layout from a declared cache."""
+        form = self.d["cache"]
+        if form == "acts_zs":
+            if not (isinstance(cache, (list, tuple)) and len(cache) == 2):
+                raise DeclarationMismatch(f"declared cache = \"acts_zs\" (a pair), got {type(cache).__name__}")
+            return list(cache[0]), list(cache[1])
+        if not isinstance(cache, dict):
+            raise DeclarationMismatch(f"declared a dict cache ({form['A']}, {form['Z']}), got {type(cache).__name__}")
+        zs, l = [], 1
+        while form["Z"].format(l=l) in cache:
+            zs.append(cache[form["Z"].format(l=l)])
+            l += 1
+        if not zs:
+            raise DeclarationMismatch(f"declared the cache key {form['Z'].format(l=1)!r}; the cache has "
+                                      f"{sorted(map(str, cache))[:12]}")
+        acts = [cache.get(form["A"].format(l=0), X)]
+        for l in range(1, len(zs) + 1):
+            key = form["A"].format(l=l)
+            if key in cache:
+                acts.append(cache[key])
+            elif l == len(zs) and output is not None:
+                acts.append(output)
+            else:
+                raise DeclarationMismatch(f"declared the cache key {key!r}; the cache has "
+                                          f"{sorted(map(str, cache))[:12]}")
+        return acts, zs
+
+    def build_cache(self, acts, zs):
+        form = self.d["cache"]
+        if form == "acts_zs":
+            return list(acts), list(zs)
+        out = {form["A"].format(l=l): a for l, a in enumerate(acts)}
+        out.update({form["Z"].format(l=l + 1): z for l, z in enumerate(zs)})
+        return out
+
+    # ------------------------------------------------------------------ models
+    def model(self, params):
+        cls = self._get(self.module, self.d["model"], None)
+        if not callable(cls):
+            raise DeclarationMismatch(f"declared model = {self.d['model']!r}, which the module does not define")
+        return cls(*[self.word(w, params) for w in self.d["model_args"]])
+
+    # ------------------------------------------------------------------ forward
+    def _forward(self, X, params):
+        if self.d["per_sample"]:
+            return self._per_sample_forward(X, params)
+        acts, zs = self._forward_raw(self.x_in(X), params)
+        return self._acts_out(acts), [self.a_out(z) for z in zs]
+
+    def _forward_raw(self, x, params):
+        """(acts, zs) in the candidate's layout, the last activation as the candidate gives it."""
+        model = self.model(params) if self.d["model"] else None
+        fn = self._function("forward", model)
+        result = fn(*[self.word(w, params, x) for w in self.d["forward_args"]])
+        words = self.d["forward_returns"]
+        if len(words) == 1:
+            result = (result,)
+        elif not (isinstance(result, (list, tuple)) and len(result) == len(words)):
+            raise DeclarationMismatch(f"declared forward_returns = {words}, got {type(result).__name__}"
+                                      + (f" of length {len(result)}" if isinstance(result, (list, tuple)) else ""))
+        got = dict(zip(words, result))
+        if "acts" in got and "zs" in got:
+            acts, zs = list(got["acts"]), list(got["zs"])
+        else:
+            cache = got["cache"] if "cache" in got else self._model_cache(model)
+            acts, zs = self.read_cache(cache, x, got.get("output"))
+        return acts, zs
+
+    def _model_cache(self, model):
+        mc = self.d["model_cache"]
+        if isinstance(mc, list):
+            return tuple(self._attr(model, name) for name in mc)
+        return self._attr(model, mc)
+
+    def _attr(self, model, name):
+        try:
+            return getattr(model, name)
+        except AttributeError:
+            raise DeclarationMismatch(f"declared model_cache = {name!r}, but the model has no such "
+                                      "attribute after forward") from None
+
+    def _probs(self, logits):
+        """The candidate's own softmax of its logits (output = "logits")."""
+        return self._function("softmax")(logits)
+
+    def _acts_out(self, acts):
+        acts = list(acts)
+        if self.d["output"] == "logits" and acts:
+            acts[-1] = self._probs(acts[-1])
+        return [self.a_out(a) for a in acts]
+
+    def _sample(self, row):
+        return row.reshape(-1, 1) if self.columns else row
+
+    def _per_sample_forward(self, X, params):
+        per = [self._forward_raw(self._sample(X[i]), params) for i in range(X.shape[0])]
+        L = len(per[0][1]) if per else 0
+        acts = [np.stack([np.asarray(p[0][l]).reshape(-1) for p in per]) for l in range(L + 1)]
+        if self.d["output"] == "logits" and per:
+            acts[-1] = np.stack([np.asarray(self._probs(p[0][L])).reshape(-1) for p in per])
+        zs = [np.stack([np.asarray(p[1][l]).reshape(-1) for p in per]) for l in range(L)]
+        return acts, zs
+
+    # ------------------------------------------------------------------ backward
+    def _backward(self, activations, pre_activations, Y, params):
+        if self.d["per_sample"]:
+            return self._per_sample_backward(activations, pre_activations, Y, params)
+        acts = [self.x_in(a) for a in activations]
+        zs = [self.x_in(z) for z in pre_activations]
+        return self._backward_raw(acts, zs, self.y_in(Y), params)
+
+    def _backward_raw(self, acts, zs, y, params):
+        if self.d["output"] == "logits" and acts:
+            acts = acts[:-1] + [zs[-1]]  # the candidate keeps logits where the suite keeps probabilities
+        sizes = [int(np.size(b)) for _, b in params]
+        model = self.model(params) if self.d["model"] else None
+        own_cache = None
+        if not self._takes_given(model):
+            # Opaque cache, or backward(X, ...): its own forward on the same X (limit "backward_alone").
+            fwd = self._function("forward", model)
+            result = fwd(*[self.word(w, params, acts[0]) for w in self.d["forward_args"]])
+            words = self.d["forward_returns"]
+            got = dict(zip(words, result if len(words) > 1 else (result,)))
+            own_cache = got.get("cache")
+        elif model is not None:
+            cache = self.build_cache(acts, zs)
+            mc = self.d["model_cache"]
+            if isinstance(mc, list):
+                setattr(model, mc[0], list(acts))
+                setattr(model, mc[1], list(zs))
+            else:
+                setattr(model, mc, cache)
+        fn = self._function("backward", model)
+        args = []
+        for word in self.d["backward_args"]:
+            if word == "acts":
+                args.append(list(acts))
+            elif word == "zs":
+                args.append(list(zs))
+            elif word == "Y":
+                args.append(y)
+            elif word in ("params", "weights", "biases"):
+                args.append(self.word(word, params))
+            elif word == "X":
+                args.append(acts[0])
+            elif word == "output":
+                args.append(acts[-1])
+            else:
+                args.append(own_cache if own_cache is not None else self.build_cache(acts, zs))
+        result = fn(*args)
+        return self.pairs_out(result, self.d["grads"], self.d["grad_names"], sizes)
+
+    def _takes_given(self, model):
+        args = set(self.d["backward_args"])
+        if model is not None:
+            return self.d["model_cache"] is not None and self.d["cache"] != "opaque"
+        if "cache" in args:
+            return self.d["cache"] != "opaque"
+        return bool(args & {"acts", "zs", "output"}) and "X" not in args
+
+    def _per_sample_backward(self, activations, pre_activations, Y, params):
+        B = Y.shape[0]
+        labels = self.y_in(Y) if self.d["labels"] == "integer" else None
+        total = None
+        for i in range(B):  # a running sum (not a stack: B copies of every dW would be the suite's cost)
+            acts = [self._sample(a[i]) for a in activations]
+            zs = [self._sample(z[i]) for z in pre_activations]
+            y = labels[i] if labels is not None else self._sample(Y[i])
+            grads = [(np.asarray(dW), np.asarray(db).reshape(-1)) for dW, db in self._backward_raw(acts, zs, y, params)]
+            if total is None:
+                # the candidate's dtype: its precision is what the suite holds it to
+                total = [(np.array(dW, copy=True), np.array(db, copy=True)) for dW, db in grads]
+            else:
+                for (sW, sb), (dW, db) in zip(total, grads):
+                    sW += dW
+                    sb += db
+        return [(sW / B, sb / B) for sW, sb in total or []]
+
+    # ------------------------------------------------------------------ the optional roles
+    def _softmax(self, z):
+        fn = self._function("softmax")
+        if self.d["per_sample"]:
+            return np.stack([np.asarray(fn(self._sample(row))).reshape(-1) for row in z])
+        return self.a_out(fn(self.x_in(z)))
+
+    def _relu(self, z):
+        fn = self._function("relu")
+        return self.a_out(fn(self.x_in(z)))
+
+    def _cross_entropy(self, Y_hat, Y):
+        fn = self._function("cross_entropy")
+        if self.d["per_sample"]:
+            labels = self.y_in(Y) if self.d["labels"] == "integer" else None
+            losses = [fn(*self._loss_args(self._sample(Y_hat[i]),
+                                          labels[i] if labels is not None else self._sample(Y[i])))
+                      for i in range(Y.shape[0])]
+            return np.mean(np.stack([np.asarray(v).reshape(()) for v in losses]))  # in their dtype
+        return fn(*self._loss_args(self.x_in(Y_hat), self.y_in(Y)))
+
+    def _loss_args(self, probs, y):
+        return [probs if w == "probs" else y for w in self.d["loss_args"]]
+
+    def _init_params(self, layer_sizes, seed=0):
+        result = self._function("init_params")(layer_sizes, seed)
+        return self.pairs_out(result, self.d["params"], self.d["names"], list(layer_sizes)[1:])
+
+    def _train(self, X, Y, X_test, Y_test, params, lr, epochs, batch_size):
+        given = self.params_in(params)
+        values = {"X": self.x_in(X), "Y": self.y_in(Y), "X_test": self.x_in(X_test),
+                  "Y_test": self.y_in(Y_test), "params": given, "lr": lr, "epochs": epochs,
+                  "batch_size": batch_size}
+        result = self._function("train")(*[values[w] for w in self.d["train_args"]])
+        sizes = [int(np.size(b)) for _, b in params]
+        if result is None:  # updated in place: read the container it was given
+            result = given
+        return self.pairs_out(result, self.d["params"], self.d["names"], sizes)

@@ -1,0 +1,397 @@
+"""Declared conventions: a candidate's own interface, stated as data.
+
+The suite calls the section's interface (SPEC.md). A *declaration* says how a candidate's
+interface differs (layout, labels, bias shape, parameter container, which functions or methods
+play forward/backward/..., what they take and return); ``conformance/adapters.py`` then maps
+the suite's cases into that interface and the results back with exact operations only.
+
+Two spellings, the same keys (conformance/ADAPTERS.md is the reference):
+
+- a TOML file (``--declaration FILE``; the instructor's assignment file, used by the grader);
+- a module-level literal ``CONFORMANCE = {...}`` in the candidate, read from its source with
+  ``ast.literal_eval`` (never executed: identical in-process and isolated).
+
+Trust (SECURITY.md's rule: only the instructor's data decides what is checked): an explicit
+``--declaration`` (a FILE, or ``section`` for the section's interface) wins and a module's own
+``CONFORMANCE`` is then ignored, with a note. A module's own declaration is used only when no
+``--declaration`` is given (a student's own ``check``), and a check it limits is skipped with
+the kind ``self_declared``, which the grader counts as failed: a declaration the student wrote
+can change how the suite calls the code, never earn a neutral skip.
+
+Everything here is pure data handling: no candidate code runs in this module.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+MODULE_NAME = "CONFORMANCE"  # the module-level literal
+SECTION = "section"  # --declaration section: the section's interface, module declarations ignored
+
+FUNCTION_ROLES = ("forward", "backward", "softmax", "relu", "cross_entropy", "init_params", "train")
+OPTIONAL_ROLES = ("softmax", "relu", "cross_entropy", "init_params", "train")
+
+# key -> allowed values (a tuple) or a type; defaults are the section's interface.
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "layout": ("rows", "columns"),
+    "labels": ("onehot", "integer"),
+    "bias": ("flat", "column", "row"),
+    "params": ("pairs", "dict", "lists"),
+    "grads": ("pairs", "dict", "lists"),
+    "output": ("probabilities", "logits"),
+    "first_layer": (0, 1),
+    "per_sample": (False, True),
+}
+# What each role's arguments and results may be made of (the suite maps each word).
+ARG_WORDS: dict[str, tuple[str, ...]] = {
+    "forward_args": ("X", "params", "weights", "biases"),
+    "forward_returns": ("acts", "zs", "cache", "output"),
+    "backward_args": ("acts", "zs", "Y", "params", "weights", "biases", "X", "cache", "output"),
+    "loss_args": ("probs", "logits", "Y"),
+    "train_args": ("X", "Y", "X_test", "Y_test", "params", "lr", "epochs", "batch_size"),
+    "model_args": ("params", "weights", "biases"),
+}
+DEFAULTS: dict[str, Any] = {
+    "layout": "rows", "labels": "onehot", "bias": "flat", "params": "pairs",
+    "names": ["W{l}", "b{l}"], "first_layer": 1, "grads": None, "grad_names": None,
+    "output": "probabilities", "per_sample": False,
+    "model": "", "model_args": ["params"], "model_cache": None,
+    "cache": None,
+    "forward": "forward", "forward_args": None, "forward_returns": None,
+    "backward": "backward", "backward_args": None,
+    "softmax": "softmax", "relu": "relu", "cross_entropy": "cross_entropy",
+    "init_params": "init_params", "train": "train",
+    "loss_args": ["probs", "Y"],
+    "train_args": ["X", "Y", "X_test", "Y_test", "params", "lr", "epochs", "batch_size"],
+}
+KEYS = tuple(DEFAULTS)
+
+
+class DeclarationError(ValueError):
+    """A declaration that is wrong or ambiguous: names the key and what is wrong with it. Never
+    a verdict on the candidate: the run stops before any check (a usage error)."""
+
+    def __init__(self, source: str, key: str, problem: str):
+        super().__init__(f"declaration {source}: {key}: {problem}")
+        self.source, self.key, self.problem = source, key, problem
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """A validated declaration: every key filled (``values``), where it came from, and whether it
+    is trusted (the instructor's ``--declaration``) or the module's own."""
+
+    values: dict[str, Any]
+    source: str  # "--declaration conformance.toml", "CONFORMANCE in mymodule.py", "section"
+    trusted: bool
+    notes: tuple[str, ...] = field(default=())
+
+    def wire(self) -> dict[str, Any]:
+        """The plain JSON data the adapter needs (sent to the isolated worker as data)."""
+        return json.loads(json.dumps(self.values))
+
+    @property
+    def is_section(self) -> bool:
+        return self.values == normalise({}, "section")
+
+    def limits(self) -> dict[str, str]:
+        return limits_of(self.values)
+
+    def dropped(self) -> dict[str, str]:
+        """Optional roles the declared interface does not give: role -> why."""
+        out = {role: f"the declaration maps no function to {role}()" for role in OPTIONAL_ROLES
+               if not self.values[role]}
+        if "logits" in self.values["loss_args"]:
+            out["cross_entropy"] = ("the declared loss takes logits, and the suite's loss checks "
+                                    "give probabilities (logits are not recovered from them)")
+        return out
+
+    def conventions(self) -> list[str]:
+        """What differs from the section's interface, one short phrase each (reports)."""
+        return conventions_of(self.values)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _word_list(source: str, key: str, value: Any) -> list[str]:
+    words = ARG_WORDS[key]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise DeclarationError(source, key, f"expected a list of words from {list(words)}, got {value!r}")
+    unknown = [v for v in value if v not in words]
+    if unknown:
+        raise DeclarationError(source, key, f"unknown word(s) {unknown}; allowed: {list(words)}")
+    if len(set(value)) != len(value):
+        raise DeclarationError(source, key, f"a word appears twice in {list(value)}")
+    return list(value)
+
+
+def _names(source: str, key: str, value: Any) -> list[str]:
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, str) and v.count("{l}") == 1 for v in value)):
+        raise DeclarationError(source, key, f"expected two name patterns with one {{l}} each "
+                               f"(the layer number), e.g. [\"W{{l}}\", \"b{{l}}\"]; got {value!r}")
+    if value[0] == value[1]:
+        raise DeclarationError(source, key, f"the weight and bias patterns are the same: {value!r}")
+    try:
+        [v.format(l=1) for v in value]
+    except (KeyError, IndexError, ValueError) as exc:
+        raise DeclarationError(source, key, f"{value!r} is not a name pattern: {exc}") from None
+    return list(value)
+
+
+def _identifier(source: str, key: str, value: Any, *, dotted: bool = False) -> str:
+    if not isinstance(value, str):
+        raise DeclarationError(source, key, f"expected a name (a string), got {value!r}")
+    if value and not all(part.isidentifier() for part in value.split(".")):
+        raise DeclarationError(source, key, f"{value!r} is not a Python name")
+    return value
+
+
+def _cache(source: str, value: Any) -> Any:
+    if value is None or value in ("acts_zs", "opaque"):
+        return value
+    if isinstance(value, Mapping) and set(value) == {"A", "Z"}:
+        return {"A": _names(source, "cache", [value["A"], value["Z"]])[0], "Z": value["Z"]}
+    raise DeclarationError(source, "cache", "expected \"acts_zs\" (the pair (activations, "
+                           "pre_activations)), \"opaque\" (the suite cannot read it), or a table "
+                           f"{{A = \"A{{l}}\", Z = \"Z{{l}}\"}} of a dict's keys; got {value!r}")
+
+
+def normalise(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Every key filled and checked; raises DeclarationError naming the first problem."""
+    if not isinstance(raw, Mapping):
+        raise DeclarationError(source, "(top level)", f"expected a table of keys, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise DeclarationError(source, unknown[0], f"unknown key (known: {', '.join(KEYS)})")
+    d = dict(DEFAULTS)
+    d.update(raw)
+    for key, allowed in CHOICES.items():
+        if key in ("grads",) and d[key] is None:
+            continue
+        if d[key] not in allowed or type(d[key]) is not type(allowed[0]):
+            raise DeclarationError(source, key, f"{d[key]!r} is not one of {list(allowed)}")
+    d["names"] = _names(source, "names", d["names"])
+    if d["grads"] is None:
+        d["grads"] = d["params"]
+    if d["grad_names"] is None:
+        d["grad_names"] = ["d" + n for n in d["names"]]
+    d["grad_names"] = _names(source, "grad_names", d["grad_names"])
+    for role in FUNCTION_ROLES + ("model",):
+        d[role] = _identifier(source, role, d[role])
+    if not d["forward"] or not d["backward"]:
+        raise DeclarationError(source, "forward" if not d["forward"] else "backward",
+                               "forward and backward are required: name the function (or method)")
+    model = bool(d["model"])
+    d["model_args"] = _word_list(source, "model_args", d["model_args"])
+    if d["forward_args"] is None:
+        d["forward_args"] = ["X"] if model else ["X", "params"]
+    if d["backward_args"] is None:
+        d["backward_args"] = ["Y"] if model else ["acts", "zs", "Y", "params"]
+    if d["forward_returns"] is None:
+        d["forward_returns"] = ["output"] if model else ["acts", "zs"]
+    for key in ("forward_args", "forward_returns", "backward_args", "loss_args", "train_args"):
+        d[key] = _word_list(source, key, d[key])
+    if "X" not in d["forward_args"]:
+        raise DeclarationError(source, "forward_args", "forward must take X")
+    if not model and not ({"params", "weights"} & set(d["forward_args"])):
+        raise DeclarationError(source, "forward_args", "a function forward must take params "
+                               "(a class-based model gets them from its constructor: set model)")
+    if "Y" not in d["backward_args"]:
+        raise DeclarationError(source, "backward_args", "backward must take the labels Y")
+    d["cache"] = _cache(source, d["cache"])
+    mc = d["model_cache"]
+    if mc is not None:
+        if not model:
+            raise DeclarationError(source, "model_cache", "only for a class-based model (set model)")
+        if isinstance(mc, str):
+            _identifier(source, "model_cache", mc)
+        elif not (isinstance(mc, (list, tuple)) and len(mc) == 2 and all(isinstance(x, str) and x.isidentifier() for x in mc)):
+            raise DeclarationError(source, "model_cache", "expected an attribute name (holding the "
+                                   f"cache) or two (holding activations and pre-activations); got {mc!r}")
+        else:
+            d["model_cache"] = list(mc)
+            if d["cache"] not in (None, "acts_zs"):
+                raise DeclarationError(source, "cache", "two model_cache attributes hold the "
+                                       "activations and the pre-activations: cache must be left out")
+            d["cache"] = "acts_zs"
+    uses_cache = "cache" in d["forward_returns"] or "cache" in d["backward_args"] or mc is not None
+    if uses_cache and d["cache"] is None:
+        raise DeclarationError(source, "cache", "forward or backward passes a cache: say what it is "
+                               "(\"acts_zs\", \"opaque\", or {A = \"A{l}\", Z = \"Z{l}\"}), the suite "
+                               "never guesses")
+    if not uses_cache and d["cache"] is not None:
+        raise DeclarationError(source, "cache", "declared, but no forward result, backward argument "
+                               "or model_cache carries a cache")
+    if "cache" in d["backward_args"] and "cache" not in d["forward_returns"] and not model:
+        raise DeclarationError(source, "backward_args", "backward takes a cache that forward never returns")
+    if model and not d["model_args"]:
+        raise DeclarationError(source, "model_args", "how is the model built from the params?")
+    if set(d["model_args"]) & {"weights", "biases"} and "params" in d["model_args"]:
+        raise DeclarationError(source, "model_args", "either params, or weights and biases")
+    readable = ({"acts", "zs"} <= set(d["forward_returns"])
+                or (d["cache"] not in (None, "opaque")
+                    and ("cache" in d["forward_returns"] or mc is not None)))
+    if not readable:
+        raise DeclarationError(source, "forward_returns", "the suite judges forward's activations and "
+                               "pre-activations: forward must return acts and zs, or a cache they can "
+                               "be read from (cache = \"acts_zs\" or {A = ..., Z = ...}); an interface "
+                               "that keeps no pre-activations needs glue (ADAPTERS.md)")
+    if d["output"] == "logits" and not d["softmax"]:
+        raise DeclarationError(source, "output", "forward's output is logits: name the candidate's "
+                               "softmax so the suite reads its probabilities (the suite never computes "
+                               "a candidate's numbers)")
+    if d["per_sample"] and model:
+        raise DeclarationError(source, "per_sample", "not supported for a class-based model")
+    for key in ("forward_args", "backward_args"):
+        if "params" in d[key] and {"weights", "biases"} & set(d[key]):
+            raise DeclarationError(source, key, "either params, or weights and biases")
+    if "params" not in d["train_args"] and d["train"]:
+        raise DeclarationError(source, "train_args", "train must take the params")
+    if "Y" not in d["loss_args"] or not ({"probs", "logits"} & set(d["loss_args"])):
+        raise DeclarationError(source, "loss_args", "the loss takes Y and probs (or logits)")
+    return d
+
+
+def limits_of(d: Mapping[str, Any]) -> dict[str, str]:
+    """What the declared interface cannot give, and which checks that limits (reports)."""
+    out: dict[str, str] = {}
+    if not backward_takes_given_activations(d):
+        out["backward_alone"] = ("backward cannot take the suite's activations (it recomputes them, "
+                                 "or its cache is opaque): it is judged on its own forward only, and "
+                                 "the checks of backward alone (on the suite's activations) do not run")
+    if "logits" in d["loss_args"]:
+        out["cross_entropy"] = "the loss takes logits: its checks (given probabilities) do not run"
+    if d["per_sample"]:
+        out["per_sample"] = ("per-sample code: the suite stacks forward's samples (exact) and averages "
+                             "backward's per-sample gradients and the per-sample losses")
+        out["efficiency"] = ("per-sample code: the suite's loop over the samples would be timed as "
+                             "backward's own cost, so the efficiency check does not run")
+    return out
+
+
+def backward_takes_given_activations(d: Mapping[str, Any]) -> bool:
+    args = set(d["backward_args"])
+    if d["model"]:
+        return d["model_cache"] is not None and d["cache"] != "opaque"
+    if "cache" in args:
+        return d["cache"] != "opaque"
+    return bool(args & {"acts", "zs", "output"}) and "X" not in args
+
+
+def conventions_of(d: Mapping[str, Any]) -> list[str]:
+    """The keys whose value differs from what they default to (derived defaults included)."""
+    model = bool(d["model"])
+    base = dict(DEFAULTS, grads=d["params"], grad_names=["d" + n for n in d["names"]],
+                forward_args=["X"] if model else ["X", "params"],
+                backward_args=["Y"] if model else ["acts", "zs", "Y", "params"],
+                forward_returns=["output"] if model else ["acts", "zs"],
+                cache="acts_zs" if isinstance(d["model_cache"], list) else None)
+    out = [f"{key}={json.dumps(d[key])}" for key in KEYS if d[key] != base[key]]
+    return out or ["the section's interface"]
+
+
+def from_toml(path: str | Path) -> Declaration:
+    path = Path(path)
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DeclarationError(str(path), "(file)", f"cannot read it: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DeclarationError(str(path), "(file)", f"not valid TOML: {exc}") from None
+    source = f"--declaration {path.name}"
+    return Declaration(normalise(raw, source), source, trusted=True)
+
+
+def module_literal(path: Path | None, sha256: str | None = None) -> tuple[dict[str, Any] | None, str]:
+    """The module's own ``CONFORMANCE = {...}`` (a literal, read from the bytes that were hashed
+    and loaded), and a problem text when there is one that is not a literal."""
+    if path is None:
+        return None, ""
+    try:
+        data = Path(path).read_bytes()
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            return None, ""
+        tree = ast.parse(data.decode("utf-8", errors="replace"))
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return None, ""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == MODULE_NAME
+                                                for t in node.targets):
+            try:
+                value = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, RecursionError):
+                return None, (f"{MODULE_NAME} (line {node.lineno}) is not a literal dict: the suite "
+                              "reads it without running your code")
+            if not isinstance(value, dict):
+                return None, f"{MODULE_NAME} (line {node.lineno}) is not a dict"
+            return value, ""
+    return None, ""
+
+
+def resolve(option: str | None, module_path: Path | None, sha256: str | None = None) -> Declaration | None:
+    """The declaration that counts for a run (module docstring: precedence and trust).
+
+    ``option``: the ``--declaration`` value (a TOML path, ``section``, or None). Returns None
+    for the section's interface with nothing declared. Raises DeclarationError for a wrong
+    declaration: a usage error, never a verdict."""
+    own, problem = module_literal(module_path, sha256)
+    name = Path(module_path).name if module_path is not None else "the module"
+    if option:
+        decl = (Declaration(normalise({}, SECTION), "--declaration section", trusted=True)
+                if option == SECTION else from_toml(option))
+        if own is not None or problem:
+            try:
+                same = own is not None and normalise(own, name) == decl.values
+            except DeclarationError:
+                same = False
+            if not same:
+                note = (f"{MODULE_NAME} in {name} ignored: {decl.source} decides the conventions "
+                        "(only the instructor's declaration counts)")
+                decl = Declaration(decl.values, decl.source, True, (note,))
+        return None if decl.is_section and not decl.notes and option == SECTION else decl
+    if problem:
+        raise DeclarationError(f"{MODULE_NAME} in {name}", MODULE_NAME, problem)
+    if own is None:
+        return None
+    return Declaration(normalise(own, f"{MODULE_NAME} in {name}"), f"{MODULE_NAME} in {name}", trusted=False)
+
+
+def instructor_text(path: str | Path) -> str:
+    """The instructor's declaration file as text for the grader's config (validated first: a
+    wrong declaration stops the command before any submission is judged)."""
+    from_toml(path)
+    return Path(path).read_text(encoding="utf-8")
+
+
+def suite_args(declaration: str | Path | None) -> list[str]:
+    """The pytest argument a runner adds (the grader: the instructor's file, or ``section`` so a
+    module's own declaration never counts)."""
+    return [f"--declaration={declaration if declaration else SECTION}"]
+
+
+def record(decl: Declaration | None) -> dict[str, Any]:
+    """The conventions judged with, for every report (JSON and terminal)."""
+    if decl is None:
+        return {"source": "the section's interface", "trusted": True, "conventions": ["the section's interface"],
+                "limits": {}, "notes": []}
+    return {"source": decl.source, "trusted": decl.trusted, "conventions": decl.conventions(),
+            "limits": decl.limits(), "notes": list(decl.notes), "fingerprint": decl.fingerprint()}
+
+
+def summary_line(decl: Declaration | None) -> str:
+    rec = record(decl)
+    text = f"conventions: {', '.join(rec['conventions'])} ({rec['source']})"
+    if rec["limits"]:
+        text += "; limited: " + ", ".join(sorted(rec["limits"]))
+    return text

@@ -1,0 +1,341 @@
+"""``backprop-conformance adapt``: propose the declaration that fits a module, by shapes only.
+
+Run as a script in a subprocess (``python -I probe.py MODULE_FILE OUT_JSON``): it imports the
+candidate (untrusted: never in the caller's process), calls its functions on a tiny random
+network whose sizes are all different (3 inputs, 4 hidden, 2 classes, batch 5, so every axis
+tells which it is) under each convention, and keeps the conventions under which the calls
+succeed *and* every shape fits. It never compares values: no verdict. What the shapes cannot
+tell apart (e.g. one-hot vs integer labels when both run) is reported as an open question.
+
+Self-contained (numpy and the standard library): the caller (conformance/cli.py) reads the JSON
+answer, checks it with conformance/declaration.py and prints TOML.
+"""
+
+import importlib.util
+import inspect
+import itertools
+import json
+import sys
+
+import numpy as np
+
+SIZES, BATCH = [3, 4, 2], 5
+FORWARD_NAMES = ("forward", "feedforward", "feed_forward", "forward_pass", "forward_propagation",
+                 "L_model_forward", "model_forward", "predict_proba", "predict", "_forward")
+BACKWARD_NAMES = ("backward", "backprop", "back_prop", "backpropagation", "backward_pass",
+                  "backward_propagation", "L_model_backward", "model_backward", "gradients", "grads",
+                  "compute_gradients", "_backward")
+WORDS = {  # a parameter's name -> the declaration's word
+    "x": "X", "x_batch": "X", "xb": "X", "inputs": "X", "input": "X", "a0": "X", "data": "X",
+    "params": "params", "parameters": "params", "theta": "params", "weights_and_biases": "params",
+    "weights": "weights", "ws": "weights", "w": "weights", "biases": "biases", "bs": "biases", "b": "biases",
+    "activations": "acts", "acts": "acts", "a": "acts", "as_": "acts",
+    "pre_activations": "zs", "zs": "zs", "z": "zs", "preacts": "zs",
+    "y": "Y", "labels": "Y", "targets": "Y", "y_true": "Y", "t": "Y", "y_batch": "Y",
+    "cache": "cache", "caches": "cache",
+    "al": "output", "output": "output", "y_hat": "output", "probs": "output", "out": "output",
+}
+
+
+def _net(rng):
+    Ws = [rng.standard_normal((a, b)) for a, b in zip(SIZES[:-1], SIZES[1:])]
+    bs = [rng.standard_normal(b) * 0.1 for b in SIZES[1:]]
+    X = rng.standard_normal((BATCH, SIZES[0]))
+    Y = np.eye(SIZES[-1])[rng.integers(0, SIZES[-1], BATCH)]
+    return X, Y, Ws, bs
+
+
+def _params(Ws, bs, layout, bias, container, names=("W{l}", "b{l}"), first=1):
+    Ws = [W.T.copy() if layout == "columns" else W.copy() for W in Ws]
+    shape = {"flat": (-1,), "column": (-1, 1), "row": (1, -1)}[bias]
+    bs = [b.reshape(shape).copy() for b in bs]
+    if container == "pairs":
+        return [(W, b) for W, b in zip(Ws, bs)]
+    if container == "lists":
+        return Ws, bs
+    out = {}
+    for i, (W, b) in enumerate(zip(Ws, bs)):
+        out[names[0].format(l=i + first)], out[names[1].format(l=i + first)] = W, b
+    return out
+
+
+def _shape(x):
+    return tuple(np.shape(x)) if isinstance(x, np.ndarray) else None
+
+
+def _words(fn):
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    out = []
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.default is not p.empty:
+            break
+        out.append(WORDS.get(p.name.lower().rstrip("_"), "?" + p.name))
+    return out
+
+
+def _act_shapes(layout):
+    return [((BATCH, n) if layout == "rows" else (n, BATCH)) for n in SIZES]
+
+
+def _read_forward(result, layout, per_sample=False):
+    """(forward_returns, cache form or None) when the result's shapes fit ``layout``."""
+    want = _act_shapes(layout)
+    if per_sample:
+        want = [((n,) if layout == "rows" else (n, 1)) for n in SIZES]
+
+    def acts_like(seq, first=0):
+        return (isinstance(seq, (list, tuple)) and len(seq) == len(want) - first
+                and all(_shape(a) == w for a, w in zip(seq, want[first:])))
+
+    if isinstance(result, tuple) and len(result) == 2:
+        a, b = result
+        if acts_like(a) and acts_like(b, 1):
+            return ["acts", "zs"], None
+        if _shape(a) == want[-1] and isinstance(b, dict):
+            keys = {str(k) for k in b}
+            for A, Z in (("A{l}", "Z{l}"), ("a{l}", "z{l}"), ("A{l}", "z{l}")):
+                if Z.format(l=1) in keys and all(_shape(b.get(Z.format(l=l))) == want[l] for l in range(1, len(SIZES))):
+                    return ["output", "cache"], {"A": A, "Z": Z}
+            return ["output", "cache"], "opaque"
+        if _shape(a) == want[-1]:
+            return ["output", "cache"], "opaque"
+    if _shape(result) == want[-1]:
+        return ["output"], None
+    return None
+
+
+def probe(module):
+    first = _probe(module, False)
+    if first.get("settled"):
+        return first
+    second = _probe(module, True)
+    return second if second.get("settled") else first
+
+
+def _probe(module, only_per_sample):
+    rng = np.random.default_rng(0)
+    X, Y, Ws, bs = _net(rng)
+    found, questions = {}, []
+    functions = {n: getattr(module, n) for n in dir(module) if callable(getattr(module, n, None))
+                 and not isinstance(getattr(module, n), type)}
+    classes = {n: getattr(module, n) for n in dir(module) if isinstance(getattr(module, n, None), type)
+               and getattr(getattr(module, n), "__module__", None) == module.__name__}
+    forward = next((n for n in FORWARD_NAMES if n in functions), None)
+    if forward is None:
+        for cname, cls in classes.items():
+            if any(callable(getattr(cls, m, None)) for m in FORWARD_NAMES):
+                return dict(_probe_class(cname, cls, X, Y, Ws, bs), settled=True)
+        return {"questions": ["no forward function or class with a forward method was found (looked for "
+                              + ", ".join(FORWARD_NAMES) + ")"]}
+    fwords = _words(functions[forward])
+    if not fwords or "X" not in fwords:
+        fwords = ["X", "params"]
+    fits = []
+    for layout, bias, container, per_sample in itertools.product(("rows", "columns"), ("flat", "column", "row"),
+                                                                  ("pairs", "dict", "lists"), (only_per_sample,)):
+        params = _params(Ws, bs, layout, bias, container)
+        if container == "lists" and "weights" in fwords:
+            values = {"weights": params[0], "biases": params[1]}
+        else:
+            values = {"params": params, "weights": params, "biases": params}
+        x = X if layout == "rows" else X.T
+        if per_sample:
+            x = x[0] if layout == "rows" else x[:, :1]
+        try:
+            result = functions[forward](*[x if w == "X" else values.get(w) for w in fwords])
+        except Exception:  # noqa: BLE001 - a convention the code does not take
+            continue
+        read = _read_forward(result, layout, per_sample)
+        if read is not None:
+            fits.append((layout, bias, container, per_sample, read, result))
+    if not fits:
+        return {"questions": [f"{forward}{tuple(fwords)} ran under no convention with fitting shapes "
+                              "(layouts rows/columns, biases flat/column/row, params pairs/dict/lists)"]}
+    layouts = {f[0] for f in fits}
+    if len(layouts) > 1:
+        questions.append("layout: both rows and columns give fitting shapes")
+    layout = fits[0][0]
+    per_sample = fits[0][3]
+    containers = {f[2] for f in fits if f[0] == layout and f[3] == per_sample}
+    container = "pairs" if "pairs" in containers else sorted(containers)[0]
+    if len(containers) > 1:
+        questions.append(f"params: {sorted(containers)} all run; proposed {container}")
+    biases = [f[1] for f in fits if f[0] == layout and f[2] == container and f[3] == per_sample]
+    fit = next(f for f in fits if f[0] == layout and f[2] == container and f[1] == biases[0] and f[3] == per_sample)
+    returns, cache = fit[4]
+    found.update(layout=layout, params=container, forward=forward, per_sample=per_sample,
+                 forward_returns=returns, forward_args=fwords)
+    if cache is not None:
+        found["cache"] = cache
+    out = fit[5][0] if returns[0] == "output" else fit[5][0][-1]
+    axis = 1 if layout == "rows" else 0
+    if per_sample:
+        axis = 0
+    if not np.allclose(np.sum(out, axis=axis), 1.0):
+        found["output"] = "logits"
+        if "softmax" not in functions:
+            questions.append("output: forward's last value does not sum to 1 (logits): name the softmax")
+    if "train" in functions:  # another signature: which argument is which, by name
+        twords = _words(functions["train"]) or []
+        names = {"x": "X", "x_train": "X", "y": "Y", "y_train": "Y", "labels": "Y", "x_test": "X_test",
+                 "y_test": "Y_test", "params": "params", "parameters": "params", "lr": "lr",
+                 "learning_rate": "lr", "eta": "lr", "epochs": "epochs", "n_epochs": "epochs",
+                 "batch_size": "batch_size"}
+        try:
+            raw = [p.name.lower() for p in inspect.signature(functions["train"]).parameters.values()
+                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            raw = []
+        mapped = [names.get(n) for n in raw]
+        if raw and all(mapped) and len(set(mapped)) == len(mapped):
+            found["train_args"] = mapped
+        elif raw:
+            questions.append(f"train({', '.join(raw)}): which argument is which? (train_args words: "
+                             "X, Y, X_test, Y_test, params, lr, epochs, batch_size)")
+    backward = next((n for n in BACKWARD_NAMES if n in functions), None)
+    if backward is None:
+        questions.append("no backward function found (looked for " + ", ".join(BACKWARD_NAMES) + ")")
+        found["bias"] = biases[0]
+        return {"declaration": found, "questions": questions}
+    bwords = _words(functions[backward]) or []
+    unknown = [w for w in bwords if w.startswith("?")]
+    if unknown:
+        questions.append(f"backward's parameter(s) {', '.join(w[1:] for w in unknown)}: which value is each? "
+                         "(backward_args words: acts, zs, Y, params, weights, biases, X, cache, output)")
+        found["bias"] = biases[0]
+        return {"declaration": found, "questions": questions}
+    label_fits, grads_seen = [], {}
+    for bias in biases:
+        fwd = next(f for f in fits if f[0] == layout and f[2] == container and f[1] == bias and f[3] == per_sample)
+        params = _params(Ws, bs, layout, bias, container)
+        result = fwd[5]
+        acts, zs = (result if returns == ["acts", "zs"] else (None, None))
+        for labels in ("onehot", "integer"):
+            y = (Y if layout == "rows" else Y.T) if labels == "onehot" else Y.argmax(axis=1)
+            if per_sample:
+                y = (y[0] if layout == "rows" else y[:, :1]) if labels == "onehot" else y[0]
+            values = {"acts": acts, "zs": zs, "Y": y, "params": params, "X": (X if layout == "rows" else X.T),
+                      "cache": result[1] if returns == ["output", "cache"] else None,
+                      "output": result[0] if returns[0] == "output" else (acts[-1] if acts else None),
+                      "weights": params[0] if container == "lists" else None,
+                      "biases": params[1] if container == "lists" else None}
+            try:
+                grads = functions[backward](*[values[w] for w in bwords])
+            except Exception:  # noqa: BLE001
+                continue
+            kind = _grads_kind(grads, layout, bias)
+            if kind is not None:
+                label_fits.append((bias, labels))
+                grads_seen[(bias, labels)] = kind
+    if not label_fits:
+        questions.append(f"{backward}{tuple(bwords)} ran under no convention with gradients of W's and b's shapes")
+        found["bias"] = biases[0]
+        return {"declaration": found, "questions": questions}
+    bias, labels = label_fits[0]
+    if len({lf[1] for lf in label_fits}) > 1:
+        questions.append("labels: both one-hot and integer labels give gradients of the right shapes "
+                         "(shapes cannot tell; say which)")
+    if len({lf[0] for lf in label_fits}) > 1:
+        questions.append(f"bias: {sorted({lf[0] for lf in label_fits})} all fit; proposed {bias}")
+    grads, grad_names = grads_seen[(bias, labels)]
+    found.update(bias=bias, labels=labels, backward=backward, backward_args=bwords, grads=grads)
+    if grad_names:
+        found["grad_names"] = grad_names
+    if "X" in bwords and not {"acts", "zs", "cache"} & set(bwords):
+        questions.append("backward recomputes the forward pass: it will be judged on its own forward only")
+    return {"declaration": found, "questions": questions, "settled": True}
+
+
+def _grads_kind(grads, layout, bias):
+    wshape = [((a, b) if layout == "rows" else (b, a)) for a, b in zip(SIZES[:-1], SIZES[1:])]
+    bshape = [{"flat": (n,), "column": (n, 1), "row": (1, n)}[bias] for n in SIZES[1:]]
+    if isinstance(grads, dict):
+        for names in (("dW{l}", "db{l}"), ("W{l}", "b{l}"), ("dw{l}", "db{l}")):
+            if all(_shape(grads.get(names[0].format(l=l + 1))) == wshape[l]
+                   and _shape(grads.get(names[1].format(l=l + 1))) == bshape[l] for l in range(len(wshape))):
+                return "dict", list(names)
+        return None
+    if not isinstance(grads, (list, tuple)):
+        return None
+    if (len(grads) == 2 and all(isinstance(g, (list, tuple)) and len(g) == len(wshape) for g in grads)
+            and all(_shape(g) == w for g, w in zip(grads[0], wshape))
+            and all(_shape(g) == s for g, s in zip(grads[1], bshape))):
+        return "lists", None
+    if len(grads) == len(wshape) and all(isinstance(p, (list, tuple)) and len(p) == 2 and _shape(p[0]) == w
+                                         and _shape(p[1]) == s for p, w, s in zip(grads, wshape, bshape)):
+        return "pairs", None
+    return None
+
+
+def _probe_class(cname, cls, X, Y, Ws, bs):
+    fwd = next(m for m in FORWARD_NAMES if callable(getattr(cls, m, None)))
+    bwd = next((m for m in BACKWARD_NAMES if callable(getattr(cls, m, None))), None)
+    init = _words(cls.__init__)
+    init = [w for w in (init or [])[1:]]  # without self
+    questions = []
+    if not init or any(w.startswith("?") for w in init):
+        return {"questions": [f"class {cname}: its constructor {init} is not built from parameters "
+                              "(model_args words: params, weights, biases); glue is needed if it "
+                              "takes layer sizes (ADAPTERS.md)"]}
+    for layout, bias, container in itertools.product(("rows", "columns"), ("flat", "column", "row"),
+                                                     ("pairs", "dict", "lists")):
+        params = _params(Ws, bs, layout, bias, container)
+        values = {"params": params, "weights": params[0] if container == "lists" else None,
+                  "biases": params[1] if container == "lists" else None}
+        if container != "lists" and {"weights", "biases"} & set(init):
+            continue
+        try:
+            model = cls(*[values[w] for w in init])
+            out = getattr(model, fwd)(X if layout == "rows" else X.T)
+        except Exception:  # noqa: BLE001
+            continue
+        if _shape(out) != _act_shapes(layout)[-1]:
+            continue
+        want = _act_shapes(layout)
+        lists = {k: v for k, v in vars(model).items() if isinstance(v, (list, tuple))}
+        acts = next((k for k, v in lists.items() if len(v) == len(want) and all(_shape(a) == w for a, w in zip(v, want))), None)
+        zs = next((k for k, v in lists.items() if k != acts and len(v) == len(want) - 1
+                   and all(_shape(a) == w for a, w in zip(v, want[1:]))), None)
+        pair = next((k for k, v in lists.items() if len(v) == 2 and isinstance(v[0], (list, tuple))
+                     and len(v[0]) == len(want)), None)
+        decl = {"model": cname, "model_args": init, "forward": fwd, "layout": layout, "bias": bias}
+        if "params" in init:
+            decl["params"] = container
+        if pair is not None:
+            decl.update(model_cache=pair, cache="acts_zs")
+        elif acts and zs:
+            decl["model_cache"] = [acts, zs]
+        else:
+            questions.append(f"class {cname}: forward keeps no list of activations and pre-activations the "
+                             "suite can read (model_cache)")
+        if bwd is None:
+            questions.append(f"class {cname}: no backward method found")
+        else:
+            decl["backward"] = bwd
+            words = _words(getattr(cls, bwd))
+            if words and words[1:] != ["Y"]:
+                decl["backward_args"] = words[1:]
+        return {"declaration": decl, "questions": questions}
+    return {"questions": [f"class {cname}: no layout/bias/container built it and ran {fwd} with fitting shapes"]}
+
+
+def main():
+    path, out = sys.argv[1], sys.argv[2]
+    sys.path.insert(0, __import__("os").path.dirname(path))
+    spec = importlib.util.spec_from_file_location(__import__("os").path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        answer = probe(module)
+    except BaseException as exc:  # noqa: BLE001 - the candidate's: reported, never raised
+        answer = {"questions": [f"the module could not be probed: {type(exc).__name__}: {exc}"[:2000]]}
+    with open(out, "w") as handle:
+        json.dump(answer, handle)
+
+
+if __name__ == "__main__":
+    main()

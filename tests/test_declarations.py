@@ -1,0 +1,396 @@
+"""Declared conventions: the declaration's parser, the exact adapter, the run's
+precedence and trust, and what the grader makes of a limited check."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from conformance.adapters import DeclarationMismatch, InterfaceLimit, adapt_module
+from conformance.cases import make_case
+from conformance.declaration import (KEYS, Declaration, DeclarationError, from_toml, limits_of,
+                                     module_literal, normalise, resolve)
+from tests.helpers import run_suite
+from tools.catalogue import DECLARED, DECLARED_DIR
+from conformance.grade.score.rubric import Baseline, neutral_skip
+
+USAGE_ERROR = 4
+
+
+def _load(name: str) -> tuple[ModuleType, dict]:
+    path = DECLARED_DIR / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_decl_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, from_toml(DECLARED_DIR / f"{name}.toml").wire()
+
+
+# --- the declaration: strict, short, defaults = the section's interface ---------------------
+
+
+def test_an_empty_declaration_is_the_sections_interface() -> None:
+    d = normalise({}, "t")
+    assert set(d) == set(KEYS)
+    assert (d["layout"], d["labels"], d["bias"], d["params"]) == ("rows", "onehot", "flat", "pairs")
+    assert d["forward_args"] == ["X", "params"] and d["backward_args"] == ["acts", "zs", "Y", "params"]
+    assert limits_of(d) == {}
+
+
+@pytest.mark.parametrize("raw, key, words", [
+    ({"layuot": "columns"}, "layuot", "unknown key"),
+    ({"layout": "cols"}, "layout", "not one of"),
+    ({"per_sample": "yes"}, "per_sample", "not one of"),
+    ({"first_layer": 2}, "first_layer", "not one of"),
+    ({"names": ["W", "b{l}"]}, "names", "{l}"),
+    ({"forward_args": ["X", "theta"]}, "forward_args", "unknown word"),
+    ({"forward_args": ["X", "params", "weights"]}, "forward_args", "either params, or weights"),
+    ({"forward_returns": ["output"]}, "forward_returns", "pre-activations"),
+    ({"forward_returns": ["output", "cache"]}, "cache", "never guesses"),
+    ({"cache": "acts_zs"}, "cache", "no forward result"),
+    ({"model_cache": "cache"}, "model_cache", "class-based"),
+    ({"output": "logits", "softmax": ""}, "output", "softmax"),
+    ({"backward_args": ["acts", "zs", "params"]}, "backward_args", "labels"),
+    ({"backward": ""}, "backward", "required"),
+])
+def test_a_wrong_or_ambiguous_declaration_names_the_key(raw: dict, key: str, words: str) -> None:
+    with pytest.raises(DeclarationError) as info:
+        normalise(raw, "my.toml")
+    assert info.value.key == key and words in str(info.value), str(info.value)
+    assert str(info.value).startswith("declaration my.toml: " + key)
+
+
+def test_toml_and_module_literal_are_the_same_keys(tmp_path: Path) -> None:
+    toml = DECLARED_DIR / "ok_decl_column_dict_cache.toml"
+    module = tmp_path / "mine.py"
+    module.write_text("CONFORMANCE = {'layout': 'columns', 'bias': 'column', 'params': 'dict',\n"
+                      " 'forward': 'L_model_forward', 'forward_returns': ['output', 'cache'],\n"
+                      " 'backward': 'L_model_backward',\n"
+                      " 'backward_args': ['output', 'Y', 'params', 'cache'],\n"
+                      " 'cache': {'A': 'A{l}', 'Z': 'Z{l}'}}\n")
+    own = resolve(None, module)
+    assert own is not None and not own.trusted
+    assert own.values == from_toml(toml).values
+
+
+def test_a_computed_module_declaration_is_an_error_not_a_guess(tmp_path: Path) -> None:
+    module = tmp_path / "mine.py"
+    module.write_text("CONFORMANCE = dict(layout='columns')\n")
+    assert module_literal(module)[0] is None
+    with pytest.raises(DeclarationError, match="not a literal"):
+        resolve(None, module)
+
+
+def test_bad_toml_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("layout = columns\n")  # unquoted
+    with pytest.raises(DeclarationError, match="not valid TOML"):
+        from_toml(path)
+
+
+@pytest.mark.parametrize("name", ["ok_decl_column_dict_cache", "ok_decl_per_sample_columns",
+                                  "ok_decl_class_methods", "ok_decl_int_row"])
+def test_the_four_named_styles_take_at_most_10_lines(name: str) -> None:
+    lines = [ln for ln in (DECLARED_DIR / f"{name}.toml").read_text().splitlines() if ln.strip()]
+    assert len(lines) <= 10, lines
+
+
+def test_every_declared_variant_has_its_declaration() -> None:
+    assert {p.stem for p in DECLARED_DIR.glob("*.py")} == set(DECLARED)
+    assert {p.stem for p in DECLARED_DIR.glob("*.toml")} == set(DECLARED)
+    for name in DECLARED:
+        from_toml(DECLARED_DIR / f"{name}.toml")  # valid
+
+
+# --- exactness: the adapted numbers are the candidate's, moved, never computed -------------
+
+
+def test_column_dict_cache_adapter_is_bit_exact() -> None:
+    module, d = _load("ok_decl_column_dict_cache")
+    adapted = adapt_module(module, d)
+    case = make_case([5, 4, 3, 3], batch=6, seed=3)
+    acts, zs = adapted.forward(case.X, case.params)
+    raw_params = {}
+    for i, (W, b) in enumerate(case.params, start=1):
+        raw_params[f"W{i}"], raw_params[f"b{i}"] = W.T, b.reshape(-1, 1)
+    out, cache = module.L_model_forward(case.X.T, raw_params)
+    for l, a in enumerate(acts):
+        assert np.array_equal(a, (cache[f"A{l}"] if l else case.X.T).T)
+    for l, z in enumerate(zs, start=1):
+        assert np.array_equal(z, cache[f"Z{l}"].T)
+    grads = adapted.backward(acts, zs, case.Y, case.params)
+    raw = module.L_model_backward(out, case.Y.T, raw_params, cache)
+    for l, (dW, db) in enumerate(grads, start=1):
+        assert np.array_equal(dW, raw[f"dW{l}"].T) and np.array_equal(db, raw[f"db{l}"].reshape(-1))
+        assert dW.shape == case.params[l - 1][0].shape and db.shape == case.params[l - 1][1].shape
+
+
+def test_integer_labels_and_row_biases_are_bit_exact() -> None:
+    module, d = _load("ok_decl_int_row")
+    adapted = adapt_module(module, d)
+    case = make_case([4, 5, 3], batch=7, seed=1)
+    rows = [(W, b.reshape(1, -1)) for W, b in case.params]
+    acts, zs = adapted.forward(case.X, case.params)
+    raw_acts, raw_zs = module.forward(case.X, rows)
+    assert all(np.array_equal(a, r) for a, r in zip(acts, raw_acts))
+    labels = case.Y.argmax(axis=1)
+    grads = adapted.backward(acts, zs, case.Y, case.params)
+    raw = module.backward(raw_acts, raw_zs, labels, rows)
+    for (dW, db), (rW, rb), (_, b) in zip(grads, raw, case.params):
+        assert np.array_equal(dW, rW) and np.array_equal(db, rb.reshape(-1)) and db.shape == b.shape
+    assert adapted.cross_entropy(acts[-1], case.Y) == module.cross_entropy(raw_acts[-1], labels)
+
+
+def test_per_sample_forward_stacks_the_samples_exactly() -> None:
+    module, d = _load("ok_decl_per_sample_columns")
+    adapted = adapt_module(module, d)
+    case = make_case([3, 4, 2], batch=5, seed=2)
+    acts, zs = adapted.forward(case.X, case.params)
+    Ws, bs = [W.T for W, _ in case.params], [b.reshape(-1, 1) for _, b in case.params]
+    for i in range(case.X.shape[0]):
+        raw_acts, raw_zs = module.feedforward(case.X[i].reshape(-1, 1), Ws, bs)
+        assert all(np.array_equal(a[i], r.reshape(-1)) for a, r in zip(acts, raw_acts))
+        assert all(np.array_equal(z[i], r.reshape(-1)) for z, r in zip(zs, raw_zs))
+    assert "per_sample" in limits_of(d)  # the averaging of per-sample gradients is declared
+
+
+def test_logits_are_turned_into_the_candidates_own_probabilities() -> None:
+    module, d = _load("ok_decl_logits")
+    adapted = adapt_module(module, d)
+    case = make_case([3, 4, 3], batch=4, seed=5)
+    acts, zs = adapted.forward(case.X, case.params)
+    assert np.array_equal(acts[-1], module.softmax(zs[-1]))
+    assert not hasattr(adapted, "cross_entropy")  # its loss takes logits: never fed probabilities
+    raw = module.backward(acts[:-1] + [zs[-1]], zs, case.Y, case.params)
+    assert all(np.array_equal(g[0], r[0]) for g, r in zip(adapted.backward(acts, zs, case.Y, case.params), raw))
+
+
+def test_integer_labels_refuse_a_y_that_is_not_one_hot() -> None:
+    module, d = _load("ok_decl_int_row")
+    adapted = adapt_module(module, d)
+    case = make_case([3, 3, 2], batch=2, seed=0)
+    acts, zs = adapted.forward(case.X, case.params)
+    with pytest.raises(InterfaceLimit):
+        adapted.backward(acts, zs, case.Y * 0.5, case.params)
+
+
+def test_a_result_of_the_wrong_shape_is_passed_on_unchanged() -> None:
+    """The adapter never hides a candidate's mistake: a db that is not the declared shape
+    reaches the contract check as the candidate returned it."""
+    module = ModuleType("m")
+    module.forward = lambda X, params: ([X], [])
+    module.backward = lambda acts, zs, Y, params: [(np.zeros((2, 3)), np.zeros((7,)))]
+    adapted = adapt_module(module, normalise({"bias": "column"}, "t"))
+    (_, db), = adapted.backward([np.zeros((1, 2))], [], np.eye(3)[:1], [(np.zeros((2, 3)), np.zeros(3))])
+    assert db.shape == (7,)
+
+
+def test_a_declared_key_the_cache_lacks_is_a_mismatch_naming_it() -> None:
+    module, d = _load("ok_decl_column_dict_cache")
+    d = dict(d, cache={"A": "A{l}", "Z": "pre{l}"})
+    adapted = adapt_module(module, d)
+    case = make_case([3, 3, 2], batch=2, seed=0)
+    with pytest.raises(DeclarationMismatch, match="pre1"):
+        adapted.forward(case.X, case.params)
+
+
+# --- runs: a wrong declaration is never a verdict; the report names the conventions ---------
+
+
+def test_a_wrong_declaration_stops_the_run_as_a_usage_error(tmp_path: Path) -> None:
+    toml = tmp_path / "assignment.toml"
+    toml.write_text('layout = "columns"\nbias = "colum"\n')
+    report = tmp_path / "report.json"
+    run = run_suite(DECLARED_DIR / "ok_decl_column_dict_cache.py", f"--declaration={toml}",
+                    "--conformance-report", str(report), "-k", "golden")
+    assert run.returncode == USAGE_ERROR, run.stdout + run.stderr
+    assert "bias" in run.stderr and "colum" in run.stderr
+    assert "passed" not in run.stdout and "failed" not in run.stdout
+
+
+def test_a_module_that_does_not_fit_the_declaration_is_told_which_key(tmp_path: Path) -> None:
+    module = tmp_path / "mine.py"
+    module.write_text("def forward(X, params):\n    return [X], []\n")
+    toml = tmp_path / "a.toml"
+    toml.write_text('backward = "backprop"\n')
+    from conformance.candidate import InProcessCandidate
+
+    cand = InProcessCandidate.load(str(module), str(toml))
+    assert cand.load_error is not None and "backward = 'backprop'" in cand.load_error
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_a_declared_bug_is_named_and_the_report_states_the_conventions(tmp_path: Path, isolate: bool) -> None:
+    name = "bug_decl_column_dict_cache"
+    report = tmp_path / "report.json"
+    args = [f"--declaration={DECLARED_DIR / (name + '.toml')}", "--conformance-report", str(report),
+            "-k", "relu_index_silent or relu_index_visible"] + (["--isolate"] if isolate else [])
+    run = run_suite(DECLARED_DIR / f"{name}.py", *args)
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-2000:]
+    data = json.loads(report.read_text())
+    assert data["conventions"]["source"] == f"--declaration {name}.toml"
+    assert 'layout="columns"' in data["conventions"]["conventions"]
+    failed = [t for t in data["tests"] if t["outcome"] == "failed"]
+    assert failed and all("relu_index" in (t.get("properties") or {}).get("diagnoses", []) for t in failed)
+    assert "conventions: " in run.stdout and "i-1 bug" in run.stdout
+
+
+# --- trust: a module's own declaration never reduces what a graded run checks ---------------
+
+HOSTILE = '''
+import numpy as np
+CONFORMANCE = {"backward": "gradients", "backward_args": ["X", "Y", "params"], "train": ""}
+
+def forward(X, params):
+    acts, zs = [X], []
+    for i, (W, b) in enumerate(params):
+        z = acts[-1] @ W + b
+        zs.append(z)
+        if i == len(params) - 1:
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            acts.append(e / e.sum(axis=1, keepdims=True))
+        else:
+            acts.append(np.maximum(z, 0))
+    return acts, zs
+
+def gradients(X, Y, params):
+    acts, zs = forward(X, params)
+    delta = (acts[-1] - Y) / len(Y)
+    grads = []
+    for i in reversed(range(len(params))):
+        grads.insert(0, (acts[i].T @ delta, delta.sum(axis=0)))
+        if i:
+            delta = (delta @ params[i][0].T) * (zs[i] > 0)  # the i-1 bug
+    return grads
+
+def backward(activations, pre_activations, Y, params):
+    return gradients(activations[0], Y, params)
+'''
+
+
+def _kinds(report: Path) -> dict[str, str]:
+    data = json.loads(report.read_text())
+    return {t["nodeid"]: (t.get("properties") or {}).get("skip_kind", t["outcome"]) for t in data["tests"]}
+
+
+def test_a_module_declaration_is_ignored_when_the_instructor_declares(tmp_path: Path) -> None:
+    module = tmp_path / "hostile.py"
+    module.write_text(HOSTILE)
+    report = tmp_path / "graded.json"
+    run = run_suite(module, "--declaration=section", "--conformance-report", str(report), "-k", "relu_index")
+    data = json.loads(report.read_text())
+    assert data["conventions"]["notes"] and "ignored" in data["conventions"]["notes"][0]
+    kinds = _kinds(report)
+    assert kinds and "interface_limit" not in kinds.values() and "self_declared" not in kinds.values()
+    assert "failed" in kinds.values(), run.stdout[-2000:]
+
+
+def test_a_module_declaration_limits_only_with_a_non_neutral_kind(tmp_path: Path) -> None:
+    module = tmp_path / "hostile.py"
+    module.write_text(HOSTILE)
+    report = tmp_path / "own.json"
+    run_suite(module, "--conformance-report", str(report), "-k", "relu_index")
+    data = json.loads(report.read_text())
+    assert data["conventions"]["trusted"] is False
+    skipped = [t for t in data["tests"] if t["outcome"] == "skipped"]
+    assert skipped and all(t["properties"]["skip_kind"] == "self_declared" for t in skipped)
+    baseline = Baseline(areas={t["nodeid"]: t["area"] for t in skipped})  # the reference ran them
+    assert not any(neutral_skip(t, baseline) for t in skipped)  # the grader counts them as failed
+
+
+def test_an_instructor_declared_limit_is_neutral_for_the_grader() -> None:
+    baseline = Baseline(areas={"x": "relu_index"})  # the reference ran x
+    assert neutral_skip({"nodeid": "x", "properties": {"skip_kind": "interface_limit"}}, baseline)
+    assert not neutral_skip({"nodeid": "x", "properties": {"skip_kind": "self_declared"}}, baseline)
+
+
+# --- adapt: propose the declaration from shapes alone -----------------------------------------
+
+
+def _adapt(path: Path) -> tuple[int, str]:
+    from tests.helpers import run_command
+
+    run = run_command([sys.executable, "-m", "conformance.cli", "adapt", str(path)])
+    return run.returncode, run.stdout
+
+
+@pytest.mark.parametrize("name", ["ok_decl_column_dict_cache", "ok_decl_column_major", "ok_decl_class_model",
+                                  "ok_decl_class_methods", "ok_decl_int_row"])
+def test_adapt_proposes_the_declaration_that_fits(tmp_path: Path, name: str) -> None:
+    status, text = _adapt(DECLARED_DIR / f"{name}.py")
+    assert status == 0, text
+    proposed = tmp_path / "proposed.toml"
+    proposed.write_text(text)
+    assert from_toml(proposed).values == from_toml(DECLARED_DIR / f"{name}.toml").values, text
+
+
+def test_adapt_says_which_question_it_cannot_settle(tmp_path: Path) -> None:
+    status, text = _adapt(DECLARED_DIR / "ok_decl_per_sample_columns.py")
+    assert status == 1 and "open question: labels" in text and "per_sample = true" in text
+    module = tmp_path / "nothing.py"
+    module.write_text("def hello(x):\n    return x\n")
+    status, text = _adapt(module)
+    assert status == 1 and "no forward function" in text
+
+
+def test_adapt_never_runs_the_module_in_its_own_process(tmp_path: Path) -> None:
+    module = tmp_path / "loud.py"
+    marker = tmp_path / "ran"
+    module.write_text(f"import os\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\n")
+    _adapt(module)
+    assert marker.exists() and marker.read_text() != str(__import__("os").getpid())
+
+
+# --- the grader: the instructor's declaration, one config field -----------------------------
+
+
+def test_the_grader_judges_a_class_with_the_instructors_declaration(tmp_path: Path) -> None:
+    from conformance.grade.run.jobs import GradeConfig, pytest_command
+    from conformance.grade.run.runner import Job, reference_job, run_job
+
+    text = (DECLARED_DIR / "ok_decl_column_dict_cache.toml").read_text()
+    config = GradeConfig(require_mnist=False, isolate=False, declaration=text,
+                         extra_args=("-m", "not mnist", "-k", "relu_index_visible or candidate_loads"))
+    assert config.key() != GradeConfig(require_mnist=False, isolate=False, extra_args=config.extra_args).key()
+    (tmp_path / "out").mkdir()
+    cmd = pytest_command(config, tmp_path / "m.py", tmp_path / "out" / "r.json", tmp_path / "out" / "j.xml")
+    assert f"--declaration={tmp_path / 'out' / 'declaration.toml'}" in cmd
+    assert (tmp_path / "out" / "declaration.toml").read_text() == text
+    plain = pytest_command(GradeConfig(), tmp_path / "m.py", tmp_path / "out" / "r.json", tmp_path / "out" / "j.xml")
+    assert "--declaration=section" in plain  # a submission's own literal never counts
+    assert reference_job(config).config.declaration == ""  # the reference has the section's interface
+    results = {}
+    for name in ("ok_decl_column_dict_cache", "bug_decl_column_dict_cache"):
+        data = (DECLARED_DIR / f"{name}.py").read_bytes()
+        results[name] = run_job(Job(name=name, sha256=hashlib.sha256(data).hexdigest(), files={"mlp.py": data},
+                                    module="mlp.py", config=config))
+    ok, bug = results["ok_decl_column_dict_cache"], results["bug_decl_column_dict_cache"]
+    assert ok.status == "graded" and bug.status == "graded", (ok.message, bug.message)
+    assert ok.report["conventions"]["source"] == "--declaration declaration.toml"
+    outcomes = {t["outcome"] for t in ok.report["tests"]}
+    assert outcomes == {"passed"}, ok.report["tests"]
+    assert any(t["outcome"] == "failed" for t in bug.report["tests"])
+
+
+def test_the_gradescope_bundle_ships_the_instructors_declaration(tmp_path: Path) -> None:
+    import zipfile
+
+    from conformance.grade import gradescope
+
+    out = tmp_path / "autograder.zip"
+    toml = DECLARED_DIR / "ok_decl_column_dict_cache.toml"
+    assert gradescope.main(["bundle", str(out), "--no-mnist", "--declaration", str(toml)]) == 0
+    with zipfile.ZipFile(out) as zf:
+        assert zf.read("declaration.toml").decode() == toml.read_text()
+        assert '"$ROOT/source/declaration.toml"' in zf.read("run_autograder").decode()
+        assert json.loads(zf.read("bundle.json"))["declared"] is True
+    bad = tmp_path / "bad.toml"
+    bad.write_text('layout = "diagonal"\n')
+    assert gradescope.main(["bundle", str(tmp_path / "no.zip"), "--no-mnist", "--declaration", str(bad)]) == 2
+    assert not (tmp_path / "no.zip").exists()
