@@ -187,8 +187,8 @@ class _Adapter:
                 out.append(pair)
                 continue
             n = sizes[i] if i < L else -1
-            out.append(type(pair)((self.w_out(pair[0]), self.b_out(pair[1], n))) if type(pair) in (list, tuple)
-                       else (self.w_out(pair[0]), self.b_out(pair[1], n)))
+            moved = (self.w_out(pair[0]), self.b_out(pair[1], n))
+            out.append(list(moved) if type(pair) is list else moved)  # a list stays a list, any tuple a tuple
         return out
 
     def word(self, word, params, x=None):

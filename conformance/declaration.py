@@ -299,15 +299,13 @@ def conventions_of(d: Mapping[str, Any]) -> list[str]:
 
 def from_toml(path: str | Path) -> Declaration:
     path = Path(path)
+    from conformance import tomlfile
+
     try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomlfile.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise DeclarationError(str(path), "(file)", f"cannot read it: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except tomlfile.TOMLDecodeError as exc:
         raise DeclarationError(str(path), "(file)", f"not valid TOML: {exc}") from None
     source = f"--declaration {path.name}"
     return Declaration(normalise(raw, source), source, trusted=True)

@@ -138,9 +138,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"candidate sha256: {candidate.sha256}")
     from conformance.declaration import summary_line
 
-    if getattr(candidate, "declaration", None) is not None:  # the section's interface: as before
-        lines.append(summary_line(candidate.declaration))
-    for note in getattr(getattr(candidate, "declaration", None), "notes", ()):
+    declaration = getattr(candidate, "declaration", None)
+    if declaration is not None:  # the section's interface: as before
+        lines.append(summary_line(declaration))
+    for note in getattr(declaration, "notes", ()):
         lines.append(f"note: {note}")
     if candidate.isolated and hasattr(candidate, "describe"):
         lines.append(f"isolation: {candidate.describe()}")

@@ -16,6 +16,7 @@ import inspect
 import itertools
 import json
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +119,8 @@ def probe(module):
 def _probe(module, only_per_sample):
     rng = np.random.default_rng(0)
     X, Y, Ws, bs = _net(rng)
-    found, questions = {}, []
+    found: dict[str, Any] = {}
+    questions: list[str] = []
     functions = {n: getattr(module, n) for n in dir(module) if callable(getattr(module, n, None))
                  and not isinstance(getattr(module, n), type)}
     classes = {n: getattr(module, n) for n in dir(module) if isinstance(getattr(module, n, None), type)
@@ -179,7 +181,6 @@ def _probe(module, only_per_sample):
         if "softmax" not in functions:
             questions.append("output: forward's last value does not sum to 1 (logits): name the softmax")
     if "train" in functions:  # another signature: which argument is which, by name
-        twords = _words(functions["train"]) or []
         names = {"x": "X", "x_train": "X", "y": "Y", "y_train": "Y", "labels": "Y", "x_test": "X_test",
                  "y_test": "Y_test", "params": "params", "parameters": "params", "lr": "lr",
                  "learning_rate": "lr", "eta": "lr", "epochs": "epochs", "n_epochs": "epochs",
@@ -326,9 +327,11 @@ def main():
     path, out = sys.argv[1], sys.argv[2]
     sys.path.insert(0, __import__("os").path.dirname(path))
     spec = importlib.util.spec_from_file_location(__import__("os").path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
     try:
+        if spec is None or spec.loader is None:  # (cli.py passes a .py file: a source loader)
+            raise ImportError(f"{path} is not a Python source file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
         spec.loader.exec_module(module)
         answer = probe(module)
     except BaseException as exc:  # noqa: BLE001 - the candidate's: reported, never raised

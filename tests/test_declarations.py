@@ -15,7 +15,7 @@ import pytest
 
 from conformance.adapters import DeclarationMismatch, InterfaceLimit, adapt_module
 from conformance.cases import make_case
-from conformance.declaration import (KEYS, Declaration, DeclarationError, from_toml, limits_of,
+from conformance.declaration import (KEYS, DeclarationError, from_toml, limits_of,
                                      module_literal, normalise, resolve)
 from tests.helpers import run_suite
 from tools.catalogue import DECLARED, DECLARED_DIR

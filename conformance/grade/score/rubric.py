@@ -52,19 +52,12 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from conformance import tomlfile
 from conformance.mistakes import AREAS
-
-# tomllib is in the standard library from Python 3.11; on 3.10 (supported, and the Gradescope
-# image's default) the grade extra installs tomli, the same parser under its own name.
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
 
 DEFAULT_RUBRIC = Path(__file__).with_name("default_rubric.toml")
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
@@ -296,8 +289,8 @@ def load_rubric(path: Path | None = None) -> Rubric:
     except OSError as exc:
         raise RubricError(f"--rubric {path}: cannot read it ({exc.strerror or exc})") from None
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        data = tomlfile.loads(text)
+    except tomlfile.TOMLDecodeError as exc:
         raise RubricError(f"--rubric {path}: not valid TOML ({exc})") from None
     rubric = parse_rubric(data, str(path))
     rubric.text = text
