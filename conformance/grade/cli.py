@@ -145,13 +145,17 @@ def parse_override(text: str) -> tuple[str, float, str]:
     return name.strip(), value, reason.strip()
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m conformance.grade") -> int:
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
+def _checked_retry(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, ...]:
+    """The statuses of ``--retry``, each a final status."""
     retry = tuple(s.strip() for s in args.retry.split(",") if s.strip())
     bad = [s for s in retry if s not in FINAL_STATUSES]
     if bad:
         parser.error(f"--retry {','.join(bad)}: unknown status (choose from {', '.join(FINAL_STATUSES)})")
+    return retry
+
+
+def _check_option_combinations(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Options that are wrong on their own or together: refused before anything runs."""
     try:
         check_extra_args(args.pytest_args)
     except InvocationError as exc:
@@ -162,20 +166,36 @@ def main(argv: list[str] | None = None, prog: str = "python -m conformance.grade
         parser.error("--template only matters with --similarity-threshold")
     if args.dask and args.jobs != 1:
         parser.error("-j and --dask exclude each other: the Dask cluster decides the parallelism")
-    mnist_dir = None
-    if args.mnist_dir:
-        mnist = Path(args.mnist_dir).expanduser().resolve()
-        if not mnist.is_dir():
-            parser.error(f"--mnist-dir {args.mnist_dir}: no such directory")
-        mnist_dir = str(mnist)
-    declaration = ""
-    if args.declaration is not None:
-        from conformance.declaration import DeclarationError, instructor_text
 
-        try:
-            declaration = instructor_text(args.declaration)
-        except DeclarationError as exc:
-            parser.error(str(exc))
+
+def _checked_mnist_dir(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    if not args.mnist_dir:
+        return None
+    mnist = Path(args.mnist_dir).expanduser().resolve()
+    if not mnist.is_dir():
+        parser.error(f"--mnist-dir {args.mnist_dir}: no such directory")
+    return str(mnist)
+
+
+def _checked_declaration(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """The instructor's declaration as validated TOML text ("": the section's interface)."""
+    if args.declaration is None:
+        return ""
+    from conformance.declaration import DeclarationError, instructor_text
+
+    try:
+        return instructor_text(args.declaration)
+    except DeclarationError as exc:
+        parser.error(str(exc))
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m conformance.grade") -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    retry = _checked_retry(parser, args)
+    _check_option_combinations(parser, args)
+    mnist_dir = _checked_mnist_dir(parser, args)
+    declaration = _checked_declaration(parser, args)
     config = GradeConfig(timeout=args.timeout, isolate=args.isolate, hypothesis_profile=args.profile or None,
                          require_mnist=args.require_mnist, mnist_dir=mnist_dir,
                          extra_args=tuple(args.pytest_args), call_timeout=args.call_timeout,

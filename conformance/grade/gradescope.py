@@ -385,42 +385,58 @@ def _add(zf: zipfile.ZipFile, name: str, data: bytes | str, executable: bool = F
     zf.writestr(info, data)
 
 
-def bundle(argv: list[str] | None = None, prog: str = f"{PROG} bundle") -> int:
-    args = _bundle_parser(prog).parse_args(argv)
+def _bundle_module(args: argparse.Namespace) -> None:
     if Path(args.module).name != args.module or not args.module.endswith(".py"):
-        print(f"error: --module {args.module!r}: expected a file name like mlp.py", file=sys.stderr)
-        return 2
+        raise BundleError(f"--module {args.module!r}: expected a file name like mlp.py")
+
+
+def _bundle_rubric(args: argparse.Namespace) -> tuple[Rubric, str]:
+    """The rubric (checked) and its text as the zip ships it."""
     try:
         rubric = load_rubric(args.rubric)
     except RubricError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    rubric_text = (args.rubric or DEFAULT_RUBRIC).read_text(encoding="utf-8")
-    declaration_text = ""
-    if args.declaration is not None:
-        from conformance.declaration import DeclarationError, instructor_text
+        raise BundleError(str(exc)) from None
+    return rubric, (args.rubric or DEFAULT_RUBRIC).read_text(encoding="utf-8")
 
-        try:
-            declaration_text = instructor_text(args.declaration)
-        except DeclarationError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    mnist_files: list[Path] = []
-    if args.mnist:
-        from conformance.reference.mnist import FILES, find_mnist_dir
-        from conformance.grade.run.preflight import mnist_problem
 
-        problem = mnist_problem(args.mnist_dir)
-        if problem:
-            print(f"error: {problem}\n(or build the zip with --no-mnist: setup.sh then downloads it)",
-                  file=sys.stderr)
-            return 2
-        directory = find_mnist_dir(args.mnist_dir)
-        assert directory is not None
-        for spec in FILES.values():
-            gz = directory / (spec.name + ".gz")
-            mnist_files.append(gz if gz.is_file() else directory / spec.name)
+def _bundle_declaration(args: argparse.Namespace) -> str:
+    """The instructor's declaration, validated ("": the section's interface)."""
+    if args.declaration is None:
+        return ""
+    from conformance.declaration import DeclarationError, instructor_text
+
     try:
+        return instructor_text(args.declaration)
+    except DeclarationError as exc:
+        raise BundleError(str(exc)) from None
+
+
+def _bundle_mnist_files(args: argparse.Namespace) -> list[Path]:
+    """The four MNIST files to ship (none with --no-mnist: setup.sh downloads them)."""
+    if not args.mnist:
+        return []
+    from conformance.reference.mnist import FILES, find_mnist_dir
+    from conformance.grade.run.preflight import mnist_problem
+
+    problem = mnist_problem(args.mnist_dir)
+    if problem:
+        raise BundleError(f"{problem}\n(or build the zip with --no-mnist: setup.sh then downloads it)")
+    directory = find_mnist_dir(args.mnist_dir)
+    assert directory is not None
+    files = []
+    for spec in FILES.values():
+        gz = directory / (spec.name + ".gz")
+        files.append(gz if gz.is_file() else directory / spec.name)
+    return files
+
+
+def bundle(argv: list[str] | None = None, prog: str = f"{PROG} bundle") -> int:
+    args = _bundle_parser(prog).parse_args(argv)
+    try:
+        _bundle_module(args)
+        rubric, rubric_text = _bundle_rubric(args)
+        declaration_text = _bundle_declaration(args)
+        mnist_files = _bundle_mnist_files(args)
         requirements = _requirements(args.python)
     except BundleError as exc:
         print(f"error: {exc}", file=sys.stderr)
