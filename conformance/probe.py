@@ -16,7 +16,7 @@ import inspect
 import itertools
 import json
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -116,25 +116,79 @@ def probe(module):
     return second if second.get("settled") else first
 
 
-def _probe(module, only_per_sample):
-    rng = np.random.default_rng(0)
-    X, Y, Ws, bs = _net(rng)
-    found: dict[str, Any] = {}
-    questions: list[str] = []
-    functions = {n: getattr(module, n) for n in dir(module) if callable(getattr(module, n, None))
-                 and not isinstance(getattr(module, n), type)}
-    classes = {n: getattr(module, n) for n in dir(module) if isinstance(getattr(module, n, None), type)
-               and getattr(getattr(module, n), "__module__", None) == module.__name__}
+class _Fit(NamedTuple):
+    """One convention under which forward ran and its result's shapes fit."""
+
+    layout: str
+    bias: str
+    container: str
+    per_sample: bool
+    read: tuple[list[str], Any]  # (forward_returns, cache form or None), from _read_forward
+    result: Any  # forward's own result
+
+
+# train's parameter names -> train_args words (another signature than forward's: read by name)
+TRAIN_WORDS = {"x": "X", "x_train": "X", "y": "Y", "y_train": "Y", "labels": "Y", "x_test": "X_test",
+               "y_test": "Y_test", "params": "params", "parameters": "params", "lr": "lr",
+               "learning_rate": "lr", "eta": "lr", "epochs": "epochs", "n_epochs": "epochs",
+               "batch_size": "batch_size"}
+
+
+def _probe(module: Any, only_per_sample: bool) -> dict[str, Any]:
+    """One probe, on whole batches or on single samples: forward's conventions from the shapes
+    of its results, then backward's from the shapes of its gradients. ``settled`` only when
+    both were found (a class-based model: when the class was found)."""
+    X, Y, Ws, bs = _net(np.random.default_rng(0))
+    functions, classes = _module_functions(module), _module_classes(module)
     forward = next((n for n in FORWARD_NAMES if n in functions), None)
     if forward is None:
-        for cname, cls in classes.items():
-            if any(callable(getattr(cls, m, None)) for m in FORWARD_NAMES):
-                return dict(_probe_class(cname, cls, X, Y, Ws, bs), settled=True)
-        return {"questions": ["no forward function or class with a forward method was found (looked for "
-                              + ", ".join(FORWARD_NAMES) + ")"]}
-    fwords = _words(functions[forward])
+        return _probe_classes(classes, X, Y, Ws, bs)
+    fwords = _forward_words(functions[forward])
+    fits = _forward_fits(functions[forward], fwords, X, Ws, bs, only_per_sample)
+    if not fits:
+        return {"questions": [f"{forward}{tuple(fwords)} ran under no convention with fitting shapes "
+                              "(layouts rows/columns, biases flat/column/row, params pairs/dict/lists)"]}
+    questions: list[str] = []
+    fit, biases = _choose_forward_fit(fits, questions)
+    found = _forward_declaration(forward, fwords, fit)
+    _check_output_sums_to_one(fit, functions, found, questions)
+    _read_train_args(functions, found, questions)
+    return _probe_backward(functions, fits, fit, biases, found, questions, X, Y, Ws, bs)
+
+
+def _module_functions(module: Any) -> dict[str, Any]:
+    """The module's callables that are not classes (imported ones included: a helper module's)."""
+    return {n: getattr(module, n) for n in dir(module) if callable(getattr(module, n, None))
+            and not isinstance(getattr(module, n), type)}
+
+
+def _module_classes(module: Any) -> dict[str, type]:
+    """The classes the module defines itself (an imported class is not the candidate's model)."""
+    return {n: getattr(module, n) for n in dir(module) if isinstance(getattr(module, n, None), type)
+            and getattr(getattr(module, n), "__module__", None) == module.__name__}
+
+
+def _probe_classes(classes: dict[str, type], X: Any, Y: Any, Ws: list[Any], bs: list[Any]) -> dict[str, Any]:
+    """No forward function: the first class with a forward method is the model."""
+    for cname, cls in classes.items():
+        if any(callable(getattr(cls, m, None)) for m in FORWARD_NAMES):
+            return dict(_probe_class(cname, cls, X, Y, Ws, bs), settled=True)
+    return {"questions": ["no forward function or class with a forward method was found (looked for "
+                          + ", ".join(FORWARD_NAMES) + ")"]}
+
+
+def _forward_words(fn: Any) -> list[str]:
+    """forward's arguments as words; the section's (X, params) when its names do not say."""
+    fwords = _words(fn)
     if not fwords or "X" not in fwords:
         fwords = ["X", "params"]
+    return fwords
+
+
+def _forward_fits(fn: Any, fwords: list[str], X: Any, Ws: list[Any], bs: list[Any],
+                  only_per_sample: bool) -> list[_Fit]:
+    """Every layout/bias/container under which forward runs and returns fitting shapes, in the
+    order tried (the first is proposed)."""
     fits = []
     for layout, bias, container, per_sample in itertools.product(("rows", "columns"), ("flat", "column", "row"),
                                                                   ("pairs", "dict", "lists"), (only_per_sample,)):
@@ -147,15 +201,18 @@ def _probe(module, only_per_sample):
         if per_sample:
             x = x[0] if layout == "rows" else x[:, :1]
         try:
-            result = functions[forward](*[x if w == "X" else values.get(w) for w in fwords])
+            result = fn(*[x if w == "X" else values.get(w) for w in fwords])
         except Exception:  # noqa: BLE001 - a convention the code does not take
             continue
         read = _read_forward(result, layout, per_sample)
         if read is not None:
-            fits.append((layout, bias, container, per_sample, read, result))
-    if not fits:
-        return {"questions": [f"{forward}{tuple(fwords)} ran under no convention with fitting shapes "
-                              "(layouts rows/columns, biases flat/column/row, params pairs/dict/lists)"]}
+            fits.append(_Fit(layout, bias, container, per_sample, read, result))
+    return fits
+
+
+def _choose_forward_fit(fits: list[_Fit], questions: list[str]) -> tuple[_Fit, list[str]]:
+    """The proposed fit (the first layout; pairs when they run, the first bias) and the biases
+    that fit with it (backward decides between them); what shapes cannot tell is a question."""
     layouts = {f[0] for f in fits}
     if len(layouts) > 1:
         questions.append("layout: both rows and columns give fitting shapes")
@@ -167,74 +224,77 @@ def _probe(module, only_per_sample):
         questions.append(f"params: {sorted(containers)} all run; proposed {container}")
     biases = [f[1] for f in fits if f[0] == layout and f[2] == container and f[3] == per_sample]
     fit = next(f for f in fits if f[0] == layout and f[2] == container and f[1] == biases[0] and f[3] == per_sample)
-    returns, cache = fit[4]
-    found.update(layout=layout, params=container, forward=forward, per_sample=per_sample,
+    return fit, biases
+
+
+def _forward_declaration(forward: str, fwords: list[str], fit: _Fit) -> dict[str, Any]:
+    """The declaration's forward keys (the bias is only settled by backward)."""
+    returns, cache = fit.read
+    found: dict[str, Any] = {}
+    found.update(layout=fit.layout, params=fit.container, forward=forward, per_sample=fit.per_sample,
                  forward_returns=returns, forward_args=fwords)
     if cache is not None:
         found["cache"] = cache
+    return found
+
+
+def _check_output_sums_to_one(fit: _Fit, functions: dict[str, Any], found: dict[str, Any],
+                              questions: list[str]) -> None:
+    """Probabilities sum to 1 over the classes; anything else is logits (then a softmax is needed)."""
+    returns = fit.read[0]
     out = fit[5][0] if returns[0] == "output" else fit[5][0][-1]
-    axis = 1 if layout == "rows" else 0
-    if per_sample:
+    axis = 1 if fit.layout == "rows" else 0
+    if fit.per_sample:
         axis = 0
     if not np.allclose(np.sum(out, axis=axis), 1.0):
         found["output"] = "logits"
         if "softmax" not in functions:
             questions.append("output: forward's last value does not sum to 1 (logits): name the softmax")
-    if "train" in functions:  # another signature: which argument is which, by name
-        names = {"x": "X", "x_train": "X", "y": "Y", "y_train": "Y", "labels": "Y", "x_test": "X_test",
-                 "y_test": "Y_test", "params": "params", "parameters": "params", "lr": "lr",
-                 "learning_rate": "lr", "eta": "lr", "epochs": "epochs", "n_epochs": "epochs",
-                 "batch_size": "batch_size"}
-        try:
-            raw = [p.name.lower() for p in inspect.signature(functions["train"]).parameters.values()
-                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        except (TypeError, ValueError):
-            raw = []
-        mapped = [names.get(n) for n in raw]
-        if raw and all(mapped) and len(set(mapped)) == len(mapped):
-            found["train_args"] = mapped
-        elif raw:
-            questions.append(f"train({', '.join(raw)}): which argument is which? (train_args words: "
-                             "X, Y, X_test, Y_test, params, lr, epochs, batch_size)")
+
+
+def _read_train_args(functions: dict[str, Any], found: dict[str, Any], questions: list[str]) -> None:
+    """train's arguments, by their names (its signature is not forward's): train_args when every
+    name maps to a distinct word, a question otherwise."""
+    if "train" not in functions:
+        return
+    try:
+        raw = [p.name.lower() for p in inspect.signature(functions["train"]).parameters.values()
+               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        raw = []
+    mapped = [TRAIN_WORDS.get(n) for n in raw]
+    if raw and all(mapped) and len(set(mapped)) == len(mapped):
+        found["train_args"] = mapped
+    elif raw:
+        questions.append(f"train({', '.join(raw)}): which argument is which? (train_args words: "
+                         "X, Y, X_test, Y_test, params, lr, epochs, batch_size)")
+
+
+def _unsettled(found: dict[str, Any], questions: list[str], bias: str) -> dict[str, Any]:
+    """What forward told, with the first fitting bias, when backward's conventions were not found."""
+    found["bias"] = bias
+    return {"declaration": found, "questions": questions}
+
+
+def _probe_backward(functions: dict[str, Any], fits: list[_Fit], fit: _Fit, biases: list[str],
+                    found: dict[str, Any], questions: list[str],
+                    X: Any, Y: Any, Ws: list[Any], bs: list[Any]) -> dict[str, Any]:
+    """backward's conventions (bias, labels, gradients' container and names), on forward's
+    results under the proposed fit; settles the probe when its gradients fit."""
     backward = next((n for n in BACKWARD_NAMES if n in functions), None)
     if backward is None:
         questions.append("no backward function found (looked for " + ", ".join(BACKWARD_NAMES) + ")")
-        found["bias"] = biases[0]
-        return {"declaration": found, "questions": questions}
+        return _unsettled(found, questions, biases[0])
     bwords = _words(functions[backward]) or []
     unknown = [w for w in bwords if w.startswith("?")]
     if unknown:
         questions.append(f"backward's parameter(s) {', '.join(w[1:] for w in unknown)}: which value is each? "
                          "(backward_args words: acts, zs, Y, params, weights, biases, X, cache, output)")
-        found["bias"] = biases[0]
-        return {"declaration": found, "questions": questions}
-    label_fits, grads_seen = [], {}
-    for bias in biases:
-        fwd = next(f for f in fits if f[0] == layout and f[2] == container and f[1] == bias and f[3] == per_sample)
-        params = _params(Ws, bs, layout, bias, container)
-        result = fwd[5]
-        acts, zs = (result if returns == ["acts", "zs"] else (None, None))
-        for labels in ("onehot", "integer"):
-            y = (Y if layout == "rows" else Y.T) if labels == "onehot" else Y.argmax(axis=1)
-            if per_sample:
-                y = (y[0] if layout == "rows" else y[:, :1]) if labels == "onehot" else y[0]
-            values = {"acts": acts, "zs": zs, "Y": y, "params": params, "X": (X if layout == "rows" else X.T),
-                      "cache": result[1] if returns == ["output", "cache"] else None,
-                      "output": result[0] if returns[0] == "output" else (acts[-1] if acts else None),
-                      "weights": params[0] if container == "lists" else None,
-                      "biases": params[1] if container == "lists" else None}
-            try:
-                grads = functions[backward](*[values[w] for w in bwords])
-            except Exception:  # noqa: BLE001
-                continue
-            kind = _grads_kind(grads, layout, bias)
-            if kind is not None:
-                label_fits.append((bias, labels))
-                grads_seen[(bias, labels)] = kind
+        return _unsettled(found, questions, biases[0])
+    label_fits, grads_seen = _backward_fits(functions[backward], bwords, fits, fit, biases, X, Y, Ws, bs)
     if not label_fits:
         questions.append(f"{backward}{tuple(bwords)} ran under no convention with gradients of W's and b's shapes")
-        found["bias"] = biases[0]
-        return {"declaration": found, "questions": questions}
+        return _unsettled(found, questions, biases[0])
     bias, labels = label_fits[0]
     if len({lf[1] for lf in label_fits}) > 1:
         questions.append("labels: both one-hot and integer labels give gradients of the right shapes "
@@ -248,6 +308,45 @@ def _probe(module, only_per_sample):
     if "X" in bwords and not {"acts", "zs", "cache"} & set(bwords):
         questions.append("backward recomputes the forward pass: it will be judged on its own forward only")
     return {"declaration": found, "questions": questions, "settled": True}
+
+
+def _backward_fits(fn: Any, bwords: list[str], fits: list[_Fit], fit: _Fit, biases: list[str],
+                   X: Any, Y: Any, Ws: list[Any], bs: list[Any],
+                   ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[str, Any]]]:
+    """Every (bias, labels) under which backward runs on forward's results and returns gradients
+    of the parameters' shapes, in the order tried, with the gradients' (container, names)."""
+    layout, container, per_sample = fit.layout, fit.container, fit.per_sample
+    returns = fit.read[0]  # the proposed fit's: the other biases' forward returned the same kinds
+    label_fits, grads_seen = [], {}
+    for bias in biases:
+        fwd = next(f for f in fits if f[0] == layout and f[2] == container and f[1] == bias and f[3] == per_sample)
+        params = _params(Ws, bs, layout, bias, container)
+        for labels in ("onehot", "integer"):
+            values = _backward_values(fwd.result, returns, params, labels, fit, X, Y)
+            try:
+                grads = fn(*[values[w] for w in bwords])
+            except Exception:  # noqa: BLE001
+                continue
+            kind = _grads_kind(grads, layout, bias)
+            if kind is not None:
+                label_fits.append((bias, labels))
+                grads_seen[(bias, labels)] = kind
+    return label_fits, grads_seen
+
+
+def _backward_values(result: Any, returns: list[str], params: Any, labels: str, fit: _Fit,
+                     X: Any, Y: Any) -> dict[str, Any]:
+    """The value each backward_args word stands for, from forward's result, under ``labels``."""
+    layout, container = fit.layout, fit.container
+    acts, zs = (result if returns == ["acts", "zs"] else (None, None))
+    y = (Y if layout == "rows" else Y.T) if labels == "onehot" else Y.argmax(axis=1)
+    if fit.per_sample:
+        y = (y[0] if layout == "rows" else y[:, :1]) if labels == "onehot" else y[0]
+    return {"acts": acts, "zs": zs, "Y": y, "params": params, "X": (X if layout == "rows" else X.T),
+            "cache": result[1] if returns == ["output", "cache"] else None,
+            "output": result[0] if returns[0] == "output" else (acts[-1] if acts else None),
+            "weights": params[0] if container == "lists" else None,
+            "biases": params[1] if container == "lists" else None}
 
 
 def _grads_kind(grads, layout, bias):
