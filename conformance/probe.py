@@ -349,77 +349,128 @@ def _backward_values(result: Any, returns: list[str], params: Any, labels: str, 
             "biases": params[1] if container == "lists" else None}
 
 
-def _grads_kind(grads, layout, bias):
-    wshape = [((a, b) if layout == "rows" else (b, a)) for a, b in zip(SIZES[:-1], SIZES[1:])]
-    bshape = [{"flat": (n,), "column": (n, 1), "row": (1, n)}[bias] for n in SIZES[1:]]
+def _grads_kind(grads: Any, layout: str, bias: str) -> tuple[str, list[str] | None] | None:
+    """(grads container, grad_names or None) when the gradients have the parameters' shapes."""
+    wshape, bshape = _param_shapes(layout, bias)
     if isinstance(grads, dict):
-        for names in (("dW{l}", "db{l}"), ("W{l}", "b{l}"), ("dw{l}", "db{l}")):
-            if all(_shape(grads.get(names[0].format(l=l + 1))) == wshape[l]
-                   and _shape(grads.get(names[1].format(l=l + 1))) == bshape[l] for l in range(len(wshape))):
-                return "dict", list(names)
-        return None
+        names = _grad_dict_names(grads, wshape, bshape)
+        return None if names is None else ("dict", names)
     if not isinstance(grads, (list, tuple)):
         return None
-    if (len(grads) == 2 and all(isinstance(g, (list, tuple)) and len(g) == len(wshape) for g in grads)
-            and all(_shape(g) == w for g, w in zip(grads[0], wshape))
-            and all(_shape(g) == s for g, s in zip(grads[1], bshape))):
+    if _are_grad_lists(grads, wshape, bshape):
         return "lists", None
-    if len(grads) == len(wshape) and all(isinstance(p, (list, tuple)) and len(p) == 2 and _shape(p[0]) == w
-                                         and _shape(p[1]) == s for p, w, s in zip(grads, wshape, bshape)):
+    if _are_grad_pairs(grads, wshape, bshape):
         return "pairs", None
     return None
 
 
-def _probe_class(cname, cls, X, Y, Ws, bs):
+def _param_shapes(layout: str, bias: str) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """Each layer's weight and bias shapes under ``layout`` and ``bias`` (their gradients' too)."""
+    wshape: list[tuple[int, ...]] = [((a, b) if layout == "rows" else (b, a)) for a, b in zip(SIZES[:-1], SIZES[1:])]
+    bshape = [{"flat": (n,), "column": (n, 1), "row": (1, n)}[bias] for n in SIZES[1:]]
+    return wshape, bshape
+
+
+def _grad_dict_names(grads: dict[Any, Any], wshape: list[tuple[int, ...]],
+                     bshape: list[tuple[int, ...]]) -> list[str] | None:
+    """The first usual key pattern under which every layer's gradients have the right shapes."""
+    for names in (("dW{l}", "db{l}"), ("W{l}", "b{l}"), ("dw{l}", "db{l}")):
+        if all(_shape(grads.get(names[0].format(l=l + 1))) == wshape[l]
+               and _shape(grads.get(names[1].format(l=l + 1))) == bshape[l] for l in range(len(wshape))):
+            return list(names)
+    return None
+
+
+def _are_grad_lists(grads: Any, wshape: list[tuple[int, ...]], bshape: list[tuple[int, ...]]) -> bool:
+    """(weights' gradients, biases' gradients): two lists, one entry per layer."""
+    return bool(len(grads) == 2 and all(isinstance(g, (list, tuple)) and len(g) == len(wshape) for g in grads)
+                and all(_shape(g) == w for g, w in zip(grads[0], wshape))
+                and all(_shape(g) == s for g, s in zip(grads[1], bshape)))
+
+
+def _are_grad_pairs(grads: Any, wshape: list[tuple[int, ...]], bshape: list[tuple[int, ...]]) -> bool:
+    """One (weight's gradient, bias's gradient) pair per layer."""
+    return bool(len(grads) == len(wshape)
+                and all(isinstance(p, (list, tuple)) and len(p) == 2 and _shape(p[0]) == w
+                        and _shape(p[1]) == s for p, w, s in zip(grads, wshape, bshape)))
+
+
+def _probe_class(cname: str, cls: type, X: Any, Y: Any, Ws: list[Any], bs: list[Any]) -> dict[str, Any]:
+    """A class-based model: the first layout/bias/container from which its constructor builds a
+    model whose forward method returns the output's shape; then where it keeps its cache."""
     fwd = next(m for m in FORWARD_NAMES if callable(getattr(cls, m, None)))
     bwd = next((m for m in BACKWARD_NAMES if callable(getattr(cls, m, None))), None)
-    init = _words(cls.__init__)
+    init = _words(cls.__init__)  # type: ignore[misc]  # only its signature is read
     init = [w for w in (init or [])[1:]]  # without self
-    questions = []
     if not init or any(w.startswith("?") for w in init):
         return {"questions": [f"class {cname}: its constructor {init} is not built from parameters "
                               "(model_args words: params, weights, biases); glue is needed if it "
                               "takes layer sizes (ADAPTERS.md)"]}
     for layout, bias, container in itertools.product(("rows", "columns"), ("flat", "column", "row"),
                                                      ("pairs", "dict", "lists")):
-        params = _params(Ws, bs, layout, bias, container)
-        values = {"params": params, "weights": params[0] if container == "lists" else None,
-                  "biases": params[1] if container == "lists" else None}
-        if container != "lists" and {"weights", "biases"} & set(init):
-            continue
-        try:
-            model = cls(*[values[w] for w in init])
-            out = getattr(model, fwd)(X if layout == "rows" else X.T)
-        except Exception:  # noqa: BLE001
-            continue
-        if _shape(out) != _act_shapes(layout)[-1]:
-            continue
-        want = _act_shapes(layout)
-        lists = {k: v for k, v in vars(model).items() if isinstance(v, (list, tuple))}
-        acts = next((k for k, v in lists.items() if len(v) == len(want) and all(_shape(a) == w for a, w in zip(v, want))), None)
-        zs = next((k for k, v in lists.items() if k != acts and len(v) == len(want) - 1
-                   and all(_shape(a) == w for a, w in zip(v, want[1:]))), None)
-        pair = next((k for k, v in lists.items() if len(v) == 2 and isinstance(v[0], (list, tuple))
-                     and len(v[0]) == len(want)), None)
-        decl = {"model": cname, "model_args": init, "forward": fwd, "layout": layout, "bias": bias}
-        if "params" in init:
-            decl["params"] = container
-        if pair is not None:
-            decl.update(model_cache=pair, cache="acts_zs")
-        elif acts and zs:
-            decl["model_cache"] = [acts, zs]
-        else:
-            questions.append(f"class {cname}: forward keeps no list of activations and pre-activations the "
-                             "suite can read (model_cache)")
-        if bwd is None:
-            questions.append(f"class {cname}: no backward method found")
-        else:
-            decl["backward"] = bwd
-            words = _words(getattr(cls, bwd))
-            if words and words[1:] != ["Y"]:
-                decl["backward_args"] = words[1:]
-        return {"declaration": decl, "questions": questions}
+        model = _build_and_run(cls, init, fwd, X, Ws, bs, layout, bias, container)
+        if model is not None:
+            return _class_declaration(cname, cls, model, init, fwd, bwd, layout, bias, container)
     return {"questions": [f"class {cname}: no layout/bias/container built it and ran {fwd} with fitting shapes"]}
+
+
+def _build_and_run(cls: type, init: list[str], fwd: str, X: Any, Ws: list[Any], bs: list[Any],
+                   layout: str, bias: str, container: str) -> Any:
+    """The model built under this convention, when its forward method ran and returned the
+    output's shape; None otherwise (including when the constructor takes weights and biases,
+    which only a lists container gives)."""
+    params = _params(Ws, bs, layout, bias, container)
+    values = {"params": params, "weights": params[0] if container == "lists" else None,
+              "biases": params[1] if container == "lists" else None}
+    if container != "lists" and {"weights", "biases"} & set(init):
+        return None
+    try:
+        model = cls(*[values[w] for w in init])
+        out = getattr(model, fwd)(X if layout == "rows" else X.T)
+    except Exception:  # noqa: BLE001
+        return None
+    if _shape(out) != _act_shapes(layout)[-1]:
+        return None
+    return model
+
+
+def _class_declaration(cname: str, cls: type, model: Any, init: list[str], fwd: str, bwd: str | None,
+                       layout: str, bias: str, container: str) -> dict[str, Any]:
+    """The declaration of a model that ran: where it keeps its activations after forward (one
+    attribute holding the pair, or two lists), and its backward method's arguments."""
+    questions = []
+    pair, acts, zs = _model_cache_attributes(model, layout)
+    decl: dict[str, Any] = {"model": cname, "model_args": init, "forward": fwd, "layout": layout, "bias": bias}
+    if "params" in init:
+        decl["params"] = container
+    if pair is not None:
+        decl.update(model_cache=pair, cache="acts_zs")
+    elif acts and zs:
+        decl["model_cache"] = [acts, zs]
+    else:
+        questions.append(f"class {cname}: forward keeps no list of activations and pre-activations the "
+                         "suite can read (model_cache)")
+    if bwd is None:
+        questions.append(f"class {cname}: no backward method found")
+    else:
+        decl["backward"] = bwd
+        words = _words(getattr(cls, bwd))
+        if words and words[1:] != ["Y"]:
+            decl["backward_args"] = words[1:]
+    return {"declaration": decl, "questions": questions}
+
+
+def _model_cache_attributes(model: Any, layout: str) -> tuple[Any, Any, Any]:
+    """The model's list attributes, by shape: one holding (activations, pre-activations), and
+    those holding the activations and the pre-activations (each None when there is none)."""
+    want = _act_shapes(layout)
+    lists = {k: v for k, v in vars(model).items() if isinstance(v, (list, tuple))}
+    acts = next((k for k, v in lists.items() if len(v) == len(want) and all(_shape(a) == w for a, w in zip(v, want))), None)
+    zs = next((k for k, v in lists.items() if k != acts and len(v) == len(want) - 1
+               and all(_shape(a) == w for a, w in zip(v, want[1:]))), None)
+    pair = next((k for k, v in lists.items() if len(v) == 2 and isinstance(v[0], (list, tuple))
+                 and len(v[0]) == len(want)), None)
+    return pair, acts, zs
 
 
 def main():
