@@ -164,31 +164,69 @@ def _cache(source: str, value: Any) -> Any:
 
 
 def normalise(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """Every key filled and checked; raises DeclarationError naming the first problem."""
+    """Every key filled and checked; raises DeclarationError naming the first problem.
+
+    The steps run in a fixed order, and that order is part of the contract: a declaration with
+    several problems reports the same first one whatever is refactored here."""
+    _check_known_keys(raw, source)
+    d = dict(DEFAULTS)
+    d.update(raw)
+    _check_choices(d, source)
+    _fill_names(d, source)
+    _check_function_names(d, source)
+    model = bool(d["model"])
+    _fill_word_lists(d, source, model)
+    _check_forward_backward_args(d, source, model)
+    d["cache"] = _cache(source, d["cache"])
+    _fill_model_cache(d, source, model)
+    _check_cache_is_used(d, source, model)
+    _check_model_args(d, source, model)
+    _check_activations_readable(d, source)
+    _check_roles_fit(d, source, model)
+    return d
+
+
+def _check_known_keys(raw: Any, source: str) -> None:
+    """A table whose every key is known: a misspelt key would otherwise silently keep its default."""
     if not isinstance(raw, Mapping):
         raise DeclarationError(source, "(top level)", f"expected a table of keys, got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise DeclarationError(source, unknown[0], f"unknown key (known: {', '.join(KEYS)})")
-    d = dict(DEFAULTS)
-    d.update(raw)
+
+
+def _check_choices(d: Mapping[str, Any], source: str) -> None:
+    """Each choice key is one of its words, of the same type (True is not 1: first_layer, per_sample)."""
     for key, allowed in CHOICES.items():
-        if key in ("grads",) and d[key] is None:
+        if key in ("grads",) and d[key] is None:  # left out: follows params (_fill_names)
             continue
         if d[key] not in allowed or type(d[key]) is not type(allowed[0]):
             raise DeclarationError(source, key, f"{d[key]!r} is not one of {list(allowed)}")
+
+
+def _fill_names(d: dict[str, Any], source: str) -> None:
+    """The parameters' and gradients' name patterns; gradients default to the parameters' own
+    container and names with a "d" in front."""
     d["names"] = _names(source, "names", d["names"])
     if d["grads"] is None:
         d["grads"] = d["params"]
     if d["grad_names"] is None:
         d["grad_names"] = ["d" + n for n in d["names"]]
     d["grad_names"] = _names(source, "grad_names", d["grad_names"])
+
+
+def _check_function_names(d: dict[str, Any], source: str) -> None:
+    """Every role a Python name (or empty: not given); forward and backward cannot be left empty."""
     for role in FUNCTION_ROLES + ("model",):
         d[role] = _identifier(source, role, d[role])
     if not d["forward"] or not d["backward"]:
         raise DeclarationError(source, "forward" if not d["forward"] else "backward",
                                "forward and backward are required: name the function (or method)")
-    model = bool(d["model"])
+
+
+def _fill_word_lists(d: dict[str, Any], source: str, model: bool) -> None:
+    """Every argument/result list checked; forward's and backward's default to the section's
+    functions, or to a model's methods (which hold the params themselves)."""
     d["model_args"] = _word_list(source, "model_args", d["model_args"])
     if d["forward_args"] is None:
         d["forward_args"] = ["X"] if model else ["X", "params"]
@@ -198,6 +236,11 @@ def normalise(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
         d["forward_returns"] = ["output"] if model else ["acts", "zs"]
     for key in ("forward_args", "forward_returns", "backward_args", "loss_args", "train_args"):
         d[key] = _word_list(source, key, d[key])
+
+
+def _check_forward_backward_args(d: Mapping[str, Any], source: str, model: bool) -> None:
+    """The inputs the suite must be able to give: forward X (and the params, unless a model holds
+    them), backward Y."""
     if "X" not in d["forward_args"]:
         raise DeclarationError(source, "forward_args", "forward must take X")
     if not model and not ({"params", "weights"} & set(d["forward_args"])):
@@ -205,23 +248,39 @@ def normalise(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
                                "(a class-based model gets them from its constructor: set model)")
     if "Y" not in d["backward_args"]:
         raise DeclarationError(source, "backward_args", "backward must take the labels Y")
-    d["cache"] = _cache(source, d["cache"])
+
+
+def _fill_model_cache(d: dict[str, Any], source: str, model: bool) -> None:
+    """Where a model keeps its cache: one attribute (the cache key says its form), or two holding
+    activations and pre-activations (then the cache is that pair, and cache must be left out)."""
     mc = d["model_cache"]
-    if mc is not None:
-        if not model:
-            raise DeclarationError(source, "model_cache", "only for a class-based model (set model)")
-        if isinstance(mc, str):
-            _identifier(source, "model_cache", mc)
-        elif not (isinstance(mc, (list, tuple)) and len(mc) == 2 and all(isinstance(x, str) and x.isidentifier() for x in mc)):
-            raise DeclarationError(source, "model_cache", "expected an attribute name (holding the "
-                                   f"cache) or two (holding activations and pre-activations); got {mc!r}")
-        else:
-            d["model_cache"] = list(mc)
-            if d["cache"] not in (None, "acts_zs"):
-                raise DeclarationError(source, "cache", "two model_cache attributes hold the "
-                                       "activations and the pre-activations: cache must be left out")
-            d["cache"] = "acts_zs"
-    uses_cache = "cache" in d["forward_returns"] or "cache" in d["backward_args"] or mc is not None
+    if mc is None:
+        return
+    if not model:
+        raise DeclarationError(source, "model_cache", "only for a class-based model (set model)")
+    if isinstance(mc, str):
+        _identifier(source, "model_cache", mc)
+    elif not (isinstance(mc, (list, tuple)) and len(mc) == 2 and all(isinstance(x, str) and x.isidentifier() for x in mc)):
+        raise DeclarationError(source, "model_cache", "expected an attribute name (holding the "
+                               f"cache) or two (holding activations and pre-activations); got {mc!r}")
+    else:
+        d["model_cache"] = list(mc)
+        if d["cache"] not in (None, "acts_zs"):
+            raise DeclarationError(source, "cache", "two model_cache attributes hold the "
+                                   "activations and the pre-activations: cache must be left out")
+        d["cache"] = "acts_zs"
+
+
+def _passes_cache(d: Mapping[str, Any]) -> bool:
+    """Whether forward, backward or the model hands a cache around."""
+    return ("cache" in d["forward_returns"] or "cache" in d["backward_args"]
+            or d["model_cache"] is not None)
+
+
+def _check_cache_is_used(d: Mapping[str, Any], source: str, model: bool) -> None:
+    """A cache is declared exactly when one is passed (the suite never guesses its form), and a
+    function backward only takes a cache that forward returns."""
+    uses_cache = _passes_cache(d)
     if uses_cache and d["cache"] is None:
         raise DeclarationError(source, "cache", "forward or backward passes a cache: say what it is "
                                "(\"acts_zs\", \"opaque\", or {A = \"A{l}\", Z = \"Z{l}\"}), the suite "
@@ -231,18 +290,33 @@ def normalise(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
                                "or model_cache carries a cache")
     if "cache" in d["backward_args"] and "cache" not in d["forward_returns"] and not model:
         raise DeclarationError(source, "backward_args", "backward takes a cache that forward never returns")
+
+
+def _check_model_args(d: Mapping[str, Any], source: str, model: bool) -> None:
+    """A model is built from the params as one container, or from weights and biases: not both."""
     if model and not d["model_args"]:
         raise DeclarationError(source, "model_args", "how is the model built from the params?")
     if set(d["model_args"]) & {"weights", "biases"} and "params" in d["model_args"]:
         raise DeclarationError(source, "model_args", "either params, or weights and biases")
+
+
+def _check_activations_readable(d: Mapping[str, Any], source: str) -> None:
+    """The suite judges forward's activations and pre-activations: they must be returned, or be
+    readable from a cache forward returns or the model keeps."""
     readable = ({"acts", "zs"} <= set(d["forward_returns"])
                 or (d["cache"] not in (None, "opaque")
-                    and ("cache" in d["forward_returns"] or mc is not None)))
+                    and ("cache" in d["forward_returns"] or d["model_cache"] is not None)))
     if not readable:
         raise DeclarationError(source, "forward_returns", "the suite judges forward's activations and "
                                "pre-activations: forward must return acts and zs, or a cache they can "
                                "be read from (cache = \"acts_zs\" or {A = ..., Z = ...}); an interface "
                                "that keeps no pre-activations needs glue (ADAPTERS.md)")
+
+
+def _check_roles_fit(d: Mapping[str, Any], source: str, model: bool) -> None:
+    """The remaining combinations the adapter cannot serve: logits without a softmax to read
+    probabilities, per-sample models, mixed parameter forms, train without params, a loss without
+    Y and probabilities (or logits)."""
     if d["output"] == "logits" and not d["softmax"]:
         raise DeclarationError(source, "output", "forward's output is logits: name the candidate's "
                                "softmax so the suite reads its probabilities (the suite never computes "
@@ -256,7 +330,6 @@ def normalise(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
         raise DeclarationError(source, "train_args", "train must take the params")
     if "Y" not in d["loss_args"] or not ({"probs", "logits"} & set(d["loss_args"])):
         raise DeclarationError(source, "loss_args", "the loss takes Y and probs (or logits)")
-    return d
 
 
 def limits_of(d: Mapping[str, Any]) -> dict[str, str]:

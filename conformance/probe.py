@@ -16,7 +16,7 @@ import inspect
 import itertools
 import json
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -116,25 +116,79 @@ def probe(module):
     return second if second.get("settled") else first
 
 
-def _probe(module, only_per_sample):
-    rng = np.random.default_rng(0)
-    X, Y, Ws, bs = _net(rng)
-    found: dict[str, Any] = {}
-    questions: list[str] = []
-    functions = {n: getattr(module, n) for n in dir(module) if callable(getattr(module, n, None))
-                 and not isinstance(getattr(module, n), type)}
-    classes = {n: getattr(module, n) for n in dir(module) if isinstance(getattr(module, n, None), type)
-               and getattr(getattr(module, n), "__module__", None) == module.__name__}
+class _Fit(NamedTuple):
+    """One convention under which forward ran and its result's shapes fit."""
+
+    layout: str
+    bias: str
+    container: str
+    per_sample: bool
+    read: tuple[list[str], Any]  # (forward_returns, cache form or None), from _read_forward
+    result: Any  # forward's own result
+
+
+# train's parameter names -> train_args words (another signature than forward's: read by name)
+TRAIN_WORDS = {"x": "X", "x_train": "X", "y": "Y", "y_train": "Y", "labels": "Y", "x_test": "X_test",
+               "y_test": "Y_test", "params": "params", "parameters": "params", "lr": "lr",
+               "learning_rate": "lr", "eta": "lr", "epochs": "epochs", "n_epochs": "epochs",
+               "batch_size": "batch_size"}
+
+
+def _probe(module: Any, only_per_sample: bool) -> dict[str, Any]:
+    """One probe, on whole batches or on single samples: forward's conventions from the shapes
+    of its results, then backward's from the shapes of its gradients. ``settled`` only when
+    both were found (a class-based model: when the class was found)."""
+    X, Y, Ws, bs = _net(np.random.default_rng(0))
+    functions, classes = _module_functions(module), _module_classes(module)
     forward = next((n for n in FORWARD_NAMES if n in functions), None)
     if forward is None:
-        for cname, cls in classes.items():
-            if any(callable(getattr(cls, m, None)) for m in FORWARD_NAMES):
-                return dict(_probe_class(cname, cls, X, Y, Ws, bs), settled=True)
-        return {"questions": ["no forward function or class with a forward method was found (looked for "
-                              + ", ".join(FORWARD_NAMES) + ")"]}
-    fwords = _words(functions[forward])
+        return _probe_classes(classes, X, Y, Ws, bs)
+    fwords = _forward_words(functions[forward])
+    fits = _forward_fits(functions[forward], fwords, X, Ws, bs, only_per_sample)
+    if not fits:
+        return {"questions": [f"{forward}{tuple(fwords)} ran under no convention with fitting shapes "
+                              "(layouts rows/columns, biases flat/column/row, params pairs/dict/lists)"]}
+    questions: list[str] = []
+    fit, biases = _choose_forward_fit(fits, questions)
+    found = _forward_declaration(forward, fwords, fit)
+    _check_output_sums_to_one(fit, functions, found, questions)
+    _read_train_args(functions, found, questions)
+    return _probe_backward(functions, fits, fit, biases, found, questions, X, Y, Ws, bs)
+
+
+def _module_functions(module: Any) -> dict[str, Any]:
+    """The module's callables that are not classes (imported ones included: a helper module's)."""
+    return {n: getattr(module, n) for n in dir(module) if callable(getattr(module, n, None))
+            and not isinstance(getattr(module, n), type)}
+
+
+def _module_classes(module: Any) -> dict[str, type]:
+    """The classes the module defines itself (an imported class is not the candidate's model)."""
+    return {n: getattr(module, n) for n in dir(module) if isinstance(getattr(module, n, None), type)
+            and getattr(getattr(module, n), "__module__", None) == module.__name__}
+
+
+def _probe_classes(classes: dict[str, type], X: Any, Y: Any, Ws: list[Any], bs: list[Any]) -> dict[str, Any]:
+    """No forward function: the first class with a forward method is the model."""
+    for cname, cls in classes.items():
+        if any(callable(getattr(cls, m, None)) for m in FORWARD_NAMES):
+            return dict(_probe_class(cname, cls, X, Y, Ws, bs), settled=True)
+    return {"questions": ["no forward function or class with a forward method was found (looked for "
+                          + ", ".join(FORWARD_NAMES) + ")"]}
+
+
+def _forward_words(fn: Any) -> list[str]:
+    """forward's arguments as words; the section's (X, params) when its names do not say."""
+    fwords = _words(fn)
     if not fwords or "X" not in fwords:
         fwords = ["X", "params"]
+    return fwords
+
+
+def _forward_fits(fn: Any, fwords: list[str], X: Any, Ws: list[Any], bs: list[Any],
+                  only_per_sample: bool) -> list[_Fit]:
+    """Every layout/bias/container under which forward runs and returns fitting shapes, in the
+    order tried (the first is proposed)."""
     fits = []
     for layout, bias, container, per_sample in itertools.product(("rows", "columns"), ("flat", "column", "row"),
                                                                   ("pairs", "dict", "lists"), (only_per_sample,)):
@@ -147,15 +201,18 @@ def _probe(module, only_per_sample):
         if per_sample:
             x = x[0] if layout == "rows" else x[:, :1]
         try:
-            result = functions[forward](*[x if w == "X" else values.get(w) for w in fwords])
+            result = fn(*[x if w == "X" else values.get(w) for w in fwords])
         except Exception:  # noqa: BLE001 - a convention the code does not take
             continue
         read = _read_forward(result, layout, per_sample)
         if read is not None:
-            fits.append((layout, bias, container, per_sample, read, result))
-    if not fits:
-        return {"questions": [f"{forward}{tuple(fwords)} ran under no convention with fitting shapes "
-                              "(layouts rows/columns, biases flat/column/row, params pairs/dict/lists)"]}
+            fits.append(_Fit(layout, bias, container, per_sample, read, result))
+    return fits
+
+
+def _choose_forward_fit(fits: list[_Fit], questions: list[str]) -> tuple[_Fit, list[str]]:
+    """The proposed fit (the first layout; pairs when they run, the first bias) and the biases
+    that fit with it (backward decides between them); what shapes cannot tell is a question."""
     layouts = {f[0] for f in fits}
     if len(layouts) > 1:
         questions.append("layout: both rows and columns give fitting shapes")
@@ -167,74 +224,77 @@ def _probe(module, only_per_sample):
         questions.append(f"params: {sorted(containers)} all run; proposed {container}")
     biases = [f[1] for f in fits if f[0] == layout and f[2] == container and f[3] == per_sample]
     fit = next(f for f in fits if f[0] == layout and f[2] == container and f[1] == biases[0] and f[3] == per_sample)
-    returns, cache = fit[4]
-    found.update(layout=layout, params=container, forward=forward, per_sample=per_sample,
+    return fit, biases
+
+
+def _forward_declaration(forward: str, fwords: list[str], fit: _Fit) -> dict[str, Any]:
+    """The declaration's forward keys (the bias is only settled by backward)."""
+    returns, cache = fit.read
+    found: dict[str, Any] = {}
+    found.update(layout=fit.layout, params=fit.container, forward=forward, per_sample=fit.per_sample,
                  forward_returns=returns, forward_args=fwords)
     if cache is not None:
         found["cache"] = cache
+    return found
+
+
+def _check_output_sums_to_one(fit: _Fit, functions: dict[str, Any], found: dict[str, Any],
+                              questions: list[str]) -> None:
+    """Probabilities sum to 1 over the classes; anything else is logits (then a softmax is needed)."""
+    returns = fit.read[0]
     out = fit[5][0] if returns[0] == "output" else fit[5][0][-1]
-    axis = 1 if layout == "rows" else 0
-    if per_sample:
+    axis = 1 if fit.layout == "rows" else 0
+    if fit.per_sample:
         axis = 0
     if not np.allclose(np.sum(out, axis=axis), 1.0):
         found["output"] = "logits"
         if "softmax" not in functions:
             questions.append("output: forward's last value does not sum to 1 (logits): name the softmax")
-    if "train" in functions:  # another signature: which argument is which, by name
-        names = {"x": "X", "x_train": "X", "y": "Y", "y_train": "Y", "labels": "Y", "x_test": "X_test",
-                 "y_test": "Y_test", "params": "params", "parameters": "params", "lr": "lr",
-                 "learning_rate": "lr", "eta": "lr", "epochs": "epochs", "n_epochs": "epochs",
-                 "batch_size": "batch_size"}
-        try:
-            raw = [p.name.lower() for p in inspect.signature(functions["train"]).parameters.values()
-                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        except (TypeError, ValueError):
-            raw = []
-        mapped = [names.get(n) for n in raw]
-        if raw and all(mapped) and len(set(mapped)) == len(mapped):
-            found["train_args"] = mapped
-        elif raw:
-            questions.append(f"train({', '.join(raw)}): which argument is which? (train_args words: "
-                             "X, Y, X_test, Y_test, params, lr, epochs, batch_size)")
+
+
+def _read_train_args(functions: dict[str, Any], found: dict[str, Any], questions: list[str]) -> None:
+    """train's arguments, by their names (its signature is not forward's): train_args when every
+    name maps to a distinct word, a question otherwise."""
+    if "train" not in functions:
+        return
+    try:
+        raw = [p.name.lower() for p in inspect.signature(functions["train"]).parameters.values()
+               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        raw = []
+    mapped = [TRAIN_WORDS.get(n) for n in raw]
+    if raw and all(mapped) and len(set(mapped)) == len(mapped):
+        found["train_args"] = mapped
+    elif raw:
+        questions.append(f"train({', '.join(raw)}): which argument is which? (train_args words: "
+                         "X, Y, X_test, Y_test, params, lr, epochs, batch_size)")
+
+
+def _unsettled(found: dict[str, Any], questions: list[str], bias: str) -> dict[str, Any]:
+    """What forward told, with the first fitting bias, when backward's conventions were not found."""
+    found["bias"] = bias
+    return {"declaration": found, "questions": questions}
+
+
+def _probe_backward(functions: dict[str, Any], fits: list[_Fit], fit: _Fit, biases: list[str],
+                    found: dict[str, Any], questions: list[str],
+                    X: Any, Y: Any, Ws: list[Any], bs: list[Any]) -> dict[str, Any]:
+    """backward's conventions (bias, labels, gradients' container and names), on forward's
+    results under the proposed fit; settles the probe when its gradients fit."""
     backward = next((n for n in BACKWARD_NAMES if n in functions), None)
     if backward is None:
         questions.append("no backward function found (looked for " + ", ".join(BACKWARD_NAMES) + ")")
-        found["bias"] = biases[0]
-        return {"declaration": found, "questions": questions}
+        return _unsettled(found, questions, biases[0])
     bwords = _words(functions[backward]) or []
     unknown = [w for w in bwords if w.startswith("?")]
     if unknown:
         questions.append(f"backward's parameter(s) {', '.join(w[1:] for w in unknown)}: which value is each? "
                          "(backward_args words: acts, zs, Y, params, weights, biases, X, cache, output)")
-        found["bias"] = biases[0]
-        return {"declaration": found, "questions": questions}
-    label_fits, grads_seen = [], {}
-    for bias in biases:
-        fwd = next(f for f in fits if f[0] == layout and f[2] == container and f[1] == bias and f[3] == per_sample)
-        params = _params(Ws, bs, layout, bias, container)
-        result = fwd[5]
-        acts, zs = (result if returns == ["acts", "zs"] else (None, None))
-        for labels in ("onehot", "integer"):
-            y = (Y if layout == "rows" else Y.T) if labels == "onehot" else Y.argmax(axis=1)
-            if per_sample:
-                y = (y[0] if layout == "rows" else y[:, :1]) if labels == "onehot" else y[0]
-            values = {"acts": acts, "zs": zs, "Y": y, "params": params, "X": (X if layout == "rows" else X.T),
-                      "cache": result[1] if returns == ["output", "cache"] else None,
-                      "output": result[0] if returns[0] == "output" else (acts[-1] if acts else None),
-                      "weights": params[0] if container == "lists" else None,
-                      "biases": params[1] if container == "lists" else None}
-            try:
-                grads = functions[backward](*[values[w] for w in bwords])
-            except Exception:  # noqa: BLE001
-                continue
-            kind = _grads_kind(grads, layout, bias)
-            if kind is not None:
-                label_fits.append((bias, labels))
-                grads_seen[(bias, labels)] = kind
+        return _unsettled(found, questions, biases[0])
+    label_fits, grads_seen = _backward_fits(functions[backward], bwords, fits, fit, biases, X, Y, Ws, bs)
     if not label_fits:
         questions.append(f"{backward}{tuple(bwords)} ran under no convention with gradients of W's and b's shapes")
-        found["bias"] = biases[0]
-        return {"declaration": found, "questions": questions}
+        return _unsettled(found, questions, biases[0])
     bias, labels = label_fits[0]
     if len({lf[1] for lf in label_fits}) > 1:
         questions.append("labels: both one-hot and integer labels give gradients of the right shapes "
@@ -250,77 +310,167 @@ def _probe(module, only_per_sample):
     return {"declaration": found, "questions": questions, "settled": True}
 
 
-def _grads_kind(grads, layout, bias):
-    wshape = [((a, b) if layout == "rows" else (b, a)) for a, b in zip(SIZES[:-1], SIZES[1:])]
-    bshape = [{"flat": (n,), "column": (n, 1), "row": (1, n)}[bias] for n in SIZES[1:]]
+def _backward_fits(fn: Any, bwords: list[str], fits: list[_Fit], fit: _Fit, biases: list[str],
+                   X: Any, Y: Any, Ws: list[Any], bs: list[Any],
+                   ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[str, Any]]]:
+    """Every (bias, labels) under which backward runs on forward's results and returns gradients
+    of the parameters' shapes, in the order tried, with the gradients' (container, names)."""
+    layout, container, per_sample = fit.layout, fit.container, fit.per_sample
+    returns = fit.read[0]  # the proposed fit's: the other biases' forward returned the same kinds
+    label_fits, grads_seen = [], {}
+    for bias in biases:
+        fwd = next(f for f in fits if f[0] == layout and f[2] == container and f[1] == bias and f[3] == per_sample)
+        params = _params(Ws, bs, layout, bias, container)
+        for labels in ("onehot", "integer"):
+            values = _backward_values(fwd.result, returns, params, labels, fit, X, Y)
+            try:
+                grads = fn(*[values[w] for w in bwords])
+            except Exception:  # noqa: BLE001
+                continue
+            kind = _grads_kind(grads, layout, bias)
+            if kind is not None:
+                label_fits.append((bias, labels))
+                grads_seen[(bias, labels)] = kind
+    return label_fits, grads_seen
+
+
+def _backward_values(result: Any, returns: list[str], params: Any, labels: str, fit: _Fit,
+                     X: Any, Y: Any) -> dict[str, Any]:
+    """The value each backward_args word stands for, from forward's result, under ``labels``."""
+    layout, container = fit.layout, fit.container
+    acts, zs = (result if returns == ["acts", "zs"] else (None, None))
+    y = (Y if layout == "rows" else Y.T) if labels == "onehot" else Y.argmax(axis=1)
+    if fit.per_sample:
+        y = (y[0] if layout == "rows" else y[:, :1]) if labels == "onehot" else y[0]
+    return {"acts": acts, "zs": zs, "Y": y, "params": params, "X": (X if layout == "rows" else X.T),
+            "cache": result[1] if returns == ["output", "cache"] else None,
+            "output": result[0] if returns[0] == "output" else (acts[-1] if acts else None),
+            "weights": params[0] if container == "lists" else None,
+            "biases": params[1] if container == "lists" else None}
+
+
+def _grads_kind(grads: Any, layout: str, bias: str) -> tuple[str, list[str] | None] | None:
+    """(grads container, grad_names or None) when the gradients have the parameters' shapes."""
+    wshape, bshape = _param_shapes(layout, bias)
     if isinstance(grads, dict):
-        for names in (("dW{l}", "db{l}"), ("W{l}", "b{l}"), ("dw{l}", "db{l}")):
-            if all(_shape(grads.get(names[0].format(l=l + 1))) == wshape[l]
-                   and _shape(grads.get(names[1].format(l=l + 1))) == bshape[l] for l in range(len(wshape))):
-                return "dict", list(names)
-        return None
+        names = _grad_dict_names(grads, wshape, bshape)
+        return None if names is None else ("dict", names)
     if not isinstance(grads, (list, tuple)):
         return None
-    if (len(grads) == 2 and all(isinstance(g, (list, tuple)) and len(g) == len(wshape) for g in grads)
-            and all(_shape(g) == w for g, w in zip(grads[0], wshape))
-            and all(_shape(g) == s for g, s in zip(grads[1], bshape))):
+    if _are_grad_lists(grads, wshape, bshape):
         return "lists", None
-    if len(grads) == len(wshape) and all(isinstance(p, (list, tuple)) and len(p) == 2 and _shape(p[0]) == w
-                                         and _shape(p[1]) == s for p, w, s in zip(grads, wshape, bshape)):
+    if _are_grad_pairs(grads, wshape, bshape):
         return "pairs", None
     return None
 
 
-def _probe_class(cname, cls, X, Y, Ws, bs):
+def _param_shapes(layout: str, bias: str) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """Each layer's weight and bias shapes under ``layout`` and ``bias`` (their gradients' too)."""
+    wshape: list[tuple[int, ...]] = [((a, b) if layout == "rows" else (b, a)) for a, b in zip(SIZES[:-1], SIZES[1:])]
+    bshape = [{"flat": (n,), "column": (n, 1), "row": (1, n)}[bias] for n in SIZES[1:]]
+    return wshape, bshape
+
+
+def _grad_dict_names(grads: dict[Any, Any], wshape: list[tuple[int, ...]],
+                     bshape: list[tuple[int, ...]]) -> list[str] | None:
+    """The first usual key pattern under which every layer's gradients have the right shapes."""
+    for names in (("dW{l}", "db{l}"), ("W{l}", "b{l}"), ("dw{l}", "db{l}")):
+        if all(_shape(grads.get(names[0].format(l=l + 1))) == wshape[l]
+               and _shape(grads.get(names[1].format(l=l + 1))) == bshape[l] for l in range(len(wshape))):
+            return list(names)
+    return None
+
+
+def _are_grad_lists(grads: Any, wshape: list[tuple[int, ...]], bshape: list[tuple[int, ...]]) -> bool:
+    """(weights' gradients, biases' gradients): two lists, one entry per layer."""
+    return bool(len(grads) == 2 and all(isinstance(g, (list, tuple)) and len(g) == len(wshape) for g in grads)
+                and all(_shape(g) == w for g, w in zip(grads[0], wshape))
+                and all(_shape(g) == s for g, s in zip(grads[1], bshape)))
+
+
+def _are_grad_pairs(grads: Any, wshape: list[tuple[int, ...]], bshape: list[tuple[int, ...]]) -> bool:
+    """One (weight's gradient, bias's gradient) pair per layer."""
+    return bool(len(grads) == len(wshape)
+                and all(isinstance(p, (list, tuple)) and len(p) == 2 and _shape(p[0]) == w
+                        and _shape(p[1]) == s for p, w, s in zip(grads, wshape, bshape)))
+
+
+def _probe_class(cname: str, cls: type, X: Any, Y: Any, Ws: list[Any], bs: list[Any]) -> dict[str, Any]:
+    """A class-based model: the first layout/bias/container from which its constructor builds a
+    model whose forward method returns the output's shape; then where it keeps its cache."""
     fwd = next(m for m in FORWARD_NAMES if callable(getattr(cls, m, None)))
     bwd = next((m for m in BACKWARD_NAMES if callable(getattr(cls, m, None))), None)
-    init = _words(cls.__init__)
+    init = _words(cls.__init__)  # type: ignore[misc]  # only its signature is read
     init = [w for w in (init or [])[1:]]  # without self
-    questions = []
     if not init or any(w.startswith("?") for w in init):
         return {"questions": [f"class {cname}: its constructor {init} is not built from parameters "
                               "(model_args words: params, weights, biases); glue is needed if it "
                               "takes layer sizes (ADAPTERS.md)"]}
     for layout, bias, container in itertools.product(("rows", "columns"), ("flat", "column", "row"),
                                                      ("pairs", "dict", "lists")):
-        params = _params(Ws, bs, layout, bias, container)
-        values = {"params": params, "weights": params[0] if container == "lists" else None,
-                  "biases": params[1] if container == "lists" else None}
-        if container != "lists" and {"weights", "biases"} & set(init):
-            continue
-        try:
-            model = cls(*[values[w] for w in init])
-            out = getattr(model, fwd)(X if layout == "rows" else X.T)
-        except Exception:  # noqa: BLE001
-            continue
-        if _shape(out) != _act_shapes(layout)[-1]:
-            continue
-        want = _act_shapes(layout)
-        lists = {k: v for k, v in vars(model).items() if isinstance(v, (list, tuple))}
-        acts = next((k for k, v in lists.items() if len(v) == len(want) and all(_shape(a) == w for a, w in zip(v, want))), None)
-        zs = next((k for k, v in lists.items() if k != acts and len(v) == len(want) - 1
-                   and all(_shape(a) == w for a, w in zip(v, want[1:]))), None)
-        pair = next((k for k, v in lists.items() if len(v) == 2 and isinstance(v[0], (list, tuple))
-                     and len(v[0]) == len(want)), None)
-        decl = {"model": cname, "model_args": init, "forward": fwd, "layout": layout, "bias": bias}
-        if "params" in init:
-            decl["params"] = container
-        if pair is not None:
-            decl.update(model_cache=pair, cache="acts_zs")
-        elif acts and zs:
-            decl["model_cache"] = [acts, zs]
-        else:
-            questions.append(f"class {cname}: forward keeps no list of activations and pre-activations the "
-                             "suite can read (model_cache)")
-        if bwd is None:
-            questions.append(f"class {cname}: no backward method found")
-        else:
-            decl["backward"] = bwd
-            words = _words(getattr(cls, bwd))
-            if words and words[1:] != ["Y"]:
-                decl["backward_args"] = words[1:]
-        return {"declaration": decl, "questions": questions}
+        model = _build_and_run(cls, init, fwd, X, Ws, bs, layout, bias, container)
+        if model is not None:
+            return _class_declaration(cname, cls, model, init, fwd, bwd, layout, bias, container)
     return {"questions": [f"class {cname}: no layout/bias/container built it and ran {fwd} with fitting shapes"]}
+
+
+def _build_and_run(cls: type, init: list[str], fwd: str, X: Any, Ws: list[Any], bs: list[Any],
+                   layout: str, bias: str, container: str) -> Any:
+    """The model built under this convention, when its forward method ran and returned the
+    output's shape; None otherwise (including when the constructor takes weights and biases,
+    which only a lists container gives)."""
+    params = _params(Ws, bs, layout, bias, container)
+    values = {"params": params, "weights": params[0] if container == "lists" else None,
+              "biases": params[1] if container == "lists" else None}
+    if container != "lists" and {"weights", "biases"} & set(init):
+        return None
+    try:
+        model = cls(*[values[w] for w in init])
+        out = getattr(model, fwd)(X if layout == "rows" else X.T)
+    except Exception:  # noqa: BLE001
+        return None
+    if _shape(out) != _act_shapes(layout)[-1]:
+        return None
+    return model
+
+
+def _class_declaration(cname: str, cls: type, model: Any, init: list[str], fwd: str, bwd: str | None,
+                       layout: str, bias: str, container: str) -> dict[str, Any]:
+    """The declaration of a model that ran: where it keeps its activations after forward (one
+    attribute holding the pair, or two lists), and its backward method's arguments."""
+    questions = []
+    pair, acts, zs = _model_cache_attributes(model, layout)
+    decl: dict[str, Any] = {"model": cname, "model_args": init, "forward": fwd, "layout": layout, "bias": bias}
+    if "params" in init:
+        decl["params"] = container
+    if pair is not None:
+        decl.update(model_cache=pair, cache="acts_zs")
+    elif acts and zs:
+        decl["model_cache"] = [acts, zs]
+    else:
+        questions.append(f"class {cname}: forward keeps no list of activations and pre-activations the "
+                         "suite can read (model_cache)")
+    if bwd is None:
+        questions.append(f"class {cname}: no backward method found")
+    else:
+        decl["backward"] = bwd
+        words = _words(getattr(cls, bwd))
+        if words and words[1:] != ["Y"]:
+            decl["backward_args"] = words[1:]
+    return {"declaration": decl, "questions": questions}
+
+
+def _model_cache_attributes(model: Any, layout: str) -> tuple[Any, Any, Any]:
+    """The model's list attributes, by shape: one holding (activations, pre-activations), and
+    those holding the activations and the pre-activations (each None when there is none)."""
+    want = _act_shapes(layout)
+    lists = {k: v for k, v in vars(model).items() if isinstance(v, (list, tuple))}
+    acts = next((k for k, v in lists.items() if len(v) == len(want) and all(_shape(a) == w for a, w in zip(v, want))), None)
+    zs = next((k for k, v in lists.items() if k != acts and len(v) == len(want) - 1
+               and all(_shape(a) == w for a, w in zip(v, want[1:]))), None)
+    pair = next((k for k, v in lists.items() if len(v) == 2 and isinstance(v[0], (list, tuple))
+                 and len(v[0]) == len(want)), None)
+    return pair, acts, zs
 
 
 def main():
