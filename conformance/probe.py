@@ -238,11 +238,18 @@ def _forward_declaration(forward: str, fwords: list[str], fit: _Fit) -> dict[str
     return found
 
 
+def _output_value(result: Any, returns: list[str]) -> Any:
+    """The network's output in forward's result: the result itself when forward returns only
+    its output, else the output in front of the cache, or the last activation."""
+    if returns == ["output"]:
+        return result
+    return result[0] if returns[0] == "output" else result[0][-1]
+
+
 def _check_output_sums_to_one(fit: _Fit, functions: dict[str, Any], found: dict[str, Any],
                               questions: list[str]) -> None:
     """Probabilities sum to 1 over the classes; anything else is logits (then a softmax is needed)."""
-    returns = fit.read[0]
-    out = fit[5][0] if returns[0] == "output" else fit[5][0][-1]
+    out = _output_value(fit.result, fit.read[0])
     axis = 1 if fit.layout == "rows" else 0
     if fit.per_sample:
         axis = 0
@@ -344,7 +351,7 @@ def _backward_values(result: Any, returns: list[str], params: Any, labels: str, 
         y = (y[0] if layout == "rows" else y[:, :1]) if labels == "onehot" else y[0]
     return {"acts": acts, "zs": zs, "Y": y, "params": params, "X": (X if layout == "rows" else X.T),
             "cache": result[1] if returns == ["output", "cache"] else None,
-            "output": result[0] if returns[0] == "output" else (acts[-1] if acts else None),
+            "output": _output_value(result, returns) if returns[0] == "output" else (acts[-1] if acts else None),
             "weights": params[0] if container == "lists" else None,
             "biases": params[1] if container == "lists" else None}
 

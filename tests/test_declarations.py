@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import json
 import sys
+import textwrap
 from pathlib import Path
 from types import ModuleType
 
@@ -337,6 +338,28 @@ def test_adapt_says_which_question_it_cannot_settle(tmp_path: Path) -> None:
     module.write_text("def hello(x):\n    return x\n")
     status, text = _adapt(module)
     assert status == 1 and "no forward function" in text
+
+
+def test_adapt_names_a_forward_that_returns_only_its_output(tmp_path: Path) -> None:
+    """A forward that keeps nothing but the output (no activations, no pre-activations): the
+    probe says a declaration cannot express it, instead of failing on the output's first row."""
+    module = tmp_path / "output_only.py"
+    module.write_text(textwrap.dedent("""
+        import numpy as np
+
+        def forward(X, params):
+            a = X
+            for i, (W, b) in enumerate(params):
+                z = a @ W + b
+                a = np.maximum(z, 0) if i < len(params) - 1 else np.exp(z - z.max(1, keepdims=True))
+            return a / a.sum(1, keepdims=True)
+
+        def backward(X, Y, params):
+            return [(np.zeros_like(W), np.zeros_like(b)) for W, b in params]
+    """))
+    status, text = _adapt(module)
+    assert status == 1 and "could not be probed" not in text, text
+    assert "forward_returns = ['output'], which a declaration cannot express" in text, text
 
 
 def test_adapt_never_runs_the_module_in_its_own_process(tmp_path: Path) -> None:
