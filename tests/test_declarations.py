@@ -375,7 +375,8 @@ def test_adapt_never_runs_the_module_in_its_own_process(tmp_path: Path) -> None:
 
 def test_the_grader_judges_a_class_with_the_instructors_declaration(tmp_path: Path) -> None:
     from conformance.grade.run.jobs import GradeConfig, pytest_command
-    from conformance.grade.run.runner import Job, reference_job, run_job
+    from conformance.grade.run.jobs import Job
+    from conformance.grade.run.runner import reference_job, run_job
 
     text = (DECLARED_DIR / "ok_decl_column_dict_cache.toml").read_text()
     config = GradeConfig(require_mnist=False, isolate=False, declaration=text,

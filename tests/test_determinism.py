@@ -19,7 +19,8 @@ from conformance.isolation import IsolatedCandidate
 from conformance.isolation.process import SEED_ENV
 from tests.test_grade import REFERENCE
 from conformance.grade.score.rubric import load_rubric, score
-from conformance.grade.run.runner import GradeConfig, Job, run_job
+from conformance.grade.run.jobs import GradeConfig, Job
+from conformance.grade.run.runner import run_job
 
 ADVERSARIAL = Path(__file__).resolve().parent / "adversarial" / "sandbox"
 

@@ -31,8 +31,8 @@ from conformance.grade.publish.html_report import overview, page_key, submission
 from conformance.grade.publish.outputs import GradedSubmission, grades_csv, gradescope_results, message_line
 from conformance.grade.score.rubric import (DEFAULT_RUBRIC, KNOWN_AREAS, Baseline, RubricError, load_rubric, parse_rubric,
                                 score)
-from conformance.grade.run.runner import (GradeConfig, Job, ReportError, classify, deterministic_junit, read_report,
-                               run_independent, run_job)
+from conformance.grade.run.jobs import GradeConfig, Job
+from conformance.grade.run.runner import ReportError, classify, deterministic_junit, read_report, run_independent, run_job
 from conformance.grade.publish.screenshot import find_browser, rendered_dom, screenshot
 from conformance.grade.intake.submissions import SubmissionsError, discover, slugify
 

@@ -28,7 +28,8 @@ from conformance.grade.run import preflight
 from conformance.grade.publish.gradebook import Gradebook
 from conformance.grade.publish.html_report import overview, submission_page
 from conformance.grade.publish.outputs import grades_csv
-from conformance.grade.run.runner import GradeConfig, Job, JobResult, classify, read_report, run_job
+from conformance.grade.run.jobs import GradeConfig, Job, JobResult
+from conformance.grade.run.runner import classify, read_report, run_job
 
 REPO = Path(__file__).resolve().parents[1]
 SETPRIV = shutil.which("setpriv")
@@ -125,7 +126,7 @@ def test_sandbox_probe_engaged_or_off_as_asked(tmp_path: Path) -> None:
 
 
 PROBE = ("import json; from conformance.grade.run.preflight import check_environment; "
-         "from conformance.grade.run.runner import GradeConfig; "
+         "from conformance.grade.run.jobs import GradeConfig; "
          "c = check_environment(GradeConfig(require_mnist=False, sandbox='{mode}')); "
          "print(json.dumps(c.to_dict()))")
 
@@ -213,7 +214,7 @@ def test_the_submissions_own_failures_stay_final(tmp_path: Path) -> None:
 
 
 PAST_PREFLIGHT = ("import json, sys; import conformance.grade.run.preflight as pf; from conformance.grade.run.runner import "
-                  "GradeConfig, reference_job, run_job; "
+                  "reference_job, run_job; from conformance.grade.run.jobs import GradeConfig; "
                   "pf.ensure_environment = lambda c, s=None: pf.Preflight(sandbox='engaged'); "
                   "r = run_job(reference_job(GradeConfig(**json.loads(sys.argv[1])))); "
                   "print(json.dumps([r.status, r.message]))")

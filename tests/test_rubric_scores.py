@@ -411,7 +411,7 @@ def test_grades_csv_areas_are_points_earned_and_add_up_to_the_score() -> None:
 
 def test_the_gradebook_stores_points_earned_and_rescores_older_grades(tmp_path: Path) -> None:
     from conformance.grade.publish.gradebook import Gradebook
-    from conformance.grade.run.runner import JobResult
+    from conformance.grade.run.jobs import JobResult
 
     rubric = parse_rubric(RUBRIC)
     book = Gradebook(tmp_path / "grades.sqlite")

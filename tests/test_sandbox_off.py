@@ -27,7 +27,7 @@ from tests.test_gradescope import build, layout, run_autograder
 from tests.test_grade import REFERENCE
 from tests.test_preflight import NO_NAMESPACES, SETPRIV
 from conformance.grade.run import preflight, runner
-from conformance.grade.run.runner import GradeConfig
+from conformance.grade.run.jobs import GradeConfig
 
 ADVERSARIAL = Path(__file__).resolve().parent / "adversarial" / "sandbox"
 needs_container = pytest.mark.skipif(SETPRIV is None, reason="simulating a container needs setpriv")
@@ -140,7 +140,7 @@ def test_off_as_root_with_a_readable_project_is_a_grader_error(tmp_path: Path) -
         visible.chmod(0o755)
         project = private_project(visible)
         visible.chmod(0o755)  # private_project closes it; open it again: the point of the test
-        script = ("import json; from conformance.grade.run import preflight; from conformance.grade.run.runner import GradeConfig;"
+        script = ("import json; from conformance.grade.run import preflight; from conformance.grade.run.jobs import GradeConfig;"
                   "print(json.dumps(preflight.check_environment(GradeConfig(sandbox='off', require_mnist=False))"
                   ".problems))")
         proc = subprocess.run([*readable_python_prefix(tmp_path), sys.executable, "-c", script], cwd=project,

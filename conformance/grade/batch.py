@@ -34,8 +34,8 @@ from conformance.grade.intake.lms import RosterError, load_roster
 from conformance.grade.publish.outputs import GradedSubmission, Override, message_line, write_class_csvs, write_submission_files
 from conformance.grade.run.preflight import Preflight, ensure_environment, missing_extras, worker_preflight
 from conformance.grade.score.rubric import Baseline, Rubric, load_rubric, score
-from conformance.grade.run.runner import (FINAL_STATUSES, GradeConfig, Job, JobResult, environment_failure, kill_all_live,
-                               reference_job, run_job)
+from conformance.grade.run.jobs import FINAL_STATUSES, GradeConfig, Job, JobResult
+from conformance.grade.run.runner import environment_failure, kill_all_live, reference_job, run_job
 from conformance.grade.intake.sanitize import clean_name
 from conformance.grade.intake.submissions import ClassIntake, Submission, SubmissionsError, scan_class
 

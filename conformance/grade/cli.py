@@ -16,7 +16,7 @@ from pathlib import Path
 from conformance.invocation import InvocationError, check_extra_args
 from conformance.grade.batch import BatchError, BatchOptions, grade_batch
 from conformance.grade.score.rubric import DEFAULT_RUBRIC, RubricError
-from conformance.grade.run.runner import FINAL_STATUSES, GradeConfig
+from conformance.grade.run.jobs import FINAL_STATUSES, GradeConfig
 
 
 def _positive(kind: type):

@@ -41,7 +41,8 @@ from conformance.grade.intake.notebooks import GRADE_EXTRA
 from conformance.grade.publish.outputs import GradedSubmission, gradescope_results, write_atomic
 from conformance.grade.run.preflight import Preflight, ensure_environment
 from conformance.grade.score.rubric import DEFAULT_RUBRIC, Rubric, RubricError, load_rubric, score
-from conformance.grade.run.runner import REPO_ROOT, GradeConfig, Job, JobResult, run_job
+from conformance.grade.run.jobs import REPO_ROOT, GradeConfig, Job, JobResult
+from conformance.grade.run.runner import run_job
 from conformance.grade.intake.submissions import Submission, load_submission
 
 PROG = "python -m conformance.grade.gradescope"

@@ -26,7 +26,7 @@ from typing import Any, cast
 
 from conformance.grade.publish.outputs import NOT_GRADABLE
 from conformance.grade.score.rubric import Grade, Rubric
-from conformance.grade.run.runner import FINAL_STATUSES, JobResult
+from conformance.grade.run.jobs import FINAL_STATUSES, JobResult
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (

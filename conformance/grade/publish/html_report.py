@@ -42,7 +42,7 @@ from conformance.grade.score.rubric import Grade, GroupScore, Rubric
 if TYPE_CHECKING:  # imported where it runs: only a report with a similarity section needs it
     from conformance.grade.score.similarity import SimilarityReport
 from conformance.grade.score.rubric import diagnoses_of as diagnosis_keys
-from conformance.grade.run.runner import STATUS_HELP
+from conformance.grade.run.jobs import STATUS_HELP
 from conformance.grade.intake.sanitize import html_escape as escape  # control/bidi characters escaped too
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"

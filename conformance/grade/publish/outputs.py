@@ -24,7 +24,7 @@ from conformance.candidate import load_headline
 from conformance.grade.score.feedback import deduction_text, group_output, lead_lines
 from conformance.grade.intake.lms import canvas_csv
 from conformance.grade.score.rubric import Grade, Rubric
-from conformance.grade.run.runner import FINAL_STATUSES, STATUS_HELP
+from conformance.grade.run.jobs import FINAL_STATUSES, STATUS_HELP
 from conformance.grade.intake.sanitize import clean_name, clean_text, csv_cell
 from conformance.grade.intake.submissions import ClassIntake, IntakeInfo
 

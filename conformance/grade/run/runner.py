@@ -34,9 +34,8 @@ from typing import Any, Callable
 from conformance.invocation import SUITE_ROOT
 from conformance.isolation.process import PRIVATE_ENV, SEED_ENV, UID_ENV, fresh_uid, kill_uid
 from conformance.report import MEASUREMENT_PROPERTIES
-from conformance.grade.run.jobs import (  # noqa: F401 - re-exported: the runner's public vocabulary
-    FINAL_STATUSES, REFERENCE_MODULE, REPO_ROOT, SGD_SHARE, STATUS_HELP, GradeConfig, Job, JobResult, child_env,
-    pytest_command)
+from conformance.grade.run.jobs import (REFERENCE_MODULE, REPO_ROOT, GradeConfig, Job, JobResult, child_env,
+                                       pytest_command)
 
 SANDBOX_STATES = ("engaged", "degraded", "off")
 REPORT_MAX_BYTES = 32 * 1024 * 1024
