@@ -21,7 +21,8 @@ from tests.adversarial.intake import corpus
 from conformance.grade import batch
 from conformance.grade.intake import bounded, notebooks
 from conformance.grade.intake.lms import load_roster
-from conformance.grade.intake.notebooks import GRADED_NAMES, NotebookError, extract, extract_here
+from conformance.grade.intake.bounded import NotebookError
+from conformance.grade.intake.notebooks import GRADED_NAMES, extract, extract_here
 from conformance.grade.publish.outputs import write_class_csvs
 from conformance.grade.intake.submissions import load_submission, scan_class
 

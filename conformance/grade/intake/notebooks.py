@@ -39,7 +39,7 @@ A notebook for another kernel (R, Julia) is ``unsupported``; one with no code is
 ``invalid_submission`` with the reason.
 
 Bounds: this runs on hostile input in the trusted grader, so ``extract`` does all of it
-(JSON decoding, nbformat, ``ast``) in a child process with an address-space limit
+(JSON decoding, nbformat, ``ast``) in a child process (bounded.py) with an address-space limit
 (``CHILD_MEMORY``), a CPU-time limit (``CHILD_CPU_SECONDS``) and a wall-clock timeout. A
 notebook that exceeds the memory or CPU limit is refused with the reason; a child that cannot
 start, dies otherwise or outlives the wall-clock timeout (the machine, not the notebook) is a
@@ -57,9 +57,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import TypeGuard, cast
 
-from conformance.grade.intake.bounded import (  # noqa: F401 - re-exported: intake's one error vocabulary
-    CHILD_CPU_SECONDS, CHILD_MEMORY, CHILD_WALL_SECONDS, MissingDependency, NotebookError, NotebookGraderError,
-    run_bounded)
+from conformance.grade.intake.bounded import MissingDependency, NotebookError, run_bounded
 from conformance.grade.intake.sanitize import clean_name
 
 # The suite's function names (conformance.candidate REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS)

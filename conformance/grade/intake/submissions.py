@@ -47,7 +47,8 @@ from pathlib import Path, PurePosixPath
 from typing import cast
 
 from conformance.grade.intake.lms import LmsName, Roster, Student, newest_key, parse_lms_name
-from conformance.grade.intake.notebooks import MissingDependency, NotebookError, NotebookGraderError, extract
+from conformance.grade.intake.bounded import MissingDependency, NotebookError, NotebookGraderError
+from conformance.grade.intake.notebooks import extract
 from conformance.grade.intake.sanitize import clean_name, raw_hex
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # one source file; a real MLP module is a few kB

@@ -109,7 +109,7 @@ def own_code(files: Mapping[str, bytes]) -> dict[str, str]:
 def _normalised(sources: Mapping[str, Source]) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     """name -> (readable, canonical) for each submission, each in its own bounded child;
     a submission whose code cannot be normalised is left out with the reason."""
-    from conformance.grade.intake.notebooks import NotebookError, NotebookGraderError
+    from conformance.grade.intake.bounded import NotebookError, NotebookGraderError
 
     done: dict[str, tuple[str, str]] = {}
     failed: dict[str, str] = {}
