@@ -22,6 +22,13 @@ import numpy as np
 
 ROLES = ("forward", "backward", "softmax", "relu", "cross_entropy", "init_params", "train")
 
+# The learning rate a fused step (backward_returns "params" or "nothing") is run with. A power
+# of two, so lr * dW is exact; and so large that W - lr * dW is dominated by the step, so
+# (W - W_new) / lr gives back dW to within about 2 ulp(dW) + |W| * 2**-116: the candidate's own
+# precision (ADAPTERS.md, "fused_update"). With lr = 1 every bit of dW below ulp(W) would be lost.
+# 2**64 * |dW| stays finite in float32 for |dW| < 1.8e19.
+FUSED_STEP_LR = 2.0 ** 64
+
 
 class DeclarationMismatch(Exception):
     """The candidate does not have what the declaration says (a missing function, method, class,
@@ -191,15 +198,23 @@ class _Adapter:
             out.append(list(moved) if type(pair) is list else moved)  # a list stays a list, any tuple a tuple
         return out
 
-    def word(self, word, params, x=None):
-        """The value of a declared argument word (X: already in the candidate's layout)."""
+    def word(self, word, params, x=None, containers=None):
+        """The value of a declared argument word (X: already in the candidate's layout).
+        ``containers`` (a dict) keeps each parameter container built, so a step taken in place
+        can be read back from the very objects the candidate was given."""
         if word == "X":
             return x
+        if containers is not None and word in containers:
+            return containers[word]
         if word == "weights":
-            return [self.w_in(W) for W, _ in params]
-        if word == "biases":
-            return [self.b_in(b) for _, b in params]
-        return self.params_in(params)
+            value = [self.w_in(W) for W, _ in params]
+        elif word == "biases":
+            value = [self.b_in(b) for _, b in params]
+        else:
+            value = self.params_in(params)
+        if containers is not None:
+            containers[word] = value
+        return value
 
     # ------------------------------------------------------------------ caches
     def read_cache(self, cache, X, output):
@@ -239,11 +254,11 @@ class _Adapter:
         return out
 
     # ------------------------------------------------------------------ models
-    def model(self, params):
+    def model(self, params, containers=None):
         cls = self._get(self.module, self.d["model"], None)
         if not callable(cls):
             raise DeclarationMismatch(f"declared model = {self.d['model']!r}, which the module does not define")
-        return cls(*[self.word(w, params) for w in self.d["model_args"]])
+        return cls(*[self.word(w, params, containers=containers) for w in self.d["model_args"]])
 
     # ------------------------------------------------------------------ forward
     def _forward(self, X, params):
@@ -277,12 +292,13 @@ class _Adapter:
             return tuple(self._attr(model, name) for name in mc)
         return self._attr(model, mc)
 
-    def _attr(self, model, name):
+    def _attr(self, model, name, key="model_cache"):
         try:
             return getattr(model, name)
         except AttributeError:
-            raise DeclarationMismatch(f"declared model_cache = {name!r}, but the model has no such "
-                                      "attribute after forward") from None
+            when = "forward" if key == "model_cache" else "backward"
+            raise DeclarationMismatch(f"declared {key} = {name!r}, but the model has no such "
+                                      f"attribute after {when}") from None
 
     def _probs(self, logits):
         """The candidate's own softmax of its logits (output = "logits")."""
@@ -318,7 +334,11 @@ class _Adapter:
         if self.d["output"] == "logits" and acts:
             acts = acts[:-1] + [zs[-1]]  # the candidate keeps logits where the suite keeps probabilities
         sizes = [int(np.size(b)) for _, b in params]
-        model = self.model(params) if self.d["model"] else None
+        fused = self.d["backward_returns"] != "grads"
+        # A fused step runs on copies: the suite's params are never touched.
+        given = [(np.array(W, copy=True), np.array(b, copy=True)) for W, b in params] if fused else params
+        containers: dict = {}
+        model = self.model(given, containers) if self.d["model"] else None
         own_cache = None
         if not self._takes_given(model):
             # Opaque cache, or backward(X, ...): its own forward on the same X (limit "backward_alone").
@@ -336,7 +356,7 @@ class _Adapter:
             else:
                 setattr(model, mc, cache)
         fn = self._function("backward", model)
-        args = []
+        args: list = []
         for word in self.d["backward_args"]:
             if word == "acts":
                 args.append(list(acts))
@@ -345,15 +365,51 @@ class _Adapter:
             elif word == "Y":
                 args.append(y)
             elif word in ("params", "weights", "biases"):
-                args.append(self.word(word, params))
+                args.append(self.word(word, given, containers=containers))
             elif word == "X":
                 args.append(acts[0])
             elif word == "output":
                 args.append(acts[-1])
+            elif word == "lr":
+                args.append(FUSED_STEP_LR)
             else:
                 args.append(own_cache if own_cache is not None else self.build_cache(acts, zs))
         result = fn(*args)
+        if fused:
+            return self._stepped_gradients(result, params, containers, model, sizes)
         return self.pairs_out(result, self.d["grads"], self.d["grad_names"], sizes)
+
+    def _stepped_gradients(self, result, params, containers, model, sizes):
+        """(params before - after) / lr, in the stepped arrays' dtype (limit "fused_update")."""
+        after = self._stepped_params(result, containers, model, sizes)
+        try:
+            steps = [[(np.asarray(p, np.asarray(q).dtype) - q) / FUSED_STEP_LR for p, q in zip(old, new)]
+                     for old, new in zip(params, after)]
+        except Exception:  # noqa: BLE001 - not arrays of the params' shapes: the contract check shows them
+            return after
+        if all(not np.any(s) for pair in steps for s in pair):
+            how = ("returned params" if self.d["backward_returns"] == "params"
+                   else "params it was given" + ("" if self.d["model_params"] else
+                                                 " (a model that copies them: set model_params)"))
+            raise DeclarationMismatch(f"declared backward_returns = {self.d['backward_returns']!r}, but "
+                                      f"after a step with lr = 2**64 none of the {how} changed")
+        return [tuple(pair) for pair in steps]
+
+    def _stepped_params(self, result, containers, model, sizes):
+        """The params after the candidate's step, as the contract's [(W, b), ...]."""
+        names, kind = self.d["names"], self.d["params"]
+        if self.d["backward_returns"] == "params":
+            return self.pairs_out(result, kind, names, sizes)
+        mp = self.d["model_params"]
+        if mp:
+            found = [self._attr(model, name, "model_params") for name in mp]
+            container = found[0] if len(mp) == 1 else (found[0], found[1])
+            kind = kind if len(mp) == 1 else "lists"
+        elif "params" in containers:
+            container = containers["params"]
+        else:
+            container, kind = (containers.get("weights"), containers.get("biases")), "lists"
+        return self.pairs_out(container, kind, names, sizes)
 
     def _takes_given(self, model):
         args = set(self.d["backward_args"])

@@ -46,12 +46,13 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "output": ("probabilities", "logits"),
     "first_layer": (0, 1),
     "per_sample": (False, True),
+    "backward_returns": ("grads", "params", "nothing"),
 }
 # What each role's arguments and results may be made of (the suite maps each word).
 ARG_WORDS: dict[str, tuple[str, ...]] = {
     "forward_args": ("X", "params", "weights", "biases"),
     "forward_returns": ("acts", "zs", "cache", "output"),
-    "backward_args": ("acts", "zs", "Y", "params", "weights", "biases", "X", "cache", "output"),
+    "backward_args": ("acts", "zs", "Y", "params", "weights", "biases", "X", "cache", "output", "lr"),
     "loss_args": ("probs", "logits", "Y"),
     "train_args": ("X", "Y", "X_test", "Y_test", "params", "lr", "epochs", "batch_size"),
     "model_args": ("params", "weights", "biases"),
@@ -63,7 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "model": "", "model_args": ["params"], "model_cache": None,
     "cache": None,
     "forward": "forward", "forward_args": None, "forward_returns": None,
-    "backward": "backward", "backward_args": None,
+    "backward": "backward", "backward_args": None, "backward_returns": "grads", "model_params": None,
     "softmax": "softmax", "relu": "relu", "cross_entropy": "cross_entropy",
     "init_params": "init_params", "train": "train",
     "loss_args": ["probs", "Y"],
@@ -183,6 +184,7 @@ def normalise(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
     _check_model_args(d, source, model)
     _check_activations_readable(d, source)
     _check_roles_fit(d, source, model)
+    _check_update_step(d, source, model)
     return d
 
 
@@ -332,6 +334,38 @@ def _check_roles_fit(d: Mapping[str, Any], source: str, model: bool) -> None:
         raise DeclarationError(source, "loss_args", "the loss takes Y and probs (or logits)")
 
 
+def _check_update_step(d: dict[str, Any], source: str, model: bool) -> None:
+    """A backward that applies the step itself (backward_returns "params" or "nothing") takes
+    the learning rate the suite chooses, and the suite must be able to read the stepped params:
+    returned, in the containers it passed, or in the model's attributes (model_params)."""
+    fused = d["backward_returns"] != "grads"
+    if fused and "lr" not in d["backward_args"]:
+        raise DeclarationError(source, "backward_args", f"backward_returns = \"{d['backward_returns']}\": "
+                               "backward applies the step, so it must take the learning rate (the word "
+                               "lr); the suite chooses it to read the gradients back")
+    if "lr" in d["backward_args"] and not fused:
+        raise DeclarationError(source, "backward_returns", "backward takes lr: say whether it returns "
+                               "the updated params (\"params\") or updates them in place (\"nothing\")")
+    mp = d["model_params"]
+    if mp is not None:
+        if not model:
+            raise DeclarationError(source, "model_params", "only for a class-based model (set model)")
+        if d["backward_returns"] != "nothing":
+            raise DeclarationError(source, "model_params", "read only when backward updates in place "
+                                   "(backward_returns = \"nothing\")")
+        names = [mp] if isinstance(mp, str) else mp
+        if not (isinstance(names, (list, tuple)) and len(names) in (1, 2)
+                and all(isinstance(x, str) and x.isidentifier() for x in names)):
+            raise DeclarationError(source, "model_params", "expected an attribute holding the params (in "
+                                   f"the declared container) or two holding weights and biases; got {mp!r}")
+        d["model_params"] = list(names)
+    args = set(d["backward_args"])
+    if d["backward_returns"] == "nothing" and not model and not ("params" in args or {"weights", "biases"} <= args):
+        raise DeclarationError(source, "backward_args", "backward updates the params in place, so the "
+                               "suite reads them from what it gave: backward must take params (or "
+                               "weights and biases)")
+
+
 def limits_of(d: Mapping[str, Any]) -> dict[str, str]:
     """What the declared interface cannot give, and which checks that limits (reports)."""
     out: dict[str, str] = {}
@@ -341,6 +375,12 @@ def limits_of(d: Mapping[str, Any]) -> dict[str, str]:
                                  "the checks of backward alone (on the suite's activations) do not run")
     if "logits" in d["loss_args"]:
         out["cross_entropy"] = "the loss takes logits: its checks (given probabilities) do not run"
+    if d["backward_returns"] != "grads":
+        out["fused_update"] = ("backward applies the step itself: the suite runs it on copies with "
+                               "lr = 2**64 and reads the gradients back as (params before - after) / lr, "
+                               "within 2 ulp of the gradients it applied (a plain step W - lr * dW is "
+                               "assumed; a weight changed before delta passes through it shows as a "
+                               "gradient ~1e19 too large)")
     if d["per_sample"]:
         out["per_sample"] = ("per-sample code: the suite stacks forward's samples (exact) and averages "
                              "backward's per-sample gradients and the per-sample losses")

@@ -201,6 +201,128 @@ def test_a_declared_key_the_cache_lacks_is_a_mismatch_naming_it() -> None:
         adapted.forward(case.X, case.params)
 
 
+# --- a step fused into backward: gradients read back from the step, at their own precision --
+
+
+@pytest.mark.parametrize("raw, key, words", [
+    ({"backward_returns": "nothing"}, "backward_args", "learning rate"),
+    ({"backward_args": ["acts", "zs", "Y", "params", "lr"]}, "backward_returns", "lr"),
+    ({"backward_returns": "updated"}, "backward_returns", "not one of"),
+    ({"backward_returns": "nothing", "backward_args": ["acts", "zs", "Y", "lr"]}, "backward_args", "in place"),
+    ({"backward_returns": "nothing", "backward_args": ["acts", "zs", "Y", "weights", "lr"]},
+     "backward_args", "weights and biases"),
+    ({"backward_returns": "nothing", "backward_args": ["acts", "zs", "Y", "params", "lr"],
+      "model_params": "params"}, "model_params", "class-based"),
+    ({"backward_returns": "params", "backward_args": ["Y", "lr"], "model": "Net", "model_cache": ["a", "z"],
+      "model_params": ["W", "b"]}, "model_params", "in place"),
+])
+def test_a_fused_step_declaration_names_what_is_missing(raw: dict, key: str, words: str) -> None:
+    with pytest.raises(DeclarationError) as info:
+        normalise(raw, "my.toml")
+    assert info.value.key == key and words in str(info.value), str(info.value)
+
+
+_STEP_SOURCE = textwrap.dedent("""
+    import numpy as np
+    SEEN = []  # the gradients each step applied, as the candidate computed them
+
+    def forward(X, params):
+        acts, zs = [X], []
+        for i, (W, b) in enumerate(params):
+            z = acts[-1] @ W + b
+            zs.append(z)
+            if i == len(params) - 1:
+                e = np.exp(z - z.max(axis=1, keepdims=True))
+                acts.append(e / e.sum(axis=1, keepdims=True))
+            else:
+                acts.append(np.maximum(z, 0))
+        return acts, zs
+
+    def grads(acts, zs, Y, params):
+        delta = (acts[-1] - Y) / len(Y)
+        out = []
+        for i in reversed(range(len(params))):
+            out.insert(0, (acts[i].T @ delta, delta.sum(axis=0)))
+            if i:
+                delta = (delta @ params[i][0].T) * (zs[i - 1] > 0)
+        SEEN.append(out)
+        return out
+
+    def step_returning(acts, zs, Y, params, lr):
+        return [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grads(acts, zs, Y, params))]
+
+    def step_in_place(acts, zs, Y, params, lr):
+        for (W, b), (dW, db) in zip(params, grads(acts, zs, Y, params)):
+            W -= lr * dW
+            b -= lr * db
+
+    def step_on_nothing(acts, zs, Y, params, lr):
+        grads(acts, zs, Y, params)  # forgets to apply them
+""")
+
+
+def _stepper(tmp_path: Path, backward: str, returns: str) -> tuple[ModuleType, dict]:
+    path = tmp_path / "stepper.py"
+    path.write_text(_STEP_SOURCE)
+    spec = importlib.util.spec_from_file_location(f"_stepper_{backward}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    d = normalise({"backward": backward, "backward_args": ["acts", "zs", "Y", "params", "lr"],
+                   "backward_returns": returns}, "t")
+    return module, d
+
+
+@pytest.mark.parametrize("backward, returns", [("step_returning", "params"), ("step_in_place", "nothing")])
+def test_a_fused_step_gives_back_the_gradients_it_applied(tmp_path: Path, backward: str, returns: str) -> None:
+    """Weights of 1e3 and gradients near 1e-9: read back after a step with lr = 1, every bit of
+    dW below ulp(W) ~ 1e-13 would be lost; with the suite's lr the read-back is within 2 ulp of
+    what the candidate applied, and the suite's params are untouched."""
+    module, d = _stepper(tmp_path, backward, returns)
+    assert "fused_update" in limits_of(d)
+    case = make_case(layer_sizes=[5, 7, 4], batch=6, seed=3)
+    params = [(W * 1e3, b + 1e3) for W, b in case.params]
+    X = case.X * 1e-9  # tiny inputs: tiny gradients of the first layer
+    before = [(W.copy(), b.copy()) for W, b in params]
+    adapted = adapt_module(module, d)
+    acts, zs = adapted.forward(X, params)
+    got = adapted.backward(acts, zs, case.Y, params)
+    applied = module.SEEN[-1]
+    for (gW, gb), (dW, db) in zip(got, applied):
+        for g, want in ((gW, dW), (gb, db)):
+            assert g.dtype == want.dtype and g.shape == want.shape
+            assert np.all(np.abs(g - want) <= 2 * np.spacing(np.abs(want))), np.max(np.abs(g - want))
+    # The case is a hard one: what a step with lr = 1 gives back is far outside 2 ulp.
+    W1, dW1 = params[0][0], applied[0][0]
+    assert np.max(np.abs(((W1 - (W1 - dW1)) - dW1) / np.spacing(np.abs(dW1)))) > 1e3
+    assert all(np.array_equal(W, W0) and np.array_equal(b, b0) for (W, b), (W0, b0) in zip(params, before))
+
+
+def test_a_fused_step_that_changes_nothing_is_a_declaration_mismatch(tmp_path: Path) -> None:
+    module, d = _stepper(tmp_path, "step_on_nothing", "nothing")
+    case = make_case(layer_sizes=[3, 4, 2], batch=2, seed=0)
+    adapted = adapt_module(module, d)
+    acts, zs = adapted.forward(case.X, case.params)
+    with pytest.raises(DeclarationMismatch, match="backward_returns = 'nothing'.*none of the params"):
+        adapted.backward(acts, zs, case.Y, case.params)
+
+
+def test_the_fused_update_recipe_passes_through_its_declaration() -> None:
+    """ADAPTERS.md's recipe 6 (a model whose step updates its weights in place) with no glue:
+    the gradients read back equal the recipe's own glue's to the bit on a plain case."""
+    module, d = _load("ok_decl_fused_update")
+    assert len((DECLARED_DIR / "ok_decl_fused_update.toml").read_text().splitlines()) <= 10
+    case = make_case(layer_sizes=[4, 6, 5, 3], batch=5, seed=1)
+    adapted = adapt_module(module, d)
+    acts, zs = adapted.forward(case.X, case.params)
+    got = adapted.backward(acts, zs, case.Y, case.params)
+    from conformance.reference import mlp
+
+    want = mlp.backward(acts, zs, case.Y, case.params)
+    for (gW, gb), (wW, wb) in zip(got, want):
+        np.testing.assert_allclose(gW, wW, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(gb, wb, rtol=1e-12, atol=1e-15)
+
+
 # --- runs: a wrong declaration is never a verdict; the report names the conventions ---------
 
 

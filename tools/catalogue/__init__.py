@@ -83,6 +83,9 @@ DECLARED: dict[str, tuple[str, str | None]] = {
     "ok_decl_class_model": ("ok_adapter_class_model's code, declared: a class caching (acts, zs)", None),
     "ok_decl_backward_recomputes": ("ok_adapter_backward_recomputes's code, declared: "
                                     "backward(X, Y, params), judged on its own forward", None),
+    "ok_decl_fused_update": ("ok_adapter_fused_update's code, declared: a step applied in place, "
+                             "gradients read back from it", None),
+    "bug_decl_fused_update": ("a step applied in place, with the i-1 ReLU bug", "relu_mask_current_layer"),
     "ok_decl_column_dict_cache": ("column-major, parameter dict, forward -> (output, cache)", None),
     "bug_decl_column_dict_cache": ("column-major dict+cache with the i-1 ReLU bug", "relu_mask_current_layer"),
     "ok_decl_per_sample_columns": ("per-sample column vectors, no batch axis, two lists", None),
