@@ -16,6 +16,7 @@ import numpy as np
 from conformance.assertions import Comparison
 from conformance.cases import Case
 from conformance.contract import ForwardResult
+from conformance.diagnosis import named
 from conformance.exact import exact_cross_entropy, exact_forward, exact_gradients, magnitudes, softmax_conditioning
 from conformance.gradcheck import allowed_error, central_differences, fd_tensor, precision_tolerance, random_directions
 
@@ -43,9 +44,10 @@ def nonfinite_backward(grads: Sequence[tuple], activations: Sequence[np.ndarray]
     same = all(np.array_equal(~np.isfinite(np.asarray(g, np.float64)), ~np.isfinite(r))
                for pg, pr in zip(grads, replayed) for g, r in zip(pg, pr) if np.shape(g) == np.shape(r))
     if same and any(not np.isfinite(r).all() for pair in replayed for r in pair):
-        text += (f" exactly where a softmax recomputed inside backward without the max subtraction gives "
-                 f"inf/nan on these logits ({np.dtype(dtype).name}): subtract each sample's max first, or "
-                 "use activations[-1], which forward already computed")
+        text = named("backward_max_guard", text + (
+            f" exactly where a softmax recomputed inside backward without the max subtraction gives "
+            f"inf/nan on these logits ({np.dtype(dtype).name}): subtract each sample's max first, or "
+            "use activations[-1], which forward already computed"))
     return text
 
 

@@ -323,6 +323,29 @@ def test_the_fused_update_recipe_passes_through_its_declaration() -> None:
         np.testing.assert_allclose(gb, wb, rtol=1e-12, atol=1e-15)
 
 
+# --- one mistake, one price, whatever the interface ---------------------------------------
+
+
+def test_an_unguarded_softmax_a_logits_network_uses_twice_is_charged_once(tmp_path: Path) -> None:
+    """A network that returns logits runs its own softmax in backward too: without the max
+    subtraction, backward's gradients are inf/nan on large logits. Replay shows exactly where,
+    so backward's failure is named (backward_max_guard), one family with forward's max_guard:
+    charged once, the price of the same mistake in the section's interface, not a second 40."""
+    from conformance.grade.score.rubric import load_rubric, score
+
+    name = "bug_decl_logits_unguarded"
+    report = tmp_path / "report.json"
+    run = run_suite(DECLARED_DIR / f"{name}.py", f"--declaration={DECLARED_DIR / (name + '.toml')}",
+                    "--conformance-report", str(report), "-k", "golden and large_logits")
+    assert run.returncode == 1, run.stdout[-3000:]
+    tests = json.loads(report.read_text())["tests"]
+    backward = [x for x in tests if "test_backward_matches_golden" in x["nodeid"] and x["outcome"] == "failed"]
+    assert backward and all("backward_max_guard" in x["properties"]["diagnoses"] for x in backward)
+    grade = score(load_rubric(), "graded", tests)
+    charged = {k: v for k, v in grade.deductions().items() if v}
+    assert charged in ({"max_guard": 15.0}, {"backward_max_guard": 15.0}), grade.deductions()
+
+
 # --- runs: a wrong declaration is never a verdict; the report names the conventions ---------
 
 

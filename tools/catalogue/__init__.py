@@ -95,9 +95,15 @@ DECLARED: dict[str, tuple[str, str | None]] = {
                                "output_error_sign_flipped"),
     "ok_decl_logits": ("forward returns logits, softmax only in the loss and backward", None),
     "bug_decl_logits": ("logits-only network whose db averages delta instead of summing it", "db_mean_not_sum"),
+    "bug_decl_logits_unguarded": ("logits-only network whose one softmax (forward's probabilities and "
+                                  "backward's delta) lacks the max subtraction", "softmax_no_max_shift"),
     "ok_decl_int_row": ("integer labels, (1, n) biases, a train with its own signature", None),
     "bug_decl_int_row": ("integer labels and row biases, no division by the batch size", "no_batch_mean"),
 }
+
+# What else a declared buggy variant's messages may name: the same mistake seen in another
+# function its interface gives (a logits-only network's backward runs its own softmax).
+DECLARED_ALSO_NAMED: dict[str, tuple[str, ...]] = {"bug_decl_logits_unguarded": ("backward_max_guard",)}
 
 
 def catalogue_names(*, include_control: bool = True) -> list[str]:
@@ -199,7 +205,8 @@ def materialize(dest: Path, *, include_control: bool = True) -> list[Variant]:
         else:
             spec = specs[bug]
             variants.append(Variant(name, "buggy", path, frozenset(spec.areas), description, spec.areas[0],
-                                    spec.tests, spec.message, spec.names, declaration=declaration))
+                                    spec.tests, spec.message, spec.names + DECLARED_ALSO_NAMED.get(name, ()),
+                                    declaration=declaration))
     if include_control:
         path = dest / f"{REFERENCE_CONTROL}.py"
         path.write_text(_header("correct", "the unpatched reference (control)") + source)
