@@ -261,11 +261,18 @@ class _Adapter:
         return cls(*[self.word(w, params, containers=containers) for w in self.d["model_args"]])
 
     # ------------------------------------------------------------------ forward
+    def keeps_zs(self):
+        """Whether forward gives its pre-activations (declaration.keeps_pre_activations, restated:
+        this file imports nothing from conformance). When not, forward's zs are None."""
+        d, returns = self.d, set(self.d["forward_returns"])
+        return ({"acts", "zs"} <= returns
+                or (d["cache"] not in (None, "opaque") and ("cache" in returns or d["model_cache"] is not None)))
+
     def _forward(self, X, params):
         if self.d["per_sample"]:
             return self._per_sample_forward(X, params)
         acts, zs = self._forward_raw(self.x_in(X), params)
-        return self._acts_out(acts), [self.a_out(z) for z in zs]
+        return self._acts_out(acts), None if zs is None else [self.a_out(z) for z in zs]
 
     def _forward_raw(self, x, params):
         """(acts, zs) in the candidate's layout, the last activation as the candidate gives it."""
@@ -279,7 +286,9 @@ class _Adapter:
             raise DeclarationMismatch(f"declared forward_returns = {words}, got {type(result).__name__}"
                                       + (f" of length {len(result)}" if isinstance(result, (list, tuple)) else ""))
         got = dict(zip(words, result))
-        if "acts" in got and "zs" in got:
+        if not self.keeps_zs():  # forward keeps no pre-activations (limit "pre_activations")
+            acts, zs = list(got["acts"]), None
+        elif "acts" in got and "zs" in got:
             acts, zs = list(got["acts"]), list(got["zs"])
         else:
             cache = got["cache"] if "cache" in got else self._model_cache(model)
@@ -315,10 +324,13 @@ class _Adapter:
 
     def _per_sample_forward(self, X, params):
         per = [self._forward_raw(self._sample(X[i]), params) for i in range(X.shape[0])]
-        L = len(per[0][1]) if per else 0
+        keeps = self.keeps_zs()
+        L = (len(per[0][1]) if keeps else len(per[0][0]) - 1) if per else 0
         acts = [np.stack([np.asarray(p[0][l]).reshape(-1) for p in per]) for l in range(L + 1)]
         if self.d["output"] == "logits" and per:
             acts[-1] = np.stack([np.asarray(self._probs(p[0][L])).reshape(-1) for p in per])
+        if not keeps:
+            return acts, None
         zs = [np.stack([np.asarray(p[1][l]).reshape(-1) for p in per]) for l in range(L)]
         return acts, zs
 
@@ -327,7 +339,7 @@ class _Adapter:
         if self.d["per_sample"]:
             return self._per_sample_backward(activations, pre_activations, Y, params)
         acts = [self.x_in(a) for a in activations]
-        zs = [self.x_in(z) for z in pre_activations]
+        zs = [self.x_in(z) for z in pre_activations] if self.keeps_zs() else None  # never taken then
         return self._backward_raw(acts, zs, self.y_in(Y), params)
 
     def _backward_raw(self, acts, zs, y, params):
@@ -425,7 +437,7 @@ class _Adapter:
         total = None
         for i in range(B):  # a running sum (not a stack: B copies of every dW would be the suite's cost)
             acts = [self._sample(a[i]) for a in activations]
-            zs = [self._sample(z[i]) for z in pre_activations]
+            zs = [self._sample(z[i]) for z in pre_activations] if self.keeps_zs() else None
             y = labels[i] if labels is not None else self._sample(Y[i])
             grads = [(np.asarray(dW), np.asarray(db).reshape(-1)) for dW, db in self._backward_raw(acts, zs, y, params)]
             if total is None:

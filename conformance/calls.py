@@ -123,7 +123,16 @@ def run_forward(candidate: Candidate, case: Case, where: str, params: Any = None
     __tracebackhide__ = True
     params = case.params if params is None else params
     result = invoke(candidate, "forward", case.X, params, where=where, case=case)
-    return named_contract("forward_structure", validate_forward, result, case.X, params, where)
+    return named_contract("forward_structure", validate_forward, result, case.X, params, where,
+                          keeps_pre_activations(candidate))
+
+
+def keeps_pre_activations(candidate: Candidate) -> bool:
+    """False only when the candidate's declaration (read on the suite's side, never from what the
+    candidate returns) says forward keeps no pre-activations (limit "pre_activations"): then
+    forward is validated on its activations alone and ForwardResult.pre_activations is None."""
+    declared = getattr(candidate, "declaration", None)
+    return declared is None or "pre_activations" not in declared.limits()
 
 
 def run_backward(candidate: Candidate, case: Case, activations: Any, pre_activations: Any,

@@ -126,13 +126,31 @@ def least_precise(*dtypes: np.dtype | type) -> np.dtype:
 @dataclass
 class ForwardResult:
     activations: list[np.ndarray]
-    pre_activations: list[np.ndarray]
+    # None only when the (trusted) declaration says forward keeps no pre-activations (the limit
+    # "pre_activations", decided on the suite's side: never by what the candidate returns).
+    pre_activations: list[np.ndarray] | None
     dtype: np.dtype
 
 
+def own_pre_activations(fwd: ForwardResult) -> list[np.ndarray]:
+    """The candidate's own pre-activations, as check (c) reads them: its zs, or, for a forward that
+    keeps none (the declaration's limit "pre_activations"), what its activations say of them:
+    the hidden masks (A > 0 exactly where Z > 0; -1 stands for Z <= 0, so ReLU'(0) = 0, the
+    convention of a mask read from A) and log(probabilities) for the logits (the same softmax,
+    so the same cross-entropy; in float64, of the candidate's own probabilities)."""
+    if fwd.pre_activations is not None:
+        return list(fwd.pre_activations)
+    hidden = [np.where(np.asarray(a) > 0, np.asarray(a, np.float64), -1.0) for a in fwd.activations[1:-1]]
+    with np.errstate(divide="ignore"):
+        return hidden + [np.log(np.asarray(fwd.activations[-1], np.float64))]
+
+
 def validate_forward(result: Any, X: np.ndarray, params: Sequence[tuple[np.ndarray, np.ndarray]],
-                  where: str) -> ForwardResult:
-    """forward(X, params) -> (activations [X, A1..AL], pre_activations [Z1..ZL])."""
+                  where: str, pre_activations_kept: bool = True) -> ForwardResult:
+    """forward(X, params) -> (activations [X, A1..AL], pre_activations [Z1..ZL]).
+
+    ``pre_activations_kept=False`` (the caller's declaration has the limit "pre_activations"):
+    the pair's second item is not read, and the result's ``pre_activations`` is None."""
     __tracebackhide__ = True
     L = len(params)
     pair = validate_sequence(result, "forward's return value", where, 2, "items",
@@ -140,7 +158,7 @@ def validate_forward(result: Any, X: np.ndarray, params: Sequence[tuple[np.ndarr
     returned_activations = validate_sequence(pair[0], "activations", where, L + 1, "arrays",
                             f" (X, then one per layer; the network has {L} layers)")
     returned_pre_activations = validate_sequence(pair[1], "pre_activations", where, L, "arrays",
-                            f" (one per layer; the network has {L} layers)")
+                            f" (one per layer; the network has {L} layers)") if pre_activations_kept else ()
     B = X.shape[0]
     activations = [validate_array(returned_activations[0], "activations[0]", where, X.shape,
                           " (activations[0] is the input X itself)")] + [
@@ -149,7 +167,8 @@ def validate_forward(result: Any, X: np.ndarray, params: Sequence[tuple[np.ndarr
     pre_activations = [validate_array(z, f"pre_activations[{l}]", where, (B, W.shape[1]),
                           " (Z of layer l+1 = A_l @ W + b)")
             for l, (z, (W, _)) in enumerate(zip(returned_pre_activations, params))]
-    return ForwardResult(activations, pre_activations, result_dtype(activations[1:] + pre_activations))
+    return ForwardResult(activations, pre_activations if pre_activations_kept else None,
+                         result_dtype(activations[1:] + pre_activations))
 
 
 def validate_backward(result: Any, params: Sequence[tuple[np.ndarray, np.ndarray]],

@@ -302,17 +302,33 @@ def _check_model_args(d: Mapping[str, Any], source: str, model: bool) -> None:
         raise DeclarationError(source, "model_args", "either params, or weights and biases")
 
 
+def keeps_pre_activations(d: Mapping[str, Any]) -> bool:
+    """Whether forward gives its pre-activations: returned as zs, or readable from a cache it
+    returns (or the model keeps). When not, the declaration has the limit "pre_activations"."""
+    return ({"acts", "zs"} <= set(d["forward_returns"])
+            or (d["cache"] not in (None, "opaque")
+                and ("cache" in d["forward_returns"] or d["model_cache"] is not None)))
+
+
 def _check_activations_readable(d: Mapping[str, Any], source: str) -> None:
-    """The suite judges forward's activations and pre-activations: they must be returned, or be
-    readable from a cache forward returns or the model keeps."""
-    readable = ({"acts", "zs"} <= set(d["forward_returns"])
-                or (d["cache"] not in (None, "opaque")
-                    and ("cache" in d["forward_returns"] or d["model_cache"] is not None)))
-    if not readable:
-        raise DeclarationError(source, "forward_returns", "the suite judges forward's activations and "
-                               "pre-activations: forward must return acts and zs, or a cache they can "
-                               "be read from (cache = \"acts_zs\" or {A = ..., Z = ...}); an interface "
-                               "that keeps no pre-activations needs glue (ADAPTERS.md)")
+    """The suite judges forward layer by layer: its activations must be returned (acts), or be
+    readable from a cache forward returns or the model keeps. Pre-activations may be never kept
+    (forward returns acts only: limit "pre_activations"); then backward cannot take zs, and
+    logits cannot be read (the suite keeps probabilities where the candidate keeps logits)."""
+    if keeps_pre_activations(d):
+        return
+    if "acts" not in d["forward_returns"]:
+        raise DeclarationError(source, "forward_returns", "the suite judges forward layer by layer: "
+                               "forward must return its activations (acts, with or without zs), or a "
+                               "cache they can be read from (cache = \"acts_zs\" or {A = ..., Z = ...}); "
+                               "a forward that keeps only its output needs glue (ADAPTERS.md)")
+    if "zs" in d["backward_args"]:
+        raise DeclarationError(source, "backward_args", "backward takes zs, but forward keeps no "
+                               "pre-activations (forward_returns has no zs and no readable cache): "
+                               "there are none to give it")
+    if d["output"] == "logits":
+        raise DeclarationError(source, "output", "logits with a forward that keeps no pre-activations: "
+                               "the suite keeps probabilities and cannot give backward the logits back")
 
 
 def _check_roles_fit(d: Mapping[str, Any], source: str, model: bool) -> None:
@@ -373,6 +389,10 @@ def limits_of(d: Mapping[str, Any]) -> dict[str, str]:
         out["backward_alone"] = ("backward cannot take the suite's activations (it recomputes them, "
                                  "or its cache is opaque): it is judged on its own forward only, and "
                                  "the checks of backward alone (on the suite's activations) do not run")
+    if not keeps_pre_activations(d):
+        out["pre_activations"] = ("forward keeps no pre-activations: the checks of forward's "
+                                  "pre-activations do not run; forward is judged on its activations, "
+                                  "backward on activations only")
     if "logits" in d["loss_args"]:
         out["cross_entropy"] = "the loss takes logits: its checks (given probabilities) do not run"
     if d["backward_returns"] != "grads":

@@ -405,11 +405,13 @@ FORWARD_BUGS: tuple[tuple[str, str, ForwardBugs], ...] = tuple(  # (key, descrip
     for m in MISTAKES if m.forward is not None)
 
 
-def diagnose_forward(activations: Sequence[np.ndarray], pre_activations: Sequence[np.ndarray],
+def diagnose_forward(activations: Sequence[np.ndarray], pre_activations: Sequence[np.ndarray] | None,
                      X: np.ndarray, params: Params, tau: float) -> str:
     """Which known forward mistake the candidate's outputs equal, if exactly one does (inputs
-    such as huge logits can make several give the same outputs: then none is named)."""
-    got = list(activations) + list(pre_activations)
+    such as huge logits can make several give the same outputs: then none is named).
+    ``pre_activations`` None (a forward that keeps none): the activations alone are compared."""
+    pre_activations = [] if pre_activations is None else list(pre_activations)
+    got = list(activations) + pre_activations  # zip stops at got: without zs, activations only
     with np.errstate(all="ignore"):
         exact_activations, exact_pre_activations = exact_forward(X, params)
     def fit(expected: Sequence[np.ndarray]) -> bool:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from conformance.assertions import Comparison, assert_comparisons, assert_finite
-from conformance.calls import CASES_SEEN, invoke, named_contract, provides
+from conformance.calls import CASES_SEEN, invoke, keeps_pre_activations, named_contract, provides
 from conformance.cases import Case
 from conformance.diagnosis import log_guard_cause, loss_cause
 from conformance.contract import (least_precise, revealed_dtype, validate_array, validate_backward,
@@ -196,9 +196,10 @@ def candidate_outputs(candidate: Any, entry: dict, arrays: dict[str, np.ndarray]
         if "forward" in present:
             where = f"forward(case={case_id})"
             fwd = named_contract("forward_structure", validate_forward,
-                                 call("forward", X, params, where=where), X, params, where)
+                                 call("forward", X, params, where=where), X, params, where,
+                                 keeps_pre_activations(candidate))
             out.update({f"act{i}": a for i, a in enumerate(fwd.activations)})
-            out.update({f"pre{i}": z for i, z in enumerate(fwd.pre_activations)})
+            out.update({f"pre{i}": z for i, z in enumerate(fwd.pre_activations or [])})  # none: not kept
         if "backward" in present:
             where = f"backward(case={case_id})"
             result = call("backward", activations, pre_activations, Y, params, where=where)

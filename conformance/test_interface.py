@@ -19,7 +19,7 @@ from conformance.assertions import (
     fmt,
     mismatch_report,
 )
-from conformance.calls import invoke, named_contract, require, run_backward, run_forward
+from conformance.calls import interface_limit, invoke, named_contract, require, run_backward, run_forward
 from conformance.train_replay import train_follows_own_functions, train_mistake
 from conformance.candidate import Candidate, load_headline
 from conformance.cases import Case, make_case
@@ -27,6 +27,7 @@ from conformance.checks import contract_text, forward_comparisons
 from conformance.contract import (
     PrecisionFinding,
     least_precise,
+    own_pre_activations,
     result_dtype,
     validate_array,
     validate_loss,
@@ -101,10 +102,12 @@ def test_backward_structure(candidate: Candidate, case: Case) -> None:
 
 def test_pre_activations_hold_z_before_relu(candidate: Candidate) -> None:
     """pre_activations keep the negative entries of Z (no in-place ReLU overwrote them)."""
+    interface_limit(candidate, "pre_activations")  # a forward that keeps none has none to check
     case = make_case([4, 6, 6, 3], batch=6, seed=21)
     where = f"forward(case={case!r})"
     fwd = run_forward(candidate, case, where)
     _, pre_activations = exact_forward(case.X, case.params)
+    assert fwd.pre_activations is not None  # run_forward keeps them unless the declaration says not
     for l, (got, z) in enumerate(zip(fwd.pre_activations[:-1], pre_activations[:-1])):
         assert (z < 0).any(), "suite bug: this case must have negative pre-activations"
         scale = np.abs(z).max()
@@ -172,13 +175,15 @@ def test_same_inputs_give_identical_outputs(candidate: Candidate, case: Case) ->
     for _ in range(2):
         fwd = run_forward(candidate, case, where)
         grads, _ = run_backward(candidate, case, fwd.activations, fwd.pre_activations, where)
+        pre_activations = fwd.pre_activations or []  # none: the declaration says forward keeps none
         names = ([f"activations[{l}]" for l in range(len(fwd.activations))]
-                 + [f"pre_activations[{l}]" for l in range(len(fwd.pre_activations))]
+                 + [f"pre_activations[{l}]" for l in range(len(pre_activations))]
                  + [f"{t}[{l}]" for l in range(len(grads)) for t in ("dW", "db")])
-        runs.append((names, fwd.activations + fwd.pre_activations + [g for pair in grads for g in pair]))
+        runs.append((names, fwd.activations + pre_activations + [g for pair in grads for g in pair]))
     mags = magnitudes(case.X, case.Y, case.params)
+    kept = fwd.pre_activations is not None
     scales = ([mags.activations[0]] + mags.activations[1:-1] + [np.ones_like(mags.activations[-1])]
-              + mags.pre_activations + [m for pair in mags.gradients for m in pair])
+              + (mags.pre_activations if kept else []) + [m for pair in mags.gradients for m in pair])
     comparisons = []
     for name, first, second, scale in zip(runs[0][0], runs[0][1], runs[1][1], scales):
         if first.dtype != second.dtype:
@@ -306,7 +311,7 @@ def _train_follows_own_functions(candidate: Candidate, case: Case, trained: list
                 if step == 0:  # are forward or backward wrong on these inputs? (replay diagnoses)
                     if mismatch_report(forward_comparisons(at, fwd), where="", compared="", contract="") is not None:
                         causes.append(diagnose_forward(fwd.activations, fwd.pre_activations, case.X, params, tau))
-                    text = diagnose(grads, fwd.activations, fwd.pre_activations, case.Y, params,
+                    text = diagnose(grads, fwd.activations, own_pre_activations(fwd), case.Y, params,
                                     magnitudes(case.X, case.Y, params), tau)
                     if any(f.function == "backward" for f in found.findings):
                         causes.append(text)

@@ -137,11 +137,13 @@ def check_network(candidate: Candidate, case: Case) -> None:
                        next_step=lambda: output_rows_finding(P))
     where = f"backward(*forward(case={case!r}))"
     grads, dtype = run_backward(candidate, case, fwd.activations, fwd.pre_activations, where)
+    # the logits replayed on: the candidate's own, or (a forward that keeps none) the exact ones
+    logits_at = fwd.pre_activations if fwd.pre_activations is not None else exact_pre_activations
     for l, (dW, db) in enumerate(grads):
         for name, g in ((f"dW[{l}]", dW), (f"db[{l}]", db)):
             assert_finite(name, g, where=where,
                           guard=lambda: "none of the output guards: your forward's output is finite here; "
-                                + nonfinite_backward(grads, fwd.activations, fwd.pre_activations, case.Y,
+                                + nonfinite_backward(grads, fwd.activations, logits_at, case.Y,
                                                      case.params, least_precise(fwd.dtype, dtype)))
     dtype = least_precise(fwd.dtype, dtype)
     comparisons = exact_gradient_comparisons(case, grads, dtype)

@@ -52,7 +52,13 @@ def test_an_empty_declaration_is_the_sections_interface() -> None:
     ({"names": ["W", "b{l}"]}, "names", "{l}"),
     ({"forward_args": ["X", "theta"]}, "forward_args", "unknown word"),
     ({"forward_args": ["X", "params", "weights"]}, "forward_args", "either params, or weights"),
-    ({"forward_returns": ["output"]}, "forward_returns", "pre-activations"),
+    ({"forward_returns": ["output"]}, "forward_returns", "layer by layer"),
+    ({"forward_returns": ["zs"]}, "forward_returns", "must return its activations"),
+    ({"forward_returns": ["acts"]}, "backward_args", "backward takes zs, but forward keeps no pre-activations"),
+    ({"forward_returns": ["acts", "cache"], "cache": "opaque", "backward_args": ["zs", "Y", "params"]},
+     "backward_args", "keeps no pre-activations"),
+    ({"forward_returns": ["acts"], "backward_args": ["acts", "Y", "params"], "output": "logits"},
+     "output", "keeps no pre-activations"),
     ({"forward_returns": ["output", "cache"]}, "cache", "never guesses"),
     ({"cache": "acts_zs"}, "cache", "no forward result"),
     ({"model_cache": "cache"}, "model_cache", "class-based"),
@@ -563,3 +569,168 @@ def test_the_gradescope_bundle_ships_the_instructors_declaration(tmp_path: Path)
     bad.write_text('layout = "diagonal"\n')
     assert gradescope.main(["bundle", str(tmp_path / "no.zip"), "--no-mnist", "--declaration", str(bad)]) == 2
     assert not (tmp_path / "no.zip").exists()
+
+
+# --- pre-activations that are never kept: forward_returns = ["acts"] ------------------------
+
+NO_ZS = {"forward_returns": ["acts"], "backward_args": ["acts", "Y", "params"]}
+
+
+def test_a_forward_that_keeps_no_pre_activations_is_declarable_with_its_limit() -> None:
+    d = normalise(NO_ZS, "t")
+    assert "pre_activations" in limits_of(d) and "backward_alone" not in limits_of(d)
+    assert "pre-activations" in limits_of(d)["pre_activations"]
+    assert "pre_activations" not in limits_of(normalise({}, "t"))  # the section's interface keeps them
+    declared = from_toml(DECLARED_DIR / "ok_decl_no_zs.toml")
+    assert set(declared.limits()) == {"pre_activations"}
+    assert 'forward_returns=["acts"]' in declared.conventions()
+
+
+def test_no_zs_adapter_gives_none_and_drops_the_zs_it_is_given() -> None:
+    from conformance.reference import mlp
+
+    module, d = _load("ok_decl_no_zs")
+    adapted = adapt_module(module, d)
+    case = make_case([4, 5, 6, 3], batch=5, seed=0)
+    acts, zs = adapted.forward(case.X, case.params)
+    ref_acts, ref_zs = mlp.forward(case.X, case.params)
+    assert zs is None and all(np.array_equal(a, r) for a, r in zip(acts, ref_acts))
+    for given in (ref_zs, None):  # the suite may give any zs: a backward that takes none never sees them
+        grads = adapted.backward(ref_acts, given, case.Y, case.params)
+        for (dW, db), (rW, rb) in zip(grads, mlp.backward(ref_acts, ref_zs, case.Y, case.params)):
+            assert np.allclose(dW, rW, rtol=1e-12, atol=1e-15) and np.allclose(db, rb, rtol=1e-12, atol=1e-15)
+
+
+PER_SAMPLE_NO_ZS = """
+import numpy as np
+
+def predict(x, params):
+    acts = [x]
+    for i, (W, b) in enumerate(params):
+        z = acts[-1] @ W + b
+        if i == len(params) - 1:
+            e = np.exp(z - z.max())
+            acts.append(e / e.sum())
+        else:
+            acts.append(np.maximum(z, 0))
+    return acts
+
+def grads_of(acts, y, params):
+    delta, out = acts[-1] - y, []
+    for i in reversed(range(len(params))):
+        out.insert(0, (np.outer(acts[i], delta), delta))
+        if i:
+            delta = (params[i][0] @ delta) * (acts[i] > 0)
+    return out
+"""
+
+
+def test_per_sample_code_may_keep_no_pre_activations(tmp_path: Path) -> None:
+    from conformance.reference import mlp
+
+    path = tmp_path / "per_sample_no_zs.py"
+    path.write_text(PER_SAMPLE_NO_ZS)
+    spec = importlib.util.spec_from_file_location("per_sample_no_zs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    d = normalise(dict(NO_ZS, per_sample=True, forward="predict", backward="grads_of"), "t")
+    assert {"pre_activations", "per_sample"} <= set(limits_of(d))
+    adapted = adapt_module(module, d)
+    case = make_case([3, 4, 2], batch=3, seed=1)
+    acts, zs = adapted.forward(case.X, case.params)
+    ref_acts, ref_zs = mlp.forward(case.X, case.params)
+    assert zs is None and all(np.allclose(a, r, rtol=1e-12, atol=0) for a, r in zip(acts, ref_acts))
+    grads = adapted.backward(ref_acts, ref_zs, case.Y, case.params)
+    for (dW, db), (rW, rb) in zip(grads, mlp.backward(ref_acts, ref_zs, case.Y, case.params)):
+        assert np.allclose(dW, rW, rtol=1e-10, atol=1e-14) and np.allclose(db, rb, rtol=1e-10, atol=1e-14)
+
+
+def test_a_declared_no_zs_forward_passes_with_its_zs_checks_skipped_as_limits(tmp_path: Path) -> None:
+    name = "ok_decl_no_zs"
+    report = tmp_path / "report.json"
+    run = run_suite(DECLARED_DIR / f"{name}.py", f"--declaration={DECLARED_DIR / (name + '.toml')}",
+                    "--conformance-report", str(report))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    data = json.loads(report.read_text())
+    assert "pre_activations" in data["conventions"]["limits"]
+    assert not [t for t in data["tests"] if t["outcome"] == "failed"]
+    kinds = _kinds(report)
+    assert kinds["conformance/test_interface.py::test_pre_activations_hold_z_before_relu"] == "interface_limit"
+    limited = [n for n, k in kinds.items() if k == "interface_limit"]
+    assert limited == ["conformance/test_interface.py::test_pre_activations_hold_z_before_relu"], limited
+    ran = {(t.get("properties") or {}).get("area") for t in data["tests"] if t["outcome"] == "passed"}
+    assert {"interface", "gradients", "stability", "relu_index", "golden", "efficiency"} <= ran
+    assert any("test_forward_backward_self_consistent" in n and k == "passed" for n, k in kinds.items())
+
+
+def test_a_declared_no_zs_bug_fails_and_is_named(tmp_path: Path) -> None:
+    name = "bug_decl_no_zs"
+    report = tmp_path / "report.json"
+    run = run_suite(DECLARED_DIR / f"{name}.py", f"--declaration={DECLARED_DIR / (name + '.toml')}",
+                    "--conformance-report", str(report), "-k", "relu_index")
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-2000:]
+    data = json.loads(report.read_text())
+    failed = [t for t in data["tests"] if t["outcome"] == "failed"]
+    named_keys = {k for t in failed for k in (t.get("properties") or {}).get("diagnoses", [])}
+    assert failed and "relu_index" in named_keys, named_keys
+
+
+OWN_NO_ZS = (DECLARED_DIR / "ok_decl_no_zs.py").read_text() + """
+CONFORMANCE = {"labels": "integer", "forward": "feedforward", "forward_returns": ["acts"],
+               "backward": "backprop", "backward_args": ["acts", "Y", "params"]}
+"""
+
+
+def test_a_modules_own_no_zs_declaration_limits_with_a_non_neutral_kind(tmp_path: Path) -> None:
+    module = tmp_path / "own_no_zs.py"
+    module.write_text(OWN_NO_ZS)
+    report = tmp_path / "own.json"
+    run_suite(module, "--conformance-report", str(report), "-k", "pre_activations_hold or forward_structure")
+    data = json.loads(report.read_text())
+    assert data["conventions"]["trusted"] is False and "pre_activations" in data["conventions"]["limits"]
+    kinds = _kinds(report)
+    assert kinds["conformance/test_interface.py::test_pre_activations_hold_z_before_relu"] == "self_declared"
+    assert "interface_limit" not in kinds.values()
+    skipped = [t for t in data["tests"] if t["outcome"] == "skipped"]
+    baseline = Baseline(areas={t["nodeid"]: t["area"] for t in skipped})
+    assert skipped and not any(neutral_skip(t, baseline) for t in skipped)
+
+
+DODGER = """
+import numpy as np
+
+def forward(X, params):
+    acts = [X]
+    for i, (W, b) in enumerate(params):
+        z = acts[-1] @ W + b
+        if i == len(params) - 1:
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            acts.append(e / e.sum(axis=1, keepdims=True))
+        else:
+            acts.append(np.maximum(z, 0))
+    return acts, None  # no zs: must not skip the zs checks
+
+def backward(activations, pre_activations, Y, params):
+    delta, grads = (activations[-1] - Y) / len(Y), []
+    for i in reversed(range(len(params))):
+        grads.insert(0, (activations[i].T @ delta, delta.sum(axis=0)))
+        if i:
+            delta = (delta @ params[i][0].T) * (activations[i] > 0)
+    return grads
+"""
+
+
+@pytest.mark.parametrize("declaration", [None, "section"])
+def test_an_undeclared_forward_returning_none_zs_cannot_dodge_their_checks(tmp_path: Path,
+                                                                          declaration: str | None) -> None:
+    module = tmp_path / "dodger.py"
+    module.write_text(DODGER)
+    report = tmp_path / "report.json"
+    args = ["--conformance-report", str(report), "-k", "pre_activations_hold or test_forward_structure"]
+    run = run_suite(module, *args + ([f"--declaration={declaration}"] if declaration else []))
+    assert run.returncode == 1, run.stdout[-3000:]
+    kinds = _kinds(report)
+    assert kinds["conformance/test_interface.py::test_pre_activations_hold_z_before_relu"] == "failed"
+    assert kinds["conformance/test_interface.py::test_forward_structure"] == "failed"
+    assert "interface_limit" not in kinds.values() and "self_declared" not in kinds.values()
+    assert "pre_activations is a NoneType" in run.stdout

@@ -99,6 +99,9 @@ DECLARED: dict[str, tuple[str, str | None]] = {
                                   "backward's delta) lacks the max subtraction", "softmax_no_max_shift"),
     "ok_decl_int_row": ("integer labels, (1, n) biases, a train with its own signature", None),
     "bug_decl_int_row": ("integer labels and row biases, no division by the batch size", "no_batch_mean"),
+    "ok_decl_no_zs": ("forward keeps only the activations; backward(acts, y, params) masks with A > 0", None),
+    "bug_decl_no_zs": ("activations only, the ReLU mask from the wrong layer (acts[i + 1] > 0)",
+                       "relu_mask_postact_wrong_layer"),
 }
 
 # What else a declared buggy variant's messages may name: the same mistake seen in another
