@@ -35,7 +35,9 @@ WORDS = {  # a parameter's name -> the declaration's word
     "y": "Y", "labels": "Y", "targets": "Y", "y_true": "Y", "t": "Y", "y_batch": "Y",
     "cache": "cache", "caches": "cache",
     "al": "output", "output": "output", "y_hat": "output", "probs": "output", "out": "output",
+    "lr": "lr", "learning_rate": "lr", "eta": "lr", "alpha": "lr", "step_size": "lr",
 }
+PROBE_LR = 0.5  # a backward that takes lr applies the step: run on copies, only to see what it returns
 
 
 def _net(rng):
@@ -91,6 +93,8 @@ def _read_forward(result, layout, per_sample=False):
         return (isinstance(seq, (list, tuple)) and len(seq) == len(want) - first
                 and all(_shape(a) == w for a, w in zip(seq, want[first:])))
 
+    if acts_like(result) and len(want) != 2:
+        return ["acts"], None  # the activations alone: no pre-activations kept
     if isinstance(result, tuple) and len(result) == 2:
         a, b = result
         if acts_like(a) and acts_like(b, 1):
@@ -243,6 +247,8 @@ def _output_value(result: Any, returns: list[str]) -> Any:
     its output, else the output in front of the cache, or the last activation."""
     if returns == ["output"]:
         return result
+    if returns == ["acts"]:
+        return result[-1]
     return result[0] if returns[0] == "output" else result[0][-1]
 
 
@@ -309,7 +315,11 @@ def _probe_backward(functions: dict[str, Any], fits: list[_Fit], fit: _Fit, bias
     if len({lf[0] for lf in label_fits}) > 1:
         questions.append(f"bias: {sorted({lf[0] for lf in label_fits})} all fit; proposed {bias}")
     grads, grad_names = grads_seen[(bias, labels)]
-    found.update(bias=bias, labels=labels, backward=backward, backward_args=bwords, grads=grads)
+    found.update(bias=bias, labels=labels, backward=backward, backward_args=bwords)
+    if "lr" in bwords:
+        found["backward_returns"] = grads  # "params" or "nothing" (_backward_fits)
+    else:
+        found["grads"] = grads
     if grad_names:
         found["grad_names"] = grad_names
     if "X" in bwords and not {"acts", "zs", "cache"} & set(bwords):
@@ -334,7 +344,11 @@ def _backward_fits(fn: Any, bwords: list[str], fits: list[_Fit], fit: _Fit, bias
                 grads = fn(*[values[w] for w in bwords])
             except Exception:  # noqa: BLE001
                 continue
-            kind = _grads_kind(grads, layout, bias)
+            if "lr" in bwords:  # a step: it returns the updated params, or nothing (in place)
+                kind = ("nothing", None) if grads is None else _grads_kind(grads, layout, bias)
+                kind = None if kind is None else (("nothing", None) if grads is None else ("params", None))
+            else:
+                kind = _grads_kind(grads, layout, bias)
             if kind is not None:
                 label_fits.append((bias, labels))
                 grads_seen[(bias, labels)] = kind
@@ -345,7 +359,7 @@ def _backward_values(result: Any, returns: list[str], params: Any, labels: str, 
                      X: Any, Y: Any) -> dict[str, Any]:
     """The value each backward_args word stands for, from forward's result, under ``labels``."""
     layout, container = fit.layout, fit.container
-    acts, zs = (result if returns == ["acts", "zs"] else (None, None))
+    acts, zs = (result if returns == ["acts", "zs"] else (result, None) if returns == ["acts"] else (None, None))
     y = (Y if layout == "rows" else Y.T) if labels == "onehot" else Y.argmax(axis=1)
     if fit.per_sample:
         y = (y[0] if layout == "rows" else y[:, :1]) if labels == "onehot" else y[0]
@@ -353,7 +367,7 @@ def _backward_values(result: Any, returns: list[str], params: Any, labels: str, 
             "cache": result[1] if returns == ["output", "cache"] else None,
             "output": _output_value(result, returns) if returns[0] == "output" else (acts[-1] if acts else None),
             "weights": params[0] if container == "lists" else None,
-            "biases": params[1] if container == "lists" else None}
+            "biases": params[1] if container == "lists" else None, "lr": PROBE_LR}
 
 
 def _grads_kind(grads: Any, layout: str, bias: str) -> tuple[str, list[str] | None] | None:
@@ -406,7 +420,7 @@ def _probe_class(cname: str, cls: type, X: Any, Y: Any, Ws: list[Any], bs: list[
     """A class-based model: the first layout/bias/container from which its constructor builds a
     model whose forward method returns the output's shape; then where it keeps its cache."""
     fwd = next(m for m in FORWARD_NAMES if callable(getattr(cls, m, None)))
-    bwd = next((m for m in BACKWARD_NAMES if callable(getattr(cls, m, None))), None)
+    bwd = next((m for m in BACKWARD_NAMES if callable(getattr(cls, m, None))), None) or _backward_like(cls)
     init = _words(cls.__init__)  # type: ignore[misc]  # only its signature is read
     init = [w for w in (init or [])[1:]]  # without self
     if not init or any(w.startswith("?") for w in init):
@@ -441,6 +455,13 @@ def _build_and_run(cls: type, init: list[str], fwd: str, X: Any, Ws: list[Any], 
     return model
 
 
+def _backward_like(cls: type) -> str | None:
+    """A method named like backprop without being one of the usual names (backprop_and_step,
+    compute_grads_and_update, ...): the first, in name order, whose name says backward or grad."""
+    names = sorted(n for n in dir(cls) if not n.startswith("__") and callable(getattr(cls, n, None)))
+    return next((n for n in names if any(part in n.lower() for part in ("backprop", "backward", "grad"))), None)
+
+
 def _class_declaration(cname: str, cls: type, model: Any, init: list[str], fwd: str, bwd: str | None,
                        layout: str, bias: str, container: str) -> dict[str, Any]:
     """The declaration of a model that ran: where it keeps its activations after forward (one
@@ -464,7 +485,21 @@ def _class_declaration(cname: str, cls: type, model: Any, init: list[str], fwd: 
         words = _words(getattr(cls, bwd))
         if words and words[1:] != ["Y"]:
             decl["backward_args"] = words[1:]
+        if words and "lr" in words:
+            decl["backward_returns"] = _model_step_returns(model, bwd, words[1:], layout)
     return {"declaration": decl, "questions": questions}
+
+
+def _model_step_returns(model: Any, bwd: str, words: list[str], layout: str) -> str:
+    """A model's backward that takes lr applies the step: "nothing" when it returns None (the
+    weights change in place), "params" otherwise. Run once on the probe's own model."""
+    _, Y, _, _ = _net(np.random.default_rng(0))
+    values = {"Y": Y if layout == "rows" else Y.T, "lr": PROBE_LR}
+    try:
+        result = getattr(model, bwd)(*[values.get(w) for w in words])
+    except Exception:  # noqa: BLE001 - the declaration's own check will name what is missing
+        return "nothing"
+    return "nothing" if result is None else "params"
 
 
 def _model_cache_attributes(model: Any, layout: str) -> tuple[Any, Any, Any]:

@@ -473,13 +473,33 @@ def _adapt(path: Path) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("name", ["ok_decl_column_dict_cache", "ok_decl_column_major", "ok_decl_class_model",
-                                  "ok_decl_class_methods", "ok_decl_int_row"])
+                                  "ok_decl_class_methods", "ok_decl_int_row", "ok_decl_no_zs",
+                                  "ok_decl_fused_update"])
 def test_adapt_proposes_the_declaration_that_fits(tmp_path: Path, name: str) -> None:
     status, text = _adapt(DECLARED_DIR / f"{name}.py")
     assert status == 0, text
     proposed = tmp_path / "proposed.toml"
     proposed.write_text(text)
     assert from_toml(proposed).values == from_toml(DECLARED_DIR / f"{name}.toml").values, text
+
+
+@pytest.mark.parametrize("body, returns", [
+    ("return [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, g)]", "params"),
+    ("for (W, b), (dW, db) in zip(params, g):\n        W -= lr * dW\n        b -= lr * db", "nothing"),
+])
+def test_adapt_tells_a_step_that_returns_the_params_from_one_in_place(tmp_path: Path, body: str,
+                                                                      returns: str) -> None:
+    module = tmp_path / "stepper.py"
+    module.write_text(_STEP_SOURCE + textwrap.dedent("""
+        def backward(acts, zs, Y, params, lr):
+            g = grads(acts, zs, Y, params)
+        """) + "    " + body + "\n")
+    status, text = _adapt(module)
+    assert status in (0, 1) and "open question: bias" in text or status == 0, text  # (b broadcasts either way)
+    proposed = tmp_path / "proposed.toml"
+    proposed.write_text(text)
+    d = from_toml(proposed).values
+    assert d["backward_returns"] == returns and d["backward_args"][-1] == "lr", text
 
 
 def test_adapt_says_which_question_it_cannot_settle(tmp_path: Path) -> None:
