@@ -224,6 +224,8 @@ class _Adapter:
             if not (isinstance(cache, (list, tuple)) and len(cache) == 2):
                 raise DeclarationMismatch(f"declared cache = \"acts_zs\" (a pair), got {type(cache).__name__}")
             return list(cache[0]), list(cache[1])
+        if "layers" in form:
+            return self._read_layers(cache, form["layers"], X, output)
         if not isinstance(cache, dict):
             raise DeclarationMismatch(f"declared a dict cache ({form['A']}, {form['Z']}), got {type(cache).__name__}")
         zs, l = [], 1
@@ -245,13 +247,62 @@ class _Adapter:
                                           f"{sorted(map(str, cache))[:12]}")
         return acts, zs
 
-    def build_cache(self, acts, zs):
+    def _read_layers(self, cache, pattern, X, output):
+        """(acts, zs) from a list with one entry per layer, each shaped like ``pattern``."""
+        if not isinstance(cache, (list, tuple)) or not cache:
+            raise DeclarationMismatch(f"declared cache = {{layers = {pattern}}} (a list, one entry per "
+                                      f"layer), got {type(cache).__name__}")
+        found = [self._match(entry, pattern, f"cache[{l}]") for l, entry in enumerate(cache)]
+        zs = [f["Z"] for f in found]
+        if "A" in found[0]:
+            acts = [f["A"] for f in found]
+            last = found[-1].get("A_out", output)
+        else:
+            acts = [X] + [f["A_out"] for f in found[:-1]]
+            last = found[-1]["A_out"]
+        if last is None:
+            raise DeclarationMismatch(f"declared cache = {{layers = {pattern}}} holds no layer's output "
+                                      "(A_out): forward must also return its output")
+        return acts + [last], zs
+
+    def _match(self, entry, pattern, where):
+        """The named items of one cache entry, matched against its declared (nested) pattern."""
+        if not (isinstance(entry, (list, tuple)) and len(entry) == len(pattern)):
+            got = f"{type(entry).__name__} of length {len(entry)}" if isinstance(entry, (list, tuple)) else type(entry).__name__
+            raise DeclarationMismatch(f"declared each cache entry as {pattern}, but {where} is a {got}")
+        out = {}
+        for i, (item, word) in enumerate(zip(entry, pattern)):
+            if isinstance(word, list):
+                out.update(self._match(item, word, f"{where}[{i}]"))
+            elif word != "_":
+                out[word] = item
+        return out
+
+    def build_cache(self, acts, zs, params):
+        """The declared cache holding the suite's activations (candidate's layout) and params."""
         form = self.d["cache"]
         if form == "acts_zs":
             return list(acts), list(zs)
+        if "layers" in form:
+            def fill(pattern, l):
+                values = {"A": acts[l], "A_out": acts[l + 1], "Z": zs[l],
+                          "W": self.w_in(params[l][0]), "b": self.b_in(params[l][1])}
+                return tuple(fill(w, l) if isinstance(w, list) else values[w] for w in pattern)
+            return [fill(form["layers"], l) for l in range(len(zs))]
         out = {form["A"].format(l=l): a for l, a in enumerate(acts)}
         out.update({form["Z"].format(l=l + 1): z for l, z in enumerate(zs)})
         return out
+
+    def cache_buildable(self):
+        """declaration.cache_buildable, restated (this file imports nothing from conformance)."""
+        form = self.d["cache"]
+        if form == "opaque":
+            return False
+        if isinstance(form, dict) and "layers" in form:
+            def words(p):
+                return [w for i in p for w in (words(i) if isinstance(i, list) else [i])]
+            return "_" not in words(form["layers"])
+        return True
 
     # ------------------------------------------------------------------ models
     def model(self, params, containers=None):
@@ -360,7 +411,7 @@ class _Adapter:
             got = dict(zip(words, result if len(words) > 1 else (result,)))
             own_cache = got.get("cache")
         elif model is not None:
-            cache = self.build_cache(acts, zs)
+            cache = self.build_cache(acts, zs, given)
             mc = self.d["model_cache"]
             if isinstance(mc, list):
                 setattr(model, mc[0], list(acts))
@@ -385,7 +436,7 @@ class _Adapter:
             elif word == "lr":
                 args.append(FUSED_STEP_LR)
             else:
-                args.append(own_cache if own_cache is not None else self.build_cache(acts, zs))
+                args.append(own_cache if own_cache is not None else self.build_cache(acts, zs, given))
         result = fn(*args)
         if fused:
             return self._stepped_gradients(result, params, containers, model, sizes)
@@ -426,9 +477,9 @@ class _Adapter:
     def _takes_given(self, model):
         args = set(self.d["backward_args"])
         if model is not None:
-            return self.d["model_cache"] is not None and self.d["cache"] != "opaque"
+            return self.d["model_cache"] is not None and self.cache_buildable()
         if "cache" in args:
-            return self.d["cache"] != "opaque"
+            return self.cache_buildable()
         return bool(args & {"acts", "zs", "output"}) and "X" not in args
 
     def _per_sample_backward(self, activations, pre_activations, Y, params):

@@ -154,14 +154,61 @@ def _identifier(source: str, key: str, value: Any, *, dotted: bool = False) -> s
     return value
 
 
+# The words of a per-layer cache entry (cache = {layers = [...]}): what each item of one layer's
+# (possibly nested) tuple holds. "_" is anything else: read past, but the suite cannot build it.
+LAYER_WORDS = ("A", "A_out", "Z", "W", "b", "_")
+
+
+def _layer_pattern(source: str, value: Any, depth: int = 0) -> list[Any]:
+    """One layer's cache entry as nested lists of LAYER_WORDS (validated, depth <= 3)."""
+    if not isinstance(value, (list, tuple)) or not value or depth > 3:
+        raise DeclarationError(source, "cache", "layers: expected a (nested) list of words from "
+                               f"{list(LAYER_WORDS)}, e.g. [[\"A\", \"W\", \"b\"], \"Z\"]; got {value!r}")
+    out: list[Any] = []
+    for item in value:
+        if isinstance(item, str):
+            if item not in LAYER_WORDS:
+                raise DeclarationError(source, "cache", f"layers: unknown word {item!r}; allowed: {list(LAYER_WORDS)}")
+            out.append(item)
+        else:
+            out.append(_layer_pattern(source, item, depth + 1))
+    return out
+
+
+def layer_words(pattern: Any) -> list[str]:
+    """The words of a per-layer pattern, flattened in order."""
+    return [w for item in pattern for w in (layer_words(item) if isinstance(item, list) else [item])]
+
+
 def _cache(source: str, value: Any) -> Any:
     if value is None or value in ("acts_zs", "opaque"):
         return value
     if isinstance(value, Mapping) and set(value) == {"A", "Z"}:
         return {"A": _names(source, "cache", [value["A"], value["Z"]])[0], "Z": value["Z"]}
+    if isinstance(value, Mapping) and set(value) == {"layers"}:
+        pattern = _layer_pattern(source, value["layers"])
+        words = [w for w in layer_words(pattern) if w != "_"]
+        twice = sorted({w for w in words if words.count(w) > 1})
+        if twice:
+            raise DeclarationError(source, "cache", f"layers: {twice} appear twice in one layer's entry")
+        if "Z" not in words or not {"A", "A_out"} & set(words):
+            raise DeclarationError(source, "cache", "layers: each layer's entry must hold its Z and its "
+                                   "input A (or its output A_out), so the suite reads activations and "
+                                   f"pre-activations from it; got {pattern!r}")
+        return {"layers": pattern}
     raise DeclarationError(source, "cache", "expected \"acts_zs\" (the pair (activations, "
-                           "pre_activations)), \"opaque\" (the suite cannot read it), or a table "
-                           f"{{A = \"A{{l}}\", Z = \"Z{{l}}\"}} of a dict's keys; got {value!r}")
+                           "pre_activations)), \"opaque\" (the suite cannot read it), a table "
+                           f"{{A = \"A{{l}}\", Z = \"Z{{l}}\"}} of a dict's keys, or {{layers = [...]}}, "
+                           f"one entry per layer (e.g. [[\"A\", \"W\", \"b\"], \"Z\"]); got {value!r}")
+
+
+def cache_buildable(d: Mapping[str, Any]) -> bool:
+    """Whether the suite can build the declared cache from its own activations (for the checks
+    of backward alone): not an opaque one, nor a per-layer entry holding something unnamed."""
+    form = d["cache"]
+    if form == "opaque":
+        return False
+    return not (isinstance(form, Mapping) and "layers" in form and "_" in layer_words(form["layers"]))
 
 
 def normalise(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -386,9 +433,10 @@ def limits_of(d: Mapping[str, Any]) -> dict[str, str]:
     """What the declared interface cannot give, and which checks that limits (reports)."""
     out: dict[str, str] = {}
     if not backward_takes_given_activations(d):
-        out["backward_alone"] = ("backward cannot take the suite's activations (it recomputes them, "
-                                 "or its cache is opaque): it is judged on its own forward only, and "
-                                 "the checks of backward alone (on the suite's activations) do not run")
+        out["backward_alone"] = ("backward cannot take the suite's activations (it recomputes them, or "
+                                 "its cache is opaque or holds something the declaration does not name): "
+                                 "it is judged on its own forward only, and the checks of backward alone "
+                                 "(on the suite's activations) do not run")
     if not keeps_pre_activations(d):
         out["pre_activations"] = ("forward keeps no pre-activations: the checks of forward's "
                                   "pre-activations do not run; forward is judged on its activations, "
@@ -412,9 +460,9 @@ def limits_of(d: Mapping[str, Any]) -> dict[str, str]:
 def backward_takes_given_activations(d: Mapping[str, Any]) -> bool:
     args = set(d["backward_args"])
     if d["model"]:
-        return d["model_cache"] is not None and d["cache"] != "opaque"
+        return d["model_cache"] is not None and cache_buildable(d)
     if "cache" in args:
-        return d["cache"] != "opaque"
+        return cache_buildable(d)
     return bool(args & {"acts", "zs", "output"}) and "X" not in args
 
 

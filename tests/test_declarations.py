@@ -207,6 +207,63 @@ def test_a_declared_key_the_cache_lacks_is_a_mismatch_naming_it() -> None:
         adapted.forward(case.X, case.params)
 
 
+# --- a cache with one tuple per layer (the column-major course style) ------------------------
+
+
+@pytest.mark.parametrize("layers, words", [
+    ([["A", "W", "b"], "Q"], "unknown word 'Q'"),
+    ([["A", "W", "b"], "A_out"], "its Z"),
+    (["Z", "W", "b"], "its input A"),
+    ([["A", "W"], "Z", "A"], "appear twice"),
+    ("A, Z", "(nested) list"),
+    ([], "(nested) list"),
+])
+def test_a_per_layer_cache_pattern_is_checked(layers: object, words: str) -> None:
+    raw = {"forward_returns": ["output", "cache"], "backward_args": ["output", "Y", "cache"],
+           "cache": {"layers": layers}}
+    with pytest.raises(DeclarationError) as info:
+        normalise(raw, "my.toml")
+    assert info.value.key == "cache" and words in str(info.value), str(info.value)
+
+
+def test_a_per_layer_cache_is_read_and_rebuilt_bit_exactly() -> None:
+    """forward's activations and pre-activations are read from the ((A_prev, W, b), Z) tuples as
+    they are; backward fed the suite's activations gets a cache built from them that gives the
+    same gradients, bit for bit, as the candidate's own cache."""
+    module, d = _load("ok_decl_layer_cache")
+    assert "backward_alone" not in limits_of(d)
+    case = make_case(layer_sizes=[5, 7, 6, 3], batch=4, seed=2)
+    raw_params = {}
+    for i, (W, b) in enumerate(case.params, start=1):
+        raw_params[f"W{i}"], raw_params[f"b{i}"] = W.T, b.reshape(-1, 1)
+    AL, caches = module.L_model_forward(case.X.T, raw_params)
+    adapted = adapt_module(module, d)
+    acts, zs = adapted.forward(case.X, case.params)
+    assert all(np.array_equal(a, c[0][0].T) for a, c in zip(acts[:-1], caches))
+    assert all(np.array_equal(z, c[1].T) for z, c in zip(zs, caches)) and np.array_equal(acts[-1], AL.T)
+    raw = module.L_model_backward(AL, case.Y.T, caches)
+    got = adapted.backward(acts, zs, case.Y, case.params)
+    for l, (dW, db) in enumerate(got, start=1):
+        assert np.array_equal(dW, raw[f"dW{l}"].T) and np.array_equal(db, raw[f"db{l}"].reshape(-1))
+
+
+def test_a_per_layer_cache_with_an_unnamed_item_limits_backward_alone(tmp_path: Path) -> None:
+    """The suite cannot build an entry holding something the declaration does not name ("_"):
+    backward is then judged on its own forward only, and the report says so."""
+    d = normalise({"layout": "columns", "forward_returns": ["output", "cache"],
+                   "backward_args": ["output", "Y", "cache"], "cache": {"layers": [["A", "W", "b"], "Z", "_"]}}, "t")
+    assert "backward_alone" in limits_of(d)
+    assert "backward_alone" not in limits_of(dict(d, cache={"layers": [["A", "W", "b"], "Z"]}))
+
+
+def test_a_cache_entry_of_another_shape_is_a_mismatch_naming_the_entry() -> None:
+    module, d = _load("ok_decl_layer_cache")
+    d = dict(d, cache={"layers": [["A", "W", "b", "_"], "Z"]})
+    case = make_case(layer_sizes=[3, 4, 2], batch=2, seed=0)
+    with pytest.raises(DeclarationMismatch, match=r"cache\[0\]\[0\] is a tuple of length 3"):
+        adapt_module(module, d).forward(case.X, case.params)
+
+
 # --- a step fused into backward: gradients read back from the step, at their own precision --
 
 
@@ -500,6 +557,18 @@ def test_adapt_tells_a_step_that_returns_the_params_from_one_in_place(tmp_path: 
     proposed.write_text(text)
     d = from_toml(proposed).values
     assert d["backward_returns"] == returns and d["backward_args"][-1] == "lr", text
+
+
+def test_adapt_proposes_a_per_layer_cache_and_maps_helpers_away(tmp_path: Path) -> None:
+    """The course style: the ((A_prev, W, b), Z) cache is named from shapes, relu/softmax helpers
+    returning (A, Z) are mapped to nothing, compute_cost becomes the loss; only the labels stay a
+    question (AL - Y runs with integer labels too)."""
+    status, text = _adapt(DECLARED_DIR / "ok_decl_layer_cache.py")
+    questions = [line for line in text.splitlines() if line.startswith("# open question")]
+    assert status == 1 and len(questions) == 1 and "labels" in questions[0], text
+    proposed = tmp_path / "proposed.toml"
+    proposed.write_text(text)
+    assert from_toml(proposed).values == from_toml(DECLARED_DIR / "ok_decl_layer_cache.toml").values, text
 
 
 def test_adapt_says_which_question_it_cannot_settle(tmp_path: Path) -> None:
