@@ -51,9 +51,15 @@ def _grads_shapes(grads: Any) -> tuple | None:
 def bugs_consistent_with(args: Sequence[Any], result: Any = None) -> list[str]:
     """The catalogued backward mistakes that, on backward's inputs ``args`` (activations,
     pre_activations, Y, params), would crash (``result`` None) or return gradients of the
-    same shapes as ``result`` where the correct shapes differ."""
+    same shapes as ``result`` where the correct shapes differ.
+
+    For a crash, a mistake whose replay returns gradients of other shapes than the correct ones
+    counts too: the replay runs backprop in one order of operations, the section's, and code
+    that computes the same steps in another order or layout (``dA = W.T @ dZ`` before the mask,
+    samples in columns) meets the same misshapen array at a step that cannot broadcast it."""
     try:
         activations, pre_activations, Y, params = args
+        pre_activations = _pre_activations_of(activations, pre_activations, params)
         simulate = lambda bugs: exact_gradients(activations, pre_activations, Y, params, bugs=bugs)  # noqa: E731
         correct = _grads_shapes(simulate(BackwardBugs()))
     except Exception:  # noqa: BLE001 - inputs the suite cannot simulate: no claim
@@ -65,12 +71,26 @@ def bugs_consistent_with(args: Sequence[Any], result: Any = None) -> list[str]:
             with np.errstate(all="ignore"):
                 shapes = _grads_shapes(simulate(bug.bugs))
         except (ValueError, IndexError):
-            if result is None:
+            # Misshapen arrays surface as a crash in the section's order of operations, or as
+            # misshapen gradients in another (the same reason as below, the other way round).
+            if result is None or (got is not None and got != correct):
                 keys.append(bug.key)
             continue
-        if result is not None and got is not None and shapes == got != correct:
+        if result is None and shapes != correct:
+            keys.append(bug.key)
+        elif result is not None and got is not None and shapes == got != correct:
             keys.append(bug.key)
     return keys
+
+
+def _pre_activations_of(activations: Sequence[Any], pre_activations: Any, params: Params) -> Any:
+    """The pre-activations backward was given, or, for an interface that keeps none (the
+    declared limit "pre_activations": None), Z = A_prev @ W + b recomputed in float64 from the
+    activations it was given: the replay of a mistake needs Z's shapes and signs."""
+    if pre_activations is not None:
+        return pre_activations
+    return [np.asarray(a, np.float64) @ np.asarray(W, np.float64) + np.asarray(b, np.float64)
+            for a, (W, b) in zip(activations[:-1], params)]
 
 
 def bugs_replayed(args: Sequence[Any], result: Any) -> list[str]:
@@ -79,6 +99,7 @@ def bugs_replayed(args: Sequence[Any], result: Any) -> list[str]:
     correct gradients have other shapes. Inputs or results the suite cannot read: none."""
     try:
         activations, pre_activations, Y, params = args
+        pre_activations = _pre_activations_of(activations, pre_activations, params)
         got = [tuple(np.asarray(t, np.float64) for t in pair) for pair in result]
         correct = _grads_shapes(exact_gradients(activations, pre_activations, Y, params))
         mags = magnitudes(np.asarray(activations[0], np.float64), np.asarray(Y, np.float64), params)

@@ -196,6 +196,14 @@ def test_a_result_of_the_wrong_shape_is_passed_on_unchanged() -> None:
     adapted = adapt_module(module, normalise({"bias": "column"}, "t"))
     (_, db), = adapted.backward([np.zeros((1, 2))], [], np.eye(3)[:1], [(np.zeros((2, 3)), np.zeros(3))])
     assert db.shape == (7,)
+    # The declared form with a wrong size: the form is mapped, the size stays wrong for the check
+    # to show (and for replay to compare with a mistake's misshapen gradients).
+    module.backward = lambda acts, zs, Y, params: [(np.zeros((2, 3)), np.zeros((7, 1)))]
+    (_, db), = adapted.backward([np.zeros((1, 2))], [], np.eye(3)[:1], [(np.zeros((2, 3)), np.zeros(3))])
+    assert db.shape == (7,)
+    module.backward = lambda acts, zs, Y, params: [(np.zeros((2, 3)), np.zeros((1, 3)))]
+    (_, db), = adapted.backward([np.zeros((1, 2))], [], np.eye(3)[:1], [(np.zeros((2, 3)), np.zeros(3))])
+    assert db.shape == (1, 3)  # a row where a column is declared: as returned
 
 
 def test_a_declared_key_the_cache_lacks_is_a_mismatch_naming_it() -> None:

@@ -22,6 +22,7 @@ from tools.catalogue import (
     AREAS,
     CORRECT,
     CORRECT_DIR,
+    DECLARED,
     REFERENCE_SOURCE,
     Variant,
     VariantPatchError,
@@ -299,3 +300,22 @@ def test_single_mistake_costs_5_to_50_points(kill_matrix: KillMatrix, name: str)
 @pytest.mark.parametrize("name", CORRECT_NAMES)
 def test_correct_variant_scores_full_marks(kill_matrix: KillMatrix, name: str) -> None:
     assert kill_matrix.score_of(name) == 100.0
+
+
+# One mistake costs the same whatever interface it is written in: each declared buggy twin
+# (tools/catalogue/declared, judged through its declaration) scores what the section-interface
+# variant of the same mistake scores. Within 1 point: a declared interface's neutral limits
+# (no loss on probabilities, say) change which checks count, not the mistake's price.
+DECLARED_TWINS = [(name, "bug_" + bug) for name, (_, bug) in DECLARED.items() if bug is not None]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("declared, plain", DECLARED_TWINS)
+def test_a_mistake_costs_the_same_through_a_declaration(kill_matrix: KillMatrix, declared: str,
+                                                        plain: str) -> None:
+    got, want = kill_matrix.score_of(declared), kill_matrix.score_of(plain)
+    assert got is not None and want is not None
+    assert abs(got - want) <= 1.0, (
+        f"{declared} scores {got:g}, but {plain}, the same mistake in the section's interface, scores "
+        f"{want:g}: the declared interface changes the mistake's price (replay, or the adapter's "
+        "mapping of misshapen results)")
