@@ -42,7 +42,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from conformance import golden
+from conformance import evidence, golden
 from conformance.assertions import mismatch_report
 from conformance.calls import FUNCTIONS_RUN, SGD_LOOP, invoke, require, run_backward
 from conformance.candidate import Candidate, CandidateError, one_blas_thread
@@ -50,6 +50,7 @@ from conformance.cases import Case
 from conformance.checks import contract_text, exact_gradient_comparisons
 from conformance.contract import validate_params, validate_sequence
 from conformance.hooks import rerun
+from conformance.train_replay import train_follows_own_functions
 
 CONFORMANCE_AREA = "mnist"  # the check area graded by this module (conformance/plugin.py)
 
@@ -344,6 +345,26 @@ def test_sgd_loop_learns_mnist(candidate: Candidate, request: pytest.FixtureRequ
                     SGD_LOOP_HINT.format(gradients=rerun("-k 'gradients or golden'")), record_property)
 
 
+def _own_step_findings(candidate: Candidate, data: Any) -> list:
+    """train crashed on MNIST: is that forward's or backward's crash? Only if one full-batch
+    step with the candidate's own forward and backward on the first batch crashes exactly as
+    train does on it (train_replay): then their findings on that batch are the failure's, and
+    the mistake replay names there is charged once, not again as a crash of train."""
+    X, Y, params = data.X_fit[:BATCH_SIZE], data.Y_fit[:BATCH_SIZE], _initial_params()
+    where = f"forward/backward on the first {BATCH_SIZE} training images, init_params({LAYER_SIZES}, {INIT_SEED})"
+    with evidence.tentative() as own:
+        try:
+            activations, pre_activations = invoke(candidate, "forward", X, params, where=where,
+                                                  shapes=(LAYER_SIZES, BATCH_SIZE))
+            invoke(candidate, "backward", activations, pre_activations, Y, params, where=where,
+                   shapes=(LAYER_SIZES, BATCH_SIZE))
+        except (AssertionError, TypeError, ValueError):  # a crash (recorded), or a result not a pair
+            pass
+    if own.findings and train_follows_own_functions(candidate, X, Y, params, LR, 1):
+        return own.findings
+    return []
+
+
 @pytest.mark.parametrize("which", ["quick", "full"])
 def test_own_train_learns_mnist(candidate: Candidate, request: pytest.FixtureRequest, mnist: Any,
                                 thresholds: dict, record_property: Any, which: str) -> None:
@@ -358,10 +379,19 @@ def test_own_train_learns_mnist(candidate: Candidate, request: pytest.FixtureReq
              f"Y_train[:{TRAIN_EVAL_ROWS}], init_params({LAYER_SIZES}, {INIT_SEED}), {LR}, "
              f"{check['epochs']}, {BATCH_SIZE})")
     shown = slice(0, TRAIN_EVAL_ROWS)
-    with one_blas_thread():
-        trained = invoke(candidate, "train", data.X_fit, data.Y_fit, data.X_fit[shown],
-                         data.Y_fit[shown], _initial_params(), LR, check["epochs"], BATCH_SIZE,
-                         where=where)
+    with evidence.tentative() as found:
+        try:
+            with one_blas_thread():
+                trained = invoke(candidate, "train", data.X_fit, data.Y_fit, data.X_fit[shown],
+                                 data.Y_fit[shown], _initial_params(), LR, check["epochs"], BATCH_SIZE,
+                                 where=where)
+            failure = None
+        except AssertionError as exc:
+            failure = exc
+    if failure is not None:
+        evidence.keep(_own_step_findings(candidate, data) or found.findings)
+        raise failure
+    evidence.keep(found.findings)
     params = _checked_params(trained, where)
     _assert_reaches(_accuracy(params, data), check, "your train", where, TRAIN_HINT,
                     record_property)

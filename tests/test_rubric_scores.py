@@ -612,3 +612,33 @@ def test_a_name_clash_note_names_no_other_entry_in_student_files() -> None:
                         "ambiguous: the entries 'carol.py', 'carol/' all map to the row 'carol'"]
     shown = json.dumps(gradescope_results(sub)) + submission_page(sub)
     assert "late marker" in shown and "carol" not in shown and "clashes with another entry" in shown
+
+
+# -- a train that crashes because backward does ------------------------------------------------
+
+TRAIN_OWN_CRASH = REFERENCE.replace("X_b, Y_b = X[rows], Y[rows]",
+                                    "X_b, Y_b = X[rows].reshape(len(rows), 28 * 28 + 1), Y[rows]")
+
+
+@pytest.mark.parametrize("source, train_charged", [(I_BUG, False), (TRAIN_OWN_CRASH, True)])
+def test_a_train_crash_on_mnist_is_backwards_when_its_own_step_crashes_so(
+        tmp_path: Path, real_dir: Path, source: str, train_charged: bool) -> None:
+    """The i-1 bug makes the student's own train crash on MNIST (hidden width 128, 10 classes):
+    one step of its own forward and backward on the first batch crashes exactly so, so the
+    crash is the backward mistake's, charged once (not 40 + 30 for a crash of train). A train
+    that crashes in its own code while its forward and backward run is charged as train's."""
+    from tests.helpers import suite_env
+
+    impl = write(tmp_path / "mlp.py", source)
+    report = tmp_path / "report.json"
+    env = dict(suite_env(), BACKPROP_MNIST_DIR=str(real_dir))
+    run = run_suite(impl, "-k", "own_train_learns_mnist or relu_index", "--conformance-report", str(report),
+                    env=env)
+    assert run.returncode == 1, run.stdout[-3000:]
+    tests = json.loads(report.read_text())["tests"]
+    own = [x for x in tests if "test_own_train_learns_mnist[quick]" in x["nodeid"]]
+    assert own and own[0]["outcome"] == "failed", run.stdout[-3000:]
+    keys = set(own[0]["properties"].get("diagnoses", []))
+    assert ("train_crash" in keys) == train_charged, keys
+    charged = {k for k, v in score(load_rubric(), "graded", tests).deductions().items() if v}
+    assert ("train_crash" in charged) == train_charged, charged
