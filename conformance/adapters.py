@@ -316,7 +316,21 @@ class _Adapter:
         cls = self._get(self.module, self.d["model"], None)
         if not callable(cls):
             raise DeclarationMismatch(f"declared model = {self.d['model']!r}, which the module does not define")
-        return cls(*[self.word(w, params, containers=containers) for w in self.d["model_args"]])
+        if "sizes" not in self.d["model_args"]:
+            return cls(*[self.word(w, params, containers=containers) for w in self.d["model_args"]])
+        # Built from its layer sizes, it draws its own weights: the case's params replace them,
+        # in the attribute(s) model_params names (what the model holds is then the case's).
+        sizes = [int(np.shape(params[0][0])[0])] + [int(np.size(b)) for _, b in params]
+        model = cls(*[sizes for _ in self.d["model_args"]])
+        containers = {} if containers is None else containers
+        names = self.d["model_params"]
+        words = ["params"] if len(names) == 1 else ["weights", "biases"]
+        for name, word in zip(names, words):
+            if not hasattr(model, name):
+                raise DeclarationMismatch(f"declared model_params = {names}, but the model built from "
+                                          f"sizes {sizes} has no attribute {name!r}")
+            setattr(model, name, self.word(word, params, containers=containers))
+        return model
 
     # ------------------------------------------------------------------ forward
     def keeps_zs(self):

@@ -55,7 +55,7 @@ ARG_WORDS: dict[str, tuple[str, ...]] = {
     "backward_args": ("acts", "zs", "Y", "params", "weights", "biases", "X", "cache", "output", "lr"),
     "loss_args": ("probs", "logits", "Y"),
     "train_args": ("X", "Y", "X_test", "Y_test", "params", "lr", "epochs", "batch_size"),
-    "model_args": ("params", "weights", "biases"),
+    "model_args": ("params", "weights", "biases", "sizes"),
 }
 DEFAULTS: dict[str, Any] = {
     "layout": "rows", "labels": "onehot", "bias": "flat", "params": "pairs",
@@ -347,6 +347,13 @@ def _check_model_args(d: Mapping[str, Any], source: str, model: bool) -> None:
         raise DeclarationError(source, "model_args", "how is the model built from the params?")
     if set(d["model_args"]) & {"weights", "biases"} and "params" in d["model_args"]:
         raise DeclarationError(source, "model_args", "either params, or weights and biases")
+    if "sizes" in d["model_args"] and (set(d["model_args"]) & {"params", "weights", "biases"}):
+        raise DeclarationError(source, "model_args", "either the layer sizes (sizes), or the params")
+    if "sizes" in d["model_args"] and d["model_params"] is None:
+        raise DeclarationError(source, "model_params", "a model built from its layer sizes draws its own "
+                               "weights: name the attribute(s) holding them (model_params = [\"weights\", "
+                               "\"biases\"], or one holding the params container), so the suite puts its "
+                               "case's params there")
 
 
 def keeps_pre_activations(d: Mapping[str, Any]) -> bool:
@@ -413,9 +420,10 @@ def _check_update_step(d: dict[str, Any], source: str, model: bool) -> None:
     if mp is not None:
         if not model:
             raise DeclarationError(source, "model_params", "only for a class-based model (set model)")
-        if d["backward_returns"] != "nothing":
-            raise DeclarationError(source, "model_params", "read only when backward updates in place "
-                                   "(backward_returns = \"nothing\")")
+        if d["backward_returns"] != "nothing" and "sizes" not in d["model_args"]:
+            raise DeclarationError(source, "model_params", "used to set the params of a model built from "
+                                   "its layer sizes (model_args = [\"sizes\"]) or to read them after a step "
+                                   "in place (backward_returns = \"nothing\"): neither is declared")
         names = [mp] if isinstance(mp, str) else mp
         if not (isinstance(names, (list, tuple)) and len(names) in (1, 2)
                 and all(isinstance(x, str) and x.isidentifier() for x in names)):

@@ -36,6 +36,8 @@ WORDS = {  # a parameter's name -> the declaration's word
     "cache": "cache", "caches": "cache",
     "al": "output", "output": "output", "y_hat": "output", "probs": "output", "out": "output",
     "lr": "lr", "learning_rate": "lr", "eta": "lr", "alpha": "lr", "step_size": "lr",
+    "sizes": "sizes", "layer_sizes": "sizes", "layers": "sizes", "layer_dims": "sizes", "dims": "sizes",
+    "architecture": "sizes", "shape": "sizes",
 }
 PROBE_LR = 0.5  # a backward that takes lr applies the step: run on copies, only to see what it returns
 
@@ -498,16 +500,46 @@ def _probe_class(cname: str, cls: type, X: Any, Y: Any, Ws: list[Any], bs: list[
     bwd = next((m for m in BACKWARD_NAMES if callable(getattr(cls, m, None))), None) or _backward_like(cls)
     init = _words(cls.__init__)  # type: ignore[misc]  # only its signature is read
     init = [w for w in (init or [])[1:]]  # without self
+    if init == ["sizes"]:
+        return _probe_sized_class(cname, cls, fwd, bwd, X)
     if not init or any(w.startswith("?") for w in init):
         return {"questions": [f"class {cname}: its constructor {init} is not built from parameters "
-                              "(model_args words: params, weights, biases); glue is needed if it "
-                              "takes layer sizes (ADAPTERS.md)"]}
+                              "(model_args words: params, weights, biases, or sizes alone)"]}
     for layout, bias, container in itertools.product(("rows", "columns"), ("flat", "column", "row"),
                                                      ("pairs", "dict", "lists")):
         model = _build_and_run(cls, init, fwd, X, Ws, bs, layout, bias, container)
         if model is not None:
             return _class_declaration(cname, cls, model, init, fwd, bwd, layout, bias, container)
     return {"questions": [f"class {cname}: no layout/bias/container built it and ran {fwd} with fitting shapes"]}
+
+
+def _probe_sized_class(cname: str, cls: type, fwd: str, bwd: str | None, X: Any) -> dict[str, Any]:
+    """A model built from its layer sizes: its weights and biases are found among its list
+    attributes by shape (which also tells the layout and the bias shape); the suite will put
+    its case's params there (model_params)."""
+    try:
+        model = cls(list(SIZES))
+    except Exception as exc:  # noqa: BLE001
+        return {"questions": [f"class {cname}({SIZES}) raised {type(exc).__name__}: {exc}"[:500]]}
+    lists = {k: v for k, v in vars(model).items() if isinstance(v, (list, tuple)) and len(v) == len(SIZES) - 1}
+    for layout in ("rows", "columns"):
+        wshape, _ = _param_shapes(layout, "flat")
+        weights = next((k for k, v in lists.items() if [_shape(w) for w in v] == wshape), None)
+        for bias in ("flat", "column", "row"):
+            _, bshape = _param_shapes(layout, bias)
+            biases = next((k for k, v in lists.items() if [_shape(b) for b in v] == bshape), None)
+            if weights is None or biases is None:
+                continue
+            try:
+                out = getattr(model, fwd)(X if layout == "rows" else X.T)
+            except Exception:  # noqa: BLE001
+                continue
+            if _shape(out) == _act_shapes(layout)[-1]:
+                found = _class_declaration(cname, cls, model, ["sizes"], fwd, bwd, layout, bias, "lists")
+                found["declaration"]["model_params"] = [weights, biases]
+                return found
+    return {"questions": [f"class {cname}: built from its layer sizes, but no list attributes of its weights "
+                          "and biases were found by shape (model_params), or its forward did not run"]}
 
 
 def _build_and_run(cls: type, init: list[str], fwd: str, X: Any, Ws: list[Any], bs: list[Any],
@@ -562,7 +594,22 @@ def _class_declaration(cname: str, cls: type, model: Any, init: list[str], fwd: 
             decl["backward_args"] = words[1:]
         if words and "lr" in words:
             decl["backward_returns"] = _model_step_returns(model, bwd, words[1:], layout)
+        elif words and words[1:] in (["Y"], []):
+            kind = _model_grads_kind(model, bwd, layout, bias)
+            if kind is not None and kind[0] != decl.get("params", "pairs"):
+                decl["grads"] = kind[0]
+            if kind is not None and kind[1]:
+                decl["grad_names"] = kind[1]
     return {"declaration": decl, "questions": questions}
+
+
+def _model_grads_kind(model: Any, bwd: str, layout: str, bias: str) -> tuple[str, list[str] | None] | None:
+    """The container a model's backward(Y) returns its gradients in (after the probe's forward)."""
+    _, Y, _, _ = _net(np.random.default_rng(0))
+    try:
+        return _grads_kind(getattr(model, bwd)(Y if layout == "rows" else Y.T), layout, bias)
+    except Exception:  # noqa: BLE001 - the suite's own run will say what is wrong
+        return None
 
 
 def _model_step_returns(model: Any, bwd: str, words: list[str], layout: str) -> str:

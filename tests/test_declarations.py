@@ -272,6 +272,41 @@ def test_a_cache_entry_of_another_shape_is_a_mismatch_naming_the_entry() -> None
         adapt_module(module, d).forward(case.X, case.params)
 
 
+# --- a model built from its layer sizes ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw, key, words", [
+    ({"model": "Net", "model_args": ["sizes"], "model_cache": ["A", "Z"]}, "model_params", "draws its own"),
+    ({"model": "Net", "model_args": ["sizes", "weights"], "model_cache": ["A", "Z"], "model_params": ["W", "b"]},
+     "model_args", "either the layer sizes"),
+    ({"model": "Net", "model_cache": ["A", "Z"], "model_params": ["W", "b"]}, "model_params", "neither"),
+])
+def test_a_model_built_from_sizes_must_say_where_its_params_live(raw: dict, key: str, words: str) -> None:
+    with pytest.raises(DeclarationError) as info:
+        normalise(raw, "my.toml")
+    assert info.value.key == key and words in str(info.value), str(info.value)
+
+
+def test_a_model_built_from_sizes_is_judged_on_the_cases_params() -> None:
+    """Its constructor draws its own weights; the suite replaces them with the case's, so the
+    numbers judged are the candidate's arithmetic on the case's params, bit for bit."""
+    module, d = _load("ok_decl_sized_class")
+    case = make_case(layer_sizes=[4, 6, 3], batch=5, seed=4)
+    adapted = adapt_module(module, d)
+    acts, zs = adapted.forward(case.X, case.params)
+    net = module.Network([4, 6, 3])
+    net.weights, net.biases = [W.T for W, _ in case.params], [b.reshape(-1, 1) for _, b in case.params]
+    out = net.feedforward(case.X.T)
+    assert np.array_equal(acts[-1], out.T) and all(np.array_equal(z, zz.T) for z, zz in zip(zs, net.zs))
+    nabla_w, nabla_b = net.backprop(case.Y.T)
+    got = adapted.backward(acts, zs, case.Y, case.params)
+    assert all(np.array_equal(dW, w.T) and np.array_equal(db, b.reshape(-1))
+               for (dW, db), w, b in zip(got, nabla_w, nabla_b))
+    broken = dict(d, model_params=["weights", "bias"])
+    with pytest.raises(DeclarationMismatch, match="no attribute 'bias'"):
+        adapt_module(module, broken).forward(case.X, case.params)
+
+
 # --- a step fused into backward: gradients read back from the step, at their own precision --
 
 
@@ -539,7 +574,7 @@ def _adapt(path: Path) -> tuple[int, str]:
 
 @pytest.mark.parametrize("name", ["ok_decl_column_dict_cache", "ok_decl_column_major", "ok_decl_class_model",
                                   "ok_decl_class_methods", "ok_decl_int_row", "ok_decl_no_zs",
-                                  "ok_decl_fused_update"])
+                                  "ok_decl_fused_update", "ok_decl_sized_class"])
 def test_adapt_proposes_the_declaration_that_fits(tmp_path: Path, name: str) -> None:
     status, text = _adapt(DECLARED_DIR / f"{name}.py")
     assert status == 0, text

@@ -91,6 +91,8 @@ DECLARED: dict[str, tuple[str, str | None]] = {
     "ok_decl_layer_cache": ("column-major, parameter dict, a cache of ((A_prev, W, b), Z) per layer", None),
     "bug_decl_layer_cache": ("column-major per-layer-tuple cache, mask from the next layer's Z (i-1 bug)",
                              "relu_mask_current_layer"),
+    "ok_decl_sized_class": ("a class built from its layer sizes, params set in its attributes, columns", None),
+    "bug_decl_sized_class": ("a class built from its layer sizes, no division by the batch size", "no_batch_mean"),
     "ok_decl_per_sample_columns": ("per-sample column vectors, no batch axis, two lists", None),
     "bug_decl_per_sample_columns": ("per-sample column vectors without the ReLU mask", "missing_relu_mask"),
     "ok_decl_class_methods": ("a class with renamed methods caching A and Z", None),
