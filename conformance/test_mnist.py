@@ -44,7 +44,7 @@ import pytest
 
 from conformance import evidence, golden
 from conformance.assertions import mismatch_report
-from conformance.calls import FUNCTIONS_RUN, SGD_LOOP, invoke, require, run_backward
+from conformance.calls import FUNCTIONS_RUN, SGD_LOOP, invoke, require, run_backward, run_forward
 from conformance.candidate import Candidate, CandidateError, one_blas_thread
 from conformance.cases import Case
 from conformance.checks import contract_text, exact_gradient_comparisons
@@ -346,19 +346,19 @@ def test_sgd_loop_learns_mnist(candidate: Candidate, request: pytest.FixtureRequ
 
 
 def _own_step_findings(candidate: Candidate, data: Any) -> list:
-    """train crashed on MNIST: is that forward's or backward's crash? Only if one full-batch
+    """train crashed on MNIST: is that forward's or backward's failure? Only if one full-batch
     step with the candidate's own forward and backward on the first batch crashes exactly as
-    train does on it (train_replay): then their findings on that batch are the failure's, and
-    the mistake replay names there is charged once, not again as a crash of train."""
+    train does on it (train_replay: the crash may be backward's, or the update's on misshapen
+    gradients): then their findings on that batch (a crash, or a wrong structure) are the
+    failure's, and the mistake replay names there is charged once, not again as train's."""
     X, Y, params = data.X_fit[:BATCH_SIZE], data.Y_fit[:BATCH_SIZE], _initial_params()
     where = f"forward/backward on the first {BATCH_SIZE} training images, init_params({LAYER_SIZES}, {INIT_SEED})"
+    case = Case(X, Y, params, recipe=where)
     with evidence.tentative() as own:
-        try:
-            activations, pre_activations = invoke(candidate, "forward", X, params, where=where,
-                                                  shapes=(LAYER_SIZES, BATCH_SIZE))
-            invoke(candidate, "backward", activations, pre_activations, Y, params, where=where,
-                   shapes=(LAYER_SIZES, BATCH_SIZE))
-        except (AssertionError, TypeError, ValueError):  # a crash (recorded), or a result not a pair
+        try:  # a crash or a wrong structure is recorded, with what replay names on these inputs
+            fwd = run_forward(candidate, case, where)
+            run_backward(candidate, case, fwd.activations, fwd.pre_activations, where)
+        except AssertionError:
             pass
     if own.findings and train_follows_own_functions(candidate, X, Y, params, LR, 1):
         return own.findings

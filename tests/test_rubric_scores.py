@@ -620,13 +620,23 @@ TRAIN_OWN_CRASH = REFERENCE.replace("X_b, Y_b = X[rows], Y[rows]",
                                     "X_b, Y_b = X[rows].reshape(len(rows), 28 * 28 + 1), Y[rows]")
 
 
-@pytest.mark.parametrize("source, train_charged", [(I_BUG, False), (TRAIN_OWN_CRASH, True)])
+def _catalogued(name: str) -> str:
+    from tools.catalogue import apply_patch
+    from tools.catalogue.buggy import BUGGY
+
+    return apply_patch(REFERENCE, next(spec for spec in BUGGY if spec.name == name))
+
+
+# The i-1 bug crashes inside backward; transposed dW crash train's update W - lr * dW.
+@pytest.mark.parametrize("source, train_charged", [(I_BUG, False), (_catalogued("dw_transposed"), False),
+                                                   (TRAIN_OWN_CRASH, True)])
 def test_a_train_crash_on_mnist_is_backwards_when_its_own_step_crashes_so(
         tmp_path: Path, real_dir: Path, source: str, train_charged: bool) -> None:
-    """The i-1 bug makes the student's own train crash on MNIST (hidden width 128, 10 classes):
-    one step of its own forward and backward on the first batch crashes exactly so, so the
-    crash is the backward mistake's, charged once (not 40 + 30 for a crash of train). A train
-    that crashes in its own code while its forward and backward run is charged as train's."""
+    """The i-1 bug makes the student's own train crash on MNIST (hidden width 128, 10 classes),
+    and so do transposed gradients (in train's update): one step of its own forward and backward
+    on the first batch crashes exactly so, so the crash is the backward mistake's, charged once
+    (not again, 30 more, as a crash of train). A train that crashes in its own code while its
+    forward and backward are right is charged as train's."""
     from tests.helpers import suite_env
 
     impl = write(tmp_path / "mlp.py", source)
