@@ -317,7 +317,11 @@ class _Adapter:
         if not callable(cls):
             raise DeclarationMismatch(f"declared model = {self.d['model']!r}, which the module does not define")
         if "sizes" not in self.d["model_args"]:
-            return cls(*[self.word(w, params, containers=containers) for w in self.d["model_args"]])
+            containers = {} if containers is None else containers
+            model = cls(*[self.word(w, params, containers=containers) for w in self.d["model_args"]])
+            if self.d["backward_returns"] == "nothing" and not self.d["model_params"]:
+                containers["_held_by"] = self._holders(model, containers)
+            return model
         # Built from its layer sizes, it draws its own weights: the case's params replace them,
         # in the attribute(s) model_params names (what the model holds is then the case's).
         sizes = [int(np.shape(params[0][0])[0])] + [int(np.size(b)) for _, b in params]
@@ -458,9 +462,15 @@ class _Adapter:
                 args.append(FUSED_STEP_LR)
             else:
                 args.append(own_cache if own_cache is not None else self.build_cache(acts, zs, given))
+        before = params
+        if fused and self.d["backward_returns"] == "nothing":
+            # The params as the candidate holds them when it steps (a model may have converted
+            # them, to float32 say): the step is read back against those, not the suite's.
+            held = self._stepped_params(None, containers, model, sizes)
+            before = [tuple(np.array(t, copy=True) for t in pair) for pair in held]
         result = fn(*args)
         if fused:
-            return self._stepped_gradients(result, params, containers, model, sizes)
+            return self._stepped_gradients(result, before, containers, model, sizes)
         return self.pairs_out(result, self.d["grads"], self.d["grad_names"], sizes)
 
     def _stepped_gradients(self, result, params, containers, model, sizes):
@@ -471,20 +481,37 @@ class _Adapter:
                      for old, new in zip(params, after)]
         except Exception:  # noqa: BLE001 - not arrays of the params' shapes: the contract check shows them
             return after
-        if all(not np.any(s) for pair in steps for s in pair):
-            how = ("returned params" if self.d["backward_returns"] == "params"
-                   else "params it was given" + ("" if self.d["model_params"] else
-                                                 " (a model that copies them: set model_params)"))
-            raise DeclarationMismatch(f"declared backward_returns = {self.d['backward_returns']!r}, but "
-                                      f"after a step with lr = 2**64 none of the {how} changed")
         return [tuple(pair) for pair in steps]
+
+    def _holders(self, model, containers):
+        """The model's attributes that hold the containers it was built from (the very list or
+        dict, or a list of the very arrays), found right after construction: a step in place is
+        read from them, whether it updates the arrays or rebinds the list's items. A model that
+        keeps none (it copies them) needs model_params: said at once, whatever the numbers."""
+        attrs = vars(model) if hasattr(model, "__dict__") else {}
+        held = {}
+        for word in ("params", "weights", "biases"):
+            given = containers.get(word)
+            if given is None:
+                continue
+            arrays = [id(x) for x in (given.values() if isinstance(given, dict) else given)]
+            for name, value in attrs.items():
+                if value is given or (isinstance(value, (list, tuple)) and len(value) == len(arrays)
+                                      and [id(x) for x in value] == arrays):
+                    held[word] = name
+                    break
+        if not ("params" in held or {"weights", "biases"} <= set(held)):
+            raise DeclarationMismatch(f"declared backward_returns = 'nothing' for the model {self.d['model']!r}, "
+                                      "but it keeps none of the params it is built from (it copies them): name "
+                                      "the attribute(s) holding them with model_params")
+        return [held["params"]] if "params" in held else [held["weights"], held["biases"]]
 
     def _stepped_params(self, result, containers, model, sizes):
         """The params after the candidate's step, as the contract's [(W, b), ...]."""
         names, kind = self.d["names"], self.d["params"]
         if self.d["backward_returns"] == "params":
             return self.pairs_out(result, kind, names, sizes)
-        mp = self.d["model_params"]
+        mp = self.d["model_params"] or containers.get("_held_by")
         if mp:
             found = [self._attr(model, name, "model_params") for name in mp]
             container = found[0] if len(mp) == 1 else (found[0], found[1])

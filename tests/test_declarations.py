@@ -16,6 +16,7 @@ import pytest
 
 from conformance.adapters import DeclarationMismatch, InterfaceLimit, adapt_module
 from conformance.cases import make_case
+from conformance.exact import exact_forward
 from conformance.declaration import (KEYS, DeclarationError, from_toml, limits_of,
                                      module_literal, normalise, resolve)
 from tests.helpers import run_suite
@@ -403,13 +404,82 @@ def test_a_fused_step_gives_back_the_gradients_it_applied(tmp_path: Path, backwa
     assert all(np.array_equal(W, W0) and np.array_equal(b, b0) for (W, b), (W0, b0) in zip(params, before))
 
 
-def test_a_fused_step_that_changes_nothing_is_a_declaration_mismatch(tmp_path: Path) -> None:
-    module, d = _stepper(tmp_path, "step_on_nothing", "nothing")
+def test_a_step_that_moves_nothing_is_read_as_zero_gradients_not_refused(tmp_path: Path) -> None:
+    """A saturated softmax (probabilities exactly the labels) gives gradients of exactly zero:
+    a correct step then changes nothing, which is no sign of a wrong declaration."""
+    module, d = _stepper(tmp_path, "step_in_place", "nothing")
     case = make_case(layer_sizes=[3, 4, 2], batch=2, seed=0)
     adapted = adapt_module(module, d)
     acts, zs = adapted.forward(case.X, case.params)
-    with pytest.raises(DeclarationMismatch, match="backward_returns = 'nothing'.*none of the params"):
-        adapted.backward(acts, zs, case.Y, case.params)
+    Y = np.asarray(acts[-1])  # the labels the network already predicts exactly
+    acts[-1] = Y
+    got = adapted.backward(acts, zs, Y, case.params)
+    assert all(not np.any(t) for pair in got for t in pair)
+
+
+_MODEL_STEP = textwrap.dedent("""
+    import numpy as np
+
+    class Net:
+        def __init__(self, weights, biases):
+            self.W, self.b = HOLD(weights), HOLD(biases)
+
+        def forward(self, X):
+            self.a, self.z = [np.asarray(X, np.float32)], []
+            for i, (W, b) in enumerate(zip(self.W, self.b)):
+                z = self.a[-1] @ W + b
+                self.z.append(z)
+                if i == len(self.W) - 1:
+                    e = np.exp(z - z.max(axis=1, keepdims=True))
+                    self.a.append(e / e.sum(axis=1, keepdims=True))
+                else:
+                    self.a.append(np.maximum(z, 0))
+            return self.a[-1]
+
+        def step(self, Y, lr):
+            delta, grads = (self.a[-1] - Y) / len(Y), []
+            for i in reversed(range(len(self.W))):
+                grads.insert(0, (self.a[i].T @ delta, delta.sum(axis=0)))
+                if i:
+                    delta = (delta @ self.W[i].T) * (self.z[i - 1] > 0)
+            for i, (dW, db) in enumerate(grads):
+                self.W[i] = self.W[i] - lr * dW  # rebinds the list's items
+                self.b[i] = self.b[i] - lr * db
+""")
+_MODEL_DECL = {"model": "Net", "model_args": ["weights", "biases"], "model_cache": ["a", "z"],
+               "backward": "step", "backward_args": ["Y", "lr"], "backward_returns": "nothing"}
+
+
+@pytest.mark.parametrize("hold, declared, refused", [
+    ("list", {}, False),  # list(weights): the same arrays in another list, found by identity
+    ("(lambda xs: [np.array(x, np.float32) for x in xs])", {}, True),  # copies: model_params needed
+    ("(lambda xs: [np.array(x, np.float32) for x in xs])", {"model_params": ["W", "b"]}, False),
+])
+def test_a_model_step_is_read_where_the_model_keeps_its_params(tmp_path: Path, hold: str, declared: dict,
+                                                               refused: bool) -> None:
+    """A model's step in place is read from the attributes that hold what it was built from,
+    or from model_params; against what it held before the step (float32 copies included), so
+    the gradients read back are the ones it applied. A model that copies its params without
+    model_params is refused at once, naming the key, whatever the numbers."""
+    path = tmp_path / "netmod.py"
+    path.write_text(_MODEL_STEP.replace("HOLD", hold))
+    spec = importlib.util.spec_from_file_location(f"_net_{len(declared)}_{refused}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    adapted = adapt_module(module, normalise({**_MODEL_DECL, **declared}, "t"))
+    case = make_case(layer_sizes=[4, 5, 3], batch=3, seed=6)
+    acts, zs = [np.asarray(a) for a in exact_forward(case.X, case.params)[0]], exact_forward(case.X, case.params)[1]
+    if refused:
+        with pytest.raises(DeclarationMismatch, match="model_params"):
+            adapted.backward(acts, zs, case.Y, case.params)
+        return
+    got = adapted.backward(acts, zs, case.Y, case.params)
+    net = module.Net([W for W, _ in case.params], [b for _, b in case.params])
+    net.a, net.z = list(acts), list(zs)
+    held = [(np.asarray(W).copy(), np.asarray(b).copy()) for W, b in zip(net.W, net.b)]
+    net.step(case.Y, 2.0 ** 64)
+    want = [((W0 - W1) / 2.0 ** 64, (b0 - b1) / 2.0 ** 64) for (W0, b0), W1, b1 in zip(held, net.W, net.b)]
+    assert all(np.array_equal(g, w) for pair, wpair in zip(got, want) for g, w in zip(pair, wpair))
 
 
 def test_the_fused_update_recipe_passes_through_its_declaration() -> None:
