@@ -510,6 +510,10 @@ class _Adapter:
         """The params after the candidate's step, as the contract's [(W, b), ...]."""
         names, kind = self.d["names"], self.d["params"]
         if self.d["backward_returns"] == "params":
+            if result is None:
+                raise DeclarationMismatch("declared backward_returns = 'params' (backward returns the "
+                                          "stepped params), but backward returned None: if it updates them in "
+                                          "place, declare backward_returns = 'nothing'")
             return self.pairs_out(result, kind, names, sizes)
         mp = self.d["model_params"] or containers.get("_held_by")
         if mp:

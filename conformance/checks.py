@@ -46,8 +46,9 @@ def nonfinite_backward(grads: Sequence[tuple], activations: Sequence[np.ndarray]
     if same and any(not np.isfinite(r).all() for pair in replayed for r in pair):
         text = named("backward_max_guard", text + (
             f" exactly where a softmax recomputed inside backward without the max subtraction gives "
-            f"inf/nan on these logits ({np.dtype(dtype).name}): subtract each sample's max first, or "
-            "use activations[-1], which forward already computed"))
+            f"inf/nan on these logits ({np.dtype(dtype).name}): subtract each sample's max before exp "
+            "in every softmax backward computes (or reuse the probabilities forward returned, when it "
+            "returns them)"))
     return text
 
 

@@ -430,7 +430,17 @@ def _check_update_step(d: dict[str, Any], source: str, model: bool) -> None:
             raise DeclarationError(source, "model_params", "expected an attribute holding the params (in "
                                    f"the declared container) or two holding weights and biases; got {mp!r}")
         d["model_params"] = list(names)
+    if mp is not None and len(set(d["model_params"])) != len(d["model_params"]):
+        raise DeclarationError(source, "model_params", f"the same attribute twice: {d['model_params']}")
     args = set(d["backward_args"])
+    if d["backward_returns"] == "params" and not model and not ("params" in args or {"weights", "biases"} <= args):
+        raise DeclarationError(source, "backward_args", "backward returns the stepped params, so it must "
+                               "take them: params (or weights and biases)")
+    if d["backward_returns"] == "nothing" and model and not d["model_params"] and (
+            set(d["model_args"]) & {"weights", "biases"} and not {"weights", "biases"} <= set(d["model_args"])):
+        raise DeclarationError(source, "model_args", "a model built from weights alone (or biases alone) that "
+                               "steps in place: the suite cannot read the other back; add it, or name "
+                               "model_params")
     if d["backward_returns"] == "nothing" and not model and not ("params" in args or {"weights", "biases"} <= args):
         raise DeclarationError(source, "backward_args", "backward updates the params in place, so the "
                                "suite reads them from what it gave: backward must take params (or "

@@ -132,8 +132,8 @@ MISTAKES: tuple[Mistake, ...] = (
     # softmax gives inf/nan in exactly the candidate's entries (checks.nonfinite_backward). One
     # family with max_guard: one unguarded softmax used in both functions is charged once.
     Mistake("backward_max_guard", "backward", "recomputes the softmax of the logits without the per-sample max "
-            "subtraction: exp overflows on large logits", "use activations[-1], which forward already computed, "
-            f"or subtract each sample's max over {_CLASS_AXIS} before exp", 15, family="max_guard",
+            "subtraction: exp overflows on large logits", f"subtract each sample's max over {_CLASS_AXIS} "
+            "before exp in that softmax too", 15, family="max_guard",
             phrases=("a softmax recomputed inside backward without the max subtraction",)),
     Mistake("row_guard", "forward", "subtracts one global max instead of each sample's: samples far below it "
             "become 0/0", f"take the max over {_CLASS_AXIS} of each sample", 15,

@@ -321,7 +321,12 @@ def test_a_model_built_from_sizes_is_judged_on_the_cases_params() -> None:
     ({"backward_returns": "nothing", "backward_args": ["acts", "zs", "Y", "params", "lr"],
       "model_params": "params"}, "model_params", "class-based"),
     ({"backward_returns": "params", "backward_args": ["Y", "lr"], "model": "Net", "model_cache": ["a", "z"],
-      "model_params": ["W", "b"]}, "model_params", "in place"),
+      "model_params": ["W", "b"]}, "model_params", "neither"),
+    ({"backward_returns": "params", "backward_args": ["acts", "zs", "Y", "lr"]}, "backward_args", "stepped params"),
+    ({"backward_returns": "nothing", "backward_args": ["Y", "lr"], "model": "Net", "model_cache": ["a", "z"],
+      "model_params": ["W", "W"]}, "model_params", "twice"),
+    ({"backward_returns": "nothing", "backward_args": ["Y", "lr"], "model": "Net", "model_cache": ["a", "z"],
+      "model_args": ["weights"]}, "model_args", "weights alone"),
 ])
 def test_a_fused_step_declaration_names_what_is_missing(raw: dict, key: str, words: str) -> None:
     with pytest.raises(DeclarationError) as info:
@@ -402,6 +407,15 @@ def test_a_fused_step_gives_back_the_gradients_it_applied(tmp_path: Path, backwa
     W1, dW1 = params[0][0], applied[0][0]
     assert np.max(np.abs(((W1 - (W1 - dW1)) - dW1) / np.spacing(np.abs(dW1)))) > 1e3
     assert all(np.array_equal(W, W0) and np.array_equal(b, b0) for (W, b), (W0, b0) in zip(params, before))
+
+
+def test_a_step_declared_to_return_params_that_returns_none_names_the_key(tmp_path: Path) -> None:
+    module, d = _stepper(tmp_path, "step_in_place", "params")  # updates in place, returns None
+    case = make_case(layer_sizes=[3, 4, 2], batch=2, seed=0)
+    adapted = adapt_module(module, d)
+    acts, zs = adapted.forward(case.X, case.params)
+    with pytest.raises(DeclarationMismatch, match="backward_returns = 'params'.*returned None"):
+        adapted.backward(acts, zs, case.Y, case.params)
 
 
 def test_a_step_that_moves_nothing_is_read_as_zero_gradients_not_refused(tmp_path: Path) -> None:
@@ -630,6 +644,10 @@ def test_an_instructor_declared_limit_is_neutral_for_the_grader() -> None:
     baseline = Baseline(areas={"x": "relu_index"})  # the reference ran x
     assert neutral_skip({"nodeid": "x", "properties": {"skip_kind": "interface_limit"}}, baseline)
     assert not neutral_skip({"nodeid": "x", "properties": {"skip_kind": "self_declared"}}, baseline)
+    # Without a reference run (a Gradescope autograder, a score of a bare report) too: a limit the
+    # submission's own declaration asked for is never neutral.
+    assert neutral_skip({"nodeid": "x", "properties": {"skip_kind": "interface_limit"}}, None)
+    assert not neutral_skip({"nodeid": "x", "properties": {"skip_kind": "self_declared"}}, None)
 
 
 # --- adapt: propose the declaration from shapes alone -----------------------------------------

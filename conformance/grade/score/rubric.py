@@ -383,10 +383,13 @@ class Baseline:
 def neutral_skip(test: dict, baseline: Baseline | None) -> bool:
     """A skip the contract allows (see the module docstring): the suite recorded its kind as
     data (property "skip_kind"), never read from the reason's wording."""
-    from conformance.evidence import SKIP_KINDS
+    from conformance.evidence import SELF_DECLARED, SKIP_KINDS
 
-    if (test.get("properties") or {}).get("skip_kind") in SKIP_KINDS:
+    kind = (test.get("properties") or {}).get("skip_kind")
+    if kind in SKIP_KINDS:
         return True
+    if kind == SELF_DECLARED:  # a limit the submission's own declaration asked for: never neutral,
+        return False           # with or without a reference run to compare with
     return baseline is None or test["nodeid"] in baseline.skipped
 
 
