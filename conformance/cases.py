@@ -53,11 +53,30 @@ class Case:
             return ""
         return (
             f"    from conformance.cases import {builder}  # part of the installed suite\n"
-            f"    import {module} as impl  # run from the directory that holds {module}.py\n"
+            + "\n".join(impl_import(module)) + "\n"
             f"    case = {self.recipe}\n"
             f"    activations, pre_activations = impl.forward(case.X, case.params)\n"
             f"    grads = impl.backward(activations, pre_activations, case.Y, case.params)"
         )
+
+
+# The conventions a session's candidate is declared with (conformance/declaration.py): its keys
+# that differ from the section's interface, by module name. A reproducer then builds ``impl``
+# through the adapter, so its lines run as they read. Set once per session (hooks.py).
+REPRODUCER_DECLARATIONS: dict[str, dict[str, Any]] = {}
+
+
+def impl_import(module: str) -> list[str]:
+    """The reproducer's lines that make ``impl``: the module itself, or the module seen through
+    its declared conventions (the same adapter the suite used)."""
+    raw = REPRODUCER_DECLARATIONS.get(module)
+    where = f"  # run from the directory that holds {module}.py"
+    if raw is None:
+        return [f"    import {module} as impl{where}"]
+    return [f"    import {module}{where}",
+            "    from conformance.adapters import adapt_module  # part of the installed suite",
+            "    from conformance.declaration import normalise",
+            f"    impl = adapt_module({module}, normalise({raw!r}, 'reproducer'))  # the declared conventions"]
 
 
 def strided_copy(a: np.ndarray) -> np.ndarray:

@@ -496,6 +496,17 @@ def conventions_of(d: Mapping[str, Any]) -> list[str]:
     return out or ["the section's interface"]
 
 
+def raw_keys(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys whose value differs from their (derived) default: a declaration's shortest
+    spelling, which ``normalise`` turns back into ``d`` (reproducers print it)."""
+    out = {}
+    for line in conventions_of(d):
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key] = json.loads(value)
+    return out
+
+
 def from_toml(path: str | Path) -> Declaration:
     path = Path(path)
     from conformance import tomlfile

@@ -149,7 +149,9 @@ REPRODUCE_CALLS = {
 def reproducer(case_id: str, entry: dict, function: str, module: str) -> str:
     """A few lines that rerun one golden check's call of ``function`` outside pytest (like
     ``Case.snippet`` for the other areas)."""
-    lines = [f"    import {module} as impl  # run from the directory that holds {module}.py"]
+    from conformance.cases import impl_import
+
+    lines = impl_import(module)
     if entry["kind"] == "init_params":
         lines.append(f"    params = impl.init_params({list(entry['architecture'])}, {entry['seed']})")
     else:

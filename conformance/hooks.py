@@ -76,6 +76,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     summary = RunSummary(config)
     summary.declaration = getattr(candidate, "declaration", None)
+    if summary.declaration is not None and not summary.declaration.is_section:
+        from conformance.cases import REPRODUCER_DECLARATIONS
+        from conformance.declaration import raw_keys
+
+        REPRODUCER_DECLARATIONS[candidate.module_name] = raw_keys(summary.declaration.values)
     config.pluginmanager.register(summary, RunSummary.NAME)
     report_path = config.getoption("conformance_report")
     if report_path:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -575,6 +577,28 @@ def test_a_declared_bug_is_named_and_the_report_states_the_conventions(tmp_path:
     failed = [t for t in data["tests"] if t["outcome"] == "failed"]
     assert failed and all("relu_index" in (t.get("properties") or {}).get("diagnoses", []) for t in failed)
     assert "conventions: " in run.stdout and "i-1 bug" in run.stdout
+
+
+@pytest.mark.parametrize("name, select", [("bug_decl_column_dict_cache", "relu_index_silent_equal_widths and 0"),
+                                          ("bug_decl_no_zs", "golden and backward and f64_depth2")])
+def test_a_declared_candidates_reproducer_runs_as_it_reads(tmp_path: Path, name: str, select: str) -> None:
+    """The reproducer of a failure builds impl through the declared conventions (the module
+    itself has no forward/backward of the section's names): its lines run, from the module's
+    folder, and end at the call that failed, not at an AttributeError."""
+    run = run_suite(DECLARED_DIR / f"{name}.py", f"--declaration={DECLARED_DIR / (name + '.toml')}", "-k", select)
+    assert run.returncode == 1, run.stdout[-3000:]
+    text = run.stdout.split("reproduce:\n", 1)[1]
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("    "):
+            break
+        lines.append(line[4:])
+    assert any("adapt_module" in line for line in lines), lines
+    done = subprocess.run([sys.executable, "-c", "\n".join(lines)], cwd=DECLARED_DIR, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, timeout=120)
+    # It runs to the end, or fails where the suite saw it fail: in the candidate's own code.
+    frames = [line for line in done.stderr.splitlines() if line.strip().startswith('File "')]
+    assert done.returncode == 0 or (frames and f"{name}.py" in frames[-1]), done.stderr[-2000:]
 
 
 # --- trust: a module's own declaration never reduces what a graded run checks ---------------
