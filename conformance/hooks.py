@@ -199,6 +199,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     (conformance.evidence schema), and, derived from it, "diagnoses" (every key found) and
     "consistent_with" (the mistakes whose replay reproduces a generic finding). A verdict of
     the suite is shown as its message alone (``SuiteFailure``)."""
+    # hypothesis notes every exception raised in one of its examples, a skip included; on a
+    # skip ("interface limit ...", "candidate defines no ...") the note would read as a failure
+    # ("Failing explicit example: ..."): the skip's reason is the suite's, without it.
+    skipped = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(skipped, pytest.skip.Exception) and getattr(skipped, "__notes__", None):
+        setattr(skipped, "__notes__", [])
     outcome = yield
     report = outcome.get_result()
     recorder = item.stash.get(RECORDER_KEY, None)

@@ -123,7 +123,8 @@ def _json_safe(value: Any) -> Any:
     return cleaned if len(text) <= PROPERTY_CAP else cap_text(text, PROPERTY_CAP, 0)
 
 
-def _skip_reason(report: pytest.TestReport) -> str:
+def skip_reason(report: pytest.TestReport) -> str:
+    """Why a test was skipped, as the suite's skip said it (capped), for the report and summary."""
     longrepr = report.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
         reason = str(longrepr[2])
@@ -216,7 +217,7 @@ class JsonReport:
                 record["skip_reason"] = f"xfail: {report.wasxfail}"
             elif record["outcome"] == "passed":
                 record["outcome"] = "skipped"
-                record["skip_reason"] = _skip_reason(report)
+                record["skip_reason"] = skip_reason(report)
         elif report.failed:
             # A failure in setup/teardown is an error of the test, not a verdict on the code
             # path it checks; the first problem wins, later phases do not overwrite it.

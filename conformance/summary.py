@@ -26,6 +26,7 @@ from conformance.diagnosis import (
     function_of,
 )
 from conformance.mistakes import AREAS, mistake
+from conformance.report import skip_reason
 
 NAME = "conformance-summary"
 AREA_ORDER = AREAS
@@ -197,9 +198,7 @@ class RunSummary:
         record = self.records.setdefault(report.nodeid, Record(report.nodeid, area_of(report.nodeid, report.user_properties)))
         if report.skipped and record.outcome == "passed":
             record.outcome = "skipped"
-            longrepr = report.longrepr
-            reason = str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
-            record.skip_reason = reason.removeprefix("Skipped: ")
+            record.skip_reason = skip_reason(report)
         elif report.failed and record.outcome in ("passed", "skipped"):
             record.outcome = "failed" if report.when == "call" else "error"
             record.text = _message(report)

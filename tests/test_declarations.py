@@ -601,6 +601,19 @@ def test_a_declared_candidates_reproducer_runs_as_it_reads(tmp_path: Path, name:
     assert done.returncode == 0 or (frames and f"{name}.py" in frames[-1]), done.stderr[-2000:]
 
 
+def test_an_interface_limit_inside_a_hypothesis_example_reads_as_a_skip(tmp_path: Path) -> None:
+    """hypothesis notes any exception of an explicit example, a skip included: the skip of an
+    interface limit must not read "Failing explicit example" on a run that passed."""
+    name = "ok_decl_backward_recomputes"
+    report = tmp_path / "r.json"
+    run = run_suite(DECLARED_DIR / f"{name}.py", f"--declaration={DECLARED_DIR / (name + '.toml')}",
+                    "--conformance-report", str(report), "-rs", "-k", "finite_differences")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "Failing explicit example" not in run.stdout + report.read_text()
+    skipped = [t for t in json.loads(report.read_text())["tests"] if t["outcome"] == "skipped"]
+    assert skipped and {t["properties"].get("skip_kind") for t in skipped} == {"interface_limit"}
+
+
 # --- trust: a module's own declaration never reduces what a graded run checks ---------------
 
 HOSTILE = '''
