@@ -435,7 +435,7 @@ class _Adapter:
             words = self.d["forward_returns"]
             got = dict(zip(words, result if len(words) > 1 else (result,)))
             own_cache = got.get("cache")
-        elif model is not None:
+        elif model is not None and self.d["model_cache"] is not None:
             cache = self.build_cache(acts, zs, given)
             mc = self.d["model_cache"]
             if isinstance(mc, list):
@@ -527,12 +527,14 @@ class _Adapter:
         return self.pairs_out(container, kind, names, sizes)
 
     def _takes_given(self, model):
+        """declaration.backward_takes_given_activations, restated (no import of conformance)."""
         args = set(self.d["backward_args"])
-        if model is not None:
-            return self.d["model_cache"] is not None and self.cache_buildable()
         if "cache" in args:
             return self.cache_buildable()
-        return bool(args & {"acts", "zs", "output"}) and "X" not in args
+        takes_them = bool(args & {"acts", "zs", "output"}) and "X" not in args
+        if model is not None:
+            return (self.d["model_cache"] is not None and self.cache_buildable()) or takes_them
+        return takes_them
 
     def _per_sample_backward(self, activations, pre_activations, Y, params):
         B = Y.shape[0]

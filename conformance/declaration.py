@@ -477,11 +477,12 @@ def limits_of(d: Mapping[str, Any]) -> dict[str, str]:
 
 def backward_takes_given_activations(d: Mapping[str, Any]) -> bool:
     args = set(d["backward_args"])
-    if d["model"]:
-        return d["model_cache"] is not None and cache_buildable(d)
     if "cache" in args:
         return cache_buildable(d)
-    return bool(args & {"acts", "zs", "output"}) and "X" not in args
+    takes_them = bool(args & {"acts", "zs", "output"}) and "X" not in args
+    if d["model"]:  # the activations set where it keeps them, or given to its backward
+        return (d["model_cache"] is not None and cache_buildable(d)) or takes_them
+    return takes_them
 
 
 def conventions_of(d: Mapping[str, Any]) -> list[str]:

@@ -290,6 +290,16 @@ def test_a_model_built_from_sizes_must_say_where_its_params_live(raw: dict, key:
     assert info.value.key == key and words in str(info.value), str(info.value)
 
 
+def test_a_model_whose_backward_takes_the_activations_is_judged_on_the_suites() -> None:
+    """The activations are given to its backward method as arguments: backward alone can run
+    on the suite's activations, so backward_alone is no limit (it is, with neither that nor a
+    model_cache the suite can fill)."""
+    d = normalise({"model": "Net", "forward_returns": ["acts"], "backward_args": ["acts", "Y"]}, "t")
+    assert "backward_alone" not in limits_of(d) and "pre_activations" in limits_of(d)
+    d = normalise({"model": "Net", "forward_returns": ["acts", "zs"], "backward_args": ["Y"]}, "t")
+    assert "backward_alone" in limits_of(d)
+
+
 def test_a_model_built_from_sizes_is_judged_on_the_cases_params() -> None:
     """Its constructor draws its own weights; the suite replaces them with the case's, so the
     numbers judged are the candidate's arithmetic on the case's params, bit for bit."""
