@@ -458,7 +458,9 @@ def limits_of(d: Mapping[str, Any]) -> dict[str, str]:
     if not keeps_pre_activations(d):
         out["pre_activations"] = ("forward keeps no pre-activations: the checks of forward's "
                                   "pre-activations do not run; forward is judged on its activations, "
-                                  "backward on activations only")
+                                  "backward on activations only. Messages name the section's arrays: "
+                                  "a ReLU mask `pre_activations[l] > 0` is `activations[l + 1] > 0` in "
+                                  "yours (the mask of the layer below the weights is `activations[i] > 0`)")
     if "logits" in d["loss_args"]:
         out["cross_entropy"] = "the loss takes logits: its checks (given probabilities) do not run"
     if d["backward_returns"] != "grads":
