@@ -22,7 +22,7 @@ from conformance.exact import exact_forward
 from conformance.declaration import (KEYS, DeclarationError, from_toml, limits_of,
                                      module_literal, normalise, resolve)
 from tests.helpers import run_suite
-from tools.catalogue import DECLARED, DECLARED_DIR
+from tools.catalogue import DECLARED, DECLARED_DIR, DECLARED_PATCHES, declared_source, write_declared
 from conformance.grade.score.rubric import Baseline, neutral_skip
 
 USAGE_ERROR = 4
@@ -111,11 +111,17 @@ def test_the_four_named_styles_take_at_most_10_lines(name: str) -> None:
     assert len(lines) <= 10, lines
 
 
-def test_every_declared_variant_has_its_declaration() -> None:
-    assert {p.stem for p in DECLARED_DIR.glob("*.py")} == set(DECLARED)
-    assert {p.stem for p in DECLARED_DIR.glob("*.toml")} == set(DECLARED)
+def test_every_declared_variant_has_its_declaration(tmp_path: Path) -> None:
+    """The correct ones are files; each buggy one is its twin with one change (generated)."""
+    correct = set(DECLARED) - set(DECLARED_PATCHES)
+    assert {p.stem for p in DECLARED_DIR.glob("*.py")} == correct
+    assert {p.stem for p in DECLARED_DIR.glob("*.toml")} == correct
     for name in DECLARED:
-        from_toml(DECLARED_DIR / f"{name}.toml")  # valid
+        source, _ = declared_source(name)
+        from_toml(write_declared(name, tmp_path)[1])  # valid
+        if name in DECLARED_PATCHES:
+            twin = DECLARED_PATCHES[name][0]
+            assert twin in correct and source != declared_source(twin)[0]
 
 
 # --- exactness: the adapted numbers are the candidate's, moved, never computed -------------
@@ -537,7 +543,8 @@ def test_an_unguarded_softmax_a_logits_network_uses_twice_is_charged_once(tmp_pa
 
     name = "bug_decl_logits_unguarded"
     report = tmp_path / "report.json"
-    run = run_suite(DECLARED_DIR / f"{name}.py", f"--declaration={DECLARED_DIR / (name + '.toml')}",
+    module, toml = write_declared(name, tmp_path)
+    run = run_suite(module, f"--declaration={toml}",
                     "--conformance-report", str(report), "-k", "golden and large_logits")
     assert run.returncode == 1, run.stdout[-3000:]
     tests = json.loads(report.read_text())["tests"]
@@ -577,9 +584,10 @@ def test_a_module_that_does_not_fit_the_declaration_is_told_which_key(tmp_path: 
 def test_a_declared_bug_is_named_and_the_report_states_the_conventions(tmp_path: Path, isolate: bool) -> None:
     name = "bug_decl_column_dict_cache"
     report = tmp_path / "report.json"
-    args = [f"--declaration={DECLARED_DIR / (name + '.toml')}", "--conformance-report", str(report),
+    module, toml = write_declared(name, tmp_path)
+    args = [f"--declaration={toml}", "--conformance-report", str(report),
             "-k", "relu_index_silent or relu_index_visible"] + (["--isolate"] if isolate else [])
-    run = run_suite(DECLARED_DIR / f"{name}.py", *args)
+    run = run_suite(module, *args)
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-2000:]
     data = json.loads(report.read_text())
     assert data["conventions"]["source"] == f"--declaration {name}.toml"
@@ -595,7 +603,8 @@ def test_a_declared_candidates_reproducer_runs_as_it_reads(tmp_path: Path, name:
     """The reproducer of a failure builds impl through the declared conventions (the module
     itself has no forward/backward of the section's names): its lines run, from the module's
     folder, and end at the call that failed, not at an AttributeError."""
-    run = run_suite(DECLARED_DIR / f"{name}.py", f"--declaration={DECLARED_DIR / (name + '.toml')}", "-k", select)
+    module, toml = write_declared(name, tmp_path)
+    run = run_suite(module, f"--declaration={toml}", "-k", select)
     assert run.returncode == 1, run.stdout[-3000:]
     text = run.stdout.split("reproduce:\n", 1)[1]
     lines = []
@@ -604,7 +613,7 @@ def test_a_declared_candidates_reproducer_runs_as_it_reads(tmp_path: Path, name:
             break
         lines.append(line[4:])
     assert any("adapt_module" in line for line in lines), lines
-    done = subprocess.run([sys.executable, "-c", "\n".join(lines)], cwd=DECLARED_DIR, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", "\n".join(lines)], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, timeout=120)
     # It runs to the end, or fails where the suite saw it fail: in the candidate's own code.
     frames = [line for line in done.stderr.splitlines() if line.strip().startswith('File "')]
@@ -809,7 +818,7 @@ def test_the_grader_judges_a_class_with_the_instructors_declaration(tmp_path: Pa
     assert reference_job(config).config.declaration == ""  # the reference has the section's interface
     results = {}
     for name in ("ok_decl_column_dict_cache", "bug_decl_column_dict_cache"):
-        data = (DECLARED_DIR / f"{name}.py").read_bytes()
+        data = declared_source(name)[0].encode()
         results[name] = run_job(Job(name=name, sha256=hashlib.sha256(data).hexdigest(), files={"mlp.py": data},
                                     module="mlp.py", config=config))
     ok, bug = results["ok_decl_column_dict_cache"], results["bug_decl_column_dict_cache"]
@@ -933,7 +942,8 @@ def test_a_declared_no_zs_forward_passes_with_its_zs_checks_skipped_as_limits(tm
 def test_a_declared_no_zs_bug_fails_and_is_named(tmp_path: Path) -> None:
     name = "bug_decl_no_zs"
     report = tmp_path / "report.json"
-    run = run_suite(DECLARED_DIR / f"{name}.py", f"--declaration={DECLARED_DIR / (name + '.toml')}",
+    module, toml = write_declared(name, tmp_path)
+    run = run_suite(module, f"--declaration={toml}",
                     "--conformance-report", str(report), "-k", "relu_index")
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-2000:]
     data = json.loads(report.read_text())

@@ -303,7 +303,7 @@ def test_correct_variant_scores_full_marks(kill_matrix: KillMatrix, name: str) -
 
 
 # One mistake costs the same whatever interface it is written in: each declared buggy twin
-# (tools/catalogue/declared, judged through its declaration) scores what the section-interface
+# (tools/catalogue DECLARED_PATCHES, judged through its declaration) scores what the section-interface
 # variant of the same mistake scores. Within 1 point: a declared interface's neutral limits
 # (no loss on probabilities, say) change which checks count, not the mistake's price.
 DECLARED_TWINS = [(name, "bug_" + bug) for name, (_, bug) in DECLARED.items() if bug is not None]

@@ -13,6 +13,8 @@ import only numpy/scipy, never ``reference``, so they also run in an isolated wo
 
 from __future__ import annotations
 
+import ast
+
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +110,71 @@ DECLARED: dict[str, tuple[str, str | None]] = {
     "bug_decl_no_zs": ("activations only, the ReLU mask from the wrong layer (acts[i + 1] > 0)",
                        "relu_mask_postact_wrong_layer"),
 }
+
+# A declared buggy variant is its correct twin with one change (old -> new, found exactly once
+# in the twin's code), judged with the twin's declaration: generated, like the buggy catalogue.
+DECLARED_PATCHES: dict[str, tuple[str, str, str]] = {
+    'bug_decl_fused_update': ('ok_decl_fused_update',
+        'delta = (delta @ self.W[i].T) * (self.z[i - 1] > 0)',
+        "delta = (delta @ self.W[i].T) * (self.z[i] > 0)  # the i-1 bug: this layer's mask"),
+    'bug_decl_column_dict_cache': ('ok_decl_column_dict_cache',
+        'dZ = (parameters["W" + str(l)].T @ dZ) * (cache["Z" + str(l - 1)] > 0)',
+        'dZ = (parameters["W" + str(l)].T @ dZ) * (cache["Z" + str(l)] > 0)'),
+    'bug_decl_layer_cache': ('ok_decl_layer_cache',
+        'linear_cache, Z = caches[l]',
+        "linear_cache, _ = caches[l]\n        _, Z = caches[l + 1]  # the i-1 bug: the next layer's Z"),
+    'bug_decl_sized_class': ('ok_decl_sized_class',
+        'm = Y.shape[1]\n        delta = (self.activations[-1] - Y) / m',
+        'delta = self.activations[-1] - Y  # no division by the batch size'),
+    'bug_decl_per_sample_columns': ('ok_decl_per_sample_columns',
+        'delta = (weights[l].T @ delta) * (zs[l - 1] > 0)',
+        'delta = weights[l].T @ delta'),
+    'bug_decl_class_methods': ('ok_decl_class_methods',
+        'delta = (self.A[-1] - Y) / Y.shape[0]',
+        'delta = (Y - self.A[-1]) / Y.shape[0]'),
+    'bug_decl_logits': ('ok_decl_logits',
+        'grads.insert(0, (acts[i].T @ delta, delta.sum(axis=0)))',
+        'grads.insert(0, (acts[i].T @ delta, delta.mean(axis=0)))'),
+    'bug_decl_logits_unguarded': ('ok_decl_logits',
+        'e = np.exp(z - z.max(axis=1, keepdims=True))',
+        'e = np.exp(z)'),
+    'bug_decl_int_row': ('ok_decl_int_row',
+        'delta /= len(y)',
+        'pass  # the batch mean is missing'),
+    'bug_decl_no_zs': ('ok_decl_no_zs',
+        'delta = (delta @ params[i][0].T) * (acts[i] > 0)',
+        'delta = (delta @ params[i][0].T) * (acts[i + 1] > 0)'),
+}
+
+
+def declared_source(name: str) -> tuple[str, str]:
+    """(module source, declaration TOML) of a declared variant: the files in declared/ for a
+    correct one; for a buggy one, its twin's code with the patch applied, and the twin's TOML."""
+    if name not in DECLARED_PATCHES:
+        return (DECLARED_DIR / f"{name}.py").read_text(), (DECLARED_DIR / f"{name}.toml").read_text()
+    twin, old, new = DECLARED_PATCHES[name]
+    code = (DECLARED_DIR / f"{twin}.py").read_text()
+    if code.count(old) != 1:
+        raise VariantPatchError(f"declared variant {name!r}: expected 1 occurrence of {old!r} in {twin}.py, "
+                                f"found {code.count(old)}: update DECLARED_PATCHES so it still carries its bug")
+    body = ast.parse(code).body
+    start = body[0].end_lineno if body and isinstance(body[0], ast.Expr) else 0  # the twin's docstring
+    rest = "\n".join(code.splitlines()[start:]).lstrip("\n").replace(old, new)
+    source = (_header("buggy", DECLARED[name][0]) + f'"""Buggy variant judged through a declaration ({twin}.toml): '
+              f'{DECLARED[name][0]}."""\n\n' + rest + "\n")
+    compile(source, f"{name}.py", "exec")
+    return source, (DECLARED_DIR / f"{twin}.toml").read_text()
+
+
+def write_declared(name: str, dest: Path) -> tuple[Path, Path]:
+    """Writes the declared variant ``name`` into ``dest`` as NAME.py and NAME.toml."""
+    source, toml = declared_source(name)
+    dest.mkdir(parents=True, exist_ok=True)
+    path, declaration = dest / f"{name}.py", dest / f"{name}.toml"
+    path.write_text(source)
+    declaration.write_text(toml)
+    return path, declaration
+
 
 # What else a declared buggy variant's messages may name: the same mistake seen in another
 # function its interface gives (a logits-only network's backward runs its own softmax).
@@ -205,9 +272,7 @@ def materialize(dest: Path, *, include_control: bool = True) -> list[Variant]:
         variants.append(Variant(name, "correct", path, frozenset(), description))
     specs = {spec.name: spec for spec in BUGGY}
     for name, (description, bug) in DECLARED.items():
-        path, declaration = dest / f"{name}.py", dest / f"{name}.toml"
-        shutil.copyfile(DECLARED_DIR / f"{name}.py", path)
-        shutil.copyfile(DECLARED_DIR / f"{name}.toml", declaration)
+        path, declaration = write_declared(name, dest)
         if bug is None:
             variants.append(Variant(name, "correct", path, frozenset(), description, declaration=declaration))
         else:
