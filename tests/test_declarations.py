@@ -3,12 +3,16 @@ precedence and trust, and what the grader makes of a limited check."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
 import importlib.util
 import json
+import shutil
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from types import ModuleType
@@ -22,18 +26,49 @@ from conformance.exact import exact_forward
 from conformance.declaration import (KEYS, DeclarationError, from_toml, limits_of,
                                      module_literal, normalise, resolve)
 from tests.helpers import run_suite
-from tools.catalogue import DECLARED, DECLARED_DIR, DECLARED_PATCHES, declared_source, write_declared
+from tools.catalogue import (DECLARED, DECLARED_DIR, DECLARED_FROM_RECIPES, DECLARED_PATCHES, declared_source,
+                             write_declared)
 from conformance.grade.score.rubric import Baseline, neutral_skip
 
 USAGE_ERROR = 4
 
+# A correct forward of the section's interface, for the small candidates written by these tests.
+FORWARD_SOURCE = '''
+def forward(X, params):
+    acts, zs = [X], []
+    for i, (W, b) in enumerate(params):
+        z = acts[-1] @ W + b
+        zs.append(z)
+        if i == len(params) - 1:
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            acts.append(e / e.sum(axis=1, keepdims=True))
+        else:
+            acts.append(np.maximum(z, 0))
+    return acts, zs
+'''
+
+
+@functools.lru_cache(maxsize=None)
+def _variants() -> Path:
+    """Every declared variant written out once (buggy twins and the recipes' student code are
+    generated: tools/catalogue)."""
+    folder = Path(tempfile.mkdtemp(prefix="declared-"))
+    atexit.register(shutil.rmtree, folder, True)
+    for name in DECLARED:
+        write_declared(name, folder)
+    return folder
+
+
+def _variant(name: str) -> Path:
+    return _variants() / f"{name}.py"
+
 
 def _load(name: str) -> tuple[ModuleType, dict]:
-    path = DECLARED_DIR / f"{name}.py"
+    path = _variant(name)
     spec = importlib.util.spec_from_file_location(f"_decl_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module, from_toml(DECLARED_DIR / f"{name}.toml").wire()
+    return module, from_toml(path.with_suffix(".toml")).wire()
 
 
 # --- the declaration: strict, short, defaults = the section's interface ---------------------
@@ -114,7 +149,8 @@ def test_the_four_named_styles_take_at_most_10_lines(name: str) -> None:
 def test_every_declared_variant_has_its_declaration(tmp_path: Path) -> None:
     """The correct ones are files; each buggy one is its twin with one change (generated)."""
     correct = set(DECLARED) - set(DECLARED_PATCHES)
-    assert {p.stem for p in DECLARED_DIR.glob("*.py")} == correct
+    recipes = {f"ok_decl_{r}" for r in DECLARED_FROM_RECIPES}
+    assert {p.stem for p in DECLARED_DIR.glob("*.py")} == correct - recipes
     assert {p.stem for p in DECLARED_DIR.glob("*.toml")} == correct
     for name in DECLARED:
         source, _ = declared_source(name)
@@ -355,18 +391,7 @@ def test_a_fused_step_declaration_names_what_is_missing(raw: dict, key: str, wor
 _STEP_SOURCE = textwrap.dedent("""
     import numpy as np
     SEEN = []  # the gradients each step applied, as the candidate computed them
-
-    def forward(X, params):
-        acts, zs = [X], []
-        for i, (W, b) in enumerate(params):
-            z = acts[-1] @ W + b
-            zs.append(z)
-            if i == len(params) - 1:
-                e = np.exp(z - z.max(axis=1, keepdims=True))
-                acts.append(e / e.sum(axis=1, keepdims=True))
-            else:
-                acts.append(np.maximum(z, 0))
-        return acts, zs
+""") + FORWARD_SOURCE + textwrap.dedent("""
 
     def grads(acts, zs, Y, params):
         delta = (acts[-1] - Y) / len(Y)
@@ -562,7 +587,7 @@ def test_a_wrong_declaration_stops_the_run_as_a_usage_error(tmp_path: Path) -> N
     toml = tmp_path / "assignment.toml"
     toml.write_text('layout = "columns"\nbias = "colum"\n')
     report = tmp_path / "report.json"
-    run = run_suite(DECLARED_DIR / "ok_decl_column_dict_cache.py", f"--declaration={toml}",
+    run = run_suite(_variant("ok_decl_column_dict_cache"), f"--declaration={toml}",
                     "--conformance-report", str(report), "-k", "golden")
     assert run.returncode == USAGE_ERROR, run.stdout + run.stderr
     assert "bias" in run.stderr and "colum" in run.stderr
@@ -625,7 +650,7 @@ def test_an_interface_limit_inside_a_hypothesis_example_reads_as_a_skip(tmp_path
     interface limit must not read "Failing explicit example" on a run that passed."""
     name = "ok_decl_backward_recomputes"
     report = tmp_path / "r.json"
-    run = run_suite(DECLARED_DIR / f"{name}.py", f"--declaration={DECLARED_DIR / (name + '.toml')}",
+    run = run_suite(_variant(name), f"--declaration={DECLARED_DIR / (name + '.toml')}",
                     "--conformance-report", str(report), "-rs", "-k", "finite_differences")
     assert run.returncode == 0, run.stdout[-3000:]
     assert "Failing explicit example" not in run.stdout + report.read_text()
@@ -639,18 +664,7 @@ HOSTILE = '''
 import numpy as np
 CONFORMANCE = {"backward": "gradients", "backward_args": ["X", "Y", "params"], "train": ""}
 
-def forward(X, params):
-    acts, zs = [X], []
-    for i, (W, b) in enumerate(params):
-        z = acts[-1] @ W + b
-        zs.append(z)
-        if i == len(params) - 1:
-            e = np.exp(z - z.max(axis=1, keepdims=True))
-            acts.append(e / e.sum(axis=1, keepdims=True))
-        else:
-            acts.append(np.maximum(z, 0))
-    return acts, zs
-
+''' + FORWARD_SOURCE + '''
 def gradients(X, Y, params):
     acts, zs = forward(X, params)
     delta = (acts[-1] - Y) / len(Y)
@@ -720,7 +734,7 @@ def _adapt(path: Path) -> tuple[int, str]:
                                   "ok_decl_class_methods", "ok_decl_int_row", "ok_decl_no_zs",
                                   "ok_decl_fused_update", "ok_decl_sized_class"])
 def test_adapt_proposes_the_declaration_that_fits(tmp_path: Path, name: str) -> None:
-    status, text = _adapt(DECLARED_DIR / f"{name}.py")
+    status, text = _adapt(_variant(name))
     assert status == 0, text
     proposed = tmp_path / "proposed.toml"
     proposed.write_text(text)
@@ -750,7 +764,7 @@ def test_adapt_proposes_a_per_layer_cache_and_maps_helpers_away(tmp_path: Path) 
     """The course style: the ((A_prev, W, b), Z) cache is named from shapes, relu/softmax helpers
     returning (A, Z) are mapped to nothing, compute_cost becomes the loss; only the labels stay a
     question (AL - Y runs with integer labels too)."""
-    status, text = _adapt(DECLARED_DIR / "ok_decl_layer_cache.py")
+    status, text = _adapt(_variant("ok_decl_layer_cache"))
     questions = [line for line in text.splitlines() if line.startswith("# open question")]
     assert status == 1 and len(questions) == 1 and "labels" in questions[0], text
     proposed = tmp_path / "proposed.toml"
@@ -759,7 +773,7 @@ def test_adapt_proposes_a_per_layer_cache_and_maps_helpers_away(tmp_path: Path) 
 
 
 def test_adapt_says_which_question_it_cannot_settle(tmp_path: Path) -> None:
-    status, text = _adapt(DECLARED_DIR / "ok_decl_per_sample_columns.py")
+    status, text = _adapt(_variant("ok_decl_per_sample_columns"))
     assert status == 1 and "open question: labels" in text and "per_sample = true" in text
     module = tmp_path / "nothing.py"
     module.write_text("def hello(x):\n    return x\n")
@@ -924,7 +938,7 @@ def test_per_sample_code_may_keep_no_pre_activations(tmp_path: Path) -> None:
 def test_a_declared_no_zs_forward_passes_with_its_zs_checks_skipped_as_limits(tmp_path: Path) -> None:
     name = "ok_decl_no_zs"
     report = tmp_path / "report.json"
-    run = run_suite(DECLARED_DIR / f"{name}.py", f"--declaration={DECLARED_DIR / (name + '.toml')}",
+    run = run_suite(_variant(name), f"--declaration={DECLARED_DIR / (name + '.toml')}",
                     "--conformance-report", str(report))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     data = json.loads(report.read_text())
@@ -952,7 +966,7 @@ def test_a_declared_no_zs_bug_fails_and_is_named(tmp_path: Path) -> None:
     assert failed and "relu_index" in named_keys, named_keys
 
 
-OWN_NO_ZS = (DECLARED_DIR / "ok_decl_no_zs.py").read_text() + """
+OWN_NO_ZS = declared_source("ok_decl_no_zs")[0] + """
 CONFORMANCE = {"labels": "integer", "forward": "feedforward", "forward_returns": ["acts"],
                "backward": "backprop", "backward_args": ["acts", "Y", "params"]}
 """

@@ -147,13 +147,36 @@ DECLARED_PATCHES: dict[str, tuple[str, str, str]] = {
 }
 
 
+# The glue recipes' student code, judged through a declaration instead of its adapter: the
+# recipe's module (tools/catalogue/correct/ok_adapter_<x>.py) without its "# ---- adapter" part.
+DECLARED_FROM_RECIPES = ("integer_labels", "row_biases", "column_major", "class_model",
+                         "backward_recomputes", "fused_update")
+
+
+def _recipe_code(recipe: str) -> str:
+    source = (CORRECT_DIR / f"ok_adapter_{recipe}.py").read_text()
+    body = ast.parse(source).body
+    start = body[0].end_lineno if body and isinstance(body[0], ast.Expr) else 0  # its docstring
+    code = "\n".join(source.splitlines()[start:]).lstrip("\n")
+    if code.count("# ---- adapter") != 1:
+        raise VariantPatchError(f"ok_adapter_{recipe}.py: expected one '# ---- adapter' line before its glue")
+    return code[:code.index("# ---- adapter")].rstrip() + "\n"
+
+
 def declared_source(name: str) -> tuple[str, str]:
     """(module source, declaration TOML) of a declared variant: the files in declared/ for a
-    correct one; for a buggy one, its twin's code with the patch applied, and the twin's TOML."""
+    correct one (a glue recipe's: its student code, the recipe without its adapter); for a buggy
+    one, its twin's code with the patch applied, and the twin's TOML."""
+    toml = (DECLARED_DIR / f"{name}.toml").read_text() if name not in DECLARED_PATCHES else ""
+    recipe = name.removeprefix("ok_decl_")
+    if recipe in DECLARED_FROM_RECIPES:
+        return (f'"""Correct variant judged through a declaration ({name}.toml, no glue): the student code of '
+                f'ADAPTERS.md\'s ok_adapter_{recipe}.py, unchanged, without its adapter."""\n\n'
+                + _recipe_code(recipe)), toml
     if name not in DECLARED_PATCHES:
-        return (DECLARED_DIR / f"{name}.py").read_text(), (DECLARED_DIR / f"{name}.toml").read_text()
+        return (DECLARED_DIR / f"{name}.py").read_text(), toml
     twin, old, new = DECLARED_PATCHES[name]
-    code = (DECLARED_DIR / f"{twin}.py").read_text()
+    code = declared_source(twin)[0]
     if code.count(old) != 1:
         raise VariantPatchError(f"declared variant {name!r}: expected 1 occurrence of {old!r} in {twin}.py, "
                                 f"found {code.count(old)}: update DECLARED_PATCHES so it still carries its bug")
