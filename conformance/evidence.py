@@ -170,3 +170,10 @@ def findings_of(properties: Any) -> list[Finding]:
 
 def as_property(findings: Sequence[Finding]) -> dict[str, Any]:
     return {"schema": EVIDENCE_SCHEMA, "findings": [f.as_dict() for f in findings]}
+
+
+def skip_text(longrepr: Any) -> str:
+    """Why a test was skipped, from its report's ``longrepr``, as the suite's skip said it
+    (the JSON report caps it; the summary groups by it)."""
+    reason = str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr or "")
+    return reason.removeprefix("Skipped: ")

@@ -124,13 +124,10 @@ def _json_safe(value: Any) -> Any:
 
 
 def skip_reason(report: pytest.TestReport) -> str:
-    """Why a test was skipped, as the suite's skip said it (capped), for the report and summary."""
-    longrepr = report.longrepr
-    if isinstance(longrepr, tuple) and len(longrepr) == 3:
-        reason = str(longrepr[2])
-    else:
-        reason = str(longrepr or "")
-    return cap_text(reason.removeprefix("Skipped: "), SHORT_TEXT_CAP, 0)
+    """Why a test was skipped (capped), for the JSON report."""
+    from conformance.evidence import skip_text
+
+    return cap_text(skip_text(report.longrepr), SHORT_TEXT_CAP, 0)
 
 
 def _crash_message(report: pytest.TestReport) -> str:

@@ -26,7 +26,7 @@ from conformance.diagnosis import (
     function_of,
 )
 from conformance.mistakes import AREAS, mistake
-from conformance.report import skip_reason
+from conformance.evidence import skip_text
 
 NAME = "conformance-summary"
 AREA_ORDER = AREAS
@@ -198,7 +198,7 @@ class RunSummary:
         record = self.records.setdefault(report.nodeid, Record(report.nodeid, area_of(report.nodeid, report.user_properties)))
         if report.skipped and record.outcome == "passed":
             record.outcome = "skipped"
-            record.skip_reason = skip_reason(report)
+            record.skip_reason = skip_text(report.longrepr)
         elif report.failed and record.outcome in ("passed", "skipped"):
             record.outcome = "failed" if report.when == "call" else "error"
             record.text = _message(report)
