@@ -21,6 +21,7 @@ import io
 import json
 import platform
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -259,10 +260,19 @@ def build_case(spec: CaseSpec) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    # np.savez writes zip members with a fixed timestamp, so equal arrays give equal bytes.
+    """The arrays as a compressed .npz (np.load reads it), byte-identical for equal arrays on
+    every Python: each member is written whole with a fixed date. np.savez_compressed streams its
+    members, and whether zipfile then writes zip64 headers differs between Python patch releases
+    (3.11.2 and 3.11.7 give different bytes for the same arrays)."""
     buffer = io.BytesIO()
-    # (the names are the fixture's arrays, never savez's own allow_pickle keyword)
-    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o600 << 16
+            archive.writestr(info, member.getvalue())
     return buffer.getvalue()
 
 
